@@ -1,0 +1,1 @@
+//! Kernel benchmarks (placeholder module body filled below).

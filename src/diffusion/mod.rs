@@ -1,0 +1,5 @@
+//! Diffusion processes: noise schedules.
+
+mod schedule;
+
+pub use schedule::DdpmSchedule;

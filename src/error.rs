@@ -1,0 +1,34 @@
+//! One error type for the crate: every variant names the problem and, where there is one,
+//! the fix.
+
+/// Errors returned by the GPU context and the kernel launchers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No adapter could be found or the requested one is missing.
+    #[error("no usable GPU adapter: {0}")]
+    NoAdapter(String),
+    /// The adapter refused to open a device.
+    #[error("could not open a device on adapter '{adapter}': {reason}")]
+    Device { adapter: String, reason: String },
+    /// A shape argument is zero, inconsistent or too large.
+    #[error("invalid shape: {0}")]
+    Shape(String),
+    /// A scalar parameter is out of its range.
+    #[error("invalid parameter: {0}")]
+    Param(String),
+    /// A buffer is too small, lacks a usage flag, or is larger than a binding may be.
+    #[error("buffer `{name}`: {problem}")]
+    Buffer { name: &'static str, problem: String },
+    /// The launch would exceed a limit of this device.
+    #[error("over this device's limits: {0}")]
+    Limit(String),
+    /// A WGSL source failed to parse, validate or translate.
+    #[error("shader `{name}`: {message}")]
+    Shader { name: String, message: String },
+    /// Mapping a buffer for readback, or waiting for the GPU, failed.
+    #[error("GPU readback failed: {0}")]
+    Readback(String),
+}
+
+/// Result with the crate's error.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,276 @@
+//! The GPU context: adapter choice, device features and limits, buffer helpers, readback.
+
+mod timer;
+
+pub use timer::GpuTimer;
+
+use crate::{Error, Result};
+use wgpu::util::DeviceExt;
+
+/// Optional device features the crate uses when the adapter has them.
+pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::SHADER_F16);
+
+/// A wgpu device opened on the chosen adapter, with what we need to know about it.
+pub struct Gpu {
+    pub instance: wgpu::Instance,
+    pub adapter: wgpu::Adapter,
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+}
+
+/// Preference order of device types: hardware first, the CPU (lavapipe) last.
+fn type_rank(t: wgpu::DeviceType) -> u32 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+/// Native APIs before OpenGL, which lacks the storage-buffer sizes we need.
+fn backend_rank(b: wgpu::Backend) -> u32 {
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    }
+}
+
+impl Gpu {
+    /// Opens the best adapter: `WGPU_BACKEND` (vulkan, metal, dx12, gl) restricts the APIs,
+    /// `WGPU_ADAPTER_NAME` picks the first adapter whose name contains it (case-insensitive);
+    /// otherwise a hardware GPU is preferred and the software Vulkan adapter is the fallback.
+    pub fn new() -> Result<Self> {
+        let name = std::env::var("WGPU_ADAPTER_NAME").ok().filter(|s| !s.is_empty());
+        Self::with_adapter_name(name.as_deref())
+    }
+
+    /// As [`Gpu::new`], with an explicit adapter-name filter instead of the environment's.
+    pub fn with_adapter_name(name: Option<&str>) -> Result<Self> {
+        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        let backends = desc.backends;
+        let instance = wgpu::Instance::new(desc);
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        let listing = adapters
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                format!("'{}' ({:?}, {:?})", i.name, i.backend, i.device_type)
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let adapter = match name {
+            Some(want) => {
+                let want_lc = want.to_lowercase();
+                adapters
+                    .into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&want_lc))
+                    .ok_or_else(|| {
+                        Error::NoAdapter(format!(
+                            "no adapter name contains '{want}' (WGPU_ADAPTER_NAME); available: {}",
+                            if listing.is_empty() { "none".into() } else { listing.clone() }
+                        ))
+                    })?
+            }
+            None => adapters
+                .into_iter()
+                .min_by_key(|a| {
+                    let i = a.get_info();
+                    (backend_rank(i.backend), type_rank(i.device_type))
+                })
+                .ok_or_else(|| {
+                    Error::NoAdapter(format!(
+                        "wgpu found no adapter for backends {backends:?}. Install a GPU driver, or \
+                         the software Vulkan driver (Debian/Ubuntu: `apt-get install \
+                         mesa-vulkan-drivers`); check WGPU_BACKEND if it is set"
+                    ))
+                })?,
+        };
+        Self::from_adapter(instance, adapter)
+    }
+
+    /// Opens a device on `adapter` with its full limits and the optional features it has.
+    pub fn from_adapter(instance: wgpu::Instance, adapter: wgpu::Adapter) -> Result<Self> {
+        let info = adapter.get_info();
+        let features = adapter.features() & OPTIONAL_FEATURES;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("imba"),
+            required_features: features,
+            required_limits: adapter.limits(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Device {
+            adapter: info.name.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            instance,
+            adapter,
+            device,
+            queue,
+            info,
+        })
+    }
+
+    /// Whether GPU timestamps can be written between passes of a command encoder.
+    pub fn has_timestamps(&self) -> bool {
+        self.device.features().contains(
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
+        )
+    }
+
+    /// A storage buffer (also copy source and destination) holding `data`.
+    pub fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        if bytes.is_empty() {
+            return self.zeros(label, 4);
+        }
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytes,
+                usage: storage_usage(),
+            })
+    }
+
+    /// A zero-filled storage buffer of `bytes` bytes (rounded up to a multiple of 4).
+    pub fn zeros(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(4).next_multiple_of(4),
+            usage: storage_usage(),
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A storage buffer of `len` f32 set to NaN, so that an element a kernel fails to write
+    /// shows up in a comparison.
+    pub fn poisoned(&self, label: &str, len: usize) -> wgpu::Buffer {
+        self.upload(label, &vec![f32::NAN; len.max(1)])
+    }
+
+    /// Submits an encoder's commands and waits for them to finish.
+    pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
+        self.queue.submit(Some(encoder.finish()));
+        self.wait()
+    }
+
+    /// Waits until the queue is idle.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Readback(e.to_string()))
+    }
+
+    /// A new command encoder.
+    pub fn encoder(&self) -> wgpu::CommandEncoder {
+        self.device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("imba") })
+    }
+
+    /// Copies the first `len` elements of a buffer back to the host.
+    pub fn read<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
+        let bytes = (len * std::mem::size_of::<T>()) as u64;
+        if bytes > buffer.size() {
+            return Err(Error::Buffer {
+                name: "readback",
+                problem: format!("asked for {bytes} bytes of a {}-byte buffer", buffer.size()),
+            });
+        }
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.encoder();
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        self.queue.submit(Some(encoder.finish()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|e| Error::Readback(e.to_string()))?
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let view = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Readback(e.to_string()))?;
+        let out = bytemuck::cast_slice::<u8, T>(&view).to_vec();
+        drop(view);
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// A human-readable description: adapter, backend, driver, features and the limits that
+    /// matter to the kernels.
+    pub fn describe(&self) -> String {
+        let i = &self.info;
+        let f = self.device.features();
+        let l = self.device.limits();
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        let mut s = String::new();
+        s += &format!("adapter        {}\n", i.name);
+        s += &format!("backend        {:?}\n", i.backend);
+        s += &format!("device type    {:?}\n", i.device_type);
+        s += &format!("driver         {} ({})\n", i.driver, i.driver_info);
+        s += &format!("vendor/device  {:#06x}/{:#06x}\n", i.vendor, i.device);
+        s += &format!(
+            "subgroup size  {}..{}\n",
+            i.subgroup_min_size, i.subgroup_max_size
+        );
+        s += "features\n";
+        s += &format!(
+            "  timestamps (in encoders)   {}\n",
+            yes(f.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS))
+        );
+        s += &format!(
+            "  subgroups                  {}\n",
+            yes(f.contains(wgpu::Features::SUBGROUP))
+        );
+        s += &format!(
+            "  shader f16                 {}\n",
+            yes(f.contains(wgpu::Features::SHADER_F16))
+        );
+        s += "limits\n";
+        s += &format!(
+            "  max storage binding        {} MiB\n",
+            l.max_storage_buffer_binding_size / (1 << 20)
+        );
+        s += &format!("  max buffer size            {} MiB\n", l.max_buffer_size >> 20);
+        s += &format!(
+            "  max workgroups per dim     {}\n",
+            l.max_compute_workgroups_per_dimension
+        );
+        s += &format!(
+            "  max invocations per group  {}\n",
+            l.max_compute_invocations_per_workgroup
+        );
+        s += &format!(
+            "  workgroup memory           {} KiB\n",
+            l.max_compute_workgroup_storage_size / 1024
+        );
+        s += &format!(
+            "  storage buffers per stage  {}\n",
+            l.max_storage_buffers_per_shader_stage
+        );
+        s
+    }
+}
+
+/// Usage flags of the crate's storage buffers.
+pub fn storage_usage() -> wgpu::BufferUsages {
+    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+}

@@ -1,0 +1,173 @@
+//! What every launcher does: check buffers against the shape and the device's limits, lay
+//! out a 2-D grid of workgroups, build bind groups and pipelines.
+
+use crate::{Error, Result};
+use std::num::NonZeroU64;
+use wgpu::util::DeviceExt;
+
+/// Binding kinds used by our shaders.
+#[derive(Clone, Copy)]
+pub(crate) enum Slot {
+    Uniform,
+    Read,
+    ReadWrite,
+}
+
+/// One explicit bind-group layout shared by every entry point of a family, so a launch can
+/// bind its buffers once and run several entry points with the same bind group.
+pub(crate) fn layout(device: &wgpu::Device, label: &str, slots: &[(u32, Slot)]) -> wgpu::BindGroupLayout {
+    let entries: Vec<_> = slots
+        .iter()
+        .map(|&(binding, slot)| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: match slot {
+                Slot::Uniform => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                Slot::Read | Slot::ReadWrite => wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage {
+                        read_only: matches!(slot, Slot::Read),
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+            },
+            count: None,
+        })
+        .collect();
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(label),
+        entries: &entries,
+    })
+}
+
+/// Compute pipelines for the named entry points of one module, all with `layout`.
+pub(crate) fn pipelines(
+    device: &wgpu::Device,
+    family: &str,
+    layout: &wgpu::BindGroupLayout,
+    entries: &[&str],
+) -> Result<Vec<wgpu::ComputePipeline>> {
+    let module = crate::shaders::module(device, family)?;
+    let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(family),
+        bind_group_layouts: &[Some(layout)],
+        immediate_size: 0,
+    });
+    Ok(entries
+        .iter()
+        .map(|entry| {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+        })
+        .collect())
+}
+
+/// A uniform buffer holding `value`.
+pub(crate) fn uniform<T: bytemuck::Pod>(device: &wgpu::Device, value: &T) -> wgpu::Buffer {
+    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("params"),
+        contents: bytemuck::bytes_of(value),
+        usage: wgpu::BufferUsages::UNIFORM,
+    })
+}
+
+/// A small storage buffer bound where an entry point's slot is unused in this launch.
+pub(crate) fn placeholder(device: &wgpu::Device) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("unused-slot"),
+        size: 16,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    })
+}
+
+/// Checks that `buffer` can be bound as storage for `bytes` bytes on this device.
+pub(crate) fn check_storage(
+    device: &wgpu::Device,
+    name: &'static str,
+    buffer: &wgpu::Buffer,
+    bytes: u64,
+) -> Result<()> {
+    if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+        return Err(Error::Buffer {
+            name,
+            problem: "lacks BufferUsages::STORAGE; create it with STORAGE usage".into(),
+        });
+    }
+    if buffer.size() < bytes {
+        return Err(Error::Buffer {
+            name,
+            problem: format!(
+                "holds {} bytes but the shape needs {bytes} ({} f32); allocate it for the shape",
+                buffer.size(),
+                bytes / 4
+            ),
+        });
+    }
+    let max = device.limits().max_storage_buffer_binding_size;
+    if bytes > max {
+        return Err(Error::Limit(format!(
+            "`{name}` needs a {bytes}-byte storage binding but this device allows {max}; use a \
+             smaller batch"
+        )));
+    }
+    Ok(())
+}
+
+/// The binding of the first `bytes` bytes of a buffer.
+pub(crate) fn range(buffer: &wgpu::Buffer, bytes: u64) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        buffer,
+        offset: 0,
+        size: NonZeroU64::new(bytes.max(4)),
+    })
+}
+
+/// A 2-D grid for `groups` workgroups under the per-dimension limit: (x, y) with x·y ≥ groups.
+pub(crate) fn grid(device: &wgpu::Device, groups: u64) -> Result<(u32, u32)> {
+    let max = device.limits().max_compute_workgroups_per_dimension as u64;
+    let groups = groups.max(1);
+    let x = groups.min(max);
+    let y = groups.div_ceil(x);
+    if y > max {
+        return Err(Error::Limit(format!(
+            "{groups} workgroups exceed {max}×{max}; use a smaller batch"
+        )));
+    }
+    Ok((x as u32, y as u32))
+}
+
+/// Bind group from (binding, resource) pairs.
+pub(crate) fn bind_group(
+    device: &wgpu::Device,
+    layout: &wgpu::BindGroupLayout,
+    entries: Vec<(u32, wgpu::BindingResource<'_>)>,
+) -> wgpu::BindGroup {
+    let entries: Vec<_> = entries
+        .into_iter()
+        .map(|(binding, resource)| wgpu::BindGroupEntry { binding, resource })
+        .collect();
+    device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout,
+        entries: &entries,
+    })
+}
+
+/// The binding of `x`, or of the placeholder `fallback` for an unused slot.
+pub(crate) fn range_or<'a>(x: Option<(&'a wgpu::Buffer, u64)>, fallback: &'a wgpu::Buffer) -> wgpu::BindingResource<'a> {
+    match x {
+        Some((b, n)) => range(b, n),
+        None => range(fallback, 16),
+    }
+}

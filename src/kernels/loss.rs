@@ -1,0 +1,505 @@
+//! Launchers of `shaders/loss.wgsl`: the fused IMBA loss (DESIGN §3.3) and the baseline MSE.
+//!
+//! The default IMBA variant (token-wise D, no normalisation) is one pass over the
+//! predictions plus a one-workgroup finalisation. The sample-wise and batch-normalised
+//! variants need D of other tokens before any gradient can be written, so they first run a
+//! weight pass (and a per-sample mean and/or a batch sum), then the same fused pass reading D.
+
+use super::common::{self, Slot};
+use super::{ImageGeometry, TokenShape};
+use crate::{Error, Result};
+
+/// How the per-token weight D is formed from the unconditional error ε − ε_u.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DForm {
+    /// D = mean_k |ε − ε_u|^γ (the paper's default).
+    #[default]
+    MeanAbsPow,
+    /// D = (mean_k (ε − ε_u)²)^(γ/2).
+    PowOfRms,
+    /// D = (mean_k (ε − ε_u)²)^γ.
+    PowOfMse,
+}
+
+/// Optional normalisation of D.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Normalize {
+    #[default]
+    None,
+    /// D /= mean over the batch's tokens of D.
+    BatchMean,
+}
+
+/// Token-wise D, or the sample-wise ablation (D averaged over the tokens of each sample).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Granularity {
+    #[default]
+    Token,
+    Sample,
+}
+
+/// Parameters of the IMBA loss L = λ·L_c + (1−λ)·L_u.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ImbaParams {
+    pub gamma: f32,
+    pub lambda: f32,
+    pub form: DForm,
+    pub normalize: Normalize,
+    pub granularity: Granularity,
+}
+
+impl Default for ImbaParams {
+    /// γ = 0.8, λ = 0.9, token-wise mean |·|^γ, no normalisation.
+    fn default() -> Self {
+        Self {
+            gamma: 0.8,
+            lambda: 0.9,
+            form: DForm::MeanAbsPow,
+            normalize: Normalize::None,
+            granularity: Granularity::Token,
+        }
+    }
+}
+
+impl ImbaParams {
+    /// γ = 0: D ≡ 1, the dual baseline at equal compute.
+    pub fn dual_baseline() -> Self {
+        Self { gamma: 0.0, ..Self::default() }
+    }
+
+    /// γ ≥ 0 and finite, λ in [0, 1].
+    pub fn validate(&self) -> Result<()> {
+        if !(self.gamma >= 0.0 && self.gamma.is_finite()) {
+            return Err(Error::Param(format!(
+                "γ (gamma) must be a finite number ≥ 0, got {}; γ = 0 is the dual baseline",
+                self.gamma
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.lambda) {
+            return Err(Error::Param(format!(
+                "λ (lambda) must be in [0, 1], got {}",
+                self.lambda
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether D must be known for all tokens before the fused pass (extra passes).
+    pub fn needs_weight_pass(&self) -> bool {
+        self.granularity == Granularity::Sample || self.normalize == Normalize::BatchMean
+    }
+}
+
+/// What the prediction is compared with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetKind {
+    /// ε (DDPM ε-prediction).
+    Epsilon,
+    /// v = ε − x0 (rectified flow).
+    Velocity,
+}
+
+/// Where the target comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// ε regenerated from Philox (seed, step) at each element's flat (B,C,H,W) index of
+    /// `geometry`, exactly as the noise kernel drew it. `x0` (B,C,H,W) is needed for
+    /// [`TargetKind::Velocity`].
+    Philox {
+        seed: u32,
+        step: u32,
+        geometry: ImageGeometry,
+        kind: TargetKind,
+        x0: Option<&'a wgpu::Buffer>,
+    },
+    /// A target in token layout (B, N, K), (i, j, c) order: for engines with their own noise.
+    Explicit(&'a wgpu::Buffer),
+}
+
+/// Arguments of [`LossKernels::record_imba`]. Token buffers are (B, N, K) f32.
+pub struct ImbaLossArgs<'a> {
+    pub shape: TokenShape,
+    /// ε_c = ε_θ(x_t, y, t).
+    pub pred_cond: &'a wgpu::Buffer,
+    /// ε_u = ε_θ(x_t, ∅, t).
+    pub pred_uncond: &'a wgpu::Buffer,
+    pub target: Target<'a>,
+    /// Output: D per token (B, N).
+    pub weights: &'a wgpu::Buffer,
+    /// Output: ∂L/∂ε_c.
+    pub grad_cond: &'a wgpu::Buffer,
+    /// Output: ∂L/∂ε_u.
+    pub grad_uncond: &'a wgpu::Buffer,
+    /// Output: [L, L_c, L_u, mean D], 4 f32.
+    pub scalars: &'a wgpu::Buffer,
+    pub workspace: &'a LossWorkspace,
+}
+
+/// Arguments of [`LossKernels::record_mse`].
+pub struct MseLossArgs<'a> {
+    pub shape: TokenShape,
+    pub pred: &'a wgpu::Buffer,
+    pub target: Target<'a>,
+    /// Output: ∂L/∂pred.
+    pub grad: &'a wgpu::Buffer,
+    /// Output: [L, L, 0, 1].
+    pub scalars: &'a wgpu::Buffer,
+    pub workspace: &'a LossWorkspace,
+}
+
+/// Scratch of a loss launch: one vec4 partial per workgroup and the batch sum of D.
+pub struct LossWorkspace {
+    shape: TokenShape,
+    partials: wgpu::Buffer,
+    weight_total: wgpu::Buffer,
+}
+
+impl LossWorkspace {
+    /// Scratch for launches of `shape`.
+    pub fn new(device: &wgpu::Device, shape: TokenShape) -> Result<Self> {
+        shape.validate()?;
+        let storage = |label, size| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        };
+        Ok(Self {
+            shape,
+            partials: storage("loss-partials", groups(shape) * 16),
+            weight_total: storage("loss-weight-total", 16),
+        })
+    }
+
+    pub fn shape(&self) -> TokenShape {
+        self.shape
+    }
+}
+
+fn groups(shape: TokenShape) -> u64 {
+    shape.rows().div_ceil(WG)
+}
+
+const WG: u64 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct Params {
+    batch: u32,
+    tokens: u32,
+    token_dim: u32,
+    target_source: u32,
+    channels: u32,
+    height: u32,
+    width: u32,
+    patch: u32,
+    seed: u32,
+    step: u32,
+    target_kind: u32,
+    d_form: u32,
+    weights_from_buffer: u32,
+    normalize: u32,
+    groups_x: u32,
+    partial_count: u32,
+    gamma: f32,
+    lambda: f32,
+    inv_count: f32,
+    _pad: f32,
+}
+
+/// `d_form` value that tells `loss_finalize` to write the baseline's scalars.
+const D_FORM_BASELINE: u32 = 3;
+
+/// Compiled pipelines of the loss family for one device.
+pub struct LossKernels {
+    layout: wgpu::BindGroupLayout,
+    token_weights: wgpu::ComputePipeline,
+    sample_mean: wgpu::ComputePipeline,
+    weights_total: wgpu::ComputePipeline,
+    fused: wgpu::ComputePipeline,
+    mse: wgpu::ComputePipeline,
+    finalize: wgpu::ComputePipeline,
+    unused_read: wgpu::Buffer,
+    unused_rw: [wgpu::Buffer; 2],
+}
+
+/// Buffers of one launch in slot order 1..=10, with the bytes bound.
+struct Bindings<'a> {
+    pred_cond: (&'a wgpu::Buffer, u64),
+    pred_uncond: Option<(&'a wgpu::Buffer, u64)>,
+    target: Option<(&'a wgpu::Buffer, u64)>,
+    x0: Option<(&'a wgpu::Buffer, u64)>,
+    weights: Option<(&'a wgpu::Buffer, u64)>,
+    grad_cond: (&'a wgpu::Buffer, u64),
+    grad_uncond: Option<(&'a wgpu::Buffer, u64)>,
+    scalars: (&'a wgpu::Buffer, u64),
+}
+
+impl LossKernels {
+    pub fn new(device: &wgpu::Device) -> Result<Self> {
+        use Slot::*;
+        let layout = common::layout(
+            device,
+            "loss",
+            &[
+                (0, Uniform),
+                (1, Read),
+                (2, Read),
+                (3, Read),
+                (4, Read),
+                (5, ReadWrite),
+                (6, ReadWrite),
+                (7, ReadWrite),
+                (8, ReadWrite),
+                (9, ReadWrite),
+                (10, ReadWrite),
+            ],
+        );
+        let mut p = common::pipelines(
+            device,
+            "loss",
+            &layout,
+            &[
+                "imba_token_weights",
+                "imba_sample_mean",
+                "weights_total",
+                "imba_fused",
+                "mse_fused",
+                "loss_finalize",
+            ],
+        )?
+        .into_iter();
+        Ok(Self {
+            token_weights: p.next().unwrap(),
+            sample_mean: p.next().unwrap(),
+            weights_total: p.next().unwrap(),
+            fused: p.next().unwrap(),
+            mse: p.next().unwrap(),
+            finalize: p.next().unwrap(),
+            layout,
+            unused_read: common::placeholder(device),
+            unused_rw: [common::placeholder(device), common::placeholder(device)],
+        })
+    }
+
+    /// Scratch for launches of `shape` (create once per shape and reuse).
+    pub fn workspace(&self, device: &wgpu::Device, shape: TokenShape) -> Result<LossWorkspace> {
+        LossWorkspace::new(device, shape)
+    }
+
+    /// Records the fused IMBA loss: D, ∂L/∂ε_c, ∂L/∂ε_u and the scalars [L, L_c, L_u, mean D].
+    pub fn record_imba(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        args: &ImbaLossArgs,
+        imba: &ImbaParams,
+    ) -> Result<()> {
+        imba.validate()?;
+        let s = args.shape;
+        let mut params = self.base_params(device, s, &args.target, args.workspace)?;
+        let (nk, bn) = (s.elements() * 4, s.rows() * 4);
+        common::check_storage(device, "pred_cond", args.pred_cond, nk)?;
+        common::check_storage(device, "pred_uncond", args.pred_uncond, nk)?;
+        common::check_storage(device, "weights", args.weights, bn)?;
+        common::check_storage(device, "grad_cond", args.grad_cond, nk)?;
+        common::check_storage(device, "grad_uncond", args.grad_uncond, nk)?;
+        common::check_storage(device, "scalars", args.scalars, 16)?;
+        params.gamma = imba.gamma;
+        params.lambda = imba.lambda;
+        params.d_form = match imba.form {
+            DForm::MeanAbsPow => 0,
+            DForm::PowOfRms => 1,
+            DForm::PowOfMse => 2,
+        };
+        params.normalize = (imba.normalize == Normalize::BatchMean) as u32;
+        params.weights_from_buffer = imba.needs_weight_pass() as u32;
+        let b = Bindings {
+            pred_cond: (args.pred_cond, nk),
+            pred_uncond: Some((args.pred_uncond, nk)),
+            target: explicit(&args.target, nk),
+            x0: x0_binding(&args.target),
+            weights: Some((args.weights, bn)),
+            grad_cond: (args.grad_cond, nk),
+            grad_uncond: Some((args.grad_uncond, nk)),
+            scalars: (args.scalars, 16),
+        };
+        let mut steps: Vec<(&wgpu::ComputePipeline, u64)> = Vec::new();
+        let token_groups = groups(s);
+        if imba.needs_weight_pass() {
+            steps.push((&self.token_weights, token_groups));
+            if imba.granularity == Granularity::Sample {
+                steps.push((&self.sample_mean, s.batch as u64));
+            }
+            if imba.normalize == Normalize::BatchMean {
+                steps.push((&self.weights_total, 1));
+            }
+        }
+        steps.push((&self.fused, token_groups));
+        steps.push((&self.finalize, 1));
+        self.run(device, encoder, params, &b, args.workspace, &steps)
+    }
+
+    /// Records the baseline loss L = mean (pred − target)² with its gradient; scalars
+    /// [L, L, 0, 1]. Label dropout happens before the model
+    /// ([`NoiseKernels::record_label_dropout`](super::NoiseKernels::record_label_dropout)).
+    pub fn record_mse(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        args: &MseLossArgs,
+    ) -> Result<()> {
+        let s = args.shape;
+        let mut params = self.base_params(device, s, &args.target, args.workspace)?;
+        let nk = s.elements() * 4;
+        common::check_storage(device, "pred", args.pred, nk)?;
+        common::check_storage(device, "grad", args.grad, nk)?;
+        common::check_storage(device, "scalars", args.scalars, 16)?;
+        params.d_form = D_FORM_BASELINE;
+        let b = Bindings {
+            pred_cond: (args.pred, nk),
+            pred_uncond: None,
+            target: explicit(&args.target, nk),
+            x0: x0_binding(&args.target),
+            weights: None,
+            grad_cond: (args.grad, nk),
+            grad_uncond: None,
+            scalars: (args.scalars, 16),
+        };
+        let g = groups(s);
+        self.run(device, encoder, params, &b, args.workspace, &[(&self.mse, g), (&self.finalize, 1)])
+    }
+
+    /// Shape/target validation shared by both losses, and the parameters they share.
+    fn base_params(
+        &self,
+        device: &wgpu::Device,
+        s: TokenShape,
+        target: &Target,
+        ws: &LossWorkspace,
+    ) -> Result<Params> {
+        s.validate()?;
+        if ws.shape != s {
+            return Err(Error::Shape(format!(
+                "workspace was made for {:?} but the launch is {:?}; make a workspace per shape",
+                ws.shape, s
+            )));
+        }
+        let mut p = Params {
+            batch: s.batch,
+            tokens: s.tokens,
+            token_dim: s.token_dim,
+            partial_count: groups(s) as u32,
+            inv_count: (1.0 / s.elements() as f64) as f32,
+            ..Default::default()
+        };
+        match *target {
+            Target::Philox { seed, step, geometry, kind, x0 } => {
+                geometry.validate()?;
+                if geometry.token_shape() != s {
+                    return Err(Error::Shape(format!(
+                        "image geometry {geometry:?} gives tokens {:?}, but the predictions are {s:?}",
+                        geometry.token_shape()
+                    )));
+                }
+                p.target_source = 0;
+                p.channels = geometry.channels;
+                p.height = geometry.height;
+                p.width = geometry.width;
+                p.patch = geometry.patch;
+                p.seed = seed;
+                p.step = step;
+                match (kind, x0) {
+                    (TargetKind::Epsilon, _) => p.target_kind = 0,
+                    (TargetKind::Velocity, Some(x0)) => {
+                        common::check_storage(device, "x0", x0, geometry.elements() * 4)?;
+                        p.target_kind = 1;
+                    }
+                    (TargetKind::Velocity, None) => {
+                        return Err(Error::Param(
+                            "the velocity target ε − x0 needs the clean images: pass x0".into(),
+                        ))
+                    }
+                }
+            }
+            Target::Explicit(t) => {
+                common::check_storage(device, "target", t, s.elements() * 4)?;
+                p.target_source = 1;
+            }
+        }
+        Ok(p)
+    }
+
+    /// Binds once and records `steps` (pipeline, workgroups) in one compute pass; wgpu orders
+    /// the dispatches through their storage dependencies.
+    fn run(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        mut params: Params,
+        b: &Bindings,
+        ws: &LossWorkspace,
+        steps: &[(&wgpu::ComputePipeline, u64)],
+    ) -> Result<()> {
+        // The token passes share one grid; one-workgroup and per-sample steps use x only.
+        let (gx, gy) = common::grid(device, groups(ws.shape))?;
+        let (sx, sy) = common::grid(device, ws.shape.batch as u64)?;
+        params.groups_x = gx;
+        if sy > 1 {
+            return Err(Error::Limit(format!(
+                "batch {} exceeds the {}-workgroup dispatch limit",
+                ws.shape.batch, sx
+            )));
+        }
+        let ub = common::uniform(device, &params);
+        let bg = common::bind_group(
+            device,
+            &self.layout,
+            vec![
+                (0, ub.as_entire_binding()),
+                (1, common::range(b.pred_cond.0, b.pred_cond.1)),
+                (2, common::range_or(b.pred_uncond, &self.unused_read)),
+                (3, common::range_or(b.target, &self.unused_read)),
+                (4, common::range_or(b.x0, &self.unused_read)),
+                (5, common::range_or(b.weights, &self.unused_rw[0])),
+                (6, common::range(b.grad_cond.0, b.grad_cond.1)),
+                (7, common::range_or(b.grad_uncond, &self.unused_rw[1])),
+                (8, common::range(&ws.partials, groups(ws.shape) * 16)),
+                (9, ws.weight_total.as_entire_binding()),
+                (10, common::range(b.scalars.0, b.scalars.1)),
+            ],
+        );
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("loss"),
+            timestamp_writes: None,
+        });
+        pass.set_bind_group(0, &bg, &[]);
+        for &(pipeline, n) in steps {
+            pass.set_pipeline(pipeline);
+            if n == groups(ws.shape) {
+                pass.dispatch_workgroups(gx, gy, 1);
+            } else {
+                pass.dispatch_workgroups(n as u32, 1, 1);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn explicit<'a>(t: &Target<'a>, bytes: u64) -> Option<(&'a wgpu::Buffer, u64)> {
+    match *t {
+        Target::Explicit(b) => Some((b, bytes)),
+        Target::Philox { .. } => None,
+    }
+}
+
+fn x0_binding<'a>(t: &Target<'a>) -> Option<(&'a wgpu::Buffer, u64)> {
+    match *t {
+        Target::Philox { kind: TargetKind::Velocity, x0: Some(x0), geometry, .. } => {
+            Some((x0, geometry.elements() * 4))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,110 @@
+//! Typed launchers, one module per kernel family. Each validates shapes, parameters, buffer
+//! sizes and device limits, returns an [`Error`](crate::Error) instead of panicking, and
+//! records its dispatches into the caller's `wgpu::CommandEncoder`: this is the API for
+//! engines that bring their own device and buffers.
+
+mod common;
+pub mod loss;
+pub mod noise;
+pub mod reduce;
+pub mod unfused;
+
+pub use loss::{
+    DForm, Granularity, ImbaLossArgs, ImbaParams, LossKernels, LossWorkspace, MseLossArgs,
+    Normalize, Target, TargetKind,
+};
+pub use noise::{NoiseArgs, NoiseKernels, Schedule};
+pub use reduce::ReduceKernel;
+pub use unfused::{UnfusedImba, UnfusedWorkspace};
+
+use crate::{Error, Result};
+
+/// An image batch (B, C, H, W) cut into p×p patches: N = (H/p)(W/p) tokens of K = p²·C values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageGeometry {
+    pub batch: u32,
+    pub channels: u32,
+    pub height: u32,
+    pub width: u32,
+    pub patch: u32,
+}
+
+impl ImageGeometry {
+    /// Checks that every size is non-zero, the patch divides the image, and B·C·H·W fits the
+    /// kernels' 32-bit indices.
+    pub fn validate(&self) -> Result<()> {
+        let ImageGeometry { batch, channels, height, width, patch } = *self;
+        if batch == 0 || channels == 0 || height == 0 || width == 0 || patch == 0 {
+            return Err(Error::Shape(format!(
+                "every size must be at least 1, got B={batch} C={channels} H={height} W={width} p={patch}"
+            )));
+        }
+        if height % patch != 0 || width % patch != 0 {
+            return Err(Error::Shape(format!(
+                "patch size {patch} must divide the image size {height}×{width}; crop or pad the images"
+            )));
+        }
+        if self.elements() > u32::MAX as u64 {
+            return Err(Error::Shape(format!(
+                "B·C·H·W = {} exceeds 2^32 elements; split the batch",
+                self.elements()
+            )));
+        }
+        Ok(())
+    }
+
+    /// B·C·H·W.
+    pub fn elements(&self) -> u64 {
+        self.batch as u64 * self.channels as u64 * self.height as u64 * self.width as u64
+    }
+
+    /// The token shape (B, N, K) of this geometry.
+    pub fn token_shape(&self) -> TokenShape {
+        TokenShape {
+            batch: self.batch,
+            tokens: (self.height / self.patch) * (self.width / self.patch),
+            token_dim: self.channels * self.patch * self.patch,
+        }
+    }
+}
+
+/// Token layout (B, N, K).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenShape {
+    pub batch: u32,
+    pub tokens: u32,
+    pub token_dim: u32,
+}
+
+impl TokenShape {
+    pub fn new(batch: u32, tokens: u32, token_dim: u32) -> Self {
+        Self { batch, tokens, token_dim }
+    }
+
+    /// Checks for zero sizes and 32-bit index overflow.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch == 0 || self.tokens == 0 || self.token_dim == 0 {
+            return Err(Error::Shape(format!(
+                "token shape (B, N, K) = ({}, {}, {}) has a zero size",
+                self.batch, self.tokens, self.token_dim
+            )));
+        }
+        if self.elements() > u32::MAX as u64 {
+            return Err(Error::Shape(format!(
+                "B·N·K = {} exceeds 2^32 elements; split the batch",
+                self.elements()
+            )));
+        }
+        Ok(())
+    }
+
+    /// B·N.
+    pub fn rows(&self) -> u64 {
+        self.batch as u64 * self.tokens as u64
+    }
+
+    /// B·N·K.
+    pub fn elements(&self) -> u64 {
+        self.rows() * self.token_dim as u64
+    }
+}

@@ -1,0 +1,316 @@
+//! Launchers of `shaders/noise.wgsl`: the fused forward process into patch tokens, normals,
+//! raw Philox words, and label dropout.
+
+use super::common::{self, Slot};
+use super::ImageGeometry;
+use crate::{Error, Result};
+
+/// Philox stream of the diffusion noise ε.
+pub const STREAM_NOISE: u32 = 0;
+/// Philox stream of the label-dropout draws.
+pub const STREAM_LABEL_DROPOUT: u32 = 1;
+
+/// How x_t is formed from x0, ε and the per-sample timestep.
+#[derive(Clone, Copy, Debug)]
+pub enum Schedule<'a> {
+    /// DDPM: `table` holds (√ᾱ_t, √(1−ᾱ_t)) for t = 0..steps−1 (see
+    /// [`DdpmSchedule::coefficients`](crate::diffusion::DdpmSchedule::coefficients)); timesteps
+    /// are integers stored as f32.
+    Ddpm { table: &'a wgpu::Buffer, steps: u32 },
+    /// Rectified flow: x_t = (1−t)·x0 + t·ε, t in [0, 1].
+    Flow,
+}
+
+/// Arguments of [`NoiseKernels::record_noise_to_tokens`].
+pub struct NoiseArgs<'a> {
+    pub geometry: ImageGeometry,
+    pub seed: u32,
+    pub step: u32,
+    pub schedule: Schedule<'a>,
+    /// Clean images (B, C, H, W), f32.
+    pub x0: &'a wgpu::Buffer,
+    /// One timestep per sample, f32. Out-of-range values give NaN tokens.
+    pub timesteps: &'a wgpu::Buffer,
+    /// Output: x_t as patch tokens (B, N, C·p·p), channel order (c, i, j).
+    pub out_tokens: &'a wgpu::Buffer,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct Params {
+    batch: u32,
+    channels: u32,
+    height: u32,
+    width: u32,
+    patch: u32,
+    seed: u32,
+    step: u32,
+    schedule: u32,
+    steps_in_table: u32,
+    total: u32,
+    groups_x: u32,
+    drop_threshold: u32,
+    null_label: u32,
+    _pad: [u32; 3],
+}
+
+/// Compiled pipelines of the noise family for one device.
+pub struct NoiseKernels {
+    layout: wgpu::BindGroupLayout,
+    noise_to_tokens: wgpu::ComputePipeline,
+    normals: wgpu::ComputePipeline,
+    philox_words: wgpu::ComputePipeline,
+    label_dropout: wgpu::ComputePipeline,
+    unused_read: wgpu::Buffer,
+    unused_f32: wgpu::Buffer,
+    unused_u32: wgpu::Buffer,
+}
+
+const WG: u64 = 64;
+
+impl NoiseKernels {
+    pub fn new(device: &wgpu::Device) -> Result<Self> {
+        let layout = common::layout(
+            device,
+            "noise",
+            &[
+                (0, Slot::Uniform),
+                (1, Slot::Read),
+                (2, Slot::Read),
+                (3, Slot::Read),
+                (4, Slot::ReadWrite),
+                (5, Slot::ReadWrite),
+                (6, Slot::Read),
+            ],
+        );
+        let mut p = common::pipelines(
+            device,
+            "noise",
+            &layout,
+            &["noise_to_tokens", "normals", "philox_words", "label_dropout"],
+        )?
+        .into_iter();
+        Ok(Self {
+            noise_to_tokens: p.next().unwrap(),
+            normals: p.next().unwrap(),
+            philox_words: p.next().unwrap(),
+            label_dropout: p.next().unwrap(),
+            layout,
+            unused_read: common::placeholder(device),
+            unused_f32: common::placeholder(device),
+            unused_u32: common::placeholder(device),
+        })
+    }
+
+    /// Binds the seven slots, placeholders where `None`, and records one dispatch.
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        pipeline: &wgpu::ComputePipeline,
+        mut params: Params,
+        groups: u64,
+        reads: [Option<(&wgpu::Buffer, u64)>; 4],
+        out_f32: Option<(&wgpu::Buffer, u64)>,
+        out_u32: Option<(&wgpu::Buffer, u64)>,
+    ) -> Result<()> {
+        let (gx, gy) = common::grid(device, groups)?;
+        params.groups_x = gx;
+        let ub = common::uniform(device, &params);
+        let slot = |b: Option<(&wgpu::Buffer, u64)>, fallback: &wgpu::Buffer| {
+            let (buf, bytes) = b.unwrap_or((fallback, 16));
+            (buf.clone(), bytes)
+        };
+        let bufs = [
+            slot(reads[0], &self.unused_read),
+            slot(reads[1], &self.unused_read),
+            slot(reads[2], &self.unused_read),
+            slot(out_f32, &self.unused_f32),
+            slot(out_u32, &self.unused_u32),
+            slot(reads[3], &self.unused_read),
+        ];
+        let bg = common::bind_group(
+            device,
+            &self.layout,
+            vec![
+                (0, ub.as_entire_binding()),
+                (1, common::range(&bufs[0].0, bufs[0].1)),
+                (2, common::range(&bufs[1].0, bufs[1].1)),
+                (3, common::range(&bufs[2].0, bufs[2].1)),
+                (4, common::range(&bufs[3].0, bufs[3].1)),
+                (5, common::range(&bufs[4].0, bufs[4].1)),
+                (6, common::range(&bufs[5].0, bufs[5].1)),
+            ],
+        );
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("noise"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, &bg, &[]);
+        pass.dispatch_workgroups(gx, gy, 1);
+        Ok(())
+    }
+
+    /// x_t = a·x0 + s·ε written straight into patch tokens; ε is regenerated, never stored.
+    pub fn record_noise_to_tokens(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        args: &NoiseArgs,
+    ) -> Result<()> {
+        let g = args.geometry;
+        g.validate()?;
+        let n = g.elements();
+        common::check_storage(device, "x0", args.x0, n * 4)?;
+        common::check_storage(device, "out_tokens", args.out_tokens, n * 4)?;
+        common::check_storage(device, "timesteps", args.timesteps, g.batch as u64 * 4)?;
+        let (schedule, steps, table) = match args.schedule {
+            Schedule::Ddpm { table, steps } => {
+                if steps == 0 {
+                    return Err(Error::Param("the DDPM table must have at least one step".into()));
+                }
+                common::check_storage(device, "ddpm_table", table, steps as u64 * 8)?;
+                (0, steps, Some((table, steps as u64 * 8)))
+            }
+            Schedule::Flow => (1, 0, None),
+        };
+        let params = Params {
+            batch: g.batch,
+            channels: g.channels,
+            height: g.height,
+            width: g.width,
+            patch: g.patch,
+            seed: args.seed,
+            step: args.step,
+            schedule,
+            steps_in_table: steps,
+            total: n as u32,
+            ..Default::default()
+        };
+        self.dispatch(
+            device,
+            encoder,
+            &self.noise_to_tokens,
+            params,
+            n.div_ceil(4).div_ceil(WG),
+            [
+                Some((args.x0, n * 4)),
+                Some((args.timesteps, g.batch as u64 * 4)),
+                table,
+                None,
+            ],
+            Some((args.out_tokens, n * 4)),
+            None,
+        )
+    }
+
+    /// ε for flat indices 0..count in (B, C, H, W) order (the same ε the fused kernels use).
+    pub fn record_normals(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        seed: u32,
+        step: u32,
+        count: u32,
+        out: &wgpu::Buffer,
+    ) -> Result<()> {
+        if count == 0 {
+            return Err(Error::Shape("normals: count must be at least 1".into()));
+        }
+        common::check_storage(device, "out", out, count as u64 * 4)?;
+        let params = Params { seed, step, total: count, ..Default::default() };
+        self.dispatch(
+            device,
+            encoder,
+            &self.normals,
+            params,
+            (count as u64).div_ceil(4).div_ceil(WG),
+            [None; 4],
+            Some((out, count as u64 * 4)),
+            None,
+        )
+    }
+
+    /// The four Philox4x32-10 words for counters (i, stream, 0, 0), i in 0..count, key
+    /// (seed, step), into `out` (4·count u32).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_philox_words(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        seed: u32,
+        step: u32,
+        stream: u32,
+        count: u32,
+        out: &wgpu::Buffer,
+    ) -> Result<()> {
+        if count == 0 || count > u32::MAX / 4 {
+            return Err(Error::Shape(format!("philox_words: count {count} must be in 1..2^30")));
+        }
+        common::check_storage(device, "out", out, count as u64 * 16)?;
+        let params = Params { seed, step, channels: stream, total: count, ..Default::default() };
+        self.dispatch(
+            device,
+            encoder,
+            &self.philox_words,
+            params,
+            (count as u64).div_ceil(WG),
+            [None; 4],
+            None,
+            Some((out, count as u64 * 16)),
+        )
+    }
+
+    /// Label dropout for classifier-free guidance: `labels_out[b]` is `null_label` with
+    /// probability `drop_prob` (Philox stream 1, counter b), else `labels_in[b]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_label_dropout(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        seed: u32,
+        step: u32,
+        drop_prob: f32,
+        null_label: u32,
+        batch: u32,
+        labels_in: &wgpu::Buffer,
+        labels_out: &wgpu::Buffer,
+    ) -> Result<()> {
+        if batch == 0 {
+            return Err(Error::Shape("label_dropout: batch must be at least 1".into()));
+        }
+        if !(0.0..=1.0).contains(&drop_prob) {
+            return Err(Error::Param(format!(
+                "label dropout probability must be in [0, 1], got {drop_prob}"
+            )));
+        }
+        let bytes = batch as u64 * 4;
+        common::check_storage(device, "labels_in", labels_in, bytes)?;
+        common::check_storage(device, "labels_out", labels_out, bytes)?;
+        let params = Params {
+            batch,
+            seed,
+            step,
+            drop_threshold: dropout_threshold(drop_prob),
+            null_label,
+            ..Default::default()
+        };
+        self.dispatch(
+            device,
+            encoder,
+            &self.label_dropout,
+            params,
+            (batch as u64).div_ceil(WG),
+            [None, None, None, Some((labels_in, bytes))],
+            None,
+            Some((labels_out, bytes)),
+        )
+    }
+}
+
+/// The 24-bit threshold t with P(word >> 8 < t) = drop_prob (exact for multiples of 2^-24).
+pub fn dropout_threshold(drop_prob: f32) -> u32 {
+    ((drop_prob as f64) * (1u64 << 24) as f64).round() as u32
+}

@@ -1,0 +1,98 @@
+//! Launcher of `shaders/reduce.wgsl`: deterministic multi-pass sums to one vec4.
+
+use super::common::{self, Slot};
+use crate::{Error, Result};
+
+/// Items each workgroup adds (64 invocations × 16 items each).
+pub const CHUNK: u32 = 1024;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    items: u32,
+    width: u32,
+    chunk: u32,
+    groups_x: u32,
+}
+
+/// Sums `items` items of `width` (1 or 4) f32 each into one vec4, in a fixed order.
+pub struct ReduceKernel {
+    layout: wgpu::BindGroupLayout,
+    pipeline: wgpu::ComputePipeline,
+}
+
+impl ReduceKernel {
+    pub fn new(device: &wgpu::Device) -> Result<Self> {
+        let layout = common::layout(
+            device,
+            "reduce",
+            &[(0, Slot::Uniform), (1, Slot::Read), (2, Slot::ReadWrite)],
+        );
+        let pipeline = common::pipelines(device, "reduce", &layout, &["sum_items"])?.remove(0);
+        Ok(Self { layout, pipeline })
+    }
+
+    /// Bytes of each of the two scratch buffers a reduction of `items` items needs.
+    pub fn scratch_bytes(items: u32) -> u64 {
+        (items.div_ceil(CHUNK) as u64).max(1) * 16
+    }
+
+    /// Records the passes: `input` → scratch ping-pong → `out` (one vec4, 16 bytes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        input: &wgpu::Buffer,
+        items: u32,
+        width: u32,
+        scratch: [&wgpu::Buffer; 2],
+        out: &wgpu::Buffer,
+    ) -> Result<()> {
+        if items == 0 {
+            return Err(Error::Shape("reduce: nothing to sum (0 items)".into()));
+        }
+        if width != 1 && width != 4 {
+            return Err(Error::Param(format!("reduce: item width must be 1 or 4, got {width}")));
+        }
+        common::check_storage(device, "input", input, items as u64 * width as u64 * 4)?;
+        common::check_storage(device, "out", out, 16)?;
+        for s in scratch {
+            common::check_storage(device, "scratch", s, Self::scratch_bytes(items))?;
+        }
+        let mut passes = Vec::new();
+        let (mut n, mut w, mut src): (u32, u32, &wgpu::Buffer) = (items, width, input);
+        let mut turn = 0;
+        loop {
+            let g = n.div_ceil(CHUNK);
+            let dst = if g == 1 { out } else { scratch[turn % 2] };
+            let (gx, _) = common::grid(device, g as u64)?;
+            let ub = common::uniform(device, &Params { items: n, width: w, chunk: CHUNK, groups_x: gx });
+            let bg = common::bind_group(
+                device,
+                &self.layout,
+                vec![
+                    (0, ub.as_entire_binding()),
+                    (1, common::range(src, n as u64 * w as u64 * 4)),
+                    (2, common::range(dst, g as u64 * 16)),
+                ],
+            );
+            passes.push((bg, common::grid(device, g as u64)?));
+            if g == 1 {
+                break;
+            }
+            (n, w, src) = (g, 4, dst);
+            turn += 1;
+        }
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("reduce"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&self.pipeline);
+        for (bg, (gx, gy)) in &passes {
+            pass.set_bind_group(0, bg, &[]);
+            pass.dispatch_workgroups(*gx, *gy, 1);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,23 @@
+//! imba: hand-written WGSL compute kernels, run through wgpu on any GPU vendor, for training
+//! diffusion transformers on imbalanced data with the IMBA concept-balancing loss.
+//!
+//! Layers, from the bottom:
+//! - [`shaders`]: the WGSL sources (public, with their includes resolved) and their naga
+//!   translation to SPIR-V, MSL and HLSL.
+//! - [`gpu`]: a device context (adapter choice, features, limits), buffer helpers and a
+//!   timestamp timer.
+//! - [`kernels`]: typed launchers that validate shapes and limits and record dispatches into a
+//!   caller's `wgpu::CommandEncoder` — the embedding API.
+//! - [`reference`]: plain CPU implementations of every kernel, the oracle of the tests.
+//! - [`diffusion`]: noise schedules.
+//! - [`bench`]: the kernel benchmark shared by `cargo bench` and `imba bench kernels`.
+
+pub mod bench;
+pub mod diffusion;
+pub mod error;
+pub mod gpu;
+pub mod kernels;
+pub mod reference;
+pub mod shaders;
+
+pub use error::{Error, Result};

@@ -1,0 +1,105 @@
+//! The WGSL sources. Kernel families live in `shaders/*.wgsl`; shared snippets in
+//! `shaders/lib/` are pulled in by `//!include NAME` lines, resolved here, so engines that
+//! embed our kernels get complete, self-contained WGSL from [`source`].
+
+use crate::{Error, Result};
+
+/// Kernel families: (name, WGSL with include lines).
+pub const FAMILIES: &[(&str, &str)] = &[
+    ("noise", include_str!("../shaders/noise.wgsl")),
+    ("loss", include_str!("../shaders/loss.wgsl")),
+    ("reduce", include_str!("../shaders/reduce.wgsl")),
+    ("unfused", include_str!("../shaders/unfused.wgsl")),
+];
+
+/// Snippets that families include.
+const SNIPPETS: &[(&str, &str)] = &[
+    ("philox.wgsl", include_str!("../shaders/lib/philox.wgsl")),
+    ("tree_sum.wgsl", include_str!("../shaders/lib/tree_sum.wgsl")),
+];
+
+/// The complete WGSL of a kernel family, includes resolved.
+pub fn source(family: &str) -> Result<String> {
+    let raw = FAMILIES
+        .iter()
+        .find(|(n, _)| *n == family)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| Error::Shader {
+            name: family.into(),
+            message: format!(
+                "no such kernel family; known: {}",
+                FAMILIES.iter().map(|f| f.0).collect::<Vec<_>>().join(", ")
+            ),
+        })?;
+    let mut out = String::with_capacity(raw.len() * 2);
+    for line in raw.lines() {
+        if let Some(name) = line.trim().strip_prefix("//!include ") {
+            let snippet = SNIPPETS
+                .iter()
+                .find(|(n, _)| *n == name.trim())
+                .ok_or_else(|| Error::Shader {
+                    name: family.into(),
+                    message: format!("unknown include '{name}'"),
+                })?;
+            out += snippet.1;
+        } else {
+            out += line;
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// A shader module for a family on `device`.
+pub fn module(device: &wgpu::Device, family: &str) -> Result<wgpu::ShaderModule> {
+    let src = source(family)?;
+    Ok(device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(family),
+        source: wgpu::ShaderSource::Wgsl(src.into()),
+    }))
+}
+
+/// A family translated by naga to the three native shading languages.
+pub struct Translations {
+    pub spirv: Vec<u32>,
+    pub msl: String,
+    pub hlsl: String,
+}
+
+/// Parses and validates a family with naga (with subgroup operations allowed, as on devices
+/// that have them) and writes SPIR-V, MSL and HLSL for every entry point.
+pub fn translate(family: &str) -> Result<Translations> {
+    use naga::back::{hlsl, msl, spv};
+    let err = |stage: &str, e: String| Error::Shader {
+        name: family.into(),
+        message: format!("{stage}: {e}"),
+    };
+    let src = source(family)?;
+    let module = naga::front::wgsl::parse_str(&src).map_err(|e| err("parse", e.emit_to_string(&src)))?;
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .map_err(|e| err("validate", e.emit_to_string(&src)))?;
+
+    let spirv = spv::write_vec(&module, &info, &spv::Options::default(), None)
+        .map_err(|e| err("SPIR-V", e.to_string()))?;
+
+    let mut msl_opts = msl::Options::default();
+    msl_opts.lang_version = (2, 1);
+    let pipeline = msl::PipelineOptions::default();
+    let (msl, _) = msl::write_string(&module, &info, &msl_opts, &pipeline)
+        .map_err(|e| err("MSL", e.to_string()))?;
+
+    let hlsl_opts = hlsl::Options {
+        shader_model: hlsl::ShaderModel::V5_1,
+        ..Default::default()
+    };
+    let mut hlsl = String::new();
+    let pipeline = hlsl::PipelineOptions::default();
+    hlsl::Writer::new(&mut hlsl, &hlsl_opts, &pipeline)
+        .write(&module, &info, None)
+        .map_err(|e| err("HLSL", e.to_string()))?;
+    Ok(Translations { spirv, msl, hlsl })
+}

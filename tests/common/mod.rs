@@ -1,0 +1,66 @@
+//! Shared test helpers: one device per test binary, random inputs, tolerance checks.
+#![allow(dead_code)]
+
+use imba::gpu::Gpu;
+use std::sync::OnceLock;
+
+/// The test device (the default adapter: lavapipe on CI). Panics with the fix when there is
+/// no adapter, because every GPU test needs one.
+pub fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()));
+        Gpu::new().unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+/// A small deterministic generator for test inputs (splitmix64), independent of the Philox
+/// code under test.
+pub struct Rand(u64);
+
+impl Rand {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
+    }
+    pub fn vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(lo, hi)).collect()
+    }
+    pub fn below(&mut self, n: u32) -> u32 {
+        (self.next_u64() % n as u64) as u32
+    }
+}
+
+/// Asserts |got − want| ≤ atol + rtol·|want| elementwise (NaN fails), naming the worst index.
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst = (0usize, 0.0f64);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w).abs();
+        let tol = atol + rtol * w.abs();
+        assert!(
+            err <= tol,
+            "{what}[{i}]: got {g}, want {w} (|err| {err:.3e} > tol {tol:.3e})"
+        );
+        let rel = err / tol.max(f64::MIN_POSITIVE);
+        if rel > worst.1 {
+            worst = (i, rel);
+        }
+    }
+}
+
+/// Relative error of a scalar.
+pub fn assert_scalar(what: &str, got: f32, want: f64, rtol: f64) {
+    let err = (got as f64 - want).abs() / want.abs().max(1e-30);
+    assert!(err <= rtol, "{what}: got {got}, want {want} (rel err {err:.3e} > {rtol:.0e})");
+}
