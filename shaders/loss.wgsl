@@ -54,61 +54,98 @@ struct LossParams {
 @group(0) @binding(10) var<storage, read_write> scalars: array<f32>;
 
 // Walks a token's K values in (c, i, j) order, so that consecutive steps usually fall in the
-// same Philox quad (the j-neighbours of a patch row are neighbours in the image), and keeps
-// the last quad's four normals.
-struct TargetCursor {
+// same Philox quad (the j-neighbours of a patch row are neighbours in the image), keeping the
+// last quad's four normals. Positions advance by counters, not division: llvmpipe and many
+// GPUs have no vector integer divide, so per-element div/mod dominated the first version.
+struct Walk {
+    // Position in the token: channel c, patch row i, patch column j.
+    c: u32,
+    i: u32,
+    j: u32,
+    // Flat (B,C,H,W) index of (c, 0, 0) of this token's patch.
+    corner: u32,
+    // Cached quad with its four Philox words, and the Box–Muller pair last computed from them
+    // (pair 0 → words x, y; pair 1 → z, w): a token often needs only one pair of a quad.
     quad: u32,
-    z: vec4<f32>,
+    words: vec4<u32>,
+    pair: u32,
+    normals: vec2<f32>,
 }
 
 fn token_base(token: u32) -> u32 {
     return token * P.token_dim;
 }
 
-// Index within the token (i, j, c layout) of the m-th value in walking order.
-fn walk_to_k(m: u32) -> u32 {
+fn start_walk(token: u32) -> Walk {
+    var w: Walk;
+    w.c = 0u;
+    w.i = 0u;
+    w.j = 0u;
+    w.quad = 0xFFFFFFFFu;
+    w.words = vec4<u32>(0u);
+    w.pair = 0xFFFFFFFFu;
+    w.normals = vec2<f32>(0.0);
+    w.corner = 0u;
+    if (P.target_source == 0u) {
+        let p = P.patch_size;
+        let b = token / P.tokens;
+        let n = token % P.tokens;
+        let tokens_w = P.width / p;
+        w.corner = (b * P.channels * P.height + (n / tokens_w) * p) * P.width + (n % tokens_w) * p;
+    }
+    return w;
+}
+
+// Index within the token (i, j, c layout) of the current step; the m-th step when the
+// target is explicit (walk order is then plain k order).
+fn walk_k(w: ptr<function, Walk>, m: u32) -> u32 {
     if (P.target_source == 1u) {
         return m;
     }
-    let p = P.patch_size;
-    let c = m / (p * p);
-    let i = (m / p) % p;
-    let j = m % p;
-    return (i * p + j) * P.channels + c;
+    return ((*w).i * P.patch_size + (*w).j) * P.channels + (*w).c;
 }
 
-// Flat (B,C,H,W) index of the m-th value of token `token` in walking order.
-fn walk_to_flat(token: u32, m: u32) -> u32 {
-    let p = P.patch_size;
-    let b = token / P.tokens;
-    let n = token % P.tokens;
-    let tokens_w = P.width / p;
-    let h = (n / tokens_w) * p + (m / p) % p;
-    let w = (n % tokens_w) * p + m % p;
-    let c = m / (p * p);
-    return ((b * P.channels + c) * P.height + h) * P.width + w;
+fn walk_flat(w: ptr<function, Walk>) -> u32 {
+    return (*w).corner + ((*w).c * P.height + (*w).i) * P.width + (*w).j;
 }
 
-fn target_value(token: u32, m: u32, k: u32, cur: ptr<function, TargetCursor>) -> f32 {
+fn walk_next(w: ptr<function, Walk>) {
+    (*w).j = (*w).j + 1u;
+    if ((*w).j == P.patch_size) {
+        (*w).j = 0u;
+        (*w).i = (*w).i + 1u;
+        if ((*w).i == P.patch_size) {
+            (*w).i = 0u;
+            (*w).c = (*w).c + 1u;
+        }
+    }
+}
+
+// Target value at the walk's position (k = walk_k).
+fn target_value(token: u32, k: u32, w: ptr<function, Walk>) -> f32 {
     if (P.target_source == 1u) {
         return target_explicit[token_base(token) + k];
     }
-    let flat = walk_to_flat(token, m);
+    let flat = walk_flat(w);
     let quad = flat >> 2u;
-    if (quad != (*cur).quad) {
-        (*cur).quad = quad;
-        (*cur).z = philox_normals4(quad, 0u, P.seed, P.step);
+    if (quad != (*w).quad) {
+        (*w).quad = quad;
+        (*w).words = philox4x32_10(vec4<u32>(quad, 0u, 0u, 0u), vec2<u32>(P.seed, P.step));
+        (*w).pair = 0xFFFFFFFFu;
     }
-    let eps = (*cur).z[flat & 3u];
+    let pair = (flat >> 1u) & 1u;
+    if (pair != (*w).pair) {
+        (*w).pair = pair;
+        let ab = select((*w).words.xy, (*w).words.zw, pair == 1u);
+        (*w).normals = philox_box_muller(ab.x, ab.y);
+    }
+    let eps = select((*w).normals.x, (*w).normals.y, (flat & 1u) == 1u);
     if (P.target_kind == 1u) {
         return eps - x0[flat];
     }
     return eps;
 }
 
-fn new_cursor() -> TargetCursor {
-    return TargetCursor(0xFFFFFFFFu, vec4<f32>(0.0));
-}
 
 // |x|^γ with 0^γ = 0 for γ > 0 (pow(0, γ) is undefined in WGSL).
 fn abs_pow(x: f32, gamma: f32) -> f32 {
@@ -146,12 +183,13 @@ fn imba_token_weights(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
     let token = group * 64u + lid.x;
     var d = 0.0;
     if (token < P.batch * P.tokens) {
-        var cur = new_cursor();
+        var walk = start_walk(token);
         var abs_pow_sum = 0.0;
         var sq_sum = 0.0;
         for (var m = 0u; m < P.token_dim; m = m + 1u) {
-            let k = walk_to_k(m);
-            let diff_u = pred_uncond[token_base(token) + k] - target_value(token, m, k, &cur);
+            let k = walk_k(&walk, m);
+            let diff_u = pred_uncond[token_base(token) + k] - target_value(token, k, &walk);
+            walk_next(&walk);
             abs_pow_sum = abs_pow_sum + abs_pow(diff_u, P.gamma);
             sq_sum = sq_sum + diff_u * diff_u;
         }
@@ -198,14 +236,15 @@ fn imba_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     if (token < P.batch * P.tokens) {
         let base = token_base(token);
         let grad_u_scale = 2.0 * (1.0 - P.lambda) * P.inv_count;
-        var cur = new_cursor();
+        var walk = start_walk(token);
         var abs_pow_sum = 0.0;
         var sq_u = 0.0;
         var sq_c = 0.0;
         let compute_d = P.weights_from_buffer == 0u && P.d_form == 0u && P.gamma != 0.0;
         for (var m = 0u; m < P.token_dim; m = m + 1u) {
-            let k = walk_to_k(m);
-            let tgt = target_value(token, m, k, &cur);
+            let k = walk_k(&walk, m);
+            let tgt = target_value(token, k, &walk);
+            walk_next(&walk);
             let diff_u = pred_uncond[base + k] - tgt;
             let diff_c = pred_cond[base + k] - tgt;
             grad_uncond[base + k] = grad_u_scale * diff_u;
@@ -252,11 +291,12 @@ fn mse_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     if (token < P.batch * P.tokens) {
         let base = token_base(token);
         let scale = 2.0 * P.inv_count;
-        var cur = new_cursor();
+        var walk = start_walk(token);
         var sq = 0.0;
         for (var m = 0u; m < P.token_dim; m = m + 1u) {
-            let k = walk_to_k(m);
-            let diff = pred_cond[base + k] - target_value(token, m, k, &cur);
+            let k = walk_k(&walk, m);
+            let diff = pred_cond[base + k] - target_value(token, k, &walk);
+            walk_next(&walk);
             grad_cond[base + k] = scale * diff;
             sq = sq + diff * diff;
         }

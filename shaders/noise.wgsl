@@ -2,6 +2,7 @@
 // stream and normals (for tests and for engines that want ε materialised), and label
 // dropout for classifier-free guidance training.
 //!include philox.wgsl
+//!include image_index.wgsl
 
 struct NoiseParams {
     batch: u32,
@@ -72,20 +73,21 @@ fn noise_to_tokens(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     let tokens_w = P.width / p;
     let n_tokens = (P.height / p) * tokens_w;
     let k_dim = P.channels * p * p;
+    var pos = image_pos(first, P.channels, P.height, P.width, p);
+    var b = pos.b;
+    var coef = noise_coefficients(b);
     for (var l = 0u; l < 4u; l = l + 1u) {
         let idx = first + l;
         if (idx < P.total) {
-            let w = idx % P.width;
-            let r = idx / P.width;
-            let h = r % P.height;
-            let r2 = r / P.height;
-            let c = r2 % P.channels;
-            let b = r2 / P.channels;
-            let coef = noise_coefficients(b);
-            let n = (h / p) * tokens_w + w / p;
-            let k = (c * p + h % p) * p + w % p;
+            if (pos.b != b) {
+                b = pos.b;
+                coef = noise_coefficients(b);
+            }
+            let n = pos.th * tokens_w + pos.tw;
+            let k = (pos.c * p + pos.i) * p + pos.j;
             out_f32[(b * n_tokens + n) * k_dim + k] = coef.x * x0[idx] + coef.y * z[l];
         }
+        pos = image_pos_next(pos, P.channels, P.height, P.width, p);
     }
 }
 

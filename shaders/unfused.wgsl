@@ -3,6 +3,7 @@
 // kernel and as a second, independently written check of it. Elementwise kernels take one
 // element per invocation over a 2-D grid; row kernels one row per invocation.
 //!include philox.wgsl
+//!include image_index.wgsl
 
 struct UnfusedParams {
     // Elements (or rows for row kernels).
@@ -50,19 +51,15 @@ fn eps_tokens(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let tokens_w = G.width / p;
     let n_tokens = (G.height / p) * tokens_w;
     let k_dim = G.channels * p * p;
+    var pos = image_pos(quad * 4u, G.channels, G.height, G.width, p);
     for (var l = 0u; l < 4u; l = l + 1u) {
         let idx = quad * 4u + l;
         if (idx < G.total) {
-            let w = idx % G.width;
-            let r = idx / G.width;
-            let h = r % G.height;
-            let r2 = r / G.height;
-            let c = r2 % G.channels;
-            let b = r2 / G.channels;
-            let n = (h / p) * tokens_w + w / p;
-            let k = (h % p * p + w % p) * G.channels + c;
-            out[(b * n_tokens + n) * k_dim + k] = z[l];
+            let n = pos.th * tokens_w + pos.tw;
+            let k = (pos.i * p + pos.j) * G.channels + pos.c;
+            out[(pos.b * n_tokens + n) * k_dim + k] = z[l];
         }
+        pos = image_pos_next(pos, G.channels, G.height, G.width, p);
     }
 }
 

@@ -1,1 +1,190 @@
-//! Kernel benchmarks (placeholder module body filled below).
+//! Kernel benchmarks, shared by `cargo bench` and `imba bench kernels`.
+//!
+//! GPU time comes from timestamp queries written around the recorded launch (median of
+//! `reps` runs after `warmup` runs, one submit each); where the device has no timestamps it
+//! falls back to wall time of submit + wait and says so. Bandwidth is reported for the
+//! minimum traffic a kernel must move, against the device's copy bandwidth measured in the
+//! same run; the CPU reference is timed on the same inputs.
+
+use crate::diffusion::DdpmSchedule;
+use crate::gpu::{Gpu, GpuTimer};
+use crate::kernels::*;
+use crate::reference;
+use crate::Result;
+use std::time::Instant;
+
+/// The sizes of the issue: DiT-S/2 on 32×32×4 latents, 32×32×3 images at patch 4, toy2d.
+pub fn default_sizes() -> Vec<ImageGeometry> {
+    let g = |batch, channels, height, width, patch| ImageGeometry { batch, channels, height, width, patch };
+    vec![g(256, 4, 32, 32, 2), g(64, 3, 32, 32, 4), g(1024, 2, 1, 1, 1)]
+}
+
+/// One measured line of the report.
+pub struct Row {
+    pub kernel: &'static str,
+    pub shape: TokenShape,
+    pub gpu_ms: f64,
+    /// Minimum bytes the kernel must read and write.
+    pub bytes: u64,
+    /// Fused speed-up over the unfused chain, where there is one.
+    pub vs_unfused: Option<f64>,
+    /// CPU reference time (ms), where timed.
+    pub cpu_ms: Option<f64>,
+}
+
+/// The whole report.
+pub struct Report {
+    pub adapter: String,
+    pub backend: String,
+    pub driver: String,
+    pub timing: &'static str,
+    pub copy_gbs: f64,
+    pub reps: usize,
+    pub rows: Vec<Row>,
+}
+
+impl Report {
+    /// A Markdown table with the device line above it.
+    pub fn markdown(&self) -> String {
+        let mut s = format!(
+            "adapter: {} ({}), driver: {}\ntiming: {}, median of {} runs; copy bandwidth \
+             (copy_buffer_to_buffer, read + write): {:.1} GB/s\n\n",
+            self.adapter, self.backend, self.driver, self.timing, self.reps, self.copy_gbs
+        );
+        s += "| kernel | (B, N, K) | GPU ms | GB/s (min. traffic) | % of copy | fused / unfused speed-up | CPU reference ms |\n";
+        s += "|---|---|---:|---:|---:|---:|---:|\n";
+        for r in &self.rows {
+            let gbs = r.bytes as f64 / (r.gpu_ms * 1e6);
+            s += &format!(
+                "| {} | ({}, {}, {}) | {:.3} | {:.1} | {:.0}% | {} | {} |\n",
+                r.kernel,
+                r.shape.batch,
+                r.shape.tokens,
+                r.shape.token_dim,
+                r.gpu_ms,
+                gbs,
+                100.0 * gbs / self.copy_gbs,
+                r.vs_unfused.map_or("".into(), |x| format!("{x:.2}×")),
+                r.cpu_ms.map_or("".into(), |x| format!("{x:.1}")),
+            );
+        }
+        s
+    }
+}
+
+/// Times `record` (median ms over `reps` after `warmup`).
+fn time_ms(gpu: &Gpu, timer: Option<&GpuTimer>, warmup: usize, reps: usize, mut record: impl FnMut(&mut wgpu::CommandEncoder) -> Result<()>) -> Result<f64> {
+    let mut samples = Vec::with_capacity(reps);
+    for i in 0..warmup + reps {
+        let mut enc = gpu.encoder();
+        if let Some(t) = timer {
+            t.start(&mut enc);
+        }
+        record(&mut enc)?;
+        if let Some(t) = timer {
+            t.stop(&mut enc);
+        }
+        let start = Instant::now();
+        gpu.submit_and_wait(enc)?;
+        let wall = start.elapsed().as_secs_f64() * 1e3;
+        let ms = match timer {
+            Some(t) => t.elapsed_ns(gpu)? / 1e6,
+            None => wall,
+        };
+        if i >= warmup {
+            samples.push(ms);
+        }
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[samples.len() / 2])
+}
+
+/// Copy bandwidth (read + write bytes per second) of a 64 MiB buffer copy.
+fn copy_gbs(gpu: &Gpu, timer: Option<&GpuTimer>, warmup: usize, reps: usize) -> Result<f64> {
+    let bytes: u64 = 64 << 20;
+    let a = gpu.zeros("copy-a", bytes);
+    let b = gpu.zeros("copy-b", bytes);
+    let ms = time_ms(gpu, timer, warmup, reps, |enc| {
+        enc.copy_buffer_to_buffer(&a, 0, &b, 0, bytes);
+        Ok(())
+    })?;
+    Ok(2.0 * bytes as f64 / (ms * 1e6))
+}
+
+/// Runs the kernel benchmark on `sizes`.
+pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -> Result<Report> {
+    let dev = &gpu.device;
+    let timer = GpuTimer::new(gpu);
+    let t = timer.as_ref();
+    let loss = LossKernels::new(dev)?;
+    let unfused = UnfusedImba::new(dev)?;
+    let noise = NoiseKernels::new(dev)?;
+    let sched = DdpmSchedule::default_linear();
+    let table = gpu.upload("ddpm", &sched.coefficients());
+    let mut rows = Vec::new();
+    let reps = reps.max(1);
+    for &geometry in sizes {
+        geometry.validate()?;
+        let s = geometry.token_shape();
+        let (nk, bn) = (s.elements() as usize, s.rows() as usize);
+        // Deterministic inputs: predictions = ε + a token-scaled perturbation.
+        let target = reference::noise::target_tokens(&geometry, 1, 2, None);
+        let pred_c: Vec<f32> = target.iter().enumerate().map(|(i, e)| e + 0.3 * ((i % 7) as f32 - 3.0) / 3.0).collect();
+        let pred_u: Vec<f32> = target.iter().enumerate().map(|(i, e)| e + 0.1 * (1 + (i / s.token_dim as usize) % 5) as f32 * ((i % 3) as f32 - 1.0)).collect();
+        let pc = gpu.upload("pc", &pred_c);
+        let pu = gpu.upload("pu", &pred_u);
+        let weights = gpu.zeros("w", bn as u64 * 4);
+        let gc = gpu.zeros("gc", nk as u64 * 4);
+        let gu = gpu.zeros("gu", nk as u64 * 4);
+        let scalars = gpu.zeros("scalars", 16);
+        let ws = loss.workspace(dev, s)?;
+        let uws = UnfusedWorkspace::new(dev, s)?;
+        let philox = Target::Philox { seed: 1, step: 2, geometry, kind: TargetKind::Epsilon, x0: None };
+        let p = ImbaParams::default();
+        let args = ImbaLossArgs {
+            shape: s,
+            pred_cond: &pc,
+            pred_uncond: &pu,
+            target: philox,
+            weights: &weights,
+            grad_cond: &gc,
+            grad_uncond: &gu,
+            scalars: &scalars,
+            workspace: &ws,
+        };
+        let fused_ms = time_ms(gpu, t, warmup, reps, |enc| loss.record_imba(dev, enc, &args, &p))?;
+        let unfused_ms = time_ms(gpu, t, warmup, reps, |enc| {
+            unfused.record(dev, enc, &uws, &pc, &pu, philox, &p, &weights, &gc, &gu, &scalars)
+        })?;
+        let cpu_ms = {
+            let start = Instant::now();
+            let tgt = reference::noise::target_tokens(&geometry, 1, 2, None);
+            let out = reference::loss::imba(s, &reference::loss::widen(&pred_c), &reference::loss::widen(&pred_u), &reference::loss::widen(&tgt), &p);
+            std::hint::black_box(out.loss);
+            start.elapsed().as_secs_f64() * 1e3
+        };
+        let loss_bytes = 16 * nk as u64 + 4 * bn as u64;
+        rows.push(Row { kernel: "imba fused (Philox ε)", shape: s, gpu_ms: fused_ms, bytes: loss_bytes, vs_unfused: Some(unfused_ms / fused_ms), cpu_ms: Some(cpu_ms) });
+        rows.push(Row { kernel: "imba unfused chain", shape: s, gpu_ms: unfused_ms, bytes: loss_bytes, vs_unfused: None, cpu_ms: None });
+
+        let mse_ms = time_ms(gpu, t, warmup, reps, |enc| {
+            loss.record_mse(dev, enc, &MseLossArgs { shape: s, pred: &pc, target: philox, grad: &gc, scalars: &scalars, workspace: &ws })
+        })?;
+        rows.push(Row { kernel: "baseline mse fused", shape: s, gpu_ms: mse_ms, bytes: 8 * nk as u64, vs_unfused: None, cpu_ms: None });
+
+        let x0 = gpu.zeros("x0", nk as u64 * 4);
+        let ts = gpu.upload("t", &vec![500.0f32; geometry.batch as usize]);
+        let nargs = NoiseArgs { geometry, seed: 1, step: 2, schedule: Schedule::Ddpm { table: &table, steps: sched.steps() }, x0: &x0, timesteps: &ts, out_tokens: &gc };
+        let noise_ms = time_ms(gpu, t, warmup, reps, |enc| noise.record_noise_to_tokens(dev, enc, &nargs))?;
+        rows.push(Row { kernel: "noise → x_t tokens", shape: s, gpu_ms: noise_ms, bytes: 8 * nk as u64, vs_unfused: None, cpu_ms: None });
+    }
+    Ok(Report {
+        adapter: gpu.info.name.clone(),
+        backend: format!("{:?}", gpu.info.backend),
+        driver: format!("{} {}", gpu.info.driver, gpu.info.driver_info),
+        timing: if timer.is_some() { "GPU timestamps" } else { "wall clock of submit + wait (no timestamp support)" },
+        copy_gbs: copy_gbs(gpu, t, warmup, reps)?,
+        reps,
+        rows,
+    })
+}

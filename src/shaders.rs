@@ -16,6 +16,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
 const SNIPPETS: &[(&str, &str)] = &[
     ("philox.wgsl", include_str!("../shaders/lib/philox.wgsl")),
     ("tree_sum.wgsl", include_str!("../shaders/lib/tree_sum.wgsl")),
+    ("image_index.wgsl", include_str!("../shaders/lib/image_index.wgsl")),
 ];
 
 /// The complete WGSL of a kernel family, includes resolved.

@@ -338,3 +338,69 @@ fn gpu_gradients_match_finite_differences() {
         assert!((out.grad_uncond[i] as f64 - fd).abs() <= 1e-6 * fd.abs() + 1e-9, "ε_u[{i}] gpu {} fd {fd}", out.grad_uncond[i]);
     }
 }
+
+/// Bad input: each an error naming the problem, never a panic.
+#[test]
+fn bad_loss_inputs_are_errors() {
+    let g = gpu();
+    let dev = &g.device;
+    let k = LossKernels::new(dev).unwrap();
+    let s = TokenShape::new(2, 4, 3);
+    let ws = k.workspace(dev, s).unwrap();
+    let big = g.zeros("big", 1024);
+    let small = g.zeros("small", 40);
+    let no_storage = dev.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 1024,
+        usage: wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let args = |shape, pc, target, ws| ImbaLossArgs {
+        shape,
+        pred_cond: pc,
+        pred_uncond: &big,
+        target,
+        weights: &big,
+        grad_cond: &big,
+        grad_uncond: &big,
+        scalars: &big,
+        workspace: ws,
+    };
+    let ex = Target::Explicit(&big);
+    let d = ImbaParams::default();
+    let mut enc = g.encoder();
+    let mut expect = |a: ImbaLossArgs, p: ImbaParams, needle: &str| {
+        let e = k.record_imba(dev, &mut enc, &a, &p).expect_err(needle).to_string();
+        assert!(e.contains(needle), "error '{e}' should mention '{needle}'");
+    };
+    expect(args(s, &small, ex, &ws), d, "`pred_cond`");
+    expect(args(s, &no_storage, ex, &ws), d, "STORAGE");
+    expect(args(s, &big, Target::Explicit(&small), &ws), d, "`target`");
+    expect(args(TokenShape::new(2, 0, 3), &big, ex, &ws), d, "zero size");
+    expect(args(TokenShape::new(2, 4, 2), &big, ex, &ws), d, "workspace");
+    expect(args(s, &big, ex, &ws), ImbaParams { gamma: -0.5, ..d }, "γ");
+    expect(args(s, &big, ex, &ws), ImbaParams { gamma: f32::NAN, ..d }, "γ");
+    expect(args(s, &big, ex, &ws), ImbaParams { lambda: 1.5, ..d }, "λ");
+    expect(args(s, &big, ex, &ws), ImbaParams { lambda: f32::NAN, ..d }, "λ");
+    let geo = ImageGeometry { batch: 2, channels: 3, height: 4, width: 2, patch: 2 }; // N=2 ≠ 4
+    let t = Target::Philox { seed: 0, step: 0, geometry: geo, kind: TargetKind::Epsilon, x0: None };
+    expect(args(s, &big, t, &ws), d, "geometry");
+    let geo = ImageGeometry { batch: 2, channels: 3, height: 4, width: 2, patch: 1 }; // (2, 8, 3)
+    let ws8 = k.workspace(dev, geo.token_shape()).unwrap();
+    let t = Target::Philox { seed: 0, step: 0, geometry: geo, kind: TargetKind::Velocity, x0: None };
+    expect(args(geo.token_shape(), &big, t, &ws8), d, "x0");
+
+    // Larger than this device lets one binding be.
+    let max = dev.limits().max_storage_buffer_binding_size;
+    if max < (1 << 30) {
+        let k_dim = (max / 4 + 16) as u32;
+        let huge_shape = TokenShape::new(1, 1, k_dim);
+        let huge = g.zeros("huge", k_dim as u64 * 4);
+        let ws_h = k.workspace(dev, huge_shape).unwrap();
+        let a = ImbaLossArgs { shape: huge_shape, pred_cond: &huge, pred_uncond: &huge, target: Target::Explicit(&huge), weights: &huge, grad_cond: &huge, grad_uncond: &huge, scalars: &huge, workspace: &ws_h };
+        let e = k.record_imba(dev, &mut enc, &a, &d).unwrap_err().to_string();
+        assert!(e.contains("device allows"), "{e}");
+    } else {
+        eprintln!("skipped the binding-limit case: this device allows {max}-byte bindings");
+    }
+}
