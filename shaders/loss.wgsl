@@ -31,13 +31,16 @@ struct LossParams {
     weights_from_buffer: u32,
     normalize: u32,
     groups_x: u32,
-    // Number of workgroup partials written by the last token pass.
+    // Number of workgroup partials written by the fused (or MSE) pass.
     partial_count: u32,
     gamma: f32,
     lambda: f32,
     // 1 / (B·N·K)
     inv_count: f32,
-    _pad1: f32,
+    // Horizontally adjacent tokens one invocation of `imba_fused` handles (1, 2 or 4): with
+    // patch p not a multiple of 4, neighbouring tokens share Philox quads, and one invocation
+    // owning all tokens of a quad generates it once instead of 4/gcd(p, 4) times.
+    tokens_per_thread: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: LossParams;
@@ -58,10 +61,13 @@ struct LossParams {
 // last quad's four normals. Positions advance by counters, not division: llvmpipe and many
 // GPUs have no vector integer divide, so per-element div/mod dominated the first version.
 struct Walk {
-    // Position in the token: channel c, patch row i, patch column j.
+    // Position: channel c, patch row i, patch column j of token `slot` of the invocation's
+    // run of adjacent tokens (see imba_fused; a run of one token otherwise); jj = slot·p + j.
     c: u32,
     i: u32,
     j: u32,
+    slot: u32,
+    jj: u32,
     // Flat (B,C,H,W) index of (c, 0, 0) of this token's patch.
     corner: u32,
     // Cached quad with its four Philox words, and the Box–Muller pair last computed from them
@@ -81,6 +87,8 @@ fn start_walk(token: u32) -> Walk {
     w.c = 0u;
     w.i = 0u;
     w.j = 0u;
+    w.slot = 0u;
+    w.jj = 0u;
     w.quad = 0xFFFFFFFFu;
     w.words = vec4<u32>(0u);
     w.pair = 0xFFFFFFFFu;
@@ -106,19 +114,31 @@ fn walk_k(w: ptr<function, Walk>, m: u32) -> u32 {
 }
 
 fn walk_flat(w: ptr<function, Walk>) -> u32 {
-    return (*w).corner + ((*w).c * P.height + (*w).i) * P.width + (*w).j;
+    return (*w).corner + ((*w).c * P.height + (*w).i) * P.width + (*w).jj;
 }
 
-fn walk_next(w: ptr<function, Walk>) {
+// Next position of a walk over `run` adjacent tokens: the columns of every token of the run,
+// then patch rows, then channels.
+fn walk_next_run(w: ptr<function, Walk>, run: u32) {
+    (*w).jj = (*w).jj + 1u;
     (*w).j = (*w).j + 1u;
     if ((*w).j == P.patch_size) {
         (*w).j = 0u;
-        (*w).i = (*w).i + 1u;
-        if ((*w).i == P.patch_size) {
-            (*w).i = 0u;
-            (*w).c = (*w).c + 1u;
+        (*w).slot = (*w).slot + 1u;
+        if ((*w).slot == run) {
+            (*w).slot = 0u;
+            (*w).jj = 0u;
+            (*w).i = (*w).i + 1u;
+            if ((*w).i == P.patch_size) {
+                (*w).i = 0u;
+                (*w).c = (*w).c + 1u;
+            }
         }
     }
+}
+
+fn walk_next(w: ptr<function, Walk>) {
+    walk_next_run(w, 1u);
 }
 
 // Target value at the walk's position (k = walk_k).
@@ -224,56 +244,110 @@ fn imba_sample_mean(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     }
 }
 
+// Values of ε_c − ε a run may keep in registers before D is known; larger runs stage them in
+// the gradient buffer instead.
+const PRIVATE_K: u32 = 64u;
+
+// D of a token from its sums (Σ|ε−ε_u|^γ, Σ(ε_u−ε)², ·, ·), or the weight pass's D.
+fn fused_weight(token: u32, a: vec4<f32>) -> f32 {
+    if (P.weights_from_buffer == 0u) {
+        return token_weight(a.x, a.y);
+    }
+    var norm = 1.0;
+    if (P.normalize == 1u) {
+        let total_d = weight_total[0].x;
+        if (total_d > 0.0) {
+            norm = f32(P.batch * P.tokens) / total_d;
+        }
+    }
+    return weights[token] * norm;
+}
+
 // The fused pass. Per token: regenerate the target, write ∂L/∂ε_u, accumulate D's sums and
-// the squared errors, then scale ∂L/∂ε_c (staged unscaled in its own output, which this
-// invocation alone touches) by 2λD/(BNK). Partials: (Σ D·e_c, Σ e_u, Σ D, Σ e_c) with
-// e = Σ_k (pred − target)².
+// the squared errors, then write ∂L/∂ε_c = 2λD(ε_c − ε)/(BNK) once D is known.
+//
+// Shaped for speed on llvmpipe, harmless elsewhere:
+// - One invocation handles a run of T = tokens_per_thread adjacent tokens of a token row
+//   (T = 4/gcd(p, 4) where the row allows, else 1; 1 for explicit targets), so each Philox
+//   quad, which spans T tokens, is generated once.
+// - Per-token sums live in four named accumulators chosen by `select`, not in an array
+//   indexed by the token slot: llvmpipe cannot prove that index uniform and would spill it
+//   lane by lane. `staged` is indexed by the loop counter, which it keeps in registers.
+// - The unscaled ε_c − ε waits in `staged` when T·K ≤ PRIVATE_K, else in grad_cond itself
+//   (which this invocation alone touches).
+// Partials: (Σ D·e_c, Σ e_u, Σ D, Σ e_c) with e = Σ_k (pred − target)².
 @compute @workgroup_size(64)
 fn imba_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let group = linear_group(wid);
-    let token = group * 64u + lid.x;
+    let run = P.tokens_per_thread;
+    let first = (group * 64u + lid.x) * run;
     var part = vec4<f32>(0.0);
-    if (token < P.batch * P.tokens) {
-        let base = token_base(token);
+    if (first < P.batch * P.tokens) {
         let grad_u_scale = 2.0 * (1.0 - P.lambda) * P.inv_count;
-        var walk = start_walk(token);
-        var abs_pow_sum = 0.0;
-        var sq_u = 0.0;
-        var sq_c = 0.0;
+        let steps = run * P.token_dim;
+        let in_registers = steps <= PRIVATE_K;
         let compute_d = P.weights_from_buffer == 0u && P.d_form == 0u && P.gamma != 0.0;
-        for (var m = 0u; m < P.token_dim; m = m + 1u) {
+        var staged: array<f32, PRIVATE_K>;
+        // Per token of the run: (Σ|ε−ε_u|^γ, Σ(ε_u−ε)², Σ(ε_c−ε)², 0).
+        var acc0 = vec4<f32>(0.0);
+        var acc1 = vec4<f32>(0.0);
+        var acc2 = vec4<f32>(0.0);
+        var acc3 = vec4<f32>(0.0);
+        var walk = start_walk(first);
+        for (var m = 0u; m < steps; m = m + 1u) {
+            let slot = walk.slot;
+            let token = first + slot;
             let k = walk_k(&walk, m);
             let tgt = target_value(token, k, &walk);
-            walk_next(&walk);
-            let diff_u = pred_uncond[base + k] - tgt;
-            let diff_c = pred_cond[base + k] - tgt;
-            grad_uncond[base + k] = grad_u_scale * diff_u;
-            grad_cond[base + k] = diff_c;
-            sq_u = sq_u + diff_u * diff_u;
-            sq_c = sq_c + diff_c * diff_c;
+            walk_next_run(&walk, run);
+            let at = token_base(token) + k;
+            let diff_u = pred_uncond[at] - tgt;
+            let diff_c = pred_cond[at] - tgt;
+            grad_uncond[at] = grad_u_scale * diff_u;
+            if (in_registers) {
+                staged[m] = diff_c;
+            } else {
+                grad_cond[at] = diff_c;
+            }
+            var w = 0.0;
             if (compute_d) {
-                abs_pow_sum = abs_pow_sum + abs_pow(diff_u, P.gamma);
+                w = abs_pow(diff_u, P.gamma);
+            }
+            let add = vec4<f32>(w, diff_u * diff_u, diff_c * diff_c, 0.0);
+            let zero = vec4<f32>(0.0);
+            acc0 = acc0 + select(zero, add, slot == 0u);
+            acc1 = acc1 + select(zero, add, slot == 1u);
+            acc2 = acc2 + select(zero, add, slot == 2u);
+            acc3 = acc3 + select(zero, add, slot == 3u);
+        }
+        // D and the ∂L/∂ε_c scale of each token of the run (slots past the run unused).
+        var d = vec4<f32>(0.0);
+        d.x = fused_weight(first, acc0);
+        if (run > 1u) {
+            d.y = fused_weight(first + 1u, acc1);
+        }
+        if (run > 2u) {
+            d.z = fused_weight(first + 2u, acc2);
+            d.w = fused_weight(first + 3u, acc3);
+        }
+        let scale = 2.0 * P.lambda * P.inv_count * d;
+        for (var slot = 0u; slot < run; slot = slot + 1u) {
+            weights[first + slot] = d[slot];
+        }
+        part = vec4<f32>(d.x * acc0.z, acc0.y, d.x, acc0.z) + vec4<f32>(d.y * acc1.z, acc1.y, d.y, acc1.z)
+            + vec4<f32>(d.z * acc2.z, acc2.y, d.z, acc2.z) + vec4<f32>(d.w * acc3.z, acc3.y, d.w, acc3.z);
+        var again = start_walk(first);
+        for (var m = 0u; m < steps; m = m + 1u) {
+            let slot = again.slot;
+            let at = token_base(first + slot) + walk_k(&again, m);
+            walk_next_run(&again, run);
+            let s = select(select(select(scale.x, scale.y, slot == 1u), scale.z, slot == 2u), scale.w, slot == 3u);
+            if (in_registers) {
+                grad_cond[at] = s * staged[m];
+            } else {
+                grad_cond[at] = s * grad_cond[at];
             }
         }
-        var d: f32;
-        if (P.weights_from_buffer == 0u) {
-            d = token_weight(abs_pow_sum, sq_u);
-        } else {
-            var scale = 1.0;
-            if (P.normalize == 1u) {
-                let total_d = weight_total[0].x;
-                if (total_d > 0.0) {
-                    scale = f32(P.batch * P.tokens) / total_d;
-                }
-            }
-            d = weights[token] * scale;
-        }
-        weights[token] = d;
-        let grad_c_scale = 2.0 * P.lambda * d * P.inv_count;
-        for (var k = 0u; k < P.token_dim; k = k + 1u) {
-            grad_cond[base + k] = grad_c_scale * grad_cond[base + k];
-        }
-        part = vec4<f32>(d * sq_c, sq_u, d, sq_c);
     }
     let total = tree_sum(lid.x, part);
     if (lid.x == 0u) {
@@ -311,9 +385,9 @@ fn mse_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
 // Sum of all partials by one workgroup, in a fixed order (each invocation a strided run,
 // then the tree). A few thousand partials at most for real batches, so one workgroup is
 // enough and no multi-pass reduction is needed.
-fn sum_partials(lid: u32) -> vec4<f32> {
+fn sum_partials(lid: u32, count: u32) -> vec4<f32> {
     var s = vec4<f32>(0.0);
-    for (var i = lid; i < P.partial_count; i = i + 64u) {
+    for (var i = lid; i < count; i = i + 64u) {
         s = s + partials[i];
     }
     return tree_sum(lid, s);
@@ -322,7 +396,8 @@ fn sum_partials(lid: u32) -> vec4<f32> {
 // After `imba_token_weights`: Σ D over the batch, for the batch-mean normalisation.
 @compute @workgroup_size(64)
 fn weights_total(@builtin(local_invocation_id) lid: vec3<u32>) {
-    let total = sum_partials(lid.x);
+    // The weight pass runs one token per invocation.
+    let total = sum_partials(lid.x, (P.batch * P.tokens + 63u) / 64u);
     if (lid.x == 0u) {
         weight_total[0] = total;
     }
@@ -332,7 +407,7 @@ fn weights_total(@builtin(local_invocation_id) lid: vec3<u32>) {
 // (d_form == 3): [L, L, 0, 1].
 @compute @workgroup_size(64)
 fn loss_finalize(@builtin(local_invocation_id) lid: vec3<u32>) {
-    let total = sum_partials(lid.x);
+    let total = sum_partials(lid.x, P.partial_count);
     if (lid.x == 0u) {
         if (P.d_form == 3u) {
             let l = total.x * P.inv_count;

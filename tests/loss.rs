@@ -183,9 +183,22 @@ fn fused_imba_velocity_target_and_patches() {
     for p in [ImbaParams::default(), ImbaParams { granularity: Granularity::Sample, ..Default::default() }] {
         compare("flow", &inp, &p, &run_imba(&inp, &p, Path::Fused));
     }
-    let g = ImageGeometry { batch: 3, channels: 3, height: 9, width: 6, patch: 3 };
-    let inp = philox_inputs(g, false, 4);
-    compare("p=3", &inp, &ImbaParams::default(), &run_imba(&inp, &ImbaParams::default(), Path::Fused));
+    // Runs of adjacent tokens per invocation (T = 4/gcd(p, 4) where the token row allows),
+    // and the staging of ∂L/∂ε_c in memory when T·K > 64.
+    let geo = |batch, channels, height, width, patch| ImageGeometry { batch, channels, height, width, patch };
+    for (g, why) in [
+        (geo(3, 3, 9, 6, 3), "p=3, T=1 (token row 2)"),
+        (geo(3, 2, 3, 8, 1), "p=1, T=4"),
+        (geo(2, 2, 6, 12, 3), "p=3, T=4, T·K=72 staged in memory"),
+        (geo(2, 3, 10, 10, 5), "p=5, T=1, K=75 staged in memory"),
+        (geo(3, 3, 4, 6, 2), "p=2, T=1 (token row 3)"),
+        (geo(16, 4, 32, 32, 2), "p=2, T=2, DiT-S/2-like"),
+    ] {
+        let inp = philox_inputs(g, false, 4);
+        for p in [ImbaParams::default(), ImbaParams { normalize: Normalize::BatchMean, ..Default::default() }] {
+            compare(why, &inp, &p, &run_imba(&inp, &p, Path::Fused));
+        }
+    }
 }
 
 #[test]

@@ -44,20 +44,23 @@ pub(crate) fn layout(device: &wgpu::Device, label: &str, slots: &[(u32, Slot)]) 
     })
 }
 
-/// Compute pipelines for the named entry points of one module, all with `layout`.
+/// Compute pipelines for the named entry points of one module, all with `layout`. Shader or
+/// pipeline validation failures come back as [`Error::Shader`] (inside an error scope) rather
+/// than as wgpu's uncaptured-error panic.
 pub(crate) fn pipelines(
     device: &wgpu::Device,
     family: &str,
     layout: &wgpu::BindGroupLayout,
     entries: &[&str],
 ) -> Result<Vec<wgpu::ComputePipeline>> {
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let module = crate::shaders::module(device, family)?;
     let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
         label: Some(family),
         bind_group_layouts: &[Some(layout)],
         immediate_size: 0,
     });
-    Ok(entries
+    let out = entries
         .iter()
         .map(|entry| {
             device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -69,7 +72,14 @@ pub(crate) fn pipelines(
                 cache: None,
             })
         })
-        .collect())
+        .collect();
+    if let Some(e) = pollster::block_on(scope.pop()) {
+        return Err(Error::Shader {
+            name: family.into(),
+            message: e.to_string(),
+        });
+    }
+    Ok(out)
 }
 
 /// A uniform buffer holding `value`.

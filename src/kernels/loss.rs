@@ -178,8 +178,30 @@ impl LossWorkspace {
     }
 }
 
+/// Workgroups of a pass with one token per invocation.
 fn groups(shape: TokenShape) -> u64 {
     shape.rows().div_ceil(WG)
+}
+
+/// Workgroups of the fused pass, `run` tokens per invocation.
+fn fused_groups(shape: TokenShape, run: u32) -> u64 {
+    shape.rows().div_ceil(WG * run as u64)
+}
+
+/// Adjacent tokens per invocation in the fused pass: a Philox quad covers four consecutive
+/// pixels of a row, so with patch p it spans 4/gcd(p, 4) tokens; one invocation takes them
+/// all when the token row divides evenly (then every run starts on a quad boundary).
+fn tokens_per_thread(g: ImageGeometry) -> u32 {
+    let run = match g.patch % 4 {
+        0 => 1,
+        2 => 2,
+        _ => 4,
+    };
+    if (g.width / g.patch) % run == 0 {
+        run
+    } else {
+        1
+    }
 }
 
 const WG: u64 = 64;
@@ -206,7 +228,7 @@ struct Params {
     gamma: f32,
     lambda: f32,
     inv_count: f32,
-    _pad: f32,
+    tokens_per_thread: u32,
 }
 
 /// `d_form` value that tells `loss_finalize` to write the baseline's scalars.
@@ -337,7 +359,7 @@ impl LossKernels {
                 steps.push((&self.weights_total, 1));
             }
         }
-        steps.push((&self.fused, token_groups));
+        steps.push((&self.fused, fused_groups(s, params.tokens_per_thread)));
         steps.push((&self.finalize, 1));
         self.run(device, encoder, params, &b, args.workspace, &steps)
     }
@@ -358,6 +380,8 @@ impl LossKernels {
         common::check_storage(device, "grad", args.grad, nk)?;
         common::check_storage(device, "scalars", args.scalars, 16)?;
         params.d_form = D_FORM_BASELINE;
+        params.tokens_per_thread = 1;
+        params.partial_count = groups(s) as u32;
         let b = Bindings {
             pred_cond: (args.pred, nk),
             pred_uncond: None,
@@ -391,8 +415,8 @@ impl LossKernels {
             batch: s.batch,
             tokens: s.tokens,
             token_dim: s.token_dim,
-            partial_count: groups(s) as u32,
             inv_count: (1.0 / s.elements() as f64) as f32,
+            tokens_per_thread: 1,
             ..Default::default()
         };
         match *target {
@@ -405,6 +429,7 @@ impl LossKernels {
                     )));
                 }
                 p.target_source = 0;
+                p.tokens_per_thread = tokens_per_thread(geometry);
                 p.channels = geometry.channels;
                 p.height = geometry.height;
                 p.width = geometry.width;
@@ -429,6 +454,7 @@ impl LossKernels {
                 p.target_source = 1;
             }
         }
+        p.partial_count = fused_groups(s, p.tokens_per_thread) as u32;
         Ok(p)
     }
 
@@ -477,13 +503,14 @@ impl LossKernels {
         });
         pass.set_bind_group(0, &bg, &[]);
         for &(pipeline, n) in steps {
+            // Shaders linearise (x, y) with the token pass's x extent; a smaller pass whose
+            // grid needs no y linearises to x alone, and a larger one has the same x extent.
+            let (x, y) = common::grid(device, n)?;
+            debug_assert!(y == 1 || x == gx);
             pass.set_pipeline(pipeline);
-            if n == groups(ws.shape) {
-                pass.dispatch_workgroups(gx, gy, 1);
-            } else {
-                pass.dispatch_workgroups(n as u32, 1, 1);
-            }
+            pass.dispatch_workgroups(x, y, 1);
         }
+        let _ = gy;
         Ok(())
     }
 }
