@@ -3,9 +3,15 @@
 //! sampling. Set IMBA_BENCH_REPS to change the number of timed runs.
 
 fn main() {
-    std::env::set_var("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()));
+    std::env::set_var(
+        "XDG_RUNTIME_DIR",
+        std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()),
+    );
     // `cargo bench -- <filter>` passes arguments; `--bench` is cargo's own flag.
-    let reps = std::env::var("IMBA_BENCH_REPS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let reps = std::env::var("IMBA_BENCH_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
     let gpu = match imba::gpu::Gpu::new() {
         Ok(g) => g,
         Err(e) => {

@@ -15,8 +15,18 @@ use std::time::Instant;
 
 /// The sizes of the issue: DiT-S/2 on 32×32×4 latents, 32×32×3 images at patch 4, toy2d.
 pub fn default_sizes() -> Vec<ImageGeometry> {
-    let g = |batch, channels, height, width, patch| ImageGeometry { batch, channels, height, width, patch };
-    vec![g(256, 4, 32, 32, 2), g(64, 3, 32, 32, 4), g(1024, 2, 1, 1, 1)]
+    let g = |batch, channels, height, width, patch| ImageGeometry {
+        batch,
+        channels,
+        height,
+        width,
+        patch,
+    };
+    vec![
+        g(256, 4, 32, 32, 2),
+        g(64, 3, 32, 32, 4),
+        g(1024, 2, 1, 1, 1),
+    ]
 }
 
 /// One measured line of the report.
@@ -73,7 +83,13 @@ impl Report {
 }
 
 /// Times `record` (median ms over `reps` after `warmup`).
-fn time_ms(gpu: &Gpu, timer: Option<&GpuTimer>, warmup: usize, reps: usize, mut record: impl FnMut(&mut wgpu::CommandEncoder) -> Result<()>) -> Result<f64> {
+fn time_ms(
+    gpu: &Gpu,
+    timer: Option<&GpuTimer>,
+    warmup: usize,
+    reps: usize,
+    mut record: impl FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
+) -> Result<f64> {
     let mut samples = Vec::with_capacity(reps);
     for i in 0..warmup + reps {
         let mut enc = gpu.encoder();
@@ -129,8 +145,18 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
         let (nk, bn) = (s.elements() as usize, s.rows() as usize);
         // Deterministic inputs: predictions = ε + a token-scaled perturbation.
         let target = reference::noise::target_tokens(&geometry, 1, 2, None);
-        let pred_c: Vec<f32> = target.iter().enumerate().map(|(i, e)| e + 0.3 * ((i % 7) as f32 - 3.0) / 3.0).collect();
-        let pred_u: Vec<f32> = target.iter().enumerate().map(|(i, e)| e + 0.1 * (1 + (i / s.token_dim as usize) % 5) as f32 * ((i % 3) as f32 - 1.0)).collect();
+        let pred_c: Vec<f32> = target
+            .iter()
+            .enumerate()
+            .map(|(i, e)| e + 0.3 * ((i % 7) as f32 - 3.0) / 3.0)
+            .collect();
+        let pred_u: Vec<f32> = target
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                e + 0.1 * (1 + (i / s.token_dim as usize) % 5) as f32 * ((i % 3) as f32 - 1.0)
+            })
+            .collect();
         let pc = gpu.upload("pc", &pred_c);
         let pu = gpu.upload("pu", &pred_u);
         let weights = gpu.zeros("w", bn as u64 * 4);
@@ -139,7 +165,13 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
         let scalars = gpu.zeros("scalars", 16);
         let ws = loss.workspace(dev, s)?;
         let uws = UnfusedWorkspace::new(dev, s)?;
-        let philox = Target::Philox { seed: 1, step: 2, geometry, kind: TargetKind::Epsilon, x0: None };
+        let philox = Target::Philox {
+            seed: 1,
+            step: 2,
+            geometry,
+            kind: TargetKind::Epsilon,
+            x0: None,
+        };
         let p = ImbaParams::default();
         let args = ImbaLossArgs {
             shape: s,
@@ -152,37 +184,103 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             scalars: &scalars,
             workspace: &ws,
         };
-        let fused_ms = time_ms(gpu, t, warmup, reps, |enc| loss.record_imba(dev, enc, &args, &p))?;
+        let fused_ms = time_ms(gpu, t, warmup, reps, |enc| {
+            loss.record_imba(dev, enc, &args, &p)
+        })?;
         let unfused_ms = time_ms(gpu, t, warmup, reps, |enc| {
-            unfused.record(dev, enc, &uws, &pc, &pu, philox, &p, &weights, &gc, &gu, &scalars)
+            unfused.record(
+                dev, enc, &uws, &pc, &pu, philox, &p, &weights, &gc, &gu, &scalars,
+            )
         })?;
         let cpu_ms = {
             let start = Instant::now();
             let tgt = reference::noise::target_tokens(&geometry, 1, 2, None);
-            let out = reference::loss::imba(s, &reference::loss::widen(&pred_c), &reference::loss::widen(&pred_u), &reference::loss::widen(&tgt), &p);
+            let out = reference::loss::imba(
+                s,
+                &reference::loss::widen(&pred_c),
+                &reference::loss::widen(&pred_u),
+                &reference::loss::widen(&tgt),
+                &p,
+            );
             std::hint::black_box(out.loss);
             start.elapsed().as_secs_f64() * 1e3
         };
         let loss_bytes = 16 * nk as u64 + 4 * bn as u64;
-        rows.push(Row { kernel: "imba fused (Philox ε)", shape: s, gpu_ms: fused_ms, bytes: loss_bytes, vs_unfused: Some(unfused_ms / fused_ms), cpu_ms: Some(cpu_ms) });
-        rows.push(Row { kernel: "imba unfused chain", shape: s, gpu_ms: unfused_ms, bytes: loss_bytes, vs_unfused: None, cpu_ms: None });
+        rows.push(Row {
+            kernel: "imba fused (Philox ε)",
+            shape: s,
+            gpu_ms: fused_ms,
+            bytes: loss_bytes,
+            vs_unfused: Some(unfused_ms / fused_ms),
+            cpu_ms: Some(cpu_ms),
+        });
+        rows.push(Row {
+            kernel: "imba unfused chain",
+            shape: s,
+            gpu_ms: unfused_ms,
+            bytes: loss_bytes,
+            vs_unfused: None,
+            cpu_ms: None,
+        });
 
         let mse_ms = time_ms(gpu, t, warmup, reps, |enc| {
-            loss.record_mse(dev, enc, &MseLossArgs { shape: s, pred: &pc, target: philox, grad: &gc, scalars: &scalars, workspace: &ws })
+            loss.record_mse(
+                dev,
+                enc,
+                &MseLossArgs {
+                    shape: s,
+                    pred: &pc,
+                    target: philox,
+                    grad: &gc,
+                    scalars: &scalars,
+                    workspace: &ws,
+                },
+            )
         })?;
-        rows.push(Row { kernel: "baseline mse fused", shape: s, gpu_ms: mse_ms, bytes: 8 * nk as u64, vs_unfused: None, cpu_ms: None });
+        rows.push(Row {
+            kernel: "baseline mse fused",
+            shape: s,
+            gpu_ms: mse_ms,
+            bytes: 8 * nk as u64,
+            vs_unfused: None,
+            cpu_ms: None,
+        });
 
         let x0 = gpu.zeros("x0", nk as u64 * 4);
         let ts = gpu.upload("t", &vec![500.0f32; geometry.batch as usize]);
-        let nargs = NoiseArgs { geometry, seed: 1, step: 2, schedule: Schedule::Ddpm { table: &table, steps: sched.steps() }, x0: &x0, timesteps: &ts, out_tokens: &gc };
-        let noise_ms = time_ms(gpu, t, warmup, reps, |enc| noise.record_noise_to_tokens(dev, enc, &nargs))?;
-        rows.push(Row { kernel: "noise → x_t tokens", shape: s, gpu_ms: noise_ms, bytes: 8 * nk as u64, vs_unfused: None, cpu_ms: None });
+        let nargs = NoiseArgs {
+            geometry,
+            seed: 1,
+            step: 2,
+            schedule: Schedule::Ddpm {
+                table: &table,
+                steps: sched.steps(),
+            },
+            x0: &x0,
+            timesteps: &ts,
+            out_tokens: &gc,
+        };
+        let noise_ms = time_ms(gpu, t, warmup, reps, |enc| {
+            noise.record_noise_to_tokens(dev, enc, &nargs)
+        })?;
+        rows.push(Row {
+            kernel: "noise → x_t tokens",
+            shape: s,
+            gpu_ms: noise_ms,
+            bytes: 8 * nk as u64,
+            vs_unfused: None,
+            cpu_ms: None,
+        });
     }
     Ok(Report {
         adapter: gpu.info.name.clone(),
         backend: format!("{:?}", gpu.info.backend),
         driver: format!("{} {}", gpu.info.driver, gpu.info.driver_info),
-        timing: if timer.is_some() { "GPU timestamps" } else { "wall clock of submit + wait (no timestamp support)" },
+        timing: if timer.is_some() {
+            "GPU timestamps"
+        } else {
+            "wall clock of submit + wait (no timestamp support)"
+        },
         copy_gbs: copy_gbs(gpu, t, warmup, reps)?,
         reps,
         rows,

@@ -15,8 +15,14 @@ pub const FAMILIES: &[(&str, &str)] = &[
 /// Snippets that families include.
 const SNIPPETS: &[(&str, &str)] = &[
     ("philox.wgsl", include_str!("../shaders/lib/philox.wgsl")),
-    ("tree_sum.wgsl", include_str!("../shaders/lib/tree_sum.wgsl")),
-    ("image_index.wgsl", include_str!("../shaders/lib/image_index.wgsl")),
+    (
+        "tree_sum.wgsl",
+        include_str!("../shaders/lib/tree_sum.wgsl"),
+    ),
+    (
+        "image_index.wgsl",
+        include_str!("../shaders/lib/image_index.wgsl"),
+    ),
 ];
 
 /// The complete WGSL of a kernel family, includes resolved.
@@ -76,7 +82,8 @@ pub fn translate(family: &str) -> Result<Translations> {
         message: format!("{stage}: {e}"),
     };
     let src = source(family)?;
-    let module = naga::front::wgsl::parse_str(&src).map_err(|e| err("parse", e.emit_to_string(&src)))?;
+    let module =
+        naga::front::wgsl::parse_str(&src).map_err(|e| err("parse", e.emit_to_string(&src)))?;
     let info = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
         naga::valid::Capabilities::all(),
@@ -87,8 +94,10 @@ pub fn translate(family: &str) -> Result<Translations> {
     let spirv = spv::write_vec(&module, &info, &spv::Options::default(), None)
         .map_err(|e| err("SPIR-V", e.to_string()))?;
 
-    let mut msl_opts = msl::Options::default();
-    msl_opts.lang_version = (2, 1);
+    let msl_opts = msl::Options {
+        lang_version: (2, 1),
+        ..Default::default()
+    };
     let pipeline = msl::PipelineOptions::default();
     let (msl, _) = msl::write_string(&module, &info, &msl_opts, &pipeline)
         .map_err(|e| err("MSL", e.to_string()))?;

@@ -40,7 +40,14 @@ fn explicit_inputs(shape: TokenShape, seed: u64) -> Inputs {
 }
 
 /// Predictions near the target with a per-token error scale, so D varies across tokens.
-fn with_predictions(shape: TokenShape, geometry: Option<ImageGeometry>, flow: bool, target: Vec<f32>, x0: Vec<f32>, r: &mut Rand) -> Inputs {
+fn with_predictions(
+    shape: TokenShape,
+    geometry: Option<ImageGeometry>,
+    flow: bool,
+    target: Vec<f32>,
+    x0: Vec<f32>,
+    r: &mut Rand,
+) -> Inputs {
     let k = shape.token_dim as usize;
     let mut pred_cond = vec![0.0; target.len()];
     let mut pred_uncond = vec![0.0; target.len()];
@@ -51,7 +58,15 @@ fn with_predictions(shape: TokenShape, geometry: Option<ImageGeometry>, flow: bo
             pred_uncond[i] = target[i] + scale * r.uniform(-1.0, 1.0);
         }
     }
-    Inputs { shape, geometry, flow, pred_cond, pred_uncond, target, x0 }
+    Inputs {
+        shape,
+        geometry,
+        flow,
+        pred_cond,
+        pred_uncond,
+        target,
+        x0,
+    }
 }
 
 struct Outputs {
@@ -85,7 +100,11 @@ fn run_imba(inp: &Inputs, p: &ImbaParams, path: Path) -> Outputs {
             seed: SEED,
             step: STEP,
             geometry,
-            kind: if inp.flow { TargetKind::Velocity } else { TargetKind::Epsilon },
+            kind: if inp.flow {
+                TargetKind::Velocity
+            } else {
+                TargetKind::Epsilon
+            },
             x0: inp.flow.then_some(&x0),
         },
         None => Target::Explicit(&tb),
@@ -111,7 +130,10 @@ fn run_imba(inp: &Inputs, p: &ImbaParams, path: Path) -> Outputs {
         Path::Unfused => {
             let k = UnfusedImba::new(dev).unwrap();
             let ws = UnfusedWorkspace::new(dev, s).unwrap();
-            k.record(dev, &mut enc, &ws, &pc, &pu, target, p, &weights, &gc, &gu, &scalars).unwrap();
+            k.record(
+                dev, &mut enc, &ws, &pc, &pu, target, p, &weights, &gc, &gu, &scalars,
+            )
+            .unwrap();
         }
     }
     g.submit_and_wait(enc).unwrap();
@@ -127,18 +149,60 @@ fn run_imba(inp: &Inputs, p: &ImbaParams, path: Path) -> Outputs {
 /// carry the factor 1/(BNK); they are compared multiplied by BNK so that the absolute part
 /// of the tolerance means the same at every size.
 fn compare(what: &str, inp: &Inputs, p: &ImbaParams, out: &Outputs) {
-    let want = rl::imba(inp.shape, &rl::widen(&inp.pred_cond), &rl::widen(&inp.pred_uncond), &rl::widen(&inp.target), p);
-    let what = format!("{what} γ={} λ={} {:?} {:?} {:?}", p.gamma, p.lambda, p.form, p.granularity, p.normalize);
+    let want = rl::imba(
+        inp.shape,
+        &rl::widen(&inp.pred_cond),
+        &rl::widen(&inp.pred_uncond),
+        &rl::widen(&inp.target),
+        p,
+    );
+    let what = format!(
+        "{what} γ={} λ={} {:?} {:?} {:?}",
+        p.gamma, p.lambda, p.form, p.granularity, p.normalize
+    );
     assert_scalar(&format!("{what}: L"), out.scalars[0], want.loss, 1e-5);
-    assert_scalar(&format!("{what}: L_c"), out.scalars[1], want.loss_cond, 1e-5);
-    assert_scalar(&format!("{what}: L_u"), out.scalars[2], want.loss_uncond, 1e-5);
-    assert_scalar(&format!("{what}: mean D"), out.scalars[3], want.mean_d, 1e-5);
-    assert_close(&format!("{what}: D"), &out.weights, &want.weights, 1e-5, 1e-5);
+    assert_scalar(
+        &format!("{what}: L_c"),
+        out.scalars[1],
+        want.loss_cond,
+        1e-5,
+    );
+    assert_scalar(
+        &format!("{what}: L_u"),
+        out.scalars[2],
+        want.loss_uncond,
+        1e-5,
+    );
+    assert_scalar(
+        &format!("{what}: mean D"),
+        out.scalars[3],
+        want.mean_d,
+        1e-5,
+    );
+    assert_close(
+        &format!("{what}: D"),
+        &out.weights,
+        &want.weights,
+        1e-5,
+        1e-5,
+    );
     let n = inp.shape.elements() as f32;
     let scaled = |g: &[f32]| g.iter().map(|x| x * n).collect::<Vec<f32>>();
     let scaled_ref = |g: &[f64]| g.iter().map(|x| x * n as f64).collect::<Vec<f64>>();
-    assert_close(&format!("{what}: ∂L/∂ε_c·BNK"), &scaled(&out.grad_cond), &scaled_ref(&want.grad_cond), 1e-5, 1e-5);
-    assert_close(&format!("{what}: ∂L/∂ε_u·BNK"), &scaled(&out.grad_uncond), &scaled_ref(&want.grad_uncond), 1e-5, 1e-5);
+    assert_close(
+        &format!("{what}: ∂L/∂ε_c·BNK"),
+        &scaled(&out.grad_cond),
+        &scaled_ref(&want.grad_cond),
+        1e-5,
+        1e-5,
+    );
+    assert_close(
+        &format!("{what}: ∂L/∂ε_u·BNK"),
+        &scaled(&out.grad_uncond),
+        &scaled_ref(&want.grad_uncond),
+        1e-5,
+        1e-5,
+    );
 }
 
 fn all_variants() -> Vec<ImbaParams> {
@@ -146,7 +210,12 @@ fn all_variants() -> Vec<ImbaParams> {
     for form in [DForm::MeanAbsPow, DForm::PowOfRms, DForm::PowOfMse] {
         for granularity in [Granularity::Token, Granularity::Sample] {
             for normalize in [Normalize::None, Normalize::BatchMean] {
-                v.push(ImbaParams { form, granularity, normalize, ..ImbaParams::default() });
+                v.push(ImbaParams {
+                    form,
+                    granularity,
+                    normalize,
+                    ..ImbaParams::default()
+                });
             }
         }
     }
@@ -156,7 +225,13 @@ fn all_variants() -> Vec<ImbaParams> {
 #[test]
 fn fused_imba_matches_reference_every_variant_philox_target() {
     // B=3, N=7, K=5 (C=5, 7×1 image, p=1): odd everywhere.
-    let g = ImageGeometry { batch: 3, channels: 5, height: 7, width: 1, patch: 1 };
+    let g = ImageGeometry {
+        batch: 3,
+        channels: 5,
+        height: 7,
+        width: 1,
+        patch: 1,
+    };
     let inp = philox_inputs(g, false, 1);
     for p in all_variants() {
         compare("philox", &inp, &p, &run_imba(&inp, &p, Path::Fused));
@@ -168,9 +243,22 @@ fn fused_imba_matches_reference_explicit_target_and_edge_parameters() {
     let inp = explicit_inputs(TokenShape::new(3, 7, 5), 2);
     let mut params = all_variants();
     params.push(ImbaParams::dual_baseline());
-    params.push(ImbaParams { lambda: 0.0, ..Default::default() });
-    params.push(ImbaParams { lambda: 1.0, gamma: 2.0, ..Default::default() });
-    params.push(ImbaParams { gamma: 0.0, form: DForm::PowOfMse, granularity: Granularity::Sample, normalize: Normalize::BatchMean, ..Default::default() });
+    params.push(ImbaParams {
+        lambda: 0.0,
+        ..Default::default()
+    });
+    params.push(ImbaParams {
+        lambda: 1.0,
+        gamma: 2.0,
+        ..Default::default()
+    });
+    params.push(ImbaParams {
+        gamma: 0.0,
+        form: DForm::PowOfMse,
+        granularity: Granularity::Sample,
+        normalize: Normalize::BatchMean,
+        ..Default::default()
+    });
     for p in params {
         compare("explicit", &inp, &p, &run_imba(&inp, &p, Path::Fused));
     }
@@ -178,14 +266,32 @@ fn fused_imba_matches_reference_explicit_target_and_edge_parameters() {
 
 #[test]
 fn fused_imba_velocity_target_and_patches() {
-    let g = ImageGeometry { batch: 2, channels: 3, height: 6, width: 4, patch: 2 };
+    let g = ImageGeometry {
+        batch: 2,
+        channels: 3,
+        height: 6,
+        width: 4,
+        patch: 2,
+    };
     let inp = philox_inputs(g, true, 3);
-    for p in [ImbaParams::default(), ImbaParams { granularity: Granularity::Sample, ..Default::default() }] {
+    for p in [
+        ImbaParams::default(),
+        ImbaParams {
+            granularity: Granularity::Sample,
+            ..Default::default()
+        },
+    ] {
         compare("flow", &inp, &p, &run_imba(&inp, &p, Path::Fused));
     }
     // Runs of adjacent tokens per invocation (T = 4/gcd(p, 4) where the token row allows),
     // and the staging of ∂L/∂ε_c in memory when T·K > 64.
-    let geo = |batch, channels, height, width, patch| ImageGeometry { batch, channels, height, width, patch };
+    let geo = |batch, channels, height, width, patch| ImageGeometry {
+        batch,
+        channels,
+        height,
+        width,
+        patch,
+    };
     for (g, why) in [
         (geo(3, 3, 9, 6, 3), "p=3, T=1 (token row 2)"),
         (geo(3, 2, 3, 8, 1), "p=1, T=4"),
@@ -195,7 +301,13 @@ fn fused_imba_velocity_target_and_patches() {
         (geo(16, 4, 32, 32, 2), "p=2, T=2, DiT-S/2-like"),
     ] {
         let inp = philox_inputs(g, false, 4);
-        for p in [ImbaParams::default(), ImbaParams { normalize: Normalize::BatchMean, ..Default::default() }] {
+        for p in [
+            ImbaParams::default(),
+            ImbaParams {
+                normalize: Normalize::BatchMean,
+                ..Default::default()
+            },
+        ] {
             compare(why, &inp, &p, &run_imba(&inp, &p, Path::Fused));
         }
     }
@@ -204,10 +316,25 @@ fn fused_imba_velocity_target_and_patches() {
 #[test]
 fn fused_imba_large() {
     // (B, N, K) = (64, 64, 48): 32×32×3 images, patch 4.
-    let g = ImageGeometry { batch: 64, channels: 3, height: 32, width: 32, patch: 4 };
+    let g = ImageGeometry {
+        batch: 64,
+        channels: 3,
+        height: 32,
+        width: 32,
+        patch: 4,
+    };
     let inp = philox_inputs(g, false, 5);
-    compare("large", &inp, &ImbaParams::default(), &run_imba(&inp, &ImbaParams::default(), Path::Fused));
-    let p = ImbaParams { normalize: Normalize::BatchMean, granularity: Granularity::Sample, ..Default::default() };
+    compare(
+        "large",
+        &inp,
+        &ImbaParams::default(),
+        &run_imba(&inp, &ImbaParams::default(), Path::Fused),
+    );
+    let p = ImbaParams {
+        normalize: Normalize::BatchMean,
+        granularity: Granularity::Sample,
+        ..Default::default()
+    };
     compare("large", &inp, &p, &run_imba(&inp, &p, Path::Fused));
 }
 
@@ -215,31 +342,73 @@ fn fused_imba_large() {
 #[test]
 fn fused_imba_two_dimensional_grid() {
     let g = gpu();
-    let max = g.device.limits().max_compute_workgroups_per_dimension as u32;
+    let max = g.device.limits().max_compute_workgroups_per_dimension;
     let inp = explicit_inputs(TokenShape::new(1, max * 64 + 1000, 1), 6);
-    compare("2-D grid", &inp, &ImbaParams::default(), &run_imba(&inp, &ImbaParams::default(), Path::Fused));
+    compare(
+        "2-D grid",
+        &inp,
+        &ImbaParams::default(),
+        &run_imba(&inp, &ImbaParams::default(), Path::Fused),
+    );
 }
 
 #[test]
 fn unfused_chain_matches_reference() {
-    let g = ImageGeometry { batch: 3, channels: 5, height: 7, width: 1, patch: 1 };
+    let g = ImageGeometry {
+        batch: 3,
+        channels: 5,
+        height: 7,
+        width: 1,
+        patch: 1,
+    };
     let philox = philox_inputs(g, false, 7);
     let explicit = explicit_inputs(TokenShape::new(3, 7, 5), 8);
     for form in [DForm::MeanAbsPow, DForm::PowOfRms, DForm::PowOfMse] {
         for gamma in [0.8, 0.0] {
-            let p = ImbaParams { form, gamma, ..Default::default() };
-            compare("unfused philox", &philox, &p, &run_imba(&philox, &p, Path::Unfused));
-            compare("unfused explicit", &explicit, &p, &run_imba(&explicit, &p, Path::Unfused));
+            let p = ImbaParams {
+                form,
+                gamma,
+                ..Default::default()
+            };
+            compare(
+                "unfused philox",
+                &philox,
+                &p,
+                &run_imba(&philox, &p, Path::Unfused),
+            );
+            compare(
+                "unfused explicit",
+                &explicit,
+                &p,
+                &run_imba(&explicit, &p, Path::Unfused),
+            );
         }
     }
-    let g = ImageGeometry { batch: 16, channels: 4, height: 16, width: 16, patch: 2 };
+    let g = ImageGeometry {
+        batch: 16,
+        channels: 4,
+        height: 16,
+        width: 16,
+        patch: 2,
+    };
     let inp = philox_inputs(g, false, 9);
-    compare("unfused large", &inp, &ImbaParams::default(), &run_imba(&inp, &ImbaParams::default(), Path::Unfused));
+    compare(
+        "unfused large",
+        &inp,
+        &ImbaParams::default(),
+        &run_imba(&inp, &ImbaParams::default(), Path::Unfused),
+    );
 }
 
 #[test]
 fn same_inputs_give_same_bits() {
-    let g = ImageGeometry { batch: 8, channels: 4, height: 8, width: 8, patch: 2 };
+    let g = ImageGeometry {
+        batch: 8,
+        channels: 4,
+        height: 8,
+        width: 8,
+        patch: 2,
+    };
     let inp = philox_inputs(g, false, 10);
     let p = ImbaParams::default();
     let a = run_imba(&inp, &p, Path::Fused);
@@ -261,20 +430,49 @@ fn run_mse(inp: &Inputs) -> (Vec<f32>, Vec<f32>) {
     let grad = g.poisoned("grad", s.elements() as usize);
     let scalars = g.poisoned("scalars", 4);
     let target = match inp.geometry {
-        Some(geometry) => Target::Philox { seed: SEED, step: STEP, geometry, kind: TargetKind::Epsilon, x0: None },
+        Some(geometry) => Target::Philox {
+            seed: SEED,
+            step: STEP,
+            geometry,
+            kind: TargetKind::Epsilon,
+            x0: None,
+        },
         None => Target::Explicit(&tb),
     };
     let mut enc = g.encoder();
-    k.record_mse(dev, &mut enc, &MseLossArgs { shape: s, pred: &pred, target, grad: &grad, scalars: &scalars, workspace: &ws })
-        .unwrap();
+    k.record_mse(
+        dev,
+        &mut enc,
+        &MseLossArgs {
+            shape: s,
+            pred: &pred,
+            target,
+            grad: &grad,
+            scalars: &scalars,
+            workspace: &ws,
+        },
+    )
+    .unwrap();
     g.submit_and_wait(enc).unwrap();
-    (g.read(&scalars, 4).unwrap(), g.read(&grad, s.elements() as usize).unwrap())
+    (
+        g.read(&scalars, 4).unwrap(),
+        g.read(&grad, s.elements() as usize).unwrap(),
+    )
 }
 
 #[test]
 fn baseline_mse_matches_reference() {
-    let g = ImageGeometry { batch: 3, channels: 5, height: 7, width: 1, patch: 1 };
-    for inp in [philox_inputs(g, false, 11), explicit_inputs(TokenShape::new(5, 3, 7), 12)] {
+    let g = ImageGeometry {
+        batch: 3,
+        channels: 5,
+        height: 7,
+        width: 1,
+        patch: 1,
+    };
+    for inp in [
+        philox_inputs(g, false, 11),
+        explicit_inputs(TokenShape::new(5, 3, 7), 12),
+    ] {
         let (scalars, grad) = run_mse(&inp);
         let (loss, want) = rl::mse(&rl::widen(&inp.pred_cond), &rl::widen(&inp.target));
         assert_scalar("mse L", scalars[0], loss, 1e-5);
@@ -298,7 +496,11 @@ fn reference_gradients_match_finite_differences() {
     let t: Vec<f64> = r.vec(n, -1.0, 1.0).iter().map(|&x| x as f64).collect();
     let mut params = all_variants();
     params.push(ImbaParams::dual_baseline());
-    params.push(ImbaParams { lambda: 0.3, gamma: 1.7, ..Default::default() });
+    params.push(ImbaParams {
+        lambda: 0.3,
+        gamma: 1.7,
+        ..Default::default()
+    });
     let h = 1e-6;
     for p in params {
         let out = rl::imba(shape, &pc, &pu, &t, &p);
@@ -307,14 +509,26 @@ fn reference_gradients_match_finite_differences() {
             let mut minus = pc.clone();
             plus[i] += h;
             minus[i] -= h;
-            let fd = (rl::imba_value(shape, &plus, &pu, &pu, &t, &p) - rl::imba_value(shape, &minus, &pu, &pu, &t, &p)) / (2.0 * h);
-            assert!((fd - out.grad_cond[i]).abs() <= 1e-8 + 1e-6 * fd.abs(), "{p:?} ∂/∂ε_c[{i}]: fd {fd} analytic {}", out.grad_cond[i]);
+            let fd = (rl::imba_value(shape, &plus, &pu, &pu, &t, &p)
+                - rl::imba_value(shape, &minus, &pu, &pu, &t, &p))
+                / (2.0 * h);
+            assert!(
+                (fd - out.grad_cond[i]).abs() <= 1e-8 + 1e-6 * fd.abs(),
+                "{p:?} ∂/∂ε_c[{i}]: fd {fd} analytic {}",
+                out.grad_cond[i]
+            );
             let mut plus = pu.clone();
             let mut minus = pu.clone();
             plus[i] += h;
             minus[i] -= h;
-            let fd = (rl::imba_value(shape, &pc, &plus, &pu, &t, &p) - rl::imba_value(shape, &pc, &minus, &pu, &t, &p)) / (2.0 * h);
-            assert!((fd - out.grad_uncond[i]).abs() <= 1e-8 + 1e-6 * fd.abs(), "{p:?} ∂/∂ε_u[{i}]: fd {fd} analytic {}", out.grad_uncond[i]);
+            let fd = (rl::imba_value(shape, &pc, &plus, &pu, &t, &p)
+                - rl::imba_value(shape, &pc, &minus, &pu, &t, &p))
+                / (2.0 * h);
+            assert!(
+                (fd - out.grad_uncond[i]).abs() <= 1e-8 + 1e-6 * fd.abs(),
+                "{p:?} ∂/∂ε_u[{i}]: fd {fd} analytic {}",
+                out.grad_uncond[i]
+            );
         }
     }
     // MSE.
@@ -335,20 +549,34 @@ fn gpu_gradients_match_finite_differences() {
     let inp = explicit_inputs(TokenShape::new(2, 3, 5), 14);
     let p = ImbaParams::default();
     let out = run_imba(&inp, &p, Path::Fused);
-    let (pc, pu, t) = (rl::widen(&inp.pred_cond), rl::widen(&inp.pred_uncond), rl::widen(&inp.target));
+    let (pc, pu, t) = (
+        rl::widen(&inp.pred_cond),
+        rl::widen(&inp.pred_uncond),
+        rl::widen(&inp.target),
+    );
     let h = 1e-6;
     for i in 0..pc.len() {
-        let f = |pc: &[f64], pu: &[f64]| rl::imba_value(inp.shape, pc, pu, &rl::widen(&inp.pred_uncond), &t, &p);
+        let f = |pc: &[f64], pu: &[f64]| {
+            rl::imba_value(inp.shape, pc, pu, &rl::widen(&inp.pred_uncond), &t, &p)
+        };
         let (mut a, mut b) = (pc.clone(), pc.clone());
         a[i] += h;
         b[i] -= h;
         let fd = (f(&a, &pu) - f(&b, &pu)) / (2.0 * h);
-        assert!((out.grad_cond[i] as f64 - fd).abs() <= 1e-6 * fd.abs() + 1e-9, "ε_c[{i}] gpu {} fd {fd}", out.grad_cond[i]);
+        assert!(
+            (out.grad_cond[i] as f64 - fd).abs() <= 1e-6 * fd.abs() + 1e-9,
+            "ε_c[{i}] gpu {} fd {fd}",
+            out.grad_cond[i]
+        );
         let (mut a, mut b) = (pu.clone(), pu.clone());
         a[i] += h;
         b[i] -= h;
         let fd = (f(&pc, &a) - f(&pc, &b)) / (2.0 * h);
-        assert!((out.grad_uncond[i] as f64 - fd).abs() <= 1e-6 * fd.abs() + 1e-9, "ε_u[{i}] gpu {} fd {fd}", out.grad_uncond[i]);
+        assert!(
+            (out.grad_uncond[i] as f64 - fd).abs() <= 1e-6 * fd.abs() + 1e-9,
+            "ε_u[{i}] gpu {} fd {fd}",
+            out.grad_uncond[i]
+        );
     }
 }
 
@@ -383,24 +611,73 @@ fn bad_loss_inputs_are_errors() {
     let d = ImbaParams::default();
     let mut enc = g.encoder();
     let mut expect = |a: ImbaLossArgs, p: ImbaParams, needle: &str| {
-        let e = k.record_imba(dev, &mut enc, &a, &p).expect_err(needle).to_string();
+        let e = k
+            .record_imba(dev, &mut enc, &a, &p)
+            .expect_err(needle)
+            .to_string();
         assert!(e.contains(needle), "error '{e}' should mention '{needle}'");
     };
     expect(args(s, &small, ex, &ws), d, "`pred_cond`");
     expect(args(s, &no_storage, ex, &ws), d, "STORAGE");
     expect(args(s, &big, Target::Explicit(&small), &ws), d, "`target`");
-    expect(args(TokenShape::new(2, 0, 3), &big, ex, &ws), d, "zero size");
-    expect(args(TokenShape::new(2, 4, 2), &big, ex, &ws), d, "workspace");
+    expect(
+        args(TokenShape::new(2, 0, 3), &big, ex, &ws),
+        d,
+        "zero size",
+    );
+    expect(
+        args(TokenShape::new(2, 4, 2), &big, ex, &ws),
+        d,
+        "workspace",
+    );
     expect(args(s, &big, ex, &ws), ImbaParams { gamma: -0.5, ..d }, "γ");
-    expect(args(s, &big, ex, &ws), ImbaParams { gamma: f32::NAN, ..d }, "γ");
+    expect(
+        args(s, &big, ex, &ws),
+        ImbaParams {
+            gamma: f32::NAN,
+            ..d
+        },
+        "γ",
+    );
     expect(args(s, &big, ex, &ws), ImbaParams { lambda: 1.5, ..d }, "λ");
-    expect(args(s, &big, ex, &ws), ImbaParams { lambda: f32::NAN, ..d }, "λ");
-    let geo = ImageGeometry { batch: 2, channels: 3, height: 4, width: 2, patch: 2 }; // N=2 ≠ 4
-    let t = Target::Philox { seed: 0, step: 0, geometry: geo, kind: TargetKind::Epsilon, x0: None };
+    expect(
+        args(s, &big, ex, &ws),
+        ImbaParams {
+            lambda: f32::NAN,
+            ..d
+        },
+        "λ",
+    );
+    let geo = ImageGeometry {
+        batch: 2,
+        channels: 3,
+        height: 4,
+        width: 2,
+        patch: 2,
+    }; // N=2 ≠ 4
+    let t = Target::Philox {
+        seed: 0,
+        step: 0,
+        geometry: geo,
+        kind: TargetKind::Epsilon,
+        x0: None,
+    };
     expect(args(s, &big, t, &ws), d, "geometry");
-    let geo = ImageGeometry { batch: 2, channels: 3, height: 4, width: 2, patch: 1 }; // (2, 8, 3)
+    let geo = ImageGeometry {
+        batch: 2,
+        channels: 3,
+        height: 4,
+        width: 2,
+        patch: 1,
+    }; // (2, 8, 3)
     let ws8 = k.workspace(dev, geo.token_shape()).unwrap();
-    let t = Target::Philox { seed: 0, step: 0, geometry: geo, kind: TargetKind::Velocity, x0: None };
+    let t = Target::Philox {
+        seed: 0,
+        step: 0,
+        geometry: geo,
+        kind: TargetKind::Velocity,
+        x0: None,
+    };
     expect(args(geo.token_shape(), &big, t, &ws8), d, "x0");
 
     // Larger than this device lets one binding be.
@@ -410,8 +687,21 @@ fn bad_loss_inputs_are_errors() {
         let huge_shape = TokenShape::new(1, 1, k_dim);
         let huge = g.zeros("huge", k_dim as u64 * 4);
         let ws_h = k.workspace(dev, huge_shape).unwrap();
-        let a = ImbaLossArgs { shape: huge_shape, pred_cond: &huge, pred_uncond: &huge, target: Target::Explicit(&huge), weights: &huge, grad_cond: &huge, grad_uncond: &huge, scalars: &huge, workspace: &ws_h };
-        let e = k.record_imba(dev, &mut enc, &a, &d).unwrap_err().to_string();
+        let a = ImbaLossArgs {
+            shape: huge_shape,
+            pred_cond: &huge,
+            pred_uncond: &huge,
+            target: Target::Explicit(&huge),
+            weights: &huge,
+            grad_cond: &huge,
+            grad_uncond: &huge,
+            scalars: &huge,
+            workspace: &ws_h,
+        };
+        let e = k
+            .record_imba(dev, &mut enc, &a, &d)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("device allows"), "{e}");
     } else {
         eprintln!("skipped the binding-limit case: this device allows {max}-byte bindings");

@@ -10,8 +10,16 @@ use imba::reference::rng;
 #[test]
 fn cpu_philox_matches_random123_known_answers() {
     let cases: [([u32; 4], [u32; 2], [u32; 4]); 3] = [
-        ([0; 4], [0; 2], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]),
-        ([u32::MAX; 4], [u32::MAX; 2], [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]),
+        (
+            [0; 4],
+            [0; 2],
+            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8],
+        ),
+        (
+            [u32::MAX; 4],
+            [u32::MAX; 2],
+            [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd],
+        ),
         (
             [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
             [0xa4093822, 0x299f31d0],
@@ -19,7 +27,11 @@ fn cpu_philox_matches_random123_known_answers() {
         ),
     ];
     for (ctr, key, want) in cases {
-        assert_eq!(rng::philox4x32_10(ctr, key), want, "counter {ctr:x?} key {key:x?}");
+        assert_eq!(
+            rng::philox4x32_10(ctr, key),
+            want,
+            "counter {ctr:x?} key {key:x?}"
+        );
     }
 }
 
@@ -27,15 +39,24 @@ fn cpu_philox_matches_random123_known_answers() {
 fn gpu_philox_words_are_bit_exact() {
     let g = gpu();
     let k = NoiseKernels::new(&g.device).unwrap();
-    for (seed, step, stream, count) in [(0u32, 0u32, 0u32, 1001u32), (0xDEAD_BEEF, 77, 1, 4099), (u32::MAX, u32::MAX, 5, 333)] {
+    for (seed, step, stream, count) in [
+        (0u32, 0u32, 0u32, 1001u32),
+        (0xDEAD_BEEF, 77, 1, 4099),
+        (u32::MAX, u32::MAX, 5, 333),
+    ] {
         let out = g.zeros("words", count as u64 * 16);
         let mut enc = g.encoder();
-        k.record_philox_words(&g.device, &mut enc, seed, step, stream, count, &out).unwrap();
+        k.record_philox_words(&g.device, &mut enc, seed, step, stream, count, &out)
+            .unwrap();
         g.submit_and_wait(enc).unwrap();
         let got: Vec<u32> = g.read(&out, count as usize * 4).unwrap();
         for i in 0..count {
             let want = rng::philox4x32_10([i, stream, 0, 0], [seed, step]);
-            assert_eq!(&got[4 * i as usize..4 * i as usize + 4], &want, "counter {i}, seed {seed}, step {step}");
+            assert_eq!(
+                &got[4 * i as usize..4 * i as usize + 4],
+                &want,
+                "counter {i}, seed {seed}, step {step}"
+            );
         }
     }
 }
@@ -45,7 +66,8 @@ fn gpu_normals(seed: u32, step: u32, count: u32) -> Vec<f32> {
     let k = NoiseKernels::new(&g.device).unwrap();
     let out = g.poisoned("normals", count as usize);
     let mut enc = g.encoder();
-    k.record_normals(&g.device, &mut enc, seed, step, count, &out).unwrap();
+    k.record_normals(&g.device, &mut enc, seed, step, count, &out)
+        .unwrap();
     g.submit_and_wait(enc).unwrap();
     g.read(&out, count as usize).unwrap()
 }
@@ -62,7 +84,10 @@ fn gpu_normals_match_cpu_reference() {
     let mut worst = 0.0f32;
     for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
         let err = (g - w).abs();
-        assert!(err <= 4e-6 * w.abs().max(1.0), "normal {i}: gpu {g} cpu {w}");
+        assert!(
+            err <= 4e-6 * w.abs().max(1.0),
+            "normal {i}: gpu {g} cpu {w}"
+        );
         identical += (g.to_bits() == w.to_bits()) as usize;
         worst = worst.max(err);
     }
@@ -84,7 +109,9 @@ fn gpu_normals_are_standard_normal() {
     let mut d: f64 = 0.0;
     for (i, &x) in z.iter().enumerate() {
         let f = phi(x as f64);
-        d = d.max((f - i as f64 / n as f64).abs()).max(((i + 1) as f64 / n as f64 - f).abs());
+        d = d
+            .max((f - i as f64 / n as f64).abs())
+            .max(((i + 1) as f64 / n as f64 - f).abs());
     }
     // Critical value at α = 0.001: 1.95/√n.
     let crit = 1.95 / (n as f64).sqrt();
@@ -97,7 +124,10 @@ fn gpu_normals_are_standard_normal() {
 fn seeds_steps_and_streams_separate_and_repeat() {
     let a = gpu_normals(1, 1, 4096);
     let b = gpu_normals(1, 1, 4096);
-    assert_eq!(a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), b.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+    assert_eq!(
+        a.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+        b.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    );
     let c = gpu_normals(1, 2, 4096);
     let d = gpu_normals(2, 1, 4096);
     let same = |x: &[f32], y: &[f32]| x.iter().zip(y).filter(|(p, q)| p == q).count();
@@ -120,7 +150,9 @@ fn cpu_ln_and_sincos_are_accurate() {
         let v = (i << 8) as f32 * 5.960_464_5e-8;
         let (c, s) = rng::cos_sin_turns(v);
         let a = 2.0 * std::f64::consts::PI * v as f64;
-        worst = worst.max((c as f64 - a.cos()).abs()).max((s as f64 - a.sin()).abs());
+        worst = worst
+            .max((c as f64 - a.cos()).abs())
+            .max((s as f64 - a.sin()).abs());
     }
     assert!(worst < 3e-7, "sin/cos abs error {worst}");
 }

@@ -7,12 +7,22 @@ use imba::shaders;
 fn every_family_translates_to_spirv_msl_hlsl() {
     for (family, _) in shaders::FAMILIES {
         let t = shaders::translate(family).unwrap_or_else(|e| panic!("{e}"));
-        assert!(t.spirv.len() > 5 && t.spirv[0] == 0x0723_0203, "{family}: bad SPIR-V header");
+        assert!(
+            t.spirv.len() > 5 && t.spirv[0] == 0x0723_0203,
+            "{family}: bad SPIR-V header"
+        );
         assert!(t.msl.contains("kernel void"), "{family}: MSL has no kernel");
-        assert!(t.hlsl.contains("[numthreads("), "{family}: HLSL has no compute entry");
-        if let Ok(out) = std::process::Command::new("spirv-val").arg("--version").output() {
+        assert!(
+            t.hlsl.contains("[numthreads("),
+            "{family}: HLSL has no compute entry"
+        );
+        if let Ok(out) = std::process::Command::new("spirv-val")
+            .arg("--version")
+            .output()
+        {
             if out.status.success() {
-                let path = std::env::temp_dir().join(format!("imba-{family}-{}.spv", std::process::id()));
+                let path =
+                    std::env::temp_dir().join(format!("imba-{family}-{}.spv", std::process::id()));
                 std::fs::write(&path, bytemuck::cast_slice(&t.spirv)).unwrap();
                 let v = std::process::Command::new("spirv-val")
                     .args(["--target-env", "vulkan1.1"])

@@ -13,7 +13,9 @@ impl DdpmSchedule {
     /// Linear β from `beta_start` to `beta_end` over `steps` steps.
     pub fn linear(steps: u32, beta_start: f64, beta_end: f64) -> Result<Self> {
         if steps < 2 {
-            return Err(Error::Param(format!("a DDPM schedule needs at least 2 steps, got {steps}")));
+            return Err(Error::Param(format!(
+                "a DDPM schedule needs at least 2 steps, got {steps}"
+            )));
         }
         if !(0.0 < beta_start && beta_start <= beta_end && beta_end < 1.0) {
             return Err(Error::Param(format!(

@@ -47,7 +47,9 @@ impl Gpu {
     /// `WGPU_ADAPTER_NAME` picks the first adapter whose name contains it (case-insensitive);
     /// otherwise a hardware GPU is preferred and the software Vulkan adapter is the fallback.
     pub fn new() -> Result<Self> {
-        let name = std::env::var("WGPU_ADAPTER_NAME").ok().filter(|s| !s.is_empty());
+        let name = std::env::var("WGPU_ADAPTER_NAME")
+            .ok()
+            .filter(|s| !s.is_empty());
         Self::with_adapter_name(name.as_deref())
     }
 
@@ -65,33 +67,34 @@ impl Gpu {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        let adapter = match name {
-            Some(want) => {
-                let want_lc = want.to_lowercase();
-                adapters
-                    .into_iter()
-                    .find(|a| a.get_info().name.to_lowercase().contains(&want_lc))
-                    .ok_or_else(|| {
-                        Error::NoAdapter(format!(
+        let adapter =
+            match name {
+                Some(want) => {
+                    let want_lc = want.to_lowercase();
+                    adapters
+                        .into_iter()
+                        .find(|a| a.get_info().name.to_lowercase().contains(&want_lc))
+                        .ok_or_else(|| {
+                            Error::NoAdapter(format!(
                             "no adapter name contains '{want}' (WGPU_ADAPTER_NAME); available: {}",
                             if listing.is_empty() { "none".into() } else { listing.clone() }
                         ))
-                    })?
-            }
-            None => adapters
-                .into_iter()
-                .min_by_key(|a| {
-                    let i = a.get_info();
-                    (backend_rank(i.backend), type_rank(i.device_type))
-                })
-                .ok_or_else(|| {
-                    Error::NoAdapter(format!(
+                        })?
+                }
+                None => adapters
+                    .into_iter()
+                    .min_by_key(|a| {
+                        let i = a.get_info();
+                        (backend_rank(i.backend), type_rank(i.device_type))
+                    })
+                    .ok_or_else(|| {
+                        Error::NoAdapter(format!(
                         "wgpu found no adapter for backends {backends:?}. Install a GPU driver, or \
                          the software Vulkan driver (Debian/Ubuntu: `apt-get install \
                          mesa-vulkan-drivers`); check WGPU_BACKEND if it is set"
                     ))
-                })?,
-        };
+                    })?,
+            };
         Self::from_adapter(instance, adapter)
     }
 
@@ -172,7 +175,9 @@ impl Gpu {
     /// A new command encoder.
     pub fn encoder(&self) -> wgpu::CommandEncoder {
         self.device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("imba") })
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("imba"),
+            })
     }
 
     /// Copies the first `len` elements of a buffer back to the host.
@@ -249,7 +254,10 @@ impl Gpu {
             "  max storage binding        {} MiB\n",
             l.max_storage_buffer_binding_size / (1 << 20)
         );
-        s += &format!("  max buffer size            {} MiB\n", l.max_buffer_size >> 20);
+        s += &format!(
+            "  max buffer size            {} MiB\n",
+            l.max_buffer_size >> 20
+        );
         s += &format!(
             "  max workgroups per dim     {}\n",
             l.max_compute_workgroups_per_dimension

@@ -58,11 +58,9 @@ impl GpuTimer {
         encoder.copy_buffer_to_buffer(&self.resolve, 0, &staging, 0, 16);
         gpu.queue.submit(Some(encoder.finish()));
         let (tx, rx) = std::sync::mpsc::channel();
-        staging
-            .slice(..)
-            .map_async(wgpu::MapMode::Read, move |r| {
-                let _ = tx.send(r);
-            });
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
         gpu.wait()?;
         rx.recv()
             .map_err(|e| Error::Readback(e.to_string()))?

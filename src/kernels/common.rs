@@ -15,7 +15,11 @@ pub(crate) enum Slot {
 
 /// One explicit bind-group layout shared by every entry point of a family, so a launch can
 /// bind its buffers once and run several entry points with the same bind group.
-pub(crate) fn layout(device: &wgpu::Device, label: &str, slots: &[(u32, Slot)]) -> wgpu::BindGroupLayout {
+pub(crate) fn layout(
+    device: &wgpu::Device,
+    label: &str,
+    slots: &[(u32, Slot)],
+) -> wgpu::BindGroupLayout {
     let entries: Vec<_> = slots
         .iter()
         .map(|&(binding, slot)| wgpu::BindGroupLayoutEntry {
@@ -175,7 +179,10 @@ pub(crate) fn bind_group(
 }
 
 /// The binding of `x`, or of the placeholder `fallback` for an unused slot.
-pub(crate) fn range_or<'a>(x: Option<(&'a wgpu::Buffer, u64)>, fallback: &'a wgpu::Buffer) -> wgpu::BindingResource<'a> {
+pub(crate) fn range_or<'a>(
+    x: Option<(&'a wgpu::Buffer, u64)>,
+    fallback: &'a wgpu::Buffer,
+) -> wgpu::BindingResource<'a> {
     match x {
         Some((b, n)) => range(b, n),
         None => range(fallback, 16),

@@ -64,7 +64,10 @@ impl Default for ImbaParams {
 impl ImbaParams {
     /// γ = 0: D ≡ 1, the dual baseline at equal compute.
     pub fn dual_baseline() -> Self {
-        Self { gamma: 0.0, ..Self::default() }
+        Self {
+            gamma: 0.0,
+            ..Self::default()
+        }
     }
 
     /// γ ≥ 0 and finite, λ in [0, 1].
@@ -197,7 +200,7 @@ fn tokens_per_thread(g: ImageGeometry) -> u32 {
         2 => 2,
         _ => 4,
     };
-    if (g.width / g.patch) % run == 0 {
+    if (g.width / g.patch).is_multiple_of(run) {
         run
     } else {
         1
@@ -393,7 +396,14 @@ impl LossKernels {
             scalars: (args.scalars, 16),
         };
         let g = groups(s);
-        self.run(device, encoder, params, &b, args.workspace, &[(&self.mse, g), (&self.finalize, 1)])
+        self.run(
+            device,
+            encoder,
+            params,
+            &b,
+            args.workspace,
+            &[(&self.mse, g), (&self.finalize, 1)],
+        )
     }
 
     /// Shape/target validation shared by both losses, and the parameters they share.
@@ -420,7 +430,13 @@ impl LossKernels {
             ..Default::default()
         };
         match *target {
-            Target::Philox { seed, step, geometry, kind, x0 } => {
+            Target::Philox {
+                seed,
+                step,
+                geometry,
+                kind,
+                x0,
+            } => {
                 geometry.validate()?;
                 if geometry.token_shape() != s {
                     return Err(Error::Shape(format!(
@@ -524,9 +540,12 @@ fn explicit<'a>(t: &Target<'a>, bytes: u64) -> Option<(&'a wgpu::Buffer, u64)> {
 
 fn x0_binding<'a>(t: &Target<'a>) -> Option<(&'a wgpu::Buffer, u64)> {
     match *t {
-        Target::Philox { kind: TargetKind::Velocity, x0: Some(x0), geometry, .. } => {
-            Some((x0, geometry.elements() * 4))
-        }
+        Target::Philox {
+            kind: TargetKind::Velocity,
+            x0: Some(x0),
+            geometry,
+            ..
+        } => Some((x0, geometry.elements() * 4)),
         _ => None,
     }
 }

@@ -33,7 +33,13 @@ impl ImageGeometry {
     /// Checks that every size is non-zero, the patch divides the image, and B·C·H·W fits the
     /// kernels' 32-bit indices.
     pub fn validate(&self) -> Result<()> {
-        let ImageGeometry { batch, channels, height, width, patch } = *self;
+        let ImageGeometry {
+            batch,
+            channels,
+            height,
+            width,
+            patch,
+        } = *self;
         if batch == 0 || channels == 0 || height == 0 || width == 0 || patch == 0 {
             return Err(Error::Shape(format!(
                 "every size must be at least 1, got B={batch} C={channels} H={height} W={width} p={patch}"
@@ -78,7 +84,11 @@ pub struct TokenShape {
 
 impl TokenShape {
     pub fn new(batch: u32, tokens: u32, token_dim: u32) -> Self {
-        Self { batch, tokens, token_dim }
+        Self {
+            batch,
+            tokens,
+            token_dim,
+        }
     }
 
     /// Checks for zero sizes and 32-bit index overflow.

@@ -87,7 +87,12 @@ impl NoiseKernels {
             device,
             "noise",
             &layout,
-            &["noise_to_tokens", "normals", "philox_words", "label_dropout"],
+            &[
+                "noise_to_tokens",
+                "normals",
+                "philox_words",
+                "label_dropout",
+            ],
         )?
         .into_iter();
         Ok(Self {
@@ -169,7 +174,9 @@ impl NoiseKernels {
         let (schedule, steps, table) = match args.schedule {
             Schedule::Ddpm { table, steps } => {
                 if steps == 0 {
-                    return Err(Error::Param("the DDPM table must have at least one step".into()));
+                    return Err(Error::Param(
+                        "the DDPM table must have at least one step".into(),
+                    ));
                 }
                 common::check_storage(device, "ddpm_table", table, steps as u64 * 8)?;
                 (0, steps, Some((table, steps as u64 * 8)))
@@ -220,7 +227,12 @@ impl NoiseKernels {
             return Err(Error::Shape("normals: count must be at least 1".into()));
         }
         common::check_storage(device, "out", out, count as u64 * 4)?;
-        let params = Params { seed, step, total: count, ..Default::default() };
+        let params = Params {
+            seed,
+            step,
+            total: count,
+            ..Default::default()
+        };
         self.dispatch(
             device,
             encoder,
@@ -247,10 +259,18 @@ impl NoiseKernels {
         out: &wgpu::Buffer,
     ) -> Result<()> {
         if count == 0 || count > u32::MAX / 4 {
-            return Err(Error::Shape(format!("philox_words: count {count} must be in 1..2^30")));
+            return Err(Error::Shape(format!(
+                "philox_words: count {count} must be in 1..2^30"
+            )));
         }
         common::check_storage(device, "out", out, count as u64 * 16)?;
-        let params = Params { seed, step, channels: stream, total: count, ..Default::default() };
+        let params = Params {
+            seed,
+            step,
+            channels: stream,
+            total: count,
+            ..Default::default()
+        };
         self.dispatch(
             device,
             encoder,
@@ -279,7 +299,9 @@ impl NoiseKernels {
         labels_out: &wgpu::Buffer,
     ) -> Result<()> {
         if batch == 0 {
-            return Err(Error::Shape("label_dropout: batch must be at least 1".into()));
+            return Err(Error::Shape(
+                "label_dropout: batch must be at least 1".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&drop_prob) {
             return Err(Error::Param(format!(

@@ -53,7 +53,9 @@ impl ReduceKernel {
             return Err(Error::Shape("reduce: nothing to sum (0 items)".into()));
         }
         if width != 1 && width != 4 {
-            return Err(Error::Param(format!("reduce: item width must be 1 or 4, got {width}")));
+            return Err(Error::Param(format!(
+                "reduce: item width must be 1 or 4, got {width}"
+            )));
         }
         common::check_storage(device, "input", input, items as u64 * width as u64 * 4)?;
         common::check_storage(device, "out", out, 16)?;
@@ -67,7 +69,15 @@ impl ReduceKernel {
             let g = n.div_ceil(CHUNK);
             let dst = if g == 1 { out } else { scratch[turn % 2] };
             let (gx, _) = common::grid(device, g as u64)?;
-            let ub = common::uniform(device, &Params { items: n, width: w, chunk: CHUNK, groups_x: gx });
+            let ub = common::uniform(
+                device,
+                &Params {
+                    items: n,
+                    width: w,
+                    chunk: CHUNK,
+                    groups_x: gx,
+                },
+            );
             let bg = common::bind_group(
                 device,
                 &self.layout,

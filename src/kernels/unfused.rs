@@ -4,7 +4,9 @@
 //! (every D form) with an ε target (Philox or explicit).
 
 use super::common::{self, Slot};
-use super::{DForm, Granularity, ImbaParams, Normalize, ReduceKernel, Target, TargetKind, TokenShape};
+use super::{
+    DForm, Granularity, ImbaParams, Normalize, ReduceKernel, Target, TargetKind, TokenShape,
+};
 use crate::{Error, Result};
 
 #[repr(C)]
@@ -86,18 +88,39 @@ pub struct UnfusedImba {
     unused: wgpu::Buffer,
 }
 
-const ENTRIES: [&str; 9] =
-    ["eps_tokens", "sub", "mul", "square", "abs_pow", "scale", "row_sum", "scale_rows", "assemble"];
+const ENTRIES: [&str; 9] = [
+    "eps_tokens",
+    "sub",
+    "mul",
+    "square",
+    "abs_pow",
+    "scale",
+    "row_sum",
+    "scale_rows",
+    "assemble",
+];
 
 /// One dispatch: entry, params, a, b, out (buffer, bytes).
-type Op<'a> = (&'static str, Params, Option<(&'a wgpu::Buffer, u64)>, Option<(&'a wgpu::Buffer, u64)>, (&'a wgpu::Buffer, u64));
+type Op<'a> = (
+    &'static str,
+    Params,
+    Option<(&'a wgpu::Buffer, u64)>,
+    Option<(&'a wgpu::Buffer, u64)>,
+    (&'a wgpu::Buffer, u64),
+);
 
 impl UnfusedImba {
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         let layout = common::layout(
             device,
             "unfused",
-            &[(0, Slot::Uniform), (1, Slot::Read), (2, Slot::Read), (3, Slot::ReadWrite), (4, Slot::Uniform)],
+            &[
+                (0, Slot::Uniform),
+                (1, Slot::Read),
+                (2, Slot::Read),
+                (3, Slot::ReadWrite),
+                (4, Slot::Uniform),
+            ],
         );
         let names = &ENTRIES;
         let pipes = names
@@ -151,13 +174,23 @@ impl UnfusedImba {
         }
         let mut geo = Geometry::default();
         let eps: &wgpu::Buffer = match target {
-            Target::Philox { seed, step, geometry, kind, .. } => {
+            Target::Philox {
+                seed,
+                step,
+                geometry,
+                kind,
+                ..
+            } => {
                 if kind != TargetKind::Epsilon {
-                    return Err(Error::Param("the unfused chain supports the ε target only".into()));
+                    return Err(Error::Param(
+                        "the unfused chain supports the ε target only".into(),
+                    ));
                 }
                 geometry.validate()?;
                 if geometry.token_shape() != s {
-                    return Err(Error::Shape(format!("geometry {geometry:?} does not match {s:?}")));
+                    return Err(Error::Shape(format!(
+                        "geometry {geometry:?} does not match {s:?}"
+                    )));
                 }
                 geo = Geometry {
                     batch: geometry.batch,
@@ -180,38 +213,144 @@ impl UnfusedImba {
         let rows = s.rows() as u32;
         let k = s.token_dim;
         let inv = (1.0 / s.elements() as f64) as f32;
-        let ew = |a: f32| Params { n, a, ..Default::default() };
-        let rw = |a: f32| Params { n: rows, cols: k, a, ..Default::default() };
+        let ew = |a: f32| Params {
+            n,
+            a,
+            ..Default::default()
+        };
+        let rw = |a: f32| Params {
+            n: rows,
+            cols: k,
+            a,
+            ..Default::default()
+        };
         fn sized(b: &wgpu::Buffer, bytes: u64) -> Option<(&wgpu::Buffer, u64)> {
             Some((b, bytes))
         }
         let mut ops: Vec<Op> = Vec::new();
         if matches!(target, Target::Philox { .. }) {
             let quads = geo.total.div_ceil(4);
-            ops.push(("eps_tokens", Params { n: quads, ..Default::default() }, None, None, (&ws.eps, nk)));
+            ops.push((
+                "eps_tokens",
+                Params {
+                    n: quads,
+                    ..Default::default()
+                },
+                None,
+                None,
+                (&ws.eps, nk),
+            ));
         }
-        ops.push(("sub", ew(0.0), sized(pred_uncond, nk), sized(eps, nk), (&ws.diff_u, nk)));
-        ops.push(("sub", ew(0.0), sized(pred_cond, nk), sized(eps, nk), (&ws.diff_c, nk)));
+        ops.push((
+            "sub",
+            ew(0.0),
+            sized(pred_uncond, nk),
+            sized(eps, nk),
+            (&ws.diff_u, nk),
+        ));
+        ops.push((
+            "sub",
+            ew(0.0),
+            sized(pred_cond, nk),
+            sized(eps, nk),
+            (&ws.diff_c, nk),
+        ));
         match imba.form {
             DForm::MeanAbsPow => {
-                ops.push(("abs_pow", ew(imba.gamma), sized(&ws.diff_u, nk), None, (&ws.elem, nk)));
-                ops.push(("row_sum", rw(1.0 / k as f32), sized(&ws.elem, nk), None, (weights, bn)));
+                ops.push((
+                    "abs_pow",
+                    ew(imba.gamma),
+                    sized(&ws.diff_u, nk),
+                    None,
+                    (&ws.elem, nk),
+                ));
+                ops.push((
+                    "row_sum",
+                    rw(1.0 / k as f32),
+                    sized(&ws.elem, nk),
+                    None,
+                    (weights, bn),
+                ));
             }
             DForm::PowOfRms | DForm::PowOfMse => {
-                let e = if imba.form == DForm::PowOfRms { 0.5 * imba.gamma } else { imba.gamma };
-                ops.push(("square", ew(0.0), sized(&ws.diff_u, nk), None, (&ws.elem, nk)));
-                ops.push(("row_sum", rw(1.0 / k as f32), sized(&ws.elem, nk), None, (&ws.row_a, bn)));
-                ops.push(("abs_pow", Params { n: rows, a: e, ..Default::default() }, sized(&ws.row_a, bn), None, (weights, bn)));
+                let e = if imba.form == DForm::PowOfRms {
+                    0.5 * imba.gamma
+                } else {
+                    imba.gamma
+                };
+                ops.push((
+                    "square",
+                    ew(0.0),
+                    sized(&ws.diff_u, nk),
+                    None,
+                    (&ws.elem, nk),
+                ));
+                ops.push((
+                    "row_sum",
+                    rw(1.0 / k as f32),
+                    sized(&ws.elem, nk),
+                    None,
+                    (&ws.row_a, bn),
+                ));
+                ops.push((
+                    "abs_pow",
+                    Params {
+                        n: rows,
+                        a: e,
+                        ..Default::default()
+                    },
+                    sized(&ws.row_a, bn),
+                    None,
+                    (weights, bn),
+                ));
             }
         }
-        ops.push(("square", ew(0.0), sized(&ws.diff_c, nk), None, (&ws.elem, nk)));
+        ops.push((
+            "square",
+            ew(0.0),
+            sized(&ws.diff_c, nk),
+            None,
+            (&ws.elem, nk),
+        ));
         ops.push(("row_sum", rw(1.0), sized(&ws.elem, nk), None, (&ws.e_c, bn)));
-        ops.push(("mul", Params { n: rows, ..Default::default() }, sized(weights, bn), sized(&ws.e_c, bn), (&ws.d_e_c, bn)));
-        ops.push(("square", ew(0.0), sized(&ws.diff_u, nk), None, (&ws.elem, nk)));
+        ops.push((
+            "mul",
+            Params {
+                n: rows,
+                ..Default::default()
+            },
+            sized(weights, bn),
+            sized(&ws.e_c, bn),
+            (&ws.d_e_c, bn),
+        ));
+        ops.push((
+            "square",
+            ew(0.0),
+            sized(&ws.diff_u, nk),
+            None,
+            (&ws.elem, nk),
+        ));
         ops.push(("row_sum", rw(1.0), sized(&ws.elem, nk), None, (&ws.e_u, bn)));
-        let gc = Params { n, cols: k, a: 2.0 * imba.lambda * inv, ..Default::default() };
-        ops.push(("scale_rows", gc, sized(&ws.diff_c, nk), sized(weights, bn), (grad_cond, nk)));
-        ops.push(("scale", ew(2.0 * (1.0 - imba.lambda) * inv), sized(&ws.diff_u, nk), None, (grad_uncond, nk)));
+        let gc = Params {
+            n,
+            cols: k,
+            a: 2.0 * imba.lambda * inv,
+            ..Default::default()
+        };
+        ops.push((
+            "scale_rows",
+            gc,
+            sized(&ws.diff_c, nk),
+            sized(weights, bn),
+            (grad_cond, nk),
+        ));
+        ops.push((
+            "scale",
+            ew(2.0 * (1.0 - imba.lambda) * inv),
+            sized(&ws.diff_u, nk),
+            None,
+            (grad_uncond, nk),
+        ));
 
         let gub = common::uniform(device, &geo);
         let mut recorded = Vec::new();
@@ -244,13 +383,23 @@ impl UnfusedImba {
             }
         }
         let scratch = [&ws.scratch[0], &ws.scratch[1]];
-        for (src, dst) in [(&ws.d_e_c, &ws.sums[0]), (&ws.e_u, &ws.sums[1]), (weights, &ws.sums[2])] {
-            self.reduce.record(device, encoder, src, rows, 1, scratch, dst)?;
+        for (src, dst) in [
+            (&ws.d_e_c, &ws.sums[0]),
+            (&ws.e_u, &ws.sums[1]),
+            (weights, &ws.sums[2]),
+        ] {
+            self.reduce
+                .record(device, encoder, src, rows, 1, scratch, dst)?;
         }
         for (i, src) in ws.sums.iter().enumerate() {
             encoder.copy_buffer_to_buffer(src, 0, &ws.sums_packed, i as u64 * 16, 16);
         }
-        let p = Params { n: rows, a: imba.lambda, b: inv, ..Default::default() };
+        let p = Params {
+            n: rows,
+            a: imba.lambda,
+            b: inv,
+            ..Default::default()
+        };
         let ub = common::uniform(device, &p);
         let bg = common::bind_group(
             device,

@@ -59,11 +59,25 @@ pub fn imba_value(
     target: &[f64],
     p: &ImbaParams,
 ) -> f64 {
-    imba_with_weights(shape, pred_cond, pred_uncond, target, p, weights(shape, pred_uncond_for_weights, target, p)).loss
+    imba_with_weights(
+        shape,
+        pred_cond,
+        pred_uncond,
+        target,
+        p,
+        weights(shape, pred_uncond_for_weights, target, p),
+    )
+    .loss
 }
 
 /// Loss, scalars, D and both gradients.
-pub fn imba(shape: TokenShape, pred_cond: &[f64], pred_uncond: &[f64], target: &[f64], p: &ImbaParams) -> ImbaOut {
+pub fn imba(
+    shape: TokenShape,
+    pred_cond: &[f64],
+    pred_uncond: &[f64],
+    target: &[f64],
+    p: &ImbaParams,
+) -> ImbaOut {
     let d = weights(shape, pred_uncond, target, p);
     imba_with_weights(shape, pred_cond, pred_uncond, target, p, d)
 }
@@ -107,8 +121,17 @@ fn imba_with_weights(
 /// Baseline: (mean (pred − target)², its gradient).
 pub fn mse(pred: &[f64], target: &[f64]) -> (f64, Vec<f64>) {
     let n = pred.len() as f64;
-    let loss = pred.iter().zip(target).map(|(p, t)| (p - t) * (p - t)).sum::<f64>() / n;
-    let grad = pred.iter().zip(target).map(|(p, t)| 2.0 * (p - t) / n).collect();
+    let loss = pred
+        .iter()
+        .zip(target)
+        .map(|(p, t)| (p - t) * (p - t))
+        .sum::<f64>()
+        / n;
+    let grad = pred
+        .iter()
+        .zip(target)
+        .map(|(p, t)| 2.0 * (p - t) / n)
+        .collect();
     (loss, grad)
 }
 

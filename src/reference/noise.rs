@@ -6,7 +6,12 @@ use crate::kernels::ImageGeometry;
 /// Token index (b, n, k) of flat element `idx` of (B,C,H,W) for the DiT's patch-embedding
 /// input, channel order (c, i, j).
 pub fn embed_token_index(g: &ImageGeometry, idx: usize) -> usize {
-    let (c_, h_, w_, p) = (g.channels as usize, g.height as usize, g.width as usize, g.patch as usize);
+    let (c_, h_, w_, p) = (
+        g.channels as usize,
+        g.height as usize,
+        g.width as usize,
+        g.patch as usize,
+    );
     let w = idx % w_;
     let h = (idx / w_) % h_;
     let c = (idx / (w_ * h_)) % c_;
@@ -19,7 +24,12 @@ pub fn embed_token_index(g: &ImageGeometry, idx: usize) -> usize {
 
 /// Flat (B,C,H,W) index of value k of token (b, n) in the prediction layout, order (i, j, c).
 pub fn prediction_flat_index(g: &ImageGeometry, b: usize, n: usize, k: usize) -> usize {
-    let (c_, h_, w_, p) = (g.channels as usize, g.height as usize, g.width as usize, g.patch as usize);
+    let (c_, h_, w_, p) = (
+        g.channels as usize,
+        g.height as usize,
+        g.width as usize,
+        g.patch as usize,
+    );
     let tw = w_ / p;
     let c = k % c_;
     let j = (k / c_) % p;
@@ -30,7 +40,13 @@ pub fn prediction_flat_index(g: &ImageGeometry, b: usize, n: usize, k: usize) ->
 }
 
 /// x_t = a_b·x0 + s_b·ε as embedding tokens, with per-sample coefficients (a_b, s_b).
-pub fn noise_to_tokens(g: &ImageGeometry, seed: u32, step: u32, x0: &[f32], coef: &[[f32; 2]]) -> Vec<f32> {
+pub fn noise_to_tokens(
+    g: &ImageGeometry,
+    seed: u32,
+    step: u32,
+    x0: &[f32],
+    coef: &[[f32; 2]],
+) -> Vec<f32> {
     let total = g.elements() as usize;
     let per_sample = total / g.batch as usize;
     let mut out = vec![0.0f32; total];
@@ -64,7 +80,13 @@ pub fn target_tokens(g: &ImageGeometry, seed: u32, step: u32, x0: Option<&[f32]>
 
 /// Label dropout: label b becomes `null_label` when the 24-bit word of Philox stream 1,
 /// counter b, is below `threshold`.
-pub fn label_dropout(seed: u32, step: u32, threshold: u32, null_label: u32, labels: &[u32]) -> Vec<u32> {
+pub fn label_dropout(
+    seed: u32,
+    step: u32,
+    threshold: u32,
+    null_label: u32,
+    labels: &[u32],
+) -> Vec<u32> {
     labels
         .iter()
         .enumerate()

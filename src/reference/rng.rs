@@ -1,6 +1,10 @@
 //! Philox4x32-10 and Box–Muller normals, the same function as `shaders/lib/philox.wgsl`
 //! (same constants, same f32 operation order).
 
+// The literals are written exactly as in the WGSL, digit for digit, so that both compilers
+// round the same decimal to the same f32; clippy's suggestions would change the text.
+#![allow(clippy::excessive_precision, clippy::approx_constant)]
+
 const M0: u32 = 0xD251_1F53;
 const M1: u32 = 0xCD9E_8D57;
 const W0: u32 = 0x9E37_79B9;
@@ -32,7 +36,9 @@ pub fn ln(u: f32) -> f32 {
     }
     let s = (m - 1.0) / (m + 1.0);
     let s2 = s * s;
-    let p = s * (2.0 + s2 * (0.666_666_666_7 + s2 * (0.4 + s2 * (0.285_714_285_7 + s2 * 0.222_222_222_2))));
+    let p = s
+        * (2.0
+            + s2 * (0.666_666_666_7 + s2 * (0.4 + s2 * (0.285_714_285_7 + s2 * 0.222_222_222_2))));
     let ef = e as f32;
     ef * 0.693_145_751_953_125 + (p + ef * 1.428_606_765_330_187e-6)
 }
@@ -43,11 +49,15 @@ pub fn cos_sin_turns(v: f32) -> (f32, f32) {
     let q = (t + 0.5).floor();
     let a = (t - q) * 1.570_796_326_8;
     let a2 = a * a;
-    let s = a + a * a2 * (-0.166_666_666_67 + a2 * (0.008_333_333_333_3 + a2 * (-0.000_198_412_698_41 + a2 * 2.755_731_922_4e-6)));
+    let s = a + a
+        * a2
+        * (-0.166_666_666_67
+            + a2 * (0.008_333_333_333_3 + a2 * (-0.000_198_412_698_41 + a2 * 2.755_731_922_4e-6)));
     let c = 1.0
         + a2 * (-0.5
             + a2 * (0.041_666_666_667
-                + a2 * (-0.001_388_888_888_9 + a2 * (2.480_158_730_2e-5 + a2 * -2.755_731_922_4e-7))));
+                + a2 * (-0.001_388_888_888_9
+                    + a2 * (2.480_158_730_2e-5 + a2 * -2.755_731_922_4e-7))));
     match (q as u32) & 3 {
         0 => (c, s),
         1 => (-s, c),
@@ -80,5 +90,7 @@ pub fn normal(index: u32, stream: u32, seed: u32, step: u32) -> f32 {
 
 /// Normals for flat indices 0..count of the noise stream (what the `normals` kernel writes).
 pub fn noise(seed: u32, step: u32, count: usize) -> Vec<f32> {
-    (0..count as u32).map(|i| normal(i, 0, seed, step)).collect()
+    (0..count as u32)
+        .map(|i| normal(i, 0, seed, step))
+        .collect()
 }

@@ -9,7 +9,10 @@ use std::sync::OnceLock;
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
-        std::env::set_var("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()));
+        std::env::set_var(
+            "XDG_RUNTIME_DIR",
+            std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()),
+        );
         Gpu::new().unwrap_or_else(|e| panic!("{e}"))
     })
 }
@@ -62,5 +65,8 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
 /// Relative error of a scalar.
 pub fn assert_scalar(what: &str, got: f32, want: f64, rtol: f64) {
     let err = (got as f64 - want).abs() / want.abs().max(1e-30);
-    assert!(err <= rtol, "{what}: got {got}, want {want} (rel err {err:.3e} > {rtol:.0e})");
+    assert!(
+        err <= rtol,
+        "{what}: got {got}, want {want} (rel err {err:.3e} > {rtol:.0e})"
+    );
 }

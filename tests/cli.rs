@@ -1,0 +1,63 @@
+//! The command line as a user runs it.
+
+use std::process::Command;
+
+fn imba(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_imba"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .expect("run imba");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn info_names_adapter_and_limits() {
+    let (ok, out) = imba(&["info"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("adapter")
+            && out.contains("max storage binding")
+            && out.contains("timestamps"),
+        "{out}"
+    );
+}
+
+#[test]
+fn demo_agrees_with_reference_and_weights_badly_predicted_tokens() {
+    let (ok, out) = imba(&["demo", "--batch", "3", "--size", "8"]);
+    assert!(ok, "{out}");
+    let d = |label: &str| -> f64 {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no '{label}' in {out}"));
+        line.split(':')
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        d("D on the badly predicted") > 2.0 * d("D on the well predicted"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_arguments_are_clear_errors() {
+    let (ok, out) = imba(&["demo", "--size", "9", "--patch", "2"]);
+    assert!(!ok && out.contains("must divide"), "{out}");
+    let (ok, out) = imba(&["demo", "--lambda", "2"]);
+    assert!(!ok && out.contains("λ"), "{out}");
+    let (ok, out) = imba(&["--adapter", "no-such-gpu", "info"]);
+    assert!(!ok && out.contains("no adapter name contains"), "{out}");
+    let (ok, out) = imba(&["bench", "kernels", "--size", "1,2,3"]);
+    assert!(!ok && out.contains("B,C,H,W,p"), "{out}");
+}
