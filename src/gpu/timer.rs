@@ -1,7 +1,7 @@
 //! GPU time from timestamp queries written into a command encoder around recorded work.
 
 use super::Gpu;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Two timestamps around a span of recorded commands. Needs
 /// `TIMESTAMP_QUERY | TIMESTAMP_QUERY_INSIDE_ENCODERS` ([`Gpu::has_timestamps`]).
@@ -48,30 +48,7 @@ impl GpuTimer {
 
     /// Nanoseconds between start and stop of the last submitted span (waits for the GPU).
     pub fn elapsed_ns(&self, gpu: &Gpu) -> Result<f64> {
-        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("timer-read"),
-            size: 16,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut encoder = gpu.encoder();
-        encoder.copy_buffer_to_buffer(&self.resolve, 0, &staging, 0, 16);
-        gpu.queue.submit(Some(encoder.finish()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        gpu.wait()?;
-        rx.recv()
-            .map_err(|e| Error::Readback(e.to_string()))?
-            .map_err(|e| Error::Readback(e.to_string()))?;
-        let view = staging
-            .slice(..)
-            .get_mapped_range()
-            .map_err(|e| Error::Readback(e.to_string()))?;
-        let t: [u64; 2] = bytemuck::pod_read_unaligned(&view[..16]);
-        drop(view);
-        staging.unmap();
+        let t: Vec<u64> = gpu.read(&self.resolve, 2)?;
         Ok(t[1].wrapping_sub(t[0]) as f64 * self.period_ns)
     }
 }
