@@ -137,13 +137,16 @@ fn scale_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
 
 // Scalars [L, L_c, L_u, mean D] from three one-item sums laid out as
 // in_a = (Σ D·e_c, Σ e_u, Σ D) (x components of three vec4 sums); P.a = λ, P.b = 1/(BNK),
-// P.n = B·N.
-@compute @workgroup_size(1)
-fn assemble(@builtin(local_invocation_id) lid: vec3<u32>) {
+// P.cols = B·N. A one-element op (P.n = 1), so it dispatches like the others.
+@compute @workgroup_size(256)
+fn assemble(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    if (elem(wid, lid) != 0u) {
+        return;
+    }
     let l_c = in_a[0] * P.b;
     let l_u = in_a[4] * P.b;
     out[0] = P.a * l_c + (1.0 - P.a) * l_u;
     out[1] = l_c;
     out[2] = l_u;
-    out[3] = in_a[8] / f32(P.n);
+    out[3] = in_a[8] / f32(P.cols);
 }

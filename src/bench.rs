@@ -271,6 +271,17 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             vs_unfused: None,
             cpu_ms: None,
         });
+        let normals_ms = time_ms(gpu, t, warmup, reps, |enc| {
+            noise.record_normals(dev, enc, 1, 2, nk as u32, &gc)
+        })?;
+        rows.push(Row {
+            kernel: "Philox normals (ε only)",
+            shape: s,
+            gpu_ms: normals_ms,
+            bytes: 4 * nk as u64,
+            vs_unfused: None,
+            cpu_ms: None,
+        });
     }
     Ok(Report {
         adapter: gpu.info.name.clone(),

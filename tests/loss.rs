@@ -2,7 +2,7 @@
 //! reference; the reference's gradients against central finite differences; bad input.
 
 mod common;
-use common::{assert_close, assert_scalar, gpu, Rand};
+use common::{assert_close, assert_error_mentions, assert_scalar, gpu, Rand};
 use imba::kernels::*;
 use imba::reference::{loss as rl, noise as rn};
 
@@ -69,6 +69,26 @@ fn with_predictions(
     }
 }
 
+impl Inputs {
+    /// The launch's target: Philox with this geometry, or the uploaded explicit target.
+    fn target<'a>(&self, explicit: &'a wgpu::Buffer, x0: &'a wgpu::Buffer) -> Target<'a> {
+        match self.geometry {
+            Some(geometry) => Target::Philox {
+                seed: SEED,
+                step: STEP,
+                geometry,
+                kind: if self.flow {
+                    TargetKind::Velocity
+                } else {
+                    TargetKind::Epsilon
+                },
+                x0: self.flow.then_some(x0),
+            },
+            None => Target::Explicit(explicit),
+        }
+    }
+}
+
 struct Outputs {
     scalars: Vec<f32>,
     weights: Vec<f32>,
@@ -95,20 +115,7 @@ fn run_imba(inp: &Inputs, p: &ImbaParams, path: Path) -> Outputs {
     let gc = g.poisoned("gc", nk);
     let gu = g.poisoned("gu", nk);
     let scalars = g.poisoned("scalars", 4);
-    let target = match inp.geometry {
-        Some(geometry) => Target::Philox {
-            seed: SEED,
-            step: STEP,
-            geometry,
-            kind: if inp.flow {
-                TargetKind::Velocity
-            } else {
-                TargetKind::Epsilon
-            },
-            x0: inp.flow.then_some(&x0),
-        },
-        None => Target::Explicit(&tb),
-    };
+    let target = inp.target(&tb, &x0);
     let mut enc = g.encoder();
     match path {
         Path::Fused => {
@@ -429,16 +436,7 @@ fn run_mse(inp: &Inputs) -> (Vec<f32>, Vec<f32>) {
     let tb = g.upload("target", &inp.target);
     let grad = g.poisoned("grad", s.elements() as usize);
     let scalars = g.poisoned("scalars", 4);
-    let target = match inp.geometry {
-        Some(geometry) => Target::Philox {
-            seed: SEED,
-            step: STEP,
-            geometry,
-            kind: TargetKind::Epsilon,
-            x0: None,
-        },
-        None => Target::Explicit(&tb),
-    };
+    let target = inp.target(&tb, &tb);
     let mut enc = g.encoder();
     k.record_mse(
         dev,
@@ -611,11 +609,7 @@ fn bad_loss_inputs_are_errors() {
     let d = ImbaParams::default();
     let mut enc = g.encoder();
     let mut expect = |a: ImbaLossArgs, p: ImbaParams, needle: &str| {
-        let e = k
-            .record_imba(dev, &mut enc, &a, &p)
-            .expect_err(needle)
-            .to_string();
-        assert!(e.contains(needle), "error '{e}' should mention '{needle}'");
+        assert_error_mentions(k.record_imba(dev, &mut enc, &a, &p), needle)
     };
     expect(args(s, &small, ex, &ws), d, "`pred_cond`");
     expect(args(s, &no_storage, ex, &ws), d, "STORAGE");
@@ -698,11 +692,7 @@ fn bad_loss_inputs_are_errors() {
             scalars: &huge,
             workspace: &ws_h,
         };
-        let e = k
-            .record_imba(dev, &mut enc, &a, &d)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("device allows"), "{e}");
+        assert_error_mentions(k.record_imba(dev, &mut enc, &a, &d), "device allows");
     } else {
         eprintln!("skipped the binding-limit case: this device allows {max}-byte bindings");
     }

@@ -96,9 +96,3 @@ fn philox_normals4(quad: u32, stream: u32, seed: u32, step: u32) -> vec4<f32> {
     let x = philox4x32_10(vec4<u32>(quad, stream, 0u, 0u), vec2<u32>(seed, step));
     return vec4<f32>(philox_box_muller(x.x, x.y), philox_box_muller(x.z, x.w));
 }
-
-// A uniform in [0, 1) from the first word of a Philox call (24 bits).
-fn philox_uniform(index: u32, stream: u32, seed: u32, step: u32) -> f32 {
-    let x = philox4x32_10(vec4<u32>(index, stream, 0u, 0u), vec2<u32>(seed, step));
-    return f32(x.x >> 8u) * 5.9604644775390625e-8;
-}

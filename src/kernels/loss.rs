@@ -485,15 +485,23 @@ impl LossKernels {
         ws: &LossWorkspace,
         steps: &[(&wgpu::ComputePipeline, u64)],
     ) -> Result<()> {
-        // The token passes share one grid; one-workgroup and per-sample steps use x only.
-        let (gx, gy) = common::grid(device, groups(ws.shape))?;
-        let (sx, sy) = common::grid(device, ws.shape.batch as u64)?;
+        // Shaders linearise a 2-D grid as y·groups_x + x with the token pass's x extent (the
+        // largest pass). A step whose grid needs no y linearises to x alone; one that needs y
+        // must share that x extent (only a per-sample pass over a batch beyond the dispatch
+        // limit with few tokens per sample cannot).
+        let (gx, _) = common::grid(device, groups(ws.shape))?;
         params.groups_x = gx;
-        if sy > 1 {
-            return Err(Error::Limit(format!(
-                "batch {} exceeds the {}-workgroup dispatch limit",
-                ws.shape.batch, sx
-            )));
+        let mut grids = Vec::with_capacity(steps.len());
+        for &(pipeline, n) in steps {
+            let (x, y) = common::grid(device, n)?;
+            if y > 1 && x != gx {
+                return Err(Error::Limit(format!(
+                    "batch {} needs more than {x} workgroups in one dimension for the per-sample \
+                     pass; use a smaller batch",
+                    ws.shape.batch
+                )));
+            }
+            grids.push((pipeline, x, y));
         }
         let ub = common::uniform(device, &params);
         let bg = common::bind_group(
@@ -518,15 +526,10 @@ impl LossKernels {
             timestamp_writes: None,
         });
         pass.set_bind_group(0, &bg, &[]);
-        for &(pipeline, n) in steps {
-            // Shaders linearise (x, y) with the token pass's x extent; a smaller pass whose
-            // grid needs no y linearises to x alone, and a larger one has the same x extent.
-            let (x, y) = common::grid(device, n)?;
-            debug_assert!(y == 1 || x == gx);
+        for (pipeline, x, y) in grids {
             pass.set_pipeline(pipeline);
             pass.dispatch_workgroups(x, y, 1);
         }
-        let _ = gy;
         Ok(())
     }
 }

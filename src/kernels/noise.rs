@@ -123,29 +123,17 @@ impl NoiseKernels {
         let (gx, gy) = common::grid(device, groups)?;
         params.groups_x = gx;
         let ub = common::uniform(device, &params);
-        let slot = |b: Option<(&wgpu::Buffer, u64)>, fallback: &wgpu::Buffer| {
-            let (buf, bytes) = b.unwrap_or((fallback, 16));
-            (buf.clone(), bytes)
-        };
-        let bufs = [
-            slot(reads[0], &self.unused_read),
-            slot(reads[1], &self.unused_read),
-            slot(reads[2], &self.unused_read),
-            slot(out_f32, &self.unused_f32),
-            slot(out_u32, &self.unused_u32),
-            slot(reads[3], &self.unused_read),
-        ];
         let bg = common::bind_group(
             device,
             &self.layout,
             vec![
                 (0, ub.as_entire_binding()),
-                (1, common::range(&bufs[0].0, bufs[0].1)),
-                (2, common::range(&bufs[1].0, bufs[1].1)),
-                (3, common::range(&bufs[2].0, bufs[2].1)),
-                (4, common::range(&bufs[3].0, bufs[3].1)),
-                (5, common::range(&bufs[4].0, bufs[4].1)),
-                (6, common::range(&bufs[5].0, bufs[5].1)),
+                (1, common::range_or(reads[0], &self.unused_read)),
+                (2, common::range_or(reads[1], &self.unused_read)),
+                (3, common::range_or(reads[2], &self.unused_read)),
+                (4, common::range_or(out_f32, &self.unused_f32)),
+                (5, common::range_or(out_u32, &self.unused_u32)),
+                (6, common::range_or(reads[3], &self.unused_read)),
             ],
         );
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {

@@ -353,35 +353,7 @@ impl UnfusedImba {
         ));
 
         let gub = common::uniform(device, &geo);
-        let mut recorded = Vec::new();
-        for (entry, mut p, a, b, out) in ops {
-            let (gx, gy) = common::grid(device, (p.n as u64).div_ceil(256))?;
-            p.groups_x = gx;
-            let ub = common::uniform(device, &p);
-            let bg = common::bind_group(
-                device,
-                &self.layout,
-                vec![
-                    (0, ub.as_entire_binding()),
-                    (1, common::range_or(a, &self.unused)),
-                    (2, common::range_or(b, &self.unused)),
-                    (3, common::range(out.0, out.1)),
-                    (4, gub.as_entire_binding()),
-                ],
-            );
-            recorded.push((entry, bg, gx, gy));
-        }
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("unfused"),
-                timestamp_writes: None,
-            });
-            for (entry, bg, gx, gy) in &recorded {
-                pass.set_pipeline(&self.pipes[entry]);
-                pass.set_bind_group(0, bg, &[]);
-                pass.dispatch_workgroups(*gx, *gy, 1);
-            }
-        }
+        self.record_ops(device, encoder, "unfused", &gub, ops)?;
         let scratch = [&ws.scratch[0], &ws.scratch[1]];
         for (src, dst) in [
             (&ws.d_e_c, &ws.sums[0]),
@@ -395,30 +367,59 @@ impl UnfusedImba {
             encoder.copy_buffer_to_buffer(src, 0, &ws.sums_packed, i as u64 * 16, 16);
         }
         let p = Params {
-            n: rows,
+            n: 1,
+            cols: rows,
             a: imba.lambda,
             b: inv,
             ..Default::default()
         };
-        let ub = common::uniform(device, &p);
-        let bg = common::bind_group(
-            device,
-            &self.layout,
-            vec![
-                (0, ub.as_entire_binding()),
-                (1, common::range(&ws.sums_packed, 48)),
-                (2, common::range(&self.unused, 16)),
-                (3, common::range(scalars, 16)),
-                (4, gub.as_entire_binding()),
-            ],
+        let assemble = (
+            "assemble",
+            p,
+            sized(&ws.sums_packed, 48),
+            None,
+            (scalars, 16),
         );
+        self.record_ops(device, encoder, "unfused-assemble", &gub, vec![assemble])
+    }
+
+    /// Binds each op (one element, or row for row kernels, per invocation over `n`) and
+    /// records them in order in one compute pass.
+    fn record_ops(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        label: &str,
+        geometry: &wgpu::Buffer,
+        ops: Vec<Op>,
+    ) -> Result<()> {
+        let mut recorded = Vec::new();
+        for (entry, mut p, a, b, out) in ops {
+            let (gx, gy) = common::grid(device, (p.n as u64).div_ceil(256))?;
+            p.groups_x = gx;
+            let ub = common::uniform(device, &p);
+            let bg = common::bind_group(
+                device,
+                &self.layout,
+                vec![
+                    (0, ub.as_entire_binding()),
+                    (1, common::range_or(a, &self.unused)),
+                    (2, common::range_or(b, &self.unused)),
+                    (3, common::range(out.0, out.1)),
+                    (4, geometry.as_entire_binding()),
+                ],
+            );
+            recorded.push((entry, bg, gx, gy));
+        }
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("unfused-assemble"),
+            label: Some(label),
             timestamp_writes: None,
         });
-        pass.set_pipeline(&self.pipes["assemble"]);
-        pass.set_bind_group(0, &bg, &[]);
-        pass.dispatch_workgroups(1, 1, 1);
+        for (entry, bg, gx, gy) in &recorded {
+            pass.set_pipeline(&self.pipes[entry]);
+            pass.set_bind_group(0, bg, &[]);
+            pass.dispatch_workgroups(*gx, *gy, 1);
+        }
         Ok(())
     }
 }

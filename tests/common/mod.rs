@@ -44,10 +44,9 @@ impl Rand {
     }
 }
 
-/// Asserts |got − want| ≤ atol + rtol·|want| elementwise (NaN fails), naming the worst index.
+/// Asserts |got − want| ≤ atol + rtol·|want| elementwise (NaN fails), naming the first failing index.
 pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
-    let mut worst = (0usize, 0.0f64);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g as f64 - w).abs();
         let tol = atol + rtol * w.abs();
@@ -55,10 +54,6 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
             err <= tol,
             "{what}[{i}]: got {g}, want {w} (|err| {err:.3e} > tol {tol:.3e})"
         );
-        let rel = err / tol.max(f64::MIN_POSITIVE);
-        if rel > worst.1 {
-            worst = (i, rel);
-        }
     }
 }
 
@@ -69,4 +64,15 @@ pub fn assert_scalar(what: &str, got: f32, want: f64, rtol: f64) {
         err <= rtol,
         "{what}: got {got}, want {want} (rel err {err:.3e} > {rtol:.0e})"
     );
+}
+
+/// Asserts that a launch failed with an error whose message mentions `needle`.
+pub fn assert_error_mentions<T>(result: imba::Result<T>, needle: &str) {
+    match result {
+        Ok(_) => panic!("expected an error mentioning '{needle}', got Ok"),
+        Err(e) => {
+            let e = e.to_string();
+            assert!(e.contains(needle), "error '{e}' should mention '{needle}'");
+        }
+    }
 }
