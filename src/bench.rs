@@ -31,7 +31,7 @@ pub fn default_sizes() -> Vec<ImageGeometry> {
 
 /// One measured line of the report.
 pub struct Row {
-    pub kernel: &'static str,
+    pub kernel: String,
     pub shape: TokenShape,
     pub gpu_ms: f64,
     /// Minimum bytes the kernel must read and write.
@@ -133,6 +133,7 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
     let timer = GpuTimer::new(gpu);
     let t = timer.as_ref();
     let loss = LossKernels::new(dev)?;
+    let portable = LossKernels::new(dev)?.with_vector_path(false);
     let unfused = UnfusedImba::new(dev)?;
     let noise = NoiseKernels::new(dev)?;
     let sched = DdpmSchedule::default_linear();
@@ -187,6 +188,9 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
         let fused_ms = time_ms(gpu, t, warmup, reps, |enc| {
             loss.record_imba(dev, enc, &args, &p)
         })?;
+        let portable_ms = time_ms(gpu, t, warmup, reps, |enc| {
+            portable.record_imba(dev, enc, &args, &p)
+        })?;
         let unfused_ms = time_ms(gpu, t, warmup, reps, |enc| {
             unfused.record(
                 dev, enc, &uws, &pc, &pu, philox, &p, &weights, &gc, &gu, &scalars,
@@ -206,8 +210,12 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             start.elapsed().as_secs_f64() * 1e3
         };
         let loss_bytes = 16 * nk as u64 + 4 * bn as u64;
+        let path = match loss.fused_path(s, &philox, &ws) {
+            FusedPath::Vec4 { .. } => "vec4",
+            FusedPath::Portable => "portable",
+        };
         rows.push(Row {
-            kernel: "imba fused (Philox ε)",
+            kernel: format!("imba fused, default ({path}) kernel"),
             shape: s,
             gpu_ms: fused_ms,
             bytes: loss_bytes,
@@ -215,7 +223,15 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             cpu_ms: Some(cpu_ms),
         });
         rows.push(Row {
-            kernel: "imba unfused chain",
+            kernel: "imba fused, portable kernel".into(),
+            shape: s,
+            gpu_ms: portable_ms,
+            bytes: loss_bytes,
+            vs_unfused: Some(unfused_ms / portable_ms),
+            cpu_ms: None,
+        });
+        rows.push(Row {
+            kernel: "imba unfused chain".into(),
             shape: s,
             gpu_ms: unfused_ms,
             bytes: loss_bytes,
@@ -238,7 +254,7 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             )
         })?;
         rows.push(Row {
-            kernel: "baseline mse fused",
+            kernel: "baseline mse fused".into(),
             shape: s,
             gpu_ms: mse_ms,
             bytes: 8 * nk as u64,
@@ -264,7 +280,7 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             noise.record_noise_to_tokens(dev, enc, &nargs)
         })?;
         rows.push(Row {
-            kernel: "noise → x_t tokens",
+            kernel: "noise → x_t tokens".into(),
             shape: s,
             gpu_ms: noise_ms,
             bytes: 8 * nk as u64,
@@ -275,7 +291,7 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             noise.record_normals(dev, enc, 1, 2, nk as u32, &gc)
         })?;
         rows.push(Row {
-            kernel: "Philox normals (ε only)",
+            kernel: "Philox normals (ε only)".into(),
             shape: s,
             gpu_ms: normals_ms,
             bytes: 4 * nk as u64,

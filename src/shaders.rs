@@ -8,6 +8,7 @@ use crate::{Error, Result};
 pub const FAMILIES: &[(&str, &str)] = &[
     ("noise", include_str!("../shaders/noise.wgsl")),
     ("loss", include_str!("../shaders/loss.wgsl")),
+    ("loss_vec4", include_str!("../shaders/loss_vec4.wgsl")),
     ("reduce", include_str!("../shaders/reduce.wgsl")),
     ("unfused", include_str!("../shaders/unfused.wgsl")),
 ];
@@ -18,6 +19,10 @@ const SNIPPETS: &[(&str, &str)] = &[
     (
         "tree_sum.wgsl",
         include_str!("../shaders/lib/tree_sum.wgsl"),
+    ),
+    (
+        "loss_common.wgsl",
+        include_str!("../shaders/lib/loss_common.wgsl"),
     ),
     (
         "image_index.wgsl",
@@ -91,6 +96,14 @@ pub fn translate(family: &str) -> Result<Translations> {
     .validate(&module)
     .map_err(|e| err("validate", e.emit_to_string(&src)))?;
 
+    // Pipeline-overridable constants take their declared defaults here.
+    let (module, info) = naga::back::pipeline_constants::process_overrides(
+        &module,
+        &info,
+        None,
+        &Default::default(),
+    )
+    .map_err(|e| err("overrides", e.to_string()))?;
     let spirv = spv::write_vec(&module, &info, &spv::Options::default(), None)
         .map_err(|e| err("SPIR-V", e.to_string()))?;
 

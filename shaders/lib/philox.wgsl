@@ -31,30 +31,41 @@ fn philox_mulhi(a: u32, b: u32) -> u32 {
     return a_hi * b_hi + (hilo >> 16u) + (mid >> 16u);
 }
 
+// One round with round key k.
+fn philox_round(c: vec4<u32>, k: vec2<u32>) -> vec4<u32> {
+    let hi0 = philox_mulhi(PHILOX_M0, c.x);
+    let lo0 = PHILOX_M0 * c.x;
+    let hi1 = philox_mulhi(PHILOX_M1, c.z);
+    let lo1 = PHILOX_M1 * c.z;
+    return vec4<u32>(hi1 ^ c.y ^ k.x, lo1, hi0 ^ c.w ^ k.y, lo0);
+}
+
+// Ten rounds, written out: inside other loops some compilers (llvmpipe) do not unroll a
+// round loop, and the loop then costs several times the rounds themselves.
 fn philox4x32_10(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
-    var c = counter;
-    var k = key;
-    for (var r = 0u; r < 10u; r = r + 1u) {
-        let hi0 = philox_mulhi(PHILOX_M0, c.x);
-        let lo0 = PHILOX_M0 * c.x;
-        let hi1 = philox_mulhi(PHILOX_M1, c.z);
-        let lo1 = PHILOX_M1 * c.z;
-        c = vec4<u32>(hi1 ^ c.y ^ k.x, lo1, hi0 ^ c.w ^ k.y, lo0);
-        k = k + vec2<u32>(PHILOX_W0, PHILOX_W1);
-    }
-    return c;
+    let w = vec2<u32>(PHILOX_W0, PHILOX_W1);
+    var c = philox_round(counter, key);
+    c = philox_round(c, key + w);
+    c = philox_round(c, key + 2u * w);
+    c = philox_round(c, key + 3u * w);
+    c = philox_round(c, key + 4u * w);
+    c = philox_round(c, key + 5u * w);
+    c = philox_round(c, key + 6u * w);
+    c = philox_round(c, key + 7u * w);
+    c = philox_round(c, key + 8u * w);
+    return philox_round(c, key + 9u * w);
 }
 
 // Natural log for u in (0, 1]: exponent split, mantissa folded into [√½, √2), then
 // ln m = 2·atanh(s) with s = (m−1)/(m+1), |s| ≤ 0.172 (series error < 4e-10 relative).
 fn philox_ln(u: f32) -> f32 {
     let bits = bitcast<u32>(u);
-    var e = i32((bits >> 23u) & 0xFFu) - 127;
-    var m = bitcast<f32>((bits & 0x007FFFFFu) | 0x3F800000u);
-    if (m > 1.41421356) {
-        m = m * 0.5;
-        e = e + 1;
-    }
+    // Branch-free (select), like the rest of the generator: SIMD compilers then need no
+    // masks, and the code is the same inside loops and divergent control flow.
+    let m1 = bitcast<f32>((bits & 0x007FFFFFu) | 0x3F800000u);
+    let fold = m1 > 1.41421356;
+    let m = select(m1, m1 * 0.5, fold);
+    let e = i32((bits >> 23u) & 0xFFu) - 127 + select(0, 1, fold);
     let s = (m - 1.0) / (m + 1.0);
     let s2 = s * s;
     let p = s * (2.0 + s2 * (0.6666666667 + s2 * (0.4 + s2 * (0.2857142857 + s2 * 0.2222222222))));
@@ -72,14 +83,11 @@ fn philox_cos_sin_turns(v: f32) -> vec2<f32> {
     let s = a + a * a2 * (-0.16666666667 + a2 * (0.0083333333333 + a2 * (-0.00019841269841 + a2 * 2.7557319224e-6)));
     let c = 1.0 + a2 * (-0.5 + a2 * (0.041666666667 + a2 * (-0.0013888888889 + a2 * (2.4801587302e-5 + a2 * -2.7557319224e-7))));
     let qi = u32(q) & 3u;
-    if (qi == 0u) {
-        return vec2<f32>(c, s);
-    } else if (qi == 1u) {
-        return vec2<f32>(-s, c);
-    } else if (qi == 2u) {
-        return vec2<f32>(-c, -s);
-    }
-    return vec2<f32>(s, -c);
+    // Rotate (c, s) by qi quarter turns: swap for odd qi, then the signs.
+    let cs = select(vec2<f32>(c, s), vec2<f32>(s, c), (qi & 1u) == 1u);
+    let neg_x = qi == 1u || qi == 2u;
+    let neg_y = qi >= 2u;
+    return vec2<f32>(select(cs.x, -cs.x, neg_x), select(cs.y, -cs.y, neg_y));
 }
 
 // Two normals from two 32-bit words: radius from the top 24 bits of `a` as a uniform in

@@ -57,6 +57,17 @@ pub(crate) fn pipelines(
     layout: &wgpu::BindGroupLayout,
     entries: &[&str],
 ) -> Result<Vec<wgpu::ComputePipeline>> {
+    specialised_pipelines(device, family, layout, entries, &[])
+}
+
+/// [`pipelines`] with values for the module's pipeline-overridable constants.
+pub(crate) fn specialised_pipelines(
+    device: &wgpu::Device,
+    family: &str,
+    layout: &wgpu::BindGroupLayout,
+    entries: &[&str],
+    constants: &[(&str, f64)],
+) -> Result<Vec<wgpu::ComputePipeline>> {
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let module = crate::shaders::module(device, family)?;
     let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -72,7 +83,10 @@ pub(crate) fn pipelines(
                 layout: Some(&pl),
                 module: &module,
                 entry_point: Some(entry),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    ..Default::default()
+                },
                 cache: None,
             })
         })

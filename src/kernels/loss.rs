@@ -8,6 +8,8 @@
 use super::common::{self, Slot};
 use super::{ImageGeometry, TokenShape};
 use crate::{Error, Result};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// How the per-token weight D is formed from the unconditional error ε − ε_u.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -150,7 +152,9 @@ pub struct MseLossArgs<'a> {
     pub workspace: &'a LossWorkspace,
 }
 
-/// Scratch of a loss launch: one vec4 partial per workgroup and the batch sum of D.
+/// Scratch of a loss launch: vec4 partial sums (one per workgroup of the portable passes, one
+/// per invocation of the vector pass where the device's binding limit allows) and the batch
+/// sum of D.
 pub struct LossWorkspace {
     shape: TokenShape,
     partials: wgpu::Buffer,
@@ -169,9 +173,15 @@ impl LossWorkspace {
                 mapped_at_creation: false,
             })
         };
+        let per_invocation = shape.rows() * 16;
+        let partial_bytes = if per_invocation <= device.limits().max_storage_buffer_binding_size {
+            per_invocation
+        } else {
+            groups(shape) * 16
+        };
         Ok(Self {
             shape,
-            partials: storage("loss-partials", groups(shape) * 16),
+            partials: storage("loss-partials", partial_bytes),
             weight_total: storage("loss-weight-total", 16),
         })
     }
@@ -238,6 +248,12 @@ struct Params {
 const D_FORM_BASELINE: u32 = 3;
 
 /// Compiled pipelines of the loss family for one device.
+///
+/// The fused IMBA pass has two implementations with the same results up to summation order:
+/// the portable `imba_fused` (loss.wgsl), which takes any shape, and `imba_fused_vec4`
+/// (loss_vec4.wgsl), specialised by pipeline constants for one patch geometry and using vec4
+/// memory access, which is used when the shape allows it (see [`LossKernels::fused_path`]).
+/// Its pipelines are compiled on first use per geometry and kept.
 pub struct LossKernels {
     layout: wgpu::BindGroupLayout,
     token_weights: wgpu::ComputePipeline,
@@ -248,6 +264,68 @@ pub struct LossKernels {
     finalize: wgpu::ComputePipeline,
     unused_read: wgpu::Buffer,
     unused_rw: [wgpu::Buffer; 2],
+    vector_path: bool,
+    vec4_pipelines: Mutex<HashMap<Vec4Spec, wgpu::ComputePipeline>>,
+}
+
+/// Which implementation of the fused IMBA pass a launch uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FusedPath {
+    /// `imba_fused` of loss.wgsl: any shape, scalar access.
+    Portable,
+    /// `imba_fused_vec4` of loss_vec4.wgsl, `run` tokens per invocation.
+    Vec4 { run: u32 },
+}
+
+/// The pipeline constants of one `imba_fused_vec4` specialisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Vec4Spec {
+    patch: u32,
+    channels: u32,
+    token_dim: u32,
+    run: u32,
+    explicit: bool,
+}
+
+/// The vector kernel's specialisation for a launch, or None when the shape needs the
+/// portable kernel. An explicit target needs K a multiple of 4 (whole vec4s per token). A
+/// Philox target needs C a multiple of 4 (four channels of a pixel are one vec4 of the token
+/// layout), and a run of 4/gcd(p, 4) tokens, which covers whole Philox quads, must divide the
+/// token row.
+fn vec4_spec(s: TokenShape, target: &Target) -> Option<Vec4Spec> {
+    if !s.token_dim.is_multiple_of(4) {
+        return None;
+    }
+    let spec = match *target {
+        Target::Explicit(_) => Vec4Spec {
+            patch: 0,
+            channels: 0,
+            token_dim: s.token_dim,
+            run: 1,
+            explicit: true,
+        },
+        Target::Philox { geometry: g, .. } => {
+            if !g.channels.is_multiple_of(4) {
+                return None;
+            }
+            let run = match g.patch % 4 {
+                0 => 1,
+                2 => 2,
+                _ => 4,
+            };
+            if !(g.width / g.patch).is_multiple_of(run) {
+                return None;
+            }
+            Vec4Spec {
+                patch: g.patch,
+                channels: g.channels,
+                token_dim: s.token_dim,
+                run,
+                explicit: false,
+            }
+        }
+    };
+    Some(spec)
 }
 
 /// Buffers of one launch in slot order 1..=10, with the bytes bound.
@@ -306,7 +384,83 @@ impl LossKernels {
             layout,
             unused_read: common::placeholder(device),
             unused_rw: [common::placeholder(device), common::placeholder(device)],
+            vector_path: true,
+            vec4_pipelines: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Enables (the default) or disables the vector implementation of the fused pass; with
+    /// it disabled every launch uses the portable kernel (for comparison and testing).
+    pub fn with_vector_path(mut self, enabled: bool) -> Self {
+        self.vector_path = enabled;
+        self
+    }
+
+    /// The implementation of the fused IMBA pass a launch of `shape` with `target` and
+    /// `workspace` uses.
+    pub fn fused_path(
+        &self,
+        shape: TokenShape,
+        target: &Target,
+        workspace: &LossWorkspace,
+    ) -> FusedPath {
+        match self.vec4_spec(shape, target, workspace) {
+            Some(spec) => FusedPath::Vec4 { run: spec.run },
+            None => FusedPath::Portable,
+        }
+    }
+
+    /// The vector pass's specialisation for a launch, if enabled, the shape allows it and
+    /// the workspace holds one partial per invocation.
+    fn vec4_spec(
+        &self,
+        shape: TokenShape,
+        target: &Target,
+        workspace: &LossWorkspace,
+    ) -> Option<Vec4Spec> {
+        let spec = vec4_spec(shape, target).filter(|_| self.vector_path)?;
+        let invocations = shape.rows() / spec.run as u64;
+        (workspace.partials.size() >= invocations * 16).then_some(spec)
+    }
+
+    /// The fused pass's pipeline for a launch and the tokens each invocation handles.
+    fn fused_pipeline(
+        &self,
+        device: &wgpu::Device,
+        shape: TokenShape,
+        target: &Target,
+        workspace: &LossWorkspace,
+        portable_run: u32,
+    ) -> Result<(wgpu::ComputePipeline, u32, u64)> {
+        let Some(spec) = self.vec4_spec(shape, target, workspace) else {
+            return Ok((
+                self.fused.clone(),
+                portable_run,
+                fused_groups(shape, portable_run),
+            ));
+        };
+        let partials = shape.rows() / spec.run as u64;
+        let mut cache = self.vec4_pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache.get(&spec) {
+            return Ok((p.clone(), spec.run, partials));
+        }
+        let constants = [
+            ("PATCH", spec.patch as f64),
+            ("CHANNELS", spec.channels as f64),
+            ("TOKEN_DIM", spec.token_dim as f64),
+            ("RUN", spec.run as f64),
+            ("EXPLICIT_TARGET", spec.explicit as u32 as f64),
+        ];
+        let pipeline = common::specialised_pipelines(
+            device,
+            "loss_vec4",
+            &self.layout,
+            &["imba_fused_vec4"],
+            &constants,
+        )?
+        .remove(0);
+        cache.insert(spec, pipeline.clone());
+        Ok((pipeline, spec.run, partials))
     }
 
     /// Scratch for launches of `shape` (create once per shape and reuse).
@@ -351,6 +505,15 @@ impl LossKernels {
             grad_uncond: Some((args.grad_uncond, nk)),
             scalars: (args.scalars, 16),
         };
+        let (fused, run, partial_count) = self.fused_pipeline(
+            device,
+            s,
+            &args.target,
+            args.workspace,
+            params.tokens_per_thread,
+        )?;
+        params.tokens_per_thread = run;
+        params.partial_count = partial_count as u32;
         let mut steps: Vec<(&wgpu::ComputePipeline, u64)> = Vec::new();
         let token_groups = groups(s);
         if imba.needs_weight_pass() {
@@ -362,7 +525,7 @@ impl LossKernels {
                 steps.push((&self.weights_total, 1));
             }
         }
-        steps.push((&self.fused, fused_groups(s, params.tokens_per_thread)));
+        steps.push((&fused, fused_groups(s, run)));
         steps.push((&self.finalize, 1));
         self.run(device, encoder, params, &b, args.workspace, &steps)
     }
@@ -516,7 +679,7 @@ impl LossKernels {
                 (5, common::range_or(b.weights, &self.unused_rw[0])),
                 (6, common::range(b.grad_cond.0, b.grad_cond.1)),
                 (7, common::range_or(b.grad_uncond, &self.unused_rw[1])),
-                (8, common::range(&ws.partials, groups(ws.shape) * 16)),
+                (8, ws.partials.as_entire_binding()),
                 (9, ws.weight_total.as_entire_binding()),
                 (10, common::range(b.scalars.0, b.scalars.1)),
             ],

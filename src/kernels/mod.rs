@@ -11,7 +11,7 @@ pub mod unfused;
 
 pub use loss::{
     DForm, Granularity, ImbaLossArgs, ImbaParams, LossKernels, LossWorkspace, MseLossArgs,
-    Normalize, Target, TargetKind,
+    Normalize, Target, TargetKind, FusedPath,
 };
 pub use noise::{NoiseArgs, NoiseKernels, Schedule};
 pub use reduce::ReduceKernel;
