@@ -98,7 +98,10 @@ struct Outputs {
 
 #[derive(Clone, Copy, PartialEq)]
 enum Path {
+    /// The fused pass as launched by default: the vector kernel where the shape allows.
     Fused,
+    /// The fused pass with the vector kernel disabled.
+    Portable,
     Unfused,
 }
 
@@ -118,8 +121,10 @@ fn run_imba(inp: &Inputs, p: &ImbaParams, path: Path) -> Outputs {
     let target = inp.target(&tb, &x0);
     let mut enc = g.encoder();
     match path {
-        Path::Fused => {
-            let k = LossKernels::new(dev).unwrap();
+        Path::Fused | Path::Portable => {
+            let k = LossKernels::new(dev)
+                .unwrap()
+                .with_vector_path(path == Path::Fused);
             let ws = k.workspace(dev, s).unwrap();
             let args = ImbaLossArgs {
                 shape: s,
@@ -318,6 +323,108 @@ fn fused_imba_velocity_target_and_patches() {
             compare(why, &inp, &p, &run_imba(&inp, &p, Path::Fused));
         }
     }
+}
+
+/// Which fused kernel a default launch of these inputs uses.
+fn fused_path(inp: &Inputs) -> FusedPath {
+    let g = gpu();
+    let dev = &g.device;
+    let k = LossKernels::new(dev).unwrap();
+    let ws = k.workspace(dev, inp.shape).unwrap();
+    let buf = g.zeros("unused", 16);
+    k.fused_path(inp.shape, &inp.target(&buf, &buf), &ws)
+}
+
+#[test]
+fn vector_path_matches_reference_and_portable_path() {
+    let geo = |batch, channels, height, width, patch| ImageGeometry {
+        batch,
+        channels,
+        height,
+        width,
+        patch,
+    };
+    let vec4 = |run| FusedPath::Vec4 { run };
+    // (geometry, velocity target, expected kernel, why)
+    let cases = [
+        (
+            geo(3, 4, 6, 8, 2),
+            false,
+            vec4(2),
+            "p=2, C=4: 8 slots in registers",
+        ),
+        (
+            geo(3, 4, 6, 8, 2),
+            true,
+            vec4(2),
+            "p=2, C=4, velocity target",
+        ),
+        (
+            geo(2, 8, 3, 4, 1),
+            false,
+            vec4(4),
+            "p=1, C=8: runs of 4 tokens",
+        ),
+        (
+            geo(2, 4, 8, 8, 4),
+            false,
+            vec4(1),
+            "p=4, C=4: K=64, 16 slots",
+        ),
+        (
+            geo(2, 4, 6, 12, 3),
+            false,
+            vec4(4),
+            "p=3: 36 slots, parked in memory",
+        ),
+        (
+            geo(1, 4, 16, 16, 8),
+            false,
+            vec4(1),
+            "p=8: K=256, parked in memory",
+        ),
+        (
+            geo(5, 12, 2, 6, 2),
+            false,
+            FusedPath::Portable,
+            "p=2, odd token row: portable",
+        ),
+    ];
+    for (g, flow, expect, why) in cases {
+        let inp = philox_inputs(g, flow, 9);
+        assert_eq!(fused_path(&inp), expect, "{why}");
+        let params = if why.starts_with("p=2, C=4:") {
+            all_variants()
+        } else {
+            vec![
+                ImbaParams::default(),
+                ImbaParams {
+                    form: DForm::PowOfRms,
+                    granularity: Granularity::Sample,
+                    normalize: Normalize::BatchMean,
+                    ..Default::default()
+                },
+            ]
+        };
+        for p in params {
+            compare(why, &inp, &p, &run_imba(&inp, &p, Path::Fused));
+            compare(why, &inp, &p, &run_imba(&inp, &p, Path::Portable));
+        }
+    }
+    // Explicit targets: any K that is a multiple of 4, one token per invocation (K = 68:
+    // 17 slots, parked in memory).
+    for k in [4, 12, 64, 68] {
+        let inp = explicit_inputs(TokenShape::new(3, 7, k), 10);
+        assert_eq!(fused_path(&inp), vec4(1), "explicit K={k}");
+        for p in [ImbaParams::default(), ImbaParams::dual_baseline()] {
+            compare("explicit", &inp, &p, &run_imba(&inp, &p, Path::Fused));
+        }
+    }
+    // Shapes the vector kernel does not take: C not a multiple of 4, K not a multiple of 4.
+    let inp = philox_inputs(geo(2, 3, 8, 8, 2), false, 11);
+    assert_eq!(fused_path(&inp), FusedPath::Portable);
+    let inp = explicit_inputs(TokenShape::new(2, 3, 6), 12);
+    assert_eq!(fused_path(&inp), FusedPath::Portable);
 }
 
 #[test]

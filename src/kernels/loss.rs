@@ -297,9 +297,11 @@ fn vec4_spec(s: TokenShape, target: &Target) -> Option<Vec4Spec> {
         return None;
     }
     let spec = match *target {
+        // Patch and channels are unused with an explicit target; any values that keep the
+        // shader's constant expressions defined (no division by zero) do.
         Target::Explicit(_) => Vec4Spec {
-            patch: 0,
-            channels: 0,
+            patch: 1,
+            channels: 4,
             token_dim: s.token_dim,
             run: 1,
             explicit: true,
@@ -440,7 +442,10 @@ impl LossKernels {
             ));
         };
         let partials = shape.rows() / spec.run as u64;
-        let mut cache = self.vec4_pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self
+            .vec4_pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(p) = cache.get(&spec) {
             return Ok((p.clone(), spec.run, partials));
         }

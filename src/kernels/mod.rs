@@ -10,8 +10,8 @@ pub mod reduce;
 pub mod unfused;
 
 pub use loss::{
-    DForm, Granularity, ImbaLossArgs, ImbaParams, LossKernels, LossWorkspace, MseLossArgs,
-    Normalize, Target, TargetKind, FusedPath,
+    DForm, FusedPath, Granularity, ImbaLossArgs, ImbaParams, LossKernels, LossWorkspace,
+    MseLossArgs, Normalize, Target, TargetKind,
 };
 pub use noise::{NoiseArgs, NoiseKernels, Schedule};
 pub use reduce::ReduceKernel;
