@@ -1,7 +1,8 @@
 //! Kernel benchmarks, shared by `cargo bench` and `imba bench kernels`.
 //!
 //! GPU time comes from timestamp queries written around the recorded launch (median of
-//! `reps` runs after `warmup` runs, one submit each); where the device has no timestamps it
+//! `reps` runs after `warmup` runs, one submit each; the fused kernels and the unfused chain
+//! are timed in alternation, so their ratio holds on a machine with other load); where the device has no timestamps it
 //! falls back to wall time of submit + wait and says so. Bandwidth is reported for the
 //! minimum traffic a kernel must move, against the device's copy bandwidth measured in the
 //! same run; the CPU reference is timed on the same inputs.
@@ -82,6 +83,9 @@ impl Report {
     }
 }
 
+/// A launch to time: records its dispatches into the encoder.
+type Launch<'a> = dyn FnMut(&mut wgpu::CommandEncoder) -> Result<()> + 'a;
+
 /// Times `record` (median ms over `reps` after `warmup`).
 fn time_ms(
     gpu: &Gpu,
@@ -90,29 +94,49 @@ fn time_ms(
     reps: usize,
     mut record: impl FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
 ) -> Result<f64> {
-    let mut samples = Vec::with_capacity(reps);
-    for i in 0..warmup + reps {
-        let mut enc = gpu.encoder();
-        if let Some(t) = timer {
-            t.start(&mut enc);
-        }
-        record(&mut enc)?;
-        if let Some(t) = timer {
-            t.stop(&mut enc);
-        }
-        let start = Instant::now();
-        gpu.submit_and_wait(enc)?;
-        let wall = start.elapsed().as_secs_f64() * 1e3;
-        let ms = match timer {
-            Some(t) => t.elapsed_ns(gpu)? / 1e6,
-            None => wall,
-        };
-        if i >= warmup {
-            samples.push(ms);
+    Ok(time_interleaved(gpu, timer, warmup, reps, &mut [&mut record])?[0])
+}
+
+/// Times several launches in turn, one run of each per round (median ms of each over `reps`
+/// rounds after `warmup`). Launches compared by a ratio are timed this way, so that a burst
+/// of load from elsewhere on a shared machine slows all of them alike.
+fn time_interleaved(
+    gpu: &Gpu,
+    timer: Option<&GpuTimer>,
+    warmup: usize,
+    reps: usize,
+    launches: &mut [&mut Launch],
+) -> Result<Vec<f64>> {
+    let mut samples = vec![Vec::with_capacity(reps); launches.len()];
+    for round in 0..warmup + reps {
+        for (record, samples) in launches.iter_mut().zip(samples.iter_mut()) {
+            let mut enc = gpu.encoder();
+            if let Some(t) = timer {
+                t.start(&mut enc);
+            }
+            record(&mut enc)?;
+            if let Some(t) = timer {
+                t.stop(&mut enc);
+            }
+            let start = Instant::now();
+            gpu.submit_and_wait(enc)?;
+            let wall = start.elapsed().as_secs_f64() * 1e3;
+            let ms = match timer {
+                Some(t) => t.elapsed_ns(gpu)? / 1e6,
+                None => wall,
+            };
+            if round >= warmup {
+                samples.push(ms);
+            }
         }
     }
-    samples.sort_by(f64::total_cmp);
-    Ok(samples[samples.len() / 2])
+    Ok(samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
+        })
+        .collect())
 }
 
 /// Copy bandwidth (read + write bytes per second) of a 64 MiB buffer copy.
@@ -185,17 +209,22 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             scalars: &scalars,
             workspace: &ws,
         };
-        let fused_ms = time_ms(gpu, t, warmup, reps, |enc| {
-            loss.record_imba(dev, enc, &args, &p)
-        })?;
-        let portable_ms = time_ms(gpu, t, warmup, reps, |enc| {
-            portable.record_imba(dev, enc, &args, &p)
-        })?;
-        let unfused_ms = time_ms(gpu, t, warmup, reps, |enc| {
-            unfused.record(
-                dev, enc, &uws, &pc, &pu, philox, &p, &weights, &gc, &gu, &scalars,
-            )
-        })?;
+        let times = time_interleaved(
+            gpu,
+            t,
+            warmup,
+            reps,
+            &mut [
+                &mut |enc: &mut wgpu::CommandEncoder| loss.record_imba(dev, enc, &args, &p),
+                &mut |enc: &mut wgpu::CommandEncoder| portable.record_imba(dev, enc, &args, &p),
+                &mut |enc: &mut wgpu::CommandEncoder| {
+                    unfused.record(
+                        dev, enc, &uws, &pc, &pu, philox, &p, &weights, &gc, &gu, &scalars,
+                    )
+                },
+            ],
+        )?;
+        let (fused_ms, portable_ms, unfused_ms) = (times[0], times[1], times[2]);
         let cpu_ms = {
             let start = Instant::now();
             let tgt = reference::noise::target_tokens(&geometry, 1, 2, None);
