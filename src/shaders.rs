@@ -10,6 +10,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("loss", include_str!("../shaders/loss.wgsl")),
     ("loss_vec4", include_str!("../shaders/loss_vec4.wgsl")),
     ("reduce", include_str!("../shaders/reduce.wgsl")),
+    ("matmul", include_str!("../shaders/matmul.wgsl")),
     ("unfused", include_str!("../shaders/unfused.wgsl")),
 ];
 

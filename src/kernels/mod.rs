@@ -5,6 +5,7 @@
 
 mod common;
 pub mod loss;
+pub mod matmul;
 pub mod noise;
 pub mod reduce;
 pub mod unfused;
@@ -13,6 +14,7 @@ pub use loss::{
     DForm, FusedPath, Granularity, ImbaLossArgs, ImbaParams, LossKernels, LossWorkspace,
     MseLossArgs, Normalize, Target, TargetKind,
 };
+pub use matmul::{Layout, MatmulArgs, MatmulKernels};
 pub use noise::{NoiseArgs, NoiseKernels, Schedule};
 pub use reduce::ReduceKernel;
 pub use unfused::{UnfusedImba, UnfusedWorkspace};

@@ -2,5 +2,6 @@
 //! with. The RNG replicates the WGSL operation by operation in f32; the losses are f64.
 
 pub mod loss;
+pub mod matmul;
 pub mod noise;
 pub mod rng;

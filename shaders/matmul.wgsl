@@ -1,0 +1,49 @@
+// Matmul family, portable kernel: C = op(A)·op(B) (+ bias) (+ C), the linear layer's forward
+// (X·Wᵀ + b) and both of its weight-side backward products (dY·W, dYᵀ·X) through strides.
+// One invocation per output element, K walked in order: the fallback on every adapter and the
+// reference the faster, adapter-shaped kernels are tested against. (DESIGN §6: on llvmpipe
+// shared-memory tiling does not pay, so this kernel does not tile either.)
+
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    // Element (r, c) of A is a[r·a_row + c·a_col] (r < M, c < K); of B, b[r·b_row + c·b_col]
+    // (r < K, c < N). C is dense row-major (M, N).
+    a_row: u32,
+    a_col: u32,
+    b_row: u32,
+    b_col: u32,
+    // 1: add bias[c] to C(r, c).
+    use_bias: u32,
+    // 1: C += result (gradient accumulation); 0: C = result.
+    accumulate: u32,
+    groups_x: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: MatmulParams;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+@compute @workgroup_size(64)
+fn matmul_portable(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = (wid.y * P.groups_x + wid.x) * 64u + lid.x;
+    if (i >= P.m * P.n) {
+        return;
+    }
+    let r = i / P.n;
+    let col = i % P.n;
+    var s = 0.0;
+    for (var kk = 0u; kk < P.k; kk = kk + 1u) {
+        s = s + a[r * P.a_row + kk * P.a_col] * b[kk * P.b_row + col * P.b_col];
+    }
+    if (P.use_bias == 1u) {
+        s = s + bias[col];
+    }
+    if (P.accumulate == 1u) {
+        s = s + c[i];
+    }
+    c[i] = s;
+}
