@@ -197,7 +197,8 @@ const PRIVATE_K: u32 = 64u;
 //   quad, which spans T tokens, is generated once.
 // - Per-token sums live in four named accumulators chosen by `select`, not in an array
 //   indexed by the token slot: llvmpipe cannot prove that index uniform and would spill it
-//   lane by lane. `staged` is indexed by the loop counter, which it keeps in registers.
+//   lane by lane. `staged` is indexed by the loop counter; that costs about a memory
+//   access per value on llvmpipe, still less than a write, read and write of the gradient.
 // - The unscaled ε_c − ε waits in `staged` when T·K ≤ PRIVATE_K, else in grad_cond itself
 //   (which this invocation alone touches).
 // Partials: (Σ D·e_c, Σ e_u, Σ D, Σ e_c) with e = Σ_k (pred − target)².
@@ -246,21 +247,9 @@ fn imba_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
             acc3 = acc3 + select(zero, add, slot == 3u);
         }
         // D and the ∂L/∂ε_c scale of each token of the run (slots past the run unused).
-        var d = vec4<f32>(0.0);
-        d.x = fused_weight(first, acc0);
-        if (run > 1u) {
-            d.y = fused_weight(first + 1u, acc1);
-        }
-        if (run > 2u) {
-            d.z = fused_weight(first + 2u, acc2);
-            d.w = fused_weight(first + 3u, acc3);
-        }
+        let d = run_weights(first, run, acc0, acc1, acc2, acc3);
         let scale = 2.0 * P.lambda * P.inv_count * d;
-        for (var slot = 0u; slot < run; slot = slot + 1u) {
-            weights[first + slot] = d[slot];
-        }
-        part = vec4<f32>(d.x * acc0.z, acc0.y, d.x, acc0.z) + vec4<f32>(d.y * acc1.z, acc1.y, d.y, acc1.z)
-            + vec4<f32>(d.z * acc2.z, acc2.y, d.z, acc2.z) + vec4<f32>(d.w * acc3.z, acc3.y, d.w, acc3.z);
+        part = run_partial(d, acc0, acc1, acc2, acc3);
         var again = start_walk(first);
         for (var m = 0u; m < steps; m = m + 1u) {
             let slot = again.slot;

@@ -8,7 +8,8 @@
 // has no indexed private array: the noise of a token run comes four channel rows at a time
 // (four Philox quads), is transposed in registers into vec4s of four channels of one pixel,
 // which is one vec4 of the token layout (i, j, c) when C is a multiple of 4, and is used at
-// once. ε_c − ε waits in grad_cond (which only this invocation touches) until D is known.
+// once. ε_c − ε waits in registers until D is known (see `stage`), or, for runs of more than
+// MAX_SLOTS vec4s, in grad_cond, which only this invocation touches.
 //
 // Layouts as in loss.wgsl: tokens (B, N, K), K = p·p·C in (i, j, c) order; the Philox
 // noise of element (b, c, h, w) is normal (flat & 3) of quad flat >> 2, flat = ((b·C + c)·H
@@ -160,28 +161,9 @@ fn imba_fused_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
                 }
             }
         }
-        var d = vec4<f32>(0.0);
-        d.x = fused_weight(first, sums.s0);
-        if (RUN > 1u) {
-            d.y = fused_weight(first + 1u, sums.s1);
-        }
-        if (RUN > 2u) {
-            d.z = fused_weight(first + 2u, sums.s2);
-            d.w = fused_weight(first + 3u, sums.s3);
-        }
-        let part = vec4<f32>(d.x * sums.s0.z, sums.s0.y, d.x, sums.s0.z)
-            + vec4<f32>(d.y * sums.s1.z, sums.s1.y, d.y, sums.s1.z)
-            + vec4<f32>(d.z * sums.s2.z, sums.s2.y, d.z, sums.s2.z)
-            + vec4<f32>(d.w * sums.s3.z, sums.s3.y, d.w, sums.s3.z);
+        let d = run_weights(first, RUN, sums.s0, sums.s1, sums.s2, sums.s3);
+        let part = run_partial(d, sums.s0, sums.s1, sums.s2, sums.s3);
         let scale = 2.0 * P.lambda * P.inv_count * d;
-        weights[first] = d.x;
-        if (RUN > 1u) {
-            weights[first + 1u] = d.y;
-        }
-        if (RUN > 2u) {
-            weights[first + 2u] = d.z;
-            weights[first + 3u] = d.w;
-        }
         for (var slot = 0u; slot < SLOTS; slot = slot + 1u) {
             let at = first * vecs + slot;
             let s = component(scale, slot / vecs);

@@ -21,6 +21,16 @@ struct Inputs {
 const SEED: u32 = 0x5EED;
 const STEP: u32 = 17;
 
+fn geo(batch: u32, channels: u32, height: u32, width: u32, patch: u32) -> ImageGeometry {
+    ImageGeometry {
+        batch,
+        channels,
+        height,
+        width,
+        patch,
+    }
+}
+
 fn philox_inputs(g: ImageGeometry, flow: bool, seed: u64) -> Inputs {
     let mut r = Rand::new(seed);
     let shape = g.token_shape();
@@ -297,13 +307,6 @@ fn fused_imba_velocity_target_and_patches() {
     }
     // Runs of adjacent tokens per invocation (T = 4/gcd(p, 4) where the token row allows),
     // and the staging of ∂L/∂ε_c in memory when T·K > 64.
-    let geo = |batch, channels, height, width, patch| ImageGeometry {
-        batch,
-        channels,
-        height,
-        width,
-        patch,
-    };
     for (g, why) in [
         (geo(3, 3, 9, 6, 3), "p=3, T=1 (token row 2)"),
         (geo(3, 2, 3, 8, 1), "p=1, T=4"),
@@ -337,13 +340,6 @@ fn fused_path(inp: &Inputs) -> FusedPath {
 
 #[test]
 fn vector_path_matches_reference_and_portable_path() {
-    let geo = |batch, channels, height, width, patch| ImageGeometry {
-        batch,
-        channels,
-        height,
-        width,
-        patch,
-    };
     let vec4 = |run| FusedPath::Vec4 { run };
     // (geometry, velocity target, expected kernel, why)
     let cases = [

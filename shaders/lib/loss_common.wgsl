@@ -85,3 +85,29 @@ fn fused_weight(token: u32, a: vec4<f32>) -> f32 {
     return weights[token] * norm;
 }
 
+// D of each token of a run of `run` (1, 2 or 4) adjacent tokens from `first`, from their
+// sums s0..s3 (as for fused_weight), written to `weights`; components past the run are 0.
+fn run_weights(first: u32, run: u32, s0: vec4<f32>, s1: vec4<f32>, s2: vec4<f32>, s3: vec4<f32>) -> vec4<f32> {
+    var d = vec4<f32>(0.0);
+    d.x = fused_weight(first, s0);
+    weights[first] = d.x;
+    if (run > 1u) {
+        d.y = fused_weight(first + 1u, s1);
+        weights[first + 1u] = d.y;
+    }
+    if (run > 2u) {
+        d.z = fused_weight(first + 2u, s2);
+        d.w = fused_weight(first + 3u, s3);
+        weights[first + 2u] = d.z;
+        weights[first + 3u] = d.w;
+    }
+    return d;
+}
+
+// A run's contribution to the partials (Σ D·e_c, Σ e_u, Σ D, Σ e_c), e = Σ_k (pred − target)²,
+// from its D and sums (z: Σ(ε_c−ε)², y: Σ(ε_u−ε)²).
+fn run_partial(d: vec4<f32>, s0: vec4<f32>, s1: vec4<f32>, s2: vec4<f32>, s3: vec4<f32>) -> vec4<f32> {
+    return vec4<f32>(d.x * s0.z, s0.y, d.x, s0.z) + vec4<f32>(d.y * s1.z, s1.y, d.y, s1.z)
+        + vec4<f32>(d.z * s2.z, s2.y, d.z, s2.z) + vec4<f32>(d.w * s3.z, s3.y, d.w, s3.z);
+}
+

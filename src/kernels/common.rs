@@ -192,6 +192,24 @@ pub(crate) fn bind_group(
     })
 }
 
+/// One compute pass running `dispatches` (pipeline, bind group, (x, y) workgroups) in order;
+/// wgpu orders them through their storage dependencies.
+pub(crate) fn record_pass(
+    encoder: &mut wgpu::CommandEncoder,
+    label: &str,
+    dispatches: &[(&wgpu::ComputePipeline, &wgpu::BindGroup, (u32, u32))],
+) {
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some(label),
+        timestamp_writes: None,
+    });
+    for &(pipeline, bind_group, (x, y)) in dispatches {
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, bind_group, &[]);
+        pass.dispatch_workgroups(x, y, 1);
+    }
+}
+
 /// The binding of `x`, or of the placeholder `fallback` for an unused slot.
 pub(crate) fn range_or<'a>(
     x: Option<(&'a wgpu::Buffer, u64)>,

@@ -201,20 +201,22 @@ fn fused_groups(shape: TokenShape, run: u32) -> u64 {
     shape.rows().div_ceil(WG * run as u64)
 }
 
-/// Adjacent tokens per invocation in the fused pass: a Philox quad covers four consecutive
-/// pixels of a row, so with patch p it spans 4/gcd(p, 4) tokens; one invocation takes them
-/// all when the token row divides evenly (then every run starts on a quad boundary).
-fn tokens_per_thread(g: ImageGeometry) -> u32 {
+/// Tokens of one Philox quad: a quad covers four consecutive pixels of a row, so with patch
+/// p it spans 4/gcd(p, 4) tokens. Both fused kernels give an invocation such a run of
+/// adjacent tokens, so each quad is generated once; that needs the token row to divide
+/// evenly (then every run starts on a quad boundary).
+fn quad_run(g: ImageGeometry) -> Option<u32> {
     let run = match g.patch % 4 {
         0 => 1,
         2 => 2,
         _ => 4,
     };
-    if (g.width / g.patch).is_multiple_of(run) {
-        run
-    } else {
-        1
-    }
+    (g.width / g.patch).is_multiple_of(run).then_some(run)
+}
+
+/// Adjacent tokens per invocation in the portable fused pass: a quad's run, else 1.
+fn tokens_per_thread(g: ImageGeometry) -> u32 {
+    quad_run(g).unwrap_or(1)
 }
 
 const WG: u64 = 64;
@@ -292,7 +294,7 @@ struct Vec4Spec {
 /// Philox target needs C a multiple of 4 (four channels of a pixel are one vec4 of the token
 /// layout), and a run of 4/gcd(p, 4) tokens, which covers whole Philox quads, must divide the
 /// token row.
-fn vec4_spec(s: TokenShape, target: &Target) -> Option<Vec4Spec> {
+fn vec4_shape_spec(s: TokenShape, target: &Target) -> Option<Vec4Spec> {
     if !s.token_dim.is_multiple_of(4) {
         return None;
     }
@@ -310,14 +312,7 @@ fn vec4_spec(s: TokenShape, target: &Target) -> Option<Vec4Spec> {
             if !g.channels.is_multiple_of(4) {
                 return None;
             }
-            let run = match g.patch % 4 {
-                0 => 1,
-                2 => 2,
-                _ => 4,
-            };
-            if !(g.width / g.patch).is_multiple_of(run) {
-                return None;
-            }
+            let run = quad_run(g)?;
             Vec4Spec {
                 patch: g.patch,
                 channels: g.channels,
@@ -420,7 +415,7 @@ impl LossKernels {
         target: &Target,
         workspace: &LossWorkspace,
     ) -> Option<Vec4Spec> {
-        let spec = vec4_spec(shape, target).filter(|_| self.vector_path)?;
+        let spec = vec4_shape_spec(shape, target).filter(|_| self.vector_path)?;
         let invocations = shape.rows() / spec.run as u64;
         (workspace.partials.size() >= invocations * 16).then_some(spec)
     }
@@ -638,7 +633,6 @@ impl LossKernels {
                 p.target_source = 1;
             }
         }
-        p.partial_count = fused_groups(s, p.tokens_per_thread) as u32;
         Ok(p)
     }
 
@@ -689,15 +683,11 @@ impl LossKernels {
                 (10, common::range(b.scalars.0, b.scalars.1)),
             ],
         );
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("loss"),
-            timestamp_writes: None,
-        });
-        pass.set_bind_group(0, &bg, &[]);
-        for (pipeline, x, y) in grids {
-            pass.set_pipeline(pipeline);
-            pass.dispatch_workgroups(x, y, 1);
-        }
+        let dispatches: Vec<_> = grids
+            .into_iter()
+            .map(|(pipeline, x, y)| (pipeline, &bg, (x, y)))
+            .collect();
+        common::record_pass(encoder, "loss", &dispatches);
         Ok(())
     }
 }

@@ -136,13 +136,7 @@ impl MatmulKernels {
                 (4, common::range(args.c, m * n * 4)),
             ],
         );
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("matmul"),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&self.portable);
-        pass.set_bind_group(0, &bg, &[]);
-        pass.dispatch_workgroups(gx, gy, 1);
+        common::record_pass(encoder, "matmul", &[(&self.portable, &bg, (gx, gy))]);
         Ok(())
     }
 }

@@ -136,13 +136,7 @@ impl NoiseKernels {
                 (6, common::range_or(reads[3], &self.unused_read)),
             ],
         );
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("noise"),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(pipeline);
-        pass.set_bind_group(0, &bg, &[]);
-        pass.dispatch_workgroups(gx, gy, 1);
+        common::record_pass(encoder, "noise", &[(pipeline, &bg, (gx, gy))]);
         Ok(())
     }
 

@@ -94,15 +94,11 @@ impl ReduceKernel {
             (n, w, src) = (g, 4, dst);
             turn += 1;
         }
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("reduce"),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&self.pipeline);
-        for (bg, (gx, gy)) in &passes {
-            pass.set_bind_group(0, bg, &[]);
-            pass.dispatch_workgroups(*gx, *gy, 1);
-        }
+        let dispatches: Vec<_> = passes
+            .iter()
+            .map(|(bg, grid)| (&self.pipeline, bg, *grid))
+            .collect();
+        common::record_pass(encoder, "reduce", &dispatches);
         Ok(())
     }
 }

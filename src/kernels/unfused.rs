@@ -411,15 +411,11 @@ impl UnfusedImba {
             );
             recorded.push((entry, bg, gx, gy));
         }
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(label),
-            timestamp_writes: None,
-        });
-        for (entry, bg, gx, gy) in &recorded {
-            pass.set_pipeline(&self.pipes[entry]);
-            pass.set_bind_group(0, bg, &[]);
-            pass.dispatch_workgroups(*gx, *gy, 1);
-        }
+        let dispatches: Vec<_> = recorded
+            .iter()
+            .map(|(entry, bg, gx, gy)| (&self.pipes[entry], bg, (*gx, *gy)))
+            .collect();
+        common::record_pass(encoder, label, &dispatches);
         Ok(())
     }
 }
