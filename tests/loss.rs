@@ -647,9 +647,17 @@ fn reference_gradients_match_finite_differences() {
 /// The GPU gradients directly against finite differences of the f64 reference loss.
 #[test]
 fn gpu_gradients_match_finite_differences() {
-    let inp = explicit_inputs(TokenShape::new(2, 3, 5), 14);
+    // K = 5 runs the portable kernel, K = 8 the vector kernel.
+    for (k, path) in [(5, FusedPath::Portable), (8, FusedPath::Vec4 { run: 1 })] {
+        let inp = explicit_inputs(TokenShape::new(2, 3, k), 14);
+        assert_eq!(fused_path(&inp), path);
+        gpu_gradients_vs_differences(&inp);
+    }
+}
+
+fn gpu_gradients_vs_differences(inp: &Inputs) {
     let p = ImbaParams::default();
-    let out = run_imba(&inp, &p, Path::Fused);
+    let out = run_imba(inp, &p, Path::Fused);
     let (pc, pu, t) = (
         rl::widen(&inp.pred_cond),
         rl::widen(&inp.pred_uncond),
