@@ -74,6 +74,36 @@ enum BenchCommand {
         #[arg(long, value_parser = parse_geometry)]
         size: Vec<ImageGeometry>,
     },
+    /// GFLOP/s of the matmul (default kernel and portable kernel) at the linear-layer shapes of
+    /// issue 3, for A·B and A·Bᵀ; prints a Markdown table for BENCHMARKS.md.
+    Matmul {
+        /// Timed runs per product with the default kernel (median reported).
+        #[arg(long, default_value_t = 10)]
+        reps: usize,
+        /// Untimed warm-up runs.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Timed runs of the slow portable kernel (0 skips it).
+        #[arg(long, default_value_t = 3)]
+        portable_reps: usize,
+        /// Product shape M,K,N (repeatable); default: 1024,64,192 1024,256,64 4096,128,512
+        /// 1024,1024,1024.
+        #[arg(long, value_parser = parse_mkn)]
+        shape: Vec<(u32, u32, u32)>,
+    },
+}
+
+fn parse_mkn(s: &str) -> Result<(u32, u32, u32), String> {
+    let v: Vec<u32> = s
+        .split(',')
+        .map(|x| x.trim().parse::<u32>().map_err(|e| format!("'{x}': {e}")))
+        .collect::<Result<_, _>>()?;
+    match v[..] {
+        [m, k, n] if m > 0 && k > 0 && n > 0 => Ok((m, k, n)),
+        _ => Err(format!(
+            "expected M,K,N (three positive integers), got '{s}'"
+        )),
+    }
 }
 
 fn parse_geometry(s: &str) -> Result<ImageGeometry, String> {
@@ -127,6 +157,21 @@ fn main() -> ExitCode {
                 size
             };
             let report = imba::bench::kernels(&gpu, &sizes, warmup, reps)?;
+            println!("{}", report.markdown());
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Matmul {
+            reps,
+            warmup,
+            portable_reps,
+            shape,
+        }) => {
+            let shapes = if shape.is_empty() {
+                imba::bench::MATMUL_SHAPES.to_vec()
+            } else {
+                shape
+            };
+            let report = imba::bench::matmul(&gpu, &shapes, warmup, reps, portable_reps)?;
             println!("{}", report.markdown());
             Ok(())
         }

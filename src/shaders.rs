@@ -11,6 +11,10 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("loss_vec4", include_str!("../shaders/loss_vec4.wgsl")),
     ("reduce", include_str!("../shaders/reduce.wgsl")),
     ("matmul", include_str!("../shaders/matmul.wgsl")),
+    (
+        "matmul_texture",
+        include_str!("../shaders/matmul_texture.wgsl"),
+    ),
     ("unfused", include_str!("../shaders/unfused.wgsl")),
 ];
 
@@ -105,7 +109,19 @@ pub fn translate(family: &str) -> Result<Translations> {
         &Default::default(),
     )
     .map_err(|e| err("overrides", e.to_string()))?;
-    let spirv = spv::write_vec(&module, &info, &spv::Options::default(), None)
+    // Subgroup operations need SPIR-V 1.3 (Vulkan 1.1) and HLSL shader model 6.0 (wave
+    // intrinsics); the portable families keep the lowest versions.
+    let portable = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all() - naga::valid::Capabilities::SUBGROUP,
+    )
+    .validate(&module)
+    .is_ok();
+    let spv_opts = spv::Options {
+        lang_version: if portable { (1, 0) } else { (1, 3) },
+        ..Default::default()
+    };
+    let spirv = spv::write_vec(&module, &info, &spv_opts, None)
         .map_err(|e| err("SPIR-V", e.to_string()))?;
 
     let msl_opts = msl::Options {
@@ -117,7 +133,11 @@ pub fn translate(family: &str) -> Result<Translations> {
         .map_err(|e| err("MSL", e.to_string()))?;
 
     let hlsl_opts = hlsl::Options {
-        shader_model: hlsl::ShaderModel::V5_1,
+        shader_model: if portable {
+            hlsl::ShaderModel::V5_1
+        } else {
+            hlsl::ShaderModel::V6_0
+        },
         ..Default::default()
     };
     let mut hlsl = String::new();

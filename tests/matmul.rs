@@ -3,16 +3,19 @@
 
 mod common;
 use common::{assert_close, assert_error_mentions, gpu, Rand};
-use imba::kernels::{Layout, MatmulArgs, MatmulKernels};
+use imba::kernels::{Layout, MatmulArgs, MatmulKernels, MatmulPath};
 use imba::reference::matmul as rm;
 
-#[test]
-fn portable_matmul_matches_reference_every_layout() {
-    let g = gpu();
+/// Every layout, with and without bias and accumulation, at each size, against the f64
+/// reference, on whichever kernel `kernels` runs.
+fn check_every_layout(
+    g: &imba::gpu::Gpu,
+    kernels: &MatmulKernels,
+    sizes: &[(usize, usize, usize)],
+) {
     let dev = &g.device;
-    let kernels = MatmulKernels::new(dev).unwrap();
     let mut r = Rand::new(21);
-    for (m, k, n) in [(1, 1, 1), (7, 5, 3), (13, 33, 17), (65, 9, 70)] {
+    for &(m, k, n) in sizes {
         for a_layout in [Layout::RowMajor, Layout::Transposed] {
             for b_layout in [Layout::RowMajor, Layout::Transposed] {
                 for (with_bias, accumulate) in [(false, false), (true, false), (true, true)] {
@@ -67,13 +70,59 @@ fn portable_matmul_matches_reference_every_layout() {
                         }
                     }
                     let what = format!(
-                        "({m},{k},{n}) {a_layout:?}·{b_layout:?} bias={with_bias} acc={accumulate}"
+                        "{:?} ({m},{k},{n}) {a_layout:?}·{b_layout:?} bias={with_bias} \
+                         acc={accumulate}",
+                        kernels.path(dev, k as u32, n as u32)
                     );
+                    // K ≤ 131 terms of size ≤ 1: f32 rounding stays far below this.
                     assert_close(&what, &got, &want, 1e-5, 1e-5);
                 }
             }
         }
     }
+}
+
+#[test]
+fn portable_matmul_matches_reference_every_layout() {
+    let g = gpu();
+    let kernels = MatmulKernels::new(&g.device).unwrap().with_fast_path(false);
+    assert_eq!(kernels.path(&g.device, 64, 64), MatmulPath::Portable);
+    check_every_layout(
+        g,
+        &kernels,
+        &[(1, 1, 1), (7, 5, 3), (13, 33, 17), (65, 9, 70)],
+    );
+}
+
+/// The texture path's tile is 16 rows × 32 columns and it steps K by 4: sizes below, at and
+/// past those, and not multiples of them; then tall A operands split into row chunks (32
+/// rows here, so 65 rows take three chunks, the last one partial).
+#[test]
+fn fast_matmul_matches_reference_every_layout() {
+    let g = gpu();
+    let kernels = MatmulKernels::new(&g.device).unwrap();
+    if kernels.path(&g.device, 64, 64) != MatmulPath::Texture8 {
+        eprintln!(
+            "skipped: the adapter is not a CPU adapter with 8-lane subgroups, so the texture \
+             path does not run here"
+        );
+        return;
+    }
+    check_every_layout(
+        g,
+        &kernels,
+        &[
+            (1, 1, 1),
+            (7, 5, 3),
+            (16, 4, 32),
+            (17, 8, 33),
+            (13, 33, 17),
+            (65, 9, 70),
+            (33, 130, 97),
+        ],
+    );
+    let chunked = MatmulKernels::new(&g.device).unwrap().with_row_chunk(32);
+    check_every_layout(g, &chunked, &[(65, 9, 70), (64, 4, 32)]);
 }
 
 #[test]

@@ -11,6 +11,10 @@ pub(crate) enum Slot {
     Uniform,
     Read,
     ReadWrite,
+    /// A sampled 2-D float texture read with `textureLoad` (rgba32float is not filterable).
+    Texture,
+    /// A write-only rgba32float storage texture.
+    StorageTexture,
 }
 
 /// One explicit bind-group layout shared by every entry point of a family, so a launch can
@@ -37,6 +41,16 @@ pub(crate) fn layout(
                     },
                     has_dynamic_offset: false,
                     min_binding_size: None,
+                },
+                Slot::Texture => wgpu::BindingType::Texture {
+                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                    multisampled: false,
+                },
+                Slot::StorageTexture => wgpu::BindingType::StorageTexture {
+                    access: wgpu::StorageTextureAccess::WriteOnly,
+                    format: wgpu::TextureFormat::Rgba32Float,
+                    view_dimension: wgpu::TextureViewDimension::D2,
                 },
             },
             count: None,

@@ -1,9 +1,19 @@
-//! Launcher of `shaders/matmul.wgsl`: C = op(A)·op(B) (+ bias) (+= C), the products of the
-//! linear layer. Only the portable kernel exists so far (one invocation per output, correct on
-//! every adapter); the adapter-shaped fast kernels of DESIGN §6 are not written yet.
+//! Launcher of the matmul family: C = op(A)·op(B) (+ bias) (+= C), the products of the
+//! linear layer. Two paths, one interface:
+//! - portable (`shaders/matmul.wgsl`): one invocation per output from storage buffers;
+//!   correct on every adapter, the fallback and the reference the fast path is tested against;
+//! - texture8 (`shaders/matmul_texture.wgsl`), for llvmpipe: both operands are packed into
+//!   zero-padded rgba32float textures (which also applies their layouts), then 8-lane
+//!   subgroups compute 16×32 tiles of C from texel fetches. It is chosen on CPU adapters with
+//!   subgroup operations and subgroups of exactly 8 lanes (so a workgroup of 8 is one whole
+//!   subgroup); where a packed operand would exceed the texture size limit along K or N the
+//!   launch runs the portable kernel, and tall A operands are packed and multiplied in
+//!   row chunks.
 
 use super::common::{self, Slot};
 use crate::{Error, Result};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 /// How an operand is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,10 +56,62 @@ struct Params {
     groups_x: u32,
 }
 
+/// Which kernel a launch runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulPath {
+    /// `matmul_portable`: any adapter.
+    Portable,
+    /// `pack_rows4` + `matmul_texture8`: llvmpipe-shaped, 16×32 tiles per 8-lane subgroup.
+    Texture8,
+}
+
+/// Rows × columns of C per `matmul_texture8` workgroup.
+const TILE: (u32, u32) = (16, 32);
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PackParams {
+    rows: u32,
+    cols: u32,
+    row_stride: u32,
+    col_stride: u32,
+    row_offset: u32,
+    width: u32,
+    height: u32,
+    groups_x: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ProductParams {
+    m: u32,
+    n: u32,
+    k4: u32,
+    row_offset: u32,
+    use_bias: u32,
+    accumulate: u32,
+}
+
+/// The texture path's pipelines.
+struct TexturePath {
+    pack_layout: wgpu::BindGroupLayout,
+    pack: wgpu::ComputePipeline,
+    product_layout: wgpu::BindGroupLayout,
+    product: wgpu::ComputePipeline,
+    /// Most rows of A packed and multiplied per chunk (a multiple of the tile's 16).
+    row_chunk: u32,
+    /// Packed-operand textures by (role, width, height), made on first use and reused: the
+    /// passes of an encoder run in order, so a later product repacks only after an earlier
+    /// one has read them.
+    textures: Mutex<HashMap<(&'static str, u32, u32), wgpu::TextureView>>,
+}
+
 /// Compiled matmul pipelines for one device.
 pub struct MatmulKernels {
     layout: wgpu::BindGroupLayout,
     portable: wgpu::ComputePipeline,
+    /// Present where the device qualifies (see [`MatmulKernels::fast_path_supported`]).
+    texture: Option<TexturePath>,
     unused: wgpu::Buffer,
 }
 
@@ -69,11 +131,91 @@ impl MatmulKernels {
         );
         let portable =
             common::pipelines(device, "matmul", &layout, &["matmul_portable"])?.remove(0);
+        let texture = if Self::fast_path_supported(device) {
+            let pack_layout = common::layout(
+                device,
+                "matmul-pack",
+                &[(0, Uniform), (1, Read), (2, StorageTexture)],
+            );
+            let product_layout = common::layout(
+                device,
+                "matmul-texture",
+                &[
+                    (0, Uniform),
+                    (1, Texture),
+                    (2, Texture),
+                    (3, Read),
+                    (4, ReadWrite),
+                ],
+            );
+            let pack = common::pipelines(device, "matmul_texture", &pack_layout, &["pack_rows4"])?
+                .remove(0);
+            let product = common::pipelines(
+                device,
+                "matmul_texture",
+                &product_layout,
+                &["matmul_texture8"],
+            )?
+            .remove(0);
+            let max = device.limits().max_texture_dimension_2d;
+            Some(TexturePath {
+                pack_layout,
+                pack,
+                product_layout,
+                product,
+                row_chunk: max / TILE.0 * TILE.0,
+                textures: Mutex::new(HashMap::new()),
+            })
+        } else {
+            None
+        };
         Ok(Self {
             layout,
             portable,
+            texture,
             unused: common::placeholder(device),
         })
+    }
+
+    /// Whether `device` runs the texture path: a CPU adapter (llvmpipe) with subgroup
+    /// operations whose subgroups are exactly 8 lanes. GPUs run the portable kernel, whose
+    /// storage-buffer loads they handle well.
+    pub fn fast_path_supported(device: &wgpu::Device) -> bool {
+        let info = device.adapter_info();
+        info.device_type == wgpu::DeviceType::Cpu
+            && device.features().contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == 8
+            && info.subgroup_max_size == 8
+    }
+
+    /// Turns the fast path off (`false`), e.g. to time or test the portable kernel.
+    pub fn with_fast_path(mut self, enabled: bool) -> Self {
+        if !enabled {
+            self.texture = None;
+        }
+        self
+    }
+
+    /// Packs and multiplies at most `rows` rows of A at a time (rounded down to a multiple
+    /// of 16, at least 16); the default is the device's texture size limit. Lets tests cover
+    /// the chunking with small matrices.
+    pub fn with_row_chunk(mut self, rows: u32) -> Self {
+        if let Some(t) = &mut self.texture {
+            t.row_chunk = t.row_chunk.min((rows / TILE.0).max(1) * TILE.0);
+        }
+        self
+    }
+
+    /// The kernel a launch of (M, K, N) runs on this device.
+    pub fn path(&self, device: &wgpu::Device, k: u32, n: u32) -> MatmulPath {
+        let max = device.limits().max_texture_dimension_2d as u64;
+        let (k, n) = (k as u64, n as u64);
+        // The packed textures: A is ⌈K/4⌉ texels wide; B is ⌈N/32⌉·8 wide and 4⌈K/4⌉ high.
+        let fits = k.div_ceil(4) * 4 <= max && n.div_ceil(32) * 8 <= max;
+        match self.texture {
+            Some(_) if fits => MatmulPath::Texture8,
+            _ => MatmulPath::Portable,
+        }
     }
 
     /// Records one product into `encoder` after checking sizes and limits.
@@ -108,6 +250,13 @@ impl MatmulKernels {
             Layout::RowMajor => (args.n, 1),
             Layout::Transposed => (1, args.k),
         };
+        if let (MatmulPath::Texture8, Some(tex)) =
+            (self.path(device, args.k, args.n), &self.texture)
+        {
+            let strides = ((a_row, a_col), (b_row, b_col));
+            return record_texture(device, encoder, tex, &self.unused, args, strides);
+        }
+        let bias = common::range_or(args.bias.map(|b| (b, n * 4)), &self.unused);
         let (gx, gy) = common::grid(device, (m * n).div_ceil(64))?;
         let params = Params {
             m: args.m,
@@ -129,14 +278,147 @@ impl MatmulKernels {
                 (0, ub.as_entire_binding()),
                 (1, common::range(args.a, m * k * 4)),
                 (2, common::range(args.b, k * n * 4)),
-                (
-                    3,
-                    common::range_or(args.bias.map(|b| (b, n * 4)), &self.unused),
-                ),
+                (3, bias),
                 (4, common::range(args.c, m * n * 4)),
             ],
         );
         common::record_pass(encoder, "matmul", &[(&self.portable, &bg, (gx, gy))]);
         Ok(())
     }
+}
+
+/// An rgba32float texture the pack kernel writes and the product kernel reads.
+fn packed_texture(
+    device: &wgpu::Device,
+    label: &str,
+    width: u32,
+    height: u32,
+) -> wgpu::TextureView {
+    device
+        .create_texture(&wgpu::TextureDescriptor {
+            label: Some(label),
+            size: wgpu::Extent3d {
+                width,
+                height,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+            view_formats: &[],
+        })
+        .create_view(&Default::default())
+}
+
+/// The texture path: pack op(B) once, then per chunk of A's rows pack them and multiply.
+/// All dispatches go into one compute pass; wgpu orders each texture's write before its reads.
+fn record_texture(
+    device: &wgpu::Device,
+    encoder: &mut wgpu::CommandEncoder,
+    tex: &TexturePath,
+    unused: &wgpu::Buffer,
+    args: &MatmulArgs,
+    ((a_row, a_col), (b_row, b_col)): ((u32, u32), (u32, u32)),
+) -> Result<()> {
+    let (m, k, n) = (args.m as u64, args.k as u64, args.n as u64);
+    let k4 = args.k.div_ceil(4) * 4;
+    let (b_width, b_height) = (args.n.div_ceil(TILE.1) * 8, k4);
+    let chunk = (args.m.div_ceil(TILE.0) * TILE.0).min(tex.row_chunk);
+    let a_width = k4 / 4;
+    let (a_view, b_view) = {
+        let mut cache = tex.textures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut get = |role: &'static str, w: u32, h: u32| {
+            cache
+                .entry((role, w, h))
+                .or_insert_with(|| packed_texture(device, role, w, h))
+                .clone()
+        };
+        (
+            get("matmul-a-packed", a_width, chunk),
+            get("matmul-b-packed", b_width, b_height),
+        )
+    };
+
+    let pack = |src: &wgpu::Buffer, bytes: u64, view: &wgpu::TextureView, p: PackParams| {
+        let (gx, gy) = common::grid(device, (p.width as u64 * p.height as u64).div_ceil(64))?;
+        let ub = common::uniform(device, &PackParams { groups_x: gx, ..p });
+        let bg = common::bind_group(
+            device,
+            &tex.pack_layout,
+            vec![
+                (0, ub.as_entire_binding()),
+                (1, common::range(src, bytes)),
+                (2, wgpu::BindingResource::TextureView(view)),
+            ],
+        );
+        Ok::<_, Error>((bg, (gx, gy)))
+    };
+    let mut groups = vec![pack(
+        args.b,
+        k * n * 4,
+        &b_view,
+        PackParams {
+            rows: args.k,
+            cols: args.n,
+            row_stride: b_row,
+            col_stride: b_col,
+            row_offset: 0,
+            width: b_width,
+            height: b_height,
+            groups_x: 0,
+        },
+    )?];
+    let mut products = Vec::new();
+    for row_offset in (0..args.m).step_by(chunk as usize) {
+        groups.push(pack(
+            args.a,
+            m * k * 4,
+            &a_view,
+            PackParams {
+                rows: args.m,
+                cols: args.k,
+                row_stride: a_row,
+                col_stride: a_col,
+                row_offset,
+                width: a_width,
+                height: chunk,
+                groups_x: 0,
+            },
+        )?);
+        let ub = common::uniform(
+            device,
+            &ProductParams {
+                m: args.m,
+                n: args.n,
+                k4,
+                row_offset,
+                use_bias: args.bias.is_some() as u32,
+                accumulate: args.accumulate as u32,
+            },
+        );
+        let bg = common::bind_group(
+            device,
+            &tex.product_layout,
+            vec![
+                (0, ub.as_entire_binding()),
+                (1, wgpu::BindingResource::TextureView(&a_view)),
+                (2, wgpu::BindingResource::TextureView(&b_view)),
+                (3, common::range_or(args.bias.map(|b| (b, n * 4)), unused)),
+                (4, common::range(args.c, m * n * 4)),
+            ],
+        );
+        let rows = (args.m - row_offset).min(chunk);
+        products.push((bg, (args.n.div_ceil(TILE.1), rows.div_ceil(TILE.0))));
+    }
+    // B's pack, then per chunk: pack A rows, multiply.
+    let mut dispatches = vec![(&tex.pack, &groups[0].0, groups[0].1)];
+    for (i, (bg, grid)) in products.iter().enumerate() {
+        let (pbg, pgrid) = &groups[i + 1];
+        dispatches.push((&tex.pack, pbg, *pgrid));
+        dispatches.push((&tex.product, bg, *grid));
+    }
+    common::record_pass(encoder, "matmul-texture", &dispatches);
+    Ok(())
 }

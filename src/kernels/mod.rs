@@ -14,7 +14,7 @@ pub use loss::{
     DForm, FusedPath, Granularity, ImbaLossArgs, ImbaParams, LossKernels, LossWorkspace,
     MseLossArgs, Normalize, Target, TargetKind,
 };
-pub use matmul::{Layout, MatmulArgs, MatmulKernels};
+pub use matmul::{Layout, MatmulArgs, MatmulKernels, MatmulPath};
 pub use noise::{NoiseArgs, NoiseKernels, Schedule};
 pub use reduce::ReduceKernel;
 pub use unfused::{UnfusedImba, UnfusedWorkspace};

@@ -1,4 +1,4 @@
-//! Kernel benchmarks, shared by `cargo bench` and `imba bench kernels`.
+//! Kernel benchmarks, shared by `cargo bench` and `imba bench kernels` / `imba bench matmul`.
 //!
 //! GPU time comes from timestamp queries written around the recorded launch (median of
 //! `reps` runs after `warmup` runs, one submit each; the fused kernels and the unfused chain
@@ -13,6 +13,18 @@ use crate::kernels::*;
 use crate::reference;
 use crate::Result;
 use std::time::Instant;
+
+mod matmul;
+pub use matmul::{matmul, MatmulReport, MatmulRow, DEFAULT_SHAPES as MATMUL_SHAPES};
+
+/// How times were taken.
+fn timing_name(timestamps: bool) -> &'static str {
+    if timestamps {
+        "GPU timestamps"
+    } else {
+        "wall clock of submit + wait (no timestamp support)"
+    }
+}
 
 /// The sizes of the issue: DiT-S/2 on 32×32×4 latents, 32×32×3 images at patch 4, toy2d.
 pub fn default_sizes() -> Vec<ImageGeometry> {
@@ -332,11 +344,7 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
         adapter: gpu.info.name.clone(),
         backend: format!("{:?}", gpu.info.backend),
         driver: format!("{} {}", gpu.info.driver, gpu.info.driver_info),
-        timing: if timer.is_some() {
-            "GPU timestamps"
-        } else {
-            "wall clock of submit + wait (no timestamp support)"
-        },
+        timing: timing_name(timer.is_some()),
         copy_gbs: copy_gbs(gpu, t, warmup, reps)?,
         reps,
         rows,
