@@ -7,6 +7,7 @@ use crate::{Error, Result};
 /// Kernel families: (name, WGSL with include lines).
 pub const FAMILIES: &[(&str, &str)] = &[
     ("noise", include_str!("../shaders/noise.wgsl")),
+    ("activation", include_str!("../shaders/activation.wgsl")),
     ("loss", include_str!("../shaders/loss.wgsl")),
     ("loss_vec4", include_str!("../shaders/loss_vec4.wgsl")),
     ("reduce", include_str!("../shaders/reduce.wgsl")),

@@ -3,6 +3,7 @@
 //! records its dispatches into the caller's `wgpu::CommandEncoder`: this is the API for
 //! engines that bring their own device and buffers.
 
+pub mod activation;
 mod common;
 pub mod loss;
 pub mod matmul;
@@ -10,6 +11,7 @@ pub mod noise;
 pub mod reduce;
 pub mod unfused;
 
+pub use activation::{Activation, ActivationKernels};
 pub use loss::{
     DForm, FusedPath, Granularity, ImbaLossArgs, ImbaParams, LossKernels, LossWorkspace,
     MseLossArgs, Normalize, Target, TargetKind,
