@@ -341,6 +341,9 @@ fn record_texture(
         )
     };
 
+    // Every dispatch in order — B's pack, then per chunk of A's rows: its pack, the product —
+    // with the bind group it owns.
+    let mut steps: Vec<(&wgpu::ComputePipeline, wgpu::BindGroup, (u32, u32))> = Vec::new();
     let pack = |src: &wgpu::Buffer, bytes: u64, view: &wgpu::TextureView, p: PackParams| {
         let (gx, gy) = common::grid(device, (p.width as u64 * p.height as u64).div_ceil(64))?;
         let ub = common::uniform(device, &PackParams { groups_x: gx, ..p });
@@ -353,9 +356,9 @@ fn record_texture(
                 (2, wgpu::BindingResource::TextureView(view)),
             ],
         );
-        Ok::<_, Error>((bg, (gx, gy)))
+        Ok::<_, Error>((&tex.pack, bg, (gx, gy)))
     };
-    let mut groups = vec![pack(
+    steps.push(pack(
         args.b,
         k * n * 4,
         &b_view,
@@ -369,10 +372,9 @@ fn record_texture(
             height: b_height,
             groups_x: 0,
         },
-    )?];
-    let mut products = Vec::new();
+    )?);
     for row_offset in (0..args.m).step_by(chunk as usize) {
-        groups.push(pack(
+        steps.push(pack(
             args.a,
             m * k * 4,
             &a_view,
@@ -410,15 +412,13 @@ fn record_texture(
             ],
         );
         let rows = (args.m - row_offset).min(chunk);
-        products.push((bg, (args.n.div_ceil(TILE.1), rows.div_ceil(TILE.0))));
+        steps.push((
+            &tex.product,
+            bg,
+            (args.n.div_ceil(TILE.1), rows.div_ceil(TILE.0)),
+        ));
     }
-    // B's pack, then per chunk: pack A rows, multiply.
-    let mut dispatches = vec![(&tex.pack, &groups[0].0, groups[0].1)];
-    for (i, (bg, grid)) in products.iter().enumerate() {
-        let (pbg, pgrid) = &groups[i + 1];
-        dispatches.push((&tex.pack, pbg, *pgrid));
-        dispatches.push((&tex.product, bg, *grid));
-    }
+    let dispatches: Vec<_> = steps.iter().map(|(p, bg, g)| (*p, bg, *g)).collect();
     common::record_pass(encoder, "matmul-texture", &dispatches);
     Ok(())
 }
