@@ -17,6 +17,10 @@ pub const FAMILIES: &[(&str, &str)] = &[
         include_str!("../shaders/matmul_texture.wgsl"),
     ),
     ("unfused", include_str!("../shaders/unfused.wgsl")),
+    ("adaln", include_str!("../shaders/adaln.wgsl")),
+    ("attention", include_str!("../shaders/attention.wgsl")),
+    ("embed", include_str!("../shaders/embed.wgsl")),
+    ("optim", include_str!("../shaders/optim.wgsl")),
 ];
 
 /// Snippets that families include.

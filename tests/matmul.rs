@@ -42,12 +42,12 @@ fn check_every_layout(
                                 m: m as u32,
                                 k: k as u32,
                                 n: n as u32,
-                                a: &ab,
+                                a: (&ab).into(),
                                 a_layout,
-                                b: &bb,
+                                b: (&bb).into(),
                                 b_layout,
-                                bias: with_bias.then_some(&biasb),
-                                c: &cb,
+                                bias: with_bias.then_some((&biasb).into()),
+                                c: (&cb).into(),
                                 accumulate,
                             },
                         )
@@ -132,16 +132,16 @@ fn bad_matmul_inputs_are_errors() {
     let kernels = MatmulKernels::new(dev).unwrap();
     let small = g.zeros("small", 16);
     let big = g.zeros("big", 4096);
-    let args = |m, k, n, a, c| MatmulArgs {
+    let args = |m, k, n, a: &wgpu::Buffer, c: &wgpu::Buffer| MatmulArgs {
         m,
         k,
         n,
-        a,
+        a: a.into(),
         a_layout: Layout::RowMajor,
-        b: &big,
+        b: (&big).into(),
         b_layout: Layout::RowMajor,
         bias: None,
-        c,
+        c: c.into(),
         accumulate: false,
     };
     let mut enc = g.encoder();
@@ -157,4 +157,11 @@ fn bad_matmul_inputs_are_errors() {
         kernels.record(dev, &mut enc, &args(8, 8, 8, &big, &small)),
         "`c`",
     );
+    // A view whose offset breaks the device's alignment, and one running past the buffer.
+    let mut misaligned = args(4, 4, 4, &big, &big);
+    misaligned.b = imba::kernels::Region::new(&big, 4);
+    assert_error_mentions(kernels.record(dev, &mut enc, &misaligned), "alignment");
+    let mut past_end = args(4, 4, 4, &big, &big);
+    past_end.b = imba::kernels::Region::new(&big, 4096);
+    assert_error_mentions(kernels.record(dev, &mut enc, &past_end), "`b`");
 }

@@ -114,12 +114,12 @@ pub fn matmul(
                 m,
                 k,
                 n,
-                a: &a,
+                a: (&a).into(),
                 a_layout: Layout::RowMajor,
-                b: &b,
+                b: (&b).into(),
                 b_layout,
-                bias: Some(&bias),
-                c: &c,
+                bias: Some((&bias).into()),
+                c: (&c).into(),
                 accumulate: false,
             };
             let ms = time_ms(gpu, t, warmup, reps, |enc| fast.record(dev, enc, &args))?;

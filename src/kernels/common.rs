@@ -133,13 +133,48 @@ pub(crate) fn placeholder(device: &wgpu::Device) -> wgpu::Buffer {
     })
 }
 
-/// Checks that `buffer` can be bound as storage for `bytes` bytes on this device.
-pub(crate) fn check_storage(
+/// Where a launch's operand lives: a buffer and a byte offset into it, e.g. one named tensor
+/// of a flat parameter buffer. A plain `&wgpu::Buffer` converts to offset 0. Offsets must be
+/// multiples of the device's `min_storage_buffer_offset_alignment` (256 bytes is always
+/// enough); launchers check.
+#[derive(Clone, Copy, Debug)]
+pub struct Region<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    /// Bytes from the start of `buffer`.
+    pub offset: u64,
+}
+
+impl<'a> Region<'a> {
+    pub fn new(buffer: &'a wgpu::Buffer, offset: u64) -> Self {
+        Self { buffer, offset }
+    }
+}
+
+impl<'a> From<&'a wgpu::Buffer> for Region<'a> {
+    fn from(buffer: &'a wgpu::Buffer) -> Self {
+        Self { buffer, offset: 0 }
+    }
+}
+
+/// Checks that `region` can be bound as storage for `bytes` bytes on this device.
+pub(crate) fn check_storage<'a>(
     device: &wgpu::Device,
     name: &'static str,
-    buffer: &wgpu::Buffer,
+    region: impl Into<Region<'a>>,
     bytes: u64,
 ) -> Result<()> {
+    let Region { buffer, offset } = region.into();
+    let align = device.limits().min_storage_buffer_offset_alignment as u64;
+    if offset % align != 0 {
+        return Err(Error::Buffer {
+            name,
+            problem: format!(
+                "offset {offset} is not a multiple of the device's storage offset alignment \
+                 {align}; align tensors to 256 bytes"
+            ),
+        });
+    }
+    let bytes = bytes + offset;
     if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
         return Err(Error::Buffer {
             name,
@@ -157,7 +192,7 @@ pub(crate) fn check_storage(
         });
     }
     let max = device.limits().max_storage_buffer_binding_size;
-    if bytes > max {
+    if bytes - offset > max {
         return Err(Error::Limit(format!(
             "`{name}` needs a {bytes}-byte storage binding but this device allows {max}; use a \
              smaller batch"
@@ -166,11 +201,12 @@ pub(crate) fn check_storage(
     Ok(())
 }
 
-/// The binding of the first `bytes` bytes of a buffer.
-pub(crate) fn range(buffer: &wgpu::Buffer, bytes: u64) -> wgpu::BindingResource<'_> {
+/// The binding of the first `bytes` bytes of a region.
+pub(crate) fn range<'a>(region: impl Into<Region<'a>>, bytes: u64) -> wgpu::BindingResource<'a> {
+    let Region { buffer, offset } = region.into();
     wgpu::BindingResource::Buffer(wgpu::BufferBinding {
         buffer,
-        offset: 0,
+        offset,
         size: NonZeroU64::new(bytes.max(4)),
     })
 }
@@ -225,8 +261,8 @@ pub(crate) fn record_pass(
 }
 
 /// The binding of `x`, or of the placeholder `fallback` for an unused slot.
-pub(crate) fn range_or<'a>(
-    x: Option<(&'a wgpu::Buffer, u64)>,
+pub(crate) fn range_or<'a, R: Into<Region<'a>>>(
+    x: Option<(R, u64)>,
     fallback: &'a wgpu::Buffer,
 ) -> wgpu::BindingResource<'a> {
     match x {

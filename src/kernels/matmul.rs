@@ -10,7 +10,7 @@
 //!   launch runs the portable kernel, and tall A operands are packed and multiplied in
 //!   row chunks.
 
-use super::common::{self, Slot};
+use super::common::{self, Region, Slot};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,18 +25,21 @@ pub enum Layout {
     Transposed,
 }
 
-/// One product C (M×N, row-major) = op(A) (M×K) · op(B) (K×N).
+/// One product C (M×N, row-major) = op(A) (M×K) · op(B) (K×N). Operands are regions, so a
+/// weight can be a named view of a flat parameter buffer (`(&buffer).into()` for a whole one).
+/// C must not share a buffer with A, B or the bias (wgpu forbids binding one buffer both
+/// read-only and writable in a dispatch).
 pub struct MatmulArgs<'a> {
     pub m: u32,
     pub k: u32,
     pub n: u32,
-    pub a: &'a wgpu::Buffer,
+    pub a: Region<'a>,
     pub a_layout: Layout,
-    pub b: &'a wgpu::Buffer,
+    pub b: Region<'a>,
     pub b_layout: Layout,
     /// Added to every row (N values), if given.
-    pub bias: Option<&'a wgpu::Buffer>,
-    pub c: &'a wgpu::Buffer,
+    pub bias: Option<Region<'a>>,
+    pub c: Region<'a>,
     /// C += op(A)·op(B) instead of C = …
     pub accumulate: bool,
 }
@@ -344,7 +347,7 @@ fn record_texture(
     // Every dispatch in order — B's pack, then per chunk of A's rows: its pack, the product —
     // with the bind group it owns.
     let mut steps: Vec<(&wgpu::ComputePipeline, wgpu::BindGroup, (u32, u32))> = Vec::new();
-    let pack = |src: &wgpu::Buffer, bytes: u64, view: &wgpu::TextureView, p: PackParams| {
+    let pack = |src: Region, bytes: u64, view: &wgpu::TextureView, p: PackParams| {
         let (gx, gy) = common::grid(device, (p.width as u64 * p.height as u64).div_ceil(64))?;
         let ub = common::uniform(device, &PackParams { groups_x: gx, ..p });
         let bg = common::bind_group(

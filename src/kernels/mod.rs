@@ -4,18 +4,27 @@
 //! engines that bring their own device and buffers.
 
 pub mod activation;
+pub mod adaln;
+pub mod attention;
 mod common;
+pub mod embed;
 pub mod loss;
 pub mod matmul;
 pub mod noise;
+pub mod optim;
 pub mod reduce;
 pub mod unfused;
 
 pub use activation::{Activation, ActivationKernels};
+pub use adaln::{AdaLnKernels, Columns, Modulation, Stream};
+pub use attention::{AttentionKernels, AttentionShape};
+pub use embed::{EmbedKernels, Labels, NO_LABEL};
+pub use optim::OptimKernels;
 pub use loss::{
     DForm, FusedPath, Granularity, ImbaLossArgs, ImbaParams, LossKernels, LossWorkspace,
     MseLossArgs, Normalize, Target, TargetKind,
 };
+pub use common::Region;
 pub use matmul::{Layout, MatmulArgs, MatmulKernels, MatmulPath};
 pub use noise::{NoiseArgs, NoiseKernels, Schedule};
 pub use reduce::ReduceKernel;

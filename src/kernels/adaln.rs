@@ -1,0 +1,393 @@
+//! Launcher of `shaders/adaln.wgsl`: LayerNorm + adaLN modulation, the gated residual, and
+//! per-segment column sums (bias, shift, scale and gate gradients), forward and backward.
+
+use super::common::{self, Region, Slot};
+use crate::reference::adaln::LN_EPS;
+use crate::{Error, Result};
+
+/// A token stream of `rows` rows of `dim` values, `tokens` consecutive rows per sample.
+#[derive(Clone, Copy, Debug)]
+pub struct Stream {
+    pub rows: u32,
+    pub dim: u32,
+    pub tokens: u32,
+}
+
+impl Stream {
+    fn validate(&self) -> Result<()> {
+        if self.rows == 0 || self.dim == 0 || self.tokens == 0 || self.rows % self.tokens != 0 {
+            return Err(Error::Shape(format!(
+                "token stream of {} rows × {} values with {} tokens per sample: sizes must be \
+                 non-zero and rows a multiple of tokens",
+                self.rows, self.dim, self.tokens
+            )));
+        }
+        if self.rows as u64 * self.dim as u64 > u32::MAX as u64 {
+            return Err(Error::Shape("rows·dim exceeds 2^32; split the batch".into()));
+        }
+        Ok(())
+    }
+    fn samples(&self) -> u32 {
+        self.rows / self.tokens
+    }
+    fn bytes(&self) -> u64 {
+        self.rows as u64 * self.dim as u64 * 4
+    }
+}
+
+/// The output of an adaLN linear: one row of `stride` values per sample, holding the
+/// shift, scale and gate chunks of `dim` values at the given first columns.
+#[derive(Clone, Copy, Debug)]
+pub struct Modulation<'a> {
+    pub region: Region<'a>,
+    pub stride: u32,
+    pub shift: u32,
+    pub scale: u32,
+    pub gate: u32,
+}
+
+/// A block of columns of a row-major matrix: `stride` values per row, starting at `col`.
+#[derive(Clone, Copy, Debug)]
+pub struct Columns<'a> {
+    pub region: Region<'a>,
+    pub stride: u32,
+    pub col: u32,
+}
+
+impl<'a> Columns<'a> {
+    /// A whole matrix of `stride` columns.
+    pub fn whole(region: impl Into<Region<'a>>, stride: u32) -> Self {
+        Self {
+            region: region.into(),
+            stride,
+            col: 0,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct Params {
+    rows: u32,
+    dim: u32,
+    tokens: u32,
+    mod_stride: u32,
+    shift_col: u32,
+    scale_col: u32,
+    gate_col: u32,
+    accumulate: u32,
+    groups_x: u32,
+    eps: f32,
+    a_stride: u32,
+    a_col: u32,
+    b_stride: u32,
+    b_col: u32,
+    out_stride: u32,
+    out_col: u32,
+    use_b: u32,
+    segments: u32,
+    pad: [u32; 2],
+}
+
+const ENTRIES: [&str; 5] = [
+    "ln_modulate_forward",
+    "ln_modulate_backward",
+    "gated_residual_forward",
+    "gated_residual_backward",
+    "segment_sums",
+];
+
+/// Compiled adaLN pipelines for one device.
+pub struct AdaLnKernels {
+    layout: wgpu::BindGroupLayout,
+    pipelines: Vec<wgpu::ComputePipeline>,
+    unused_read: wgpu::Buffer,
+    unused_rw: [wgpu::Buffer; 2],
+}
+
+/// Bindings 1–6 of one launch: (region, bytes) or unused.
+type Bindings<'a> = [Option<(Region<'a>, u64)>; 6];
+
+impl AdaLnKernels {
+    pub fn new(device: &wgpu::Device) -> Result<Self> {
+        use Slot::*;
+        let layout = common::layout(
+            device,
+            "adaln",
+            &[
+                (0, Uniform),
+                (1, Read),
+                (2, Read),
+                (3, Read),
+                (4, ReadWrite),
+                (5, ReadWrite),
+                (6, ReadWrite),
+            ],
+        );
+        let pipelines = common::pipelines(device, "adaln", &layout, &ENTRIES)?;
+        Ok(Self {
+            layout,
+            pipelines,
+            unused_read: common::placeholder(device),
+            unused_rw: [common::placeholder(device), common::placeholder(device)],
+        })
+    }
+
+    /// h = LN(x)·(1 + scale) + shift; saves x̂ (rows × dim) and 1/σ (rows) for the backward.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_ln_modulate<'a>(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        s: Stream,
+        x: impl Into<Region<'a>>,
+        modulation: Modulation<'a>,
+        h: impl Into<Region<'a>>,
+        xhat: impl Into<Region<'a>>,
+        rstd: impl Into<Region<'a>>,
+    ) -> Result<()> {
+        s.validate()?;
+        let p = self.mod_params(s, &modulation, false)?;
+        self.launch(
+            device,
+            encoder,
+            0,
+            p,
+            s.rows as u64,
+            [
+                Some(("x", x.into(), s.bytes())),
+                Some(("modulation", modulation.region, mod_bytes(s, &modulation))),
+                None,
+                Some(("h", h.into(), s.bytes())),
+                Some(("xhat", xhat.into(), s.bytes())),
+                Some(("rstd", rstd.into(), s.rows as u64 * 4)),
+            ],
+        )
+    }
+
+    /// dx = ∂/∂x of `record_ln_modulate` given dh (or dx += … with `accumulate`, as for the
+    /// residual stream). d(shift) and d(scale) come from [`Self::record_segment_sums`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_ln_modulate_backward<'a>(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        s: Stream,
+        xhat: impl Into<Region<'a>>,
+        rstd: impl Into<Region<'a>>,
+        modulation: Modulation<'a>,
+        dh: impl Into<Region<'a>>,
+        dx: impl Into<Region<'a>>,
+        accumulate: bool,
+    ) -> Result<()> {
+        s.validate()?;
+        let p = self.mod_params(s, &modulation, accumulate)?;
+        self.launch(
+            device,
+            encoder,
+            1,
+            p,
+            s.rows as u64,
+            [
+                Some(("xhat", xhat.into(), s.bytes())),
+                Some(("modulation", modulation.region, mod_bytes(s, &modulation))),
+                Some(("dh", dh.into(), s.bytes())),
+                Some(("dx", dx.into(), s.bytes())),
+                None,
+                Some(("rstd", rstd.into(), s.rows as u64 * 4)),
+            ],
+        )
+    }
+
+    /// x += gate ⊙ a.
+    pub fn record_gated_residual<'a>(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        s: Stream,
+        a: impl Into<Region<'a>>,
+        modulation: Modulation<'a>,
+        x: impl Into<Region<'a>>,
+    ) -> Result<()> {
+        s.validate()?;
+        let p = self.mod_params(s, &modulation, false)?;
+        self.launch(
+            device,
+            encoder,
+            2,
+            p,
+            s.rows as u64 * s.dim as u64,
+            [
+                Some(("a", a.into(), s.bytes())),
+                Some(("modulation", modulation.region, mod_bytes(s, &modulation))),
+                None,
+                Some(("x", x.into(), s.bytes())),
+                None,
+                None,
+            ],
+        )
+    }
+
+    /// da = gate ⊙ dx (or da += …). d(gate) comes from [`Self::record_segment_sums`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_gated_residual_backward<'a>(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        s: Stream,
+        dx: impl Into<Region<'a>>,
+        modulation: Modulation<'a>,
+        da: impl Into<Region<'a>>,
+        accumulate: bool,
+    ) -> Result<()> {
+        s.validate()?;
+        let p = self.mod_params(s, &modulation, accumulate)?;
+        self.launch(
+            device,
+            encoder,
+            3,
+            p,
+            s.rows as u64 * s.dim as u64,
+            [
+                Some(("dx", dx.into(), s.bytes())),
+                Some(("modulation", modulation.region, mod_bytes(s, &modulation))),
+                None,
+                Some(("da", da.into(), s.bytes())),
+                None,
+                None,
+            ],
+        )
+    }
+
+    /// out[s, :dim] (+)= Σ over the `rows_per_segment` rows of segment s of A (⊙ B), for
+    /// `segments` segments. Bias gradient: one segment of all rows. adaLN gradients: one
+    /// segment per sample.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_segment_sums<'a>(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        segments: u32,
+        rows_per_segment: u32,
+        dim: u32,
+        a: Columns<'a>,
+        b: Option<Columns<'a>>,
+        out: Columns<'a>,
+        accumulate: bool,
+    ) -> Result<()> {
+        let rows = segments as u64 * rows_per_segment as u64;
+        if rows == 0 || dim == 0 {
+            return Err(Error::Shape("segment sums over zero rows or columns".into()));
+        }
+        for (name, c) in [("a", Some(&a)), ("b", b.as_ref()), ("out", Some(&out))] {
+            if let Some(c) = c {
+                if c.col + dim > c.stride {
+                    return Err(Error::Shape(format!(
+                        "`{name}`: columns {}..{} exceed its row of {} values",
+                        c.col,
+                        c.col + dim,
+                        c.stride
+                    )));
+                }
+            }
+        }
+        let bytes = |c: &Columns, rows: u64| rows * c.stride as u64 * 4;
+        let p = Params {
+            rows: rows as u32,
+            dim,
+            tokens: rows_per_segment,
+            accumulate: accumulate as u32,
+            a_stride: a.stride,
+            a_col: a.col,
+            b_stride: b.map_or(0, |b| b.stride),
+            b_col: b.map_or(0, |b| b.col),
+            out_stride: out.stride,
+            out_col: out.col,
+            use_b: b.is_some() as u32,
+            segments,
+            ..Default::default()
+        };
+        self.launch(
+            device,
+            encoder,
+            4,
+            p,
+            segments as u64 * dim as u64,
+            [
+                Some(("a", a.region, bytes(&a, rows))),
+                None,
+                b.map(|b| ("b", b.region, bytes(&b, rows))),
+                Some(("out", out.region, bytes(&out, segments as u64))),
+                None,
+                None,
+            ],
+        )
+    }
+
+    fn mod_params(&self, s: Stream, m: &Modulation, accumulate: bool) -> Result<Params> {
+        for (name, col) in [("shift", m.shift), ("scale", m.scale), ("gate", m.gate)] {
+            if col + s.dim > m.stride {
+                return Err(Error::Shape(format!(
+                    "modulation `{name}` columns {col}..{} exceed its row of {} values",
+                    col + s.dim,
+                    m.stride
+                )));
+            }
+        }
+        Ok(Params {
+            rows: s.rows,
+            dim: s.dim,
+            tokens: s.tokens,
+            mod_stride: m.stride,
+            shift_col: m.shift,
+            scale_col: m.scale,
+            gate_col: m.gate,
+            accumulate: accumulate as u32,
+            eps: LN_EPS as f32,
+            ..Default::default()
+        })
+    }
+
+    fn launch(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        entry: usize,
+        params: Params,
+        invocations: u64,
+        slots: [Option<(&'static str, Region, u64)>; 6],
+    ) -> Result<()> {
+        for (name, region, bytes) in slots.iter().flatten() {
+            common::check_storage(device, name, *region, *bytes)?;
+        }
+        let (gx, gy) = common::grid(device, invocations.div_ceil(64))?;
+        let ub = common::uniform(
+            device,
+            &Params {
+                groups_x: gx,
+                ..params
+            },
+        );
+        let binds: Bindings = slots.map(|s| s.map(|(_, r, b)| (r, b)));
+        let mut entries = vec![(0, ub.as_entire_binding())];
+        for (i, b) in binds.into_iter().enumerate() {
+            let fallback = if i < 3 {
+                &self.unused_read
+            } else {
+                &self.unused_rw[i % 2]
+            };
+            entries.push((i as u32 + 1, common::range_or(b, fallback)));
+        }
+        let bg = common::bind_group(device, &self.layout, entries);
+        common::record_pass(
+            encoder,
+            ENTRIES[entry],
+            &[(&self.pipelines[entry], &bg, (gx, gy))],
+        );
+        Ok(())
+    }
+}
+
+fn mod_bytes(s: Stream, m: &Modulation) -> u64 {
+    s.samples() as u64 * m.stride as u64 * 4
+}

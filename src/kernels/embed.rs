@@ -1,0 +1,276 @@
+//! Launcher of `shaders/embed.wgsl`: the token stream's input (patch embedding + position,
+//! repeated for the dual forward), the condition c = t_emb + Σ label rows, and their
+//! backwards (fold the repeats, scatter into the label table deterministically).
+
+use super::common::{self, Region, Slot};
+use crate::{Error, Result};
+
+/// A label slot that holds no concept.
+pub const NO_LABEL: u32 = u32::MAX;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct Params {
+    len: u32,
+    repeats: u32,
+    period: u32,
+    rows: u32,
+    batch: u32,
+    dim: u32,
+    slots: u32,
+    table_rows: u32,
+    accumulate: u32,
+    groups_x: u32,
+    pad: [u32; 2],
+}
+
+const ENTRIES: [&str; 4] = [
+    "tokens_forward",
+    "fold_repeats",
+    "condition_forward",
+    "label_backward",
+];
+
+/// The label rows of a launch: `slots` u32 per row, each an index into the table or
+/// [`NO_LABEL`].
+#[derive(Clone, Copy, Debug)]
+pub struct Labels<'a> {
+    pub buffer: Region<'a>,
+    pub rows: u32,
+    pub slots: u32,
+}
+
+/// Compiled embedding pipelines for one device.
+pub struct EmbedKernels {
+    layout: wgpu::BindGroupLayout,
+    pipelines: Vec<wgpu::ComputePipeline>,
+    unused: wgpu::Buffer,
+}
+
+impl EmbedKernels {
+    pub fn new(device: &wgpu::Device) -> Result<Self> {
+        use Slot::*;
+        let layout = common::layout(
+            device,
+            "embed",
+            &[(0, Uniform), (1, Read), (2, Read), (3, Read), (4, ReadWrite)],
+        );
+        let pipelines = common::pipelines(device, "embed", &layout, &ENTRIES)?;
+        Ok(Self {
+            layout,
+            pipelines,
+            unused: common::placeholder(device),
+        })
+    }
+
+    /// x[r·len + i] = patch[i] + pos[i mod period] for r < repeats, i < len (len = B·N·D,
+    /// period = N·D).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_tokens<'a>(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        len: u32,
+        period: u32,
+        repeats: u32,
+        patch: impl Into<Region<'a>>,
+        pos: impl Into<Region<'a>>,
+        x: impl Into<Region<'a>>,
+    ) -> Result<()> {
+        if len == 0 || period == 0 || repeats == 0 || len % period != 0 {
+            return Err(Error::Shape(format!(
+                "tokens of {len} values with a position period of {period}, {repeats} repeats: \
+                 sizes must be non-zero and the period divide the length"
+            )));
+        }
+        let out = len as u64 * repeats as u64;
+        if out > u32::MAX as u64 {
+            return Err(Error::Shape("repeated tokens exceed 2^32 values".into()));
+        }
+        let p = Params {
+            len,
+            repeats,
+            period,
+            ..Default::default()
+        };
+        self.launch(
+            device,
+            encoder,
+            0,
+            p,
+            len as u64,
+            [
+                Some(("patch", patch.into(), len as u64 * 4)),
+                Some(("pos", pos.into(), period as u64 * 4)),
+                None,
+                Some(("x", x.into(), out * 4)),
+            ],
+        )
+    }
+
+    /// out[i] (+)= Σ_r x[r·len + i], r < repeats.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_fold_repeats<'a>(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        len: u32,
+        repeats: u32,
+        x: impl Into<Region<'a>>,
+        out: impl Into<Region<'a>>,
+        accumulate: bool,
+    ) -> Result<()> {
+        if len == 0 || repeats == 0 || len as u64 * repeats as u64 > u32::MAX as u64 {
+            return Err(Error::Shape(format!(
+                "fold of {repeats} repeats of {len} values: sizes must be non-zero and fit 2^32"
+            )));
+        }
+        let p = Params {
+            len,
+            repeats,
+            accumulate: accumulate as u32,
+            ..Default::default()
+        };
+        self.launch(
+            device,
+            encoder,
+            1,
+            p,
+            len as u64,
+            [
+                Some(("x", x.into(), len as u64 * repeats as u64 * 4)),
+                None,
+                None,
+                Some(("out", out.into(), len as u64 * 4)),
+            ],
+        )
+    }
+
+    /// c[row] = t_emb[row mod batch] + Σ_k table[label[row, k]] for `labels.rows` rows of
+    /// `dim` values; `table_rows` rows in the table.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_condition<'a>(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        batch: u32,
+        dim: u32,
+        table_rows: u32,
+        t_emb: impl Into<Region<'a>>,
+        table: impl Into<Region<'a>>,
+        labels: Labels<'a>,
+        c: impl Into<Region<'a>>,
+    ) -> Result<()> {
+        self.check_labels(batch, dim, table_rows, &labels)?;
+        let p = Params {
+            rows: labels.rows,
+            batch,
+            dim,
+            slots: labels.slots,
+            table_rows,
+            ..Default::default()
+        };
+        let rows = labels.rows as u64;
+        self.launch(
+            device,
+            encoder,
+            2,
+            p,
+            rows * dim as u64,
+            [
+                Some(("t_emb", t_emb.into(), batch as u64 * dim as u64 * 4)),
+                Some(("table", table.into(), table_rows as u64 * dim as u64 * 4)),
+                Some(("labels", labels.buffer, rows * labels.slots as u64 * 4)),
+                Some(("c", c.into(), rows * dim as u64 * 4)),
+            ],
+        )
+    }
+
+    /// d(table) (+)= Σ of dc over the rows that carry each label (deterministic order).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_label_backward<'a>(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        dim: u32,
+        table_rows: u32,
+        dc: impl Into<Region<'a>>,
+        labels: Labels<'a>,
+        dtable: impl Into<Region<'a>>,
+        accumulate: bool,
+    ) -> Result<()> {
+        self.check_labels(1, dim, table_rows, &labels)?;
+        let p = Params {
+            rows: labels.rows,
+            dim,
+            slots: labels.slots,
+            table_rows,
+            accumulate: accumulate as u32,
+            ..Default::default()
+        };
+        let rows = labels.rows as u64;
+        self.launch(
+            device,
+            encoder,
+            3,
+            p,
+            table_rows as u64 * dim as u64,
+            [
+                Some(("dc", dc.into(), rows * dim as u64 * 4)),
+                None,
+                Some(("labels", labels.buffer, rows * labels.slots as u64 * 4)),
+                Some(("dtable", dtable.into(), table_rows as u64 * dim as u64 * 4)),
+            ],
+        )
+    }
+
+    fn check_labels(&self, batch: u32, dim: u32, table_rows: u32, l: &Labels) -> Result<()> {
+        if batch == 0 || dim == 0 || table_rows == 0 || l.rows == 0 || l.slots == 0 {
+            return Err(Error::Shape(format!(
+                "condition of {} rows × {dim} values, batch {batch}, {} label slots, {table_rows} \
+                 table rows: every size must be non-zero",
+                l.rows, l.slots
+            )));
+        }
+        if l.rows as u64 * dim.max(l.slots) as u64 > u32::MAX as u64 {
+            return Err(Error::Shape("condition exceeds 2^32 values; split the batch".into()));
+        }
+        Ok(())
+    }
+
+    fn launch(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        entry: usize,
+        params: Params,
+        invocations: u64,
+        slots: [Option<(&'static str, Region, u64)>; 4],
+    ) -> Result<()> {
+        for (name, region, bytes) in slots.iter().flatten() {
+            common::check_storage(device, name, *region, *bytes)?;
+        }
+        let (gx, gy) = common::grid(device, invocations.div_ceil(64))?;
+        let ub = common::uniform(
+            device,
+            &Params {
+                groups_x: gx,
+                ..params
+            },
+        );
+        let mut entries = vec![(0, ub.as_entire_binding())];
+        for (i, s) in slots.into_iter().enumerate() {
+            entries.push((
+                i as u32 + 1,
+                common::range_or(s.map(|(_, r, b)| (r, b)), &self.unused),
+            ));
+        }
+        let bg = common::bind_group(device, &self.layout, entries);
+        common::record_pass(
+            encoder,
+            ENTRIES[entry],
+            &[(&self.pipelines[entry], &bg, (gx, gy))],
+        );
+        Ok(())
+    }
+}

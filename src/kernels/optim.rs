@@ -1,0 +1,268 @@
+//! Launcher of `shaders/optim.wgsl`: global gradient norm (with the clip factor), AdamW and
+//! EMA over flat parameter buffers.
+
+use super::common::{self, Region, Slot};
+use crate::reference::optim::AdamW;
+use crate::{Error, Result};
+
+/// Most workgroups of the first gradient-norm pass (the second pass sums their partials).
+const MAX_PARTIALS: u32 = 1024;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct Params {
+    n: u32,
+    chunk: u32,
+    partials: u32,
+    groups_x: u32,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    bias_correction1: f32,
+    bias_correction2: f32,
+    max_norm: f32,
+    decay: f32,
+    use_clip: u32,
+    pad: [u32; 2],
+}
+
+const ENTRIES: [&str; 4] = ["sumsq_partials", "grad_norm", "adamw", "ema"];
+
+/// Compiled optimizer pipelines for one device, with the scratch of the norm's partials.
+pub struct OptimKernels {
+    layout: wgpu::BindGroupLayout,
+    pipelines: Vec<wgpu::ComputePipeline>,
+    partials: wgpu::Buffer,
+    unused_read: wgpu::Buffer,
+    unused_rw: [wgpu::Buffer; 2],
+}
+
+impl OptimKernels {
+    pub fn new(device: &wgpu::Device) -> Result<Self> {
+        use Slot::*;
+        let layout = common::layout(
+            device,
+            "optim",
+            &[
+                (0, Uniform),
+                (1, Read),
+                (2, Read),
+                (3, ReadWrite),
+                (4, ReadWrite),
+                (5, ReadWrite),
+            ],
+        );
+        let pipelines = common::pipelines(device, "optim", &layout, &ENTRIES)?;
+        let partials = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("grad-norm-partials"),
+            size: MAX_PARTIALS as u64 * 4,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(Self {
+            layout,
+            pipelines,
+            partials,
+            unused_read: common::placeholder(device),
+            unused_rw: [common::placeholder(device), common::placeholder(device)],
+        })
+    }
+
+    /// Writes [Σ g², ‖g‖, clip] to `norm` (3 f32) for the `n` gradients, clip =
+    /// min(1, max_norm/(‖g‖ + 1e-6)) as PyTorch's `clip_grad_norm_` (1 when max_norm is 0).
+    /// Deterministic: fixed chunks, fixed order.
+    pub fn record_grad_norm<'a>(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        n: u32,
+        grads: impl Into<Region<'a>>,
+        max_norm: f32,
+        norm: impl Into<Region<'a>>,
+    ) -> Result<()> {
+        if n == 0 {
+            return Err(Error::Shape("gradient norm of 0 values".into()));
+        }
+        if !(max_norm >= 0.0 && max_norm.is_finite()) {
+            return Err(Error::Param(format!(
+                "max_norm must be finite and ≥ 0 (0 turns clipping off), got {max_norm}"
+            )));
+        }
+        let chunk = n.div_ceil(MAX_PARTIALS).max(64);
+        let partials = n.div_ceil(chunk);
+        let p = Params {
+            n,
+            chunk,
+            partials,
+            max_norm,
+            ..Default::default()
+        };
+        let (grads, norm) = (grads.into(), norm.into());
+        let first = self.bind(
+            device,
+            p,
+            partials as u64,
+            [
+                Some(("grads", grads, n as u64 * 4)),
+                None,
+                Some(("partials", (&self.partials).into(), partials as u64 * 4)),
+                None,
+                None,
+            ],
+        )?;
+        let second = self.bind(
+            device,
+            p,
+            1,
+            [
+                Some(("partials", (&self.partials).into(), partials as u64 * 4)),
+                None,
+                Some(("norm", norm, 12)),
+                None,
+                None,
+            ],
+        )?;
+        let dispatches = [
+            (&self.pipelines[0], &first.0, first.1),
+            (&self.pipelines[1], &second.0, (1, 1)),
+        ];
+        common::record_pass(encoder, "grad-norm", &dispatches);
+        Ok(())
+    }
+
+    /// One AdamW step (`step` counts from 1) over `n` parameters with moments `m`, `v`;
+    /// gradients are multiplied by the clip factor in `norm` (from [`Self::record_grad_norm`])
+    /// when given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_adamw<'a>(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        n: u32,
+        h: AdamW,
+        step: u32,
+        params: impl Into<Region<'a>>,
+        grads: impl Into<Region<'a>>,
+        m: impl Into<Region<'a>>,
+        v: impl Into<Region<'a>>,
+        norm: Option<Region<'a>>,
+    ) -> Result<()> {
+        if n == 0 {
+            return Err(Error::Shape("AdamW over 0 parameters".into()));
+        }
+        if step == 0 {
+            return Err(Error::Param("AdamW steps count from 1".into()));
+        }
+        let ok = |v: f64| v.is_finite();
+        if !(ok(h.lr) && h.lr >= 0.0)
+            || !(0.0..1.0).contains(&h.beta1)
+            || !(0.0..1.0).contains(&h.beta2)
+            || !(ok(h.eps) && h.eps > 0.0)
+            || !(ok(h.weight_decay) && h.weight_decay >= 0.0)
+        {
+            return Err(Error::Param(format!(
+                "AdamW needs lr ≥ 0, 0 ≤ β < 1, eps > 0, weight decay ≥ 0; got {h:?}"
+            )));
+        }
+        let p = Params {
+            n,
+            lr: h.lr as f32,
+            beta1: h.beta1 as f32,
+            beta2: h.beta2 as f32,
+            eps: h.eps as f32,
+            weight_decay: h.weight_decay as f32,
+            bias_correction1: (1.0 - h.beta1.powi(step as i32)) as f32,
+            bias_correction2: (1.0 - h.beta2.powi(step as i32)) as f32,
+            use_clip: norm.is_some() as u32,
+            ..Default::default()
+        };
+        let bytes = n as u64 * 4;
+        let bg = self.bind(
+            device,
+            p,
+            (n as u64).div_ceil(64),
+            [
+                Some(("grads", grads.into(), bytes)),
+                norm.map(|r| ("norm", r, 12)),
+                Some(("params", params.into(), bytes)),
+                Some(("m", m.into(), bytes)),
+                Some(("v", v.into(), bytes)),
+            ],
+        )?;
+        common::record_pass(encoder, "adamw", &[(&self.pipelines[2], &bg.0, bg.1)]);
+        Ok(())
+    }
+
+    /// ema = decay·ema + (1 − decay)·params over `n` values.
+    pub fn record_ema<'a>(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        n: u32,
+        decay: f32,
+        params: impl Into<Region<'a>>,
+        ema: impl Into<Region<'a>>,
+    ) -> Result<()> {
+        if n == 0 {
+            return Err(Error::Shape("EMA over 0 parameters".into()));
+        }
+        if !(0.0..=1.0).contains(&decay) {
+            return Err(Error::Param(format!("EMA decay must be in [0, 1], got {decay}")));
+        }
+        let p = Params {
+            n,
+            decay,
+            ..Default::default()
+        };
+        let bytes = n as u64 * 4;
+        let bg = self.bind(
+            device,
+            p,
+            (n as u64).div_ceil(64),
+            [
+                Some(("params", params.into(), bytes)),
+                None,
+                Some(("ema", ema.into(), bytes)),
+                None,
+                None,
+            ],
+        )?;
+        common::record_pass(encoder, "ema", &[(&self.pipelines[3], &bg.0, bg.1)]);
+        Ok(())
+    }
+
+    fn bind(
+        &self,
+        device: &wgpu::Device,
+        params: Params,
+        groups: u64,
+        slots: [Option<(&'static str, Region, u64)>; 5],
+    ) -> Result<(wgpu::BindGroup, (u32, u32))> {
+        for (name, region, bytes) in slots.iter().flatten() {
+            common::check_storage(device, name, *region, *bytes)?;
+        }
+        let grid = common::grid(device, groups)?;
+        let ub = common::uniform(
+            device,
+            &Params {
+                groups_x: grid.0,
+                ..params
+            },
+        );
+        let mut entries = vec![(0, ub.as_entire_binding())];
+        for (i, s) in slots.into_iter().enumerate() {
+            let fallback = match i {
+                0 | 1 => &self.unused_read,
+                3 => &self.unused_rw[0],
+                _ => &self.unused_rw[1],
+            };
+            entries.push((
+                i as u32 + 1,
+                common::range_or(s.map(|(_, r, b)| (r, b)), fallback),
+            ));
+        }
+        Ok((common::bind_group(device, &self.layout, entries), grid))
+    }
+}
