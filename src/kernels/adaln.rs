@@ -23,7 +23,9 @@ impl Stream {
             )));
         }
         if self.rows as u64 * self.dim as u64 > u32::MAX as u64 {
-            return Err(Error::Shape("rows·dim exceeds 2^32; split the batch".into()));
+            return Err(Error::Shape(
+                "rows·dim exceeds 2^32; split the batch".into(),
+            ));
         }
         Ok(())
     }
@@ -277,7 +279,9 @@ impl AdaLnKernels {
     ) -> Result<()> {
         let rows = segments as u64 * rows_per_segment as u64;
         if rows == 0 || dim == 0 {
-            return Err(Error::Shape("segment sums over zero rows or columns".into()));
+            return Err(Error::Shape(
+                "segment sums over zero rows or columns".into(),
+            ));
         }
         for (name, c) in [("a", Some(&a)), ("b", b.as_ref()), ("out", Some(&out))] {
             if let Some(c) = c {

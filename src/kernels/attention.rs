@@ -32,7 +32,9 @@ impl AttentionShape {
     }
     fn validate(&self) -> Result<()> {
         if self.samples == 0 || self.tokens == 0 || self.heads == 0 || self.head_dim == 0 {
-            return Err(Error::Shape(format!("attention shape {self:?} has a zero size")));
+            return Err(Error::Shape(format!(
+                "attention shape {self:?} has a zero size"
+            )));
         }
         if self.head_dim > MAX_HEAD_DIM {
             return Err(Error::Shape(format!(
@@ -41,7 +43,9 @@ impl AttentionShape {
             )));
         }
         if 3 * self.elements() > u32::MAX as u64 {
-            return Err(Error::Shape("qkv exceeds 2^32 values; split the batch".into()));
+            return Err(Error::Shape(
+                "qkv exceeds 2^32 values; split the batch".into(),
+            ));
         }
         Ok(())
     }
@@ -217,7 +221,10 @@ impl AttentionKernels {
             } else {
                 &self.unused_read
             };
-            entries.push((i as u32 + 1, common::range_or(s.map(|(_, r, b)| (r, b)), fallback)));
+            entries.push((
+                i as u32 + 1,
+                common::range_or(s.map(|(_, r, b)| (r, b)), fallback),
+            ));
         }
         Ok(common::bind_group(device, &self.layout, entries))
     }

@@ -53,7 +53,13 @@ impl EmbedKernels {
         let layout = common::layout(
             device,
             "embed",
-            &[(0, Uniform), (1, Read), (2, Read), (3, Read), (4, ReadWrite)],
+            &[
+                (0, Uniform),
+                (1, Read),
+                (2, Read),
+                (3, Read),
+                (4, ReadWrite),
+            ],
         );
         let pipelines = common::pipelines(device, "embed", &layout, &ENTRIES)?;
         Ok(Self {
@@ -233,7 +239,9 @@ impl EmbedKernels {
             )));
         }
         if l.rows as u64 * dim.max(l.slots) as u64 > u32::MAX as u64 {
-            return Err(Error::Shape("condition exceeds 2^32 values; split the batch".into()));
+            return Err(Error::Shape(
+                "condition exceeds 2^32 values; split the batch".into(),
+            ));
         }
         Ok(())
     }

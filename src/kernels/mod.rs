@@ -18,15 +18,15 @@ pub mod unfused;
 pub use activation::{Activation, ActivationKernels};
 pub use adaln::{AdaLnKernels, Columns, Modulation, Stream};
 pub use attention::{AttentionKernels, AttentionShape};
+pub use common::Region;
 pub use embed::{EmbedKernels, Labels, NO_LABEL};
-pub use optim::OptimKernels;
 pub use loss::{
     DForm, FusedPath, Granularity, ImbaLossArgs, ImbaParams, LossKernels, LossWorkspace,
     MseLossArgs, Normalize, Target, TargetKind,
 };
-pub use common::Region;
 pub use matmul::{Layout, MatmulArgs, MatmulKernels, MatmulPath};
 pub use noise::{NoiseArgs, NoiseKernels, Schedule};
+pub use optim::OptimKernels;
 pub use reduce::ReduceKernel;
 pub use unfused::{UnfusedImba, UnfusedWorkspace};
 

@@ -209,7 +209,9 @@ impl OptimKernels {
             return Err(Error::Shape("EMA over 0 parameters".into()));
         }
         if !(0.0..=1.0).contains(&decay) {
-            return Err(Error::Param(format!("EMA decay must be in [0, 1], got {decay}")));
+            return Err(Error::Param(format!(
+                "EMA decay must be in [0, 1], got {decay}"
+            )));
         }
         let p = Params {
             n,

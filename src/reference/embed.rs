@@ -40,7 +40,13 @@ pub fn pos_embed_2d(dim: usize, grid_h: usize, grid_w: usize) -> Vec<f64> {
 
 /// c[row] = t_emb[row mod batch] + Σ_k table[labels[row·slots + k]]; labels ≥ the table's
 /// rows are empty slots.
-pub fn condition(t_emb: &[f64], table: &[f64], labels: &[u32], slots: usize, dim: usize) -> Vec<f64> {
+pub fn condition(
+    t_emb: &[f64],
+    table: &[f64],
+    labels: &[u32],
+    slots: usize,
+    dim: usize,
+) -> Vec<f64> {
     let batch = t_emb.len() / dim;
     let table_rows = table.len() / dim;
     let rows = labels.len() / slots;
@@ -60,7 +66,13 @@ pub fn condition(t_emb: &[f64], table: &[f64], labels: &[u32], slots: usize, dim
 }
 
 /// d(table) from dc: each row's gradient added to the rows of its labels.
-pub fn label_backward(dc: &[f64], labels: &[u32], slots: usize, table_rows: usize, dim: usize) -> Vec<f64> {
+pub fn label_backward(
+    dc: &[f64],
+    labels: &[u32],
+    slots: usize,
+    table_rows: usize,
+    dim: usize,
+) -> Vec<f64> {
     let mut dt = vec![0.0; table_rows * dim];
     for (row, ls) in labels.chunks(slots).enumerate() {
         for &j in ls {

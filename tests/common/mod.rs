@@ -76,3 +76,40 @@ pub fn assert_error_mentions<T>(result: imba::Result<T>, needle: &str) {
         }
     }
 }
+
+/// f32 → f64.
+pub fn f64s(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| v as f64).collect()
+}
+
+/// f64 → f32.
+pub fn f32s(x: &[f64]) -> Vec<f32> {
+    x.iter().map(|&v| v as f32).collect()
+}
+
+/// Checks `grad` (∂loss/∂x) against central differences of `loss` at a spread of indices
+/// (all of them for short vectors), in f64: |grad − fd| ≤ tol·(1 + |fd|).
+pub fn assert_fd(what: &str, x: &[f64], grad: &[f64], loss: impl Fn(&[f64]) -> f64, tol: f64) {
+    assert_eq!(x.len(), grad.len(), "{what}: gradient length");
+    let h = 1e-6;
+    let step = (x.len() / 40).max(1);
+    let mut xp = x.to_vec();
+    for i in (0..x.len()).step_by(step) {
+        xp[i] = x[i] + h;
+        let up = loss(&xp);
+        xp[i] = x[i] - h;
+        let down = loss(&xp);
+        xp[i] = x[i];
+        let fd = (up - down) / (2.0 * h);
+        assert!(
+            (grad[i] - fd).abs() <= tol * (1.0 + fd.abs()),
+            "{what}[{i}]: analytic {} vs finite difference {fd}",
+            grad[i]
+        );
+    }
+}
+
+/// Σ w·y: a random linear functional, to test a backward with upstream gradient w.
+pub fn dot(w: &[f64], y: &[f64]) -> f64 {
+    w.iter().zip(y).map(|(a, b)| a * b).sum()
+}
