@@ -9,6 +9,8 @@
 //! - [`kernels`]: typed launchers that validate shapes and limits and record dispatches into a
 //!   caller's `wgpu::CommandEncoder` — the embedding API.
 //! - [`reference`]: plain CPU implementations of every kernel, the oracle of the tests.
+//! - [`model`]: the DiT — config, flat parameters with named views, checkpoints, the GPU
+//!   forward/backward and its memory report.
 //! - [`diffusion`]: noise schedules.
 //! - [`bench`]: the kernel benchmark shared by `cargo bench` and `imba bench kernels`.
 
@@ -17,6 +19,7 @@ pub mod diffusion;
 pub mod error;
 pub mod gpu;
 pub mod kernels;
+pub mod model;
 pub mod reference;
 pub mod shaders;
 

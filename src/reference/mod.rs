@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod adaln;
 pub mod attention;
+pub mod dit;
 pub mod embed;
 pub mod loss;
 pub mod matmul;

@@ -1,0 +1,138 @@
+//! DiT configurations: the paper's presets (S, B, L, XL with patch 2, 4 or 8) and any custom
+//! size, plus the image geometry and label vocabulary a model is built for.
+
+use crate::{Error, Result};
+
+/// One DiT model's shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DitConfig {
+    /// Image height and width in pixels (each a multiple of `patch`).
+    pub height: u32,
+    pub width: u32,
+    /// Image channels (in and out: learn_sigma = false).
+    pub channels: u32,
+    pub patch: u32,
+    /// Hidden size D (a multiple of `heads` and of 4, for the position embedding).
+    pub dim: u32,
+    pub depth: u32,
+    pub heads: u32,
+    /// MLP hidden size = mlp_ratio·D (DiT: 4).
+    pub mlp_ratio: u32,
+    /// Labels or concepts; the label table has one more row, the null label ∅.
+    pub num_labels: u32,
+    /// Concept slots per sample (1 for class labels): c = t_emb + Σ_k table[label_k].
+    pub label_slots: u32,
+}
+
+/// (name, depth, D, heads) of the DiT paper's sizes.
+pub const PRESETS: [(&str, u32, u32, u32); 4] = [
+    ("S", 12, 384, 6),
+    ("B", 12, 768, 12),
+    ("L", 24, 1024, 16),
+    ("XL", 28, 1152, 16),
+];
+
+impl DitConfig {
+    /// A preset by name ("S/2", "B/4", "XL/8", …) for `size`² images of `channels` channels
+    /// with `num_labels` labels.
+    pub fn preset(name: &str, size: u32, channels: u32, num_labels: u32) -> Result<Self> {
+        let bad = || {
+            Error::Param(format!(
+                "unknown model '{name}'; use S, B, L or XL with patch 2, 4 or 8, e.g. S/2 or XL/8"
+            ))
+        };
+        let (size_name, patch) = name.split_once('/').ok_or_else(bad)?;
+        let patch: u32 = patch.parse().map_err(|_| bad())?;
+        if ![2, 4, 8].contains(&patch) {
+            return Err(bad());
+        }
+        let &(_, depth, dim, heads) = PRESETS
+            .iter()
+            .find(|p| p.0.eq_ignore_ascii_case(size_name))
+            .ok_or_else(bad)?;
+        let c = Self {
+            height: size,
+            width: size,
+            channels,
+            patch,
+            dim,
+            depth,
+            heads,
+            mlp_ratio: 4,
+            num_labels,
+            label_slots: 1,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The tiny model of the tests: depth 2, D 32, 2 heads, 8×8×3 images, patch 2, 3 labels.
+    pub fn tiny() -> Self {
+        Self {
+            height: 8,
+            width: 8,
+            channels: 3,
+            patch: 2,
+            dim: 32,
+            depth: 2,
+            heads: 2,
+            mlp_ratio: 4,
+            num_labels: 3,
+            label_slots: 1,
+        }
+    }
+
+    /// Checks every constraint the kernels and the reference layout rely on.
+    pub fn validate(&self) -> Result<()> {
+        let c = self;
+        if [c.height, c.width, c.channels, c.patch, c.dim, c.depth, c.heads, c.mlp_ratio]
+            .contains(&0)
+            || c.label_slots == 0
+        {
+            return Err(Error::Param(format!("every model size must be ≥ 1: {c:?}")));
+        }
+        if c.height % c.patch != 0 || c.width % c.patch != 0 {
+            return Err(Error::Param(format!(
+                "patch {} must divide the image size {}×{}",
+                c.patch, c.height, c.width
+            )));
+        }
+        if c.dim % c.heads != 0 || c.dim % 4 != 0 {
+            return Err(Error::Param(format!(
+                "hidden size {} must be a multiple of the heads ({}) and of 4",
+                c.dim, c.heads
+            )));
+        }
+        let hd = c.dim / c.heads;
+        if hd > crate::kernels::attention::MAX_HEAD_DIM {
+            return Err(Error::Param(format!(
+                "head size {hd} exceeds {}; use more heads",
+                crate::kernels::attention::MAX_HEAD_DIM
+            )));
+        }
+        Ok(())
+    }
+
+    /// Patches per image N.
+    pub fn tokens(&self) -> u32 {
+        (self.height / self.patch) * (self.width / self.patch)
+    }
+    /// Values per patch token, in and out: p²·C.
+    pub fn token_dim(&self) -> u32 {
+        self.patch * self.patch * self.channels
+    }
+    pub fn head_dim(&self) -> u32 {
+        self.dim / self.heads
+    }
+    pub fn mlp_dim(&self) -> u32 {
+        self.dim * self.mlp_ratio
+    }
+    /// Rows of the label table: the labels and ∅.
+    pub fn table_rows(&self) -> u32 {
+        self.num_labels + 1
+    }
+    /// The null label ∅'s row.
+    pub fn null_label(&self) -> u32 {
+        self.num_labels
+    }
+}

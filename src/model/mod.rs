@@ -1,0 +1,11 @@
+//! The DiT of DESIGN §3.8: configuration, the flat parameter layout with the reference's
+//! tensor names, safetensors checkpoints, the GPU model (forward and backward as sequences of
+//! kernel launches) and its memory report.
+
+pub mod config;
+pub mod dit;
+pub mod params;
+
+pub use config::DitConfig;
+pub use dit::{Activations, Dit, DitKernels, DualLoss};
+pub use params::{ParamLayout, Tensor};
