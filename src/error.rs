@@ -25,6 +25,9 @@ pub enum Error {
     /// A WGSL source failed to parse, validate or translate.
     #[error("shader `{name}`: {message}")]
     Shader { name: String, message: String },
+    /// A checkpoint file is missing, unreadable, malformed or does not match the model.
+    #[error("checkpoint {path}: {problem}")]
+    Checkpoint { path: String, problem: String },
     /// Mapping a buffer for readback, or waiting for the GPU, failed.
     #[error("GPU readback failed: {0}")]
     Readback(String),

@@ -14,7 +14,10 @@ fn assert_rel(what: &str, got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let num: f64 = got.iter().zip(want).map(|(a, b)| (a - b) * (a - b)).sum();
     let den: f64 = want.iter().map(|b| b * b).sum();
-    assert!(den > 0.0, "{what}: the reference is all zero, so the test would prove nothing");
+    assert!(
+        den > 0.0,
+        "{what}: the reference is all zero, so the test would prove nothing"
+    );
     let rel = (num / den).sqrt();
     assert!(rel <= tol, "{what}: relative error {rel:.3e} > {tol:.0e}");
 }
@@ -32,13 +35,23 @@ struct Case {
 fn case(cfg: DitConfig, batch: usize, repeats: usize, seed: u64) -> Case {
     let layout = ParamLayout::new(&cfg);
     let mut r = Rand::new(seed);
-    let (n, k, slots) = (cfg.tokens() as usize, cfg.token_dim() as usize, cfg.label_slots as usize);
-    let t: Vec<f32> = (0..batch).map(|i| [3.0, 999.0, 500.0, 41.0][i % 4]).collect();
+    let (n, k, slots) = (
+        cfg.tokens() as usize,
+        cfg.token_dim() as usize,
+        cfg.label_slots as usize,
+    );
+    let t: Vec<f32> = (0..batch)
+        .map(|i| [3.0, 999.0, 500.0, 41.0][i % 4])
+        .collect();
     let mut labels = Vec::new();
     for row in 0..batch * repeats {
         for s in 0..slots {
             labels.push(if row >= batch {
-                if s == 0 { cfg.null_label() } else { NO_LABEL }
+                if s == 0 {
+                    cfg.null_label()
+                } else {
+                    NO_LABEL
+                }
             } else if s > 0 && r.below(3) == 0 {
                 NO_LABEL
             } else {
@@ -60,7 +73,13 @@ fn case(cfg: DitConfig, batch: usize, repeats: usize, seed: u64) -> Case {
 fn reference_forward(c: &Case, layout: &ParamLayout, flat: &[f64]) -> rdit::Forward {
     let p = rdit::Params { layout, flat };
     let t64: Vec<f64> = c.t.iter().map(|&v| v as f64).collect();
-    rdit::forward(&c.cfg, &p, &f64s(&c.patches), &embed::timestep_features(&t64), &c.labels)
+    rdit::forward(
+        &c.cfg,
+        &p,
+        &f64s(&c.patches),
+        &embed::timestep_features(&t64),
+        &c.labels,
+    )
 }
 
 #[test]
@@ -75,7 +94,15 @@ fn reference_dit_gradients_match_finite_differences() {
     let f = reference_forward(&c, &layout, &flat);
     let mut r = Rand::new(8);
     let w = f64s(&r.vec(f.out.len(), -1.0, 1.0));
-    let grads = rdit::backward(&cfg, &rdit::Params { layout: &layout, flat: &flat }, &f, &w);
+    let grads = rdit::backward(
+        &cfg,
+        &rdit::Params {
+            layout: &layout,
+            flat: &flat,
+        },
+        &f,
+        &w,
+    );
     let loss = |v: &[f64]| dot(&w, &reference_forward(&c, &layout, v).out);
     // Three entries of every tensor.
     let h = 1e-6;
@@ -112,26 +139,49 @@ fn gpu_dit_matches_reference_dual_forward_imba_loss_and_gradients() {
 
     let dit = Dit::new(dev, cfg.clone(), &c.params).unwrap();
     let acts = Activations::new(dev, &cfg, c.batch as u32, 2).unwrap();
-    acts.set_conditions(&g.queue, &cfg, &c.t, &c.labels).unwrap();
+    acts.set_conditions(&g.queue, &cfg, &c.t, &c.labels)
+        .unwrap();
     let loss_kernels = LossKernels::new(dev).unwrap();
     let dual = DualLoss::new(dev, &loss_kernels, &cfg, c.batch as u32).unwrap();
     let (pb, tb) = (g.upload("patches", &c.patches), g.upload("target", &target));
     let params = ImbaParams::default();
     let mut enc = g.encoder();
     dit.record_forward(dev, &mut enc, &acts, &pb).unwrap();
-    dual.record(dev, &mut enc, &loss_kernels, &acts, Target::Explicit(&tb), &params)
+    dual.record(
+        dev,
+        &mut enc,
+        &loss_kernels,
+        &acts,
+        Target::Explicit(&tb),
+        &params,
+    )
+    .unwrap();
+    dit.record_backward(dev, &mut enc, &acts, &pb, &dual.dout)
         .unwrap();
-    dit.record_backward(dev, &mut enc, &acts, &pb, &dual.dout).unwrap();
     g.submit_and_wait(enc).unwrap();
 
     let flat = f64s(&c.params);
     let f = reference_forward(&c, &layout, &flat);
     let half = c.batch * n * k;
     let shape = TokenShape::new(c.batch as u32, n as u32, k as u32);
-    let want = rloss::imba(shape, &f.out[..half], &f.out[half..], &f64s(&target), &params);
+    let want = rloss::imba(
+        shape,
+        &f.out[..half],
+        &f.out[half..],
+        &f64s(&target),
+        &params,
+    );
     let mut dout = want.grad_cond.clone();
     dout.extend(&want.grad_uncond);
-    let grads = rdit::backward(&cfg, &rdit::Params { layout: &layout, flat: &flat }, &f, &dout);
+    let grads = rdit::backward(
+        &cfg,
+        &rdit::Params {
+            layout: &layout,
+            flat: &flat,
+        },
+        &f,
+        &dout,
+    );
 
     let out = f64s(&g.read::<f32>(&acts.out, 2 * half).unwrap());
     assert_rel("output", &out, &f.out, 1e-5);
@@ -142,12 +192,21 @@ fn gpu_dit_matches_reference_dual_forward_imba_loss_and_gradients() {
     let got = f64s(&g.read::<f32>(&dit.grads, layout.total).unwrap());
     for t in &layout.tensors {
         let span = t.offset..t.offset + t.len();
-        assert_rel(&format!("grad {}", t.name), &got[span.clone()], &grads[span], 1e-4);
+        assert_rel(
+            &format!("grad {}", t.name),
+            &got[span.clone()],
+            &grads[span],
+            1e-4,
+        );
     }
     // The padding between tensors stays zero (AdamW and the norm run over it).
     for w in layout.tensors.windows(2) {
         let gap = &got[w[0].offset + w[0].len()..w[1].offset];
-        assert!(gap.iter().all(|&v| v == 0.0), "padding after {} was written", w[0].name);
+        assert!(
+            gap.iter().all(|&v| v == 0.0),
+            "padding after {} was written",
+            w[0].name
+        );
     }
 }
 
@@ -164,7 +223,8 @@ fn gpu_dit_single_forward_with_concept_lists_matches_reference() {
     let layout = ParamLayout::new(&cfg);
     let dit = Dit::new(dev, cfg.clone(), &c.params).unwrap();
     let acts = Activations::new(dev, &cfg, c.batch as u32, 1).unwrap();
-    acts.set_conditions(&g.queue, &cfg, &c.t, &c.labels).unwrap();
+    acts.set_conditions(&g.queue, &cfg, &c.t, &c.labels)
+        .unwrap();
     let f = reference_forward(&c, &layout, &f64s(&c.params));
     let mut r = Rand::new(4);
     let dout = r.vec(f.out.len(), -1.0, 1.0);
@@ -174,12 +234,30 @@ fn gpu_dit_single_forward_with_concept_lists_matches_reference() {
     dit.record_backward(dev, &mut enc, &acts, &pb, &db).unwrap();
     g.submit_and_wait(enc).unwrap();
     let flat = f64s(&c.params);
-    let grads = rdit::backward(&cfg, &rdit::Params { layout: &layout, flat: &flat }, &f, &f64s(&dout));
-    assert_rel("output", &f64s(&g.read::<f32>(&acts.out, f.out.len()).unwrap()), &f.out, 1e-5);
+    let grads = rdit::backward(
+        &cfg,
+        &rdit::Params {
+            layout: &layout,
+            flat: &flat,
+        },
+        &f,
+        &f64s(&dout),
+    );
+    assert_rel(
+        "output",
+        &f64s(&g.read::<f32>(&acts.out, f.out.len()).unwrap()),
+        &f.out,
+        1e-5,
+    );
     let got = f64s(&g.read::<f32>(&dit.grads, layout.total).unwrap());
     for t in &layout.tensors {
         let span = t.offset..t.offset + t.len();
-        assert_rel(&format!("grad {}", t.name), &got[span.clone()], &grads[span], 1e-4);
+        assert_rel(
+            &format!("grad {}", t.name),
+            &got[span.clone()],
+            &grads[span],
+            1e-4,
+        );
     }
 }
 
@@ -191,12 +269,24 @@ fn dit_bad_input_is_an_error() {
     let layout = ParamLayout::new(&cfg);
     assert_error_mentions(Dit::new(dev, cfg.clone(), &[0.0; 10]), "parameter values");
     let acts = Activations::new(dev, &cfg, 2, 2).unwrap();
-    assert_error_mentions(acts.set_conditions(&g.queue, &cfg, &[1.0, 2.0], &[0, 1, 3, 4]), "label 4 is out of range");
-    assert_error_mentions(acts.set_conditions(&g.queue, &cfg, &[1.0], &[0, 1, 3, 3]), "1 timesteps");
-    assert_error_mentions(acts.set_conditions(&g.queue, &cfg, &[1.0, f32::NAN], &[0, 1, 3, 3]), "not finite");
+    assert_error_mentions(
+        acts.set_conditions(&g.queue, &cfg, &[1.0, 2.0], &[0, 1, 3, 4]),
+        "label 4 is out of range",
+    );
+    assert_error_mentions(
+        acts.set_conditions(&g.queue, &cfg, &[1.0], &[0, 1, 3, 3]),
+        "1 timesteps",
+    );
+    assert_error_mentions(
+        acts.set_conditions(&g.queue, &cfg, &[1.0, f32::NAN], &[0, 1, 3, 3]),
+        "not finite",
+    );
     let mut bad = cfg.clone();
     bad.dim = 30;
-    assert_error_mentions(Dit::new(dev, bad, &vec![0.0; layout.total]), "multiple of the heads");
+    assert_error_mentions(
+        Dit::new(dev, bad, &vec![0.0; layout.total]),
+        "multiple of the heads",
+    );
     assert_error_mentions(DitConfig::preset("M/2", 32, 3, 10), "unknown model");
     assert_eq!(DitConfig::preset("XL/2", 32, 4, 1000).unwrap().dim, 1152);
 }

@@ -15,7 +15,11 @@ pub struct Stream {
 
 impl Stream {
     fn validate(&self) -> Result<()> {
-        if self.rows == 0 || self.dim == 0 || self.tokens == 0 || self.rows % self.tokens != 0 {
+        if self.rows == 0
+            || self.dim == 0
+            || self.tokens == 0
+            || !self.rows.is_multiple_of(self.tokens)
+        {
             return Err(Error::Shape(format!(
                 "token stream of {} rows × {} values with {} tokens per sample: sizes must be \
                  non-zero and rows a multiple of tokens",

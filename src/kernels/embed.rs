@@ -83,7 +83,7 @@ impl EmbedKernels {
         pos: impl Into<Region<'a>>,
         x: impl Into<Region<'a>>,
     ) -> Result<()> {
-        if len == 0 || period == 0 || repeats == 0 || len % period != 0 {
+        if len == 0 || period == 0 || repeats == 0 || !len.is_multiple_of(period) {
             return Err(Error::Shape(format!(
                 "tokens of {len} values with a position period of {period}, {repeats} repeats: \
                  sizes must be non-zero and the period divide the length"

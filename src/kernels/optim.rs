@@ -156,12 +156,15 @@ impl OptimKernels {
             return Err(Error::Param("AdamW steps count from 1".into()));
         }
         let ok = |v: f64| v.is_finite();
-        if !(ok(h.lr) && h.lr >= 0.0)
-            || !(0.0..1.0).contains(&h.beta1)
-            || !(0.0..1.0).contains(&h.beta2)
-            || !(ok(h.eps) && h.eps > 0.0)
-            || !(ok(h.weight_decay) && h.weight_decay >= 0.0)
-        {
+        let valid = ok(h.lr)
+            && h.lr >= 0.0
+            && (0.0..1.0).contains(&h.beta1)
+            && (0.0..1.0).contains(&h.beta2)
+            && ok(h.eps)
+            && h.eps > 0.0
+            && ok(h.weight_decay)
+            && h.weight_decay >= 0.0;
+        if !valid {
             return Err(Error::Param(format!(
                 "AdamW needs lr ≥ 0, 0 ≤ β < 1, eps > 0, weight decay ≥ 0; got {h:?}"
             )));

@@ -85,19 +85,28 @@ impl DitConfig {
     /// Checks every constraint the kernels and the reference layout rely on.
     pub fn validate(&self) -> Result<()> {
         let c = self;
-        if [c.height, c.width, c.channels, c.patch, c.dim, c.depth, c.heads, c.mlp_ratio]
-            .contains(&0)
+        if [
+            c.height,
+            c.width,
+            c.channels,
+            c.patch,
+            c.dim,
+            c.depth,
+            c.heads,
+            c.mlp_ratio,
+        ]
+        .contains(&0)
             || c.label_slots == 0
         {
             return Err(Error::Param(format!("every model size must be ≥ 1: {c:?}")));
         }
-        if c.height % c.patch != 0 || c.width % c.patch != 0 {
+        if !c.height.is_multiple_of(c.patch) || !c.width.is_multiple_of(c.patch) {
             return Err(Error::Param(format!(
                 "patch {} must divide the image size {}×{}",
                 c.patch, c.height, c.width
             )));
         }
-        if c.dim % c.heads != 0 || c.dim % 4 != 0 {
+        if !c.dim.is_multiple_of(c.heads) || !c.dim.is_multiple_of(4) {
             return Err(Error::Param(format!(
                 "hidden size {} must be a multiple of the heads ({}) and of 4",
                 c.dim, c.heads
@@ -134,5 +143,18 @@ impl DitConfig {
     /// The null label ∅'s row.
     pub fn null_label(&self) -> u32 {
         self.num_labels
+    }
+}
+
+impl DitConfig {
+    /// The image geometry of a batch for this model.
+    pub fn geometry(&self, batch: u32) -> crate::kernels::ImageGeometry {
+        crate::kernels::ImageGeometry {
+            batch,
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+            patch: self.patch,
+        }
     }
 }

@@ -8,8 +8,7 @@
 use super::{DitConfig, ParamLayout};
 use crate::kernels::{
     Activation, ActivationKernels, AdaLnKernels, AttentionKernels, AttentionShape, Columns,
-    EmbedKernels, Labels, Layout, MatmulArgs, MatmulKernels, Modulation, Region, Stream,
-    NO_LABEL,
+    EmbedKernels, Labels, Layout, MatmulArgs, MatmulKernels, Modulation, Region, Stream, NO_LABEL,
 };
 use crate::reference::embed as ref_embed;
 use crate::{Error, Result};
@@ -118,9 +117,18 @@ struct Scratch {
 
 /// Sizes (in values) of an arena, by buffer name: shared by the allocation and the memory
 /// report, so the report is what is allocated.
-pub fn arena_plan(c: &DitConfig, batch: u32, repeats: u32) -> (Vec<(String, u64)>, Vec<(String, u64)>, Vec<(String, u64)>) {
+pub fn arena_plan(
+    c: &DitConfig,
+    batch: u32,
+    repeats: u32,
+) -> (Vec<(String, u64)>, Vec<(String, u64)>, Vec<(String, u64)>) {
     let (b, r) = (batch as u64, (batch * repeats) as u64);
-    let (n, d, k, m) = (c.tokens() as u64, c.dim as u64, c.token_dim() as u64, c.mlp_dim() as u64);
+    let (n, d, k, m) = (
+        c.tokens() as u64,
+        c.dim as u64,
+        c.token_dim() as u64,
+        c.mlp_dim() as u64,
+    );
     let t = r * n;
     let lse = r * c.heads as u64 * n;
     let s = |name: &str, v: u64| (name.to_string(), v);
@@ -204,7 +212,15 @@ impl Activations {
         let mut sh = make(&shared, "").into_iter();
         let mut next = || sh.next().expect("plan order");
         let (tfreq, labels, tok, x, th1, ts, temb, cc, sc) = (
-            next(), next(), next(), next(), next(), next(), next(), next(), next(),
+            next(),
+            next(),
+            next(),
+            next(),
+            next(),
+            next(),
+            next(),
+            next(),
+            next(),
         );
         let (modf, xhatf, rstdf, hf, out) = (next(), next(), next(), next(), next());
         let blocks = (0..c.depth)
@@ -310,7 +326,10 @@ impl Activations {
                 c.label_slots
             )));
         }
-        if let Some(&l) = labels.iter().find(|&&l| l >= c.table_rows() && l != NO_LABEL) {
+        if let Some(&l) = labels
+            .iter()
+            .find(|&&l| l >= c.table_rows() && l != NO_LABEL)
+        {
             return Err(Error::Param(format!(
                 "label {l} is out of range: this model has {} labels and ∅ = {}",
                 c.num_labels,
@@ -533,11 +552,27 @@ impl Dit {
                 accumulate: false,
             },
         )?;
-        self.kernels
-            .embed
-            .record_tokens(dev, enc, b * n * d, n * d, acts.repeats, &acts.tok, &self.pos, &acts.x)?;
+        self.kernels.embed.record_tokens(
+            dev,
+            enc,
+            b * n * d,
+            n * d,
+            acts.repeats,
+            &acts.tok,
+            &self.pos,
+            &acts.x,
+        )?;
         // Timestep MLP once; c = t_emb + label rows; SiLU(c) feeds every adaLN linear.
-        self.linear(dev, enc, b, 256, d, &acts.tfreq, "t_embedder.mlp.0", &acts.th1)?;
+        self.linear(
+            dev,
+            enc,
+            b,
+            256,
+            d,
+            &acts.tfreq,
+            "t_embedder.mlp.0",
+            &acts.th1,
+        )?;
         self.kernels
             .act
             .record_forward(dev, enc, Activation::Silu, b * d, &acts.th1, &acts.ts)?;
@@ -575,7 +610,16 @@ impl Dit {
         let ad = &self.kernels.adaln;
         for (i, ba) in acts.blocks.iter().enumerate() {
             let name = |s: &str| format!("blocks.{i}.{s}");
-            self.linear(dev, enc, r, d, 6 * d, &acts.sc, &name("adaLN_modulation.1"), &ba.modv)?;
+            self.linear(
+                dev,
+                enc,
+                r,
+                d,
+                6 * d,
+                &acts.sc,
+                &name("adaLN_modulation.1"),
+                &ba.modv,
+            )?;
             let md = |shift: u32, scale: u32, gate: u32| Modulation {
                 region: (&ba.modv).into(),
                 stride: 6 * d,
@@ -583,14 +627,32 @@ impl Dit {
                 scale: scale * d,
                 gate: gate * d,
             };
-            ad.record_ln_modulate(dev, enc, stream, &acts.x, md(0, 1, 2), &ba.h1, &ba.xhat1, &ba.rstd1)?;
+            ad.record_ln_modulate(
+                dev,
+                enc,
+                stream,
+                &acts.x,
+                md(0, 1, 2),
+                &ba.h1,
+                &ba.xhat1,
+                &ba.rstd1,
+            )?;
             self.linear(dev, enc, t, d, 3 * d, &ba.h1, &name("attn.qkv"), &ba.qkv)?;
             self.kernels
                 .attention
                 .record_forward(dev, enc, shape, &ba.qkv, &ba.o, &ba.lse)?;
             self.linear(dev, enc, t, d, d, &ba.o, &name("attn.proj"), &ba.a)?;
             ad.record_gated_residual(dev, enc, stream, &ba.a, md(0, 1, 2), &acts.x)?;
-            ad.record_ln_modulate(dev, enc, stream, &acts.x, md(3, 4, 5), &ba.h2, &ba.xhat2, &ba.rstd2)?;
+            ad.record_ln_modulate(
+                dev,
+                enc,
+                stream,
+                &acts.x,
+                md(3, 4, 5),
+                &ba.h2,
+                &ba.xhat2,
+                &ba.rstd2,
+            )?;
             self.linear(dev, enc, t, d, m, &ba.h2, &name("mlp.fc1"), &ba.f1)?;
             self.kernels
                 .act
@@ -598,7 +660,16 @@ impl Dit {
             self.linear(dev, enc, t, m, d, &ba.g, &name("mlp.fc2"), &ba.f2)?;
             ad.record_gated_residual(dev, enc, stream, &ba.f2, md(3, 4, 5), &acts.x)?;
         }
-        self.linear(dev, enc, r, d, 2 * d, &acts.sc, "final_layer.adaLN_modulation.1", &acts.modf)?;
+        self.linear(
+            dev,
+            enc,
+            r,
+            d,
+            2 * d,
+            &acts.sc,
+            "final_layer.adaLN_modulation.1",
+            &acts.modf,
+        )?;
         let mf = Modulation {
             region: (&acts.modf).into(),
             stride: 2 * d,
@@ -606,7 +677,16 @@ impl Dit {
             scale: d,
             gate: 0,
         };
-        ad.record_ln_modulate(dev, enc, stream, &acts.x, mf, &acts.hf, &acts.xhatf, &acts.rstdf)?;
+        ad.record_ln_modulate(
+            dev,
+            enc,
+            stream,
+            &acts.x,
+            mf,
+            &acts.hf,
+            &acts.xhatf,
+            &acts.rstdf,
+        )?;
         self.linear(dev, enc, t, d, k, &acts.hf, "final_layer.linear", &acts.out)
     }
 
@@ -652,7 +732,17 @@ impl Dit {
                 stride,
                 col,
             };
-            ad.record_segment_sums(dev, enc, r, n, d, Columns::whole(dh, d), None, out(shift), false)?;
+            ad.record_segment_sums(
+                dev,
+                enc,
+                r,
+                n,
+                d,
+                Columns::whole(dh, d),
+                None,
+                out(shift),
+                false,
+            )?;
             ad.record_segment_sums(
                 dev,
                 enc,
@@ -666,7 +756,17 @@ impl Dit {
             )
         };
         // Final layer.
-        self.linear_backward(dev, enc, t, d, k, &acts.hf, dout, "final_layer.linear", Some((&s.dh, false)))?;
+        self.linear_backward(
+            dev,
+            enc,
+            t,
+            d,
+            k,
+            &acts.hf,
+            dout,
+            "final_layer.linear",
+            Some((&s.dh, false)),
+        )?;
         let mf = Modulation {
             region: (&acts.modf).into(),
             stride: 2 * d,
@@ -675,7 +775,17 @@ impl Dit {
             gate: 0,
         };
         mod_grads(enc, &s.dh, &acts.xhatf, &s.dmod, 2 * d, 0, d)?;
-        ad.record_ln_modulate_backward(dev, enc, stream, &acts.xhatf, &acts.rstdf, mf, &s.dh, &s.dx, false)?;
+        ad.record_ln_modulate_backward(
+            dev,
+            enc,
+            stream,
+            &acts.xhatf,
+            &acts.rstdf,
+            mf,
+            &s.dh,
+            &s.dx,
+            false,
+        )?;
         self.linear_backward(
             dev,
             enc,
@@ -714,25 +824,108 @@ impl Dit {
                 )
             };
             // MLP branch.
-            ad.record_gated_residual_backward(dev, enc, stream, &s.dx, md(3, 4, 5), &s.dbranch, false)?;
+            ad.record_gated_residual_backward(
+                dev,
+                enc,
+                stream,
+                &s.dx,
+                md(3, 4, 5),
+                &s.dbranch,
+                false,
+            )?;
             dgate(enc, &ba.f2, 5)?;
-            self.linear_backward(dev, enc, t, m, d, &ba.g, &s.dbranch, &name("mlp.fc2"), Some((&s.dg, false)))?;
-            self.kernels
-                .act
-                .record_backward(dev, enc, Activation::Gelu, t * m, &ba.f1, &s.dg, &s.df1, false)?;
-            self.linear_backward(dev, enc, t, d, m, &ba.h2, &s.df1, &name("mlp.fc1"), Some((&s.dh, false)))?;
+            self.linear_backward(
+                dev,
+                enc,
+                t,
+                m,
+                d,
+                &ba.g,
+                &s.dbranch,
+                &name("mlp.fc2"),
+                Some((&s.dg, false)),
+            )?;
+            self.kernels.act.record_backward(
+                dev,
+                enc,
+                Activation::Gelu,
+                t * m,
+                &ba.f1,
+                &s.dg,
+                &s.df1,
+                false,
+            )?;
+            self.linear_backward(
+                dev,
+                enc,
+                t,
+                d,
+                m,
+                &ba.h2,
+                &s.df1,
+                &name("mlp.fc1"),
+                Some((&s.dh, false)),
+            )?;
             mod_grads(enc, &s.dh, &ba.xhat2, &s.dmod, 6 * d, 3 * d, 4 * d)?;
-            ad.record_ln_modulate_backward(dev, enc, stream, &ba.xhat2, &ba.rstd2, md(3, 4, 5), &s.dh, &s.dx, true)?;
+            ad.record_ln_modulate_backward(
+                dev,
+                enc,
+                stream,
+                &ba.xhat2,
+                &ba.rstd2,
+                md(3, 4, 5),
+                &s.dh,
+                &s.dx,
+                true,
+            )?;
             // Attention branch.
-            ad.record_gated_residual_backward(dev, enc, stream, &s.dx, md(0, 1, 2), &s.dbranch, false)?;
+            ad.record_gated_residual_backward(
+                dev,
+                enc,
+                stream,
+                &s.dx,
+                md(0, 1, 2),
+                &s.dbranch,
+                false,
+            )?;
             dgate(enc, &ba.a, 2)?;
-            self.linear_backward(dev, enc, t, d, d, &ba.o, &s.dbranch, &name("attn.proj"), Some((&s.d_o, false)))?;
-            self.kernels
-                .attention
-                .record_backward(dev, enc, shape, &ba.qkv, &ba.o, &ba.lse, &s.d_o, &s.dqkv, &s.delta)?;
-            self.linear_backward(dev, enc, t, d, 3 * d, &ba.h1, &s.dqkv, &name("attn.qkv"), Some((&s.dh, false)))?;
+            self.linear_backward(
+                dev,
+                enc,
+                t,
+                d,
+                d,
+                &ba.o,
+                &s.dbranch,
+                &name("attn.proj"),
+                Some((&s.d_o, false)),
+            )?;
+            self.kernels.attention.record_backward(
+                dev, enc, shape, &ba.qkv, &ba.o, &ba.lse, &s.d_o, &s.dqkv, &s.delta,
+            )?;
+            self.linear_backward(
+                dev,
+                enc,
+                t,
+                d,
+                3 * d,
+                &ba.h1,
+                &s.dqkv,
+                &name("attn.qkv"),
+                Some((&s.dh, false)),
+            )?;
             mod_grads(enc, &s.dh, &ba.xhat1, &s.dmod, 6 * d, 0, d)?;
-            ad.record_ln_modulate_backward(dev, enc, stream, &ba.xhat1, &ba.rstd1, md(0, 1, 2), &s.dh, &s.dx, true)?;
+            ad.record_ln_modulate_backward(
+                dev,
+                enc,
+                stream,
+                &ba.xhat1,
+                &ba.rstd1,
+                md(0, 1, 2),
+                &s.dh,
+                &s.dx,
+                true,
+            )?;
             self.linear_backward(
                 dev,
                 enc,
@@ -746,9 +939,16 @@ impl Dit {
             )?;
         }
         // Condition, label table, timestep MLP.
-        self.kernels
-            .act
-            .record_backward(dev, enc, Activation::Silu, r * d, &acts.c, &s.dsc, &s.dc, false)?;
+        self.kernels.act.record_backward(
+            dev,
+            enc,
+            Activation::Silu,
+            r * d,
+            &acts.c,
+            &s.dsc,
+            &s.dc,
+            false,
+        )?;
         let labels = Labels {
             buffer: (&acts.labels).into(),
             rows: r,
@@ -764,18 +964,57 @@ impl Dit {
             self.grad("y_embedder.embedding_table.weight"),
             false,
         )?;
-        self.kernels
-            .embed
-            .record_fold_repeats(dev, enc, b * d, acts.repeats, &s.dc, &s.dtemb, false)?;
-        self.linear_backward(dev, enc, b, d, d, &acts.ts, &s.dtemb, "t_embedder.mlp.2", Some((&s.dts, false)))?;
-        self.kernels
-            .act
-            .record_backward(dev, enc, Activation::Silu, b * d, &acts.th1, &s.dts, &s.dth1, false)?;
-        self.linear_backward(dev, enc, b, 256, d, &acts.tfreq, &s.dth1, "t_embedder.mlp.0", None)?;
+        self.kernels.embed.record_fold_repeats(
+            dev,
+            enc,
+            b * d,
+            acts.repeats,
+            &s.dc,
+            &s.dtemb,
+            false,
+        )?;
+        self.linear_backward(
+            dev,
+            enc,
+            b,
+            d,
+            d,
+            &acts.ts,
+            &s.dtemb,
+            "t_embedder.mlp.2",
+            Some((&s.dts, false)),
+        )?;
+        self.kernels.act.record_backward(
+            dev,
+            enc,
+            Activation::Silu,
+            b * d,
+            &acts.th1,
+            &s.dts,
+            &s.dth1,
+            false,
+        )?;
+        self.linear_backward(
+            dev,
+            enc,
+            b,
+            256,
+            d,
+            &acts.tfreq,
+            &s.dth1,
+            "t_embedder.mlp.0",
+            None,
+        )?;
         // Patch embedding, shared by the repeats.
-        self.kernels
-            .embed
-            .record_fold_repeats(dev, enc, b * n * d, acts.repeats, &s.dx, &s.dtok, false)?;
+        self.kernels.embed.record_fold_repeats(
+            dev,
+            enc,
+            b * n * d,
+            acts.repeats,
+            &s.dx,
+            &s.dtok,
+            false,
+        )?;
         let patches = patches.into();
         self.kernels.matmul.record(
             dev,

@@ -2,9 +2,11 @@
 //! tensor names, safetensors checkpoints, the GPU model (forward and backward as sequences of
 //! kernel launches) and its memory report.
 
+pub mod checkpoint;
 pub mod config;
 pub mod dit;
 pub mod params;
+pub mod tokens;
 
 pub use config::DitConfig;
 pub use dit::{Activations, Dit, DitKernels, DualLoss};

@@ -84,7 +84,10 @@ impl ParamLayout {
         specs.extend([
             ("final_layer.linear.weight".into(), vec![k, d]),
             ("final_layer.linear.bias".into(), vec![k]),
-            ("final_layer.adaLN_modulation.1.weight".into(), vec![2 * d, d]),
+            (
+                "final_layer.adaLN_modulation.1.weight".into(),
+                vec![2 * d, d],
+            ),
             ("final_layer.adaLN_modulation.1.bias".into(), vec![2 * d]),
         ]);
         let mut offset = 0;
@@ -124,9 +127,14 @@ impl ParamLayout {
 
     /// DiT's initialisation of a tensor.
     pub fn init_of(name: &str) -> Init {
-        if name.starts_with("y_embedder") || name.starts_with("t_embedder.mlp.") && name.ends_with("weight") {
+        if name.starts_with("y_embedder")
+            || name.starts_with("t_embedder.mlp.") && name.ends_with("weight")
+        {
             Init::Normal(0.02)
-        } else if name.contains("adaLN_modulation") || name.starts_with("final_layer.linear") || name.ends_with("bias") {
+        } else if name.contains("adaLN_modulation")
+            || name.starts_with("final_layer.linear")
+            || name.ends_with("bias")
+        {
             Init::Zero
         } else {
             Init::Xavier
@@ -137,7 +145,7 @@ impl ParamLayout {
     /// zero biases, N(0, 0.02) embeddings and timestep MLP, zero adaLN and final linear),
     /// drawn from `seed`.
     pub fn init(&self, seed: u64) -> Vec<f32> {
-        self.fill(seed, |name| Self::init_of(name))
+        self.fill(seed, Self::init_of)
     }
 
     /// A flat buffer where every tensor, the zero-initialised ones too, is drawn non-zero
@@ -153,7 +161,9 @@ impl ParamLayout {
             let out = &mut flat[t.offset..t.offset + t.len()];
             match init(&t.name) {
                 Init::Zero => {}
-                Init::Normal(std) => out.iter_mut().for_each(|v| *v = (rng.normal() * std) as f32),
+                Init::Normal(std) => out
+                    .iter_mut()
+                    .for_each(|v| *v = (rng.normal() * std) as f32),
                 Init::Xavier => {
                     let fan_out = t.shape[0] as f64;
                     let fan_in = if t.shape.len() > 1 {

@@ -99,23 +99,55 @@ pub fn forward(
     tfreq: &[f64],
     labels: &[u32],
 ) -> Forward {
-    let (d, n, k) = (cfg.dim as usize, cfg.tokens() as usize, cfg.token_dim() as usize);
+    let (d, n, k) = (
+        cfg.dim as usize,
+        cfg.tokens() as usize,
+        cfg.token_dim() as usize,
+    );
     let (m, slots) = (cfg.mlp_dim() as usize, cfg.label_slots as usize);
     let batch = tfreq.len() / 256;
     let rows = labels.len() / slots;
     let repeats = rows / batch;
     // Patch embedding (once for all repeats) + position, repeated.
-    let tok = linear(patches, p.get("x_embedder.proj.weight"), p.get("x_embedder.proj.bias"), k, d);
-    let pos = embed::pos_embed_2d(d, (cfg.height / cfg.patch) as usize, (cfg.width / cfg.patch) as usize);
+    let tok = linear(
+        patches,
+        p.get("x_embedder.proj.weight"),
+        p.get("x_embedder.proj.bias"),
+        k,
+        d,
+    );
+    let pos = embed::pos_embed_2d(
+        d,
+        (cfg.height / cfg.patch) as usize,
+        (cfg.width / cfg.patch) as usize,
+    );
     let mut x: Vec<f64> = Vec::with_capacity(rows * n * d);
     for _ in 0..repeats {
         x.extend(tok.iter().enumerate().map(|(i, v)| v + pos[i % (n * d)]));
     }
     // Timestep MLP (once), condition per row, SiLU(c) shared by every adaLN linear.
-    let th1 = linear(tfreq, p.get("t_embedder.mlp.0.weight"), p.get("t_embedder.mlp.0.bias"), 256, d);
+    let th1 = linear(
+        tfreq,
+        p.get("t_embedder.mlp.0.weight"),
+        p.get("t_embedder.mlp.0.bias"),
+        256,
+        d,
+    );
     let ts = silu_all(&th1);
-    let temb = linear(&ts, p.get("t_embedder.mlp.2.weight"), p.get("t_embedder.mlp.2.bias"), d, d);
-    let c = embed::condition(&temb, p.get("y_embedder.embedding_table.weight"), labels, slots, d);
+    let temb = linear(
+        &ts,
+        p.get("t_embedder.mlp.2.weight"),
+        p.get("t_embedder.mlp.2.bias"),
+        d,
+        d,
+    );
+    let c = embed::condition(
+        &temb,
+        p.get("y_embedder.embedding_table.weight"),
+        labels,
+        slots,
+        d,
+    );
     let sc = silu_all(&c);
     let shape = AttentionShape {
         samples: rows,
@@ -126,7 +158,13 @@ pub fn forward(
     let mut blocks = Vec::new();
     for i in 0..cfg.depth {
         let w = |s: &str| p.get(&format!("blocks.{i}.{s}"));
-        let modv = linear(&sc, w("adaLN_modulation.1.weight"), w("adaLN_modulation.1.bias"), d, 6 * d);
+        let modv = linear(
+            &sc,
+            w("adaLN_modulation.1.weight"),
+            w("adaLN_modulation.1.bias"),
+            d,
+            6 * d,
+        );
         let chunk = |j| cols(&modv, 6 * d, j, d);
         let (xhat1, rstd1) = ln::layer_norm(&x, d);
         let h1 = ln::modulate(&xhat1, &chunk(0), &chunk(1), n, d);
@@ -141,7 +179,19 @@ pub fn forward(
         let f2 = linear(&g, w("mlp.fc2.weight"), w("mlp.fc2.bias"), m, d);
         ln::gated_residual(&mut x, &f2, &chunk(5), n, d);
         blocks.push(BlockCache {
-            modv, xhat1, rstd1, h1, qkv, o, a, xhat2, rstd2, h2, f1, g, f2,
+            modv,
+            xhat1,
+            rstd1,
+            h1,
+            qkv,
+            o,
+            a,
+            xhat2,
+            rstd2,
+            h2,
+            f1,
+            g,
+            f2,
         });
     }
     let modf = linear(
@@ -152,8 +202,20 @@ pub fn forward(
         2 * d,
     );
     let (xhatf, rstdf) = ln::layer_norm(&x, d);
-    let hf = ln::modulate(&xhatf, &cols(&modf, 2 * d, 0, d), &cols(&modf, 2 * d, 1, d), n, d);
-    let out = linear(&hf, p.get("final_layer.linear.weight"), p.get("final_layer.linear.bias"), d, k);
+    let hf = ln::modulate(
+        &xhatf,
+        &cols(&modf, 2 * d, 0, d),
+        &cols(&modf, 2 * d, 1, d),
+        n,
+        d,
+    );
+    let out = linear(
+        &hf,
+        p.get("final_layer.linear.weight"),
+        p.get("final_layer.linear.bias"),
+        d,
+        k,
+    );
     Forward {
         out,
         patches: patches.to_vec(),
@@ -174,7 +236,11 @@ pub fn forward(
 
 /// Gradients of every parameter (flat, in `layout`) given ∂L/∂out.
 pub fn backward(cfg: &DitConfig, p: &Params, f: &Forward, dout: &[f64]) -> Vec<f64> {
-    let (d, n, k) = (cfg.dim as usize, cfg.tokens() as usize, cfg.token_dim() as usize);
+    let (d, n, k) = (
+        cfg.dim as usize,
+        cfg.tokens() as usize,
+        cfg.token_dim() as usize,
+    );
     let (m, slots) = (cfg.mlp_dim() as usize, cfg.label_slots as usize);
     let rows = f.labels.len() / slots;
     let mut grads = vec![0.0; p.layout.total];
@@ -198,8 +264,13 @@ pub fn backward(cfg: &DitConfig, p: &Params, f: &Forward, dout: &[f64]) -> Vec<f
     let mut dmodf = vec![0.0; rows * 2 * d];
     set_cols(&mut dmodf, 2 * d, 0, d, &dshift);
     set_cols(&mut dmodf, 2 * d, 1, d, &dscale);
-    let (mut dsc, dw, db) =
-        linear_backward(&f.sc, p.get("final_layer.adaLN_modulation.1.weight"), &dmodf, d, 2 * d);
+    let (mut dsc, dw, db) = linear_backward(
+        &f.sc,
+        p.get("final_layer.adaLN_modulation.1.weight"),
+        &dmodf,
+        d,
+        2 * d,
+    );
     put("final_layer.adaLN_modulation.1.weight", &dw);
     put("final_layer.adaLN_modulation.1.bias", &db);
     // Blocks, last first.
@@ -222,7 +293,10 @@ pub fn backward(cfg: &DitConfig, p: &Params, f: &Forward, dout: &[f64]) -> Vec<f
         let (dxhat2, dshift2, dscale2) = ln::modulate_backward(&b.xhat2, &chunk(4), &dh2, n, d);
         set_cols(&mut dmod, 6 * d, 3, d, &dshift2);
         set_cols(&mut dmod, 6 * d, 4, d, &dscale2);
-        add(&mut dx, &ln::layer_norm_backward(&b.xhat2, &b.rstd2, &dxhat2, d));
+        add(
+            &mut dx,
+            &ln::layer_norm_backward(&b.xhat2, &b.rstd2, &dxhat2, d),
+        );
         // Attention branch: x += gate₁·proj(attn(qkv(h₁))).
         let (da, dgate1) = ln::gated_residual_backward(&dx, &b.a, &chunk(2), n, d);
         set_cols(&mut dmod, 6 * d, 2, d, &dgate1);
@@ -236,9 +310,13 @@ pub fn backward(cfg: &DitConfig, p: &Params, f: &Forward, dout: &[f64]) -> Vec<f
         let (dxhat1, dshift1, dscale1) = ln::modulate_backward(&b.xhat1, &chunk(1), &dh1, n, d);
         set_cols(&mut dmod, 6 * d, 0, d, &dshift1);
         set_cols(&mut dmod, 6 * d, 1, d, &dscale1);
-        add(&mut dx, &ln::layer_norm_backward(&b.xhat1, &b.rstd1, &dxhat1, d));
+        add(
+            &mut dx,
+            &ln::layer_norm_backward(&b.xhat1, &b.rstd1, &dxhat1, d),
+        );
         // adaLN linear on SiLU(c).
-        let (dsc_i, dw, db) = linear_backward(&f.sc, w("adaLN_modulation.1.weight"), &dmod, d, 6 * d);
+        let (dsc_i, dw, db) =
+            linear_backward(&f.sc, w("adaLN_modulation.1.weight"), &dmod, d, 6 * d);
         put(&name("adaLN_modulation.1.weight"), &dw);
         put(&name("adaLN_modulation.1.bias"), &db);
         add(&mut dsc, &dsc_i);

@@ -58,7 +58,11 @@ pub fn linear_backward(
     let mut dx = vec![0.0; x.len()];
     let mut dw = vec![0.0; w.len()];
     let mut db = vec![0.0; d_out];
-    for ((xr, dyr), dxr) in x.chunks(d_in).zip(dy.chunks(d_out)).zip(dx.chunks_mut(d_in)) {
+    for ((xr, dyr), dxr) in x
+        .chunks(d_in)
+        .zip(dy.chunks(d_out))
+        .zip(dx.chunks_mut(d_in))
+    {
         for (o, &g) in dyr.iter().enumerate() {
             db[o] += g;
             let wr = &w[o * d_in..(o + 1) * d_in];

@@ -1,0 +1,203 @@
+//! safetensors checkpoints with the reference DiT's tensor names and shapes
+//! (facebookresearch/DiT `models.py` state dict, learn_sigma = false): Linear weights
+//! (out, in) row-major, the patch embedding (D, C, p, p), the label table (labels + 1, D),
+//! and the fixed `pos_embed` (1, N, D), which is written too and checked on import. So a
+//! state dict saved from PyTorch with `safetensors.torch.save_file` loads here, and a file
+//! written here loads there with `load_state_dict`.
+//!
+//! Import accepts F32, F64, F16 and BF16 tensors (converted to f32); it refuses a missing or
+//! misshapen tensor, an unknown one, or a position embedding that is not DiT's, naming it.
+//! Export writes F32 to a temporary file and renames it over the target, so an interrupted
+//! write never leaves a truncated checkpoint behind.
+
+use super::{DitConfig, ParamLayout};
+use crate::reference::embed::pos_embed_2d;
+use crate::{Error, Result};
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The name of the fixed position embedding.
+pub const POS_EMBED: &str = "pos_embed";
+
+fn err(path: &Path, problem: impl Into<String>) -> Error {
+    Error::Checkpoint {
+        path: path.display().to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// DiT's position embedding for a config, (N·D) f32 as PyTorch's code stores it (computed in
+/// f64, then cast).
+pub fn pos_embed(c: &DitConfig) -> Vec<f32> {
+    pos_embed_2d(
+        c.dim as usize,
+        (c.height / c.patch) as usize,
+        (c.width / c.patch) as usize,
+    )
+    .iter()
+    .map(|&v| v as f32)
+    .collect()
+}
+
+/// Writes the flat parameters of `config` (`layout.total` values) as a safetensors file,
+/// with the config in the metadata.
+pub fn save(path: &Path, config: &DitConfig, flat: &[f32]) -> Result<()> {
+    let layout = ParamLayout::new(config);
+    if flat.len() != layout.total {
+        return Err(err(
+            path,
+            format!("{} values for a layout of {}", flat.len(), layout.total),
+        ));
+    }
+    let pos = pos_embed(config);
+    let mut views: Vec<(String, TensorView)> = Vec::new();
+    for t in &layout.tensors {
+        let data: &[u8] = bytemuck::cast_slice(&flat[t.offset..t.offset + t.len()]);
+        let v = TensorView::new(Dtype::F32, t.shape.clone(), data)
+            .map_err(|e| err(path, e.to_string()))?;
+        views.push((t.name.clone(), v));
+    }
+    let shape = vec![1, config.tokens() as usize, config.dim as usize];
+    views.push((
+        POS_EMBED.into(),
+        TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(&pos))
+            .map_err(|e| err(path, e.to_string()))?,
+    ));
+    let meta = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        ("imba.config".to_string(), format!("{config:?}")),
+    ]);
+    let data = safetensors::serialize(views, Some(meta)).map_err(|e| err(path, e.to_string()))?;
+    let tmp = path.with_extension("safetensors.tmp");
+    std::fs::write(&tmp, data).map_err(|e| err(&tmp, format!("cannot write: {e}")))?;
+    std::fs::rename(&tmp, path).map_err(|e| err(path, format!("cannot rename into place: {e}")))
+}
+
+/// Reads a checkpoint for `config` into a flat parameter vector (`layout.total` values,
+/// padding zero).
+pub fn load(path: &Path, config: &DitConfig) -> Result<Vec<f32>> {
+    let data = std::fs::read(path).map_err(|e| {
+        err(
+            path,
+            format!("cannot read ({e}); check the path, or write one with imba's export"),
+        )
+    })?;
+    let st = SafeTensors::deserialize(&data).map_err(|e| {
+        err(
+            path,
+            format!("not a valid safetensors file ({e}); it may be truncated or of another format"),
+        )
+    })?;
+    let layout = ParamLayout::new(config);
+    let mut flat = vec![0.0f32; layout.total];
+    for t in &layout.tensors {
+        let v = st.tensor(&t.name).map_err(|_| {
+            err(
+                path,
+                format!(
+                    "tensor `{}` is missing; the file is not a DiT checkpoint for this config \
+                     (depth {}, D {})",
+                    t.name, config.dim, config.depth
+                ),
+            )
+        })?;
+        if v.shape() != t.shape.as_slice() {
+            let hint = if t.name == "final_layer.linear.weight"
+                && v.shape().first() == Some(&(2 * t.shape[0]))
+            {
+                " (a learn_sigma = true checkpoint: its output has twice the channels)"
+            } else {
+                ""
+            };
+            return Err(err(
+                path,
+                format!(
+                    "tensor `{}` has shape {:?} but this config needs {:?}{hint}; check the \
+                     model size, patch, channels and label count",
+                    t.name,
+                    v.shape(),
+                    t.shape
+                ),
+            ));
+        }
+        let out = &mut flat[t.offset..t.offset + t.len()];
+        to_f32(&v, out).map_err(|p| err(path, format!("tensor `{}`: {p}", t.name)))?;
+        if let Some(i) = out.iter().position(|x| !x.is_finite()) {
+            return Err(err(
+                path,
+                format!("tensor `{}` holds a non-finite value at index {i}", t.name),
+            ));
+        }
+    }
+    let known: Vec<&str> = layout.tensors.iter().map(|t| t.name.as_str()).collect();
+    let extra: Vec<&str> = st
+        .names()
+        .into_iter()
+        .filter(|n| *n != POS_EMBED && !known.contains(n))
+        .collect();
+    if !extra.is_empty() {
+        return Err(err(
+            path,
+            format!("unknown tensors {extra:?}; is this a checkpoint of another model?"),
+        ));
+    }
+    if let Ok(v) = st.tensor(POS_EMBED) {
+        let want = pos_embed(config);
+        let shape = [1, config.tokens() as usize, config.dim as usize];
+        if v.shape() != shape {
+            return Err(err(
+                path,
+                format!(
+                    "pos_embed has shape {:?} but this config needs {shape:?}; check the image size and patch",
+                    v.shape()
+                ),
+            ));
+        }
+        let mut got = vec![0.0; want.len()];
+        to_f32(&v, &mut got).map_err(|p| err(path, format!("pos_embed: {p}")))?;
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        if worst.is_nan() || worst > 1e-5 {
+            return Err(err(
+                path,
+                format!(
+                    "pos_embed differs from DiT's 2-D sin-cos embedding by up to {worst}; this \
+                     model uses the fixed one, so the checkpoint is of another model"
+                ),
+            ));
+        }
+    }
+    Ok(flat)
+}
+
+fn to_f32(v: &TensorView, out: &mut [f32]) -> std::result::Result<(), String> {
+    let d = v.data();
+    match v.dtype() {
+        Dtype::F32 => out
+            .iter_mut()
+            .zip(d.chunks_exact(4))
+            .for_each(|(o, b)| *o = f32::from_le_bytes(b.try_into().unwrap())),
+        Dtype::F64 => out
+            .iter_mut()
+            .zip(d.chunks_exact(8))
+            .for_each(|(o, b)| *o = f64::from_le_bytes(b.try_into().unwrap()) as f32),
+        Dtype::F16 => out
+            .iter_mut()
+            .zip(d.chunks_exact(2))
+            .for_each(|(o, b)| *o = half::f16::from_le_bytes(b.try_into().unwrap()).to_f32()),
+        Dtype::BF16 => out
+            .iter_mut()
+            .zip(d.chunks_exact(2))
+            .for_each(|(o, b)| *o = half::bf16::from_le_bytes(b.try_into().unwrap()).to_f32()),
+        other => {
+            return Err(format!(
+                "dtype {other:?} is not a float type (F32, F64, F16, BF16)"
+            ))
+        }
+    }
+    Ok(())
+}
