@@ -115,13 +115,13 @@ struct Scratch {
     delta: wgpu::Buffer,
 }
 
-/// Sizes (in values) of an arena, by buffer name: shared by the allocation and the memory
-/// report, so the report is what is allocated.
-pub fn arena_plan(
-    c: &DitConfig,
-    batch: u32,
-    repeats: u32,
-) -> (Vec<(String, u64)>, Vec<(String, u64)>, Vec<(String, u64)>) {
+/// (buffer name, f32 values) of a group of buffers.
+pub type Plan = Vec<(String, u64)>;
+
+/// Sizes of an arena — shared buffers, one block's saved activations, the backward's
+/// scratch — by buffer name: used by the allocation and by the memory report, so the
+/// report is what is allocated.
+pub fn arena_plan(c: &DitConfig, batch: u32, repeats: u32) -> (Plan, Plan, Plan) {
     let (b, r) = (batch as u64, (batch * repeats) as u64);
     let (n, d, k, m) = (
         c.tokens() as u64,
