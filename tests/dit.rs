@@ -25,7 +25,6 @@ fn assert_rel(what: &str, got: &[f64], want: &[f64], tol: f64) {
 struct Case {
     cfg: DitConfig,
     batch: usize,
-    repeats: usize,
     params: Vec<f32>,
     patches: Vec<f32>,
     t: Vec<f32>,
@@ -64,7 +63,6 @@ fn case(cfg: DitConfig, batch: usize, repeats: usize, seed: u64) -> Case {
         patches: r.vec(batch * n * k, -1.5, 1.5),
         cfg,
         batch,
-        repeats,
         t,
         labels,
     }

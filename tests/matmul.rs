@@ -132,18 +132,26 @@ fn bad_matmul_inputs_are_errors() {
     let kernels = MatmulKernels::new(dev).unwrap();
     let small = g.zeros("small", 16);
     let big = g.zeros("big", 4096);
-    let args = |m, k, n, a: &wgpu::Buffer, c: &wgpu::Buffer| MatmulArgs {
-        m,
-        k,
-        n,
-        a: a.into(),
-        a_layout: Layout::RowMajor,
-        b: (&big).into(),
-        b_layout: Layout::RowMajor,
-        bias: None,
-        c: c.into(),
-        accumulate: false,
-    };
+    fn args<'a>(
+        m: u32,
+        k: u32,
+        n: u32,
+        a: &'a wgpu::Buffer,
+        c: &'a wgpu::Buffer,
+    ) -> MatmulArgs<'a> {
+        MatmulArgs {
+            m,
+            k,
+            n,
+            a: a.into(),
+            a_layout: Layout::RowMajor,
+            b: a.into(),
+            b_layout: Layout::RowMajor,
+            bias: None,
+            c: c.into(),
+            accumulate: false,
+        }
+    }
     let mut enc = g.encoder();
     assert_error_mentions(
         kernels.record(dev, &mut enc, &args(0, 4, 4, &big, &big)),
