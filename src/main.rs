@@ -24,14 +24,37 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the adapter, backend, driver, and the features and limits the kernels use.
-    Info,
+    /// Print the adapter, backend, driver, and the features and limits the kernels use; with
+    /// --model, also the memory a DiT and batch need for training.
+    Info(InfoArgs),
     /// Run the fused IMBA loss on a synthetic batch, check it against the CPU reference, and
     /// show that D weights the tokens the unconditional pass predicts worst.
     Demo(DemoArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Args)]
+struct InfoArgs {
+    /// A DiT preset (S, B, L or XL with patch 2, 4 or 8, e.g. S/2) to report memory for.
+    #[arg(long)]
+    model: Option<String>,
+    /// Batch size B for the memory report.
+    #[arg(long, default_value_t = 128)]
+    batch: u32,
+    /// Image (or latent) height and width in pixels.
+    #[arg(long, default_value_t = 32)]
+    image_size: u32,
+    /// Image (or latent) channels.
+    #[arg(long, default_value_t = 4)]
+    channels: u32,
+    /// Number of labels (the label table has one more row, ∅).
+    #[arg(long, default_value_t = 1000)]
+    labels: u32,
+    /// One forward of B rows (the baseline) instead of IMBA's dual forward of 2B rows.
+    #[arg(long)]
+    single: bool,
 }
 
 #[derive(Args)]
@@ -137,7 +160,7 @@ fn main() -> ExitCode {
             .filter(|s| !s.is_empty())
     });
     let result = Gpu::with_adapter_name(name.as_deref()).and_then(|gpu| match cli.command {
-        Command::Info => {
+        Command::Info(a) => {
             print!("{}", gpu.describe());
             println!(
                 "kernel families  {}",
@@ -147,6 +170,19 @@ fn main() -> ExitCode {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            if let Some(name) = &a.model {
+                let cfg = imba::model::DitConfig::preset(name, a.image_size, a.channels, a.labels)?;
+                let r = imba::model::MemoryReport::new(&cfg, a.batch, if a.single { 1 } else { 2 });
+                println!("\n{r}");
+                let max = gpu.device.limits().max_storage_buffer_binding_size;
+                if r.largest.1 > max {
+                    println!(
+                        "does not fit:     `{}` exceeds this adapter's {max}-byte storage binding; \
+                         use a smaller batch",
+                        r.largest.0
+                    );
+                }
+            }
             Ok(())
         }
         Command::Demo(a) => demo(&gpu, &a),

@@ -259,6 +259,21 @@ fn gpu_dit_single_forward_with_concept_lists_matches_reference() {
     }
 }
 
+/// The memory report is the allocation: the arena's buffers add up to its activation and
+/// scratch bytes.
+#[test]
+fn memory_report_matches_the_allocation() {
+    let g = gpu();
+    let cfg = DitConfig::tiny();
+    for repeats in [1, 2] {
+        let acts = Activations::new(&g.device, &cfg, 3, repeats).unwrap();
+        let allocated: u64 = acts.sizes().iter().map(|s| s.1).sum();
+        let r = imba::model::MemoryReport::new(&cfg, 3, repeats);
+        assert_eq!(allocated, r.activation_bytes + r.scratch_bytes);
+        assert_eq!(r.flat_bytes, ParamLayout::new(&cfg).total as u64 * 4);
+    }
+}
+
 #[test]
 fn dit_bad_input_is_an_error() {
     let g = gpu();

@@ -5,9 +5,11 @@
 pub mod checkpoint;
 pub mod config;
 pub mod dit;
+pub mod memory;
 pub mod params;
 pub mod tokens;
 
 pub use config::DitConfig;
 pub use dit::{Activations, Dit, DitKernels, DualLoss};
+pub use memory::MemoryReport;
 pub use params::{ParamLayout, Tensor};
