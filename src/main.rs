@@ -114,6 +114,34 @@ enum BenchCommand {
         #[arg(long, value_parser = parse_mkn)]
         shape: Vec<(u32, u32, u32)>,
     },
+    /// Wall-clock time of a DiT's dual forward and of a whole IMBA training step (forward,
+    /// fused loss, backward, gradient norm, AdamW, EMA) on random data.
+    Dit {
+        /// A preset (S/2, B/4, …) or "tiny" (depth 2, D 32, 2 heads, patch 2).
+        #[arg(long, default_value = "tiny")]
+        model: String,
+        /// Image (or latent) height and width.
+        #[arg(long, default_value_t = 8)]
+        image_size: u32,
+        /// Image channels.
+        #[arg(long, default_value_t = 3)]
+        channels: u32,
+        /// Number of labels.
+        #[arg(long, default_value_t = 10)]
+        labels: u32,
+        /// Samples per step (the dual forward runs twice as many rows).
+        #[arg(long, default_value_t = 16)]
+        batch: u32,
+        /// Overrides the preset's depth (e.g. a shallow S for a quick measurement).
+        #[arg(long)]
+        depth: Option<u32>,
+        /// Timed steps (median reported).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Untimed warm-up steps.
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+    },
 }
 
 fn parse_mkn(s: &str) -> Result<(u32, u32, u32), String> {
@@ -209,6 +237,36 @@ fn main() -> ExitCode {
             };
             let report = imba::bench::matmul(&gpu, &shapes, warmup, reps, portable_reps)?;
             println!("{}", report.markdown());
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Dit {
+            model,
+            image_size,
+            channels,
+            labels,
+            batch,
+            depth,
+            reps,
+            warmup,
+        }) => {
+            let mut cfg = if model.eq_ignore_ascii_case("tiny") {
+                imba::model::DitConfig {
+                    height: image_size,
+                    width: image_size,
+                    channels,
+                    num_labels: labels,
+                    ..imba::model::DitConfig::tiny()
+                }
+            } else {
+                imba::model::DitConfig::preset(&model, image_size, channels, labels)?
+            };
+            if let Some(d) = depth {
+                cfg.depth = d;
+            }
+            cfg.validate()?;
+            let r = imba::bench::dit_step(&gpu, &cfg, batch, warmup, reps)?;
+            println!("adapter: {}\n", gpu.info.name);
+            println!("{}", r.markdown());
             Ok(())
         }
     });

@@ -1,4 +1,5 @@
-//! Kernel benchmarks, shared by `cargo bench` and `imba bench kernels` / `imba bench matmul`.
+//! Kernel benchmarks, shared by `cargo bench` and `imba bench kernels` / `imba bench matmul`,
+//! and the DiT step benchmark of `imba bench dit`.
 //!
 //! GPU time comes from timestamp queries written around the recorded launch (median of
 //! `reps` runs after `warmup` runs, one submit each; the fused kernels and the unfused chain
@@ -14,7 +15,9 @@ use crate::reference;
 use crate::Result;
 use std::time::Instant;
 
+mod dit;
 mod matmul;
+pub use dit::{dit_step, DitStepReport};
 pub use matmul::{matmul, MatmulReport, MatmulRow, DEFAULT_SHAPES as MATMUL_SHAPES};
 
 /// How times were taken.
