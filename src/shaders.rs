@@ -19,6 +19,10 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("unfused", include_str!("../shaders/unfused.wgsl")),
     ("adaln", include_str!("../shaders/adaln.wgsl")),
     ("attention", include_str!("../shaders/attention.wgsl")),
+    (
+        "attention_texture",
+        include_str!("../shaders/attention_texture.wgsl"),
+    ),
     ("embed", include_str!("../shaders/embed.wgsl")),
     ("optim", include_str!("../shaders/optim.wgsl")),
 ];

@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use imba::kernels::{AttentionKernels, AttentionShape};
+use imba::kernels::{AttentionKernels, AttentionPath, AttentionShape};
 use imba::reference::attention as ra;
 
 fn ref_shape(s: AttentionShape) -> ra::AttentionShape {
@@ -20,14 +20,19 @@ fn ref_shape(s: AttentionShape) -> ra::AttentionShape {
 fn attention_matches_reference() {
     let g = gpu();
     let dev = &g.device;
-    let k = AttentionKernels::new(dev).unwrap();
     let mut r = Rand::new(21);
-    for (samples, tokens, heads, head_dim) in [
+    let fast = AttentionKernels::new(dev).unwrap();
+    let portable = AttentionKernels::new(dev).unwrap().with_texture_path(false);
+    let shapes = [
         (1u32, 1u32, 1u32, 1u32),
         (2, 7, 3, 5),
         (3, 17, 2, 16),
         (1, 65, 1, 128),
-    ] {
+        (5, 9, 3, 4),
+    ];
+    for ((samples, tokens, heads, head_dim), k) in
+        shapes.iter().flat_map(|&s| [(s, &fast), (s, &portable)])
+    {
         let sh = AttentionShape {
             samples,
             tokens,
@@ -54,7 +59,16 @@ fn attention_matches_reference() {
         let q64 = f64s(&qkv);
         let want_o = ra::attention(&q64, ref_shape(sh));
         let want_d = ra::attention_backward(&q64, &f64s(&d_o), ref_shape(sh));
-        let what = format!("{sh:?}");
+        let path = k.path(dev, sh);
+        if head_dim % 4 != 0
+            || std::ptr::eq(k, &portable)
+            || !AttentionKernels::texture_path_supported(dev)
+        {
+            assert_eq!(path, AttentionPath::Portable);
+        } else {
+            assert_eq!(path, AttentionPath::Texture);
+        }
+        let what = format!("{sh:?} {path:?}");
         assert_close(
             &format!("{what} O"),
             &g.read(&o, e).unwrap(),

@@ -1,9 +1,19 @@
-//! Launcher of `shaders/attention.wgsl`: multi-head self-attention from the fused qkv
+//! Launcher of the attention family: multi-head self-attention from the fused qkv
 //! projection, forward (saving one log-sum-exp per query row) and backward (recomputing the
-//! probabilities from it).
+//! probabilities from it). Two paths with the same results:
+//! - portable (`shaders/attention.wgsl`): reads storage buffers; every adapter;
+//! - texture (`shaders/attention_texture.wgsl`), for llvmpipe: packs qkv and dO into
+//!   rgba32float textures and reads the rows of the inner loops as texel fetches, which
+//!   llvmpipe compiles into gathers instead of per-lane load loops. Chosen on CPU adapters
+//!   when dim and head_dim are multiples of 4.
 
 use super::common::{self, Region, Slot};
 use crate::{Error, Result};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Texels per row of the texture path's linear textures (`TEX_W` in the shader).
+const TEX_W: u64 = 4096;
 
 /// Largest head size the kernels hold in registers (`MAX_HD` in the shader).
 pub const MAX_HEAD_DIM: u32 = 128;
@@ -64,6 +74,19 @@ struct Params {
     pad: u32,
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct TexParams {
+    samples: u32,
+    tokens: u32,
+    heads: u32,
+    head_dim: u32,
+    dim: u32,
+    scale: f32,
+    groups_x: u32,
+    texels: u32,
+}
+
 const ENTRIES: [&str; 4] = [
     "attention_forward",
     "attention_delta",
@@ -71,12 +94,77 @@ const ENTRIES: [&str; 4] = [
     "attention_dkv",
 ];
 
+/// Which kernels a launch runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttentionPath {
+    Portable,
+    Texture,
+}
+
+const TEX_ENTRIES: [&str; 5] = [
+    "pack_linear4",
+    "attention_forward_tex",
+    "attention_delta_tex",
+    "attention_dq_tex",
+    "attention_dkv_tex",
+];
+
+/// The texture path's pipelines, placeholder textures and cached operand textures.
+struct TexturePath {
+    layout: wgpu::BindGroupLayout,
+    pipelines: Vec<wgpu::ComputePipeline>,
+    sampled_placeholder: wgpu::TextureView,
+    storage_placeholder: wgpu::TextureView,
+    /// Textures by (role, height), made on first use: passes run in order, so reusing one
+    /// for a later launch is safe.
+    textures: Mutex<HashMap<(&'static str, u32), wgpu::TextureView>>,
+}
+
 /// Compiled attention pipelines for one device.
 pub struct AttentionKernels {
     layout: wgpu::BindGroupLayout,
     pipelines: Vec<wgpu::ComputePipeline>,
+    texture: Option<TexturePath>,
     unused_read: wgpu::Buffer,
     unused_rw: wgpu::Buffer,
+}
+
+fn texture(device: &wgpu::Device, label: &str, height: u32) -> wgpu::TextureView {
+    device
+        .create_texture(&wgpu::TextureDescriptor {
+            label: Some(label),
+            size: wgpu::Extent3d {
+                width: TEX_W as u32,
+                height,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+            view_formats: &[],
+        })
+        .create_view(&Default::default())
+}
+
+fn small_texture(device: &wgpu::Device) -> wgpu::TextureView {
+    device
+        .create_texture(&wgpu::TextureDescriptor {
+            label: Some("attention-placeholder"),
+            size: wgpu::Extent3d {
+                width: 1,
+                height: 1,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+            view_formats: &[],
+        })
+        .create_view(&Default::default())
 }
 
 impl AttentionKernels {
@@ -96,12 +184,68 @@ impl AttentionKernels {
             ],
         );
         let pipelines = common::pipelines(device, "attention", &layout, &ENTRIES)?;
+        let texture = if Self::texture_path_supported(device) {
+            let layout = common::layout(
+                device,
+                "attention-texture",
+                &[
+                    (0, Uniform),
+                    (1, Read),
+                    (2, Read),
+                    (3, ReadWrite),
+                    (4, ReadWrite),
+                    (5, Texture),
+                    (6, Texture),
+                    (7, Texture),
+                    (8, StorageTexture),
+                ],
+            );
+            let pipelines = common::pipelines(device, "attention_texture", &layout, &TEX_ENTRIES)?;
+            Some(TexturePath {
+                layout,
+                pipelines,
+                sampled_placeholder: small_texture(device),
+                storage_placeholder: small_texture(device),
+                textures: Mutex::new(HashMap::new()),
+            })
+        } else {
+            None
+        };
         Ok(Self {
             layout,
             pipelines,
+            texture,
             unused_read: common::placeholder(device),
             unused_rw: common::placeholder(device),
         })
+    }
+
+    /// Whether `device` gets the texture path: CPU adapters (llvmpipe), where storage-buffer
+    /// loads are slow and texel fetches are not.
+    pub fn texture_path_supported(device: &wgpu::Device) -> bool {
+        device.adapter_info().device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Turns the texture path off (`false`), e.g. to test or time the portable kernels.
+    pub fn with_texture_path(mut self, enabled: bool) -> Self {
+        if !enabled {
+            self.texture = None;
+        }
+        self
+    }
+
+    /// The kernels a launch of `shape` runs on this device.
+    pub fn path(&self, device: &wgpu::Device, shape: AttentionShape) -> AttentionPath {
+        let max = device.limits().max_texture_dimension_2d as u64;
+        let rows = |texels: u64| texels.div_ceil(TEX_W);
+        let fits = TEX_W <= max
+            && rows(3 * shape.elements() / 4) <= max
+            && rows(shape.query_rows()) <= max;
+        if self.texture.is_some() && shape.head_dim % 4 == 0 && fits {
+            AttentionPath::Texture
+        } else {
+            AttentionPath::Portable
+        }
     }
 
     /// O = softmax(Q·Kᵀ/√head_dim)·V; writes the log-sum-exp of every query row to `lse`
@@ -118,15 +262,22 @@ impl AttentionKernels {
         shape.validate()?;
         let e = shape.elements() * 4;
         let l = shape.query_rows() * 4;
+        let (qkv, o, lse) = (qkv.into(), o.into(), lse.into());
+        if self.path(device, shape) == AttentionPath::Texture {
+            for (name, r, bytes) in [("qkv", qkv, 3 * e), ("o", o, e), ("lse", lse, l)] {
+                common::check_storage(device, name, r, bytes)?;
+            }
+            return self.forward_texture(device, encoder, shape, qkv, o, lse);
+        }
         let bg = self.bind(
             device,
             shape,
             [
-                Some(("qkv", qkv.into(), 3 * e)),
+                Some(("qkv", qkv, 3 * e)),
                 None,
                 None,
-                Some(("o", o.into(), e)),
-                Some(("lse", lse.into(), l)),
+                Some(("o", o, e)),
+                Some(("lse", lse, l)),
                 None,
             ],
         )?;
@@ -159,6 +310,18 @@ impl AttentionKernels {
             dqkv.into(),
             delta.into(),
         );
+        if self.path(device, shape) == AttentionPath::Texture {
+            for (name, r, bytes) in [
+                ("qkv", qkv, 3 * e),
+                ("o", o, e),
+                ("lse", lse, l),
+                ("d_o", d_o, e),
+                ("dqkv", dqkv, 3 * e),
+            ] {
+                common::check_storage(device, name, r, bytes)?;
+            }
+            return self.backward_texture(device, encoder, shape, [qkv, o, lse, d_o, dqkv]);
+        }
         let first = self.bind(
             device,
             shape,
@@ -189,6 +352,177 @@ impl AttentionKernels {
             shape,
             &[(1, &first), (2, &second), (3, &second)],
         )
+    }
+
+    fn cached(&self, device: &wgpu::Device, role: &'static str, texels: u64) -> wgpu::TextureView {
+        let tex = self.texture.as_ref().expect("texture path");
+        let height = texels.div_ceil(TEX_W).max(1) as u32;
+        let mut cache = tex.textures.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry((role, height))
+            .or_insert_with(|| texture(device, role, height))
+            .clone()
+    }
+
+    /// One texture-path dispatch: buffers in slots 1–4, sampled textures in 5–7, the written
+    /// texture in 8 (placeholders where unused).
+    #[allow(clippy::too_many_arguments)]
+    fn tex_dispatch(
+        &self,
+        device: &wgpu::Device,
+        shape: AttentionShape,
+        texels: u64,
+        invocations: u64,
+        buffers: [Option<(Region, u64)>; 4],
+        sampled: [Option<&wgpu::TextureView>; 3],
+        written: Option<&wgpu::TextureView>,
+    ) -> Result<(wgpu::BindGroup, (u32, u32))> {
+        let tex = self.texture.as_ref().expect("texture path");
+        let grid = common::grid(device, invocations.div_ceil(64))?;
+        let ub = common::uniform(
+            device,
+            &TexParams {
+                samples: shape.samples,
+                tokens: shape.tokens,
+                heads: shape.heads,
+                head_dim: shape.head_dim,
+                dim: shape.dim(),
+                scale: 1.0 / (shape.head_dim as f32).sqrt(),
+                groups_x: grid.0,
+                texels: texels as u32,
+            },
+        );
+        let mut entries = vec![(0, ub.as_entire_binding())];
+        for (i, b) in buffers.into_iter().enumerate() {
+            let fallback = if i < 2 {
+                &self.unused_read
+            } else {
+                &self.unused_rw
+            };
+            entries.push((i as u32 + 1, common::range_or(b, fallback)));
+        }
+        for (i, t) in sampled.into_iter().enumerate() {
+            entries.push((
+                i as u32 + 5,
+                wgpu::BindingResource::TextureView(t.unwrap_or(&tex.sampled_placeholder)),
+            ));
+        }
+        entries.push((
+            8,
+            wgpu::BindingResource::TextureView(written.unwrap_or(&tex.storage_placeholder)),
+        ));
+        Ok((common::bind_group(device, &tex.layout, entries), grid))
+    }
+
+    fn forward_texture(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        shape: AttentionShape,
+        qkv: Region,
+        o: Region,
+        lse: Region,
+    ) -> Result<()> {
+        let tex = self.texture.as_ref().expect("texture path");
+        let (e, l) = (shape.elements(), shape.query_rows());
+        let qkv_tex = self.cached(device, "attention-qkv", 3 * e / 4);
+        let pack = self.tex_dispatch(
+            device,
+            shape,
+            3 * e / 4,
+            3 * e / 4,
+            [Some((qkv, 12 * e)), None, None, None],
+            [None; 3],
+            Some(&qkv_tex),
+        )?;
+        let fwd = self.tex_dispatch(
+            device,
+            shape,
+            0,
+            l,
+            [None, None, Some((lse, 4 * l)), Some((o, 4 * e))],
+            [Some(&qkv_tex), None, None],
+            None,
+        )?;
+        common::record_pass(
+            encoder,
+            "attention-texture",
+            &[
+                (&tex.pipelines[0], &pack.0, pack.1),
+                (&tex.pipelines[1], &fwd.0, fwd.1),
+            ],
+        );
+        Ok(())
+    }
+
+    fn backward_texture(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        shape: AttentionShape,
+        [qkv, o, lse, d_o, dqkv]: [Region; 5],
+    ) -> Result<()> {
+        let tex = self.texture.as_ref().expect("texture path");
+        let (e, l) = (shape.elements(), shape.query_rows());
+        let qkv_tex = self.cached(device, "attention-qkv", 3 * e / 4);
+        let do_tex = self.cached(device, "attention-do", e / 4);
+        let ld_tex = self.cached(device, "attention-ld", l);
+        let steps = [
+            self.tex_dispatch(
+                device,
+                shape,
+                3 * e / 4,
+                3 * e / 4,
+                [Some((qkv, 12 * e)), None, None, None],
+                [None; 3],
+                Some(&qkv_tex),
+            )?,
+            self.tex_dispatch(
+                device,
+                shape,
+                e / 4,
+                e / 4,
+                [Some((d_o, 4 * e)), None, None, None],
+                [None; 3],
+                Some(&do_tex),
+            )?,
+            self.tex_dispatch(
+                device,
+                shape,
+                0,
+                l,
+                [
+                    Some((o, 4 * e)),
+                    Some((d_o, 4 * e)),
+                    Some((lse, 4 * l)),
+                    None,
+                ],
+                [None; 3],
+                Some(&ld_tex),
+            )?,
+            self.tex_dispatch(
+                device,
+                shape,
+                0,
+                l,
+                [None, None, None, Some((dqkv, 12 * e))],
+                [Some(&qkv_tex), Some(&do_tex), Some(&ld_tex)],
+                None,
+            )?,
+        ];
+        let p = &tex.pipelines;
+        common::record_pass(
+            encoder,
+            "attention-texture-backward",
+            &[
+                (&p[0], &steps[0].0, steps[0].1),
+                (&p[0], &steps[1].0, steps[1].1),
+                (&p[2], &steps[2].0, steps[2].1),
+                (&p[3], &steps[3].0, steps[3].1),
+                (&p[4], &steps[3].0, steps[3].1),
+            ],
+        );
+        Ok(())
     }
 
     fn bind(

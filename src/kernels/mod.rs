@@ -17,7 +17,7 @@ pub mod unfused;
 
 pub use activation::{Activation, ActivationKernels};
 pub use adaln::{AdaLnKernels, Columns, Modulation, Stream};
-pub use attention::{AttentionKernels, AttentionShape};
+pub use attention::{AttentionKernels, AttentionPath, AttentionShape};
 pub use common::Region;
 pub use embed::{EmbedKernels, Labels, NO_LABEL};
 pub use loss::{
