@@ -241,7 +241,7 @@ impl AttentionKernels {
         let fits = TEX_W <= max
             && rows(3 * shape.elements() / 4) <= max
             && rows(shape.query_rows()) <= max;
-        if self.texture.is_some() && shape.head_dim % 4 == 0 && fits {
+        if self.texture.is_some() && shape.head_dim.is_multiple_of(4) && fits {
             AttentionPath::Texture
         } else {
             AttentionPath::Portable
