@@ -111,9 +111,6 @@ pub struct AdaLnKernels {
     unused_rw: [wgpu::Buffer; 2],
 }
 
-/// Bindings 1–6 of one launch: (region, bytes) or unused.
-type Bindings<'a> = [Option<(Region<'a>, u64)>; 6];
-
 impl AdaLnKernels {
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         use Slot::*;
@@ -365,34 +362,26 @@ impl AdaLnKernels {
         invocations: u64,
         slots: [Option<(&'static str, Region, u64)>; 6],
     ) -> Result<()> {
-        for (name, region, bytes) in slots.iter().flatten() {
-            common::check_storage(device, name, *region, *bytes)?;
-        }
-        let (gx, gy) = common::grid(device, invocations.div_ceil(64))?;
-        let ub = common::uniform(
+        // Read-only slots 1–3 share a placeholder; writable ones get their own.
+        let fallbacks = [
+            &self.unused_read,
+            &self.unused_read,
+            &self.unused_read,
+            &self.unused_rw[1],
+            &self.unused_rw[0],
+            &self.unused_rw[1],
+        ];
+        let bindings: Vec<_> = slots.into_iter().zip(fallbacks).collect();
+        common::launch_one(
             device,
-            &Params {
-                groups_x: gx,
-                ..params
-            },
-        );
-        let binds: Bindings = slots.map(|s| s.map(|(_, r, b)| (r, b)));
-        let mut entries = vec![(0, ub.as_entire_binding())];
-        for (i, b) in binds.into_iter().enumerate() {
-            let fallback = if i < 3 {
-                &self.unused_read
-            } else {
-                &self.unused_rw[i % 2]
-            };
-            entries.push((i as u32 + 1, common::range_or(b, fallback)));
-        }
-        let bg = common::bind_group(device, &self.layout, entries);
-        common::record_pass(
             encoder,
             ENTRIES[entry],
-            &[(&self.pipelines[entry], &bg, (gx, gy))],
-        );
-        Ok(())
+            &self.layout,
+            &self.pipelines[entry],
+            invocations,
+            |groups_x| common::uniform(device, &Params { groups_x, ..params }),
+            &bindings,
+        )
     }
 }
 

@@ -270,3 +270,36 @@ pub(crate) fn range_or<'a, R: Into<Region<'a>>>(
         None => range(fallback, 16),
     }
 }
+
+/// A storage binding of a launch — (name for errors, region, bytes), or unused — and the
+/// placeholder bound where it is unused.
+pub(crate) type Binding<'a> = (Option<(&'static str, Region<'a>, u64)>, &'a wgpu::Buffer);
+
+/// The common shape of a one-dispatch launch: checks every used binding against the device,
+/// lays out a 2-D grid of 64-invocation workgroups for `invocations`, makes the uniform
+/// buffer from `uniform(groups_x)`, binds the storage slots in order from binding 1 and
+/// records the dispatch.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn launch_one(
+    device: &wgpu::Device,
+    encoder: &mut wgpu::CommandEncoder,
+    label: &str,
+    layout: &wgpu::BindGroupLayout,
+    pipeline: &wgpu::ComputePipeline,
+    invocations: u64,
+    uniform: impl FnOnce(u32) -> wgpu::Buffer,
+    bindings: &[Binding],
+) -> Result<()> {
+    for (name, region, bytes) in bindings.iter().filter_map(|b| b.0) {
+        check_storage(device, name, region, bytes)?;
+    }
+    let (gx, gy) = grid(device, invocations.div_ceil(64))?;
+    let ub = uniform(gx);
+    let mut entries = vec![(0, ub.as_entire_binding())];
+    for (i, (b, fallback)) in bindings.iter().enumerate() {
+        entries.push((i as u32 + 1, range_or(b.map(|(_, r, n)| (r, n)), fallback)));
+    }
+    let bg = bind_group(device, layout, entries);
+    record_pass(encoder, label, &[(pipeline, &bg, (gx, gy))]);
+    Ok(())
+}

@@ -255,30 +255,16 @@ impl EmbedKernels {
         invocations: u64,
         slots: [Option<(&'static str, Region, u64)>; 4],
     ) -> Result<()> {
-        for (name, region, bytes) in slots.iter().flatten() {
-            common::check_storage(device, name, *region, *bytes)?;
-        }
-        let (gx, gy) = common::grid(device, invocations.div_ceil(64))?;
-        let ub = common::uniform(
+        let bindings: Vec<_> = slots.into_iter().map(|s| (s, &self.unused)).collect();
+        common::launch_one(
             device,
-            &Params {
-                groups_x: gx,
-                ..params
-            },
-        );
-        let mut entries = vec![(0, ub.as_entire_binding())];
-        for (i, s) in slots.into_iter().enumerate() {
-            entries.push((
-                i as u32 + 1,
-                common::range_or(s.map(|(_, r, b)| (r, b)), &self.unused),
-            ));
-        }
-        let bg = common::bind_group(device, &self.layout, entries);
-        common::record_pass(
             encoder,
             ENTRIES[entry],
-            &[(&self.pipelines[entry], &bg, (gx, gy))],
-        );
-        Ok(())
+            &self.layout,
+            &self.pipelines[entry],
+            invocations,
+            |groups_x| common::uniform(device, &Params { groups_x, ..params }),
+            &bindings,
+        )
     }
 }
