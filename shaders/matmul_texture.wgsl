@@ -100,32 +100,34 @@ fn store_row(tile_row: u32, col0: u32, acc: vec4<f32>, bias4: vec4<f32>) {
     }
 }
 
-@compute @workgroup_size(8)
-fn matmul_texture8(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(subgroup_invocation_id) lane: u32,
-) {
-    let row0 = wid.y * 16u;
-    let col0 = wid.x * 32u + 4u * lane;
-    let bx = wid.x * 8u + lane;
+// The 16 rows × 4 columns a lane owns.
+struct Tile {
+    c0: vec4<f32>, c1: vec4<f32>, c2: vec4<f32>, c3: vec4<f32>,
+    c4: vec4<f32>, c5: vec4<f32>, c6: vec4<f32>, c7: vec4<f32>,
+    c8: vec4<f32>, c9: vec4<f32>, c10: vec4<f32>, c11: vec4<f32>,
+    c12: vec4<f32>, c13: vec4<f32>, c14: vec4<f32>, c15: vec4<f32>,
+}
 
-    var c0 = vec4<f32>(0.0);
-    var c1 = vec4<f32>(0.0);
-    var c2 = vec4<f32>(0.0);
-    var c3 = vec4<f32>(0.0);
-    var c4 = vec4<f32>(0.0);
-    var c5 = vec4<f32>(0.0);
-    var c6 = vec4<f32>(0.0);
-    var c7 = vec4<f32>(0.0);
-    var c8 = vec4<f32>(0.0);
-    var c9 = vec4<f32>(0.0);
-    var c10 = vec4<f32>(0.0);
-    var c11 = vec4<f32>(0.0);
-    var c12 = vec4<f32>(0.0);
-    var c13 = vec4<f32>(0.0);
-    var c14 = vec4<f32>(0.0);
-    var c15 = vec4<f32>(0.0);
-
+// The K loop of a tile: rows row0..row0+15 of the A texture times texel column bx of B.
+// Called from subgroup-uniform control flow (the broadcasts need every lane).
+fn tile_product(row0: u32, bx: u32, lane: u32) -> Tile {
+    var t: Tile;
+    t.c0 = vec4<f32>(0.0);
+    t.c1 = vec4<f32>(0.0);
+    t.c2 = vec4<f32>(0.0);
+    t.c3 = vec4<f32>(0.0);
+    t.c4 = vec4<f32>(0.0);
+    t.c5 = vec4<f32>(0.0);
+    t.c6 = vec4<f32>(0.0);
+    t.c7 = vec4<f32>(0.0);
+    t.c8 = vec4<f32>(0.0);
+    t.c9 = vec4<f32>(0.0);
+    t.c10 = vec4<f32>(0.0);
+    t.c11 = vec4<f32>(0.0);
+    t.c12 = vec4<f32>(0.0);
+    t.c13 = vec4<f32>(0.0);
+    t.c14 = vec4<f32>(0.0);
+    t.c15 = vec4<f32>(0.0);
     for (var k = 0u; k < P.k4; k = k + 4u) {
         let lo = textureLoad(a_tex, vec2<u32>(k / 4u, row0 + lane), 0);
         let hi = textureLoad(a_tex, vec2<u32>(k / 4u, row0 + 8u + lane), 0);
@@ -133,44 +135,93 @@ fn matmul_texture8(
         let b1 = textureLoad(b_tex, vec2<u32>(bx, k + 1u), 0);
         let b2 = textureLoad(b_tex, vec2<u32>(bx, k + 2u), 0);
         let b3 = textureLoad(b_tex, vec2<u32>(bx, k + 3u), 0);
-        c0 = step4(c0, subgroupBroadcast(lo, 0u), b0, b1, b2, b3);
-        c1 = step4(c1, subgroupBroadcast(lo, 1u), b0, b1, b2, b3);
-        c2 = step4(c2, subgroupBroadcast(lo, 2u), b0, b1, b2, b3);
-        c3 = step4(c3, subgroupBroadcast(lo, 3u), b0, b1, b2, b3);
-        c4 = step4(c4, subgroupBroadcast(lo, 4u), b0, b1, b2, b3);
-        c5 = step4(c5, subgroupBroadcast(lo, 5u), b0, b1, b2, b3);
-        c6 = step4(c6, subgroupBroadcast(lo, 6u), b0, b1, b2, b3);
-        c7 = step4(c7, subgroupBroadcast(lo, 7u), b0, b1, b2, b3);
-        c8 = step4(c8, subgroupBroadcast(hi, 0u), b0, b1, b2, b3);
-        c9 = step4(c9, subgroupBroadcast(hi, 1u), b0, b1, b2, b3);
-        c10 = step4(c10, subgroupBroadcast(hi, 2u), b0, b1, b2, b3);
-        c11 = step4(c11, subgroupBroadcast(hi, 3u), b0, b1, b2, b3);
-        c12 = step4(c12, subgroupBroadcast(hi, 4u), b0, b1, b2, b3);
-        c13 = step4(c13, subgroupBroadcast(hi, 5u), b0, b1, b2, b3);
-        c14 = step4(c14, subgroupBroadcast(hi, 6u), b0, b1, b2, b3);
-        c15 = step4(c15, subgroupBroadcast(hi, 7u), b0, b1, b2, b3);
+        t.c0 = step4(t.c0, subgroupBroadcast(lo, 0u), b0, b1, b2, b3);
+        t.c1 = step4(t.c1, subgroupBroadcast(lo, 1u), b0, b1, b2, b3);
+        t.c2 = step4(t.c2, subgroupBroadcast(lo, 2u), b0, b1, b2, b3);
+        t.c3 = step4(t.c3, subgroupBroadcast(lo, 3u), b0, b1, b2, b3);
+        t.c4 = step4(t.c4, subgroupBroadcast(lo, 4u), b0, b1, b2, b3);
+        t.c5 = step4(t.c5, subgroupBroadcast(lo, 5u), b0, b1, b2, b3);
+        t.c6 = step4(t.c6, subgroupBroadcast(lo, 6u), b0, b1, b2, b3);
+        t.c7 = step4(t.c7, subgroupBroadcast(lo, 7u), b0, b1, b2, b3);
+        t.c8 = step4(t.c8, subgroupBroadcast(hi, 0u), b0, b1, b2, b3);
+        t.c9 = step4(t.c9, subgroupBroadcast(hi, 1u), b0, b1, b2, b3);
+        t.c10 = step4(t.c10, subgroupBroadcast(hi, 2u), b0, b1, b2, b3);
+        t.c11 = step4(t.c11, subgroupBroadcast(hi, 3u), b0, b1, b2, b3);
+        t.c12 = step4(t.c12, subgroupBroadcast(hi, 4u), b0, b1, b2, b3);
+        t.c13 = step4(t.c13, subgroupBroadcast(hi, 5u), b0, b1, b2, b3);
+        t.c14 = step4(t.c14, subgroupBroadcast(hi, 6u), b0, b1, b2, b3);
+        t.c15 = step4(t.c15, subgroupBroadcast(hi, 7u), b0, b1, b2, b3);
     }
+    return t;
+}
 
+fn lane_bias(col0: u32) -> vec4<f32> {
     var bias4 = vec4<f32>(0.0);
     if (P.use_bias == 1u) {
         for (var j = 0u; j < 4u; j = j + 1u) {
             bias4[j] = bias[min(col0 + j, P.n - 1u)];
         }
     }
-    store_row(row0, col0, c0, bias4);
-    store_row(row0 + 1u, col0, c1, bias4);
-    store_row(row0 + 2u, col0, c2, bias4);
-    store_row(row0 + 3u, col0, c3, bias4);
-    store_row(row0 + 4u, col0, c4, bias4);
-    store_row(row0 + 5u, col0, c5, bias4);
-    store_row(row0 + 6u, col0, c6, bias4);
-    store_row(row0 + 7u, col0, c7, bias4);
-    store_row(row0 + 8u, col0, c8, bias4);
-    store_row(row0 + 9u, col0, c9, bias4);
-    store_row(row0 + 10u, col0, c10, bias4);
-    store_row(row0 + 11u, col0, c11, bias4);
-    store_row(row0 + 12u, col0, c12, bias4);
-    store_row(row0 + 13u, col0, c13, bias4);
-    store_row(row0 + 14u, col0, c14, bias4);
-    store_row(row0 + 15u, col0, c15, bias4);
+    return bias4;
+}
+
+@compute @workgroup_size(8)
+fn matmul_texture8(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let row0 = wid.y * 16u;
+    let col0 = wid.x * 32u + 4u * lane;
+    let t = tile_product(row0, wid.x * 8u + lane, lane);
+    let bias4 = lane_bias(col0);
+    store_row(row0, col0, t.c0, bias4);
+    store_row(row0 + 1u, col0, t.c1, bias4);
+    store_row(row0 + 2u, col0, t.c2, bias4);
+    store_row(row0 + 3u, col0, t.c3, bias4);
+    store_row(row0 + 4u, col0, t.c4, bias4);
+    store_row(row0 + 5u, col0, t.c5, bias4);
+    store_row(row0 + 6u, col0, t.c6, bias4);
+    store_row(row0 + 7u, col0, t.c7, bias4);
+    store_row(row0 + 8u, col0, t.c8, bias4);
+    store_row(row0 + 9u, col0, t.c9, bias4);
+    store_row(row0 + 10u, col0, t.c10, bias4);
+    store_row(row0 + 11u, col0, t.c11, bias4);
+    store_row(row0 + 12u, col0, t.c12, bias4);
+    store_row(row0 + 13u, col0, t.c13, bias4);
+    store_row(row0 + 14u, col0, t.c14, bias4);
+    store_row(row0 + 15u, col0, t.c15, bias4);
+}
+
+// The same product written to an rgba32float texture laid out as C's rows (texel (x, y) =
+// C[row_offset + y, 4x..4x+3]), which the launcher copies into C with one
+// copy_texture_to_buffer: texel stores are branch-free on llvmpipe, unlike storage-buffer
+// stores. Only for N a multiple of 64 (whole texels, and 256-byte rows for the copy) and no
+// accumulation. Rows past M are written too; the copy leaves them out.
+@group(0) @binding(5) var c_tex: texture_storage_2d<rgba32float, write>;
+
+@compute @workgroup_size(8)
+fn matmul_texture8_to_texture(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let row0 = wid.y * 16u;
+    let x = wid.x * 8u + lane;
+    let t = tile_product(row0, x, lane);
+    let b = lane_bias(4u * x);
+    textureStore(c_tex, vec2<u32>(x, row0), t.c0 + b);
+    textureStore(c_tex, vec2<u32>(x, row0 + 1u), t.c1 + b);
+    textureStore(c_tex, vec2<u32>(x, row0 + 2u), t.c2 + b);
+    textureStore(c_tex, vec2<u32>(x, row0 + 3u), t.c3 + b);
+    textureStore(c_tex, vec2<u32>(x, row0 + 4u), t.c4 + b);
+    textureStore(c_tex, vec2<u32>(x, row0 + 5u), t.c5 + b);
+    textureStore(c_tex, vec2<u32>(x, row0 + 6u), t.c6 + b);
+    textureStore(c_tex, vec2<u32>(x, row0 + 7u), t.c7 + b);
+    textureStore(c_tex, vec2<u32>(x, row0 + 8u), t.c8 + b);
+    textureStore(c_tex, vec2<u32>(x, row0 + 9u), t.c9 + b);
+    textureStore(c_tex, vec2<u32>(x, row0 + 10u), t.c10 + b);
+    textureStore(c_tex, vec2<u32>(x, row0 + 11u), t.c11 + b);
+    textureStore(c_tex, vec2<u32>(x, row0 + 12u), t.c12 + b);
+    textureStore(c_tex, vec2<u32>(x, row0 + 13u), t.c13 + b);
+    textureStore(c_tex, vec2<u32>(x, row0 + 14u), t.c14 + b);
+    textureStore(c_tex, vec2<u32>(x, row0 + 15u), t.c15 + b);
 }

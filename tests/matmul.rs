@@ -95,8 +95,9 @@ fn portable_matmul_matches_reference_every_layout() {
 }
 
 /// The texture path's tile is 16 rows × 32 columns and it steps K by 4: sizes below, at and
-/// past those, and not multiples of them; then tall A operands split into row chunks (32
-/// rows here, so 65 rows take three chunks, the last one partial).
+/// past those, and not multiples of them; sizes whose operands and C move by texture copies;
+/// then tall A operands split into row chunks (32 rows here, so 65 and 70 rows take three
+/// chunks, the last one partial).
 #[test]
 fn fast_matmul_matches_reference_every_layout() {
     let g = gpu();
@@ -119,10 +120,15 @@ fn fast_matmul_matches_reference_every_layout() {
             (13, 33, 17),
             (65, 9, 70),
             (33, 130, 97),
+            // K and N multiples of 64: row-major operands go to their textures by copy, and
+            // C comes back from a texture (unless accumulating).
+            (16, 64, 64),
+            (70, 128, 64),
+            (33, 64, 192),
         ],
     );
     let chunked = MatmulKernels::new(&g.device).unwrap().with_row_chunk(32);
-    check_every_layout(g, &chunked, &[(65, 9, 70), (64, 4, 32)]);
+    check_every_layout(g, &chunked, &[(65, 9, 70), (64, 4, 32), (70, 64, 64)]);
 }
 
 #[test]

@@ -101,6 +101,9 @@ struct TexturePath {
     pack: wgpu::ComputePipeline,
     product_layout: wgpu::BindGroupLayout,
     product: wgpu::ComputePipeline,
+    /// `matmul_texture8_to_texture`: C written to a texture and copied out.
+    product_tex_layout: wgpu::BindGroupLayout,
+    product_tex: wgpu::ComputePipeline,
     /// Most rows of A packed and multiplied per chunk (a multiple of the tile's 16).
     row_chunk: u32,
     /// Packed-operand textures by (role, width, height), made on first use and reused: the
@@ -160,12 +163,32 @@ impl MatmulKernels {
                 &["matmul_texture8"],
             )?
             .remove(0);
+            let product_tex_layout = common::layout(
+                device,
+                "matmul-texture-out",
+                &[
+                    (0, Uniform),
+                    (1, Texture),
+                    (2, Texture),
+                    (3, Read),
+                    (5, StorageTexture),
+                ],
+            );
+            let product_tex = common::pipelines(
+                device,
+                "matmul_texture",
+                &product_tex_layout,
+                &["matmul_texture8_to_texture"],
+            )?
+            .remove(0);
             let max = device.limits().max_texture_dimension_2d;
             Some(TexturePath {
                 pack_layout,
                 pack,
                 product_layout,
                 product,
+                product_tex_layout,
+                product_tex,
                 row_chunk: max / TILE.0 * TILE.0,
                 textures: Mutex::new(HashMap::new()),
             })
@@ -309,10 +332,47 @@ fn packed_texture(
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
             format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING
+                | wgpu::TextureUsages::STORAGE_BINDING
+                | wgpu::TextureUsages::COPY_DST
+                | wgpu::TextureUsages::COPY_SRC,
             view_formats: &[],
         })
         .create_view(&Default::default())
+}
+
+/// Copy rows of `width_texels` texels between a region of a buffer and the top of a texture.
+fn texel_rows<'a>(
+    region: Region<'a>,
+    row: u32,
+    width_texels: u32,
+) -> wgpu::TexelCopyBufferInfo<'a> {
+    wgpu::TexelCopyBufferInfo {
+        buffer: region.buffer,
+        layout: wgpu::TexelCopyBufferLayout {
+            offset: region.offset + row as u64 * width_texels as u64 * 16,
+            bytes_per_row: Some(width_texels * 16),
+            rows_per_image: None,
+        },
+    }
+}
+
+fn texture_origin(view: &wgpu::TextureView) -> wgpu::TexelCopyTextureInfo<'_> {
+    wgpu::TexelCopyTextureInfo {
+        texture: view.texture(),
+        mip_level: 0,
+        origin: wgpu::Origin3d::ZERO,
+        aspect: wgpu::TextureAspect::All,
+    }
+}
+
+/// Whether a row-major operand of `cols` columns can go to or from a texture by a plain copy:
+/// whole texels per row and rows of a multiple of 256 bytes (wgpu's copy pitch), at an
+/// offset of whole texels, in a buffer with the copy usage.
+fn copyable(region: Region, cols: u32, usage: wgpu::BufferUsages) -> bool {
+    cols.is_multiple_of(64)
+        && region.offset.is_multiple_of(16)
+        && region.buffer.usage().contains(usage)
 }
 
 /// The texture path: pack op(B) once, then per chunk of A's rows pack them and multiply.
@@ -344,10 +404,29 @@ fn record_texture(
         )
     };
 
-    // Every dispatch in order — B's pack, then per chunk of A's rows: its pack, the product —
-    // with the bind group it owns.
-    let mut steps: Vec<(&wgpu::ComputePipeline, wgpu::BindGroup, (u32, u32))> = Vec::new();
-    let pack = |src: Region, bytes: u64, view: &wgpu::TextureView, p: PackParams| {
+    // Operands that are row-major with rows of whole 256-byte multiples go into their
+    // textures by copy_buffer_to_texture, and such a C comes back from a texture by
+    // copy_texture_to_buffer: plain copies, where the pack kernel and the per-lane stores of
+    // C pay llvmpipe's per-value storage-buffer cost. Everything else is packed / stored by
+    // kernels. Commands are recorded in order; wgpu orders each texture's writes before its
+    // reads.
+    let copy_a =
+        args.a_layout == Layout::RowMajor && copyable(args.a, args.k, wgpu::BufferUsages::COPY_SRC);
+    let copy_b =
+        args.b_layout == Layout::RowMajor && copyable(args.b, args.n, wgpu::BufferUsages::COPY_SRC);
+    let copy_c = !args.accumulate && copyable(args.c, args.n, wgpu::BufferUsages::COPY_DST);
+    let c_view = copy_c.then(|| {
+        let mut cache = tex.textures.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .entry(("matmul-c", args.n / 4, chunk))
+            .or_insert_with(|| packed_texture(device, "matmul-c", args.n / 4, chunk))
+            .clone()
+    });
+    let pack = |encoder: &mut wgpu::CommandEncoder,
+                src: Region,
+                bytes: u64,
+                view: &wgpu::TextureView,
+                p: PackParams| {
         let (gx, gy) = common::grid(device, (p.width as u64 * p.height as u64).div_ceil(64))?;
         let ub = common::uniform(device, &PackParams { groups_x: gx, ..p });
         let bg = common::bind_group(
@@ -359,39 +438,67 @@ fn record_texture(
                 (2, wgpu::BindingResource::TextureView(view)),
             ],
         );
-        Ok::<_, Error>((&tex.pack, bg, (gx, gy)))
+        common::record_pass(encoder, "matmul-pack", &[(&tex.pack, &bg, (gx, gy))]);
+        Ok::<_, Error>(())
     };
-    steps.push(pack(
-        args.b,
-        k * n * 4,
-        &b_view,
-        PackParams {
-            rows: args.k,
-            cols: args.n,
-            row_stride: b_row,
-            col_stride: b_col,
-            row_offset: 0,
-            width: b_width,
-            height: b_height,
-            groups_x: 0,
-        },
-    )?);
-    for row_offset in (0..args.m).step_by(chunk as usize) {
-        steps.push(pack(
-            args.a,
-            m * k * 4,
-            &a_view,
+    if copy_b {
+        encoder.copy_buffer_to_texture(
+            texel_rows(args.b, 0, args.n / 4),
+            texture_origin(&b_view),
+            wgpu::Extent3d {
+                width: args.n / 4,
+                height: args.k,
+                depth_or_array_layers: 1,
+            },
+        );
+    } else {
+        pack(
+            encoder,
+            args.b,
+            k * n * 4,
+            &b_view,
             PackParams {
-                rows: args.m,
-                cols: args.k,
-                row_stride: a_row,
-                col_stride: a_col,
-                row_offset,
-                width: a_width,
-                height: chunk,
+                rows: args.k,
+                cols: args.n,
+                row_stride: b_row,
+                col_stride: b_col,
+                row_offset: 0,
+                width: b_width,
+                height: b_height,
                 groups_x: 0,
             },
-        )?);
+        )?;
+    }
+    for row_offset in (0..args.m).step_by(chunk as usize) {
+        let rows = (args.m - row_offset).min(chunk);
+        if copy_a {
+            encoder.copy_buffer_to_texture(
+                texel_rows(args.a, row_offset, args.k / 4),
+                texture_origin(&a_view),
+                wgpu::Extent3d {
+                    width: args.k / 4,
+                    height: rows,
+                    depth_or_array_layers: 1,
+                },
+            );
+        } else {
+            pack(
+                encoder,
+                args.a,
+                m * k * 4,
+                &a_view,
+                PackParams {
+                    rows: args.m,
+                    cols: args.k,
+                    row_stride: a_row,
+                    col_stride: a_col,
+                    row_offset,
+                    width: a_width,
+                    height: chunk,
+                    groups_x: 0,
+                },
+            )?;
+        }
         let ub = common::uniform(
             device,
             &ProductParams {
@@ -403,25 +510,44 @@ fn record_texture(
                 accumulate: args.accumulate as u32,
             },
         );
-        let bg = common::bind_group(
-            device,
-            &tex.product_layout,
-            vec![
-                (0, ub.as_entire_binding()),
-                (1, wgpu::BindingResource::TextureView(&a_view)),
-                (2, wgpu::BindingResource::TextureView(&b_view)),
-                (3, common::range_or(args.bias.map(|b| (b, n * 4)), unused)),
-                (4, common::range(args.c, m * n * 4)),
-            ],
-        );
-        let rows = (args.m - row_offset).min(chunk);
-        steps.push((
-            &tex.product,
-            bg,
-            (args.n.div_ceil(TILE.1), rows.div_ceil(TILE.0)),
-        ));
+        let bias = common::range_or(args.bias.map(|b| (b, n * 4)), unused);
+        let grid = (args.n.div_ceil(TILE.1), rows.div_ceil(TILE.0));
+        if let Some(c_view) = &c_view {
+            let bg = common::bind_group(
+                device,
+                &tex.product_tex_layout,
+                vec![
+                    (0, ub.as_entire_binding()),
+                    (1, wgpu::BindingResource::TextureView(&a_view)),
+                    (2, wgpu::BindingResource::TextureView(&b_view)),
+                    (3, bias),
+                    (5, wgpu::BindingResource::TextureView(c_view)),
+                ],
+            );
+            common::record_pass(encoder, "matmul-texture", &[(&tex.product_tex, &bg, grid)]);
+            encoder.copy_texture_to_buffer(
+                texture_origin(c_view),
+                texel_rows(args.c, row_offset, args.n / 4),
+                wgpu::Extent3d {
+                    width: args.n / 4,
+                    height: rows,
+                    depth_or_array_layers: 1,
+                },
+            );
+        } else {
+            let bg = common::bind_group(
+                device,
+                &tex.product_layout,
+                vec![
+                    (0, ub.as_entire_binding()),
+                    (1, wgpu::BindingResource::TextureView(&a_view)),
+                    (2, wgpu::BindingResource::TextureView(&b_view)),
+                    (3, bias),
+                    (4, common::range(args.c, m * n * 4)),
+                ],
+            );
+            common::record_pass(encoder, "matmul-texture", &[(&tex.product, &bg, grid)]);
+        }
     }
-    let dispatches: Vec<_> = steps.iter().map(|(p, bg, g)| (*p, bg, *g)).collect();
-    common::record_pass(encoder, "matmul-texture", &dispatches);
     Ok(())
 }
