@@ -173,6 +173,74 @@ fn matmul_texture8(
     let row0 = wid.y * 16u;
     let col0 = wid.x * 32u + 4u * lane;
     let t = tile_product(row0, wid.x * 8u + lane, lane);
+    store_tile(row0, col0, t);
+}
+
+// The same product written to an rgba32float texture laid out as C's rows (texel (x, y) =
+// C[row_offset + y, 4x..4x+3]), which the launcher copies into C with one
+// copy_texture_to_buffer: texel stores are branch-free on llvmpipe, unlike storage-buffer
+// stores. Only for N a multiple of 64 (whole texels, and 256-byte rows for the copy) and no
+// accumulation. Rows past M are written too; the copy leaves them out.
+@group(0) @binding(5) var c_tex: texture_storage_2d<rgba32float, write>;
+
+@compute @workgroup_size(8)
+fn matmul_texture8_to_texture(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let row0 = wid.y * 16u;
+    let x = wid.x * 8u + lane;
+    store_tile_texture(row0, x, tile_product(row0, x, lane));
+}
+
+// The same kernels for 16-lane subgroups (llvmpipe with LP_NATIVE_VECTOR_WIDTH=512): a
+// workgroup is one subgroup of 16 lanes owning 16 rows × 64 columns of C; one A texel per
+// lane covers the 16 rows. The B texture's width is then a multiple of 16 texels.
+fn tile_product16(row0: u32, bx: u32, lane: u32) -> Tile {
+    var t: Tile;
+    t.c0 = vec4<f32>(0.0);
+    t.c1 = vec4<f32>(0.0);
+    t.c2 = vec4<f32>(0.0);
+    t.c3 = vec4<f32>(0.0);
+    t.c4 = vec4<f32>(0.0);
+    t.c5 = vec4<f32>(0.0);
+    t.c6 = vec4<f32>(0.0);
+    t.c7 = vec4<f32>(0.0);
+    t.c8 = vec4<f32>(0.0);
+    t.c9 = vec4<f32>(0.0);
+    t.c10 = vec4<f32>(0.0);
+    t.c11 = vec4<f32>(0.0);
+    t.c12 = vec4<f32>(0.0);
+    t.c13 = vec4<f32>(0.0);
+    t.c14 = vec4<f32>(0.0);
+    t.c15 = vec4<f32>(0.0);
+    for (var k = 0u; k < P.k4; k = k + 4u) {
+        let a = textureLoad(a_tex, vec2<u32>(k / 4u, row0 + lane), 0);
+        let b0 = textureLoad(b_tex, vec2<u32>(bx, k), 0);
+        let b1 = textureLoad(b_tex, vec2<u32>(bx, k + 1u), 0);
+        let b2 = textureLoad(b_tex, vec2<u32>(bx, k + 2u), 0);
+        let b3 = textureLoad(b_tex, vec2<u32>(bx, k + 3u), 0);
+        t.c0 = step4(t.c0, subgroupBroadcast(a, 0u), b0, b1, b2, b3);
+        t.c1 = step4(t.c1, subgroupBroadcast(a, 1u), b0, b1, b2, b3);
+        t.c2 = step4(t.c2, subgroupBroadcast(a, 2u), b0, b1, b2, b3);
+        t.c3 = step4(t.c3, subgroupBroadcast(a, 3u), b0, b1, b2, b3);
+        t.c4 = step4(t.c4, subgroupBroadcast(a, 4u), b0, b1, b2, b3);
+        t.c5 = step4(t.c5, subgroupBroadcast(a, 5u), b0, b1, b2, b3);
+        t.c6 = step4(t.c6, subgroupBroadcast(a, 6u), b0, b1, b2, b3);
+        t.c7 = step4(t.c7, subgroupBroadcast(a, 7u), b0, b1, b2, b3);
+        t.c8 = step4(t.c8, subgroupBroadcast(a, 8u), b0, b1, b2, b3);
+        t.c9 = step4(t.c9, subgroupBroadcast(a, 9u), b0, b1, b2, b3);
+        t.c10 = step4(t.c10, subgroupBroadcast(a, 10u), b0, b1, b2, b3);
+        t.c11 = step4(t.c11, subgroupBroadcast(a, 11u), b0, b1, b2, b3);
+        t.c12 = step4(t.c12, subgroupBroadcast(a, 12u), b0, b1, b2, b3);
+        t.c13 = step4(t.c13, subgroupBroadcast(a, 13u), b0, b1, b2, b3);
+        t.c14 = step4(t.c14, subgroupBroadcast(a, 14u), b0, b1, b2, b3);
+        t.c15 = step4(t.c15, subgroupBroadcast(a, 15u), b0, b1, b2, b3);
+    }
+    return t;
+}
+
+fn store_tile(row0: u32, col0: u32, t: Tile) {
     let bias4 = lane_bias(col0);
     store_row(row0, col0, t.c0, bias4);
     store_row(row0 + 1u, col0, t.c1, bias4);
@@ -192,21 +260,7 @@ fn matmul_texture8(
     store_row(row0 + 15u, col0, t.c15, bias4);
 }
 
-// The same product written to an rgba32float texture laid out as C's rows (texel (x, y) =
-// C[row_offset + y, 4x..4x+3]), which the launcher copies into C with one
-// copy_texture_to_buffer: texel stores are branch-free on llvmpipe, unlike storage-buffer
-// stores. Only for N a multiple of 64 (whole texels, and 256-byte rows for the copy) and no
-// accumulation. Rows past M are written too; the copy leaves them out.
-@group(0) @binding(5) var c_tex: texture_storage_2d<rgba32float, write>;
-
-@compute @workgroup_size(8)
-fn matmul_texture8_to_texture(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(subgroup_invocation_id) lane: u32,
-) {
-    let row0 = wid.y * 16u;
-    let x = wid.x * 8u + lane;
-    let t = tile_product(row0, x, lane);
+fn store_tile_texture(row0: u32, x: u32, t: Tile) {
     let b = lane_bias(4u * x);
     textureStore(c_tex, vec2<u32>(x, row0), t.c0 + b);
     textureStore(c_tex, vec2<u32>(x, row0 + 1u), t.c1 + b);
@@ -224,4 +278,24 @@ fn matmul_texture8_to_texture(
     textureStore(c_tex, vec2<u32>(x, row0 + 13u), t.c13 + b);
     textureStore(c_tex, vec2<u32>(x, row0 + 14u), t.c14 + b);
     textureStore(c_tex, vec2<u32>(x, row0 + 15u), t.c15 + b);
+}
+
+@compute @workgroup_size(16)
+fn matmul_texture16(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let row0 = wid.y * 16u;
+    let t = tile_product16(row0, wid.x * 16u + lane, lane);
+    store_tile(row0, wid.x * 64u + 4u * lane, t);
+}
+
+@compute @workgroup_size(16)
+fn matmul_texture16_to_texture(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let row0 = wid.y * 16u;
+    let x = wid.x * 16u + lane;
+    store_tile_texture(row0, x, tile_product16(row0, x, lane));
 }

@@ -2,85 +2,11 @@
 //! accumulation, odd sizes, NaN-poisoned outputs; bad input.
 
 mod common;
-use common::{assert_close, assert_error_mentions, gpu, Rand};
+#[path = "common/matmul_check.rs"]
+mod matmul_check;
+use common::{assert_error_mentions, gpu};
 use imba::kernels::{Layout, MatmulArgs, MatmulKernels, MatmulPath};
-use imba::reference::matmul as rm;
-
-/// Every layout, with and without bias and accumulation, at each size, against the f64
-/// reference, on whichever kernel `kernels` runs.
-fn check_every_layout(
-    g: &imba::gpu::Gpu,
-    kernels: &MatmulKernels,
-    sizes: &[(usize, usize, usize)],
-) {
-    let dev = &g.device;
-    let mut r = Rand::new(21);
-    for &(m, k, n) in sizes {
-        for a_layout in [Layout::RowMajor, Layout::Transposed] {
-            for b_layout in [Layout::RowMajor, Layout::Transposed] {
-                for (with_bias, accumulate) in [(false, false), (true, false), (true, true)] {
-                    let a = r.vec(m * k, -1.0, 1.0);
-                    let b = r.vec(k * n, -1.0, 1.0);
-                    let bias = r.vec(n, -1.0, 1.0);
-                    let c0 = r.vec(m * n, -1.0, 1.0);
-                    let (ab, bb, biasb) = (
-                        g.upload("a", &a),
-                        g.upload("b", &b),
-                        g.upload("bias", &bias),
-                    );
-                    let cb = if accumulate {
-                        g.upload("c", &c0)
-                    } else {
-                        g.poisoned("c", m * n)
-                    };
-                    let mut enc = g.encoder();
-                    kernels
-                        .record(
-                            dev,
-                            &mut enc,
-                            &MatmulArgs {
-                                m: m as u32,
-                                k: k as u32,
-                                n: n as u32,
-                                a: (&ab).into(),
-                                a_layout,
-                                b: (&bb).into(),
-                                b_layout,
-                                bias: with_bias.then_some((&biasb).into()),
-                                c: (&cb).into(),
-                                accumulate,
-                            },
-                        )
-                        .unwrap();
-                    g.submit_and_wait(enc).unwrap();
-                    let got: Vec<f32> = g.read(&cb, m * n).unwrap();
-                    let mut want = rm::matmul(
-                        &a,
-                        a_layout,
-                        &b,
-                        b_layout,
-                        with_bias.then_some(&bias[..]),
-                        m,
-                        k,
-                        n,
-                    );
-                    if accumulate {
-                        for (w, c) in want.iter_mut().zip(&c0) {
-                            *w += *c as f64;
-                        }
-                    }
-                    let what = format!(
-                        "{:?} ({m},{k},{n}) {a_layout:?}·{b_layout:?} bias={with_bias} \
-                         acc={accumulate}",
-                        kernels.path(dev, k as u32, n as u32)
-                    );
-                    // K ≤ 131 terms of size ≤ 1: f32 rounding stays far below this.
-                    assert_close(&what, &got, &want, 1e-5, 1e-5);
-                }
-            }
-        }
-    }
-}
+use matmul_check::{check_every_layout, texture_path_cases};
 
 #[test]
 fn portable_matmul_matches_reference_every_layout() {
@@ -94,41 +20,18 @@ fn portable_matmul_matches_reference_every_layout() {
     );
 }
 
-/// The texture path's tile is 16 rows × 32 columns and it steps K by 4: sizes below, at and
-/// past those, and not multiples of them; sizes whose operands and C move by texture copies;
-/// then tall A operands split into row chunks (32 rows here, so 65 and 70 rows take three
-/// chunks, the last one partial).
 #[test]
 fn fast_matmul_matches_reference_every_layout() {
     let g = gpu();
     let kernels = MatmulKernels::new(&g.device).unwrap();
-    if kernels.path(&g.device, 64, 64) != MatmulPath::Texture8 {
+    if kernels.path(&g.device, 64, 64) == MatmulPath::Portable {
         eprintln!(
-            "skipped: the adapter is not a CPU adapter with 8-lane subgroups, so the texture \
-             path does not run here"
+            "skipped: the adapter is not a CPU adapter with 8- or 16-lane subgroups, so the \
+             texture path does not run here"
         );
         return;
     }
-    check_every_layout(
-        g,
-        &kernels,
-        &[
-            (1, 1, 1),
-            (7, 5, 3),
-            (16, 4, 32),
-            (17, 8, 33),
-            (13, 33, 17),
-            (65, 9, 70),
-            (33, 130, 97),
-            // K and N multiples of 64: row-major operands go to their textures by copy, and
-            // C comes back from a texture (unless accumulating).
-            (16, 64, 64),
-            (70, 128, 64),
-            (33, 64, 192),
-        ],
-    );
-    let chunked = MatmulKernels::new(&g.device).unwrap().with_row_chunk(32);
-    check_every_layout(g, &chunked, &[(65, 9, 70), (64, 4, 32), (70, 64, 64)]);
+    texture_path_cases(g);
 }
 
 #[test]

@@ -64,12 +64,16 @@ struct Params {
 pub enum MatmulPath {
     /// `matmul_portable`: any adapter.
     Portable,
-    /// `pack_rows4` + `matmul_texture8`: llvmpipe-shaped, 16×32 tiles per 8-lane subgroup.
+    /// `pack_rows4` (or copies) + `matmul_texture8`: llvmpipe-shaped, 16×32 tiles per 8-lane
+    /// subgroup.
     Texture8,
+    /// The same with `matmul_texture16`: 16×64 tiles per 16-lane subgroup (llvmpipe with
+    /// `LP_NATIVE_VECTOR_WIDTH=512`).
+    Texture16,
 }
 
-/// Rows × columns of C per `matmul_texture8` workgroup.
-const TILE: (u32, u32) = (16, 32);
+/// Rows of C per texture-path workgroup (columns: 4 per lane).
+const TILE_ROWS: u32 = 16;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -104,12 +108,21 @@ struct TexturePath {
     /// `matmul_texture8_to_texture`: C written to a texture and copied out.
     product_tex_layout: wgpu::BindGroupLayout,
     product_tex: wgpu::ComputePipeline,
+    /// Subgroup size the product kernels are built for (8 or 16).
+    lanes: u32,
     /// Most rows of A packed and multiplied per chunk (a multiple of the tile's 16).
     row_chunk: u32,
     /// Packed-operand textures by (role, width, height), made on first use and reused: the
     /// passes of an encoder run in order, so a later product repacks only after an earlier
     /// one has read them.
     textures: Mutex<HashMap<(&'static str, u32, u32), wgpu::TextureView>>,
+}
+
+impl TexturePath {
+    /// Width in texels of the B texture for N columns: whole tiles of 4·lanes columns.
+    fn b_width(&self, n: u64) -> u64 {
+        n.div_ceil(4 * self.lanes as u64) * self.lanes as u64
+    }
 }
 
 /// Compiled matmul pipelines for one device.
@@ -154,13 +167,14 @@ impl MatmulKernels {
                     (4, ReadWrite),
                 ],
             );
+            let lanes = device.adapter_info().subgroup_min_size;
             let pack = common::pipelines(device, "matmul_texture", &pack_layout, &["pack_rows4"])?
                 .remove(0);
             let product = common::pipelines(
                 device,
                 "matmul_texture",
                 &product_layout,
-                &["matmul_texture8"],
+                &[&format!("matmul_texture{lanes}")],
             )?
             .remove(0);
             let product_tex_layout = common::layout(
@@ -178,7 +192,7 @@ impl MatmulKernels {
                 device,
                 "matmul_texture",
                 &product_tex_layout,
-                &["matmul_texture8_to_texture"],
+                &[&format!("matmul_texture{lanes}_to_texture")],
             )?
             .remove(0);
             let max = device.limits().max_texture_dimension_2d;
@@ -189,7 +203,8 @@ impl MatmulKernels {
                 product,
                 product_tex_layout,
                 product_tex,
-                row_chunk: max / TILE.0 * TILE.0,
+                lanes,
+                row_chunk: max / TILE_ROWS * TILE_ROWS,
                 textures: Mutex::new(HashMap::new()),
             })
         } else {
@@ -204,14 +219,15 @@ impl MatmulKernels {
     }
 
     /// Whether `device` runs the texture path: a CPU adapter (llvmpipe) with subgroup
-    /// operations whose subgroups are exactly 8 lanes. GPUs run the portable kernel, whose
-    /// storage-buffer loads they handle well.
+    /// operations whose subgroups are exactly 8 lanes (Mesa's default) or 16
+    /// (`LP_NATIVE_VECTOR_WIDTH=512`), so that one workgroup is one whole subgroup. GPUs run
+    /// the portable kernel, whose storage-buffer loads they handle well.
     pub fn fast_path_supported(device: &wgpu::Device) -> bool {
         let info = device.adapter_info();
         info.device_type == wgpu::DeviceType::Cpu
             && device.features().contains(wgpu::Features::SUBGROUP)
-            && info.subgroup_min_size == 8
-            && info.subgroup_max_size == 8
+            && info.subgroup_min_size == info.subgroup_max_size
+            && matches!(info.subgroup_min_size, 8 | 16)
     }
 
     /// Turns the fast path off (`false`), e.g. to time or test the portable kernel.
@@ -227,7 +243,7 @@ impl MatmulKernels {
     /// the chunking with small matrices.
     pub fn with_row_chunk(mut self, rows: u32) -> Self {
         if let Some(t) = &mut self.texture {
-            t.row_chunk = t.row_chunk.min((rows / TILE.0).max(1) * TILE.0);
+            t.row_chunk = t.row_chunk.min((rows / TILE_ROWS).max(1) * TILE_ROWS);
         }
         self
     }
@@ -236,10 +252,16 @@ impl MatmulKernels {
     pub fn path(&self, device: &wgpu::Device, k: u32, n: u32) -> MatmulPath {
         let max = device.limits().max_texture_dimension_2d as u64;
         let (k, n) = (k as u64, n as u64);
-        // The packed textures: A is ⌈K/4⌉ texels wide; B is ⌈N/32⌉·8 wide and 4⌈K/4⌉ high.
-        let fits = k.div_ceil(4) * 4 <= max && n.div_ceil(32) * 8 <= max;
-        match self.texture {
-            Some(_) if fits => MatmulPath::Texture8,
+        match &self.texture {
+            // The packed textures: A is ⌈K/4⌉ texels wide; B is ⌈N/(4·lanes)⌉·lanes wide and
+            // 4⌈K/4⌉ high.
+            Some(t) if k.div_ceil(4) * 4 <= max && t.b_width(n) <= max => {
+                if t.lanes == 16 {
+                    MatmulPath::Texture16
+                } else {
+                    MatmulPath::Texture8
+                }
+            }
             _ => MatmulPath::Portable,
         }
     }
@@ -276,7 +298,7 @@ impl MatmulKernels {
             Layout::RowMajor => (args.n, 1),
             Layout::Transposed => (1, args.k),
         };
-        if let (MatmulPath::Texture8, Some(tex)) =
+        if let (MatmulPath::Texture8 | MatmulPath::Texture16, Some(tex)) =
             (self.path(device, args.k, args.n), &self.texture)
         {
             let strides = ((a_row, a_col), (b_row, b_col));
@@ -387,8 +409,8 @@ fn record_texture(
 ) -> Result<()> {
     let (m, k, n) = (args.m as u64, args.k as u64, args.n as u64);
     let k4 = args.k.div_ceil(4) * 4;
-    let (b_width, b_height) = (args.n.div_ceil(TILE.1) * 8, k4);
-    let chunk = (args.m.div_ceil(TILE.0) * TILE.0).min(tex.row_chunk);
+    let (b_width, b_height) = (tex.b_width(args.n as u64) as u32, k4);
+    let chunk = (args.m.div_ceil(TILE_ROWS) * TILE_ROWS).min(tex.row_chunk);
     let a_width = k4 / 4;
     let (a_view, b_view) = {
         let mut cache = tex.textures.lock().unwrap_or_else(|e| e.into_inner());
@@ -511,7 +533,7 @@ fn record_texture(
             },
         );
         let bias = common::range_or(args.bias.map(|b| (b, n * 4)), unused);
-        let grid = (args.n.div_ceil(TILE.1), rows.div_ceil(TILE.0));
+        let grid = (args.n.div_ceil(4 * tex.lanes), rows.div_ceil(TILE_ROWS));
         if let Some(c_view) = &c_view {
             let bg = common::bind_group(
                 device,
