@@ -144,9 +144,7 @@ impl DitConfig {
     pub fn null_label(&self) -> u32 {
         self.num_labels
     }
-}
 
-impl DitConfig {
     /// The image geometry of a batch for this model.
     pub fn geometry(&self, batch: u32) -> crate::kernels::ImageGeometry {
         crate::kernels::ImageGeometry {
