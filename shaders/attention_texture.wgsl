@@ -1,9 +1,11 @@
 // Attention family, texture path for llvmpipe: the same results as `attention.wgsl` (which
 // stays the portable path and the reference of the tests), with every operand the inner loops
 // read fetched from rgba32float textures. llvmpipe compiles each storage-buffer load into a
-// per-lane loop (~25 CPU cycles a value, see matmul_texture.wgsl) but a texel fetch into a
+// per-lane loop (~25 CPU cycles a value, see matmul_texture.wgsl) but a texel load into a
 // branch-free gather of four values; attention reads every key and value row once per query
-// row, so those reads are most of its time.
+// row, so those reads are most of its time. The textures are read as read-only storage
+// textures: their loads are inlined, while sampled-texture fetches become calls (see
+// matmul_texture.wgsl).
 //
 // Textures hold a matrix as consecutive texels in linear order: texel L (4 values) sits at
 // (L mod 4096, L / 4096), so any row length that is a multiple of 4 fits and no row is limited
@@ -38,9 +40,9 @@ struct AttnParams {
 @group(0) @binding(3) var<storage, read_write> lse: array<f32>;
 // attention_forward_tex: O. attention_dq_tex / attention_dkv_tex: dqkv.
 @group(0) @binding(4) var<storage, read_write> out4: array<vec4<f32>>;
-@group(0) @binding(5) var qkv_tex: texture_2d<f32>;
-@group(0) @binding(6) var do_tex: texture_2d<f32>;
-@group(0) @binding(7) var ld_tex: texture_2d<f32>;
+@group(0) @binding(5) var qkv_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(6) var do_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(7) var ld_tex: texture_storage_2d<rgba32float, read>;
 // pack_linear4 / attention_delta_tex: the texture written.
 @group(0) @binding(8) var dst: texture_storage_2d<rgba32float, write>;
 
@@ -103,7 +105,7 @@ fn attention_forward_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
     var qr: array<vec4<f32>, MAX_HD4>;
     var acc: array<vec4<f32>, MAX_HD4>;
     for (var d = 0u; d < hd4; d++) {
-        qr[d] = textureLoad(qkv_tex, at(qa + d), 0) * P.scale;
+        qr[d] = textureLoad(qkv_tex, at(qa + d)) * P.scale;
         acc[d] = vec4<f32>(0.0);
     }
     var mx = -3.0e38;
@@ -112,7 +114,7 @@ fn attention_forward_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
         let ka = qkv4(q.s, m, 1u, q.h);
         var s = 0.0;
         for (var d = 0u; d < hd4; d++) {
-            s += dot(qr[d], textureLoad(qkv_tex, at(ka + d), 0));
+            s += dot(qr[d], textureLoad(qkv_tex, at(ka + d)));
         }
         if (s > mx) {
             let c = exp(mx - s);
@@ -126,7 +128,7 @@ fn attention_forward_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_i
         sum += e;
         let va = qkv4(q.s, m, 2u, q.h);
         for (var d = 0u; d < hd4; d++) {
-            acc[d] += e * textureLoad(qkv_tex, at(va + d), 0);
+            acc[d] += e * textureLoad(qkv_tex, at(va + d));
         }
     }
     let oa = o4(q.s, q.n, q.h);
@@ -165,23 +167,23 @@ fn attention_dq_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     var dor: array<vec4<f32>, MAX_HD4>;
     var acc: array<vec4<f32>, MAX_HD4>;
     for (var d = 0u; d < hd4; d++) {
-        qr[d] = textureLoad(qkv_tex, at(qa + d), 0) * P.scale;
-        dor[d] = textureLoad(do_tex, at(oa + d), 0);
+        qr[d] = textureLoad(qkv_tex, at(qa + d)) * P.scale;
+        dor[d] = textureLoad(do_tex, at(oa + d));
         acc[d] = vec4<f32>(0.0);
     }
-    let ld = textureLoad(ld_tex, at(row_index(q, q.n)), 0);
+    let ld = textureLoad(ld_tex, at(row_index(q, q.n)));
     for (var m = 0u; m < P.tokens; m++) {
         let ka = qkv4(q.s, m, 1u, q.h);
         let va = qkv4(q.s, m, 2u, q.h);
         var s = 0.0;
         var dp = 0.0;
         for (var d = 0u; d < hd4; d++) {
-            s += dot(qr[d], textureLoad(qkv_tex, at(ka + d), 0));
-            dp += dot(dor[d], textureLoad(qkv_tex, at(va + d), 0));
+            s += dot(qr[d], textureLoad(qkv_tex, at(ka + d)));
+            dp += dot(dor[d], textureLoad(qkv_tex, at(va + d)));
         }
         let ds = exp(s - ld.x) * (dp - ld.y);
         for (var d = 0u; d < hd4; d++) {
-            acc[d] += ds * textureLoad(qkv_tex, at(ka + d), 0);
+            acc[d] += ds * textureLoad(qkv_tex, at(ka + d));
         }
     }
     for (var d = 0u; d < hd4; d++) {
@@ -205,8 +207,8 @@ fn attention_dkv_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
     var dk: array<vec4<f32>, MAX_HD4>;
     var dv: array<vec4<f32>, MAX_HD4>;
     for (var d = 0u; d < hd4; d++) {
-        kr[d] = textureLoad(qkv_tex, at(ka + d), 0) * P.scale;
-        vr[d] = textureLoad(qkv_tex, at(va + d), 0);
+        kr[d] = textureLoad(qkv_tex, at(ka + d)) * P.scale;
+        vr[d] = textureLoad(qkv_tex, at(va + d));
         dk[d] = vec4<f32>(0.0);
         dv[d] = vec4<f32>(0.0);
     }
@@ -216,15 +218,15 @@ fn attention_dkv_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
         var s = 0.0;
         var dp = 0.0;
         for (var d = 0u; d < hd4; d++) {
-            s += dot(kr[d], textureLoad(qkv_tex, at(qa + d), 0));
-            dp += dot(vr[d], textureLoad(do_tex, at(oa + d), 0));
+            s += dot(kr[d], textureLoad(qkv_tex, at(qa + d)));
+            dp += dot(vr[d], textureLoad(do_tex, at(oa + d)));
         }
-        let ld = textureLoad(ld_tex, at(row_index(q, n)), 0);
+        let ld = textureLoad(ld_tex, at(row_index(q, n)));
         let p = exp(s - ld.x);
         let ds = p * (dp - ld.y);
         for (var d = 0u; d < hd4; d++) {
-            dk[d] += ds * textureLoad(qkv_tex, at(qa + d), 0);
-            dv[d] += p * textureLoad(do_tex, at(oa + d), 0);
+            dk[d] += ds * textureLoad(qkv_tex, at(qa + d));
+            dv[d] += p * textureLoad(do_tex, at(oa + d));
         }
     }
     for (var d = 0u; d < hd4; d++) {

@@ -5,10 +5,17 @@
 // Why textures. llvmpipe turns every storage-buffer load whose address differs per lane into
 // a loop over the lanes with two branches per element, about 25 CPU cycles a value (measured:
 // a storage-buffer version of the kernel below ran at 4–5 GFLOP/s at 1024³, and its loads
-// were the whole cost). A texel fetch is compiled into a branch-free gather instead, and one
-// rgba32float texel brings four values. So the operands are first packed into textures
-// (`pack_rows4`, one cheap pass that also applies the operand's layout and pads with zeros),
-// and the product reads only textures: 30–35 GFLOP/s at 1024³ on the 2-core CI machine.
+// were the whole cost). A texel load is compiled into a branch-free gather instead, and one
+// rgba32float texel brings four values. So the operands are first put into textures (copied,
+// or packed by `pack_rows4`, which also applies the operand's layout and pads with zeros), and
+// the product reads only textures.
+//
+// Why read-only *storage* textures, not sampled ones. Mesa 22.3 compiles a sampled
+// `textureLoad(t, xy, level)` into a call to a shared fetch function that recomputes the mip
+// level's size per lane (about 100 instructions, and every live vector register spilled around
+// each call: the JIT code, dumped with gdb, showed six such calls per K-step). A storage-texture
+// load has no level and is inlined: about 35 instructions (bounds check, address, four 128-bit
+// loads, a 4×8 transpose). Measured in alternation at 1024³: 36–41 vs 27–31 GFLOP/s.
 //
 // The product kernel (`matmul_texture8`), shaped for llvmpipe (DESIGN §6):
 //   - a workgroup is one subgroup of 8 lanes; no workgroup memory, no barrier;
@@ -70,8 +77,8 @@ struct ProductParams {
 }
 
 @group(0) @binding(0) var<uniform> P: ProductParams;
-@group(0) @binding(1) var a_tex: texture_2d<f32>;
-@group(0) @binding(2) var b_tex: texture_2d<f32>;
+@group(0) @binding(1) var a_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(2) var b_tex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
@@ -129,12 +136,12 @@ fn tile_product(row0: u32, bx: u32, lane: u32) -> Tile {
     t.c14 = vec4<f32>(0.0);
     t.c15 = vec4<f32>(0.0);
     for (var k = 0u; k < P.k4; k = k + 4u) {
-        let lo = textureLoad(a_tex, vec2<u32>(k / 4u, row0 + lane), 0);
-        let hi = textureLoad(a_tex, vec2<u32>(k / 4u, row0 + 8u + lane), 0);
-        let b0 = textureLoad(b_tex, vec2<u32>(bx, k), 0);
-        let b1 = textureLoad(b_tex, vec2<u32>(bx, k + 1u), 0);
-        let b2 = textureLoad(b_tex, vec2<u32>(bx, k + 2u), 0);
-        let b3 = textureLoad(b_tex, vec2<u32>(bx, k + 3u), 0);
+        let lo = textureLoad(a_tex, vec2<u32>(k / 4u, row0 + lane));
+        let hi = textureLoad(a_tex, vec2<u32>(k / 4u, row0 + 8u + lane));
+        let b0 = textureLoad(b_tex, vec2<u32>(bx, k));
+        let b1 = textureLoad(b_tex, vec2<u32>(bx, k + 1u));
+        let b2 = textureLoad(b_tex, vec2<u32>(bx, k + 2u));
+        let b3 = textureLoad(b_tex, vec2<u32>(bx, k + 3u));
         t.c0 = step4(t.c0, subgroupBroadcast(lo, 0u), b0, b1, b2, b3);
         t.c1 = step4(t.c1, subgroupBroadcast(lo, 1u), b0, b1, b2, b3);
         t.c2 = step4(t.c2, subgroupBroadcast(lo, 2u), b0, b1, b2, b3);
@@ -215,11 +222,11 @@ fn tile_product16(row0: u32, bx: u32, lane: u32) -> Tile {
     t.c14 = vec4<f32>(0.0);
     t.c15 = vec4<f32>(0.0);
     for (var k = 0u; k < P.k4; k = k + 4u) {
-        let a = textureLoad(a_tex, vec2<u32>(k / 4u, row0 + lane), 0);
-        let b0 = textureLoad(b_tex, vec2<u32>(bx, k), 0);
-        let b1 = textureLoad(b_tex, vec2<u32>(bx, k + 1u), 0);
-        let b2 = textureLoad(b_tex, vec2<u32>(bx, k + 2u), 0);
-        let b3 = textureLoad(b_tex, vec2<u32>(bx, k + 3u), 0);
+        let a = textureLoad(a_tex, vec2<u32>(k / 4u, row0 + lane));
+        let b0 = textureLoad(b_tex, vec2<u32>(bx, k));
+        let b1 = textureLoad(b_tex, vec2<u32>(bx, k + 1u));
+        let b2 = textureLoad(b_tex, vec2<u32>(bx, k + 2u));
+        let b3 = textureLoad(b_tex, vec2<u32>(bx, k + 3u));
         t.c0 = step4(t.c0, subgroupBroadcast(a, 0u), b0, b1, b2, b3);
         t.c1 = step4(t.c1, subgroupBroadcast(a, 1u), b0, b1, b2, b3);
         t.c2 = step4(t.c2, subgroupBroadcast(a, 2u), b0, b1, b2, b3);

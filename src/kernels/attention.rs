@@ -113,7 +113,7 @@ const TEX_ENTRIES: [&str; 5] = [
 struct TexturePath {
     layout: wgpu::BindGroupLayout,
     pipelines: Vec<wgpu::ComputePipeline>,
-    sampled_placeholder: wgpu::TextureView,
+    read_placeholder: wgpu::TextureView,
     storage_placeholder: wgpu::TextureView,
     /// Textures by (role, height), made on first use: passes run in order, so reusing one
     /// for a later launch is safe.
@@ -194,17 +194,17 @@ impl AttentionKernels {
                     (2, Read),
                     (3, ReadWrite),
                     (4, ReadWrite),
-                    (5, Texture),
-                    (6, Texture),
-                    (7, Texture),
-                    (8, StorageTexture),
+                    (5, ReadTexture),
+                    (6, ReadTexture),
+                    (7, ReadTexture),
+                    (8, WriteTexture),
                 ],
             );
             let pipelines = common::pipelines(device, "attention_texture", &layout, &TEX_ENTRIES)?;
             Some(TexturePath {
                 layout,
                 pipelines,
-                sampled_placeholder: small_texture(device),
+                read_placeholder: small_texture(device),
                 storage_placeholder: small_texture(device),
                 textures: Mutex::new(HashMap::new()),
             })
@@ -404,7 +404,7 @@ impl AttentionKernels {
         for (i, t) in sampled.into_iter().enumerate() {
             entries.push((
                 i as u32 + 5,
-                wgpu::BindingResource::TextureView(t.unwrap_or(&tex.sampled_placeholder)),
+                wgpu::BindingResource::TextureView(t.unwrap_or(&tex.read_placeholder)),
             ));
         }
         entries.push((

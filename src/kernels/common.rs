@@ -11,10 +11,12 @@ pub(crate) enum Slot {
     Uniform,
     Read,
     ReadWrite,
-    /// A sampled 2-D float texture read with `textureLoad` (rgba32float is not filterable).
-    Texture,
+    /// A read-only rgba32float storage texture, read with `textureLoad`. Not a sampled
+    /// texture: on llvmpipe a sampled fetch is a function call per load, a storage-texture
+    /// load is inlined (see shaders/matmul_texture.wgsl).
+    ReadTexture,
     /// A write-only rgba32float storage texture.
-    StorageTexture,
+    WriteTexture,
 }
 
 /// One explicit bind-group layout shared by every entry point of a family, so a launch can
@@ -42,13 +44,11 @@ pub(crate) fn layout(
                     has_dynamic_offset: false,
                     min_binding_size: None,
                 },
-                Slot::Texture => wgpu::BindingType::Texture {
-                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
-                    view_dimension: wgpu::TextureViewDimension::D2,
-                    multisampled: false,
-                },
-                Slot::StorageTexture => wgpu::BindingType::StorageTexture {
-                    access: wgpu::StorageTextureAccess::WriteOnly,
+                Slot::ReadTexture | Slot::WriteTexture => wgpu::BindingType::StorageTexture {
+                    access: match slot {
+                        Slot::ReadTexture => wgpu::StorageTextureAccess::ReadOnly,
+                        _ => wgpu::StorageTextureAccess::WriteOnly,
+                    },
                     format: wgpu::TextureFormat::Rgba32Float,
                     view_dimension: wgpu::TextureViewDimension::D2,
                 },

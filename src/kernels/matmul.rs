@@ -154,15 +154,15 @@ impl MatmulKernels {
             let pack_layout = common::layout(
                 device,
                 "matmul-pack",
-                &[(0, Uniform), (1, Read), (2, StorageTexture)],
+                &[(0, Uniform), (1, Read), (2, WriteTexture)],
             );
             let product_layout = common::layout(
                 device,
                 "matmul-texture",
                 &[
                     (0, Uniform),
-                    (1, Texture),
-                    (2, Texture),
+                    (1, ReadTexture),
+                    (2, ReadTexture),
                     (3, Read),
                     (4, ReadWrite),
                 ],
@@ -182,10 +182,10 @@ impl MatmulKernels {
                 "matmul-texture-out",
                 &[
                     (0, Uniform),
-                    (1, Texture),
-                    (2, Texture),
+                    (1, ReadTexture),
+                    (2, ReadTexture),
                     (3, Read),
-                    (5, StorageTexture),
+                    (5, WriteTexture),
                 ],
             );
             let product_tex = common::pipelines(
