@@ -4,7 +4,7 @@
 //!   correct on every adapter, the fallback and the reference the fast path is tested against;
 //! - texture8 (`shaders/matmul_texture.wgsl`), for llvmpipe: both operands are packed into
 //!   zero-padded rgba32float textures (which also applies their layouts), then 8-lane
-//!   subgroups compute 16×32 tiles of C from texel fetches. It is chosen on CPU adapters with
+//!   subgroups compute 16×64 tiles of C from texel fetches. It is chosen on CPU adapters with
 //!   subgroup operations and subgroups of exactly 8 lanes (so a workgroup of 8 is one whole
 //!   subgroup); where a packed operand would exceed the texture size limit along K or N the
 //!   launch runs the portable kernel, and tall A operands are packed and multiplied in
@@ -64,7 +64,7 @@ struct Params {
 pub enum MatmulPath {
     /// `matmul_portable`: any adapter.
     Portable,
-    /// `pack_rows4` (or copies) + `matmul_texture8`: llvmpipe-shaped, 16×32 tiles per 8-lane
+    /// `pack_rows4` (or copies) + `matmul_texture8`: llvmpipe-shaped, 16×64 tiles per 8-lane
     /// subgroup.
     Texture8,
     /// The same with `matmul_texture16`: 16×64 tiles per 16-lane subgroup (llvmpipe with
@@ -74,6 +74,8 @@ pub enum MatmulPath {
 
 /// Rows of C per texture-path workgroup (columns: 4 per lane).
 const TILE_ROWS: u32 = 16;
+/// Columns of C per workgroup: 8 lanes × 2 texels, or 16 lanes × 1 texel.
+const TILE_COLS: u32 = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -119,9 +121,9 @@ struct TexturePath {
 }
 
 impl TexturePath {
-    /// Width in texels of the B texture for N columns: whole tiles of 4·lanes columns.
+    /// Width in texels of the B texture for N columns: whole tiles of 64 columns.
     fn b_width(&self, n: u64) -> u64 {
-        n.div_ceil(4 * self.lanes as u64) * self.lanes as u64
+        n.div_ceil(TILE_COLS as u64) * TILE_COLS as u64 / 4
     }
 }
 
@@ -253,7 +255,7 @@ impl MatmulKernels {
         let max = device.limits().max_texture_dimension_2d as u64;
         let (k, n) = (k as u64, n as u64);
         match &self.texture {
-            // The packed textures: A is ⌈K/4⌉ texels wide; B is ⌈N/(4·lanes)⌉·lanes wide and
+            // The packed textures: A is ⌈K/4⌉ texels wide; B is 16⌈N/64⌉ texels wide and
             // 4⌈K/4⌉ high.
             Some(t) if k.div_ceil(4) * 4 <= max && t.b_width(n) <= max => {
                 if t.lanes == 16 {
@@ -434,8 +436,12 @@ fn record_texture(
     // reads.
     let copy_a =
         args.a_layout == Layout::RowMajor && copyable(args.a, args.k, wgpu::BufferUsages::COPY_SRC);
-    let copy_b =
-        args.b_layout == Layout::RowMajor && copyable(args.b, args.n, wgpu::BufferUsages::COPY_SRC);
+    // A copy of B fills K rows, and the texture's rows up to ⌈K/4⌉·4 must be zero (a reused
+    // texture holds the last product's values there, perhaps non-finite): only the pack
+    // writes them.
+    let copy_b = args.b_layout == Layout::RowMajor
+        && args.k.is_multiple_of(4)
+        && copyable(args.b, args.n, wgpu::BufferUsages::COPY_SRC);
     let copy_c = !args.accumulate && copyable(args.c, args.n, wgpu::BufferUsages::COPY_DST);
     let c_view = copy_c.then(|| {
         let mut cache = tex.textures.lock().unwrap_or_else(|e| e.into_inner());
@@ -533,7 +539,7 @@ fn record_texture(
             },
         );
         let bias = common::range_or(args.bias.map(|b| (b, n * 4)), unused);
-        let grid = (args.n.div_ceil(4 * tex.lanes), rows.div_ceil(TILE_ROWS));
+        let grid = (args.n.div_ceil(TILE_COLS), rows.div_ceil(TILE_ROWS));
         if let Some(c_view) = &c_view {
             let bg = common::bind_group(
                 device,

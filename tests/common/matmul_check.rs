@@ -82,7 +82,7 @@ pub fn check_every_layout(
     }
 }
 
-/// The texture path's tile is 16 rows × 4·lanes columns and it steps K by 4: sizes below, at
+/// The texture path's tile is 16 rows × 64 columns and it steps K by 4: sizes below, at
 /// and past those, and not multiples of them; sizes whose operands and C move by texture
 /// copies; then tall A operands split into row chunks (32 rows here, so 65 and 70 rows take
 /// three chunks, the last one partial).
@@ -108,4 +108,49 @@ pub fn texture_path_cases(g: &imba::gpu::Gpu) {
     );
     let chunked = MatmulKernels::new(&g.device).unwrap().with_row_chunk(32);
     check_every_layout(g, &chunked, &[(65, 9, 70), (64, 4, 32), (70, 64, 64)]);
+    reused_texture_padding(g);
+}
+
+/// The texture path keeps its operand textures between products of the same padded size. A
+/// product with K = 7 pads B's texture to 8 rows; the last row must be zero even when the
+/// previous product (K = 8) left infinities there, or 0 · ∞ = NaN reaches C.
+fn reused_texture_padding(g: &imba::gpu::Gpu) {
+    let dev = &g.device;
+    let kernels = MatmulKernels::new(dev).unwrap();
+    let mut r = Rand::new(5);
+    let (m, n) = (16usize, 64usize);
+    let run = |k: usize, a: &[f32], b: &[f32]| -> Vec<f32> {
+        let (ab, bb, cb) = (g.upload("a", a), g.upload("b", b), g.poisoned("c", m * n));
+        let mut enc = g.encoder();
+        kernels
+            .record(
+                dev,
+                &mut enc,
+                &MatmulArgs {
+                    m: m as u32,
+                    k: k as u32,
+                    n: n as u32,
+                    a: (&ab).into(),
+                    a_layout: Layout::RowMajor,
+                    b: (&bb).into(),
+                    b_layout: Layout::RowMajor,
+                    bias: None,
+                    c: (&cb).into(),
+                    accumulate: false,
+                },
+            )
+            .unwrap();
+        g.submit_and_wait(enc).unwrap();
+        g.read(&cb, m * n).unwrap()
+    };
+    run(8, &r.vec(m * 8, -1.0, 1.0), &vec![f32::INFINITY; 8 * n]);
+    let (a, b) = (r.vec(m * 7, -1.0, 1.0), r.vec(7 * n, -1.0, 1.0));
+    let want = rm::matmul(&a, Layout::RowMajor, &b, Layout::RowMajor, None, m, 7, n);
+    assert_close(
+        "K = 7 after K = 8 with ∞ in B",
+        &run(7, &a, &b),
+        &want,
+        1e-5,
+        1e-5,
+    );
 }
