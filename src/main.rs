@@ -113,6 +113,12 @@ enum BenchCommand {
         /// 1024,1024,1024.
         #[arg(long, value_parser = parse_mkn)]
         shape: Vec<(u32, u32, u32)>,
+        /// Products of the default kernel recorded back to back in one submission; the time
+        /// reported is per product. 1 (the default) pays a submit and wait per product (about
+        /// 0.3 ms on lavapipe, half the time of a (1024, 64, 192) product); a training step
+        /// records hundreds of launches per submission, which a larger value models.
+        #[arg(long, default_value_t = 1)]
+        stream: usize,
     },
     /// Wall-clock time of a DiT's dual forward and of a whole IMBA training step (forward,
     /// fused loss, backward, gradient norm, AdamW, EMA) on random data.
@@ -229,13 +235,14 @@ fn main() -> ExitCode {
             warmup,
             portable_reps,
             shape,
+            stream,
         }) => {
             let shapes = if shape.is_empty() {
                 imba::bench::MATMUL_SHAPES.to_vec()
             } else {
                 shape
             };
-            let report = imba::bench::matmul(&gpu, &shapes, warmup, reps, portable_reps)?;
+            let report = imba::bench::matmul(&gpu, &shapes, warmup, reps, portable_reps, stream)?;
             println!("{}", report.markdown());
             Ok(())
         }

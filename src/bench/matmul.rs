@@ -45,6 +45,8 @@ pub struct MatmulReport {
     pub driver: String,
     pub timing: &'static str,
     pub reps: usize,
+    /// Products recorded per submission (the default kernel's ms is per product).
+    pub stream: usize,
     pub rows: Vec<MatmulRow>,
 }
 
@@ -52,8 +54,19 @@ impl MatmulReport {
     pub fn markdown(&self) -> String {
         let mut s = format!(
             "adapter: {}, driver: {}\ntiming: {}, median of {} runs (portable kernel: fewer, see \
-             --portable-reps)\n\n",
-            self.adapter, self.driver, self.timing, self.reps
+             --portable-reps); {}\n\n",
+            self.adapter,
+            self.driver,
+            self.timing,
+            self.reps,
+            if self.stream == 1 {
+                "one product per submission".to_string()
+            } else {
+                format!(
+                    "default kernel: {} products per submission, time per product",
+                    self.stream
+                )
+            }
         );
         s += "| (M, K, N) | product | kernel | ms | GFLOP/s | portable ms | portable GFLOP/s | speed-up |\n";
         s += "|---|---|---|---:|---:|---:|---:|---:|\n";
@@ -87,6 +100,7 @@ pub fn matmul(
     warmup: usize,
     reps: usize,
     portable_reps: usize,
+    stream: usize,
 ) -> Result<MatmulReport> {
     let dev = &gpu.device;
     // Wall clock on purpose; see the module comment.
@@ -122,7 +136,11 @@ pub fn matmul(
                 c: (&c).into(),
                 accumulate: false,
             };
-            let ms = time_ms(gpu, t, warmup, reps, |enc| fast.record(dev, enc, &args))?;
+            // `stream` products back to back in one command buffer, one submit and wait.
+            let stream = stream.max(1);
+            let ms = time_ms(gpu, t, warmup, reps, |enc| {
+                (0..stream).try_for_each(|_| fast.record(dev, enc, &args))
+            })? / stream as f64;
             let portable_ms =
                 if portable_reps > 0 && fast.path(dev, k, n) != portable.path(dev, k, n) {
                     Some(time_ms(gpu, t, 1, portable_reps, |enc| {
@@ -146,6 +164,7 @@ pub fn matmul(
         timing: "wall clock of submit + wait (lavapipe's timestamps are unreliable once \
                  textures are in use)",
         reps,
+        stream: stream.max(1),
         rows,
     })
 }
