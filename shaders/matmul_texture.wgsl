@@ -29,8 +29,9 @@
 //   multiplies. In the JIT code (dumped with gdb) the K loop went from 4.96 to 4.50 x86
 //   instructions per 8-wide multiply (the multiplies and adds are half of them: llvmpipe
 //   lowers fma to mul + add, and the 128 accumulator registers live on the stack);
-//   1024³ ran faster in 4 of 4 alternating rounds. A K-step of 8 instead of 4 cut that to
-//   3.96 but ran slower (its 4000-instruction loop body), so it is not used.
+//   at 1024³ it ran faster in 13 of 16 pairs over 8 alternating rounds. A K-step of 8
+//   instead of 4 cut that to 3.96 but ran slower (its 4000-instruction loop body), so it is
+//   not used.
 // Packed layouts (zero-padded, so the product needs no edge checks until the store):
 //   A texture: texel (x, y) = op(A)[row_offset + y, 4x..4x+3]; width ⌈K/4⌉, height a multiple of 16;
 //   B texture: texel (x, y) = op(B)[y, 4x..4x+3]; width a multiple of 16, height 4⌈K/4⌉.
