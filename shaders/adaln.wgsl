@@ -159,3 +159,118 @@ fn segment_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     }
     put(s * P.out_stride + P.out_col + d, sum);
 }
+
+// ---- Texture path (CPU adapters, i.e. llvmpipe) ----
+// The same operations reading their operands from read-only storage textures, which the
+// launcher fills by copies from the bindings' regions (`src/kernels/linear_texture.rs`): texel
+// L holds values 4L..4L+3 at (L mod 4096, L / 4096). llvmpipe compiles the storage-buffer
+// loads above into per-lane loops (~25 CPU cycles a value); a texel load brings four values
+// without a branch. Needs dim and every texture operand's row stride and first column to be
+// multiples of 4 (the launcher checks), so that each row's values start at a texel. The
+// outputs stay storage buffers. Sums run in the same order as above.
+// ln_modulate_*_tex: x (forward) or x̂ (backward). segment_sums_tex: A.
+@group(0) @binding(7) var tex_input: texture_storage_2d<rgba32float, read>;
+// The modulation rows.
+@group(0) @binding(8) var tex_mod: texture_storage_2d<rgba32float, read>;
+// ln_modulate_backward_tex: dh. segment_sums_tex: B.
+@group(0) @binding(9) var tex_aux: texture_storage_2d<rgba32float, read>;
+
+fn at(l: u32) -> vec2<u32> {
+    return vec2<u32>(l & 4095u, l >> 12u);
+}
+
+fn hsum(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
+}
+
+fn put4(i: u32, v: vec4<f32>) {
+    put(i, v.x);
+    put(i + 1u, v.y);
+    put(i + 2u, v.z);
+    put(i + 3u, v.w);
+}
+
+@compute @workgroup_size(64)
+fn ln_modulate_forward_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = invocation(wid, lid);
+    if (row >= P.rows) {
+        return;
+    }
+    let d4 = P.dim / 4u;
+    let base = row * d4;
+    var sum = 0.0;
+    for (var j = 0u; j < d4; j++) {
+        sum += hsum(textureLoad(tex_input, at(base + j)));
+    }
+    let mean = sum / f32(P.dim);
+    var sq = 0.0;
+    for (var j = 0u; j < d4; j++) {
+        let c = textureLoad(tex_input, at(base + j)) - mean;
+        sq += dot(c, c);
+    }
+    let r = inverseSqrt(sq / f32(P.dim) + P.eps);
+    rstd[row] = r;
+    let m = (row / P.tokens) * P.mod_stride;
+    let scale = (m + P.scale_col) / 4u;
+    let shift = (m + P.shift_col) / 4u;
+    for (var j = 0u; j < d4; j++) {
+        let xh = (textureLoad(tex_input, at(base + j)) - mean) * r;
+        let h = xh * (1.0 + textureLoad(tex_mod, at(scale + j))) + textureLoad(tex_mod, at(shift + j));
+        let i = 4u * (base + j);
+        xhat[i] = xh.x;
+        xhat[i + 1u] = xh.y;
+        xhat[i + 2u] = xh.z;
+        xhat[i + 3u] = xh.w;
+        out[i] = h.x;
+        out[i + 1u] = h.y;
+        out[i + 2u] = h.z;
+        out[i + 3u] = h.w;
+    }
+}
+
+@compute @workgroup_size(64)
+fn ln_modulate_backward_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = invocation(wid, lid);
+    if (row >= P.rows) {
+        return;
+    }
+    let d4 = P.dim / 4u;
+    let base = row * d4;
+    let scale = ((row / P.tokens) * P.mod_stride + P.scale_col) / 4u;
+    var sg = 0.0;
+    var sgx = 0.0;
+    for (var j = 0u; j < d4; j++) {
+        let g = textureLoad(tex_aux, at(base + j)) * (1.0 + textureLoad(tex_mod, at(scale + j)));
+        sg += hsum(g);
+        sgx += hsum(g * textureLoad(tex_input, at(base + j)));
+    }
+    let mg = sg / f32(P.dim);
+    let mgx = sgx / f32(P.dim);
+    let r = rstd[row];
+    for (var j = 0u; j < d4; j++) {
+        let g = textureLoad(tex_aux, at(base + j)) * (1.0 + textureLoad(tex_mod, at(scale + j)));
+        put4(4u * (base + j), r * (g - mg - textureLoad(tex_input, at(base + j)) * mgx));
+    }
+}
+
+// One invocation per (segment, texel column): four columns summed at once.
+@compute @workgroup_size(64)
+fn segment_sums_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = invocation(wid, lid);
+    let d4 = P.dim / 4u;
+    if (i >= P.segments * d4) {
+        return;
+    }
+    let s = i / d4;
+    let j = i - s * d4;
+    var sum = vec4<f32>(0.0);
+    for (var n = 0u; n < P.tokens; n++) {
+        let row = s * P.tokens + n;
+        var v = textureLoad(tex_input, at((row * P.a_stride + P.a_col) / 4u + j));
+        if (P.use_b == 1u) {
+            v *= textureLoad(tex_aux, at((row * P.b_stride + P.b_col) / 4u + j));
+        }
+        sum += v;
+    }
+    put4(s * P.out_stride + P.out_col + 4u * j, sum);
+}

@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use imba::kernels::{AdaLnKernels, Columns, Modulation, Region, Stream};
+use imba::kernels::{AdaLnKernels, AdaLnPath, Columns, Modulation, Region, Stream};
 use imba::reference::adaln as ra;
 
 const TOL: (f64, f64) = (2e-5, 2e-5);
@@ -19,15 +19,43 @@ fn chunk(m: &[f64], samples: usize, dim: usize, c: usize) -> Vec<f64> {
 #[test]
 fn adaln_kernels_match_reference() {
     let g = gpu();
-    let dev = &g.device;
-    let k = AdaLnKernels::new(dev).unwrap();
-    let mut r = Rand::new(11);
-    for (samples, tokens, dim) in [
+    let k = AdaLnKernels::new(&g.device).unwrap();
+    let sizes = [
         (1usize, 1usize, 1usize),
         (3, 5, 37),
         (2, 67, 13),
         (4, 16, 64),
-    ] {
+        (3, 5, 36),
+        (2, 67, 12),
+        // 4352 texels: a whole 4096-texel texture row and part of the next.
+        (4, 64, 68),
+    ];
+    check_against_reference(g, &k, &sizes, AdaLnPath::Texture);
+}
+
+/// The same with the texture path off: every size on the storage-buffer kernels.
+#[test]
+fn adaln_portable_kernels_match_reference() {
+    let g = gpu();
+    let k = AdaLnKernels::new(&g.device)
+        .unwrap()
+        .with_texture_path(false);
+    let sizes = [(3, 5, 37), (4, 16, 64), (2, 67, 12)];
+    check_against_reference(g, &k, &sizes, AdaLnPath::Portable);
+}
+
+/// Every launch against the f64 reference at `sizes` (samples, tokens, dim). Where `k` has
+/// the texture path (CPU adapters), sizes with dim a multiple of 4 must take `aligned_path`
+/// and the others the portable kernels.
+fn check_against_reference(
+    g: &imba::gpu::Gpu,
+    k: &AdaLnKernels,
+    sizes: &[(usize, usize, usize)],
+    aligned_path: AdaLnPath,
+) {
+    let dev = &g.device;
+    let mut r = Rand::new(11);
+    for &(samples, tokens, dim) in sizes {
         let rows = samples * tokens;
         let n = rows * dim;
         let x: Vec<f32> = r.vec(n, -2.0, 3.0);
@@ -42,12 +70,16 @@ fn adaln_kernels_match_reference() {
         };
         let (xb, mb, dhb, ab) = (
             g.upload("x", &x),
-            g.upload("mod", &modv),
+            // 64 values ahead of the modulation: its region starts 256 bytes in.
+            g.upload("mod", &[vec![f32::NAN; 64], modv.clone()].concat()),
             g.upload("dh", &dh),
             g.upload("a", &a),
         );
         let m = Modulation {
-            region: (&mb).into(),
+            region: Region {
+                buffer: &mb,
+                offset: 256,
+            },
             stride: 6 * dim as u32,
             shift: 0,
             scale: dim as u32,
@@ -63,6 +95,15 @@ fn adaln_kernels_match_reference() {
         let xr = g.upload("x-residual", &x);
         let da = g.poisoned("da", n);
         let dbias = g.poisoned("dbias", dim);
+        let want_path = match (dim % 4, AdaLnKernels::texture_path_supported(dev)) {
+            (0, true) => aligned_path,
+            _ => AdaLnPath::Portable,
+        };
+        assert_eq!(k.ln_path(s, &m), want_path, "D={dim}");
+        assert_eq!(
+            k.segment_sums_path(dim as u32, &Columns::whole(&dhb, dim as u32), None),
+            want_path
+        );
         let mut enc = g.encoder();
         k.record_ln_modulate(dev, &mut enc, s, &xb, m, &h, &xhat, &rstd)
             .unwrap();
@@ -136,7 +177,7 @@ fn adaln_kernels_match_reference() {
         let mut want_xr = x64.clone();
         ra::gated_residual(&mut want_xr, &a64, &gate, tokens, dim);
         let (want_da, dgate) = ra::gated_residual_backward(&dh64, &a64, &gate, tokens, dim);
-        let what = format!("S={samples} N={tokens} D={dim}");
+        let what = format!("{want_path:?} S={samples} N={tokens} D={dim}");
         let (at, rt) = TOL;
         assert_close(
             &format!("{what} xhat"),

@@ -2,6 +2,7 @@
 //! per-segment column sums (bias, shift, scale and gate gradients), forward and backward.
 
 use super::common::{self, Region, Slot};
+use super::linear_texture::{self, LinearTextures};
 use crate::reference::adaln::LN_EPS;
 use crate::{Error, Result};
 
@@ -103,10 +104,35 @@ const ENTRIES: [&str; 5] = [
     "segment_sums",
 ];
 
+/// The texture path's entry points (`ENTRIES` 0, 1, 4 reading textures).
+const TEX_ENTRIES: [&str; 3] = [
+    "ln_modulate_forward_tex",
+    "ln_modulate_backward_tex",
+    "segment_sums_tex",
+];
+
+/// Which kernels a launch runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdaLnPath {
+    /// Storage-buffer operands (every device).
+    Portable,
+    /// Operands copied into read-only storage textures (CPU adapters, i.e. llvmpipe).
+    Texture,
+}
+
+/// The texture path's pipelines and operand textures.
+struct TexturePath {
+    layout: wgpu::BindGroupLayout,
+    pipelines: Vec<wgpu::ComputePipeline>,
+    textures: LinearTextures,
+    unused: wgpu::TextureView,
+}
+
 /// Compiled adaLN pipelines for one device.
 pub struct AdaLnKernels {
     layout: wgpu::BindGroupLayout,
     pipelines: Vec<wgpu::ComputePipeline>,
+    texture: Option<TexturePath>,
     unused_read: wgpu::Buffer,
     unused_rw: [wgpu::Buffer; 2],
 }
@@ -128,12 +154,80 @@ impl AdaLnKernels {
             ],
         );
         let pipelines = common::pipelines(device, "adaln", &layout, &ENTRIES)?;
+        let texture = if Self::texture_path_supported(device) {
+            let layout = common::layout(
+                device,
+                "adaln-texture",
+                &[
+                    (0, Uniform),
+                    (4, ReadWrite),
+                    (5, ReadWrite),
+                    (6, ReadWrite),
+                    (7, ReadTexture),
+                    (8, ReadTexture),
+                    (9, ReadTexture),
+                ],
+            );
+            let pipelines = common::pipelines(device, "adaln", &layout, &TEX_ENTRIES)?;
+            Some(TexturePath {
+                layout,
+                pipelines,
+                textures: LinearTextures::default(),
+                unused: linear_texture::placeholder(device),
+            })
+        } else {
+            None
+        };
         Ok(Self {
             layout,
             pipelines,
+            texture,
             unused_read: common::placeholder(device),
             unused_rw: [common::placeholder(device), common::placeholder(device)],
         })
+    }
+
+    /// Whether `device` gets the texture path: CPU adapters (llvmpipe), where storage-buffer
+    /// loads are slow and storage-texture loads are not.
+    pub fn texture_path_supported(device: &wgpu::Device) -> bool {
+        device.adapter_info().device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Turns the texture path off (`false`), e.g. to test or time the portable kernels.
+    pub fn with_texture_path(mut self, enabled: bool) -> Self {
+        if !enabled {
+            self.texture = None;
+        }
+        self
+    }
+
+    /// The path of a LayerNorm launch (forward or backward) over `s` with `modulation`: the
+    /// texture path needs dim and the modulation's row stride and columns to be multiples of
+    /// 4, and operand buffers with COPY_SRC usage (checked at launch; without it the launch
+    /// runs the portable kernel).
+    pub fn ln_path(&self, s: Stream, modulation: &Modulation) -> AdaLnPath {
+        let aligned = [s.dim, modulation.stride, modulation.shift, modulation.scale]
+            .iter()
+            .all(|v| v.is_multiple_of(4));
+        if self.texture.is_some() && aligned {
+            AdaLnPath::Texture
+        } else {
+            AdaLnPath::Portable
+        }
+    }
+
+    /// The path of a segment-sums launch: as [`Self::ln_path`], with dim and A's and B's
+    /// row strides and first columns multiples of 4.
+    pub fn segment_sums_path(&self, dim: u32, a: &Columns, b: Option<&Columns>) -> AdaLnPath {
+        let mut v = vec![dim, a.stride, a.col];
+        if let Some(b) = b {
+            v.extend([b.stride, b.col]);
+        }
+        if self.texture.is_some() && v.iter().all(|v| v.is_multiple_of(4)) {
+            AdaLnPath::Texture
+        } else {
+            AdaLnPath::Portable
+        }
     }
 
     /// h = LN(x)·(1 + scale) + shift; saves x̂ (rows × dim) and 1/σ (rows) for the backward.
@@ -151,6 +245,24 @@ impl AdaLnKernels {
     ) -> Result<()> {
         s.validate()?;
         let p = self.mod_params(s, &modulation, false)?;
+        let (x, h, xhat, rstd) = (x.into(), h.into(), xhat.into(), rstd.into());
+        let (reads, writes) = (
+            [
+                Some(("x", x, s.bytes())),
+                Some(("modulation", modulation.region, mod_bytes(s, &modulation))),
+                None,
+            ],
+            [
+                Some(("h", h, s.bytes())),
+                Some(("xhat", xhat, s.bytes())),
+                Some(("rstd", rstd, s.rows as u64 * 4)),
+            ],
+        );
+        if self.ln_path(s, &modulation) == AdaLnPath::Texture
+            && self.launch_texture(device, encoder, 0, p, s.rows as u64, reads, writes)?
+        {
+            return Ok(());
+        }
         self.launch(
             device,
             encoder,
@@ -158,12 +270,7 @@ impl AdaLnKernels {
             p,
             s.rows as u64,
             [
-                Some(("x", x.into(), s.bytes())),
-                Some(("modulation", modulation.region, mod_bytes(s, &modulation))),
-                None,
-                Some(("h", h.into(), s.bytes())),
-                Some(("xhat", xhat.into(), s.bytes())),
-                Some(("rstd", rstd.into(), s.rows as u64 * 4)),
+                reads[0], reads[1], reads[2], writes[0], writes[1], writes[2],
             ],
         )
     }
@@ -185,6 +292,21 @@ impl AdaLnKernels {
     ) -> Result<()> {
         s.validate()?;
         let p = self.mod_params(s, &modulation, accumulate)?;
+        let reads = [
+            Some(("xhat", xhat.into(), s.bytes())),
+            Some(("modulation", modulation.region, mod_bytes(s, &modulation))),
+            Some(("dh", dh.into(), s.bytes())),
+        ];
+        let writes = [
+            Some(("dx", dx.into(), s.bytes())),
+            None,
+            Some(("rstd", rstd.into(), s.rows as u64 * 4)),
+        ];
+        if self.ln_path(s, &modulation) == AdaLnPath::Texture
+            && self.launch_texture(device, encoder, 1, p, s.rows as u64, reads, writes)?
+        {
+            return Ok(());
+        }
         self.launch(
             device,
             encoder,
@@ -192,12 +314,7 @@ impl AdaLnKernels {
             p,
             s.rows as u64,
             [
-                Some(("xhat", xhat.into(), s.bytes())),
-                Some(("modulation", modulation.region, mod_bytes(s, &modulation))),
-                Some(("dh", dh.into(), s.bytes())),
-                Some(("dx", dx.into(), s.bytes())),
-                None,
-                Some(("rstd", rstd.into(), s.rows as u64 * 4)),
+                reads[0], reads[1], reads[2], writes[0], writes[1], writes[2],
             ],
         )
     }
@@ -312,6 +429,29 @@ impl AdaLnKernels {
             segments,
             ..Default::default()
         };
+        let reads = [
+            Some(("a", a.region, bytes(&a, rows))),
+            None,
+            b.map(|b| ("b", b.region, bytes(&b, rows))),
+        ];
+        let writes = [
+            Some(("out", out.region, bytes(&out, segments as u64))),
+            None,
+            None,
+        ];
+        if self.segment_sums_path(dim, &a, b.as_ref()) == AdaLnPath::Texture
+            && self.launch_texture(
+                device,
+                encoder,
+                2,
+                p,
+                segments as u64 * dim as u64 / 4,
+                reads,
+                writes,
+            )?
+        {
+            return Ok(());
+        }
         self.launch(
             device,
             encoder,
@@ -319,12 +459,7 @@ impl AdaLnKernels {
             p,
             segments as u64 * dim as u64,
             [
-                Some(("a", a.region, bytes(&a, rows))),
-                None,
-                b.map(|b| ("b", b.region, bytes(&b, rows))),
-                Some(("out", out.region, bytes(&out, segments as u64))),
-                None,
-                None,
+                reads[0], reads[1], reads[2], writes[0], writes[1], writes[2],
             ],
         )
     }
@@ -382,6 +517,77 @@ impl AdaLnKernels {
             |groups_x| common::uniform(device, &Params { groups_x, ..params }),
             &bindings,
         )
+    }
+}
+
+type Operand<'a> = Option<(&'static str, Region<'a>, u64)>;
+
+impl AdaLnKernels {
+    /// Runs texture entry `entry` with `reads` (bindings 7–9) copied into textures and
+    /// `writes` bound as storage buffers (4–6). Returns `false`, recording nothing, where the
+    /// texture path is off or an operand cannot be copied; the caller then runs the portable
+    /// kernel.
+    #[allow(clippy::too_many_arguments)]
+    fn launch_texture(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        entry: usize,
+        params: Params,
+        invocations: u64,
+        reads: [Operand; 3],
+        writes: [Operand; 3],
+    ) -> Result<bool> {
+        let Some(t) = &self.texture else {
+            return Ok(false);
+        };
+        if !reads
+            .iter()
+            .flatten()
+            .all(|&(_, r, bytes)| LinearTextures::fits(device, r, bytes / 4))
+        {
+            return Ok(false);
+        }
+        for (name, region, bytes) in reads.iter().chain(&writes).flatten() {
+            common::check_storage(device, name, *region, *bytes)?;
+        }
+        const ROLES: [&str; 3] = ["adaln-input", "adaln-modulation", "adaln-aux"];
+        let views: Vec<Option<wgpu::TextureView>> = reads
+            .iter()
+            .zip(ROLES)
+            .map(|(op, role)| {
+                op.and_then(|(_, r, bytes)| t.textures.fill(device, encoder, role, r, bytes / 4))
+            })
+            .collect();
+        let (gx, gy) = common::grid(device, invocations.div_ceil(64))?;
+        let ub = common::uniform(
+            device,
+            &Params {
+                groups_x: gx,
+                ..params
+            },
+        );
+        let fallbacks = [&self.unused_rw[1], &self.unused_rw[0], &self.unused_rw[1]];
+        let mut entries = vec![(0, ub.as_entire_binding())];
+        for (i, (op, fallback)) in writes.iter().zip(fallbacks).enumerate() {
+            entries.push((
+                4 + i as u32,
+                common::range_or(op.map(|(_, r, n)| (r, n)), fallback),
+            ));
+        }
+        for (i, view) in views.iter().enumerate() {
+            entries.push((
+                7 + i as u32,
+                wgpu::BindingResource::TextureView(view.as_ref().unwrap_or(&t.unused)),
+            ));
+        }
+        let bg = common::bind_group(device, &t.layout, entries);
+        common::record_pass(
+            encoder,
+            TEX_ENTRIES[entry],
+            &[(&t.pipelines[entry], &bg, (gx, gy))],
+        );
+        Ok(true)
     }
 }
 

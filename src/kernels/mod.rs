@@ -8,6 +8,7 @@ pub mod adaln;
 pub mod attention;
 mod common;
 pub mod embed;
+mod linear_texture;
 pub mod loss;
 pub mod matmul;
 pub mod noise;
@@ -16,7 +17,7 @@ pub mod reduce;
 pub mod unfused;
 
 pub use activation::{Activation, ActivationKernels};
-pub use adaln::{AdaLnKernels, Columns, Modulation, Stream};
+pub use adaln::{AdaLnKernels, AdaLnPath, Columns, Modulation, Stream};
 pub use attention::{AttentionKernels, AttentionPath, AttentionShape};
 pub use common::Region;
 pub use embed::{EmbedKernels, Labels, NO_LABEL};
