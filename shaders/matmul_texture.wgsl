@@ -224,23 +224,7 @@ fn matmul_texture8_to_texture(
 // workgroup is one subgroup of 16 lanes owning 16 rows × 64 columns of C; one A texel per
 // lane covers the 16 rows. The B texture's width is then a multiple of 16 texels.
 fn tile_product16(row0: u32, bx: u32, lane: u32) -> Tile {
-    var t: Tile;
-    t.c0 = vec4<f32>(0.0);
-    t.c1 = vec4<f32>(0.0);
-    t.c2 = vec4<f32>(0.0);
-    t.c3 = vec4<f32>(0.0);
-    t.c4 = vec4<f32>(0.0);
-    t.c5 = vec4<f32>(0.0);
-    t.c6 = vec4<f32>(0.0);
-    t.c7 = vec4<f32>(0.0);
-    t.c8 = vec4<f32>(0.0);
-    t.c9 = vec4<f32>(0.0);
-    t.c10 = vec4<f32>(0.0);
-    t.c11 = vec4<f32>(0.0);
-    t.c12 = vec4<f32>(0.0);
-    t.c13 = vec4<f32>(0.0);
-    t.c14 = vec4<f32>(0.0);
-    t.c15 = vec4<f32>(0.0);
+    var t = zero_tile();
     for (var k = 0u; k < P.k4; k = k + 4u) {
         let a = textureLoad(a_tex, vec2<u32>(k / 4u, row0 + lane));
         let b0 = textureLoad(b_tex, vec2<u32>(bx, k));

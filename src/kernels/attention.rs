@@ -2,18 +2,18 @@
 //! projection, forward (saving one log-sum-exp per query row) and backward (recomputing the
 //! probabilities from it). Two paths with the same results:
 //! - portable (`shaders/attention.wgsl`): reads storage buffers; every adapter;
-//! - texture (`shaders/attention_texture.wgsl`), for llvmpipe: packs qkv and dO into
-//!   rgba32float textures and reads the rows of the inner loops as texel fetches, which
+//! - texture (`shaders/attention_texture.wgsl`), for llvmpipe: copies qkv and dO into
+//!   linear rgba32float textures (`LinearTextures`; `pack_linear4` where a buffer lacks
+//!   COPY_SRC usage) and reads the rows of the inner loops as storage-texture loads, which
 //!   llvmpipe compiles into gathers instead of per-lane load loops. Chosen on CPU adapters
 //!   when dim and head_dim are multiples of 4.
 
 use super::common::{self, Region, Slot};
+use super::linear_texture::{self, LinearTextures};
 use crate::{Error, Result};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// Texels per row of the texture path's linear textures (`TEX_W` in the shader).
-const TEX_W: u64 = 4096;
+const TEX_W: u64 = linear_texture::WIDTH as u64;
 
 /// Largest head size the kernels hold in registers (`MAX_HD` in the shader).
 pub const MAX_HEAD_DIM: u32 = 128;
@@ -115,9 +115,8 @@ struct TexturePath {
     pipelines: Vec<wgpu::ComputePipeline>,
     read_placeholder: wgpu::TextureView,
     storage_placeholder: wgpu::TextureView,
-    /// Textures by (role, height), made on first use: passes run in order, so reusing one
-    /// for a later launch is safe.
-    textures: Mutex<HashMap<(&'static str, u32), wgpu::TextureView>>,
+    /// qkv, dO and (lse, δ) as linear textures, filled by copies or by `pack_linear4`.
+    textures: LinearTextures,
 }
 
 /// Compiled attention pipelines for one device.
@@ -127,44 +126,6 @@ pub struct AttentionKernels {
     texture: Option<TexturePath>,
     unused_read: wgpu::Buffer,
     unused_rw: wgpu::Buffer,
-}
-
-fn texture(device: &wgpu::Device, label: &str, height: u32) -> wgpu::TextureView {
-    device
-        .create_texture(&wgpu::TextureDescriptor {
-            label: Some(label),
-            size: wgpu::Extent3d {
-                width: TEX_W as u32,
-                height,
-                depth_or_array_layers: 1,
-            },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
-            view_formats: &[],
-        })
-        .create_view(&Default::default())
-}
-
-fn small_texture(device: &wgpu::Device) -> wgpu::TextureView {
-    device
-        .create_texture(&wgpu::TextureDescriptor {
-            label: Some("attention-placeholder"),
-            size: wgpu::Extent3d {
-                width: 1,
-                height: 1,
-                depth_or_array_layers: 1,
-            },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
-            view_formats: &[],
-        })
-        .create_view(&Default::default())
 }
 
 impl AttentionKernels {
@@ -204,9 +165,9 @@ impl AttentionKernels {
             Some(TexturePath {
                 layout,
                 pipelines,
-                read_placeholder: small_texture(device),
-                storage_placeholder: small_texture(device),
-                textures: Mutex::new(HashMap::new()),
+                read_placeholder: linear_texture::placeholder(device),
+                storage_placeholder: linear_texture::placeholder(device),
+                textures: LinearTextures::default(),
             })
         } else {
             None
@@ -356,12 +317,37 @@ impl AttentionKernels {
 
     fn cached(&self, device: &wgpu::Device, role: &'static str, texels: u64) -> wgpu::TextureView {
         let tex = self.texture.as_ref().expect("texture path");
-        let height = texels.div_ceil(TEX_W).max(1) as u32;
-        let mut cache = tex.textures.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .entry((role, height))
-            .or_insert_with(|| texture(device, role, height))
-            .clone()
+        tex.textures.view(device, role, texels)
+    }
+
+    /// `floats` values of `src` into the texture for `role`: by a copy where the region
+    /// allows one (recorded now, before the caller's pass), else by a `pack_linear4`
+    /// dispatch returned for the caller's pass.
+    #[allow(clippy::type_complexity)]
+    fn fill(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        shape: AttentionShape,
+        role: &'static str,
+        src: Region,
+        floats: u64,
+    ) -> Result<(wgpu::TextureView, Option<(wgpu::BindGroup, (u32, u32))>)> {
+        let tex = self.texture.as_ref().expect("texture path");
+        if let Some(view) = tex.textures.fill(device, encoder, role, src, floats) {
+            return Ok((view, None));
+        }
+        let view = self.cached(device, role, floats / 4);
+        let pack = self.tex_dispatch(
+            device,
+            shape,
+            floats / 4,
+            floats / 4,
+            [Some((src, 4 * floats)), None, None, None],
+            [None; 3],
+            Some(&view),
+        )?;
+        Ok((view, Some(pack)))
     }
 
     /// One texture-path dispatch: buffers in slots 1–4, sampled textures in 5–7, the written
@@ -425,16 +411,7 @@ impl AttentionKernels {
     ) -> Result<()> {
         let tex = self.texture.as_ref().expect("texture path");
         let (e, l) = (shape.elements(), shape.query_rows());
-        let qkv_tex = self.cached(device, "attention-qkv", 3 * e / 4);
-        let pack = self.tex_dispatch(
-            device,
-            shape,
-            3 * e / 4,
-            3 * e / 4,
-            [Some((qkv, 12 * e)), None, None, None],
-            [None; 3],
-            Some(&qkv_tex),
-        )?;
+        let (qkv_tex, pack) = self.fill(device, encoder, shape, "attention-qkv", qkv, 3 * e)?;
         let fwd = self.tex_dispatch(
             device,
             shape,
@@ -444,14 +421,12 @@ impl AttentionKernels {
             [Some(&qkv_tex), None, None],
             None,
         )?;
-        common::record_pass(
-            encoder,
-            "attention-texture",
-            &[
-                (&tex.pipelines[0], &pack.0, pack.1),
-                (&tex.pipelines[1], &fwd.0, fwd.1),
-            ],
-        );
+        let mut dispatches: Vec<_> = pack
+            .iter()
+            .map(|p| (&tex.pipelines[0], &p.0, p.1))
+            .collect();
+        dispatches.push((&tex.pipelines[1], &fwd.0, fwd.1));
+        common::record_pass(encoder, "attention-texture", &dispatches);
         Ok(())
     }
 
@@ -464,64 +439,44 @@ impl AttentionKernels {
     ) -> Result<()> {
         let tex = self.texture.as_ref().expect("texture path");
         let (e, l) = (shape.elements(), shape.query_rows());
-        let qkv_tex = self.cached(device, "attention-qkv", 3 * e / 4);
-        let do_tex = self.cached(device, "attention-do", e / 4);
+        let (qkv_tex, qkv_pack) = self.fill(device, encoder, shape, "attention-qkv", qkv, 3 * e)?;
+        let (do_tex, do_pack) = self.fill(device, encoder, shape, "attention-do", d_o, e)?;
         let ld_tex = self.cached(device, "attention-ld", l);
-        let steps = [
-            self.tex_dispatch(
-                device,
-                shape,
-                3 * e / 4,
-                3 * e / 4,
-                [Some((qkv, 12 * e)), None, None, None],
-                [None; 3],
-                Some(&qkv_tex),
-            )?,
-            self.tex_dispatch(
-                device,
-                shape,
-                e / 4,
-                e / 4,
-                [Some((d_o, 4 * e)), None, None, None],
-                [None; 3],
-                Some(&do_tex),
-            )?,
-            self.tex_dispatch(
-                device,
-                shape,
-                0,
-                l,
-                [
-                    Some((o, 4 * e)),
-                    Some((d_o, 4 * e)),
-                    Some((lse, 4 * l)),
-                    None,
-                ],
-                [None; 3],
-                Some(&ld_tex),
-            )?,
-            self.tex_dispatch(
-                device,
-                shape,
-                0,
-                l,
-                [None, None, None, Some((dqkv, 12 * e))],
-                [Some(&qkv_tex), Some(&do_tex), Some(&ld_tex)],
+        let delta = self.tex_dispatch(
+            device,
+            shape,
+            0,
+            l,
+            [
+                Some((o, 4 * e)),
+                Some((d_o, 4 * e)),
+                Some((lse, 4 * l)),
                 None,
-            )?,
-        ];
-        let p = &tex.pipelines;
-        common::record_pass(
-            encoder,
-            "attention-texture-backward",
-            &[
-                (&p[0], &steps[0].0, steps[0].1),
-                (&p[0], &steps[1].0, steps[1].1),
-                (&p[2], &steps[2].0, steps[2].1),
-                (&p[3], &steps[3].0, steps[3].1),
-                (&p[4], &steps[3].0, steps[3].1),
             ],
-        );
+            [None; 3],
+            Some(&ld_tex),
+        )?;
+        let grads = self.tex_dispatch(
+            device,
+            shape,
+            0,
+            l,
+            [None, None, None, Some((dqkv, 12 * e))],
+            [Some(&qkv_tex), Some(&do_tex), Some(&ld_tex)],
+            None,
+        )?;
+        let p = &tex.pipelines;
+        let mut dispatches: Vec<_> = qkv_pack
+            .iter()
+            .chain(&do_pack)
+            .map(|d| (&p[0], &d.0, d.1))
+            .collect();
+        dispatches.extend([
+            (&p[2], &delta.0, delta.1),
+            (&p[3], &grads.0, grads.1),
+            (&p[4], &grads.0, grads.1),
+        ]);
+        common::record_pass(encoder, "attention-texture-backward", &dispatches);
         Ok(())
     }
 

@@ -9,7 +9,7 @@
 //! whose texels fill at most `max_texture_dimension_2d` rows. Shaders address it with
 //! `vec2<u32>(l & 4095u, l >> 12u)`.
 
-use super::common::Region;
+use super::common::{self, Region};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -24,31 +24,28 @@ pub(crate) struct LinearTextures {
     textures: Mutex<HashMap<(&'static str, u32), wgpu::TextureView>>,
 }
 
-fn texture(device: &wgpu::Device, label: &str, width: u32, height: u32) -> wgpu::TextureView {
-    device
-        .create_texture(&wgpu::TextureDescriptor {
-            label: Some(label),
-            size: wgpu::Extent3d {
-                width,
-                height,
-                depth_or_array_layers: 1,
-            },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
-            view_formats: &[],
-        })
-        .create_view(&Default::default())
-}
-
 /// A 1×1 texture to bind in slots a launch does not use.
 pub(crate) fn placeholder(device: &wgpu::Device) -> wgpu::TextureView {
-    texture(device, "unused-texture-slot", 1, 1)
+    common::rgba32f_texture(device, "unused-texture-slot", 1, 1)
 }
 
 impl LinearTextures {
+    /// The texture for `role` with room for `texels` texels (kernels may also write it).
+    pub(crate) fn view(
+        &self,
+        device: &wgpu::Device,
+        role: &'static str,
+        texels: u64,
+    ) -> wgpu::TextureView {
+        let rows = texels.div_ceil(WIDTH as u64).max(1) as u32;
+        self.textures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((role, rows))
+            .or_insert_with(|| common::rgba32f_texture(device, role, WIDTH, rows))
+            .clone()
+    }
+
     /// Whether [`Self::fill`] can copy `floats` values from `region`: the region must start at
     /// a multiple of 16 bytes, hold whole texels, come from a buffer with COPY_SRC usage, and
     /// fit the device's texture height.
@@ -75,14 +72,7 @@ impl LinearTextures {
             return None;
         }
         let texels = floats / 4;
-        let rows = texels.div_ceil(WIDTH as u64);
-        let view = self
-            .textures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((role, rows as u32))
-            .or_insert_with(|| texture(device, role, WIDTH, rows as u32))
-            .clone();
+        let view = self.view(device, role, texels);
         let row_bytes = WIDTH as u64 * 16;
         let (full, rest) = (texels / WIDTH as u64, (texels % WIDTH as u64) as u32);
         let mut copy = |row: u64, width: u32, height: u32| {

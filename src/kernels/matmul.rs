@@ -337,34 +337,6 @@ impl MatmulKernels {
     }
 }
 
-/// An rgba32float texture the pack kernel writes and the product kernel reads.
-fn packed_texture(
-    device: &wgpu::Device,
-    label: &str,
-    width: u32,
-    height: u32,
-) -> wgpu::TextureView {
-    device
-        .create_texture(&wgpu::TextureDescriptor {
-            label: Some(label),
-            size: wgpu::Extent3d {
-                width,
-                height,
-                depth_or_array_layers: 1,
-            },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING
-                | wgpu::TextureUsages::STORAGE_BINDING
-                | wgpu::TextureUsages::COPY_DST
-                | wgpu::TextureUsages::COPY_SRC,
-            view_formats: &[],
-        })
-        .create_view(&Default::default())
-}
-
 /// Copy rows of `width_texels` texels between a region of a buffer and the top of a texture.
 fn texel_rows<'a>(
     region: Region<'a>,
@@ -419,7 +391,7 @@ fn record_texture(
         let mut get = |role: &'static str, w: u32, h: u32| {
             cache
                 .entry((role, w, h))
-                .or_insert_with(|| packed_texture(device, role, w, h))
+                .or_insert_with(|| common::rgba32f_texture(device, role, w, h))
                 .clone()
         };
         (
@@ -447,7 +419,7 @@ fn record_texture(
         let mut cache = tex.textures.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .entry(("matmul-c", args.n / 4, chunk))
-            .or_insert_with(|| packed_texture(device, "matmul-c", args.n / 4, chunk))
+            .or_insert_with(|| common::rgba32f_texture(device, "matmul-c", args.n / 4, chunk))
             .clone()
     });
     let pack = |encoder: &mut wgpu::CommandEncoder,

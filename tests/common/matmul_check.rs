@@ -23,37 +23,15 @@ pub fn check_every_layout(
                     let b = r.vec(k * n, -1.0, 1.0);
                     let bias = r.vec(n, -1.0, 1.0);
                     let c0 = r.vec(m * n, -1.0, 1.0);
-                    let (ab, bb, biasb) = (
-                        g.upload("a", &a),
-                        g.upload("b", &b),
-                        g.upload("bias", &bias),
+                    let got = product(
+                        g,
+                        kernels,
+                        (m, k, n),
+                        (&a, a_layout),
+                        (&b, b_layout),
+                        with_bias.then_some(&bias[..]),
+                        accumulate.then_some(&c0[..]),
                     );
-                    let cb = if accumulate {
-                        g.upload("c", &c0)
-                    } else {
-                        g.poisoned("c", m * n)
-                    };
-                    let mut enc = g.encoder();
-                    kernels
-                        .record(
-                            dev,
-                            &mut enc,
-                            &MatmulArgs {
-                                m: m as u32,
-                                k: k as u32,
-                                n: n as u32,
-                                a: (&ab).into(),
-                                a_layout,
-                                b: (&bb).into(),
-                                b_layout,
-                                bias: with_bias.then_some((&biasb).into()),
-                                c: (&cb).into(),
-                                accumulate,
-                            },
-                        )
-                        .unwrap();
-                    g.submit_and_wait(enc).unwrap();
-                    let got: Vec<f32> = g.read(&cb, m * n).unwrap();
                     let mut want = rm::matmul(
                         &a,
                         a_layout,
@@ -115,33 +93,20 @@ pub fn texture_path_cases(g: &imba::gpu::Gpu) {
 /// product with K = 7 pads B's texture to 8 rows; the last row must be zero even when the
 /// previous product (K = 8) left infinities there, or 0 · ∞ = NaN reaches C.
 fn reused_texture_padding(g: &imba::gpu::Gpu) {
-    let dev = &g.device;
-    let kernels = MatmulKernels::new(dev).unwrap();
+    let kernels = MatmulKernels::new(&g.device).unwrap();
     let mut r = Rand::new(5);
     let (m, n) = (16usize, 64usize);
-    let run = |k: usize, a: &[f32], b: &[f32]| -> Vec<f32> {
-        let (ab, bb, cb) = (g.upload("a", a), g.upload("b", b), g.poisoned("c", m * n));
-        let mut enc = g.encoder();
-        kernels
-            .record(
-                dev,
-                &mut enc,
-                &MatmulArgs {
-                    m: m as u32,
-                    k: k as u32,
-                    n: n as u32,
-                    a: (&ab).into(),
-                    a_layout: Layout::RowMajor,
-                    b: (&bb).into(),
-                    b_layout: Layout::RowMajor,
-                    bias: None,
-                    c: (&cb).into(),
-                    accumulate: false,
-                },
-            )
-            .unwrap();
-        g.submit_and_wait(enc).unwrap();
-        g.read(&cb, m * n).unwrap()
+    let run = |k: usize, a: &[f32], b: &[f32]| {
+        let row_major = Layout::RowMajor;
+        product(
+            g,
+            &kernels,
+            (m, k, n),
+            (a, row_major),
+            (b, row_major),
+            None,
+            None,
+        )
     };
     run(8, &r.vec(m * 8, -1.0, 1.0), &vec![f32::INFINITY; 8 * n]);
     let (a, b) = (r.vec(m * 7, -1.0, 1.0), r.vec(7 * n, -1.0, 1.0));
@@ -153,4 +118,43 @@ fn reused_texture_padding(g: &imba::gpu::Gpu) {
         1e-5,
         1e-5,
     );
+}
+
+/// C = op(A)·op(B) (+ bias) on `kernels`, into a NaN-poisoned C, or added onto `c0`.
+pub fn product(
+    g: &imba::gpu::Gpu,
+    kernels: &MatmulKernels,
+    (m, k, n): (usize, usize, usize),
+    (a, a_layout): (&[f32], Layout),
+    (b, b_layout): (&[f32], Layout),
+    bias: Option<&[f32]>,
+    c0: Option<&[f32]>,
+) -> Vec<f32> {
+    let (ab, bb) = (g.upload("a", a), g.upload("b", b));
+    let biasb = bias.map(|v| g.upload("bias", v));
+    let cb = match c0 {
+        Some(c0) => g.upload("c", c0),
+        None => g.poisoned("c", m * n),
+    };
+    let mut enc = g.encoder();
+    kernels
+        .record(
+            &g.device,
+            &mut enc,
+            &MatmulArgs {
+                m: m as u32,
+                k: k as u32,
+                n: n as u32,
+                a: (&ab).into(),
+                a_layout,
+                b: (&bb).into(),
+                b_layout,
+                bias: biasb.as_ref().map(Into::into),
+                c: (&cb).into(),
+                accumulate: c0.is_some(),
+            },
+        )
+        .unwrap();
+    g.submit_and_wait(enc).unwrap();
+    g.read(&cb, m * n).unwrap()
 }
