@@ -1,7 +1,7 @@
 //! One error type for the crate: every variant names the problem and, where there is one,
 //! the fix.
 
-/// Errors returned by the GPU context and the kernel launchers.
+/// Errors returned by the GPU context, the kernel launchers, the data sets and the trainer.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No adapter could be found or the requested one is missing.
@@ -28,6 +28,18 @@ pub enum Error {
     /// A checkpoint file is missing, unreadable, malformed or does not match the model.
     #[error("checkpoint {path}: {problem}")]
     Checkpoint { path: String, problem: String },
+    /// A data set is missing, unreadable, empty or malformed.
+    #[error("data: {0}")]
+    Data(String),
+    /// A configuration file or option is unknown or out of range.
+    #[error("config: {0}")]
+    Config(String),
+    /// A file could not be read or written.
+    #[error("{path}: {problem}")]
+    Io { path: String, problem: String },
+    /// Training diverged (a non-finite loss or gradient).
+    #[error("training stopped: {0}")]
+    Diverged(String),
     /// Mapping a buffer for readback, or waiting for the GPU, failed.
     #[error("GPU readback failed: {0}")]
     Readback(String),

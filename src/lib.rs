@@ -15,6 +15,7 @@
 //! - [`bench`]: the kernel benchmark shared by `cargo bench` and `imba bench kernels`.
 
 pub mod bench;
+pub mod data;
 pub mod diffusion;
 pub mod error;
 pub mod gpu;
@@ -22,5 +23,6 @@ pub mod kernels;
 pub mod model;
 pub mod reference;
 pub mod shaders;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -12,7 +12,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// How the per-token weight D is formed from the unconditional error ε − ε_u.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum DForm {
     /// D = mean_k |ε − ε_u|^γ (the paper's default).
     #[default]
@@ -24,7 +27,10 @@ pub enum DForm {
 }
 
 /// Optional normalisation of D.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Normalize {
     #[default]
     None,
@@ -33,7 +39,10 @@ pub enum Normalize {
 }
 
 /// Token-wise D, or the sample-wise ablation (D averaged over the tokens of each sample).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Granularity {
     #[default]
     Token,

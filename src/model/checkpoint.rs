@@ -89,16 +89,43 @@ pub fn load(path: &Path, config: &DitConfig) -> Result<Vec<f32>> {
             format!("not a valid safetensors file ({e}); it may be truncated or of another format"),
         )
     })?;
+    let flat = params_from(&st, path, config, "")?;
+    let layout = ParamLayout::new(config);
+    let known: Vec<&str> = layout.tensors.iter().map(|t| t.name.as_str()).collect();
+    let extra: Vec<&str> = st
+        .names()
+        .into_iter()
+        .filter(|n| *n != POS_EMBED && !known.contains(n))
+        .collect();
+    if !extra.is_empty() {
+        return Err(err(
+            path,
+            format!("unknown tensors {extra:?}; is this a checkpoint of another model?"),
+        ));
+    }
+    check_pos_embed(&st, path, config)?;
+    Ok(flat)
+}
+
+/// The model tensors named `{prefix}{reference name}` of an open safetensors file, as a flat
+/// parameter vector for `config` (used with prefix "ema." by the trainer's checkpoints).
+pub fn params_from(
+    st: &SafeTensors,
+    path: &Path,
+    config: &DitConfig,
+    prefix: &str,
+) -> Result<Vec<f32>> {
     let layout = ParamLayout::new(config);
     let mut flat = vec![0.0f32; layout.total];
     for t in &layout.tensors {
-        let v = st.tensor(&t.name).map_err(|_| {
+        let name = format!("{prefix}{}", t.name);
+        let v = st.tensor(&name).map_err(|_| {
             err(
                 path,
                 format!(
-                    "tensor `{}` is missing; the file is not a DiT checkpoint for this config \
-                     (depth {}, D {})",
-                    t.name, config.dim, config.depth
+                    "tensor `{name}` is missing; the file is not a DiT checkpoint for this \
+                     config (depth {}, D {})",
+                    config.depth, config.dim
                 ),
             )
         })?;
@@ -130,18 +157,11 @@ pub fn load(path: &Path, config: &DitConfig) -> Result<Vec<f32>> {
             ));
         }
     }
-    let known: Vec<&str> = layout.tensors.iter().map(|t| t.name.as_str()).collect();
-    let extra: Vec<&str> = st
-        .names()
-        .into_iter()
-        .filter(|n| *n != POS_EMBED && !known.contains(n))
-        .collect();
-    if !extra.is_empty() {
-        return Err(err(
-            path,
-            format!("unknown tensors {extra:?}; is this a checkpoint of another model?"),
-        ));
-    }
+    Ok(flat)
+}
+
+/// Refuses a stored `pos_embed` that is not DiT's fixed embedding for `config`.
+pub fn check_pos_embed(st: &SafeTensors, path: &Path, config: &DitConfig) -> Result<()> {
     if let Ok(v) = st.tensor(POS_EMBED) {
         let want = pos_embed(config);
         let shape = [1, config.tokens() as usize, config.dim as usize];
@@ -171,7 +191,7 @@ pub fn load(path: &Path, config: &DitConfig) -> Result<Vec<f32>> {
             ));
         }
     }
-    Ok(flat)
+    Ok(())
 }
 
 fn to_f32(v: &TensorView, out: &mut [f32]) -> std::result::Result<(), String> {

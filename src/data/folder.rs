@@ -1,0 +1,112 @@
+//! `folder`: users' own images, one sub-folder per label (labels in sorted folder-name
+//! order), PNG or JPEG, optionally resized to a square size.
+
+use super::Dataset;
+use crate::{Error, Result};
+use std::path::Path;
+
+fn is_image(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+        .unwrap_or(false)
+}
+
+/// Loads `root/<label>/*.{png,jpg,jpeg}` as `channels` (1 or 3) channels in [−1, 1]. With
+/// `size`, every image is resized to size×size (triangle filter); without, all images must
+/// share one size.
+pub fn load_folder(root: &Path, channels: u32, size: Option<u32>) -> Result<Dataset> {
+    if channels != 1 && channels != 3 {
+        return Err(Error::Config(format!(
+            "folder data needs channels 1 (grey) or 3 (RGB), got {channels}"
+        )));
+    }
+    let read_dir = |p: &Path| {
+        std::fs::read_dir(p).map_err(|e| {
+            Error::Data(format!(
+                "cannot read the image folder {} ({e}); give a folder with one sub-folder per label",
+                p.display()
+            ))
+        })
+    };
+    let mut dirs: Vec<_> = read_dir(root)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    if dirs.is_empty() {
+        return Err(Error::Data(format!(
+            "{} has no sub-folders; put each label's images in a sub-folder named after it",
+            root.display()
+        )));
+    }
+    let (mut images, mut labels, mut names) = (Vec::new(), Vec::new(), Vec::new());
+    let mut dims: Option<(u32, u32, std::path::PathBuf)> = None;
+    for (label, dir) in dirs.iter().enumerate() {
+        let mut files: Vec<_> = read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && is_image(p))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(Error::Data(format!(
+                "label folder {} holds no PNG or JPEG images; add some or remove the folder",
+                dir.display()
+            )));
+        }
+        names.push(dir.file_name().unwrap().to_string_lossy().into_owned());
+        for f in files {
+            let img = image::open(&f).map_err(|e| {
+                Error::Data(format!("cannot decode image {} ({e})", f.display()))
+            })?;
+            let img = match size {
+                Some(s) => img.resize_exact(s, s, image::imageops::FilterType::Triangle),
+                None => img,
+            };
+            let (w, h) = (img.width(), img.height());
+            match &dims {
+                None => dims = Some((w, h, f.clone())),
+                Some((w0, h0, first)) if (*w0, *h0) != (w, h) => {
+                    return Err(Error::Data(format!(
+                        "images of mixed sizes: {} is {w}×{h} but {} is {w0}×{h0}; set \
+                         `image_size` to resize them all",
+                        f.display(),
+                        first.display()
+                    )))
+                }
+                _ => {}
+            }
+            let plane = (w * h) as usize;
+            let start = images.len();
+            images.resize(start + plane * channels as usize, 0.0);
+            let out = &mut images[start..];
+            if channels == 1 {
+                for (i, p) in img.to_luma8().pixels().enumerate() {
+                    out[i] = p.0[0] as f32 / 127.5 - 1.0;
+                }
+            } else {
+                for (i, p) in img.to_rgb8().pixels().enumerate() {
+                    for c in 0..3 {
+                        out[c * plane + i] = p.0[c] as f32 / 127.5 - 1.0;
+                    }
+                }
+            }
+            labels.push(label as u32);
+        }
+    }
+    let (w, h, _) = dims.expect("at least one image");
+    let d = Dataset {
+        name: "folder".into(),
+        channels,
+        height: h,
+        width: w,
+        images,
+        labels,
+        slots: 1,
+        label_names: names,
+    };
+    d.validate()?;
+    Ok(d)
+}

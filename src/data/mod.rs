@@ -1,0 +1,173 @@
+//! Data sets (DESIGN §4) and long-tailed splits.
+//!
+//! Every data set is held in memory as images (n, C, H, W) in [−1, 1] and `slots` labels per
+//! image ([`NO_LABEL`](crate::kernels::NO_LABEL) in unused slots). Generated sets (`toy2d`,
+//! `shapes`) are drawn from a seed with the per-label counts of a long-tail profile; real sets
+//! (`digits`, `folder`) are cut to one by keeping the first n_c images of each label in a
+//! seeded shuffle.
+
+mod digits;
+mod folder;
+mod shapes;
+pub mod split;
+mod toy2d;
+
+pub use digits::{load_digits, DIGITS_CSV};
+pub use folder::load_folder;
+pub use shapes::{render_shapes, shapes, ShapesSpec, COLOURS, CONCEPTS_PER_SLOT, SHAPES};
+pub use split::{cut, profile_counts, profile_weight, Profile, Split};
+pub use toy2d::{toy2d, toy2d_means, Toy2dSpec};
+
+use crate::kernels::NO_LABEL;
+use crate::{Error, Result};
+
+/// An in-memory data set.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// Short name ("toy2d", "shapes", "digits", "folder").
+    pub name: String,
+    pub channels: u32,
+    pub height: u32,
+    pub width: u32,
+    /// Images (n, C, H, W), f32 in [−1, 1].
+    pub images: Vec<f32>,
+    /// `slots` labels per image.
+    pub labels: Vec<u32>,
+    pub slots: u32,
+    /// The name of each label (concept), index = label id.
+    pub label_names: Vec<String>,
+}
+
+impl Dataset {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len() / self.slots.max(1) as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Values per image C·H·W.
+    pub fn image_len(&self) -> usize {
+        (self.channels * self.height * self.width) as usize
+    }
+    pub fn num_labels(&self) -> u32 {
+        self.label_names.len() as u32
+    }
+    /// Image i's values.
+    pub fn image(&self, i: usize) -> &[f32] {
+        let l = self.image_len();
+        &self.images[i * l..(i + 1) * l]
+    }
+    /// Image i's labels (`slots` entries).
+    pub fn labels_of(&self, i: usize) -> &[u32] {
+        let s = self.slots as usize;
+        &self.labels[i * s..(i + 1) * s]
+    }
+
+    /// How many images carry each label.
+    pub fn label_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.label_names.len()];
+        for &l in &self.labels {
+            if l != NO_LABEL {
+                counts[l as usize] += 1;
+            }
+        }
+        counts
+    }
+
+    /// Checks sizes, label ranges and finiteness, naming the first bad image.
+    pub fn validate(&self) -> Result<()> {
+        if self.is_empty() {
+            return Err(Error::Data(format!("data set `{}` has no images", self.name)));
+        }
+        if self.images.len() != self.len() * self.image_len() {
+            return Err(Error::Data(format!(
+                "data set `{}`: {} values for {} images of {}×{}×{}",
+                self.name,
+                self.images.len(),
+                self.len(),
+                self.channels,
+                self.height,
+                self.width
+            )));
+        }
+        let n = self.num_labels();
+        if let Some(i) = self
+            .labels
+            .iter()
+            .position(|&l| l != NO_LABEL && l >= n)
+        {
+            return Err(Error::Data(format!(
+                "data set `{}`: image {} has label {} but there are only {n} labels (0..{})",
+                self.name,
+                i / self.slots as usize,
+                self.labels[i],
+                n.saturating_sub(1)
+            )));
+        }
+        if let Some(i) = self.images.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Data(format!(
+                "data set `{}`: image {} holds a non-finite value ({}); clean the data",
+                self.name,
+                i / self.image_len(),
+                self.images[i]
+            )));
+        }
+        Ok(())
+    }
+
+    /// A 64-bit FNV-1a fingerprint of the images and labels, stored in checkpoints so a resume
+    /// on different data is refused.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |w: u32| {
+            for b in w.to_le_bytes() {
+                h ^= b as u64;
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        for &v in &self.images {
+            eat(v.to_bits());
+        }
+        for &l in &self.labels {
+            eat(l);
+        }
+        for d in [self.channels, self.height, self.width, self.slots] {
+            eat(d);
+        }
+        h
+    }
+
+    /// The subset of images `keep` (in that order).
+    pub fn subset(&self, keep: &[usize]) -> Dataset {
+        let mut images = Vec::with_capacity(keep.len() * self.image_len());
+        let mut labels = Vec::with_capacity(keep.len() * self.slots as usize);
+        for &i in keep {
+            images.extend_from_slice(self.image(i));
+            labels.extend_from_slice(self.labels_of(i));
+        }
+        Dataset {
+            images,
+            labels,
+            ..self.clone()
+        }
+    }
+}
+
+/// A Fisher–Yates shuffle of 0..n driven by Philox (key (seed, salt), stream 4), so that the
+/// same seed gives the same order on every machine.
+pub fn shuffled(n: usize, seed: u32, salt: u32) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let w = crate::reference::rng::philox4x32_10([i as u32, 4, 0, 0], [seed, salt])[0];
+        let j = ((w as u64 * (i as u64 + 1)) >> 32) as usize;
+        idx.swap(i, j);
+    }
+    idx
+}
+
+/// A uniform f64 in [0, 1) from Philox (key (seed, salt), counter (i, stream)).
+pub fn uniform(seed: u32, salt: u32, stream: u32, i: u32) -> f64 {
+    let w = crate::reference::rng::philox4x32_10([i, stream, 0, 0], [seed, salt]);
+    (((w[0] as u64) << 21) ^ (w[1] as u64 >> 11)) as f64 / (1u64 << 53) as f64
+}

@@ -1,0 +1,340 @@
+//! The trainer's configuration: every option of `imba train` is also a key of its TOML file
+//! (`--config run.toml`); flags given on the command line override the file, the file
+//! overrides the defaults. Unknown keys and out-of-range values are refused with the key named.
+
+use crate::kernels::{DForm, Granularity, ImbaParams, Normalize};
+use crate::data::Profile;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The training objective.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Objective {
+    /// Plain DiT training: one pass of B rows, labels dropped to ∅ with `label_dropout`.
+    Baseline,
+    /// IMBA: the dual forward (y and ∅) with the weight D (γ, λ, form, normalisation,
+    /// granularity).
+    Imba,
+    /// The dual forward with γ = 0 (D ≡ 1): IMBA's compute without its weighting.
+    DualBaseline,
+}
+
+impl Objective {
+    /// Rows per sample in the forward: 2 for the dual objectives.
+    pub fn repeats(self) -> u32 {
+        match self {
+            Objective::Baseline => 1,
+            _ => 2,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Objective::Baseline => "baseline",
+            Objective::Imba => "imba",
+            Objective::DualBaseline => "dual-baseline",
+        }
+    }
+}
+
+/// The diffusion process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Process {
+    /// DDPM ε-prediction, T = 1000, linear β 1e-4..0.02.
+    Ddpm,
+    /// Rectified flow, velocity ε − x0, t ~ U(0, 1) (the model sees 1000·t).
+    Flow,
+}
+
+/// The data set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetKind {
+    Toy2d,
+    Shapes,
+    Digits,
+    Folder,
+}
+
+/// Declares the options once: `TrainOptions` (every field optional: the command line and the
+/// TOML file) and `TrainConfig` (every field resolved, with its default).
+macro_rules! options {
+    ($( $(#[$m:meta])* $field:ident : $ty:ty = $default:expr ),* $(,)?) => {
+        /// Options of `imba train` (command line or TOML); `None` means "not given here".
+        #[derive(Clone, Debug, Default, clap::Args, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct TrainOptions {
+            $( $(#[$m])* #[arg(long)] #[serde(default, skip_serializing_if = "Option::is_none")]
+               pub $field: Option<$ty>, )*
+        }
+
+        /// A resolved training configuration.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct TrainConfig {
+            $( pub $field: $ty, )*
+        }
+
+        impl TrainOptions {
+            /// These options where given, else `other`'s.
+            pub fn or(self, other: TrainOptions) -> TrainOptions {
+                TrainOptions { $( $field: self.$field.or(other.$field), )* }
+            }
+            /// Fills what is missing with the defaults (not yet validated).
+            fn fill(self) -> TrainConfig {
+                TrainConfig { $( $field: self.$field.unwrap_or_else(|| $default), )* }
+            }
+            /// The names of the options that are set.
+            pub fn given(&self) -> Vec<&'static str> {
+                let mut v = Vec::new();
+                $( if self.$field.is_some() { v.push(stringify!($field)); } )*
+                v
+            }
+        }
+
+        impl TrainConfig {
+            /// Option names whose values differ between two configs.
+            pub fn differences(&self, other: &TrainConfig) -> Vec<&'static str> {
+                let mut v = Vec::new();
+                $( if self.$field != other.$field { v.push(stringify!($field)); } )*
+                v
+            }
+        }
+    };
+}
+
+options! {
+    // ---- data ----
+    /// Data set: toy2d (2-D Gaussian mixture), shapes (rendered shapes), digits (real 8×8
+    /// handwritten digits), folder (your images, one sub-folder per label) [default: shapes]
+    dataset: DatasetKind = DatasetKind::Shapes,
+    /// Folder of `folder` data (one sub-folder per label); for digits, an optional CSV in the
+    /// same format as data/digits [default: none]
+    data_path: String = String::new(),
+    /// Image size: shapes renders at this size; folder images are resized to it (0 = keep
+    /// their size, which must then be the same for all) [default: 16 for shapes, 0 otherwise]
+    image_size: u32 = 0,
+    /// Channels of folder images: 1 (grey) or 3 (RGB) [default: 3]
+    channels: u32 = 3,
+    /// toy2d: number of classes on the circle [default: 8]
+    classes: u32 = 8,
+    /// shapes: two objects with four concept tokens per image (slot shape and colour)
+    /// instead of one object with one class label [default: false]
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    concepts: bool = false,
+    /// Images of the head label in the long-tailed split (shapes concepts mode: images =
+    /// 4·head_count) [default: toy2d 1000, shapes 200, digits 150, folder 0 = all images of
+    /// the first label]
+    head_count: usize = 0,
+    /// Imbalance ratio ρ = n_head / n_tail of the split (1 = balanced) [default: toy2d 100,
+    /// others 10]
+    imbalance: f64 = 0.0,
+    /// Shape of the long tail over labels [default: exponential]
+    #[arg(value_enum)]
+    profile: Profile = Profile::Exponential,
+    /// Seed of the data set and of the split [default: 0]
+    data_seed: u32 = 0,
+    // ---- model ----
+    /// DiT size: auto (a small model sized for the data set), tiny, or a preset S/B/L/XL with
+    /// patch 2, 4 or 8 (e.g. S/2) [default: auto]
+    model: String = "auto".into(),
+    /// Override the model's depth (0 = the model's) [default: 0]
+    depth: u32 = 0,
+    /// Override the model's hidden size D (0 = the model's) [default: 0]
+    dim: u32 = 0,
+    /// Override the model's attention heads (0 = the model's) [default: 0]
+    heads: u32 = 0,
+    /// Override the patch size (0 = the model's) [default: 0]
+    patch: u32 = 0,
+    // ---- objective ----
+    /// Training objective [default: imba]
+    #[arg(value_enum)]
+    objective: Objective = Objective::Imba,
+    /// IMBA exponent γ of D (0 gives D ≡ 1) [default: 0.8]
+    gamma: f32 = 0.8,
+    /// IMBA mix λ: L = λ·L_c + (1−λ)·L_u [default: 0.9]
+    lambda: f32 = 0.9,
+    /// Form of D from ε − ε_u [default: mean-abs-pow]
+    #[arg(value_enum)]
+    d_form: DForm = DForm::MeanAbsPow,
+    /// Normalisation of D [default: none]
+    #[arg(value_enum)]
+    normalize: Normalize = Normalize::None,
+    /// D per token, or averaged per sample (the paper's ablation) [default: token]
+    #[arg(value_enum)]
+    granularity: Granularity = Granularity::Token,
+    /// Baseline: probability that a label is dropped to ∅ [default: 0.1]
+    label_dropout: f32 = 0.1,
+    /// Diffusion process [default: ddpm]
+    #[arg(value_enum)]
+    process: Process = Process::Ddpm,
+    // ---- optimisation ----
+    /// Training steps (total, counting those before a resume) [default: 1500]
+    steps: u32 = 1500,
+    /// Batch size B (images per step) [default: 32]
+    batch: u32 = 32,
+    /// AdamW learning rate [default: 1e-3]
+    lr: f32 = 1e-3,
+    /// Linear learning-rate warm-up steps [default: 100]
+    warmup: u32 = 100,
+    /// AdamW decoupled weight decay [default: 0]
+    weight_decay: f32 = 0.0,
+    /// AdamW β1 [default: 0.9]
+    beta1: f32 = 0.9,
+    /// AdamW β2 [default: 0.999]
+    beta2: f32 = 0.999,
+    /// Gradient clipping: the largest global gradient norm (0 = off) [default: 1]
+    clip: f32 = 1.0,
+    /// EMA decay of the weights [default: 0.999]
+    ema: f32 = 0.999,
+    /// Seed of the initial weights, batches, timesteps, noise and label dropout [default: 0]
+    seed: u32 = 0,
+    // ---- outputs ----
+    /// Output folder [default: runs/<dataset>-<objective>]
+    out: String = String::new(),
+    /// Write a checkpoint every N steps (0 = only at the end) [default: 500]
+    checkpoint_every: u32 = 500,
+    /// Samples drawn with the EMA weights at the end of training (0 = none) [default: 32]
+    sample_count: u32 = 32,
+    /// DDIM (DDPM) or Euler (flow) steps of the end-of-training samples [default: 50]
+    sample_steps: u32 = 50,
+    /// Classifier-free guidance scale of the end-of-training samples [default: 1.5]
+    guidance: f32 = 1.5,
+}
+
+impl TrainOptions {
+    /// Reads a TOML file of options; unknown keys are refused.
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+            path: path.display().to_string(),
+            problem: format!("cannot read the config ({e})"),
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            e => e,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// Defaults filled in (dataset-dependent ones too) and every value checked.
+    pub fn resolve(self) -> Result<TrainConfig> {
+        let mut c = self.fill();
+        let ds = c.dataset;
+        if c.image_size == 0 && ds == DatasetKind::Shapes {
+            c.image_size = 16;
+        }
+        if c.head_count == 0 {
+            c.head_count = match ds {
+                DatasetKind::Toy2d => 1000,
+                DatasetKind::Shapes => 200,
+                DatasetKind::Digits => 150,
+                DatasetKind::Folder => 0,
+            };
+        }
+        if c.imbalance == 0.0 {
+            c.imbalance = if ds == DatasetKind::Toy2d { 100.0 } else { 10.0 };
+        }
+        if c.out.is_empty() {
+            let ds = serde_json::to_value(ds).unwrap();
+            c.out = format!("runs/{}-{}", ds.as_str().unwrap(), c.objective.name());
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn bad(key: &str, why: String) -> Error {
+    Error::Config(format!("`{key}` {why}"))
+}
+
+impl TrainConfig {
+    /// Checks every value's range, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        let c = self;
+        if c.steps == 0 {
+            return Err(bad("steps", "must be at least 1".into()));
+        }
+        if c.batch == 0 {
+            return Err(bad("batch", "must be at least 1".into()));
+        }
+        if !(c.lr > 0.0 && c.lr.is_finite()) {
+            return Err(bad("lr", format!("must be a finite number > 0, got {}", c.lr)));
+        }
+        if !(c.weight_decay >= 0.0 && c.weight_decay.is_finite()) {
+            return Err(bad("weight_decay", format!("must be ≥ 0, got {}", c.weight_decay)));
+        }
+        for (k, v) in [("beta1", c.beta1), ("beta2", c.beta2), ("ema", c.ema)] {
+            if !(0.0..1.0).contains(&v) {
+                return Err(bad(k, format!("must be in [0, 1), got {v}")));
+            }
+        }
+        if !(c.clip >= 0.0 && c.clip.is_finite()) {
+            return Err(bad("clip", format!("must be ≥ 0 (0 = off), got {}", c.clip)));
+        }
+        if !(0.0..=1.0).contains(&c.label_dropout) {
+            return Err(bad(
+                "label_dropout",
+                format!("must be in [0, 1], got {}", c.label_dropout),
+            ));
+        }
+        if !(c.guidance.is_finite()) {
+            return Err(bad("guidance", format!("must be finite, got {}", c.guidance)));
+        }
+        self.imba_params().validate()?;
+        if !(c.imbalance >= 1.0 && c.imbalance.is_finite()) {
+            return Err(bad(
+                "imbalance",
+                format!("must be a finite ratio ≥ 1 (1 = balanced), got {}", c.imbalance),
+            ));
+        }
+        if c.head_count == 0 && c.dataset != DatasetKind::Folder {
+            return Err(bad("head_count", "must be at least 1".into()));
+        }
+        if c.channels != 1 && c.channels != 3 {
+            return Err(bad("channels", format!("must be 1 or 3, got {}", c.channels)));
+        }
+        if c.classes < 2 || c.classes > 1024 {
+            return Err(bad("classes", format!("must be in 2..=1024, got {}", c.classes)));
+        }
+        if c.dataset == DatasetKind::Folder && c.data_path.is_empty() {
+            return Err(bad(
+                "data_path",
+                "is needed for folder data: a folder with one sub-folder of images per label".into(),
+            ));
+        }
+        if c.sample_count > 0 && c.sample_steps == 0 {
+            return Err(bad("sample_steps", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The IMBA loss parameters (γ = 0 for the dual baseline).
+    pub fn imba_params(&self) -> ImbaParams {
+        ImbaParams {
+            gamma: if self.objective == Objective::DualBaseline {
+                0.0
+            } else {
+                self.gamma
+            },
+            lambda: self.lambda,
+            form: self.d_form,
+            normalize: self.normalize,
+            granularity: self.granularity,
+        }
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a config serialises")
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let c: Self = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        c.validate()?;
+        Ok(c)
+    }
+}

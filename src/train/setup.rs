@@ -1,0 +1,111 @@
+//! From a configuration to data and a model shape.
+
+use super::{DatasetKind, TrainConfig};
+use crate::data::{self, Dataset, Split};
+use crate::model::DitConfig;
+use crate::{Error, Result};
+use std::path::Path;
+
+/// Loads or draws the configured data set, cut to its long-tailed split.
+pub fn load_data(c: &TrainConfig) -> Result<(Dataset, Split)> {
+    let (data, kept) = match c.dataset {
+        DatasetKind::Toy2d => {
+            let d = data::toy2d(&data::Toy2dSpec {
+                classes: c.classes,
+                head_count: c.head_count,
+                imbalance: c.imbalance,
+                profile: c.profile,
+                seed: c.data_seed,
+                ..Default::default()
+            })?;
+            (d, None)
+        }
+        DatasetKind::Shapes => {
+            let d = data::shapes(&data::ShapesSpec {
+                size: c.image_size,
+                concepts: c.concepts,
+                head_count: c.head_count,
+                imbalance: c.imbalance,
+                profile: c.profile,
+                seed: c.data_seed,
+            })?;
+            (d, None)
+        }
+        DatasetKind::Digits | DatasetKind::Folder => {
+            let full = if c.dataset == DatasetKind::Digits {
+                if c.data_path.is_empty() {
+                    data::load_digits(data::DIGITS_CSV)?
+                } else {
+                    let bytes = std::fs::read(&c.data_path).map_err(|e| Error::Io {
+                        path: c.data_path.clone(),
+                        problem: format!("cannot read the digits CSV ({e})"),
+                    })?;
+                    data::load_digits(&bytes)?
+                }
+            } else {
+                let size = (c.image_size > 0).then_some(c.image_size);
+                data::load_folder(Path::new(&c.data_path), c.channels, size)?
+            };
+            let head = if c.head_count == 0 {
+                full.label_counts()[0]
+            } else {
+                c.head_count
+            };
+            let counts =
+                data::profile_counts(c.profile, head, full.num_labels() as usize, c.imbalance)?;
+            let (d, kept) = data::cut(&full, &counts, c.data_seed)?;
+            (d, Some(kept))
+        }
+    };
+    data.validate()?;
+    let split = Split {
+        dataset: data.name.clone(),
+        profile: c.profile,
+        imbalance: c.imbalance,
+        seed: c.data_seed,
+        counts: data.label_counts(),
+        label_names: data.label_names.clone(),
+        kept,
+    };
+    Ok((data, split))
+}
+
+/// The DiT for a data set: `auto` is a depth-4, D-64 model with about 16 tokens per image
+/// (patch 1 for toy2d's single pixel).
+pub fn model_config(c: &TrainConfig, d: &Dataset) -> Result<DitConfig> {
+    let mut m = match c.model.as_str() {
+        "auto" => {
+            let side = d.height.min(d.width);
+            let patch = if side >= 8 { side / 4 } else { 1 };
+            DitConfig {
+                patch,
+                dim: 64,
+                depth: 4,
+                heads: 4,
+                ..DitConfig::tiny()
+            }
+        }
+        "tiny" => DitConfig::tiny(),
+        name => DitConfig::preset(name, d.height, d.channels, d.num_labels()).map_err(|e| {
+            Error::Config(format!("`model`: {e}; or use auto or tiny"))
+        })?,
+    };
+    m.height = d.height;
+    m.width = d.width;
+    m.channels = d.channels;
+    m.num_labels = d.num_labels();
+    m.label_slots = d.slots;
+    for (v, o) in [
+        (&mut m.depth, c.depth),
+        (&mut m.dim, c.dim),
+        (&mut m.heads, c.heads),
+        (&mut m.patch, c.patch),
+    ] {
+        if o > 0 {
+            *v = o;
+        }
+    }
+    m.validate()
+        .map_err(|e| Error::Config(format!("the model does not fit the data: {e}")))?;
+    Ok(m)
+}
