@@ -1,4 +1,5 @@
-//! The `imba` command line: device information, a fused-loss demonstration, benchmarks.
+//! The `imba` command line: training, sampling, device information, a fused-loss
+//! demonstration, benchmarks.
 
 use clap::{Args, Parser, Subcommand};
 use imba::gpu::{Gpu, GpuTimer};
@@ -24,6 +25,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train a DiT on a (long-tailed) data set with the baseline, IMBA or dual-baseline
+    /// objective. With no options: the built-in shapes set, IMBA, a small model, a few minutes
+    /// on a 2-core CPU. Every option is also a key of a TOML file (--config); flags override
+    /// the file. Writes into the run folder (--out): config.toml, split.json, log.jsonl (one
+    /// line per step), loss.png, checkpoint.safetensors (every --checkpoint-every steps),
+    /// model.safetensors (EMA weights, DiT names) and samples/.
+    Train(TrainArgs),
+    /// Draw samples from a trained run: PNG grid, one PNG per sample, and the raw samples
+    /// (safetensors).
+    Sample(SampleArgs),
     /// Print the adapter, backend, driver, and the features and limits the kernels use; with
     /// --model, also the memory a DiT and batch need for training.
     Info(InfoArgs),
@@ -58,6 +69,71 @@ struct InfoArgs {
 }
 
 #[derive(Args)]
+struct TrainArgs {
+    /// A TOML file of options (keys as the long flags, with _ for -); flags override it.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// Continue the run in this folder from its checkpoint, bit-exactly; only steps,
+    /// checkpoint-every and the sampling options may change.
+    #[arg(long)]
+    resume: Option<std::path::PathBuf>,
+    /// No progress bar or split table.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    opts: imba::train::TrainOptions,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SamplerName {
+    Ddpm,
+    Ddim,
+    Euler,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    /// The run folder written by `imba train` (its checkpoint.safetensors is read).
+    #[arg(long, default_value = "runs/shapes-imba")]
+    run: std::path::PathBuf,
+    /// Class labels, by number or name, comma-separated (default: every label).
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+    /// A concept list for multi-concept data, names joined by '+', e.g.
+    /// left:red+left:circle+right:blue+right:square (repeatable).
+    #[arg(long)]
+    concepts: Vec<String>,
+    /// Samples per label or concept list.
+    #[arg(long, default_value_t = 8)]
+    count: u32,
+    /// Sampler: ddpm (ancestral, all 1000 steps), ddim, or euler (flow runs) [default: ddim
+    /// for DDPM runs, euler for flow runs].
+    #[arg(long, value_enum)]
+    sampler: Option<SamplerName>,
+    /// DDIM or Euler steps.
+    #[arg(long, default_value_t = 50)]
+    steps: u32,
+    /// DDIM η (0 deterministic, 1 DDPM-like).
+    #[arg(long, default_value_t = 0.0)]
+    eta: f32,
+    /// Classifier-free guidance scale w: ε_u + w(ε_c − ε_u); 1 = no guidance.
+    #[arg(long, default_value_t = 1.5)]
+    guidance: f32,
+    /// Use the raw weights instead of the EMA weights.
+    #[arg(long)]
+    no_ema: bool,
+    /// Seed of the noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u32,
+    /// Samples per model evaluation.
+    #[arg(long, default_value_t = 64)]
+    batch: u32,
+    /// Output folder [default: <run>/samples-seed<seed>].
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+}
+
+#[derive(Args)]
 struct DemoArgs {
     /// Batch size B.
     #[arg(long, default_value_t = 8)]
@@ -84,6 +160,24 @@ struct DemoArgs {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Steps/s of whole training steps for each objective on one training config (the same
+    /// options as `imba train`); prints a Markdown table for BENCHMARKS.md.
+    Train {
+        /// A TOML file of training options.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        /// Objectives to time, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "baseline,dual-baseline,imba")]
+        objectives: Vec<imba::train::Objective>,
+        /// Timed steps per objective (median reported).
+        #[arg(long, default_value_t = 10)]
+        reps: usize,
+        /// Untimed warm-up steps.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[command(flatten)]
+        opts: imba::train::TrainOptions,
+    },
     /// Fused vs unfused IMBA loss, baseline MSE and the noise kernel, with GPU timestamps, at the
     /// issue's sizes (or --size); prints a Markdown table for BENCHMARKS.md.
     Kernels {
@@ -182,6 +276,153 @@ fn parse_geometry(s: &str) -> Result<ImageGeometry, String> {
     Ok(g)
 }
 
+/// Command-line options over those of a TOML file.
+fn with_file(
+    opts: imba::train::TrainOptions,
+    file: Option<&std::path::Path>,
+) -> imba::Result<imba::train::TrainOptions> {
+    Ok(match file {
+        Some(f) => opts.or(imba::train::TrainOptions::from_toml_file(f)?),
+        None => opts,
+    })
+}
+
+fn train(gpu: &Gpu, a: TrainArgs) -> imba::Result<()> {
+    let opts = with_file(a.opts, a.config.as_deref())?;
+    if !a.quiet {
+        eprintln!("adapter: {}", gpu.info.name);
+    }
+    let o = imba::train::run::train(gpu, opts, a.resume.as_deref(), !a.quiet)?;
+    if let Some(s) = o.last {
+        println!(
+            "trained {} steps in {:.1} s ({:.2} steps/s); step {}: loss {:.5}, L_c {:.5}, L_u {:.5}, mean D {:.4}",
+            o.steps_run,
+            o.seconds,
+            o.steps_run as f64 / o.seconds.max(1e-9),
+            s.step,
+            s.loss,
+            s.loss_c,
+            s.loss_u,
+            s.mean_d
+        );
+    }
+    println!("outputs in {}:", o.out.display());
+    for f in &o.written {
+        println!("  {}", f.display());
+    }
+    Ok(())
+}
+
+fn sample(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
+    use imba::diffusion::Sampler;
+    use imba::train::Process;
+    let saved = imba::train::state::load(&a.run.join(imba::train::run::CHECKPOINT))?;
+    let (m, names) = (&saved.model, &saved.label_names);
+    let find = |name: &str| -> imba::Result<u32> {
+        names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| i as u32)
+            .or_else(|| name.parse::<u32>().ok().filter(|&l| l < m.num_labels))
+            .ok_or_else(|| {
+                imba::Error::Config(format!(
+                    "unknown label `{name}`; this model knows {} (or 0..{})",
+                    names.join(", "),
+                    m.num_labels - 1
+                ))
+            })
+    };
+    let slots = m.label_slots as usize;
+    let mut rows: Vec<Vec<u32>> = Vec::new();
+    if !a.concepts.is_empty() {
+        for list in &a.concepts {
+            let mut r: Vec<u32> = list.split('+').map(|c| find(c.trim())).collect::<imba::Result<_>>()?;
+            if r.is_empty() || r.len() > slots {
+                return Err(imba::Error::Config(format!(
+                    "concept list `{list}` has {} concepts; this model takes 1..={slots}",
+                    r.len()
+                )));
+            }
+            r.resize(slots, imba::kernels::NO_LABEL);
+            rows.push(r);
+        }
+    } else if !a.labels.is_empty() {
+        for l in &a.labels {
+            let mut r = vec![find(l.trim())?];
+            r.resize(slots, imba::kernels::NO_LABEL);
+            rows.push(r);
+        }
+    } else if slots == 1 {
+        rows = (0..m.num_labels).map(|l| vec![l]).collect();
+    } else {
+        return Err(imba::Error::Config(
+            "this model takes concept lists: give --concepts a+b+…".into(),
+        ));
+    }
+    if a.count == 0 {
+        return Err(imba::Error::Config("--count must be at least 1".into()));
+    }
+    let labels: Vec<u32> = rows
+        .iter()
+        .flat_map(|r| std::iter::repeat_n(r.clone(), a.count as usize).flatten())
+        .collect();
+    let process = saved.config.process;
+    let sampler = match (a.sampler, process) {
+        (Some(SamplerName::Ddpm), Process::Ddpm) => Sampler::Ddpm,
+        (Some(SamplerName::Ddim) | None, Process::Ddpm) => Sampler::Ddim {
+            steps: a.steps,
+            eta: a.eta,
+        },
+        (Some(SamplerName::Euler) | None, Process::Flow) => Sampler::Euler { steps: a.steps },
+        _ => {
+            return Err(imba::Error::Config(format!(
+                "this run was trained with {process:?}: use ddpm or ddim for DDPM runs, euler for flow runs"
+            )))
+        }
+    };
+    let params = if a.no_ema {
+        &saved.state.params
+    } else {
+        &saved.state.ema
+    };
+    let start = std::time::Instant::now();
+    let images = imba::generate::generate(
+        gpu,
+        &imba::generate::SampleSpec {
+            model: m,
+            params,
+            process,
+            sampler,
+            guidance: a.guidance,
+            seed: a.seed,
+            batch: a.batch,
+        },
+        &labels,
+    )?;
+    let out = a
+        .out
+        .unwrap_or_else(|| a.run.join(format!("samples-seed{}", a.seed)));
+    let centres = if saved.config.dataset == imba::train::DatasetKind::Toy2d {
+        imba::data::toy2d_means(saved.config.classes, imba::data::Toy2dSpec::default().radius)
+    } else {
+        Vec::new()
+    };
+    let written =
+        imba::generate::save_samples(&out, m, &images, &labels, names, a.count, &centres)?;
+    println!(
+        "{} samples in {:.1} s ({sampler:?}, guidance {}, {} weights of step {})",
+        labels.len() / slots,
+        start.elapsed().as_secs_f64(),
+        a.guidance,
+        if a.no_ema { "raw" } else { "EMA" },
+        saved.state.step
+    );
+    for f in written {
+        println!("  {}", f.display());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         // Silences the Vulkan loader's warning on headless machines.
@@ -220,6 +461,22 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Demo(a) => demo(&gpu, &a),
+        Command::Train(a) => train(&gpu, a),
+        Command::Sample(a) => sample(&gpu, a),
+        Command::Bench(BenchCommand::Train {
+            config,
+            objectives,
+            reps,
+            warmup,
+            opts,
+        }) => {
+            let opts = with_file(opts, config.as_deref())?;
+            let (header, rows) =
+                imba::bench::train::train_steps(&gpu, &opts, &objectives, warmup, reps)?;
+            let batch = opts.clone().resolve()?.batch;
+            println!("{}", imba::bench::train::markdown(&header, &rows, batch));
+            Ok(())
+        }
         Command::Bench(BenchCommand::Kernels { reps, warmup, size }) => {
             let sizes = if size.is_empty() {
                 imba::bench::default_sizes()

@@ -16,6 +16,7 @@ use crate::Result;
 use std::time::Instant;
 
 mod dit;
+pub mod train;
 mod matmul;
 pub use dit::{dit_step, DitStepReport};
 pub use matmul::{matmul, MatmulReport, MatmulRow, DEFAULT_SHAPES as MATMUL_SHAPES};

@@ -4,7 +4,7 @@
 use crate::{Error, Result};
 
 /// One DiT model's shape.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DitConfig {
     /// Image height and width in pixels (each a multiple of `patch`).
     pub height: u32,

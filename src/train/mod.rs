@@ -4,6 +4,8 @@ pub mod config;
 
 pub use config::{DatasetKind, Objective, Process, TrainConfig, TrainOptions};
 pub mod setup;
+pub mod state;
 pub mod trainer;
 
 pub use trainer::{State, StepStats, Trainer};
+pub mod run;

@@ -1,0 +1,208 @@
+//! Sampling from a trained DiT: the chain runs on the host (one model evaluation per step on
+//! the GPU, a readback, the sampler's update), with classifier-free guidance
+//! ε̂ = ε_u + w·(ε_c − ε_u) computed from one forward of 2B rows (labels, then ∅).
+//!
+//! Reproducible: sample j's initial noise and every later z are Philox normals keyed by
+//! (seed, chain step) at j's flat indices, so a sample does not depend on the batch it was
+//! drawn in.
+
+use crate::diffusion::{DdpmSchedule, Sampler};
+use crate::gpu::Gpu;
+use crate::kernels::NO_LABEL;
+use crate::model::{tokens, Activations, Dit, DitConfig};
+use crate::reference::rng::normals4;
+use crate::train::{trainer::FLOW_TIME_SCALE, Process};
+use crate::{Error, Result};
+
+/// What to sample.
+pub struct SampleSpec<'a> {
+    pub model: &'a DitConfig,
+    pub params: &'a [f32],
+    pub process: Process,
+    pub sampler: Sampler,
+    /// Guidance scale w (1 = conditional only, one pass of B rows; 0 = unconditional).
+    pub guidance: f32,
+    pub seed: u32,
+    /// Samples per model evaluation.
+    pub batch: u32,
+}
+
+/// Normals for flat indices start..start+count of Philox key (seed, key).
+pub fn normals(seed: u32, key: u32, start: u64, count: usize) -> Vec<f32> {
+    (start..start + count as u64)
+        .map(|i| normals4((i >> 2) as u32, 0, seed, key)[(i & 3) as usize])
+        .collect()
+}
+
+/// Draws one sample per label row (`labels` holds `label_slots` entries per sample; unused
+/// slots [`NO_LABEL`]); returns images (n, C, H, W).
+pub fn generate(gpu: &Gpu, s: &SampleSpec, labels: &[u32]) -> Result<Vec<f32>> {
+    let m = s.model;
+    let slots = m.label_slots as usize;
+    if labels.is_empty() || labels.len() % slots != 0 {
+        return Err(Error::Shape(format!(
+            "{} labels for samples of {slots} label slots",
+            labels.len()
+        )));
+    }
+    if !s.guidance.is_finite() {
+        return Err(Error::Config(format!("guidance must be finite, got {}", s.guidance)));
+    }
+    if s.batch == 0 {
+        return Err(Error::Config("the sampling batch must be at least 1".into()));
+    }
+    let n = labels.len() / slots;
+    let image = (m.channels * m.height * m.width) as usize;
+    if (n as u64) * (image as u64) >= u32::MAX as u64 {
+        return Err(Error::Shape("too many samples for 32-bit noise counters".into()));
+    }
+    let schedule = DdpmSchedule::default_linear();
+    let chain = s.sampler.steps(&schedule)?;
+    let dev = &gpu.device;
+    let dit = Dit::new(dev, m.clone(), s.params)?;
+    let repeats = if s.guidance == 1.0 { 1 } else { 2 };
+    let mut out = Vec::with_capacity(n * image);
+    let mut start = 0usize;
+    while start < n {
+        let b = (s.batch as usize).min(n - start);
+        let acts = Activations::new(dev, m, b as u32, repeats)?;
+        let geometry = m.geometry(b as u32);
+        let patches = gpu.zeros("sample_patches", (b * image * 4) as u64);
+        let mut rows = labels[start * slots..(start + b) * slots].to_vec();
+        if repeats == 2 {
+            for _ in 0..b {
+                rows.push(m.null_label());
+                rows.extend(std::iter::repeat_n(NO_LABEL, slots - 1));
+            }
+        }
+        let first = (start * image) as u64;
+        let mut x = normals(s.seed, 0, first, b * image);
+        for (k, st) in chain.iter().enumerate() {
+            let t = match s.process {
+                Process::Ddpm => st.t as f32,
+                Process::Flow => st.t as f32 * FLOW_TIME_SCALE,
+            };
+            acts.set_conditions(&gpu.queue, m, &vec![t; b], &rows)?;
+            gpu.queue.write_buffer(
+                &patches,
+                0,
+                bytemuck::cast_slice(&tokens::patchify(&x, &geometry)),
+            );
+            let mut enc = gpu.encoder();
+            dit.record_forward(dev, &mut enc, &acts, &patches)?;
+            gpu.submit_and_wait(enc)?;
+            let raw: Vec<f32> = gpu.read(&acts.out, repeats as usize * b * image)?;
+            let (cond, uncond) = raw.split_at(b * image);
+            let guided: Vec<f32> = if repeats == 2 {
+                cond.iter()
+                    .zip(uncond)
+                    .map(|(&c, &u)| u + s.guidance * (c - u))
+                    .collect()
+            } else {
+                cond.to_vec()
+            };
+            let pred = tokens::unpatchify(&guided, &geometry);
+            let z = if s.sampler.needs_noise(st) {
+                normals(s.seed, k as u32 + 1, first, b * image)
+            } else {
+                Vec::new()
+            };
+            s.sampler.update(&schedule, st, &mut x, &pred, &z);
+        }
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Diverged(format!(
+                "sample {} became non-finite; the checkpoint may be broken",
+                start + i / image
+            )));
+        }
+        out.extend(x);
+        start += b;
+    }
+    Ok(out)
+}
+
+/// Writes samples: `grid.png` (`cols` per row), one PNG per sample under `samples/`
+/// (`NNNN-<label>.png`), and `samples.safetensors` (tensors `samples` (n, C, H, W) F32 and
+/// `labels` (n, slots) U32). 2-D data (one pixel of two channels) gets `scatter.png` instead of
+/// images. Returns the files written.
+pub fn save_samples(
+    dir: &std::path::Path,
+    m: &DitConfig,
+    images: &[f32],
+    labels: &[u32],
+    label_names: &[String],
+    cols: u32,
+    centres: &[[f64; 2]],
+) -> Result<Vec<std::path::PathBuf>> {
+    use safetensors::{tensor::TensorView, Dtype};
+    let io = |p: &std::path::Path, e: std::io::Error| Error::Io {
+        path: p.display().to_string(),
+        problem: format!("cannot write ({e})"),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let slots = m.label_slots as usize;
+    let n = labels.len() / slots;
+    let image = (m.channels * m.height * m.width) as usize;
+    let name_of = |j: usize| -> String {
+        labels[j * slots..(j + 1) * slots]
+            .iter()
+            .filter(|&&l| l != NO_LABEL)
+            .map(|&l| {
+                label_names
+                    .get(l as usize)
+                    .cloned()
+                    .unwrap_or_else(|| "null".into())
+                    .replace([':', '/', ' '], "_")
+            })
+            .collect::<Vec<_>>()
+            .join("+")
+    };
+    let mut written = Vec::new();
+    if m.channels == 2 && m.height == 1 && m.width == 1 {
+        let p = dir.join("scatter.png");
+        let pts: Vec<[f32; 2]> = images.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
+        let first: Vec<u32> = labels.iter().step_by(slots).copied().collect();
+        crate::plot::scatter(&p, "samples (crosses: class means)", &pts, &first, centres)?;
+        written.push(p);
+    } else if crate::images::drawable(m.channels) {
+        let p = dir.join("grid.png");
+        crate::images::save_grid(&p, images, m.channels, m.height, m.width, cols)?;
+        written.push(p);
+        let each = dir.join("samples");
+        std::fs::create_dir_all(&each).map_err(|e| io(&each, e))?;
+        for j in 0..n {
+            let p = each.join(format!("{j:04}-{}.png", name_of(j)));
+            crate::images::save_one(
+                &p,
+                &images[j * image..(j + 1) * image],
+                m.channels,
+                m.height,
+                m.width,
+            )?;
+        }
+        written.push(each);
+    }
+    let p = dir.join("samples.safetensors");
+    let shape = vec![n, m.channels as usize, m.height as usize, m.width as usize];
+    let views = vec![
+        (
+            "samples".to_string(),
+            TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(images))
+                .map_err(|e| Error::Shape(e.to_string()))?,
+        ),
+        (
+            "labels".to_string(),
+            TensorView::new(Dtype::U32, vec![n, slots], bytemuck::cast_slice(labels))
+                .map_err(|e| Error::Shape(e.to_string()))?,
+        ),
+    ];
+    let names = std::collections::HashMap::from([(
+        "imba.label_names".to_string(),
+        serde_json::to_string(label_names).expect("serialisable"),
+    )]);
+    let bytes =
+        safetensors::serialize(views, Some(names)).map_err(|e| Error::Shape(e.to_string()))?;
+    std::fs::write(&p, bytes).map_err(|e| io(&p, e))?;
+    written.push(p);
+    Ok(written)
+}

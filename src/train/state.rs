@@ -1,0 +1,182 @@
+//! Training checkpoints: one safetensors file holding the model under the reference DiT's
+//! names (so PyTorch's `load_state_dict(strict=False)` reads it), the EMA weights as
+//! `ema.<name>`, the AdamW moments as flat `optim.m` / `optim.v`, and in the metadata the
+//! step, the whole training config (TOML) and a fingerprint of the data.
+//!
+//! Written atomically: to `<file>.tmp` in the same folder, flushed to disk, then renamed over
+//! the old checkpoint, so a crash at any moment leaves the previous checkpoint whole.
+
+use super::{State, TrainConfig};
+use crate::model::checkpoint::{params_from, pos_embed, POS_EMBED};
+use crate::model::{DitConfig, ParamLayout};
+use crate::{Error, Result};
+use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+const KIND: &str = "imba-train-state-1";
+/// Test hook: when this variable is set, a checkpoint write aborts the process halfway
+/// through the temporary file (to test that the previous checkpoint survives).
+pub const ABORT_ENV: &str = "IMBA_TEST_ABORT_IN_CHECKPOINT";
+
+fn err(path: &Path, problem: impl Into<String>) -> Error {
+    Error::Checkpoint {
+        path: path.display().to_string(),
+        problem: problem.into(),
+    }
+}
+
+/// What a checkpoint holds besides the tensors.
+pub struct Saved {
+    pub config: TrainConfig,
+    pub model: DitConfig,
+    pub label_names: Vec<String>,
+    pub fingerprint: u64,
+    pub state: State,
+}
+
+/// Writes a checkpoint atomically.
+pub fn save(
+    path: &Path,
+    config: &TrainConfig,
+    model: &DitConfig,
+    fingerprint: u64,
+    label_names: &[String],
+    state: &State,
+) -> Result<()> {
+    let layout = ParamLayout::new(model);
+    fn view<'a>(path: &Path, shape: Vec<usize>, data: &'a [f32]) -> Result<TensorView<'a>> {
+        TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(data))
+            .map_err(|e| err(path, e.to_string()))
+    }
+    let mut views: Vec<(String, TensorView)> = Vec::new();
+    for t in &layout.tensors {
+        let r = t.offset..t.offset + t.len();
+        views.push((t.name.clone(), view(path, t.shape.clone(), &state.params[r.clone()])?));
+        views.push((format!("ema.{}", t.name), view(path, t.shape.clone(), &state.ema[r])?));
+    }
+    let pos = pos_embed(model);
+    views.push((
+        POS_EMBED.into(),
+        view(path, vec![1, model.tokens() as usize, model.dim as usize], &pos)?,
+    ));
+    views.push(("optim.m".into(), view(path, vec![state.m.len()], &state.m)?));
+    views.push(("optim.v".into(), view(path, vec![state.v.len()], &state.v)?));
+    let meta = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        ("imba.kind".to_string(), KIND.to_string()),
+        ("imba.step".to_string(), state.step.to_string()),
+        ("imba.config".to_string(), config.to_toml()),
+        ("imba.data_fingerprint".to_string(), format!("{fingerprint:016x}")),
+        ("imba.model".to_string(), toml::to_string(model).expect("serialisable")),
+        (
+            "imba.label_names".to_string(),
+            serde_json::to_string(label_names).expect("serialisable"),
+        ),
+    ]);
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| err(path, e.to_string()))?;
+    let tmp = path.with_extension("safetensors.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        if std::env::var_os(ABORT_ENV).is_some() {
+            f.write_all(&bytes[..bytes.len() / 2])?;
+            f.sync_all()?;
+            std::process::abort();
+        }
+        f.write_all(&bytes)?;
+        f.sync_all()
+    };
+    write().map_err(|e| err(&tmp, format!("cannot write ({e}); is the disk full?")))?;
+    std::fs::rename(&tmp, path).map_err(|e| err(path, format!("cannot rename into place: {e}")))?;
+    if let Some(dir) = path.parent() {
+        // Make the rename itself durable where the platform allows opening a folder.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Reads a checkpoint: config, model shape, label names, step, data fingerprint and tensors.
+pub fn load(path: &Path) -> Result<Saved> {
+    let data = std::fs::read(path).map_err(|e| {
+        err(
+            path,
+            format!("cannot read ({e}); give the run folder of an earlier `imba train`"),
+        )
+    })?;
+    let (_, meta) = SafeTensors::read_metadata(&data).map_err(|e| {
+        err(
+            path,
+            format!("not a valid safetensors file ({e}); it may be truncated or corrupt"),
+        )
+    })?;
+    let st = SafeTensors::deserialize(&data).map_err(|e| {
+        err(path, format!("not a valid safetensors file ({e}); it may be truncated or corrupt"))
+    })?;
+    let md = meta.metadata().clone().unwrap_or_default();
+    if md.get("imba.kind").map(String::as_str) != Some(KIND) {
+        return Err(err(
+            path,
+            "not an imba training checkpoint (no training state in its metadata); a model-only \
+             file can be sampled from but not resumed",
+        ));
+    }
+    let get = |k: &str| {
+        md.get(k)
+            .ok_or_else(|| err(path, format!("metadata `{k}` is missing")))
+    };
+    let step: u32 = get("imba.step")?
+        .parse()
+        .map_err(|_| err(path, "metadata `imba.step` is not a number"))?;
+    let config = TrainConfig::from_toml(get("imba.config")?)
+        .map_err(|e| err(path, format!("its config is not valid: {e}")))?;
+    let fingerprint = u64::from_str_radix(get("imba.data_fingerprint")?, 16)
+        .map_err(|_| err(path, "metadata `imba.data_fingerprint` is not hexadecimal"))?;
+    let model: DitConfig = toml::from_str(get("imba.model")?)
+        .map_err(|e| err(path, format!("metadata `imba.model` is not valid ({e})")))?;
+    model
+        .validate()
+        .map_err(|e| err(path, format!("its model is not valid: {e}")))?;
+    let label_names: Vec<String> = serde_json::from_str(get("imba.label_names")?)
+        .map_err(|e| err(path, format!("metadata `imba.label_names` is not valid ({e})")))?;
+    if label_names.len() != model.num_labels as usize {
+        return Err(err(path, "label names and the model's label count differ"));
+    }
+    let total = ParamLayout::new(&model).total;
+    let flat = |name: &str| -> Result<Vec<f32>> {
+        let v = st
+            .tensor(name)
+            .map_err(|_| err(path, format!("tensor `{name}` is missing")))?;
+        if v.dtype() != Dtype::F32 || v.shape() != [total] {
+            return Err(err(
+                path,
+                format!("tensor `{name}` should be F32 of shape [{total}], is {:?} {:?}", v.dtype(), v.shape()),
+            ));
+        }
+        let out: Vec<f32> = v
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        if let Some(i) = out.iter().position(|x| !x.is_finite()) {
+            return Err(err(path, format!("tensor `{name}` holds a non-finite value at {i}")));
+        }
+        Ok(out)
+    };
+    let state = State {
+        step,
+        params: params_from(&st, path, &model, "")?,
+        ema: params_from(&st, path, &model, "ema.")?,
+        m: flat("optim.m")?,
+        v: flat("optim.v")?,
+    };
+    Ok(Saved {
+        config,
+        model,
+        label_names,
+        fingerprint,
+        state,
+    })
+}
