@@ -46,15 +46,22 @@ pub fn generate(gpu: &Gpu, s: &SampleSpec, labels: &[u32]) -> Result<Vec<f32>> {
         )));
     }
     if !s.guidance.is_finite() {
-        return Err(Error::Config(format!("guidance must be finite, got {}", s.guidance)));
+        return Err(Error::Config(format!(
+            "guidance must be finite, got {}",
+            s.guidance
+        )));
     }
     if s.batch == 0 {
-        return Err(Error::Config("the sampling batch must be at least 1".into()));
+        return Err(Error::Config(
+            "the sampling batch must be at least 1".into(),
+        ));
     }
     let n = labels.len() / slots;
     let image = (m.channels * m.height * m.width) as usize;
     if (n as u64) * (image as u64) >= u32::MAX as u64 {
-        return Err(Error::Shape("too many samples for 32-bit noise counters".into()));
+        return Err(Error::Shape(
+            "too many samples for 32-bit noise counters".into(),
+        ));
     }
     let schedule = DdpmSchedule::default_linear();
     let chain = s.sampler.steps(&schedule)?;

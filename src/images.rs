@@ -28,7 +28,8 @@ pub fn grid(images: &[f32], c: u32, h: u32, w: u32, cols: u32, scale: u32) -> im
     let cols = cols.clamp(1, n.max(1));
     let rows = n.div_ceil(cols);
     let (cw, ch) = (w * scale + 1, h * scale + 1);
-    let mut img = image::RgbImage::from_pixel(cols * cw + 1, rows * ch + 1, image::Rgb([96, 96, 96]));
+    let mut img =
+        image::RgbImage::from_pixel(cols * cw + 1, rows * ch + 1, image::Rgb([96, 96, 96]));
     for k in 0..n {
         let src = &images[k as usize * len..(k as usize + 1) * len];
         let (ox, oy) = (1 + (k % cols) * cw, 1 + (k / cols) * ch);

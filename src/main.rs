@@ -167,7 +167,11 @@ enum BenchCommand {
         #[arg(long)]
         config: Option<std::path::PathBuf>,
         /// Objectives to time, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "baseline,dual-baseline,imba")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "baseline,dual-baseline,imba"
+        )]
         objectives: Vec<imba::train::Objective>,
         /// Timed steps per objective (median reported).
         #[arg(long, default_value_t = 10)]
@@ -336,7 +340,10 @@ fn sample(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
     let mut rows: Vec<Vec<u32>> = Vec::new();
     if !a.concepts.is_empty() {
         for list in &a.concepts {
-            let mut r: Vec<u32> = list.split('+').map(|c| find(c.trim())).collect::<imba::Result<_>>()?;
+            let mut r: Vec<u32> = list
+                .split('+')
+                .map(|c| find(c.trim()))
+                .collect::<imba::Result<_>>()?;
             if r.is_empty() || r.len() > slots {
                 return Err(imba::Error::Config(format!(
                     "concept list `{list}` has {} concepts; this model takes 1..={slots}",
@@ -403,7 +410,10 @@ fn sample(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
         .out
         .unwrap_or_else(|| a.run.join(format!("samples-seed{}", a.seed)));
     let centres = if saved.config.dataset == imba::train::DatasetKind::Toy2d {
-        imba::data::toy2d_means(saved.config.classes, imba::data::Toy2dSpec::default().radius)
+        imba::data::toy2d_means(
+            saved.config.classes,
+            imba::data::Toy2dSpec::default().radius,
+        )
     } else {
         Vec::new()
     };

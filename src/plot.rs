@@ -54,7 +54,11 @@ pub fn loss_curve(path: &Path, title: &str, steps: &[u32], loss: &[f32]) -> Resu
             (steps[i], s / (i - lo + 1) as f32)
         })
         .collect();
-    let ymin = loss.iter().copied().filter(|v| *v > 0.0).fold(f32::INFINITY, f32::min);
+    let ymin = loss
+        .iter()
+        .copied()
+        .filter(|v| *v > 0.0)
+        .fold(f32::INFINITY, f32::min);
     let ymax = loss.iter().copied().fold(0.0f32, f32::max);
     let (ymin, ymax) = if ymin.is_finite() && ymax > ymin {
         (ymin * 0.9, ymax * 1.1)
@@ -89,7 +93,10 @@ pub fn loss_curve(path: &Path, title: &str, steps: &[u32], loss: &[f32]) -> Resu
         ))
         .map_err(|e| err(path, e))?;
     chart
-        .draw_series(LineSeries::new(smooth, RGBColor(20, 60, 160).stroke_width(2)))
+        .draw_series(LineSeries::new(
+            smooth,
+            RGBColor(20, 60, 160).stroke_width(2),
+        ))
         .map_err(|e| err(path, e))?;
     root.present().map_err(|e| err(path, e))
 }
@@ -119,13 +126,20 @@ pub fn scatter(
         chart.configure_mesh().draw().map_err(|e| err(path, e))?;
     }
     chart
-        .draw_series(points.iter().zip(labels).map(|(p, &l)| {
-            Circle::new((p[0], p[1]), 2, Palette99::pick(l as usize).filled())
-        }))
+        .draw_series(
+            points
+                .iter()
+                .zip(labels)
+                .map(|(p, &l)| Circle::new((p[0], p[1]), 2, Palette99::pick(l as usize).filled())),
+        )
         .map_err(|e| err(path, e))?;
     chart
         .draw_series(centres.iter().enumerate().map(|(k, c)| {
-            Cross::new((c[0] as f32, c[1] as f32), 6, Palette99::pick(k).stroke_width(2))
+            Cross::new(
+                (c[0] as f32, c[1] as f32),
+                6,
+                Palette99::pick(k).stroke_width(2),
+            )
         }))
         .map_err(|e| err(path, e))?;
     root.present().map_err(|e| err(path, e))

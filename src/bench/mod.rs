@@ -16,8 +16,8 @@ use crate::Result;
 use std::time::Instant;
 
 mod dit;
-pub mod train;
 mod matmul;
+pub mod train;
 pub use dit::{dit_step, DitStepReport};
 pub use matmul::{matmul, MatmulReport, MatmulRow, DEFAULT_SHAPES as MATMUL_SHAPES};
 

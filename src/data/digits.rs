@@ -20,7 +20,11 @@ pub fn load_digits(bytes: &[u8]) -> Result<Dataset> {
             .map_err(|_| Error::Data("digits: the CSV is not UTF-8 text".into()))?;
     }
     let (mut images, mut labels) = (Vec::new(), Vec::new());
-    for (row, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (row, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         if fields.len() != 65 {
             return Err(Error::Data(format!(

@@ -58,9 +58,8 @@ pub fn load_folder(root: &Path, channels: u32, size: Option<u32>) -> Result<Data
         }
         names.push(dir.file_name().unwrap().to_string_lossy().into_owned());
         for f in files {
-            let img = image::open(&f).map_err(|e| {
-                Error::Data(format!("cannot decode image {} ({e})", f.display()))
-            })?;
+            let img = image::open(&f)
+                .map_err(|e| Error::Data(format!("cannot decode image {} ({e})", f.display())))?;
             let img = match size {
                 Some(s) => img.resize_exact(s, s, image::imageops::FilterType::Triangle),
                 None => img,

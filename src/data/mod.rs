@@ -78,7 +78,10 @@ impl Dataset {
     /// Checks sizes, label ranges and finiteness, naming the first bad image.
     pub fn validate(&self) -> Result<()> {
         if self.is_empty() {
-            return Err(Error::Data(format!("data set `{}` has no images", self.name)));
+            return Err(Error::Data(format!(
+                "data set `{}` has no images",
+                self.name
+            )));
         }
         if self.images.len() != self.len() * self.image_len() {
             return Err(Error::Data(format!(
@@ -92,11 +95,7 @@ impl Dataset {
             )));
         }
         let n = self.num_labels();
-        if let Some(i) = self
-            .labels
-            .iter()
-            .position(|&l| l != NO_LABEL && l >= n)
-        {
+        if let Some(i) = self.labels.iter().position(|&l| l != NO_LABEL && l >= n) {
             return Err(Error::Data(format!(
                 "data set `{}`: image {} has label {} but there are only {n} labels (0..{})",
                 self.name,

@@ -73,7 +73,10 @@ pub fn render_shapes(size: u32, objects: &[(usize, usize)]) -> Vec<f32> {
         let rgb = COLOURS[colour].1;
         for y in 0..slot_w {
             for x in 0..slot_w {
-                let (u, v) = ((x as f32 + 0.5) / slot_w as f32, (y as f32 + 0.5) / slot_w as f32);
+                let (u, v) = (
+                    (x as f32 + 0.5) / slot_w as f32,
+                    (y as f32 + 0.5) / slot_w as f32,
+                );
                 if inside(shape, u, v) {
                     let (px, py) = (j * slot_w + x, top + y);
                     for c in 0..3 {

@@ -38,7 +38,12 @@ pub fn profile_weight(profile: Profile, c: usize, classes: usize, ratio: f64) ->
 }
 
 /// Per-label counts: round(n_max·weight), at least 1.
-pub fn profile_counts(profile: Profile, n_max: usize, classes: usize, ratio: f64) -> Result<Vec<usize>> {
+pub fn profile_counts(
+    profile: Profile,
+    n_max: usize,
+    classes: usize,
+    ratio: f64,
+) -> Result<Vec<usize>> {
     if !(ratio >= 1.0 && ratio.is_finite()) {
         return Err(Error::Config(format!(
             "imbalance ratio must be a finite number ≥ 1 (1 = balanced), got {ratio}"
@@ -50,7 +55,9 @@ pub fn profile_counts(profile: Profile, n_max: usize, classes: usize, ratio: f64
         ));
     }
     Ok((0..classes)
-        .map(|c| ((n_max as f64 * profile_weight(profile, c, classes, ratio)).round() as usize).max(1))
+        .map(|c| {
+            ((n_max as f64 * profile_weight(profile, c, classes, ratio)).round() as usize).max(1)
+        })
         .collect())
 }
 

@@ -46,7 +46,12 @@ pub fn toy2d_means(classes: u32, radius: f64) -> Vec<[f64; 2]> {
 
 /// Draws the set: n_c samples of class c from N(μ_c, σ²I), normals from Philox (seed, 7).
 pub fn toy2d(spec: &Toy2dSpec) -> Result<Dataset> {
-    let counts = profile_counts(spec.profile, spec.head_count, spec.classes as usize, spec.imbalance)?;
+    let counts = profile_counts(
+        spec.profile,
+        spec.head_count,
+        spec.classes as usize,
+        spec.imbalance,
+    )?;
     let means = toy2d_means(spec.classes, spec.radius);
     let mut images = Vec::new();
     let mut labels = Vec::new();

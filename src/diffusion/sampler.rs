@@ -44,7 +44,9 @@ impl Sampler {
                     )));
                 }
                 if !(0.0..=1.0).contains(&eta) {
-                    return Err(Error::Config(format!("DDIM η must be in [0, 1], got {eta}")));
+                    return Err(Error::Config(format!(
+                        "DDIM η must be in [0, 1], got {eta}"
+                    )));
                 }
                 // ADM/DiT "ddimN" respacing: timesteps 0, s, 2s, … with stride s = T/N.
                 let stride = t_max as f64 / steps as f64;
@@ -118,7 +120,11 @@ impl Sampler {
                 for i in 0..x.len() {
                     let e = pred[i] as f64;
                     let x0 = (x[i] as f64 - (1.0 - ab).sqrt() * e) / ab.sqrt();
-                    let noise = if sigma > 0.0 { sigma * z[i] as f64 } else { 0.0 };
+                    let noise = if sigma > 0.0 {
+                        sigma * z[i] as f64
+                    } else {
+                        0.0
+                    };
                     x[i] = (ab_prev.sqrt() * x0 + dir * e + noise) as f32;
                 }
             }

@@ -2,8 +2,8 @@
 //! (`--config run.toml`); flags given on the command line override the file, the file
 //! overrides the defaults. Unknown keys and out-of-range values are refused with the key named.
 
-use crate::kernels::{DForm, Granularity, ImbaParams, Normalize};
 use crate::data::Profile;
+use crate::kernels::{DForm, Granularity, ImbaParams, Normalize};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -237,7 +237,11 @@ impl TrainOptions {
             };
         }
         if c.imbalance == 0.0 {
-            c.imbalance = if ds == DatasetKind::Toy2d { 100.0 } else { 10.0 };
+            c.imbalance = if ds == DatasetKind::Toy2d {
+                100.0
+            } else {
+                10.0
+            };
         }
         if c.out.is_empty() {
             let ds = serde_json::to_value(ds).unwrap();
@@ -263,10 +267,16 @@ impl TrainConfig {
             return Err(bad("batch", "must be at least 1".into()));
         }
         if !(c.lr > 0.0 && c.lr.is_finite()) {
-            return Err(bad("lr", format!("must be a finite number > 0, got {}", c.lr)));
+            return Err(bad(
+                "lr",
+                format!("must be a finite number > 0, got {}", c.lr),
+            ));
         }
         if !(c.weight_decay >= 0.0 && c.weight_decay.is_finite()) {
-            return Err(bad("weight_decay", format!("must be ≥ 0, got {}", c.weight_decay)));
+            return Err(bad(
+                "weight_decay",
+                format!("must be ≥ 0, got {}", c.weight_decay),
+            ));
         }
         for (k, v) in [("beta1", c.beta1), ("beta2", c.beta2), ("ema", c.ema)] {
             if !(0.0..1.0).contains(&v) {
@@ -274,7 +284,10 @@ impl TrainConfig {
             }
         }
         if !(c.clip >= 0.0 && c.clip.is_finite()) {
-            return Err(bad("clip", format!("must be ≥ 0 (0 = off), got {}", c.clip)));
+            return Err(bad(
+                "clip",
+                format!("must be ≥ 0 (0 = off), got {}", c.clip),
+            ));
         }
         if !(0.0..=1.0).contains(&c.label_dropout) {
             return Err(bad(
@@ -283,28 +296,41 @@ impl TrainConfig {
             ));
         }
         if !(c.guidance.is_finite()) {
-            return Err(bad("guidance", format!("must be finite, got {}", c.guidance)));
+            return Err(bad(
+                "guidance",
+                format!("must be finite, got {}", c.guidance),
+            ));
         }
         self.imba_params().validate()?;
         if !(c.imbalance >= 1.0 && c.imbalance.is_finite()) {
             return Err(bad(
                 "imbalance",
-                format!("must be a finite ratio ≥ 1 (1 = balanced), got {}", c.imbalance),
+                format!(
+                    "must be a finite ratio ≥ 1 (1 = balanced), got {}",
+                    c.imbalance
+                ),
             ));
         }
         if c.head_count == 0 && c.dataset != DatasetKind::Folder {
             return Err(bad("head_count", "must be at least 1".into()));
         }
         if c.channels != 1 && c.channels != 3 {
-            return Err(bad("channels", format!("must be 1 or 3, got {}", c.channels)));
+            return Err(bad(
+                "channels",
+                format!("must be 1 or 3, got {}", c.channels),
+            ));
         }
         if c.classes < 2 || c.classes > 1024 {
-            return Err(bad("classes", format!("must be in 2..=1024, got {}", c.classes)));
+            return Err(bad(
+                "classes",
+                format!("must be in 2..=1024, got {}", c.classes),
+            ));
         }
         if c.dataset == DatasetKind::Folder && c.data_path.is_empty() {
             return Err(bad(
                 "data_path",
-                "is needed for folder data: a folder with one sub-folder of images per label".into(),
+                "is needed for folder data: a folder with one sub-folder of images per label"
+                    .into(),
             ));
         }
         if c.sample_count > 0 && c.sample_steps == 0 {

@@ -134,6 +134,12 @@ pub fn train(
         }
         None => None,
     };
+    let first_step = saved_state.as_ref().map_or(0, |s| s.step);
+    let fingerprint = data.fingerprint();
+    let label_names = data.label_names.clone();
+    // Everything that can refuse the run (batch size, device limits) is checked before the
+    // first file is written.
+    let mut trainer = Trainer::new(gpu, config.clone(), model.clone(), data, saved_state)?;
     std::fs::create_dir_all(&out).map_err(|e| io(&out, "cannot create the run folder", e))?;
     std::fs::write(out.join("config.toml"), config.to_toml())
         .map_err(|e| io(&out, "cannot write config.toml", e))?;
@@ -157,15 +163,11 @@ pub fn train(
         );
     }
     let log_path = out.join("log.jsonl");
-    let first_step = saved_state.as_ref().map_or(0, |s| s.step);
-    if saved_state.is_some() {
+    if first_step > 0 {
         truncate_log(&log_path, first_step)?;
     } else {
         let _ = std::fs::remove_file(&log_path);
     }
-    let fingerprint = data.fingerprint();
-    let label_names = data.label_names.clone();
-    let mut trainer = Trainer::new(gpu, config.clone(), model.clone(), data, saved_state)?;
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -173,7 +175,14 @@ pub fn train(
         .map_err(|e| io(&log_path, "cannot open the log", e))?;
     let ckpt = out.join(CHECKPOINT);
     let save = |t: &Trainer| -> Result<()> {
-        state::save(&ckpt, &t.config, &t.model, fingerprint, &label_names, &t.state()?)
+        state::save(
+            &ckpt,
+            &t.config,
+            &t.model,
+            fingerprint,
+            &label_names,
+            &t.state()?,
+        )
     };
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::new(config.steps as u64);
@@ -202,13 +211,20 @@ pub fn train(
             }
             Err(e) => return Err(e),
         };
-        writeln!(log, "{}", serde_json::to_string(&stats).expect("serialisable"))
-            .map_err(|e| io(&log_path, "cannot append to the log", e))?;
+        writeln!(
+            log,
+            "{}",
+            serde_json::to_string(&stats).expect("serialisable")
+        )
+        .map_err(|e| io(&log_path, "cannot append to the log", e))?;
         let done = (stats.step - first_step) as f64;
         let rate = done / start.elapsed().as_secs_f64();
         if let Some(b) = &bar {
             b.set_position(stats.step as u64);
-            b.set_message(format!("loss {:.4} D {:.3} {rate:.2} steps/s", stats.loss, stats.mean_d));
+            b.set_message(format!(
+                "loss {:.4} D {:.3} {rate:.2} steps/s",
+                stats.loss, stats.mean_d
+            ));
             if b.is_hidden() && stats.step % every_line == 0 {
                 eprintln!(
                     "step {}/{} loss {:.4} mean D {:.3} grad norm {:.3} {rate:.2} steps/s",
@@ -237,7 +253,12 @@ pub fn train(
     let curve = out.join("loss.png");
     crate::plot::loss_curve(
         &curve,
-        &format!("{} on {} ({})", config.objective.name(), trainer.data.name, out.display()),
+        &format!(
+            "{} on {} ({})",
+            config.objective.name(),
+            trainer.data.name,
+            out.display()
+        ),
         &log_all.iter().map(|s| s.step).collect::<Vec<_>>(),
         &log_all.iter().map(|s| s.loss).collect::<Vec<_>>(),
     )?;
@@ -297,7 +318,9 @@ pub fn sample_labels(data: &crate::data::Dataset, count: u32) -> (Vec<u32>, u32)
     if data.slots == 1 {
         let k = data.num_labels();
         let per = count.div_ceil(k).max(1);
-        let labels = (0..k).flat_map(|l| std::iter::repeat_n(l, per as usize)).collect();
+        let labels = (0..k)
+            .flat_map(|l| std::iter::repeat_n(l, per as usize))
+            .collect();
         (labels, per)
     } else {
         let order = crate::data::shuffled(data.len(), 1, 1);

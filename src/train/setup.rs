@@ -86,9 +86,8 @@ pub fn model_config(c: &TrainConfig, d: &Dataset) -> Result<DitConfig> {
             }
         }
         "tiny" => DitConfig::tiny(),
-        name => DitConfig::preset(name, d.height, d.channels, d.num_labels()).map_err(|e| {
-            Error::Config(format!("`model`: {e}; or use auto or tiny"))
-        })?,
+        name => DitConfig::preset(name, d.height, d.channels, d.num_labels())
+            .map_err(|e| Error::Config(format!("`model`: {e}; or use auto or tiny")))?,
     };
     m.height = d.height;
     m.width = d.width;

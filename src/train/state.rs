@@ -53,13 +53,23 @@ pub fn save(
     let mut views: Vec<(String, TensorView)> = Vec::new();
     for t in &layout.tensors {
         let r = t.offset..t.offset + t.len();
-        views.push((t.name.clone(), view(path, t.shape.clone(), &state.params[r.clone()])?));
-        views.push((format!("ema.{}", t.name), view(path, t.shape.clone(), &state.ema[r])?));
+        views.push((
+            t.name.clone(),
+            view(path, t.shape.clone(), &state.params[r.clone()])?,
+        ));
+        views.push((
+            format!("ema.{}", t.name),
+            view(path, t.shape.clone(), &state.ema[r])?,
+        ));
     }
     let pos = pos_embed(model);
     views.push((
         POS_EMBED.into(),
-        view(path, vec![1, model.tokens() as usize, model.dim as usize], &pos)?,
+        view(
+            path,
+            vec![1, model.tokens() as usize, model.dim as usize],
+            &pos,
+        )?,
     ));
     views.push(("optim.m".into(), view(path, vec![state.m.len()], &state.m)?));
     views.push(("optim.v".into(), view(path, vec![state.v.len()], &state.v)?));
@@ -68,8 +78,14 @@ pub fn save(
         ("imba.kind".to_string(), KIND.to_string()),
         ("imba.step".to_string(), state.step.to_string()),
         ("imba.config".to_string(), config.to_toml()),
-        ("imba.data_fingerprint".to_string(), format!("{fingerprint:016x}")),
-        ("imba.model".to_string(), toml::to_string(model).expect("serialisable")),
+        (
+            "imba.data_fingerprint".to_string(),
+            format!("{fingerprint:016x}"),
+        ),
+        (
+            "imba.model".to_string(),
+            toml::to_string(model).expect("serialisable"),
+        ),
         (
             "imba.label_names".to_string(),
             serde_json::to_string(label_names).expect("serialisable"),
@@ -113,7 +129,10 @@ pub fn load(path: &Path) -> Result<Saved> {
         )
     })?;
     let st = SafeTensors::deserialize(&data).map_err(|e| {
-        err(path, format!("not a valid safetensors file ({e}); it may be truncated or corrupt"))
+        err(
+            path,
+            format!("not a valid safetensors file ({e}); it may be truncated or corrupt"),
+        )
     })?;
     let md = meta.metadata().clone().unwrap_or_default();
     if md.get("imba.kind").map(String::as_str) != Some(KIND) {
@@ -139,8 +158,12 @@ pub fn load(path: &Path) -> Result<Saved> {
     model
         .validate()
         .map_err(|e| err(path, format!("its model is not valid: {e}")))?;
-    let label_names: Vec<String> = serde_json::from_str(get("imba.label_names")?)
-        .map_err(|e| err(path, format!("metadata `imba.label_names` is not valid ({e})")))?;
+    let label_names: Vec<String> = serde_json::from_str(get("imba.label_names")?).map_err(|e| {
+        err(
+            path,
+            format!("metadata `imba.label_names` is not valid ({e})"),
+        )
+    })?;
     if label_names.len() != model.num_labels as usize {
         return Err(err(path, "label names and the model's label count differ"));
     }
@@ -152,7 +175,11 @@ pub fn load(path: &Path) -> Result<Saved> {
         if v.dtype() != Dtype::F32 || v.shape() != [total] {
             return Err(err(
                 path,
-                format!("tensor `{name}` should be F32 of shape [{total}], is {:?} {:?}", v.dtype(), v.shape()),
+                format!(
+                    "tensor `{name}` should be F32 of shape [{total}], is {:?} {:?}",
+                    v.dtype(),
+                    v.shape()
+                ),
             ));
         }
         let out: Vec<f32> = v
@@ -161,7 +188,10 @@ pub fn load(path: &Path) -> Result<Saved> {
             .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
             .collect();
         if let Some(i) = out.iter().position(|x| !x.is_finite()) {
-            return Err(err(path, format!("tensor `{name}` holds a non-finite value at {i}")));
+            return Err(err(
+                path,
+                format!("tensor `{name}` holds a non-finite value at {i}"),
+            ));
         }
         Ok(out)
     };

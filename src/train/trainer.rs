@@ -121,6 +121,15 @@ impl<'g> Trainer<'g> {
         }
         let dev = &gpu.device;
         let layout = ParamLayout::new(&model);
+        let limit = dev.limits().max_storage_buffer_binding_size;
+        if layout.total as u64 * 4 > limit {
+            return Err(Error::Limit(format!(
+                "the model has {} parameters ({} bytes), over this device's {limit}-byte storage \
+                 binding; use a smaller model",
+                layout.total,
+                layout.total * 4
+            )));
+        }
         let state = match state {
             Some(s) => s,
             None => {
@@ -142,15 +151,6 @@ impl<'g> Trainer<'g> {
                     layout.total
                 )));
             }
-        }
-        let limit = dev.limits().max_storage_buffer_binding_size;
-        if layout.total as u64 * 4 > limit {
-            return Err(Error::Limit(format!(
-                "the model has {} parameters ({} bytes), over this device's {limit}-byte storage \
-                 binding; use a smaller model",
-                layout.total,
-                layout.total * 4
-            )));
         }
         let dit = Dit::new(dev, model.clone(), &state.params)?;
         let b = config.batch;
@@ -286,7 +286,8 @@ impl<'g> Trainer<'g> {
         let labels = self.label_rows(s, &idx);
         queue.write_buffer(&self.x0, 0, bytemuck::cast_slice(&x0));
         queue.write_buffer(&self.t_noise, 0, bytemuck::cast_slice(&t));
-        self.acts.set_conditions(queue, &self.model, &model_t, &labels)?;
+        self.acts
+            .set_conditions(queue, &self.model, &model_t, &labels)?;
 
         let geometry = self.model.geometry(c.batch);
         let (schedule, kind) = match c.process {
@@ -343,7 +344,14 @@ impl<'g> Trainer<'g> {
                 (grad, scalars)
             }
             LossBuffers::Dual(dual) => {
-                dual.record(dev, &mut enc, &self.loss, &self.acts, target, &c.imba_params())?;
+                dual.record(
+                    dev,
+                    &mut enc,
+                    &self.loss,
+                    &self.acts,
+                    target,
+                    &c.imba_params(),
+                )?;
                 (&dual.dout, &dual.scalars)
             }
         };

@@ -1,0 +1,195 @@
+//! `imba train` and `imba sample` as a user runs them: a TOML config with flag overrides,
+//! checkpoints, resume, a crash during a checkpoint write, divergence, sampling.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn imba(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_imba"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run imba");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("imba-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn step_of(ckpt: &Path) -> u32 {
+    imba::train::state::load(ckpt).unwrap().state.step
+}
+
+const TINY: &str = "dataset = 'shapes'\nimage_size = 8\nhead_count = 6\nimbalance = 3.0\n\
+                    model = 'tiny'\nbatch = 4\nsteps = 100\nwarmup = 2\nsample_count = 4\n\
+                    sample_steps = 3\ncheckpoint_every = 2\n";
+
+#[test]
+fn train_resume_crash_and_sample() {
+    let dir = tempdir("run");
+    let cfg = dir.join("run.toml");
+    std::fs::write(&cfg, TINY).unwrap();
+    let run = dir.join("r");
+    let (c, r) = (cfg.to_str().unwrap(), run.to_str().unwrap());
+    // The flag overrides the file's 100 steps.
+    let (ok, out) = imba(
+        &[
+            "train", "--config", c, "--steps", "4", "--out", r, "--quiet",
+        ],
+        &[],
+    );
+    assert!(ok, "{out}");
+    for f in [
+        "checkpoint.safetensors",
+        "model.safetensors",
+        "log.jsonl",
+        "loss.png",
+        "config.toml",
+        "split.json",
+        "samples/grid.png",
+        "samples/samples.safetensors",
+    ] {
+        assert!(run.join(f).exists(), "{f} missing; {out}");
+    }
+    let ckpt = run.join("checkpoint.safetensors");
+    assert_eq!(step_of(&ckpt), 4);
+    assert_eq!(
+        std::fs::read_to_string(run.join("log.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        4
+    );
+    // The written model loads with the DiT checkpoint importer.
+    let saved = imba::train::state::load(&ckpt).unwrap();
+    imba::model::checkpoint::load(&run.join("model.safetensors"), &saved.model).unwrap();
+
+    // A second run into the same folder is refused; a resume may not change the lr.
+    let (ok, out) = imba(
+        &[
+            "train", "--config", c, "--steps", "4", "--out", r, "--quiet",
+        ],
+        &[],
+    );
+    assert!(!ok && out.contains("--resume"), "{out}");
+    let (ok, out) = imba(
+        &[
+            "train", "--resume", r, "--steps", "6", "--lr", "0.5", "--quiet",
+        ],
+        &[],
+    );
+    assert!(!ok && out.contains("lr"), "{out}");
+
+    // Killed while writing the step-6 checkpoint: the step-4 one is still whole.
+    let (ok, out) = imba(
+        &["train", "--resume", r, "--steps", "6", "--quiet"],
+        &[(imba::train::state::ABORT_ENV, "1")],
+    );
+    assert!(!ok, "the abort hook did not fire: {out}");
+    assert_eq!(step_of(&ckpt), 4);
+    let (ok, out) = imba(&["train", "--resume", r, "--steps", "6", "--quiet"], &[]);
+    assert!(ok, "{out}");
+    assert_eq!(step_of(&ckpt), 6);
+    let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap();
+    let steps: Vec<u32> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<imba::train::StepStats>(l)
+                .unwrap()
+                .step
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        vec![1, 2, 3, 4, 5, 6],
+        "the log repeats or misses steps"
+    );
+
+    // Sampling by label name and by number.
+    let s = dir.join("s");
+    let (ok, out) = imba(
+        &[
+            "sample",
+            "--run",
+            r,
+            "--labels",
+            "red-square,3",
+            "--count",
+            "2",
+            "--steps",
+            "3",
+            "--out",
+            s.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        s.join("grid.png").exists() && s.join("samples/0000-red-square.png").exists(),
+        "{out}"
+    );
+    let (ok, out) = imba(&["sample", "--run", r, "--labels", "purple-blob"], &[]);
+    assert!(!ok && out.contains("unknown label"), "{out}");
+}
+
+#[test]
+fn divergence_stops_with_the_step_named() {
+    let dir = tempdir("nan");
+    let cfg = dir.join("run.toml");
+    std::fs::write(&cfg, TINY).unwrap();
+    let run = dir.join("r");
+    let (ok, out) = imba(
+        &[
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--lr",
+            "1e30",
+            "--clip",
+            "0",
+            "--checkpoint-every",
+            "1",
+            "--steps",
+            "50",
+            "--quiet",
+        ],
+        &[],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("training stopped: step") && out.contains("last good checkpoint"),
+        "{out}"
+    );
+    // The checkpoint left behind loads.
+    imba::train::state::load(&run.join("checkpoint.safetensors")).unwrap();
+}
+
+#[test]
+fn unknown_config_keys_are_named() {
+    let dir = tempdir("badcfg");
+    let cfg = dir.join("bad.toml");
+    std::fs::write(&cfg, "learning_rate = 0.1\n").unwrap();
+    let out_dir = dir.join("r");
+    let (ok, out) = imba(
+        &[
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!ok && out.contains("learning_rate"), "{out}");
+    assert!(!out_dir.exists(), "a refused run left a folder behind");
+}
