@@ -39,7 +39,7 @@ pub fn normals(seed: u32, key: u32, start: u64, count: usize) -> Vec<f32> {
 pub fn generate(gpu: &Gpu, s: &SampleSpec, labels: &[u32]) -> Result<Vec<f32>> {
     let m = s.model;
     let slots = m.label_slots as usize;
-    if labels.is_empty() || labels.len() % slots != 0 {
+    if labels.is_empty() || !labels.len().is_multiple_of(slots) {
         return Err(Error::Shape(format!(
             "{} labels for samples of {slots} label slots",
             labels.len()

@@ -81,7 +81,7 @@ struct TrainArgs {
     #[arg(long)]
     quiet: bool,
     #[command(flatten)]
-    opts: imba::train::TrainOptions,
+    opts: Box<imba::train::TrainOptions>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -180,7 +180,7 @@ enum BenchCommand {
         #[arg(long, default_value_t = 2)]
         warmup: usize,
         #[command(flatten)]
-        opts: imba::train::TrainOptions,
+        opts: Box<imba::train::TrainOptions>,
     },
     /// Fused vs unfused IMBA loss, baseline MSE and the noise kernel, with GPU timestamps, at the
     /// issue's sizes (or --size); prints a Markdown table for BENCHMARKS.md.
@@ -292,7 +292,7 @@ fn with_file(
 }
 
 fn train(gpu: &Gpu, a: TrainArgs) -> imba::Result<()> {
-    let opts = with_file(a.opts, a.config.as_deref())?;
+    let opts = with_file(*a.opts, a.config.as_deref())?;
     if !a.quiet {
         eprintln!("adapter: {}", gpu.info.name);
     }
@@ -480,7 +480,7 @@ fn main() -> ExitCode {
             warmup,
             opts,
         }) => {
-            let opts = with_file(opts, config.as_deref())?;
+            let opts = with_file(*opts, config.as_deref())?;
             let (header, rows) =
                 imba::bench::train::train_steps(&gpu, &opts, &objectives, warmup, reps)?;
             let batch = opts.clone().resolve()?.batch;

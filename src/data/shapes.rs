@@ -124,7 +124,7 @@ fn pick(u: f64, weights: &[f64]) -> usize {
 
 /// Draws the set.
 pub fn shapes(spec: &ShapesSpec) -> Result<Dataset> {
-    if spec.size < 8 || (spec.concepts && spec.size % 2 != 0) {
+    if spec.size < 8 || (spec.concepts && !spec.size.is_multiple_of(2)) {
         return Err(Error::Config(format!(
             "shapes images must be at least 8 pixels (and even in concepts mode), got {}",
             spec.size
