@@ -187,7 +187,8 @@ options! {
     beta2: f32 = 0.999,
     /// Gradient clipping: the largest global gradient norm (0 = off) [default: 1]
     clip: f32 = 1.0,
-    /// EMA decay of the weights [default: 0.999]
+    /// EMA decay of the weights, warmed up as min(ema, (1+s)/(10+s)) at step s [default:
+    /// 0.999]
     ema: f32 = 0.999,
     /// Seed of the initial weights, batches, timesteps, noise and label dropout [default: 0]
     seed: u32 = 0,
