@@ -10,7 +10,7 @@ use crate::diffusion::{DdpmSchedule, Sampler};
 use crate::gpu::Gpu;
 use crate::kernels::NO_LABEL;
 use crate::model::{tokens, Activations, Dit, DitConfig};
-use crate::reference::rng::normals4;
+use crate::reference::rng::noise_range;
 use crate::train::{trainer::FLOW_TIME_SCALE, Process};
 use crate::{Error, Result};
 
@@ -25,13 +25,6 @@ pub struct SampleSpec<'a> {
     pub seed: u32,
     /// Samples per model evaluation.
     pub batch: u32,
-}
-
-/// Normals for flat indices start..start+count of Philox key (seed, key).
-pub fn normals(seed: u32, key: u32, start: u64, count: usize) -> Vec<f32> {
-    (start..start + count as u64)
-        .map(|i| normals4((i >> 2) as u32, 0, seed, key)[(i & 3) as usize])
-        .collect()
 }
 
 /// Draws one sample per label row (`labels` holds `label_slots` entries per sample; unused
@@ -83,7 +76,7 @@ pub fn generate(gpu: &Gpu, s: &SampleSpec, labels: &[u32]) -> Result<Vec<f32>> {
             }
         }
         let first = (start * image) as u64;
-        let mut x = normals(s.seed, 0, first, b * image);
+        let mut x = noise_range(s.seed, 0, first, b * image);
         for (k, st) in chain.iter().enumerate() {
             let t = match s.process {
                 Process::Ddpm => st.t as f32,
@@ -110,7 +103,7 @@ pub fn generate(gpu: &Gpu, s: &SampleSpec, labels: &[u32]) -> Result<Vec<f32>> {
             };
             let pred = tokens::unpatchify(&guided, &geometry);
             let z = if s.sampler.needs_noise(st) {
-                normals(s.seed, k as u32 + 1, first, b * image)
+                noise_range(s.seed, k as u32 + 1, first, b * image)
             } else {
                 Vec::new()
             };
@@ -207,8 +200,10 @@ pub fn save_samples(
         "imba.label_names".to_string(),
         serde_json::to_string(label_names).expect("serialisable"),
     )]);
-    let bytes =
-        safetensors::serialize(views, Some(names)).map_err(|e| Error::Shape(e.to_string()))?;
+    let bytes = safetensors::serialize(views, Some(names)).map_err(|e| Error::Io {
+        path: p.display().to_string(),
+        problem: format!("cannot serialise the samples ({e})"),
+    })?;
     std::fs::write(&p, bytes).map_err(|e| io(&p, e))?;
     written.push(p);
     Ok(written)

@@ -483,8 +483,7 @@ fn main() -> ExitCode {
             let opts = with_file(*opts, config.as_deref())?;
             let (header, rows) =
                 imba::bench::train::train_steps(&gpu, &opts, &objectives, warmup, reps)?;
-            let batch = opts.clone().resolve()?.batch;
-            println!("{}", imba::bench::train::markdown(&header, &rows, batch));
+            println!("{}", imba::bench::train::markdown(&header, &rows));
             Ok(())
         }
         Command::Bench(BenchCommand::Kernels { reps, warmup, size }) => {

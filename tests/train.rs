@@ -56,19 +56,10 @@ fn same_seed_same_bits_and_resume_is_exact() {
         let (first, _, t) = run(2);
         let dir = tempdir("resume");
         let path = dir.join("checkpoint.safetensors");
-        let fp = t.data.fingerprint();
-        state::save(
-            &path,
-            &t.config,
-            &t.model,
-            fp,
-            &t.data.label_names,
-            &t.state().unwrap(),
-        )
-        .unwrap();
+        t.save(&path, &t.state().unwrap()).unwrap();
         let saved = state::load(&path).unwrap();
         assert_eq!(saved.state.step, 2);
-        assert_eq!(saved.fingerprint, fp);
+        assert_eq!(saved.fingerprint, t.data.fingerprint());
         assert_eq!(saved.config, t.config);
         assert_eq!(saved.model, t.model);
         let mut r = trainer(tiny(objective, extra), Some(saved.state));
@@ -223,16 +214,7 @@ fn bad_checkpoints_are_refused() {
     let mut t = trainer(tiny("imba", ""), None);
     t.step().unwrap();
     let good = dir.join("good.safetensors");
-    let fp = t.data.fingerprint();
-    state::save(
-        &good,
-        &t.config,
-        &t.model,
-        fp,
-        &t.data.label_names,
-        &t.state().unwrap(),
-    )
-    .unwrap();
+    t.save(&good, &t.state().unwrap()).unwrap();
     let bytes = std::fs::read(&good).unwrap();
     let cut = dir.join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();

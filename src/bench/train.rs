@@ -8,6 +8,9 @@ use crate::Result;
 /// One objective's timing.
 pub struct TrainRow {
     pub objective: Objective,
+    /// Images per step.
+    pub batch: u32,
+    /// Forward rows per step (2·batch for the dual objectives).
     pub rows: u32,
     pub median_ms: f64,
     pub min_ms: f64,
@@ -53,6 +56,7 @@ pub fn train_steps(
         ms.sort_by(f64::total_cmp);
         rows.push(TrainRow {
             objective,
+            batch: config.batch,
             rows: config.batch * objective.repeats(),
             median_ms: ms[ms.len() / 2],
             min_ms: ms[0],
@@ -62,7 +66,7 @@ pub fn train_steps(
 }
 
 /// The timings as a Markdown table.
-pub fn markdown(header: &str, rows: &[TrainRow], batch: u32) -> String {
+pub fn markdown(header: &str, rows: &[TrainRow]) -> String {
     let mut s = format!(
         "{header}\n\n| objective | forward rows per step | ms/step (median) | ms/step (min) | steps/s | images/s |\n|---|---|---|---|---|---|\n"
     );
@@ -74,7 +78,7 @@ pub fn markdown(header: &str, rows: &[TrainRow], batch: u32) -> String {
             r.median_ms,
             r.min_ms,
             1000.0 / r.median_ms,
-            batch as f64 * 1000.0 / r.median_ms
+            r.batch as f64 * 1000.0 / r.median_ms
         );
     }
     s

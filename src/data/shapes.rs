@@ -132,13 +132,13 @@ pub fn shapes(spec: &ShapesSpec) -> Result<Dataset> {
     }
     let (mut images, mut labels) = (Vec::new(), Vec::new());
     if spec.concepts {
+        super::split::validate_ratio(spec.imbalance)?;
         let sw: Vec<f64> = (0..SHAPES.len())
             .map(|k| profile_weight(spec.profile, k, SHAPES.len(), spec.imbalance))
             .collect();
         let cw: Vec<f64> = (0..COLOURS.len())
             .map(|k| profile_weight(spec.profile, k, COLOURS.len(), spec.imbalance))
             .collect();
-        profile_counts(spec.profile, 1, 1, spec.imbalance)?; // validates the ratio
         let n = spec.head_count * SHAPES.len();
         for i in 0..n as u32 {
             let mut objects = Vec::new();

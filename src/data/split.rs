@@ -37,6 +37,16 @@ pub fn profile_weight(profile: Profile, c: usize, classes: usize, ratio: f64) ->
     }
 }
 
+/// Refuses an imbalance ratio that is not a finite number ≥ 1.
+pub fn validate_ratio(ratio: f64) -> Result<()> {
+    if !(ratio >= 1.0 && ratio.is_finite()) {
+        return Err(Error::Config(format!(
+            "imbalance ratio must be a finite number ≥ 1 (1 = balanced), got {ratio}"
+        )));
+    }
+    Ok(())
+}
+
 /// Per-label counts: round(n_max·weight), at least 1.
 pub fn profile_counts(
     profile: Profile,
@@ -44,11 +54,7 @@ pub fn profile_counts(
     classes: usize,
     ratio: f64,
 ) -> Result<Vec<usize>> {
-    if !(ratio >= 1.0 && ratio.is_finite()) {
-        return Err(Error::Config(format!(
-            "imbalance ratio must be a finite number ≥ 1 (1 = balanced), got {ratio}"
-        )));
-    }
+    validate_ratio(ratio)?;
     if n_max == 0 || classes == 0 {
         return Err(Error::Config(
             "a split needs at least one label and one image per label".into(),

@@ -192,15 +192,40 @@ impl Gpu {
         if bytes == 0 {
             return Ok(Vec::new());
         }
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.staging("readback", bytes);
         let mut encoder = self.encoder();
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
         self.queue.submit(Some(encoder.finish()));
+        self.read_staging(&staging, len)
+    }
+
+    /// A host-readable buffer (MAP_READ | COPY_DST) of `bytes` bytes, for callers that copy
+    /// results into it inside their own submission and read it with [`Self::read_staging`].
+    pub fn staging(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(4).next_multiple_of(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Waits for the queue, maps a staging buffer and copies its first `len` elements out.
+    pub fn read_staging<T: bytemuck::Pod>(
+        &self,
+        staging: &wgpu::Buffer,
+        len: usize,
+    ) -> Result<Vec<T>> {
+        let bytes = (len * std::mem::size_of::<T>()) as u64;
+        if bytes > staging.size() {
+            return Err(Error::Buffer {
+                name: "readback",
+                problem: format!(
+                    "asked for {bytes} bytes of a {}-byte buffer",
+                    staging.size()
+                ),
+            });
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
@@ -213,7 +238,7 @@ impl Gpu {
             .slice(..)
             .get_mapped_range()
             .map_err(|e| Error::Readback(e.to_string()))?;
-        let out = bytemuck::cast_slice::<u8, T>(&view).to_vec();
+        let out = bytemuck::cast_slice::<u8, T>(&view[..bytes as usize]).to_vec();
         drop(view);
         staging.unmap();
         Ok(out)

@@ -78,8 +78,14 @@ pub fn target_tokens(g: &ImageGeometry, seed: u32, step: u32, x0: Option<&[f32]>
     out
 }
 
-/// Label dropout: label b becomes `null_label` when the 24-bit word of Philox stream 1,
-/// counter b, is below `threshold`.
+/// Whether sample b's label is dropped: the 24-bit word of Philox stream 1, counter b, key
+/// (seed, step), is below `threshold` (see `kernels::noise::dropout_threshold`).
+pub fn dropped(seed: u32, step: u32, b: u32, threshold: u32) -> bool {
+    let x = rng::philox4x32_10([b, 1, 0, 0], [seed, step]);
+    (x[0] >> 8) < threshold
+}
+
+/// Label dropout: label b becomes `null_label` when [`dropped`] says so.
 pub fn label_dropout(
     seed: u32,
     step: u32,
@@ -91,8 +97,7 @@ pub fn label_dropout(
         .iter()
         .enumerate()
         .map(|(b, &l)| {
-            let x = rng::philox4x32_10([b as u32, 1, 0, 0], [seed, step]);
-            if (x[0] >> 8) < threshold {
+            if dropped(seed, step, b as u32, threshold) {
                 null_label
             } else {
                 l

@@ -90,7 +90,12 @@ pub fn normal(index: u32, stream: u32, seed: u32, step: u32) -> f32 {
 
 /// Normals for flat indices 0..count of the noise stream (what the `normals` kernel writes).
 pub fn noise(seed: u32, step: u32, count: usize) -> Vec<f32> {
-    (0..count as u32)
-        .map(|i| normal(i, 0, seed, step))
+    noise_range(seed, step, 0, count)
+}
+
+/// Normals for flat indices start..start+count of the noise stream.
+pub fn noise_range(seed: u32, step: u32, start: u64, count: usize) -> Vec<f32> {
+    (start..start + count as u64)
+        .map(|i| normal(i as u32, 0, seed, step))
         .collect()
 }

@@ -58,6 +58,17 @@ pub enum DatasetKind {
     Folder,
 }
 
+impl DatasetKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Toy2d => "toy2d",
+            DatasetKind::Shapes => "shapes",
+            DatasetKind::Digits => "digits",
+            DatasetKind::Folder => "folder",
+        }
+    }
+}
+
 /// Declares the options once: `TrainOptions` (every field optional: the command line and the
 /// TOML file) and `TrainConfig` (every field resolved, with its default).
 macro_rules! options {
@@ -245,8 +256,7 @@ impl TrainOptions {
             };
         }
         if c.out.is_empty() {
-            let ds = serde_json::to_value(ds).unwrap();
-            c.out = format!("runs/{}-{}", ds.as_str().unwrap(), c.objective.name());
+            c.out = format!("runs/{}-{}", ds.name(), c.objective.name());
         }
         c.validate()?;
         Ok(c)

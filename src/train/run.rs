@@ -135,8 +135,6 @@ pub fn train(
         None => None,
     };
     let first_step = saved_state.as_ref().map_or(0, |s| s.step);
-    let fingerprint = data.fingerprint();
-    let label_names = data.label_names.clone();
     // Everything that can refuse the run (batch size, device limits) is checked before the
     // first file is written.
     let mut trainer = Trainer::new(gpu, config.clone(), model.clone(), data, saved_state)?;
@@ -174,16 +172,6 @@ pub fn train(
         .open(&log_path)
         .map_err(|e| io(&log_path, "cannot open the log", e))?;
     let ckpt = out.join(CHECKPOINT);
-    let save = |t: &Trainer| -> Result<()> {
-        state::save(
-            &ckpt,
-            &t.config,
-            &t.model,
-            fingerprint,
-            &label_names,
-            &t.state()?,
-        )
-    };
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::new(config.steps as u64);
         b.set_style(
@@ -233,7 +221,7 @@ pub fn train(
             }
         }
         if config.checkpoint_every > 0 && stats.step % config.checkpoint_every == 0 {
-            save(&trainer)?;
+            trainer.save(&ckpt, &trainer.state()?)?;
         }
         last = Some(stats);
     }
@@ -241,11 +229,14 @@ pub fn train(
         b.finish();
     }
     let seconds = start.elapsed().as_secs_f64();
-    if last.is_some() {
-        save(&trainer)?;
+    // One read-back of the final state serves the last checkpoint (unless the loop just wrote
+    // it), the exported model and the samples.
+    let st = trainer.state()?;
+    let just_saved = config.checkpoint_every > 0 && trainer.step % config.checkpoint_every == 0;
+    if last.is_some() && !just_saved {
+        trainer.save(&ckpt, &st)?;
     }
     let mut written = vec![ckpt.clone(), log_path.clone()];
-    let st = trainer.state()?;
     let model_file = out.join("model.safetensors");
     crate::model::checkpoint::save(&model_file, &model, &st.ema)?;
     written.push(model_file);

@@ -89,6 +89,8 @@ pub struct Trainer<'g> {
     /// Steps done.
     pub step: u32,
     perm: Option<(u32, Vec<usize>)>,
+    /// [`Dataset::fingerprint`] of `data`, stored in checkpoints.
+    pub fingerprint: u64,
 }
 
 impl<'g> Trainer<'g> {
@@ -181,7 +183,7 @@ impl<'g> Trainer<'g> {
             v: gpu.upload("adam_v", &state.v),
             ema: gpu.upload("ema", &state.ema),
             norm: gpu.zeros("grad_norm", 16),
-            stats: gpu.zeros("step_stats", 32),
+            stats: gpu.staging("step_stats", 32),
             x0: gpu.zeros("x0", 4 * b as u64 * data.image_len() as u64),
             t_noise: gpu.zeros("t_noise", 4 * b as u64),
             patches: gpu.zeros("patches", 4 * e),
@@ -189,6 +191,7 @@ impl<'g> Trainer<'g> {
             schedule,
             step: state.step,
             perm: None,
+            fingerprint: data.fingerprint(),
             dit,
             config,
             model,
@@ -240,7 +243,7 @@ impl<'g> Trainer<'g> {
         let mut rows = Vec::with_capacity(idx.len() * slots * 2);
         for (b, &i) in idx.iter().enumerate() {
             let dropped = self.config.objective == Objective::Baseline
-                && (philox4x32_10([b as u32, 1, 0, 0], [self.config.seed, s])[0] >> 8) < threshold;
+                && crate::reference::noise::dropped(self.config.seed, s, b as u32, threshold);
             if dropped {
                 null_row(&mut rows);
             } else {
@@ -392,10 +395,12 @@ impl<'g> Trainer<'g> {
         let decay = self.ema_decay_at(s);
         self.optim
             .record_ema(dev, &mut enc, n, decay, &self.dit.params, &self.ema)?;
+        // The loss scalars and the norm go straight into a mappable buffer: one submission,
+        // one wait per step.
         enc.copy_buffer_to_buffer(scalars, 0, &self.stats, 0, 16);
-        enc.copy_buffer_to_buffer(&self.norm, 0, &self.stats, 16, 12);
-        self.gpu.submit_and_wait(enc)?;
-        let v: Vec<f32> = self.gpu.read(&self.stats, 7)?;
+        enc.copy_buffer_to_buffer(&self.norm, 0, &self.stats, 16, 16);
+        self.gpu.queue.submit(Some(enc.finish()));
+        let v: Vec<f32> = self.gpu.read_staging(&self.stats, 7)?;
         self.step += 1;
         let stats = StepStats {
             step: self.step,
@@ -414,6 +419,18 @@ impl<'g> Trainer<'g> {
             )));
         }
         Ok(stats)
+    }
+
+    /// Writes `state` (from [`Self::state`]) as a checkpoint of this run, atomically.
+    pub fn save(&self, path: &std::path::Path, state: &State) -> Result<()> {
+        super::state::save(
+            path,
+            &self.config,
+            &self.model,
+            self.fingerprint,
+            &self.data.label_names,
+            state,
+        )
     }
 
     /// Parameters, EMA and moments read back, with the step.
