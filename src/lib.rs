@@ -15,9 +15,11 @@
 //! - [`bench`]: the kernel benchmark shared by `cargo bench` and `imba bench kernels`.
 
 pub mod bench;
+pub mod compare;
 pub mod data;
 pub mod diffusion;
 pub mod error;
+pub mod eval;
 pub mod generate;
 pub mod gpu;
 pub mod images;

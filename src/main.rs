@@ -35,6 +35,14 @@ enum Command {
     /// Draw samples from a trained run: PNG grid, one PNG per sample, and the raw samples
     /// (safetensors).
     Sample(SampleArgs),
+    /// Evaluate a trained run on its data set's oracle (shapes detector, toy2d hit rate,
+    /// digits classifier): scores per label and per frequency bucket, written to
+    /// <run>/eval.json.
+    Eval(EvalArgs),
+    /// Train and evaluate several objectives × seeds at equal compute on one data set; write
+    /// compare.md (mean ± std over seeds), compare.json and PNG plots into --out
+    /// [default: runs/compare-<dataset>]. Finished runs in that folder are reused.
+    Compare(CompareArgs),
     /// Print the adapter, backend, driver, and the features and limits the kernels use; with
     /// --model, also the memory a DiT and batch need for training.
     Info(InfoArgs),
@@ -80,6 +88,70 @@ struct TrainArgs {
     /// No progress bar or split table.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    opts: Box<imba::train::TrainOptions>,
+}
+
+/// How evaluation samples are drawn.
+#[derive(Args)]
+struct EvalSampling {
+    /// Samples per label (per prompt for shapes concepts; 0 = toy2d 100, shapes 16, all 256
+    /// concept prompts once, digits 50).
+    #[arg(long, default_value_t = 0)]
+    eval_per_label: u32,
+    /// DDIM (or Euler) steps of the evaluation samples.
+    #[arg(long, default_value_t = 50)]
+    eval_steps: u32,
+    /// Classifier-free guidance of the evaluation samples.
+    #[arg(long, default_value_t = 1.5)]
+    eval_guidance: f32,
+    /// Noise seed of the evaluation samples.
+    #[arg(long, default_value_t = 1000)]
+    eval_seed: u32,
+}
+
+impl EvalSampling {
+    fn options(&self) -> imba::eval::EvalOptions {
+        imba::eval::EvalOptions {
+            per_label: self.eval_per_label,
+            steps: self.eval_steps,
+            guidance: self.eval_guidance,
+            seed: self.eval_seed,
+            ema: true,
+        }
+    }
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// The run folder written by `imba train`.
+    #[arg(long, default_value = "runs/shapes-imba")]
+    run: std::path::PathBuf,
+    #[command(flatten)]
+    sampling: EvalSampling,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Objectives, comma-separated: baseline, dual-baseline, imba (token-wise D),
+    /// imba-sample (sample-wise D).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "baseline,dual-baseline,imba,imba-sample"
+    )]
+    objectives: Vec<String>,
+    /// Training seeds, comma-separated (the data set stays that of --data-seed).
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    seeds: Vec<u32>,
+    /// A TOML file of training options shared by every run (flags override it).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// Only the final table, no per-run lines.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    sampling: EvalSampling,
     #[command(flatten)]
     opts: Box<imba::train::TrainOptions>,
 }
@@ -317,6 +389,51 @@ fn train(gpu: &Gpu, a: TrainArgs) -> imba::Result<()> {
     Ok(())
 }
 
+fn eval(gpu: &Gpu, a: EvalArgs) -> imba::Result<()> {
+    let e = imba::eval::evaluate_run(gpu, &a.run, &a.sampling.options())?.evaluation;
+    println!("{} samples; per-label score: {}", e.samples, e.score);
+    for (k, v) in &e.metrics {
+        println!("  {k:<16} {v:.4}");
+    }
+    println!("per label:");
+    for l in &e.per_label {
+        println!(
+            "  {:<16} {:>6} images  {:<4}  {:.3}",
+            l.name, l.frequency, l.bucket, l.score
+        );
+    }
+    for n in &e.notes {
+        println!("note: {n}");
+    }
+    let path = a.run.join("eval.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&e).expect("serialisable"),
+    )
+    .map_err(|err| imba::Error::Io {
+        path: path.display().to_string(),
+        problem: format!("cannot write ({err})"),
+    })?;
+    println!("written: {}", path.display());
+    Ok(())
+}
+
+fn compare(gpu: &Gpu, a: CompareArgs) -> imba::Result<()> {
+    let base = with_file(*a.opts, a.config.as_deref())?;
+    let spec = imba::compare::CompareSpec {
+        base,
+        variants: a.objectives.clone(),
+        seeds: a.seeds.clone(),
+        eval: a.sampling.options(),
+    };
+    if !a.quiet {
+        eprintln!("adapter: {}", gpu.info.name);
+    }
+    let c = imba::compare::compare(gpu, &spec, !a.quiet)?;
+    println!("{}", imba::compare::markdown(&c, &a.objectives));
+    Ok(())
+}
+
 fn sample(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
     use imba::diffusion::Sampler;
     use imba::train::Process;
@@ -473,6 +590,8 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo(&gpu, &a),
         Command::Train(a) => train(&gpu, a),
         Command::Sample(a) => sample(&gpu, a),
+        Command::Eval(a) => eval(&gpu, a),
+        Command::Compare(a) => compare(&gpu, a),
         Command::Bench(BenchCommand::Train {
             config,
             objectives,

@@ -144,3 +144,210 @@ pub fn scatter(
         .map_err(|e| err(path, e))?;
     root.present().map_err(|e| err(path, e))
 }
+
+/// One named series of a [`lines`] or [`bars`] plot.
+pub struct Series {
+    pub name: String,
+    /// (x, y) points for lines; for bars, (mean, spread) per group.
+    pub points: Vec<(f64, f64)>,
+}
+
+fn colour(k: usize) -> RGBColor {
+    const C: [RGBColor; 8] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+    ];
+    C[k % C.len()]
+}
+
+fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+    if !lo.is_finite() {
+        (0.0, 1.0)
+    } else if hi - lo < 1e-12 {
+        (lo - 0.5, hi + 0.5)
+    } else {
+        (lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
+    }
+}
+
+/// Lines with points, one per series, with a legend; `log_x` draws x on a log scale (x > 0).
+pub fn lines(
+    path: &Path,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    log_x: bool,
+    series: &[Series],
+) -> Result<()> {
+    let text = font();
+    let all = || series.iter().flat_map(|s| s.points.iter());
+    let (x0, x1) = if log_x {
+        let (a, b) = range(all().map(|p| p.0.max(1e-12).ln()));
+        (a.exp(), b.exp())
+    } else {
+        range(all().map(|p| p.0))
+    };
+    let (y0, y1) = range(all().map(|p| p.1));
+    let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(path, e))?;
+    let mut b = ChartBuilder::on(&root);
+    b.margin(12);
+    if text {
+        b.caption(title, ("sans-serif", 18))
+            .x_label_area_size(40)
+            .y_label_area_size(60);
+    }
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            if text {
+                chart
+                    .configure_mesh()
+                    .x_desc(x_desc)
+                    .y_desc(y_desc)
+                    .draw()
+                    .map_err(|e| err(path, e))?;
+            }
+            for (k, s) in series.iter().enumerate() {
+                let c = colour(k);
+                let pts: Vec<(f64, f64)> = s
+                    .points
+                    .iter()
+                    .copied()
+                    .filter(|p| p.1.is_finite())
+                    .collect();
+                let line = chart
+                    .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                    .map_err(|e| err(path, e))?;
+                if text {
+                    line.label(s.name.as_str()).legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+                    });
+                }
+                chart
+                    .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
+                    .map_err(|e| err(path, e))?;
+            }
+            if text {
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .draw()
+                    .map_err(|e| err(path, e))?;
+            }
+        }};
+    }
+    if log_x {
+        draw!(b
+            .build_cartesian_2d((x0..x1).log_scale(), y0..y1)
+            .map_err(|e| err(path, e))?);
+    } else {
+        draw!(b
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| err(path, e))?);
+    }
+    root.present().map_err(|e| err(path, e))
+}
+
+/// Grouped bars: one group per entry of `groups`, one bar per series (its points are
+/// (mean, spread) per group), with ±spread whiskers and a legend.
+pub fn bars(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    groups: &[String],
+    series: &[Series],
+) -> Result<()> {
+    let text = font();
+    let top = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .map(|p| p.0 + p.1.max(0.0))
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    let top = if top > 0.0 { top * 1.15 } else { 1.0 };
+    let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(path, e))?;
+    let mut b = ChartBuilder::on(&root);
+    b.margin(12);
+    if text {
+        b.caption(title, ("sans-serif", 18))
+            .x_label_area_size(40)
+            .y_label_area_size(60);
+    }
+    let n = groups.len() as f64;
+    let mut chart = b
+        .build_cartesian_2d(0.0..n, 0.0..top)
+        .map_err(|e| err(path, e))?;
+    if text {
+        let names = groups.to_vec();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(groups.len() * 2 + 1)
+            .x_label_formatter(&move |x| {
+                let i = x.floor() as usize;
+                if (x - x.floor() - 0.5).abs() < 0.01 && i < names.len() {
+                    names[i].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc(y_desc)
+            .draw()
+            .map_err(|e| err(path, e))?;
+    }
+    let w = 0.8 / series.len().max(1) as f64;
+    for (k, s) in series.iter().enumerate() {
+        let c = colour(k);
+        let rects: Vec<_> = s
+            .points
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.0.is_finite())
+            .map(|(g, &(m, _))| {
+                let x = g as f64 + 0.1 + k as f64 * w;
+                Rectangle::new([(x, 0.0), (x + w * 0.9, m)], c.filled())
+            })
+            .collect();
+        let drawn = chart.draw_series(rects).map_err(|e| err(path, e))?;
+        if text {
+            drawn
+                .label(s.name.as_str())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+        }
+        chart
+            .draw_series(
+                s.points
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.0.is_finite() && p.1 > 0.0)
+                    .map(|(g, &(m, sd))| {
+                        let x = g as f64 + 0.1 + (k as f64 + 0.45) * w;
+                        PathElement::new(vec![(x, m - sd), (x, m + sd)], BLACK.stroke_width(1))
+                    }),
+            )
+            .map_err(|e| err(path, e))?;
+    }
+    if text {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(path, e))?;
+    }
+    root.present().map_err(|e| err(path, e))
+}

@@ -275,16 +275,32 @@ fn splits_follow_their_profiles() {
     );
     let z = profile_counts(Profile::Zipf, 1000, 10, 100.0).unwrap();
     assert_eq!((z[0], z[9]), (1000, 10));
-    // Real digits cut to an exponential tail of ratio 10 keep 150 … 15 per class.
+    // Real digits cut to an exponential tail of ratio 10 keep 100 … 10 per class, none of
+    // them from the balanced held-out set of 60 per class.
     let opts = TrainOptions::from_toml("dataset = 'digits'")
         .unwrap()
         .resolve()
         .unwrap();
     let (data, split) = setup::load_data(&opts).unwrap();
-    assert_eq!(split.counts[0], 150);
-    assert_eq!(split.counts[9], 15);
+    assert_eq!(split.counts[0], 100);
+    assert_eq!(split.counts[9], 10);
     assert_eq!(data.len(), split.counts.iter().sum::<usize>());
-    assert_eq!(split.kept.as_ref().unwrap().len(), data.len());
+    let kept = split.kept.as_ref().unwrap();
+    assert_eq!(kept.len(), data.len());
+    let full = setup::digits_source(&opts).unwrap();
+    let held = setup::digits_held_out(&opts).unwrap();
+    assert_eq!(held.label_counts(), vec![setup::DIGITS_HELD_OUT; 10]);
+    for (j, &k) in kept.iter().enumerate() {
+        assert_eq!(
+            full.image(k),
+            data.image(j),
+            "kept index {k} is not image {j}"
+        );
+        assert!(
+            (0..held.len()).all(|h| held.image(h) != full.image(k)),
+            "training image {k} is also held out"
+        );
+    }
     // The concepts of `shapes` follow the profile: head concepts are the commonest.
     let opts = TrainOptions::from_toml("concepts = true\nimbalance = 20.0")
         .unwrap()
@@ -294,4 +310,16 @@ fn splits_follow_their_profiles() {
     assert_eq!(data.slots, 4);
     let c = &split.counts;
     assert!(c[0] > 5 * c[3] && c[4] > 5 * c[7], "{c:?}");
+    // Inert pairs never occur in their slot, but each of their concepts does.
+    use imba::data::{is_inert, CONCEPTS_PER_SLOT as K};
+    let mut inert_seen = 0;
+    for i in 0..data.len() {
+        let l = data.labels_of(i);
+        for slot in 0..2 {
+            let (s, col) = (l[2 * slot] % K, l[2 * slot + 1] % K - 4);
+            inert_seen += is_inert(slot, s as usize, col as usize) as u32;
+        }
+    }
+    assert_eq!(inert_seen, 0);
+    assert!(c.iter().all(|&n| n > 0), "{c:?}");
 }

@@ -7,7 +7,9 @@
 //! - concepts: two objects, in the left and right slot; four concept tokens per image
 //!   (slot-0 shape, slot-0 colour, slot-1 shape, slot-1 colour). Each slot's shape and colour
 //!   are drawn independently from the profile's frequencies, so some concepts and many
-//!   combinations are rare.
+//!   combinations are rare; a draw that lands on one of the slot's four *inert* (shape, colour)
+//!   pairs ([`is_inert`]) is drawn again, so those pairs never occur in training although each
+//!   of their concepts does (the paper's Inert-CompBench, in miniature).
 
 use super::{profile_counts, split::profile_weight, uniform, Dataset, Profile};
 use crate::{Error, Result};
@@ -48,7 +50,7 @@ impl Default for ShapesSpec {
 }
 
 /// Whether pixel centre (u, v) in a unit box [0,1]² lies inside `shape`.
-fn inside(shape: usize, u: f32, v: f32) -> bool {
+pub fn inside(shape: usize, u: f32, v: f32) -> bool {
     let (x, y) = (u - 0.5, v - 0.5);
     match shape {
         0 => x.abs() <= 0.36 && y.abs() <= 0.36,
@@ -109,6 +111,14 @@ fn names(concepts: bool) -> Vec<String> {
 /// Concepts per slot (shapes then colours).
 pub const CONCEPTS_PER_SLOT: u32 = (SHAPES.len() + COLOURS.len()) as u32;
 
+/// Whether (shape, colour) is held out of slot `slot` in concepts mode. A Latin-square choice:
+/// every shape and every colour loses exactly one partner per slot, and the two slots hold out
+/// different pairs (left: colour = shape + 2 mod 4, right: colour = shape + 1 mod 4), so each
+/// inert pair is still seen in the other slot.
+pub fn is_inert(slot: usize, shape: usize, colour: usize) -> bool {
+    colour == (shape + 2 - slot.min(1)) % COLOURS.len()
+}
+
 /// Draws index k of n with probabilities ∝ profile weights, from a uniform u.
 fn pick(u: f64, weights: &[f64]) -> usize {
     let total: f64 = weights.iter().sum();
@@ -143,8 +153,18 @@ pub fn shapes(spec: &ShapesSpec) -> Result<Dataset> {
         for i in 0..n as u32 {
             let mut objects = Vec::new();
             for slot in 0..2u32 {
-                let shape = pick(uniform(spec.seed, 11, 2 * slot, i), &sw);
-                let colour = pick(uniform(spec.seed, 11, 2 * slot + 1, i), &cw);
+                // Redraw (from the next counters) until the pair is not inert; an expected
+                // ≤ 1.4 draws at the default profile.
+                let (shape, colour) = (0u32..)
+                    .map(|k| {
+                        let sub = slot + 2 * k;
+                        (
+                            pick(uniform(spec.seed, 11, 2 * sub, i), &sw),
+                            pick(uniform(spec.seed, 11, 2 * sub + 1, i), &cw),
+                        )
+                    })
+                    .find(|&(s, c)| !is_inert(slot as usize, s, c))
+                    .expect("a non-inert pair has positive probability");
                 objects.push((shape, colour));
                 let base = slot * CONCEPTS_PER_SLOT;
                 labels.push(base + shape as u32);

@@ -136,3 +136,36 @@ pub fn cut(data: &Dataset, counts: &[usize], seed: u32) -> Result<(Dataset, Vec<
     keep.sort_unstable();
     Ok((data.subset(&keep), keep))
 }
+
+/// Sets aside a balanced evaluation set: the first `per_label` images of each label in a
+/// seeded shuffle (salt distinct from [`cut`]'s). Returns (the rest, their indices in `data`,
+/// the held-out set). The held-out images never reach training; evaluators (the digits
+/// classifier, the Fréchet reference) are built from them.
+pub fn holdout(
+    data: &Dataset,
+    per_label: usize,
+    seed: u32,
+) -> Result<(Dataset, Vec<usize>, Dataset)> {
+    let have = data.label_counts();
+    if let Some((c, &got)) = have.iter().enumerate().find(|(_, &g)| g <= per_label) {
+        return Err(Error::Data(format!(
+            "label {c} ({}) has {got} images, too few to hold out {per_label} for evaluation and \
+             still train on some",
+            data.label_names[c]
+        )));
+    }
+    let mut left = vec![per_label; have.len()];
+    let (mut held, mut rest) = (Vec::new(), Vec::new());
+    for i in super::shuffled(data.len(), seed, 0x401d) {
+        let l = data.labels_of(i)[0] as usize;
+        if left[l] > 0 {
+            left[l] -= 1;
+            held.push(i);
+        } else {
+            rest.push(i);
+        }
+    }
+    held.sort_unstable();
+    rest.sort_unstable();
+    Ok((data.subset(&rest), rest.clone(), data.subset(&held)))
+}

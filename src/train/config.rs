@@ -136,7 +136,7 @@ options! {
     #[arg(num_args = 0..=1, default_missing_value = "true")]
     concepts: bool = false,
     /// Images of the head label in the long-tailed split (shapes concepts mode: images =
-    /// 4·head_count) [default: toy2d 1000, shapes 200, digits 150, folder 0 = all images of
+    /// 4·head_count) [default: toy2d 1000, shapes 200, digits 100, folder 0 = all images of
     /// the first label]
     head_count: usize = 0,
     /// Imbalance ratio ρ = n_head / n_tail of the split (1 = balanced) [default: toy2d 100,
@@ -244,7 +244,7 @@ impl TrainOptions {
             c.head_count = match ds {
                 DatasetKind::Toy2d => 1000,
                 DatasetKind::Shapes => 200,
-                DatasetKind::Digits => 150,
+                DatasetKind::Digits => 100,
                 DatasetKind::Folder => 0,
             };
         }

@@ -1,7 +1,7 @@
 //! `imba train` as a library call: the output folder, the data split, the loop with its log,
 //! progress and checkpoints, and the end-of-run model, loss curve and samples.
 
-use super::{setup, state, DatasetKind, StepStats, TrainConfig, TrainOptions, Trainer};
+use super::{monitor, setup, state, DatasetKind, StepStats, TrainConfig, TrainOptions, Trainer};
 use crate::diffusion::Sampler;
 use crate::generate::{generate, save_samples, SampleSpec};
 use crate::gpu::Gpu;
@@ -40,7 +40,7 @@ fn io(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Keeps the log lines of steps ≤ `step` (a resume redoes the later ones).
+/// Keeps the lines of a JSONL log whose `step` is ≤ `step` (a resume redoes the later ones).
 fn truncate_log(path: &Path, step: u32) -> Result<()> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(());
@@ -48,9 +48,10 @@ fn truncate_log(path: &Path, step: u32) -> Result<()> {
     let kept: String = text
         .lines()
         .filter(|l| {
-            serde_json::from_str::<StepStats>(l)
-                .map(|s| s.step <= step)
-                .unwrap_or(false)
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("step")?.as_u64())
+                .is_some_and(|s| s <= step as u64)
         })
         .map(|l| format!("{l}\n"))
         .collect();
@@ -160,17 +161,27 @@ pub fn train(
             config.process
         );
     }
+    let open_log = |path: &Path| -> Result<std::fs::File> {
+        if first_step > 0 {
+            truncate_log(path, first_step)?;
+        } else {
+            let _ = std::fs::remove_file(path);
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| io(path, "cannot open the log", e))
+    };
     let log_path = out.join("log.jsonl");
-    if first_step > 0 {
-        truncate_log(&log_path, first_step)?;
-    } else {
-        let _ = std::fs::remove_file(&log_path);
-    }
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| io(&log_path, "cannot open the log", e))?;
+    let mut log = open_log(&log_path)?;
+    // The D monitor (IMBA only: elsewhere D is 1 or absent).
+    let d_path = out.join(monitor::D_LOG);
+    let mut d_log = match config.objective {
+        super::Objective::Imba => Some(open_log(&d_path)?),
+        _ => None,
+    };
+    let d_tokens = monitor::slot_tokens(&trainer.data, &model);
     let ckpt = out.join(CHECKPOINT);
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::new(config.steps as u64);
@@ -205,6 +216,17 @@ pub fn train(
             serde_json::to_string(&stats).expect("serialisable")
         )
         .map_err(|e| io(&log_path, "cannot append to the log", e))?;
+        if let Some(f) = d_log.as_mut() {
+            let line = monitor::attribute(
+                stats.step,
+                &trainer.data,
+                &d_tokens,
+                &trainer.last_batch,
+                &trainer.last_d,
+            );
+            writeln!(f, "{}", serde_json::to_string(&line).expect("serialisable"))
+                .map_err(|e| io(&d_path, "cannot append to the D log", e))?;
+        }
         let done = (stats.step - first_step) as f64;
         let rate = done / start.elapsed().as_secs_f64();
         if let Some(b) = &bar {
@@ -254,6 +276,16 @@ pub fn train(
         &log_all.iter().map(|s| s.loss).collect::<Vec<_>>(),
     )?;
     written.push(curve);
+    if d_log.is_some() {
+        monitor::finish(
+            &out,
+            config.steps,
+            &trainer.data.label_names,
+            &trainer.data.label_counts(),
+        )?;
+        written.push(out.join("d_monitor.json"));
+        written.push(out.join("d_vs_frequency.png"));
+    }
     if config.sample_count > 0 {
         let (labels, cols) = sample_labels(&trainer.data, config.sample_count);
         let sampler = match config.process {

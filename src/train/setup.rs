@@ -6,6 +6,28 @@ use crate::model::DitConfig;
 use crate::{Error, Result};
 use std::path::Path;
 
+/// Digits per class set aside (balanced) for evaluation before the long-tail cut: the
+/// 1,797 digits have 174–183 per class, so at least 114 per class remain for training.
+pub const DIGITS_HELD_OUT: usize = 60;
+
+/// The raw digits of a config: the embedded set, or `data_path`'s CSV.
+pub fn digits_source(c: &TrainConfig) -> Result<Dataset> {
+    if c.data_path.is_empty() {
+        data::load_digits(data::DIGITS_CSV)
+    } else {
+        let bytes = std::fs::read(&c.data_path).map_err(|e| Error::Io {
+            path: c.data_path.clone(),
+            problem: format!("cannot read the digits CSV ({e})"),
+        })?;
+        data::load_digits(&bytes)
+    }
+}
+
+/// The balanced held-out digits of a config (never trained on).
+pub fn digits_held_out(c: &TrainConfig) -> Result<Dataset> {
+    Ok(data::holdout(&digits_source(c)?, DIGITS_HELD_OUT, c.data_seed)?.2)
+}
+
 /// Loads or draws the configured data set, cut to its long-tailed split.
 pub fn load_data(c: &TrainConfig) -> Result<(Dataset, Split)> {
     let (data, kept) = match c.dataset {
@@ -33,27 +55,31 @@ pub fn load_data(c: &TrainConfig) -> Result<(Dataset, Split)> {
         }
         DatasetKind::Digits | DatasetKind::Folder => {
             let full = if c.dataset == DatasetKind::Digits {
-                if c.data_path.is_empty() {
-                    data::load_digits(data::DIGITS_CSV)?
-                } else {
-                    let bytes = std::fs::read(&c.data_path).map_err(|e| Error::Io {
-                        path: c.data_path.clone(),
-                        problem: format!("cannot read the digits CSV ({e})"),
-                    })?;
-                    data::load_digits(&bytes)?
-                }
+                digits_source(c)?
             } else {
                 let size = (c.image_size > 0).then_some(c.image_size);
                 data::load_folder(Path::new(&c.data_path), c.channels, size)?
             };
+            // Digits keep a balanced held-out set for their evaluation (classifier and
+            // Fréchet reference); training draws only from the rest.
+            let (pool, pool_index) = if c.dataset == DatasetKind::Digits {
+                let (pool, index, _) = data::holdout(&full, DIGITS_HELD_OUT, c.data_seed)?;
+                (pool, Some(index))
+            } else {
+                (full, None)
+            };
             let head = if c.head_count == 0 {
-                full.label_counts()[0]
+                pool.label_counts()[0]
             } else {
                 c.head_count
             };
             let counts =
-                data::profile_counts(c.profile, head, full.num_labels() as usize, c.imbalance)?;
-            let (d, kept) = data::cut(&full, &counts, c.data_seed)?;
+                data::profile_counts(c.profile, head, pool.num_labels() as usize, c.imbalance)?;
+            let (d, kept) = data::cut(&pool, &counts, c.data_seed)?;
+            let kept = match pool_index {
+                Some(index) => kept.iter().map(|&k| index[k]).collect(),
+                None => kept,
+            };
             (d, Some(kept))
         }
     };

@@ -91,6 +91,10 @@ pub struct Trainer<'g> {
     perm: Option<(u32, Vec<usize>)>,
     /// [`Dataset::fingerprint`] of `data`, stored in checkpoints.
     pub fingerprint: u64,
+    /// The last step's batch (indices into `data`) and, for IMBA, its D per (sample, token),
+    /// read back with the loss: what the D monitor attributes to concepts.
+    pub last_batch: Vec<usize>,
+    pub last_d: Vec<f32>,
 }
 
 impl<'g> Trainer<'g> {
@@ -183,7 +187,7 @@ impl<'g> Trainer<'g> {
             v: gpu.upload("adam_v", &state.v),
             ema: gpu.upload("ema", &state.ema),
             norm: gpu.zeros("grad_norm", 16),
-            stats: gpu.staging("step_stats", 32),
+            stats: gpu.staging("step_stats", 32 + 4 * Self::monitored(&config, &model)),
             x0: gpu.zeros("x0", 4 * b as u64 * data.image_len() as u64),
             t_noise: gpu.zeros("t_noise", 4 * b as u64),
             patches: gpu.zeros("patches", 4 * e),
@@ -192,11 +196,22 @@ impl<'g> Trainer<'g> {
             step: state.step,
             perm: None,
             fingerprint: data.fingerprint(),
+            last_batch: Vec::new(),
+            last_d: Vec::new(),
             dit,
             config,
             model,
             data,
         })
+    }
+
+    /// How many D values a step reads back: B·N for IMBA (the D monitor), else none.
+    fn monitored(config: &TrainConfig, model: &DitConfig) -> u64 {
+        if config.objective == Objective::Imba {
+            config.batch as u64 * model.tokens() as u64
+        } else {
+            0
+        }
     }
 
     /// The images of step `s`'s batch: positions s·B .. s·B+B of an endless sequence of
@@ -399,8 +414,14 @@ impl<'g> Trainer<'g> {
         // one wait per step.
         enc.copy_buffer_to_buffer(scalars, 0, &self.stats, 0, 16);
         enc.copy_buffer_to_buffer(&self.norm, 0, &self.stats, 16, 16);
+        let monitored = Self::monitored(c, &self.model);
+        if let (LossBuffers::Dual(dual), true) = (&self.loss_bufs, monitored > 0) {
+            enc.copy_buffer_to_buffer(&dual.weights, 0, &self.stats, 32, 4 * monitored);
+        }
         self.gpu.queue.submit(Some(enc.finish()));
-        let v: Vec<f32> = self.gpu.read_staging(&self.stats, 7)?;
+        let mut v: Vec<f32> = self.gpu.read_staging(&self.stats, 8 + monitored as usize)?;
+        self.last_d = v.split_off(8);
+        self.last_batch = idx;
         self.step += 1;
         let stats = StepStats {
             step: self.step,

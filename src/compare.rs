@@ -1,0 +1,440 @@
+//! `imba compare`: several objectives × seeds trained at equal compute (same data, model,
+//! batch and steps; the forward rows per step differ and are stated), each run evaluated on
+//! its data set's oracle, then a Markdown table of mean ± std over seeds and PNG plots.
+//!
+//! Layout of the output folder: `<variant>/seed<k>/` is an ordinary `imba train` run folder
+//! plus `result.json` (its evaluation and timings) and `eval_samples.png`; the folder's own
+//! `compare.md`, `compare.json` and plots summarise them. A comparison that is run again into
+//! the same folder reuses finished runs and resumes unfinished ones, so a long comparison can
+//! be stopped and continued.
+
+use crate::eval::{evaluate_run, stats::mean_std, EvalOptions, Evaluation};
+use crate::gpu::Gpu;
+use crate::plot::{bars, lines, Series};
+use crate::train::{monitor, run, TrainOptions};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The objectives `imba compare` knows, with the options each sets.
+pub const VARIANTS: [(&str, &str); 4] = [
+    ("baseline", "objective = 'baseline'"),
+    ("dual-baseline", "objective = 'dual-baseline'"),
+    ("imba", "objective = 'imba'\ngranularity = 'token'"),
+    ("imba-sample", "objective = 'imba'\ngranularity = 'sample'"),
+];
+
+/// The options of a named variant.
+pub fn variant(name: &str) -> Result<TrainOptions> {
+    let (_, toml) = VARIANTS.iter().find(|v| v.0 == name).ok_or_else(|| {
+        Error::Config(format!(
+            "unknown objective `{name}` for compare; known: {}",
+            VARIANTS.map(|v| v.0).join(", ")
+        ))
+    })?;
+    TrainOptions::from_toml(toml)
+}
+
+/// What to compare.
+pub struct CompareSpec {
+    /// The shared training options (data, model, steps, batch, …); `out` is the comparison's
+    /// folder.
+    pub base: TrainOptions,
+    pub variants: Vec<String>,
+    pub seeds: Vec<u32>,
+    pub eval: EvalOptions,
+}
+
+/// One finished run of a comparison.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunResult {
+    pub variant: String,
+    pub seed: u32,
+    pub steps: u32,
+    /// DiT rows per forward pass in a step (B or 2B).
+    pub rows_per_step: u32,
+    /// Wall time of the training (this process's share when resumed) and of the evaluation.
+    pub train_seconds: f64,
+    pub eval_seconds: f64,
+    pub evaluation: Evaluation,
+    /// The D monitor's summary (IMBA variants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d_monitor: Option<monitor::DSummary>,
+}
+
+/// A whole comparison.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Comparison {
+    pub dataset: String,
+    pub adapter: String,
+    pub config: String,
+    pub runs: Vec<RunResult>,
+    pub seconds: f64,
+}
+
+fn io(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        problem: format!("{what} ({e})"),
+    }
+}
+
+/// Runs (or reuses) every variant × seed, evaluates, and writes the summary.
+pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparison> {
+    if spec.variants.is_empty() || spec.seeds.is_empty() {
+        return Err(Error::Config(
+            "compare needs at least one objective and one seed".into(),
+        ));
+    }
+    for v in &spec.variants {
+        variant(v)?;
+    }
+    let base = spec.base.clone().resolve()?;
+    let root = PathBuf::from(match &spec.base.out {
+        Some(o) => o.clone(),
+        None => format!("runs/compare-{}", base.dataset.name()),
+    });
+    let start = Instant::now();
+    let mut runs = Vec::new();
+    for v in &spec.variants {
+        for &seed in &spec.seeds {
+            let dir = root.join(v).join(format!("seed{seed}"));
+            let result_path = dir.join("result.json");
+            if let Some(r) = std::fs::read_to_string(&result_path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<RunResult>(&t).ok())
+                .filter(|r| r.steps == base.steps)
+            {
+                if progress {
+                    eprintln!("{v} seed {seed}: reusing {}", result_path.display());
+                }
+                runs.push(r);
+                continue;
+            }
+            let opts = TrainOptions {
+                seed: Some(seed),
+                out: Some(dir.display().to_string()),
+                sample_count: Some(0),
+                ..variant(v)?
+            }
+            .or(spec.base.clone());
+            let resume = dir.join(run::CHECKPOINT).exists().then_some(dir.as_path());
+            if progress {
+                eprintln!(
+                    "{v} seed {seed}: training {} steps into {}",
+                    base.steps,
+                    dir.display()
+                );
+            }
+            let outcome = run::train(gpu, opts, resume, false)?;
+            let t = Instant::now();
+            let e = evaluate_run(gpu, &dir, &spec.eval)?;
+            let eval_seconds = t.elapsed().as_secs_f64();
+            let m = &e.data;
+            crate::images::save_grid(
+                &dir.join("eval_samples.png"),
+                &e.images,
+                m.channels,
+                m.height,
+                m.width,
+                grid_cols(&e.evaluation),
+            )
+            .ok();
+            let d_monitor = std::fs::read_to_string(dir.join("d_monitor.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+            let r = RunResult {
+                variant: v.clone(),
+                seed,
+                steps: outcome.config.steps,
+                rows_per_step: outcome.config.batch * outcome.config.objective.repeats(),
+                train_seconds: outcome.seconds,
+                eval_seconds,
+                evaluation: e.evaluation,
+                d_monitor,
+            };
+            std::fs::write(
+                &result_path,
+                serde_json::to_string_pretty(&r).expect("serialisable"),
+            )
+            .map_err(|e| io(&result_path, "cannot write the run's result", e))?;
+            if progress {
+                eprintln!(
+                    "{v} seed {seed}: {:.0} s training, {:.0} s evaluation; {}",
+                    r.train_seconds,
+                    r.eval_seconds,
+                    headline(&r.evaluation)
+                );
+            }
+            runs.push(r);
+        }
+    }
+    let c = Comparison {
+        dataset: runs[0].evaluation.dataset.clone(),
+        adapter: gpu.info.name.clone(),
+        config: summary_line(&spec.base.clone().resolve()?),
+        runs,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    write(&root, &c, &spec.variants)?;
+    Ok(c)
+}
+
+fn grid_cols(e: &Evaluation) -> u32 {
+    let labels = e.per_label.len().max(1);
+    if e.dataset == "shapes-concepts" {
+        16
+    } else {
+        (e.samples / labels).clamp(1, 16) as u32
+    }
+}
+
+fn headline(e: &Evaluation) -> String {
+    e.metrics
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.3}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn summary_line(c: &crate::train::TrainConfig) -> String {
+    format!(
+        "{} (concepts {}), head_count {}, imbalance {}, {:?} profile, data_seed {}; model {} \
+         (depth {}, dim {}, heads {}, patch {}); {} steps, batch {}, lr {}, warm-up {}, EMA {}, \
+         {:?}",
+        c.dataset.name(),
+        c.concepts,
+        c.head_count,
+        c.imbalance,
+        c.profile,
+        c.data_seed,
+        c.model,
+        c.depth,
+        c.dim,
+        c.heads,
+        c.patch,
+        c.steps,
+        c.batch,
+        c.lr,
+        c.warmup,
+        c.ema,
+        c.process
+    )
+}
+
+/// mean ± std of one metric of one variant over its seeds.
+fn stat(runs: &[&RunResult], f: impl Fn(&RunResult) -> Option<f64>) -> (f64, f64) {
+    mean_std(&runs.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
+}
+
+fn fmt(m: (f64, f64)) -> String {
+    if m.0.is_nan() {
+        "–".into()
+    } else {
+        format!("{:.3} ± {:.3}", m.0, m.1)
+    }
+}
+
+/// The Markdown report of a comparison.
+pub fn markdown(c: &Comparison, variants: &[String]) -> String {
+    let by = |v: &str| -> Vec<&RunResult> { c.runs.iter().filter(|r| r.variant == v).collect() };
+    let metrics: Vec<String> = c.runs[0]
+        .evaluation
+        .metrics
+        .iter()
+        .map(|m| m.0.clone())
+        .collect();
+    let seeds: Vec<String> = by(&variants[0])
+        .iter()
+        .map(|r| r.seed.to_string())
+        .collect();
+    let mut s = format!(
+        "### {} — {} seeds ({}), mean ± std over seeds\n\n{}\n\nAdapter: {}. Total wall time {:.0} s. \
+         Score: {}. Buckets: labels ranked by training images, terciles (head, mid, tail).\n\n",
+        c.dataset,
+        seeds.len(),
+        seeds.join(", "),
+        c.config,
+        c.adapter,
+        c.seconds,
+        c.runs[0].evaluation.score
+    );
+    s += "| objective | rows/step | train s | ";
+    s += &metrics.join(" | ");
+    s += " |\n|---|---|---|";
+    s += &"---|".repeat(metrics.len());
+    s += "\n";
+    for v in variants {
+        let runs = by(v);
+        s += &format!(
+            "| {v} | {} | {:.0} | ",
+            runs[0].rows_per_step,
+            stat(&runs, |r| Some(r.train_seconds)).0
+        );
+        let cells: Vec<String> = metrics
+            .iter()
+            .map(|m| fmt(stat(&runs, |r| r.evaluation.metric(m))))
+            .collect();
+        s += &cells.join(" | ");
+        s += " |\n";
+    }
+    // Per-label scores.
+    s += "\nPer label (mean over seeds):\n\n| label | train images | bucket | ";
+    s += &variants.join(" | ");
+    s += " |\n|---|---|---|";
+    s += &"---|".repeat(variants.len());
+    s += "\n";
+    for (k, l) in c.runs[0].evaluation.per_label.iter().enumerate() {
+        s += &format!("| {} | {} | {} | ", l.name, l.frequency, l.bucket);
+        let cells: Vec<String> = variants
+            .iter()
+            .map(|v| {
+                let m = stat(&by(v), |r| r.evaluation.per_label.get(k).map(|x| x.score));
+                format!("{:.2}", m.0)
+            })
+            .collect();
+        s += &cells.join(" | ");
+        s += " |\n";
+    }
+    let d: Vec<String> = variants
+        .iter()
+        .filter_map(|v| {
+            let runs = by(v);
+            let m = stat(&runs, |r| r.d_monitor.as_ref().map(|d| d.spearman));
+            (!m.0.is_nan()).then(|| format!("{v}: {}", fmt(m)))
+        })
+        .collect();
+    if !d.is_empty() {
+        s += &format!(
+            "\nD monitor, Spearman ρ(training frequency, mean D per label) over the second half \
+             of training: {}.\n",
+            d.join("; ")
+        );
+    }
+    for n in &c.runs[0].evaluation.notes {
+        s += &format!("\nNote: {n}\n");
+    }
+    s
+}
+
+/// Writes compare.md, compare.json and the plots.
+fn write(root: &Path, c: &Comparison, variants: &[String]) -> Result<()> {
+    std::fs::create_dir_all(root).map_err(|e| io(root, "cannot create the folder", e))?;
+    let md = root.join("compare.md");
+    std::fs::write(&md, markdown(c, variants)).map_err(|e| io(&md, "cannot write", e))?;
+    let js = root.join("compare.json");
+    std::fs::write(&js, serde_json::to_string_pretty(c).expect("serialisable"))
+        .map_err(|e| io(&js, "cannot write", e))?;
+    let by = |v: &str| -> Vec<&RunResult> { c.runs.iter().filter(|r| r.variant == v).collect() };
+    // One bar chart per metric family (the part before '/').
+    let mut families: Vec<String> = Vec::new();
+    for (m, _) in &c.runs[0].evaluation.metrics {
+        let f = m.split('/').next().unwrap_or(m).to_string();
+        if !families.contains(&f) {
+            families.push(f);
+        }
+    }
+    for f in &families {
+        let names: Vec<String> = c.runs[0]
+            .evaluation
+            .metrics
+            .iter()
+            .map(|m| m.0.clone())
+            .filter(|m| m.split('/').next() == Some(f.as_str()))
+            .collect();
+        let groups: Vec<String> = names
+            .iter()
+            .map(|m| m.split('/').nth(1).unwrap_or(m).to_string())
+            .collect();
+        let series: Vec<Series> = variants
+            .iter()
+            .map(|v| Series {
+                name: v.clone(),
+                points: names
+                    .iter()
+                    .map(|m| stat(&by(v), |r| r.evaluation.metric(m)))
+                    .collect(),
+            })
+            .collect();
+        bars(
+            &root.join(format!("{f}.png")),
+            &format!("{}: {f} (mean ± std over seeds)", c.dataset),
+            f,
+            &groups,
+            &series,
+        )?;
+    }
+    // Loss curves, averaged over seeds and smoothed.
+    let curves: Vec<Series> = variants
+        .iter()
+        .map(|v| {
+            let logs: Vec<Vec<f32>> = by(v)
+                .iter()
+                .map(|r| {
+                    run::read_log(
+                        &root
+                            .join(v)
+                            .join(format!("seed{}", r.seed))
+                            .join("log.jsonl"),
+                    )
+                    .iter()
+                    .map(|s| s.loss)
+                    .collect()
+                })
+                .collect();
+            let n = logs.iter().map(|l| l.len()).min().unwrap_or(0);
+            let w = (n / 30).max(1);
+            let points = (0..n / w)
+                .map(|k| {
+                    let mut s = 0.0;
+                    for l in &logs {
+                        s += l[k * w..(k + 1) * w].iter().map(|&x| x as f64).sum::<f64>();
+                    }
+                    (((k + 1) * w) as f64, s / (w * logs.len()) as f64)
+                })
+                .collect();
+            Series {
+                name: v.clone(),
+                points,
+            }
+        })
+        .collect();
+    lines(
+        &root.join("loss.png"),
+        &format!("{}: training loss (mean over seeds)", c.dataset),
+        ("step", "loss"),
+        false,
+        &curves,
+    )?;
+    // D against frequency for the IMBA variants.
+    let d: Vec<Series> = variants
+        .iter()
+        .filter_map(|v| {
+            let sums: Vec<&monitor::DSummary> =
+                by(v).iter().filter_map(|r| r.d_monitor.as_ref()).collect();
+            let first = sums.first()?;
+            let mut points: Vec<(f64, f64)> = (0..first.mean_d.len())
+                .map(|k| {
+                    let m = mean_std(&sums.iter().map(|s| s.mean_d[k]).collect::<Vec<_>>()).0;
+                    (first.frequency[k].max(1) as f64, m)
+                })
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Some(Series {
+                name: v.clone(),
+                points,
+            })
+        })
+        .collect();
+    if !d.is_empty() {
+        lines(
+            &root.join("d_vs_frequency.png"),
+            &format!("{}: mean D per label vs training images", c.dataset),
+            ("training images with the label", "mean D"),
+            true,
+            &d,
+        )?;
+    }
+    Ok(())
+}

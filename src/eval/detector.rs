@@ -1,0 +1,176 @@
+//! The `shapes` oracle: reads each slot's shape and colour back from an image, or says that
+//! the slot holds no readable object.
+//!
+//! The renderer has no anti-aliasing and flat colours, so on its own renders this reading is
+//! exact. On generated images it is deliberately strict:
+//! - a pixel is *object* when its brightest channel is above 0 (halfway between the black
+//!   background −1 and a full channel +1);
+//! - the object's colour is the palette colour nearest (RGB distance) to most of its pixels,
+//!   and at least [`COLOUR_AGREEMENT`] of them must agree;
+//! - its shape is the template nearest in Hamming distance, and that distance must be less
+//!   than half the distance from that template to any other one, so no reading is ambiguous
+//!   (at a slot width of 8 px a square and a circle differ in 4 pixels: one wrong pixel is
+//!   tolerated there; at 16 px, 9);
+//! - outside the slots' boxes at most [`STRAY_LIMIT`] of the pixels may be object pixels.
+//!
+//! Noise and blank images fail these tests (tested).
+
+use crate::data::{inside, COLOURS, SHAPES};
+
+/// Share of an object's pixels whose nearest palette colour must agree.
+pub const COLOUR_AGREEMENT: f64 = 0.75;
+/// Share of the pixels outside every slot box that may be lit.
+pub const STRAY_LIMIT: f64 = 0.05;
+
+/// One slot's reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Object {
+    pub shape: usize,
+    pub colour: usize,
+}
+
+/// Why a slot could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Too few object pixels.
+    Blank,
+    /// The object's pixels disagree on the colour.
+    MixedColour,
+    /// The mask is not within the unambiguous radius of any template.
+    UnknownShape,
+    /// Lit pixels outside the slot boxes (the image as a whole is not a clean render).
+    Stray,
+}
+
+/// A detector for images of one size and slot count (1: class mode, 2: concepts mode).
+pub struct Detector {
+    size: usize,
+    slots: usize,
+    /// Per shape: the template mask of one slot box (slot_w²).
+    templates: Vec<Vec<bool>>,
+    /// Per shape: half the Hamming distance to the nearest other template.
+    radius: Vec<usize>,
+}
+
+impl Detector {
+    pub fn new(size: u32, slots: u32) -> Self {
+        let (size, slots) = (size as usize, slots.max(1) as usize);
+        let w = size / slots;
+        let templates: Vec<Vec<bool>> = (0..SHAPES.len())
+            .map(|s| {
+                (0..w * w)
+                    .map(|p| {
+                        let (x, y) = (p % w, p / w);
+                        inside(s, (x as f32 + 0.5) / w as f32, (y as f32 + 0.5) / w as f32)
+                    })
+                    .collect()
+            })
+            .collect();
+        let radius = (0..templates.len())
+            .map(|a| {
+                (0..templates.len())
+                    .filter(|&b| b != a)
+                    .map(|b| hamming(&templates[a], &templates[b]))
+                    .min()
+                    .unwrap_or(usize::MAX)
+                    .div_ceil(2)
+            })
+            .collect();
+        Self {
+            size,
+            slots,
+            templates,
+            radius,
+        }
+    }
+
+    fn slot_w(&self) -> usize {
+        self.size / self.slots
+    }
+
+    /// Reads every slot of a (3, size, size) image in [−1, 1].
+    pub fn read(&self, img: &[f32]) -> Vec<Result<Object, Unreadable>> {
+        assert_eq!(img.len(), 3 * self.size * self.size, "image size");
+        let (s, w) = (self.size, self.slot_w());
+        let top = (s - w) / 2;
+        let lit = |x: usize, y: usize| (0..3).any(|c| img[c * s * s + y * s + x] > 0.0);
+        let in_box = |x: usize, y: usize| x < w * self.slots && (top..top + w).contains(&y);
+        let (mut stray, mut outside) = (0usize, 0usize);
+        for y in 0..s {
+            for x in 0..s {
+                if !in_box(x, y) {
+                    outside += 1;
+                    stray += lit(x, y) as usize;
+                }
+            }
+        }
+        if outside > 0 && stray as f64 > STRAY_LIMIT * outside as f64 {
+            return vec![Err(Unreadable::Stray); self.slots];
+        }
+        (0..self.slots)
+            .map(|j| {
+                let mut mask = vec![false; w * w];
+                let mut votes = [0usize; COLOURS.len()];
+                for y in 0..w {
+                    for x in 0..w {
+                        let (px, py) = (j * w + x, top + y);
+                        if lit(px, py) {
+                            mask[y * w + x] = true;
+                            let rgb = [0, 1, 2].map(|c| img[c * s * s + py * s + px]);
+                            votes[nearest_colour(rgb)] += 1;
+                        }
+                    }
+                }
+                self.classify(&mask, &votes)
+            })
+            .collect()
+    }
+
+    fn classify(&self, mask: &[bool], votes: &[usize]) -> Result<Object, Unreadable> {
+        let lit: usize = votes.iter().sum();
+        let smallest = self.templates.iter().map(|t| count(t)).min().unwrap_or(0);
+        if lit * 2 < smallest {
+            return Err(Unreadable::Blank);
+        }
+        let (colour, &top) = votes
+            .iter()
+            .enumerate()
+            .max_by_key(|&(k, &v)| (v, usize::MAX - k))
+            .expect("palette is not empty");
+        if (top as f64) < COLOUR_AGREEMENT * lit as f64 {
+            return Err(Unreadable::MixedColour);
+        }
+        let (shape, d) = self
+            .templates
+            .iter()
+            .map(|t| hamming(t, mask))
+            .enumerate()
+            .min_by_key(|&(k, d)| (d, k))
+            .expect("templates are not empty");
+        if d >= self.radius[shape] {
+            return Err(Unreadable::UnknownShape);
+        }
+        Ok(Object { shape, colour })
+    }
+}
+
+fn hamming(a: &[bool], b: &[bool]) -> usize {
+    a.iter().zip(b).filter(|(x, y)| x != y).count()
+}
+
+fn count(t: &[bool]) -> usize {
+    t.iter().filter(|&&v| v).count()
+}
+
+fn nearest_colour(rgb: [f32; 3]) -> usize {
+    COLOURS
+        .iter()
+        .enumerate()
+        .map(|(k, (_, c))| {
+            let d: f32 = (0..3).map(|i| (rgb[i] - c[i]).powi(2)).sum();
+            (k, d)
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("palette is not empty")
+        .0
+}
