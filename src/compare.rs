@@ -173,7 +173,7 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
     let c = Comparison {
         dataset: runs[0].evaluation.dataset.clone(),
         adapter: gpu.info.name.clone(),
-        config: summary_line(&spec.base.clone().resolve()?),
+        config: summary_line(&base)?,
         runs,
         seconds: start.elapsed().as_secs_f64(),
     };
@@ -198,29 +198,32 @@ fn headline(e: &Evaluation) -> String {
         .join(", ")
 }
 
-fn summary_line(c: &crate::train::TrainConfig) -> String {
-    format!(
-        "{} (concepts {}), head_count {}, imbalance {}, {:?} profile, data_seed {}; model {} \
-         (depth {}, dim {}, heads {}, patch {}); {} steps, batch {}, lr {}, warm-up {}, EMA {}, \
-         {:?}",
+fn summary_line(c: &crate::train::TrainConfig) -> Result<String> {
+    let (data, _) = crate::train::setup::load_data(c)?;
+    let m = crate::train::setup::model_config(c, &data)?;
+    Ok(format!(
+        "Data: {}{}, {} images, head_count {}, imbalance {}, {:?} profile, data_seed {}. Model: \
+         DiT depth {}, dim {}, {} heads, patch {} ({} tokens). Training: {} steps, batch {}, lr \
+         {}, warm-up {}, EMA {}, {:?}; the training seed is the run's seed.",
         c.dataset.name(),
-        c.concepts,
+        if c.concepts { " (concepts)" } else { "" },
+        data.len(),
         c.head_count,
         c.imbalance,
         c.profile,
         c.data_seed,
-        c.model,
-        c.depth,
-        c.dim,
-        c.heads,
-        c.patch,
+        m.depth,
+        m.dim,
+        m.heads,
+        m.patch,
+        m.tokens(),
         c.steps,
         c.batch,
         c.lr,
         c.warmup,
         c.ema,
         c.process
-    )
+    ))
 }
 
 /// mean ± std of one metric of one variant over its seeds.

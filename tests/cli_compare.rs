@@ -1,0 +1,150 @@
+//! `imba eval` and `imba compare` end to end on a tiny toy2d configuration: the table, the
+//! plots, the per-run results, the D monitor's log, reuse of finished runs, bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn imba(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_imba"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .expect("run imba");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("imba-cmp-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn is_png(p: &Path) -> bool {
+    std::fs::read(p).is_ok_and(|b| b.starts_with(b"\x89PNG"))
+}
+
+const TINY: [&str; 16] = [
+    "--dataset",
+    "toy2d",
+    "--classes",
+    "4",
+    "--head-count",
+    "40",
+    "--imbalance",
+    "10",
+    "--model",
+    "tiny",
+    "--patch",
+    "1",
+    "--steps",
+    "12",
+    "--batch",
+    "8",
+];
+
+#[test]
+fn compare_runs_end_to_end_and_reuses_finished_runs() {
+    let dir = tempdir("toy");
+    let out = dir.join("cmp");
+    let out_s = out.display().to_string();
+    let mut args = vec!["compare"];
+    args.extend(TINY);
+    args.extend([
+        "--objectives",
+        "baseline,imba",
+        "--seeds",
+        "0,1",
+        "--eval-per-label",
+        "4",
+        "--eval-steps",
+        "4",
+        "--out",
+        &out_s,
+    ]);
+    let (ok, stdout, stderr) = imba(&args);
+    assert!(ok, "{stdout}\n{stderr}");
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    assert_eq!(md, stdout.trim_end().to_string() + "\n");
+    for want in [
+        "| baseline | 8 |",
+        "| imba | 16 |",
+        "hit/tail",
+        "pull/tail",
+        "Spearman",
+    ] {
+        assert!(md.contains(want), "compare.md lacks {want}:\n{md}");
+    }
+    for png in ["hit.png", "pull.png", "loss.png", "d_vs_frequency.png"] {
+        assert!(is_png(&out.join(png)), "{png}");
+    }
+    for v in ["baseline", "imba"] {
+        for s in ["seed0", "seed1"] {
+            let run = out.join(v).join(s);
+            let r: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap())
+                    .unwrap();
+            assert_eq!(r["steps"], 12);
+            assert_eq!(r["evaluation"]["samples"], 16);
+            assert!(is_png(&run.join("eval_samples.png")));
+            let d_lines = std::fs::read_to_string(run.join("d_monitor.jsonl"))
+                .map(|t| t.lines().count())
+                .unwrap_or(0);
+            assert_eq!(d_lines, if v == "imba" { 12 } else { 0 }, "{v} {s}");
+        }
+    }
+    // Seeds give different runs.
+    let r0 = std::fs::read_to_string(out.join("imba/seed0/log.jsonl")).unwrap();
+    let r1 = std::fs::read_to_string(out.join("imba/seed1/log.jsonl")).unwrap();
+    assert_ne!(r0, r1);
+    // A second call reuses all four runs and reports the same table.
+    let (ok, stdout2, stderr2) = imba(&args);
+    assert!(ok, "{stderr2}");
+    assert_eq!(stderr2.matches("reusing").count(), 4, "{stderr2}");
+    let table = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.starts_with('|'))
+            .map(|l| {
+                // The train-seconds column is the same too (it is read back), so whole rows
+                // compare.
+                l.to_string()
+            })
+            .collect()
+    };
+    assert_eq!(table(&stdout), table(&stdout2));
+
+    // `imba eval` on one of the runs.
+    let run = out.join("imba/seed0");
+    let (ok, stdout, stderr) = imba(&[
+        "eval",
+        "--run",
+        &run.display().to_string(),
+        "--eval-per-label",
+        "3",
+        "--eval-steps",
+        "3",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("hit/tail"), "{stdout}");
+    assert!(run.join("eval.json").exists());
+}
+
+#[test]
+fn compare_refuses_unknown_objectives_and_folder_data() {
+    let dir = tempdir("bad");
+    let out = dir.join("cmp").display().to_string();
+    let mut args = vec!["compare"];
+    args.extend(TINY);
+    args.extend(["--objectives", "baseline,magic", "--out", &out]);
+    let (ok, _, stderr) = imba(&args);
+    assert!(!ok);
+    assert!(stderr.contains("unknown objective `magic`"), "{stderr}");
+    assert!(
+        !dir.join("cmp").exists(),
+        "a refused comparison wrote files"
+    );
+}
