@@ -112,6 +112,14 @@ fn train_resume_crash_and_sample() {
         vec![1, 2, 3, 4, 5, 6],
         "the log repeats or misses steps"
     );
+    // The D monitor's log is cut back and continued the same way, and summarised at the end.
+    let d_steps: Vec<u32> =
+        imba::train::run::read_jsonl::<imba::train::monitor::DLine>(&run.join("d_monitor.jsonl"))
+            .iter()
+            .map(|l| l.step)
+            .collect();
+    assert_eq!(d_steps, vec![1, 2, 3, 4, 5, 6]);
+    assert!(run.join("d_monitor.json").exists() && run.join("d_vs_frequency.png").exists());
 
     // Sampling by label name and by number.
     let s = dir.join("s");

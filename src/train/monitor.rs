@@ -88,15 +88,6 @@ pub struct DSummary {
     pub spearman: f64,
 }
 
-/// Reads the monitor's log.
-pub fn read(path: &Path) -> Vec<DLine> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 /// Summarises the lines after `from_step`.
 pub fn summarise(lines: &[DLine], from_step: u32, names: &[String], freq: &[usize]) -> DSummary {
     let k = names.len();
@@ -134,7 +125,7 @@ pub fn summarise(lines: &[DLine], from_step: u32, names: &[String], freq: &[usiz
 
 /// Writes `d_monitor.json` and `d_vs_frequency.png` into `out` from its log.
 pub fn finish(out: &Path, steps: u32, names: &[String], freq: &[usize]) -> Result<DSummary> {
-    let lines = read(&out.join(D_LOG));
+    let lines: Vec<DLine> = super::run::read_jsonl(&out.join(D_LOG));
     let summary = summarise(&lines, steps / 2, names, freq);
     let path = out.join("d_monitor.json");
     std::fs::write(

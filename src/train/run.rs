@@ -58,13 +58,18 @@ fn truncate_log(path: &Path, step: u32) -> Result<()> {
     std::fs::write(path, kept).map_err(|e| io(path, "cannot rewrite the log", e))
 }
 
-/// Reads (step, loss) pairs of a JSONL log.
-pub fn read_log(path: &Path) -> Vec<StepStats> {
+/// Reads the lines of a JSONL file that parse as `T` (none if the file is missing).
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
+}
+
+/// Reads a run's step log.
+pub fn read_log(path: &Path) -> Vec<StepStats> {
+    read_jsonl(path)
 }
 
 /// Trains from `opts` (a new run) or continues the run in `resume`. `progress` draws a
