@@ -131,16 +131,7 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
             let t = Instant::now();
             let e = evaluate_run(gpu, &dir, &spec.eval)?;
             let eval_seconds = t.elapsed().as_secs_f64();
-            let m = &e.data;
-            crate::images::save_grid(
-                &dir.join("eval_samples.png"),
-                &e.images,
-                m.channels,
-                m.height,
-                m.width,
-                grid_cols(&e.evaluation),
-            )
-            .ok();
+            save_eval_samples(&dir, &e, &outcome.config)?;
             let d_monitor = std::fs::read_to_string(dir.join("d_monitor.json"))
                 .ok()
                 .and_then(|t| serde_json::from_str(&t).ok());
@@ -179,6 +170,31 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
     };
     write(&root, &c, &spec.variants)?;
     Ok(c)
+}
+
+/// `eval_samples.png`: a grid of the evaluation's samples (a row per label or 16 prompts),
+/// or for toy2d a scatter with the class means marked.
+fn save_eval_samples(
+    dir: &Path,
+    e: &crate::eval::Evaluated,
+    c: &crate::train::TrainConfig,
+) -> Result<()> {
+    let path = dir.join("eval_samples.png");
+    let m = &e.data;
+    if m.image_len() == 2 {
+        let points: Vec<[f32; 2]> = e.images.chunks(2).map(|p| [p[0], p[1]]).collect();
+        let means = crate::data::toy2d_means(c.classes, crate::data::Toy2dSpec::default().radius);
+        crate::plot::scatter(&path, "evaluation samples", &points, &e.labels, &means)
+    } else {
+        crate::images::save_grid(
+            &path,
+            &e.images,
+            m.channels,
+            m.height,
+            m.width,
+            grid_cols(&e.evaluation),
+        )
+    }
 }
 
 fn grid_cols(e: &Evaluation) -> u32 {

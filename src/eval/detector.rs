@@ -88,7 +88,8 @@ impl Detector {
         self.size / self.slots
     }
 
-    /// Reads every slot of a (3, size, size) image in [−1, 1].
+    /// Reads every slot of a (3, size, size) image in [−1, 1]. Panics when `img` is not
+    /// 3·size² values (a caller's bug: the evaluators pass the data set's own shape).
     pub fn read(&self, img: &[f32]) -> Vec<Result<Object, Unreadable>> {
         assert_eq!(img.len(), 3 * self.size * self.size, "image size");
         let (s, w) = (self.size, self.slot_w());
