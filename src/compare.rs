@@ -58,6 +58,9 @@ pub struct RunResult {
     pub train_seconds: f64,
     pub eval_seconds: f64,
     pub evaluation: Evaluation,
+    /// How the evaluation sampled (absent in results of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_options: Option<EvalOptions>,
     /// The D monitor's summary (IMBA variants).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub d_monitor: Option<monitor::DSummary>,
@@ -101,15 +104,18 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
         for &seed in &spec.seeds {
             let dir = root.join(v).join(format!("seed{seed}"));
             let result_path = dir.join("result.json");
-            if let Some(r) = std::fs::read_to_string(&result_path)
+            let previous = std::fs::read_to_string(&result_path)
                 .ok()
                 .and_then(|t| serde_json::from_str::<RunResult>(&t).ok())
-                .filter(|r| r.steps == base.steps)
+                .filter(|r| r.steps == base.steps);
+            if let Some(r) = previous
+                .as_ref()
+                .filter(|r| r.eval_options.as_ref().is_none_or(|o| *o == spec.eval))
             {
                 if progress {
                     eprintln!("{v} seed {seed}: reusing {}", result_path.display());
                 }
-                runs.push(r);
+                runs.push(r.clone());
                 continue;
             }
             let opts = TrainOptions {
@@ -127,7 +133,13 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
                     dir.display()
                 );
             }
+            // A finished run whose evaluation was sampled otherwise is only re-scored; its
+            // training time is the one recorded.
             let outcome = run::train(gpu, opts, resume, false)?;
+            let train_seconds = match (&previous, outcome.steps_run) {
+                (Some(p), 0) => p.train_seconds,
+                _ => outcome.seconds,
+            };
             let t = Instant::now();
             let e = evaluate_run(gpu, &dir, &spec.eval)?;
             let eval_seconds = t.elapsed().as_secs_f64();
@@ -140,9 +152,10 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
                 seed,
                 steps: outcome.config.steps,
                 rows_per_step: outcome.config.batch * outcome.config.objective.repeats(),
-                train_seconds: outcome.seconds,
+                train_seconds,
                 eval_seconds,
                 evaluation: e.evaluation,
+                eval_options: Some(spec.eval.clone()),
                 d_monitor,
             };
             std::fs::write(

@@ -116,6 +116,25 @@ fn compare_runs_end_to_end_and_reuses_finished_runs() {
             .collect()
     };
     assert_eq!(table(&stdout), table(&stdout2));
+    // Other evaluation options re-score the same checkpoints without training again.
+    let result = |run: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(run).join("result.json")).unwrap())
+            .unwrap()
+    };
+    let before = result("imba/seed0");
+    let mut rescore = args.clone();
+    rescore.extend(["--eval-seed", "7"]);
+    let (ok, _, stderr3) = imba(&rescore);
+    assert!(ok, "{stderr3}");
+    assert_eq!(stderr3.matches("reusing").count(), 0, "{stderr3}");
+    let after = result("imba/seed0");
+    assert_eq!(after["eval_options"]["seed"], 7);
+    assert_eq!(after["train_seconds"], before["train_seconds"]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("imba/seed0/log.jsonl")).unwrap(),
+        r0,
+        "re-scoring trained again"
+    );
 
     // `imba eval` on one of the runs.
     let run = out.join("imba/seed0");

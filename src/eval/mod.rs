@@ -68,7 +68,7 @@ impl Evaluation {
 }
 
 /// How to sample for an evaluation.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalOptions {
     /// Samples per label (class data) or per prompt (concepts); 0 = the data set's default
     /// (toy2d 100, shapes 16 per class or 1 per prompt of all 256, digits 50).
