@@ -73,6 +73,8 @@ pub struct Comparison {
     pub adapter: String,
     pub config: String,
     pub runs: Vec<RunResult>,
+    /// Training and evaluation time summed over the runs (reused runs count with the time
+    /// they took when they ran).
     pub seconds: f64,
 }
 
@@ -98,7 +100,6 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
         Some(o) => o.clone(),
         None => format!("runs/compare-{}", base.dataset.name()),
     });
-    let start = Instant::now();
     let mut runs = Vec::new();
     for v in &spec.variants {
         for &seed in &spec.seeds {
@@ -174,12 +175,13 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
             runs.push(r);
         }
     }
+    let seconds = runs.iter().map(|x| x.train_seconds + x.eval_seconds).sum();
     let c = Comparison {
         dataset: runs[0].evaluation.dataset.clone(),
         adapter: gpu.info.name.clone(),
         config: summary_line(&base)?,
         runs,
-        seconds: start.elapsed().as_secs_f64(),
+        seconds,
     };
     write(&root, &c, &spec.variants)?;
     Ok(c)
@@ -282,7 +284,7 @@ pub fn markdown(c: &Comparison, variants: &[String]) -> String {
         .map(|r| r.seed.to_string())
         .collect();
     let mut s = format!(
-        "### {} — {} seeds ({}), mean ± std over seeds\n\n{}\n\nAdapter: {}. Total wall time {:.0} s. \
+        "### {} — {} seeds ({}), mean ± std over seeds\n\n{}\n\nAdapter: {}. Training + evaluation time, summed over runs: {:.0} s. \
          Score: {}. Buckets: labels ranked by training images, terciles (head, mid, tail).\n\n",
         c.dataset,
         seeds.len(),
