@@ -58,7 +58,8 @@ pub struct RunResult {
     pub train_seconds: f64,
     pub eval_seconds: f64,
     pub evaluation: Evaluation,
-    /// How the evaluation sampled (absent in results of earlier versions).
+    /// How the evaluation sampled (absent in results of earlier versions, which are then
+    /// re-scored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_options: Option<EvalOptions>,
     /// The D monitor's summary (IMBA variants).
@@ -111,7 +112,7 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
                 .filter(|r| r.steps == base.steps);
             if let Some(r) = previous
                 .as_ref()
-                .filter(|r| r.eval_options.as_ref().is_none_or(|o| *o == spec.eval))
+                .filter(|r| r.eval_options.as_ref() == Some(&spec.eval))
             {
                 if progress {
                     eprintln!("{v} seed {seed}: reusing {}", result_path.display());
