@@ -4,6 +4,7 @@
 //! without text.
 
 use crate::{Error, Result};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -40,6 +41,31 @@ fn err(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// A white canvas of `size` pixels at `path`.
+fn canvas(path: &Path, size: (u32, u32)) -> Result<DrawingArea<BitMapBackend<'_>, Shift>> {
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(path, e))?;
+    Ok(root)
+}
+
+/// A chart builder on `root` with a margin and, when a font is available, the title and room
+/// for axis labels (`areas`: x, y label area sizes).
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    title: &str,
+    text: bool,
+    areas: (u32, u32),
+) -> ChartBuilder<'a, 'b, BitMapBackend<'b>> {
+    let mut b = ChartBuilder::on(root);
+    b.margin(12);
+    if text {
+        b.caption(title, ("sans-serif", 18))
+            .x_label_area_size(areas.0)
+            .y_label_area_size(areas.1);
+    }
+    b
+}
+
 /// The loss per step (light) and its running mean over `window` steps (dark), log-scale y.
 pub fn loss_curve(path: &Path, title: &str, steps: &[u32], loss: &[f32]) -> Result<()> {
     if steps.is_empty() {
@@ -66,15 +92,8 @@ pub fn loss_curve(path: &Path, title: &str, steps: &[u32], loss: &[f32]) -> Resu
         (1e-3, 1.0)
     };
     let xmax = *steps.last().unwrap() + 1;
-    let root = BitMapBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(path, e))?;
-    let mut b = ChartBuilder::on(&root);
-    b.margin(12);
-    if text {
-        b.caption(title, ("sans-serif", 20))
-            .x_label_area_size(40)
-            .y_label_area_size(60);
-    }
+    let root = canvas(path, (800, 480))?;
+    let mut b = frame(&root, title, text, (40, 60));
     let mut chart = b
         .build_cartesian_2d(0u32..xmax, (ymin..ymax).log_scale())
         .map_err(|e| err(path, e))?;
@@ -110,15 +129,8 @@ pub fn scatter(
     centres: &[[f64; 2]],
 ) -> Result<()> {
     let text = font();
-    let root = BitMapBackend::new(path, (560, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(path, e))?;
-    let mut b = ChartBuilder::on(&root);
-    b.margin(12);
-    if text {
-        b.caption(title, ("sans-serif", 18))
-            .x_label_area_size(30)
-            .y_label_area_size(40);
-    }
+    let root = canvas(path, (560, 560))?;
+    let mut b = frame(&root, title, text, (30, 40));
     let mut chart = b
         .build_cartesian_2d(-1.5f32..1.5f32, -1.5f32..1.5f32)
         .map_err(|e| err(path, e))?;
@@ -198,15 +210,8 @@ pub fn lines(
         range(all().map(|p| p.0))
     };
     let (y0, y1) = range(all().map(|p| p.1));
-    let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(path, e))?;
-    let mut b = ChartBuilder::on(&root);
-    b.margin(12);
-    if text {
-        b.caption(title, ("sans-serif", 18))
-            .x_label_area_size(40)
-            .y_label_area_size(60);
-    }
+    let root = canvas(path, (800, 500))?;
+    let mut b = frame(&root, title, text, (40, 60));
     macro_rules! draw {
         ($chart:expr) => {{
             let mut chart = $chart;
@@ -277,15 +282,8 @@ pub fn bars(
         .filter(|v| v.is_finite())
         .fold(0.0f64, f64::max);
     let top = if top > 0.0 { top * 1.15 } else { 1.0 };
-    let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(path, e))?;
-    let mut b = ChartBuilder::on(&root);
-    b.margin(12);
-    if text {
-        b.caption(title, ("sans-serif", 18))
-            .x_label_area_size(40)
-            .y_label_area_size(60);
-    }
+    let root = canvas(path, (900, 500))?;
+    let mut b = frame(&root, title, text, (40, 60));
     let n = groups.len() as f64;
     let mut chart = b
         .build_cartesian_2d(0.0..n, 0.0..top)
