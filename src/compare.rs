@@ -11,7 +11,8 @@
 use crate::eval::{evaluate_run, stats::mean_std, EvalOptions, Evaluation};
 use crate::gpu::Gpu;
 use crate::plot::{bars, lines, Series};
-use crate::train::{monitor, run, TrainOptions};
+use crate::train::run::io;
+use crate::train::{monitor, run, DatasetKind, TrainOptions};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -79,13 +80,6 @@ pub struct Comparison {
     pub seconds: f64,
 }
 
-fn io(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        problem: format!("{what} ({e})"),
-    }
-}
-
 /// Runs (or reuses) every variant × seed, evaluates, and writes the summary.
 pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparison> {
     if spec.variants.is_empty() || spec.seeds.is_empty() {
@@ -97,6 +91,14 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
         variant(v)?;
     }
     let base = spec.base.clone().resolve()?;
+    // Refused before any training: there would be nothing to score the runs with.
+    if base.dataset == DatasetKind::Folder {
+        return Err(Error::Config(
+            "compare needs an oracle: use toy2d, shapes or digits (folder data sets cannot be \
+             evaluated)"
+                .into(),
+        ));
+    }
     let root = PathBuf::from(match &spec.base.out {
         Some(o) => o.clone(),
         None => format!("runs/compare-{}", base.dataset.name()),
@@ -218,7 +220,8 @@ fn grid_cols(e: &Evaluation) -> u32 {
     if e.dataset == "shapes-concepts" {
         16
     } else {
-        (e.samples / labels).clamp(1, 16) as u32
+        // A row per label (up to 32 samples wide).
+        (e.samples / labels).clamp(1, 32) as u32
     }
 }
 

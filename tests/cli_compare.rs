@@ -166,4 +166,19 @@ fn compare_refuses_unknown_objectives_and_folder_data() {
         !dir.join("cmp").exists(),
         "a refused comparison wrote files"
     );
+    let (ok, _, stderr) = imba(&[
+        "compare",
+        "--dataset",
+        "folder",
+        "--data-path",
+        &dir.display().to_string(),
+        "--out",
+        &out,
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("compare needs an oracle"), "{stderr}");
+    assert!(
+        !dir.join("cmp").exists(),
+        "a refused comparison wrote files"
+    );
 }

@@ -33,7 +33,8 @@ pub struct Outcome {
     pub written: Vec<PathBuf>,
 }
 
-fn io(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
+/// An I/O error naming the file and what could not be done with it.
+pub(crate) fn io(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
     Error::Io {
         path: path.display().to_string(),
         problem: format!("{what} ({e})"),
@@ -344,12 +345,8 @@ pub fn train(
 /// for concept lists, the rows of the first images of a seeded shuffle of the data.
 pub fn sample_labels(data: &crate::data::Dataset, count: u32) -> (Vec<u32>, u32) {
     if data.slots == 1 {
-        let k = data.num_labels();
-        let per = count.div_ceil(k).max(1);
-        let labels = (0..k)
-            .flat_map(|l| std::iter::repeat_n(l, per as usize))
-            .collect();
-        (labels, per)
+        let per = count.div_ceil(data.num_labels()).max(1);
+        (crate::eval::class_labels(data, per), per)
     } else {
         let order = crate::data::shuffled(data.len(), 1, 1);
         let labels = order
