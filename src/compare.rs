@@ -451,17 +451,16 @@ fn write(root: &Path, c: &Comparison, variants: &[String]) -> Result<()> {
         .filter_map(|v| {
             let sums: Vec<&monitor::DSummary> =
                 by(v).iter().filter_map(|r| r.d_monitor.as_ref()).collect();
-            let first = sums.first()?;
-            let mut points: Vec<(f64, f64)> = (0..first.mean_d.len())
-                .map(|k| {
-                    let m = mean_std(&sums.iter().map(|s| s.mean_d[k]).collect::<Vec<_>>()).0;
-                    (first.frequency[k].max(1) as f64, m)
-                })
-                .collect();
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            // The seeds' mean D per label, as one summary.
+            let mean = monitor::DSummary {
+                mean_d: (0..sums.first()?.mean_d.len())
+                    .map(|k| mean_std(&sums.iter().map(|s| s.mean_d[k]).collect::<Vec<_>>()).0)
+                    .collect(),
+                ..(*sums.first()?).clone()
+            };
             Some(Series {
                 name: v.clone(),
-                points,
+                points: monitor::points(&mean),
             })
         })
         .collect();

@@ -140,8 +140,8 @@ pub fn finish(out: &Path, steps: u32, names: &[String], freq: &[usize]) -> Resul
     Ok(summary)
 }
 
-/// Mean D against training frequency (log scale), one point per label.
-pub fn plot(path: &Path, s: &DSummary, what: &str) -> Result<()> {
+/// (training frequency, mean D) per label, by rising frequency: the points of a D plot.
+pub fn points(s: &DSummary) -> Vec<(f64, f64)> {
     let mut points: Vec<(f64, f64)> = s
         .frequency
         .iter()
@@ -149,6 +149,12 @@ pub fn plot(path: &Path, s: &DSummary, what: &str) -> Result<()> {
         .map(|(&f, &d)| (f.max(1) as f64, d))
         .collect();
     points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    points
+}
+
+/// Mean D against training frequency (log scale), one point per label.
+pub fn plot(path: &Path, s: &DSummary, what: &str) -> Result<()> {
+    let points = points(s);
     crate::plot::lines(
         path,
         &format!(
