@@ -7,12 +7,14 @@ pub mod activation;
 pub mod adaln;
 pub mod attention;
 mod common;
+pub mod contrastive;
 pub mod embed;
 mod linear_texture;
 pub mod loss;
 pub mod matmul;
 pub mod noise;
 pub mod optim;
+pub mod pair;
 pub mod reduce;
 pub mod unfused;
 
@@ -20,6 +22,7 @@ pub use activation::{Activation, ActivationKernels};
 pub use adaln::{AdaLnKernels, AdaLnPath, Columns, Modulation, Stream};
 pub use attention::{AttentionKernels, AttentionPath, AttentionShape};
 pub use common::Region;
+pub use contrastive::{ContrastiveArgs, ContrastiveKernels};
 pub use embed::{EmbedKernels, Labels, NO_LABEL};
 pub use loss::{
     DForm, FusedPath, Granularity, ImbaLossArgs, ImbaParams, LossKernels, LossWorkspace,
@@ -28,6 +31,7 @@ pub use loss::{
 pub use matmul::{Layout, MatmulArgs, MatmulKernels, MatmulPath};
 pub use noise::{NoiseArgs, NoiseKernels, Schedule};
 pub use optim::OptimKernels;
+pub use pair::{PairArgs, PairKernels};
 pub use reduce::ReduceKernel;
 pub use unfused::{UnfusedImba, UnfusedWorkspace};
 

@@ -4,10 +4,12 @@
 pub mod activation;
 pub mod adaln;
 pub mod attention;
+pub mod contrastive;
 pub mod dit;
 pub mod embed;
 pub mod loss;
 pub mod matmul;
 pub mod noise;
 pub mod optim;
+pub mod pair;
 pub mod rng;

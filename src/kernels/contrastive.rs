@@ -1,0 +1,163 @@
+//! Launcher of `shaders/contrastive.wgsl`: CCUA's unconditional contrastive loss on B
+//! feature rows, and its gradient with respect to the rows.
+
+use super::common::{self, Slot};
+use crate::{Error, Result};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct Params {
+    batch: u32,
+    features: u32,
+    base: u32,
+    out_base: u32,
+    tau: f32,
+    scale: f32,
+    accumulate: u32,
+    groups_x: u32,
+}
+
+/// Arguments of [`ContrastiveKernels::record`].
+pub struct ContrastiveArgs<'a> {
+    /// Rows B.
+    pub batch: u32,
+    /// Values per row F.
+    pub features: u32,
+    /// The rows: B·F values from index `base` of `feats`.
+    pub feats: &'a wgpu::Buffer,
+    pub base: u32,
+    /// One weight per row (t/T).
+    pub weight: &'a wgpu::Buffer,
+    /// Temperature τ (> 0).
+    pub tau: f32,
+    /// α: the gradient is scale·∂L/∂h; the reported loss is not scaled.
+    pub scale: f32,
+    /// Output: the gradient, B·F values from index `out_base` of `grad`, written or added.
+    pub grad: &'a wgpu::Buffer,
+    pub out_base: u32,
+    pub accumulate: bool,
+    /// Scratch: B·B values each ([`ContrastiveKernels::matrix_bytes`]).
+    pub gram: &'a wgpu::Buffer,
+    pub coef: &'a wgpu::Buffer,
+    /// Output: [(1/B)·Σ w_i·UCL_i] (one f32; 16 bytes are bound).
+    pub scalars: &'a wgpu::Buffer,
+}
+
+/// Compiled contrastive pipelines for one device.
+pub struct ContrastiveKernels {
+    layout: wgpu::BindGroupLayout,
+    gram: wgpu::ComputePipeline,
+    ucl: wgpu::ComputePipeline,
+    backward: wgpu::ComputePipeline,
+}
+
+impl ContrastiveKernels {
+    pub fn new(device: &wgpu::Device) -> Result<Self> {
+        use Slot::*;
+        let layout = common::layout(
+            device,
+            "contrastive",
+            &[
+                (0, Uniform),
+                (1, Read),
+                (2, Read),
+                (3, ReadWrite),
+                (4, ReadWrite),
+                (5, ReadWrite),
+                (6, ReadWrite),
+            ],
+        );
+        let mut p = common::pipelines(
+            device,
+            "contrastive",
+            &layout,
+            &["gram_rows", "ucl", "ucl_backward"],
+        )?
+        .into_iter();
+        Ok(Self {
+            gram: p.next().unwrap(),
+            ucl: p.next().unwrap(),
+            backward: p.next().unwrap(),
+            layout,
+        })
+    }
+
+    /// Bytes of each B×B scratch matrix.
+    pub fn matrix_bytes(batch: u32) -> u64 {
+        (batch as u64 * batch as u64 * 4).max(16)
+    }
+
+    pub fn record(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        a: &ContrastiveArgs,
+    ) -> Result<()> {
+        if a.batch < 2 || a.features == 0 {
+            return Err(Error::Shape(format!(
+                "contrastive loss over {} rows of {} features: it needs ≥ 2 rows (a batch of \
+                 one has no pairs) and ≥ 1 feature",
+                a.batch, a.features
+            )));
+        }
+        let values = a.batch as u64 * a.features as u64;
+        if a.base as u64 + values > u32::MAX as u64 || a.out_base as u64 + values > u32::MAX as u64
+        {
+            return Err(Error::Shape(
+                "contrastive loss: feature indices exceed 2^32".into(),
+            ));
+        }
+        if !(a.tau.is_finite() && a.tau > 0.0) || !a.scale.is_finite() {
+            return Err(Error::Param(format!(
+                "contrastive loss: τ = {} and scale = {}; τ must be > 0 and both finite",
+                a.tau, a.scale
+            )));
+        }
+        let m = Self::matrix_bytes(a.batch);
+        let checks = [
+            ("feats", a.feats, (a.base as u64 + values) * 4),
+            ("weight", a.weight, a.batch as u64 * 4),
+            ("gram", a.gram, m),
+            ("coef", a.coef, m),
+            ("grad", a.grad, (a.out_base as u64 + values) * 4),
+            ("scalars", a.scalars, 16),
+        ];
+        for (name, buffer, bytes) in checks {
+            common::check_storage(device, name, buffer, bytes)?;
+        }
+        // Pairs and values each need their own grid; the uniform holds one groups_x, so each
+        // dispatch gets its own bind group.
+        let mut dispatches = Vec::new();
+        for (pipeline, groups) in [
+            (&self.gram, a.batch as u64 * a.batch as u64),
+            (&self.ucl, 1),
+            (&self.backward, values.div_ceil(64)),
+        ] {
+            let (gx, gy) = common::grid(device, groups)?;
+            let p = Params {
+                batch: a.batch,
+                features: a.features,
+                base: a.base,
+                out_base: a.out_base,
+                tau: a.tau,
+                scale: a.scale,
+                accumulate: a.accumulate as u32,
+                groups_x: gx,
+            };
+            let ub = common::uniform(device, &p);
+            let entries = std::iter::once((0, ub.as_entire_binding()))
+                .chain(
+                    checks
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (_, b, n))| (i as u32 + 1, common::range(*b, *n))),
+                )
+                .collect();
+            let bg = common::bind_group(device, &self.layout, entries);
+            dispatches.push((pipeline, bg, (gx, gy)));
+        }
+        let list: Vec<_> = dispatches.iter().map(|(p, b, g)| (*p, b, *g)).collect();
+        common::record_pass(encoder, "contrastive", &list);
+        Ok(())
+    }
+}

@@ -1,0 +1,145 @@
+//! Launcher of `shaders/pair.wgsl`: the regulariser between the two halves of a dual
+//! forward (CBDM's and CCUA's), its gradients into both halves and its value.
+
+use super::common::{self, Slot};
+use crate::{Error, Result};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+struct Params {
+    half: u32,
+    per_sample: u32,
+    ka: f32,
+    kb: f32,
+    inv_count: f32,
+    accumulate: u32,
+    groups_x: u32,
+    partial_count: u32,
+}
+
+/// Arguments of [`PairKernels::record`].
+pub struct PairArgs<'a> {
+    /// Values per half, E = B·N·K.
+    pub half: u32,
+    /// Values per sample, N·K (E a multiple of it).
+    pub per_sample: u32,
+    /// a (E values) then b (E values): a dual forward's output.
+    pub pred: &'a wgpu::Buffer,
+    /// One weight per sample (t/T), B values.
+    pub weight: &'a wgpu::Buffer,
+    /// Coefficient of the pull of a toward sg(b).
+    pub ka: f32,
+    /// Coefficient of the pull of b toward sg(a).
+    pub kb: f32,
+    /// Add a's gradient to what `dout` holds (the diffusion MSE's gradient) instead of
+    /// overwriting it; b's half is always overwritten.
+    pub accumulate: bool,
+    /// Output: ∂/∂pred, 2E values.
+    pub dout: &'a wgpu::Buffer,
+    /// Scratch of [`PairKernels::partials_bytes`] bytes.
+    pub partials: &'a wgpu::Buffer,
+    /// Output: [R] with R = (1/E)·Σ w·(a − b)² (one f32; 16 bytes are bound).
+    pub scalars: &'a wgpu::Buffer,
+}
+
+/// Compiled pair pipelines for one device.
+pub struct PairKernels {
+    layout: wgpu::BindGroupLayout,
+    grad: wgpu::ComputePipeline,
+    finalize: wgpu::ComputePipeline,
+}
+
+impl PairKernels {
+    pub fn new(device: &wgpu::Device) -> Result<Self> {
+        use Slot::*;
+        let layout = common::layout(
+            device,
+            "pair",
+            &[
+                (0, Uniform),
+                (1, Read),
+                (2, Read),
+                (3, ReadWrite),
+                (4, ReadWrite),
+                (5, ReadWrite),
+            ],
+        );
+        let mut p = common::pipelines(device, "pair", &layout, &["pair_grad", "pair_finalize"])?
+            .into_iter();
+        Ok(Self {
+            grad: p.next().unwrap(),
+            finalize: p.next().unwrap(),
+            layout,
+        })
+    }
+
+    /// Bytes of the partial-sum scratch for halves of `half` values.
+    pub fn partials_bytes(half: u32) -> u64 {
+        half.div_ceil(64).max(1) as u64 * 16
+    }
+
+    pub fn record(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        a: &PairArgs,
+    ) -> Result<()> {
+        if a.half == 0 || a.per_sample == 0 || !a.half.is_multiple_of(a.per_sample) {
+            return Err(Error::Shape(format!(
+                "pair loss: halves of {} values with {} per sample; both must be non-zero and \
+                 the sample size divide the half",
+                a.half, a.per_sample
+            )));
+        }
+        if a.half as u64 * 2 > u32::MAX as u64 {
+            return Err(Error::Shape("pair loss: 2E exceeds 2^32 values".into()));
+        }
+        for (name, k) in [("ka", a.ka), ("kb", a.kb)] {
+            if !k.is_finite() || k < 0.0 {
+                return Err(Error::Param(format!(
+                    "pair loss: `{name}` = {k}; give a finite value ≥ 0"
+                )));
+            }
+        }
+        let e = a.half as u64;
+        let samples = e / a.per_sample as u64;
+        let checks = [
+            ("pred", a.pred, 2 * e * 4),
+            ("weight", a.weight, samples * 4),
+            ("dout", a.dout, 2 * e * 4),
+            ("partials", a.partials, Self::partials_bytes(a.half)),
+            ("scalars", a.scalars, 16),
+        ];
+        for (name, buffer, bytes) in checks {
+            common::check_storage(device, name, buffer, bytes)?;
+        }
+        let groups = e.div_ceil(64);
+        let (gx, gy) = common::grid(device, groups)?;
+        let p = Params {
+            half: a.half,
+            per_sample: a.per_sample,
+            ka: a.ka,
+            kb: a.kb,
+            inv_count: 1.0 / a.half as f32,
+            accumulate: a.accumulate as u32,
+            groups_x: gx,
+            partial_count: groups as u32,
+        };
+        let ub = common::uniform(device, &p);
+        let entries = std::iter::once((0, ub.as_entire_binding()))
+            .chain(
+                checks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, b, n))| (i as u32 + 1, common::range(*b, *n))),
+            )
+            .collect();
+        let bg = common::bind_group(device, &self.layout, entries);
+        common::record_pass(
+            encoder,
+            "pair",
+            &[(&self.grad, &bg, (gx, gy)), (&self.finalize, &bg, (1, 1))],
+        );
+        Ok(())
+    }
+}
