@@ -19,11 +19,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The objectives `imba compare` knows, with the options each sets.
-pub const VARIANTS: [(&str, &str); 4] = [
+pub const VARIANTS: [(&str, &str); 7] = [
     ("baseline", "objective = 'baseline'"),
     ("dual-baseline", "objective = 'dual-baseline'"),
     ("imba", "objective = 'imba'\ngranularity = 'token'"),
     ("imba-sample", "objective = 'imba'\ngranularity = 'sample'"),
+    ("cbdm", "objective = 'cbdm'\ncbdm_prior = 'frequency'"),
+    ("cbdm-uniform", "objective = 'cbdm'\ncbdm_prior = 'uniform'"),
+    ("ccua", "objective = 'ccua'"),
 ];
 
 /// The options of a named variant.

@@ -26,10 +26,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("embed", include_str!("../shaders/embed.wgsl")),
     ("optim", include_str!("../shaders/optim.wgsl")),
     ("pair", include_str!("../shaders/pair.wgsl")),
-    (
-        "contrastive",
-        include_str!("../shaders/contrastive.wgsl"),
-    ),
+    ("contrastive", include_str!("../shaders/contrastive.wgsl")),
 ];
 
 /// Snippets that families include.

@@ -69,7 +69,13 @@ fn pair_kernel_matches_reference_at_odd_sizes() {
         let got = g.read::<f32>(&dout, 2 * h).unwrap();
         let what = format!("pair {samples}×{per_sample}");
         assert_close(&format!("{what} grad a"), &got[..h], &want_a, 1e-7, 1e-5);
-        assert_close(&format!("{what} grad b"), &got[h..], &want.grad_b, 1e-7, 1e-5);
+        assert_close(
+            &format!("{what} grad b"),
+            &got[h..],
+            &want.grad_b,
+            1e-7,
+            1e-5,
+        );
         let s = g.read::<f32>(&scalars, 1).unwrap();
         assert_scalar(&format!("{what} distance"), s[0], want.distance, 1e-5);
     }
@@ -256,7 +262,13 @@ fn bad_input_is_refused_by_name() {
         coef: &big,
         scalars: &big,
     };
-    assert_error_mentions(ck.record(&g.device, &mut enc, &con(1, 0.1, &big)), "≥ 2 rows");
+    assert_error_mentions(
+        ck.record(&g.device, &mut enc, &con(1, 0.1, &big)),
+        "≥ 2 rows",
+    );
     assert_error_mentions(ck.record(&g.device, &mut enc, &con(4, 0.0, &big)), "τ");
-    assert_error_mentions(ck.record(&g.device, &mut enc, &con(4, 0.1, &small)), "feats");
+    assert_error_mentions(
+        ck.record(&g.device, &mut enc, &con(4, 0.1, &small)),
+        "feats",
+    );
 }

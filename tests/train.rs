@@ -37,6 +37,9 @@ fn same_seed_same_bits_and_resume_is_exact() {
         ("imba", ""),
         ("baseline", "process = 'flow'\nlabel_dropout = 0.5"),
         ("imba", "concepts = true\ngranularity = 'sample'"),
+        ("cbdm", "cbdm_uncond = 0.5"),
+        ("cbdm", "concepts = true\ncbdm_prior = 'uniform'"),
+        ("ccua", "process = 'flow'"),
     ] {
         let run = |steps: u32| {
             let mut t = trainer(tiny(objective, extra), None);

@@ -519,6 +519,28 @@ impl Dit {
         Ok(())
     }
 
+    /// A tap names an existing block and a buffer of the residual stream's size.
+    fn check_tap(&self, acts: &Activations, tap: Option<Tap>) -> Result<()> {
+        let Some(tap) = tap else { return Ok(()) };
+        if tap.block >= self.config.depth {
+            return Err(Error::Shape(format!(
+                "block {} does not exist: the model has {} blocks",
+                tap.block, self.config.depth
+            )));
+        }
+        let bytes = 4 * acts.rows() as u64 * self.config.tokens() as u64 * self.config.dim as u64;
+        if tap.buffer.size() < bytes {
+            return Err(Error::Buffer {
+                name: "tap",
+                problem: format!(
+                    "holds {} bytes but a block's output needs {bytes}",
+                    tap.buffer.size()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The forward over `acts.rows()` rows: `patches` holds x_t as (B·N, C·p²) tokens in
     /// (c, i, j) order (as [`NoiseKernels`](crate::kernels::NoiseKernels) writes them); the
     /// conditions come from [`Activations::set_conditions`]. Writes `acts.out`.
@@ -529,7 +551,21 @@ impl Dit {
         acts: &Activations,
         patches: impl Into<Region<'a>>,
     ) -> Result<()> {
+        self.record_forward_tapped(dev, enc, acts, patches, None)
+    }
+
+    /// [`Self::record_forward`] that also copies the residual stream after block
+    /// `tap.block` (R·N·D values) into `tap.buffer`: the features of CCUA's contrastive loss.
+    pub fn record_forward_tapped<'a>(
+        &self,
+        dev: &wgpu::Device,
+        enc: &mut wgpu::CommandEncoder,
+        acts: &Activations,
+        patches: impl Into<Region<'a>>,
+        tap: Option<Tap>,
+    ) -> Result<()> {
         self.check_acts(acts)?;
+        self.check_tap(acts, tap)?;
         let c = &self.config;
         let (b, r) = (acts.batch, acts.rows());
         let (n, d, k, m) = (c.tokens(), c.dim, c.token_dim(), c.mlp_dim());
@@ -659,6 +695,9 @@ impl Dit {
                 .record_forward(dev, enc, Activation::Gelu, t * m, &ba.f1, &ba.g)?;
             self.linear(dev, enc, t, m, d, &ba.g, &name("mlp.fc2"), &ba.f2)?;
             ad.record_gated_residual(dev, enc, stream, &ba.f2, md(3, 4, 5), &acts.x)?;
+            if let Some(tap) = tap.filter(|t| t.block as usize == i) {
+                enc.copy_buffer_to_buffer(&acts.x, 0, tap.buffer, 0, 4 * t as u64 * d as u64);
+            }
         }
         self.linear(
             dev,
@@ -700,7 +739,23 @@ impl Dit {
         patches: impl Into<Region<'a>>,
         dout: &wgpu::Buffer,
     ) -> Result<()> {
+        self.record_backward_injected(dev, enc, acts, patches, dout, None)
+    }
+
+    /// [`Self::record_backward`] for a loss that also read a block's output: `inject.buffer`
+    /// holds ∂L/∂(residual stream after block `inject.block`), R·N·D values, added where the
+    /// backward reaches that point.
+    pub fn record_backward_injected<'a>(
+        &self,
+        dev: &wgpu::Device,
+        enc: &mut wgpu::CommandEncoder,
+        acts: &Activations,
+        patches: impl Into<Region<'a>>,
+        dout: &wgpu::Buffer,
+        inject: Option<Tap>,
+    ) -> Result<()> {
         self.check_acts(acts)?;
+        self.check_tap(acts, inject)?;
         let c = &self.config;
         let (b, r) = (acts.batch, acts.rows());
         let (n, d, k, m) = (c.tokens(), c.dim, c.token_dim(), c.mlp_dim());
@@ -798,6 +853,17 @@ impl Dit {
             Some((&s.dsc, false)),
         )?;
         for (i, ba) in acts.blocks.iter().enumerate().rev() {
+            if let Some(g) = inject.filter(|g| g.block as usize == i) {
+                self.kernels.embed.record_fold_repeats(
+                    dev,
+                    enc,
+                    t * d,
+                    1,
+                    g.buffer,
+                    &s.dx,
+                    true,
+                )?;
+            }
             let name = |x: &str| format!("blocks.{i}.{x}");
             let md = |shift: u32, scale: u32, gate: u32| Modulation {
                 region: (&ba.modv).into(),
@@ -1044,6 +1110,15 @@ impl Dit {
             false,
         )
     }
+}
+
+/// A block's output buffer: where [`Dit::record_forward_tapped`] copies the residual stream
+/// after block `block`, or the gradient [`Dit::record_backward_injected`] adds there.
+#[derive(Clone, Copy, Debug)]
+pub struct Tap<'a> {
+    pub block: u32,
+    /// R·N·D values (R = the activations' rows).
+    pub buffer: &'a wgpu::Buffer,
 }
 
 /// The IMBA loss on a dual forward's output: splits `acts.out` into ε_c (rows 0..B) and ε_u

@@ -6,10 +6,12 @@ pub mod checkpoint;
 pub mod config;
 pub mod dit;
 pub mod memory;
+pub mod pair_loss;
 pub mod params;
 pub mod tokens;
 
 pub use config::DitConfig;
-pub use dit::{Activations, Dit, DitKernels, DualLoss};
+pub use dit::{Activations, Dit, DitKernels, DualLoss, Tap};
 pub use memory::MemoryReport;
+pub use pair_loss::{PairKind, PairLoss};
 pub use params::{ParamLayout, Tensor};

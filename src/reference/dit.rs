@@ -43,6 +43,9 @@ struct BlockCache {
     f1: Vec<f64>,
     g: Vec<f64>,
     f2: Vec<f64>,
+    /// The residual stream after the block (R·N, D): the features CCUA's contrastive loss
+    /// reads.
+    out: Vec<f64>,
 }
 
 /// The forward's output and everything the backward needs.
@@ -179,6 +182,7 @@ pub fn forward(
         let f2 = linear(&g, w("mlp.fc2.weight"), w("mlp.fc2.bias"), m, d);
         ln::gated_residual(&mut x, &f2, &chunk(5), n, d);
         blocks.push(BlockCache {
+            out: x.clone(),
             modv,
             xhat1,
             rstd1,
@@ -234,8 +238,27 @@ pub fn forward(
     }
 }
 
+impl Forward {
+    /// The residual stream after block `i`, (R·N, D).
+    pub fn block_output(&self, i: usize) -> &[f64] {
+        &self.blocks[i].out
+    }
+}
+
 /// Gradients of every parameter (flat, in `layout`) given ∂L/∂out.
 pub fn backward(cfg: &DitConfig, p: &Params, f: &Forward, dout: &[f64]) -> Vec<f64> {
+    backward_injected(cfg, p, f, dout, None)
+}
+
+/// [`backward`] for a loss that also reads the output of a block: `inject` = (block i,
+/// ∂L/∂(residual stream after block i), (R·N, D)) is added where the backward reaches it.
+pub fn backward_injected(
+    cfg: &DitConfig,
+    p: &Params,
+    f: &Forward,
+    dout: &[f64],
+    inject: Option<(usize, &[f64])>,
+) -> Vec<f64> {
     let (d, n, k) = (
         cfg.dim as usize,
         cfg.tokens() as usize,
@@ -275,6 +298,9 @@ pub fn backward(cfg: &DitConfig, p: &Params, f: &Forward, dout: &[f64]) -> Vec<f
     put("final_layer.adaLN_modulation.1.bias", &db);
     // Blocks, last first.
     for i in (0..cfg.depth as usize).rev() {
+        if let Some((_, g)) = inject.filter(|(j, _)| *j == i) {
+            add(&mut dx, g);
+        }
         let b = &f.blocks[i];
         let name = |s: &str| format!("blocks.{i}.{s}");
         let w = |s: &str| p.get(&name(s));

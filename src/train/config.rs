@@ -19,6 +19,23 @@ pub enum Objective {
     Imba,
     /// The dual forward with γ = 0 (D ≡ 1): IMBA's compute without its weighting.
     DualBaseline,
+    /// CBDM (Qin et al. 2023): a second forward with a label y' drawn from a prior, and
+    /// the regulariser (t/T)·τ·[(ε_c − sg ε_y')² + ¼(sg ε_c − ε_y')²].
+    Cbdm,
+    /// CCUA (Chen et al. 2025): a ∅ forward with gradient, an unconditional contrastive loss
+    /// on one block's ∅ features and the alignment (t/T)·(ε_c − ε_u)².
+    Ccua,
+}
+
+/// CBDM's distribution of the extra label y'.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum CbdmPrior {
+    /// The training labels' frequencies: y' is the label (list) of a random training image,
+    /// as the official code does when training from scratch.
+    Frequency,
+    /// Uniform over the label (lists) present in the training data (its fine-tune mode).
+    Uniform,
 }
 
 impl Objective {
@@ -34,6 +51,8 @@ impl Objective {
             Objective::Baseline => "baseline",
             Objective::Imba => "imba",
             Objective::DualBaseline => "dual-baseline",
+            Objective::Cbdm => "cbdm",
+            Objective::Ccua => "ccua",
         }
     }
 }
@@ -81,9 +100,10 @@ macro_rules! options {
                pub $field: Option<$ty>, )*
         }
 
-        /// A resolved training configuration.
+        /// A resolved training configuration. Keys missing from a stored one (written
+        /// before the key existed) take their defaults.
         #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-        #[serde(deny_unknown_fields)]
+        #[serde(deny_unknown_fields, default)]
         pub struct TrainConfig {
             $( pub $field: $ty, )*
         }
@@ -102,6 +122,12 @@ macro_rules! options {
                 let mut v = Vec::new();
                 $( if self.$field.is_some() { v.push(stringify!($field)); } )*
                 v
+            }
+        }
+
+        impl Default for TrainConfig {
+            fn default() -> Self {
+                TrainOptions::default().fill()
             }
         }
 
@@ -176,8 +202,22 @@ options! {
     /// D per token, or averaged per sample (the paper's ablation) [default: token]
     #[arg(value_enum)]
     granularity: Granularity = Granularity::Token,
-    /// Baseline: probability that a label is dropped to ∅ [default: 0.1]
+    /// Baseline and CCUA: probability that a label is dropped to ∅ [default: 0.1]
     label_dropout: f32 = 0.1,
+    /// CBDM: weight τ of the regulariser [default: 1]
+    cbdm_tau: f32 = 1.0,
+    /// CBDM: distribution of the extra label y' [default: frequency]
+    #[arg(value_enum)]
+    cbdm_prior: CbdmPrior = CbdmPrior::Frequency,
+    /// CBDM: probability that a whole batch trains unconditionally, without the regulariser
+    /// [default: 0.1]
+    cbdm_uncond: f32 = 0.1,
+    /// CCUA: weight α of the unconditional contrastive loss [default: 0.05]
+    ccua_alpha: f32 = 0.05,
+    /// CCUA: weight γ of the conditional–unconditional alignment [default: 0.05]
+    ccua_gamma: f32 = 0.05,
+    /// CCUA: temperature τ of the contrastive loss [default: 0.1]
+    ccua_tau: f32 = 0.1,
     /// Diffusion process [default: ddpm]
     #[arg(value_enum)]
     process: Process = Process::Ddpm,
@@ -306,6 +346,33 @@ impl TrainConfig {
                 format!("must be in [0, 1], got {}", c.label_dropout),
             ));
         }
+        for (k, v) in [
+            ("cbdm_tau", c.cbdm_tau),
+            ("ccua_alpha", c.ccua_alpha),
+            ("ccua_gamma", c.ccua_gamma),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(bad(k, format!("must be a finite number ≥ 0, got {v}")));
+            }
+        }
+        if !(0.0..=1.0).contains(&c.cbdm_uncond) {
+            return Err(bad(
+                "cbdm_uncond",
+                format!("must be in [0, 1], got {}", c.cbdm_uncond),
+            ));
+        }
+        if !(c.ccua_tau > 0.0 && c.ccua_tau.is_finite()) {
+            return Err(bad(
+                "ccua_tau",
+                format!("must be a finite number > 0, got {}", c.ccua_tau),
+            ));
+        }
+        if c.objective == Objective::Ccua && c.batch < 2 {
+            return Err(bad(
+                "batch",
+                "must be at least 2 for CCUA (its contrastive loss compares samples)".into(),
+            ));
+        }
         if !(c.guidance.is_finite()) {
             return Err(bad(
                 "guidance",
@@ -362,6 +429,22 @@ impl TrainConfig {
             form: self.d_form,
             normalize: self.normalize,
             granularity: self.granularity,
+        }
+    }
+
+    /// CBDM's or CCUA's loss, for a model of `depth` blocks (CCUA reads block ⌊depth/4⌋);
+    /// None for the other objectives.
+    pub fn pair_kind(&self, depth: u32) -> Option<crate::model::PairKind> {
+        use crate::model::PairKind;
+        match self.objective {
+            Objective::Cbdm => Some(PairKind::Cbdm { tau: self.cbdm_tau }),
+            Objective::Ccua => Some(PairKind::Ccua {
+                alpha: self.ccua_alpha,
+                gamma: self.ccua_gamma,
+                tau: self.ccua_tau,
+                block: depth / 4,
+            }),
+            _ => None,
         }
     }
 

@@ -7,6 +7,7 @@
 //! Every random choice is a function of (seed, step), so a run resumed from a checkpoint
 //! (parameters, EMA, moments, step) continues with exactly the bits it would have had.
 
+use super::config::CbdmPrior;
 use super::{Objective, Process, TrainConfig};
 use crate::data::{shuffled, Dataset};
 use crate::diffusion::DdpmSchedule;
@@ -15,7 +16,7 @@ use crate::kernels::{
     LossKernels, LossWorkspace, MseLossArgs, NoiseArgs, NoiseKernels, OptimKernels, Region,
     Schedule, Target, TargetKind, NO_LABEL,
 };
-use crate::model::{Activations, Dit, DitConfig, DualLoss, ParamLayout};
+use crate::model::{Activations, Dit, DitConfig, DualLoss, PairLoss, ParamLayout};
 use crate::reference::optim::AdamW;
 use crate::reference::rng::philox4x32_10;
 use crate::{Error, Result};
@@ -24,6 +25,9 @@ use std::time::Instant;
 
 /// Philox stream of the per-sample timesteps (0 is the noise, 1 the label dropout).
 const STREAM_TIMESTEP: u32 = 2;
+/// Philox stream of CBDM's extra labels y' (counter b) and of its whole-batch
+/// unconditional draw (counter B, one per step).
+const STREAM_CBDM: u32 = 3;
 /// The model's timestep input for flow time t ∈ [0, 1) is 1000·t.
 pub const FLOW_TIME_SCALE: f32 = 1000.0;
 
@@ -33,11 +37,11 @@ pub struct StepStats {
     /// The step just done, counting from 1.
     pub step: u32,
     pub loss: f32,
-    /// L_c (baseline: the loss).
+    /// L_c (baseline: the loss; CBDM, CCUA: the diffusion MSE of the conditional pass).
     pub loss_c: f32,
-    /// L_u (baseline: 0).
+    /// L_u (baseline: 0; CBDM, CCUA: the regulariser, 0 on CBDM's unconditional steps).
     pub loss_u: f32,
-    /// Mean D over the batch's tokens (baseline: 1).
+    /// Mean D over the batch's tokens (baseline, CBDM, CCUA: 1).
     pub mean_d: f32,
     pub lr: f32,
     /// Global gradient norm before clipping.
@@ -53,6 +57,7 @@ enum LossBuffers {
         scalars: wgpu::Buffer,
     },
     Dual(DualLoss),
+    Pair(PairLoss),
 }
 
 /// The host-side state a checkpoint restores.
@@ -95,6 +100,9 @@ pub struct Trainer<'g> {
     /// read back with the loss: what the D monitor attributes to concepts.
     pub last_batch: Vec<usize>,
     pub last_d: Vec<f32>,
+    /// CBDM with the uniform prior: the distinct label rows of the data set, y' is drawn
+    /// from these.
+    prior_rows: Vec<Vec<u32>>,
 }
 
 impl<'g> Trainer<'g> {
@@ -172,8 +180,25 @@ impl<'g> Trainer<'g> {
                 grad: gpu.zeros("grad_out", 4 * e),
                 scalars: gpu.zeros("loss_scalars", 16),
             },
-            _ => LossBuffers::Dual(DualLoss::new(dev, &loss, &model, b)?),
+            Objective::Imba | Objective::DualBaseline => {
+                LossBuffers::Dual(DualLoss::new(dev, &loss, &model, b)?)
+            }
+            Objective::Cbdm | Objective::Ccua => {
+                let kind = config.pair_kind(model.depth).expect("a pair objective");
+                LossBuffers::Pair(PairLoss::new(dev, &loss, &model, b, kind)?)
+            }
         };
+        let prior_rows =
+            if config.objective == Objective::Cbdm && config.cbdm_prior == CbdmPrior::Uniform {
+                let mut rows: Vec<Vec<u32>> = (0..data.len())
+                    .map(|i| data.labels_of(i).to_vec())
+                    .collect();
+                rows.sort();
+                rows.dedup();
+                rows
+            } else {
+                Vec::new()
+            };
         let schedule = DdpmSchedule::default_linear();
         let table = gpu.upload("ddpm_table", &schedule.coefficients());
         Ok(Self {
@@ -198,6 +223,7 @@ impl<'g> Trainer<'g> {
             fingerprint: data.fingerprint(),
             last_batch: Vec::new(),
             last_d: Vec::new(),
+            prior_rows,
             dit,
             config,
             model,
@@ -245,32 +271,74 @@ impl<'g> Trainer<'g> {
             .collect()
     }
 
-    /// The label rows of step `s`: the batch's labels (baseline: dropped to ∅ with
-    /// probability `label_dropout`, Philox stream 1, counter b), then ∅ rows for the dual
-    /// objectives.
-    fn label_rows(&self, s: u32, idx: &[usize]) -> Vec<u32> {
+    /// The label rows of step `s`: B rows, then B more for the dual forwards.
+    /// - baseline, and CCUA's first half: the batch's labels, each dropped to ∅ with
+    ///   probability `label_dropout` (Philox stream 1, counter b);
+    /// - IMBA, dual baseline, CCUA: then B rows of ∅;
+    /// - CBDM: the labels (all ∅ on a whole-batch unconditional step), then the extra
+    ///   labels y' (see [`Self::cbdm_unconditional`] and [`Self::cbdm_prior_row`]).
+    pub fn label_rows(&self, s: u32, idx: &[usize]) -> Vec<u32> {
         let slots = self.model.label_slots as usize;
         let null_row = |v: &mut Vec<u32>| {
             v.push(self.model.null_label());
             v.extend(std::iter::repeat_n(NO_LABEL, slots - 1));
         };
+        let objective = self.config.objective;
         let threshold = crate::kernels::noise::dropout_threshold(self.config.label_dropout);
+        let unconditional = objective == Objective::Cbdm && self.cbdm_unconditional(s);
         let mut rows = Vec::with_capacity(idx.len() * slots * 2);
         for (b, &i) in idx.iter().enumerate() {
-            let dropped = self.config.objective == Objective::Baseline
+            let dropped = matches!(objective, Objective::Baseline | Objective::Ccua)
                 && crate::reference::noise::dropped(self.config.seed, s, b as u32, threshold);
-            if dropped {
+            if dropped || unconditional {
                 null_row(&mut rows);
             } else {
                 rows.extend_from_slice(self.data.labels_of(i));
             }
         }
-        if self.config.objective != Objective::Baseline {
-            for _ in idx {
-                null_row(&mut rows);
+        match objective {
+            Objective::Baseline => {}
+            Objective::Cbdm => {
+                for b in 0..idx.len() {
+                    rows.extend(self.cbdm_prior_row(s, b as u32));
+                }
             }
+            _ => idx.iter().for_each(|_| null_row(&mut rows)),
         }
         rows
+    }
+
+    /// CBDM: whether step `s` trains the whole batch unconditionally, without the
+    /// regulariser (probability `cbdm_uncond`).
+    pub fn cbdm_unconditional(&self, s: u32) -> bool {
+        let w = philox4x32_10(
+            [self.config.batch, STREAM_CBDM, 0, 0],
+            [self.config.seed, s],
+        )[0];
+        // The 24-bit word against the 24-bit threshold, as the label dropout does.
+        (w >> 8) < crate::kernels::noise::dropout_threshold(self.config.cbdm_uncond)
+    }
+
+    /// CBDM: sample b's extra label row y' at step `s`: the labels of a uniformly drawn
+    /// training image (frequency prior) or a uniformly drawn distinct label row.
+    fn cbdm_prior_row(&self, s: u32, b: u32) -> Vec<u32> {
+        let w = philox4x32_10([b, STREAM_CBDM, 0, 0], [self.config.seed, s])[0] as u64;
+        let pick = |n: usize| ((w * n as u64) >> 32) as usize;
+        match self.config.cbdm_prior {
+            CbdmPrior::Frequency => self.data.labels_of(pick(self.data.len())).to_vec(),
+            CbdmPrior::Uniform => self.prior_rows[pick(self.prior_rows.len())].clone(),
+        }
+    }
+
+    /// Each sample's weight t/T of CBDM's and CCUA's regularisers (flow: t).
+    fn regulariser_weights(&self, t: &[f32]) -> Vec<f32> {
+        match self.config.process {
+            Process::Ddpm => t
+                .iter()
+                .map(|&v| v / self.schedule.steps() as f32)
+                .collect(),
+            Process::Flow => t.to_vec(),
+        }
     }
 
     /// The learning rate of step `s` (from 0): linear warm-up, then constant.
@@ -348,8 +416,25 @@ impl<'g> Trainer<'g> {
                 out_tokens: &self.patches,
             },
         )?;
-        self.dit
-            .record_forward(dev, &mut enc, &self.acts, &self.patches)?;
+        let pair = match &self.loss_bufs {
+            LossBuffers::Pair(p) => Some(p),
+            _ => None,
+        };
+        let regularise = !(c.objective == Objective::Cbdm && self.cbdm_unconditional(s));
+        if let Some(p) = pair {
+            queue.write_buffer(
+                &p.weight,
+                0,
+                bytemuck::cast_slice(&self.regulariser_weights(&t)),
+            );
+        }
+        self.dit.record_forward_tapped(
+            dev,
+            &mut enc,
+            &self.acts,
+            &self.patches,
+            pair.and_then(|p| p.tap()),
+        )?;
         let (dout, scalars) = match &self.loss_bufs {
             LossBuffers::Single {
                 workspace,
@@ -381,9 +466,19 @@ impl<'g> Trainer<'g> {
                 )?;
                 (&dual.dout, &dual.scalars)
             }
+            LossBuffers::Pair(p) => {
+                p.record(dev, &mut enc, &self.loss, &self.acts, target, regularise)?;
+                (&p.dout, &p.scalars)
+            }
         };
-        self.dit
-            .record_backward(dev, &mut enc, &self.acts, &self.patches, dout)?;
+        self.dit.record_backward_injected(
+            dev,
+            &mut enc,
+            &self.acts,
+            &self.patches,
+            dout,
+            pair.and_then(|p| p.inject()),
+        )?;
         let n = self.dit.layout.total as u32;
         self.optim
             .record_grad_norm(dev, &mut enc, n, &self.dit.grads, c.clip, &self.norm)?;
@@ -423,12 +518,25 @@ impl<'g> Trainer<'g> {
         self.last_d = v.split_off(8);
         self.last_batch = idx;
         self.step += 1;
+        // [L, L_c, L_u, mean D]; the pair losses report [L_diff, R, U] (see PairKind::total).
+        let (loss, loss_c, loss_u, mean_d) = match pair {
+            Some(p) => {
+                let parts = [v[0], v[1], v[2]];
+                let reg = if regularise {
+                    p.kind.regulariser(parts)
+                } else {
+                    0.0
+                };
+                (v[0] + reg, v[0], reg, 1.0)
+            }
+            None => (v[0], v[1], v[2], v[3]),
+        };
         let stats = StepStats {
             step: self.step,
-            loss: v[0],
-            loss_c: v[1],
-            loss_u: v[2],
-            mean_d: v[3],
+            loss,
+            loss_c,
+            loss_u,
+            mean_d,
             lr,
             grad_norm: v[5],
             ms: start.elapsed().as_secs_f64() * 1e3,
