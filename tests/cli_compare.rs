@@ -182,3 +182,43 @@ fn compare_refuses_unknown_objectives_and_folder_data() {
         "a refused comparison wrote files"
     );
 }
+
+/// CBDM and CCUA run through `imba compare` like the other objectives: two forward rows per
+/// sample, and a regulariser that is logged (L_u) and non-zero.
+#[test]
+fn compare_runs_cbdm_and_ccua() {
+    let dir = tempdir("pair");
+    let out = dir.join("cmp");
+    let out_s = out.display().to_string();
+    let mut args = vec!["compare"];
+    args.extend(TINY);
+    args.extend([
+        "--objectives",
+        "cbdm,ccua",
+        "--seeds",
+        "0",
+        "--eval-per-label",
+        "4",
+        "--eval-steps",
+        "4",
+        "--out",
+        &out_s,
+    ]);
+    let (ok, stdout, stderr) = imba(&args);
+    assert!(ok, "{stdout}\n{stderr}");
+    for want in ["| cbdm | 16 |", "| ccua | 16 |", "hit/tail"] {
+        assert!(stdout.contains(want), "compare.md lacks {want}:\n{stdout}");
+    }
+    for v in ["cbdm", "ccua"] {
+        let log = std::fs::read_to_string(out.join(v).join("seed0").join("log.jsonl")).unwrap();
+        let regularised = log
+            .lines()
+            .filter(|l| !l.contains("\"loss_u\":0.0,"))
+            .count();
+        assert!(
+            regularised > 0,
+            "{v}: the regulariser is 0 at every step:\n{log}"
+        );
+        assert!(out.join(v).join("seed0").join("result.json").exists());
+    }
+}

@@ -172,6 +172,11 @@ fn bad_configs_are_refused_by_name() {
         ("ema = 1.0", "ema"),
         ("label_dropout = 2.0", "label_dropout"),
         ("dataset = 'folder'", "data_path"),
+        ("cbdm_tau = -1.0", "cbdm_tau"),
+        ("cbdm_uncond = 1.5", "cbdm_uncond"),
+        ("ccua_alpha = nan", "ccua_alpha"),
+        ("ccua_tau = 0.0", "ccua_tau"),
+        ("objective = 'ccua'\nbatch = 1", "batch"),
     ] {
         assert_error_mentions(TrainOptions::from_toml(toml).unwrap().resolve(), key);
     }
