@@ -242,7 +242,7 @@ enum BenchCommand {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "baseline,dual-baseline,imba"
+            default_value = "baseline,dual-baseline,imba,cbdm,ccua"
         )]
         objectives: Vec<imba::train::Objective>,
         /// Timed steps per objective (median reported).
