@@ -285,8 +285,12 @@ fn gpu_objectives_match_pytorch_goldens() {
             .unwrap();
         let pl = PairLoss::new(dev, &lk, &gd.cfg, b as u32, kind).unwrap();
         let w: Vec<f32> = gd.t.iter().map(|&t| t / 1000.0).collect();
-        g.queue.write_buffer(&pl.weight, 0, bytemuck::cast_slice(&w));
-        let (pb, tb) = (g.upload("patches", &gd.patches), g.upload("target", &gd.target));
+        g.queue
+            .write_buffer(&pl.weight, 0, bytemuck::cast_slice(&w));
+        let (pb, tb) = (
+            g.upload("patches", &gd.patches),
+            g.upload("target", &gd.target),
+        );
         let mut enc = g.encoder();
         dit.record_forward_tapped(dev, &mut enc, &acts, &pb, pl.tap())
             .unwrap();
