@@ -107,7 +107,7 @@ impl ContrastiveKernels {
                 "contrastive loss: feature indices exceed 2^32".into(),
             ));
         }
-        if !(a.tau.is_finite() && a.tau > 0.0) || !a.scale.is_finite() {
+        if !(a.tau.is_finite() && a.tau > 0.0 && a.scale.is_finite()) {
             return Err(Error::Param(format!(
                 "contrastive loss: τ = {} and scale = {}; τ must be > 0 and both finite",
                 a.tau, a.scale

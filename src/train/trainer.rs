@@ -57,7 +57,8 @@ enum LossBuffers {
         scalars: wgpu::Buffer,
     },
     Dual(DualLoss),
-    Pair(PairLoss),
+    // Boxed: it holds the contrastive kernels and buffers, several times the others' size.
+    Pair(Box<PairLoss>),
 }
 
 /// The host-side state a checkpoint restores.
@@ -185,7 +186,7 @@ impl<'g> Trainer<'g> {
             }
             Objective::Cbdm | Objective::Ccua => {
                 let kind = config.pair_kind(model.depth).expect("a pair objective");
-                LossBuffers::Pair(PairLoss::new(dev, &loss, &model, b, kind)?)
+                LossBuffers::Pair(Box::new(PairLoss::new(dev, &loss, &model, b, kind)?))
             }
         };
         let prior_rows =
