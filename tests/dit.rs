@@ -9,19 +9,6 @@ use imba::kernels::{ImbaParams, LossKernels, Target, TokenShape, NO_LABEL};
 use imba::model::{Activations, Dit, DitConfig, DualLoss, ParamLayout};
 use imba::reference::{dit as rdit, embed, loss as rloss};
 
-/// ‖got − want‖ / ‖want‖ ≤ tol.
-fn assert_rel(what: &str, got: &[f64], want: &[f64], tol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let num: f64 = got.iter().zip(want).map(|(a, b)| (a - b) * (a - b)).sum();
-    let den: f64 = want.iter().map(|b| b * b).sum();
-    assert!(
-        den > 0.0,
-        "{what}: the reference is all zero, so the test would prove nothing"
-    );
-    let rel = (num / den).sqrt();
-    assert!(rel <= tol, "{what}: relative error {rel:.3e} > {tol:.0e}");
-}
-
 struct Case {
     cfg: DitConfig,
     batch: usize,

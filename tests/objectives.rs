@@ -11,15 +11,6 @@ use imba::model::{Activations, Dit, DitConfig, PairKind, PairLoss, ParamLayout};
 use imba::reference::{contrastive as rcon, dit as rdit, embed, loss as rloss, pair as rpair};
 use imba::train::{setup, TrainOptions, Trainer};
 
-/// ‖got − want‖ / ‖want‖ ≤ tol.
-fn assert_rel(what: &str, got: &[f64], want: &[f64], tol: f64) {
-    let num: f64 = got.iter().zip(want).map(|(a, b)| (a - b) * (a - b)).sum();
-    let den: f64 = want.iter().map(|b| b * b).sum();
-    assert!(den > 0.0, "{what}: the reference is all zero");
-    let rel = (num / den).sqrt();
-    assert!(rel <= tol, "{what}: relative error {rel:.3e} > {tol:.0e}");
-}
-
 struct Case {
     cfg: DitConfig,
     batch: usize,

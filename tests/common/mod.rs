@@ -113,3 +113,17 @@ pub fn assert_fd(what: &str, x: &[f64], grad: &[f64], loss: impl Fn(&[f64]) -> f
 pub fn dot(w: &[f64], y: &[f64]) -> f64 {
     w.iter().zip(y).map(|(a, b)| a * b).sum()
 }
+
+/// ‖got − want‖ / ‖want‖ ≤ tol (a whole tensor at once); a zero reference fails, because
+/// the test would prove nothing.
+pub fn assert_rel(what: &str, got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let num: f64 = got.iter().zip(want).map(|(a, b)| (a - b) * (a - b)).sum();
+    let den: f64 = want.iter().map(|b| b * b).sum();
+    assert!(
+        den > 0.0,
+        "{what}: the reference is all zero, so the test would prove nothing"
+    );
+    let rel = (num / den).sqrt();
+    assert!(rel <= tol, "{what}: relative error {rel:.3e} > {tol:.0e}");
+}
