@@ -290,3 +290,60 @@ fn dit_bad_input_is_an_error() {
     assert_error_mentions(DitConfig::preset("M/2", 32, 3, 10), "unknown model");
     assert_eq!(DitConfig::preset("XL/2", 32, 4, 1000).unwrap().dim, 1152);
 }
+
+/// ∂L/∂patches (SeedSelect's way back to the noise): the reference's against finite
+/// differences of its forward, over a dual forward whose repeats share the patches.
+#[test]
+fn reference_input_gradient_matches_finite_differences() {
+    let mut cfg = DitConfig::tiny();
+    cfg.depth = 1;
+    cfg.height = 4;
+    cfg.width = 6;
+    let c = case(cfg.clone(), 2, 2, 11);
+    let layout = ParamLayout::new(&cfg);
+    let flat = f64s(&c.params);
+    let f = reference_forward(&c, &layout, &flat);
+    let w = f64s(&Rand::new(12).vec(f.out.len(), -1.0, 1.0));
+    let p = rdit::Params {
+        layout: &layout,
+        flat: &flat,
+    };
+    let (_, dpatches) = rdit::backward_full(&cfg, &p, &f, &w, None);
+    let t64: Vec<f64> = c.t.iter().map(|&v| v as f64).collect();
+    let tf = embed::timestep_features(&t64);
+    let loss = |x: &[f64]| dot(&w, &rdit::forward(&cfg, &p, x, &tf, &c.labels).out);
+    assert_fd("dpatches", &f64s(&c.patches), &dpatches, loss, 1e-6);
+}
+
+/// The GPU's ∂L/∂patches against the reference's, into a NaN-poisoned buffer.
+#[test]
+fn gpu_input_gradient_matches_reference() {
+    let g = gpu();
+    let dev = &g.device;
+    let mut cfg = DitConfig::tiny();
+    cfg.height = 6;
+    cfg.width = 10;
+    let c = case(cfg.clone(), 3, 2, 13);
+    let layout = ParamLayout::new(&cfg);
+    let dit = Dit::new(dev, cfg.clone(), &c.params).unwrap();
+    let acts = Activations::new(dev, &cfg, c.batch as u32, 2).unwrap();
+    acts.set_conditions(&g.queue, &cfg, &c.t, &c.labels)
+        .unwrap();
+    let flat = f64s(&c.params);
+    let f = reference_forward(&c, &layout, &flat);
+    let dout = Rand::new(14).vec(f.out.len(), -1.0, 1.0);
+    let (pb, db) = (g.upload("patches", &c.patches), g.upload("dout", &dout));
+    let dp = g.upload("dpatches", &vec![f32::NAN; c.patches.len()]);
+    let mut enc = g.encoder();
+    dit.record_forward(dev, &mut enc, &acts, &pb).unwrap();
+    dit.record_backward(dev, &mut enc, &acts, &pb, &db).unwrap();
+    dit.record_input_grad(dev, &mut enc, &acts, &dp).unwrap();
+    g.submit_and_wait(enc).unwrap();
+    let p = rdit::Params {
+        layout: &layout,
+        flat: &flat,
+    };
+    let (_, want) = rdit::backward_full(&cfg, &p, &f, &f64s(&dout), None);
+    let got = f64s(&g.read::<f32>(&dp, c.patches.len()).unwrap());
+    assert_rel("dpatches", &got, &want, 1e-4);
+}

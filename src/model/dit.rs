@@ -1112,6 +1112,40 @@ impl Dit {
     }
 }
 
+impl Dit {
+    /// ∂L/∂patches (B·N, C·p²), in the input tokens' (c, i, j) order, into `dpatches`:
+    /// dtok·W_embed from the ∂L/∂tokens that [`Self::record_backward`] (just recorded with
+    /// the same `acts`) left in the scratch. The training step never needs it; SeedSelect
+    /// does, to reach the initial noise through the sampling chain.
+    pub fn record_input_grad<'a>(
+        &self,
+        dev: &wgpu::Device,
+        enc: &mut wgpu::CommandEncoder,
+        acts: &Activations,
+        dpatches: impl Into<Region<'a>>,
+    ) -> Result<()> {
+        self.check_acts(acts)?;
+        let c = &self.config;
+        let (n, d, k) = (c.tokens(), c.dim, c.token_dim());
+        self.kernels.matmul.record(
+            dev,
+            enc,
+            &MatmulArgs {
+                m: acts.batch * n,
+                k: d,
+                n: k,
+                a: (&acts.scratch.dtok).into(),
+                a_layout: Layout::RowMajor,
+                b: self.param("x_embedder.proj.weight"),
+                b_layout: Layout::RowMajor,
+                bias: None,
+                c: dpatches.into(),
+                accumulate: false,
+            },
+        )
+    }
+}
+
 /// A block's output buffer: where [`Dit::record_forward_tapped`] copies the residual stream
 /// after block `block`, or the gradient [`Dit::record_backward_injected`] adds there.
 #[derive(Clone, Copy, Debug)]

@@ -259,6 +259,18 @@ pub fn backward_injected(
     dout: &[f64],
     inject: Option<(usize, &[f64])>,
 ) -> Vec<f64> {
+    backward_full(cfg, p, f, dout, inject).0
+}
+
+/// [`backward_injected`] that also returns ∂L/∂patches, (B·N, C·p²) in the input tokens'
+/// (c, i, j) order: what SeedSelect needs to reach the initial noise.
+pub fn backward_full(
+    cfg: &DitConfig,
+    p: &Params,
+    f: &Forward,
+    dout: &[f64],
+    inject: Option<(usize, &[f64])>,
+) -> (Vec<f64>, Vec<f64>) {
     let (d, n, k) = (
         cfg.dim as usize,
         cfg.tokens() as usize,
@@ -363,8 +375,9 @@ pub fn backward_injected(
     put("t_embedder.mlp.0.bias", &db);
     // Patch embedding: the repeats share it.
     let dtok = embed::fold_repeats(&dx, f.batch * n * d);
-    let (_, dw, db) = linear_backward(&f.patches, p.get("x_embedder.proj.weight"), &dtok, k, d);
+    let (dpatches, dw, db) =
+        linear_backward(&f.patches, p.get("x_embedder.proj.weight"), &dtok, k, d);
     put("x_embedder.proj.weight", &dw);
     put("x_embedder.proj.bias", &db);
-    grads
+    (grads, dpatches)
 }
