@@ -27,6 +27,7 @@ pub mod kernels;
 pub mod model;
 pub mod plot;
 pub mod reference;
+pub mod seedselect;
 pub mod shaders;
 pub mod train;
 

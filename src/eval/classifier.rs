@@ -124,6 +124,27 @@ impl Classifier {
             .collect()
     }
 
+    /// ∂/∂x of a loss of the features, given `dh` = ∂loss/∂features at image `x`:
+    /// W1ᵀ(dh ⊙ [z > 0]). SeedSelect's semantic loss reaches the image through it.
+    pub fn features_backward(&self, x: &[f32], dh: &[f64]) -> Vec<f64> {
+        let mut dx = vec![0.0; self.inputs];
+        for (j, &g) in dh.iter().enumerate().take(HIDDEN) {
+            let w = &self.w1[j * self.inputs..(j + 1) * self.inputs];
+            let z: f64 = self.b1[j] + w.iter().zip(x).map(|(a, &b)| a * b as f64).sum::<f64>();
+            if z > 0.0 && g != 0.0 {
+                for (d, &a) in dx.iter_mut().zip(w) {
+                    *d += g * a;
+                }
+            }
+        }
+        dx
+    }
+
+    /// Inputs per image.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
     fn logits(&self, h: &[f64]) -> Vec<f64> {
         (0..self.classes)
             .map(|k| {

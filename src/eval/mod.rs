@@ -162,22 +162,35 @@ pub fn evaluate_run(gpu: &Gpu, run: &Path, o: &EvalOptions) -> Result<Evaluated>
         }
     };
     let images = sample(&labels)?;
-    let evaluation = match saved.config.dataset {
-        DatasetKind::Toy2d => toy2d(&data, &saved.config, &labels, &images),
-        DatasetKind::Shapes if data.slots == 1 => shapes_classes(&data, &labels, &images),
-        DatasetKind::Shapes => shapes_concepts(&data, &labels, &images),
-        _ => digits(
-            &data,
-            &setup::digits_held_out(&saved.config)?,
-            &labels,
-            &images,
-        ),
-    };
+    let evaluation = score(&saved.config, &data, &labels, &images)?;
     Ok(Evaluated {
         evaluation,
         images,
         labels,
         data,
+    })
+}
+
+/// Scores samples (n, C, H, W) with their label rows on the oracle of `config`'s data set
+/// (`data`: the run's training split, for the frequency buckets).
+pub fn score(
+    config: &TrainConfig,
+    data: &Dataset,
+    labels: &[u32],
+    images: &[f32],
+) -> Result<Evaluation> {
+    Ok(match config.dataset {
+        DatasetKind::Toy2d => toy2d(data, config, labels, images),
+        DatasetKind::Shapes if data.slots == 1 => shapes_classes(data, labels, images),
+        DatasetKind::Shapes => shapes_concepts(data, labels, images),
+        DatasetKind::Digits => digits(data, &setup::digits_held_out(config)?, labels, images),
+        DatasetKind::Folder => {
+            return Err(Error::Config(
+                "folder data sets have no oracle to evaluate against; use toy2d, shapes or \
+                 digits runs"
+                    .into(),
+            ))
+        }
     })
 }
 

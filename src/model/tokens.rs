@@ -44,3 +44,11 @@ pub fn unpatchify(tokens: &[f32], g: &ImageGeometry) -> Vec<f32> {
     }
     out
 }
+
+/// The inverse of [`patchify`]: input tokens (B·N, C·p²) in (c, i, j) order back to images
+/// (e.g. a gradient with respect to the model's input).
+pub fn unpatchify_input(tokens: &[f32], g: &ImageGeometry) -> Vec<f32> {
+    (0..tokens.len())
+        .map(|idx| tokens[embed_token_index(g, idx)])
+        .collect()
+}
