@@ -208,3 +208,35 @@ pub fn save_samples(
     written.push(p);
     Ok(written)
 }
+
+/// One label row from text: a label or a concept list joined by '+' (names as
+/// `label_names`, or numbers), padded to the model's slots with [`NO_LABEL`].
+pub fn parse_label_row(text: &str, names: &[String], m: &DitConfig) -> Result<Vec<u32>> {
+    let find = |name: &str| -> Result<u32> {
+        names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| i as u32)
+            .or_else(|| name.parse::<u32>().ok().filter(|&l| l < m.num_labels))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown label `{name}`; this model knows {} (or 0..{})",
+                    names.join(", "),
+                    m.num_labels - 1
+                ))
+            })
+    };
+    let slots = m.label_slots as usize;
+    let mut row: Vec<u32> = text
+        .split('+')
+        .map(|c| find(c.trim()))
+        .collect::<Result<_>>()?;
+    if row.is_empty() || row.len() > slots {
+        return Err(Error::Config(format!(
+            "`{text}` names {} labels; this model takes 1..={slots} per sample",
+            row.len()
+        )));
+    }
+    row.resize(slots, NO_LABEL);
+    Ok(row)
+}

@@ -43,6 +43,11 @@ enum Command {
     /// compare.md (mean ± std over seeds), compare.json and PNG plots into --out
     /// [default: runs/compare-<dataset>]. Finished runs in that folder are reused.
     Compare(CompareArgs),
+    /// SeedSelect (training-free): optimise the initial noise of a trained run's samples of
+    /// one label (or concept list) so that they match a few of its training images, through
+    /// a deterministic DDIM chain; report the oracle's success against plain sampling from
+    /// the same seeds, and the time per seed. Writes plain/, selected/ and report.json.
+    Seedselect(SeedSelectArgs),
     /// Print the adapter, backend, driver, and the features and limits the kernels use; with
     /// --model, also the memory a DiT and batch need for training.
     Info(InfoArgs),
@@ -161,6 +166,46 @@ enum SamplerName {
     Ddpm,
     Ddim,
     Euler,
+}
+
+#[derive(Args)]
+struct SeedSelectArgs {
+    /// The run folder written by `imba train`.
+    #[arg(long)]
+    run: std::path::PathBuf,
+    /// The rare label, by name or number, or a concept list joined by '+'.
+    #[arg(long)]
+    label: String,
+    /// Reference images: the first this many training images with exactly this label row.
+    #[arg(long, default_value_t = 5)]
+    refs: u32,
+    /// Seeds to optimise (and plain samples to compare with).
+    #[arg(long, default_value_t = 16)]
+    samples: u32,
+    /// DDIM (or Euler) steps of the chain.
+    #[arg(long, default_value_t = 20)]
+    steps: u32,
+    /// AdamW iterations.
+    #[arg(long, default_value_t = 30)]
+    iters: u32,
+    /// AdamW learning rate (divided by 10 after iteration 3).
+    #[arg(long, default_value_t = 0.1)]
+    lr: f32,
+    /// Classifier-free guidance scale of the chain.
+    #[arg(long, default_value_t = 1.5)]
+    guidance: f32,
+    /// Noise seed (iteration 0 is `imba sample --seed` with this seed).
+    #[arg(long, default_value_t = 0)]
+    seed: u32,
+    /// Seeds optimised together.
+    #[arg(long, default_value_t = 16)]
+    batch: u32,
+    /// Use the raw weights instead of the EMA weights.
+    #[arg(long)]
+    no_ema: bool,
+    /// Output folder [default: <run>/seedselect-<label>].
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -434,47 +479,60 @@ fn compare(gpu: &Gpu, a: CompareArgs) -> imba::Result<()> {
     Ok(())
 }
 
+fn seedselect(gpu: &Gpu, a: SeedSelectArgs) -> imba::Result<()> {
+    let o = imba::seedselect::Options {
+        samples: a.samples,
+        steps: a.steps,
+        iters: a.iters,
+        lr: a.lr,
+        guidance: a.guidance,
+        seed: a.seed,
+        batch: a.batch,
+        ..Default::default()
+    };
+    let out = a.out.unwrap_or_else(|| {
+        a.run.join(format!(
+            "seedselect-{}",
+            a.label.replace(['+', ':', '/'], "_")
+        ))
+    });
+    let r = imba::seedselect::run(gpu, &a.run, &a.label, a.refs, !a.no_ema, &o, &out)?;
+    println!(
+        "{}: {} of {} training images as references; encoder {} ({:.1} s)",
+        r.label, r.references, r.available, r.encoder, r.encoder_seconds
+    );
+    println!(
+        "loss per sample {:.4} -> {:.4} over {} iterations",
+        r.losses[0],
+        r.losses[r.losses.len() - 1],
+        o.iters
+    );
+    println!(
+        "success ({}): plain {:.3}, seedselect {:.3}  ({} seeds, {:.1} s per seed)",
+        r.score, r.plain_success, r.selected_success, o.samples, r.seconds_per_seed
+    );
+    println!(
+        "diversity (mean pairwise distance): plain {:.3}, seedselect {:.3}",
+        r.plain_diversity, r.selected_diversity
+    );
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
 fn sample(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
     use imba::diffusion::Sampler;
     use imba::train::Process;
     let saved = imba::train::state::load(&a.run.join(imba::train::run::CHECKPOINT))?;
     let (m, names) = (&saved.model, &saved.label_names);
-    let find = |name: &str| -> imba::Result<u32> {
-        names
-            .iter()
-            .position(|n| n == name)
-            .map(|i| i as u32)
-            .or_else(|| name.parse::<u32>().ok().filter(|&l| l < m.num_labels))
-            .ok_or_else(|| {
-                imba::Error::Config(format!(
-                    "unknown label `{name}`; this model knows {} (or 0..{})",
-                    names.join(", "),
-                    m.num_labels - 1
-                ))
-            })
-    };
     let slots = m.label_slots as usize;
     let mut rows: Vec<Vec<u32>> = Vec::new();
     if !a.concepts.is_empty() {
         for list in &a.concepts {
-            let mut r: Vec<u32> = list
-                .split('+')
-                .map(|c| find(c.trim()))
-                .collect::<imba::Result<_>>()?;
-            if r.is_empty() || r.len() > slots {
-                return Err(imba::Error::Config(format!(
-                    "concept list `{list}` has {} concepts; this model takes 1..={slots}",
-                    r.len()
-                )));
-            }
-            r.resize(slots, imba::kernels::NO_LABEL);
-            rows.push(r);
+            rows.push(imba::generate::parse_label_row(list, names, m)?);
         }
     } else if !a.labels.is_empty() {
         for l in &a.labels {
-            let mut r = vec![find(l.trim())?];
-            r.resize(slots, imba::kernels::NO_LABEL);
-            rows.push(r);
+            rows.push(imba::generate::parse_label_row(l, names, m)?);
         }
     } else if slots == 1 {
         rows = (0..m.num_labels).map(|l| vec![l]).collect();
@@ -590,6 +648,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo(&gpu, &a),
         Command::Train(a) => train(&gpu, a),
         Command::Sample(a) => sample(&gpu, a),
+        Command::Seedselect(a) => seedselect(&gpu, a),
         Command::Eval(a) => eval(&gpu, a),
         Command::Compare(a) => compare(&gpu, a),
         Command::Bench(BenchCommand::Train {

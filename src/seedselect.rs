@@ -565,3 +565,179 @@ pub fn train_encoder(data: &Dataset, epochs: u32, seed: u32) -> (Classifier, Vec
     let clf = Classifier::train(&data.images, &classes, rows.len().max(2), epochs, seed);
     (clf, rows)
 }
+
+/// Epochs of the encoder's full-batch Adam.
+pub const ENCODER_EPOCHS: u32 = 150;
+
+/// What `imba seedselect` reports (report.json).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub run: String,
+    /// The label row, by name.
+    pub label: String,
+    /// Training images with exactly this label row, and how many served as references.
+    pub available: usize,
+    pub references: usize,
+    /// The encoder and its accuracy on the training split (its own training data).
+    pub encoder: String,
+    pub encoder_seconds: f64,
+    pub options: Options,
+    /// The oracle's success rate of the plain samples (same seeds, no optimisation) and of the
+    /// optimised ones; for concept rows, the share with all concepts shown.
+    pub plain_success: f64,
+    pub selected_success: f64,
+    /// The oracle's score name.
+    pub score: String,
+    /// Mean pairwise distance between the samples, plain and optimised: the appearance loss
+    /// pulls every seed towards the mean reference, so success can come at diversity's cost.
+    pub plain_diversity: f64,
+    pub selected_diversity: f64,
+    /// Mean loss per sample before each iteration, then after the last.
+    pub losses: Vec<f64>,
+    pub seconds: f64,
+    pub seconds_per_seed: f64,
+    /// DiT forwards and backwards each seed goes through: per iteration, the chain's `steps`
+    /// forwards and the backward's `steps` recomputed forwards and backwards; then the final
+    /// chain. Each covers 2 rows per seed when guided (conditioned and ∅).
+    pub forwards_per_seed: u32,
+    pub backwards_per_seed: u32,
+    pub rows_per_seed: u32,
+}
+
+/// `imba seedselect`: optimises `o.samples` seeds of `run` for `label` (a label or concept
+/// list) against up to `refs` training images of that label row; writes plain/ and
+/// selected/ samples and report.json into `out`.
+pub fn run(
+    gpu: &Gpu,
+    run: &std::path::Path,
+    label: &str,
+    refs: u32,
+    ema: bool,
+    o: &Options,
+    out: &std::path::Path,
+) -> Result<Report> {
+    use crate::train::{setup, state};
+    o.validate()?;
+    if refs == 0 {
+        return Err(Error::Config("--refs must be at least 1".into()));
+    }
+    let saved = state::load(&run.join(crate::train::run::CHECKPOINT))?;
+    let (data, _) = setup::load_data(&saved.config)?;
+    if data.fingerprint() != saved.fingerprint {
+        return Err(Error::Data(format!(
+            "the data of {} no longer match its checkpoint",
+            run.display()
+        )));
+    }
+    let m = &saved.model;
+    let row = crate::generate::parse_label_row(label, &saved.label_names, m)?;
+    let matching: Vec<usize> = (0..data.len())
+        .filter(|&i| data.labels_of(i) == row.as_slice())
+        .collect();
+    if matching.is_empty() {
+        return Err(Error::Data(format!(
+            "no training image of {} has the label row `{label}`; SeedSelect needs a few \
+             reference images of the concept",
+            run.display()
+        )));
+    }
+    let used = &matching[..matching.len().min(refs as usize)];
+    let ref_images: Vec<f32> = used
+        .iter()
+        .flat_map(|&i| data.image(i).iter().copied())
+        .collect();
+    let t0 = std::time::Instant::now();
+    let (encoder, rows) = train_encoder(&data, ENCODER_EPOCHS, saved.config.seed);
+    let classes: Vec<u32> = (0..data.len())
+        .map(|i| {
+            rows.iter()
+                .position(|r| r == data.labels_of(i))
+                .unwrap_or(0) as u32
+        })
+        .collect();
+    let acc = encoder.accuracy(&data.images, &classes);
+    let encoder_seconds = t0.elapsed().as_secs_f64();
+    let target = Target::new(encoder, &ref_images);
+    let params = if ema {
+        &saved.state.ema
+    } else {
+        &saved.state.params
+    };
+    let r = optimise(gpu, m, params, saved.config.process, &row, &target, o)?;
+    let n = o.samples as usize;
+    let labels: Vec<u32> = (0..n).flat_map(|_| row.iter().copied()).collect();
+    let clamp = |x: &[f32]| -> Vec<f32> { x.iter().map(|v| v.clamp(-1.0, 1.0)).collect() };
+    let success = |x: &[f32]| -> Result<(f64, String)> {
+        let e = crate::eval::score(&saved.config, &data, &labels, &clamp(x))?;
+        let s = if m.label_slots == 1 {
+            e.per_label[row[0] as usize].score
+        } else {
+            e.metric("prompt/all").unwrap_or(f64::NAN)
+        };
+        Ok((s, e.score))
+    };
+    let image = (m.channels * m.height * m.width) as usize;
+    let diversity = |x: &[f32]| {
+        let c = clamp(x);
+        crate::eval::mean_pairwise(&c.chunks(image).collect::<Vec<_>>())
+    };
+    let (plain_success, score) = success(&r.plain)?;
+    let (selected_success, _) = success(&r.selected)?;
+    let centres = if saved.config.dataset == crate::train::DatasetKind::Toy2d {
+        crate::data::toy2d_means(
+            saved.config.classes,
+            crate::data::Toy2dSpec::default().radius,
+        )
+    } else {
+        Vec::new()
+    };
+    let cols = (n as f64).sqrt().ceil() as u32;
+    for (dir, x) in [("plain", &r.plain), ("selected", &r.selected)] {
+        crate::generate::save_samples(
+            &out.join(dir),
+            m,
+            &clamp(x),
+            &labels,
+            &saved.label_names,
+            cols,
+            &centres,
+        )?;
+    }
+    let guided = if o.guidance == 1.0 { 1 } else { 2 };
+    let report = Report {
+        run: run.display().to_string(),
+        label: label.to_string(),
+        available: matching.len(),
+        references: used.len(),
+        encoder: format!(
+            "MLP {}-{HIDDEN}-{} (ReLU features) trained on the run's training split, one class \
+             per distinct label row; accuracy {:.1}% on that split",
+            m.channels * m.height * m.width,
+            rows.len().max(2),
+            100.0 * acc
+        ),
+        encoder_seconds,
+        options: o.clone(),
+        plain_success,
+        selected_success,
+        score,
+        plain_diversity: diversity(&r.plain),
+        selected_diversity: diversity(&r.selected),
+        losses: r.losses,
+        seconds: r.seconds,
+        seconds_per_seed: r.seconds / n as f64,
+        forwards_per_seed: 2 * o.steps * o.iters + o.steps,
+        backwards_per_seed: o.steps * o.iters,
+        rows_per_seed: guided,
+    };
+    let path = out.join("report.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&report).expect("serialisable"),
+    )
+    .map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        problem: format!("cannot write ({e})"),
+    })?;
+    Ok(report)
+}

@@ -146,6 +146,42 @@ fn train_resume_crash_and_sample() {
     );
     let (ok, out) = imba(&["sample", "--run", r, "--labels", "purple-blob"], &[]);
     assert!(!ok && out.contains("unknown label"), "{out}");
+
+    // SeedSelect on the same run: a report and both sets of samples; bad options named.
+    let ss = dir.join("ss");
+    let ss_args = |steps: &'static str, label: &'static str| {
+        vec![
+            "seedselect",
+            "--run",
+            r,
+            "--label",
+            label,
+            "--samples",
+            "3",
+            "--batch",
+            "2",
+            "--steps",
+            steps,
+            "--iters",
+            "2",
+            "--out",
+            ss.to_str().unwrap(),
+        ]
+    };
+    let (ok, out) = imba(&ss_args("3", "red-square"), &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("success") && out.contains("per seed"), "{out}");
+    for f in ["report.json", "plain/grid.png", "selected/grid.png"] {
+        assert!(ss.join(f).exists(), "seedselect did not write {f}: {out}");
+    }
+    let report: imba::seedselect::Report =
+        serde_json::from_str(&std::fs::read_to_string(ss.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report.losses.len(), 3);
+    assert!((0.0..=1.0).contains(&report.plain_success));
+    let (ok, out) = imba(&ss_args("2", "red-square"), &[]);
+    assert!(!ok && out.contains("at least 3 sampler steps"), "{out}");
+    let (ok, out) = imba(&ss_args("3", "purple-blob"), &[]);
+    assert!(!ok && out.contains("unknown label"), "{out}");
 }
 
 #[test]
