@@ -111,7 +111,7 @@ pub struct StepCoef {
 /// The coefficients of a deterministic step (DDIM with η = 0, or Euler).
 pub fn step_coef(sampler: &Sampler, schedule: &DdpmSchedule, st: &SampleStep) -> Result<StepCoef> {
     match *sampler {
-        Sampler::Ddim { eta, .. } if eta == 0.0 => {
+        Sampler::Ddim { eta: 0.0, .. } => {
             let ab = schedule.alpha_bars[st.t as usize];
             let ab_prev = if st.prev < 0.0 {
                 1.0
@@ -138,6 +138,9 @@ pub fn step_coef(sampler: &Sampler, schedule: &DdpmSchedule, st: &SampleStep) ->
         )),
     }
 }
+
+/// A chain's points x_0 = x_T … x_S and its guided predictions ε̂_0 … ε̂_{S−1} (images).
+pub type Trajectory = (Vec<Vec<f32>>, Vec<Vec<f32>>);
 
 /// A frozen model and one batch's buffers: guided predictions and their vector-Jacobian
 /// products at any point of the chain.
@@ -282,7 +285,7 @@ impl<'g> Chain<'g> {
     }
 
     /// Runs the chain from x_T: every x_k (k = 0..=S, x_0 = x_T) and ε̂_k (k < S).
-    pub fn run(&self, x_t: &[f32]) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    pub fn run(&self, x_t: &[f32]) -> Result<Trajectory> {
         let mut xs = vec![x_t.to_vec()];
         let mut preds = Vec::with_capacity(self.steps.len());
         for (k, st) in self.steps.iter().enumerate() {
