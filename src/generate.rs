@@ -25,6 +25,16 @@ pub struct SampleSpec<'a> {
     pub seed: u32,
     /// Samples per model evaluation.
     pub batch: u32,
+    /// InvDiff: a second model mixed into every prediction (before guidance).
+    pub delta: Option<Delta<'a>>,
+}
+
+/// A δ-model whose prediction is mixed with the main model's: r·ε_δ + (1 − r)·ε (InvDiff).
+#[derive(Clone, Copy)]
+pub struct Delta<'a> {
+    pub model: &'a DitConfig,
+    pub params: &'a [f32],
+    pub r: f32,
 }
 
 /// Draws one sample per label row (`labels` holds `label_slots` entries per sample; unused
@@ -60,12 +70,33 @@ pub fn generate(gpu: &Gpu, s: &SampleSpec, labels: &[u32]) -> Result<Vec<f32>> {
     let chain = s.sampler.steps(&schedule)?;
     let dev = &gpu.device;
     let dit = Dit::new(dev, m.clone(), s.params)?;
+    let delta = match &s.delta {
+        Some(d) => {
+            if d.model.channels != m.channels
+                || d.model.height != m.height
+                || d.model.width != m.width
+                || d.model.patch != m.patch
+                || d.model.num_labels != m.num_labels
+                || d.model.label_slots != m.label_slots
+            {
+                return Err(Error::Config(
+                    "the δ-model's image shape or labels differ from the base model's".into(),
+                ));
+            }
+            Some((Dit::new(dev, d.model.clone(), d.params)?, d.model, d.r))
+        }
+        None => None,
+    };
     let repeats = if s.guidance == 1.0 { 1 } else { 2 };
     let mut out = Vec::with_capacity(n * image);
     let mut start = 0usize;
     while start < n {
         let b = (s.batch as usize).min(n - start);
         let acts = Activations::new(dev, m, b as u32, repeats)?;
+        let delta_acts = match &delta {
+            Some((_, dm, _)) => Some(Activations::new(dev, dm, b as u32, repeats)?),
+            None => None,
+        };
         let geometry = m.geometry(b as u32);
         let patches = gpu.zeros("sample_patches", (b * image * 4) as u64);
         let mut rows = labels[start * slots..(start + b) * slots].to_vec();
@@ -83,6 +114,9 @@ pub fn generate(gpu: &Gpu, s: &SampleSpec, labels: &[u32]) -> Result<Vec<f32>> {
                 Process::Flow => st.t as f32 * FLOW_TIME_SCALE,
             };
             acts.set_conditions(&gpu.queue, m, &vec![t; b], &rows)?;
+            if let (Some((_, dm, _)), Some(da)) = (&delta, &delta_acts) {
+                da.set_conditions(&gpu.queue, dm, &vec![t; b], &rows)?;
+            }
             gpu.queue.write_buffer(
                 &patches,
                 0,
@@ -90,8 +124,17 @@ pub fn generate(gpu: &Gpu, s: &SampleSpec, labels: &[u32]) -> Result<Vec<f32>> {
             );
             let mut enc = gpu.encoder();
             dit.record_forward(dev, &mut enc, &acts, &patches)?;
+            if let (Some((ddit, _, _)), Some(da)) = (&delta, &delta_acts) {
+                ddit.record_forward(dev, &mut enc, da, &patches)?;
+            }
             gpu.submit_and_wait(enc)?;
-            let raw: Vec<f32> = gpu.read(&acts.out, repeats as usize * b * image)?;
+            let mut raw: Vec<f32> = gpu.read(&acts.out, repeats as usize * b * image)?;
+            if let (Some((_, _, r)), Some(da)) = (&delta, &delta_acts) {
+                let d: Vec<f32> = gpu.read(&da.out, raw.len())?;
+                for (v, dv) in raw.iter_mut().zip(d) {
+                    *v = r * dv + (1.0 - r) * *v;
+                }
+            }
             let (cond, uncond) = raw.split_at(b * image);
             let guided: Vec<f32> = if repeats == 2 {
                 cond.iter()

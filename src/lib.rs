@@ -23,6 +23,7 @@ pub mod eval;
 pub mod generate;
 pub mod gpu;
 pub mod images;
+pub mod invdiff;
 pub mod kernels;
 pub mod model;
 pub mod plot;

@@ -48,6 +48,11 @@ enum Command {
     /// a deterministic DDIM chain; report the oracle's success against plain sampling from
     /// the same seeds, and the time per seed. Writes plain/, selected/ and report.json.
     Seedselect(SeedSelectArgs),
+    /// InvDiff (no bias labels): infer soft groups from a trained run's per-sample losses,
+    /// train a small zero-initialised δ-DiT beside the frozen model with the mean + variance
+    /// group loss, and evaluate r·ε_δ + (1 − r)·ε against the frozen model alone on the same
+    /// seeds. Writes report.json, groups.safetensors, delta.safetensors, log.jsonl.
+    Invdiff(InvDiffArgs),
     /// Print the adapter, backend, driver, and the features and limits the kernels use; with
     /// --model, also the memory a DiT and batch need for training.
     Info(InfoArgs),
@@ -206,6 +211,36 @@ struct SeedSelectArgs {
     /// Output folder [default: <run>/seedselect-<label>].
     #[arg(long)]
     out: Option<std::path::PathBuf>,
+}
+
+#[derive(Args)]
+struct InvDiffArgs {
+    /// The trained (biased) run folder; its EMA weights are frozen.
+    #[arg(long)]
+    base: std::path::PathBuf,
+    /// δ training steps.
+    #[arg(long, default_value_t = 500)]
+    steps: u32,
+    /// Soft groups G.
+    #[arg(long, default_value_t = 8)]
+    groups: u32,
+    /// Mixing weight r of the δ-model.
+    #[arg(long, default_value_t = 0.8)]
+    r: f32,
+    /// δ-DiT depth [default: half the base's, at least 1].
+    #[arg(long)]
+    delta_depth: Option<u32>,
+    /// (t, ε) draws per training image for its loss.
+    #[arg(long, default_value_t = 4)]
+    draws: u32,
+    /// δ learning rate [default: the base run's].
+    #[arg(long)]
+    lr: Option<f32>,
+    /// Output folder [default: <base>/invdiff].
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    sampling: EvalSampling,
 }
 
 #[derive(Args)]
@@ -519,6 +554,44 @@ fn seedselect(gpu: &Gpu, a: SeedSelectArgs) -> imba::Result<()> {
     Ok(())
 }
 
+fn invdiff(gpu: &Gpu, a: InvDiffArgs) -> imba::Result<()> {
+    let saved = imba::train::state::load(&a.base.join(imba::train::run::CHECKPOINT))?;
+    let mut o = imba::invdiff::Options::for_base(&saved.config, &saved.model);
+    o.steps = a.steps;
+    o.groups = a.groups;
+    o.r = a.r;
+    o.draws = a.draws;
+    if let Some(d) = a.delta_depth {
+        o.delta_depth = d;
+    }
+    if let Some(lr) = a.lr {
+        o.lr = lr;
+    }
+    let out = a.out.unwrap_or_else(|| a.base.join("invdiff"));
+    let r = imba::invdiff::run(gpu, &a.base, &o, &a.sampling.options(), &out)?;
+    println!(
+        "groups: spread of the group-mean losses {:.4} -> {:.4}; mass {:?}",
+        r.spread_start,
+        r.spread_end,
+        r.group_mass.iter().map(|m| m.round()).collect::<Vec<_>>()
+    );
+    println!(
+        "δ-model: {} parameters (base {}); loss {:.4} -> {:.4} over {} steps",
+        r.delta_params, r.base_params, r.loss_first, r.loss_last, o.steps
+    );
+    println!(
+        "seconds: losses {:.0}, groups {:.0}, δ training {:.0}, evaluation {:.0}",
+        r.seconds[0], r.seconds[1], r.seconds[2], r.seconds[3]
+    );
+    println!("{:<16} {:>8} {:>8}", "metric", "frozen", "invdiff");
+    for (k, v) in &r.evaluation.metrics {
+        let b = r.base_evaluation.metric(k).unwrap_or(f64::NAN);
+        println!("{k:<16} {b:>8.3} {v:>8.3}");
+    }
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
 fn sample(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
     use imba::diffusion::Sampler;
     use imba::train::Process;
@@ -578,6 +651,7 @@ fn sample(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
             guidance: a.guidance,
             seed: a.seed,
             batch: a.batch,
+            delta: None,
         },
         &labels,
     )?;
@@ -649,6 +723,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train(&gpu, a),
         Command::Sample(a) => sample(&gpu, a),
         Command::Seedselect(a) => seedselect(&gpu, a),
+        Command::Invdiff(a) => invdiff(&gpu, a),
         Command::Eval(a) => eval(&gpu, a),
         Command::Compare(a) => compare(&gpu, a),
         Command::Bench(BenchCommand::Train {

@@ -135,32 +135,14 @@ pub fn evaluate_run(gpu: &Gpu, run: &Path, o: &EvalOptions) -> Result<Evaluated>
         guidance: o.guidance,
         seed: o.seed,
         batch: 128,
+        delta: None,
     };
     let sample = |labels: &[u32]| -> Result<Vec<f32>> {
         let mut x = generate(gpu, &spec, labels)?;
         x.iter_mut().for_each(|v| *v = v.clamp(-1.0, 1.0));
         Ok(x)
     };
-    let per = |default: u32| {
-        if o.per_label == 0 {
-            default
-        } else {
-            o.per_label
-        }
-    };
-    let labels = match saved.config.dataset {
-        DatasetKind::Toy2d => class_labels(&data, per(100)),
-        DatasetKind::Shapes if data.slots == 1 => class_labels(&data, per(16)),
-        DatasetKind::Shapes => all_prompts(per(1)),
-        DatasetKind::Digits => class_labels(&data, per(50)),
-        DatasetKind::Folder => {
-            return Err(Error::Config(
-                "folder data sets have no oracle to evaluate against; evaluate toy2d, shapes \
-                 or digits runs"
-                    .into(),
-            ))
-        }
-    };
+    let labels = eval_labels(&saved.config, &data, o)?;
     let images = sample(&labels)?;
     let evaluation = score(&saved.config, &data, &labels, &images)?;
     Ok(Evaluated {
@@ -168,6 +150,31 @@ pub fn evaluate_run(gpu: &Gpu, run: &Path, o: &EvalOptions) -> Result<Evaluated>
         images,
         labels,
         data,
+    })
+}
+
+/// The label rows an evaluation samples: every label (or concept prompt) `o.per_label` times,
+/// 0 meaning the data set's default.
+pub fn eval_labels(config: &TrainConfig, data: &Dataset, o: &EvalOptions) -> Result<Vec<u32>> {
+    let per = |default: u32| {
+        if o.per_label == 0 {
+            default
+        } else {
+            o.per_label
+        }
+    };
+    Ok(match config.dataset {
+        DatasetKind::Toy2d => class_labels(data, per(100)),
+        DatasetKind::Shapes if data.slots == 1 => class_labels(data, per(16)),
+        DatasetKind::Shapes => all_prompts(per(1)),
+        DatasetKind::Digits => class_labels(data, per(50)),
+        DatasetKind::Folder => {
+            return Err(Error::Config(
+                "folder data sets have no oracle to evaluate against; evaluate toy2d, shapes \
+                 or digits runs"
+                    .into(),
+            ))
+        }
     })
 }
 

@@ -313,6 +313,7 @@ pub fn train(
                 guidance: config.guidance,
                 seed: config.seed,
                 batch: 64,
+                delta: None,
             },
             &labels,
         )?;
