@@ -18,8 +18,8 @@ use crate::diffusion::DdpmSchedule;
 use crate::generate::{generate, Delta, SampleSpec};
 use crate::gpu::Gpu;
 use crate::kernels::OptimKernels;
-use crate::reference::optim::AdamW;
 use crate::model::{tokens, Activations, Dit, DitConfig, ParamLayout};
+use crate::reference::optim::AdamW;
 use crate::reference::rng::{noise_range, philox4x32_10};
 use crate::train::{trainer::FLOW_TIME_SCALE, Process, TrainConfig};
 use crate::{Error, Result};
@@ -72,7 +72,10 @@ impl Options {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
         if self.groups < 2 {
-            return bad(format!("InvDiff needs at least 2 groups, got {}", self.groups));
+            return bad(format!(
+                "InvDiff needs at least 2 groups, got {}",
+                self.groups
+            ));
         }
         if self.draws == 0 || self.batch == 0 || self.delta_depth == 0 {
             return bad("draws, batch and the δ depth must be at least 1".into());
@@ -525,7 +528,8 @@ pub fn sample_mixed(
             guidance: o.guidance,
             seed: o.seed,
             batch: 128,
-            delta: Some(Delta {
+            // r = 0 is the frozen model alone: no δ forward.
+            delta: (r != 0.0).then_some(Delta {
                 model: &delta.model,
                 params: if o.ema { &delta.ema } else { &delta.params },
                 r,
@@ -602,10 +606,24 @@ pub fn run(
         x
     };
     let mixed = clamp(sample_mixed(
-        gpu, bc, bm, base_params, &trained, o.r, eval, &labels,
+        gpu,
+        bc,
+        bm,
+        base_params,
+        &trained,
+        o.r,
+        eval,
+        &labels,
     )?);
     let plain = clamp(sample_mixed(
-        gpu, bc, bm, base_params, &trained, 0.0, eval, &labels,
+        gpu,
+        bc,
+        bm,
+        base_params,
+        &trained,
+        0.0,
+        eval,
+        &labels,
     )?);
     let evaluation = crate::eval::score(bc, &data, &labels, &mixed)?;
     let base_evaluation = crate::eval::score(bc, &data, &labels, &plain)?;

@@ -182,6 +182,40 @@ fn train_resume_crash_and_sample() {
     assert!(!ok && out.contains("at least 3 sampler steps"), "{out}");
     let (ok, out) = imba(&ss_args("3", "purple-blob"), &[]);
     assert!(!ok && out.contains("unknown label"), "{out}");
+    // InvDiff on the same run, then a bad option.
+    let inv = dir.join("inv");
+    let inv_args = |groups: &'static str| {
+        vec![
+            "invdiff",
+            "--base",
+            r,
+            "--steps",
+            "3",
+            "--draws",
+            "1",
+            "--groups",
+            groups,
+            "--eval-per-label",
+            "1",
+            "--eval-steps",
+            "3",
+            "--out",
+            inv.to_str().unwrap(),
+        ]
+    };
+    let (ok, out) = imba(&inv_args("4"), &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("frozen") && out.contains("invdiff"), "{out}");
+    for f in [
+        "report.json",
+        "groups.safetensors",
+        "delta.safetensors",
+        "log.jsonl",
+    ] {
+        assert!(inv.join(f).exists(), "invdiff did not write {f}: {out}");
+    }
+    let (ok, out) = imba(&inv_args("1"), &[]);
+    assert!(!ok && out.contains("at least 2 groups"), "{out}");
 }
 
 #[test]

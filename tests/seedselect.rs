@@ -134,6 +134,7 @@ fn chain_runs_as_generate_does() {
         guidance: 1.5,
         seed: 9,
         batch: 2,
+        delta: None,
     };
     let want = generate(g, &spec, &labels).unwrap();
     assert_eq!(xs[4], want, "the chain and generate disagree");
@@ -211,6 +212,7 @@ fn optimising_the_seeds_lowers_the_loss() {
         guidance: 1.5,
         seed: 0,
         batch: 3,
+        delta: None,
     };
     assert_eq!(out.plain, generate(g, &spec, &[1, 1, 1]).unwrap());
     assert_error_mentions(

@@ -133,6 +133,7 @@ fn toy2d_learns_the_class_means() {
             guidance: 2.0,
             seed: 3,
             batch: 64,
+            delta: None,
         },
         &labels,
     )
