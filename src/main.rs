@@ -144,7 +144,7 @@ struct EvalArgs {
 #[derive(Args)]
 struct CompareArgs {
     /// Objectives, comma-separated: baseline, dual-baseline, imba (token-wise D),
-    /// imba-sample (sample-wise D).
+    /// imba-sample (sample-wise D), cbdm (frequency prior), cbdm-uniform, ccua.
     #[arg(
         long,
         value_delimiter = ',',
