@@ -47,3 +47,19 @@ pub enum Error {
 
 /// Result with the crate's error.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Writes a file, naming it in the error.
+pub fn write_file(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        problem: format!("cannot write ({e})"),
+    })
+}
+
+/// Writes a value as pretty JSON, naming the file in the error.
+pub fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> Result<()> {
+    write_file(
+        path,
+        serde_json::to_string_pretty(value).expect("serialisable"),
+    )
+}

@@ -687,8 +687,7 @@ pub fn run(
         .enumerate()
         .map(|(s, l)| format!("{{\"step\":{},\"loss\":{l}}}\n", s + 1))
         .collect();
-    let p = out.join("log.jsonl");
-    std::fs::write(&p, log).map_err(|e| io(&p, e))?;
+    crate::error::write_file(&out.join("log.jsonl"), log)?;
     if crate::images::drawable(bm.channels) {
         let cols = (labels.len() / bm.label_slots as usize).min(16) as u32;
         crate::images::save_grid(
@@ -700,12 +699,7 @@ pub fn run(
             cols.max(1),
         )?;
     }
-    let p = out.join("report.json");
-    std::fs::write(
-        &p,
-        serde_json::to_string_pretty(&report).expect("serialisable"),
-    )
-    .map_err(|e| io(&p, e))?;
+    crate::error::write_json(&out.join("report.json"), &report)?;
     Ok(report)
 }
 
@@ -729,8 +723,5 @@ fn save_tensors(path: &std::path::Path, t: &[(&str, Vec<usize>, Vec<f32>)]) -> R
         path: path.display().to_string(),
         problem: format!("cannot serialise ({e})"),
     })?;
-    std::fs::write(path, bytes).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        problem: format!("cannot write ({e})"),
-    })
+    crate::error::write_file(path, bytes)
 }

@@ -733,14 +733,6 @@ pub fn run(
         backwards_per_seed: o.steps * o.iters,
         rows_per_seed: guided,
     };
-    let path = out.join("report.json");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&report).expect("serialisable"),
-    )
-    .map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        problem: format!("cannot write ({e})"),
-    })?;
+    crate::error::write_json(&out.join("report.json"), &report)?;
     Ok(report)
 }
