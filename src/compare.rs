@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The objectives `imba compare` knows, with the options each sets.
-pub const VARIANTS: [(&str, &str); 7] = [
+pub const VARIANTS: [(&str, &str); 8] = [
     ("baseline", "objective = 'baseline'"),
     ("dual-baseline", "objective = 'dual-baseline'"),
     ("imba", "objective = 'imba'\ngranularity = 'token'"),
@@ -27,6 +27,9 @@ pub const VARIANTS: [(&str, &str); 7] = [
     ("cbdm", "objective = 'cbdm'\ncbdm_prior = 'frequency'"),
     ("cbdm-uniform", "objective = 'cbdm'\ncbdm_prior = 'uniform'"),
     ("ccua", "objective = 'ccua'"),
+    // InvDiff trains no model of its own from scratch: it freezes the baseline run of the
+    // same seed and trains a δ-DiT for the same number of steps beside it (see [`invdiff`]).
+    ("invdiff", "objective = 'baseline'"),
 ];
 
 /// The options of a named variant.
@@ -93,6 +96,16 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
     for v in &spec.variants {
         variant(v)?;
     }
+    let position = |name: &str| spec.variants.iter().position(|v| v == name);
+    if let Some(i) = position("invdiff") {
+        if position("baseline").is_none_or(|b| b > i) {
+            return Err(Error::Config(
+                "the invdiff variant freezes the baseline run of each seed: list baseline \
+                 before invdiff"
+                    .into(),
+            ));
+        }
+    }
     let base = spec.base.clone().resolve()?;
     // Refused before any training: there would be nothing to score the runs with.
     if base.dataset == DatasetKind::Folder {
@@ -123,6 +136,21 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
                     eprintln!("{v} seed {seed}: reusing {}", result_path.display());
                 }
                 runs.push(r.clone());
+                continue;
+            }
+            if v == "invdiff" {
+                let r = invdiff(gpu, &root, seed, base.steps, &spec.eval, &dir)?;
+                crate::error::write_json(&result_path, &r)?;
+                if progress {
+                    eprintln!(
+                        "invdiff seed {seed}: {:.0} s (losses, groups, δ training), {:.0} s \
+                         evaluation; {}",
+                        r.train_seconds,
+                        r.eval_seconds,
+                        headline(&r.evaluation)
+                    );
+                }
+                runs.push(r);
                 continue;
             }
             let opts = TrainOptions {
@@ -191,6 +219,34 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
     };
     write(&root, &c, &spec.variants)?;
     Ok(c)
+}
+
+/// The invdiff variant of one seed: InvDiff on `<root>/baseline/seed<k>` with δ training for
+/// `steps` steps. Its rows per step are the frozen model's B plus the δ-model's B.
+fn invdiff(
+    gpu: &Gpu,
+    root: &Path,
+    seed: u32,
+    steps: u32,
+    eval: &EvalOptions,
+    dir: &Path,
+) -> Result<RunResult> {
+    let base = root.join("baseline").join(format!("seed{seed}"));
+    let saved = crate::train::state::load(&base.join(run::CHECKPOINT))?;
+    let mut o = crate::invdiff::Options::for_base(&saved.config, &saved.model);
+    o.steps = steps;
+    let r = crate::invdiff::run(gpu, &base, &o, eval, dir)?;
+    Ok(RunResult {
+        variant: "invdiff".into(),
+        seed,
+        steps,
+        rows_per_step: 2 * o.batch,
+        train_seconds: r.seconds[0] + r.seconds[1] + r.seconds[2],
+        eval_seconds: r.seconds[3],
+        evaluation: r.evaluation,
+        eval_options: Some(eval.clone()),
+        d_monitor: None,
+    })
 }
 
 /// `eval_samples.png`: a grid of the evaluation's samples (a row per label or 16 prompts),

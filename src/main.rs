@@ -144,7 +144,8 @@ struct EvalArgs {
 #[derive(Args)]
 struct CompareArgs {
     /// Objectives, comma-separated: baseline, dual-baseline, imba (token-wise D),
-    /// imba-sample (sample-wise D), cbdm (frequency prior), cbdm-uniform, ccua.
+    /// imba-sample (sample-wise D), cbdm (frequency prior), cbdm-uniform, ccua, invdiff (on the
+    /// baseline run of each seed; list baseline first).
     #[arg(
         long,
         value_delimiter = ',',

@@ -222,3 +222,48 @@ fn compare_runs_cbdm_and_ccua() {
         assert!(out.join(v).join("seed0").join("result.json").exists());
     }
 }
+
+/// InvDiff as a compare variant: it freezes the baseline run of each seed (which must come
+/// first), and its row counts the frozen and the δ forwards.
+#[test]
+fn compare_runs_invdiff_beside_its_baseline() {
+    let dir = tempdir("invdiff");
+    let out = dir.join("cmp");
+    let out_s = out.display().to_string();
+    let run = |objectives: &'static str| {
+        let mut args = vec!["compare"];
+        args.extend(TINY);
+        args.extend([
+            "--objectives",
+            objectives,
+            "--seeds",
+            "0",
+            "--eval-per-label",
+            "4",
+            "--eval-steps",
+            "4",
+            "--out",
+            &out_s,
+        ]);
+        imba(&args)
+    };
+    let (ok, _, stderr) = run("invdiff,baseline");
+    assert!(
+        !ok && stderr.contains("list baseline before invdiff"),
+        "{stderr}"
+    );
+    let (ok, stdout, stderr) = run("baseline,invdiff");
+    assert!(ok, "{stdout}\n{stderr}");
+    for want in ["| baseline | 8 |", "| invdiff | 16 |", "hit/tail"] {
+        assert!(stdout.contains(want), "compare.md lacks {want}:\n{stdout}");
+    }
+    let seed = out.join("invdiff").join("seed0");
+    for f in [
+        "result.json",
+        "report.json",
+        "delta.safetensors",
+        "groups.safetensors",
+    ] {
+        assert!(seed.join(f).exists(), "no {f}");
+    }
+}
