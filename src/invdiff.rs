@@ -30,6 +30,18 @@ const STREAM_T: u32 = 5;
 /// Noise steps of the per-sample losses' draws, apart from the δ training's step numbers.
 const DRAW_STEP: u32 = 0x8000_0000;
 
+/// How the δ-DiT starts; either way its output is exactly 0 at the start.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeltaInit {
+    /// A copy of the frozen model with its output layer (`final_layer.linear`) zeroed: the
+    /// official code's default (`delta_type = 'pretrain'`, `delta_init0`).
+    Copy,
+    /// A fresh DiT of this depth (the rest of its shape the base's), DiT's initialisation
+    /// (whose output layer is zero): the "small δ-network" of the paper's text.
+    Scratch { depth: u32 },
+}
+
 /// InvDiff's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Options {
@@ -42,8 +54,8 @@ pub struct Options {
     pub r: f32,
     /// λ of the variance term.
     pub var_weight: f64,
-    /// δ-DiT depth (the rest of its shape is the base model's).
-    pub delta_depth: u32,
+    /// How the δ-DiT starts.
+    pub delta_init: DeltaInit,
     pub steps: u32,
     pub batch: u32,
     pub lr: f32,
@@ -51,9 +63,9 @@ pub struct Options {
 }
 
 impl Options {
-    /// The published settings, with the δ-model half the base's depth and the base run's
-    /// batch and learning rate.
-    pub fn for_base(base: &TrainConfig, model: &DitConfig) -> Self {
+    /// The published settings (δ a copy of the frozen model), with the base run's batch
+    /// and learning rate.
+    pub fn for_base(base: &TrainConfig, _model: &DitConfig) -> Self {
         Self {
             groups: 8,
             group_epochs: 500,
@@ -61,7 +73,7 @@ impl Options {
             draws: 4,
             r: 0.8,
             var_weight: 1.0,
-            delta_depth: (model.depth / 2).max(1),
+            delta_init: DeltaInit::Copy,
             steps: 500,
             batch: base.batch,
             lr: base.lr,
@@ -77,7 +89,10 @@ impl Options {
                 self.groups
             ));
         }
-        if self.draws == 0 || self.batch == 0 || self.delta_depth == 0 {
+        if self.draws == 0
+            || self.batch == 0
+            || self.delta_init == (DeltaInit::Scratch { depth: 0 })
+        {
             return bad("draws, batch and the δ depth must be at least 1".into());
         }
         if !(0.0..=1.0).contains(&self.r) {
@@ -367,10 +382,8 @@ pub fn train_delta(
         )));
     }
     let dev = &gpu.device;
-    let mut dm = base_model.clone();
-    dm.depth = o.delta_depth;
+    let (dm, params) = delta_start(base_model, base_params, o)?;
     let layout = ParamLayout::new(&dm);
-    let params = layout.init(o.seed as u64);
     let n = layout.total as u32;
     let base = Dit::new(dev, base_model.clone(), base_params)?;
     let delta = Dit::new(dev, dm.clone(), &params)?;
@@ -497,6 +510,39 @@ pub fn train_delta(
         losses,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// The δ-model's config and starting weights (output exactly 0 either way).
+pub fn delta_start(
+    base_model: &DitConfig,
+    base_params: &[f32],
+    o: &Options,
+) -> Result<(DitConfig, Vec<f32>)> {
+    match o.delta_init {
+        DeltaInit::Copy => {
+            let layout = ParamLayout::new(base_model);
+            if base_params.len() != layout.total {
+                return Err(Error::Shape(format!(
+                    "{} base parameters for a model of {}",
+                    base_params.len(),
+                    layout.total
+                )));
+            }
+            let mut p = base_params.to_vec();
+            for t in &layout.tensors {
+                if t.name.starts_with("final_layer.linear") {
+                    p[t.offset..t.offset + t.len()].fill(0.0);
+                }
+            }
+            Ok((base_model.clone(), p))
+        }
+        DeltaInit::Scratch { depth } => {
+            let mut dm = base_model.clone();
+            dm.depth = depth;
+            let p = ParamLayout::new(&dm).init(o.seed as u64);
+            Ok((dm, p))
+        }
+    }
 }
 
 /// Samples with the base and the δ-model mixed (DDIM η = 0 or Euler, CFG).

@@ -228,12 +228,16 @@ struct InvDiffArgs {
     /// Mixing weight r of the δ-model.
     #[arg(long, default_value_t = 0.8)]
     r: f32,
-    /// δ-DiT depth [default: half the base's, at least 1].
+    /// Start the δ-DiT fresh with this depth (the paper's "small δ-network") instead of as
+    /// a copy of the frozen model with its output layer zeroed (the official code's default).
     #[arg(long)]
     delta_depth: Option<u32>,
     /// (t, ε) draws per training image for its loss.
     #[arg(long, default_value_t = 4)]
     draws: u32,
+    /// λ of the variance term (0: the mean of the group losses alone, an ablation).
+    #[arg(long, default_value_t = 1.0)]
+    var_weight: f64,
     /// δ learning rate [default: the base run's].
     #[arg(long)]
     lr: Option<f32>,
@@ -562,8 +566,9 @@ fn invdiff(gpu: &Gpu, a: InvDiffArgs) -> imba::Result<()> {
     o.groups = a.groups;
     o.r = a.r;
     o.draws = a.draws;
-    if let Some(d) = a.delta_depth {
-        o.delta_depth = d;
+    o.var_weight = a.var_weight;
+    if let Some(depth) = a.delta_depth {
+        o.delta_init = imba::invdiff::DeltaInit::Scratch { depth };
     }
     if let Some(lr) = a.lr {
         o.lr = lr;

@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use imba::diffusion::Sampler;
 use imba::generate::{generate, Delta, SampleSpec};
-use imba::invdiff::{self, group_loss, group_spread, infer_groups};
+use imba::invdiff::{self, group_loss, group_spread, infer_groups, DeltaInit};
 use imba::model::{DitConfig, ParamLayout};
 use imba::train::Process;
 
@@ -183,8 +183,8 @@ fn delta_starts_at_zero_and_training_lowers_the_group_loss() {
     assert_eq!(losses.len(), data.len());
     assert!(losses.iter().all(|l| l.is_finite() && *l > 0.0));
     let w = infer_groups(&losses, 8, 50, 0.01, 0);
-    // Zero steps: the δ-model is DiT's initialisation, whose output layer is zero.
-    let t0 = invdiff::train_delta(g, &tc, &cfg, &base, &data, &w, &o).unwrap();
+    // Zero steps, either start: the δ-model's output layer is zero, so with r = 1 the mix
+    // predicts ε = 0 and DDIM only rescales x_T: each step maps x to √(ᾱ_prev/ᾱ)·x.
     let eval = imba::eval::EvalOptions {
         steps: 2,
         guidance: 1.0,
@@ -192,9 +192,7 @@ fn delta_starts_at_zero_and_training_lowers_the_group_loss() {
         ..Default::default()
     };
     let labels = [0u32, 1, 2];
-    let full = invdiff::sample_mixed(g, &tc, &cfg, &base, &t0, 1.0, &eval, &labels).unwrap();
     let x_t = imba::reference::rng::noise_range(eval.seed, 0, 0, 6);
-    // With ε_δ = 0 and r = 1, DDIM keeps x_T scaled: every step maps x to √(ᾱ_prev/ᾱ)·x.
     let schedule = imba::diffusion::DdpmSchedule::default_linear();
     let scale: f64 = Sampler::Ddim { steps: 2, eta: 0.0 }
         .steps(&schedule)
@@ -211,12 +209,26 @@ fn delta_starts_at_zero_and_training_lowers_the_group_loss() {
         })
         .product();
     let want: Vec<f64> = x_t.iter().map(|&v| v as f64 * scale).collect();
-    assert_close("zero δ", &full, &want, 1e-5, 1e-5);
-    o.steps = 60;
-    let t = invdiff::train_delta(g, &tc, &cfg, &base, &data, &w, &o).unwrap();
-    let first: f64 = t.losses[..10].iter().sum::<f64>() / 10.0;
-    let last: f64 = t.losses[50..].iter().sum::<f64>() / 10.0;
-    assert!(last < 0.8 * first, "the group loss went {first} -> {last}");
+    for init in [DeltaInit::Copy, DeltaInit::Scratch { depth: 1 }] {
+        o.delta_init = init;
+        o.steps = 0;
+        let t0 = invdiff::train_delta(g, &tc, &cfg, &base, &data, &w, &o).unwrap();
+        let depth = match init {
+            DeltaInit::Copy => cfg.depth,
+            DeltaInit::Scratch { depth } => depth,
+        };
+        assert_eq!(t0.model.depth, depth);
+        let full = invdiff::sample_mixed(g, &tc, &cfg, &base, &t0, 1.0, &eval, &labels).unwrap();
+        assert_close(&format!("{init:?}: zero δ"), &full, &want, 1e-5, 1e-5);
+        o.steps = 60;
+        let t = invdiff::train_delta(g, &tc, &cfg, &base, &data, &w, &o).unwrap();
+        let first: f64 = t.losses[..10].iter().sum::<f64>() / 10.0;
+        let last: f64 = t.losses[50..].iter().sum::<f64>() / 10.0;
+        assert!(
+            last < 0.8 * first,
+            "{init:?}: the group loss went {first} -> {last}"
+        );
+    }
     o.groups = 1;
     assert_error_mentions(
         invdiff::train_delta(g, &tc, &cfg, &base, &data, &w, &o).map(|_| ()),
