@@ -206,6 +206,12 @@ struct SeedSelectArgs {
     /// Seeds optimised together.
     #[arg(long, default_value_t = 16)]
     batch: u32,
+    /// Weight of the semantic loss (10 as published).
+    #[arg(long, default_value_t = 10.0)]
+    sem_weight: f64,
+    /// Weight of the appearance loss (1 as published).
+    #[arg(long, default_value_t = 1.0)]
+    app_weight: f64,
     /// Use the raw weights instead of the EMA weights.
     #[arg(long)]
     no_ema: bool,
@@ -536,7 +542,16 @@ fn seedselect(gpu: &Gpu, a: SeedSelectArgs) -> imba::Result<()> {
             a.label.replace(['+', ':', '/'], "_")
         ))
     });
-    let r = imba::seedselect::run(gpu, &a.run, &a.label, a.refs, !a.no_ema, &o, &out)?;
+    let r = imba::seedselect::run(
+        gpu,
+        &a.run,
+        &a.label,
+        a.refs,
+        !a.no_ema,
+        (a.sem_weight, a.app_weight),
+        &o,
+        &out,
+    )?;
     println!(
         "{}: {} of {} training images as references; encoder {} ({:.1} s)",
         r.label, r.references, r.available, r.encoder, r.encoder_seconds

@@ -329,6 +329,9 @@ pub struct Target {
     pub centroid: Vec<f64>,
     /// Mean reference image.
     pub mean_image: Vec<f64>,
+    /// Weights of L_sem and L_app (10 and 1 as published; ablations change them).
+    pub sem_weight: f64,
+    pub app_weight: f64,
 }
 
 impl Target {
@@ -350,6 +353,8 @@ impl Target {
             encoder,
             centroid,
             mean_image,
+            sem_weight: SEM_SCALE,
+            app_weight: 1.0,
         }
     }
 
@@ -391,18 +396,19 @@ impl Target {
         (l, g)
     }
 
-    /// One sample's loss 10·L_sem + L_app from its last three x̂0 and its final image, with
-    /// the gradients (for the three x̂0, then the final image).
+    /// One sample's loss 10·L_sem + L_app (with the default weights) from its last three x̂0
+    /// and its final image, with the gradients (for the three x̂0, then the final image).
     pub fn loss(&self, x0s: [&[f32]; 3], last: &[f32]) -> (f64, [Vec<f64>; 3], Vec<f64>) {
         let mut total = 0.0;
         let grads = std::array::from_fn(|q| {
             let (l, g) = self.semantic(x0s[q]);
-            let w = SEM_SCALE * SEM_WEIGHTS[q];
+            let w = self.sem_weight * SEM_WEIGHTS[q];
             total += w * l;
             g.into_iter().map(|v| w * v).collect()
         });
         let (l, g) = self.appearance(last);
-        (total + l, grads, g)
+        let a = self.app_weight;
+        (total + a * l, grads, g.into_iter().map(|v| a * v).collect())
     }
 }
 
@@ -585,6 +591,8 @@ pub struct Report {
     pub encoder: String,
     pub encoder_seconds: f64,
     pub options: Options,
+    pub sem_weight: f64,
+    pub app_weight: f64,
     /// The oracle's success rate of the plain samples (same seeds, no optimisation) and of the
     /// optimised ones; for concept rows, the share with all concepts shown.
     pub plain_success: f64,
@@ -610,12 +618,14 @@ pub struct Report {
 /// `imba seedselect`: optimises `o.samples` seeds of `run` for `label` (a label or concept
 /// list) against up to `refs` training images of that label row; writes plain/ and
 /// selected/ samples and report.json into `out`.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     gpu: &Gpu,
     run: &std::path::Path,
     label: &str,
     refs: u32,
     ema: bool,
+    weights: (f64, f64),
     o: &Options,
     out: &std::path::Path,
 ) -> Result<Report> {
@@ -660,7 +670,17 @@ pub fn run(
         .collect();
     let acc = encoder.accuracy(&data.images, &classes);
     let encoder_seconds = t0.elapsed().as_secs_f64();
-    let target = Target::new(encoder, &ref_images);
+    let (sem_weight, app_weight) = weights;
+    if !(sem_weight >= 0.0 && app_weight >= 0.0 && sem_weight + app_weight > 0.0) {
+        return Err(Error::Config(format!(
+            "the loss weights must be ≥ 0 and not both 0, got {sem_weight} and {app_weight}"
+        )));
+    }
+    let target = Target {
+        sem_weight,
+        app_weight,
+        ..Target::new(encoder, &ref_images)
+    };
     let params = if ema {
         &saved.state.ema
     } else {
@@ -721,6 +741,8 @@ pub fn run(
         ),
         encoder_seconds,
         options: o.clone(),
+        sem_weight,
+        app_weight,
         plain_success,
         selected_success,
         score,

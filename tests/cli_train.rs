@@ -182,6 +182,10 @@ fn train_resume_crash_and_sample() {
     assert!(!ok && out.contains("at least 3 sampler steps"), "{out}");
     let (ok, out) = imba(&ss_args("3", "purple-blob"), &[]);
     assert!(!ok && out.contains("unknown label"), "{out}");
+    let mut zero = ss_args("3", "red-square");
+    zero.extend(["--sem-weight", "0", "--app-weight", "0"]);
+    let (ok, out) = imba(&zero, &[]);
+    assert!(!ok && out.contains("not both 0"), "{out}");
     // InvDiff on the same run, then a bad option.
     let inv = dir.join("inv");
     let inv_args = |groups: &'static str| {
