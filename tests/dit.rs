@@ -89,26 +89,7 @@ fn reference_dit_gradients_match_finite_differences() {
         &w,
     );
     let loss = |v: &[f64]| dot(&w, &reference_forward(&c, &layout, v).out);
-    // Three entries of every tensor.
-    let h = 1e-6;
-    let mut x = flat.clone();
-    for t in &layout.tensors {
-        for j in [0, t.len() / 2, t.len() - 1] {
-            let i = t.offset + j;
-            x[i] = flat[i] + h;
-            let up = loss(&x);
-            x[i] = flat[i] - h;
-            let down = loss(&x);
-            x[i] = flat[i];
-            let fd = (up - down) / (2.0 * h);
-            assert!(
-                (grads[i] - fd).abs() <= 1e-6 * (1.0 + fd.abs()),
-                "{}[{j}]: analytic {} vs finite difference {fd}",
-                t.name,
-                grads[i]
-            );
-        }
-    }
+    assert_fd_tensors("dit", &layout, &flat, &grads, loss, 1e-6);
 }
 
 #[test]

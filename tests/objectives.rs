@@ -147,25 +147,7 @@ fn reference_objectives_match_finite_differences() {
             inject.as_deref().map(|g| (cfg.depth as usize / 4, g)),
         );
         let loss = |v: &[f64]| objective(&c, kind, &forward(&c, &layout, v), &f.out).0;
-        let h = 1e-6;
-        let mut x = flat.clone();
-        for t in &layout.tensors {
-            for j in [0, t.len() / 2, t.len() - 1] {
-                let i = t.offset + j;
-                x[i] = flat[i] + h;
-                let up = loss(&x);
-                x[i] = flat[i] - h;
-                let down = loss(&x);
-                x[i] = flat[i];
-                let fd = (up - down) / (2.0 * h);
-                assert!(
-                    (grads[i] - fd).abs() <= 1e-6 * (1.0 + fd.abs()),
-                    "{kind:?} {}[{j}]: analytic {} vs finite difference {fd}",
-                    t.name,
-                    grads[i]
-                );
-            }
-        }
+        assert_fd_tensors(&format!("{kind:?}"), &layout, &flat, &grads, loss, 1e-6);
     }
 }
 

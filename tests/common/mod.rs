@@ -127,3 +127,34 @@ pub fn assert_rel(what: &str, got: &[f64], want: &[f64], tol: f64) {
     let rel = (num / den).sqrt();
     assert!(rel <= tol, "{what}: relative error {rel:.3e} > {tol:.0e}");
 }
+
+/// [`assert_fd`] for a whole model's flat parameters: three entries (first, middle, last) of
+/// every tensor of `layout`, |grad − fd| ≤ tol·(1 + |fd|).
+pub fn assert_fd_tensors(
+    what: &str,
+    layout: &imba::model::ParamLayout,
+    flat: &[f64],
+    grads: &[f64],
+    loss: impl Fn(&[f64]) -> f64,
+    tol: f64,
+) {
+    let h = 1e-6;
+    let mut x = flat.to_vec();
+    for t in &layout.tensors {
+        for j in [0, t.len() / 2, t.len() - 1] {
+            let i = t.offset + j;
+            x[i] = flat[i] + h;
+            let up = loss(&x);
+            x[i] = flat[i] - h;
+            let down = loss(&x);
+            x[i] = flat[i];
+            let fd = (up - down) / (2.0 * h);
+            assert!(
+                (grads[i] - fd).abs() <= tol * (1.0 + fd.abs()),
+                "{what} {}[{j}]: analytic {} vs finite difference {fd}",
+                t.name,
+                grads[i]
+            );
+        }
+    }
+}
