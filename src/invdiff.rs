@@ -13,7 +13,7 @@
 //! The DiT forwards and the δ backward and optimiser run on the GPU; the group arithmetic
 //! (B samples × G groups per step) runs on the host between them.
 
-use crate::data::{shuffled, Dataset};
+use crate::data::{Dataset, EpochOrder};
 use crate::diffusion::DdpmSchedule;
 use crate::generate::{generate, Delta, SampleSpec};
 use crate::gpu::Gpu;
@@ -402,19 +402,10 @@ pub fn train_delta(
     let threshold = crate::kernels::noise::dropout_threshold(base_config.label_dropout);
     let geometry = dm.geometry(b as u32);
     let slots = dm.label_slots as usize;
-    let mut perm: Option<(u32, Vec<usize>)> = None;
+    let mut order = EpochOrder::new(data.len(), o.seed, 0x4000_0000);
     let mut losses = Vec::with_capacity(o.steps as usize);
     for s in 0..o.steps {
-        let idx: Vec<usize> = (0..b as u64)
-            .map(|j| {
-                let p = s as u64 * b as u64 + j;
-                let epoch = (p / data.len() as u64) as u32;
-                if perm.as_ref().map(|(e, _)| *e) != Some(epoch) {
-                    perm = Some((epoch, shuffled(data.len(), o.seed, 0x4000_0000 ^ epoch)));
-                }
-                perm.as_ref().expect("set above").1[(p % data.len() as u64) as usize]
-            })
-            .collect();
+        let idx = order.batch(s, b as u32);
         let x0: Vec<f32> = idx
             .iter()
             .flat_map(|&i| data.image(i).iter().copied())

@@ -167,6 +167,43 @@ pub fn shuffled(n: usize, seed: u32, salt: u32) -> Vec<usize> {
     idx
 }
 
+/// An endless sequence of epochs over n items, each a [`shuffled`] order keyed by
+/// (seed, salt ^ epoch); the current epoch's order is kept.
+#[derive(Clone, Debug)]
+pub struct EpochOrder {
+    n: usize,
+    seed: u32,
+    salt: u32,
+    current: Option<(u32, Vec<usize>)>,
+}
+
+impl EpochOrder {
+    pub fn new(n: usize, seed: u32, salt: u32) -> Self {
+        Self {
+            n,
+            seed,
+            salt,
+            current: None,
+        }
+    }
+
+    /// The items of step `s` with batch `b`: positions s·b .. s·b + b of the sequence.
+    pub fn batch(&mut self, s: u32, b: u32) -> Vec<usize> {
+        let n = self.n as u64;
+        (0..b as u64)
+            .map(|j| {
+                let p = s as u64 * b as u64 + j;
+                let epoch = (p / n) as u32;
+                if self.current.as_ref().map(|(e, _)| *e) != Some(epoch) {
+                    let order = shuffled(self.n, self.seed, self.salt ^ epoch);
+                    self.current = Some((epoch, order));
+                }
+                self.current.as_ref().expect("set above").1[(p % n) as usize]
+            })
+            .collect()
+    }
+}
+
 /// A uniform f64 in [0, 1) from Philox (key (seed, salt), counter (i, stream)).
 pub fn uniform(seed: u32, salt: u32, stream: u32, i: u32) -> f64 {
     let w = crate::reference::rng::philox4x32_10([i, stream, 0, 0], [seed, salt]);

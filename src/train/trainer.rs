@@ -9,7 +9,7 @@
 
 use super::config::CbdmPrior;
 use super::{Objective, Process, TrainConfig};
-use crate::data::{shuffled, Dataset};
+use crate::data::{Dataset, EpochOrder};
 use crate::diffusion::DdpmSchedule;
 use crate::gpu::Gpu;
 use crate::kernels::{
@@ -94,7 +94,7 @@ pub struct Trainer<'g> {
     schedule: DdpmSchedule,
     /// Steps done.
     pub step: u32,
-    perm: Option<(u32, Vec<usize>)>,
+    order: EpochOrder,
     /// [`Dataset::fingerprint`] of `data`, stored in checkpoints.
     pub fingerprint: u64,
     /// The last step's batch (indices into `data`) and, for IMBA, its D per (sample, token),
@@ -220,7 +220,7 @@ impl<'g> Trainer<'g> {
             table,
             schedule,
             step: state.step,
-            perm: None,
+            order: EpochOrder::new(data.len(), config.seed, 0x8000_0000),
             fingerprint: data.fingerprint(),
             last_batch: Vec::new(),
             last_d: Vec::new(),
@@ -244,19 +244,7 @@ impl<'g> Trainer<'g> {
     /// The images of step `s`'s batch: positions s·B .. s·B+B of an endless sequence of
     /// epochs, each a Philox shuffle of the data set keyed by (seed, epoch).
     pub fn batch_indices(&mut self, s: u32) -> Vec<usize> {
-        let n = self.data.len() as u64;
-        let b = self.config.batch as u64;
-        (0..b)
-            .map(|j| {
-                let p = s as u64 * b + j;
-                let epoch = (p / n) as u32;
-                if self.perm.as_ref().map(|(e, _)| *e) != Some(epoch) {
-                    let perm = shuffled(n as usize, self.config.seed, 0x8000_0000 ^ epoch);
-                    self.perm = Some((epoch, perm));
-                }
-                self.perm.as_ref().unwrap().1[(p % n) as usize]
-            })
-            .collect()
+        self.order.batch(s, self.config.batch)
     }
 
     /// Step `s`'s timesteps: DDPM integers in 0..T, or flow times in [0, 1).
