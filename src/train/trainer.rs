@@ -267,6 +267,16 @@ impl<'g> Trainer<'g> {
     /// - CBDM: the labels (all ∅ on a whole-batch unconditional step), then the extra
     ///   labels y' (see [`Self::cbdm_unconditional`] and [`Self::cbdm_prior_row`]).
     pub fn label_rows(&self, s: u32, idx: &[usize]) -> Vec<u32> {
+        self.label_rows_given(s, idx, self.whole_batch_unconditional(s))
+    }
+
+    /// CBDM's whole-batch unconditional draw of step `s` (false for the other objectives).
+    fn whole_batch_unconditional(&self, s: u32) -> bool {
+        self.config.objective == Objective::Cbdm && self.cbdm_unconditional(s)
+    }
+
+    /// [`Self::label_rows`] with the step's unconditional draw already made.
+    fn label_rows_given(&self, s: u32, idx: &[usize], unconditional: bool) -> Vec<u32> {
         let slots = self.model.label_slots as usize;
         let null_row = |v: &mut Vec<u32>| {
             v.push(self.model.null_label());
@@ -274,7 +284,6 @@ impl<'g> Trainer<'g> {
         };
         let objective = self.config.objective;
         let threshold = crate::kernels::noise::dropout_threshold(self.config.label_dropout);
-        let unconditional = objective == Objective::Cbdm && self.cbdm_unconditional(s);
         let mut rows = Vec::with_capacity(idx.len() * slots * 2);
         for (b, &i) in idx.iter().enumerate() {
             let dropped = matches!(objective, Objective::Baseline | Objective::Ccua)
@@ -367,7 +376,9 @@ impl<'g> Trainer<'g> {
             Process::Ddpm => t.clone(),
             Process::Flow => t.iter().map(|v| v * FLOW_TIME_SCALE).collect(),
         };
-        let labels = self.label_rows(s, &idx);
+        // Drawn once: it sets the label rows and whether the regulariser runs.
+        let unconditional = self.whole_batch_unconditional(s);
+        let labels = self.label_rows_given(s, &idx, unconditional);
         queue.write_buffer(&self.x0, 0, bytemuck::cast_slice(&x0));
         queue.write_buffer(&self.t_noise, 0, bytemuck::cast_slice(&t));
         self.acts
@@ -409,7 +420,7 @@ impl<'g> Trainer<'g> {
             LossBuffers::Pair(p) => Some(p),
             _ => None,
         };
-        let regularise = !(c.objective == Objective::Cbdm && self.cbdm_unconditional(s));
+        let regularise = !unconditional;
         if let Some(p) = pair {
             queue.write_buffer(
                 &p.weight,
