@@ -233,7 +233,7 @@ fn invdiff(
 ) -> Result<RunResult> {
     let base = root.join("baseline").join(format!("seed{seed}"));
     let saved = crate::train::state::load(&base.join(run::CHECKPOINT))?;
-    let mut o = crate::invdiff::Options::for_base(&saved.config, &saved.model);
+    let mut o = crate::invdiff::Options::for_base(&saved.config);
     o.steps = steps;
     let r = crate::invdiff::run(gpu, &base, &o, eval, dir)?;
     Ok(RunResult {

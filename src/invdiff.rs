@@ -65,7 +65,7 @@ pub struct Options {
 impl Options {
     /// The published settings (δ a copy of the frozen model), with the base run's batch
     /// and learning rate.
-    pub fn for_base(base: &TrainConfig, _model: &DitConfig) -> Self {
+    pub fn for_base(base: &TrainConfig) -> Self {
         Self {
             groups: 8,
             group_epochs: 500,

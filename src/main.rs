@@ -576,7 +576,7 @@ fn seedselect(gpu: &Gpu, a: SeedSelectArgs) -> imba::Result<()> {
 
 fn invdiff(gpu: &Gpu, a: InvDiffArgs) -> imba::Result<()> {
     let saved = imba::train::state::load(&a.base.join(imba::train::run::CHECKPOINT))?;
-    let mut o = imba::invdiff::Options::for_base(&saved.config, &saved.model);
+    let mut o = imba::invdiff::Options::for_base(&saved.config);
     o.steps = a.steps;
     o.groups = a.groups;
     o.r = a.r;

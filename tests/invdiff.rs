@@ -174,7 +174,7 @@ fn delta_starts_at_zero_and_training_lowers_the_group_loss() {
         process: Process::Ddpm,
         ..Default::default()
     };
-    let mut o = invdiff::Options::for_base(&tc, &cfg);
+    let mut o = invdiff::Options::for_base(&tc);
     o.batch = 16;
     o.steps = 0;
     o.draws = 2;
