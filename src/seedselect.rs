@@ -558,13 +558,14 @@ pub fn batch_loss(
 }
 
 /// SeedSelect's encoder: the crate's MLP classifier trained on the run's training split,
-/// one class per distinct label row. Returns it with the class of each training image.
-pub fn train_encoder(data: &Dataset, epochs: u32, seed: u32) -> (Classifier, Vec<Vec<u32>>) {
-    let mut rows: Vec<Vec<u32>> = (0..data.len())
-        .map(|i| data.labels_of(i).to_vec())
-        .collect();
-    rows.sort();
-    rows.dedup();
+/// one class per distinct label row. Returns it with the distinct rows and the class of each
+/// training image.
+pub fn train_encoder(
+    data: &Dataset,
+    epochs: u32,
+    seed: u32,
+) -> (Classifier, Vec<Vec<u32>>, Vec<u32>) {
+    let rows = data.distinct_label_rows();
     let classes: Vec<u32> = (0..data.len())
         .map(|i| {
             rows.binary_search_by(|r| r.as_slice().cmp(data.labels_of(i)))
@@ -572,7 +573,7 @@ pub fn train_encoder(data: &Dataset, epochs: u32, seed: u32) -> (Classifier, Vec
         })
         .collect();
     let clf = Classifier::train(&data.images, &classes, rows.len().max(2), epochs, seed);
-    (clf, rows)
+    (clf, rows, classes)
 }
 
 /// Epochs of the encoder's full-batch Adam.
@@ -660,14 +661,7 @@ pub fn run(
         .flat_map(|&i| data.image(i).iter().copied())
         .collect();
     let t0 = std::time::Instant::now();
-    let (encoder, rows) = train_encoder(&data, ENCODER_EPOCHS, saved.config.seed);
-    let classes: Vec<u32> = (0..data.len())
-        .map(|i| {
-            rows.iter()
-                .position(|r| r == data.labels_of(i))
-                .unwrap_or(0) as u32
-        })
-        .collect();
+    let (encoder, rows, classes) = train_encoder(&data, ENCODER_EPOCHS, saved.config.seed);
     let acc = encoder.accuracy(&data.images, &classes);
     let encoder_seconds = t0.elapsed().as_secs_f64();
     let (sem_weight, app_weight) = weights;

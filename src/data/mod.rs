@@ -66,6 +66,16 @@ impl Dataset {
         &self.labels[i * s..(i + 1) * s]
     }
 
+    /// The distinct label rows of the set, sorted.
+    pub fn distinct_label_rows(&self) -> Vec<Vec<u32>> {
+        let mut rows: Vec<Vec<u32>> = (0..self.len())
+            .map(|i| self.labels_of(i).to_vec())
+            .collect();
+        rows.sort();
+        rows.dedup();
+        rows
+    }
+
     /// How many images carry each label.
     pub fn label_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.label_names.len()];

@@ -191,12 +191,7 @@ impl<'g> Trainer<'g> {
         };
         let prior_rows =
             if config.objective == Objective::Cbdm && config.cbdm_prior == CbdmPrior::Uniform {
-                let mut rows: Vec<Vec<u32>> = (0..data.len())
-                    .map(|i| data.labels_of(i).to_vec())
-                    .collect();
-                rows.sort();
-                rows.dedup();
-                rows
+                data.distinct_label_rows()
             } else {
                 Vec::new()
             };
