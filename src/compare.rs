@@ -8,9 +8,10 @@
 //! the same folder reuses finished runs and resumes unfinished ones, so a long comparison can
 //! be stopped and continued.
 
-use crate::eval::{evaluate_run, stats::mean_std, EvalOptions, Evaluation};
+use crate::eval::{evaluate_run, EvalOptions, Evaluation};
+use crate::stats::mean_std;
 use crate::gpu::Gpu;
-use crate::plot::{bars, lines, Series};
+use crate::report::plot::{bars, lines, Series};
 use crate::train::run::io;
 use crate::train::{monitor, run, DatasetKind, TrainOptions};
 use crate::{Error, Result};
@@ -233,9 +234,9 @@ fn invdiff(
 ) -> Result<RunResult> {
     let base = root.join("baseline").join(format!("seed{seed}"));
     let saved = crate::train::state::load(&base.join(run::CHECKPOINT))?;
-    let mut o = crate::invdiff::Options::for_base(&saved.config);
+    let mut o = crate::remedies::invdiff::Options::for_base(&saved.config);
     o.steps = steps;
-    let r = crate::invdiff::run(gpu, &base, &o, eval, dir)?;
+    let r = crate::remedies::invdiff::run(gpu, &base, &o, eval, dir)?;
     Ok(RunResult {
         variant: "invdiff".into(),
         seed,
@@ -261,9 +262,9 @@ fn save_eval_samples(
     if m.image_len() == 2 {
         let points: Vec<[f32; 2]> = e.images.chunks(2).map(|p| [p[0], p[1]]).collect();
         let means = crate::data::toy2d_means(c.classes, crate::data::Toy2dSpec::default().radius);
-        crate::plot::scatter(&path, "evaluation samples", &points, &e.labels, &means)
+        crate::report::plot::scatter(&path, "evaluation samples", &points, &e.labels, &means)
     } else {
-        crate::images::save_grid(
+        crate::report::images::save_grid(
             &path,
             &e.images,
             m.channels,

@@ -14,22 +14,35 @@
 //! - [`diffusion`]: noise schedules.
 //! - [`bench`]: the kernel benchmark shared by `cargo bench` and `imba bench kernels`.
 
+#[cfg(feature = "workflow")]
 pub mod bench;
+#[cfg(feature = "workflow")]
 pub mod compare;
+#[cfg(feature = "workflow")]
 pub mod data;
 pub mod diffusion;
 pub mod error;
+#[cfg(feature = "workflow")]
 pub mod eval;
-pub mod generate;
 pub mod gpu;
-pub mod images;
-pub mod invdiff;
 pub mod kernels;
 pub mod model;
-pub mod plot;
 pub mod reference;
-pub mod seedselect;
+#[cfg(feature = "workflow")]
+pub mod remedies;
+#[cfg(feature = "workflow")]
+pub mod report;
+pub mod rng;
 pub mod shaders;
+#[cfg(feature = "workflow")]
+pub mod stats;
+#[cfg(feature = "workflow")]
 pub mod train;
 
 pub use error::{Error, Result};
+
+/// The wgpu this crate is built against: use it (`imba::wgpu`) so that your device, buffers and
+/// encoders are of the same version as the launchers' parameters.
+pub use wgpu;
+/// The naga this crate translates its shaders with.
+pub use naga;

@@ -526,7 +526,7 @@ fn compare(gpu: &Gpu, a: CompareArgs) -> imba::Result<()> {
 }
 
 fn seedselect(gpu: &Gpu, a: SeedSelectArgs) -> imba::Result<()> {
-    let o = imba::seedselect::Options {
+    let o = imba::remedies::seedselect::Options {
         samples: a.samples,
         steps: a.steps,
         iters: a.iters,
@@ -542,7 +542,7 @@ fn seedselect(gpu: &Gpu, a: SeedSelectArgs) -> imba::Result<()> {
             a.label.replace(['+', ':', '/'], "_")
         ))
     });
-    let r = imba::seedselect::run(
+    let r = imba::remedies::seedselect::run(
         gpu,
         &a.run,
         &a.label,
@@ -576,20 +576,20 @@ fn seedselect(gpu: &Gpu, a: SeedSelectArgs) -> imba::Result<()> {
 
 fn invdiff(gpu: &Gpu, a: InvDiffArgs) -> imba::Result<()> {
     let saved = imba::train::state::load(&a.base.join(imba::train::run::CHECKPOINT))?;
-    let mut o = imba::invdiff::Options::for_base(&saved.config);
+    let mut o = imba::remedies::invdiff::Options::for_base(&saved.config);
     o.steps = a.steps;
     o.groups = a.groups;
     o.r = a.r;
     o.draws = a.draws;
     o.var_weight = a.var_weight;
     if let Some(depth) = a.delta_depth {
-        o.delta_init = imba::invdiff::DeltaInit::Scratch { depth };
+        o.delta_init = imba::remedies::invdiff::DeltaInit::Scratch { depth };
     }
     if let Some(lr) = a.lr {
         o.lr = lr;
     }
     let out = a.out.unwrap_or_else(|| a.base.join("invdiff"));
-    let r = imba::invdiff::run(gpu, &a.base, &o, &a.sampling.options(), &out)?;
+    let r = imba::remedies::invdiff::run(gpu, &a.base, &o, &a.sampling.options(), &out)?;
     println!(
         "groups: spread of the group-mean losses {:.4} -> {:.4}; mass {:?}",
         r.spread_start,
@@ -622,11 +622,11 @@ fn sample(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
     let mut rows: Vec<Vec<u32>> = Vec::new();
     if !a.concepts.is_empty() {
         for list in &a.concepts {
-            rows.push(imba::generate::parse_label_row(list, names, m)?);
+            rows.push(imba::diffusion::generate::parse_label_row(list, names, m)?);
         }
     } else if !a.labels.is_empty() {
         for l in &a.labels {
-            rows.push(imba::generate::parse_label_row(l, names, m)?);
+            rows.push(imba::diffusion::generate::parse_label_row(l, names, m)?);
         }
     } else if slots == 1 {
         rows = (0..m.num_labels).map(|l| vec![l]).collect();
@@ -662,9 +662,9 @@ fn sample(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
         &saved.state.ema
     };
     let start = std::time::Instant::now();
-    let images = imba::generate::generate(
+    let images = imba::diffusion::generate::generate(
         gpu,
-        &imba::generate::SampleSpec {
+        &imba::diffusion::generate::SampleSpec {
             model: m,
             params,
             process,
@@ -688,7 +688,7 @@ fn sample(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
         Vec::new()
     };
     let written =
-        imba::generate::save_samples(&out, m, &images, &labels, names, a.count, &centres)?;
+        imba::report::save_samples(&out, m, &images, &labels, names, a.count, &centres)?;
     println!(
         "{} samples in {:.1} s ({sampler:?}, guidance {}, {} weights of step {})",
         labels.len() / slots,

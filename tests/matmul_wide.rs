@@ -3,8 +3,6 @@
 //! binary (its own process) does first. The same cases as the 8-lane path.
 
 mod common;
-#[path = "common/matmul_check.rs"]
-mod matmul_check;
 use imba::kernels::{MatmulKernels, MatmulPath};
 
 #[test]
@@ -15,8 +13,11 @@ fn sixteen_lane_matmul_matches_reference_every_layout() {
         .unwrap()
         .path(&g.device, 64, 64);
     if path != MatmulPath::Texture16 {
-        eprintln!("skipped: the adapter does not run 16-lane subgroups here (path {path:?})");
+        common::skip(
+            "sixteen_lane_matmul_matches_reference_every_layout",
+            &format!("the adapter does not run 16-lane subgroups here (path {path:?})"),
+        );
         return;
     }
-    matmul_check::texture_path_cases(g);
+    common::matmul_check::texture_path_cases(g);
 }

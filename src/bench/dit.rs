@@ -4,7 +4,7 @@
 use crate::gpu::Gpu;
 use crate::kernels::{ImbaParams, LossKernels, OptimKernels, Region, Target};
 use crate::model::{Activations, Dit, DitConfig, DualLoss, ParamLayout};
-use crate::reference::optim::AdamW;
+use crate::kernels::optim::AdamW;
 use crate::Result;
 use std::time::Instant;
 

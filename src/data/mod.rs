@@ -170,7 +170,7 @@ impl Dataset {
 pub fn shuffled(n: usize, seed: u32, salt: u32) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
-        let w = crate::reference::rng::philox4x32_10([i as u32, 4, 0, 0], [seed, salt])[0];
+        let w = crate::rng::philox4x32_10([i as u32, 4, 0, 0], [seed, salt])[0];
         let j = ((w as u64 * (i as u64 + 1)) >> 32) as usize;
         idx.swap(i, j);
     }
@@ -216,6 +216,13 @@ impl EpochOrder {
 
 /// A uniform f64 in [0, 1) from Philox (key (seed, salt), counter (i, stream)).
 pub fn uniform(seed: u32, salt: u32, stream: u32, i: u32) -> f64 {
-    let w = crate::reference::rng::philox4x32_10([i, stream, 0, 0], [seed, salt]);
+    let w = crate::rng::philox4x32_10([i, stream, 0, 0], [seed, salt]);
     (((w[0] as u64) << 21) ^ (w[1] as u64 >> 11)) as f64 / (1u64 << 53) as f64
+}
+
+/// `per` copies of every label, label by label.
+pub fn class_labels(data: &Dataset, per: u32) -> Vec<u32> {
+    (0..data.num_labels())
+        .flat_map(|l| std::iter::repeat_n(l, per as usize))
+        .collect()
 }

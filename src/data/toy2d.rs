@@ -2,7 +2,7 @@
 //! channels per sample (H = W = 1), so a DiT with patch 1 sees one token.
 
 use super::{profile_counts, Dataset, Profile};
-use crate::reference::rng::normals4;
+use crate::rng::normals4;
 use crate::Result;
 
 /// How a `toy2d` set is drawn.

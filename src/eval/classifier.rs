@@ -3,7 +3,7 @@
 //! layer is the feature space of the Fréchet distance. Deterministic: the initialisation comes
 //! from Philox and the sums run in a fixed order.
 
-use crate::reference::rng::normals4;
+use crate::rng::normals4;
 
 /// Hidden units (also the feature size).
 pub const HIDDEN: usize = 64;

@@ -11,13 +11,15 @@
 
 pub mod classifier;
 pub mod detector;
-pub mod stats;
 
 use crate::data::{is_inert, toy2d_means, Dataset, Toy2dSpec, CONCEPTS_PER_SLOT};
 use crate::diffusion::Sampler;
-use crate::generate::{generate, SampleSpec};
+use crate::diffusion::generate::{generate, SampleSpec};
 use crate::gpu::Gpu;
-use crate::train::{setup, state, DatasetKind, Process, TrainConfig};
+use crate::data::class_labels;
+use crate::diffusion::Process;
+use crate::stats;
+use crate::train::{setup, state, DatasetKind, TrainConfig};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -201,12 +203,6 @@ pub fn score(
     })
 }
 
-/// `per` copies of every label, label by label.
-pub fn class_labels(data: &Dataset, per: u32) -> Vec<u32> {
-    (0..data.num_labels())
-        .flat_map(|l| std::iter::repeat_n(l, per as usize))
-        .collect()
-}
 
 /// Every concepts-mode prompt (left shape, left colour, right shape, right colour), each
 /// `per` times: 16 × 16 = 256 prompts.

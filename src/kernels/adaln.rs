@@ -3,8 +3,11 @@
 
 use super::common::{self, Region, Slot};
 use super::linear_texture::{self, LinearTextures};
-use crate::reference::adaln::LN_EPS;
 use crate::{Error, Result};
+
+/// DiT's LayerNorm epsilon.
+pub const LN_EPS: f64 = 1e-6;
+
 
 /// A token stream of `rows` rows of `dim` values, `tokens` consecutive rows per sample.
 #[derive(Clone, Copy, Debug)]

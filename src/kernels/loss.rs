@@ -21,8 +21,8 @@ use std::sync::Mutex;
     Default,
     serde::Serialize,
     serde::Deserialize,
-    clap::ValueEnum,
 )]
+#[cfg_attr(feature = "workflow", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum DForm {
     /// D = mean_k |ε − ε_u|^γ (the paper's default).
@@ -44,8 +44,8 @@ pub enum DForm {
     Default,
     serde::Serialize,
     serde::Deserialize,
-    clap::ValueEnum,
 )]
+#[cfg_attr(feature = "workflow", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Normalize {
     #[default]
@@ -64,8 +64,8 @@ pub enum Normalize {
     Default,
     serde::Serialize,
     serde::Deserialize,
-    clap::ValueEnum,
 )]
+#[cfg_attr(feature = "workflow", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Granularity {
     #[default]

@@ -2,8 +2,18 @@
 //! EMA over flat parameter buffers.
 
 use super::common::{self, Region, Slot};
-use crate::reference::optim::AdamW;
 use crate::{Error, Result};
+
+/// AdamW hyper-parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct AdamW {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
 
 /// Most workgroups of the first gradient-norm pass (the second pass sums their partials).
 const MAX_PARTIALS: u32 = 1024;

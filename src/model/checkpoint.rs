@@ -11,7 +11,7 @@
 //! write never leaves a truncated checkpoint behind.
 
 use super::{DitConfig, ParamLayout};
-use crate::reference::embed::pos_embed_2d;
+use super::sincos::pos_embed_2d;
 use crate::{Error, Result};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use std::collections::HashMap;

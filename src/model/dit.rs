@@ -10,7 +10,7 @@ use crate::kernels::{
     Activation, ActivationKernels, AdaLnKernels, AttentionKernels, AttentionShape, Columns,
     EmbedKernels, Labels, Layout, MatmulArgs, MatmulKernels, Modulation, Region, Stream, NO_LABEL,
 };
-use crate::reference::embed as ref_embed;
+use super::sincos;
 use crate::{Error, Result};
 use wgpu::util::DeviceExt;
 
@@ -337,7 +337,7 @@ impl Activations {
             )));
         }
         let t64: Vec<f64> = timesteps.iter().map(|&t| t as f64).collect();
-        let feats: Vec<f32> = ref_embed::timestep_features(&t64)
+        let feats: Vec<f32> = sincos::timestep_features(&t64)
             .iter()
             .map(|&v| v as f32)
             .collect();
@@ -388,7 +388,7 @@ impl Dit {
                 usage: usage(),
             })
         };
-        let pos: Vec<f32> = ref_embed::pos_embed_2d(
+        let pos: Vec<f32> = sincos::pos_embed_2d(
             config.dim as usize,
             (config.height / config.patch) as usize,
             (config.width / config.patch) as usize,

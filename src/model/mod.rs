@@ -8,6 +8,7 @@ pub mod dit;
 pub mod memory;
 pub mod pair_loss;
 pub mod params;
+pub mod sincos;
 pub mod tokens;
 
 pub use config::DitConfig;

@@ -3,7 +3,6 @@
 //! tokens (i, j, c) (DiT's unpatchify order, the loss's layout).
 
 use crate::kernels::ImageGeometry;
-use crate::reference::noise::{embed_token_index, prediction_flat_index};
 
 /// (B, C, H, W) → (B·N, C·p²) input tokens in (c, i, j) order.
 pub fn patchify(images: &[f32], g: &ImageGeometry) -> Vec<f32> {
@@ -51,4 +50,40 @@ pub fn unpatchify_input(tokens: &[f32], g: &ImageGeometry) -> Vec<f32> {
     (0..tokens.len())
         .map(|idx| tokens[embed_token_index(g, idx)])
         .collect()
+}
+
+/// Token index (b, n, k) of flat element `idx` of (B,C,H,W) for the DiT's patch-embedding
+/// input, channel order (c, i, j).
+pub fn embed_token_index(g: &ImageGeometry, idx: usize) -> usize {
+    let (c_, h_, w_, p) = (
+        g.channels as usize,
+        g.height as usize,
+        g.width as usize,
+        g.patch as usize,
+    );
+    let w = idx % w_;
+    let h = (idx / w_) % h_;
+    let c = (idx / (w_ * h_)) % c_;
+    let b = idx / (w_ * h_ * c_);
+    let n_tokens = (h_ / p) * (w_ / p);
+    let n = (h / p) * (w_ / p) + w / p;
+    let k = (c * p + h % p) * p + w % p;
+    (b * n_tokens + n) * (c_ * p * p) + k
+}
+
+/// Flat (B,C,H,W) index of value k of token (b, n) in the prediction layout, order (i, j, c).
+pub fn prediction_flat_index(g: &ImageGeometry, b: usize, n: usize, k: usize) -> usize {
+    let (c_, h_, w_, p) = (
+        g.channels as usize,
+        g.height as usize,
+        g.width as usize,
+        g.patch as usize,
+    );
+    let tw = w_ / p;
+    let c = k % c_;
+    let j = (k / c_) % p;
+    let i = k / (c_ * p);
+    let h = (n / tw) * p + i;
+    let w = (n % tw) * p + j;
+    ((b * c_ + c) * h_ + h) * w_ + w
 }

@@ -2,8 +2,7 @@
 //! gated residual, and their backwards, written as the math. Token rows are `dim` values;
 //! row r belongs to sample r / tokens, whose shift, scale and gate are rows of (samples, dim).
 
-/// DiT's LayerNorm epsilon.
-pub const LN_EPS: f64 = 1e-6;
+pub use crate::kernels::adaln::LN_EPS;
 
 /// x̂ = (x − mean)/√(var + ε) per row, and 1/√(var + ε) per row.
 pub fn layer_norm(x: &[f64], dim: usize) -> (Vec<f64>, Vec<f64>) {

@@ -12,4 +12,3 @@ pub mod matmul;
 pub mod noise;
 pub mod optim;
 pub mod pair;
-pub mod rng;

@@ -1,43 +1,9 @@
 //! Forward process into patch tokens, and label dropout.
 
-use super::rng;
 use crate::kernels::ImageGeometry;
+use crate::rng;
 
-/// Token index (b, n, k) of flat element `idx` of (B,C,H,W) for the DiT's patch-embedding
-/// input, channel order (c, i, j).
-pub fn embed_token_index(g: &ImageGeometry, idx: usize) -> usize {
-    let (c_, h_, w_, p) = (
-        g.channels as usize,
-        g.height as usize,
-        g.width as usize,
-        g.patch as usize,
-    );
-    let w = idx % w_;
-    let h = (idx / w_) % h_;
-    let c = (idx / (w_ * h_)) % c_;
-    let b = idx / (w_ * h_ * c_);
-    let n_tokens = (h_ / p) * (w_ / p);
-    let n = (h / p) * (w_ / p) + w / p;
-    let k = (c * p + h % p) * p + w % p;
-    (b * n_tokens + n) * (c_ * p * p) + k
-}
-
-/// Flat (B,C,H,W) index of value k of token (b, n) in the prediction layout, order (i, j, c).
-pub fn prediction_flat_index(g: &ImageGeometry, b: usize, n: usize, k: usize) -> usize {
-    let (c_, h_, w_, p) = (
-        g.channels as usize,
-        g.height as usize,
-        g.width as usize,
-        g.patch as usize,
-    );
-    let tw = w_ / p;
-    let c = k % c_;
-    let j = (k / c_) % p;
-    let i = k / (c_ * p);
-    let h = (n / tw) * p + i;
-    let w = (n % tw) * p + j;
-    ((b * c_ + c) * h_ + h) * w_ + w
-}
+pub use crate::model::tokens::{embed_token_index, prediction_flat_index};
 
 /// x_t = a_b·x0 + s_b·ε as embedding tokens, with per-sample coefficients (a_b, s_b).
 pub fn noise_to_tokens(
@@ -78,12 +44,7 @@ pub fn target_tokens(g: &ImageGeometry, seed: u32, step: u32, x0: Option<&[f32]>
     out
 }
 
-/// Whether sample b's label is dropped: the 24-bit word of Philox stream 1, counter b, key
-/// (seed, step), is below `threshold` (see `kernels::noise::dropout_threshold`).
-pub fn dropped(seed: u32, step: u32, b: u32, threshold: u32) -> bool {
-    let x = rng::philox4x32_10([b, 1, 0, 0], [seed, step]);
-    (x[0] >> 8) < threshold
-}
+pub use crate::rng::dropped;
 
 /// Label dropout: label b becomes `null_label` when [`dropped`] says so.
 pub fn label_dropout(

@@ -1,15 +1,7 @@
 //! f64 references of `shaders/optim.wgsl`: global gradient norm with PyTorch's clip factor,
 //! AdamW (torch.optim.AdamW's update), EMA.
 
-/// AdamW hyper-parameters.
-#[derive(Clone, Copy, Debug)]
-pub struct AdamW {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-}
+pub use crate::kernels::optim::AdamW;
 
 /// √(Σ g²).
 pub fn grad_norm(g: &[f64]) -> f64 {

@@ -5,6 +5,7 @@
 use crate::data::Profile;
 use crate::kernels::{DForm, Granularity, ImbaParams, Normalize};
 use crate::{Error, Result};
+use crate::diffusion::Process;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -55,16 +56,6 @@ impl Objective {
             Objective::Ccua => "ccua",
         }
     }
-}
-
-/// The diffusion process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Process {
-    /// DDPM ε-prediction, T = 1000, linear β 1e-4..0.02.
-    Ddpm,
-    /// Rectified flow, velocity ε − x0, t ~ U(0, 1) (the model sees 1000·t).
-    Flow,
 }
 
 /// The data set.

@@ -3,7 +3,8 @@
 pub mod config;
 pub mod monitor;
 
-pub use config::{DatasetKind, Objective, Process, TrainConfig, TrainOptions};
+pub use crate::diffusion::Process;
+pub use config::{DatasetKind, Objective, TrainConfig, TrainOptions};
 pub mod setup;
 pub mod state;
 pub mod trainer;

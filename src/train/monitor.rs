@@ -9,7 +9,7 @@
 //! label's training frequency by Spearman's ρ.
 
 use crate::data::Dataset;
-use crate::eval::stats::spearman;
+use crate::stats::spearman;
 use crate::model::DitConfig;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -155,7 +155,7 @@ pub fn points(s: &DSummary) -> Vec<(f64, f64)> {
 /// Mean D against training frequency (log scale), one point per label.
 pub fn plot(path: &Path, s: &DSummary, what: &str) -> Result<()> {
     let points = points(s);
-    crate::plot::lines(
+    crate::report::plot::lines(
         path,
         &format!(
             "{what}: mean D per label vs training frequency (Spearman {:.2})",
@@ -166,7 +166,7 @@ pub fn plot(path: &Path, s: &DSummary, what: &str) -> Result<()> {
             "mean D (second half of training)",
         ),
         true,
-        &[crate::plot::Series {
+        &[crate::report::plot::Series {
             name: what.into(),
             points,
         }],

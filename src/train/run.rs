@@ -3,7 +3,8 @@
 
 use super::{monitor, setup, state, DatasetKind, StepStats, TrainConfig, TrainOptions, Trainer};
 use crate::diffusion::Sampler;
-use crate::generate::{generate, save_samples, SampleSpec};
+use crate::report::save_samples;
+use crate::diffusion::generate::{generate, SampleSpec};
 use crate::gpu::Gpu;
 use crate::{Error, Result};
 use std::io::Write;
@@ -270,7 +271,7 @@ pub fn train(
     written.push(model_file);
     let log_all = read_log(&log_path);
     let curve = out.join("loss.png");
-    crate::plot::loss_curve(
+    crate::report::plot::loss_curve(
         &curve,
         &format!(
             "{} on {} ({})",
@@ -347,7 +348,7 @@ pub fn train(
 pub fn sample_labels(data: &crate::data::Dataset, count: u32) -> (Vec<u32>, u32) {
     if data.slots == 1 {
         let per = count.div_ceil(data.num_labels()).max(1);
-        (crate::eval::class_labels(data, per), per)
+        (crate::data::class_labels(data, per), per)
     } else {
         let order = crate::data::shuffled(data.len(), 1, 1);
         let labels = order

@@ -17,8 +17,9 @@ use crate::kernels::{
     Schedule, Target, TargetKind, NO_LABEL,
 };
 use crate::model::{Activations, Dit, DitConfig, DualLoss, PairLoss, ParamLayout};
-use crate::reference::optim::AdamW;
-use crate::reference::rng::philox4x32_10;
+use crate::diffusion::FLOW_TIME_SCALE;
+use crate::kernels::optim::AdamW;
+use crate::rng::philox4x32_10;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -28,8 +29,6 @@ const STREAM_TIMESTEP: u32 = 2;
 /// Philox stream of CBDM's extra labels y' (counter b) and of its whole-batch
 /// unconditional draw (counter B, one per step).
 const STREAM_CBDM: u32 = 3;
-/// The model's timestep input for flow time t ∈ [0, 1) is 1000·t.
-pub const FLOW_TIME_SCALE: f32 = 1000.0;
 
 /// What one step measured.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
@@ -282,7 +281,7 @@ impl<'g> Trainer<'g> {
         let mut rows = Vec::with_capacity(idx.len() * slots * 2);
         for (b, &i) in idx.iter().enumerate() {
             let dropped = matches!(objective, Objective::Baseline | Objective::Ccua)
-                && crate::reference::noise::dropped(self.config.seed, s, b as u32, threshold);
+                && crate::rng::dropped(self.config.seed, s, b as u32, threshold);
             if dropped || unconditional {
                 null_row(&mut rows);
             } else {

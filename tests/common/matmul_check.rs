@@ -1,8 +1,7 @@
 //! Shared by the matmul tests: every layout against the f64 reference, and the texture
 //! path's cases.
-#![allow(dead_code)]
 
-use super::common::{assert_close, Rand};
+use super::{assert_close, Rand};
 use imba::kernels::{Layout, MatmulArgs, MatmulKernels};
 use imba::reference::matmul as rm;
 

@@ -1,6 +1,8 @@
 //! Shared test helpers: one device per test binary, random inputs, tolerance checks.
 #![allow(dead_code)]
 
+pub mod matmul_check;
+
 use imba::gpu::Gpu;
 use std::sync::OnceLock;
 
@@ -156,5 +158,21 @@ pub fn assert_fd_tensors(
                 grads[i]
             );
         }
+    }
+}
+
+/// Records a skipped check: prints it and appends it to `target/tmp/skipped.txt`, which
+/// `scripts/test.sh` counts and reports after the run, so a skip is never a silent pass.
+pub fn skip(test: &str, reason: &str) {
+    use std::io::Write;
+    eprintln!("SKIPPED {test}: {reason}");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let _ = std::fs::create_dir_all(dir);
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("skipped.txt"))
+    {
+        let _ = writeln!(f, "{test}: {reason}");
     }
 }

@@ -1,0 +1,198 @@
+//! Sampling from a trained DiT: the chain runs on the host (one model evaluation per step on
+//! the GPU, a readback, the sampler's update), with classifier-free guidance
+//! ε̂ = ε_u + w·(ε_c − ε_u) computed from one forward of 2B rows (labels, then ∅).
+//!
+//! Reproducible: sample j's initial noise and every later z are Philox normals keyed by
+//! (seed, chain step) at j's flat indices, so a sample does not depend on the batch it was
+//! drawn in.
+
+use crate::diffusion::{DdpmSchedule, Sampler};
+use crate::gpu::Gpu;
+use crate::kernels::NO_LABEL;
+use crate::model::{tokens, Activations, Dit, DitConfig};
+use crate::rng::noise_range;
+use super::{Process, FLOW_TIME_SCALE};
+use crate::{Error, Result};
+
+/// What to sample.
+pub struct SampleSpec<'a> {
+    pub model: &'a DitConfig,
+    pub params: &'a [f32],
+    pub process: Process,
+    pub sampler: Sampler,
+    /// Guidance scale w (1 = conditional only, one pass of B rows; 0 = unconditional).
+    pub guidance: f32,
+    pub seed: u32,
+    /// Samples per model evaluation.
+    pub batch: u32,
+    /// InvDiff: a second model mixed into every prediction (before guidance).
+    pub delta: Option<Delta<'a>>,
+}
+
+/// A δ-model whose prediction is mixed with the main model's: r·ε_δ + (1 − r)·ε (InvDiff).
+#[derive(Clone, Copy)]
+pub struct Delta<'a> {
+    pub model: &'a DitConfig,
+    pub params: &'a [f32],
+    pub r: f32,
+}
+
+/// Draws one sample per label row (`labels` holds `label_slots` entries per sample; unused
+/// slots [`NO_LABEL`]); returns images (n, C, H, W).
+pub fn generate(gpu: &Gpu, s: &SampleSpec, labels: &[u32]) -> Result<Vec<f32>> {
+    let m = s.model;
+    let slots = m.label_slots as usize;
+    if labels.is_empty() || !labels.len().is_multiple_of(slots) {
+        return Err(Error::Shape(format!(
+            "{} labels for samples of {slots} label slots",
+            labels.len()
+        )));
+    }
+    if !s.guidance.is_finite() {
+        return Err(Error::Config(format!(
+            "guidance must be finite, got {}",
+            s.guidance
+        )));
+    }
+    if s.batch == 0 {
+        return Err(Error::Config(
+            "the sampling batch must be at least 1".into(),
+        ));
+    }
+    let n = labels.len() / slots;
+    let image = (m.channels * m.height * m.width) as usize;
+    if (n as u64) * (image as u64) >= u32::MAX as u64 {
+        return Err(Error::Shape(
+            "too many samples for 32-bit noise counters".into(),
+        ));
+    }
+    let schedule = DdpmSchedule::default_linear();
+    let chain = s.sampler.steps(&schedule)?;
+    let dev = &gpu.device;
+    let dit = Dit::new(dev, m.clone(), s.params)?;
+    let delta = match &s.delta {
+        Some(d) => {
+            if d.model.channels != m.channels
+                || d.model.height != m.height
+                || d.model.width != m.width
+                || d.model.patch != m.patch
+                || d.model.num_labels != m.num_labels
+                || d.model.label_slots != m.label_slots
+            {
+                return Err(Error::Config(
+                    "the δ-model's image shape or labels differ from the base model's".into(),
+                ));
+            }
+            Some((Dit::new(dev, d.model.clone(), d.params)?, d.model, d.r))
+        }
+        None => None,
+    };
+    let repeats = if s.guidance == 1.0 { 1 } else { 2 };
+    let mut out = Vec::with_capacity(n * image);
+    let mut start = 0usize;
+    while start < n {
+        let b = (s.batch as usize).min(n - start);
+        let acts = Activations::new(dev, m, b as u32, repeats)?;
+        let delta_acts = match &delta {
+            Some((_, dm, _)) => Some(Activations::new(dev, dm, b as u32, repeats)?),
+            None => None,
+        };
+        let geometry = m.geometry(b as u32);
+        let patches = gpu.zeros("sample_patches", (b * image * 4) as u64);
+        let mut rows = labels[start * slots..(start + b) * slots].to_vec();
+        if repeats == 2 {
+            for _ in 0..b {
+                rows.push(m.null_label());
+                rows.extend(std::iter::repeat_n(NO_LABEL, slots - 1));
+            }
+        }
+        let first = (start * image) as u64;
+        let mut x = noise_range(s.seed, 0, first, b * image);
+        for (k, st) in chain.iter().enumerate() {
+            let t = match s.process {
+                Process::Ddpm => st.t as f32,
+                Process::Flow => st.t as f32 * FLOW_TIME_SCALE,
+            };
+            acts.set_conditions(&gpu.queue, m, &vec![t; b], &rows)?;
+            if let (Some((_, dm, _)), Some(da)) = (&delta, &delta_acts) {
+                da.set_conditions(&gpu.queue, dm, &vec![t; b], &rows)?;
+            }
+            gpu.queue.write_buffer(
+                &patches,
+                0,
+                bytemuck::cast_slice(&tokens::patchify(&x, &geometry)),
+            );
+            let mut enc = gpu.encoder();
+            dit.record_forward(dev, &mut enc, &acts, &patches)?;
+            if let (Some((ddit, _, _)), Some(da)) = (&delta, &delta_acts) {
+                ddit.record_forward(dev, &mut enc, da, &patches)?;
+            }
+            gpu.submit_and_wait(enc)?;
+            let mut raw: Vec<f32> = gpu.read(&acts.out, repeats as usize * b * image)?;
+            if let (Some((_, _, r)), Some(da)) = (&delta, &delta_acts) {
+                let d: Vec<f32> = gpu.read(&da.out, raw.len())?;
+                for (v, dv) in raw.iter_mut().zip(d) {
+                    *v = r * dv + (1.0 - r) * *v;
+                }
+            }
+            let (cond, uncond) = raw.split_at(b * image);
+            let guided: Vec<f32> = if repeats == 2 {
+                cond.iter()
+                    .zip(uncond)
+                    .map(|(&c, &u)| u + s.guidance * (c - u))
+                    .collect()
+            } else {
+                cond.to_vec()
+            };
+            let pred = tokens::unpatchify(&guided, &geometry);
+            let z = if s.sampler.needs_noise(st) {
+                noise_range(s.seed, k as u32 + 1, first, b * image)
+            } else {
+                Vec::new()
+            };
+            s.sampler.update(&schedule, st, &mut x, &pred, &z);
+        }
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Diverged(format!(
+                "sample {} became non-finite; the checkpoint may be broken",
+                start + i / image
+            )));
+        }
+        out.extend(x);
+        start += b;
+    }
+    Ok(out)
+}
+
+
+/// One label row from text: a label or a concept list joined by '+' (names as
+/// `label_names`, or numbers), padded to the model's slots with [`NO_LABEL`].
+pub fn parse_label_row(text: &str, names: &[String], m: &DitConfig) -> Result<Vec<u32>> {
+    let find = |name: &str| -> Result<u32> {
+        names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| i as u32)
+            .or_else(|| name.parse::<u32>().ok().filter(|&l| l < m.num_labels))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown label `{name}`; this model knows {} (or 0..{})",
+                    names.join(", "),
+                    m.num_labels - 1
+                ))
+            })
+    };
+    let slots = m.label_slots as usize;
+    let mut row: Vec<u32> = text
+        .split('+')
+        .map(|c| find(c.trim()))
+        .collect::<Result<_>>()?;
+    if row.is_empty() || row.len() > slots {
+        return Err(Error::Config(format!(
+            "`{text}` names {} labels; this model takes 1..={slots} per sample",
+            row.len()
+        )));
+    }
+    row.resize(slots, NO_LABEL);
+    Ok(row)
+}

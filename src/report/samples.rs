@@ -1,0 +1,94 @@
+//! A sample set on disk: a grid, one PNG per sample and the raw tensors (or a scatter plot
+//! for 2-D data).
+
+use crate::kernels::NO_LABEL;
+use crate::model::DitConfig;
+use crate::{Error, Result};
+
+/// Writes samples: `grid.png` (`cols` per row), one PNG per sample under `samples/`
+/// (`NNNN-<label>.png`), and `samples.safetensors` (tensors `samples` (n, C, H, W) F32 and
+/// `labels` (n, slots) U32). 2-D data (one pixel of two channels) gets `scatter.png` instead of
+/// images. Returns the files written.
+pub fn save_samples(
+    dir: &std::path::Path,
+    m: &DitConfig,
+    images: &[f32],
+    labels: &[u32],
+    label_names: &[String],
+    cols: u32,
+    centres: &[[f64; 2]],
+) -> Result<Vec<std::path::PathBuf>> {
+    use safetensors::{tensor::TensorView, Dtype};
+    let io = |p: &std::path::Path, e: std::io::Error| Error::Io {
+        path: p.display().to_string(),
+        problem: format!("cannot write ({e})"),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let slots = m.label_slots as usize;
+    let n = labels.len() / slots;
+    let image = (m.channels * m.height * m.width) as usize;
+    let name_of = |j: usize| -> String {
+        labels[j * slots..(j + 1) * slots]
+            .iter()
+            .filter(|&&l| l != NO_LABEL)
+            .map(|&l| {
+                label_names
+                    .get(l as usize)
+                    .cloned()
+                    .unwrap_or_else(|| "null".into())
+                    .replace([':', '/', ' '], "_")
+            })
+            .collect::<Vec<_>>()
+            .join("+")
+    };
+    let mut written = Vec::new();
+    if m.channels == 2 && m.height == 1 && m.width == 1 {
+        let p = dir.join("scatter.png");
+        let pts: Vec<[f32; 2]> = images.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
+        let first: Vec<u32> = labels.iter().step_by(slots).copied().collect();
+        super::plot::scatter(&p, "samples (crosses: class means)", &pts, &first, centres)?;
+        written.push(p);
+    } else if super::images::drawable(m.channels) {
+        let p = dir.join("grid.png");
+        super::images::save_grid(&p, images, m.channels, m.height, m.width, cols)?;
+        written.push(p);
+        let each = dir.join("samples");
+        std::fs::create_dir_all(&each).map_err(|e| io(&each, e))?;
+        for j in 0..n {
+            let p = each.join(format!("{j:04}-{}.png", name_of(j)));
+            super::images::save_one(
+                &p,
+                &images[j * image..(j + 1) * image],
+                m.channels,
+                m.height,
+                m.width,
+            )?;
+        }
+        written.push(each);
+    }
+    let p = dir.join("samples.safetensors");
+    let shape = vec![n, m.channels as usize, m.height as usize, m.width as usize];
+    let views = vec![
+        (
+            "samples".to_string(),
+            TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(images))
+                .map_err(|e| Error::Shape(e.to_string()))?,
+        ),
+        (
+            "labels".to_string(),
+            TensorView::new(Dtype::U32, vec![n, slots], bytemuck::cast_slice(labels))
+                .map_err(|e| Error::Shape(e.to_string()))?,
+        ),
+    ];
+    let names = std::collections::HashMap::from([(
+        "imba.label_names".to_string(),
+        serde_json::to_string(label_names).expect("serialisable"),
+    )]);
+    let bytes = safetensors::serialize(views, Some(names)).map_err(|e| Error::Io {
+        path: p.display().to_string(),
+        problem: format!("cannot serialise the samples ({e})"),
+    })?;
+    std::fs::write(&p, bytes).map_err(|e| io(&p, e))?;
+    written.push(p);
+    Ok(written)
+}

@@ -1,0 +1,251 @@
+//! `imba eval` and `imba compare` end to end on a tiny toy2d configuration: the table, the
+//! plots, the per-run results, the D monitor's log, reuse of finished runs, bad input.
+
+use std::path::Path;
+use crate::{imba_split, tempdir};
+
+
+
+fn is_png(p: &Path) -> bool {
+    std::fs::read(p).is_ok_and(|b| b.starts_with(b"\x89PNG"))
+}
+
+const TINY: [&str; 16] = [
+    "--dataset",
+    "toy2d",
+    "--classes",
+    "4",
+    "--head-count",
+    "40",
+    "--imbalance",
+    "10",
+    "--model",
+    "tiny",
+    "--patch",
+    "1",
+    "--steps",
+    "12",
+    "--batch",
+    "8",
+];
+
+#[test]
+fn compare_runs_end_to_end_and_reuses_finished_runs() {
+    let dir = tempdir("toy");
+    let out = dir.join("cmp");
+    let out_s = out.display().to_string();
+    let mut args = vec!["compare"];
+    args.extend(TINY);
+    args.extend([
+        "--objectives",
+        "baseline,imba",
+        "--seeds",
+        "0,1",
+        "--eval-per-label",
+        "4",
+        "--eval-steps",
+        "4",
+        "--out",
+        &out_s,
+    ]);
+    let (ok, stdout, stderr) = imba_split(&args);
+    assert!(ok, "{stdout}\n{stderr}");
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    assert_eq!(md, stdout.trim_end().to_string() + "\n");
+    for want in [
+        "| baseline | 8 |",
+        "| imba | 16 |",
+        "hit/tail",
+        "pull/tail",
+        "Spearman",
+    ] {
+        assert!(md.contains(want), "compare.md lacks {want}:\n{md}");
+    }
+    for png in ["hit.png", "pull.png", "loss.png", "d_vs_frequency.png"] {
+        assert!(is_png(&out.join(png)), "{png}");
+    }
+    for v in ["baseline", "imba"] {
+        for s in ["seed0", "seed1"] {
+            let run = out.join(v).join(s);
+            let r: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(run.join("result.json")).unwrap())
+                    .unwrap();
+            assert_eq!(r["steps"], 12);
+            assert_eq!(r["evaluation"]["samples"], 16);
+            assert!(is_png(&run.join("eval_samples.png")));
+            let d_lines = std::fs::read_to_string(run.join("d_monitor.jsonl"))
+                .map(|t| t.lines().count())
+                .unwrap_or(0);
+            assert_eq!(d_lines, if v == "imba" { 12 } else { 0 }, "{v} {s}");
+        }
+    }
+    // Seeds give different runs.
+    let r0 = std::fs::read_to_string(out.join("imba/seed0/log.jsonl")).unwrap();
+    let r1 = std::fs::read_to_string(out.join("imba/seed1/log.jsonl")).unwrap();
+    assert_ne!(r0, r1);
+    // A second call reuses all four runs and reports the same table.
+    let (ok, stdout2, stderr2) = imba_split(&args);
+    assert!(ok, "{stderr2}");
+    assert_eq!(stderr2.matches("reusing").count(), 4, "{stderr2}");
+    let table = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.starts_with('|'))
+            .map(|l| {
+                // The train-seconds column is the same too (it is read back), so whole rows
+                // compare.
+                l.to_string()
+            })
+            .collect()
+    };
+    assert_eq!(table(&stdout), table(&stdout2));
+    // Other evaluation options re-score the same checkpoints without training again.
+    let result = |run: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join(run).join("result.json")).unwrap())
+            .unwrap()
+    };
+    let before = result("imba/seed0");
+    let mut rescore = args.clone();
+    rescore.extend(["--eval-seed", "7"]);
+    let (ok, _, stderr3) = imba_split(&rescore);
+    assert!(ok, "{stderr3}");
+    assert_eq!(stderr3.matches("reusing").count(), 0, "{stderr3}");
+    let after = result("imba/seed0");
+    assert_eq!(after["eval_options"]["seed"], 7);
+    assert_eq!(after["train_seconds"], before["train_seconds"]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("imba/seed0/log.jsonl")).unwrap(),
+        r0,
+        "re-scoring trained again"
+    );
+
+    // `imba eval` on one of the runs.
+    let run = out.join("imba/seed0");
+    let (ok, stdout, stderr) = imba_split(&[
+        "eval",
+        "--run",
+        &run.display().to_string(),
+        "--eval-per-label",
+        "3",
+        "--eval-steps",
+        "3",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("hit/tail"), "{stdout}");
+    assert!(run.join("eval.json").exists());
+}
+
+#[test]
+fn compare_refuses_unknown_objectives_and_folder_data() {
+    let dir = tempdir("bad");
+    let out = dir.join("cmp").display().to_string();
+    let mut args = vec!["compare"];
+    args.extend(TINY);
+    args.extend(["--objectives", "baseline,magic", "--out", &out]);
+    let (ok, _, stderr) = imba_split(&args);
+    assert!(!ok);
+    assert!(stderr.contains("unknown objective `magic`"), "{stderr}");
+    assert!(
+        !dir.join("cmp").exists(),
+        "a refused comparison wrote files"
+    );
+    let (ok, _, stderr) = imba_split(&[
+        "compare",
+        "--dataset",
+        "folder",
+        "--data-path",
+        &dir.display().to_string(),
+        "--out",
+        &out,
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("compare needs an oracle"), "{stderr}");
+    assert!(
+        !dir.join("cmp").exists(),
+        "a refused comparison wrote files"
+    );
+}
+
+/// CBDM and CCUA run through `imba compare` like the other objectives: two forward rows per
+/// sample, and a regulariser that is logged (L_u) and non-zero.
+#[test]
+fn compare_runs_cbdm_and_ccua() {
+    let dir = tempdir("pair");
+    let out = dir.join("cmp");
+    let out_s = out.display().to_string();
+    let mut args = vec!["compare"];
+    args.extend(TINY);
+    args.extend([
+        "--objectives",
+        "cbdm,ccua",
+        "--seeds",
+        "0",
+        "--eval-per-label",
+        "4",
+        "--eval-steps",
+        "4",
+        "--out",
+        &out_s,
+    ]);
+    let (ok, stdout, stderr) = imba_split(&args);
+    assert!(ok, "{stdout}\n{stderr}");
+    for want in ["| cbdm | 16 |", "| ccua | 16 |", "hit/tail"] {
+        assert!(stdout.contains(want), "compare.md lacks {want}:\n{stdout}");
+    }
+    for v in ["cbdm", "ccua"] {
+        let log = std::fs::read_to_string(out.join(v).join("seed0").join("log.jsonl")).unwrap();
+        let regularised = log
+            .lines()
+            .filter(|l| !l.contains("\"loss_u\":0.0,"))
+            .count();
+        assert!(
+            regularised > 0,
+            "{v}: the regulariser is 0 at every step:\n{log}"
+        );
+        assert!(out.join(v).join("seed0").join("result.json").exists());
+    }
+}
+
+/// InvDiff as a compare variant: it freezes the baseline run of each seed (which must come
+/// first), and its row counts the frozen and the δ forwards.
+#[test]
+fn compare_runs_invdiff_beside_its_baseline() {
+    let dir = tempdir("invdiff");
+    let out = dir.join("cmp");
+    let out_s = out.display().to_string();
+    let run = |objectives: &'static str| {
+        let mut args = vec!["compare"];
+        args.extend(TINY);
+        args.extend([
+            "--objectives",
+            objectives,
+            "--seeds",
+            "0",
+            "--eval-per-label",
+            "4",
+            "--eval-steps",
+            "4",
+            "--out",
+            &out_s,
+        ]);
+        imba_split(&args)
+    };
+    let (ok, _, stderr) = run("invdiff,baseline");
+    assert!(
+        !ok && stderr.contains("list baseline before invdiff"),
+        "{stderr}"
+    );
+    let (ok, stdout, stderr) = run("baseline,invdiff");
+    assert!(ok, "{stdout}\n{stderr}");
+    for want in ["| baseline | 8 |", "| invdiff | 16 |", "hit/tail"] {
+        assert!(stdout.contains(want), "compare.md lacks {want}:\n{stdout}");
+    }
+    let seed = out.join("invdiff").join("seed0");
+    for f in [
+        "result.json",
+        "report.json",
+        "delta.safetensors",
+        "groups.safetensors",
+    ] {
+        assert!(seed.join(f).exists(), "no {f}");
+    }
+}

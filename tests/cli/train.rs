@@ -1,0 +1,259 @@
+//! `imba train` and `imba sample` as a user runs them: a TOML config with flag overrides,
+//! checkpoints, resume, a crash during a checkpoint write, divergence, sampling.
+
+use std::path::Path;
+use crate::{imba_env, tempdir};
+
+
+
+fn step_of(ckpt: &Path) -> u32 {
+    imba::train::state::load(ckpt).unwrap().state.step
+}
+
+const TINY: &str = "dataset = 'shapes'\nimage_size = 8\nhead_count = 6\nimbalance = 3.0\n\
+                    model = 'tiny'\nbatch = 4\nsteps = 100\nwarmup = 2\nsample_count = 4\n\
+                    sample_steps = 3\ncheckpoint_every = 2\n";
+
+#[test]
+fn train_resume_crash_and_sample() {
+    let dir = tempdir("run");
+    let cfg = dir.join("run.toml");
+    std::fs::write(&cfg, TINY).unwrap();
+    let run = dir.join("r");
+    let (c, r) = (cfg.to_str().unwrap(), run.to_str().unwrap());
+    // The flag overrides the file's 100 steps.
+    let (ok, out) = imba_env(
+        &[
+            "train", "--config", c, "--steps", "4", "--out", r, "--quiet",
+        ],
+        &[],
+    );
+    assert!(ok, "{out}");
+    for f in [
+        "checkpoint.safetensors",
+        "model.safetensors",
+        "log.jsonl",
+        "loss.png",
+        "config.toml",
+        "split.json",
+        "samples/grid.png",
+        "samples/samples.safetensors",
+    ] {
+        assert!(run.join(f).exists(), "{f} missing; {out}");
+    }
+    let ckpt = run.join("checkpoint.safetensors");
+    assert_eq!(step_of(&ckpt), 4);
+    assert_eq!(
+        std::fs::read_to_string(run.join("log.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        4
+    );
+    // The written model loads with the DiT checkpoint importer.
+    let saved = imba::train::state::load(&ckpt).unwrap();
+    imba::model::checkpoint::load(&run.join("model.safetensors"), &saved.model).unwrap();
+
+    // A second run into the same folder is refused; a resume may not change the lr.
+    let (ok, out) = imba_env(
+        &[
+            "train", "--config", c, "--steps", "4", "--out", r, "--quiet",
+        ],
+        &[],
+    );
+    assert!(!ok && out.contains("--resume"), "{out}");
+    let (ok, out) = imba_env(
+        &[
+            "train", "--resume", r, "--steps", "6", "--lr", "0.5", "--quiet",
+        ],
+        &[],
+    );
+    assert!(!ok && out.contains("lr"), "{out}");
+
+    // Killed while writing the step-6 checkpoint: the step-4 one is still whole.
+    let (ok, out) = imba_env(
+        &["train", "--resume", r, "--steps", "6", "--quiet"],
+        &[(imba::train::state::ABORT_ENV, "1")],
+    );
+    assert!(!ok, "the abort hook did not fire: {out}");
+    assert_eq!(step_of(&ckpt), 4);
+    let (ok, out) = imba_env(&["train", "--resume", r, "--steps", "6", "--quiet"], &[]);
+    assert!(ok, "{out}");
+    assert_eq!(step_of(&ckpt), 6);
+    let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap();
+    let steps: Vec<u32> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<imba::train::StepStats>(l)
+                .unwrap()
+                .step
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        vec![1, 2, 3, 4, 5, 6],
+        "the log repeats or misses steps"
+    );
+    // The D monitor's log is cut back and continued the same way, and summarised at the end.
+    let d_steps: Vec<u32> =
+        imba::train::run::read_jsonl::<imba::train::monitor::DLine>(&run.join("d_monitor.jsonl"))
+            .iter()
+            .map(|l| l.step)
+            .collect();
+    assert_eq!(d_steps, vec![1, 2, 3, 4, 5, 6]);
+    assert!(run.join("d_monitor.json").exists() && run.join("d_vs_frequency.png").exists());
+
+    // Sampling by label name and by number.
+    let s = dir.join("s");
+    let (ok, out) = imba_env(
+        &[
+            "sample",
+            "--run",
+            r,
+            "--labels",
+            "red-square,3",
+            "--count",
+            "2",
+            "--steps",
+            "3",
+            "--out",
+            s.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        s.join("grid.png").exists() && s.join("samples/0000-red-square.png").exists(),
+        "{out}"
+    );
+    let (ok, out) = imba_env(&["sample", "--run", r, "--labels", "purple-blob"], &[]);
+    assert!(!ok && out.contains("unknown label"), "{out}");
+
+    // SeedSelect on the same run: a report and both sets of samples; bad options named.
+    let ss = dir.join("ss");
+    let ss_args = |steps: &'static str, label: &'static str| {
+        vec![
+            "seedselect",
+            "--run",
+            r,
+            "--label",
+            label,
+            "--samples",
+            "3",
+            "--batch",
+            "2",
+            "--steps",
+            steps,
+            "--iters",
+            "2",
+            "--out",
+            ss.to_str().unwrap(),
+        ]
+    };
+    let (ok, out) = imba_env(&ss_args("3", "red-square"), &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("success") && out.contains("per seed"), "{out}");
+    for f in ["report.json", "plain/grid.png", "selected/grid.png"] {
+        assert!(ss.join(f).exists(), "seedselect did not write {f}: {out}");
+    }
+    let report: imba::remedies::seedselect::Report =
+        serde_json::from_str(&std::fs::read_to_string(ss.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report.losses.len(), 3);
+    assert!((0.0..=1.0).contains(&report.plain_success));
+    let (ok, out) = imba_env(&ss_args("2", "red-square"), &[]);
+    assert!(!ok && out.contains("at least 3 sampler steps"), "{out}");
+    let (ok, out) = imba_env(&ss_args("3", "purple-blob"), &[]);
+    assert!(!ok && out.contains("unknown label"), "{out}");
+    let mut zero = ss_args("3", "red-square");
+    zero.extend(["--sem-weight", "0", "--app-weight", "0"]);
+    let (ok, out) = imba_env(&zero, &[]);
+    assert!(!ok && out.contains("not both 0"), "{out}");
+    // InvDiff on the same run, then a bad option.
+    let inv = dir.join("inv");
+    let inv_args = |groups: &'static str| {
+        vec![
+            "invdiff",
+            "--base",
+            r,
+            "--steps",
+            "3",
+            "--draws",
+            "1",
+            "--groups",
+            groups,
+            "--eval-per-label",
+            "1",
+            "--eval-steps",
+            "3",
+            "--out",
+            inv.to_str().unwrap(),
+        ]
+    };
+    let (ok, out) = imba_env(&inv_args("4"), &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("frozen") && out.contains("invdiff"), "{out}");
+    for f in [
+        "report.json",
+        "groups.safetensors",
+        "delta.safetensors",
+        "log.jsonl",
+    ] {
+        assert!(inv.join(f).exists(), "invdiff did not write {f}: {out}");
+    }
+    let (ok, out) = imba_env(&inv_args("1"), &[]);
+    assert!(!ok && out.contains("at least 2 groups"), "{out}");
+}
+
+#[test]
+fn divergence_stops_with_the_step_named() {
+    let dir = tempdir("nan");
+    let cfg = dir.join("run.toml");
+    std::fs::write(&cfg, TINY).unwrap();
+    let run = dir.join("r");
+    let (ok, out) = imba_env(
+        &[
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--lr",
+            "1e30",
+            "--clip",
+            "0",
+            "--checkpoint-every",
+            "1",
+            "--steps",
+            "50",
+            "--quiet",
+        ],
+        &[],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("training stopped: step") && out.contains("last good checkpoint"),
+        "{out}"
+    );
+    // The checkpoint left behind loads.
+    imba::train::state::load(&run.join("checkpoint.safetensors")).unwrap();
+}
+
+#[test]
+fn unknown_config_keys_are_named() {
+    let dir = tempdir("badcfg");
+    let cfg = dir.join("bad.toml");
+    std::fs::write(&cfg, "learning_rate = 0.1\n").unwrap();
+    let out_dir = dir.join("r");
+    let (ok, out) = imba_env(
+        &[
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!ok && out.contains("learning_rate"), "{out}");
+    assert!(!out_dir.exists(), "a refused run left a folder behind");
+}

@@ -1,0 +1,147 @@
+//! Multi-head self-attention: the GPU forward and backward against the f64 reference (which
+//! forms the probability matrix explicitly) at odd sizes with poisoned outputs, the reference
+//! backward against finite differences, and bad input.
+
+use crate::common;
+use common::*;
+use imba::kernels::{AttentionKernels, AttentionPath, AttentionShape};
+use imba::reference::attention as ra;
+use wgpu::util::DeviceExt;
+
+fn ref_shape(s: AttentionShape) -> ra::AttentionShape {
+    ra::AttentionShape {
+        samples: s.samples as usize,
+        tokens: s.tokens as usize,
+        heads: s.heads as usize,
+        head_dim: s.head_dim as usize,
+    }
+}
+
+#[test]
+fn attention_matches_reference() {
+    let g = gpu();
+    let dev = &g.device;
+    let mut r = Rand::new(21);
+    let fast = AttentionKernels::new(dev).unwrap();
+    let portable = AttentionKernels::new(dev).unwrap().with_texture_path(false);
+    let shapes = [
+        (1u32, 1u32, 1u32, 1u32),
+        (2, 7, 3, 5),
+        (3, 17, 2, 16),
+        (1, 65, 1, 128),
+        (5, 9, 3, 4),
+    ];
+    // The texture path copies qkv and dO into its textures where their buffers allow copies,
+    // and packs them with a kernel where they do not (no COPY_SRC usage): both are run.
+    for ((samples, tokens, heads, head_dim), k, copyable) in shapes
+        .iter()
+        .flat_map(|&s| [(s, &fast, true), (s, &fast, false), (s, &portable, true)])
+    {
+        let sh = AttentionShape {
+            samples,
+            tokens,
+            heads,
+            head_dim,
+        };
+        let e = sh.elements() as usize;
+        let l = sh.query_rows() as usize;
+        // Scores up to ~±10: the softmax is far from uniform but not one-hot.
+        let qkv = r.vec(3 * e, -1.5, 1.5);
+        let d_o = r.vec(e, -1.0, 1.0);
+        let upload = |label, data: &[f32]| {
+            if copyable {
+                g.upload(label, data)
+            } else {
+                dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: bytemuck::cast_slice(data),
+                    usage: wgpu::BufferUsages::STORAGE,
+                })
+            }
+        };
+        let (qb, dob) = (upload("qkv", &qkv), upload("dO", &d_o));
+        let (o, lse, dqkv, delta) = (
+            g.poisoned("o", e),
+            g.poisoned("lse", l),
+            g.poisoned("dqkv", 3 * e),
+            g.poisoned("delta", l),
+        );
+        let mut enc = g.encoder();
+        k.record_forward(dev, &mut enc, sh, &qb, &o, &lse).unwrap();
+        k.record_backward(dev, &mut enc, sh, &qb, &o, &lse, &dob, &dqkv, &delta)
+            .unwrap();
+        g.submit_and_wait(enc).unwrap();
+        let q64 = f64s(&qkv);
+        let want_o = ra::attention(&q64, ref_shape(sh));
+        let want_d = ra::attention_backward(&q64, &f64s(&d_o), ref_shape(sh));
+        let path = k.path(dev, sh);
+        if head_dim % 4 != 0
+            || std::ptr::eq(k, &portable)
+            || !AttentionKernels::texture_path_supported(dev)
+        {
+            assert_eq!(path, AttentionPath::Portable);
+        } else {
+            assert_eq!(path, AttentionPath::Texture);
+        }
+        let what = format!("{sh:?} {path:?} copyable={copyable}");
+        assert_close(
+            &format!("{what} O"),
+            &g.read(&o, e).unwrap(),
+            &want_o,
+            1e-5,
+            1e-4,
+        );
+        assert_close(
+            &format!("{what} dqkv"),
+            &g.read(&dqkv, 3 * e).unwrap(),
+            &want_d,
+            1e-5,
+            1e-4,
+        );
+    }
+}
+
+#[test]
+fn attention_reference_backward_matches_finite_differences() {
+    let mut r = Rand::new(22);
+    let sh = ra::AttentionShape {
+        samples: 2,
+        tokens: 5,
+        heads: 2,
+        head_dim: 3,
+    };
+    let e = 2 * 5 * 6;
+    let qkv = f64s(&r.vec(3 * e, -1.5, 1.5));
+    let w = f64s(&r.vec(e, -1.0, 1.0));
+    let d = ra::attention_backward(&qkv, &w, sh);
+    assert_fd("dqkv", &qkv, &d, |v| dot(&w, &ra::attention(v, sh)), 1e-6);
+}
+
+#[test]
+fn attention_bad_input_is_an_error() {
+    let g = gpu();
+    let dev = &g.device;
+    let k = AttentionKernels::new(dev).unwrap();
+    let buf = g.zeros("buf", 1 << 16);
+    let mut enc = g.encoder();
+    let big = AttentionShape {
+        samples: 1,
+        tokens: 4,
+        heads: 1,
+        head_dim: 129,
+    };
+    assert_error_mentions(
+        k.record_forward(dev, &mut enc, big, &buf, &buf, &buf),
+        "head size",
+    );
+    let sh = AttentionShape {
+        samples: 2,
+        tokens: 64,
+        heads: 4,
+        head_dim: 32,
+    };
+    assert_error_mentions(
+        k.record_forward(dev, &mut enc, sh, &buf, &buf, &buf),
+        "`qkv`",
+    );
+}

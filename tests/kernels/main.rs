@@ -1,0 +1,19 @@
+//! Every kernel family against its f64 CPU reference (randomized, odd sizes, poisoned
+//! outputs), the references against finite differences, bad input, and naga translation.
+//! One device for the whole binary.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod activation;
+mod adaln;
+mod attention;
+mod embeddings;
+mod loss;
+mod matmul;
+mod noise;
+mod optim;
+mod pair_contrastive;
+mod reduce;
+mod rng;
+mod shaders_translate;

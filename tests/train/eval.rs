@@ -1,0 +1,361 @@
+//! The evaluation suite on inputs whose answer is known: the shapes detector on renders, noise
+//! and blanks; every metric on perfect, wrong and collapsed "samples"; the statistics; the D
+//! monitor's attribution.
+
+use imba::data::{is_inert, render_shapes, shapes, Dataset, ShapesSpec, COLOURS, SHAPES};
+use imba::eval::detector::{Detector, Object, Unreadable};
+use imba::stats;
+use imba::eval::{self, Evaluation};
+use imba::train::{monitor, setup, TrainOptions};
+
+fn uniform_image(seed: u32, n: usize) -> Vec<f32> {
+    (0..n as u32)
+        .map(|i| 2.0 * imba::data::uniform(seed, 99, 0, i) as f32 - 1.0)
+        .collect()
+}
+
+fn metric(e: &Evaluation, name: &str) -> f64 {
+    e.metric(name)
+        .unwrap_or_else(|| panic!("no metric {name} in {:?}", e.metrics))
+}
+
+/// 64 class-mode and 1,024 concepts-mode renders at several sizes, each read back exactly.
+#[test]
+fn detector_reads_every_render_exactly() {
+    let mut renders = 0;
+    for size in [12, 16, 20, 32] {
+        let det = Detector::new(size, 1);
+        for s in 0..SHAPES.len() {
+            for c in 0..COLOURS.len() {
+                let img = render_shapes(size, &[(s, c)]);
+                let want = Object {
+                    shape: s,
+                    colour: c,
+                };
+                assert_eq!(det.read(&img), vec![Ok(want)], "size {size} {s}/{c}");
+                renders += 1;
+            }
+        }
+    }
+    for size in [16, 20, 24, 32] {
+        let det = Detector::new(size, 2);
+        for a in 0..16 {
+            for b in 0..16 {
+                let objects = [(a / 4, a % 4), (b / 4, b % 4)];
+                let want: Vec<_> = objects
+                    .iter()
+                    .map(|&(shape, colour)| Ok(Object { shape, colour }))
+                    .collect();
+                assert_eq!(det.read(&render_shapes(size, &objects)), want);
+                renders += 1;
+            }
+        }
+    }
+    assert!(renders >= 1000);
+}
+
+/// Uniform and Gaussian noise, blank black, white and grey images are never read as objects.
+#[test]
+fn detector_rejects_noise_and_blanks() {
+    for (size, slots) in [(16u32, 1u32), (16, 2), (32, 2)] {
+        let det = Detector::new(size, slots);
+        let n = (3 * size * size) as usize;
+        let mut images: Vec<Vec<f32>> = (0..300).map(|k| uniform_image(k, n)).collect();
+        for k in 0..300u32 {
+            images.push(
+                (0..n as u32)
+                    .map(|i| imba::rng::normals4(i / 4, 9, k, 1)[(i % 4) as usize])
+                    .collect(),
+            );
+        }
+        for v in [-1.0f32, 0.0, 1.0] {
+            images.push(vec![v; n]);
+        }
+        for (k, img) in images.iter().enumerate() {
+            for r in det.read(img) {
+                assert!(
+                    r.is_err(),
+                    "size {size} slots {slots} image {k} read as {r:?}"
+                );
+            }
+        }
+        assert_eq!(det.read(&vec![-1.0; n])[0], Err(Unreadable::Blank));
+    }
+}
+
+/// Small deviations within the tolerance are still read; a square with its corners cut is a
+/// circle, not an ambiguous square.
+#[test]
+fn detector_tolerance_is_the_unambiguous_radius() {
+    let det = Detector::new(16, 1);
+    let mut img = render_shapes(16, &[(0, 2)]);
+    // Flip four background pixels far from the square to object pixels of the same colour.
+    for (x, y) in [(0usize, 0usize), (15, 0), (0, 15), (15, 15)] {
+        for (c, v) in COLOURS[2].1.iter().enumerate() {
+            img[c * 256 + y * 16 + x] = *v;
+        }
+    }
+    assert_eq!(
+        det.read(&img)[0],
+        Ok(Object {
+            shape: 0,
+            colour: 2
+        })
+    );
+    // A colour slightly off (a darker blue) is still blue.
+    let dim: Vec<f32> = render_shapes(16, &[(1, 2)])
+        .iter()
+        .map(|&v| if v > 0.0 { 0.6 } else { v })
+        .collect();
+    assert_eq!(
+        det.read(&dim)[0],
+        Ok(Object {
+            shape: 1,
+            colour: 2
+        })
+    );
+}
+
+fn shapes_data(concepts: bool) -> Dataset {
+    shapes(&ShapesSpec {
+        concepts,
+        head_count: 40,
+        imbalance: 10.0,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn shapes_metrics_on_perfect_and_wrong_samples() {
+    let data = shapes_data(false);
+    let labels = imba::data::class_labels(&data, 2);
+    let perfect: Vec<f32> = labels
+        .iter()
+        .flat_map(|&l| render_shapes(16, &[(l as usize / 4, l as usize % 4)]))
+        .collect();
+    let e = eval::shapes_classes(&data, &labels, &perfect);
+    for b in ["head", "mid", "tail", "all"] {
+        assert_eq!(metric(&e, &format!("success/{b}")), 1.0);
+    }
+    // Every sample shows the next class: all failures.
+    let wrong: Vec<f32> = labels
+        .iter()
+        .flat_map(|&l| {
+            let w = (l as usize + 1) % 16;
+            render_shapes(16, &[(w / 4, w % 4)])
+        })
+        .collect();
+    let e = eval::shapes_classes(&data, &labels, &wrong);
+    assert_eq!(metric(&e, "success/all"), 0.0);
+
+    let data = shapes_data(true);
+    let prompts = eval::all_prompts(1);
+    let render = |p: &[u32], swap: bool| {
+        let o = |j: usize| ((p[2 * j] % 8) as usize, (p[2 * j + 1] % 8 - 4) as usize);
+        if swap {
+            render_shapes(16, &[o(1), o(0)])
+        } else {
+            render_shapes(16, &[o(0), o(1)])
+        }
+    };
+    let perfect: Vec<f32> = prompts.chunks(4).flat_map(|p| render(p, false)).collect();
+    let e = eval::shapes_concepts(&data, &prompts, &perfect);
+    for m in [
+        "concept/head",
+        "concept/mid",
+        "concept/tail",
+        "prompt/seen",
+        "prompt/inert",
+    ] {
+        assert_eq!(metric(&e, m), 1.0, "{m}");
+    }
+    // 256 prompts: 12 × 12 seen, the rest with an inert pair.
+    let inert = prompts
+        .chunks(4)
+        .filter(|p| {
+            (0..2).any(|s| is_inert(s, (p[2 * s] % 8) as usize, (p[2 * s + 1] % 8 - 4) as usize))
+        })
+        .count();
+    assert_eq!(inert, 256 - 144);
+    // Objects in the wrong slots: only prompts whose two objects are equal succeed.
+    let swapped: Vec<f32> = prompts.chunks(4).flat_map(|p| render(p, true)).collect();
+    let e = eval::shapes_concepts(&data, &prompts, &swapped);
+    assert!((metric(&e, "prompt/all") - 16.0 / 256.0).abs() < 1e-12);
+}
+
+#[test]
+fn toy2d_metrics_on_known_points() {
+    let opts = TrainOptions::from_toml("dataset = 'toy2d'")
+        .unwrap()
+        .resolve()
+        .unwrap();
+    let (data, _) = setup::load_data(&opts).unwrap();
+    let means = imba::data::toy2d_means(8, 0.8);
+    let labels = imba::data::class_labels(&data, 3);
+    let at_means: Vec<f32> = labels
+        .iter()
+        .flat_map(|&l| means[l as usize].map(|v| v as f32))
+        .collect();
+    let e = eval::toy2d(&data, &opts, &labels, &at_means);
+    assert_eq!(metric(&e, "hit/all"), 1.0);
+    assert!(metric(&e, "pull/tail").abs() < 1e-6);
+    // Every sample at the data's mean: no hits, a pull of exactly 1.
+    let (mut mx, mut my) = (0.0f64, 0.0f64);
+    for i in 0..data.len() {
+        mx += data.image(i)[0] as f64 / data.len() as f64;
+        my += data.image(i)[1] as f64 / data.len() as f64;
+    }
+    let at_mean: Vec<f32> = labels.iter().flat_map(|_| [mx as f32, my as f32]).collect();
+    let e = eval::toy2d(&data, &opts, &labels, &at_mean);
+    assert_eq!(metric(&e, "hit/all"), 0.0);
+    assert!((metric(&e, "pull/tail") - 1.0).abs() < 1e-4);
+    // Samples of class k at the mean of class k+1: nearest is wrong, no hit.
+    let shifted: Vec<f32> = labels
+        .iter()
+        .flat_map(|&l| means[(l as usize + 1) % 8].map(|v| v as f32))
+        .collect();
+    assert_eq!(
+        metric(&eval::toy2d(&data, &opts, &labels, &shifted), "hit/all"),
+        0.0
+    );
+}
+
+#[test]
+fn digits_metrics_on_real_wrong_and_collapsed_samples() {
+    let opts = TrainOptions::from_toml("dataset = 'digits'")
+        .unwrap()
+        .resolve()
+        .unwrap();
+    let (data, _) = setup::load_data(&opts).unwrap();
+    let held = setup::digits_held_out(&opts).unwrap();
+    let (_, real_acc) = eval::digits_classifier(&held);
+    assert!(
+        real_acc >= 0.9,
+        "classifier accuracy on real test digits {real_acc}"
+    );
+    // Real training digits (never seen by the classifier), 10 per class, as samples.
+    let mut labels = Vec::new();
+    let mut real = Vec::new();
+    let mut taken = [0; 10];
+    for i in 0..data.len() {
+        let l = data.labels_of(i)[0];
+        if taken[l as usize] < 10 {
+            taken[l as usize] += 1;
+            labels.push(l);
+            real.extend_from_slice(data.image(i));
+        }
+    }
+    let good = eval::digits(&data, &held, &labels, &real);
+    assert!(metric(&good, "acc/all") >= 0.85, "{:?}", good.metrics);
+    for b in ["head", "mid", "tail"] {
+        let d = metric(&good, &format!("diversity/{b}"));
+        assert!((0.75..1.25).contains(&d), "diversity/{b} = {d}");
+    }
+    // Wrong labels: the classifier disagrees.
+    let wrong: Vec<u32> = labels.iter().map(|l| (l + 1) % 10).collect();
+    let bad = eval::digits(&data, &held, &wrong, &real);
+    assert!(metric(&bad, "acc/all") <= 0.15, "{:?}", bad.metrics);
+    // A collapsed generator: one image per class, repeated.
+    let mut collapsed = Vec::new();
+    for (j, &l) in labels.iter().enumerate() {
+        let first = labels.iter().position(|&m| m == l).unwrap();
+        let _ = j;
+        collapsed.extend_from_slice(&real[first * 64..(first + 1) * 64]);
+    }
+    let col = eval::digits(&data, &held, &labels, &collapsed);
+    for b in ["head", "mid", "tail"] {
+        assert_eq!(metric(&col, &format!("diversity/{b}")), 0.0);
+    }
+    assert!(
+        metric(&col, "frechet") > 2.0 * metric(&good, "frechet"),
+        "collapsed {} vs real {}",
+        metric(&col, "frechet"),
+        metric(&good, "frechet")
+    );
+}
+
+#[test]
+fn statistics_on_known_values() {
+    assert_eq!(stats::mean_std(&[1.0, 2.0, 3.0]), (2.0, 1.0));
+    assert_eq!(stats::mean_std(&[4.0]), (4.0, 0.0));
+    assert!(stats::mean_std(&[]).0.is_nan());
+    let x = [1.0, 2.0, 3.0, 4.0, 5.0];
+    assert!((stats::spearman(&x, &[2.0, 4.0, 8.0, 16.0, 32.0]) - 1.0).abs() < 1e-12);
+    assert!((stats::spearman(&x, &[5.0, 1.0, 0.5, 0.2, 0.1]) + 1.0).abs() < 1e-12);
+    // Ties get average ranks: ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4): ρ = 4.5/√(4.5·5).
+    let r = stats::spearman(&[1.0, 2.0, 2.0, 3.0], &[1.0, 2.0, 3.0, 4.0]);
+    assert!((r - (4.5f64 / (4.5f64 * 5.0).sqrt())).abs() < 1e-12, "{r}");
+    // Fréchet: identical sets → 0; a shift by v → |v|²; a doubled spread of 1-D data with
+    // variance s² → s² (σ₁ − σ₂)² = s²·(2−1)².
+    let a: Vec<f32> = (0..400)
+        .flat_map(|i| {
+            let t = i as f32 * 0.37;
+            [t.sin(), (1.7 * t).cos(), (0.3 * t).sin()]
+        })
+        .collect();
+    assert!(stats::frechet(&a, &a, 3) < 1e-9);
+    let shifted: Vec<f32> = a
+        .chunks(3)
+        .flat_map(|r| [r[0] + 1.0, r[1] - 2.0, r[2]])
+        .collect();
+    assert!((stats::frechet(&a, &shifted, 3) - 5.0).abs() < 1e-6);
+    let one: Vec<f32> = (0..1000).map(|i| ((i as f32) * 0.61).sin()).collect();
+    let two: Vec<f32> = one.iter().map(|v| 2.0 * v).collect();
+    let (_, s) = stats::mean_std(&one.iter().map(|&v| v as f64).collect::<Vec<_>>());
+    assert!((stats::frechet(&one, &two, 1) - s * s).abs() < 1e-3 * s * s);
+}
+
+#[test]
+fn buckets_are_frequency_terciles() {
+    assert_eq!(
+        eval::buckets(&[10, 50, 30, 20, 40, 5]),
+        vec![2, 0, 1, 1, 0, 2]
+    );
+    assert_eq!(eval::buckets(&[5, 5, 5]), vec![0, 1, 2]);
+}
+
+/// The D monitor credits each concept with the D of its own slot's tokens.
+#[test]
+fn d_monitor_attributes_slot_tokens() {
+    let opts = TrainOptions::from_toml("concepts = true\nhead_count = 10")
+        .unwrap()
+        .resolve()
+        .unwrap();
+    let (data, _) = setup::load_data(&opts).unwrap();
+    let model = setup::model_config(&opts, &data).unwrap();
+    let tokens = monitor::slot_tokens(&data, &model);
+    // 16×16, patch 4: a 4×4 token grid; the left slot is columns 0–1.
+    assert_eq!(tokens[0], vec![0, 1, 4, 5, 8, 9, 12, 13]);
+    assert_eq!(tokens[2], vec![2, 3, 6, 7, 10, 11, 14, 15]);
+    // D = 1 on the left half, 3 on the right: left concepts average 1, right ones 3.
+    let d: Vec<f32> = (0..2 * 16)
+        .map(|i| if (i % 16) % 4 < 2 { 1.0 } else { 3.0 })
+        .collect();
+    let line = monitor::attribute(1, &data, &tokens, &[0, 1], &d);
+    for i in 0..2 {
+        for (slot, &l) in data.labels_of(i).iter().enumerate() {
+            let want = if slot < 2 { 1.0 } else { 3.0 };
+            assert_eq!(line.sum[l as usize] / line.tokens[l as usize] as f64, want);
+        }
+    }
+    // A summary where D halves as frequency doubles has ρ = −1; lines of the first half are
+    // left out.
+    let names: Vec<String> = (0..4).map(|k| k.to_string()).collect();
+    let freq = [80, 40, 20, 10];
+    let lines = vec![
+        monitor::DLine {
+            step: 1,
+            sum: vec![100.0; 4],
+            tokens: vec![1; 4],
+        },
+        monitor::DLine {
+            step: 3,
+            sum: vec![1.0, 2.0, 4.0, 8.0],
+            tokens: vec![1; 4],
+        },
+    ];
+    let s = monitor::summarise(&lines, 2, &names, &freq);
+    assert_eq!(s.mean_d, vec![1.0, 2.0, 4.0, 8.0]);
+    assert!((s.spearman + 1.0).abs() < 1e-12);
+}

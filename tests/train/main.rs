@@ -1,0 +1,10 @@
+//! Training, sampling, evaluation and the remedies through the library: resume, the
+//! oracles, SeedSelect and InvDiff.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod eval;
+mod invdiff;
+mod seedselect;
+mod train;
