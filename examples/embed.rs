@@ -2,12 +2,16 @@
 //! encoder. Nothing here goes through `imba::gpu`: the engine creates everything, and imba
 //! only records its dispatches into the engine's encoder.
 //!
-//! Run: `cargo run --release --example embed`
+//! Run: `cargo run --release --example embed`; it needs only the kernel library:
+//! `cargo run --release --no-default-features --features vulkan --example embed`.
 
 use imba::kernels::{ImbaLossArgs, ImbaParams, LossKernels, Target, TokenShape};
+// The wgpu imba is built against, re-exported: the engine's device and buffers are of the
+// same version as the launchers' parameters.
+use imba::wgpu;
 use wgpu::util::DeviceExt;
 
-/// What the example computed, for the test that runs it (tests/embed.rs).
+/// What the example computed, for the test that runs it (tests/kernels/examples.rs).
 pub struct EmbedRun {
     pub shape: TokenShape,
     pub pred_cond: Vec<f32>,

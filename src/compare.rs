@@ -9,9 +9,9 @@
 //! be stopped and continued.
 
 use crate::eval::{evaluate_run, EvalOptions, Evaluation};
-use crate::stats::mean_std;
 use crate::gpu::Gpu;
 use crate::report::plot::{bars, lines, Series};
+use crate::stats::mean_std;
 use crate::train::run::io;
 use crate::train::{monitor, run, DatasetKind, TrainOptions};
 use crate::{Error, Result};

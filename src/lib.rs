@@ -41,8 +41,8 @@ pub mod train;
 
 pub use error::{Error, Result};
 
+/// The naga this crate translates its shaders with.
+pub use naga;
 /// The wgpu this crate is built against: use it (`imba::wgpu`) so that your device, buffers and
 /// encoders are of the same version as the launchers' parameters.
 pub use wgpu;
-/// The naga this crate translates its shaders with.
-pub use naga;

@@ -2,9 +2,9 @@
 //! (dual forward, fused loss, backward, gradient norm, AdamW, EMA) for one config and batch.
 
 use crate::gpu::Gpu;
+use crate::kernels::optim::AdamW;
 use crate::kernels::{ImbaParams, LossKernels, OptimKernels, Region, Target};
 use crate::model::{Activations, Dit, DitConfig, DualLoss, ParamLayout};
-use crate::kernels::optim::AdamW;
 use crate::Result;
 use std::time::Instant;
 

@@ -6,18 +6,21 @@
 //! are timed in alternation, so their ratio holds on a machine with other load); where the device has no timestamps it
 //! falls back to wall time of submit + wait and says so. Bandwidth is reported for the
 //! minimum traffic a kernel must move, against the device's copy bandwidth measured in the
-//! same run; the CPU reference is timed on the same inputs.
+//! same run.
 
 use crate::diffusion::DdpmSchedule;
 use crate::gpu::{Gpu, GpuTimer};
 use crate::kernels::*;
-use crate::reference;
+use crate::model::tokens;
+use crate::rng;
 use crate::Result;
 use std::time::Instant;
+use unfused::{UnfusedImba, UnfusedWorkspace};
 
 mod dit;
 mod matmul;
 pub mod train;
+pub mod unfused;
 pub use dit::{dit_step, DitStepReport};
 pub use matmul::{matmul, MatmulReport, MatmulRow, DEFAULT_SHAPES as MATMUL_SHAPES};
 
@@ -55,8 +58,6 @@ pub struct Row {
     pub bytes: u64,
     /// Fused speed-up over the unfused chain, where there is one.
     pub vs_unfused: Option<f64>,
-    /// CPU reference time (ms), where timed.
-    pub cpu_ms: Option<f64>,
 }
 
 /// The whole report.
@@ -78,12 +79,12 @@ impl Report {
              (copy_buffer_to_buffer, read + write): {:.1} GB/s\n\n",
             self.adapter, self.backend, self.driver, self.timing, self.reps, self.copy_gbs
         );
-        s += "| kernel | (B, N, K) | GPU ms | GB/s (min. traffic) | % of copy | fused / unfused speed-up | CPU reference ms |\n";
-        s += "|---|---|---:|---:|---:|---:|---:|\n";
+        s += "| kernel | (B, N, K) | GPU ms | GB/s (min. traffic) | % of copy | fused / unfused speed-up |\n";
+        s += "|---|---|---:|---:|---:|---:|\n";
         for r in &self.rows {
             let gbs = r.bytes as f64 / (r.gpu_ms * 1e6);
             s += &format!(
-                "| {} | ({}, {}, {}) | {:.3} | {:.1} | {:.0}% | {} | {} |\n",
+                "| {} | ({}, {}, {}) | {:.3} | {:.1} | {:.0}% | {} |\n",
                 r.kernel,
                 r.shape.batch,
                 r.shape.tokens,
@@ -92,7 +93,6 @@ impl Report {
                 gbs,
                 100.0 * gbs / self.copy_gbs,
                 r.vs_unfused.map_or("".into(), |x| format!("{x:.2}×")),
-                r.cpu_ms.map_or("".into(), |x| format!("{x:.1}")),
             );
         }
         s
@@ -185,7 +185,8 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
         let s = geometry.token_shape();
         let (nk, bn) = (s.elements() as usize, s.rows() as usize);
         // Deterministic inputs: predictions = ε + a token-scaled perturbation.
-        let target = reference::noise::target_tokens(&geometry, 1, 2, None);
+        // ε of (seed 1, step 2) in the loss's token layout, as the Philox target regenerates it.
+        let target = tokens::output_tokens(&rng::noise(1, 2, nk), &geometry);
         let pred_c: Vec<f32> = target
             .iter()
             .enumerate()
@@ -241,19 +242,6 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             ],
         )?;
         let (fused_ms, portable_ms, unfused_ms) = (times[0], times[1], times[2]);
-        let cpu_ms = {
-            let start = Instant::now();
-            let tgt = reference::noise::target_tokens(&geometry, 1, 2, None);
-            let out = reference::loss::imba(
-                s,
-                &reference::loss::widen(&pred_c),
-                &reference::loss::widen(&pred_u),
-                &reference::loss::widen(&tgt),
-                &p,
-            );
-            std::hint::black_box(out.loss);
-            start.elapsed().as_secs_f64() * 1e3
-        };
         let loss_bytes = 16 * nk as u64 + 4 * bn as u64;
         let path = match loss.fused_path(s, &philox, &ws) {
             FusedPath::Vec4 { .. } => "vec4",
@@ -265,7 +253,6 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             gpu_ms: fused_ms,
             bytes: loss_bytes,
             vs_unfused: Some(unfused_ms / fused_ms),
-            cpu_ms: Some(cpu_ms),
         });
         rows.push(Row {
             kernel: "imba fused, portable kernel".into(),
@@ -273,7 +260,6 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             gpu_ms: portable_ms,
             bytes: loss_bytes,
             vs_unfused: Some(unfused_ms / portable_ms),
-            cpu_ms: None,
         });
         rows.push(Row {
             kernel: "imba unfused chain".into(),
@@ -281,7 +267,6 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             gpu_ms: unfused_ms,
             bytes: loss_bytes,
             vs_unfused: None,
-            cpu_ms: None,
         });
 
         let mse_ms = time_ms(gpu, t, warmup, reps, |enc| {
@@ -304,7 +289,6 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             gpu_ms: mse_ms,
             bytes: 8 * nk as u64,
             vs_unfused: None,
-            cpu_ms: None,
         });
 
         let x0 = gpu.zeros("x0", nk as u64 * 4);
@@ -330,7 +314,6 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             gpu_ms: noise_ms,
             bytes: 8 * nk as u64,
             vs_unfused: None,
-            cpu_ms: None,
         });
         let normals_ms = time_ms(gpu, t, warmup, reps, |enc| {
             noise.record_normals(dev, enc, 1, 2, nk as u32, &gc)
@@ -341,7 +324,6 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             gpu_ms: normals_ms,
             bytes: 4 * nk as u64,
             vs_unfused: None,
-            cpu_ms: None,
         });
     }
     Ok(Report {

@@ -6,12 +6,12 @@
 //! (seed, chain step) at j's flat indices, so a sample does not depend on the batch it was
 //! drawn in.
 
+use super::{Process, FLOW_TIME_SCALE};
 use crate::diffusion::{DdpmSchedule, Sampler};
 use crate::gpu::Gpu;
 use crate::kernels::NO_LABEL;
 use crate::model::{tokens, Activations, Dit, DitConfig};
 use crate::rng::noise_range;
-use super::{Process, FLOW_TIME_SCALE};
 use crate::{Error, Result};
 
 /// What to sample.
@@ -163,7 +163,6 @@ pub fn generate(gpu: &Gpu, s: &SampleSpec, labels: &[u32]) -> Result<Vec<f32>> {
     }
     Ok(out)
 }
-
 
 /// One label row from text: a label or a concept list joined by '+' (names as
 /// `label_names`, or numbers), padded to the model's slots with [`NO_LABEL`].

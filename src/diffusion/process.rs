@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The diffusion process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, )]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "workflow", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Process {

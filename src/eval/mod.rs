@@ -12,12 +12,12 @@
 pub mod classifier;
 pub mod detector;
 
-use crate::data::{is_inert, toy2d_means, Dataset, Toy2dSpec, CONCEPTS_PER_SLOT};
-use crate::diffusion::Sampler;
-use crate::diffusion::generate::{generate, SampleSpec};
-use crate::gpu::Gpu;
 use crate::data::class_labels;
+use crate::data::{is_inert, toy2d_means, Dataset, Toy2dSpec, CONCEPTS_PER_SLOT};
+use crate::diffusion::generate::{generate, SampleSpec};
 use crate::diffusion::Process;
+use crate::diffusion::Sampler;
+use crate::gpu::Gpu;
 use crate::stats;
 use crate::train::{setup, state, DatasetKind, TrainConfig};
 use crate::{Error, Result};
@@ -202,7 +202,6 @@ pub fn score(
         }
     })
 }
-
 
 /// Every concepts-mode prompt (left shape, left colour, right shape, right colour), each
 /// `per` times: 16 × 16 = 256 prompts.

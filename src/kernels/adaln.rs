@@ -8,7 +8,6 @@ use crate::{Error, Result};
 /// DiT's LayerNorm epsilon.
 pub const LN_EPS: f64 = 1e-6;
 
-
 /// A token stream of `rows` rows of `dim` values, `tokens` consecutive rows per sample.
 #[derive(Clone, Copy, Debug)]
 pub struct Stream {

@@ -12,16 +12,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// How the per-token weight D is formed from the unconditional error ε − ε_u.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "workflow", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum DForm {
@@ -35,16 +26,7 @@ pub enum DForm {
 }
 
 /// Optional normalisation of D.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "workflow", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Normalize {
@@ -55,16 +37,7 @@ pub enum Normalize {
 }
 
 /// Token-wise D, or the sample-wise ablation (D averaged over the tokens of each sample).
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "workflow", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Granularity {

@@ -6,7 +6,7 @@
 pub mod activation;
 pub mod adaln;
 pub mod attention;
-mod common;
+pub(crate) mod common;
 pub mod contrastive;
 pub mod embed;
 mod linear_texture;
@@ -16,7 +16,6 @@ pub mod noise;
 pub mod optim;
 pub mod pair;
 pub mod reduce;
-pub mod unfused;
 
 pub use activation::{Activation, ActivationKernels};
 pub use adaln::{AdaLnKernels, AdaLnPath, Columns, Modulation, Stream};
@@ -33,7 +32,6 @@ pub use noise::{NoiseArgs, NoiseKernels, Schedule};
 pub use optim::OptimKernels;
 pub use pair::{PairArgs, PairKernels};
 pub use reduce::ReduceKernel;
-pub use unfused::{UnfusedImba, UnfusedWorkspace};
 
 use crate::{Error, Result};
 

@@ -14,7 +14,6 @@ pub struct AdamW {
     pub weight_decay: f64,
 }
 
-
 /// Most workgroups of the first gradient-norm pass (the second pass sums their partials).
 const MAX_PARTIALS: u32 = 1024;
 

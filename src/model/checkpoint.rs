@@ -10,8 +10,8 @@
 //! Export writes F32 to a temporary file and renames it over the target, so an interrupted
 //! write never leaves a truncated checkpoint behind.
 
-use super::{DitConfig, ParamLayout};
 use super::sincos::pos_embed_2d;
+use super::{DitConfig, ParamLayout};
 use crate::{Error, Result};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
 use std::collections::HashMap;

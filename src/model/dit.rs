@@ -5,12 +5,12 @@
 //! serve both halves (rows 0..B with the labels, rows B..2B with ∅); the backward sums both
 //! halves' gradients into them.
 
+use super::sincos;
 use super::{DitConfig, ParamLayout};
 use crate::kernels::{
     Activation, ActivationKernels, AdaLnKernels, AttentionKernels, AttentionShape, Columns,
     EmbedKernels, Labels, Layout, MatmulArgs, MatmulKernels, Modulation, Region, Stream, NO_LABEL,
 };
-use super::sincos;
 use crate::{Error, Result};
 use wgpu::util::DeviceExt;
 

@@ -14,14 +14,14 @@
 //! (B samples × G groups per step) runs on the host between them.
 
 use crate::data::{Dataset, EpochOrder};
-use crate::diffusion::DdpmSchedule;
 use crate::diffusion::generate::{generate, Delta, SampleSpec};
+use crate::diffusion::DdpmSchedule;
+use crate::diffusion::{Process, FLOW_TIME_SCALE};
 use crate::gpu::Gpu;
+use crate::kernels::optim::AdamW;
 use crate::kernels::OptimKernels;
 use crate::model::{tokens, Activations, Dit, DitConfig, ParamLayout};
-use crate::kernels::optim::AdamW;
 use crate::rng::{noise_range, philox4x32_10};
-use crate::diffusion::{Process, FLOW_TIME_SCALE};
 use crate::train::TrainConfig;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};

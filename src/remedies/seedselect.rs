@@ -16,12 +16,12 @@
 
 use crate::data::Dataset;
 use crate::diffusion::{DdpmSchedule, SampleStep, Sampler};
+use crate::diffusion::{Process, FLOW_TIME_SCALE};
 use crate::eval::classifier::{Classifier, HIDDEN};
 use crate::gpu::Gpu;
 use crate::kernels::NO_LABEL;
 use crate::model::{tokens, Activations, Dit, DitConfig};
 use crate::rng::noise_range;
-use crate::diffusion::{Process, FLOW_TIME_SCALE};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 

@@ -3,9 +3,9 @@
 //! overrides the defaults. Unknown keys and out-of-range values are refused with the key named.
 
 use crate::data::Profile;
+use crate::diffusion::Process;
 use crate::kernels::{DForm, Granularity, ImbaParams, Normalize};
 use crate::{Error, Result};
-use crate::diffusion::Process;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

@@ -9,8 +9,8 @@
 //! label's training frequency by Spearman's ρ.
 
 use crate::data::Dataset;
-use crate::stats::spearman;
 use crate::model::DitConfig;
+use crate::stats::spearman;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

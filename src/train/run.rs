@@ -2,10 +2,10 @@
 //! progress and checkpoints, and the end-of-run model, loss curve and samples.
 
 use super::{monitor, setup, state, DatasetKind, StepStats, TrainConfig, TrainOptions, Trainer};
-use crate::diffusion::Sampler;
-use crate::report::save_samples;
 use crate::diffusion::generate::{generate, SampleSpec};
+use crate::diffusion::Sampler;
 use crate::gpu::Gpu;
+use crate::report::save_samples;
 use crate::{Error, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -11,14 +11,14 @@ use super::config::CbdmPrior;
 use super::{Objective, Process, TrainConfig};
 use crate::data::{Dataset, EpochOrder};
 use crate::diffusion::DdpmSchedule;
+use crate::diffusion::FLOW_TIME_SCALE;
 use crate::gpu::Gpu;
+use crate::kernels::optim::AdamW;
 use crate::kernels::{
     LossKernels, LossWorkspace, MseLossArgs, NoiseArgs, NoiseKernels, OptimKernels, Region,
     Schedule, Target, TargetKind, NO_LABEL,
 };
 use crate::model::{Activations, Dit, DitConfig, DualLoss, PairLoss, ParamLayout};
-use crate::diffusion::FLOW_TIME_SCALE;
-use crate::kernels::optim::AdamW;
 use crate::rng::philox4x32_10;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};

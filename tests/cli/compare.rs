@@ -1,10 +1,8 @@
 //! `imba eval` and `imba compare` end to end on a tiny toy2d configuration: the table, the
 //! plots, the per-run results, the D monitor's log, reuse of finished runs, bad input.
 
-use std::path::Path;
 use crate::{imba_split, tempdir};
-
-
+use std::path::Path;
 
 fn is_png(p: &Path) -> bool {
     std::fs::read(p).is_ok_and(|b| b.starts_with(b"\x89PNG"))

@@ -1,10 +1,8 @@
 //! `imba train` and `imba sample` as a user runs them: a TOML config with flag overrides,
 //! checkpoints, resume, a crash during a checkpoint write, divergence, sampling.
 
-use std::path::Path;
 use crate::{imba_env, tempdir};
-
-
+use std::path::Path;
 
 fn step_of(ckpt: &Path) -> u32 {
     imba::train::state::load(ckpt).unwrap().state.step

@@ -112,6 +112,8 @@ enum Path {
     Fused,
     /// The fused pass with the vector kernel disabled.
     Portable,
+    /// The unfused chain of the benchmarks (built with the `workflow` feature).
+    #[cfg(feature = "workflow")]
     Unfused,
 }
 
@@ -149,7 +151,9 @@ fn run_imba(inp: &Inputs, p: &ImbaParams, path: Path) -> Outputs {
             };
             k.record_imba(dev, &mut enc, &args, p).unwrap();
         }
+        #[cfg(feature = "workflow")]
         Path::Unfused => {
+            use imba::bench::unfused::{UnfusedImba, UnfusedWorkspace};
             let k = UnfusedImba::new(dev).unwrap();
             let ws = UnfusedWorkspace::new(dev, s).unwrap();
             k.record(
@@ -462,6 +466,7 @@ fn fused_imba_two_dimensional_grid() {
     );
 }
 
+#[cfg(feature = "workflow")]
 #[test]
 fn unfused_chain_matches_reference() {
     let g = ImageGeometry {

@@ -9,6 +9,7 @@ mod activation;
 mod adaln;
 mod attention;
 mod embeddings;
+mod examples;
 mod loss;
 mod matmul;
 mod noise;

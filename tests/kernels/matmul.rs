@@ -2,9 +2,9 @@
 //! accumulation, odd sizes, NaN-poisoned outputs; bad input.
 
 use crate::common;
+use common::matmul_check::{check_every_layout, texture_path_cases};
 use common::{assert_error_mentions, gpu};
 use imba::kernels::{Layout, MatmulArgs, MatmulKernels, MatmulPath};
-use common::matmul_check::{check_every_layout, texture_path_cases};
 
 #[test]
 fn portable_matmul_matches_reference_every_layout() {

@@ -4,8 +4,8 @@
 
 use imba::data::{is_inert, render_shapes, shapes, Dataset, ShapesSpec, COLOURS, SHAPES};
 use imba::eval::detector::{Detector, Object, Unreadable};
-use imba::stats;
 use imba::eval::{self, Evaluation};
+use imba::stats;
 use imba::train::{monitor, setup, TrainOptions};
 
 fn uniform_image(seed: u32, n: usize) -> Vec<f32> {

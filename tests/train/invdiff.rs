@@ -4,10 +4,10 @@
 
 use crate::common;
 use common::*;
-use imba::diffusion::Sampler;
 use imba::diffusion::generate::{generate, Delta, SampleSpec};
-use imba::remedies::invdiff::{self, group_loss, group_spread, infer_groups, DeltaInit};
+use imba::diffusion::Sampler;
 use imba::model::{DitConfig, ParamLayout};
+use imba::remedies::invdiff::{self, group_loss, group_spread, infer_groups, DeltaInit};
 use imba::train::Process;
 
 #[test]

@@ -5,12 +5,12 @@
 
 use crate::common;
 use common::*;
+use imba::diffusion::generate::{generate, SampleSpec};
 use imba::diffusion::{DdpmSchedule, Sampler};
 use imba::eval::classifier::Classifier;
-use imba::diffusion::generate::{generate, SampleSpec};
 use imba::model::{DitConfig, ParamLayout};
-use imba::rng::noise_range;
 use imba::remedies::seedselect::{self, step_coef, Chain, Options, Target};
+use imba::rng::noise_range;
 use imba::train::Process;
 
 fn model() -> (DitConfig, Vec<f32>) {

@@ -3,8 +3,8 @@
 use crate::common;
 
 use common::{assert_error_mentions, gpu};
-use imba::diffusion::Sampler;
 use imba::diffusion::generate::{generate, SampleSpec};
+use imba::diffusion::Sampler;
 use imba::train::{setup, state, Process, State, TrainOptions, Trainer};
 
 /// A tiny shapes run: 8×8 images, the tiny DiT, batch 4; `extra` (TOML) overrides.

@@ -3,8 +3,8 @@
 //! independently written check of it. It implements the token-wise, unnormalised variant
 //! (every D form) with an ε target (Philox or explicit).
 
-use super::common::{self, Slot};
-use super::{
+use crate::kernels::common::{self, Slot};
+use crate::kernels::{
     DForm, Granularity, ImbaParams, Normalize, ReduceKernel, Target, TargetKind, TokenShape,
 };
 use crate::{Error, Result};
@@ -137,7 +137,7 @@ impl UnfusedImba {
     }
 
     /// Records the chain. Same outputs as
-    /// [`LossKernels::record_imba`](super::LossKernels::record_imba): D, both gradients, and
+    /// [`LossKernels::record_imba`](crate::kernels::LossKernels::record_imba): D, both gradients, and
     /// [L, L_c, L_u, mean D].
     #[allow(clippy::too_many_arguments)]
     pub fn record(

@@ -1,0 +1,47 @@
+//! `imba compare`: objectives × seeds at equal compute, trained, scored and tabulated.
+
+use crate::options::{with_file, EvalSampling};
+use clap::Args;
+use imba::gpu::Gpu;
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Objectives, comma-separated: baseline, dual-baseline, imba (token-wise D),
+    /// imba-sample (sample-wise D), cbdm (frequency prior), cbdm-uniform, ccua, invdiff (on the
+    /// baseline run of each seed; list baseline first).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "baseline,dual-baseline,imba,imba-sample"
+    )]
+    objectives: Vec<String>,
+    /// Training seeds, comma-separated (the data set stays that of --data-seed).
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    seeds: Vec<u32>,
+    /// A TOML file of training options shared by every run (flags override it).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// Only the final table, no per-run lines.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    sampling: EvalSampling,
+    #[command(flatten)]
+    opts: Box<imba::train::TrainOptions>,
+}
+
+pub fn run(gpu: &Gpu, a: CompareArgs) -> imba::Result<()> {
+    let base = with_file(*a.opts, a.config.as_deref())?;
+    let spec = imba::compare::CompareSpec {
+        base,
+        variants: a.objectives.clone(),
+        seeds: a.seeds.clone(),
+        eval: (&a.sampling).into(),
+    };
+    if !a.quiet {
+        eprintln!("adapter: {}", gpu.info.name);
+    }
+    let c = imba::compare::compare(gpu, &spec, !a.quiet)?;
+    println!("{}", imba::compare::markdown(&c, &a.objectives));
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! The `imba` command line: a thin shell over the library, one module per command (its
+//! arguments and the call into the library).
+
+mod bench;
+mod compare;
+mod eval;
+mod info;
+mod invdiff;
+mod options;
+mod sample;
+mod seedselect;
+mod train;
+
+use clap::{Parser, Subcommand};
+use imba::gpu::Gpu;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "imba",
+    version,
+    about = "IMBA concept-balancing diffusion training kernels in WGSL, on any GPU"
+)]
+struct Cli {
+    /// Use the first adapter whose name contains this text (default: WGPU_ADAPTER_NAME, else
+    /// the best hardware GPU, else the software Vulkan adapter). WGPU_BACKEND=vulkan|metal|dx12
+    /// restricts the APIs searched.
+    #[arg(long, global = true)]
+    adapter: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a DiT on a (long-tailed) data set with the baseline, IMBA or dual-baseline
+    /// objective. With no options: the built-in shapes set, IMBA, a small model, a few minutes
+    /// on a 2-core CPU. Every option is also a key of a TOML file (--config); flags override
+    /// the file. Writes into the run folder (--out): config.toml, split.json, log.jsonl (one
+    /// line per step), loss.png, checkpoint.safetensors (every --checkpoint-every steps),
+    /// model.safetensors (EMA weights, DiT names) and samples/.
+    Train(train::TrainArgs),
+    /// Draw samples from a trained run: PNG grid, one PNG per sample, and the raw samples
+    /// (safetensors).
+    Sample(sample::SampleArgs),
+    /// Evaluate a trained run on its data set's oracle (shapes detector, toy2d hit rate,
+    /// digits classifier): scores per label and per frequency bucket, written to
+    /// <run>/eval.json.
+    Eval(eval::EvalArgs),
+    /// Train and evaluate several objectives × seeds at equal compute on one data set; write
+    /// compare.md (mean ± std over seeds), compare.json and PNG plots into --out
+    /// [default: runs/compare-<dataset>]. Finished runs in that folder are reused.
+    Compare(compare::CompareArgs),
+    /// SeedSelect (training-free): optimise the initial noise of a trained run's samples of
+    /// one label (or concept list) so that they match a few of its training images, through
+    /// a deterministic DDIM chain; report the oracle's success against plain sampling from
+    /// the same seeds, and the time per seed. Writes plain/, selected/ and report.json.
+    Seedselect(seedselect::SeedSelectArgs),
+    /// InvDiff (no bias labels): infer soft groups from a trained run's per-sample losses,
+    /// train a small zero-initialised δ-DiT beside the frozen model with the mean + variance
+    /// group loss, and evaluate r·ε_δ + (1 − r)·ε against the frozen model alone on the same
+    /// seeds. Writes report.json, groups.safetensors, delta.safetensors, log.jsonl.
+    Invdiff(invdiff::InvDiffArgs),
+    /// Print the adapter, backend, driver, and the features and limits the kernels use; with
+    /// --model, also the memory a DiT and batch need for training.
+    Info(info::InfoArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn run(cli: Cli) -> imba::Result<()> {
+    let name = cli.adapter.clone().or_else(|| {
+        std::env::var("WGPU_ADAPTER_NAME")
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
+    let gpu = Gpu::with_adapter_name(name.as_deref())?;
+    match cli.command {
+        Command::Info(a) => info::run(&gpu, a),
+        Command::Train(a) => train::run(&gpu, a),
+        Command::Sample(a) => sample::run(&gpu, a),
+        Command::Seedselect(a) => seedselect::run(&gpu, a),
+        Command::Invdiff(a) => invdiff::run(&gpu, a),
+        Command::Eval(a) => eval::run(&gpu, a),
+        Command::Compare(a) => compare::run(&gpu, a),
+        Command::Bench(c) => bench::run(&gpu, c),
+    }
+}
+
+fn main() -> ExitCode {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // Silences the Vulkan loader's warning on headless machines.
+        std::env::set_var("XDG_RUNTIME_DIR", "/tmp");
+    }
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

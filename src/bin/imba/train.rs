@@ -1,0 +1,47 @@
+//! `imba train`: a new run, or the continuation of one.
+
+use crate::options::with_file;
+use clap::Args;
+use imba::gpu::Gpu;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// A TOML file of options (keys as the long flags, with _ for -); flags override it.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+    /// Continue the run in this folder from its checkpoint, bit-exactly; only steps,
+    /// checkpoint-every and the sampling options may change.
+    #[arg(long)]
+    resume: Option<std::path::PathBuf>,
+    /// No progress bar or split table.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    opts: Box<imba::train::TrainOptions>,
+}
+
+pub fn run(gpu: &Gpu, a: TrainArgs) -> imba::Result<()> {
+    let opts = with_file(*a.opts, a.config.as_deref())?;
+    if !a.quiet {
+        eprintln!("adapter: {}", gpu.info.name);
+    }
+    let o = imba::train::run::train(gpu, opts, a.resume.as_deref(), !a.quiet)?;
+    if let Some(s) = o.last {
+        println!(
+            "trained {} steps in {:.1} s ({:.2} steps/s); step {}: loss {:.5}, L_c {:.5}, L_u {:.5}, mean D {:.4}",
+            o.steps_run,
+            o.seconds,
+            o.steps_run as f64 / o.seconds.max(1e-9),
+            s.step,
+            s.loss,
+            s.loss_c,
+            s.loss_u,
+            s.mean_d
+        );
+    }
+    println!("outputs in {}:", o.out.display());
+    for f in &o.written {
+        println!("  {}", f.display());
+    }
+    Ok(())
+}
