@@ -13,7 +13,7 @@ use crate::gpu::Gpu;
 use crate::report::plot::{bars, lines, Series};
 use crate::stats::mean_std;
 use crate::train::run::io;
-use crate::train::{monitor, run, DatasetKind, TrainOptions};
+use crate::train::{monitor, DatasetKind, RunDir, TrainOptions};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -89,6 +89,48 @@ pub struct Comparison {
 
 /// Runs (or reuses) every variant × seed, evaluates, and writes the summary.
 pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparison> {
+    let base = check(spec)?;
+    let root = PathBuf::from(match &spec.base.out {
+        Some(o) => o.clone(),
+        None => format!("runs/compare-{}", base.dataset.name()),
+    });
+    let study = Study {
+        gpu,
+        spec,
+        base: &base,
+        root: &root,
+        progress,
+    };
+    let mut runs = Vec::new();
+    for v in &spec.variants {
+        for &seed in &spec.seeds {
+            let r = study.one_run(v, seed)?;
+            if progress && !r.1 {
+                eprintln!(
+                    "{v} seed {seed}: {:.0} s training, {:.0} s evaluation; {}",
+                    r.0.train_seconds,
+                    r.0.eval_seconds,
+                    headline(&r.0.evaluation)
+                );
+            }
+            runs.push(r.0);
+        }
+    }
+    let seconds = runs.iter().map(|x| x.train_seconds + x.eval_seconds).sum();
+    let c = Comparison {
+        dataset: runs[0].evaluation.dataset.clone(),
+        adapter: gpu.info.name.clone(),
+        config: summary_line(&base)?,
+        runs,
+        seconds,
+    };
+    write(&root, &c, &spec.variants)?;
+    Ok(c)
+}
+
+/// The resolved base config, once the variants, their order and the data set are known to
+/// make a comparison.
+fn check(spec: &CompareSpec) -> Result<crate::train::TrainConfig> {
     if spec.variants.is_empty() || spec.seeds.is_empty() {
         return Err(Error::Config(
             "compare needs at least one objective and one seed".into(),
@@ -116,110 +158,102 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
                 .into(),
         ));
     }
-    let root = PathBuf::from(match &spec.base.out {
-        Some(o) => o.clone(),
-        None => format!("runs/compare-{}", base.dataset.name()),
-    });
-    let mut runs = Vec::new();
-    for v in &spec.variants {
-        for &seed in &spec.seeds {
-            let dir = root.join(v).join(format!("seed{seed}"));
-            let result_path = dir.join("result.json");
-            let previous = std::fs::read_to_string(&result_path)
-                .ok()
-                .and_then(|t| serde_json::from_str::<RunResult>(&t).ok())
-                .filter(|r| r.steps == base.steps);
-            if let Some(r) = previous
-                .as_ref()
-                .filter(|r| r.eval_options.as_ref() == Some(&spec.eval))
-            {
-                if progress {
-                    eprintln!("{v} seed {seed}: reusing {}", result_path.display());
-                }
-                runs.push(r.clone());
-                continue;
+    Ok(base)
+}
+
+/// What every run of a comparison shares.
+struct Study<'a> {
+    gpu: &'a Gpu,
+    spec: &'a CompareSpec,
+    base: &'a crate::train::TrainConfig,
+    root: &'a Path,
+    progress: bool,
+}
+
+impl Study<'_> {
+    /// One variant and seed: its earlier result when that was made with these steps and
+    /// evaluation options (then `true`), else the run trained (or resumed, or only
+    /// re-scored) and evaluated.
+    fn one_run(&self, v: &str, seed: u32) -> Result<(RunResult, bool)> {
+        let run = RunDir::new(self.root.join(v).join(format!("seed{seed}")));
+        let previous = std::fs::read_to_string(run.result())
+            .ok()
+            .and_then(|t| serde_json::from_str::<RunResult>(&t).ok())
+            .filter(|r| r.steps == self.base.steps);
+        if let Some(r) = previous
+            .as_ref()
+            .filter(|r| r.eval_options.as_ref() == Some(&self.spec.eval))
+        {
+            if self.progress {
+                eprintln!("{v} seed {seed}: reusing {}", run.result().display());
             }
-            if v == "invdiff" {
-                let r = invdiff(gpu, &root, seed, base.steps, &spec.eval, &dir)?;
-                crate::error::write_json(&result_path, &r)?;
-                if progress {
-                    eprintln!(
-                        "invdiff seed {seed}: {:.0} s (losses, groups, δ training), {:.0} s \
-                         evaluation; {}",
-                        r.train_seconds,
-                        r.eval_seconds,
-                        headline(&r.evaluation)
-                    );
-                }
-                runs.push(r);
-                continue;
-            }
-            let opts = TrainOptions {
-                seed: Some(seed),
-                out: Some(dir.display().to_string()),
-                sample_count: Some(0),
-                ..variant(v)?
-            }
-            .or(spec.base.clone());
-            let resume = dir.join(run::CHECKPOINT).exists().then_some(dir.as_path());
-            if progress {
+            return Ok((r.clone(), true));
+        }
+        let r = if v == "invdiff" {
+            invdiff(
+                self.gpu,
+                self.root,
+                seed,
+                self.base.steps,
+                &self.spec.eval,
+                run.root(),
+            )?
+        } else {
+            if self.progress {
                 eprintln!(
                     "{v} seed {seed}: training {} steps into {}",
-                    base.steps,
-                    dir.display()
+                    self.base.steps,
+                    run.root().display()
                 );
             }
-            // A finished run whose evaluation was sampled otherwise is only re-scored; its
-            // training time is the one recorded.
-            let outcome = run::train(gpu, opts, resume, false)?;
-            let train_seconds = match (&previous, outcome.steps_run) {
-                (Some(p), 0) => p.train_seconds,
-                _ => outcome.seconds,
-            };
-            let t = Instant::now();
-            let e = evaluate_run(gpu, &dir, &spec.eval)?;
-            let eval_seconds = t.elapsed().as_secs_f64();
-            save_eval_samples(&dir, &e, &outcome.config)?;
-            let d_monitor = std::fs::read_to_string(dir.join("d_monitor.json"))
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok());
-            let r = RunResult {
-                variant: v.clone(),
-                seed,
-                steps: outcome.config.steps,
-                rows_per_step: outcome.config.batch * outcome.config.objective.repeats(),
-                train_seconds,
-                eval_seconds,
-                evaluation: e.evaluation,
-                eval_options: Some(spec.eval.clone()),
-                d_monitor,
-            };
-            std::fs::write(
-                &result_path,
-                serde_json::to_string_pretty(&r).expect("serialisable"),
-            )
-            .map_err(|e| io(&result_path, "cannot write the run's result", e))?;
-            if progress {
-                eprintln!(
-                    "{v} seed {seed}: {:.0} s training, {:.0} s evaluation; {}",
-                    r.train_seconds,
-                    r.eval_seconds,
-                    headline(&r.evaluation)
-                );
-            }
-            runs.push(r);
-        }
+            self.train_and_score(v, seed, &run, previous.as_ref())?
+        };
+        crate::error::write_json(&run.result(), &r)?;
+        Ok((r, false))
     }
-    let seconds = runs.iter().map(|x| x.train_seconds + x.eval_seconds).sum();
-    let c = Comparison {
-        dataset: runs[0].evaluation.dataset.clone(),
-        adapter: gpu.info.name.clone(),
-        config: summary_line(&base)?,
-        runs,
-        seconds,
-    };
-    write(&root, &c, &spec.variants)?;
-    Ok(c)
+
+    /// Trains (or resumes) one run and evaluates it. A finished run whose evaluation was
+    /// sampled otherwise is only re-scored; its training time is the one recorded.
+    fn train_and_score(
+        &self,
+        v: &str,
+        seed: u32,
+        run: &RunDir,
+        previous: Option<&RunResult>,
+    ) -> Result<RunResult> {
+        let opts = TrainOptions {
+            seed: Some(seed),
+            out: Some(run.root().display().to_string()),
+            sample_count: Some(0),
+            ..variant(v)?
+        }
+        .or(self.spec.base.clone());
+        let resume = run.has_run().then_some(run.root());
+        let outcome = crate::train::run::train(self.gpu, opts, resume, false)?;
+        let train_seconds = match (previous, outcome.steps_run) {
+            (Some(p), 0) => p.train_seconds,
+            _ => outcome.seconds,
+        };
+        let t = Instant::now();
+        let e = evaluate_run(self.gpu, run.root(), &self.spec.eval)?;
+        let eval_seconds = t.elapsed().as_secs_f64();
+        save_eval_samples(run, &e, &outcome.config)?;
+        let d_monitor = std::fs::read_to_string(run.d_summary())
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let c = &outcome.config;
+        Ok(RunResult {
+            variant: v.to_string(),
+            seed,
+            steps: c.steps,
+            rows_per_step: c.batch * c.objective.repeats(),
+            train_seconds,
+            eval_seconds,
+            evaluation: e.evaluation,
+            eval_options: Some(self.spec.eval.clone()),
+            d_monitor,
+        })
+    }
 }
 
 /// The invdiff variant of one seed: InvDiff on `<root>/baseline/seed<k>` with δ training for
@@ -233,7 +267,7 @@ fn invdiff(
     dir: &Path,
 ) -> Result<RunResult> {
     let base = root.join("baseline").join(format!("seed{seed}"));
-    let saved = crate::train::state::load(&base.join(run::CHECKPOINT))?;
+    let saved = RunDir::new(&base).load()?;
     let mut o = crate::remedies::invdiff::Options::for_base(&saved.config);
     o.steps = steps;
     let r = crate::remedies::invdiff::run(gpu, &base, &o, eval, dir)?;
@@ -253,11 +287,11 @@ fn invdiff(
 /// `eval_samples.png`: a grid of the evaluation's samples (a row per label or 16 prompts),
 /// or for toy2d a scatter with the class means marked.
 fn save_eval_samples(
-    dir: &Path,
+    run: &RunDir,
     e: &crate::eval::Evaluated,
     c: &crate::train::TrainConfig,
 ) -> Result<()> {
-    let path = dir.join("eval_samples.png");
+    let path = run.eval_samples();
     let m = &e.data;
     if m.image_len() == 2 {
         let points: Vec<[f32; 2]> = e.images.chunks(2).map(|p| [p[0], p[1]]).collect();
@@ -470,15 +504,11 @@ fn write(root: &Path, c: &Comparison, variants: &[String]) -> Result<()> {
             let logs: Vec<Vec<f32>> = by(v)
                 .iter()
                 .map(|r| {
-                    run::read_log(
-                        &root
-                            .join(v)
-                            .join(format!("seed{}", r.seed))
-                            .join("log.jsonl"),
-                    )
-                    .iter()
-                    .map(|s| s.loss)
-                    .collect()
+                    RunDir::new(root.join(v).join(format!("seed{}", r.seed)))
+                        .read_log()
+                        .iter()
+                        .map(|s| s.loss)
+                        .collect()
                 })
                 .collect();
             let n = logs.iter().map(|l| l.len()).min().unwrap_or(0);

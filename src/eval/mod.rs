@@ -19,7 +19,7 @@ use crate::diffusion::Process;
 use crate::diffusion::Sampler;
 use crate::gpu::Gpu;
 use crate::stats;
-use crate::train::{setup, state, DatasetKind, TrainConfig};
+use crate::train::{setup, DatasetKind, TrainConfig};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -107,7 +107,7 @@ pub struct Evaluated {
 
 /// Loads a run's checkpoint, samples and scores it on its data set's oracle.
 pub fn evaluate_run(gpu: &Gpu, run: &Path, o: &EvalOptions) -> Result<Evaluated> {
-    let saved = state::load(&run.join(crate::train::run::CHECKPOINT))?;
+    let saved = crate::train::RunDir::new(run).load()?;
     let (data, _) = setup::load_data(&saved.config)?;
     if data.fingerprint() != saved.fingerprint {
         return Err(Error::Data(format!(

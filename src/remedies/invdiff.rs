@@ -612,9 +612,9 @@ pub fn run(
     eval: &crate::eval::EvalOptions,
     out: &std::path::Path,
 ) -> Result<Report> {
-    use crate::train::{setup, state};
+    use crate::train::setup;
     o.validate()?;
-    let saved = state::load(&base_run.join(crate::train::run::CHECKPOINT))?;
+    let saved = crate::train::RunDir::new(base_run).load()?;
     let (data, _) = setup::load_data(&saved.config)?;
     if data.fingerprint() != saved.fingerprint {
         return Err(Error::Data(format!(

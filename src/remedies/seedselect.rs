@@ -630,12 +630,12 @@ pub fn run(
     o: &Options,
     out: &std::path::Path,
 ) -> Result<Report> {
-    use crate::train::{setup, state};
+    use crate::train::setup;
     o.validate()?;
     if refs == 0 {
         return Err(Error::Config("--refs must be at least 1".into()));
     }
-    let saved = state::load(&run.join(crate::train::run::CHECKPOINT))?;
+    let saved = crate::train::RunDir::new(run).load()?;
     let (data, _) = setup::load_data(&saved.config)?;
     if data.fingerprint() != saved.fingerprint {
         return Err(Error::Data(format!(

@@ -11,3 +11,6 @@ pub mod trainer;
 
 pub use trainer::{State, StepStats, Trainer};
 pub mod run;
+mod run_dir;
+
+pub use run_dir::RunDir;

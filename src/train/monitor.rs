@@ -8,15 +8,13 @@
 //! half of the steps (after the model has left its initialisation) and relates mean D to the
 //! label's training frequency by Spearman's ρ.
 
+use super::RunDir;
 use crate::data::Dataset;
 use crate::model::DitConfig;
 use crate::stats::spearman;
-use crate::{Error, Result};
+use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-
-/// The monitor's log, one line per step.
-pub const D_LOG: &str = "d_monitor.jsonl";
 
 /// One step's D sums and token counts per label.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -123,20 +121,12 @@ pub fn summarise(lines: &[DLine], from_step: u32, names: &[String], freq: &[usiz
     }
 }
 
-/// Writes `d_monitor.json` and `d_vs_frequency.png` into `out` from its log.
-pub fn finish(out: &Path, steps: u32, names: &[String], freq: &[usize]) -> Result<DSummary> {
-    let lines: Vec<DLine> = super::run::read_jsonl(&out.join(D_LOG));
+/// Writes the run's D summary and its plot from the monitor's log.
+pub fn finish(run: &RunDir, steps: u32, names: &[String], freq: &[usize]) -> Result<DSummary> {
+    let lines: Vec<DLine> = super::run::read_jsonl(&run.d_log());
     let summary = summarise(&lines, steps / 2, names, freq);
-    let path = out.join("d_monitor.json");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&summary).expect("serialisable"),
-    )
-    .map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        problem: format!("cannot write the D summary ({e})"),
-    })?;
-    plot(&out.join("d_vs_frequency.png"), &summary, "IMBA")?;
+    crate::error::write_json(&run.d_summary(), &summary)?;
+    plot(&run.d_plot(), &summary, "IMBA")?;
     Ok(summary)
 }
 

@@ -1,17 +1,20 @@
 //! `imba train` as a library call: the output folder, the data split, the loop with its log,
 //! progress and checkpoints, and the end-of-run model, loss curve and samples.
 
-use super::{monitor, setup, state, DatasetKind, StepStats, TrainConfig, TrainOptions, Trainer};
+use super::state::Saved;
+use super::{
+    monitor, setup, DatasetKind, RunDir, State, StepStats, TrainConfig, TrainOptions, Trainer,
+};
+use crate::data::Dataset;
 use crate::diffusion::generate::{generate, SampleSpec};
 use crate::diffusion::Sampler;
 use crate::gpu::Gpu;
+use crate::model::DitConfig;
 use crate::report::save_samples;
 use crate::{Error, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The checkpoint's file name inside a run folder.
-pub const CHECKPOINT: &str = "checkpoint.safetensors";
 /// Options that may change when a run is resumed.
 pub const RESUMABLE: [&str; 6] = [
     "steps",
@@ -82,78 +85,18 @@ pub fn train(
     resume: Option<&Path>,
     progress: bool,
 ) -> Result<Outcome> {
-    let (config, out, saved) = match resume {
-        Some(dir) => {
-            let saved = state::load(&dir.join(CHECKPOINT))?;
-            let base = TrainOptions::from_toml(&saved.config.to_toml())?;
-            let mut config = opts.or(base).resolve()?;
-            config.out = dir.display().to_string();
-            let changed: Vec<_> = config
-                .differences(&saved.config)
-                .into_iter()
-                .filter(|k| !RESUMABLE.contains(k))
-                .collect();
-            if !changed.is_empty() {
-                return Err(Error::Config(format!(
-                    "a resumed run keeps its config; {changed:?} differ from the checkpoint's \
-                     (only {RESUMABLE:?} may change). Start a new run with --out instead"
-                )));
-            }
-            (config, dir.to_path_buf(), Some(saved))
-        }
-        None => {
-            let config = opts.resolve()?;
-            let out = PathBuf::from(&config.out);
-            if out.join(CHECKPOINT).exists() {
-                return Err(Error::Config(format!(
-                    "{} already holds a run; continue it with `--resume {}` or choose another \
-                     `--out`",
-                    out.display(),
-                    out.display()
-                )));
-            }
-            (config, out, None)
-        }
-    };
+    let (config, run, saved) = open(opts, resume)?;
     let (data, split) = setup::load_data(&config)?;
     let model = setup::model_config(&config, &data)?;
     let saved_state = match saved {
-        Some(s) => {
-            if s.fingerprint != data.fingerprint() {
-                return Err(Error::Data(format!(
-                    "the data differ from those the checkpoint was trained on (fingerprint \
-                     {:016x} vs {:016x}); resume with the same data",
-                    data.fingerprint(),
-                    s.fingerprint
-                )));
-            }
-            if s.model != model {
-                return Err(Error::Config(
-                    "the checkpoint's model differs from the one its config gives".into(),
-                ));
-            }
-            if s.state.step > config.steps {
-                return Err(Error::Config(format!(
-                    "the checkpoint is at step {} but `steps` is {}; raise `steps` to train on",
-                    s.state.step, config.steps
-                )));
-            }
-            Some(s.state)
-        }
+        Some(s) => Some(check_saved(s, &config, &data, &model)?),
         None => None,
     };
     let first_step = saved_state.as_ref().map_or(0, |s| s.step);
     // Everything that can refuse the run (batch size, device limits) is checked before the
     // first file is written.
     let mut trainer = Trainer::new(gpu, config.clone(), model.clone(), data, saved_state)?;
-    std::fs::create_dir_all(&out).map_err(|e| io(&out, "cannot create the run folder", e))?;
-    std::fs::write(out.join("config.toml"), config.to_toml())
-        .map_err(|e| io(&out, "cannot write config.toml", e))?;
-    std::fs::write(
-        out.join("split.json"),
-        serde_json::to_string_pretty(&split).expect("serialisable"),
-    )
-    .map_err(|e| io(&out, "cannot write split.json", e))?;
+    write_header(&run, &config, &split)?;
     if progress {
         eprint!("{}", split.table());
         eprintln!(
@@ -168,179 +111,317 @@ pub fn train(
             config.process
         );
     }
-    let open_log = |path: &Path| -> Result<std::fs::File> {
-        if first_step > 0 {
-            truncate_log(path, first_step)?;
-        } else {
-            let _ = std::fs::remove_file(path);
-        }
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| io(path, "cannot open the log", e))
-    };
-    let log_path = out.join("log.jsonl");
-    let mut log = open_log(&log_path)?;
-    // The D monitor (IMBA only: elsewhere D is 1 or absent).
-    let d_path = out.join(monitor::D_LOG);
-    let mut d_log = match config.objective {
-        super::Objective::Imba => Some(open_log(&d_path)?),
-        _ => None,
-    };
+    let mut logs = Logs::open(&run, &config, first_step)?;
     let d_tokens = monitor::slot_tokens(&trainer.data, &model);
-    let ckpt = out.join(CHECKPOINT);
-    let bar = progress.then(|| {
-        let b = indicatif::ProgressBar::new(config.steps as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} {wide_bar} {pos}/{len} {msg} ETA {eta}",
-            )
-            .expect("valid template"),
-        );
-        b.set_position(first_step as u64);
-        b
-    });
-    let start = std::time::Instant::now();
+    let bar = Progress::new(progress, config.steps, first_step);
     let mut last = None;
-    let every_line = (config.steps / 20).max(1);
     while trainer.step < config.steps {
-        let stats = match trainer.step() {
-            Ok(s) => s,
-            Err(Error::Diverged(m)) => {
-                let kept = if ckpt.exists() {
-                    format!("the last good checkpoint is {}", ckpt.display())
-                } else {
-                    "no checkpoint was written yet".into()
-                };
-                return Err(Error::Diverged(format!("{m}; {kept}")));
-            }
-            Err(e) => return Err(e),
-        };
-        writeln!(
-            log,
-            "{}",
-            serde_json::to_string(&stats).expect("serialisable")
-        )
-        .map_err(|e| io(&log_path, "cannot append to the log", e))?;
-        if let Some(f) = d_log.as_mut() {
-            let line = monitor::attribute(
-                stats.step,
-                &trainer.data,
-                &d_tokens,
-                &trainer.last_batch,
-                &trainer.last_d,
-            );
-            writeln!(f, "{}", serde_json::to_string(&line).expect("serialisable"))
-                .map_err(|e| io(&d_path, "cannot append to the D log", e))?;
-        }
-        let done = (stats.step - first_step) as f64;
-        let rate = done / start.elapsed().as_secs_f64();
-        if let Some(b) = &bar {
-            b.set_position(stats.step as u64);
-            b.set_message(format!(
-                "loss {:.4} D {:.3} {rate:.2} steps/s",
-                stats.loss, stats.mean_d
-            ));
-            if b.is_hidden() && stats.step % every_line == 0 {
-                eprintln!(
-                    "step {}/{} loss {:.4} mean D {:.3} grad norm {:.3} {rate:.2} steps/s",
-                    stats.step, config.steps, stats.loss, stats.mean_d, stats.grad_norm
-                );
-            }
-        }
+        let stats = trainer.step().map_err(|e| name_last_checkpoint(e, &run))?;
+        logs.append(&stats, &trainer, &d_tokens)?;
+        bar.show(&stats, config.steps, first_step);
         if config.checkpoint_every > 0 && stats.step % config.checkpoint_every == 0 {
-            trainer.save(&ckpt, &trainer.state()?)?;
+            trainer.save(&run.checkpoint(), &trainer.state()?)?;
         }
         last = Some(stats);
     }
-    if let Some(b) = &bar {
-        b.finish();
-    }
-    let seconds = start.elapsed().as_secs_f64();
-    // One read-back of the final state serves the last checkpoint (unless the loop just wrote
-    // it), the exported model and the samples.
-    let st = trainer.state()?;
-    let just_saved = config.checkpoint_every > 0 && trainer.step % config.checkpoint_every == 0;
-    if last.is_some() && !just_saved {
-        trainer.save(&ckpt, &st)?;
-    }
-    let mut written = vec![ckpt.clone(), log_path.clone()];
-    let model_file = out.join("model.safetensors");
-    crate::model::checkpoint::save(&model_file, &model, &st.ema)?;
-    written.push(model_file);
-    let log_all = read_log(&log_path);
-    let curve = out.join("loss.png");
-    crate::report::plot::loss_curve(
-        &curve,
-        &format!(
-            "{} on {} ({})",
-            config.objective.name(),
-            trainer.data.name,
-            out.display()
-        ),
-        &log_all.iter().map(|s| s.step).collect::<Vec<_>>(),
-        &log_all.iter().map(|s| s.loss).collect::<Vec<_>>(),
+    let seconds = bar.finish();
+    let written = finish(
+        gpu,
+        &run,
+        &trainer,
+        &model,
+        last.is_some(),
+        logs.d_log.is_some(),
     )?;
-    written.push(curve);
-    if d_log.is_some() {
-        monitor::finish(
-            &out,
-            config.steps,
-            &trainer.data.label_names,
-            &trainer.data.label_counts(),
-        )?;
-        written.push(out.join("d_monitor.json"));
-        written.push(out.join("d_vs_frequency.png"));
-    }
-    if config.sample_count > 0 {
-        let (labels, cols) = sample_labels(&trainer.data, config.sample_count);
-        let sampler = match config.process {
-            super::Process::Ddpm => Sampler::Ddim {
-                steps: config.sample_steps,
-                eta: 0.0,
-            },
-            super::Process::Flow => Sampler::Euler {
-                steps: config.sample_steps,
-            },
-        };
-        let images = generate(
-            gpu,
-            &SampleSpec {
-                model: &model,
-                params: &st.ema,
-                process: config.process,
-                sampler,
-                guidance: config.guidance,
-                seed: config.seed,
-                batch: 64,
-                delta: None,
-            },
-            &labels,
-        )?;
-        let centres = if config.dataset == DatasetKind::Toy2d {
-            crate::data::toy2d_means(config.classes, crate::data::Toy2dSpec::default().radius)
-        } else {
-            Vec::new()
-        };
-        written.extend(save_samples(
-            &out.join("samples"),
-            &model,
-            &images,
-            &labels,
-            &trainer.data.label_names,
-            cols,
-            &centres,
-        )?);
-    }
     Ok(Outcome {
-        out,
+        out: run.root().to_path_buf(),
         config,
         last,
         steps_run: trainer.step - first_step,
         seconds,
         written,
     })
+}
+
+/// The resolved config, the run folder and, for a resume, its checkpoint. A resume may only
+/// change the options in [`RESUMABLE`]; a new run refuses a folder that holds one.
+fn open(opts: TrainOptions, resume: Option<&Path>) -> Result<(TrainConfig, RunDir, Option<Saved>)> {
+    let Some(dir) = resume else {
+        let config = opts.resolve()?;
+        let run = RunDir::new(&config.out);
+        if run.has_run() {
+            let d = run.root().display();
+            return Err(Error::Config(format!(
+                "{d} already holds a run; continue it with `--resume {d}` or choose another `--out`"
+            )));
+        }
+        return Ok((config, run, None));
+    };
+    let run = RunDir::new(dir);
+    let saved = run.load()?;
+    let base = TrainOptions::from_toml(&saved.config.to_toml())?;
+    let mut config = opts.or(base).resolve()?;
+    config.out = dir.display().to_string();
+    let changed: Vec<_> = config
+        .differences(&saved.config)
+        .into_iter()
+        .filter(|k| !RESUMABLE.contains(k))
+        .collect();
+    if !changed.is_empty() {
+        return Err(Error::Config(format!(
+            "a resumed run keeps its config; {changed:?} differ from the checkpoint's \
+             (only {RESUMABLE:?} may change). Start a new run with --out instead"
+        )));
+    }
+    Ok((config, run, Some(saved)))
+}
+
+/// The checkpoint's state, once it is known to belong to these data, this model and a step
+/// count that leaves steps to train.
+fn check_saved(s: Saved, config: &TrainConfig, data: &Dataset, model: &DitConfig) -> Result<State> {
+    if s.fingerprint != data.fingerprint() {
+        return Err(Error::Data(format!(
+            "the data differ from those the checkpoint was trained on (fingerprint \
+             {:016x} vs {:016x}); resume with the same data",
+            data.fingerprint(),
+            s.fingerprint
+        )));
+    }
+    if s.model != *model {
+        return Err(Error::Config(
+            "the checkpoint's model differs from the one its config gives".into(),
+        ));
+    }
+    if s.state.step > config.steps {
+        return Err(Error::Config(format!(
+            "the checkpoint is at step {} but `steps` is {}; raise `steps` to train on",
+            s.state.step, config.steps
+        )));
+    }
+    Ok(s.state)
+}
+
+/// The run folder with its config and split.
+fn write_header(run: &RunDir, config: &TrainConfig, split: &impl serde::Serialize) -> Result<()> {
+    let root = run.root();
+    std::fs::create_dir_all(root).map_err(|e| io(root, "cannot create the run folder", e))?;
+    crate::error::write_file(&run.config(), config.to_toml())?;
+    crate::error::write_json(&run.split(), split)
+}
+
+/// A divergence names the checkpoint that survives it.
+fn name_last_checkpoint(e: Error, run: &RunDir) -> Error {
+    match e {
+        Error::Diverged(m) => {
+            let kept = if run.has_run() {
+                format!("the last good checkpoint is {}", run.checkpoint().display())
+            } else {
+                "no checkpoint was written yet".into()
+            };
+            Error::Diverged(format!("{m}; {kept}"))
+        }
+        e => e,
+    }
+}
+
+/// The step log and, for IMBA, the D monitor's log; a resume cuts both back to its step.
+struct Logs {
+    log_path: PathBuf,
+    log: std::fs::File,
+    d_path: PathBuf,
+    d_log: Option<std::fs::File>,
+}
+
+impl Logs {
+    fn open(run: &RunDir, config: &TrainConfig, first_step: u32) -> Result<Self> {
+        let open = |path: &Path| -> Result<std::fs::File> {
+            if first_step > 0 {
+                truncate_log(path, first_step)?;
+            } else {
+                let _ = std::fs::remove_file(path);
+            }
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| io(path, "cannot open the log", e))
+        };
+        let (log_path, d_path) = (run.log(), run.d_log());
+        // The D monitor runs for IMBA only: elsewhere D is 1 or absent.
+        let d_log = match config.objective {
+            super::Objective::Imba => Some(open(&d_path)?),
+            _ => None,
+        };
+        Ok(Self {
+            log: open(&log_path)?,
+            log_path,
+            d_path,
+            d_log,
+        })
+    }
+
+    fn append(
+        &mut self,
+        stats: &StepStats,
+        trainer: &Trainer,
+        d_tokens: &[Vec<u32>],
+    ) -> Result<()> {
+        let line = serde_json::to_string(stats).expect("serialisable");
+        writeln!(self.log, "{line}")
+            .map_err(|e| io(&self.log_path, "cannot append to the log", e))?;
+        if let Some(f) = self.d_log.as_mut() {
+            let line = monitor::attribute(
+                stats.step,
+                &trainer.data,
+                d_tokens,
+                &trainer.last_batch,
+                &trainer.last_d,
+            );
+            writeln!(f, "{}", serde_json::to_string(&line).expect("serialisable"))
+                .map_err(|e| io(&self.d_path, "cannot append to the D log", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// A progress bar on a terminal, a line every 5% elsewhere; and the loop's wall time.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    start: std::time::Instant,
+    every_line: u32,
+}
+
+impl Progress {
+    fn new(show: bool, steps: u32, first_step: u32) -> Self {
+        let bar = show.then(|| {
+            let b = indicatif::ProgressBar::new(steps as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} {wide_bar} {pos}/{len} {msg} ETA {eta}",
+                )
+                .expect("valid template"),
+            );
+            b.set_position(first_step as u64);
+            b
+        });
+        Self {
+            bar,
+            start: std::time::Instant::now(),
+            every_line: (steps / 20).max(1),
+        }
+    }
+
+    fn show(&self, stats: &StepStats, steps: u32, first_step: u32) {
+        let Some(b) = &self.bar else { return };
+        let rate = (stats.step - first_step) as f64 / self.start.elapsed().as_secs_f64();
+        b.set_position(stats.step as u64);
+        b.set_message(format!(
+            "loss {:.4} D {:.3} {rate:.2} steps/s",
+            stats.loss, stats.mean_d
+        ));
+        if b.is_hidden() && stats.step % self.every_line == 0 {
+            eprintln!(
+                "step {}/{steps} loss {:.4} mean D {:.3} grad norm {:.3} {rate:.2} steps/s",
+                stats.step, stats.loss, stats.mean_d, stats.grad_norm
+            );
+        }
+    }
+
+    /// Seconds since the loop started.
+    fn finish(&self) -> f64 {
+        if let Some(b) = &self.bar {
+            b.finish();
+        }
+        self.start.elapsed().as_secs_f64()
+    }
+}
+
+/// The end of a run: the last checkpoint (unless the loop just wrote it), the exported model,
+/// the loss curve, the D summary and the samples, from one read-back of the final state.
+fn finish(
+    gpu: &Gpu,
+    run: &RunDir,
+    trainer: &Trainer,
+    model: &DitConfig,
+    trained: bool,
+    monitored: bool,
+) -> Result<Vec<PathBuf>> {
+    let config = &trainer.config;
+    let st = trainer.state()?;
+    let just_saved = config.checkpoint_every > 0 && trainer.step % config.checkpoint_every == 0;
+    if trained && !just_saved {
+        trainer.save(&run.checkpoint(), &st)?;
+    }
+    let mut written = vec![run.checkpoint(), run.log(), run.model(), run.loss_plot()];
+    crate::model::checkpoint::save(&run.model(), model, &st.ema)?;
+    let log_all = run.read_log();
+    crate::report::plot::loss_curve(
+        &run.loss_plot(),
+        &format!(
+            "{} on {} ({})",
+            config.objective.name(),
+            trainer.data.name,
+            run.root().display()
+        ),
+        &log_all.iter().map(|s| s.step).collect::<Vec<_>>(),
+        &log_all.iter().map(|s| s.loss).collect::<Vec<_>>(),
+    )?;
+    if monitored {
+        let data = &trainer.data;
+        monitor::finish(run, config.steps, &data.label_names, &data.label_counts())?;
+        written.extend([run.d_summary(), run.d_plot()]);
+    }
+    if config.sample_count > 0 {
+        written.extend(end_samples(gpu, run, trainer, model, &st.ema)?);
+    }
+    Ok(written)
+}
+
+/// Samples of every label (or of the data's concept lists) from the final EMA weights.
+fn end_samples(
+    gpu: &Gpu,
+    run: &RunDir,
+    trainer: &Trainer,
+    model: &DitConfig,
+    ema: &[f32],
+) -> Result<Vec<PathBuf>> {
+    let config = &trainer.config;
+    let (labels, cols) = sample_labels(&trainer.data, config.sample_count);
+    let sampler = match config.process {
+        super::Process::Ddpm => Sampler::Ddim {
+            steps: config.sample_steps,
+            eta: 0.0,
+        },
+        super::Process::Flow => Sampler::Euler {
+            steps: config.sample_steps,
+        },
+    };
+    let spec = SampleSpec {
+        model,
+        params: ema,
+        process: config.process,
+        sampler,
+        guidance: config.guidance,
+        seed: config.seed,
+        batch: 64,
+        delta: None,
+    };
+    let images = generate(gpu, &spec, &labels)?;
+    let centres = if config.dataset == DatasetKind::Toy2d {
+        crate::data::toy2d_means(config.classes, crate::data::Toy2dSpec::default().radius)
+    } else {
+        Vec::new()
+    };
+    let names = &trainer.data.label_names;
+    save_samples(
+        &run.samples(),
+        model,
+        &images,
+        &labels,
+        names,
+        cols,
+        &centres,
+    )
 }
 
 /// Labels for `count` samples: for class labels, every label in turn (a grid row per label);

@@ -16,9 +16,6 @@ use std::io::Write;
 use std::path::Path;
 
 const KIND: &str = "imba-train-state-1";
-/// Test hook: when this variable is set, a checkpoint write aborts the process halfway
-/// through the temporary file (to test that the previous checkpoint survives).
-pub const ABORT_ENV: &str = "IMBA_TEST_ABORT_IN_CHECKPOINT";
 
 fn err(path: &Path, problem: impl Into<String>) -> Error {
     Error::Checkpoint {
@@ -95,11 +92,6 @@ pub fn save(
     let tmp = path.with_extension("safetensors.tmp");
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
-        if std::env::var_os(ABORT_ENV).is_some() {
-            f.write_all(&bytes[..bytes.len() / 2])?;
-            f.sync_all()?;
-            std::process::abort();
-        }
         f.write_all(&bytes)?;
         f.sync_all()
     };

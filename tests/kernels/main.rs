@@ -10,6 +10,7 @@ mod adaln;
 mod attention;
 mod embeddings;
 mod examples;
+mod layering;
 mod loss;
 mod matmul;
 mod noise;

@@ -29,7 +29,7 @@ pub fn run(gpu: &Gpu, a: EvalArgs) -> imba::Result<()> {
     for n in &e.notes {
         println!("note: {n}");
     }
-    let path = a.run.join("eval.json");
+    let path = imba::train::RunDir::new(&a.run).eval();
     imba::error::write_json(&path, &e)?;
     println!("written: {}", path.display());
     Ok(())

@@ -40,7 +40,7 @@ pub struct InvDiffArgs {
 }
 
 pub fn run(gpu: &Gpu, a: InvDiffArgs) -> imba::Result<()> {
-    let saved = imba::train::state::load(&a.base.join(imba::train::run::CHECKPOINT))?;
+    let saved = imba::train::RunDir::new(&a.base).load()?;
     let mut o = invdiff::Options::for_base(&saved.config);
     o.steps = a.steps;
     o.groups = a.groups;

@@ -54,7 +54,7 @@ pub struct SampleArgs {
 }
 
 pub fn run(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
-    let saved = imba::train::state::load(&a.run.join(imba::train::run::CHECKPOINT))?;
+    let saved = imba::train::RunDir::new(&a.run).load()?;
     let (m, names) = (&saved.model, &saved.label_names);
     let slots = m.label_slots as usize;
     let mut rows: Vec<Vec<u32>> = Vec::new();

@@ -1,0 +1,96 @@
+//! A run folder and the files in it. Every command that reads or writes a run goes through
+//! this type, so the file names live in one place.
+//!
+//! ```text
+//! <run>/config.toml             the resolved training options
+//!       split.json              the long-tailed split: images per label
+//!       log.jsonl               one line per step (StepStats)
+//!       checkpoint.safetensors  model, EMA, AdamW moments, step, config (resume from it)
+//!       model.safetensors       the EMA weights under the reference DiT's names
+//!       loss.png                the loss curve
+//!       samples/                samples drawn at the end of training
+//!       d_monitor.jsonl         IMBA's weight D per label and step (IMBA runs)
+//!       d_monitor.json          its summary; d_vs_frequency.png its plot
+//!       eval.json               `imba eval`'s scores
+//!       result.json             `imba compare`'s evaluation of this run; eval_samples.png
+//! ```
+
+use super::state::{self, Saved};
+use super::StepStats;
+use crate::Result;
+use std::path::{Path, PathBuf};
+
+/// A run folder (it need not exist yet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.file("config.toml")
+    }
+    pub fn split(&self) -> PathBuf {
+        self.file("split.json")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.file("log.jsonl")
+    }
+    pub fn checkpoint(&self) -> PathBuf {
+        self.file("checkpoint.safetensors")
+    }
+    pub fn model(&self) -> PathBuf {
+        self.file("model.safetensors")
+    }
+    pub fn loss_plot(&self) -> PathBuf {
+        self.file("loss.png")
+    }
+    pub fn samples(&self) -> PathBuf {
+        self.file("samples")
+    }
+    pub fn d_log(&self) -> PathBuf {
+        self.file("d_monitor.jsonl")
+    }
+    pub fn d_summary(&self) -> PathBuf {
+        self.file("d_monitor.json")
+    }
+    pub fn d_plot(&self) -> PathBuf {
+        self.file("d_vs_frequency.png")
+    }
+    pub fn eval(&self) -> PathBuf {
+        self.file("eval.json")
+    }
+    pub fn result(&self) -> PathBuf {
+        self.file("result.json")
+    }
+    pub fn eval_samples(&self) -> PathBuf {
+        self.file("eval_samples.png")
+    }
+
+    /// Whether the folder holds a run (a checkpoint).
+    pub fn has_run(&self) -> bool {
+        self.checkpoint().exists()
+    }
+
+    /// The run's checkpoint: config, model shape, label names, step and tensors.
+    pub fn load(&self) -> Result<Saved> {
+        state::load(&self.checkpoint())
+    }
+
+    /// The step log (empty when there is none).
+    pub fn read_log(&self) -> Vec<StepStats> {
+        super::run::read_jsonl(&self.log())
+    }
+}
