@@ -12,7 +12,6 @@ use crate::eval::{evaluate_run, EvalOptions, Evaluation};
 use crate::gpu::Gpu;
 use crate::report::plot::{bars, lines, Series};
 use crate::stats::mean_std;
-use crate::train::run::io;
 use crate::train::{monitor, DatasetKind, RunDir, TrainOptions};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -452,12 +451,12 @@ pub fn markdown(c: &Comparison, variants: &[String]) -> String {
 
 /// Writes compare.md, compare.json and the plots.
 fn write(root: &Path, c: &Comparison, variants: &[String]) -> Result<()> {
-    std::fs::create_dir_all(root).map_err(|e| io(root, "cannot create the folder", e))?;
+    std::fs::create_dir_all(root).map_err(|e| Error::io(root, "cannot create the folder", e))?;
     let md = root.join("compare.md");
-    std::fs::write(&md, markdown(c, variants)).map_err(|e| io(&md, "cannot write", e))?;
+    std::fs::write(&md, markdown(c, variants)).map_err(|e| Error::io(&md, "cannot write", e))?;
     let js = root.join("compare.json");
     std::fs::write(&js, serde_json::to_string_pretty(c).expect("serialisable"))
-        .map_err(|e| io(&js, "cannot write", e))?;
+        .map_err(|e| Error::io(&js, "cannot write", e))?;
     let by = |v: &str| -> Vec<&RunResult> { c.runs.iter().filter(|r| r.variant == v).collect() };
     // One bar chart per metric family (the part before '/').
     let mut families: Vec<String> = Vec::new();

@@ -27,16 +27,28 @@ pub enum Error {
     Shader { name: String, message: String },
     /// A checkpoint file is missing, unreadable, malformed or does not match the model.
     #[error("checkpoint {path}: {problem}")]
-    Checkpoint { path: String, problem: String },
+    Checkpoint {
+        path: String,
+        problem: String,
+        /// The I/O or safetensors error behind it, where there is one.
+        #[source]
+        source: Option<Source>,
+    },
     /// A data set is missing, unreadable, empty or malformed.
     #[error("data: {0}")]
     Data(String),
     /// A configuration file or option is unknown or out of range.
     #[error("config: {0}")]
     Config(String),
-    /// A file could not be read or written.
-    #[error("{path}: {problem}")]
-    Io { path: String, problem: String },
+    /// A file could not be read or written (or a plot or image not drawn into it).
+    #[error("{path}: {what} ({source})")]
+    Io {
+        path: String,
+        /// What could not be done, e.g. "cannot write the log".
+        what: String,
+        #[source]
+        source: Source,
+    },
     /// Training diverged (a non-finite loss or gradient).
     #[error("training stopped: {0}")]
     Diverged(String),
@@ -48,12 +60,46 @@ pub enum Error {
 /// Result with the crate's error.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// The lower-level error an [`Error`] carries (an `std::io::Error`, a safetensors or image
+/// error), reachable through `std::error::Error::source`.
+pub type Source = Box<dyn std::error::Error + Send + Sync>;
+
+impl Error {
+    /// A file that could not be read or written: its path, what was being done, and why.
+    pub fn io(path: &std::path::Path, what: impl Into<String>, source: impl Into<Source>) -> Self {
+        Error::Io {
+            path: path.display().to_string(),
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+
+    /// A checkpoint that cannot be used, and why.
+    pub fn checkpoint(path: &std::path::Path, problem: impl Into<String>) -> Self {
+        Error::Checkpoint {
+            path: path.display().to_string(),
+            problem: problem.into(),
+            source: None,
+        }
+    }
+
+    /// The same error with the lower-level error behind it attached (checkpoint errors; other
+    /// variants are returned unchanged).
+    pub fn with_source(self, source: impl Into<Source>) -> Self {
+        match self {
+            Error::Checkpoint { path, problem, .. } => Error::Checkpoint {
+                path,
+                problem,
+                source: Some(source.into()),
+            },
+            other => other,
+        }
+    }
+}
+
 /// Writes a file, naming it in the error.
 pub fn write_file(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> Result<()> {
-    std::fs::write(path, bytes).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        problem: format!("cannot write ({e})"),
-    })
+    std::fs::write(path, bytes).map_err(|e| Error::io(path, "cannot write", e))
 }
 
 /// Writes a value as pretty JSON, naming the file in the error.

@@ -20,13 +20,6 @@ use std::path::Path;
 /// The name of the fixed position embedding.
 pub const POS_EMBED: &str = "pos_embed";
 
-fn err(path: &Path, problem: impl Into<String>) -> Error {
-    Error::Checkpoint {
-        path: path.display().to_string(),
-        problem: problem.into(),
-    }
-}
-
 /// DiT's position embedding for a config, (N·D) f32 as PyTorch's code stores it (computed in
 /// f64, then cast).
 pub fn pos_embed(c: &DitConfig) -> Vec<f32> {
@@ -45,7 +38,7 @@ pub fn pos_embed(c: &DitConfig) -> Vec<f32> {
 pub fn save(path: &Path, config: &DitConfig, flat: &[f32]) -> Result<()> {
     let layout = ParamLayout::new(config);
     if flat.len() != layout.total {
-        return Err(err(
+        return Err(Error::checkpoint(
             path,
             format!("{} values for a layout of {}", flat.len(), layout.total),
         ));
@@ -55,39 +48,45 @@ pub fn save(path: &Path, config: &DitConfig, flat: &[f32]) -> Result<()> {
     for t in &layout.tensors {
         let data: &[u8] = bytemuck::cast_slice(&flat[t.offset..t.offset + t.len()]);
         let v = TensorView::new(Dtype::F32, t.shape.clone(), data)
-            .map_err(|e| err(path, e.to_string()))?;
+            .map_err(|e| Error::checkpoint(path, e.to_string()).with_source(e))?;
         views.push((t.name.clone(), v));
     }
     let shape = vec![1, config.tokens() as usize, config.dim as usize];
     views.push((
         POS_EMBED.into(),
         TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(&pos))
-            .map_err(|e| err(path, e.to_string()))?,
+            .map_err(|e| Error::checkpoint(path, e.to_string()).with_source(e))?,
     ));
     let meta = HashMap::from([
         ("format".to_string(), "pt".to_string()),
         ("imba.config".to_string(), format!("{config:?}")),
     ]);
-    let data = safetensors::serialize(views, Some(meta)).map_err(|e| err(path, e.to_string()))?;
+    let data = safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::checkpoint(path, e.to_string()).with_source(e))?;
     let tmp = path.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, data).map_err(|e| err(&tmp, format!("cannot write: {e}")))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(path, format!("cannot rename into place: {e}")))
+    std::fs::write(&tmp, data)
+        .map_err(|e| Error::checkpoint(&tmp, format!("cannot write: {e}")).with_source(e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        Error::checkpoint(path, format!("cannot rename into place: {e}")).with_source(e)
+    })
 }
 
 /// Reads a checkpoint for `config` into a flat parameter vector (`layout.total` values,
 /// padding zero).
 pub fn load(path: &Path, config: &DitConfig) -> Result<Vec<f32>> {
     let data = std::fs::read(path).map_err(|e| {
-        err(
+        Error::checkpoint(
             path,
             format!("cannot read ({e}); check the path, or write one with imba's export"),
         )
+        .with_source(e)
     })?;
     let st = SafeTensors::deserialize(&data).map_err(|e| {
-        err(
+        Error::checkpoint(
             path,
             format!("not a valid safetensors file ({e}); it may be truncated or of another format"),
         )
+        .with_source(e)
     })?;
     let flat = params_from(&st, path, config, "")?;
     let layout = ParamLayout::new(config);
@@ -98,7 +97,7 @@ pub fn load(path: &Path, config: &DitConfig) -> Result<Vec<f32>> {
         .filter(|n| *n != POS_EMBED && !known.contains(n))
         .collect();
     if !extra.is_empty() {
-        return Err(err(
+        return Err(Error::checkpoint(
             path,
             format!("unknown tensors {extra:?}; is this a checkpoint of another model?"),
         ));
@@ -120,7 +119,7 @@ pub fn params_from(
     for t in &layout.tensors {
         let name = format!("{prefix}{}", t.name);
         let v = st.tensor(&name).map_err(|_| {
-            err(
+            Error::checkpoint(
                 path,
                 format!(
                     "tensor `{name}` is missing; the file is not a DiT checkpoint for this \
@@ -137,7 +136,7 @@ pub fn params_from(
             } else {
                 ""
             };
-            return Err(err(
+            return Err(Error::checkpoint(
                 path,
                 format!(
                     "tensor `{}` has shape {:?} but this config needs {:?}{hint}; check the \
@@ -149,9 +148,10 @@ pub fn params_from(
             ));
         }
         let out = &mut flat[t.offset..t.offset + t.len()];
-        to_f32(&v, out).map_err(|p| err(path, format!("tensor `{}`: {p}", t.name)))?;
+        to_f32(&v, out)
+            .map_err(|p| Error::checkpoint(path, format!("tensor `{}`: {p}", t.name)))?;
         if let Some(i) = out.iter().position(|x| !x.is_finite()) {
-            return Err(err(
+            return Err(Error::checkpoint(
                 path,
                 format!("tensor `{}` holds a non-finite value at index {i}", t.name),
             ));
@@ -166,7 +166,7 @@ pub fn check_pos_embed(st: &SafeTensors, path: &Path, config: &DitConfig) -> Res
         let want = pos_embed(config);
         let shape = [1, config.tokens() as usize, config.dim as usize];
         if v.shape() != shape {
-            return Err(err(
+            return Err(Error::checkpoint(
                 path,
                 format!(
                     "pos_embed has shape {:?} but this config needs {shape:?}; check the image size and patch",
@@ -175,14 +175,14 @@ pub fn check_pos_embed(st: &SafeTensors, path: &Path, config: &DitConfig) -> Res
             ));
         }
         let mut got = vec![0.0; want.len()];
-        to_f32(&v, &mut got).map_err(|p| err(path, format!("pos_embed: {p}")))?;
+        to_f32(&v, &mut got).map_err(|p| Error::checkpoint(path, format!("pos_embed: {p}")))?;
         let worst = got
             .iter()
             .zip(&want)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         if worst.is_nan() || worst > 1e-5 {
-            return Err(err(
+            return Err(Error::checkpoint(
                 path,
                 format!(
                     "pos_embed differs from DiT's 2-D sin-cos embedding by up to {worst}; this \

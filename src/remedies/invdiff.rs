@@ -624,11 +624,7 @@ pub fn run(
     }
     let (bc, bm) = (&saved.config, &saved.model);
     let base_params = &saved.state.ema;
-    let io = |p: &std::path::Path, e: std::io::Error| Error::Io {
-        path: p.display().to_string(),
-        problem: format!("cannot write ({e})"),
-    };
-    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, "cannot create the folder", e))?;
     let t0 = std::time::Instant::now();
     let losses = per_sample_losses(gpu, bm, base_params, bc.process, &data, o)?;
     let t1 = t0.elapsed().as_secs_f64();
@@ -757,9 +753,7 @@ fn save_tensors(path: &std::path::Path, t: &[(&str, Vec<usize>, Vec<f32>)]) -> R
             ))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::serialize(views, None).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        problem: format!("cannot serialise ({e})"),
-    })?;
+    let bytes =
+        safetensors::serialize(views, None).map_err(|e| Error::io(path, "cannot serialise", e))?;
     crate::error::write_file(path, bytes)
 }

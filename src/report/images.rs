@@ -4,11 +4,8 @@
 use crate::{Error, Result};
 use std::path::Path;
 
-fn io(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        problem: format!("cannot write the image ({e})"),
-    }
+fn io(path: &Path, e: image::ImageError) -> Error {
+    Error::io(path, "cannot write the image", e)
 }
 
 fn to_byte(v: f32) -> u8 {

@@ -34,11 +34,8 @@ fn font() -> bool {
     })
 }
 
-fn err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        problem: format!("cannot draw the plot ({e})"),
-    }
+fn err<E: std::error::Error + Send + Sync + 'static>(path: &Path, e: E) -> Error {
+    Error::io(path, "cannot draw the plot", e)
 }
 
 /// A white canvas of `size` pixels at `path`.

@@ -19,10 +19,7 @@ pub fn save_samples(
     centres: &[[f64; 2]],
 ) -> Result<Vec<std::path::PathBuf>> {
     use safetensors::{tensor::TensorView, Dtype};
-    let io = |p: &std::path::Path, e: std::io::Error| Error::Io {
-        path: p.display().to_string(),
-        problem: format!("cannot write ({e})"),
-    };
+    let io = |p: &std::path::Path, e: std::io::Error| Error::io(p, "cannot write", e);
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let slots = m.label_slots as usize;
     let n = labels.len() / slots;
@@ -84,10 +81,8 @@ pub fn save_samples(
         "imba.label_names".to_string(),
         serde_json::to_string(label_names).expect("serialisable"),
     )]);
-    let bytes = safetensors::serialize(views, Some(names)).map_err(|e| Error::Io {
-        path: p.display().to_string(),
-        problem: format!("cannot serialise the samples ({e})"),
-    })?;
+    let bytes = safetensors::serialize(views, Some(names))
+        .map_err(|e| Error::io(&p, "cannot serialise the samples", e))?;
     std::fs::write(&p, bytes).map_err(|e| io(&p, e))?;
     written.push(p);
     Ok(written)

@@ -250,10 +250,8 @@ options! {
 impl TrainOptions {
     /// Reads a TOML file of options; unknown keys are refused.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-            path: path.display().to_string(),
-            problem: format!("cannot read the config ({e})"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(path, "cannot read the config", e))?;
         Self::from_toml(&text).map_err(|e| match e {
             Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
             e => e,

@@ -37,14 +37,6 @@ pub struct Outcome {
     pub written: Vec<PathBuf>,
 }
 
-/// An I/O error naming the file and what could not be done with it.
-pub(crate) fn io(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Io {
-        path: path.display().to_string(),
-        problem: format!("{what} ({e})"),
-    }
-}
-
 /// Keeps the lines of a JSONL log whose `step` is ≤ `step` (a resume redoes the later ones).
 fn truncate_log(path: &Path, step: u32) -> Result<()> {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -60,7 +52,7 @@ fn truncate_log(path: &Path, step: u32) -> Result<()> {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    std::fs::write(path, kept).map_err(|e| io(path, "cannot rewrite the log", e))
+    std::fs::write(path, kept).map_err(|e| Error::io(path, "cannot rewrite the log", e))
 }
 
 /// Reads the lines of a JSONL file that parse as `T` (none if the file is missing).
@@ -204,7 +196,8 @@ fn check_saved(s: Saved, config: &TrainConfig, data: &Dataset, model: &DitConfig
 /// The run folder with its config and split.
 fn write_header(run: &RunDir, config: &TrainConfig, split: &impl serde::Serialize) -> Result<()> {
     let root = run.root();
-    std::fs::create_dir_all(root).map_err(|e| io(root, "cannot create the run folder", e))?;
+    std::fs::create_dir_all(root)
+        .map_err(|e| Error::io(root, "cannot create the run folder", e))?;
     crate::error::write_file(&run.config(), config.to_toml())?;
     crate::error::write_json(&run.split(), split)
 }
@@ -244,7 +237,7 @@ impl Logs {
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|e| io(path, "cannot open the log", e))
+                .map_err(|e| Error::io(path, "cannot open the log", e))
         };
         let (log_path, d_path) = (run.log(), run.d_log());
         // The D monitor runs for IMBA only: elsewhere D is 1 or absent.
@@ -268,7 +261,7 @@ impl Logs {
     ) -> Result<()> {
         let line = serde_json::to_string(stats).expect("serialisable");
         writeln!(self.log, "{line}")
-            .map_err(|e| io(&self.log_path, "cannot append to the log", e))?;
+            .map_err(|e| Error::io(&self.log_path, "cannot append to the log", e))?;
         if let Some(f) = self.d_log.as_mut() {
             let line = monitor::attribute(
                 stats.step,
@@ -278,7 +271,7 @@ impl Logs {
                 &trainer.last_d,
             );
             writeln!(f, "{}", serde_json::to_string(&line).expect("serialisable"))
-                .map_err(|e| io(&self.d_path, "cannot append to the D log", e))?;
+                .map_err(|e| Error::io(&self.d_path, "cannot append to the D log", e))?;
         }
         Ok(())
     }

@@ -15,9 +15,12 @@ pub fn digits_source(c: &TrainConfig) -> Result<Dataset> {
     if c.data_path.is_empty() {
         data::load_digits(data::DIGITS_CSV)
     } else {
-        let bytes = std::fs::read(&c.data_path).map_err(|e| Error::Io {
-            path: c.data_path.clone(),
-            problem: format!("cannot read the digits CSV ({e})"),
+        let bytes = std::fs::read(&c.data_path).map_err(|e| {
+            Error::io(
+                std::path::Path::new(&c.data_path),
+                "cannot read the digits CSV",
+                e,
+            )
         })?;
         data::load_digits(&bytes)
     }

@@ -17,13 +17,6 @@ use std::path::Path;
 
 const KIND: &str = "imba-train-state-1";
 
-fn err(path: &Path, problem: impl Into<String>) -> Error {
-    Error::Checkpoint {
-        path: path.display().to_string(),
-        problem: problem.into(),
-    }
-}
-
 /// What a checkpoint holds besides the tensors.
 pub struct Saved {
     pub config: TrainConfig,
@@ -45,7 +38,7 @@ pub fn save(
     let layout = ParamLayout::new(model);
     fn view<'a>(path: &Path, shape: Vec<usize>, data: &'a [f32]) -> Result<TensorView<'a>> {
         TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(data))
-            .map_err(|e| err(path, e.to_string()))
+            .map_err(|e| Error::checkpoint(path, e.to_string()).with_source(e))
     }
     let mut views: Vec<(String, TensorView)> = Vec::new();
     for t in &layout.tensors {
@@ -88,15 +81,19 @@ pub fn save(
             serde_json::to_string(label_names).expect("serialisable"),
         ),
     ]);
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| err(path, e.to_string()))?;
+    let bytes = safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::checkpoint(path, e.to_string()).with_source(e))?;
     let tmp = path.with_extension("safetensors.tmp");
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()
     };
-    write().map_err(|e| err(&tmp, format!("cannot write ({e}); is the disk full?")))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(path, format!("cannot rename into place: {e}")))?;
+    write()
+        .map_err(|e| Error::checkpoint(&tmp, format!("cannot write ({e}); is the disk full?")))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        Error::checkpoint(path, format!("cannot rename into place: {e}")).with_source(e)
+    })?;
     if let Some(dir) = path.parent() {
         // Make the rename itself durable where the platform allows opening a folder.
         if let Ok(d) = std::fs::File::open(dir) {
@@ -109,26 +106,29 @@ pub fn save(
 /// Reads a checkpoint: config, model shape, label names, step, data fingerprint and tensors.
 pub fn load(path: &Path) -> Result<Saved> {
     let data = std::fs::read(path).map_err(|e| {
-        err(
+        Error::checkpoint(
             path,
             format!("cannot read ({e}); give the run folder of an earlier `imba train`"),
         )
+        .with_source(e)
     })?;
     let (_, meta) = SafeTensors::read_metadata(&data).map_err(|e| {
-        err(
+        Error::checkpoint(
             path,
             format!("not a valid safetensors file ({e}); it may be truncated or corrupt"),
         )
+        .with_source(e)
     })?;
     let st = SafeTensors::deserialize(&data).map_err(|e| {
-        err(
+        Error::checkpoint(
             path,
             format!("not a valid safetensors file ({e}); it may be truncated or corrupt"),
         )
+        .with_source(e)
     })?;
     let md = meta.metadata().clone().unwrap_or_default();
     if md.get("imba.kind").map(String::as_str) != Some(KIND) {
-        return Err(err(
+        return Err(Error::checkpoint(
             path,
             "not an imba training checkpoint (no training state in its metadata); a model-only \
              file can be sampled from but not resumed",
@@ -136,36 +136,43 @@ pub fn load(path: &Path) -> Result<Saved> {
     }
     let get = |k: &str| {
         md.get(k)
-            .ok_or_else(|| err(path, format!("metadata `{k}` is missing")))
+            .ok_or_else(|| Error::checkpoint(path, format!("metadata `{k}` is missing")))
     };
     let step: u32 = get("imba.step")?
         .parse()
-        .map_err(|_| err(path, "metadata `imba.step` is not a number"))?;
-    let config = TrainConfig::from_toml(get("imba.config")?)
-        .map_err(|e| err(path, format!("its config is not valid: {e}")))?;
-    let fingerprint = u64::from_str_radix(get("imba.data_fingerprint")?, 16)
-        .map_err(|_| err(path, "metadata `imba.data_fingerprint` is not hexadecimal"))?;
-    let model: DitConfig = toml::from_str(get("imba.model")?)
-        .map_err(|e| err(path, format!("metadata `imba.model` is not valid ({e})")))?;
-    model
-        .validate()
-        .map_err(|e| err(path, format!("its model is not valid: {e}")))?;
+        .map_err(|_| Error::checkpoint(path, "metadata `imba.step` is not a number"))?;
+    let config = TrainConfig::from_toml(get("imba.config")?).map_err(|e| {
+        Error::checkpoint(path, format!("its config is not valid: {e}")).with_source(e)
+    })?;
+    let fingerprint = u64::from_str_radix(get("imba.data_fingerprint")?, 16).map_err(|_| {
+        Error::checkpoint(path, "metadata `imba.data_fingerprint` is not hexadecimal")
+    })?;
+    let model: DitConfig = toml::from_str(get("imba.model")?).map_err(|e| {
+        Error::checkpoint(path, format!("metadata `imba.model` is not valid ({e})")).with_source(e)
+    })?;
+    model.validate().map_err(|e| {
+        Error::checkpoint(path, format!("its model is not valid: {e}")).with_source(e)
+    })?;
     let label_names: Vec<String> = serde_json::from_str(get("imba.label_names")?).map_err(|e| {
-        err(
+        Error::checkpoint(
             path,
             format!("metadata `imba.label_names` is not valid ({e})"),
         )
+        .with_source(e)
     })?;
     if label_names.len() != model.num_labels as usize {
-        return Err(err(path, "label names and the model's label count differ"));
+        return Err(Error::checkpoint(
+            path,
+            "label names and the model's label count differ",
+        ));
     }
     let total = ParamLayout::new(&model).total;
     let flat = |name: &str| -> Result<Vec<f32>> {
         let v = st
             .tensor(name)
-            .map_err(|_| err(path, format!("tensor `{name}` is missing")))?;
+            .map_err(|_| Error::checkpoint(path, format!("tensor `{name}` is missing")))?;
         if v.dtype() != Dtype::F32 || v.shape() != [total] {
-            return Err(err(
+            return Err(Error::checkpoint(
                 path,
                 format!(
                     "tensor `{name}` should be F32 of shape [{total}], is {:?} {:?}",
@@ -180,7 +187,7 @@ pub fn load(path: &Path) -> Result<Saved> {
             .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
             .collect();
         if let Some(i) = out.iter().position(|x| !x.is_finite()) {
-            return Err(err(
+            return Err(Error::checkpoint(
                 path,
                 format!("tensor `{name}` holds a non-finite value at {i}"),
             ));

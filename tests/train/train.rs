@@ -332,3 +332,36 @@ fn splits_follow_their_profiles() {
     assert_eq!(inert_seen, 0);
     assert!(c.iter().all(|&n| n > 0), "{c:?}");
 }
+
+/// Errors keep the lower-level error they come from: a missing checkpoint carries the
+/// `std::io::Error` (NotFound), a malformed one the safetensors error; both name the file.
+#[test]
+fn errors_carry_their_sources() {
+    use std::error::Error as _;
+    let dir = std::env::temp_dir().join(format!("imba-err-src-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = imba::train::RunDir::new(dir.join("no-such-run"));
+    let e = run.load().err().expect("no checkpoint there");
+    assert!(e.to_string().contains("no-such-run"), "{e}");
+    let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+    assert_eq!(
+        io.map(|x| x.kind()),
+        Some(std::io::ErrorKind::NotFound),
+        "{e:?}"
+    );
+
+    let bad = dir.join("bad.safetensors");
+    std::fs::write(&bad, b"not a safetensors file").unwrap();
+    let e = imba::train::state::load(&bad).err().expect("malformed");
+    let st = e
+        .source()
+        .and_then(|s| s.downcast_ref::<safetensors::SafeTensorError>());
+    assert!(st.is_some(), "{e:?}");
+
+    let e = imba::error::write_file(&dir.join("missing-folder").join("x.json"), "{}").unwrap_err();
+    assert!(
+        e.source().is_some_and(|s| s.is::<std::io::Error>()),
+        "{e:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
