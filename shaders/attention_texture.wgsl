@@ -19,7 +19,7 @@ const MAX_HD4: u32 = 32u;
 const TEX_W: u32 = 4096u;
 const TEX_SHIFT: u32 = 12u;
 
-struct AttnParams {
+struct AttnTexParams {
     samples: u32,
     tokens: u32,
     heads: u32,
@@ -31,7 +31,7 @@ struct AttnParams {
     texels: u32,
 }
 
-@group(0) @binding(0) var<uniform> P: AttnParams;
+@group(0) @binding(0) var<uniform> P: AttnTexParams;
 // pack_linear4: the source. attention_delta_tex: O. Others: unused.
 @group(0) @binding(1) var<storage, read> src4: array<vec4<f32>>;
 // attention_delta_tex: dO. Others: unused.

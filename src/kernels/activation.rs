@@ -15,11 +15,11 @@ pub enum Activation {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    accumulate: u32,
-    groups_x: u32,
-    pad: u32,
+pub(crate) struct ActParams {
+    pub(crate) n: u32,
+    pub(crate) accumulate: u32,
+    pub(crate) groups_x: u32,
+    pub(crate) pad: u32,
 }
 
 /// Compiled activation pipelines for one device.
@@ -28,6 +28,7 @@ pub struct ActivationKernels {
     /// gelu_forward, gelu_backward, silu_forward, silu_backward.
     pipelines: Vec<wgpu::ComputePipeline>,
     unused: wgpu::Buffer,
+    binder: common::Binder,
 }
 
 impl ActivationKernels {
@@ -53,6 +54,7 @@ impl ActivationKernels {
             layout,
             pipelines,
             unused: common::placeholder(device),
+            binder: Default::default(),
         })
     }
 
@@ -115,20 +117,17 @@ impl ActivationKernels {
         }
         common::check_storage(device, "out", out, bytes)?;
         let (gx, gy) = common::grid(device, (n as u64).div_ceil(256))?;
-        let ub = common::uniform(
-            device,
-            &Params {
-                n,
-                accumulate: accumulate as u32,
-                groups_x: gx,
-                pad: 0,
-            },
-        );
-        let bg = common::bind_group(
+        let params = ActParams {
+            n,
+            accumulate: accumulate as u32,
+            groups_x: gx,
+            pad: 0,
+        };
+        let bg = self.binder.bind(
             device,
             &self.layout,
+            &params,
             vec![
-                (0, ub.as_entire_binding()),
                 (1, common::range(x, bytes)),
                 (2, common::range_or(dy.map(|d| (d, bytes)), &self.unused)),
                 (3, common::range(out, bytes)),

@@ -76,26 +76,26 @@ impl<'a> Columns<'a> {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
-struct Params {
-    rows: u32,
-    dim: u32,
-    tokens: u32,
-    mod_stride: u32,
-    shift_col: u32,
-    scale_col: u32,
-    gate_col: u32,
-    accumulate: u32,
-    groups_x: u32,
-    eps: f32,
-    a_stride: u32,
-    a_col: u32,
-    b_stride: u32,
-    b_col: u32,
-    out_stride: u32,
-    out_col: u32,
-    use_b: u32,
-    segments: u32,
-    pad: [u32; 2],
+pub(crate) struct AdaParams {
+    pub(crate) rows: u32,
+    pub(crate) dim: u32,
+    pub(crate) tokens: u32,
+    pub(crate) mod_stride: u32,
+    pub(crate) shift_col: u32,
+    pub(crate) scale_col: u32,
+    pub(crate) gate_col: u32,
+    pub(crate) accumulate: u32,
+    pub(crate) groups_x: u32,
+    pub(crate) eps: f32,
+    pub(crate) a_stride: u32,
+    pub(crate) a_col: u32,
+    pub(crate) b_stride: u32,
+    pub(crate) b_col: u32,
+    pub(crate) out_stride: u32,
+    pub(crate) out_col: u32,
+    pub(crate) use_b: u32,
+    pub(crate) segments: u32,
+    pub(crate) pad: [u32; 2],
 }
 
 const ENTRIES: [&str; 5] = [
@@ -137,6 +137,7 @@ pub struct AdaLnKernels {
     texture: Option<TexturePath>,
     unused_read: wgpu::Buffer,
     unused_rw: [wgpu::Buffer; 2],
+    binder: common::Binder,
 }
 
 impl AdaLnKernels {
@@ -181,6 +182,7 @@ impl AdaLnKernels {
             None
         };
         Ok(Self {
+            binder: Default::default(),
             layout,
             pipelines,
             texture,
@@ -416,7 +418,7 @@ impl AdaLnKernels {
             }
         }
         let bytes = |c: &Columns, rows: u64| rows * c.stride as u64 * 4;
-        let p = Params {
+        let p = AdaParams {
             rows: rows as u32,
             dim,
             tokens: rows_per_segment,
@@ -466,7 +468,7 @@ impl AdaLnKernels {
         )
     }
 
-    fn mod_params(&self, s: Stream, m: &Modulation, accumulate: bool) -> Result<Params> {
+    fn mod_params(&self, s: Stream, m: &Modulation, accumulate: bool) -> Result<AdaParams> {
         for (name, col) in [("shift", m.shift), ("scale", m.scale), ("gate", m.gate)] {
             if col + s.dim > m.stride {
                 return Err(Error::Shape(format!(
@@ -476,7 +478,7 @@ impl AdaLnKernels {
                 )));
             }
         }
-        Ok(Params {
+        Ok(AdaParams {
             rows: s.rows,
             dim: s.dim,
             tokens: s.tokens,
@@ -495,7 +497,7 @@ impl AdaLnKernels {
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
         entry: usize,
-        params: Params,
+        params: AdaParams,
         invocations: u64,
         slots: [Option<(&'static str, Region, u64)>; 6],
     ) -> Result<()> {
@@ -509,14 +511,17 @@ impl AdaLnKernels {
             &self.unused_rw[1],
         ];
         let bindings: Vec<_> = slots.into_iter().zip(fallbacks).collect();
-        common::launch_one(
+        let launch = common::OneLaunch {
+            label: ENTRIES[entry],
+            layout: &self.layout,
+            pipeline: &self.pipelines[entry],
+            binder: &self.binder,
+        };
+        launch.record(
             device,
             encoder,
-            ENTRIES[entry],
-            &self.layout,
-            &self.pipelines[entry],
             invocations,
-            |groups_x| common::uniform(device, &Params { groups_x, ..params }),
+            |groups_x| AdaParams { groups_x, ..params },
             &bindings,
         )
     }
@@ -535,7 +540,7 @@ impl AdaLnKernels {
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
         entry: usize,
-        params: Params,
+        params: AdaParams,
         invocations: u64,
         reads: [Operand; 3],
         writes: [Operand; 3],
@@ -562,15 +567,8 @@ impl AdaLnKernels {
             })
             .collect();
         let (gx, gy) = common::grid(device, invocations.div_ceil(64))?;
-        let ub = common::uniform(
-            device,
-            &Params {
-                groups_x: gx,
-                ..params
-            },
-        );
         let fallbacks = [&self.unused_rw[1], &self.unused_rw[0], &self.unused_rw[1]];
-        let mut entries = vec![(0, ub.as_entire_binding())];
+        let mut entries = Vec::with_capacity(6);
         for (i, (op, fallback)) in writes.iter().zip(fallbacks).enumerate() {
             entries.push((
                 4 + i as u32,
@@ -583,7 +581,11 @@ impl AdaLnKernels {
                 wgpu::BindingResource::TextureView(view.as_ref().unwrap_or(&t.unused)),
             ));
         }
-        let bg = common::bind_group(device, &t.layout, entries);
+        let params = AdaParams {
+            groups_x: gx,
+            ..params
+        };
+        let bg = self.binder.bind(device, &t.layout, &params, entries);
         common::record_pass(
             encoder,
             TEX_ENTRIES[entry],

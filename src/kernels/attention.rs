@@ -63,28 +63,28 @@ impl AttentionShape {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    samples: u32,
-    tokens: u32,
-    heads: u32,
-    head_dim: u32,
-    dim: u32,
-    scale: f32,
-    groups_x: u32,
-    pad: u32,
+pub(crate) struct AttnParams {
+    pub(crate) samples: u32,
+    pub(crate) tokens: u32,
+    pub(crate) heads: u32,
+    pub(crate) head_dim: u32,
+    pub(crate) dim: u32,
+    pub(crate) scale: f32,
+    pub(crate) groups_x: u32,
+    pub(crate) pad: u32,
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct TexParams {
-    samples: u32,
-    tokens: u32,
-    heads: u32,
-    head_dim: u32,
-    dim: u32,
-    scale: f32,
-    groups_x: u32,
-    texels: u32,
+pub(crate) struct AttnTexParams {
+    pub(crate) samples: u32,
+    pub(crate) tokens: u32,
+    pub(crate) heads: u32,
+    pub(crate) head_dim: u32,
+    pub(crate) dim: u32,
+    pub(crate) scale: f32,
+    pub(crate) groups_x: u32,
+    pub(crate) texels: u32,
 }
 
 const ENTRIES: [&str; 4] = [
@@ -126,6 +126,7 @@ pub struct AttentionKernels {
     texture: Option<TexturePath>,
     unused_read: wgpu::Buffer,
     unused_rw: wgpu::Buffer,
+    binder: common::Binder,
 }
 
 impl AttentionKernels {
@@ -173,6 +174,7 @@ impl AttentionKernels {
             None
         };
         Ok(Self {
+            binder: Default::default(),
             layout,
             pipelines,
             texture,
@@ -365,20 +367,17 @@ impl AttentionKernels {
     ) -> Result<(wgpu::BindGroup, (u32, u32))> {
         let tex = self.texture.as_ref().expect("texture path");
         let grid = common::grid(device, invocations.div_ceil(64))?;
-        let ub = common::uniform(
-            device,
-            &TexParams {
-                samples: shape.samples,
-                tokens: shape.tokens,
-                heads: shape.heads,
-                head_dim: shape.head_dim,
-                dim: shape.dim(),
-                scale: 1.0 / (shape.head_dim as f32).sqrt(),
-                groups_x: grid.0,
-                texels: texels as u32,
-            },
-        );
-        let mut entries = vec![(0, ub.as_entire_binding())];
+        let uni = AttnTexParams {
+            samples: shape.samples,
+            tokens: shape.tokens,
+            heads: shape.heads,
+            head_dim: shape.head_dim,
+            dim: shape.dim(),
+            scale: 1.0 / (shape.head_dim as f32).sqrt(),
+            groups_x: grid.0,
+            texels: texels as u32,
+        };
+        let mut entries = Vec::new();
         for (i, b) in buffers.into_iter().enumerate() {
             let fallback = if i < 2 {
                 &self.unused_read
@@ -397,7 +396,7 @@ impl AttentionKernels {
             8,
             wgpu::BindingResource::TextureView(written.unwrap_or(&tex.storage_placeholder)),
         ));
-        Ok((common::bind_group(device, &tex.layout, entries), grid))
+        Ok((self.binder.bind(device, &tex.layout, &uni, entries), grid))
     }
 
     fn forward_texture(
@@ -490,20 +489,17 @@ impl AttentionKernels {
             common::check_storage(device, name, *region, *bytes)?;
         }
         let (gx, _) = common::grid(device, shape.query_rows().div_ceil(64))?;
-        let ub = common::uniform(
-            device,
-            &Params {
-                samples: shape.samples,
-                tokens: shape.tokens,
-                heads: shape.heads,
-                head_dim: shape.head_dim,
-                dim: shape.dim(),
-                scale: 1.0 / (shape.head_dim as f32).sqrt(),
-                groups_x: gx,
-                pad: 0,
-            },
-        );
-        let mut entries = vec![(0, ub.as_entire_binding())];
+        let uni = AttnParams {
+            samples: shape.samples,
+            tokens: shape.tokens,
+            heads: shape.heads,
+            head_dim: shape.head_dim,
+            dim: shape.dim(),
+            scale: 1.0 / (shape.head_dim as f32).sqrt(),
+            groups_x: gx,
+            pad: 0,
+        };
+        let mut entries = Vec::new();
         for (i, s) in slots.into_iter().enumerate() {
             let fallback = if i == 3 || i == 4 {
                 &self.unused_rw
@@ -515,7 +511,7 @@ impl AttentionKernels {
                 common::range_or(s.map(|(_, r, b)| (r, b)), fallback),
             ));
         }
-        Ok(common::bind_group(device, &self.layout, entries))
+        Ok(self.binder.bind(device, &self.layout, &uni, entries))
     }
 
     fn record(

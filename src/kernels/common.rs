@@ -2,7 +2,10 @@
 //! out a 2-D grid of workgroups, build bind groups and pipelines.
 
 use crate::{Error, Result};
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::num::NonZeroU64;
+use std::sync::Mutex;
 use wgpu::util::DeviceExt;
 
 /// Binding kinds used by our shaders.
@@ -114,13 +117,105 @@ pub(crate) fn specialised_pipelines(
     Ok(out)
 }
 
-/// A uniform buffer holding `value`.
+thread_local! {
+    /// GPU objects (uniform buffers and bind groups) created by launches recorded on this
+    /// thread. A launch whose parameters and buffers were seen before creates none: see
+    /// [`Binder`].
+    static LAUNCH_OBJECTS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The number of GPU objects (uniform buffers and bind groups) that kernel launches recorded
+/// on the calling thread have created so far. A launch that repeats an earlier one (same
+/// parameters, same buffers) creates none; tests and benchmarks read it to count what a
+/// training step allocates.
+pub fn launch_objects_created() -> u64 {
+    LAUNCH_OBJECTS.with(Cell::get)
+}
+
+/// A uniform buffer holding `value`, made anew (the benchmarks' unfused chain; launchers
+/// use [`Binder`], which caches).
 pub(crate) fn uniform<T: bytemuck::Pod>(device: &wgpu::Device, value: &T) -> wgpu::Buffer {
     device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some("params"),
         contents: bytemuck::bytes_of(value),
         usage: wgpu::BufferUsages::UNIFORM,
     })
+}
+
+/// A resource bound in a bind group, by identity.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Bound {
+    Buffer(wgpu::Buffer, u64, Option<NonZeroU64>),
+    View(wgpu::TextureView),
+}
+
+/// What makes two bind groups the same: the layout, the uniform parameters' bytes and the
+/// resources at each binding.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct BindKey {
+    layout: wgpu::BindGroupLayout,
+    uniform: Vec<u8>,
+    entries: Vec<(u32, Bound)>,
+}
+
+/// A family's cache of bind groups with their uniform buffers, keyed by [`BindKey`]. A launch
+/// with parameters and buffers it has seen reuses the bind group (the uniform is immutable:
+/// its bytes are part of the key), so a training step that repeats the last one creates no
+/// GPU objects for them. Cached groups keep their buffers alive; the cache is emptied when it
+/// reaches [`Binder::CAPACITY`] entries, which bounds what it holds.
+#[derive(Default)]
+pub(crate) struct Binder {
+    groups: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
+}
+
+impl Binder {
+    const CAPACITY: usize = 4096;
+
+    /// The bind group of `layout` with `uniform` at binding 0 and `entries` after it.
+    pub(crate) fn bind<T: bytemuck::Pod>(
+        &self,
+        device: &wgpu::Device,
+        layout: &wgpu::BindGroupLayout,
+        uniform: &T,
+        entries: Vec<(u32, wgpu::BindingResource<'_>)>,
+    ) -> wgpu::BindGroup {
+        let bound = entries
+            .iter()
+            .map(|(binding, resource)| {
+                let b = match resource {
+                    wgpu::BindingResource::Buffer(b) => {
+                        Bound::Buffer(b.buffer.clone(), b.offset, b.size)
+                    }
+                    wgpu::BindingResource::TextureView(v) => Bound::View((*v).clone()),
+                    _ => unreachable!("our kernels bind buffers and storage textures only"),
+                };
+                (*binding, b)
+            })
+            .collect();
+        let key = BindKey {
+            layout: layout.clone(),
+            uniform: bytemuck::bytes_of(uniform).to_vec(),
+            entries: bound,
+        };
+        let mut groups = self.groups.lock().expect("bind-group cache poisoned");
+        if let Some(g) = groups.get(&key) {
+            return g.clone();
+        }
+        if groups.len() >= Self::CAPACITY {
+            groups.clear();
+        }
+        let ub = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: &key.uniform,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut all = vec![(0, ub.as_entire_binding())];
+        all.extend(entries);
+        let g = bind_group(device, layout, all);
+        LAUNCH_OBJECTS.with(|n| n.set(n.get() + 2));
+        groups.insert(key, g.clone());
+        g
+    }
 }
 
 /// An rgba32float texture for the texture paths (llvmpipe): kernels read it as a read-only
@@ -303,31 +398,37 @@ pub(crate) fn range_or<'a, R: Into<Region<'a>>>(
 /// placeholder bound where it is unused.
 pub(crate) type Binding<'a> = (Option<(&'static str, Region<'a>, u64)>, &'a wgpu::Buffer);
 
-/// The common shape of a one-dispatch launch: checks every used binding against the device,
-/// lays out a 2-D grid of 64-invocation workgroups for `invocations`, makes the uniform
-/// buffer from `uniform(groups_x)`, binds the storage slots in order from binding 1 and
-/// records the dispatch.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn launch_one(
-    device: &wgpu::Device,
-    encoder: &mut wgpu::CommandEncoder,
-    label: &str,
-    layout: &wgpu::BindGroupLayout,
-    pipeline: &wgpu::ComputePipeline,
-    invocations: u64,
-    uniform: impl FnOnce(u32) -> wgpu::Buffer,
-    bindings: &[Binding],
-) -> Result<()> {
-    for (name, region, bytes) in bindings.iter().filter_map(|b| b.0) {
-        check_storage(device, name, region, bytes)?;
+/// One dispatch of a family: where it is recorded, with which layout, pipeline and cache.
+pub(crate) struct OneLaunch<'a> {
+    pub label: &'a str,
+    pub layout: &'a wgpu::BindGroupLayout,
+    pub pipeline: &'a wgpu::ComputePipeline,
+    pub binder: &'a Binder,
+}
+
+impl OneLaunch<'_> {
+    /// Checks every used binding against the device, lays out a 2-D grid of 64-invocation
+    /// workgroups for `invocations`, binds `uniform(groups_x)` and the storage slots in order
+    /// from binding 1, and records the dispatch.
+    pub(crate) fn record<T: bytemuck::Pod>(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        invocations: u64,
+        uniform: impl FnOnce(u32) -> T,
+        bindings: &[Binding],
+    ) -> Result<()> {
+        for (name, region, bytes) in bindings.iter().filter_map(|b| b.0) {
+            check_storage(device, name, region, bytes)?;
+        }
+        let (gx, gy) = grid(device, invocations.div_ceil(64))?;
+        let entries = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, (b, fallback))| (i as u32 + 1, range_or(b.map(|(_, r, n)| (r, n)), fallback)))
+            .collect();
+        let bg = self.binder.bind(device, self.layout, &uniform(gx), entries);
+        record_pass(encoder, self.label, &[(self.pipeline, &bg, (gx, gy))]);
+        Ok(())
     }
-    let (gx, gy) = grid(device, invocations.div_ceil(64))?;
-    let ub = uniform(gx);
-    let mut entries = vec![(0, ub.as_entire_binding())];
-    for (i, (b, fallback)) in bindings.iter().enumerate() {
-        entries.push((i as u32 + 1, range_or(b.map(|(_, r, n)| (r, n)), fallback)));
-    }
-    let bg = bind_group(device, layout, entries);
-    record_pass(encoder, label, &[(pipeline, &bg, (gx, gy))]);
-    Ok(())
 }

@@ -6,15 +6,15 @@ use crate::{Error, Result};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
-struct Params {
-    batch: u32,
-    features: u32,
-    base: u32,
-    out_base: u32,
-    tau: f32,
-    scale: f32,
-    accumulate: u32,
-    groups_x: u32,
+pub(crate) struct ContrastiveParams {
+    pub(crate) batch: u32,
+    pub(crate) features: u32,
+    pub(crate) base: u32,
+    pub(crate) out_base: u32,
+    pub(crate) tau: f32,
+    pub(crate) scale: f32,
+    pub(crate) accumulate: u32,
+    pub(crate) groups_x: u32,
 }
 
 /// Arguments of [`ContrastiveKernels::record`].
@@ -49,6 +49,7 @@ pub struct ContrastiveKernels {
     gram: wgpu::ComputePipeline,
     ucl: wgpu::ComputePipeline,
     backward: wgpu::ComputePipeline,
+    binder: common::Binder,
 }
 
 impl ContrastiveKernels {
@@ -75,6 +76,7 @@ impl ContrastiveKernels {
         )?
         .into_iter();
         Ok(Self {
+            binder: Default::default(),
             gram: p.next().unwrap(),
             ucl: p.next().unwrap(),
             backward: p.next().unwrap(),
@@ -134,7 +136,7 @@ impl ContrastiveKernels {
             (&self.backward, values.div_ceil(64)),
         ] {
             let (gx, gy) = common::grid(device, groups)?;
-            let p = Params {
+            let p = ContrastiveParams {
                 batch: a.batch,
                 features: a.features,
                 base: a.base,
@@ -144,16 +146,12 @@ impl ContrastiveKernels {
                 accumulate: a.accumulate as u32,
                 groups_x: gx,
             };
-            let ub = common::uniform(device, &p);
-            let entries = std::iter::once((0, ub.as_entire_binding()))
-                .chain(
-                    checks
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (_, b, n))| (i as u32 + 1, common::range(*b, *n))),
-                )
+            let entries = checks
+                .iter()
+                .enumerate()
+                .map(|(i, (_, b, n))| (i as u32 + 1, common::range(*b, *n)))
                 .collect();
-            let bg = common::bind_group(device, &self.layout, entries);
+            let bg = self.binder.bind(device, &self.layout, &p, entries);
             dispatches.push((pipeline, bg, (gx, gy)));
         }
         let list: Vec<_> = dispatches.iter().map(|(p, b, g)| (*p, b, *g)).collect();

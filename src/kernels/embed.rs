@@ -10,18 +10,18 @@ pub const NO_LABEL: u32 = u32::MAX;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
-struct Params {
-    len: u32,
-    repeats: u32,
-    period: u32,
-    rows: u32,
-    batch: u32,
-    dim: u32,
-    slots: u32,
-    table_rows: u32,
-    accumulate: u32,
-    groups_x: u32,
-    pad: [u32; 2],
+pub(crate) struct EmbedParams {
+    pub(crate) len: u32,
+    pub(crate) repeats: u32,
+    pub(crate) period: u32,
+    pub(crate) rows: u32,
+    pub(crate) batch: u32,
+    pub(crate) dim: u32,
+    pub(crate) slots: u32,
+    pub(crate) table_rows: u32,
+    pub(crate) accumulate: u32,
+    pub(crate) groups_x: u32,
+    pub(crate) pad: [u32; 2],
 }
 
 const ENTRIES: [&str; 4] = [
@@ -45,6 +45,7 @@ pub struct EmbedKernels {
     layout: wgpu::BindGroupLayout,
     pipelines: Vec<wgpu::ComputePipeline>,
     unused: wgpu::Buffer,
+    binder: common::Binder,
 }
 
 impl EmbedKernels {
@@ -63,6 +64,7 @@ impl EmbedKernels {
         );
         let pipelines = common::pipelines(device, "embed", &layout, &ENTRIES)?;
         Ok(Self {
+            binder: Default::default(),
             layout,
             pipelines,
             unused: common::placeholder(device),
@@ -93,7 +95,7 @@ impl EmbedKernels {
         if out > u32::MAX as u64 {
             return Err(Error::Shape("repeated tokens exceed 2^32 values".into()));
         }
-        let p = Params {
+        let p = EmbedParams {
             len,
             repeats,
             period,
@@ -131,7 +133,7 @@ impl EmbedKernels {
                 "fold of {repeats} repeats of {len} values: sizes must be non-zero and fit 2^32"
             )));
         }
-        let p = Params {
+        let p = EmbedParams {
             len,
             repeats,
             accumulate: accumulate as u32,
@@ -168,7 +170,7 @@ impl EmbedKernels {
         c: impl Into<Region<'a>>,
     ) -> Result<()> {
         self.check_labels(batch, dim, table_rows, &labels)?;
-        let p = Params {
+        let p = EmbedParams {
             rows: labels.rows,
             batch,
             dim,
@@ -206,7 +208,7 @@ impl EmbedKernels {
         accumulate: bool,
     ) -> Result<()> {
         self.check_labels(1, dim, table_rows, &labels)?;
-        let p = Params {
+        let p = EmbedParams {
             rows: labels.rows,
             dim,
             slots: labels.slots,
@@ -251,19 +253,22 @@ impl EmbedKernels {
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
         entry: usize,
-        params: Params,
+        params: EmbedParams,
         invocations: u64,
         slots: [Option<(&'static str, Region, u64)>; 4],
     ) -> Result<()> {
         let bindings: Vec<_> = slots.into_iter().map(|s| (s, &self.unused)).collect();
-        common::launch_one(
+        let launch = common::OneLaunch {
+            label: ENTRIES[entry],
+            layout: &self.layout,
+            pipeline: &self.pipelines[entry],
+            binder: &self.binder,
+        };
+        launch.record(
             device,
             encoder,
-            ENTRIES[entry],
-            &self.layout,
-            &self.pipelines[entry],
             invocations,
-            |groups_x| common::uniform(device, &Params { groups_x, ..params }),
+            |groups_x| EmbedParams { groups_x, ..params },
             &bindings,
         )
     }

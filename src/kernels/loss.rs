@@ -229,27 +229,28 @@ const WG: u64 = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
-struct Params {
-    batch: u32,
-    tokens: u32,
-    token_dim: u32,
-    target_source: u32,
-    channels: u32,
-    height: u32,
-    width: u32,
-    patch: u32,
-    seed: u32,
-    step: u32,
-    target_kind: u32,
-    d_form: u32,
-    weights_from_buffer: u32,
-    normalize: u32,
-    groups_x: u32,
-    partial_count: u32,
-    gamma: f32,
-    lambda: f32,
-    inv_count: f32,
-    tokens_per_thread: u32,
+pub(crate) struct LossParams {
+    pub(crate) batch: u32,
+    pub(crate) tokens: u32,
+    pub(crate) token_dim: u32,
+    pub(crate) target_source: u32,
+    pub(crate) channels: u32,
+    pub(crate) height: u32,
+    pub(crate) width: u32,
+    /// `patch` is a reserved word in WGSL.
+    pub(crate) patch_size: u32,
+    pub(crate) seed: u32,
+    pub(crate) step: u32,
+    pub(crate) target_kind: u32,
+    pub(crate) d_form: u32,
+    pub(crate) weights_from_buffer: u32,
+    pub(crate) normalize: u32,
+    pub(crate) groups_x: u32,
+    pub(crate) partial_count: u32,
+    pub(crate) gamma: f32,
+    pub(crate) lambda: f32,
+    pub(crate) inv_count: f32,
+    pub(crate) tokens_per_thread: u32,
 }
 
 /// `d_form` value that tells `loss_finalize` to write the baseline's scalars.
@@ -274,6 +275,7 @@ pub struct LossKernels {
     unused_rw: [wgpu::Buffer; 2],
     vector_path: bool,
     vec4_pipelines: Mutex<HashMap<Vec4Spec, wgpu::ComputePipeline>>,
+    binder: common::Binder,
 }
 
 /// Which implementation of the fused IMBA pass a launch uses.
@@ -378,6 +380,7 @@ impl LossKernels {
         )?
         .into_iter();
         Ok(Self {
+            binder: Default::default(),
             token_weights: p.next().unwrap(),
             sample_mean: p.next().unwrap(),
             weights_total: p.next().unwrap(),
@@ -582,7 +585,7 @@ impl LossKernels {
         s: TokenShape,
         target: &Target,
         ws: &LossWorkspace,
-    ) -> Result<Params> {
+    ) -> Result<LossParams> {
         s.validate()?;
         if ws.shape != s {
             return Err(Error::Shape(format!(
@@ -590,7 +593,7 @@ impl LossKernels {
                 ws.shape, s
             )));
         }
-        let mut p = Params {
+        let mut p = LossParams {
             batch: s.batch,
             tokens: s.tokens,
             token_dim: s.token_dim,
@@ -618,7 +621,7 @@ impl LossKernels {
                 p.channels = geometry.channels;
                 p.height = geometry.height;
                 p.width = geometry.width;
-                p.patch = geometry.patch;
+                p.patch_size = geometry.patch;
                 p.seed = seed;
                 p.step = step;
                 match (kind, x0) {
@@ -648,7 +651,7 @@ impl LossKernels {
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        mut params: Params,
+        mut params: LossParams,
         b: &Bindings,
         ws: &LossWorkspace,
         steps: &[(&wgpu::ComputePipeline, u64)],
@@ -671,12 +674,11 @@ impl LossKernels {
             }
             grids.push((pipeline, x, y));
         }
-        let ub = common::uniform(device, &params);
-        let bg = common::bind_group(
+        let bg = self.binder.bind(
             device,
             &self.layout,
+            &params,
             vec![
-                (0, ub.as_entire_binding()),
                 (1, common::range(b.pred_cond.0, b.pred_cond.1)),
                 (2, common::range_or(b.pred_uncond, &self.unused_read)),
                 (3, common::range_or(b.target, &self.unused_read)),

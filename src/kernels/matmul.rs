@@ -46,17 +46,17 @@ pub struct MatmulArgs<'a> {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    a_row: u32,
-    a_col: u32,
-    b_row: u32,
-    b_col: u32,
-    use_bias: u32,
-    accumulate: u32,
-    groups_x: u32,
+pub(crate) struct MatmulParams {
+    pub(crate) m: u32,
+    pub(crate) n: u32,
+    pub(crate) k: u32,
+    pub(crate) a_row: u32,
+    pub(crate) a_col: u32,
+    pub(crate) b_row: u32,
+    pub(crate) b_col: u32,
+    pub(crate) use_bias: u32,
+    pub(crate) accumulate: u32,
+    pub(crate) groups_x: u32,
 }
 
 /// Which kernel a launch runs.
@@ -79,26 +79,26 @@ const TILE_COLS: u32 = 64;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct PackParams {
-    rows: u32,
-    cols: u32,
-    row_stride: u32,
-    col_stride: u32,
-    row_offset: u32,
-    width: u32,
-    height: u32,
-    groups_x: u32,
+pub(crate) struct PackParams {
+    pub(crate) rows: u32,
+    pub(crate) cols: u32,
+    pub(crate) row_stride: u32,
+    pub(crate) col_stride: u32,
+    pub(crate) row_offset: u32,
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) groups_x: u32,
 }
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ProductParams {
-    m: u32,
-    n: u32,
-    k4: u32,
-    row_offset: u32,
-    use_bias: u32,
-    accumulate: u32,
+pub(crate) struct ProductParams {
+    pub(crate) m: u32,
+    pub(crate) n: u32,
+    pub(crate) k4: u32,
+    pub(crate) row_offset: u32,
+    pub(crate) use_bias: u32,
+    pub(crate) accumulate: u32,
 }
 
 /// The texture path's pipelines.
@@ -118,6 +118,7 @@ struct TexturePath {
     /// passes of an encoder run in order, so a later product repacks only after an earlier
     /// one has read them.
     textures: Mutex<HashMap<(&'static str, u32, u32), wgpu::TextureView>>,
+    binder: common::Binder,
 }
 
 impl TexturePath {
@@ -134,6 +135,7 @@ pub struct MatmulKernels {
     /// Present where the device qualifies (see [`MatmulKernels::fast_path_supported`]).
     texture: Option<TexturePath>,
     unused: wgpu::Buffer,
+    binder: common::Binder,
 }
 
 impl MatmulKernels {
@@ -208,11 +210,13 @@ impl MatmulKernels {
                 lanes,
                 row_chunk: max / TILE_ROWS * TILE_ROWS,
                 textures: Mutex::new(HashMap::new()),
+                binder: Default::default(),
             })
         } else {
             None
         };
         Ok(Self {
+            binder: Default::default(),
             layout,
             portable,
             texture,
@@ -308,7 +312,7 @@ impl MatmulKernels {
         }
         let bias = common::range_or(args.bias.map(|b| (b, n * 4)), &self.unused);
         let (gx, gy) = common::grid(device, (m * n).div_ceil(64))?;
-        let params = Params {
+        let params = MatmulParams {
             m: args.m,
             n: args.n,
             k: args.k,
@@ -320,12 +324,11 @@ impl MatmulKernels {
             accumulate: args.accumulate as u32,
             groups_x: gx,
         };
-        let ub = common::uniform(device, &params);
-        let bg = common::bind_group(
+        let bg = self.binder.bind(
             device,
             &self.layout,
+            &params,
             vec![
-                (0, ub.as_entire_binding()),
                 (1, common::range(args.a, m * k * 4)),
                 (2, common::range(args.b, k * n * 4)),
                 (3, bias),
@@ -428,12 +431,12 @@ fn record_texture(
                 view: &wgpu::TextureView,
                 p: PackParams| {
         let (gx, gy) = common::grid(device, (p.width as u64 * p.height as u64).div_ceil(64))?;
-        let ub = common::uniform(device, &PackParams { groups_x: gx, ..p });
-        let bg = common::bind_group(
+        let uni = PackParams { groups_x: gx, ..p };
+        let bg = tex.binder.bind(
             device,
             &tex.pack_layout,
+            &uni,
             vec![
-                (0, ub.as_entire_binding()),
                 (1, common::range(src, bytes)),
                 (2, wgpu::BindingResource::TextureView(view)),
             ],
@@ -499,25 +502,22 @@ fn record_texture(
                 },
             )?;
         }
-        let ub = common::uniform(
-            device,
-            &ProductParams {
-                m: args.m,
-                n: args.n,
-                k4,
-                row_offset,
-                use_bias: args.bias.is_some() as u32,
-                accumulate: args.accumulate as u32,
-            },
-        );
+        let uni = ProductParams {
+            m: args.m,
+            n: args.n,
+            k4,
+            row_offset,
+            use_bias: args.bias.is_some() as u32,
+            accumulate: args.accumulate as u32,
+        };
         let bias = common::range_or(args.bias.map(|b| (b, n * 4)), unused);
         let grid = (args.n.div_ceil(TILE_COLS), rows.div_ceil(TILE_ROWS));
         if let Some(c_view) = &c_view {
-            let bg = common::bind_group(
+            let bg = tex.binder.bind(
                 device,
                 &tex.product_tex_layout,
+                &uni,
                 vec![
-                    (0, ub.as_entire_binding()),
                     (1, wgpu::BindingResource::TextureView(&a_view)),
                     (2, wgpu::BindingResource::TextureView(&b_view)),
                     (3, bias),
@@ -535,11 +535,11 @@ fn record_texture(
                 },
             );
         } else {
-            let bg = common::bind_group(
+            let bg = tex.binder.bind(
                 device,
                 &tex.product_layout,
+                &uni,
                 vec![
-                    (0, ub.as_entire_binding()),
                     (1, wgpu::BindingResource::TextureView(&a_view)),
                     (2, wgpu::BindingResource::TextureView(&b_view)),
                     (3, bias),

@@ -16,11 +16,13 @@ pub mod noise;
 pub mod optim;
 pub mod pair;
 pub mod reduce;
+#[cfg(test)]
+mod uniform_layout;
 
 pub use activation::{Activation, ActivationKernels};
 pub use adaln::{AdaLnKernels, AdaLnPath, Columns, Modulation, Stream};
 pub use attention::{AttentionKernels, AttentionPath, AttentionShape};
-pub use common::Region;
+pub use common::{launch_objects_created, Region};
 pub use contrastive::{ContrastiveArgs, ContrastiveKernels};
 pub use embed::{EmbedKernels, Labels, NO_LABEL};
 pub use loss::{

@@ -37,21 +37,22 @@ pub struct NoiseArgs<'a> {
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
-struct Params {
-    batch: u32,
-    channels: u32,
-    height: u32,
-    width: u32,
-    patch: u32,
-    seed: u32,
-    step: u32,
-    schedule: u32,
-    steps_in_table: u32,
-    total: u32,
-    groups_x: u32,
-    drop_threshold: u32,
-    null_label: u32,
-    _pad: [u32; 3],
+pub(crate) struct NoiseParams {
+    pub(crate) batch: u32,
+    pub(crate) channels: u32,
+    pub(crate) height: u32,
+    pub(crate) width: u32,
+    /// `patch` is a reserved word in WGSL.
+    pub(crate) patch_size: u32,
+    pub(crate) seed: u32,
+    pub(crate) step: u32,
+    pub(crate) schedule: u32,
+    pub(crate) steps_in_table: u32,
+    pub(crate) total: u32,
+    pub(crate) groups_x: u32,
+    pub(crate) drop_threshold: u32,
+    pub(crate) null_label: u32,
+    pub(crate) _pad: [u32; 3],
 }
 
 /// Compiled pipelines of the noise family for one device.
@@ -64,6 +65,7 @@ pub struct NoiseKernels {
     unused_read: wgpu::Buffer,
     unused_f32: wgpu::Buffer,
     unused_u32: wgpu::Buffer,
+    binder: common::Binder,
 }
 
 const WG: u64 = 64;
@@ -96,6 +98,7 @@ impl NoiseKernels {
         )?
         .into_iter();
         Ok(Self {
+            binder: Default::default(),
             noise_to_tokens: p.next().unwrap(),
             normals: p.next().unwrap(),
             philox_words: p.next().unwrap(),
@@ -114,7 +117,7 @@ impl NoiseKernels {
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
         pipeline: &wgpu::ComputePipeline,
-        mut params: Params,
+        mut params: NoiseParams,
         groups: u64,
         reads: [Option<(&wgpu::Buffer, u64)>; 4],
         out_f32: Option<(&wgpu::Buffer, u64)>,
@@ -122,12 +125,11 @@ impl NoiseKernels {
     ) -> Result<()> {
         let (gx, gy) = common::grid(device, groups)?;
         params.groups_x = gx;
-        let ub = common::uniform(device, &params);
-        let bg = common::bind_group(
+        let bg = self.binder.bind(
             device,
             &self.layout,
+            &params,
             vec![
-                (0, ub.as_entire_binding()),
                 (1, common::range_or(reads[0], &self.unused_read)),
                 (2, common::range_or(reads[1], &self.unused_read)),
                 (3, common::range_or(reads[2], &self.unused_read)),
@@ -165,12 +167,12 @@ impl NoiseKernels {
             }
             Schedule::Flow => (1, 0, None),
         };
-        let params = Params {
+        let params = NoiseParams {
             batch: g.batch,
             channels: g.channels,
             height: g.height,
             width: g.width,
-            patch: g.patch,
+            patch_size: g.patch,
             seed: args.seed,
             step: args.step,
             schedule,
@@ -209,7 +211,7 @@ impl NoiseKernels {
             return Err(Error::Shape("normals: count must be at least 1".into()));
         }
         common::check_storage(device, "out", out, count as u64 * 4)?;
-        let params = Params {
+        let params = NoiseParams {
             seed,
             step,
             total: count,
@@ -246,7 +248,7 @@ impl NoiseKernels {
             )));
         }
         common::check_storage(device, "out", out, count as u64 * 16)?;
-        let params = Params {
+        let params = NoiseParams {
             seed,
             step,
             channels: stream,
@@ -293,7 +295,7 @@ impl NoiseKernels {
         let bytes = batch as u64 * 4;
         common::check_storage(device, "labels_in", labels_in, bytes)?;
         common::check_storage(device, "labels_out", labels_out, bytes)?;
-        let params = Params {
+        let params = NoiseParams {
             batch,
             seed,
             step,

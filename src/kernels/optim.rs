@@ -19,22 +19,22 @@ const MAX_PARTIALS: u32 = 1024;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
-struct Params {
-    n: u32,
-    chunk: u32,
-    partials: u32,
-    groups_x: u32,
-    lr: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    weight_decay: f32,
-    bias_correction1: f32,
-    bias_correction2: f32,
-    max_norm: f32,
-    decay: f32,
-    use_clip: u32,
-    pad: [u32; 2],
+pub(crate) struct OptimParams {
+    pub(crate) n: u32,
+    pub(crate) chunk: u32,
+    pub(crate) partials: u32,
+    pub(crate) groups_x: u32,
+    pub(crate) lr: f32,
+    pub(crate) beta1: f32,
+    pub(crate) beta2: f32,
+    pub(crate) eps: f32,
+    pub(crate) weight_decay: f32,
+    pub(crate) bias_correction1: f32,
+    pub(crate) bias_correction2: f32,
+    pub(crate) max_norm: f32,
+    pub(crate) decay: f32,
+    pub(crate) use_clip: u32,
+    pub(crate) pad: [u32; 2],
 }
 
 const ENTRIES: [&str; 4] = ["sumsq_partials", "grad_norm", "adamw", "ema"];
@@ -46,6 +46,7 @@ pub struct OptimKernels {
     partials: wgpu::Buffer,
     unused_read: wgpu::Buffer,
     unused_rw: [wgpu::Buffer; 2],
+    binder: common::Binder,
 }
 
 impl OptimKernels {
@@ -71,6 +72,7 @@ impl OptimKernels {
             mapped_at_creation: false,
         });
         Ok(Self {
+            binder: Default::default(),
             layout,
             pipelines,
             partials,
@@ -101,7 +103,7 @@ impl OptimKernels {
         }
         let chunk = n.div_ceil(MAX_PARTIALS).max(64);
         let partials = n.div_ceil(chunk);
-        let p = Params {
+        let p = OptimParams {
             n,
             chunk,
             partials,
@@ -178,7 +180,7 @@ impl OptimKernels {
                 "AdamW needs lr ≥ 0, 0 ≤ β < 1, eps > 0, weight decay ≥ 0; got {h:?}"
             )));
         }
-        let p = Params {
+        let p = OptimParams {
             n,
             lr: h.lr as f32,
             beta1: h.beta1 as f32,
@@ -225,7 +227,7 @@ impl OptimKernels {
                 "EMA decay must be in [0, 1], got {decay}"
             )));
         }
-        let p = Params {
+        let p = OptimParams {
             n,
             decay,
             ..Default::default()
@@ -250,7 +252,7 @@ impl OptimKernels {
     fn bind(
         &self,
         device: &wgpu::Device,
-        params: Params,
+        params: OptimParams,
         groups: u64,
         slots: [Option<(&'static str, Region, u64)>; 5],
     ) -> Result<(wgpu::BindGroup, (u32, u32))> {
@@ -258,14 +260,11 @@ impl OptimKernels {
             common::check_storage(device, name, *region, *bytes)?;
         }
         let grid = common::grid(device, groups)?;
-        let ub = common::uniform(
-            device,
-            &Params {
-                groups_x: grid.0,
-                ..params
-            },
-        );
-        let mut entries = vec![(0, ub.as_entire_binding())];
+        let uni = OptimParams {
+            groups_x: grid.0,
+            ..params
+        };
+        let mut entries = Vec::new();
         for (i, s) in slots.into_iter().enumerate() {
             let fallback = match i {
                 0 | 1 => &self.unused_read,
@@ -277,6 +276,6 @@ impl OptimKernels {
                 common::range_or(s.map(|(_, r, b)| (r, b)), fallback),
             ));
         }
-        Ok((common::bind_group(device, &self.layout, entries), grid))
+        Ok((self.binder.bind(device, &self.layout, &uni, entries), grid))
     }
 }

@@ -6,15 +6,15 @@ use crate::{Error, Result};
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
-struct Params {
-    half: u32,
-    per_sample: u32,
-    ka: f32,
-    kb: f32,
-    inv_count: f32,
-    accumulate: u32,
-    groups_x: u32,
-    partial_count: u32,
+pub(crate) struct PairParams {
+    pub(crate) half: u32,
+    pub(crate) per_sample: u32,
+    pub(crate) ka: f32,
+    pub(crate) kb: f32,
+    pub(crate) inv_count: f32,
+    pub(crate) accumulate: u32,
+    pub(crate) groups_x: u32,
+    pub(crate) partial_count: u32,
 }
 
 /// Arguments of [`PairKernels::record`].
@@ -47,6 +47,7 @@ pub struct PairKernels {
     layout: wgpu::BindGroupLayout,
     grad: wgpu::ComputePipeline,
     finalize: wgpu::ComputePipeline,
+    binder: common::Binder,
 }
 
 impl PairKernels {
@@ -67,6 +68,7 @@ impl PairKernels {
         let mut p = common::pipelines(device, "pair", &layout, &["pair_grad", "pair_finalize"])?
             .into_iter();
         Ok(Self {
+            binder: Default::default(),
             grad: p.next().unwrap(),
             finalize: p.next().unwrap(),
             layout,
@@ -115,7 +117,7 @@ impl PairKernels {
         }
         let groups = e.div_ceil(64);
         let (gx, gy) = common::grid(device, groups)?;
-        let p = Params {
+        let p = PairParams {
             half: a.half,
             per_sample: a.per_sample,
             ka: a.ka,
@@ -125,16 +127,12 @@ impl PairKernels {
             groups_x: gx,
             partial_count: groups as u32,
         };
-        let ub = common::uniform(device, &p);
-        let entries = std::iter::once((0, ub.as_entire_binding()))
-            .chain(
-                checks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (_, b, n))| (i as u32 + 1, common::range(*b, *n))),
-            )
+        let entries = checks
+            .iter()
+            .enumerate()
+            .map(|(i, (_, b, n))| (i as u32 + 1, common::range(*b, *n)))
             .collect();
-        let bg = common::bind_group(device, &self.layout, entries);
+        let bg = self.binder.bind(device, &self.layout, &p, entries);
         common::record_pass(
             encoder,
             "pair",

@@ -8,17 +8,18 @@ pub const CHUNK: u32 = 1024;
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    items: u32,
-    width: u32,
-    chunk: u32,
-    groups_x: u32,
+pub(crate) struct ReduceParams {
+    pub(crate) items: u32,
+    pub(crate) width: u32,
+    pub(crate) chunk: u32,
+    pub(crate) groups_x: u32,
 }
 
 /// Sums `items` items of `width` (1 or 4) f32 each into one vec4, in a fixed order.
 pub struct ReduceKernel {
     layout: wgpu::BindGroupLayout,
     pipeline: wgpu::ComputePipeline,
+    binder: common::Binder,
 }
 
 impl ReduceKernel {
@@ -29,7 +30,11 @@ impl ReduceKernel {
             &[(0, Slot::Uniform), (1, Slot::Read), (2, Slot::ReadWrite)],
         );
         let pipeline = common::pipelines(device, "reduce", &layout, &["sum_items"])?.remove(0);
-        Ok(Self { layout, pipeline })
+        Ok(Self {
+            layout,
+            pipeline,
+            binder: Default::default(),
+        })
     }
 
     /// Bytes of each of the two scratch buffers a reduction of `items` items needs.
@@ -69,20 +74,17 @@ impl ReduceKernel {
             let g = n.div_ceil(CHUNK);
             let dst = if g == 1 { out } else { scratch[turn % 2] };
             let (gx, _) = common::grid(device, g as u64)?;
-            let ub = common::uniform(
-                device,
-                &Params {
-                    items: n,
-                    width: w,
-                    chunk: CHUNK,
-                    groups_x: gx,
-                },
-            );
-            let bg = common::bind_group(
+            let uni = ReduceParams {
+                items: n,
+                width: w,
+                chunk: CHUNK,
+                groups_x: gx,
+            };
+            let bg = self.binder.bind(
                 device,
                 &self.layout,
+                &uni,
                 vec![
-                    (0, ub.as_entire_binding()),
                     (1, common::range(src, n as u64 * w as u64 * 4)),
                     (2, common::range(dst, g as u64 * 16)),
                 ],

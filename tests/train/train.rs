@@ -365,3 +365,34 @@ fn errors_carry_their_sources() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Kernel launches reuse their bind groups and uniform buffers: after the first steps, a
+/// training step creates only the objects of the launches whose parameters change every step
+/// (the step's Philox key in the noise, dropout and loss kernels; AdamW's step count), the
+/// same number each step, for every objective.
+#[test]
+fn a_steady_training_step_creates_few_launch_objects() {
+    use imba::kernels::launch_objects_created;
+    for objective in ["baseline", "imba", "cbdm", "ccua"] {
+        let mut t = trainer(tiny(objective, "steps = 8"), None);
+        for _ in 0..3 {
+            t.step().unwrap();
+        }
+        let per_step: Vec<u64> = (0..3)
+            .map(|_| {
+                let before = launch_objects_created();
+                t.step().unwrap();
+                launch_objects_created() - before
+            })
+            .collect();
+        eprintln!("{objective}: launch objects per step {per_step:?}");
+        assert!(
+            per_step.iter().all(|&n| n == per_step[0]),
+            "{objective}: {per_step:?}"
+        );
+        assert!(
+            per_step[0] <= 12,
+            "{objective}: {per_step:?} objects per step"
+        );
+    }
+}
