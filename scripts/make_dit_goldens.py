@@ -1,6 +1,6 @@
 """PyTorch goldens for the whole-model test (tests/dit_goldens.rs).
 
-Builds the DiT of DESIGN §3.8 in PyTorch — written here from the paper's definitions and
+Builds the DiT of docs/design.md#the-dit in PyTorch — written here from the paper's definitions and
 the reference repository's module layout, so the state-dict names and shapes are the
 reference's — with float64 arithmetic, draws non-zero random weights for every tensor
 (the zero-initialised adaLN and final linears too), runs the dual forward (labels, then

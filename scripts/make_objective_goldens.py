@@ -3,9 +3,9 @@
 Reuses the DiT of make_dit_goldens.py (float64) with the weights and inputs it saved
 (tests/goldens/dit_tiny_*.safetensors), and computes with autograd:
 
-  CBDM (DESIGN §3.4): rows (y, y'); L = mse(ε_c, ε) + mean[(t/T)·τ·((ε_c − sg ε_y')²
+  CBDM (docs/design.md#cbdm): rows (y, y'); L = mse(ε_c, ε) + mean[(t/T)·τ·((ε_c − sg ε_y')²
         + ¼(sg ε_c − ε_y')²)], τ = 1, y' fixed below.
-  CCUA (DESIGN §3.5): rows (y, ∅); h = the ∅ rows' residual stream after block ⌊depth/4⌋,
+  CCUA (docs/design.md#ccua): rows (y, ∅); h = the ∅ rows' residual stream after block ⌊depth/4⌋,
         flattened per sample and L2-normalised (F.normalize); UCL_i = log(1 + Σ_{j≠i}
         exp((cos_ij − 1)/τ)); L = mse(ε_c, ε) + α·mean_i (t_i/T)·UCL_i
         + γ·mean[(t/T)·(ε_c − ε_u)²], α = 0.7, γ = 0.5, τ = 0.1 (weights larger than the

@@ -1,4 +1,4 @@
-// Contrastive family: CCUA's unconditional contrastive loss (DESIGN §3.5) on B feature rows
+// Contrastive family: CCUA's unconditional contrastive loss (docs/design.md#ccua) on B feature rows
 // h_i of F values (the flattened output of one DiT block for the ∅ rows):
 //   ĥ_i = h_i / max(‖h_i‖, 1e-12),  cos_ij = ĥ_i·ĥ_j,  e_ij = exp((cos_ij − 1)/τ)
 //   UCL_i = log(1 + Σ_{j≠i} e_ij),   L = (scale/B)·Σ_i w_i·UCL_i   (w_i = t_i/T)

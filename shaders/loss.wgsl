@@ -1,4 +1,4 @@
-// Loss family: the fused IMBA concept-balancing loss (DESIGN §3.3) and the plain baseline
+// Loss family: the fused IMBA concept-balancing loss (docs/design.md#the-imba-loss) and the plain baseline
 // MSE, each producing its gradients and per-workgroup partial sums in one pass over the
 // predictions, plus the deterministic finalisation to the loss scalars.
 //

@@ -3,7 +3,7 @@
 // bind-group layout; the launcher picks it when the shape allows (see `LossKernels`), and
 // loss.wgsl stays the portable path and its reference.
 //
-// Why it is faster on llvmpipe (DESIGN §6): every per-lane-varying access, to memory or to a
+// Why it is faster on llvmpipe (docs/design.md#what-is-fast-where): every per-lane-varying access, to memory or to a
 // private array indexed by a variable, becomes a loop of scalar accesses there. This kernel
 // has no indexed private array: the noise of a token run comes four channel rows at a time
 // (four Philox quads), is transposed in registers into vec4s of four channels of one pixel,

@@ -1,7 +1,7 @@
 // Matmul family, portable kernel: C = op(A)·op(B) (+ bias) (+ C), the linear layer's forward
 // (X·Wᵀ + b) and both of its weight-side backward products (dY·W, dYᵀ·X) through strides.
 // One invocation per output element, K walked in order: the fallback on every adapter and the
-// reference the faster, adapter-shaped kernels are tested against. (DESIGN §6: on llvmpipe
+// reference the faster, adapter-shaped kernels are tested against. (docs/design.md#what-is-fast-where: on llvmpipe
 // shared-memory tiling does not pay, so this kernel does not tile either.)
 
 struct MatmulParams {

@@ -17,7 +17,7 @@
 // load has no level and is inlined: about 35 instructions (bounds check, address, four 128-bit
 // loads, a 4×8 transpose). Measured in alternation at 1024³: 36–41 vs 27–31 GFLOP/s.
 //
-// The product kernel (`matmul_texture8`), shaped for llvmpipe (DESIGN §6):
+// The product kernel (`matmul_texture8`), shaped for llvmpipe (docs/design.md#what-is-fast-where):
 //   - a workgroup is one subgroup of 8 lanes; no workgroup memory, no barrier;
 //   - it owns 16 rows × 64 columns of C; lane l owns columns 4l..4l+3 and 32+4l..32+4l+3 of
 //     every row of the tile, as 2 × 16 vec4 accumulators;

@@ -1,5 +1,5 @@
 // Pair family: the regularisers that tie the two halves of a dual forward together, as
-// CBDM (DESIGN §3.4) and CCUA's alignment loss (§3.5) use them. The prediction buffer holds
+// CBDM (docs/design.md#cbdm) and CCUA's alignment loss (docs/design.md#ccua) use them. The prediction buffer holds
 // a = rows 0..B (ε_θ(x_t, y, t)) and then b = rows B..2B (ε_θ(x_t, y', t), or ∅), E values
 // each; w[s] = t_s/T is each sample's weight.
 //

@@ -1,5 +1,5 @@
 //! Matmul benchmark: GFLOP/s of the default (adapter-chosen) path and of the portable
-//! kernel at the linear-layer shapes of issue 3, for A·B and A·Bᵀ (the layout of a linear
+//! kernel at DiT-S linear-layer shapes, for A·B and A·Bᵀ (the layout of a linear
 //! layer's (out, in) weight), bias included. `scripts/bench_matmul_vs_torch.sh` runs this
 //! beside PyTorch's CPU sgemm on the same machine.
 //!
@@ -13,7 +13,7 @@ use crate::gpu::{Gpu, GpuTimer};
 use crate::kernels::{Layout, MatmulArgs, MatmulKernels};
 use crate::Result;
 
-/// (M, K, N) of issue 3: DiT-S-sized linear layers and a square reference.
+/// (M, K, N): DiT-S-sized linear layers and a square reference.
 pub const DEFAULT_SHAPES: &[(u32, u32, u32)] = &[
     (1024, 64, 192),
     (1024, 256, 64),

@@ -33,7 +33,7 @@ fn timing_name(timestamps: bool) -> &'static str {
     }
 }
 
-/// The sizes of the issue: DiT-S/2 on 32×32×4 latents, 32×32×3 images at patch 4, toy2d.
+/// The benchmark sizes: DiT-S/2 on 32×32×4 latents, 32×32×3 images at patch 4, toy2d.
 pub fn default_sizes() -> Vec<ImageGeometry> {
     let g = |batch, channels, height, width, patch| ImageGeometry {
         batch,

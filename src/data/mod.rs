@@ -1,4 +1,4 @@
-//! Data sets (DESIGN §4) and long-tailed splits.
+//! Data sets (docs/design.md) and long-tailed splits.
 //!
 //! Every data set is held in memory as images (n, C, H, W) in [−1, 1] and `slots` labels per
 //! image ([`NO_LABEL`](crate::kernels::NO_LABEL) in unused slots). Generated sets (`toy2d`,

@@ -1,4 +1,4 @@
-//! `shapes` (DESIGN §4): small RGB images of flat-coloured shapes, drawn by a deterministic
+//! `shapes` (docs/design.md): small RGB images of flat-coloured shapes, drawn by a deterministic
 //! renderer (no anti-aliasing), so a detector can later read every object back exactly.
 //!
 //! Two label modes:

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Profile {
-    /// n_c = n_max·ρ^(−c/(C−1)) (DESIGN §4; Cao et al.'s long-tailed CIFAR).
+    /// n_c = n_max·ρ^(−c/(C−1)) (docs/design.md; Cao et al.'s long-tailed CIFAR).
     #[default]
     Exponential,
     /// n_c = n_max·(c+1)^(−α), α = ln ρ / ln C, so the last label keeps n_max/ρ.

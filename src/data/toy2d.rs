@@ -1,4 +1,4 @@
-//! `toy2d` (DESIGN §4): a 2-D Gaussian mixture with K classes on a circle, one "pixel" of two
+//! `toy2d` (docs/design.md): a 2-D Gaussian mixture with K classes on a circle, one "pixel" of two
 //! channels per sample (H = W = 1), so a DiT with patch 1 sees one token.
 
 use super::{profile_counts, Dataset, Profile};

@@ -1,4 +1,4 @@
-//! Samplers (DESIGN §3.1): DDPM ancestral, DDIM (steps, η) and rectified-flow Euler, as
+//! Samplers (docs/design.md#the-forward-process-and-samplers): DDPM ancestral, DDIM (steps, η) and rectified-flow Euler, as
 //! update rules on host vectors given the model's (guided) prediction.
 
 use super::DdpmSchedule;

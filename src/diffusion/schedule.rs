@@ -1,4 +1,4 @@
-//! The DDPM noise schedule (DESIGN §3.1), computed in f64.
+//! The DDPM noise schedule (docs/design.md#the-forward-process-and-samplers), computed in f64.
 
 use crate::{Error, Result};
 

@@ -1,4 +1,4 @@
-//! Evaluation of a trained run on its data set's oracle (DESIGN §4, issue 5):
+//! Evaluation of a trained run on its data set's oracle (see docs/evaluation.md):
 //! - `shapes`: the [`detector`] reads each slot back; success per label (class mode) or per
 //!   concept and per prompt, with unseen ("inert") combinations apart (concepts mode);
 //! - `toy2d`: per-class hit rate and the pull of tail samples toward the data's mean;

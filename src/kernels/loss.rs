@@ -1,4 +1,4 @@
-//! Launchers of `shaders/loss.wgsl`: the fused IMBA loss (DESIGN §3.3) and the baseline MSE.
+//! Launchers of `shaders/loss.wgsl`: the fused IMBA loss (docs/design.md#the-imba-loss) and the baseline MSE.
 //!
 //! The default IMBA variant (token-wise D, no normalisation) is one pass over the
 //! predictions plus a one-workgroup finalisation. The sample-wise and batch-normalised

@@ -1,4 +1,4 @@
-//! The DiT of DESIGN §3.8: configuration, the flat parameter layout with the reference's
+//! The DiT of docs/design.md#the-dit: configuration, the flat parameter layout with the reference's
 //! tensor names, safetensors checkpoints, the GPU model (forward and backward as sequences of
 //! kernel launches) and its memory report.
 

@@ -1,4 +1,4 @@
-//! The losses of CBDM (DESIGN §3.4) and CCUA (§3.5) on a dual forward's output: the
+//! The losses of CBDM (docs/design.md#cbdm) and CCUA (docs/design.md#ccua) on a dual forward's output: the
 //! diffusion MSE of the first half (ε_θ(x_t, y, t) against the target), the pair
 //! regulariser between the halves weighted by t/T, and for CCUA the unconditional
 //! contrastive loss on the ∅ rows' features of one block. Writes ∂L/∂out for

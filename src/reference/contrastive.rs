@@ -1,4 +1,4 @@
-//! CCUA's unconditional contrastive loss (`shaders/contrastive.wgsl`, DESIGN §3.5) in f64:
+//! CCUA's unconditional contrastive loss (`shaders/contrastive.wgsl`, docs/design.md#ccua) in f64:
 //! the loss and its gradient with respect to the raw (unnormalised) feature rows.
 
 /// The norm floor of the row normalisation (as `torch.nn.functional.normalize`).

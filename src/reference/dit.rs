@@ -1,4 +1,4 @@
-//! The whole DiT in f64, forward and backward, written as the math of DESIGN §3.8 on top of
+//! The whole DiT in f64, forward and backward, written as the math of docs/design.md#the-dit on top of
 //! the per-kernel references: the oracle the GPU model is tested against (and itself checked
 //! against PyTorch's autograd through the golden files).
 //!

@@ -1,4 +1,4 @@
-//! The IMBA loss and the baseline MSE in f64, straight from DESIGN §3.3.
+//! The IMBA loss and the baseline MSE in f64, straight from docs/design.md#the-imba-loss.
 
 use crate::kernels::{DForm, Granularity, ImbaParams, Normalize, TokenShape};
 

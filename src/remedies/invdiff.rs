@@ -1,4 +1,4 @@
-//! InvDiff (Hou et al., KDD 2025; DESIGN §3.7): bias mitigation without bias labels.
+//! InvDiff (Hou et al., KDD 2025; docs/design.md#invdiff): bias mitigation without bias labels.
 //!
 //! 1. Group inference: per-sample diffusion losses l_i of a trained (biased) model, then soft
 //!    assignments W ∈ R^{N×G} on the simplex that maximise the spread (standard deviation)

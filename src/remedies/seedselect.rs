@@ -1,4 +1,4 @@
-//! SeedSelect (Samuel et al., AAAI 2024; DESIGN §3.6): training-free sampling of a rare
+//! SeedSelect (Samuel et al., AAAI 2024; docs/design.md#seedselect): training-free sampling of a rare
 //! concept by optimising the initial noise x_T of a frozen model so that its samples look like
 //! a few reference images of the concept.
 //!

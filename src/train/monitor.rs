@@ -1,4 +1,4 @@
-//! The D monitor (issue 5, DESIGN §3.3's claim that D grows as a concept's frequency falls).
+//! The D monitor: a check of the paper's claim that D grows as a concept's frequency falls.
 //!
 //! Every IMBA step reads back D per (sample, token). Each label a sample carries is credited
 //! with the D of the tokens that show it: in `shapes` concepts mode, a slot's shape and colour

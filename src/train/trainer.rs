@@ -1,4 +1,4 @@
-//! One training step on the GPU, as data flows (DESIGN §2): the batch and its timesteps are
+//! One training step on the GPU, as data flows (docs/design.md#a-training-step): the batch and its timesteps are
 //! chosen on the host from Philox (seed, step), the noise kernel writes x_t as tokens, the
 //! DiT runs one pass (baseline) or the dual pass (IMBA, dual baseline), the loss kernel
 //! regenerates ε and writes the gradients, then backward, gradient norm and clip, AdamW and

@@ -171,7 +171,7 @@ fn run_imba(inp: &Inputs, p: &ImbaParams, path: Path) -> Outputs {
     }
 }
 
-/// The tolerances: scalars rel ≤ 1e-5; elementwise ≤ 1e-5 + 1e-5·|ref|. Gradients
+/// The tolerances: scalars rel ≤ 1e-5; elementwise ≤ 1e-5 + 1e-5·|ref|. Gradients
 /// carry the factor 1/(BNK); they are compared multiplied by BNK so that the absolute part
 /// of the tolerance means the same at every size.
 fn compare(what: &str, inp: &Inputs, p: &ImbaParams, out: &Outputs) {

@@ -31,7 +31,7 @@ pub enum BenchCommand {
         opts: Box<imba::train::TrainOptions>,
     },
     /// Fused vs unfused IMBA loss, baseline MSE and the noise kernel, with GPU timestamps, at the
-    /// issue's sizes (or --size); prints a Markdown table for BENCHMARKS.md.
+    /// DiT-S/2-like sizes (or --size); prints a Markdown table for BENCHMARKS.md.
     Kernels {
         /// Timed runs per kernel (median reported).
         #[arg(long, default_value_t = 20)]
@@ -44,7 +44,7 @@ pub enum BenchCommand {
         size: Vec<ImageGeometry>,
     },
     /// GFLOP/s of the matmul (default kernel and portable kernel) at the linear-layer shapes of
-    /// issue 3, for A·B and A·Bᵀ; prints a Markdown table for BENCHMARKS.md.
+    /// DiT-S, for A·B and A·Bᵀ; prints a Markdown table for BENCHMARKS.md.
     Matmul {
         /// Timed runs per product with the default kernel (median reported).
         #[arg(long, default_value_t = 10)]
