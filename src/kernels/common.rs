@@ -134,6 +134,7 @@ pub fn launch_objects_created() -> u64 {
 
 /// A uniform buffer holding `value`, made anew (the benchmarks' unfused chain; launchers
 /// use [`Binder`], which caches).
+#[cfg(feature = "workflow")]
 pub(crate) fn uniform<T: bytemuck::Pod>(device: &wgpu::Device, value: &T) -> wgpu::Buffer {
     device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some("params"),
