@@ -312,7 +312,7 @@ impl Progress {
             "loss {:.4} D {:.3} {rate:.2} steps/s",
             stats.loss, stats.mean_d
         ));
-        if b.is_hidden() && stats.step % self.every_line == 0 {
+        if b.is_hidden() && stats.step.is_multiple_of(self.every_line) {
             eprintln!(
                 "step {}/{steps} loss {:.4} mean D {:.3} grad norm {:.3} {rate:.2} steps/s",
                 stats.step, stats.loss, stats.mean_d, stats.grad_norm
@@ -341,7 +341,7 @@ fn finish(
 ) -> Result<Vec<PathBuf>> {
     let config = &trainer.config;
     let st = trainer.state()?;
-    let just_saved = config.checkpoint_every > 0 && trainer.step % config.checkpoint_every == 0;
+    let just_saved = config.checkpoint_every > 0 && trainer.step.is_multiple_of(config.checkpoint_every);
     if trained && !just_saved {
         trainer.save(&run.checkpoint(), &st)?;
     }
