@@ -341,7 +341,8 @@ fn finish(
 ) -> Result<Vec<PathBuf>> {
     let config = &trainer.config;
     let st = trainer.state()?;
-    let just_saved = config.checkpoint_every > 0 && trainer.step.is_multiple_of(config.checkpoint_every);
+    let just_saved =
+        config.checkpoint_every > 0 && trainer.step.is_multiple_of(config.checkpoint_every);
     if trained && !just_saved {
         trainer.save(&run.checkpoint(), &st)?;
     }
