@@ -99,7 +99,7 @@ pub fn dit_step(
     let forward = || -> Result<f64> {
         let start = Instant::now();
         let mut enc = gpu.encoder();
-        dit.record_forward(dev, &mut enc, &acts, &pb)?;
+        dit.record_forward(dev, &mut enc, &acts, &pb, None)?;
         gpu.submit_and_wait(enc)?;
         Ok(start.elapsed().as_secs_f64() * 1e3)
     };
@@ -108,7 +108,7 @@ pub fn dit_step(
         step_no += 1;
         let start = Instant::now();
         let mut enc = gpu.encoder();
-        dit.record_forward(dev, &mut enc, &acts, &pb)?;
+        dit.record_forward(dev, &mut enc, &acts, &pb, None)?;
         dual.record(
             dev,
             &mut enc,
@@ -117,7 +117,7 @@ pub fn dit_step(
             Target::Explicit(&tb),
             &ImbaParams::default(),
         )?;
-        dit.record_backward(dev, &mut enc, &acts, &pb, &dual.dout)?;
+        dit.record_backward(dev, &mut enc, &acts, &pb, &dual.dout, None)?;
         optim.record_grad_norm(dev, &mut enc, n as u32, &dit.grads, 1.0, &norm)?;
         optim.record_adamw(
             dev,

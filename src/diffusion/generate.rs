@@ -123,9 +123,9 @@ pub fn generate(gpu: &Gpu, s: &SampleSpec, labels: &[u32]) -> Result<Vec<f32>> {
                 bytemuck::cast_slice(&tokens::patchify(&x, &geometry)),
             );
             let mut enc = gpu.encoder();
-            dit.record_forward(dev, &mut enc, &acts, &patches)?;
+            dit.record_forward(dev, &mut enc, &acts, &patches, None)?;
             if let (Some((ddit, _, _)), Some(da)) = (&delta, &delta_acts) {
-                ddit.record_forward(dev, &mut enc, da, &patches)?;
+                ddit.record_forward(dev, &mut enc, da, &patches, None)?;
             }
             gpu.submit_and_wait(enc)?;
             let mut raw: Vec<f32> = gpu.read(&acts.out, repeats as usize * b * image)?;

@@ -2,7 +2,7 @@
 //! diffusion MSE of the first half (ε_θ(x_t, y, t) against the target), the pair
 //! regulariser between the halves weighted by t/T, and for CCUA the unconditional
 //! contrastive loss on the ∅ rows' features of one block. Writes ∂L/∂out for
-//! [`Dit::record_backward_injected`](super::Dit::record_backward_injected) and, for CCUA, the
+//! [`Dit::record_backward`](super::Dit::record_backward) and, for CCUA, the
 //! features' gradient to inject.
 
 use super::dit::Tap;

@@ -206,7 +206,7 @@ pub fn per_sample_losses(
                 bytemuck::cast_slice(&tokens::patchify(&xt, &geometry)),
             );
             let mut enc = gpu.encoder();
-            dit.record_forward(dev, &mut enc, &acts, &patches)?;
+            dit.record_forward(dev, &mut enc, &acts, &patches, None)?;
             gpu.submit_and_wait(enc)?;
             let pred = tokens::unpatchify(&gpu.read(&acts.out, b_max * image)?, &geometry);
             for j in 0..b {
@@ -433,8 +433,8 @@ pub fn train_delta(
             bytemuck::cast_slice(&tokens::patchify(&xt, &geometry)),
         );
         let mut enc = gpu.encoder();
-        base.record_forward(dev, &mut enc, &base_acts, &patches)?;
-        delta.record_forward(dev, &mut enc, &acts, &patches)?;
+        base.record_forward(dev, &mut enc, &base_acts, &patches, None)?;
+        delta.record_forward(dev, &mut enc, &acts, &patches, None)?;
         gpu.submit_and_wait(enc)?;
         let eb = tokens::unpatchify(&gpu.read(&base_acts.out, b * image)?, &geometry);
         let ed = tokens::unpatchify(&gpu.read(&acts.out, b * image)?, &geometry);
@@ -463,7 +463,7 @@ pub fn train_delta(
             bytemuck::cast_slice(&tokens::output_tokens(&grad, &geometry)),
         );
         let mut enc = gpu.encoder();
-        delta.record_backward(dev, &mut enc, &acts, &patches, &dout)?;
+        delta.record_backward(dev, &mut enc, &acts, &patches, &dout, None)?;
         optim.record_grad_norm(dev, &mut enc, n, &delta.grads, base_config.clip, &norm)?;
         let h = AdamW {
             lr: o.lr as f64,

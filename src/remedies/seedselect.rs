@@ -230,7 +230,7 @@ impl<'g> Chain<'g> {
         );
         let mut enc = g.encoder();
         self.dit
-            .record_forward(&g.device, &mut enc, &self.acts, &self.patches)?;
+            .record_forward(&g.device, &mut enc, &self.acts, &self.patches, None)?;
         Ok(enc)
     }
 
@@ -276,7 +276,7 @@ impl<'g> Chain<'g> {
         let mut enc = self.forward(k, x)?;
         let dev = &gpu.device;
         self.dit
-            .record_backward(dev, &mut enc, &self.acts, &self.patches, &self.dout)?;
+            .record_backward(dev, &mut enc, &self.acts, &self.patches, &self.dout, None)?;
         self.dit
             .record_input_grad(dev, &mut enc, &self.acts, &self.dpatches)?;
         gpu.submit_and_wait(enc)?;

@@ -422,7 +422,7 @@ impl<'g> Trainer<'g> {
                 bytemuck::cast_slice(&self.regulariser_weights(&t)),
             );
         }
-        self.dit.record_forward_tapped(
+        self.dit.record_forward(
             dev,
             &mut enc,
             &self.acts,
@@ -465,7 +465,7 @@ impl<'g> Trainer<'g> {
                 (&p.dout, &p.scalars)
             }
         };
-        self.dit.record_backward_injected(
+        self.dit.record_backward(
             dev,
             &mut enc,
             &self.acts,

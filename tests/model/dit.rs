@@ -112,7 +112,7 @@ fn gpu_dit_matches_reference_dual_forward_imba_loss_and_gradients() {
     let (pb, tb) = (g.upload("patches", &c.patches), g.upload("target", &target));
     let params = ImbaParams::default();
     let mut enc = g.encoder();
-    dit.record_forward(dev, &mut enc, &acts, &pb).unwrap();
+    dit.record_forward(dev, &mut enc, &acts, &pb, None).unwrap();
     dual.record(
         dev,
         &mut enc,
@@ -122,7 +122,7 @@ fn gpu_dit_matches_reference_dual_forward_imba_loss_and_gradients() {
         &params,
     )
     .unwrap();
-    dit.record_backward(dev, &mut enc, &acts, &pb, &dual.dout)
+    dit.record_backward(dev, &mut enc, &acts, &pb, &dual.dout, None)
         .unwrap();
     g.submit_and_wait(enc).unwrap();
 
@@ -196,8 +196,9 @@ fn gpu_dit_single_forward_with_concept_lists_matches_reference() {
     let dout = r.vec(f.out.len(), -1.0, 1.0);
     let (pb, db) = (g.upload("patches", &c.patches), g.upload("dout", &dout));
     let mut enc = g.encoder();
-    dit.record_forward(dev, &mut enc, &acts, &pb).unwrap();
-    dit.record_backward(dev, &mut enc, &acts, &pb, &db).unwrap();
+    dit.record_forward(dev, &mut enc, &acts, &pb, None).unwrap();
+    dit.record_backward(dev, &mut enc, &acts, &pb, &db, None)
+        .unwrap();
     g.submit_and_wait(enc).unwrap();
     let flat = f64s(&c.params);
     let grads = rdit::backward(
@@ -316,8 +317,9 @@ fn gpu_input_gradient_matches_reference() {
     let (pb, db) = (g.upload("patches", &c.patches), g.upload("dout", &dout));
     let dp = g.upload("dpatches", &vec![f32::NAN; c.patches.len()]);
     let mut enc = g.encoder();
-    dit.record_forward(dev, &mut enc, &acts, &pb).unwrap();
-    dit.record_backward(dev, &mut enc, &acts, &pb, &db).unwrap();
+    dit.record_forward(dev, &mut enc, &acts, &pb, None).unwrap();
+    dit.record_backward(dev, &mut enc, &acts, &pb, &db, None)
+        .unwrap();
     dit.record_input_grad(dev, &mut enc, &acts, &dp).unwrap();
     g.submit_and_wait(enc).unwrap();
     let p = rdit::Params {

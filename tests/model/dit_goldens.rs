@@ -172,7 +172,7 @@ fn gpu_dit_matches_pytorch_goldens() {
         g.upload("noise", &gd.target),
     );
     let mut enc = g.encoder();
-    dit.record_forward(dev, &mut enc, &acts, &pb).unwrap();
+    dit.record_forward(dev, &mut enc, &acts, &pb, None).unwrap();
     dual.record(
         dev,
         &mut enc,
@@ -182,7 +182,7 @@ fn gpu_dit_matches_pytorch_goldens() {
         &ImbaParams::default(),
     )
     .unwrap();
-    dit.record_backward(dev, &mut enc, &acts, &pb, &dual.dout)
+    dit.record_backward(dev, &mut enc, &acts, &pb, &dual.dout, None)
         .unwrap();
     g.submit_and_wait(enc).unwrap();
     let out = f64s(&g.read::<f32>(&acts.out, gd.out_tokens.len()).unwrap());
@@ -292,11 +292,11 @@ fn gpu_objectives_match_pytorch_goldens() {
             g.upload("target", &gd.target),
         );
         let mut enc = g.encoder();
-        dit.record_forward_tapped(dev, &mut enc, &acts, &pb, pl.tap())
+        dit.record_forward(dev, &mut enc, &acts, &pb, pl.tap())
             .unwrap();
         pl.record(dev, &mut enc, &lk, &acts, Target::Explicit(&tb), true)
             .unwrap();
-        dit.record_backward_injected(dev, &mut enc, &acts, &pb, &pl.dout, pl.inject())
+        dit.record_backward(dev, &mut enc, &acts, &pb, &pl.dout, pl.inject())
             .unwrap();
         g.submit_and_wait(enc).unwrap();
         let s = g.read::<f32>(&pl.scalars, 3).unwrap();

@@ -173,11 +173,11 @@ fn gpu_objectives_match_reference() {
             g.upload("target", &c.target),
         );
         let mut enc = g.encoder();
-        dit.record_forward_tapped(dev, &mut enc, &acts, &pb, pl.tap())
+        dit.record_forward(dev, &mut enc, &acts, &pb, pl.tap())
             .unwrap();
         pl.record(dev, &mut enc, &lk, &acts, Target::Explicit(&tb), true)
             .unwrap();
-        dit.record_backward_injected(dev, &mut enc, &acts, &pb, &pl.dout, pl.inject())
+        dit.record_backward(dev, &mut enc, &acts, &pb, &pl.dout, pl.inject())
             .unwrap();
         g.submit_and_wait(enc).unwrap();
 

@@ -1,0 +1,87 @@
+//! The IMBA loss on a dual forward's output.
+
+use super::dit::{buffer, Activations};
+use super::DitConfig;
+use crate::{Error, Result};
+
+/// The IMBA loss on a dual forward's output: splits `acts.out` into ε_c (rows 0..B) and ε_u
+/// (rows B..2B), runs the fused loss, and joins its two gradients into `dout` for
+/// [`Dit::record_backward`](super::Dit::record_backward).
+pub struct DualLoss {
+    shape: crate::kernels::TokenShape,
+    pred_cond: wgpu::Buffer,
+    pred_uncond: wgpu::Buffer,
+    /// D per token (B, N).
+    pub weights: wgpu::Buffer,
+    grad_cond: wgpu::Buffer,
+    grad_uncond: wgpu::Buffer,
+    /// [L, L_c, L_u, mean D].
+    pub scalars: wgpu::Buffer,
+    workspace: crate::kernels::LossWorkspace,
+    /// ∂L/∂out (2B·N, p²·C).
+    pub dout: wgpu::Buffer,
+}
+
+impl DualLoss {
+    pub fn new(
+        device: &wgpu::Device,
+        loss: &crate::kernels::LossKernels,
+        c: &DitConfig,
+        batch: u32,
+    ) -> Result<Self> {
+        let shape = crate::kernels::TokenShape::new(batch, c.tokens(), c.token_dim());
+        shape.validate()?;
+        let e = shape.elements();
+        Ok(Self {
+            shape,
+            pred_cond: buffer(device, "pred_cond", e),
+            pred_uncond: buffer(device, "pred_uncond", e),
+            weights: buffer(device, "imba_weights", shape.rows()),
+            grad_cond: buffer(device, "grad_cond", e),
+            grad_uncond: buffer(device, "grad_uncond", e),
+            scalars: buffer(device, "loss_scalars", 4),
+            workspace: loss.workspace(device, shape)?,
+            dout: buffer(device, "dout", 2 * e),
+        })
+    }
+
+    pub fn record(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        loss: &crate::kernels::LossKernels,
+        acts: &Activations,
+        target: crate::kernels::Target,
+        params: &crate::kernels::ImbaParams,
+    ) -> Result<()> {
+        if acts.repeats != 2 || acts.batch != self.shape.batch {
+            return Err(Error::Shape(format!(
+                "the dual loss needs activations of a dual forward (repeats 2) of batch {}; got \
+                 repeats {} and batch {}",
+                self.shape.batch, acts.repeats, acts.batch
+            )));
+        }
+        let bytes = self.shape.elements() * 4;
+        encoder.copy_buffer_to_buffer(&acts.out, 0, &self.pred_cond, 0, bytes);
+        encoder.copy_buffer_to_buffer(&acts.out, bytes, &self.pred_uncond, 0, bytes);
+        loss.record_imba(
+            device,
+            encoder,
+            &crate::kernels::ImbaLossArgs {
+                shape: self.shape,
+                pred_cond: &self.pred_cond,
+                pred_uncond: &self.pred_uncond,
+                target,
+                weights: &self.weights,
+                grad_cond: &self.grad_cond,
+                grad_uncond: &self.grad_uncond,
+                scalars: &self.scalars,
+                workspace: &self.workspace,
+            },
+            params,
+        )?;
+        encoder.copy_buffer_to_buffer(&self.grad_cond, 0, &self.dout, 0, bytes);
+        encoder.copy_buffer_to_buffer(&self.grad_uncond, 0, &self.dout, bytes, bytes);
+        Ok(())
+    }
+}
