@@ -27,6 +27,7 @@ pub mod eval;
 pub mod gpu;
 pub mod kernels;
 pub mod model;
+pub mod objectives;
 pub mod reference;
 #[cfg(feature = "workflow")]
 pub mod remedies;

@@ -4,7 +4,8 @@
 use crate::gpu::Gpu;
 use crate::kernels::optim::AdamW;
 use crate::kernels::{ImbaParams, LossKernels, OptimKernels, Region, Target};
-use crate::model::{Activations, Dit, DitConfig, DualLoss, ParamLayout};
+use crate::model::{Activations, Dit, DitConfig, ParamLayout};
+use crate::objectives::DualLoss;
 use crate::Result;
 use std::time::Instant;
 

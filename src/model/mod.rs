@@ -5,16 +5,12 @@
 pub mod checkpoint;
 pub mod config;
 pub mod dit;
-mod dual_loss;
 pub mod memory;
-pub mod pair_loss;
 pub mod params;
 pub mod sincos;
 pub mod tokens;
 
 pub use config::DitConfig;
 pub use dit::{Activations, Dit, DitKernels, Tap};
-pub use dual_loss::DualLoss;
 pub use memory::MemoryReport;
-pub use pair_loss::{PairKind, PairLoss};
 pub use params::{ParamLayout, Tensor};

@@ -16,11 +16,12 @@
 use crate::data::{Dataset, EpochOrder};
 use crate::diffusion::generate::{generate, Delta, SampleSpec};
 use crate::diffusion::DdpmSchedule;
-use crate::diffusion::{Process, FLOW_TIME_SCALE};
+use crate::diffusion::Process;
 use crate::gpu::Gpu;
 use crate::kernels::optim::AdamW;
 use crate::kernels::OptimKernels;
 use crate::model::{tokens, Activations, Dit, DitConfig, ParamLayout};
+use crate::objectives::{draw_timestep, model_timesteps};
 use crate::rng::{noise_range, philox4x32_10};
 use crate::train::TrainConfig;
 use crate::{Error, Result};
@@ -139,20 +140,12 @@ fn noised(
             Process::Flow => e - x,
         };
     }
-    let model_t = match process {
-        Process::Ddpm => t.to_vec(),
-        Process::Flow => t.iter().map(|v| v * FLOW_TIME_SCALE).collect(),
-    };
-    (xt, model_t, target)
+    (xt, model_timesteps(process, t), target)
 }
 
 /// Sample b's timestep at (seed, step): DDPM 0..T or flow [0, 1).
 fn timestep(process: Process, seed: u32, step: u32, b: u32, steps: u32) -> f32 {
-    let w = philox4x32_10([b, STREAM_T, 0, 0], [seed, step])[0];
-    match process {
-        Process::Ddpm => ((w as u64 * steps as u64) >> 32) as f32,
-        Process::Flow => (w >> 8) as f32 / (1u32 << 24) as f32,
-    }
+    draw_timestep(process, steps, (seed, step, STREAM_T), b)
 }
 
 /// Each training image's diffusion loss under a frozen model: the mean over `draws` (t, ε)

@@ -421,22 +421,6 @@ impl TrainConfig {
         }
     }
 
-    /// CBDM's or CCUA's loss, for a model of `depth` blocks (CCUA reads block ⌊depth/4⌋);
-    /// None for the other objectives.
-    pub fn pair_kind(&self, depth: u32) -> Option<crate::model::PairKind> {
-        use crate::model::PairKind;
-        match self.objective {
-            Objective::Cbdm => Some(PairKind::Cbdm { tau: self.cbdm_tau }),
-            Objective::Ccua => Some(PairKind::Ccua {
-                alpha: self.ccua_alpha,
-                gamma: self.ccua_gamma,
-                tau: self.ccua_tau,
-                block: depth / 4,
-            }),
-            _ => None,
-        }
-    }
-
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a config serialises")
     }

@@ -11,24 +11,20 @@ use super::config::CbdmPrior;
 use super::{Objective, Process, TrainConfig};
 use crate::data::{Dataset, EpochOrder};
 use crate::diffusion::DdpmSchedule;
-use crate::diffusion::FLOW_TIME_SCALE;
 use crate::gpu::Gpu;
 use crate::kernels::optim::AdamW;
 use crate::kernels::{
-    LossKernels, LossWorkspace, MseLossArgs, NoiseArgs, NoiseKernels, OptimKernels, Region,
-    Schedule, Target, TargetKind, NO_LABEL,
+    LossKernels, NoiseArgs, NoiseKernels, OptimKernels, Region, Schedule, Target, TargetKind,
+    NO_LABEL,
 };
-use crate::model::{Activations, Dit, DitConfig, DualLoss, PairLoss, ParamLayout};
-use crate::rng::philox4x32_10;
+use crate::model::{Activations, Dit, DitConfig, ParamLayout};
+use crate::objectives::{self, StepInputs};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
 /// Philox stream of the per-sample timesteps (0 is the noise, 1 the label dropout).
 const STREAM_TIMESTEP: u32 = 2;
-/// Philox stream of CBDM's extra labels y' (counter b) and of its whole-batch
-/// unconditional draw (counter B, one per step).
-const STREAM_CBDM: u32 = 3;
 
 /// What one step measured.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
@@ -49,17 +45,6 @@ pub struct StepStats {
     pub ms: f64,
 }
 
-enum LossBuffers {
-    Single {
-        workspace: LossWorkspace,
-        grad: wgpu::Buffer,
-        scalars: wgpu::Buffer,
-    },
-    Dual(DualLoss),
-    // Boxed: it holds the contrastive kernels and buffers, several times the others' size.
-    Pair(Box<PairLoss>),
-}
-
 /// The host-side state a checkpoint restores.
 pub struct State {
     pub step: u32,
@@ -78,7 +63,7 @@ pub struct Trainer<'g> {
     pub dit: Dit,
     acts: Activations,
     loss: LossKernels,
-    loss_bufs: LossBuffers,
+    objective: Box<dyn objectives::Objective>,
     optim: OptimKernels,
     noise: NoiseKernels,
     m: wgpu::Buffer,
@@ -100,9 +85,6 @@ pub struct Trainer<'g> {
     /// read back with the loss: what the D monitor attributes to concepts.
     pub last_batch: Vec<usize>,
     pub last_d: Vec<f32>,
-    /// CBDM with the uniform prior: the distinct label rows of the data set, y' is drawn
-    /// from these.
-    prior_rows: Vec<Vec<u32>>,
 }
 
 impl<'g> Trainer<'g> {
@@ -171,36 +153,14 @@ impl<'g> Trainer<'g> {
         let acts = Activations::new(dev, &model, b, config.objective.repeats())?;
         let loss = LossKernels::new(dev)?;
         let e = b as u64 * model.tokens() as u64 * model.token_dim() as u64;
-        let loss_bufs = match config.objective {
-            Objective::Baseline => LossBuffers::Single {
-                workspace: loss.workspace(
-                    dev,
-                    crate::kernels::TokenShape::new(b, model.tokens(), model.token_dim()),
-                )?,
-                grad: gpu.zeros("grad_out", 4 * e),
-                scalars: gpu.zeros("loss_scalars", 16),
-            },
-            Objective::Imba | Objective::DualBaseline => {
-                LossBuffers::Dual(DualLoss::new(dev, &loss, &model, b)?)
-            }
-            Objective::Cbdm | Objective::Ccua => {
-                let kind = config.pair_kind(model.depth).expect("a pair objective");
-                LossBuffers::Pair(Box::new(PairLoss::new(dev, &loss, &model, b, kind)?))
-            }
-        };
-        let prior_rows =
-            if config.objective == Objective::Cbdm && config.cbdm_prior == CbdmPrior::Uniform {
-                data.distinct_label_rows()
-            } else {
-                Vec::new()
-            };
+        let objective = build_objective(dev, &loss, &config, &model, &data)?;
         let schedule = DdpmSchedule::default_linear();
         let table = gpu.upload("ddpm_table", &schedule.coefficients());
         Ok(Self {
             gpu,
             acts,
             loss,
-            loss_bufs,
+            objective,
             optim: OptimKernels::new(dev)?,
             noise: NoiseKernels::new(dev)?,
             m: gpu.upload("adam_m", &state.m),
@@ -218,7 +178,6 @@ impl<'g> Trainer<'g> {
             fingerprint: data.fingerprint(),
             last_batch: Vec::new(),
             last_d: Vec::new(),
-            prior_rows,
             dit,
             config,
             model,
@@ -243,93 +202,60 @@ impl<'g> Trainer<'g> {
 
     /// Step `s`'s timesteps: DDPM integers in 0..T, or flow times in [0, 1).
     pub fn timesteps(&self, s: u32) -> Vec<f32> {
-        (0..self.config.batch)
-            .map(|b| {
-                let w = philox4x32_10([b, STREAM_TIMESTEP, 0, 0], [self.config.seed, s])[0];
-                match self.config.process {
-                    Process::Ddpm => ((w as u64 * self.schedule.steps() as u64) >> 32) as f32,
-                    Process::Flow => (w >> 8) as f32 / (1u32 << 24) as f32,
-                }
-            })
-            .collect()
+        let c = &self.config;
+        let key = (c.seed, s, STREAM_TIMESTEP);
+        objectives::draw_timesteps(c.process, self.schedule.steps(), key, c.batch)
     }
 
     /// The label rows of step `s`: B rows, then B more for the dual forwards.
-    /// - baseline, and CCUA's first half: the batch's labels, each dropped to ∅ with
-    ///   probability `label_dropout` (Philox stream 1, counter b);
-    /// - IMBA, dual baseline, CCUA: then B rows of ∅;
-    /// - CBDM: the labels (all ∅ on a whole-batch unconditional step), then the extra
-    ///   labels y' (see [`Self::cbdm_unconditional`] and [`Self::cbdm_prior_row`]).
+    /// - the first half: the batch's labels, each dropped to ∅ with probability
+    ///   `label_dropout` (Philox stream 1, counter b) where the objective drops labels
+    ///   (baseline, CCUA), all ∅ on CBDM's whole-batch unconditional steps;
+    /// - the second half: the objective's (∅ rows; CBDM's extra labels y').
     pub fn label_rows(&self, s: u32, idx: &[usize]) -> Vec<u32> {
         self.label_rows_given(s, idx, self.whole_batch_unconditional(s))
     }
 
-    /// CBDM's whole-batch unconditional draw of step `s` (false for the other objectives).
-    fn whole_batch_unconditional(&self, s: u32) -> bool {
-        self.config.objective == Objective::Cbdm && self.cbdm_unconditional(s)
+    /// Whether step `s` trains the whole batch unconditionally (CBDM, probability
+    /// `cbdm_uncond`; never for the other objectives).
+    pub fn whole_batch_unconditional(&self, s: u32) -> bool {
+        self.objective.whole_batch_unconditional(s)
     }
 
     /// [`Self::label_rows`] with the step's unconditional draw already made.
     fn label_rows_given(&self, s: u32, idx: &[usize], unconditional: bool) -> Vec<u32> {
         let slots = self.model.label_slots as usize;
-        let null_row = |v: &mut Vec<u32>| {
-            v.push(self.model.null_label());
-            v.extend(std::iter::repeat_n(NO_LABEL, slots - 1));
-        };
-        let objective = self.config.objective;
+        let mut null_row = vec![self.model.null_label()];
+        null_row.extend(std::iter::repeat_n(NO_LABEL, slots - 1));
         let threshold = crate::kernels::noise::dropout_threshold(self.config.label_dropout);
+        let drops = self.objective.drops_labels();
         let mut rows = Vec::with_capacity(idx.len() * slots * 2);
         for (b, &i) in idx.iter().enumerate() {
-            let dropped = matches!(objective, Objective::Baseline | Objective::Ccua)
-                && crate::rng::dropped(self.config.seed, s, b as u32, threshold);
+            let dropped = drops && crate::rng::dropped(self.config.seed, s, b as u32, threshold);
             if dropped || unconditional {
-                null_row(&mut rows);
+                rows.extend_from_slice(&null_row);
             } else {
                 rows.extend_from_slice(self.data.labels_of(i));
             }
         }
-        match objective {
-            Objective::Baseline => {}
-            Objective::Cbdm => {
-                for b in 0..idx.len() {
-                    rows.extend(self.cbdm_prior_row(s, b as u32));
-                }
-            }
-            _ => idx.iter().for_each(|_| null_row(&mut rows)),
-        }
+        rows.extend(self.objective.second_half(s, idx.len() as u32, &null_row));
         rows
     }
 
-    /// CBDM: whether step `s` trains the whole batch unconditionally, without the
-    /// regulariser (probability `cbdm_uncond`).
-    pub fn cbdm_unconditional(&self, s: u32) -> bool {
-        let w = philox4x32_10(
-            [self.config.batch, STREAM_CBDM, 0, 0],
-            [self.config.seed, s],
-        )[0];
-        // The 24-bit word against the 24-bit threshold, as the label dropout does.
-        (w >> 8) < crate::kernels::noise::dropout_threshold(self.config.cbdm_uncond)
-    }
-
-    /// CBDM: sample b's extra label row y' at step `s`: the labels of a uniformly drawn
-    /// training image (frequency prior) or a uniformly drawn distinct label row.
-    fn cbdm_prior_row(&self, s: u32, b: u32) -> Vec<u32> {
-        let w = philox4x32_10([b, STREAM_CBDM, 0, 0], [self.config.seed, s])[0] as u64;
-        let pick = |n: usize| ((w * n as u64) >> 32) as usize;
-        match self.config.cbdm_prior {
-            CbdmPrior::Frequency => self.data.labels_of(pick(self.data.len())).to_vec(),
-            CbdmPrior::Uniform => self.prior_rows[pick(self.prior_rows.len())].clone(),
-        }
-    }
-
-    /// Each sample's weight t/T of CBDM's and CCUA's regularisers (flow: t).
-    fn regulariser_weights(&self, t: &[f32]) -> Vec<f32> {
-        match self.config.process {
-            Process::Ddpm => t
-                .iter()
-                .map(|&v| v / self.schedule.steps() as f32)
-                .collect(),
-            Process::Flow => t.to_vec(),
+    /// Step `s`'s inputs: the batch, its timesteps and label rows.
+    fn inputs(&mut self, s: u32) -> StepInputs {
+        let indices = self.batch_indices(s);
+        let timesteps = self.timesteps(s);
+        let process = self.config.process;
+        // Drawn once: it sets the label rows and whether the regulariser runs.
+        let unconditional = self.whole_batch_unconditional(s);
+        StepInputs {
+            step: s,
+            labels: self.label_rows_given(s, &indices, unconditional),
+            time_fractions: objectives::time_fractions(process, self.schedule.steps(), &timesteps),
+            indices,
+            timesteps,
+            unconditional,
         }
     }
 
@@ -357,174 +283,26 @@ impl<'g> Trainer<'g> {
     pub fn step(&mut self) -> Result<StepStats> {
         let start = Instant::now();
         let s = self.step;
-        let idx = self.batch_indices(s);
-        let c = &self.config;
-        let dev = &self.gpu.device;
-        let queue = &self.gpu.queue;
-        let mut x0 = Vec::with_capacity(idx.len() * self.data.image_len());
-        for &i in &idx {
-            x0.extend_from_slice(self.data.image(i));
-        }
-        let t = self.timesteps(s);
-        let model_t: Vec<f32> = match c.process {
-            Process::Ddpm => t.clone(),
-            Process::Flow => t.iter().map(|v| v * FLOW_TIME_SCALE).collect(),
-        };
-        // Drawn once: it sets the label rows and whether the regulariser runs.
-        let unconditional = self.whole_batch_unconditional(s);
-        let labels = self.label_rows_given(s, &idx, unconditional);
-        queue.write_buffer(&self.x0, 0, bytemuck::cast_slice(&x0));
-        queue.write_buffer(&self.t_noise, 0, bytemuck::cast_slice(&t));
-        self.acts
-            .set_conditions(queue, &self.model, &model_t, &labels)?;
-
-        let geometry = self.model.geometry(c.batch);
-        let (schedule, kind) = match c.process {
-            Process::Ddpm => (
-                Schedule::Ddpm {
-                    table: &self.table,
-                    steps: self.schedule.steps(),
-                },
-                TargetKind::Epsilon,
-            ),
-            Process::Flow => (Schedule::Flow, TargetKind::Velocity),
-        };
-        let target = Target::Philox {
-            seed: c.seed,
-            step: s,
-            geometry,
-            kind,
-            x0: Some(&self.x0),
-        };
+        let inputs = self.inputs(s);
+        self.upload(&inputs)?;
         let mut enc = self.gpu.encoder();
-        self.noise.record_noise_to_tokens(
-            dev,
-            &mut enc,
-            &NoiseArgs {
-                geometry,
-                seed: c.seed,
-                step: s,
-                schedule,
-                x0: &self.x0,
-                timesteps: &self.t_noise,
-                out_tokens: &self.patches,
-            },
-        )?;
-        let pair = match &self.loss_bufs {
-            LossBuffers::Pair(p) => Some(p),
-            _ => None,
-        };
-        let regularise = !unconditional;
-        if let Some(p) = pair {
-            queue.write_buffer(
-                &p.weight,
-                0,
-                bytemuck::cast_slice(&self.regulariser_weights(&t)),
-            );
-        }
-        self.dit.record_forward(
-            dev,
-            &mut enc,
-            &self.acts,
-            &self.patches,
-            pair.and_then(|p| p.tap()),
-        )?;
-        let (dout, scalars) = match &self.loss_bufs {
-            LossBuffers::Single {
-                workspace,
-                grad,
-                scalars,
-            } => {
-                self.loss.record_mse(
-                    dev,
-                    &mut enc,
-                    &MseLossArgs {
-                        shape: geometry.token_shape(),
-                        pred: &self.acts.out,
-                        target,
-                        grad,
-                        scalars,
-                        workspace,
-                    },
-                )?;
-                (grad, scalars)
-            }
-            LossBuffers::Dual(dual) => {
-                dual.record(
-                    dev,
-                    &mut enc,
-                    &self.loss,
-                    &self.acts,
-                    target,
-                    &c.imba_params(),
-                )?;
-                (&dual.dout, &dual.scalars)
-            }
-            LossBuffers::Pair(p) => {
-                p.record(dev, &mut enc, &self.loss, &self.acts, target, regularise)?;
-                (&p.dout, &p.scalars)
-            }
-        };
-        self.dit.record_backward(
-            dev,
-            &mut enc,
-            &self.acts,
-            &self.patches,
-            dout,
-            pair.and_then(|p| p.inject()),
-        )?;
-        let n = self.dit.layout.total as u32;
-        self.optim
-            .record_grad_norm(dev, &mut enc, n, &self.dit.grads, c.clip, &self.norm)?;
-        let lr = self.lr_at(s);
-        let h = AdamW {
-            lr: lr as f64,
-            beta1: c.beta1 as f64,
-            beta2: c.beta2 as f64,
-            eps: 1e-8,
-            weight_decay: c.weight_decay as f64,
-        };
-        self.optim.record_adamw(
-            dev,
-            &mut enc,
-            n,
-            h,
-            s + 1,
-            &self.dit.params,
-            &self.dit.grads,
-            &self.m,
-            &self.v,
-            Some(Region::from(&self.norm)),
-        )?;
-        let decay = self.ema_decay_at(s);
-        self.optim
-            .record_ema(dev, &mut enc, n, decay, &self.dit.params, &self.ema)?;
-        // The loss scalars and the norm go straight into a mappable buffer: one submission,
-        // one wait per step.
-        enc.copy_buffer_to_buffer(scalars, 0, &self.stats, 0, 16);
+        self.record_model(&mut enc, &inputs)?;
+        let lr = self.record_optimiser(&mut enc, s)?;
+        // The loss scalars, the norm and D go straight into a mappable buffer: one
+        // submission, one wait per step.
+        enc.copy_buffer_to_buffer(self.objective.scalars(), 0, &self.stats, 0, 16);
         enc.copy_buffer_to_buffer(&self.norm, 0, &self.stats, 16, 16);
-        let monitored = Self::monitored(c, &self.model);
-        if let (LossBuffers::Dual(dual), true) = (&self.loss_bufs, monitored > 0) {
-            enc.copy_buffer_to_buffer(&dual.weights, 0, &self.stats, 32, 4 * monitored);
+        let monitored = Self::monitored(&self.config, &self.model);
+        if let Some(d) = self.objective.monitored_weights() {
+            enc.copy_buffer_to_buffer(d, 0, &self.stats, 32, 4 * monitored);
         }
         self.gpu.queue.submit(Some(enc.finish()));
         let mut v: Vec<f32> = self.gpu.read_staging(&self.stats, 8 + monitored as usize)?;
         self.last_d = v.split_off(8);
-        self.last_batch = idx;
         self.step += 1;
-        // [L, L_c, L_u, mean D]; the pair losses report [L_diff, R, U] (see PairKind::total).
-        let (loss, loss_c, loss_u, mean_d) = match pair {
-            Some(p) => {
-                let parts = [v[0], v[1], v[2]];
-                let reg = if regularise {
-                    p.kind.regulariser(parts)
-                } else {
-                    0.0
-                };
-                (v[0] + reg, v[0], reg, 1.0)
-            }
-            None => (v[0], v[1], v[2], v[3]),
-        };
+        let [loss, loss_c, loss_u, mean_d] =
+            self.objective.report([v[0], v[1], v[2], v[3]], &inputs);
+        self.last_batch = inputs.indices;
         let stats = StepStats {
             step: self.step,
             loss,
@@ -542,6 +320,86 @@ impl<'g> Trainer<'g> {
             )));
         }
         Ok(stats)
+    }
+
+    /// The batch's images, timesteps and conditions, and the objective's host data.
+    fn upload(&self, inputs: &StepInputs) -> Result<()> {
+        let queue = &self.gpu.queue;
+        let mut x0 = Vec::with_capacity(inputs.indices.len() * self.data.image_len());
+        for &i in &inputs.indices {
+            x0.extend_from_slice(self.data.image(i));
+        }
+        queue.write_buffer(&self.x0, 0, bytemuck::cast_slice(&x0));
+        queue.write_buffer(&self.t_noise, 0, bytemuck::cast_slice(&inputs.timesteps));
+        let model_t = objectives::model_timesteps(self.config.process, &inputs.timesteps);
+        self.acts
+            .set_conditions(queue, &self.model, &model_t, &inputs.labels)?;
+        self.objective.prepare(queue, inputs);
+        Ok(())
+    }
+
+    /// Noise into x_t tokens, the forward, the objective's loss and the backward.
+    fn record_model(&self, enc: &mut wgpu::CommandEncoder, inputs: &StepInputs) -> Result<()> {
+        let (c, dev) = (&self.config, &self.gpu.device);
+        let geometry = self.model.geometry(c.batch);
+        let (schedule, kind) = match c.process {
+            Process::Ddpm => (
+                Schedule::Ddpm {
+                    table: &self.table,
+                    steps: self.schedule.steps(),
+                },
+                TargetKind::Epsilon,
+            ),
+            Process::Flow => (Schedule::Flow, TargetKind::Velocity),
+        };
+        let noise = NoiseArgs {
+            geometry,
+            seed: c.seed,
+            step: inputs.step,
+            schedule,
+            x0: &self.x0,
+            timesteps: &self.t_noise,
+            out_tokens: &self.patches,
+        };
+        self.noise.record_noise_to_tokens(dev, enc, &noise)?;
+        let target = Target::Philox {
+            seed: c.seed,
+            step: inputs.step,
+            geometry,
+            kind,
+            x0: Some(&self.x0),
+        };
+        let o = &self.objective;
+        self.dit
+            .record_forward(dev, enc, &self.acts, &self.patches, o.tap())?;
+        o.record(dev, enc, &self.loss, &self.acts, target, inputs)?;
+        let (acts, patches) = (&self.acts, &self.patches);
+        self.dit
+            .record_backward(dev, enc, acts, patches, o.dout(), o.inject())
+    }
+
+    /// Gradient norm and clip, AdamW and EMA for step `s`; returns its learning rate.
+    fn record_optimiser(&self, enc: &mut wgpu::CommandEncoder, s: u32) -> Result<f32> {
+        let (c, dev) = (&self.config, &self.gpu.device);
+        let n = self.dit.layout.total as u32;
+        self.optim
+            .record_grad_norm(dev, enc, n, &self.dit.grads, c.clip, &self.norm)?;
+        let lr = self.lr_at(s);
+        let h = AdamW {
+            lr: lr as f64,
+            beta1: c.beta1 as f64,
+            beta2: c.beta2 as f64,
+            eps: 1e-8,
+            weight_decay: c.weight_decay as f64,
+        };
+        let (params, grads) = (&self.dit.params, &self.dit.grads);
+        let clip = Some(Region::from(&self.norm));
+        self.optim
+            .record_adamw(dev, enc, n, h, s + 1, params, grads, &self.m, &self.v, clip)?;
+        let decay = self.ema_decay_at(s);
+        self.optim
+            .record_ema(dev, enc, n, decay, &self.dit.params, &self.ema)?;
+        Ok(lr)
     }
 
     /// Writes `state` (from [`Self::state`]) as a checkpoint of this run, atomically.
@@ -567,4 +425,38 @@ impl<'g> Trainer<'g> {
             v: self.gpu.read(&self.v, n)?,
         })
     }
+}
+
+/// The configured objective for this model, batch and data.
+fn build_objective(
+    dev: &wgpu::Device,
+    loss: &LossKernels,
+    config: &TrainConfig,
+    model: &DitConfig,
+    data: &Dataset,
+) -> Result<Box<dyn objectives::Objective>> {
+    let b = config.batch;
+    Ok(match config.objective {
+        Objective::Baseline => Box::new(objectives::Baseline::new(dev, loss, model, b)?),
+        Objective::Imba | Objective::DualBaseline => {
+            let monitor = config.objective == Objective::Imba;
+            let params = (config.imba_params(), monitor);
+            Box::new(objectives::Imba::new(dev, loss, model, b, params)?)
+        }
+        Objective::Cbdm => {
+            let prior_rows = match config.cbdm_prior {
+                CbdmPrior::Uniform => data.distinct_label_rows(),
+                CbdmPrior::Frequency => (0..data.len())
+                    .map(|i| data.labels_of(i).to_vec())
+                    .collect(),
+            };
+            let coef = (config.cbdm_tau, config.cbdm_uncond);
+            let c = objectives::Cbdm::new(dev, loss, model, (b, config.seed), coef, prior_rows)?;
+            Box::new(c)
+        }
+        Objective::Ccua => {
+            let coef = (config.ccua_alpha, config.ccua_gamma, config.ccua_tau);
+            Box::new(objectives::Ccua::new(dev, loss, model, b, coef)?)
+        }
+    })
 }

@@ -6,7 +6,8 @@
 use crate::common;
 use common::*;
 use imba::kernels::{ImbaParams, LossKernels, Target, TokenShape, NO_LABEL};
-use imba::model::{Activations, Dit, DitConfig, DualLoss, ParamLayout};
+use imba::model::{Activations, Dit, DitConfig, ParamLayout};
+use imba::objectives::DualLoss;
 use imba::reference::{dit as rdit, embed, loss as rloss};
 
 struct Case {

@@ -8,7 +8,8 @@
 use crate::common;
 use common::*;
 use imba::kernels::{ImbaParams, LossKernels, Target};
-use imba::model::{checkpoint, tokens, Activations, Dit, DitConfig, DualLoss, ParamLayout};
+use imba::model::{checkpoint, tokens, Activations, Dit, DitConfig, ParamLayout};
+use imba::objectives::DualLoss;
 use imba::reference::{dit as rdit, embed};
 use safetensors::{Dtype, SafeTensors};
 use std::path::{Path, PathBuf};
@@ -251,7 +252,7 @@ fn checkpoint_round_trip_is_exact_and_bad_files_are_refused() {
 /// stop-gradients, the t/T weights and the contrastive loss come from PyTorch's own ops.
 #[test]
 fn gpu_objectives_match_pytorch_goldens() {
-    use imba::model::{PairKind, PairLoss};
+    use imba::objectives::{PairKind, PairLoss};
     let gd = load();
     let g = gpu();
     let dev = &g.device;

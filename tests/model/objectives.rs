@@ -7,7 +7,8 @@
 use crate::common;
 use common::*;
 use imba::kernels::{LossKernels, Target, NO_LABEL};
-use imba::model::{Activations, Dit, DitConfig, PairKind, PairLoss, ParamLayout};
+use imba::model::{Activations, Dit, DitConfig, ParamLayout};
+use imba::objectives::{PairKind, PairLoss};
 use imba::reference::{contrastive as rcon, dit as rdit, embed, loss as rloss, pair as rpair};
 use imba::train::{setup, TrainOptions, Trainer};
 
@@ -281,7 +282,7 @@ fn cbdm_label_rows_follow_their_prior() {
             let rows = t.label_rows(s, &idx);
             assert_eq!(rows.len(), 2 * b);
             let null = t.model.null_label();
-            if t.cbdm_unconditional(s) {
+            if t.whole_batch_unconditional(s) {
                 unconditional += 1;
                 assert!(rows[..b].iter().all(|&l| l == null));
             } else {

@@ -11,7 +11,8 @@ pub(super) fn usage() -> wgpu::BufferUsages {
     crate::gpu::storage_usage()
 }
 
-pub(crate) fn buffer(device: &wgpu::Device, label: &str, values: u64) -> wgpu::Buffer {
+/// A storage buffer of `values` f32 (at least 16 bytes) with the usages the kernels need.
+pub fn buffer(device: &wgpu::Device, label: &str, values: u64) -> wgpu::Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         size: (values * 4).max(16),

@@ -15,7 +15,7 @@ mod arena;
 mod block;
 mod layers;
 
-pub(crate) use arena::buffer;
+pub use arena::buffer;
 use arena::usage;
 pub use arena::{arena_plan, Activations, BlockActs, Plan};
 use layers::Pass;

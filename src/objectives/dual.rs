@@ -1,12 +1,12 @@
 //! The IMBA loss on a dual forward's output.
 
-use super::dit::{buffer, Activations};
-use super::DitConfig;
+use crate::model::dit::buffer;
+use crate::model::{Activations, DitConfig};
 use crate::{Error, Result};
 
 /// The IMBA loss on a dual forward's output: splits `acts.out` into ε_c (rows 0..B) and ε_u
 /// (rows B..2B), runs the fused loss, and joins its two gradients into `dout` for
-/// [`Dit::record_backward`](super::Dit::record_backward).
+/// [`Dit::record_backward`](crate::model::Dit::record_backward).
 pub struct DualLoss {
     shape: crate::kernels::TokenShape,
     pred_cond: wgpu::Buffer,

@@ -2,15 +2,14 @@
 //! diffusion MSE of the first half (ε_θ(x_t, y, t) against the target), the pair
 //! regulariser between the halves weighted by t/T, and for CCUA the unconditional
 //! contrastive loss on the ∅ rows' features of one block. Writes ∂L/∂out for
-//! [`Dit::record_backward`](super::Dit::record_backward) and, for CCUA, the
+//! [`Dit::record_backward`](crate::model::Dit::record_backward) and, for CCUA, the
 //! features' gradient to inject.
 
-use super::dit::Tap;
-use super::{Activations, DitConfig};
 use crate::kernels::{
     ContrastiveArgs, ContrastiveKernels, LossKernels, LossWorkspace, MseLossArgs, PairArgs,
     PairKernels, Target, TokenShape,
 };
+use crate::model::{Activations, DitConfig, Tap};
 use crate::{Error, Result};
 
 /// Which regulariser, with its coefficients.
@@ -29,7 +28,7 @@ pub enum PairKind {
 
 impl PairKind {
     /// (ka, kb) of the pair kernel: the pulls of each half toward the other.
-    fn pulls(self) -> (f32, f32) {
+    pub(crate) fn pulls(self) -> (f32, f32) {
         match self {
             PairKind::Cbdm { tau } => (tau, 0.25 * tau),
             PairKind::Ccua { gamma, .. } => (gamma, gamma),
@@ -247,5 +246,16 @@ impl PairLoss {
             encoder.copy_buffer_to_buffer(&c.scalars, 0, &self.scalars, 8, 4);
         }
         Ok(())
+    }
+
+    /// [loss, L_diff, the regulariser, 1] from the scalars [L_diff, R, U, 0]; without the
+    /// regulariser (CBDM's unconditional steps) it counts 0.
+    pub fn report(&self, s: [f32; 4], regularise: bool) -> [f32; 4] {
+        let reg = if regularise {
+            self.kind.regulariser([s[0], s[1], s[2]])
+        } else {
+            0.0
+        };
+        [s[0] + reg, s[0], reg, 1.0]
     }
 }

@@ -1,0 +1,76 @@
+//! Plain DiT training: one pass of B rows whose labels were dropped to ∅ per sample, and the
+//! MSE of the prediction against the target.
+
+use super::{Objective, StepInputs};
+use crate::kernels::{LossKernels, LossWorkspace, MseLossArgs, Target, TokenShape};
+use crate::model::{dit::buffer, Activations, DitConfig};
+use crate::Result;
+
+/// The baseline's buffers for one model and batch.
+pub struct Baseline {
+    shape: TokenShape,
+    workspace: LossWorkspace,
+    grad: wgpu::Buffer,
+    scalars: wgpu::Buffer,
+}
+
+impl Baseline {
+    pub fn new(
+        device: &wgpu::Device,
+        loss: &LossKernels,
+        c: &DitConfig,
+        batch: u32,
+    ) -> Result<Self> {
+        let shape = TokenShape::new(batch, c.tokens(), c.token_dim());
+        shape.validate()?;
+        Ok(Self {
+            shape,
+            workspace: loss.workspace(device, shape)?,
+            grad: buffer(device, "grad_out", shape.elements()),
+            scalars: buffer(device, "loss_scalars", 4),
+        })
+    }
+}
+
+impl Objective for Baseline {
+    fn repeats(&self) -> u32 {
+        1
+    }
+
+    fn drops_labels(&self) -> bool {
+        true
+    }
+
+    fn record(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        loss: &LossKernels,
+        acts: &Activations,
+        target: Target,
+        _inputs: &StepInputs,
+    ) -> Result<()> {
+        let args = MseLossArgs {
+            shape: self.shape,
+            pred: &acts.out,
+            target,
+            grad: &self.grad,
+            scalars: &self.scalars,
+            workspace: &self.workspace,
+        };
+        loss.record_mse(device, encoder, &args)
+    }
+
+    fn dout(&self) -> &wgpu::Buffer {
+        &self.grad
+    }
+
+    fn scalars(&self) -> &wgpu::Buffer {
+        &self.scalars
+    }
+
+    /// The MSE kernel writes [L, L, 0, 1].
+    fn report(&self, s: [f32; 4], _inputs: &StepInputs) -> [f32; 4] {
+        s
+    }
+}

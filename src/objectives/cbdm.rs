@@ -1,0 +1,105 @@
+//! CBDM: a second forward with an extra label y' per sample, drawn from the training label
+//! frequencies (or uniformly over the label rows), and the (t/T)-weighted pull between the
+//! two predictions. With probability `uncond` a whole step trains unconditionally and skips
+//! the regulariser.
+
+use super::{Objective, PairKind, PairLoss, StepInputs};
+use crate::kernels::noise::dropout_threshold;
+use crate::kernels::{LossKernels, Target};
+use crate::model::{Activations, DitConfig, Tap};
+use crate::rng::philox4x32_10;
+use crate::Result;
+
+/// Philox stream of CBDM's extra labels y' (counter b) and of its whole-batch unconditional
+/// draw (counter B, one per step).
+const STREAM_CBDM: u32 = 3;
+
+/// CBDM for one model and batch.
+pub struct Cbdm {
+    pair: PairLoss,
+    seed: u32,
+    batch: u32,
+    /// P(whole batch unconditional).
+    uncond: f32,
+    /// The rows y' is drawn from, uniformly: every training image's labels (the frequency
+    /// prior) or each distinct label row once (the uniform prior).
+    prior_rows: Vec<Vec<u32>>,
+}
+
+impl Cbdm {
+    pub fn new(
+        device: &wgpu::Device,
+        loss: &LossKernels,
+        c: &DitConfig,
+        (batch, seed): (u32, u32),
+        (tau, uncond): (f32, f32),
+        prior_rows: Vec<Vec<u32>>,
+    ) -> Result<Self> {
+        Ok(Self {
+            pair: PairLoss::new(device, loss, c, batch, PairKind::Cbdm { tau })?,
+            seed,
+            batch,
+            uncond,
+            prior_rows,
+        })
+    }
+
+    /// Sample b's extra label row y' at step `s`.
+    fn prior_row(&self, s: u32, b: u32) -> &[u32] {
+        let w = philox4x32_10([b, STREAM_CBDM, 0, 0], [self.seed, s])[0] as u64;
+        &self.prior_rows[((w * self.prior_rows.len() as u64) >> 32) as usize]
+    }
+}
+
+impl Objective for Cbdm {
+    fn repeats(&self) -> u32 {
+        2
+    }
+
+    fn whole_batch_unconditional(&self, s: u32) -> bool {
+        let w = philox4x32_10([self.batch, STREAM_CBDM, 0, 0], [self.seed, s])[0];
+        // The 24-bit word against the 24-bit threshold, as the label dropout does.
+        (w >> 8) < dropout_threshold(self.uncond)
+    }
+
+    fn second_half(&self, step: u32, batch: u32, _null_row: &[u32]) -> Vec<u32> {
+        (0..batch)
+            .flat_map(|b| self.prior_row(step, b).to_vec())
+            .collect()
+    }
+
+    fn prepare(&self, queue: &wgpu::Queue, inputs: &StepInputs) {
+        let w = bytemuck::cast_slice(&inputs.time_fractions);
+        queue.write_buffer(&self.pair.weight, 0, w);
+    }
+
+    fn tap(&self) -> Option<Tap<'_>> {
+        self.pair.tap()
+    }
+
+    fn record(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        loss: &LossKernels,
+        acts: &Activations,
+        target: Target,
+        inputs: &StepInputs,
+    ) -> Result<()> {
+        let regularise = !inputs.unconditional;
+        self.pair
+            .record(device, encoder, loss, acts, target, regularise)
+    }
+
+    fn dout(&self) -> &wgpu::Buffer {
+        &self.pair.dout
+    }
+
+    fn scalars(&self) -> &wgpu::Buffer {
+        &self.pair.scalars
+    }
+
+    fn report(&self, s: [f32; 4], inputs: &StepInputs) -> [f32; 4] {
+        self.pair.report(s, !inputs.unconditional)
+    }
+}

@@ -1,0 +1,60 @@
+//! What one step draws, shared by the trainer and the remedies: the batch, its timesteps and
+//! its label rows. Every draw is a Philox function of (seed, step), so a resumed run redraws
+//! exactly what it would have drawn.
+
+use crate::diffusion::{Process, FLOW_TIME_SCALE};
+use crate::rng::philox4x32_10;
+
+/// One step's inputs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepInputs {
+    pub step: u32,
+    /// The batch: indices into the data set.
+    pub indices: Vec<usize>,
+    /// The process's time per sample: DDPM integers in 0..T, or flow times in [0, 1).
+    pub timesteps: Vec<f32>,
+    /// t/T per sample (flow: t): the weight of CBDM's and CCUA's regularisers.
+    pub time_fractions: Vec<f32>,
+    /// Label rows: repeats·B rows of `label_slots` labels.
+    pub labels: Vec<u32>,
+    /// CBDM's whole-batch unconditional step: the regulariser is skipped.
+    pub unconditional: bool,
+}
+
+/// One timestep from Philox stream `stream`, counter `counter`, key (seed, step): a DDPM
+/// integer in 0..steps, or a flow time in [0, 1) with 24 bits.
+pub fn draw_timestep(
+    process: Process,
+    steps: u32,
+    (seed, step, stream): (u32, u32, u32),
+    counter: u32,
+) -> f32 {
+    let w = philox4x32_10([counter, stream, 0, 0], [seed, step])[0];
+    match process {
+        Process::Ddpm => ((w as u64 * steps as u64) >> 32) as f32,
+        Process::Flow => (w >> 8) as f32 / (1u32 << 24) as f32,
+    }
+}
+
+/// The timesteps of samples 0..batch ([`draw_timestep`] with counter b).
+pub fn draw_timesteps(process: Process, steps: u32, key: (u32, u32, u32), batch: u32) -> Vec<f32> {
+    (0..batch)
+        .map(|b| draw_timestep(process, steps, key, b))
+        .collect()
+}
+
+/// The model's timestep input: DDPM's t, or 1000·t for flow.
+pub fn model_timesteps(process: Process, t: &[f32]) -> Vec<f32> {
+    match process {
+        Process::Ddpm => t.to_vec(),
+        Process::Flow => t.iter().map(|v| v * FLOW_TIME_SCALE).collect(),
+    }
+}
+
+/// t/T per sample (flow: t itself).
+pub fn time_fractions(process: Process, steps: u32, t: &[f32]) -> Vec<f32> {
+    match process {
+        Process::Ddpm => t.iter().map(|&v| v / steps as f32).collect(),
+        Process::Flow => t.to_vec(),
+    }
+}
