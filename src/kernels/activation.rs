@@ -1,7 +1,7 @@
 //! Launcher of `shaders/activation.wgsl`: tanh-GELU and SiLU, forward and backward, over a
 //! flat array of `n` values.
 
-use super::common::{self, Slot};
+use super::common::{self, Pipelines, Slot, Write};
 use crate::{Error, Result};
 
 /// Which nonlinearity.
@@ -22,11 +22,30 @@ pub(crate) struct ActParams {
     pub(crate) pad: u32,
 }
 
+/// y = f(x) over `n` values.
+#[derive(Clone, Copy, Debug)]
+pub struct ActivationArgs<'a> {
+    pub act: Activation,
+    pub n: u32,
+    pub x: &'a wgpu::Buffer,
+    pub y: &'a wgpu::Buffer,
+}
+
+/// dx = dy·f'(x) over `n` values (or dx += … with [`Write::Accumulate`]).
+#[derive(Clone, Copy, Debug)]
+pub struct ActivationBackwardArgs<'a> {
+    pub act: Activation,
+    pub n: u32,
+    pub x: &'a wgpu::Buffer,
+    pub dy: &'a wgpu::Buffer,
+    pub dx: &'a wgpu::Buffer,
+    pub write: Write,
+}
+
 /// Compiled activation pipelines for one device.
 pub struct ActivationKernels {
     layout: wgpu::BindGroupLayout,
-    /// gelu_forward, gelu_backward, silu_forward, silu_backward.
-    pipelines: Vec<wgpu::ComputePipeline>,
+    pipelines: Pipelines,
     unused: wgpu::Buffer,
     binder: common::Binder,
 }
@@ -39,73 +58,67 @@ impl ActivationKernels {
             "activation",
             &[(0, Uniform), (1, Read), (2, Read), (3, ReadWrite)],
         );
-        let pipelines = common::pipelines(
-            device,
-            "activation",
-            &layout,
-            &[
-                "gelu_forward",
-                "gelu_backward",
-                "silu_forward",
-                "silu_backward",
-            ],
-        )?;
+        let entries = [
+            "gelu_forward",
+            "gelu_backward",
+            "silu_forward",
+            "silu_backward",
+        ];
         Ok(Self {
+            pipelines: Pipelines::new(device, "activation", &layout, &entries)?,
             layout,
-            pipelines,
             unused: common::placeholder(device),
             binder: Default::default(),
         })
     }
 
-    /// y = f(x) for `n` values.
+    /// y = f(x).
     pub fn record_forward(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        act: Activation,
-        n: u32,
-        x: &wgpu::Buffer,
-        y: &wgpu::Buffer,
+        a: &ActivationArgs,
     ) -> Result<()> {
-        let entry = match act {
-            Activation::Gelu => 0,
-            Activation::Silu => 2,
+        let entry = match a.act {
+            Activation::Gelu => "gelu_forward",
+            Activation::Silu => "silu_forward",
         };
-        self.launch(device, encoder, entry, n, x, None, y, false)
+        self.launch(
+            device,
+            encoder,
+            (entry, a.n),
+            (a.x, None),
+            (a.y, Write::Overwrite),
+        )
     }
 
-    /// dx = dy·f'(x) for `n` values, or dx += … with `accumulate`.
-    #[allow(clippy::too_many_arguments)]
+    /// dx = dy·f'(x), or dx += … .
     pub fn record_backward(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        act: Activation,
-        n: u32,
-        x: &wgpu::Buffer,
-        dy: &wgpu::Buffer,
-        dx: &wgpu::Buffer,
-        accumulate: bool,
+        a: &ActivationBackwardArgs,
     ) -> Result<()> {
-        let entry = match act {
-            Activation::Gelu => 1,
-            Activation::Silu => 3,
+        let entry = match a.act {
+            Activation::Gelu => "gelu_backward",
+            Activation::Silu => "silu_backward",
         };
-        self.launch(device, encoder, entry, n, x, Some(dy), dx, accumulate)
+        self.launch(
+            device,
+            encoder,
+            (entry, a.n),
+            (a.x, Some(a.dy)),
+            (a.dx, a.write),
+        )
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn launch(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        entry: usize,
-        n: u32,
-        x: &wgpu::Buffer,
-        dy: Option<&wgpu::Buffer>,
-        out: &wgpu::Buffer,
-        accumulate: bool,
+        (entry, n): (&str, u32),
+        (x, dy): (&wgpu::Buffer, Option<&wgpu::Buffer>),
+        (out, write): (&wgpu::Buffer, Write),
     ) -> Result<()> {
         if n == 0 {
             return Err(Error::Shape("activation over 0 values".into()));
@@ -119,7 +132,7 @@ impl ActivationKernels {
         let (gx, gy) = common::grid(device, (n as u64).div_ceil(256))?;
         let params = ActParams {
             n,
-            accumulate: accumulate as u32,
+            accumulate: write.flag(),
             groups_x: gx,
             pad: 0,
         };
@@ -136,7 +149,7 @@ impl ActivationKernels {
         common::record_pass(
             encoder,
             "activation",
-            &[(&self.pipelines[entry], &bg, (gx, gy))],
+            &[(self.pipelines.get(entry), &bg, (gx, gy))],
         );
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Launcher of `shaders/adaln.wgsl`: LayerNorm + adaLN modulation, the gated residual, and
 //! per-segment column sums (bias, shift, scale and gate gradients), forward and backward.
 
-use super::common::{self, Region, Slot};
+use super::common::{self, Region, Slot, Write};
 use super::linear_texture::{self, LinearTextures};
 use crate::{Error, Result};
 
@@ -140,6 +140,60 @@ pub struct AdaLnKernels {
     binder: common::Binder,
 }
 
+/// LayerNorm of the stream fused with the modulation h = x̂(1 + scale) + shift; saves x̂ and 1/σ.
+#[derive(Clone, Copy)]
+pub struct LnModulateArgs<'a> {
+    pub stream: Stream,
+    pub x: Region<'a>,
+    pub modulation: Modulation<'a>,
+    pub h: Region<'a>,
+    pub xhat: Region<'a>,
+    pub rstd: Region<'a>,
+}
+
+/// The backward of [`AdaLnKernels::record_ln_modulate`]: dx (+)= ∂L/∂x from dh.
+#[derive(Clone, Copy)]
+pub struct LnModulateBackwardArgs<'a> {
+    pub stream: Stream,
+    pub xhat: Region<'a>,
+    pub rstd: Region<'a>,
+    pub modulation: Modulation<'a>,
+    pub dh: Region<'a>,
+    pub dx: Region<'a>,
+    pub write: Write,
+}
+
+/// x += gate ⊙ a, the gate a column range of the modulation.
+#[derive(Clone, Copy)]
+pub struct GatedResidualArgs<'a> {
+    pub stream: Stream,
+    pub a: Region<'a>,
+    pub modulation: Modulation<'a>,
+    pub x: Region<'a>,
+}
+
+/// The backward of the gated residual into the branch: da (+)= gate ⊙ dx.
+#[derive(Clone, Copy)]
+pub struct GatedResidualBackwardArgs<'a> {
+    pub stream: Stream,
+    pub dx: Region<'a>,
+    pub modulation: Modulation<'a>,
+    pub da: Region<'a>,
+    pub write: Write,
+}
+
+/// Per-segment column sums Σ_rows a (⊙ b) into `out` (bias, shift, scale and gate gradients).
+#[derive(Clone, Copy)]
+pub struct SegmentSumsArgs<'a> {
+    pub segments: u32,
+    pub rows_per_segment: u32,
+    pub dim: u32,
+    pub a: Columns<'a>,
+    pub b: Option<Columns<'a>>,
+    pub out: Columns<'a>,
+    pub write: Write,
+}
+
 impl AdaLnKernels {
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         use Slot::*;
@@ -235,18 +289,20 @@ impl AdaLnKernels {
     }
 
     /// h = LN(x)·(1 + scale) + shift; saves x̂ (rows × dim) and 1/σ (rows) for the backward.
-    #[allow(clippy::too_many_arguments)]
     pub fn record_ln_modulate<'a>(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        s: Stream,
-        x: impl Into<Region<'a>>,
-        modulation: Modulation<'a>,
-        h: impl Into<Region<'a>>,
-        xhat: impl Into<Region<'a>>,
-        rstd: impl Into<Region<'a>>,
+        args: &LnModulateArgs<'a>,
     ) -> Result<()> {
+        let LnModulateArgs {
+            stream: s,
+            x,
+            modulation,
+            h,
+            xhat,
+            rstd,
+        } = *args;
         s.validate()?;
         let p = self.mod_params(s, &modulation, false)?;
         let (x, h, xhat, rstd) = (x.into(), h.into(), xhat.into(), rstd.into());
@@ -281,19 +337,22 @@ impl AdaLnKernels {
 
     /// dx = ∂/∂x of `record_ln_modulate` given dh (or dx += … with `accumulate`, as for the
     /// residual stream). d(shift) and d(scale) come from [`Self::record_segment_sums`].
-    #[allow(clippy::too_many_arguments)]
     pub fn record_ln_modulate_backward<'a>(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        s: Stream,
-        xhat: impl Into<Region<'a>>,
-        rstd: impl Into<Region<'a>>,
-        modulation: Modulation<'a>,
-        dh: impl Into<Region<'a>>,
-        dx: impl Into<Region<'a>>,
-        accumulate: bool,
+        args: &LnModulateBackwardArgs<'a>,
     ) -> Result<()> {
+        let LnModulateBackwardArgs {
+            stream: s,
+            xhat,
+            rstd,
+            modulation,
+            dh,
+            dx,
+            write,
+        } = *args;
+        let accumulate = write == Write::Accumulate;
         s.validate()?;
         let p = self.mod_params(s, &modulation, accumulate)?;
         let reads = [
@@ -328,11 +387,14 @@ impl AdaLnKernels {
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        s: Stream,
-        a: impl Into<Region<'a>>,
-        modulation: Modulation<'a>,
-        x: impl Into<Region<'a>>,
+        args: &GatedResidualArgs<'a>,
     ) -> Result<()> {
+        let GatedResidualArgs {
+            stream: s,
+            a,
+            modulation,
+            x,
+        } = *args;
         s.validate()?;
         let p = self.mod_params(s, &modulation, false)?;
         self.launch(
@@ -353,17 +415,20 @@ impl AdaLnKernels {
     }
 
     /// da = gate ⊙ dx (or da += …). d(gate) comes from [`Self::record_segment_sums`].
-    #[allow(clippy::too_many_arguments)]
     pub fn record_gated_residual_backward<'a>(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        s: Stream,
-        dx: impl Into<Region<'a>>,
-        modulation: Modulation<'a>,
-        da: impl Into<Region<'a>>,
-        accumulate: bool,
+        args: &GatedResidualBackwardArgs<'a>,
     ) -> Result<()> {
+        let GatedResidualBackwardArgs {
+            stream: s,
+            dx,
+            modulation,
+            da,
+            write,
+        } = *args;
+        let accumulate = write == Write::Accumulate;
         s.validate()?;
         let p = self.mod_params(s, &modulation, accumulate)?;
         self.launch(
@@ -386,19 +451,22 @@ impl AdaLnKernels {
     /// out[s, :dim] (+)= Σ over the `rows_per_segment` rows of segment s of A (⊙ B), for
     /// `segments` segments. Bias gradient: one segment of all rows. adaLN gradients: one
     /// segment per sample.
-    #[allow(clippy::too_many_arguments)]
     pub fn record_segment_sums<'a>(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        segments: u32,
-        rows_per_segment: u32,
-        dim: u32,
-        a: Columns<'a>,
-        b: Option<Columns<'a>>,
-        out: Columns<'a>,
-        accumulate: bool,
+        args: &SegmentSumsArgs<'a>,
     ) -> Result<()> {
+        let SegmentSumsArgs {
+            segments,
+            rows_per_segment,
+            dim,
+            a,
+            b,
+            out,
+            write,
+        } = *args;
+        let accumulate = write == Write::Accumulate;
         let rows = segments as u64 * rows_per_segment as u64;
         if rows == 0 || dim == 0 {
             return Err(Error::Shape(

@@ -8,6 +8,42 @@ use std::num::NonZeroU64;
 use std::sync::Mutex;
 use wgpu::util::DeviceExt;
 
+/// Whether a launch overwrites its output or adds to what the output holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Write {
+    #[default]
+    Overwrite,
+    Accumulate,
+}
+
+impl Write {
+    /// The shaders' `accumulate` flag.
+    pub(crate) fn flag(self) -> u32 {
+        (self == Write::Accumulate) as u32
+    }
+}
+
+/// A family's compute pipelines by entry-point name.
+pub(crate) struct Pipelines(HashMap<&'static str, wgpu::ComputePipeline>);
+
+impl Pipelines {
+    /// Compiles `entries` of `family`'s module with `layout`.
+    pub(crate) fn new(
+        device: &wgpu::Device,
+        family: &str,
+        layout: &wgpu::BindGroupLayout,
+        entries: &[&'static str],
+    ) -> Result<Self> {
+        let compiled = pipelines(device, family, layout, entries)?;
+        Ok(Self(entries.iter().copied().zip(compiled).collect()))
+    }
+
+    /// The pipeline of entry point `name` (one of those it was made with).
+    pub(crate) fn get(&self, name: &str) -> &wgpu::ComputePipeline {
+        &self.0[name]
+    }
+}
+
 /// Binding kinds used by our shaders.
 #[derive(Clone, Copy)]
 pub(crate) enum Slot {

@@ -19,10 +19,13 @@ pub mod reduce;
 #[cfg(test)]
 mod uniform_layout;
 
-pub use activation::{Activation, ActivationKernels};
-pub use adaln::{AdaLnKernels, AdaLnPath, Columns, Modulation, Stream};
+pub use activation::{Activation, ActivationArgs, ActivationBackwardArgs, ActivationKernels};
+pub use adaln::{
+    AdaLnKernels, AdaLnPath, Columns, GatedResidualArgs, GatedResidualBackwardArgs, LnModulateArgs,
+    LnModulateBackwardArgs, Modulation, SegmentSumsArgs, Stream,
+};
 pub use attention::{AttentionKernels, AttentionPath, AttentionShape};
-pub use common::{launch_objects_created, Region};
+pub use common::{launch_objects_created, Region, Write};
 pub use contrastive::{ContrastiveArgs, ContrastiveKernels};
 pub use embed::{EmbedKernels, Labels, NO_LABEL};
 pub use loss::{

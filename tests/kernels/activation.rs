@@ -4,7 +4,7 @@
 
 use crate::common;
 use common::{assert_close, assert_error_mentions, gpu, Rand};
-use imba::kernels::{Activation, ActivationKernels};
+use imba::kernels::{Activation, ActivationArgs, ActivationBackwardArgs, ActivationKernels, Write};
 use imba::reference::activation as ra;
 
 fn forward_ref(act: Activation, x: f64) -> f64 {
@@ -51,12 +51,43 @@ fn activations_match_reference_forward_and_backward() {
             let dx = g.poisoned("dx", n);
             let dx_acc = g.upload("dx0", &dx0);
             let mut enc = g.encoder();
-            k.record_forward(dev, &mut enc, act, n as u32, &xb, &y)
-                .unwrap();
-            k.record_backward(dev, &mut enc, act, n as u32, &xb, &dyb, &dx, false)
-                .unwrap();
-            k.record_backward(dev, &mut enc, act, n as u32, &xb, &dyb, &dx_acc, true)
-                .unwrap();
+            k.record_forward(
+                dev,
+                &mut enc,
+                &ActivationArgs {
+                    act: act,
+                    n: n as u32,
+                    x: &xb,
+                    y: &y,
+                },
+            )
+            .unwrap();
+            k.record_backward(
+                dev,
+                &mut enc,
+                &ActivationBackwardArgs {
+                    act: act,
+                    n: n as u32,
+                    x: &xb,
+                    dy: &dyb,
+                    dx: &dx,
+                    write: Write::Overwrite,
+                },
+            )
+            .unwrap();
+            k.record_backward(
+                dev,
+                &mut enc,
+                &ActivationBackwardArgs {
+                    act: act,
+                    n: n as u32,
+                    x: &xb,
+                    dy: &dyb,
+                    dx: &dx_acc,
+                    write: Write::Accumulate,
+                },
+            )
+            .unwrap();
             g.submit_and_wait(enc).unwrap();
             let want_y: Vec<f64> = x.iter().map(|&v| forward_ref(act, v as f64)).collect();
             let want_dx: Vec<f64> = x
@@ -128,8 +159,19 @@ fn activation_gradients_match_finite_differences() {
             g.poisoned("dx", n),
         );
         let mut enc = g.encoder();
-        k.record_backward(dev, &mut enc, act, n as u32, &xb, &dyb, &dx, false)
-            .unwrap();
+        k.record_backward(
+            dev,
+            &mut enc,
+            &ActivationBackwardArgs {
+                act: act,
+                n: n as u32,
+                x: &xb,
+                dy: &dyb,
+                dx: &dx,
+                write: Write::Overwrite,
+            },
+        )
+        .unwrap();
         g.submit_and_wait(enc).unwrap();
         assert_close(
             &format!("{act:?} GPU grad vs FD"),
@@ -150,28 +192,57 @@ fn bad_activation_inputs_are_errors() {
     let big = g.zeros("big", 4096);
     let mut enc = g.encoder();
     assert_error_mentions(
-        k.record_forward(dev, &mut enc, Activation::Gelu, 0, &big, &big),
+        k.record_forward(
+            dev,
+            &mut enc,
+            &ActivationArgs {
+                act: Activation::Gelu,
+                n: 0,
+                x: &big,
+                y: &big,
+            },
+        ),
         "0 values",
     );
     assert_error_mentions(
-        k.record_forward(dev, &mut enc, Activation::Silu, 64, &small, &big),
+        k.record_forward(
+            dev,
+            &mut enc,
+            &ActivationArgs {
+                act: Activation::Silu,
+                n: 64,
+                x: &small,
+                y: &big,
+            },
+        ),
         "`x`",
     );
     assert_error_mentions(
         k.record_backward(
             dev,
             &mut enc,
-            Activation::Gelu,
-            64,
-            &big,
-            &small,
-            &big,
-            false,
+            &ActivationBackwardArgs {
+                act: Activation::Gelu,
+                n: 64,
+                x: &big,
+                dy: &small,
+                dx: &big,
+                write: Write::Overwrite,
+            },
         ),
         "`dy`",
     );
     assert_error_mentions(
-        k.record_forward(dev, &mut enc, Activation::Gelu, 64, &big, &small),
+        k.record_forward(
+            dev,
+            &mut enc,
+            &ActivationArgs {
+                act: Activation::Gelu,
+                n: 64,
+                x: &big,
+                y: &small,
+            },
+        ),
         "`out`",
     );
 }

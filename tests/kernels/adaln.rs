@@ -5,6 +5,10 @@
 use crate::common;
 use common::*;
 use imba::kernels::{AdaLnKernels, AdaLnPath, Columns, Modulation, Region, Stream};
+use imba::kernels::{
+    GatedResidualArgs, GatedResidualBackwardArgs, LnModulateArgs, LnModulateBackwardArgs,
+    SegmentSumsArgs, Write,
+};
 use imba::reference::adaln as ra;
 
 const TOL: (f64, f64) = (2e-5, 2e-5);
@@ -105,10 +109,33 @@ fn check_against_reference(
             want_path
         );
         let mut enc = g.encoder();
-        k.record_ln_modulate(dev, &mut enc, s, &xb, m, &h, &xhat, &rstd)
-            .unwrap();
-        k.record_ln_modulate_backward(dev, &mut enc, s, &xhat, &rstd, m, &dhb, &dx, true)
-            .unwrap();
+        k.record_ln_modulate(
+            dev,
+            &mut enc,
+            &LnModulateArgs {
+                stream: s,
+                x: (&xb).into(),
+                modulation: m,
+                h: (&h).into(),
+                xhat: (&xhat).into(),
+                rstd: (&rstd).into(),
+            },
+        )
+        .unwrap();
+        k.record_ln_modulate_backward(
+            dev,
+            &mut enc,
+            &LnModulateBackwardArgs {
+                stream: s,
+                xhat: (&xhat).into(),
+                rstd: (&rstd).into(),
+                modulation: m,
+                dh: (&dhb).into(),
+                dx: (&dx).into(),
+                write: Write::Accumulate,
+            },
+        )
+        .unwrap();
         let cols = |c: u32| Columns {
             region: Region::from(&dmod),
             stride: 6 * dim as u32,
@@ -116,46 +143,83 @@ fn check_against_reference(
         };
         let whole = |b| Columns::whole(b, dim as u32);
         let (ss, ts, d) = (samples as u32, tokens as u32, dim as u32);
-        k.record_segment_sums(dev, &mut enc, ss, ts, d, whole(&dhb), None, cols(0), false)
-            .unwrap();
         k.record_segment_sums(
             dev,
             &mut enc,
-            ss,
-            ts,
-            d,
-            whole(&dhb),
-            Some(whole(&xhat)),
-            cols(1),
-            false,
-        )
-        .unwrap();
-        k.record_gated_residual(dev, &mut enc, s, &ab, m, &xr)
-            .unwrap();
-        k.record_gated_residual_backward(dev, &mut enc, s, &dhb, m, &da, false)
-            .unwrap();
-        k.record_segment_sums(
-            dev,
-            &mut enc,
-            ss,
-            ts,
-            d,
-            whole(&dhb),
-            Some(whole(&ab)),
-            cols(2),
-            false,
+            &SegmentSumsArgs {
+                segments: ss,
+                rows_per_segment: ts,
+                dim: d,
+                a: whole(&dhb),
+                b: None,
+                out: cols(0),
+                write: Write::Overwrite,
+            },
         )
         .unwrap();
         k.record_segment_sums(
             dev,
             &mut enc,
-            1,
-            rows as u32,
-            d,
-            whole(&dhb),
-            None,
-            whole(&dbias),
-            false,
+            &SegmentSumsArgs {
+                segments: ss,
+                rows_per_segment: ts,
+                dim: d,
+                a: whole(&dhb),
+                b: Some(whole(&xhat)),
+                out: cols(1),
+                write: Write::Overwrite,
+            },
+        )
+        .unwrap();
+        k.record_gated_residual(
+            dev,
+            &mut enc,
+            &GatedResidualArgs {
+                stream: s,
+                a: (&ab).into(),
+                modulation: m,
+                x: (&xr).into(),
+            },
+        )
+        .unwrap();
+        k.record_gated_residual_backward(
+            dev,
+            &mut enc,
+            &GatedResidualBackwardArgs {
+                stream: s,
+                dx: (&dhb).into(),
+                modulation: m,
+                da: (&da).into(),
+                write: Write::Overwrite,
+            },
+        )
+        .unwrap();
+        k.record_segment_sums(
+            dev,
+            &mut enc,
+            &SegmentSumsArgs {
+                segments: ss,
+                rows_per_segment: ts,
+                dim: d,
+                a: whole(&dhb),
+                b: Some(whole(&ab)),
+                out: cols(2),
+                write: Write::Overwrite,
+            },
+        )
+        .unwrap();
+        k.record_segment_sums(
+            dev,
+            &mut enc,
+            &SegmentSumsArgs {
+                segments: 1,
+                rows_per_segment: rows as u32,
+                dim: d,
+                a: whole(&dhb),
+                b: None,
+                out: whole(&dbias),
+                write: Write::Overwrite,
+            },
         )
         .unwrap();
         g.submit_and_wait(enc).unwrap();
@@ -304,7 +368,18 @@ fn adaln_bad_input_is_an_error() {
         tokens: 2,
     };
     assert_error_mentions(
-        k.record_ln_modulate(dev, &mut enc, s, &buf, m, &buf, &buf, &buf),
+        k.record_ln_modulate(
+            dev,
+            &mut enc,
+            &LnModulateArgs {
+                stream: s,
+                x: (&buf).into(),
+                modulation: m,
+                h: (&buf).into(),
+                xhat: (&buf).into(),
+                rstd: (&buf).into(),
+            },
+        ),
         "multiple of tokens",
     );
     let s = Stream {
@@ -313,13 +388,33 @@ fn adaln_bad_input_is_an_error() {
         tokens: 2,
     };
     assert_error_mentions(
-        k.record_gated_residual(dev, &mut enc, s, &buf, m, &buf),
+        k.record_gated_residual(
+            dev,
+            &mut enc,
+            &GatedResidualArgs {
+                stream: s,
+                a: (&buf).into(),
+                modulation: m,
+                x: (&buf).into(),
+            },
+        ),
         "`gate` columns 6..10",
     );
     let small = g.zeros("small", 16);
     let m_ok = Modulation { gate: 0, ..m };
     assert_error_mentions(
-        k.record_ln_modulate(dev, &mut enc, s, &small, m_ok, &buf, &buf, &buf),
+        k.record_ln_modulate(
+            dev,
+            &mut enc,
+            &LnModulateArgs {
+                stream: s,
+                x: (&small).into(),
+                modulation: m_ok,
+                h: (&buf).into(),
+                xhat: (&buf).into(),
+                rstd: (&buf).into(),
+            },
+        ),
         "`x`",
     );
 }

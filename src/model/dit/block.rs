@@ -5,6 +5,9 @@
 use super::arena::BlockActs;
 use super::layers::{dims, Pass};
 use crate::kernels::{Activation, Modulation};
+use crate::kernels::{
+    GatedResidualArgs, GatedResidualBackwardArgs, LnModulateArgs, LnModulateBackwardArgs, Write,
+};
 use crate::Result;
 
 impl Pass<'_> {
@@ -43,33 +46,55 @@ impl Pass<'_> {
         ad.record_ln_modulate(
             dev,
             enc,
-            self.stream,
-            &a.x,
-            attn,
-            &ba.h1,
-            &ba.xhat1,
-            &ba.rstd1,
+            &LnModulateArgs {
+                stream: self.stream,
+                x: (&a.x).into(),
+                modulation: attn,
+                h: (&ba.h1).into(),
+                xhat: (&ba.xhat1).into(),
+                rstd: (&ba.rstd1).into(),
+            },
         )?;
         self.linear(enc, &name("attn.qkv"), dims(t, d, 3 * d), &ba.h1, &ba.qkv)?;
         let attention = &self.dit.kernels.attention;
         attention.record_forward(dev, enc, self.shape, &ba.qkv, &ba.o, &ba.lse)?;
         self.linear(enc, &name("attn.proj"), dims(t, d, d), &ba.o, &ba.a)?;
-        ad.record_gated_residual(dev, enc, self.stream, &ba.a, attn, &a.x)?;
+        ad.record_gated_residual(
+            dev,
+            enc,
+            &GatedResidualArgs {
+                stream: self.stream,
+                a: (&ba.a).into(),
+                modulation: attn,
+                x: (&a.x).into(),
+            },
+        )?;
         // MLP branch.
         ad.record_ln_modulate(
             dev,
             enc,
-            self.stream,
-            &a.x,
-            mlp,
-            &ba.h2,
-            &ba.xhat2,
-            &ba.rstd2,
+            &LnModulateArgs {
+                stream: self.stream,
+                x: (&a.x).into(),
+                modulation: mlp,
+                h: (&ba.h2).into(),
+                xhat: (&ba.xhat2).into(),
+                rstd: (&ba.rstd2).into(),
+            },
         )?;
         self.linear(enc, &name("mlp.fc1"), dims(t, d, self.m), &ba.h2, &ba.f1)?;
         self.activation(enc, Activation::Gelu, t * self.m, &ba.f1, &ba.g)?;
         self.linear(enc, &name("mlp.fc2"), dims(t, self.m, d), &ba.g, &ba.f2)?;
-        ad.record_gated_residual(dev, enc, self.stream, &ba.f2, mlp, &a.x)
+        ad.record_gated_residual(
+            dev,
+            enc,
+            &GatedResidualArgs {
+                stream: self.stream,
+                a: (&ba.f2).into(),
+                modulation: mlp,
+                x: (&a.x).into(),
+            },
+        )
     }
 
     /// Block `i` backward: ∂L/∂x in the scratch's `dx` is carried through the block (in
@@ -87,7 +112,17 @@ impl Pass<'_> {
         let (attn, mlp) = (self.modulation(ba, 0), self.modulation(ba, 3));
         let mods = |first: u32| (6 * d, first * d, (first + 1) * d);
         // MLP branch.
-        ad.record_gated_residual_backward(dev, enc, self.stream, &s.dx, mlp, &s.dbranch, false)?;
+        ad.record_gated_residual_backward(
+            dev,
+            enc,
+            &GatedResidualBackwardArgs {
+                stream: self.stream,
+                dx: (&s.dx).into(),
+                modulation: mlp,
+                da: (&s.dbranch).into(),
+                write: Write::Overwrite,
+            },
+        )?;
         self.sample_sums(enc, (&s.dx, Some(&ba.f2)), &s.dmod, (6 * d, 5 * d))?;
         let fc2 = (&ba.g, &s.dbranch);
         self.linear_backward(
@@ -110,16 +145,28 @@ impl Pass<'_> {
         ad.record_ln_modulate_backward(
             dev,
             enc,
-            self.stream,
-            &ba.xhat2,
-            &ba.rstd2,
-            mlp,
-            &s.dh,
-            &s.dx,
-            true,
+            &LnModulateBackwardArgs {
+                stream: self.stream,
+                xhat: (&ba.xhat2).into(),
+                rstd: (&ba.rstd2).into(),
+                modulation: mlp,
+                dh: (&s.dh).into(),
+                dx: (&s.dx).into(),
+                write: Write::Accumulate,
+            },
         )?;
         // Attention branch.
-        ad.record_gated_residual_backward(dev, enc, self.stream, &s.dx, attn, &s.dbranch, false)?;
+        ad.record_gated_residual_backward(
+            dev,
+            enc,
+            &GatedResidualBackwardArgs {
+                stream: self.stream,
+                dx: (&s.dx).into(),
+                modulation: attn,
+                da: (&s.dbranch).into(),
+                write: Write::Overwrite,
+            },
+        )?;
         self.sample_sums(enc, (&s.dx, Some(&ba.a)), &s.dmod, (6 * d, 2 * d))?;
         let proj = (&ba.o, &s.dbranch);
         self.linear_backward(
@@ -144,13 +191,15 @@ impl Pass<'_> {
         ad.record_ln_modulate_backward(
             dev,
             enc,
-            self.stream,
-            &ba.xhat1,
-            &ba.rstd1,
-            attn,
-            &s.dh,
-            &s.dx,
-            true,
+            &LnModulateBackwardArgs {
+                stream: self.stream,
+                xhat: (&ba.xhat1).into(),
+                rstd: (&ba.rstd1).into(),
+                modulation: attn,
+                dh: (&s.dh).into(),
+                dx: (&s.dx).into(),
+                write: Write::Accumulate,
+            },
         )?;
         // The modulation linear: its gradient into SiLU(c) accumulates over the blocks.
         let modulation = dims(self.r, d, 6 * d);

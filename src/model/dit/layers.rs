@@ -3,7 +3,8 @@
 
 use super::{Activations, Dit};
 use crate::kernels::{Activation, AttentionShape, Columns, Labels, Layout, MatmulArgs, Modulation};
-use crate::kernels::{Region, Stream};
+use crate::kernels::{ActivationArgs, ActivationBackwardArgs, Region, Stream, Write};
+use crate::kernels::{LnModulateArgs, LnModulateBackwardArgs, SegmentSumsArgs};
 use crate::Result;
 
 /// A linear layer's sizes: `rows` inputs of `d_in` values to `d_out` values.
@@ -122,13 +123,15 @@ impl<'a> Pass<'a> {
         self.dit.kernels.adaln.record_segment_sums(
             self.dev,
             enc,
-            1,
-            s.rows,
-            s.d_out,
-            Columns::whole(dy, s.d_out),
-            None,
-            db,
-            false,
+            &SegmentSumsArgs {
+                segments: 1,
+                rows_per_segment: s.rows,
+                dim: s.d_out,
+                a: Columns::whole(dy, s.d_out),
+                b: None,
+                out: db,
+                write: Write::Overwrite,
+            },
         )?;
         let Some((dx, accumulate)) = dx else {
             return Ok(());
@@ -157,10 +160,16 @@ impl<'a> Pass<'a> {
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Result<()> {
-        self.dit
-            .kernels
-            .act
-            .record_forward(self.dev, enc, f, n, x, y)
+        self.dit.kernels.act.record_forward(
+            self.dev,
+            enc,
+            &ActivationArgs {
+                act: f,
+                n: n,
+                x: x,
+                y: y,
+            },
+        )
     }
 
     /// dx = dy·f'(x) over `n` values.
@@ -172,8 +181,15 @@ impl<'a> Pass<'a> {
         (x, dy): (&wgpu::Buffer, &wgpu::Buffer),
         dx: &wgpu::Buffer,
     ) -> Result<()> {
-        let act = &self.dit.kernels.act;
-        act.record_backward(self.dev, enc, f, n, x, dy, dx, false)
+        let args = ActivationBackwardArgs {
+            act: f,
+            n,
+            x,
+            dy,
+            dx,
+            write: Write::Overwrite,
+        };
+        self.dit.kernels.act.record_backward(self.dev, enc, &args)
     }
 
     /// The per-sample column sums Σ_tokens a (⊙ b) into column `col` of `out` (stride
@@ -194,7 +210,19 @@ impl<'a> Pass<'a> {
         };
         let b = b.map(|b| Columns::whole(b, d));
         let ad = &self.dit.kernels.adaln;
-        ad.record_segment_sums(self.dev, enc, r, n, d, Columns::whole(a, d), b, out, false)
+        ad.record_segment_sums(
+            self.dev,
+            enc,
+            &SegmentSumsArgs {
+                segments: r,
+                rows_per_segment: n,
+                dim: d,
+                a: Columns::whole(a, d),
+                b,
+                out,
+                write: Write::Overwrite,
+            },
+        )
     }
 
     /// d(shift) and d(scale) of a modulation into columns `shift`, `scale` of `dmod`, from
@@ -313,13 +341,15 @@ impl<'a> Pass<'a> {
         ad.record_segment_sums(
             self.dev,
             enc,
-            1,
-            b * n,
-            d,
-            Columns::whole(&s.dtok, d),
-            None,
-            db,
-            false,
+            &SegmentSumsArgs {
+                segments: 1,
+                rows_per_segment: b * n,
+                dim: d,
+                a: Columns::whole(&s.dtok, d),
+                b: None,
+                out: db,
+                write: Write::Overwrite,
+            },
         )
     }
 
@@ -344,12 +374,14 @@ impl<'a> Pass<'a> {
         ad.record_ln_modulate(
             self.dev,
             enc,
-            self.stream,
-            &a.x,
-            mf,
-            &a.hf,
-            &a.xhatf,
-            &a.rstdf,
+            &LnModulateArgs {
+                stream: self.stream,
+                x: (&a.x).into(),
+                modulation: mf,
+                h: (&a.hf).into(),
+                xhat: (&a.xhatf).into(),
+                rstd: (&a.rstdf).into(),
+            },
         )?;
         self.linear(
             enc,
@@ -382,13 +414,15 @@ impl<'a> Pass<'a> {
         ad.record_ln_modulate_backward(
             self.dev,
             enc,
-            self.stream,
-            &a.xhatf,
-            &a.rstdf,
-            mf,
-            &s.dh,
-            &s.dx,
-            false,
+            &LnModulateBackwardArgs {
+                stream: self.stream,
+                xhat: (&a.xhatf).into(),
+                rstd: (&a.rstdf).into(),
+                modulation: mf,
+                dh: (&s.dh).into(),
+                dx: (&s.dx).into(),
+                write: Write::Overwrite,
+            },
         )?;
         let name = "final_layer.adaLN_modulation.1";
         let modulation = dims(self.r, d, 2 * d);
