@@ -3,6 +3,7 @@
 
 use crate::gpu::Gpu;
 use crate::kernels::optim::AdamW;
+use crate::kernels::{AdamWArgs, EmaArgs, GradNormArgs};
 use crate::kernels::{ImbaParams, LossKernels, OptimKernels, Region, Target};
 use crate::model::{Activations, Dit, DitConfig, ParamLayout};
 use crate::objectives::DualLoss;
@@ -119,20 +120,40 @@ pub fn dit_step(
             &ImbaParams::default(),
         )?;
         dit.record_backward(dev, &mut enc, &acts, &pb, &dual.dout, None)?;
-        optim.record_grad_norm(dev, &mut enc, n as u32, &dit.grads, 1.0, &norm)?;
+        optim.record_grad_norm(
+            dev,
+            &mut enc,
+            &GradNormArgs {
+                n: n as u32,
+                grads: (&dit.grads).into(),
+                max_norm: 1.0,
+                norm: (&norm).into(),
+            },
+        )?;
         optim.record_adamw(
             dev,
             &mut enc,
-            n as u32,
-            h,
-            step_no,
-            &dit.params,
-            &dit.grads,
-            &m,
-            &v,
-            Some(Region::from(&norm)),
+            &AdamWArgs {
+                n: n as u32,
+                h,
+                step: step_no,
+                params: (&dit.params).into(),
+                grads: (&dit.grads).into(),
+                m: (&m).into(),
+                v: (&v).into(),
+                norm: Some(Region::from(&norm)),
+            },
         )?;
-        optim.record_ema(dev, &mut enc, n as u32, 0.9999, &dit.params, &ema)?;
+        optim.record_ema(
+            dev,
+            &mut enc,
+            &EmaArgs {
+                n: n as u32,
+                decay: 0.9999,
+                params: (&dit.params).into(),
+                ema: (&ema).into(),
+            },
+        )?;
         gpu.submit_and_wait(enc)?;
         Ok(start.elapsed().as_secs_f64() * 1e3)
     };

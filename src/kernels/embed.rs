@@ -3,6 +3,7 @@
 //! backwards (fold the repeats, scatter into the label table deterministically).
 
 use super::common::{self, Region, Slot};
+use crate::kernels::Write;
 use crate::{Error, Result};
 
 /// A label slot that holds no concept.
@@ -48,6 +49,50 @@ pub struct EmbedKernels {
     binder: common::Binder,
 }
 
+/// Patch tokens plus the position embedding, repeated `repeats` times: x = [tok + pos] × repeats.
+#[derive(Clone, Copy)]
+pub struct TokensArgs<'a> {
+    pub len: u32,
+    pub period: u32,
+    pub repeats: u32,
+    pub patch: Region<'a>,
+    pub pos: Region<'a>,
+    pub x: Region<'a>,
+}
+
+/// Sums the `repeats` copies of `len` values: out (+)= Σ_r x[r·len ..].
+#[derive(Clone, Copy)]
+pub struct FoldArgs<'a> {
+    pub len: u32,
+    pub repeats: u32,
+    pub x: Region<'a>,
+    pub out: Region<'a>,
+    pub write: Write,
+}
+
+/// c = t_emb + Σ of the label rows of the table, per row.
+#[derive(Clone, Copy)]
+pub struct ConditionArgs<'a> {
+    pub batch: u32,
+    pub dim: u32,
+    pub table_rows: u32,
+    pub t_emb: Region<'a>,
+    pub table: Region<'a>,
+    pub labels: Labels<'a>,
+    pub c: Region<'a>,
+}
+
+/// The label table's gradient from ∂L/∂c, scanning the labels in order (deterministic).
+#[derive(Clone, Copy)]
+pub struct LabelBackwardArgs<'a> {
+    pub dim: u32,
+    pub table_rows: u32,
+    pub dc: Region<'a>,
+    pub labels: Labels<'a>,
+    pub dtable: Region<'a>,
+    pub write: Write,
+}
+
 impl EmbedKernels {
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         use Slot::*;
@@ -73,18 +118,20 @@ impl EmbedKernels {
 
     /// x[r·len + i] = patch[i] + pos[i mod period] for r < repeats, i < len (len = B·N·D,
     /// period = N·D).
-    #[allow(clippy::too_many_arguments)]
     pub fn record_tokens<'a>(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        len: u32,
-        period: u32,
-        repeats: u32,
-        patch: impl Into<Region<'a>>,
-        pos: impl Into<Region<'a>>,
-        x: impl Into<Region<'a>>,
+        args: &TokensArgs<'a>,
     ) -> Result<()> {
+        let TokensArgs {
+            len,
+            period,
+            repeats,
+            patch,
+            pos,
+            x,
+        } = *args;
         if len == 0 || period == 0 || repeats == 0 || !len.is_multiple_of(period) {
             return Err(Error::Shape(format!(
                 "tokens of {len} values with a position period of {period}, {repeats} repeats: \
@@ -117,17 +164,20 @@ impl EmbedKernels {
     }
 
     /// out[i] (+)= Σ_r x[r·len + i], r < repeats.
-    #[allow(clippy::too_many_arguments)]
     pub fn record_fold_repeats<'a>(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        len: u32,
-        repeats: u32,
-        x: impl Into<Region<'a>>,
-        out: impl Into<Region<'a>>,
-        accumulate: bool,
+        args: &FoldArgs<'a>,
     ) -> Result<()> {
+        let FoldArgs {
+            len,
+            repeats,
+            x,
+            out,
+            write,
+        } = *args;
+        let accumulate = write == Write::Accumulate;
         if len == 0 || repeats == 0 || len as u64 * repeats as u64 > u32::MAX as u64 {
             return Err(Error::Shape(format!(
                 "fold of {repeats} repeats of {len} values: sizes must be non-zero and fit 2^32"
@@ -156,19 +206,21 @@ impl EmbedKernels {
 
     /// c[row] = t_emb[row mod batch] + Σ_k table[label[row, k]] for `labels.rows` rows of
     /// `dim` values; `table_rows` rows in the table.
-    #[allow(clippy::too_many_arguments)]
     pub fn record_condition<'a>(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        batch: u32,
-        dim: u32,
-        table_rows: u32,
-        t_emb: impl Into<Region<'a>>,
-        table: impl Into<Region<'a>>,
-        labels: Labels<'a>,
-        c: impl Into<Region<'a>>,
+        args: &ConditionArgs<'a>,
     ) -> Result<()> {
+        let ConditionArgs {
+            batch,
+            dim,
+            table_rows,
+            t_emb,
+            table,
+            labels,
+            c,
+        } = *args;
         self.check_labels(batch, dim, table_rows, &labels)?;
         let p = EmbedParams {
             rows: labels.rows,
@@ -195,18 +247,21 @@ impl EmbedKernels {
     }
 
     /// d(table) (+)= Σ of dc over the rows that carry each label (deterministic order).
-    #[allow(clippy::too_many_arguments)]
     pub fn record_label_backward<'a>(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        dim: u32,
-        table_rows: u32,
-        dc: impl Into<Region<'a>>,
-        labels: Labels<'a>,
-        dtable: impl Into<Region<'a>>,
-        accumulate: bool,
+        args: &LabelBackwardArgs<'a>,
     ) -> Result<()> {
+        let LabelBackwardArgs {
+            dim,
+            table_rows,
+            dc,
+            labels,
+            dtable,
+            write,
+        } = *args;
+        let accumulate = write == Write::Accumulate;
         self.check_labels(1, dim, table_rows, &labels)?;
         let p = EmbedParams {
             rows: labels.rows,

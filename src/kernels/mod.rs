@@ -27,14 +27,16 @@ pub use adaln::{
 pub use attention::{AttentionKernels, AttentionPath, AttentionShape};
 pub use common::{launch_objects_created, Region, Write};
 pub use contrastive::{ContrastiveArgs, ContrastiveKernels};
-pub use embed::{EmbedKernels, Labels, NO_LABEL};
+pub use embed::{
+    ConditionArgs, EmbedKernels, FoldArgs, LabelBackwardArgs, Labels, TokensArgs, NO_LABEL,
+};
 pub use loss::{
     DForm, FusedPath, Granularity, ImbaLossArgs, ImbaParams, LossKernels, LossWorkspace,
     MseLossArgs, Normalize, Target, TargetKind,
 };
 pub use matmul::{Layout, MatmulArgs, MatmulKernels, MatmulPath};
-pub use noise::{NoiseArgs, NoiseKernels, Schedule};
-pub use optim::OptimKernels;
+pub use noise::{LabelDropoutArgs, NoiseArgs, NoiseKernels, PhiloxWordsArgs, Schedule};
+pub use optim::{AdamW, AdamWArgs, EmaArgs, GradNormArgs, OptimKernels};
 pub use pair::{PairArgs, PairKernels};
 pub use reduce::ReduceKernel;
 

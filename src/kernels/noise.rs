@@ -70,6 +70,28 @@ pub struct NoiseKernels {
 
 const WG: u64 = 64;
 
+/// Raw Philox words of one stream (the generator's check).
+#[derive(Clone, Copy)]
+pub struct PhiloxWordsArgs<'a> {
+    pub seed: u32,
+    pub step: u32,
+    pub stream: u32,
+    pub count: u32,
+    pub out: &'a wgpu::Buffer,
+}
+
+/// Labels with each dropped to ∅ with probability `drop_prob` (Philox stream 1).
+#[derive(Clone, Copy)]
+pub struct LabelDropoutArgs<'a> {
+    pub seed: u32,
+    pub step: u32,
+    pub drop_prob: f32,
+    pub null_label: u32,
+    pub batch: u32,
+    pub labels_in: &'a wgpu::Buffer,
+    pub labels_out: &'a wgpu::Buffer,
+}
+
 impl NoiseKernels {
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         let layout = common::layout(
@@ -231,17 +253,19 @@ impl NoiseKernels {
 
     /// The four Philox4x32-10 words for counters (i, stream, 0, 0), i in 0..count, key
     /// (seed, step), into `out` (4·count u32).
-    #[allow(clippy::too_many_arguments)]
     pub fn record_philox_words(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        seed: u32,
-        step: u32,
-        stream: u32,
-        count: u32,
-        out: &wgpu::Buffer,
+        args: &PhiloxWordsArgs<'_>,
     ) -> Result<()> {
+        let PhiloxWordsArgs {
+            seed,
+            step,
+            stream,
+            count,
+            out,
+        } = *args;
         if count == 0 || count > u32::MAX / 4 {
             return Err(Error::Shape(format!(
                 "philox_words: count {count} must be in 1..2^30"
@@ -269,19 +293,21 @@ impl NoiseKernels {
 
     /// Label dropout for classifier-free guidance: `labels_out[b]` is `null_label` with
     /// probability `drop_prob` (Philox stream 1, counter b), else `labels_in[b]`.
-    #[allow(clippy::too_many_arguments)]
     pub fn record_label_dropout(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        seed: u32,
-        step: u32,
-        drop_prob: f32,
-        null_label: u32,
-        batch: u32,
-        labels_in: &wgpu::Buffer,
-        labels_out: &wgpu::Buffer,
+        args: &LabelDropoutArgs<'_>,
     ) -> Result<()> {
+        let LabelDropoutArgs {
+            seed,
+            step,
+            drop_prob,
+            null_label,
+            batch,
+            labels_in,
+            labels_out,
+        } = *args;
         if batch == 0 {
             return Err(Error::Shape(
                 "label_dropout: batch must be at least 1".into(),

@@ -49,6 +49,37 @@ pub struct OptimKernels {
     binder: common::Binder,
 }
 
+/// One AdamW step over a flat buffer, the gradient scaled by the clip factor in `norm`.
+#[derive(Clone, Copy)]
+pub struct AdamWArgs<'a> {
+    pub n: u32,
+    pub h: AdamW,
+    pub step: u32,
+    pub params: Region<'a>,
+    pub grads: Region<'a>,
+    pub m: Region<'a>,
+    pub v: Region<'a>,
+    pub norm: Option<Region<'a>>,
+}
+
+/// The global gradient norm and PyTorch's clip factor, kept on the GPU.
+#[derive(Clone, Copy)]
+pub struct GradNormArgs<'a> {
+    pub n: u32,
+    pub grads: Region<'a>,
+    pub max_norm: f32,
+    pub norm: Region<'a>,
+}
+
+/// ema = decay·ema + (1 − decay)·params.
+#[derive(Clone, Copy)]
+pub struct EmaArgs<'a> {
+    pub n: u32,
+    pub decay: f32,
+    pub params: Region<'a>,
+    pub ema: Region<'a>,
+}
+
 impl OptimKernels {
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         use Slot::*;
@@ -88,11 +119,14 @@ impl OptimKernels {
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        n: u32,
-        grads: impl Into<Region<'a>>,
-        max_norm: f32,
-        norm: impl Into<Region<'a>>,
+        args: &GradNormArgs<'a>,
     ) -> Result<()> {
+        let GradNormArgs {
+            n,
+            grads,
+            max_norm,
+            norm,
+        } = *args;
         if n == 0 {
             return Err(Error::Shape("gradient norm of 0 values".into()));
         }
@@ -146,20 +180,22 @@ impl OptimKernels {
     /// One AdamW step (`step` counts from 1) over `n` parameters with moments `m`, `v`;
     /// gradients are multiplied by the clip factor in `norm` (from [`Self::record_grad_norm`])
     /// when given.
-    #[allow(clippy::too_many_arguments)]
     pub fn record_adamw<'a>(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        n: u32,
-        h: AdamW,
-        step: u32,
-        params: impl Into<Region<'a>>,
-        grads: impl Into<Region<'a>>,
-        m: impl Into<Region<'a>>,
-        v: impl Into<Region<'a>>,
-        norm: Option<Region<'a>>,
+        args: &AdamWArgs<'a>,
     ) -> Result<()> {
+        let AdamWArgs {
+            n,
+            h,
+            step,
+            params,
+            grads,
+            m,
+            v,
+            norm,
+        } = *args;
         if n == 0 {
             return Err(Error::Shape("AdamW over 0 parameters".into()));
         }
@@ -214,11 +250,14 @@ impl OptimKernels {
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        n: u32,
-        decay: f32,
-        params: impl Into<Region<'a>>,
-        ema: impl Into<Region<'a>>,
+        args: &EmaArgs<'a>,
     ) -> Result<()> {
+        let EmaArgs {
+            n,
+            decay,
+            params,
+            ema,
+        } = *args;
         if n == 0 {
             return Err(Error::Shape("EMA over 0 parameters".into()));
         }

@@ -20,6 +20,7 @@ use crate::diffusion::Process;
 use crate::gpu::Gpu;
 use crate::kernels::optim::AdamW;
 use crate::kernels::OptimKernels;
+use crate::kernels::{AdamWArgs, EmaArgs, GradNormArgs};
 use crate::model::{tokens, Activations, Dit, DitConfig, ParamLayout};
 use crate::objectives::{draw_timestep, model_timesteps};
 use crate::rng::{noise_range, philox4x32_10};
@@ -457,7 +458,16 @@ pub fn train_delta(
         );
         let mut enc = gpu.encoder();
         delta.record_backward(dev, &mut enc, &acts, &patches, &dout, None)?;
-        optim.record_grad_norm(dev, &mut enc, n, &delta.grads, base_config.clip, &norm)?;
+        optim.record_grad_norm(
+            dev,
+            &mut enc,
+            &GradNormArgs {
+                n,
+                grads: (&delta.grads).into(),
+                max_norm: base_config.clip,
+                norm: (&norm).into(),
+            },
+        )?;
         let h = AdamW {
             lr: o.lr as f64,
             beta1: base_config.beta1 as f64,
@@ -468,17 +478,28 @@ pub fn train_delta(
         optim.record_adamw(
             dev,
             &mut enc,
-            n,
-            h,
-            s + 1,
-            &delta.params,
-            &delta.grads,
-            &m,
-            &v,
-            Some((&norm).into()),
+            &AdamWArgs {
+                n,
+                h,
+                step: s + 1,
+                params: (&delta.params).into(),
+                grads: (&delta.grads).into(),
+                m: (&m).into(),
+                v: (&v).into(),
+                norm: Some((&norm).into()),
+            },
         )?;
         let decay = base_config.ema.min((1.0 + s as f32) / (10.0 + s as f32));
-        optim.record_ema(dev, &mut enc, n, decay, &delta.params, &ema)?;
+        optim.record_ema(
+            dev,
+            &mut enc,
+            &EmaArgs {
+                n,
+                decay,
+                params: (&delta.params).into(),
+                ema: (&ema).into(),
+            },
+        )?;
         gpu.submit_and_wait(enc)?;
         if !loss.is_finite() {
             return Err(Error::Diverged(format!(

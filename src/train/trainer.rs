@@ -13,6 +13,7 @@ use crate::data::{Dataset, EpochOrder};
 use crate::diffusion::DdpmSchedule;
 use crate::gpu::Gpu;
 use crate::kernels::optim::AdamW;
+use crate::kernels::{AdamWArgs, EmaArgs, GradNormArgs};
 use crate::kernels::{
     LossKernels, NoiseArgs, NoiseKernels, OptimKernels, Region, Schedule, Target, TargetKind,
     NO_LABEL,
@@ -382,8 +383,16 @@ impl<'g> Trainer<'g> {
     fn record_optimiser(&self, enc: &mut wgpu::CommandEncoder, s: u32) -> Result<f32> {
         let (c, dev) = (&self.config, &self.gpu.device);
         let n = self.dit.layout.total as u32;
-        self.optim
-            .record_grad_norm(dev, enc, n, &self.dit.grads, c.clip, &self.norm)?;
+        self.optim.record_grad_norm(
+            dev,
+            enc,
+            &GradNormArgs {
+                n,
+                grads: (&self.dit.grads).into(),
+                max_norm: c.clip,
+                norm: (&self.norm).into(),
+            },
+        )?;
         let lr = self.lr_at(s);
         let h = AdamW {
             lr: lr as f64,
@@ -394,11 +403,31 @@ impl<'g> Trainer<'g> {
         };
         let (params, grads) = (&self.dit.params, &self.dit.grads);
         let clip = Some(Region::from(&self.norm));
-        self.optim
-            .record_adamw(dev, enc, n, h, s + 1, params, grads, &self.m, &self.v, clip)?;
+        self.optim.record_adamw(
+            dev,
+            enc,
+            &AdamWArgs {
+                n,
+                h,
+                step: s + 1,
+                params: params.into(),
+                grads: grads.into(),
+                m: (&self.m).into(),
+                v: (&self.v).into(),
+                norm: clip,
+            },
+        )?;
         let decay = self.ema_decay_at(s);
-        self.optim
-            .record_ema(dev, enc, n, decay, &self.dit.params, &self.ema)?;
+        self.optim.record_ema(
+            dev,
+            enc,
+            &EmaArgs {
+                n,
+                decay,
+                params: (&self.dit.params).into(),
+                ema: (&self.ema).into(),
+            },
+        )?;
         Ok(lr)
     }
 

@@ -5,6 +5,7 @@
 
 use crate::common;
 use common::*;
+use imba::kernels::{ConditionArgs, FoldArgs, LabelBackwardArgs, TokensArgs, Write};
 use imba::kernels::{EmbedKernels, Labels, NO_LABEL};
 use imba::reference::embed as re;
 
@@ -61,14 +62,58 @@ fn embedding_kernels_match_reference() {
             slots,
         };
         let mut enc = g.encoder();
-        k.record_tokens(dev, &mut enc, len as u32, tokens * dim, 2, &pb, &posb, &x)
-            .unwrap();
-        k.record_fold_repeats(dev, &mut enc, len as u32, 2, &x, &fold, false)
-            .unwrap();
-        k.record_condition(dev, &mut enc, batch, dim, table_rows, &tb, &tabb, l, &c)
-            .unwrap();
-        k.record_label_backward(dev, &mut enc, dim, table_rows, &dcb, l, &dt, true)
-            .unwrap();
+        k.record_tokens(
+            dev,
+            &mut enc,
+            &TokensArgs {
+                len: len as u32,
+                period: tokens * dim,
+                repeats: 2,
+                patch: (&pb).into(),
+                pos: (&posb).into(),
+                x: (&x).into(),
+            },
+        )
+        .unwrap();
+        k.record_fold_repeats(
+            dev,
+            &mut enc,
+            &FoldArgs {
+                len: len as u32,
+                repeats: 2,
+                x: (&x).into(),
+                out: (&fold).into(),
+                write: Write::Overwrite,
+            },
+        )
+        .unwrap();
+        k.record_condition(
+            dev,
+            &mut enc,
+            &ConditionArgs {
+                batch,
+                dim,
+                table_rows,
+                t_emb: (&tb).into(),
+                table: (&tabb).into(),
+                labels: l,
+                c: (&c).into(),
+            },
+        )
+        .unwrap();
+        k.record_label_backward(
+            dev,
+            &mut enc,
+            &LabelBackwardArgs {
+                dim,
+                table_rows,
+                dc: (&dcb).into(),
+                labels: l,
+                dtable: (&dt).into(),
+                write: Write::Accumulate,
+            },
+        )
+        .unwrap();
         g.submit_and_wait(enc).unwrap();
 
         let pd = tokens as usize * dim as usize;
@@ -183,7 +228,18 @@ fn embedding_bad_input_is_an_error() {
     let buf = g.zeros("buf", 1024);
     let mut enc = g.encoder();
     assert_error_mentions(
-        k.record_tokens(dev, &mut enc, 10, 4, 2, &buf, &buf, &buf),
+        k.record_tokens(
+            dev,
+            &mut enc,
+            &TokensArgs {
+                len: 10,
+                period: 4,
+                repeats: 2,
+                patch: (&buf).into(),
+                pos: (&buf).into(),
+                x: (&buf).into(),
+            },
+        ),
         "period divide",
     );
     let l = Labels {
@@ -192,7 +248,19 @@ fn embedding_bad_input_is_an_error() {
         slots: 0,
     };
     assert_error_mentions(
-        k.record_condition(dev, &mut enc, 2, 8, 3, &buf, &buf, l, &buf),
+        k.record_condition(
+            dev,
+            &mut enc,
+            &ConditionArgs {
+                batch: 2,
+                dim: 8,
+                table_rows: 3,
+                t_emb: (&buf).into(),
+                table: (&buf).into(),
+                labels: l,
+                c: (&buf).into(),
+            },
+        ),
         "non-zero",
     );
     let l = Labels {
@@ -201,7 +269,19 @@ fn embedding_bad_input_is_an_error() {
         slots: 1,
     };
     assert_error_mentions(
-        k.record_condition(dev, &mut enc, 2, 8, 3, &buf, &buf, l, &buf),
+        k.record_condition(
+            dev,
+            &mut enc,
+            &ConditionArgs {
+                batch: 2,
+                dim: 8,
+                table_rows: 3,
+                t_emb: (&buf).into(),
+                table: (&buf).into(),
+                labels: l,
+                c: (&buf).into(),
+            },
+        ),
         "`c`",
     );
 }

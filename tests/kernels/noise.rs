@@ -4,6 +4,7 @@
 use crate::common;
 use common::{assert_close, assert_error_mentions, gpu, Rand};
 use imba::diffusion::DdpmSchedule;
+use imba::kernels::LabelDropoutArgs;
 use imba::kernels::{noise::dropout_threshold, ImageGeometry, NoiseArgs, NoiseKernels, Schedule};
 use imba::reference::noise as ref_noise;
 
@@ -136,8 +137,20 @@ fn label_dropout_matches_reference_and_rate() {
     let inb = gpu.upload("labels", &labels);
     let out = gpu.upload("out", &vec![u32::MAX; batch as usize]);
     let mut enc = gpu.encoder();
-    k.record_label_dropout(&gpu.device, &mut enc, 5, 9, 0.1, 7, batch, &inb, &out)
-        .unwrap();
+    k.record_label_dropout(
+        &gpu.device,
+        &mut enc,
+        &LabelDropoutArgs {
+            seed: 5,
+            step: 9,
+            drop_prob: 0.1,
+            null_label: 7,
+            batch,
+            labels_in: &inb,
+            labels_out: &out,
+        },
+    )
+    .unwrap();
     gpu.submit_and_wait(enc).unwrap();
     let got: Vec<u32> = gpu.read(&out, batch as usize).unwrap();
     let want = ref_noise::label_dropout(5, 9, dropout_threshold(0.1), 7, &labels);
@@ -189,7 +202,19 @@ fn bad_noise_inputs_are_errors() {
         );
     }
     assert_error_mentions(
-        k.record_label_dropout(&gpu.device, &mut enc, 0, 0, 1.5, 0, 4, &buf, &buf),
+        k.record_label_dropout(
+            &gpu.device,
+            &mut enc,
+            &LabelDropoutArgs {
+                seed: 0,
+                step: 0,
+                drop_prob: 1.5,
+                null_label: 0,
+                batch: 4,
+                labels_in: &buf,
+                labels_out: &buf,
+            },
+        ),
         "[0, 1]",
     );
 }

@@ -3,6 +3,7 @@
 
 use crate::common;
 use common::*;
+use imba::kernels::{AdamWArgs, EmaArgs, GradNormArgs};
 use imba::kernels::{OptimKernels, Region};
 use imba::reference::optim::{self as ro, AdamW};
 
@@ -34,23 +35,43 @@ fn optimizer_matches_reference_over_steps() {
             let grads = r.vec(n, -0.2, 0.2);
             let gb = g.upload("g", &grads);
             let mut enc = g.encoder();
-            k.record_grad_norm(dev, &mut enc, n as u32, &gb, max_norm, &norm)
-                .unwrap();
+            k.record_grad_norm(
+                dev,
+                &mut enc,
+                &GradNormArgs {
+                    n: n as u32,
+                    grads: (&gb).into(),
+                    max_norm,
+                    norm: (&norm).into(),
+                },
+            )
+            .unwrap();
             k.record_adamw(
                 dev,
                 &mut enc,
-                n as u32,
-                h,
-                step,
-                &pb,
-                &gb,
-                &mb,
-                &vb,
-                Some(Region::from(&norm)),
+                &AdamWArgs {
+                    n: n as u32,
+                    h,
+                    step,
+                    params: (&pb).into(),
+                    grads: (&gb).into(),
+                    m: (&mb).into(),
+                    v: (&vb).into(),
+                    norm: Some(Region::from(&norm)),
+                },
             )
             .unwrap();
-            k.record_ema(dev, &mut enc, n as u32, 0.9, &pb, &eb)
-                .unwrap();
+            k.record_ema(
+                dev,
+                &mut enc,
+                &EmaArgs {
+                    n: n as u32,
+                    decay: 0.9,
+                    params: (&pb).into(),
+                    ema: (&eb).into(),
+                },
+            )
+            .unwrap();
             g.submit_and_wait(enc).unwrap();
             let g64 = f64s(&grads);
             let nrm = ro::grad_norm(&g64);
@@ -115,21 +136,81 @@ fn optimizer_bad_input_is_an_error() {
         weight_decay: 0.0,
     };
     assert_error_mentions(
-        k.record_adamw(dev, &mut enc, 4, h, 0, &buf, &buf, &buf, &buf, None),
+        k.record_adamw(
+            dev,
+            &mut enc,
+            &AdamWArgs {
+                n: 4,
+                h,
+                step: 0,
+                params: (&buf).into(),
+                grads: (&buf).into(),
+                m: (&buf).into(),
+                v: (&buf).into(),
+                norm: None,
+            },
+        ),
         "from 1",
     );
     let bad = AdamW { beta1: 1.0, ..h };
     assert_error_mentions(
-        k.record_adamw(dev, &mut enc, 4, bad, 1, &buf, &buf, &buf, &buf, None),
+        k.record_adamw(
+            dev,
+            &mut enc,
+            &AdamWArgs {
+                n: 4,
+                h: bad,
+                step: 1,
+                params: (&buf).into(),
+                grads: (&buf).into(),
+                m: (&buf).into(),
+                v: (&buf).into(),
+                norm: None,
+            },
+        ),
         "β",
     );
     assert_error_mentions(
-        k.record_adamw(dev, &mut enc, 64, h, 1, &buf, &buf, &buf, &buf, None),
+        k.record_adamw(
+            dev,
+            &mut enc,
+            &AdamWArgs {
+                n: 64,
+                h,
+                step: 1,
+                params: (&buf).into(),
+                grads: (&buf).into(),
+                m: (&buf).into(),
+                v: (&buf).into(),
+                norm: None,
+            },
+        ),
         "`grads`",
     );
     assert_error_mentions(
-        k.record_grad_norm(dev, &mut enc, 4, &buf, f32::NAN, &buf),
+        k.record_grad_norm(
+            dev,
+            &mut enc,
+            &GradNormArgs {
+                n: 4,
+                grads: (&buf).into(),
+                max_norm: f32::NAN,
+                norm: (&buf).into(),
+            },
+        ),
         "max_norm",
     );
-    assert_error_mentions(k.record_ema(dev, &mut enc, 4, 1.5, &buf, &buf), "decay");
+    assert_error_mentions(
+        k.record_ema(
+            dev,
+            &mut enc,
+            &EmaArgs {
+                n: 4,
+                decay: 1.5,
+                params: (&buf).into(),
+                ema: (&buf).into(),
+            },
+        ),
+        "decay",
+    );
 }

@@ -4,6 +4,7 @@
 use crate::common;
 use common::gpu;
 use imba::kernels::NoiseKernels;
+use imba::kernels::PhiloxWordsArgs;
 use imba::rng;
 
 /// Known-answer vectors published with Random123 (Salmon et al.), kat_vectors.
@@ -46,8 +47,18 @@ fn gpu_philox_words_are_bit_exact() {
     ] {
         let out = g.zeros("words", count as u64 * 16);
         let mut enc = g.encoder();
-        k.record_philox_words(&g.device, &mut enc, seed, step, stream, count, &out)
-            .unwrap();
+        k.record_philox_words(
+            &g.device,
+            &mut enc,
+            &PhiloxWordsArgs {
+                seed,
+                step,
+                stream,
+                count,
+                out: &out,
+            },
+        )
+        .unwrap();
         g.submit_and_wait(enc).unwrap();
         let got: Vec<u32> = g.read(&out, count as usize * 4).unwrap();
         for i in 0..count {

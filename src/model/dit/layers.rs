@@ -4,6 +4,7 @@
 use super::{Activations, Dit};
 use crate::kernels::{Activation, AttentionShape, Columns, Labels, Layout, MatmulArgs, Modulation};
 use crate::kernels::{ActivationArgs, ActivationBackwardArgs, Region, Stream, Write};
+use crate::kernels::{ConditionArgs, FoldArgs, LabelBackwardArgs, TokensArgs};
 use crate::kernels::{LnModulateArgs, LnModulateBackwardArgs, SegmentSumsArgs};
 use crate::Result;
 
@@ -268,12 +269,14 @@ impl<'a> Pass<'a> {
         embed.record_tokens(
             self.dev,
             enc,
-            b * n * d,
-            n * d,
-            a.repeats,
-            &a.tok,
-            &dit.pos,
-            &a.x,
+            &TokensArgs {
+                len: b * n * d,
+                period: n * d,
+                repeats: a.repeats,
+                patch: (&a.tok).into(),
+                pos: (&dit.pos).into(),
+                x: (&a.x).into(),
+            },
         )?;
         self.linear(enc, "t_embedder.mlp.0", dims(b, 256, d), &a.tfreq, &a.th1)?;
         self.activation(enc, Activation::Silu, b * d, &a.th1, &a.ts)?;
@@ -283,13 +286,15 @@ impl<'a> Pass<'a> {
         embed.record_condition(
             self.dev,
             enc,
-            b,
-            d,
-            rows,
-            &a.temb,
-            table,
-            self.labels(),
-            &a.c,
+            &ConditionArgs {
+                batch: b,
+                dim: d,
+                table_rows: rows,
+                t_emb: (&a.temb).into(),
+                table: table.into(),
+                labels: self.labels(),
+                c: (&a.c).into(),
+            },
         )?;
         self.activation(enc, Activation::Silu, self.r * d, &a.c, &a.sc)
     }
@@ -303,8 +308,29 @@ impl<'a> Pass<'a> {
         self.activation_backward(enc, Activation::Silu, self.r * d, (&a.c, &s.dsc), &s.dc)?;
         let table = dit.grad("y_embedder.embedding_table.weight");
         let rows = dit.config.table_rows();
-        embed.record_label_backward(self.dev, enc, d, rows, &s.dc, self.labels(), table, false)?;
-        embed.record_fold_repeats(self.dev, enc, b * d, a.repeats, &s.dc, &s.dtemb, false)?;
+        embed.record_label_backward(
+            self.dev,
+            enc,
+            &LabelBackwardArgs {
+                dim: d,
+                table_rows: rows,
+                dc: (&s.dc).into(),
+                labels: self.labels(),
+                dtable: table.into(),
+                write: Write::Overwrite,
+            },
+        )?;
+        embed.record_fold_repeats(
+            self.dev,
+            enc,
+            &FoldArgs {
+                len: b * d,
+                repeats: a.repeats,
+                x: (&s.dc).into(),
+                out: (&s.dtemb).into(),
+                write: Write::Overwrite,
+            },
+        )?;
         let mlp2 = dims(b, d, d);
         self.linear_backward(
             enc,
@@ -322,7 +348,17 @@ impl<'a> Pass<'a> {
             None,
         )?;
         // The patch embedding, shared by the repeats.
-        embed.record_fold_repeats(self.dev, enc, b * n * d, a.repeats, &s.dx, &s.dtok, false)?;
+        embed.record_fold_repeats(
+            self.dev,
+            enc,
+            &FoldArgs {
+                len: b * n * d,
+                repeats: a.repeats,
+                x: (&s.dx).into(),
+                out: (&s.dtok).into(),
+                write: Write::Overwrite,
+            },
+        )?;
         let dw = MatmulArgs {
             m: d,
             k: b * n,

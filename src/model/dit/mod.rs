@@ -15,6 +15,7 @@ mod arena;
 mod block;
 mod layers;
 
+use crate::kernels::{FoldArgs, Write};
 pub use arena::buffer;
 use arena::usage;
 pub use arena::{arena_plan, Activations, BlockActs, Plan};
@@ -197,7 +198,17 @@ impl Dit {
         for (i, ba) in acts.blocks.iter().enumerate().rev() {
             if let Some(g) = inject.filter(|g| g.block as usize == i) {
                 let fold = &self.kernels.embed;
-                fold.record_fold_repeats(dev, enc, pass.t * pass.d, 1, g.buffer, dx, true)?;
+                fold.record_fold_repeats(
+                    dev,
+                    enc,
+                    &FoldArgs {
+                        len: pass.t * pass.d,
+                        repeats: 1,
+                        x: g.buffer.into(),
+                        out: dx.into(),
+                        write: Write::Accumulate,
+                    },
+                )?;
             }
             pass.block_backward(enc, i, ba)?;
         }
