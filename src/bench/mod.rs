@@ -236,7 +236,12 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
                 &mut |enc: &mut wgpu::CommandEncoder| portable.record_imba(dev, enc, &args, &p),
                 &mut |enc: &mut wgpu::CommandEncoder| {
                     unfused.record(
-                        dev, enc, &uws, &pc, &pu, philox, &p, &weights, &gc, &gu, &scalars,
+                        dev,
+                        enc,
+                        &uws,
+                        (&pc, &pu),
+                        (philox, &p),
+                        [&weights, &gc, &gu, &scalars],
                     )
                 },
             ],

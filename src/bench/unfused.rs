@@ -5,7 +5,8 @@
 
 use crate::kernels::common::{self, Slot};
 use crate::kernels::{
-    DForm, Granularity, ImbaParams, Normalize, ReduceKernel, Target, TargetKind, TokenShape,
+    DForm, Granularity, ImbaParams, Normalize, ReduceArgs, ReduceKernel, Target, TargetKind,
+    TokenShape,
 };
 use crate::{Error, Result};
 
@@ -139,20 +140,15 @@ impl UnfusedImba {
     /// Records the chain. Same outputs as
     /// [`LossKernels::record_imba`](crate::kernels::LossKernels::record_imba): D, both gradients, and
     /// [L, L_c, L_u, mean D].
-    #[allow(clippy::too_many_arguments)]
+    /// `outs`: D, ∂L/∂ε_c, ∂L/∂ε_u and the four scalars.
     pub fn record(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
         ws: &UnfusedWorkspace,
-        pred_cond: &wgpu::Buffer,
-        pred_uncond: &wgpu::Buffer,
-        target: Target,
-        imba: &ImbaParams,
-        weights: &wgpu::Buffer,
-        grad_cond: &wgpu::Buffer,
-        grad_uncond: &wgpu::Buffer,
-        scalars: &wgpu::Buffer,
+        (pred_cond, pred_uncond): (&wgpu::Buffer, &wgpu::Buffer),
+        (target, imba): (Target, &ImbaParams),
+        [weights, grad_cond, grad_uncond, scalars]: [&wgpu::Buffer; 4],
     ) -> Result<()> {
         imba.validate()?;
         if imba.granularity != Granularity::Token || imba.normalize != Normalize::None {
@@ -360,8 +356,14 @@ impl UnfusedImba {
             (&ws.e_u, &ws.sums[1]),
             (weights, &ws.sums[2]),
         ] {
-            self.reduce
-                .record(device, encoder, src, rows, 1, scratch, dst)?;
+            let args = ReduceArgs {
+                input: src,
+                items: rows,
+                width: 1,
+                scratch,
+                out: dst,
+            };
+            self.reduce.record(device, encoder, &args)?;
         }
         for (i, src) in ws.sums.iter().enumerate() {
             encoder.copy_buffer_to_buffer(src, 0, &ws.sums_packed, i as u64 * 16, 16);

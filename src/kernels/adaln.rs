@@ -305,7 +305,7 @@ impl AdaLnKernels {
         } = *args;
         s.validate()?;
         let p = self.mod_params(s, &modulation, false)?;
-        let (x, h, xhat, rstd) = (x.into(), h.into(), xhat.into(), rstd.into());
+        let (x, h, xhat, rstd) = (x, h, xhat, rstd);
         let (reads, writes) = (
             [
                 Some(("x", x, s.bytes())),
@@ -319,7 +319,7 @@ impl AdaLnKernels {
             ],
         );
         if self.ln_path(s, &modulation) == AdaLnPath::Texture
-            && self.launch_texture(device, encoder, 0, p, s.rows as u64, reads, writes)?
+            && self.launch_texture(device, encoder, (0, p, s.rows as u64), reads, writes)?
         {
             return Ok(());
         }
@@ -356,17 +356,17 @@ impl AdaLnKernels {
         s.validate()?;
         let p = self.mod_params(s, &modulation, accumulate)?;
         let reads = [
-            Some(("xhat", xhat.into(), s.bytes())),
+            Some(("xhat", xhat, s.bytes())),
             Some(("modulation", modulation.region, mod_bytes(s, &modulation))),
-            Some(("dh", dh.into(), s.bytes())),
+            Some(("dh", dh, s.bytes())),
         ];
         let writes = [
-            Some(("dx", dx.into(), s.bytes())),
+            Some(("dx", dx, s.bytes())),
             None,
-            Some(("rstd", rstd.into(), s.rows as u64 * 4)),
+            Some(("rstd", rstd, s.rows as u64 * 4)),
         ];
         if self.ln_path(s, &modulation) == AdaLnPath::Texture
-            && self.launch_texture(device, encoder, 1, p, s.rows as u64, reads, writes)?
+            && self.launch_texture(device, encoder, (1, p, s.rows as u64), reads, writes)?
         {
             return Ok(());
         }
@@ -404,10 +404,10 @@ impl AdaLnKernels {
             p,
             s.rows as u64 * s.dim as u64,
             [
-                Some(("a", a.into(), s.bytes())),
+                Some(("a", a, s.bytes())),
                 Some(("modulation", modulation.region, mod_bytes(s, &modulation))),
                 None,
-                Some(("x", x.into(), s.bytes())),
+                Some(("x", x, s.bytes())),
                 None,
                 None,
             ],
@@ -438,10 +438,10 @@ impl AdaLnKernels {
             p,
             s.rows as u64 * s.dim as u64,
             [
-                Some(("dx", dx.into(), s.bytes())),
+                Some(("dx", dx, s.bytes())),
                 Some(("modulation", modulation.region, mod_bytes(s, &modulation))),
                 None,
-                Some(("da", da.into(), s.bytes())),
+                Some(("da", da, s.bytes())),
                 None,
                 None,
             ],
@@ -515,9 +515,7 @@ impl AdaLnKernels {
             && self.launch_texture(
                 device,
                 encoder,
-                2,
-                p,
-                segments as u64 * dim as u64 / 4,
+                (2, p, segments as u64 * dim as u64 / 4),
                 reads,
                 writes,
             )?
@@ -602,14 +600,11 @@ impl AdaLnKernels {
     /// `writes` bound as storage buffers (4–6). Returns `false`, recording nothing, where the
     /// texture path is off or an operand cannot be copied; the caller then runs the portable
     /// kernel.
-    #[allow(clippy::too_many_arguments)]
     fn launch_texture(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        entry: usize,
-        params: AdaParams,
-        invocations: u64,
+        (entry, params, invocations): (usize, AdaParams, u64),
         reads: [Operand; 3],
         writes: [Operand; 3],
     ) -> Result<bool> {

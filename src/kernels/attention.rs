@@ -129,6 +129,18 @@ pub struct AttentionKernels {
     binder: common::Binder,
 }
 
+/// dqkv (overwritten) from dO, given the forward's qkv, O and log-sum-exp; `delta` is scratch of samples·heads·tokens values.
+#[derive(Clone, Copy)]
+pub struct AttentionBackwardArgs<'a> {
+    pub shape: AttentionShape,
+    pub qkv: Region<'a>,
+    pub o: Region<'a>,
+    pub lse: Region<'a>,
+    pub d_o: Region<'a>,
+    pub dqkv: Region<'a>,
+    pub delta: Region<'a>,
+}
+
 impl AttentionKernels {
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         use Slot::*;
@@ -249,30 +261,25 @@ impl AttentionKernels {
 
     /// dqkv (overwritten) from dO, given the forward's qkv, O and log-sum-exp; `delta` is
     /// scratch of samples·heads·tokens values.
-    #[allow(clippy::too_many_arguments)]
     pub fn record_backward<'a>(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        shape: AttentionShape,
-        qkv: impl Into<Region<'a>>,
-        o: impl Into<Region<'a>>,
-        lse: impl Into<Region<'a>>,
-        d_o: impl Into<Region<'a>>,
-        dqkv: impl Into<Region<'a>>,
-        delta: impl Into<Region<'a>>,
+        args: &AttentionBackwardArgs<'a>,
     ) -> Result<()> {
+        let AttentionBackwardArgs {
+            shape,
+            qkv,
+            o,
+            lse,
+            d_o,
+            dqkv,
+            delta,
+        } = *args;
         shape.validate()?;
         let e = shape.elements() * 4;
         let l = shape.query_rows() * 4;
-        let (qkv, o, lse, d_o, dqkv, delta) = (
-            qkv.into(),
-            o.into(),
-            lse.into(),
-            d_o.into(),
-            dqkv.into(),
-            delta.into(),
-        );
+        let (qkv, o, lse, d_o, dqkv, delta) = (qkv, o, lse, d_o, dqkv, delta);
         if self.path(device, shape) == AttentionPath::Texture {
             for (name, r, bytes) in [
                 ("qkv", qkv, 3 * e),
@@ -342,9 +349,7 @@ impl AttentionKernels {
         let view = self.cached(device, role, floats / 4);
         let pack = self.tex_dispatch(
             device,
-            shape,
-            floats / 4,
-            floats / 4,
+            (shape, floats / 4, floats / 4),
             [Some((src, 4 * floats)), None, None, None],
             [None; 3],
             Some(&view),
@@ -354,13 +359,10 @@ impl AttentionKernels {
 
     /// One texture-path dispatch: buffers in slots 1–4, sampled textures in 5–7, the written
     /// texture in 8 (placeholders where unused).
-    #[allow(clippy::too_many_arguments)]
     fn tex_dispatch(
         &self,
         device: &wgpu::Device,
-        shape: AttentionShape,
-        texels: u64,
-        invocations: u64,
+        (shape, texels, invocations): (AttentionShape, u64, u64),
         buffers: [Option<(Region, u64)>; 4],
         sampled: [Option<&wgpu::TextureView>; 3],
         written: Option<&wgpu::TextureView>,
@@ -413,9 +415,7 @@ impl AttentionKernels {
         let (qkv_tex, pack) = self.fill(device, encoder, shape, "attention-qkv", qkv, 3 * e)?;
         let fwd = self.tex_dispatch(
             device,
-            shape,
-            0,
-            l,
+            (shape, 0, l),
             [None, None, Some((lse, 4 * l)), Some((o, 4 * e))],
             [Some(&qkv_tex), None, None],
             None,
@@ -443,9 +443,7 @@ impl AttentionKernels {
         let ld_tex = self.cached(device, "attention-ld", l);
         let delta = self.tex_dispatch(
             device,
-            shape,
-            0,
-            l,
+            (shape, 0, l),
             [
                 Some((o, 4 * e)),
                 Some((d_o, 4 * e)),
@@ -457,9 +455,7 @@ impl AttentionKernels {
         )?;
         let grads = self.tex_dispatch(
             device,
-            shape,
-            0,
-            l,
+            (shape, 0, l),
             [None, None, None, Some((dqkv, 12 * e))],
             [Some(&qkv_tex), Some(&do_tex), Some(&ld_tex)],
             None,

@@ -155,10 +155,10 @@ impl EmbedKernels {
             p,
             len as u64,
             [
-                Some(("patch", patch.into(), len as u64 * 4)),
-                Some(("pos", pos.into(), period as u64 * 4)),
+                Some(("patch", patch, len as u64 * 4)),
+                Some(("pos", pos, period as u64 * 4)),
                 None,
-                Some(("x", x.into(), out * 4)),
+                Some(("x", x, out * 4)),
             ],
         )
     }
@@ -196,10 +196,10 @@ impl EmbedKernels {
             p,
             len as u64,
             [
-                Some(("x", x.into(), len as u64 * repeats as u64 * 4)),
+                Some(("x", x, len as u64 * repeats as u64 * 4)),
                 None,
                 None,
-                Some(("out", out.into(), len as u64 * 4)),
+                Some(("out", out, len as u64 * 4)),
             ],
         )
     }
@@ -238,10 +238,10 @@ impl EmbedKernels {
             p,
             rows * dim as u64,
             [
-                Some(("t_emb", t_emb.into(), batch as u64 * dim as u64 * 4)),
-                Some(("table", table.into(), table_rows as u64 * dim as u64 * 4)),
+                Some(("t_emb", t_emb, batch as u64 * dim as u64 * 4)),
+                Some(("table", table, table_rows as u64 * dim as u64 * 4)),
                 Some(("labels", labels.buffer, rows * labels.slots as u64 * 4)),
-                Some(("c", c.into(), rows * dim as u64 * 4)),
+                Some(("c", c, rows * dim as u64 * 4)),
             ],
         )
     }
@@ -279,10 +279,10 @@ impl EmbedKernels {
             p,
             table_rows as u64 * dim as u64,
             [
-                Some(("dc", dc.into(), rows * dim as u64 * 4)),
+                Some(("dc", dc, rows * dim as u64 * 4)),
                 None,
                 Some(("labels", labels.buffer, rows * labels.slots as u64 * 4)),
-                Some(("dtable", dtable.into(), table_rows as u64 * dim as u64 * 4)),
+                Some(("dtable", dtable, table_rows as u64 * dim as u64 * 4)),
             ],
         )
     }

@@ -24,7 +24,7 @@ pub use adaln::{
     AdaLnKernels, AdaLnPath, Columns, GatedResidualArgs, GatedResidualBackwardArgs, LnModulateArgs,
     LnModulateBackwardArgs, Modulation, SegmentSumsArgs, Stream,
 };
-pub use attention::{AttentionKernels, AttentionPath, AttentionShape};
+pub use attention::{AttentionBackwardArgs, AttentionKernels, AttentionPath, AttentionShape};
 pub use common::{launch_objects_created, Region, Write};
 pub use contrastive::{ContrastiveArgs, ContrastiveKernels};
 pub use embed::{
@@ -38,7 +38,7 @@ pub use matmul::{Layout, MatmulArgs, MatmulKernels, MatmulPath};
 pub use noise::{LabelDropoutArgs, NoiseArgs, NoiseKernels, PhiloxWordsArgs, Schedule};
 pub use optim::{AdamW, AdamWArgs, EmaArgs, GradNormArgs, OptimKernels};
 pub use pair::{PairArgs, PairKernels};
-pub use reduce::ReduceKernel;
+pub use reduce::{ReduceArgs, ReduceKernel};
 
 use crate::{Error, Result};
 

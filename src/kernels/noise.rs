@@ -92,6 +92,9 @@ pub struct LabelDropoutArgs<'a> {
     pub labels_out: &'a wgpu::Buffer,
 }
 
+/// A bound buffer and the bytes the launch uses, or an unused slot.
+type Sized<'a> = Option<(&'a wgpu::Buffer, u64)>;
+
 impl NoiseKernels {
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         let layout = common::layout(
@@ -133,17 +136,13 @@ impl NoiseKernels {
     }
 
     /// Binds the seven slots, placeholders where `None`, and records one dispatch.
-    #[allow(clippy::too_many_arguments)]
     fn dispatch(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        pipeline: &wgpu::ComputePipeline,
-        mut params: NoiseParams,
-        groups: u64,
-        reads: [Option<(&wgpu::Buffer, u64)>; 4],
-        out_f32: Option<(&wgpu::Buffer, u64)>,
-        out_u32: Option<(&wgpu::Buffer, u64)>,
+        (pipeline, mut params, groups): (&wgpu::ComputePipeline, NoiseParams, u64),
+        reads: [Sized<'_>; 4],
+        (out_f32, out_u32): (Sized<'_>, Sized<'_>),
     ) -> Result<()> {
         let (gx, gy) = common::grid(device, groups)?;
         params.groups_x = gx;
@@ -205,17 +204,14 @@ impl NoiseKernels {
         self.dispatch(
             device,
             encoder,
-            &self.noise_to_tokens,
-            params,
-            n.div_ceil(4).div_ceil(WG),
+            (&self.noise_to_tokens, params, n.div_ceil(4).div_ceil(WG)),
             [
                 Some((args.x0, n * 4)),
                 Some((args.timesteps, g.batch as u64 * 4)),
                 table,
                 None,
             ],
-            Some((args.out_tokens, n * 4)),
-            None,
+            (Some((args.out_tokens, n * 4)), None),
         )
     }
 
@@ -242,12 +238,13 @@ impl NoiseKernels {
         self.dispatch(
             device,
             encoder,
-            &self.normals,
-            params,
-            (count as u64).div_ceil(4).div_ceil(WG),
+            (
+                &self.normals,
+                params,
+                (count as u64).div_ceil(4).div_ceil(WG),
+            ),
             [None; 4],
-            Some((out, count as u64 * 4)),
-            None,
+            (Some((out, count as u64 * 4)), None),
         )
     }
 
@@ -282,12 +279,9 @@ impl NoiseKernels {
         self.dispatch(
             device,
             encoder,
-            &self.philox_words,
-            params,
-            (count as u64).div_ceil(WG),
+            (&self.philox_words, params, (count as u64).div_ceil(WG)),
             [None; 4],
-            None,
-            Some((out, count as u64 * 16)),
+            (None, Some((out, count as u64 * 16))),
         )
     }
 
@@ -332,12 +326,9 @@ impl NoiseKernels {
         self.dispatch(
             device,
             encoder,
-            &self.label_dropout,
-            params,
-            (batch as u64).div_ceil(WG),
+            (&self.label_dropout, params, (batch as u64).div_ceil(WG)),
             [None, None, None, Some((labels_in, bytes))],
-            None,
-            Some((labels_out, bytes)),
+            (None, Some((labels_out, bytes))),
         )
     }
 }

@@ -144,7 +144,7 @@ impl OptimKernels {
             max_norm,
             ..Default::default()
         };
-        let (grads, norm) = (grads.into(), norm.into());
+        let (grads, norm) = (grads, norm);
         let first = self.bind(
             device,
             p,
@@ -234,11 +234,11 @@ impl OptimKernels {
             p,
             (n as u64).div_ceil(64),
             [
-                Some(("grads", grads.into(), bytes)),
+                Some(("grads", grads, bytes)),
                 norm.map(|r| ("norm", r, 12)),
-                Some(("params", params.into(), bytes)),
-                Some(("m", m.into(), bytes)),
-                Some(("v", v.into(), bytes)),
+                Some(("params", params, bytes)),
+                Some(("m", m, bytes)),
+                Some(("v", v, bytes)),
             ],
         )?;
         common::record_pass(encoder, "adamw", &[(&self.pipelines[2], &bg.0, bg.1)]);
@@ -277,9 +277,9 @@ impl OptimKernels {
             p,
             (n as u64).div_ceil(64),
             [
-                Some(("params", params.into(), bytes)),
+                Some(("params", params, bytes)),
                 None,
-                Some(("ema", ema.into(), bytes)),
+                Some(("ema", ema, bytes)),
                 None,
                 None,
             ],

@@ -22,6 +22,17 @@ pub struct ReduceKernel {
     binder: common::Binder,
 }
 
+/// A deterministic sum of `items` items of `width` (1 or 4) f32 into one vec4, through two
+/// scratch buffers.
+#[derive(Clone, Copy)]
+pub struct ReduceArgs<'a> {
+    pub input: &'a wgpu::Buffer,
+    pub items: u32,
+    pub width: u32,
+    pub scratch: [&'a wgpu::Buffer; 2],
+    pub out: &'a wgpu::Buffer,
+}
+
 impl ReduceKernel {
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         let layout = common::layout(
@@ -43,17 +54,19 @@ impl ReduceKernel {
     }
 
     /// Records the passes: `input` → scratch ping-pong → `out` (one vec4, 16 bytes).
-    #[allow(clippy::too_many_arguments)]
     pub fn record(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        input: &wgpu::Buffer,
-        items: u32,
-        width: u32,
-        scratch: [&wgpu::Buffer; 2],
-        out: &wgpu::Buffer,
+        args: &ReduceArgs<'_>,
     ) -> Result<()> {
+        let ReduceArgs {
+            input,
+            items,
+            width,
+            scratch,
+            out,
+        } = *args;
         if items == 0 {
             return Err(Error::Shape("reduce: nothing to sum (0 items)".into()));
         }

@@ -3,16 +3,11 @@
 use crate::kernels::matmul::Layout;
 
 /// C (M×N, row-major) = op(A)·op(B) (+ bias), sums in f64.
-#[allow(clippy::too_many_arguments)]
 pub fn matmul(
-    a: &[f32],
-    a_layout: Layout,
-    b: &[f32],
-    b_layout: Layout,
+    (a, a_layout): (&[f32], Layout),
+    (b, b_layout): (&[f32], Layout),
     bias: Option<&[f32]>,
-    m: usize,
-    k: usize,
-    n: usize,
+    (m, k, n): (usize, usize, usize),
 ) -> Vec<f64> {
     let at = |r: usize, c: usize| match a_layout {
         Layout::RowMajor => a[r * k + c],

@@ -348,17 +348,27 @@ pub struct Trained {
     pub seconds: f64,
 }
 
+/// The frozen (biased) model: its run's config, its shape and its weights.
+#[derive(Clone, Copy)]
+pub struct Base<'a> {
+    pub config: &'a TrainConfig,
+    pub model: &'a DitConfig,
+    pub params: &'a [f32],
+}
+
 /// Trains the δ-model against the frozen base with the group loss.
-#[allow(clippy::too_many_arguments)]
 pub fn train_delta(
     gpu: &Gpu,
-    base_config: &TrainConfig,
-    base_model: &DitConfig,
-    base_params: &[f32],
+    base: &Base,
     data: &Dataset,
     groups: &[f64],
     o: &Options,
 ) -> Result<Trained> {
+    let Base {
+        config: base_config,
+        model: base_model,
+        params: base_params,
+    } = *base;
     o.validate()?;
     let start = std::time::Instant::now();
     let g = o.groups as usize;
@@ -551,18 +561,19 @@ pub fn delta_start(
     }
 }
 
-/// Samples with the base and the δ-model mixed (DDIM η = 0 or Euler, CFG).
-#[allow(clippy::too_many_arguments)]
+/// Samples with the base and the δ-model mixed with weight `r` (DDIM η = 0 or Euler, CFG).
 pub fn sample_mixed(
     gpu: &Gpu,
-    base_config: &TrainConfig,
-    base_model: &DitConfig,
-    base_params: &[f32],
-    delta: &Trained,
-    r: f32,
+    base: &Base,
+    (delta, r): (&Trained, f32),
     o: &crate::eval::EvalOptions,
     labels: &[u32],
 ) -> Result<Vec<f32>> {
+    let Base {
+        config: base_config,
+        model: base_model,
+        params: base_params,
+    } = *base;
     let sampler = match base_config.process {
         Process::Ddpm => crate::diffusion::Sampler::Ddim {
             steps: o.steps,
@@ -646,7 +657,17 @@ pub fn run(
     let start = infer_groups(&losses, g, 0, o.group_lr, o.seed);
     let w = infer_groups(&losses, g, o.group_epochs, o.group_lr, o.seed);
     let t2 = t0.elapsed().as_secs_f64();
-    let trained = train_delta(gpu, bc, bm, base_params, &data, &w, o)?;
+    let trained = train_delta(
+        gpu,
+        &Base {
+            config: bc,
+            model: bm,
+            params: base_params,
+        },
+        &data,
+        &w,
+        o,
+    )?;
     let t3 = t0.elapsed().as_secs_f64();
     let labels = crate::eval::eval_labels(bc, &data, eval)?;
     let clamp = |mut x: Vec<f32>| {
@@ -655,21 +676,23 @@ pub fn run(
     };
     let mixed = clamp(sample_mixed(
         gpu,
-        bc,
-        bm,
-        base_params,
-        &trained,
-        o.r,
+        &Base {
+            config: bc,
+            model: bm,
+            params: base_params,
+        },
+        (&trained, o.r),
         eval,
         &labels,
     )?);
     let plain = clamp(sample_mixed(
         gpu,
-        bc,
-        bm,
-        base_params,
-        &trained,
-        0.0,
+        &Base {
+            config: bc,
+            model: bm,
+            params: base_params,
+        },
+        (&trained, 0.0),
         eval,
         &labels,
     )?);

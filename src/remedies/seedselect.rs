@@ -616,20 +616,36 @@ pub struct Report {
     pub rows_per_seed: u32,
 }
 
-/// `imba seedselect`: optimises `o.samples` seeds of `run` for `label` (a label or concept
-/// list) against up to `refs` training images of that label row; writes plain/ and
-/// selected/ samples and report.json into `out`.
-#[allow(clippy::too_many_arguments)]
+/// What SeedSelect is asked for: the rare label and its references, the weights used, the
+/// loss's weights.
+#[derive(Clone, Debug)]
+pub struct Request<'a> {
+    /// A label or concept list, by name or number (concepts joined by '+').
+    pub label: &'a str,
+    /// References: up to this many training images with exactly this label row.
+    pub refs: u32,
+    /// The EMA weights (else the raw ones).
+    pub ema: bool,
+    /// (semantic, appearance) loss weights; (10, 1) as published.
+    pub weights: (f64, f64),
+}
+
+/// `imba seedselect`: optimises `o.samples` seeds of `run` for `req.label` against up to
+/// `req.refs` training images of that label row; writes plain/ and selected/ samples and
+/// report.json into `out`.
 pub fn run(
     gpu: &Gpu,
     run: &std::path::Path,
-    label: &str,
-    refs: u32,
-    ema: bool,
-    weights: (f64, f64),
+    req: &Request,
     o: &Options,
     out: &std::path::Path,
 ) -> Result<Report> {
+    let Request {
+        label,
+        refs,
+        ema,
+        weights,
+    } = *req;
     use crate::train::setup;
     o.validate()?;
     if refs == 0 {

@@ -55,7 +55,7 @@ fn activations_match_reference_forward_and_backward() {
                 dev,
                 &mut enc,
                 &ActivationArgs {
-                    act: act,
+                    act,
                     n: n as u32,
                     x: &xb,
                     y: &y,
@@ -66,7 +66,7 @@ fn activations_match_reference_forward_and_backward() {
                 dev,
                 &mut enc,
                 &ActivationBackwardArgs {
-                    act: act,
+                    act,
                     n: n as u32,
                     x: &xb,
                     dy: &dyb,
@@ -79,7 +79,7 @@ fn activations_match_reference_forward_and_backward() {
                 dev,
                 &mut enc,
                 &ActivationBackwardArgs {
-                    act: act,
+                    act,
                     n: n as u32,
                     x: &xb,
                     dy: &dyb,
@@ -163,7 +163,7 @@ fn activation_gradients_match_finite_differences() {
             dev,
             &mut enc,
             &ActivationBackwardArgs {
-                act: act,
+                act,
                 n: n as u32,
                 x: &xb,
                 dy: &dyb,

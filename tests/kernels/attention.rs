@@ -4,6 +4,7 @@
 
 use crate::common;
 use common::*;
+use imba::kernels::AttentionBackwardArgs;
 use imba::kernels::{AttentionKernels, AttentionPath, AttentionShape};
 use imba::reference::attention as ra;
 use wgpu::util::DeviceExt;
@@ -68,8 +69,20 @@ fn attention_matches_reference() {
         );
         let mut enc = g.encoder();
         k.record_forward(dev, &mut enc, sh, &qb, &o, &lse).unwrap();
-        k.record_backward(dev, &mut enc, sh, &qb, &o, &lse, &dob, &dqkv, &delta)
-            .unwrap();
+        k.record_backward(
+            dev,
+            &mut enc,
+            &AttentionBackwardArgs {
+                shape: sh,
+                qkv: (&qb).into(),
+                o: (&o).into(),
+                lse: (&lse).into(),
+                d_o: (&dob).into(),
+                dqkv: (&dqkv).into(),
+                delta: (&delta).into(),
+            },
+        )
+        .unwrap();
         g.submit_and_wait(enc).unwrap();
         let q64 = f64s(&qkv);
         let want_o = ra::attention(&q64, ref_shape(sh));

@@ -157,7 +157,12 @@ fn run_imba(inp: &Inputs, p: &ImbaParams, path: Path) -> Outputs {
             let k = UnfusedImba::new(dev).unwrap();
             let ws = UnfusedWorkspace::new(dev, s).unwrap();
             k.record(
-                dev, &mut enc, &ws, &pc, &pu, target, p, &weights, &gc, &gu, &scalars,
+                dev,
+                &mut enc,
+                &ws,
+                (&pc, &pu),
+                (target, p),
+                [&weights, &gc, &gu, &scalars],
             )
             .unwrap();
         }

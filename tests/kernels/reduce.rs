@@ -2,6 +2,7 @@
 
 use crate::common;
 use common::{assert_error_mentions, gpu, Rand};
+use imba::kernels::ReduceArgs;
 use imba::kernels::{reduce::CHUNK, ReduceKernel};
 
 fn gpu_sum(data: &[f32], width: u32) -> [f32; 4] {
@@ -16,11 +17,13 @@ fn gpu_sum(data: &[f32], width: u32) -> [f32; 4] {
     k.record(
         &g.device,
         &mut enc,
-        &input,
-        items,
-        width,
-        [&scratch[0], &scratch[1]],
-        &out,
+        &ReduceArgs {
+            input: &input,
+            items,
+            width,
+            scratch: [&scratch[0], &scratch[1]],
+            out: &out,
+        },
     )
     .unwrap();
     g.submit_and_wait(enc).unwrap();
@@ -84,7 +87,17 @@ fn bad_reduce_inputs_are_errors() {
     let mut enc = g.encoder();
     for (items, width, needle) in [(0, 1, "0 items"), (4, 3, "width"), (1000, 1, "`input`")] {
         assert_error_mentions(
-            k.record(&g.device, &mut enc, &b, items, width, [&b, &b], &b),
+            k.record(
+                &g.device,
+                &mut enc,
+                &ReduceArgs {
+                    input: &b,
+                    items,
+                    width,
+                    scratch: [&b, &b],
+                    out: &b,
+                },
+            ),
             needle,
         );
     }

@@ -212,16 +212,49 @@ fn delta_starts_at_zero_and_training_lowers_the_group_loss() {
     for init in [DeltaInit::Copy, DeltaInit::Scratch { depth: 1 }] {
         o.delta_init = init;
         o.steps = 0;
-        let t0 = invdiff::train_delta(g, &tc, &cfg, &base, &data, &w, &o).unwrap();
+        let t0 = invdiff::train_delta(
+            g,
+            &invdiff::Base {
+                config: &tc,
+                model: &cfg,
+                params: &base,
+            },
+            &data,
+            &w,
+            &o,
+        )
+        .unwrap();
         let depth = match init {
             DeltaInit::Copy => cfg.depth,
             DeltaInit::Scratch { depth } => depth,
         };
         assert_eq!(t0.model.depth, depth);
-        let full = invdiff::sample_mixed(g, &tc, &cfg, &base, &t0, 1.0, &eval, &labels).unwrap();
+        let full = invdiff::sample_mixed(
+            g,
+            &invdiff::Base {
+                config: &tc,
+                model: &cfg,
+                params: &base,
+            },
+            (&t0, 1.0),
+            &eval,
+            &labels,
+        )
+        .unwrap();
         assert_close(&format!("{init:?}: zero δ"), &full, &want, 1e-5, 1e-5);
         o.steps = 60;
-        let t = invdiff::train_delta(g, &tc, &cfg, &base, &data, &w, &o).unwrap();
+        let t = invdiff::train_delta(
+            g,
+            &invdiff::Base {
+                config: &tc,
+                model: &cfg,
+                params: &base,
+            },
+            &data,
+            &w,
+            &o,
+        )
+        .unwrap();
         let first: f64 = t.losses[..10].iter().sum::<f64>() / 10.0;
         let last: f64 = t.losses[50..].iter().sum::<f64>() / 10.0;
         assert!(
@@ -231,7 +264,18 @@ fn delta_starts_at_zero_and_training_lowers_the_group_loss() {
     }
     o.groups = 1;
     assert_error_mentions(
-        invdiff::train_delta(g, &tc, &cfg, &base, &data, &w, &o).map(|_| ()),
+        invdiff::train_delta(
+            g,
+            &invdiff::Base {
+                config: &tc,
+                model: &cfg,
+                params: &base,
+            },
+            &data,
+            &w,
+            &o,
+        )
+        .map(|_| ()),
         "at least 2 groups",
     );
 }

@@ -74,16 +74,13 @@ pub fn run(gpu: &Gpu, a: SeedSelectArgs) -> imba::Result<()> {
             a.label.replace(['+', ':', '/'], "_")
         ))
     });
-    let r = seedselect::run(
-        gpu,
-        &a.run,
-        &a.label,
-        a.refs,
-        !a.no_ema,
-        (a.sem_weight, a.app_weight),
-        &o,
-        &out,
-    )?;
+    let req = seedselect::Request {
+        label: &a.label,
+        refs: a.refs,
+        ema: !a.no_ema,
+        weights: (a.sem_weight, a.app_weight),
+    };
+    let r = seedselect::run(gpu, &a.run, &req, &o, &out)?;
     println!(
         "{}: {} of {} training images as references; encoder {} ({:.1} s)",
         r.label, r.references, r.available, r.encoder, r.encoder_seconds

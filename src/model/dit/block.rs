@@ -4,6 +4,7 @@
 
 use super::arena::BlockActs;
 use super::layers::{dims, Pass};
+use crate::kernels::AttentionBackwardArgs;
 use crate::kernels::{Activation, Modulation};
 use crate::kernels::{
     GatedResidualArgs, GatedResidualBackwardArgs, LnModulateArgs, LnModulateBackwardArgs, Write,
@@ -177,7 +178,17 @@ impl Pass<'_> {
             Some((&s.d_o, false)),
         )?;
         self.dit.kernels.attention.record_backward(
-            dev, enc, self.shape, &ba.qkv, &ba.o, &ba.lse, &s.d_o, &s.dqkv, &s.delta,
+            dev,
+            enc,
+            &AttentionBackwardArgs {
+                shape: self.shape,
+                qkv: (&ba.qkv).into(),
+                o: (&ba.o).into(),
+                lse: (&ba.lse).into(),
+                d_o: (&s.d_o).into(),
+                dqkv: (&s.dqkv).into(),
+                delta: (&s.delta).into(),
+            },
         )?;
         let qkv = (&ba.h1, &s.dqkv);
         self.linear_backward(

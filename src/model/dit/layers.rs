@@ -161,16 +161,10 @@ impl<'a> Pass<'a> {
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Result<()> {
-        self.dit.kernels.act.record_forward(
-            self.dev,
-            enc,
-            &ActivationArgs {
-                act: f,
-                n: n,
-                x: x,
-                y: y,
-            },
-        )
+        self.dit
+            .kernels
+            .act
+            .record_forward(self.dev, enc, &ActivationArgs { act: f, n, x, y })
     }
 
     /// dx = dy·f'(x) over `n` values.
@@ -291,7 +285,7 @@ impl<'a> Pass<'a> {
                 dim: d,
                 table_rows: rows,
                 t_emb: (&a.temb).into(),
-                table: table.into(),
+                table,
                 labels: self.labels(),
                 c: (&a.c).into(),
             },
@@ -316,7 +310,7 @@ impl<'a> Pass<'a> {
                 table_rows: rows,
                 dc: (&s.dc).into(),
                 labels: self.labels(),
-                dtable: table.into(),
+                dtable: table,
                 write: Write::Overwrite,
             },
         )?;
