@@ -49,17 +49,9 @@ struct AdaParams {
 // ln_modulate_*: 1/σ per row (written by the forward, read by the backward).
 @group(0) @binding(6) var<storage, read_write> rstd: array<f32>;
 
-fn invocation(wid: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.y * P.groups_x + wid.x) * 64u + lid.x;
-}
+//!include grid64.wgsl
 
-fn put(i: u32, v: f32) {
-    if (P.accumulate == 1u) {
-        out[i] = out[i] + v;
-    } else {
-        out[i] = v;
-    }
-}
+//!include put.wgsl
 
 // Two passes over the row (mean, then the centred variance): as exact as f32 allows, unlike
 // E[x²] − E[x]², which cancels for rows with a large mean.

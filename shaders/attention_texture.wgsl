@@ -50,9 +50,7 @@ fn at(l: u32) -> vec2<u32> {
     return vec2<u32>(l & (TEX_W - 1u), l >> TEX_SHIFT);
 }
 
-fn invocation(wid: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.y * P.groups_x + wid.x) * 64u + lid.x;
-}
+//!include grid64.wgsl
 
 @compute @workgroup_size(64)
 fn pack_linear4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

@@ -36,17 +36,9 @@ struct EmbedParams {
 @group(0) @binding(3) var<storage, read> labels: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-fn invocation(wid: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.y * P.groups_x + wid.x) * 64u + lid.x;
-}
+//!include grid64.wgsl
 
-fn put(i: u32, v: f32) {
-    if (P.accumulate == 1u) {
-        out[i] = out[i] + v;
-    } else {
-        out[i] = v;
-    }
-}
+//!include put.wgsl
 
 @compute @workgroup_size(64)
 fn tokens_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

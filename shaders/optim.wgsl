@@ -38,9 +38,7 @@ struct OptimParams {
 @group(0) @binding(4) var<storage, read_write> m1: array<f32>;
 @group(0) @binding(5) var<storage, read_write> m2: array<f32>;
 
-fn invocation(wid: vec3<u32>, lid: vec3<u32>) -> u32 {
-    return (wid.y * P.groups_x + wid.x) * 64u + lid.x;
-}
+//!include grid64.wgsl
 
 @compute @workgroup_size(64)
 fn sumsq_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {

@@ -44,6 +44,8 @@ const SNIPPETS: &[(&str, &str)] = &[
         "image_index.wgsl",
         include_str!("../shaders/lib/image_index.wgsl"),
     ),
+    ("grid64.wgsl", include_str!("../shaders/lib/grid64.wgsl")),
+    ("put.wgsl", include_str!("../shaders/lib/put.wgsl")),
 ];
 
 /// The complete WGSL of a kernel family, includes resolved.

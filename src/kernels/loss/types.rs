@@ -1,0 +1,192 @@
+//! The loss launchers' public types: the IMBA parameters, the target, the launch arguments
+//! and the workspace.
+
+use super::groups;
+use crate::kernels::{ImageGeometry, TokenShape};
+use crate::{Error, Result};
+
+/// How the per-token weight D is formed from the unconditional error ε − ε_u.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "workflow", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum DForm {
+    /// D = mean_k |ε − ε_u|^γ (the paper's default).
+    #[default]
+    MeanAbsPow,
+    /// D = (mean_k (ε − ε_u)²)^(γ/2).
+    PowOfRms,
+    /// D = (mean_k (ε − ε_u)²)^γ.
+    PowOfMse,
+}
+
+/// Optional normalisation of D.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "workflow", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum Normalize {
+    #[default]
+    None,
+    /// D /= mean over the batch's tokens of D.
+    BatchMean,
+}
+
+/// Token-wise D, or the sample-wise ablation (D averaged over the tokens of each sample).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "workflow", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum Granularity {
+    #[default]
+    Token,
+    Sample,
+}
+
+/// Parameters of the IMBA loss L = λ·L_c + (1−λ)·L_u.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ImbaParams {
+    pub gamma: f32,
+    pub lambda: f32,
+    pub form: DForm,
+    pub normalize: Normalize,
+    pub granularity: Granularity,
+}
+
+impl Default for ImbaParams {
+    /// γ = 0.8, λ = 0.9, token-wise mean |·|^γ, no normalisation.
+    fn default() -> Self {
+        Self {
+            gamma: 0.8,
+            lambda: 0.9,
+            form: DForm::MeanAbsPow,
+            normalize: Normalize::None,
+            granularity: Granularity::Token,
+        }
+    }
+}
+
+impl ImbaParams {
+    /// γ = 0: D ≡ 1, the dual baseline at equal compute.
+    pub fn dual_baseline() -> Self {
+        Self {
+            gamma: 0.0,
+            ..Self::default()
+        }
+    }
+
+    /// γ ≥ 0 and finite, λ in [0, 1].
+    pub fn validate(&self) -> Result<()> {
+        if !(self.gamma >= 0.0 && self.gamma.is_finite()) {
+            return Err(Error::Param(format!(
+                "γ (gamma) must be a finite number ≥ 0, got {}; γ = 0 is the dual baseline",
+                self.gamma
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.lambda) {
+            return Err(Error::Param(format!(
+                "λ (lambda) must be in [0, 1], got {}",
+                self.lambda
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether D must be known for all tokens before the fused pass (extra passes).
+    pub fn needs_weight_pass(&self) -> bool {
+        self.granularity == Granularity::Sample || self.normalize == Normalize::BatchMean
+    }
+}
+
+/// What the prediction is compared with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetKind {
+    /// ε (DDPM ε-prediction).
+    Epsilon,
+    /// v = ε − x0 (rectified flow).
+    Velocity,
+}
+
+/// Where the target comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// ε regenerated from Philox (seed, step) at each element's flat (B,C,H,W) index of
+    /// `geometry`, exactly as the noise kernel drew it. `x0` (B,C,H,W) is needed for
+    /// [`TargetKind::Velocity`].
+    Philox {
+        seed: u32,
+        step: u32,
+        geometry: ImageGeometry,
+        kind: TargetKind,
+        x0: Option<&'a wgpu::Buffer>,
+    },
+    /// A target in token layout (B, N, K), (i, j, c) order: for engines with their own noise.
+    Explicit(&'a wgpu::Buffer),
+}
+
+/// Arguments of [`LossKernels::record_imba`]. Token buffers are (B, N, K) f32.
+pub struct ImbaLossArgs<'a> {
+    pub shape: TokenShape,
+    /// ε_c = ε_θ(x_t, y, t).
+    pub pred_cond: &'a wgpu::Buffer,
+    /// ε_u = ε_θ(x_t, ∅, t).
+    pub pred_uncond: &'a wgpu::Buffer,
+    pub target: Target<'a>,
+    /// Output: D per token (B, N).
+    pub weights: &'a wgpu::Buffer,
+    /// Output: ∂L/∂ε_c.
+    pub grad_cond: &'a wgpu::Buffer,
+    /// Output: ∂L/∂ε_u.
+    pub grad_uncond: &'a wgpu::Buffer,
+    /// Output: [L, L_c, L_u, mean D], 4 f32.
+    pub scalars: &'a wgpu::Buffer,
+    pub workspace: &'a LossWorkspace,
+}
+
+/// Arguments of [`LossKernels::record_mse`].
+pub struct MseLossArgs<'a> {
+    pub shape: TokenShape,
+    pub pred: &'a wgpu::Buffer,
+    pub target: Target<'a>,
+    /// Output: ∂L/∂pred.
+    pub grad: &'a wgpu::Buffer,
+    /// Output: [L, L, 0, 1].
+    pub scalars: &'a wgpu::Buffer,
+    pub workspace: &'a LossWorkspace,
+}
+
+/// Scratch of a loss launch: vec4 partial sums (one per workgroup of the portable passes, one
+/// per invocation of the vector pass where the device's binding limit allows) and the batch
+/// sum of D.
+pub struct LossWorkspace {
+    pub(super) shape: TokenShape,
+    pub(super) partials: wgpu::Buffer,
+    pub(super) weight_total: wgpu::Buffer,
+}
+
+impl LossWorkspace {
+    /// Scratch for launches of `shape`.
+    pub fn new(device: &wgpu::Device, shape: TokenShape) -> Result<Self> {
+        shape.validate()?;
+        let storage = |label, size| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        };
+        let per_invocation = shape.rows() * 16;
+        let partial_bytes = if per_invocation <= device.limits().max_storage_buffer_binding_size {
+            per_invocation
+        } else {
+            groups(shape) * 16
+        };
+        Ok(Self {
+            shape,
+            partials: storage("loss-partials", partial_bytes),
+            weight_total: storage("loss-weight-total", 16),
+        })
+    }
+
+    pub fn shape(&self) -> TokenShape {
+        self.shape
+    }
+}
