@@ -4,11 +4,7 @@
 
 use super::arena::BlockActs;
 use super::layers::{dims, Pass};
-use crate::kernels::AttentionBackwardArgs;
-use crate::kernels::{Activation, Modulation};
-use crate::kernels::{
-    GatedResidualArgs, GatedResidualBackwardArgs, LnModulateArgs, LnModulateBackwardArgs, Write,
-};
+use crate::kernels::{Activation, AttentionBackwardArgs, Modulation, Write};
 use crate::Result;
 
 impl Pass<'_> {
@@ -32,70 +28,30 @@ impl Pass<'_> {
         i: usize,
         ba: &BlockActs,
     ) -> Result<()> {
-        let (a, d, t) = (self.acts, self.d, self.t);
-        let (dev, ad) = (self.dev, &self.dit.kernels.adaln);
+        let (d, t, m) = (self.d, self.t, self.m);
         let name = |s: &str| format!("blocks.{i}.{s}");
         let (attn, mlp) = (self.modulation(ba, 0), self.modulation(ba, 3));
+        let sc = &self.acts.sc;
         self.linear(
             enc,
             &name("adaLN_modulation.1"),
             dims(self.r, d, 6 * d),
-            &a.sc,
+            sc,
             &ba.modv,
         )?;
         // Attention branch.
-        ad.record_ln_modulate(
-            dev,
-            enc,
-            &LnModulateArgs {
-                stream: self.stream,
-                x: (&a.x).into(),
-                modulation: attn,
-                h: (&ba.h1).into(),
-                xhat: (&ba.xhat1).into(),
-                rstd: (&ba.rstd1).into(),
-            },
-        )?;
+        self.ln_modulate(enc, attn, (&ba.h1, &ba.xhat1, &ba.rstd1))?;
         self.linear(enc, &name("attn.qkv"), dims(t, d, 3 * d), &ba.h1, &ba.qkv)?;
         let attention = &self.dit.kernels.attention;
-        attention.record_forward(dev, enc, self.shape, &ba.qkv, &ba.o, &ba.lse)?;
+        attention.record_forward(self.dev, enc, self.shape, &ba.qkv, &ba.o, &ba.lse)?;
         self.linear(enc, &name("attn.proj"), dims(t, d, d), &ba.o, &ba.a)?;
-        ad.record_gated_residual(
-            dev,
-            enc,
-            &GatedResidualArgs {
-                stream: self.stream,
-                a: (&ba.a).into(),
-                modulation: attn,
-                x: (&a.x).into(),
-            },
-        )?;
+        self.gated_residual(enc, attn, &ba.a)?;
         // MLP branch.
-        ad.record_ln_modulate(
-            dev,
-            enc,
-            &LnModulateArgs {
-                stream: self.stream,
-                x: (&a.x).into(),
-                modulation: mlp,
-                h: (&ba.h2).into(),
-                xhat: (&ba.xhat2).into(),
-                rstd: (&ba.rstd2).into(),
-            },
-        )?;
-        self.linear(enc, &name("mlp.fc1"), dims(t, d, self.m), &ba.h2, &ba.f1)?;
-        self.activation(enc, Activation::Gelu, t * self.m, &ba.f1, &ba.g)?;
-        self.linear(enc, &name("mlp.fc2"), dims(t, self.m, d), &ba.g, &ba.f2)?;
-        ad.record_gated_residual(
-            dev,
-            enc,
-            &GatedResidualArgs {
-                stream: self.stream,
-                a: (&ba.f2).into(),
-                modulation: mlp,
-                x: (&a.x).into(),
-            },
-        )
+        self.ln_modulate(enc, mlp, (&ba.h2, &ba.xhat2, &ba.rstd2))?;
+        self.linear(enc, &name("mlp.fc1"), dims(t, d, m), &ba.h2, &ba.f1)?;
+        self.activation(enc, Activation::Gelu, t * m, &ba.f1, &ba.g)?;
+        self.linear(enc, &name("mlp.fc2"), dims(t, m, d), &ba.g, &ba.f2)?;
+        self.gated_residual(enc, mlp, &ba.f2)
     }
 
     /// Block `i` backward: ∂L/∂x in the scratch's `dx` is carried through the block (in
@@ -108,119 +64,75 @@ impl Pass<'_> {
         ba: &BlockActs,
     ) -> Result<()> {
         let (s, d, t, m) = (&self.acts.scratch, self.d, self.t, self.m);
-        let (dev, ad) = (self.dev, &self.dit.kernels.adaln);
         let name = |x: &str| format!("blocks.{i}.{x}");
         let (attn, mlp) = (self.modulation(ba, 0), self.modulation(ba, 3));
-        let mods = |first: u32| (6 * d, first * d, (first + 1) * d);
+        let cols = |first: u32| (6 * d, first * d, (first + 1) * d);
         // MLP branch.
-        ad.record_gated_residual_backward(
-            dev,
-            enc,
-            &GatedResidualBackwardArgs {
-                stream: self.stream,
-                dx: (&s.dx).into(),
-                modulation: mlp,
-                da: (&s.dbranch).into(),
-                write: Write::Overwrite,
-            },
-        )?;
+        self.gated_residual_backward(enc, mlp)?;
         self.sample_sums(enc, (&s.dx, Some(&ba.f2)), &s.dmod, (6 * d, 5 * d))?;
-        let fc2 = (&ba.g, &s.dbranch);
         self.linear_backward(
             enc,
             &name("mlp.fc2"),
             dims(t, m, d),
-            fc2,
-            Some((&s.dg, false)),
+            (&ba.g, &s.dbranch),
+            into(&s.dg),
         )?;
         self.activation_backward(enc, Activation::Gelu, t * m, (&ba.f1, &s.dg), &s.df1)?;
-        let fc1 = (&ba.h2, &s.df1);
         self.linear_backward(
             enc,
             &name("mlp.fc1"),
             dims(t, d, m),
-            fc1,
-            Some((&s.dh, false)),
+            (&ba.h2, &s.df1),
+            into(&s.dh),
         )?;
-        self.modulation_grads(enc, (&s.dh, &ba.xhat2), &s.dmod, mods(3))?;
-        ad.record_ln_modulate_backward(
-            dev,
-            enc,
-            &LnModulateBackwardArgs {
-                stream: self.stream,
-                xhat: (&ba.xhat2).into(),
-                rstd: (&ba.rstd2).into(),
-                modulation: mlp,
-                dh: (&s.dh).into(),
-                dx: (&s.dx).into(),
-                write: Write::Accumulate,
-            },
-        )?;
+        self.modulation_grads(enc, (&s.dh, &ba.xhat2), &s.dmod, cols(3))?;
+        self.ln_modulate_backward(enc, mlp, (&ba.xhat2, &ba.rstd2), Write::Accumulate)?;
         // Attention branch.
-        ad.record_gated_residual_backward(
-            dev,
-            enc,
-            &GatedResidualBackwardArgs {
-                stream: self.stream,
-                dx: (&s.dx).into(),
-                modulation: attn,
-                da: (&s.dbranch).into(),
-                write: Write::Overwrite,
-            },
-        )?;
+        self.gated_residual_backward(enc, attn)?;
         self.sample_sums(enc, (&s.dx, Some(&ba.a)), &s.dmod, (6 * d, 2 * d))?;
-        let proj = (&ba.o, &s.dbranch);
         self.linear_backward(
             enc,
             &name("attn.proj"),
             dims(t, d, d),
-            proj,
-            Some((&s.d_o, false)),
+            (&ba.o, &s.dbranch),
+            into(&s.d_o),
         )?;
-        self.dit.kernels.attention.record_backward(
-            dev,
-            enc,
-            &AttentionBackwardArgs {
-                shape: self.shape,
-                qkv: (&ba.qkv).into(),
-                o: (&ba.o).into(),
-                lse: (&ba.lse).into(),
-                d_o: (&s.d_o).into(),
-                dqkv: (&s.dqkv).into(),
-                delta: (&s.delta).into(),
-            },
-        )?;
-        let qkv = (&ba.h1, &s.dqkv);
+        let attention = AttentionBackwardArgs {
+            shape: self.shape,
+            qkv: (&ba.qkv).into(),
+            o: (&ba.o).into(),
+            lse: (&ba.lse).into(),
+            d_o: (&s.d_o).into(),
+            dqkv: (&s.dqkv).into(),
+            delta: (&s.delta).into(),
+        };
+        self.dit
+            .kernels
+            .attention
+            .record_backward(self.dev, enc, &attention)?;
         self.linear_backward(
             enc,
             &name("attn.qkv"),
             dims(t, d, 3 * d),
-            qkv,
-            Some((&s.dh, false)),
+            (&ba.h1, &s.dqkv),
+            into(&s.dh),
         )?;
-        self.modulation_grads(enc, (&s.dh, &ba.xhat1), &s.dmod, mods(0))?;
-        ad.record_ln_modulate_backward(
-            dev,
-            enc,
-            &LnModulateBackwardArgs {
-                stream: self.stream,
-                xhat: (&ba.xhat1).into(),
-                rstd: (&ba.rstd1).into(),
-                modulation: attn,
-                dh: (&s.dh).into(),
-                dx: (&s.dx).into(),
-                write: Write::Accumulate,
-            },
-        )?;
+        self.modulation_grads(enc, (&s.dh, &ba.xhat1), &s.dmod, cols(0))?;
+        self.ln_modulate_backward(enc, attn, (&ba.xhat1, &ba.rstd1), Write::Accumulate)?;
         // The modulation linear: its gradient into SiLU(c) accumulates over the blocks.
-        let modulation = dims(self.r, d, 6 * d);
-        let inputs = (&self.acts.sc, &s.dmod);
+        let modulation = (&self.acts.sc, &s.dmod);
+        let linear = dims(self.r, d, 6 * d);
         self.linear_backward(
             enc,
             &name("adaLN_modulation.1"),
+            linear,
             modulation,
-            inputs,
             Some((&s.dsc, true)),
         )
     }
+}
+
+/// A linear backward's input gradient, overwritten.
+fn into(dx: &wgpu::Buffer) -> Option<(&wgpu::Buffer, bool)> {
+    Some((dx, false))
 }

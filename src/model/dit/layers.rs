@@ -2,7 +2,10 @@
 //! modulation gradients, the embeddings (patch, timestep, label) and the final layer.
 
 use super::{Activations, Dit};
-use crate::kernels::{Activation, AttentionShape, Columns, Labels, Layout, MatmulArgs, Modulation};
+use crate::kernels::{
+    Activation, AttentionShape, Columns, GatedResidualArgs, GatedResidualBackwardArgs, Labels,
+    Layout, MatmulArgs, Modulation,
+};
 use crate::kernels::{ActivationArgs, ActivationBackwardArgs, Region, Stream, Write};
 use crate::kernels::{ConditionArgs, FoldArgs, LabelBackwardArgs, TokensArgs};
 use crate::kernels::{LnModulateArgs, LnModulateBackwardArgs, SegmentSumsArgs};
@@ -463,5 +466,89 @@ impl<'a> Pass<'a> {
             (&a.sc, &s.dmod),
             Some((&s.dsc, false)),
         )
+    }
+
+    /// LN(x)·(1 + scale) + shift into `h`, saving x̂ and 1/σ.
+    pub fn ln_modulate(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        modulation: Modulation,
+        (h, xhat, rstd): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+    ) -> Result<()> {
+        let args = LnModulateArgs {
+            stream: self.stream,
+            x: (&self.acts.x).into(),
+            modulation,
+            h: h.into(),
+            xhat: xhat.into(),
+            rstd: rstd.into(),
+        };
+        self.dit
+            .kernels
+            .adaln
+            .record_ln_modulate(self.dev, enc, &args)
+    }
+
+    /// The backward of [`Self::ln_modulate`] from `dh`: the scratch's `dx` (+)= ∂L/∂x.
+    pub fn ln_modulate_backward(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        modulation: Modulation,
+        (xhat, rstd): (&wgpu::Buffer, &wgpu::Buffer),
+        write: Write,
+    ) -> Result<()> {
+        let s = &self.acts.scratch;
+        let args = LnModulateBackwardArgs {
+            stream: self.stream,
+            xhat: xhat.into(),
+            rstd: rstd.into(),
+            modulation,
+            dh: (&s.dh).into(),
+            dx: (&s.dx).into(),
+            write,
+        };
+        self.dit
+            .kernels
+            .adaln
+            .record_ln_modulate_backward(self.dev, enc, &args)
+    }
+
+    /// x += gate ⊙ branch.
+    pub fn gated_residual(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        modulation: Modulation,
+        branch: &wgpu::Buffer,
+    ) -> Result<()> {
+        let args = GatedResidualArgs {
+            stream: self.stream,
+            a: branch.into(),
+            modulation,
+            x: (&self.acts.x).into(),
+        };
+        self.dit
+            .kernels
+            .adaln
+            .record_gated_residual(self.dev, enc, &args)
+    }
+
+    /// ∂L/∂branch = gate ⊙ dx into the scratch's `dbranch`.
+    pub fn gated_residual_backward(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        modulation: Modulation,
+    ) -> Result<()> {
+        let s = &self.acts.scratch;
+        let args = GatedResidualBackwardArgs {
+            stream: self.stream,
+            dx: (&s.dx).into(),
+            modulation,
+            da: (&s.dbranch).into(),
+            write: Write::Overwrite,
+        };
+        self.dit
+            .kernels
+            .adaln
+            .record_gated_residual_backward(self.dev, enc, &args)
     }
 }
