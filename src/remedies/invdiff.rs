@@ -695,66 +695,24 @@ pub fn run(
     let start = infer_groups(&losses, g, 0, o.group_lr, o.seed);
     let w = infer_groups(&losses, g, o.group_epochs, o.group_lr, o.seed);
     let t2 = t0.elapsed().as_secs_f64();
-    let trained = train_delta(
-        gpu,
-        &Base {
-            config: bc,
-            model: bm,
-            params: base_params,
-        },
-        &data,
-        &w,
-        o,
-    )?;
+    let base = Base {
+        config: bc,
+        model: bm,
+        params: base_params,
+    };
+    let trained = train_delta(gpu, &base, &data, &w, o)?;
     let t3 = t0.elapsed().as_secs_f64();
     let labels = crate::eval::eval_labels(bc, &data, eval)?;
     let clamp = |mut x: Vec<f32>| {
         x.iter_mut().for_each(|v| *v = v.clamp(-1.0, 1.0));
         x
     };
-    let mixed = clamp(sample_mixed(
-        gpu,
-        &Base {
-            config: bc,
-            model: bm,
-            params: base_params,
-        },
-        (&trained, o.r),
-        eval,
-        &labels,
-    )?);
-    let plain = clamp(sample_mixed(
-        gpu,
-        &Base {
-            config: bc,
-            model: bm,
-            params: base_params,
-        },
-        (&trained, 0.0),
-        eval,
-        &labels,
-    )?);
+    let mixed = clamp(sample_mixed(gpu, &base, (&trained, o.r), eval, &labels)?);
+    let plain = clamp(sample_mixed(gpu, &base, (&trained, 0.0), eval, &labels)?);
     let evaluation = crate::eval::score(bc, &data, &labels, &mixed)?;
     let base_evaluation = crate::eval::score(bc, &data, &labels, &plain)?;
     let t4 = t0.elapsed().as_secs_f64();
-    // Who went where: mass of each group per frequency bucket (by the first label).
-    let freq = data.label_counts();
-    let bucket_of = crate::eval::buckets(&freq);
-    let names = crate::eval::BUCKETS;
-    let mut bucket_groups: Vec<(String, Vec<f64>)> = names
-        .iter()
-        .map(|n| (n.to_string(), vec![0.0; g]))
-        .collect();
-    let mut bucket_loss: Vec<(String, f64, usize)> =
-        names.iter().map(|n| (n.to_string(), 0.0, 0)).collect();
-    for i in 0..data.len() {
-        let bk = bucket_of[data.labels_of(i)[0] as usize];
-        for k in 0..g {
-            bucket_groups[bk].1[k] += w[i * g + k];
-        }
-        bucket_loss[bk].1 += losses[i];
-        bucket_loss[bk].2 += 1;
-    }
+    let (bucket_groups, bucket_loss) = by_bucket(&data, &losses, &w, g);
     let (group_loss, group_mass) = group_means(&losses, &w, g);
     let report = Report {
         base: base_run.display().to_string(),
@@ -764,10 +722,7 @@ pub fn run(
         group_mass,
         group_loss,
         bucket_groups,
-        bucket_loss: bucket_loss
-            .into_iter()
-            .map(|(n, s, c)| (n, if c > 0 { s / c as f64 } else { f64::NAN }))
-            .collect(),
+        bucket_loss,
         delta_params: trained.params.len(),
         base_params: base_params.len(),
         seconds: [t1, t2 - t1, t3 - t2, t4 - t3],
@@ -776,11 +731,54 @@ pub fn run(
         base_evaluation,
         evaluation,
     };
+    write_outputs(out, (&data, &w, &losses), &trained, (&mixed, &labels))?;
+    crate::error::write_json(&out.join("report.json"), &report)?;
+    Ok(report)
+}
+
+/// Values by bucket name.
+type Named<T> = Vec<(String, T)>;
+
+/// Who went where: the mass of each group per frequency bucket (by the first label), and
+/// the mean loss per bucket.
+fn by_bucket(data: &Dataset, losses: &[f64], w: &[f64], g: usize) -> (Named<Vec<f64>>, Named<f64>) {
+    let bucket_of = crate::eval::buckets(&data.label_counts());
+    let names = crate::eval::BUCKETS;
+    let mut groups: Vec<(String, Vec<f64>)> = names
+        .iter()
+        .map(|n| (n.to_string(), vec![0.0; g]))
+        .collect();
+    let mut loss: Vec<(String, f64, usize)> =
+        names.iter().map(|n| (n.to_string(), 0.0, 0)).collect();
+    for i in 0..data.len() {
+        let bk = bucket_of[data.labels_of(i)[0] as usize];
+        for k in 0..g {
+            groups[bk].1[k] += w[i * g + k];
+        }
+        loss[bk].1 += losses[i];
+        loss[bk].2 += 1;
+    }
+    let loss = loss
+        .into_iter()
+        .map(|(n, s, c)| (n, if c > 0 { s / c as f64 } else { f64::NAN }))
+        .collect();
+    (groups, loss)
+}
+
+/// groups.safetensors (weights and losses), delta.safetensors (δ's raw and EMA weights),
+/// log.jsonl and eval_samples.png.
+fn write_outputs(
+    out: &std::path::Path,
+    (data, w, losses): (&Dataset, &[f64], &[f64]),
+    trained: &Trained,
+    (mixed, labels): (&[f32], &[u32]),
+) -> Result<()> {
+    let (g, bm) = (w.len() / data.len(), &trained.model);
     save_tensors(
         &out.join("groups.safetensors"),
         &[
-            ("groups", vec![data.len(), g], to_f32(&w)),
-            ("losses", vec![data.len()], to_f32(&losses)),
+            ("groups", vec![data.len(), g], to_f32(w)),
+            ("losses", vec![data.len()], to_f32(losses)),
         ],
     )?;
     save_tensors(
@@ -801,15 +799,14 @@ pub fn run(
         let cols = (labels.len() / bm.label_slots as usize).min(16) as u32;
         crate::report::images::save_grid(
             &out.join("eval_samples.png"),
-            &mixed,
+            mixed,
             bm.channels,
             bm.height,
             bm.width,
             cols.max(1),
         )?;
     }
-    crate::error::write_json(&out.join("report.json"), &report)?;
-    Ok(report)
+    Ok(())
 }
 
 fn to_f32(v: &[f64]) -> Vec<f32> {
