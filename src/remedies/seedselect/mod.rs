@@ -188,21 +188,8 @@ pub fn run(
     }
     let m = &saved.model;
     let row = crate::diffusion::generate::parse_label_row(label, &saved.label_names, m)?;
-    let matching: Vec<usize> = (0..data.len())
-        .filter(|&i| data.labels_of(i) == row.as_slice())
-        .collect();
-    if matching.is_empty() {
-        return Err(Error::Data(format!(
-            "no training image of {} has the label row `{label}`; SeedSelect needs a few \
-             reference images of the concept",
-            run.display()
-        )));
-    }
-    let used = &matching[..matching.len().min(refs as usize)];
-    let ref_images: Vec<f32> = used
-        .iter()
-        .flat_map(|&i| data.image(i).iter().copied())
-        .collect();
+    let (matching, ref_images) = references(&data, &row, refs, (run, label))?;
+    let used = ref_images.len() / data.image_len();
     let t0 = std::time::Instant::now();
     let (encoder, rows, classes) = train_encoder(&data, ENCODER_EPOCHS, saved.config.seed);
     let acc = encoder.accuracy(&data.images, &classes);
@@ -243,32 +230,15 @@ pub fn run(
     };
     let (plain_success, score) = success(&r.plain)?;
     let (selected_success, _) = success(&r.selected)?;
-    let centres = if saved.config.dataset == crate::train::DatasetKind::Toy2d {
-        crate::data::toy2d_means(
-            saved.config.classes,
-            crate::data::Toy2dSpec::default().radius,
-        )
-    } else {
-        Vec::new()
-    };
-    let cols = (n as f64).sqrt().ceil() as u32;
     for (dir, x) in [("plain", &r.plain), ("selected", &r.selected)] {
-        crate::report::save_samples(
-            &out.join(dir),
-            m,
-            &clamp(x),
-            &labels,
-            &saved.label_names,
-            cols,
-            &centres,
-        )?;
+        save(&saved, &out.join(dir), &clamp(x), &labels)?;
     }
     let guided = if o.guidance == 1.0 { 1 } else { 2 };
     let report = Report {
         run: run.display().to_string(),
         label: label.to_string(),
-        available: matching.len(),
-        references: used.len(),
+        available: matching,
+        references: used,
         encoder: format!(
             "MLP {}-{HIDDEN}-{} (ReLU features) trained on the run's training split, one class \
              per distinct label row; accuracy {:.1}% on that split",
@@ -294,4 +264,50 @@ pub fn run(
     };
     crate::error::write_json(&out.join("report.json"), &report)?;
     Ok(report)
+}
+
+/// The training images whose label row is `row`: how many there are, and the first `refs`
+/// of them (flat images), the references.
+fn references(
+    data: &crate::data::Dataset,
+    row: &[u32],
+    refs: u32,
+    (run, label): (&std::path::Path, &str),
+) -> Result<(usize, Vec<f32>)> {
+    let matching: Vec<usize> = (0..data.len())
+        .filter(|&i| data.labels_of(i) == row)
+        .collect();
+    if matching.is_empty() {
+        return Err(Error::Data(format!(
+            "no training image of {} has the label row `{label}`; SeedSelect needs a few \
+             reference images of the concept",
+            run.display()
+        )));
+    }
+    let used = &matching[..matching.len().min(refs as usize)];
+    let images = used
+        .iter()
+        .flat_map(|&i| data.image(i).iter().copied())
+        .collect();
+    Ok((matching.len(), images))
+}
+
+/// A sample set of the run's model (a grid, one PNG each, the tensors; toy2d: a scatter).
+fn save(
+    saved: &crate::train::state::Saved,
+    dir: &std::path::Path,
+    x: &[f32],
+    labels: &[u32],
+) -> Result<()> {
+    let c = &saved.config;
+    let centres = if c.dataset == crate::train::DatasetKind::Toy2d {
+        crate::data::toy2d_means(c.classes, crate::data::Toy2dSpec::default().radius)
+    } else {
+        Vec::new()
+    };
+    let n = labels.len() / saved.model.label_slots as usize;
+    let cols = (n as f64).sqrt().ceil() as u32;
+    let names = &saved.label_names;
+    crate::report::save_samples(dir, &saved.model, x, labels, names, cols, &centres)?;
+    Ok(())
 }
