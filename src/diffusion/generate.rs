@@ -40,6 +40,29 @@ pub struct Delta<'a> {
 /// Draws one sample per label row (`labels` holds `label_slots` entries per sample; unused
 /// slots [`NO_LABEL`]); returns images (n, C, H, W).
 pub fn generate(gpu: &Gpu, s: &SampleSpec, labels: &[u32]) -> Result<Vec<f32>> {
+    let n = check(s, labels)?;
+    let m = s.model;
+    let (slots, image) = (m.label_slots as usize, m.image_len());
+    let models = Models::new(&gpu.device, s)?;
+    let mut out = Vec::with_capacity(n * image);
+    let mut start = 0usize;
+    while start < n {
+        let b = (s.batch as usize).min(n - start);
+        let x = models.sample_batch(gpu, s, &labels[start * slots..(start + b) * slots], start)?;
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Diverged(format!(
+                "sample {} became non-finite; the checkpoint may be broken",
+                start + i / image
+            )));
+        }
+        out.extend(x);
+        start += b;
+    }
+    Ok(out)
+}
+
+/// The number of samples, once the labels, guidance and batch are known to be usable.
+fn check(s: &SampleSpec, labels: &[u32]) -> Result<usize> {
     let m = s.model;
     let slots = m.label_slots as usize;
     if labels.is_empty() || !labels.len().is_multiple_of(slots) {
@@ -60,81 +83,85 @@ pub fn generate(gpu: &Gpu, s: &SampleSpec, labels: &[u32]) -> Result<Vec<f32>> {
         ));
     }
     let n = labels.len() / slots;
-    let image = (m.channels * m.height * m.width) as usize;
-    if (n as u64) * (image as u64) >= u32::MAX as u64 {
+    if (n as u64) * (m.image_len() as u64) >= u32::MAX as u64 {
         return Err(Error::Shape(
             "too many samples for 32-bit noise counters".into(),
         ));
     }
-    let schedule = DdpmSchedule::default_linear();
-    let chain = s.sampler.steps(&schedule)?;
-    let dev = &gpu.device;
-    let dit = Dit::new(dev, m.clone(), s.params)?;
-    let delta = match &s.delta {
-        Some(d) => {
-            if d.model.channels != m.channels
-                || d.model.height != m.height
-                || d.model.width != m.width
-                || d.model.patch != m.patch
-                || d.model.num_labels != m.num_labels
-                || d.model.label_slots != m.label_slots
-            {
-                return Err(Error::Config(
-                    "the δ-model's image shape or labels differ from the base model's".into(),
-                ));
-            }
-            Some((Dit::new(dev, d.model.clone(), d.params)?, d.model, d.r))
+    if let Some(d) = &s.delta {
+        let dm = d.model;
+        if (dm.channels, dm.height, dm.width, dm.patch) != (m.channels, m.height, m.width, m.patch)
+            || (dm.num_labels, dm.label_slots) != (m.num_labels, m.label_slots)
+        {
+            return Err(Error::Config(
+                "the δ-model's image shape or labels differ from the base model's".into(),
+            ));
         }
-        None => None,
-    };
-    let repeats = if s.guidance == 1.0 { 1 } else { 2 };
-    let mut out = Vec::with_capacity(n * image);
-    let mut start = 0usize;
-    while start < n {
-        let b = (s.batch as usize).min(n - start);
+    }
+    Ok(n)
+}
+
+/// The model on the device, and InvDiff's δ-model with its weight r where there is one.
+struct Models<'a> {
+    dit: Dit,
+    delta: Option<(Dit, &'a DitConfig, f32)>,
+}
+
+impl<'a> Models<'a> {
+    fn new(dev: &wgpu::Device, s: &SampleSpec<'a>) -> Result<Self> {
+        let delta = match &s.delta {
+            Some(d) => Some((Dit::new(dev, d.model.clone(), d.params)?, d.model, d.r)),
+            None => None,
+        };
+        Ok(Self {
+            dit: Dit::new(dev, s.model.clone(), s.params)?,
+            delta,
+        })
+    }
+
+    /// The chain for one batch of samples (`rows`: their label rows; `start`: the first
+    /// sample's index, which keys its noise).
+    fn sample_batch(
+        &self,
+        gpu: &Gpu,
+        s: &SampleSpec,
+        rows: &[u32],
+        start: usize,
+    ) -> Result<Vec<f32>> {
+        let (dev, m) = (&gpu.device, s.model);
+        let (slots, image) = (m.label_slots as usize, m.image_len());
+        let b = rows.len() / slots;
+        let repeats = if s.guidance == 1.0 { 1 } else { 2 };
         let acts = Activations::new(dev, m, b as u32, repeats)?;
-        let delta_acts = match &delta {
+        let delta_acts = match &self.delta {
             Some((_, dm, _)) => Some(Activations::new(dev, dm, b as u32, repeats)?),
             None => None,
         };
         let geometry = m.geometry(b as u32);
         let patches = gpu.zeros("sample_patches", (b * image * 4) as u64);
-        let mut rows = labels[start * slots..(start + b) * slots].to_vec();
+        let mut rows = rows.to_vec();
         if repeats == 2 {
             for _ in 0..b {
                 rows.push(m.null_label());
                 rows.extend(std::iter::repeat_n(NO_LABEL, slots - 1));
             }
         }
+        let schedule = DdpmSchedule::default_linear();
         let first = (start * image) as u64;
         let mut x = noise_range(s.seed, 0, first, b * image);
-        for (k, st) in chain.iter().enumerate() {
+        for (k, st) in s.sampler.steps(&schedule)?.iter().enumerate() {
             let t = match s.process {
                 Process::Ddpm => st.t as f32,
                 Process::Flow => st.t as f32 * FLOW_TIME_SCALE,
             };
             acts.set_conditions(&gpu.queue, m, &vec![t; b], &rows)?;
-            if let (Some((_, dm, _)), Some(da)) = (&delta, &delta_acts) {
+            if let (Some((_, dm, _)), Some(da)) = (&self.delta, &delta_acts) {
                 da.set_conditions(&gpu.queue, dm, &vec![t; b], &rows)?;
             }
-            gpu.queue.write_buffer(
-                &patches,
-                0,
-                bytemuck::cast_slice(&tokens::patchify(&x, &geometry)),
-            );
-            let mut enc = gpu.encoder();
-            dit.record_forward(dev, &mut enc, &acts, &patches, None)?;
-            if let (Some((ddit, _, _)), Some(da)) = (&delta, &delta_acts) {
-                ddit.record_forward(dev, &mut enc, da, &patches, None)?;
-            }
-            gpu.submit_and_wait(enc)?;
-            let mut raw: Vec<f32> = gpu.read(&acts.out, repeats as usize * b * image)?;
-            if let (Some((_, _, r)), Some(da)) = (&delta, &delta_acts) {
-                let d: Vec<f32> = gpu.read(&da.out, raw.len())?;
-                for (v, dv) in raw.iter_mut().zip(d) {
-                    *v = r * dv + (1.0 - r) * *v;
-                }
-            }
+            let tokens_in = tokens::patchify(&x, &geometry);
+            gpu.queue
+                .write_buffer(&patches, 0, bytemuck::cast_slice(&tokens_in));
+            let raw = self.predict(gpu, (&acts, delta_acts.as_ref()), &patches)?;
             let (cond, uncond) = raw.split_at(b * image);
             let guided: Vec<f32> = if repeats == 2 {
                 cond.iter()
@@ -152,16 +179,35 @@ pub fn generate(gpu: &Gpu, s: &SampleSpec, labels: &[u32]) -> Result<Vec<f32>> {
             };
             s.sampler.update(&schedule, st, &mut x, &pred, &z);
         }
-        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Diverged(format!(
-                "sample {} became non-finite; the checkpoint may be broken",
-                start + i / image
-            )));
-        }
-        out.extend(x);
-        start += b;
+        Ok(x)
     }
-    Ok(out)
+
+    /// One evaluation of every row: the model's prediction, mixed r·ε_δ + (1 − r)·ε where
+    /// there is a δ-model.
+    fn predict(
+        &self,
+        gpu: &Gpu,
+        (acts, delta_acts): (&Activations, Option<&Activations>),
+        patches: &wgpu::Buffer,
+    ) -> Result<Vec<f32>> {
+        let dev = &gpu.device;
+        let mut enc = gpu.encoder();
+        self.dit
+            .record_forward(dev, &mut enc, acts, patches, None)?;
+        if let (Some((ddit, _, _)), Some(da)) = (&self.delta, delta_acts) {
+            ddit.record_forward(dev, &mut enc, da, patches, None)?;
+        }
+        gpu.submit_and_wait(enc)?;
+        let len = acts.rows() as usize * self.dit.config.image_len();
+        let mut raw: Vec<f32> = gpu.read(&acts.out, len)?;
+        if let (Some((_, _, r)), Some(da)) = (&self.delta, delta_acts) {
+            let d: Vec<f32> = gpu.read(&da.out, raw.len())?;
+            for (v, dv) in raw.iter_mut().zip(d) {
+                *v = r * dv + (1.0 - r) * *v;
+            }
+        }
+        Ok(raw)
+    }
 }
 
 /// One label row from text: a label or a concept list joined by '+' (names as

@@ -122,6 +122,11 @@ impl DitConfig {
         Ok(())
     }
 
+    /// Values of one image (or latent): C·H·W.
+    pub fn image_len(&self) -> usize {
+        (self.channels * self.height * self.width) as usize
+    }
+
     /// Patches per image N.
     pub fn tokens(&self) -> u32 {
         (self.height / self.patch) * (self.width / self.patch)
