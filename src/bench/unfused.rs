@@ -102,6 +102,11 @@ const ENTRIES: [&str; 9] = [
 ];
 
 /// One dispatch: entry, params, a, b, out (buffer, bytes).
+/// A bound buffer with the bytes an op reads.
+fn sized(b: &wgpu::Buffer, bytes: u64) -> Option<(&wgpu::Buffer, u64)> {
+    Some((b, bytes))
+}
+
 type Op<'a> = (
     &'static str,
     Params,
@@ -150,6 +155,71 @@ impl UnfusedImba {
         (target, imba): (Target, &ImbaParams),
         [weights, grad_cond, grad_uncond, scalars]: [&wgpu::Buffer; 4],
     ) -> Result<()> {
+        let (geo, eps) = Self::check(
+            device,
+            ws,
+            (pred_cond, pred_uncond),
+            (target, imba),
+            [weights, grad_cond, grad_uncond, scalars],
+        )?;
+        let s = ws.shape;
+        let philox = matches!(target, Target::Philox { .. });
+        let inputs = (pred_cond, pred_uncond, eps);
+        let ops = Self::ops(
+            ws,
+            inputs,
+            (imba, philox),
+            &geo,
+            [weights, grad_cond, grad_uncond],
+        );
+        let rows = s.rows() as u32;
+        let inv = (1.0 / s.elements() as f64) as f32;
+        let gub = common::uniform(device, &geo);
+        self.record_ops(device, encoder, "unfused", &gub, ops)?;
+        let scratch = [&ws.scratch[0], &ws.scratch[1]];
+        for (src, dst) in [
+            (&ws.d_e_c, &ws.sums[0]),
+            (&ws.e_u, &ws.sums[1]),
+            (weights, &ws.sums[2]),
+        ] {
+            let args = ReduceArgs {
+                input: src,
+                items: rows,
+                width: 1,
+                scratch,
+                out: dst,
+            };
+            self.reduce.record(device, encoder, &args)?;
+        }
+        for (i, src) in ws.sums.iter().enumerate() {
+            encoder.copy_buffer_to_buffer(src, 0, &ws.sums_packed, i as u64 * 16, 16);
+        }
+        let p = Params {
+            n: 1,
+            cols: rows,
+            a: imba.lambda,
+            b: inv,
+            ..Default::default()
+        };
+        let assemble = (
+            "assemble",
+            p,
+            sized(&ws.sums_packed, 48),
+            None,
+            (scalars, 16),
+        );
+        self.record_ops(device, encoder, "unfused-assemble", &gub, vec![assemble])
+    }
+
+    /// Checks the inputs and binds the target: the geometry uniform and the ε buffer (the
+    /// workspace's, regenerated from Philox, or the explicit one).
+    fn check<'a>(
+        device: &wgpu::Device,
+        ws: &'a UnfusedWorkspace,
+        (pred_cond, pred_uncond): (&wgpu::Buffer, &wgpu::Buffer),
+        (target, imba): (Target<'a>, &ImbaParams),
+        [weights, grad_cond, grad_uncond, scalars]: [&wgpu::Buffer; 4],
+    ) -> Result<(Geometry, &'a wgpu::Buffer)> {
         imba.validate()?;
         if imba.granularity != Granularity::Token || imba.normalize != Normalize::None {
             return Err(Error::Param(
@@ -205,6 +275,19 @@ impl UnfusedImba {
                 t
             }
         };
+        Ok((geo, eps))
+    }
+
+    /// The chain's elementwise and row ops, in order.
+    fn ops<'a>(
+        ws: &'a UnfusedWorkspace,
+        (pred_cond, pred_uncond, eps): (&'a wgpu::Buffer, &'a wgpu::Buffer, &'a wgpu::Buffer),
+        (imba, philox): (&ImbaParams, bool),
+        geo: &Geometry,
+        [weights, grad_cond, grad_uncond]: [&'a wgpu::Buffer; 3],
+    ) -> Vec<Op<'a>> {
+        let s = ws.shape;
+        let (nk, bn) = (s.elements() * 4, s.rows() * 4);
         let n = s.elements() as u32;
         let rows = s.rows() as u32;
         let k = s.token_dim;
@@ -220,11 +303,8 @@ impl UnfusedImba {
             a,
             ..Default::default()
         };
-        fn sized(b: &wgpu::Buffer, bytes: u64) -> Option<(&wgpu::Buffer, u64)> {
-            Some((b, bytes))
-        }
         let mut ops: Vec<Op> = Vec::new();
-        if matches!(target, Target::Philox { .. }) {
+        if philox {
             let quads = geo.total.div_ceil(4);
             ops.push((
                 "eps_tokens",
@@ -348,41 +428,7 @@ impl UnfusedImba {
             (grad_uncond, nk),
         ));
 
-        let gub = common::uniform(device, &geo);
-        self.record_ops(device, encoder, "unfused", &gub, ops)?;
-        let scratch = [&ws.scratch[0], &ws.scratch[1]];
-        for (src, dst) in [
-            (&ws.d_e_c, &ws.sums[0]),
-            (&ws.e_u, &ws.sums[1]),
-            (weights, &ws.sums[2]),
-        ] {
-            let args = ReduceArgs {
-                input: src,
-                items: rows,
-                width: 1,
-                scratch,
-                out: dst,
-            };
-            self.reduce.record(device, encoder, &args)?;
-        }
-        for (i, src) in ws.sums.iter().enumerate() {
-            encoder.copy_buffer_to_buffer(src, 0, &ws.sums_packed, i as u64 * 16, 16);
-        }
-        let p = Params {
-            n: 1,
-            cols: rows,
-            a: imba.lambda,
-            b: inv,
-            ..Default::default()
-        };
-        let assemble = (
-            "assemble",
-            p,
-            sized(&ws.sums_packed, 48),
-            None,
-            (scalars, 16),
-        );
-        self.record_ops(device, encoder, "unfused-assemble", &gub, vec![assemble])
+        ops
     }
 
     /// Binds each op (one element, or row for row kernels, per invocation over `n`) and
