@@ -171,16 +171,65 @@ fn copy_gbs(gpu: &Gpu, timer: Option<&GpuTimer>, warmup: usize, reps: usize) -> 
 pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -> Result<Report> {
     let dev = &gpu.device;
     let timer = GpuTimer::new(gpu);
-    let t = timer.as_ref();
-    let loss = LossKernels::new(dev)?;
-    let portable = LossKernels::new(dev)?.with_vector_path(false);
-    let unfused = UnfusedImba::new(dev)?;
-    let noise = NoiseKernels::new(dev)?;
     let sched = DdpmSchedule::default_linear();
-    let table = gpu.upload("ddpm", &sched.coefficients());
+    let b = KernelBench {
+        gpu,
+        t: timer.as_ref(),
+        warmup,
+        reps: reps.max(1),
+        loss: LossKernels::new(dev)?,
+        portable: LossKernels::new(dev)?.with_vector_path(false),
+        unfused: UnfusedImba::new(dev)?,
+        noise: NoiseKernels::new(dev)?,
+        table: gpu.upload("ddpm", &sched.coefficients()),
+        sched,
+    };
     let mut rows = Vec::new();
-    let reps = reps.max(1);
     for &geometry in sizes {
+        geometry.validate()?;
+        rows.extend(b.size_rows(geometry)?);
+    }
+    Ok(Report {
+        adapter: gpu.info.name.clone(),
+        backend: format!("{:?}", gpu.info.backend),
+        driver: format!("{} {}", gpu.info.driver, gpu.info.driver_info),
+        timing: timing_name(timer.is_some()),
+        copy_gbs: copy_gbs(gpu, b.t, warmup, b.reps)?,
+        reps: b.reps,
+        rows,
+    })
+}
+
+/// What the kernel benchmark times with, on one device.
+struct KernelBench<'a> {
+    gpu: &'a Gpu,
+    t: Option<&'a GpuTimer>,
+    warmup: usize,
+    reps: usize,
+    loss: LossKernels,
+    portable: LossKernels,
+    unfused: UnfusedImba,
+    noise: NoiseKernels,
+    table: wgpu::Buffer,
+    sched: DdpmSchedule,
+}
+
+impl KernelBench<'_> {
+    /// The loss kernels (fused default, fused portable, unfused chain, baseline MSE) at one
+    /// size, then the noise kernels.
+    fn size_rows(&self, geometry: ImageGeometry) -> Result<Vec<Row>> {
+        let KernelBench {
+            gpu,
+            t,
+            warmup,
+            reps,
+            ref loss,
+            ref portable,
+            ref unfused,
+            ..
+        } = *self;
+        let dev = &gpu.device;
+        let mut rows = Vec::new();
         geometry.validate()?;
         let s = geometry.token_shape();
         let (nk, bn) = (s.elements() as usize, s.rows() as usize);
@@ -296,6 +345,26 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             vs_unfused: None,
         });
 
+        rows.extend(self.noise_rows(geometry, &gc)?);
+        Ok(rows)
+    }
+
+    /// The noise kernel (x_t tokens) and the bare Philox normals, writing into `out`.
+    fn noise_rows(&self, geometry: ImageGeometry, gc: &wgpu::Buffer) -> Result<Vec<Row>> {
+        let KernelBench {
+            gpu,
+            t,
+            warmup,
+            reps,
+            ref noise,
+            ref table,
+            ref sched,
+            ..
+        } = *self;
+        let dev = &gpu.device;
+        let s = geometry.token_shape();
+        let nk = s.elements() as usize;
+        let mut rows = Vec::new();
         let x0 = gpu.zeros("x0", nk as u64 * 4);
         let ts = gpu.upload("t", &vec![500.0f32; geometry.batch as usize]);
         let nargs = NoiseArgs {
@@ -303,12 +372,12 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             seed: 1,
             step: 2,
             schedule: Schedule::Ddpm {
-                table: &table,
+                table,
                 steps: sched.steps(),
             },
             x0: &x0,
             timesteps: &ts,
-            out_tokens: &gc,
+            out_tokens: gc,
         };
         let noise_ms = time_ms(gpu, t, warmup, reps, |enc| {
             noise.record_noise_to_tokens(dev, enc, &nargs)
@@ -321,7 +390,7 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             vs_unfused: None,
         });
         let normals_ms = time_ms(gpu, t, warmup, reps, |enc| {
-            noise.record_normals(dev, enc, 1, 2, nk as u32, &gc)
+            noise.record_normals(dev, enc, 1, 2, nk as u32, gc)
         })?;
         rows.push(Row {
             kernel: "Philox normals (ε only)".into(),
@@ -330,14 +399,6 @@ pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -
             bytes: 4 * nk as u64,
             vs_unfused: None,
         });
+        Ok(rows)
     }
-    Ok(Report {
-        adapter: gpu.info.name.clone(),
-        backend: format!("{:?}", gpu.info.backend),
-        driver: format!("{} {}", gpu.info.driver, gpu.info.driver_info),
-        timing: timing_name(timer.is_some()),
-        copy_gbs: copy_gbs(gpu, t, warmup, reps)?,
-        reps,
-        rows,
-    })
 }
