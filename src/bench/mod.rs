@@ -390,7 +390,16 @@ impl KernelBench<'_> {
             vs_unfused: None,
         });
         let normals_ms = time_ms(gpu, t, warmup, reps, |enc| {
-            noise.record_normals(dev, enc, 1, 2, nk as u32, gc)
+            noise.record_normals(
+                dev,
+                enc,
+                &NormalsArgs {
+                    seed: 1,
+                    step: 2,
+                    count: nk as u32,
+                    out: gc,
+                },
+            )
         })?;
         rows.push(Row {
             kernel: "Philox normals (ε only)".into(),

@@ -141,6 +141,15 @@ pub struct AttentionBackwardArgs<'a> {
     pub delta: Region<'a>,
 }
 
+/// softmax(QKᵀ/√d)·V per (sample, head) from the fused qkv into `o`, saving the log-sum-exp per query row.
+#[derive(Clone, Copy)]
+pub struct AttentionArgs<'a> {
+    pub shape: AttentionShape,
+    pub qkv: Region<'a>,
+    pub o: Region<'a>,
+    pub lse: Region<'a>,
+}
+
 impl AttentionKernels {
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         use Slot::*;
@@ -229,15 +238,12 @@ impl AttentionKernels {
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        shape: AttentionShape,
-        qkv: impl Into<Region<'a>>,
-        o: impl Into<Region<'a>>,
-        lse: impl Into<Region<'a>>,
+        args: &AttentionArgs<'a>,
     ) -> Result<()> {
+        let AttentionArgs { shape, qkv, o, lse } = *args;
         shape.validate()?;
         let e = shape.elements() * 4;
         let l = shape.query_rows() * 4;
-        let (qkv, o, lse) = (qkv.into(), o.into(), lse.into());
         if self.path(device, shape) == AttentionPath::Texture {
             for (name, r, bytes) in [("qkv", qkv, 3 * e), ("o", o, e), ("lse", lse, l)] {
                 common::check_storage(device, name, r, bytes)?;
@@ -279,7 +285,6 @@ impl AttentionKernels {
         shape.validate()?;
         let e = shape.elements() * 4;
         let l = shape.query_rows() * 4;
-        let (qkv, o, lse, d_o, dqkv, delta) = (qkv, o, lse, d_o, dqkv, delta);
         if self.path(device, shape) == AttentionPath::Texture {
             for (name, r, bytes) in [
                 ("qkv", qkv, 3 * e),

@@ -24,7 +24,9 @@ pub use adaln::{
     AdaLnKernels, AdaLnPath, Columns, GatedResidualArgs, GatedResidualBackwardArgs, LnModulateArgs,
     LnModulateBackwardArgs, Modulation, SegmentSumsArgs, Stream,
 };
-pub use attention::{AttentionBackwardArgs, AttentionKernels, AttentionPath, AttentionShape};
+pub use attention::{
+    AttentionArgs, AttentionBackwardArgs, AttentionKernels, AttentionPath, AttentionShape,
+};
 pub use common::{launch_objects_created, Region, Write};
 pub use contrastive::{ContrastiveArgs, ContrastiveKernels};
 pub use embed::{
@@ -35,7 +37,9 @@ pub use loss::{
     MseLossArgs, Normalize, Target, TargetKind,
 };
 pub use matmul::{Layout, MatmulArgs, MatmulKernels, MatmulPath};
-pub use noise::{LabelDropoutArgs, NoiseArgs, NoiseKernels, PhiloxWordsArgs, Schedule};
+pub use noise::{
+    LabelDropoutArgs, NoiseArgs, NoiseKernels, NormalsArgs, PhiloxWordsArgs, Schedule,
+};
 pub use optim::{AdamW, AdamWArgs, EmaArgs, GradNormArgs, OptimKernels};
 pub use pair::{PairArgs, PairKernels};
 pub use reduce::{ReduceArgs, ReduceKernel};

@@ -95,6 +95,15 @@ pub struct LabelDropoutArgs<'a> {
 /// A bound buffer and the bytes the launch uses, or an unused slot.
 type Sized<'a> = Option<(&'a wgpu::Buffer, u64)>;
 
+/// `count` standard normals of Philox stream 0 keyed by (seed, step), flat indices 0..count.
+#[derive(Clone, Copy)]
+pub struct NormalsArgs<'a> {
+    pub seed: u32,
+    pub step: u32,
+    pub count: u32,
+    pub out: &'a wgpu::Buffer,
+}
+
 impl NoiseKernels {
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         let layout = common::layout(
@@ -220,11 +229,14 @@ impl NoiseKernels {
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        seed: u32,
-        step: u32,
-        count: u32,
-        out: &wgpu::Buffer,
+        args: &NormalsArgs<'_>,
     ) -> Result<()> {
+        let NormalsArgs {
+            seed,
+            step,
+            count,
+            out,
+        } = *args;
         if count == 0 {
             return Err(Error::Shape("normals: count must be at least 1".into()));
         }

@@ -144,7 +144,6 @@ impl OptimKernels {
             max_norm,
             ..Default::default()
         };
-        let (grads, norm) = (grads, norm);
         let first = self.bind(
             device,
             p,

@@ -4,6 +4,7 @@
 
 use crate::common;
 use common::*;
+use imba::kernels::AttentionArgs;
 use imba::kernels::AttentionBackwardArgs;
 use imba::kernels::{AttentionKernels, AttentionPath, AttentionShape};
 use imba::reference::attention as ra;
@@ -68,7 +69,17 @@ fn attention_matches_reference() {
             g.poisoned("delta", l),
         );
         let mut enc = g.encoder();
-        k.record_forward(dev, &mut enc, sh, &qb, &o, &lse).unwrap();
+        k.record_forward(
+            dev,
+            &mut enc,
+            &AttentionArgs {
+                shape: sh,
+                qkv: (&qb).into(),
+                o: (&o).into(),
+                lse: (&lse).into(),
+            },
+        )
+        .unwrap();
         k.record_backward(
             dev,
             &mut enc,
@@ -144,7 +155,16 @@ fn attention_bad_input_is_an_error() {
         head_dim: 129,
     };
     assert_error_mentions(
-        k.record_forward(dev, &mut enc, big, &buf, &buf, &buf),
+        k.record_forward(
+            dev,
+            &mut enc,
+            &AttentionArgs {
+                shape: big,
+                qkv: (&buf).into(),
+                o: (&buf).into(),
+                lse: (&buf).into(),
+            },
+        ),
         "head size",
     );
     let sh = AttentionShape {
@@ -154,7 +174,16 @@ fn attention_bad_input_is_an_error() {
         head_dim: 32,
     };
     assert_error_mentions(
-        k.record_forward(dev, &mut enc, sh, &buf, &buf, &buf),
+        k.record_forward(
+            dev,
+            &mut enc,
+            &AttentionArgs {
+                shape: sh,
+                qkv: (&buf).into(),
+                o: (&buf).into(),
+                lse: (&buf).into(),
+            },
+        ),
         "`qkv`",
     );
 }

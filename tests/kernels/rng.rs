@@ -4,6 +4,7 @@
 use crate::common;
 use common::gpu;
 use imba::kernels::NoiseKernels;
+use imba::kernels::NormalsArgs;
 use imba::kernels::PhiloxWordsArgs;
 use imba::rng;
 
@@ -77,8 +78,17 @@ fn gpu_normals(seed: u32, step: u32, count: u32) -> Vec<f32> {
     let k = NoiseKernels::new(&g.device).unwrap();
     let out = g.poisoned("normals", count as usize);
     let mut enc = g.encoder();
-    k.record_normals(&g.device, &mut enc, seed, step, count, &out)
-        .unwrap();
+    k.record_normals(
+        &g.device,
+        &mut enc,
+        &NormalsArgs {
+            seed,
+            step,
+            count,
+            out: &out,
+        },
+    )
+    .unwrap();
     g.submit_and_wait(enc).unwrap();
     g.read(&out, count as usize).unwrap()
 }

@@ -189,7 +189,6 @@ impl AdaLnKernels {
         } = *args;
         s.validate()?;
         let p = self.mod_params(s, &modulation, false)?;
-        let (x, h, xhat, rstd) = (x, h, xhat, rstd);
         let (reads, writes) = (
             [
                 Some(("x", x, s.bytes())),

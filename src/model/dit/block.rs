@@ -4,6 +4,7 @@
 
 use super::arena::BlockActs;
 use super::layers::{dims, Pass};
+use crate::kernels::AttentionArgs;
 use crate::kernels::{Activation, AttentionBackwardArgs, Modulation, Write};
 use crate::Result;
 
@@ -43,7 +44,16 @@ impl Pass<'_> {
         self.ln_modulate(enc, attn, (&ba.h1, &ba.xhat1, &ba.rstd1))?;
         self.linear(enc, &name("attn.qkv"), dims(t, d, 3 * d), &ba.h1, &ba.qkv)?;
         let attention = &self.dit.kernels.attention;
-        attention.record_forward(self.dev, enc, self.shape, &ba.qkv, &ba.o, &ba.lse)?;
+        attention.record_forward(
+            self.dev,
+            enc,
+            &AttentionArgs {
+                shape: self.shape,
+                qkv: (&ba.qkv).into(),
+                o: (&ba.o).into(),
+                lse: (&ba.lse).into(),
+            },
+        )?;
         self.linear(enc, &name("attn.proj"), dims(t, d, d), &ba.o, &ba.a)?;
         self.gated_residual(enc, attn, &ba.a)?;
         // MLP branch.
