@@ -2,8 +2,8 @@
 //! repeated for the dual forward), the condition c = t_emb + Σ label rows, and their
 //! backwards (fold the repeats, scatter into the label table deterministically).
 
+use super::common::Write;
 use super::common::{self, Region, Slot};
-use crate::kernels::Write;
 use crate::{Error, Result};
 
 /// A label slot that holds no concept.

@@ -27,7 +27,10 @@ pub use ccua::Ccua;
 pub use dual::DualLoss;
 pub use imba::Imba;
 pub use pair::{PairKind, PairLoss};
-pub use step::{draw_timestep, draw_timesteps, model_timesteps, time_fractions, StepInputs};
+pub use step::{
+    draw_timestep, draw_timesteps, labels_or_null, model_timesteps, null_row, time_fractions,
+    StepInputs,
+};
 
 use crate::kernels::{LossKernels, Target};
 use crate::model::{Activations, Tap};

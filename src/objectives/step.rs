@@ -58,3 +58,23 @@ pub fn time_fractions(process: Process, steps: u32, t: &[f32]) -> Vec<f32> {
         Process::Flow => t.to_vec(),
     }
 }
+
+/// The null label row of a model with `slots` label slots: ∅, then empty slots.
+pub fn null_row(null_label: u32, slots: usize) -> Vec<u32> {
+    let mut row = vec![null_label];
+    row.extend(std::iter::repeat_n(crate::kernels::NO_LABEL, slots - 1));
+    row
+}
+
+/// A batch's label rows, sample b's replaced by `null_row` where `dropped(b)`.
+pub fn labels_or_null<'a>(
+    rows: impl Iterator<Item = &'a [u32]>,
+    null_row: &[u32],
+    dropped: impl Fn(u32) -> bool,
+) -> Vec<u32> {
+    let mut out = Vec::new();
+    for (b, row) in rows.enumerate() {
+        out.extend_from_slice(if dropped(b as u32) { null_row } else { row });
+    }
+    out
+}

@@ -16,7 +16,6 @@ use crate::kernels::optim::AdamW;
 use crate::kernels::{AdamWArgs, EmaArgs, GradNormArgs};
 use crate::kernels::{
     LossKernels, NoiseArgs, NoiseKernels, OptimKernels, Region, Schedule, Target, TargetKind,
-    NO_LABEL,
 };
 use crate::model::{Activations, Dit, DitConfig, ParamLayout};
 use crate::objectives::{self, StepInputs};
@@ -225,20 +224,14 @@ impl<'g> Trainer<'g> {
 
     /// [`Self::label_rows`] with the step's unconditional draw already made.
     fn label_rows_given(&self, s: u32, idx: &[usize], unconditional: bool) -> Vec<u32> {
-        let slots = self.model.label_slots as usize;
-        let mut null_row = vec![self.model.null_label()];
-        null_row.extend(std::iter::repeat_n(NO_LABEL, slots - 1));
+        let null_row =
+            objectives::null_row(self.model.null_label(), self.model.label_slots as usize);
         let threshold = crate::kernels::noise::dropout_threshold(self.config.label_dropout);
         let drops = self.objective.drops_labels();
-        let mut rows = Vec::with_capacity(idx.len() * slots * 2);
-        for (b, &i) in idx.iter().enumerate() {
-            let dropped = drops && crate::rng::dropped(self.config.seed, s, b as u32, threshold);
-            if dropped || unconditional {
-                rows.extend_from_slice(&null_row);
-            } else {
-                rows.extend_from_slice(self.data.labels_of(i));
-            }
-        }
+        let seed = self.config.seed;
+        let dropped = |b| unconditional || (drops && crate::rng::dropped(seed, s, b, threshold));
+        let batch = idx.iter().map(|&i| self.data.labels_of(i));
+        let mut rows = objectives::labels_or_null(batch, &null_row, dropped);
         rows.extend(self.objective.second_half(s, idx.len() as u32, &null_row));
         rows
     }

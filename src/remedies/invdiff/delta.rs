@@ -123,16 +123,10 @@ fn draw_batch(
     let eps = noise_range(seed, s, 0, b * image);
     let (xt, model_t, target) = noised(process, &schedule, &x0, &t, &eps);
     let threshold = crate::kernels::noise::dropout_threshold(base_config.label_dropout);
-    let slots = dm.label_slots as usize;
-    let mut labels = Vec::with_capacity(b * slots);
-    for (j, &i) in idx.iter().enumerate() {
-        if crate::rng::dropped(seed, s, j as u32, threshold) {
-            labels.push(dm.null_label());
-            labels.extend(std::iter::repeat_n(crate::kernels::NO_LABEL, slots - 1));
-        } else {
-            labels.extend_from_slice(data.labels_of(i));
-        }
-    }
+    let null_row = crate::objectives::null_row(dm.null_label(), dm.label_slots as usize);
+    let rows = idx.iter().map(|&i| data.labels_of(i));
+    let dropped = |j| crate::rng::dropped(seed, s, j, threshold);
+    let labels = crate::objectives::labels_or_null(rows, &null_row, dropped);
     (xt, model_t, target, labels)
 }
 
