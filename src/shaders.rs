@@ -16,6 +16,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "matmul_texture",
         include_str!("../shaders/matmul_texture.wgsl"),
     ),
+    ("matmul_tiled", include_str!("../shaders/matmul_tiled.wgsl")),
     ("unfused", include_str!("../shaders/unfused.wgsl")),
     ("adaln", include_str!("../shaders/adaln.wgsl")),
     ("attention", include_str!("../shaders/attention.wgsl")),

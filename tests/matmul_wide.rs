@@ -11,7 +11,7 @@ fn sixteen_lane_matmul_matches_reference_every_layout() {
     let g = common::gpu();
     let path = MatmulKernels::new(&g.device)
         .unwrap()
-        .path(&g.device, 64, 64);
+        .path(&g.device, 64, 64, 64);
     if path != MatmulPath::Texture16 {
         common::skip(
             "sixteen_lane_matmul_matches_reference_every_layout",

@@ -142,7 +142,7 @@ pub fn matmul(
                 (0..stream).try_for_each(|_| fast.record(dev, enc, &args))
             })? / stream as f64;
             let portable_ms =
-                if portable_reps > 0 && fast.path(dev, k, n) != portable.path(dev, k, n) {
+                if portable_reps > 0 && fast.path(dev, m, k, n) != portable.path(dev, m, k, n) {
                     Some(time_ms(gpu, t, 1, portable_reps, |enc| {
                         portable.record(dev, enc, &args)
                     })?)
@@ -152,7 +152,7 @@ pub fn matmul(
             rows.push(MatmulRow {
                 shape: (m, k, n),
                 b_layout,
-                path: format!("{:?}", fast.path(dev, k, n)),
+                path: format!("{:?}", fast.path(dev, m, k, n)),
                 ms,
                 portable_ms,
             });

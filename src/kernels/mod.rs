@@ -15,6 +15,7 @@ pub mod matmul;
 pub mod noise;
 pub mod optim;
 pub mod pair;
+pub mod paths;
 pub mod reduce;
 #[cfg(test)]
 mod uniform_layout;
@@ -36,12 +37,13 @@ pub use loss::{
     DForm, FusedPath, Granularity, ImbaLossArgs, ImbaParams, LossKernels, LossWorkspace,
     MseLossArgs, Normalize, Target, TargetKind,
 };
-pub use matmul::{Layout, MatmulArgs, MatmulKernels, MatmulPath};
+pub use matmul::{Layout, MatmulArgs, MatmulKernels, MatmulPath, Tile};
 pub use noise::{
     LabelDropoutArgs, NoiseArgs, NoiseKernels, NormalsArgs, PhiloxWordsArgs, Schedule,
 };
 pub use optim::{AdamW, AdamWArgs, EmaArgs, GradNormArgs, OptimKernels};
 pub use pair::{PairArgs, PairKernels};
+pub use paths::{Paths, PATHS_ENV};
 pub use reduce::{ReduceArgs, ReduceKernel};
 
 use crate::{Error, Result};

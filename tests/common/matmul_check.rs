@@ -45,7 +45,7 @@ pub fn check_every_layout(
                     let what = format!(
                         "{:?} ({m},{k},{n}) {a_layout:?}·{b_layout:?} bias={with_bias} \
                          acc={accumulate}",
-                        kernels.path(dev, k as u32, n as u32)
+                        kernels.path(dev, m as u32, k as u32, n as u32)
                     );
                     // K ≤ 131 terms of size ≤ 1: f32 rounding stays far below this.
                     assert_close(&what, &got, &want, 1e-5, 1e-5);

@@ -16,6 +16,7 @@ mod matmul;
 mod noise;
 mod optim;
 mod pair_contrastive;
+mod paths;
 mod reduce;
 mod rng;
 mod shaders_translate;

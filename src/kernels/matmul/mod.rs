@@ -1,7 +1,10 @@
 //! Launcher of the matmul family: C = op(A)·op(B) (+ bias) (+= C), the products of the
-//! linear layer. Two paths, one interface:
+//! linear layer. Three paths, one interface, chosen by [`Paths`]:
 //! - portable (`shaders/matmul.wgsl`): one invocation per output from storage buffers;
-//!   correct on every adapter, the fallback and the reference the fast path is tested against;
+//!   correct on every adapter, the fallback and the reference the fast paths are tested
+//!   against;
+//! - tiled (`shaders/matmul_tiled.wgsl`), for hardware GPUs: blocks of A and B staged in
+//!   workgroup memory, register tiles, coalesced loads (see `tiled.rs`);
 //! - texture8 (`shaders/matmul_texture.wgsl`), for llvmpipe: both operands are packed into
 //!   zero-padded rgba32float textures (which also applies their layouts), then 8-lane
 //!   subgroups compute 16×64 tiles of C from texel fetches. It is chosen on CPU adapters with
@@ -11,6 +14,7 @@
 //!   row chunks.
 
 use super::common::{self, Region, Slot};
+use super::Paths;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -64,6 +68,8 @@ pub(crate) struct MatmulParams {
 pub enum MatmulPath {
     /// `matmul_portable`: any adapter.
     Portable,
+    /// `matmul_tiled` with this blocking: hardware GPUs.
+    Tiled(Tile),
     /// `pack_rows4` (or copies) + `matmul_texture8`: llvmpipe-shaped, 16×64 tiles per 8-lane
     /// subgroup.
     Texture8,
@@ -107,16 +113,27 @@ pub struct MatmulKernels {
     portable: wgpu::ComputePipeline,
     /// Present where the device qualifies (see [`MatmulKernels::fast_path_supported`]).
     texture: Option<TexturePath>,
+    /// Present where the paths are [`Paths::Tiled`] and the device allows the tiles.
+    tiled: Option<TiledPath>,
     unused: wgpu::Buffer,
     binder: common::Binder,
 }
 
 mod texture;
+mod tiled;
 
 use texture::{record_texture, TexturePath};
+pub use tiled::Tile;
+use tiled::TiledPath;
 
 impl MatmulKernels {
+    /// The kernels of [`Paths::choose`] for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
+        Self::with_paths(device, Paths::choose(device)?)
+    }
+
+    /// The kernels of `paths`, where `device` supports them (else the portable kernel).
+    pub fn with_paths(device: &wgpu::Device, paths: Paths) -> Result<Self> {
         use Slot::*;
         let layout = common::layout(
             device,
@@ -131,7 +148,11 @@ impl MatmulKernels {
         );
         let portable =
             common::pipelines(device, "matmul", &layout, &["matmul_portable"])?.remove(0);
-        let texture = if Self::fast_path_supported(device) {
+        let tiled = match paths {
+            Paths::Tiled => TiledPath::new(device, &layout)?,
+            _ => None,
+        };
+        let texture = if paths == Paths::Texture && Self::fast_path_supported(device) {
             let pack_layout = common::layout(
                 device,
                 "matmul-pack",
@@ -197,6 +218,7 @@ impl MatmulKernels {
             layout,
             portable,
             texture,
+            tiled,
             unused: common::placeholder(device),
         })
     }
@@ -213,10 +235,21 @@ impl MatmulKernels {
             && matches!(info.subgroup_min_size, 8 | 16)
     }
 
-    /// Turns the fast path off (`false`), e.g. to time or test the portable kernel.
+    /// Turns the fast paths off (`false`), e.g. to time or test the portable kernel.
     pub fn with_fast_path(mut self, enabled: bool) -> Self {
         if !enabled {
             self.texture = None;
+            self.tiled = None;
+        }
+        self
+    }
+
+    /// Runs every tiled launch with `tile` (one of [`Tile::SMALL`], [`Tile::LARGE`]) instead
+    /// of choosing by size; lets tests cover both blockings with small matrices. No effect
+    /// off the tiled path.
+    pub fn with_tile(mut self, tile: Tile) -> Self {
+        if let Some(t) = &mut self.tiled {
+            t.forced = Some(tile);
         }
         self
     }
@@ -232,7 +265,18 @@ impl MatmulKernels {
     }
 
     /// The kernel a launch of (M, K, N) runs on this device.
-    pub fn path(&self, device: &wgpu::Device, k: u32, n: u32) -> MatmulPath {
+    pub fn path(&self, device: &wgpu::Device, m: u32, k: u32, n: u32) -> MatmulPath {
+        if let Some(t) = &self.tiled {
+            let probe = MatmulParams {
+                m,
+                n,
+                k,
+                ..bytemuck::Zeroable::zeroed()
+            };
+            if t.launch(device, &probe).is_some() {
+                return MatmulPath::Tiled(t.tile(m, n));
+            }
+        }
         let max = device.limits().max_texture_dimension_2d as u64;
         let (k, n) = (k as u64, n as u64);
         match &self.texture {
@@ -282,7 +326,7 @@ impl MatmulKernels {
             Layout::Transposed => (1, args.k),
         };
         if let (MatmulPath::Texture8 | MatmulPath::Texture16, Some(tex)) =
-            (self.path(device, args.k, args.n), &self.texture)
+            (self.path(device, args.m, args.k, args.n), &self.texture)
         {
             let strides = ((a_row, a_col), (b_row, b_col));
             return record_texture(device, encoder, tex, &self.unused, args, strides);
@@ -312,7 +356,9 @@ impl MatmulKernels {
                 (4, common::range(args.c, m * n * 4)),
             ],
         );
-        common::record_pass(encoder, "matmul", &[(&self.portable, &bg, (gx, gy))]);
+        let tiled = self.tiled.as_ref().and_then(|t| t.launch(device, &params));
+        let (pipeline, grid) = tiled.unwrap_or((&self.portable, (gx, gy)));
+        common::record_pass(encoder, "matmul", &[(pipeline, &bg, grid)]);
         Ok(())
     }
 }
