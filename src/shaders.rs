@@ -24,6 +24,10 @@ pub const FAMILIES: &[(&str, &str)] = &[
         "attention_texture",
         include_str!("../shaders/attention_texture.wgsl"),
     ),
+    (
+        "attention_tiled",
+        include_str!("../shaders/attention_tiled.wgsl"),
+    ),
     ("embed", include_str!("../shaders/embed.wgsl")),
     ("optim", include_str!("../shaders/optim.wgsl")),
     ("pair", include_str!("../shaders/pair.wgsl")),

@@ -7,7 +7,7 @@
 
 use crate::common;
 use common::*;
-use imba::kernels::{ImbaParams, LossKernels, Target};
+use imba::kernels::{ImbaParams, LossKernels, Paths, Target};
 use imba::model::{checkpoint, tokens, Activations, Dit, DitConfig, ParamLayout};
 use imba::objectives::DualLoss;
 use imba::reference::{dit as rdit, embed};
@@ -155,14 +155,24 @@ fn reference_dit_matches_pytorch_goldens() {
     }
 }
 
+/// The whole model's forward, loss and backward against PyTorch, on the device's own kernel
+/// paths and on each path forced (the GPU kernels run here on whatever adapter tests run on).
 #[test]
 fn gpu_dit_matches_pytorch_goldens() {
+    let dev = &gpu().device;
+    let chosen = Paths::choose(dev).unwrap();
+    for paths in [chosen, Paths::Tiled, Paths::Portable, Paths::Texture] {
+        dit_step_matches_goldens(paths);
+    }
+}
+
+fn dit_step_matches_goldens(paths: Paths) {
     let g = gpu();
     let dev = &g.device;
     let gd = load();
     let cfg = &gd.cfg;
     let layout = ParamLayout::new(cfg);
-    let dit = Dit::new(dev, cfg.clone(), &gd.params).unwrap();
+    let dit = Dit::with_paths(dev, cfg.clone(), &gd.params, paths).unwrap();
     let acts = Activations::new(dev, cfg, gd.batch as u32, 2).unwrap();
     acts.set_conditions(&g.queue, cfg, &gd.t, &gd.labels)
         .unwrap();
@@ -188,7 +198,7 @@ fn gpu_dit_matches_pytorch_goldens() {
     g.submit_and_wait(enc).unwrap();
     let out = f64s(&g.read::<f32>(&acts.out, gd.out_tokens.len()).unwrap());
     let e = rel(&out, &gd.out_tokens);
-    assert!(e < 1e-5, "output vs PyTorch: {e:.3e}");
+    assert!(e < 1e-5, "{paths:?}: output vs PyTorch: {e:.3e}");
     let s = g.read::<f32>(&dual.scalars, 4).unwrap();
     for (i, what) in ["L", "L_c", "L_u", "mean D"].iter().enumerate() {
         assert_scalar(what, s[i], gd.loss[i], 1e-4);
@@ -197,7 +207,10 @@ fn gpu_dit_matches_pytorch_goldens() {
     for (name, want) in &gd.grads {
         let t = layout.get(name);
         let e = rel(&got[t.offset..t.offset + t.len()], want);
-        assert!(e <= 1e-4, "grad {name} vs PyTorch: relative error {e:.3e}");
+        assert!(
+            e <= 1e-4,
+            "{paths:?}: grad {name} vs PyTorch: relative error {e:.3e}"
+        );
     }
 }
 

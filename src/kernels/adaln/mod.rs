@@ -3,6 +3,7 @@
 
 use super::common::{self, Region, Slot, Write};
 use super::linear_texture::{self, LinearTextures};
+use super::Paths;
 use crate::{Error, Result};
 
 /// DiT's LayerNorm epsilon.
@@ -79,7 +80,14 @@ pub struct AdaLnKernels {
 }
 
 impl AdaLnKernels {
+    /// The kernels of [`Paths::choose`] for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
+        Self::with_paths(device, Paths::choose(device)?)
+    }
+
+    /// The kernels of `paths`: the texture path for [`Paths::Texture`] on CPU adapters, the
+    /// portable kernels (whose row-per-invocation loads a GPU's caches serve well) otherwise.
+    pub fn with_paths(device: &wgpu::Device, paths: Paths) -> Result<Self> {
         use Slot::*;
         let layout = common::layout(
             device,
@@ -95,7 +103,7 @@ impl AdaLnKernels {
             ],
         );
         let pipelines = common::pipelines(device, "adaln", &layout, &ENTRIES)?;
-        let texture = if Self::texture_path_supported(device) {
+        let texture = if paths == Paths::Texture && Self::texture_path_supported(device) {
             let layout = common::layout(
                 device,
                 "adaln-texture",

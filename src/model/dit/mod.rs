@@ -25,7 +25,7 @@ use super::sincos;
 use super::{DitConfig, ParamLayout};
 use crate::kernels::{
     ActivationKernels, AdaLnKernels, AttentionKernels, EmbedKernels, Layout, MatmulArgs,
-    MatmulKernels, Region,
+    MatmulKernels, Paths, Region,
 };
 use crate::{Error, Result};
 use wgpu::util::DeviceExt;
@@ -40,12 +40,19 @@ pub struct DitKernels {
 }
 
 impl DitKernels {
+    /// The kernels of [`Paths::choose`] for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
+        Self::with_paths(device, Paths::choose(device)?)
+    }
+
+    /// The kernels of `paths` (each family falls back to its portable kernel where the
+    /// device cannot run them).
+    pub fn with_paths(device: &wgpu::Device, paths: Paths) -> Result<Self> {
         Ok(Self {
-            matmul: MatmulKernels::new(device)?,
+            matmul: MatmulKernels::with_paths(device, paths)?,
             act: ActivationKernels::new(device)?,
-            adaln: AdaLnKernels::new(device)?,
-            attention: AttentionKernels::new(device)?,
+            adaln: AdaLnKernels::with_paths(device, paths)?,
+            attention: AttentionKernels::with_paths(device, paths)?,
             embed: EmbedKernels::new(device)?,
         })
     }
@@ -66,8 +73,18 @@ pub struct Dit {
 
 impl Dit {
     /// A model with the given flat parameters (`layout.total` values, e.g. from
-    /// [`ParamLayout::init`] or a checkpoint).
+    /// [`ParamLayout::init`] or a checkpoint), on the kernels of [`Paths::choose`].
     pub fn new(device: &wgpu::Device, config: DitConfig, params: &[f32]) -> Result<Self> {
+        Self::with_paths(device, config, params, Paths::choose(device)?)
+    }
+
+    /// [`Dit::new`] on the kernels of `paths`.
+    pub fn with_paths(
+        device: &wgpu::Device,
+        config: DitConfig,
+        params: &[f32],
+        paths: Paths,
+    ) -> Result<Self> {
         config.validate()?;
         let layout = ParamLayout::new(&config);
         if params.len() != layout.total {
@@ -104,7 +121,7 @@ impl Dit {
             params: init("params", bytemuck::cast_slice(params)),
             grads: buffer(device, "grads", layout.total as u64),
             pos: init("pos_embed", bytemuck::cast_slice(&pos)),
-            kernels: DitKernels::new(device)?,
+            kernels: DitKernels::with_paths(device, paths)?,
             layout,
             config,
         })

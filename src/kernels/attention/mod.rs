@@ -1,7 +1,11 @@
 //! Launcher of the attention family: multi-head self-attention from the fused qkv
 //! projection, forward (saving one log-sum-exp per query row) and backward (recomputing the
-//! probabilities from it). Two paths with the same results:
-//! - portable (`shaders/attention.wgsl`): reads storage buffers; every adapter;
+//! probabilities from it). Three paths with the same results, chosen by [`Paths`]:
+//! - portable (`shaders/attention.wgsl`): one invocation per query row from storage buffers;
+//!   every adapter;
+//! - tiled (`shaders/attention_tiled.wgsl`), for hardware GPUs: flash-attention style
+//!   blocks of 64 rows per workgroup, the other side's rows staged in workgroup memory (see
+//!   `tiled.rs`);
 //! - texture (`shaders/attention_texture.wgsl`), for llvmpipe: copies qkv and dO into
 //!   linear rgba32float textures (`LinearTextures`; `pack_linear4` where a buffer lacks
 //!   COPY_SRC usage) and reads the rows of the inner loops as storage-texture loads, which
@@ -10,6 +14,10 @@
 
 use super::common::{self, Region, Slot};
 use super::linear_texture::{self, LinearTextures};
+use super::Paths;
+use tiled::TiledPath;
+
+mod tiled;
 use crate::{Error, Result};
 
 /// Texels per row of the texture path's linear textures (`TEX_W` in the shader).
@@ -99,6 +107,7 @@ const ENTRIES: [&str; 4] = [
 pub enum AttentionPath {
     Portable,
     Texture,
+    Tiled,
 }
 
 const TEX_ENTRIES: [&str; 5] = [
@@ -124,6 +133,7 @@ pub struct AttentionKernels {
     layout: wgpu::BindGroupLayout,
     pipelines: Vec<wgpu::ComputePipeline>,
     texture: Option<TexturePath>,
+    tiled: Option<TiledPath>,
     unused_read: wgpu::Buffer,
     unused_rw: wgpu::Buffer,
     binder: common::Binder,
@@ -151,7 +161,13 @@ pub struct AttentionArgs<'a> {
 }
 
 impl AttentionKernels {
+    /// The kernels of [`Paths::choose`] for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
+        Self::with_paths(device, Paths::choose(device)?)
+    }
+
+    /// The kernels of `paths`, where `device` supports them (else the portable kernels).
+    pub fn with_paths(device: &wgpu::Device, paths: Paths) -> Result<Self> {
         use Slot::*;
         let layout = common::layout(
             device,
@@ -167,7 +183,11 @@ impl AttentionKernels {
             ],
         );
         let pipelines = common::pipelines(device, "attention", &layout, &ENTRIES)?;
-        let texture = if Self::texture_path_supported(device) {
+        let tiled = match paths {
+            Paths::Tiled => TiledPath::new(device, &layout),
+            _ => None,
+        };
+        let texture = if paths == Paths::Texture && Self::texture_path_supported(device) {
             let layout = common::layout(
                 device,
                 "attention-texture",
@@ -199,6 +219,7 @@ impl AttentionKernels {
             layout,
             pipelines,
             texture,
+            tiled,
             unused_read: common::placeholder(device),
             unused_rw: common::placeholder(device),
         })
@@ -210,16 +231,21 @@ impl AttentionKernels {
         device.adapter_info().device_type == wgpu::DeviceType::Cpu
     }
 
-    /// Turns the texture path off (`false`), e.g. to test or time the portable kernels.
+    /// Turns the texture and tiled paths off (`false`), e.g. to test or time the portable
+    /// kernels.
     pub fn with_texture_path(mut self, enabled: bool) -> Self {
         if !enabled {
             self.texture = None;
+            self.tiled = None;
         }
         self
     }
 
     /// The kernels a launch of `shape` runs on this device.
     pub fn path(&self, device: &wgpu::Device, shape: AttentionShape) -> AttentionPath {
+        if self.tiled.is_some() {
+            return AttentionPath::Tiled;
+        }
         let max = device.limits().max_texture_dimension_2d as u64;
         let rows = |texels: u64| texels.div_ceil(TEX_W);
         let fits = TEX_W <= max
@@ -250,18 +276,23 @@ impl AttentionKernels {
             }
             return self.forward_texture(device, encoder, shape, qkv, o, lse);
         }
-        let bg = self.bind(
-            device,
-            shape,
-            [
-                Some(("qkv", qkv, 3 * e)),
-                None,
-                None,
-                Some(("o", o, e)),
-                Some(("lse", lse, l)),
-                None,
-            ],
-        )?;
+        let slots = [
+            Some(("qkv", qkv, 3 * e)),
+            None,
+            None,
+            Some(("o", o, e)),
+            Some(("lse", lse, l)),
+            None,
+        ];
+        if let Some(tiled) = &self.tiled {
+            let groups = TiledPath::workgroups(shape);
+            let bg = self.bind(device, shape, slots, groups)?;
+            let p = tiled.pipelines(device, shape.head_dim)?;
+            let grid = common::grid(device, groups)?;
+            common::record_pass(encoder, "attention-tiled", &[(&p[0], &bg, grid)]);
+            return Ok(());
+        }
+        let bg = self.bind(device, shape, slots, shape.query_rows().div_ceil(64))?;
         self.record(device, encoder, shape, &[(0, &bg)])
     }
 
@@ -297,6 +328,7 @@ impl AttentionKernels {
             }
             return self.backward_texture(device, encoder, shape, [qkv, o, lse, d_o, dqkv]);
         }
+        let rows_groups = shape.query_rows().div_ceil(64);
         let first = self.bind(
             device,
             shape,
@@ -308,19 +340,33 @@ impl AttentionKernels {
                 None,
                 None,
             ],
+            rows_groups,
         )?;
-        let second = self.bind(
-            device,
-            shape,
-            [
-                Some(("qkv", qkv, 3 * e)),
-                None,
-                Some(("d_o", d_o, e)),
-                Some(("dqkv", dqkv, 3 * e)),
-                Some(("lse", lse, l)),
-                Some(("delta", delta, l)),
-            ],
-        )?;
+        let grads = [
+            Some(("qkv", qkv, 3 * e)),
+            None,
+            Some(("d_o", d_o, e)),
+            Some(("dqkv", dqkv, 3 * e)),
+            Some(("lse", lse, l)),
+            Some(("delta", delta, l)),
+        ];
+        if let Some(tiled) = &self.tiled {
+            let groups = TiledPath::workgroups(shape);
+            let second = self.bind(device, shape, grads, groups)?;
+            let p = tiled.pipelines(device, shape.head_dim)?;
+            let (rows_grid, grid) = (
+                common::grid(device, rows_groups)?,
+                common::grid(device, groups)?,
+            );
+            let dispatches = [
+                (&self.pipelines[1], &first, rows_grid),
+                (&p[1], &second, grid),
+                (&p[2], &second, grid),
+            ];
+            common::record_pass(encoder, "attention-tiled-backward", &dispatches);
+            return Ok(());
+        }
+        let second = self.bind(device, shape, grads, rows_groups)?;
         self.record(
             device,
             encoder,
@@ -485,11 +531,12 @@ impl AttentionKernels {
         device: &wgpu::Device,
         shape: AttentionShape,
         slots: [Option<(&'static str, Region, u64)>; 6],
+        groups: u64,
     ) -> Result<wgpu::BindGroup> {
         for (name, region, bytes) in slots.iter().flatten() {
             common::check_storage(device, name, *region, *bytes)?;
         }
-        let (gx, _) = common::grid(device, shape.query_rows().div_ceil(64))?;
+        let (gx, _) = common::grid(device, groups)?;
         let uni = AttnParams {
             samples: shape.samples,
             tokens: shape.tokens,
