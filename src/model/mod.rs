@@ -7,6 +7,7 @@ pub mod config;
 pub mod dit;
 pub mod memory;
 pub mod params;
+pub mod roofline;
 pub mod sincos;
 pub mod tokens;
 
@@ -14,3 +15,4 @@ pub use config::DitConfig;
 pub use dit::{Activations, Dit, DitKernels, Tap};
 pub use memory::MemoryReport;
 pub use params::{ParamLayout, Tensor};
+pub use roofline::{Peaks, Roofline};

@@ -7,3 +7,4 @@ mod common;
 mod dit;
 mod dit_goldens;
 mod objectives;
+mod roofline;

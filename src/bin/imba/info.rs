@@ -23,6 +23,16 @@ pub struct InfoArgs {
     /// One forward of B rows (the baseline) instead of IMBA's dual forward of 2B rows.
     #[arg(long)]
     single: bool,
+    /// With --model: print the roofline of one IMBA training step (FLOPs, fewest bytes
+    /// moved, arithmetic intensity and time bound per kernel family) for the peaks below.
+    #[arg(long, requires = "model")]
+    roofline: bool,
+    /// Peak FP32 rate for --roofline, TFLOP/s (default: H100/H200 without tensor cores).
+    #[arg(long, default_value_t = 67.0)]
+    peak_tflops: f64,
+    /// Peak device-memory bandwidth for --roofline, TB/s (default: H100/H200 SXM).
+    #[arg(long, default_value_t = 3.35)]
+    peak_tbs: f64,
 }
 
 /// Prints the adapter, its features and limits, the kernel families, and with --model the
@@ -39,6 +49,19 @@ pub fn run(gpu: &Gpu, a: InfoArgs) -> imba::Result<()> {
     );
     if let Some(name) = &a.model {
         let cfg = imba::model::DitConfig::preset(name, a.image_size, a.channels, a.labels)?;
+        if a.roofline {
+            if !(a.peak_tflops > 0.0 && a.peak_tbs > 0.0) {
+                return Err(imba::Error::Config(format!(
+                    "--peak-tflops {} and --peak-tbs {} must both be positive",
+                    a.peak_tflops, a.peak_tbs
+                )));
+            }
+            let peaks = imba::model::Peaks {
+                flops: a.peak_tflops * 1e12,
+                bytes: a.peak_tbs * 1e12,
+            };
+            println!("\n{}", imba::model::Roofline::new(&cfg, a.batch, peaks));
+        }
         let r = imba::model::MemoryReport::new(&cfg, a.batch, if a.single { 1 } else { 2 });
         println!("\n{r}");
         let max = gpu.device.limits().max_storage_buffer_binding_size;
