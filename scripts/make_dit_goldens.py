@@ -16,13 +16,14 @@ Run once (outside CI) with torch and safetensors installed:
   target/torch-venv/bin/python scripts/make_dit_goldens.py
 """
 
-import math
 import os
+import sys
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from safetensors.torch import save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_dit import DiT, Config, imba_loss  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 
@@ -41,151 +42,8 @@ GAMMA = torch.tensor(0.8, dtype=torch.float32).item()
 LAMBDA = torch.tensor(0.9, dtype=torch.float32).item()
 
 
-def pos_embed_2d(dim, gh, gw):
-    """(N, D): first half encodes the column, second the row; each half [sin, cos]."""
-    quarter = dim // 4
-    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
-    rows, cols = torch.meshgrid(torch.arange(gh, dtype=torch.float64),
-                                torch.arange(gw, dtype=torch.float64), indexing="ij")
-    def half(pos):
-        a = pos.reshape(-1, 1) * omega[None]
-        return torch.cat([torch.sin(a), torch.cos(a)], dim=1)
-    return torch.cat([half(cols), half(rows)], dim=1)
-
-
-def timestep_features(t, dim=256):
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float64) / half)
-    args = t[:, None].to(torch.float64) * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-
-
-class TimestepEmbedder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(256, D), nn.SiLU(), nn.Linear(D, D))
-
-    def forward(self, t):
-        return self.mlp(timestep_features(t))
-
-
-class LabelEmbedder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.embedding_table = nn.Embedding(LABELS + 1, D)  # last row: the null label
-
-    def forward(self, y):
-        return self.embedding_table(y)
-
-
-class PatchEmbed(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.proj = nn.Conv2d(C, D, kernel_size=P, stride=P)
-
-    def forward(self, x):
-        return self.proj(x).flatten(2).transpose(1, 2)  # (B, N, D), row-major patches
-
-
-class Attention(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.qkv = nn.Linear(D, 3 * D)
-        self.proj = nn.Linear(D, D)
-
-    def forward(self, x):
-        b, n, _ = x.shape
-        hd = D // HEADS
-        q, k, v = self.qkv(x).reshape(b, n, 3, HEADS, hd).permute(2, 0, 3, 1, 4)
-        attn = torch.softmax((q @ k.transpose(-2, -1)) * hd ** -0.5, dim=-1)
-        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, D))
-
-
-class Mlp(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1 = nn.Linear(D, 4 * D)
-        self.fc2 = nn.Linear(4 * D, D)
-
-    def forward(self, x):
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
-
-
-def modulate(x, shift, scale):
-    return x * (1 + scale[:, None]) + shift[:, None]
-
-
-class DiTBlock(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
-        self.attn = Attention()
-        self.norm2 = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
-        self.mlp = Mlp()
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(D, 6 * D))
-
-    def forward(self, x, c):
-        s1, sc1, g1, s2, sc2, g2 = self.adaLN_modulation(c).chunk(6, dim=1)
-        x = x + g1[:, None] * self.attn(modulate(self.norm1(x), s1, sc1))
-        return x + g2[:, None] * self.mlp(modulate(self.norm2(x), s2, sc2))
-
-
-class FinalLayer(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.norm_final = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
-        self.linear = nn.Linear(D, P * P * C)
-        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(D, 2 * D))
-
-    def forward(self, x, c):
-        shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
-        return self.linear(modulate(self.norm_final(x), shift, scale))
-
-
-class DiT(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.x_embedder = PatchEmbed()
-        self.t_embedder = TimestepEmbedder()
-        self.y_embedder = LabelEmbedder()
-        n = (H // P) * (W // P)
-        self.pos_embed = nn.Parameter(torch.zeros(1, n, D), requires_grad=False)
-        self.pos_embed.data.copy_(pos_embed_2d(D, H // P, W // P)[None])
-        self.blocks = nn.ModuleList([DiTBlock() for _ in range(DEPTH)])
-        self.final_layer = FinalLayer()
-
-    def unpatchify(self, x):
-        """(B, N, p·p·C) in (i, j, c) order → (B, C, H, W)."""
-        b = x.shape[0]
-        x = x.reshape(b, H // P, W // P, P, P, C)
-        return torch.einsum("nhwpqc->nchpwq", x).reshape(b, C, H, W)
-
-    def forward_dual(self, x, t, y):
-        """The IMBA dual forward: patch and timestep embeddings once, then 2B rows
-        (labels y, then the null label)."""
-        tok = self.x_embedder(x) + self.pos_embed
-        temb = self.t_embedder(t)
-        null = torch.full_like(y, LABELS)
-        xs = torch.cat([tok, tok])
-        c = torch.cat([temb, temb]) + self.y_embedder(torch.cat([y, null]))
-        for blk in self.blocks:
-            xs = blk(xs, c)
-        return self.unpatchify(self.final_layer(xs, c))
-
-
-def tokens(img):
-    """(B, C, H, W) → (B, N, p·p·C) in (i, j, c) order, the loss's layout."""
-    b = img.shape[0]
-    x = img.reshape(b, C, H // P, P, W // P, P)
-    return x.permute(0, 2, 4, 3, 5, 1).reshape(b, (H // P) * (W // P), P * P * C)
-
-
-def imba_loss(eps_c, eps_u, eps):
-    ec, eu, e = tokens(eps_c), tokens(eps_u), tokens(eps)
-    d = ((e - eu).detach().abs() ** GAMMA).mean(dim=-1, keepdim=True)
-    lc = (d * (ec - e) ** 2).mean()
-    lu = ((eu - e) ** 2).mean()
-    return LAMBDA * lc + (1 - LAMBDA) * lu, lc, lu, d.mean()
+CFG = Config(height=H, width=W, channels=C, patch=P, dim=D, depth=DEPTH, heads=HEADS,
+             num_labels=LABELS)
 
 
 def f32(t):
@@ -195,7 +53,7 @@ def f32(t):
 
 def main():
     g = torch.Generator().manual_seed(20261123)
-    model = DiT()
+    model = DiT(CFG)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name == "pos_embed":
@@ -208,7 +66,7 @@ def main():
     y = torch.tensor([2, 0, 1])
 
     out = model.forward_dual(x_t, t, y)
-    loss, lc, lu, mean_d = imba_loss(out[:B], out[B:], noise)
+    loss, lc, lu, mean_d = imba_loss(out[:B], out[B:], noise, CFG, GAMMA, LAMBDA)
     loss.backward()
 
     here = os.path.dirname(os.path.abspath(__file__))

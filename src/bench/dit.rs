@@ -54,117 +54,15 @@ pub fn dit_step(
     warmup: usize,
     reps: usize,
 ) -> Result<DitStepReport> {
-    let dev = &gpu.device;
-    let layout = ParamLayout::new(cfg);
-    let dit = Dit::new(dev, cfg.clone(), &layout.init_all_nonzero(1))?;
-    let acts = Activations::new(dev, cfg, batch, 2)?;
-    let mut labels: Vec<u32> = (0..batch * cfg.label_slots)
-        .map(|i| i % cfg.num_labels.max(1))
-        .collect();
-    labels.extend((0..batch * cfg.label_slots).map(|i| {
-        if i % cfg.label_slots == 0 {
-            cfg.null_label()
-        } else {
-            crate::kernels::NO_LABEL
-        }
-    }));
-    let t: Vec<f32> = (0..batch).map(|i| (i * 37 % 1000) as f32).collect();
-    acts.set_conditions(&gpu.queue, cfg, &t, &labels)?;
-    let e = (batch * cfg.tokens() * cfg.token_dim()) as usize;
-    let patches: Vec<f32> = (0..e)
-        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
-        .collect();
-    let target: Vec<f32> = (0..e)
-        .map(|i| ((i * 104_729 % 1000) as f32 / 500.0) - 1.0)
-        .collect();
-    let (pb, tb) = (
-        gpu.upload("patches", &patches),
-        gpu.upload("target", &target),
-    );
-    let loss = LossKernels::new(dev)?;
-    let dual = DualLoss::new(dev, &loss, cfg, batch)?;
-    let optim = OptimKernels::new(dev)?;
-    let n = layout.total as u64;
-    let (m, v, ema) = (
-        gpu.zeros("m", 4 * n),
-        gpu.zeros("v", 4 * n),
-        gpu.zeros("ema", 4 * n),
-    );
-    let norm = gpu.zeros("norm", 16);
-    let h = AdamW {
-        lr: 1e-4,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.0,
-    };
-    let forward = || -> Result<f64> {
-        let start = Instant::now();
-        let mut enc = gpu.encoder();
-        dit.record_forward(dev, &mut enc, &acts, &pb, None)?;
-        gpu.submit_and_wait(enc)?;
-        Ok(start.elapsed().as_secs_f64() * 1e3)
-    };
-    let mut step_no = 0;
-    let mut step = || -> Result<f64> {
-        step_no += 1;
-        let start = Instant::now();
-        let mut enc = gpu.encoder();
-        dit.record_forward(dev, &mut enc, &acts, &pb, None)?;
-        dual.record(
-            dev,
-            &mut enc,
-            &loss,
-            &acts,
-            Target::Explicit(&tb),
-            &ImbaParams::default(),
-        )?;
-        dit.record_backward(dev, &mut enc, &acts, &pb, &dual.dout, None)?;
-        optim.record_grad_norm(
-            dev,
-            &mut enc,
-            &GradNormArgs {
-                n: n as u32,
-                grads: (&dit.grads).into(),
-                max_norm: 1.0,
-                norm: (&norm).into(),
-            },
-        )?;
-        optim.record_adamw(
-            dev,
-            &mut enc,
-            &AdamWArgs {
-                n: n as u32,
-                h,
-                step: step_no,
-                params: (&dit.params).into(),
-                grads: (&dit.grads).into(),
-                m: (&m).into(),
-                v: (&v).into(),
-                norm: Some(Region::from(&norm)),
-            },
-        )?;
-        optim.record_ema(
-            dev,
-            &mut enc,
-            &EmaArgs {
-                n: n as u32,
-                decay: 0.9999,
-                params: (&dit.params).into(),
-                ema: (&ema).into(),
-            },
-        )?;
-        gpu.submit_and_wait(enc)?;
-        Ok(start.elapsed().as_secs_f64() * 1e3)
-    };
+    let mut bench = StepBench::new(gpu, cfg, batch)?;
     for _ in 0..warmup {
-        step()?;
+        bench.step_ms()?;
     }
     let steps = (0..reps.max(1))
-        .map(|_| step())
+        .map(|_| bench.step_ms())
         .collect::<Result<Vec<_>>>()?;
     let forwards = (0..reps.max(1))
-        .map(|_| forward())
+        .map(|_| bench.forward_ms())
         .collect::<Result<Vec<_>>>()?;
     Ok(DitStepReport {
         config: cfg.clone(),
@@ -172,4 +70,138 @@ pub fn dit_step(
         forward_ms: median(forwards),
         step_ms: median(steps),
     })
+}
+
+/// A model, a batch and an optimiser's state, ready to time forwards and whole IMBA steps
+/// (dual forward, fused loss, backward, gradient norm, AdamW, EMA) one at a time.
+pub struct StepBench<'g> {
+    gpu: &'g Gpu,
+    dit: Dit,
+    acts: Activations,
+    patches: wgpu::Buffer,
+    target: wgpu::Buffer,
+    loss: LossKernels,
+    dual: DualLoss,
+    optim: OptimKernels,
+    /// AdamW's moments, the EMA and the gradient norm.
+    state: [wgpu::Buffer; 4],
+    step_no: u32,
+}
+
+impl<'g> StepBench<'g> {
+    /// Non-zero weights, fixed inputs, labels cycling through the vocabulary.
+    pub fn new(gpu: &'g Gpu, cfg: &DitConfig, batch: u32) -> Result<Self> {
+        let dev = &gpu.device;
+        let layout = ParamLayout::new(cfg);
+        let dit = Dit::new(dev, cfg.clone(), &layout.init_all_nonzero(1))?;
+        let acts = Activations::new(dev, cfg, batch, 2)?;
+        let mut labels: Vec<u32> = (0..batch * cfg.label_slots)
+            .map(|i| i % cfg.num_labels.max(1))
+            .collect();
+        labels.extend((0..batch * cfg.label_slots).map(|i| {
+            if i % cfg.label_slots == 0 {
+                cfg.null_label()
+            } else {
+                crate::kernels::NO_LABEL
+            }
+        }));
+        let t: Vec<f32> = (0..batch).map(|i| (i * 37 % 1000) as f32).collect();
+        acts.set_conditions(&gpu.queue, cfg, &t, &labels)?;
+        let e = (batch * cfg.tokens() * cfg.token_dim()) as usize;
+        let fill = |mul: usize| -> Vec<f32> {
+            (0..e)
+                .map(|i| ((i * mul % 1000) as f32 / 500.0) - 1.0)
+                .collect()
+        };
+        let loss = LossKernels::new(dev)?;
+        let dual = DualLoss::new(dev, &loss, cfg, batch)?;
+        let n = 4 * layout.total as u64;
+        Ok(Self {
+            patches: gpu.upload("patches", &fill(7919)),
+            target: gpu.upload("target", &fill(104_729)),
+            state: [
+                gpu.zeros("m", n),
+                gpu.zeros("v", n),
+                gpu.zeros("ema", n),
+                gpu.zeros("norm", 16),
+            ],
+            optim: OptimKernels::new(dev)?,
+            gpu,
+            dit,
+            acts,
+            loss,
+            dual,
+            step_no: 0,
+        })
+    }
+
+    /// Wall milliseconds of one dual forward, submitted and waited for.
+    pub fn forward_ms(&self) -> Result<f64> {
+        let start = Instant::now();
+        let mut enc = self.gpu.encoder();
+        self.dit
+            .record_forward(&self.gpu.device, &mut enc, &self.acts, &self.patches, None)?;
+        self.gpu.submit_and_wait(enc)?;
+        Ok(start.elapsed().as_secs_f64() * 1e3)
+    }
+
+    /// Wall milliseconds of one whole training step, submitted and waited for.
+    pub fn step_ms(&mut self) -> Result<f64> {
+        self.step_no += 1;
+        let start = Instant::now();
+        let mut enc = self.gpu.encoder();
+        self.record_model(&mut enc)?;
+        self.record_optimiser(&mut enc)?;
+        self.gpu.submit_and_wait(enc)?;
+        Ok(start.elapsed().as_secs_f64() * 1e3)
+    }
+
+    fn record_model(&self, enc: &mut wgpu::CommandEncoder) -> Result<()> {
+        let dev = &self.gpu.device;
+        let (dit, acts, pb) = (&self.dit, &self.acts, &self.patches);
+        dit.record_forward(dev, enc, acts, pb, None)?;
+        let target = Target::Explicit(&self.target);
+        self.dual
+            .record(dev, enc, &self.loss, acts, target, &ImbaParams::default())?;
+        dit.record_backward(dev, enc, acts, pb, &self.dual.dout, None)
+    }
+
+    fn record_optimiser(&self, enc: &mut wgpu::CommandEncoder) -> Result<()> {
+        let dev = &self.gpu.device;
+        let (dit, [m, v, ema, norm]) = (&self.dit, &self.state);
+        let n = self.dit.layout.total as u32;
+        let h = AdamW {
+            lr: 1e-4,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        };
+        let grads = (&dit.grads).into();
+        let norm_args = GradNormArgs {
+            n,
+            grads,
+            max_norm: 1.0,
+            norm: norm.into(),
+        };
+        self.optim.record_grad_norm(dev, enc, &norm_args)?;
+        let adamw = AdamWArgs {
+            n,
+            h,
+            step: self.step_no,
+            params: (&dit.params).into(),
+            grads,
+            m: m.into(),
+            v: v.into(),
+            norm: Some(Region::from(norm)),
+        };
+        self.optim.record_adamw(dev, enc, &adamw)?;
+        let ema_args = EmaArgs {
+            n,
+            decay: 0.9999,
+            params: (&dit.params).into(),
+            ema: ema.into(),
+        };
+        self.optim.record_ema(dev, enc, &ema_args)
+    }
 }

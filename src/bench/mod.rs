@@ -19,10 +19,12 @@ use unfused::{UnfusedImba, UnfusedWorkspace};
 
 mod dit;
 mod matmul;
+mod torch;
 pub mod train;
 pub mod unfused;
-pub use dit::{dit_step, DitStepReport};
+pub use dit::{dit_step, DitStepReport, StepBench};
 pub use matmul::{matmul, MatmulReport, MatmulRow, DEFAULT_SHAPES as MATMUL_SHAPES};
+pub use torch::{side_by_side, SideOptions, SideReport, SideRow, Work};
 
 /// How times were taken.
 fn timing_name(timestamps: bool) -> &'static str {

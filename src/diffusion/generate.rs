@@ -40,25 +40,53 @@ pub struct Delta<'a> {
 /// Draws one sample per label row (`labels` holds `label_slots` entries per sample; unused
 /// slots [`NO_LABEL`]); returns images (n, C, H, W).
 pub fn generate(gpu: &Gpu, s: &SampleSpec, labels: &[u32]) -> Result<Vec<f32>> {
-    let n = check(s, labels)?;
-    let m = s.model;
-    let (slots, image) = (m.label_slots as usize, m.image_len());
-    let models = Models::new(&gpu.device, s)?;
-    let mut out = Vec::with_capacity(n * image);
-    let mut start = 0usize;
-    while start < n {
-        let b = (s.batch as usize).min(n - start);
-        let x = models.sample_batch(gpu, s, &labels[start * slots..(start + b) * slots], start)?;
-        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Diverged(format!(
-                "sample {} became non-finite; the checkpoint may be broken",
-                start + i / image
-            )));
-        }
-        out.extend(x);
-        start += b;
+    Generator::new(gpu, s)?.generate(gpu, labels)
+}
+
+/// The models of a [`SampleSpec`] on the device, made once for any number of
+/// [`Generator::generate`] calls (each call's samples are keyed by their index within it).
+pub struct Generator<'a> {
+    spec: &'a SampleSpec<'a>,
+    models: Models<'a>,
+}
+
+impl<'a> Generator<'a> {
+    pub fn new(gpu: &Gpu, spec: &'a SampleSpec<'a>) -> Result<Self> {
+        Ok(Self {
+            spec,
+            models: Models::new(&gpu.device, spec)?,
+        })
     }
-    Ok(out)
+
+    /// [`generate`] with these models.
+    pub fn generate(&self, gpu: &Gpu, labels: &[u32]) -> Result<Vec<f32>> {
+        self.models.generate(gpu, self.spec, labels)
+    }
+}
+
+impl Models<'_> {
+    fn generate(&self, gpu: &Gpu, s: &SampleSpec, labels: &[u32]) -> Result<Vec<f32>> {
+        let n = check(s, labels)?;
+        let m = s.model;
+        let (slots, image) = (m.label_slots as usize, m.image_len());
+        let models = self;
+        let mut out = Vec::with_capacity(n * image);
+        let mut start = 0usize;
+        while start < n {
+            let b = (s.batch as usize).min(n - start);
+            let x =
+                models.sample_batch(gpu, s, &labels[start * slots..(start + b) * slots], start)?;
+            if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+                return Err(Error::Diverged(format!(
+                    "sample {} became non-finite; the checkpoint may be broken",
+                    start + i / image
+                )));
+            }
+            out.extend(x);
+            start += b;
+        }
+        Ok(out)
+    }
 }
 
 /// The number of samples, once the labels, guidance and batch are known to be usable.

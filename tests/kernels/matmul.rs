@@ -40,7 +40,8 @@ fn fast_matmul_matches_reference_every_layout() {
 fn tiled_matmul_matches_reference_every_layout() {
     let g = gpu();
     let dev = &g.device;
-    let cases: [(Tile, &[(usize, usize, usize)]); 2] = [
+    type Sizes = &'static [(usize, usize, usize)];
+    let cases: [(Tile, Sizes); 2] = [
         (
             Tile::SMALL,
             &[

@@ -94,6 +94,48 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         warmup: usize,
     },
+    /// imba and PyTorch doing the same work on this machine, run by run in alternation: the
+    /// fused IMBA loss (PyTorch eager and torch.compile), the IMBA training step at the
+    /// default run's config and at DiT-S/2 shape, and DDIM-50 sampling. PyTorch runs in a
+    /// child process; without --python, it is installed into target/torch-venv on first use
+    /// (a large download).
+    Torch {
+        /// A Python with torch installed; default target/torch-venv/bin/python, made on first
+        /// use.
+        #[arg(long)]
+        python: Option<std::path::PathBuf>,
+        /// PyTorch's device: cpu, or cuda to compare with a GPU adapter.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// PyTorch CPU threads (default: this machine's cores).
+        #[arg(long)]
+        threads: Option<u32>,
+        /// Allow TF32 matmuls on CUDA (off by default: imba computes in FP32).
+        #[arg(long)]
+        tf32: bool,
+        /// Timed rounds per row (one run of each side per round).
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// Untimed rounds first.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// What to run, comma-separated, from loss, loss-compiled, step, step-s2, sample.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "loss,loss-compiled,step,step-s2,sample"
+        )]
+        work: Vec<String>,
+        /// The fused loss's token shape B,N,K.
+        #[arg(long, default_value = "256,256,16", value_parser = parse_mkn)]
+        loss_shape: (u32, u32, u32),
+        /// Images per step at DiT-S/2 shape (32×32×4, 1000 labels).
+        #[arg(long, default_value_t = 2)]
+        s2_batch: u32,
+        /// Images per sampling chain (default config).
+        #[arg(long, default_value_t = 16)]
+        sample_batch: u32,
+    },
 }
 
 /// Runs one benchmark and prints its Markdown table.
@@ -168,6 +210,7 @@ pub fn run(gpu: &Gpu, command: BenchCommand) -> imba::Result<()> {
             println!("{}", r.markdown());
             Ok(())
         }
+        BenchCommand::Torch { .. } => torch_side_by_side(gpu, command),
     }
 }
 
@@ -201,4 +244,114 @@ fn parse_geometry(s: &str) -> Result<ImageGeometry, String> {
     };
     g.validate().map_err(|e| e.to_string())?;
     Ok(g)
+}
+
+/// `imba bench torch`.
+fn torch_side_by_side(gpu: &Gpu, command: BenchCommand) -> imba::Result<()> {
+    let BenchCommand::Torch {
+        python,
+        device,
+        threads,
+        tf32,
+        rounds,
+        warmup,
+        work,
+        loss_shape,
+        s2_batch,
+        sample_batch,
+    } = command
+    else {
+        unreachable!("called for `bench torch` only")
+    };
+    let python = match python {
+        Some(p) => p,
+        None => torch_venv()?,
+    };
+    let defaults = imba::train::TrainOptions::default().resolve()?;
+    let (data, _) = imba::train::setup::load_data(&defaults)?;
+    let default_model = imba::train::setup::model_config(&defaults, &data)?;
+    let s2 = imba::model::DitConfig::preset("S/2", 32, 4, 1000)?;
+    let (b, n, k) = loss_shape;
+    let mut list = Vec::new();
+    for w in &work {
+        list.push(match w.as_str() {
+            "loss" | "loss-compiled" => imba::bench::Work::Loss {
+                shape: imba::kernels::TokenShape::new(b, n, k),
+                compiled: w == "loss-compiled",
+            },
+            "step" => imba::bench::Work::Step {
+                name: "default config".into(),
+                config: default_model.clone(),
+                batch: defaults.batch,
+            },
+            "step-s2" => imba::bench::Work::Step {
+                name: "DiT-S/2 shape (32×32×4)".into(),
+                config: s2.clone(),
+                batch: s2_batch,
+            },
+            "sample" => imba::bench::Work::Sample {
+                name: "default config".into(),
+                config: default_model.clone(),
+                batch: sample_batch,
+                steps: 50,
+            },
+            other => {
+                return Err(imba::Error::Config(format!(
+                    "unknown work '{other}'; use loss, loss-compiled, step, step-s2 or sample"
+                )))
+            }
+        });
+    }
+    let opts = imba::bench::SideOptions {
+        python,
+        device,
+        threads: threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32)),
+        tf32,
+        warmup,
+        rounds,
+    };
+    let report = imba::bench::side_by_side(gpu, &opts, &list)?;
+    println!("{}", report.markdown());
+    Ok(())
+}
+
+/// target/torch-venv/bin/python, made and given torch (from the package registry) on first
+/// use.
+fn torch_venv() -> imba::Result<std::path::PathBuf> {
+    let venv = std::path::Path::new("target/torch-venv");
+    let python = venv.join("bin/python");
+    let has_torch = |p: &std::path::Path| {
+        std::process::Command::new(p)
+            .args(["-c", "import torch"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if has_torch(&python) {
+        return Ok(python);
+    }
+    eprintln!(
+        "installing PyTorch into {} (first use; a large download)",
+        venv.display()
+    );
+    let steps: [(&str, Vec<&str>); 2] = [
+        ("python3", vec!["-m", "venv", "target/torch-venv"]),
+        (
+            "target/torch-venv/bin/pip",
+            vec!["install", "--quiet", "torch", "numpy"],
+        ),
+    ];
+    for (program, args) in steps {
+        let status = std::process::Command::new(program)
+            .args(&args)
+            .status()
+            .map_err(|e| imba::Error::io(std::path::Path::new(program), "run", e))?;
+        if !status.success() {
+            return Err(imba::Error::Config(format!(
+                "`{program} {}` failed; install torch yourself and pass --python",
+                args.join(" ")
+            )));
+        }
+    }
+    Ok(python)
 }
