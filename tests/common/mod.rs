@@ -161,13 +161,22 @@ pub fn assert_fd_tensors(
     }
 }
 
+/// The repository's root: cargo's CARGO_MANIFEST_DIR when cargo runs the tests, else the
+/// working directory (a test binary run by hand from the root, e.g. by
+/// scripts/device_check.sh on a machine without the build tree).
+pub fn repo_root() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|| std::env::current_dir().expect("working directory"))
+}
+
 /// Records a skipped check: prints it and appends it to `target/tmp/skipped.txt`, which
 /// `scripts/test.sh` counts and reports after the run, so a skip is never a silent pass.
 pub fn skip(test: &str, reason: &str) {
     use std::io::Write;
     eprintln!("SKIPPED {test}: {reason}");
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let _ = std::fs::create_dir_all(dir);
+    let dir = repo_root().join("target/tmp");
+    let _ = std::fs::create_dir_all(&dir);
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -69,7 +69,7 @@ fn crate_deps(code: &str) -> BTreeSet<String> {
 }
 
 fn src() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+    crate::common::repo_root().join("src")
 }
 
 /// Top-level module → the top-level modules it uses.

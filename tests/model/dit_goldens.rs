@@ -12,12 +12,10 @@ use imba::model::{checkpoint, tokens, Activations, Dit, DitConfig, ParamLayout};
 use imba::objectives::DualLoss;
 use imba::reference::{dit as rdit, embed};
 use safetensors::{Dtype, SafeTensors};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn golden(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/goldens")
-        .join(name)
+    common::repo_root().join("tests/goldens").join(name)
 }
 
 /// A tensor of the IO file as f64 (F32 or F64) or, for labels, I64.
