@@ -1,7 +1,10 @@
 //! The GPU context: adapter choice, device features and limits, buffer helpers, readback.
 
+mod pipeline_cache;
 mod timer;
 
+pub(crate) use pipeline_cache::pipeline_cache;
+pub use pipeline_cache::use_pipeline_cache;
 pub use timer::GpuTimer;
 
 use crate::{Error, Result};
@@ -12,7 +15,8 @@ pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
     .union(wgpu::Features::SUBGROUP)
-    .union(wgpu::Features::SHADER_F16);
+    .union(wgpu::Features::SHADER_F16)
+    .union(wgpu::Features::PIPELINE_CACHE);
 
 /// A wgpu device opened on the chosen adapter, with what we need to know about it.
 pub struct Gpu {
@@ -21,6 +25,9 @@ pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
+    /// Compiled pipelines kept across runs (see `pipeline_cache.rs`), saved when the `Gpu`
+    /// is dropped.
+    pipelines: Option<pipeline_cache::DiskCache>,
 }
 
 /// Preference order of device types: hardware first, the CPU (lavapipe) last.
@@ -113,12 +120,24 @@ impl Gpu {
             reason: e.to_string(),
         })?;
         Ok(Self {
+            pipelines: pipeline_cache::DiskCache::open(&device, &info),
             instance,
             adapter,
             device,
             queue,
             info,
         })
+    }
+
+    /// Writes the compiled pipelines to the cache file now (it is also written when the
+    /// `Gpu` is dropped); a no-op where there is no cache.
+    pub fn save_pipeline_cache(&self) -> Result<()> {
+        match &self.pipelines {
+            Some(c) => c
+                .save()
+                .map_err(|e| Error::io(c.path(), "write the pipeline cache", e)),
+            None => Ok(()),
+        }
     }
 
     /// Whether GPU timestamps can be written between passes of a command encoder.

@@ -128,6 +128,7 @@ pub(crate) fn specialised_pipelines(
         bind_group_layouts: &[Some(layout)],
         immediate_size: 0,
     });
+    let cache = crate::gpu::pipeline_cache(device);
     let out = entries
         .iter()
         .map(|entry| {
@@ -140,7 +141,7 @@ pub(crate) fn specialised_pipelines(
                     constants,
                     ..Default::default()
                 },
-                cache: None,
+                cache: cache.as_ref(),
             })
         })
         .collect();

@@ -1,6 +1,6 @@
 //! The command line as a user runs it.
 
-use crate::imba;
+use crate::{imba, imba_env, tempdir};
 
 #[test]
 fn info_names_adapter_and_limits() {
@@ -48,4 +48,51 @@ fn bad_arguments_are_clear_errors() {
     assert!(!ok && out.contains("no adapter name contains"), "{out}");
     let (ok, out) = imba(&["bench", "kernels", "--size", "1,2,3"]);
     assert!(!ok && out.contains("B,C,H,W,p"), "{out}");
+}
+
+/// The pipeline cache file is written at exit; a damaged one is ignored and replaced, and
+/// `IMBA_PIPELINE_CACHE=off` writes nothing.
+#[test]
+fn pipeline_cache_survives_damage_and_can_be_turned_off() {
+    let dir = tempdir("pipeline-cache");
+    let cache = dir.to_str().unwrap();
+    let args = [
+        "bench", "dit", "--model", "tiny", "--batch", "1", "--reps", "1", "--warmup", "0",
+    ];
+    let files = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "bin"))
+            .collect()
+    };
+    let (ok, out) = imba_env(&args, &[("IMBA_PIPELINE_CACHE", cache)]);
+    assert!(ok, "{out}");
+    let written = files();
+    if written.is_empty() {
+        crate::common::skip(
+            "pipeline_cache_survives_damage_and_can_be_turned_off",
+            "the adapter has no pipeline cache (wgpu offers one on Vulkan only)",
+        );
+        return;
+    }
+    let good = std::fs::read(&written[0]).unwrap();
+    std::fs::write(&written[0], b"imbapc01 not what was written").unwrap();
+    let (ok, out) = imba_env(&args, &[("IMBA_PIPELINE_CACHE", cache)]);
+    assert!(ok, "a damaged cache must be ignored: {out}");
+    assert_eq!(std::fs::read(&written[0]).unwrap().len(), good.len());
+    let off = tempdir("pipeline-cache-off");
+    let (ok, out) = imba_env(
+        &args,
+        &[
+            ("IMBA_PIPELINE_CACHE", "off"),
+            ("HOME", off.to_str().unwrap()),
+            ("XDG_CACHE_HOME", off.to_str().unwrap()),
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(
+        !off.join("imba").exists(),
+        "the cache is off, yet imba wrote one"
+    );
 }

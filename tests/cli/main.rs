@@ -1,6 +1,10 @@
 //! The command line as a user runs it: the `imba` binary in a child process, its exit status
 //! and its output.
 
+#[path = "../common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
 mod basics;
 mod compare;
 mod train;
