@@ -152,7 +152,7 @@ pub fn matmul(
             rows.push(MatmulRow {
                 shape: (m, k, n),
                 b_layout,
-                path: format!("{:?}", fast.path(dev, m, k, n)),
+                path: fast.path(dev, m, k, n).to_string(),
                 ms,
                 portable_ms,
             });

@@ -78,6 +78,17 @@ pub enum MatmulPath {
     Texture16,
 }
 
+impl std::fmt::Display for MatmulPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            MatmulPath::Portable => write!(f, "portable"),
+            MatmulPath::Tiled(t) => write!(f, "tiled {}×{}×{}", t.m, t.n, t.k),
+            MatmulPath::Texture8 => write!(f, "texture8"),
+            MatmulPath::Texture16 => write!(f, "texture16"),
+        }
+    }
+}
+
 /// Rows of C per texture-path workgroup (columns: 4 per lane).
 const TILE_ROWS: u32 = 16;
 /// Columns of C per workgroup: 8 lanes × 2 texels, or 16 lanes × 1 texel.
