@@ -29,8 +29,9 @@ struct AdaParams {
     out_col: u32,
     use_b: u32,
     segments: u32,
-    pad0: u32,
-    pad1: u32,
+    // segment_partials / segment_combine: rows per chunk, chunks per segment.
+    chunk_rows: u32,
+    chunks: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: AdaParams;
@@ -265,4 +266,132 @@ fn segment_sums_tex(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
         sum += v;
     }
     put4(s * P.out_stride + P.out_col + 4u * j, sum);
+}
+
+// ---- Workgroup path (hardware GPUs) ----
+// One row per workgroup for the LayerNorms: the 64 invocations stride along the row (lane l
+// takes d = l, l + 64, …), so each load instruction of a workgroup reads 64 neighbouring
+// values, and the row's sums are reduced in workgroup memory by a fixed tree: deterministic.
+// The column sums over many rows go in two passes: partial sums over chunks of rows
+// (`segment_partials`, into the `xhat` binding as scratch), then the chunks summed in order
+// (`segment_combine`), so that a bias gradient over 65 536 rows is not 384 invocations each
+// looping over every row.
+
+var<workgroup> red_a: array<f32, 64>;
+var<workgroup> red_b: array<f32, 64>;
+
+// The workgroup's row in a 2-D grid of one-row workgroups.
+fn wg_row(wid: vec3<u32>) -> u32 {
+    return wid.y * P.groups_x + wid.x;
+}
+
+// Σ over the workgroup of `a` and of `b` (each invocation's share), in a fixed order.
+fn reduce2(lane: u32, a: f32, b: f32) -> vec2<f32> {
+    red_a[lane] = a;
+    red_b[lane] = b;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s >>= 1u) {
+        if (lane < s) {
+            red_a[lane] += red_a[lane + s];
+            red_b[lane] += red_b[lane + s];
+        }
+        workgroupBarrier();
+    }
+    let r = vec2<f32>(red_a[0], red_b[0]);
+    // Nobody overwrites the totals before everyone has read them.
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(64)
+fn ln_modulate_forward_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = wg_row(wid);
+    if (row >= P.rows) {
+        return;
+    }
+    let base = row * P.dim;
+    var sum = 0.0;
+    for (var d = lid.x; d < P.dim; d += 64u) {
+        sum += input[base + d];
+    }
+    let mean = reduce2(lid.x, sum, 0.0).x / f32(P.dim);
+    var sq = 0.0;
+    for (var d = lid.x; d < P.dim; d += 64u) {
+        let c = input[base + d] - mean;
+        sq += c * c;
+    }
+    let r = inverseSqrt(reduce2(lid.x, sq, 0.0).x / f32(P.dim) + P.eps);
+    if (lid.x == 0u) {
+        rstd[row] = r;
+    }
+    let m = (row / P.tokens) * P.mod_stride;
+    for (var d = lid.x; d < P.dim; d += 64u) {
+        let xh = (input[base + d] - mean) * r;
+        xhat[base + d] = xh;
+        out[base + d] = xh * (1.0 + modv[m + P.scale_col + d]) + modv[m + P.shift_col + d];
+    }
+}
+
+@compute @workgroup_size(64)
+fn ln_modulate_backward_wg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let row = wg_row(wid);
+    if (row >= P.rows) {
+        return;
+    }
+    let base = row * P.dim;
+    let m = (row / P.tokens) * P.mod_stride + P.scale_col;
+    var sg = 0.0;
+    var sgx = 0.0;
+    for (var d = lid.x; d < P.dim; d += 64u) {
+        let g = aux[base + d] * (1.0 + modv[m + d]);
+        sg += g;
+        sgx += g * input[base + d];
+    }
+    let sums = reduce2(lid.x, sg, sgx) / f32(P.dim);
+    let r = rstd[row];
+    for (var d = lid.x; d < P.dim; d += 64u) {
+        let g = aux[base + d] * (1.0 + modv[m + d]);
+        put(base + d, r * (g - sums.x - input[base + d] * sums.y));
+    }
+}
+
+// One invocation per (segment, chunk, column): the chunk's rows of A (⊙ B), in order, into
+// scratch laid out (segment, chunk, column). `P.tokens` is the rows per segment.
+@compute @workgroup_size(64)
+fn segment_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = invocation(wid, lid);
+    if (i >= P.segments * P.chunks * P.dim) {
+        return;
+    }
+    let d = i % P.dim;
+    let sc = i / P.dim;
+    let s = sc / P.chunks;
+    let first = (sc % P.chunks) * P.chunk_rows;
+    let last = min(first + P.chunk_rows, P.tokens);
+    var sum = 0.0;
+    for (var n = first; n < last; n++) {
+        let row = s * P.tokens + n;
+        var v = input[row * P.a_stride + P.a_col + d];
+        if (P.use_b == 1u) {
+            v *= aux[row * P.b_stride + P.b_col + d];
+        }
+        sum += v;
+    }
+    xhat[i] = sum;
+}
+
+// One invocation per (segment, column): the segment's chunk sums in order.
+@compute @workgroup_size(64)
+fn segment_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let i = invocation(wid, lid);
+    if (i >= P.segments * P.dim) {
+        return;
+    }
+    let s = i / P.dim;
+    let d = i - s * P.dim;
+    var sum = 0.0;
+    for (var c = 0u; c < P.chunks; c++) {
+        sum += xhat[(s * P.chunks + c) * P.dim + d];
+    }
+    put(s * P.out_stride + P.out_col + d, sum);
 }

@@ -32,14 +32,16 @@ macro_rules! layout {
 fn rust_layouts() -> Vec<RustLayout> {
     vec![
         layout!("activation", activation::ActParams, [n, accumulate, groups_x]),
-        layout!("adaln", adaln::AdaParams, [rows, dim, tokens, mod_stride, shift_col, scale_col, gate_col, accumulate, groups_x, eps, a_stride, a_col, b_stride, b_col, out_stride, out_col, use_b, segments]),
+        layout!("adaln", adaln::AdaParams, [rows, dim, tokens, mod_stride, shift_col, scale_col, gate_col, accumulate, groups_x, eps, a_stride, a_col, b_stride, b_col, out_stride, out_col, use_b, segments, chunk_rows, chunks]),
         layout!("attention", attention::AttnParams, [samples, tokens, heads, head_dim, dim, scale, groups_x]),
+        layout!("attention_tiled", attention::AttnParams, [samples, tokens, heads, head_dim, dim, scale, groups_x]),
         layout!("attention_texture", attention::AttnTexParams, [samples, tokens, heads, head_dim, dim, scale, groups_x, texels]),
         layout!("contrastive", contrastive::ContrastiveParams, [batch, features, base, out_base, tau, scale, accumulate, groups_x]),
         layout!("embed", embed::EmbedParams, [len, repeats, period, rows, batch, dim, slots, table_rows, accumulate, groups_x]),
         layout!("loss", loss::LossParams, [batch, tokens, token_dim, target_source, channels, height, width, patch_size, seed, step, target_kind, d_form, weights_from_buffer, normalize, groups_x, partial_count, gamma, lambda, inv_count, tokens_per_thread]),
         layout!("loss_vec4", loss::LossParams, [batch, tokens, token_dim, target_source, channels, height, width, patch_size, seed, step, target_kind, d_form, weights_from_buffer, normalize, groups_x, partial_count, gamma, lambda, inv_count, tokens_per_thread]),
         layout!("matmul", matmul::MatmulParams, [m, n, k, a_row, a_col, b_row, b_col, use_bias, accumulate, groups_x]),
+        layout!("matmul_tiled", matmul::MatmulParams, [m, n, k, a_row, a_col, b_row, b_col, use_bias, accumulate, groups_x]),
         layout!("matmul_texture", matmul::PackParams, [rows, cols, row_stride, col_stride, row_offset, width, height, groups_x]),
         layout!("matmul_texture", matmul::ProductParams, [m, n, k4, row_offset, use_bias, accumulate]),
         layout!("noise", noise::NoiseParams, [batch, channels, height, width, patch_size, seed, step, schedule, steps_in_table, total, groups_x, drop_threshold, null_label ]),

@@ -34,7 +34,31 @@ fn adaln_kernels_match_reference() {
         // 4352 texels: a whole 4096-texel texture row and part of the next.
         (4, 64, 68),
     ];
-    check_against_reference(g, &k, &sizes, AdaLnPath::Texture);
+    let texture = imba::kernels::Paths::choose(&g.device).unwrap() == imba::kernels::Paths::Texture
+        && AdaLnKernels::texture_path_supported(&g.device);
+    let tiled = imba::kernels::Paths::choose(&g.device).unwrap() == imba::kernels::Paths::Tiled;
+    check_against_reference(g, &k, &sizes, &|dim| match (dim % 4, texture, tiled) {
+        (_, _, true) => AdaLnPath::Workgroup,
+        (0, true, _) => AdaLnPath::Texture,
+        _ => AdaLnPath::Portable,
+    });
+}
+
+/// The GPU kernels forced: rows of 1 to 200 values (more than one 64-lane stride), column
+/// sums over enough rows to take the two-pass chunked sums (a partial last chunk) and over
+/// too few.
+#[test]
+fn adaln_workgroup_kernels_match_reference() {
+    let g = gpu();
+    let k = AdaLnKernels::with_paths(&g.device, imba::kernels::Paths::Tiled).unwrap();
+    let sizes = [
+        (1, 1, 1),
+        (2, 67, 13),
+        (3, 130, 37),
+        (2, 5, 200),
+        (1, 64, 65),
+    ];
+    check_against_reference(g, &k, &sizes, &|_| AdaLnPath::Workgroup);
 }
 
 /// The same with the texture path off: every size on the storage-buffer kernels.
@@ -45,17 +69,16 @@ fn adaln_portable_kernels_match_reference() {
         .unwrap()
         .with_texture_path(false);
     let sizes = [(3, 5, 37), (4, 16, 64), (2, 67, 12)];
-    check_against_reference(g, &k, &sizes, AdaLnPath::Portable);
+    check_against_reference(g, &k, &sizes, &|_| AdaLnPath::Portable);
 }
 
-/// Every launch against the f64 reference at `sizes` (samples, tokens, dim). Where `k` has
-/// the texture path (CPU adapters), sizes with dim a multiple of 4 must take `aligned_path`
-/// and the others the portable kernels.
+/// Every launch against the f64 reference at `sizes` (samples, tokens, dim); `want(dim)` is
+/// the path launches of that width must take.
 fn check_against_reference(
     g: &imba::gpu::Gpu,
     k: &AdaLnKernels,
     sizes: &[(usize, usize, usize)],
-    aligned_path: AdaLnPath,
+    want: &dyn Fn(usize) -> AdaLnPath,
 ) {
     let dev = &g.device;
     let mut r = Rand::new(11);
@@ -99,12 +122,7 @@ fn check_against_reference(
         let xr = g.upload("x-residual", &x);
         let da = g.poisoned("da", n);
         let dbias = g.poisoned("dbias", dim);
-        let texture = imba::kernels::Paths::choose(dev).unwrap() == imba::kernels::Paths::Texture
-            && AdaLnKernels::texture_path_supported(dev);
-        let want_path = match (dim % 4, texture) {
-            (0, true) => aligned_path,
-            _ => AdaLnPath::Portable,
-        };
+        let want_path = want(dim);
         assert_eq!(k.ln_path(s, &m), want_path, "D={dim}");
         assert_eq!(
             k.segment_sums_path(dim as u32, &Columns::whole(&dhb, dim as u32), None),

@@ -34,7 +34,8 @@ pub(crate) struct AdaParams {
     pub(crate) out_col: u32,
     pub(crate) use_b: u32,
     pub(crate) segments: u32,
-    pub(crate) pad: [u32; 2],
+    pub(crate) chunk_rows: u32,
+    pub(crate) chunks: u32,
 }
 
 const ENTRIES: [&str; 5] = [
@@ -44,6 +45,21 @@ const ENTRIES: [&str; 5] = [
     "gated_residual_backward",
     "segment_sums",
 ];
+
+/// The workgroup path's entry points: the two LayerNorms one row per workgroup, and the
+/// two passes of chunked column sums.
+const WG_ENTRIES: [&str; 4] = [
+    "ln_modulate_forward_wg",
+    "ln_modulate_backward_wg",
+    "segment_partials",
+    "segment_combine",
+];
+
+/// Column sums with fewer (segment, column) pairs than this, and at least
+/// [`CHUNKED_MIN_ROWS`] rows per segment, go in two passes on the workgroup path: one
+/// invocation per pair would leave most of a GPU idle while each loops over every row.
+const CHUNKED_BELOW: u64 = 1 << 16;
+const CHUNKED_MIN_ROWS: u32 = 64;
 
 /// The texture path's entry points (`ENTRIES` 0, 1, 4 reading textures).
 const TEX_ENTRIES: [&str; 3] = [
@@ -59,6 +75,16 @@ pub enum AdaLnPath {
     Portable,
     /// Operands copied into read-only storage textures (CPU adapters, i.e. llvmpipe).
     Texture,
+    /// Hardware GPUs: a workgroup per LayerNorm row (coalesced loads, a fixed-order
+    /// reduction in workgroup memory) and column sums over many rows in two passes.
+    Workgroup,
+}
+
+/// The workgroup path's pipelines and the column sums' scratch.
+struct WorkgroupPath {
+    pipelines: Vec<wgpu::ComputePipeline>,
+    /// Partial sums (segment, chunk, column), grown as launches need.
+    scratch: std::sync::Mutex<Option<wgpu::Buffer>>,
 }
 
 /// The texture path's pipelines and operand textures.
@@ -74,6 +100,7 @@ pub struct AdaLnKernels {
     layout: wgpu::BindGroupLayout,
     pipelines: Vec<wgpu::ComputePipeline>,
     texture: Option<TexturePath>,
+    workgroup: Option<WorkgroupPath>,
     unused_read: wgpu::Buffer,
     unused_rw: [wgpu::Buffer; 2],
     binder: common::Binder,
@@ -86,7 +113,7 @@ impl AdaLnKernels {
     }
 
     /// The kernels of `paths`: the texture path for [`Paths::Texture`] on CPU adapters, the
-    /// portable kernels (whose row-per-invocation loads a GPU's caches serve well) otherwise.
+    /// workgroup path for [`Paths::Tiled`], the portable kernels otherwise.
     pub fn with_paths(device: &wgpu::Device, paths: Paths) -> Result<Self> {
         use Slot::*;
         let layout = common::layout(
@@ -127,11 +154,19 @@ impl AdaLnKernels {
         } else {
             None
         };
+        let workgroup = match paths {
+            Paths::Tiled => Some(WorkgroupPath {
+                pipelines: common::pipelines(device, "adaln", &layout, &WG_ENTRIES)?,
+                scratch: Default::default(),
+            }),
+            _ => None,
+        };
         Ok(Self {
             binder: Default::default(),
             layout,
             pipelines,
             texture,
+            workgroup,
             unused_read: common::placeholder(device),
             unused_rw: [common::placeholder(device), common::placeholder(device)],
         })
@@ -143,10 +178,12 @@ impl AdaLnKernels {
         device.adapter_info().device_type == wgpu::DeviceType::Cpu
     }
 
-    /// Turns the texture path off (`false`), e.g. to test or time the portable kernels.
+    /// Turns the texture and workgroup paths off (`false`), e.g. to test or time the
+    /// portable kernels.
     pub fn with_texture_path(mut self, enabled: bool) -> Self {
         if !enabled {
             self.texture = None;
+            self.workgroup = None;
         }
         self
     }
@@ -156,6 +193,9 @@ impl AdaLnKernels {
     /// 4, and operand buffers with COPY_SRC usage (checked at launch; without it the launch
     /// runs the portable kernel).
     pub fn ln_path(&self, s: Stream, modulation: &Modulation) -> AdaLnPath {
+        if self.workgroup.is_some() {
+            return AdaLnPath::Workgroup;
+        }
         let aligned = [s.dim, modulation.stride, modulation.shift, modulation.scale]
             .iter()
             .all(|v| v.is_multiple_of(4));
@@ -169,6 +209,9 @@ impl AdaLnKernels {
     /// The path of a segment-sums launch: as [`Self::ln_path`], with dim and A's and B's
     /// row strides and first columns multiples of 4.
     pub fn segment_sums_path(&self, dim: u32, a: &Columns, b: Option<&Columns>) -> AdaLnPath {
+        if self.workgroup.is_some() {
+            return AdaLnPath::Workgroup;
+        }
         let mut v = vec![dim, a.stride, a.col];
         if let Some(b) = b {
             v.extend([b.stride, b.col]);
@@ -214,12 +257,13 @@ impl AdaLnKernels {
         {
             return Ok(());
         }
+        let (entry, invocations) = self.ln_entry(0, s.rows);
         self.launch(
             device,
             encoder,
-            0,
+            entry,
             p,
-            s.rows as u64,
+            invocations,
             [
                 reads[0], reads[1], reads[2], writes[0], writes[1], writes[2],
             ],
@@ -261,12 +305,13 @@ impl AdaLnKernels {
         {
             return Ok(());
         }
+        let (entry, invocations) = self.ln_entry(1, s.rows);
         self.launch(
             device,
             encoder,
-            1,
+            entry,
             p,
-            s.rows as u64,
+            invocations,
             [
                 reads[0], reads[1], reads[2], writes[0], writes[1], writes[2],
             ],
@@ -291,7 +336,7 @@ impl AdaLnKernels {
         self.launch(
             device,
             encoder,
-            2,
+            self.entry(2),
             p,
             s.rows as u64 * s.dim as u64,
             [
@@ -325,7 +370,7 @@ impl AdaLnKernels {
         self.launch(
             device,
             encoder,
-            3,
+            self.entry(3),
             p,
             s.rows as u64 * s.dim as u64,
             [
@@ -413,10 +458,16 @@ impl AdaLnKernels {
         {
             return Ok(());
         }
+        if self.workgroup.is_some()
+            && (segments as u64 * dim as u64) < CHUNKED_BELOW
+            && rows_per_segment >= CHUNKED_MIN_ROWS
+        {
+            return self.chunked_sums(device, encoder, p, reads, writes[0]);
+        }
         self.launch(
             device,
             encoder,
-            4,
+            self.entry(4),
             p,
             segments as u64 * dim as u64,
             [
@@ -449,11 +500,91 @@ impl AdaLnKernels {
         })
     }
 
+    /// A portable entry point by its index in `ENTRIES`.
+    fn entry(&self, i: usize) -> (&'static str, &wgpu::ComputePipeline) {
+        (ENTRIES[i], &self.pipelines[i])
+    }
+
+    /// The LayerNorm entry (`i`: 0 forward, 1 backward) and its invocations: a workgroup of
+    /// 64 per row on the workgroup path, an invocation per row otherwise.
+    fn ln_entry(&self, i: usize, rows: u32) -> ((&'static str, &wgpu::ComputePipeline), u64) {
+        match &self.workgroup {
+            Some(w) => ((WG_ENTRIES[i], &w.pipelines[i]), rows as u64 * 64),
+            None => (self.entry(i), rows as u64),
+        }
+    }
+
+    /// Column sums in two passes: chunks of about √rows rows into the scratch (binding 5),
+    /// then each segment's chunks in order into `out`.
+    fn chunked_sums(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        p: AdaParams,
+        reads: [Operand; 3],
+        out: Operand,
+    ) -> Result<()> {
+        let w = self.workgroup.as_ref().expect("workgroup path");
+        let chunk_rows = ((p.tokens as f64).sqrt().ceil() as u32).max(16);
+        let chunks = p.tokens.div_ceil(chunk_rows);
+        let partials = p.segments as u64 * chunks as u64 * p.dim as u64;
+        let scratch = self.scratch(device, w, partials * 4)?;
+        let p = AdaParams {
+            chunk_rows,
+            chunks,
+            ..p
+        };
+        let scratch_slot = Some(("scratch", Region::from(&scratch), partials * 4));
+        self.launch(
+            device,
+            encoder,
+            (WG_ENTRIES[2], &w.pipelines[2]),
+            p,
+            partials,
+            [reads[0], None, reads[2], None, scratch_slot, None],
+        )?;
+        self.launch(
+            device,
+            encoder,
+            (WG_ENTRIES[3], &w.pipelines[3]),
+            p,
+            p.segments as u64 * p.dim as u64,
+            [None, None, None, out, scratch_slot, None],
+        )
+    }
+
+    /// The scratch buffer, at least `bytes` long.
+    fn scratch(
+        &self,
+        device: &wgpu::Device,
+        w: &WorkgroupPath,
+        bytes: u64,
+    ) -> Result<wgpu::Buffer> {
+        let mut s = w.scratch.lock().expect("adaLN scratch poisoned");
+        if let Some(b) = s.as_ref().filter(|b| b.size() >= bytes) {
+            return Ok(b.clone());
+        }
+        let max = device.limits().max_storage_buffer_binding_size;
+        if bytes > max {
+            return Err(Error::Limit(format!(
+                "column sums need {bytes} bytes of partial sums, over the {max}-byte binding limit;                  use a smaller batch"
+            )));
+        }
+        let b = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("adaln-partial-sums"),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        *s = Some(b.clone());
+        Ok(b)
+    }
+
     fn launch(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        entry: usize,
+        (label, pipeline): (&'static str, &wgpu::ComputePipeline),
         params: AdaParams,
         invocations: u64,
         slots: [Option<(&'static str, Region, u64)>; 6],
@@ -469,9 +600,9 @@ impl AdaLnKernels {
         ];
         let bindings: Vec<_> = slots.into_iter().zip(fallbacks).collect();
         let launch = common::OneLaunch {
-            label: ENTRIES[entry],
+            label,
             layout: &self.layout,
-            pipeline: &self.pipelines[entry],
+            pipeline,
             binder: &self.binder,
         };
         launch.record(
