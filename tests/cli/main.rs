@@ -2,7 +2,6 @@
 //! and its output.
 
 #[path = "../common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 mod basics;
