@@ -16,15 +16,17 @@ pub struct DitStepReport {
     pub batch: u32,
     pub forward_ms: f64,
     pub step_ms: f64,
+    /// Compute dispatches one training step records.
+    pub dispatches: u64,
 }
 
 impl DitStepReport {
     pub fn markdown(&self) -> String {
         let c = &self.config;
         format!(
-            "| model | images | batch (dual rows) | dual forward, ms | training step, ms | samples/s |\n\
-             |---|---|---|---|---|---|\n\
-             | depth {}, D {}, {} heads, p {} | {}×{}×{} | {} ({}) | {:.1} | {:.1} | {:.1} |",
+            "| model | images | batch (dual rows) | dual forward, ms | training step, ms | samples/s | dispatches per step |\n\
+             |---|---|---|---|---|---|---|\n\
+             | depth {}, D {}, {} heads, p {} | {}×{}×{} | {} ({}) | {:.1} | {:.1} | {:.1} | {} |",
             c.depth,
             c.dim,
             c.heads,
@@ -36,7 +38,8 @@ impl DitStepReport {
             2 * self.batch,
             self.forward_ms,
             self.step_ms,
-            self.batch as f64 / (self.step_ms / 1000.0)
+            self.batch as f64 / (self.step_ms / 1000.0),
+            self.dispatches
         )
     }
 }
@@ -58,6 +61,9 @@ pub fn dit_step(
     for _ in 0..warmup {
         bench.step_ms()?;
     }
+    let before = crate::kernels::dispatches_recorded();
+    bench.step_ms()?;
+    let dispatches = crate::kernels::dispatches_recorded() - before;
     let steps = (0..reps.max(1))
         .map(|_| bench.step_ms())
         .collect::<Result<Vec<_>>>()?;
@@ -69,6 +75,7 @@ pub fn dit_step(
         batch,
         forward_ms: median(forwards),
         step_ms: median(steps),
+        dispatches,
     })
 }
 

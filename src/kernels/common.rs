@@ -159,6 +159,8 @@ thread_local! {
     /// thread. A launch whose parameters and buffers were seen before creates none: see
     /// [`Binder`].
     static LAUNCH_OBJECTS: Cell<u64> = const { Cell::new(0) };
+    /// Dispatches recorded by launches on this thread.
+    static DISPATCHES: Cell<u64> = const { Cell::new(0) };
 }
 
 /// The number of GPU objects (uniform buffers and bind groups) that kernel launches recorded
@@ -167,6 +169,12 @@ thread_local! {
 /// training step allocates.
 pub fn launch_objects_created() -> u64 {
     LAUNCH_OBJECTS.with(Cell::get)
+}
+
+/// The number of compute dispatches that kernel launches recorded on the calling thread have
+/// recorded so far: benchmarks read it to report what a training step costs in launches.
+pub fn dispatches_recorded() -> u64 {
+    DISPATCHES.with(Cell::get)
 }
 
 /// A uniform buffer holding `value`, made anew (the benchmarks' unfused chain; launchers
@@ -414,6 +422,7 @@ pub(crate) fn record_pass(
         label: Some(label),
         timestamp_writes: None,
     });
+    DISPATCHES.with(|n| n.set(n.get() + dispatches.len() as u64));
     for &(pipeline, bind_group, (x, y)) in dispatches {
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, bind_group, &[]);
