@@ -4,7 +4,7 @@ mod pipeline_cache;
 mod timer;
 
 pub(crate) use pipeline_cache::pipeline_cache;
-pub use pipeline_cache::use_pipeline_cache;
+pub use pipeline_cache::with_pipeline_cache;
 pub use timer::GpuTimer;
 
 use crate::{Error, Result};
@@ -127,6 +127,16 @@ impl Gpu {
             queue,
             info,
         })
+    }
+
+    /// Runs `f` with this device's pipeline cache (see [`with_pipeline_cache`]): kernels made
+    /// inside compile with it, and what they compile is kept for the next run. Without a
+    /// cache (adapter, `IMBA_PIPELINE_CACHE=off`), just runs `f`.
+    pub fn with_pipeline_cache<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.pipelines {
+            Some(c) => with_pipeline_cache(&c.cache, f),
+            None => f(),
+        }
     }
 
     /// Writes the compiled pipelines to the cache file now (it is also written when the

@@ -1,7 +1,9 @@
 //! Compiled pipelines kept across runs, where the adapter allows it (wgpu's pipeline cache;
-//! Vulkan today). Every family's pipelines are compiled with the cache registered for their
-//! device, so an engine that owns its device can register its own with
-//! [`use_pipeline_cache`]; [`Gpu`](super::Gpu) registers one backed by a file.
+//! Vulkan today). Kernels made inside [`with_pipeline_cache`] compile their pipelines with
+//! the given cache; [`Gpu::with_pipeline_cache`](super::Gpu::with_pipeline_cache) runs a
+//! closure with the cache `Gpu` keeps in a file. The cache is passed by scope, not looked up
+//! by device: wgpu's device handles compare equal across instances, so a registry keyed by
+//! device could hand one device another's cache.
 //!
 //! The file is `pipelines-<adapter key>.bin` in `IMBA_PIPELINE_CACHE` (a directory; `off`
 //! turns the cache off), else `$XDG_CACHE_HOME/imba`, else `~/.cache/imba`. It holds the
@@ -9,46 +11,45 @@
 //! is ignored (and replaced at exit), never handed to the driver. It is written to a
 //! temporary name and renamed, so a killed process or two runs at once leave a whole file.
 
+use std::cell::RefCell;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::Mutex;
 
-/// The caches pipelines of a device are compiled with.
-static CACHES: Mutex<Vec<(wgpu::Device, wgpu::PipelineCache)>> = Mutex::new(Vec::new());
-
-/// Compiles every later pipeline of `device` with `cache` (replacing any registered before).
-pub fn use_pipeline_cache(device: &wgpu::Device, cache: &wgpu::PipelineCache) {
-    let mut all = CACHES.lock().expect("pipeline cache registry poisoned");
-    all.retain(|(d, _)| d != device);
-    all.push((device.clone(), cache.clone()));
+thread_local! {
+    /// The cache of the innermost [`with_pipeline_cache`] on this thread.
+    static CURRENT: RefCell<Option<wgpu::PipelineCache>> = const { RefCell::new(None) };
 }
 
-/// The cache registered for `device`, if any.
-pub(crate) fn pipeline_cache(device: &wgpu::Device) -> Option<wgpu::PipelineCache> {
-    let all = CACHES.lock().expect("pipeline cache registry poisoned");
-    all.iter()
-        .find(|(d, _)| d == device)
-        .map(|(_, c)| c.clone())
-}
-
-fn forget(device: &wgpu::Device) {
-    if let Ok(mut all) = CACHES.lock() {
-        all.retain(|(d, _)| d != device);
+/// Runs `f` with `cache` as the pipeline cache of every kernel family made (and every pipeline
+/// compiled) on this thread meanwhile. `cache` must belong to the device those kernels are
+/// made for.
+pub fn with_pipeline_cache<R>(cache: &wgpu::PipelineCache, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<wgpu::PipelineCache>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.with(|c| *c.borrow_mut() = self.0.take());
+        }
     }
+    let _restore = Restore(CURRENT.with(|c| c.borrow_mut().replace(cache.clone())));
+    f()
+}
+
+/// The cache pipelines compiled now use, if any.
+pub(crate) fn pipeline_cache() -> Option<wgpu::PipelineCache> {
+    CURRENT.with(|c| c.borrow().clone())
 }
 
 const MAGIC: &[u8; 8] = b"imbapc01";
 
 /// A pipeline cache loaded from, and saved back to, one file.
 pub(crate) struct DiskCache {
-    device: wgpu::Device,
-    cache: wgpu::PipelineCache,
+    pub(crate) cache: wgpu::PipelineCache,
     path: PathBuf,
 }
 
 impl DiskCache {
-    /// The cache of `device`'s adapter, registered for `device`; `None` where the device
-    /// lacks the feature, the adapter has no cache key, the cache is off or has no home.
+    /// The cache of `device`'s adapter; `None` where the device lacks the feature, the
+    /// adapter has no cache key, the cache is off or has no home.
     pub(crate) fn open(device: &wgpu::Device, info: &wgpu::AdapterInfo) -> Option<Self> {
         if !device.features().contains(wgpu::Features::PIPELINE_CACHE) {
             return None;
@@ -67,12 +68,7 @@ impl DiskCache {
                 fallback: true,
             })
         };
-        use_pipeline_cache(device, &cache);
-        Some(Self {
-            device: device.clone(),
-            cache,
-            path,
-        })
+        Some(Self { cache, path })
     }
 
     pub(crate) fn path(&self) -> &std::path::Path {
@@ -99,7 +95,6 @@ impl Drop for DiskCache {
     fn drop(&mut self) {
         // A cache that cannot be written only costs the next run its compile time.
         let _ = self.save();
-        forget(&self.device);
     }
 }
 

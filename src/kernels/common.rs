@@ -128,7 +128,7 @@ pub(crate) fn specialised_pipelines(
         bind_group_layouts: &[Some(layout)],
         immediate_size: 0,
     });
-    let cache = crate::gpu::pipeline_cache(device);
+    let cache = crate::gpu::pipeline_cache();
     let out = entries
         .iter()
         .map(|entry| {

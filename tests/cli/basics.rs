@@ -96,3 +96,40 @@ fn pipeline_cache_survives_damage_and_can_be_turned_off() {
         "the cache is off, yet imba wrote one"
     );
 }
+
+/// `bench torch` refuses unknown work before looking for PyTorch, and names a Python that
+/// cannot be run.
+#[test]
+fn bench_torch_refuses_bad_work_and_a_missing_python() {
+    let (ok, out) = imba(&[
+        "bench",
+        "torch",
+        "--python",
+        "/nonexistent/python",
+        "--work",
+        "gemm",
+    ]);
+    assert!(
+        !ok && out.contains("unknown work 'gemm'") && out.contains("step-s2"),
+        "{out}"
+    );
+    let (ok, out) = imba(&[
+        "bench",
+        "torch",
+        "--python",
+        "/nonexistent/python",
+        "--work",
+        "loss",
+    ]);
+    assert!(!ok && out.contains("/nonexistent/python"), "{out}");
+}
+
+/// A forcing value that is not a path is refused by name.
+#[test]
+fn bad_kernel_path_choice_is_refused() {
+    let (ok, out) = imba_env(&["bench", "dit", "--reps", "1"], &[("IMBA_PATHS", "gpu")]);
+    assert!(
+        !ok && out.contains("IMBA_PATHS") && out.contains("portable, texture or tiled"),
+        "{out}"
+    );
+}

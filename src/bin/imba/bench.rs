@@ -263,10 +263,6 @@ fn torch_side_by_side(gpu: &Gpu, command: BenchCommand) -> imba::Result<()> {
     else {
         unreachable!("called for `bench torch` only")
     };
-    let python = match python {
-        Some(p) => p,
-        None => torch_venv()?,
-    };
     let defaults = imba::train::TrainOptions::default().resolve()?;
     let (data, _) = imba::train::setup::load_data(&defaults)?;
     let default_model = imba::train::setup::model_config(&defaults, &data)?;
@@ -302,6 +298,11 @@ fn torch_side_by_side(gpu: &Gpu, command: BenchCommand) -> imba::Result<()> {
             }
         });
     }
+    // The work list is checked before PyTorch is looked for (or installed).
+    let python = match python {
+        Some(p) => p,
+        None => torch_venv()?,
+    };
     let opts = imba::bench::SideOptions {
         python,
         device,

@@ -76,15 +76,20 @@ fn run(cli: Cli) -> imba::Result<()> {
             .filter(|s| !s.is_empty())
     });
     let gpu = Gpu::with_adapter_name(name.as_deref())?;
-    match cli.command {
-        Command::Info(a) => info::run(&gpu, a),
-        Command::Train(a) => train::run(&gpu, a),
-        Command::Sample(a) => sample::run(&gpu, a),
-        Command::Seedselect(a) => seedselect::run(&gpu, a),
-        Command::Invdiff(a) => invdiff::run(&gpu, a),
-        Command::Eval(a) => eval::run(&gpu, a),
-        Command::Compare(a) => compare::run(&gpu, a),
-        Command::Bench(c) => bench::run(&gpu, c),
+    // One device in this process: its kernels compile with its pipeline cache.
+    gpu.with_pipeline_cache(|| dispatch(&gpu, cli.command))
+}
+
+fn dispatch(gpu: &Gpu, command: Command) -> imba::Result<()> {
+    match command {
+        Command::Info(a) => info::run(gpu, a),
+        Command::Train(a) => train::run(gpu, a),
+        Command::Sample(a) => sample::run(gpu, a),
+        Command::Seedselect(a) => seedselect::run(gpu, a),
+        Command::Invdiff(a) => invdiff::run(gpu, a),
+        Command::Eval(a) => eval::run(gpu, a),
+        Command::Compare(a) => compare::run(gpu, a),
+        Command::Bench(c) => bench::run(gpu, c),
     }
 }
 
