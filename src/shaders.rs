@@ -102,8 +102,15 @@ pub struct Translations {
 }
 
 /// Parses and validates a family with naga (with subgroup operations allowed, as on devices
-/// that have them) and writes SPIR-V, MSL and HLSL for every entry point.
+/// that have them) and writes SPIR-V, MSL and HLSL for every entry point, its
+/// pipeline-overridable constants at their declared defaults.
 pub fn translate(family: &str) -> Result<Translations> {
+    translate_with(family, &[])
+}
+
+/// [`translate`] with values for pipeline-overridable constants (e.g. a tile shape or a
+/// head size the launchers compile).
+pub fn translate_with(family: &str, constants: &[(&str, f64)]) -> Result<Translations> {
     use naga::back::{hlsl, msl, spv};
     let err = |stage: &str, e: String| Error::Shader {
         name: family.into(),
@@ -119,14 +126,13 @@ pub fn translate(family: &str) -> Result<Translations> {
     .validate(&module)
     .map_err(|e| err("validate", e.emit_to_string(&src)))?;
 
-    // Pipeline-overridable constants take their declared defaults here.
-    let (module, info) = naga::back::pipeline_constants::process_overrides(
-        &module,
-        &info,
-        None,
-        &Default::default(),
-    )
-    .map_err(|e| err("overrides", e.to_string()))?;
+    let constants: naga::back::PipelineConstants = constants
+        .iter()
+        .map(|&(name, value)| (name.to_string(), value))
+        .collect();
+    let (module, info) =
+        naga::back::pipeline_constants::process_overrides(&module, &info, None, &constants)
+            .map_err(|e| err("overrides", e.to_string()))?;
     // Subgroup operations need SPIR-V 1.3 (Vulkan 1.1) and HLSL shader model 6.0 (wave
     // intrinsics); the portable families keep the lowest versions.
     let portable = naga::valid::Validator::new(
