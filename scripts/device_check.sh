@@ -36,6 +36,7 @@ for line in sys.stdin:
     # loader.
     loader=$(ldconfig -p | awk '/libvulkan.so.1 / {print $NF; exit}')
     if [ -n "$loader" ]; then cp -L "$loader" "$pack/lib/libvulkan.so.1"; fi
+    echo "built from $(git describe --always --dirty 2>/dev/null || echo unknown) on $(date -u '+%Y-%m-%d %H:%M UTC')" >"$pack/BUILD"
     ls -la "$pack/bin" "$pack/lib"
     du -sh "$pack"
 }
@@ -136,7 +137,7 @@ run() {
     {
         echo "# imba device check$([ "$dry" -eq 1 ] && echo ' (dry run)')"
         echo
-        echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); load: $(cut -d' ' -f1-3 /proc/loadavg); binaries $(cat "$pack/BUILD" 2>/dev/null || echo 'of unknown origin')"
         echo
         echo '```'
         nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | head -5
@@ -144,19 +145,22 @@ run() {
         "$imba" info 2>&1 | head -12
         echo '```'
     } >"$report" 2>&1
-    tests_section kernels 120
-    tests_section model 60
+    tests_section kernels 90
+    tests_section model 45
     section "roofline, DiT-S/2 batch 128" 15 "$imba" info --model S/2 --batch 128 --roofline
-    section "fused loss and noise kernels" 45 "$imba" bench kernels --reps 20 $sizes
+    section "fused loss and noise kernels" 40 "$imba" bench kernels --reps 20 $sizes
     local shapes=()
     [ "$dry" -eq 0 ] && shapes+=(--shape 4096,4096,4096)
     shapes+=(--shape "$mm_rows,384,1152" --shape "$mm_rows,384,384" --shape "$mm_rows,384,1536" --shape "$mm_rows,1536,384")
-    section "matmul (stream of 10 products per submission)" 50 "$imba" bench matmul "${shapes[@]}" --stream 10 --portable-reps 0
-    section "DiT step" 50 "$imba" bench dit $dit --reps 5
+    section "matmul (stream of 10 products per submission)" 45 "$imba" bench matmul "${shapes[@]}" --stream 10 --portable-reps 0
+    section "DiT step" 45 "$imba" bench dit $dit --reps 5
     if "$python" -c 'import torch' 2>/dev/null; then
-        section "PyTorch side by side, TF32 off" 100 "$imba" bench torch --python "$python" \
-            --device "$device" --work loss,loss-compiled,step-s2,sample --s2-batch "$s2" --rounds "$rounds"
-        [ "$dry" -eq 0 ] && section "PyTorch side by side, TF32 on" 40 "$imba" bench torch \
+        section "PyTorch side by side, TF32 off" 90 "$imba" bench torch --python "$python" \
+            --device "$device" --work loss,step-s2,sample --s2-batch "$s2" --rounds "$rounds"
+        # torch.compile's first call compiles for tens of seconds: its own limit.
+        section "PyTorch torch.compile'd loss" 50 "$imba" bench torch --python "$python" \
+            --device "$device" --work loss-compiled --rounds "$rounds"
+        [ "$dry" -eq 0 ] && section "PyTorch side by side, TF32 on" 35 "$imba" bench torch \
             --python "$python" --device "$device" --tf32 --work step-s2 --s2-batch "$s2" --rounds "$rounds"
     else
         echo "| PyTorch side by side | skipped: $python has no torch | 0 s |" >>"$work/summary.md"
