@@ -3,10 +3,12 @@
 //! layer's (out, in) weight), bias included. `scripts/bench_matmul_vs_torch.sh` runs this
 //! beside PyTorch's CPU sgemm on the same machine.
 //!
-//! Timing is the wall clock of submit + wait, not timestamps: on lavapipe (Mesa 22.3), once a
-//! command buffer has used textures, later timestamp pairs around storage-buffer dispatches
-//! come back near zero (measured: 0.04 ms for a 105 ms portable product). Wall time includes
-//! about 0.3–0.5 ms of submit and wait per run, which the GFLOP/s figures carry.
+//! On CPU adapters timing is the wall clock of submit + wait, not timestamps: on lavapipe
+//! (Mesa 22.3), once a command buffer has used textures, later timestamp pairs around
+//! storage-buffer dispatches come back near zero (measured: 0.04 ms for a 105 ms portable
+//! product). Wall time includes about 0.3–0.5 ms of submit and wait per run, which the
+//! GFLOP/s figures carry. Other adapters with timestamps are timed by them (the GPU's own
+//! time for the recorded products, no submit cost).
 
 use super::time_ms;
 use crate::gpu::{Gpu, GpuTimer};
@@ -103,8 +105,12 @@ pub fn matmul(
     stream: usize,
 ) -> Result<MatmulReport> {
     let dev = &gpu.device;
-    // Wall clock on purpose; see the module comment.
-    let t: Option<&GpuTimer> = None;
+    // Wall clock on CPU adapters; see the module comment.
+    let timer = match gpu.info.device_type {
+        wgpu::DeviceType::Cpu => None,
+        _ => GpuTimer::new(gpu),
+    };
+    let t = timer.as_ref();
     let fast = MatmulKernels::new(dev)?;
     let portable = MatmulKernels::new(dev)?.with_fast_path(false);
     let reps = reps.max(1);
@@ -161,8 +167,13 @@ pub fn matmul(
     Ok(MatmulReport {
         adapter: gpu.info.name.clone(),
         driver: format!("{} {}", gpu.info.driver, gpu.info.driver_info),
-        timing: "wall clock of submit + wait (lavapipe's timestamps are unreliable once \
-                 textures are in use)",
+        timing: match t {
+            Some(_) => "GPU timestamps",
+            None => {
+                "wall clock of submit + wait (no timestamps, or a CPU adapter, whose \
+                 timestamps are unreliable once textures are in use)"
+            }
+        },
         reps,
         stream: stream.max(1),
         rows,
