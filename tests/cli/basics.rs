@@ -9,7 +9,13 @@ fn info_names_adapter_and_limits() {
     assert!(
         out.contains("adapter")
             && out.contains("max storage binding")
-            && out.contains("timestamps"),
+            && out.contains("timestamps")
+            && out.contains("kernel paths"),
+        "{out}"
+    );
+    let (ok, out) = imba_env(&["info"], &[("IMBA_PATHS", "portable")]);
+    assert!(
+        ok && out.contains("Portable (forced by IMBA_PATHS)"),
         "{out}"
     );
 }

@@ -39,6 +39,12 @@ pub struct InfoArgs {
 /// memory a DiT and batch need.
 pub fn run(gpu: &Gpu, a: InfoArgs) -> imba::Result<()> {
     print!("{}", gpu.describe());
+    let paths = imba::kernels::Paths::choose(&gpu.device)?;
+    let why = match std::env::var(imba::kernels::PATHS_ENV) {
+        Ok(_) => format!("forced by {}", imba::kernels::PATHS_ENV),
+        Err(_) => format!("chosen for a {:?} adapter", gpu.info.device_type),
+    };
+    println!("kernel paths     {paths:?} ({why})");
     println!(
         "kernel families  {}",
         imba::shaders::FAMILIES
