@@ -142,8 +142,15 @@ run() {
         echo '```'
         nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | head -5
         vulkan_setup
-        "$imba" info 2>&1 | head -12
+        "$imba" info 2>&1 | head -13
         echo '```'
+        if [ "$dry" -eq 0 ] && ! "$imba" info 2>/dev/null | grep -qi 'device type *\(DiscreteGpu\|IntegratedGpu\)'; then
+            echo
+            echo "**No GPU adapter through Vulkan.** Everything below ran on whatever adapter wgpu"
+            echo "found instead. In a container, NVIDIA's Vulkan driver (libGLX_nvidia.so.0,"
+            echo "libnvidia-glvkspirv.so and an ICD manifest) is only mounted with"
+            echo "NVIDIA_DRIVER_CAPABILITIES including graphics."
+        fi
     } >"$report" 2>&1
     tests_section kernels 90
     tests_section model 45
