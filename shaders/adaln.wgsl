@@ -130,6 +130,15 @@ fn gated_residual_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local
     put(i, modv[(row / P.tokens) * P.mod_stride + P.gate_col + d] * input[i]);
 }
 
+// A(row, d), times B(row, d) where `use_b`: one term of a column sum.
+fn segment_term(row: u32, d: u32) -> f32 {
+    var v = input[row * P.a_stride + P.a_col + d];
+    if (P.use_b == 1u) {
+        v *= aux[row * P.b_stride + P.b_col + d];
+    }
+    return v;
+}
+
 // One invocation per (segment, column): `tokens` rows per segment, `segments` segments.
 // Bias gradients are one segment of all rows; d(shift), d(scale), d(gate) are one segment per
 // sample (with B = x̂ for the scale, B = the gated branch for the gate).
@@ -143,12 +152,7 @@ fn segment_sums(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let d = i - s * P.dim;
     var sum = 0.0;
     for (var n = 0u; n < P.tokens; n++) {
-        let row = s * P.tokens + n;
-        var v = input[row * P.a_stride + P.a_col + d];
-        if (P.use_b == 1u) {
-            v *= aux[row * P.b_stride + P.b_col + d];
-        }
-        sum += v;
+        sum += segment_term(s * P.tokens + n, d);
     }
     put(s * P.out_stride + P.out_col + d, sum);
 }
@@ -370,12 +374,7 @@ fn segment_partials(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
     let last = min(first + P.chunk_rows, P.tokens);
     var sum = 0.0;
     for (var n = first; n < last; n++) {
-        let row = s * P.tokens + n;
-        var v = input[row * P.a_stride + P.a_col + d];
-        if (P.use_b == 1u) {
-            v *= aux[row * P.b_stride + P.b_col + d];
-        }
-        sum += v;
+        sum += segment_term(s * P.tokens + n, d);
     }
     xhat[i] = sum;
 }

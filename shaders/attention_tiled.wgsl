@@ -23,26 +23,7 @@ const BQ: u32 = 64u;
 const MAX_HD: u32 = 128u;
 const MAX_BKV: u32 = 64u;
 
-struct AttnParams {
-    samples: u32,
-    tokens: u32,
-    heads: u32,
-    head_dim: u32,
-    dim: u32,
-    scale: f32,
-    groups_x: u32,
-    pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> P: AttnParams;
-@group(0) @binding(1) var<storage, read> qkv: array<f32>;
-@group(0) @binding(2) var<storage, read> o_in: array<f32>;
-@group(0) @binding(3) var<storage, read> d_o: array<f32>;
-// Forward: O. attention_dq_tiled / attention_dkv_tiled: dqkv (rows, 3·dim).
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-// Forward: writes lse (samples, heads, tokens). Backward: reads it.
-@group(0) @binding(5) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(6) var<storage, read> delta: array<f32>;
+//!include attention_bindings.wgsl
 
 // Two staged row blocks (K and V, or Q and dO) and two staged scalars per row (lse and δ).
 var<workgroup> rows_a: array<f32, BKV * HD>;

@@ -26,26 +26,7 @@ override THREAD_N: u32 = 4u;
 override LANES_M: u32 = TILE_M / THREAD_M;
 override LANES_N: u32 = TILE_N / THREAD_N;
 
-struct MatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    // Element (r, c) of A is a[r·a_row + c·a_col] (r < M, c < K); of B, b[r·b_row + c·b_col]
-    // (r < K, c < N). C is dense row-major (M, N).
-    a_row: u32,
-    a_col: u32,
-    b_row: u32,
-    b_col: u32,
-    use_bias: u32,
-    accumulate: u32,
-    groups_x: u32,
-}
-
-@group(0) @binding(0) var<uniform> P: MatmulParams;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c: array<f32>;
+//!include matmul_bindings.wgsl
 
 // Staged slices, K-major: tile_a[kk·TILE_M + r], tile_b[kk·TILE_N + col].
 var<workgroup> tile_a: array<f32, TILE_M * TILE_K>;

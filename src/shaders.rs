@@ -51,6 +51,14 @@ const SNIPPETS: &[(&str, &str)] = &[
     ),
     ("grid64.wgsl", include_str!("../shaders/lib/grid64.wgsl")),
     ("put.wgsl", include_str!("../shaders/lib/put.wgsl")),
+    (
+        "matmul_bindings.wgsl",
+        include_str!("../shaders/lib/matmul_bindings.wgsl"),
+    ),
+    (
+        "attention_bindings.wgsl",
+        include_str!("../shaders/lib/attention_bindings.wgsl"),
+    ),
 ];
 
 /// The complete WGSL of a kernel family, includes resolved.
