@@ -154,7 +154,8 @@ run() {
     } >"$report" 2>&1
     tests_section kernels 90
     tests_section model 45
-    section "roofline, DiT-S/2 batch 128" 15 "$imba" info --model S/2 --batch 128 --roofline
+    # The same batch as the DiT step below, so that the step can be set against its bound.
+    section "roofline, DiT-S/2 batch 32" 15 "$imba" info --model S/2 --batch 32 --roofline
     section "fused loss and noise kernels" 40 "$imba" bench kernels --reps 20 $sizes
     local shapes=()
     [ "$dry" -eq 0 ] && shapes+=(--shape 4096,4096,4096)
@@ -209,6 +210,11 @@ if lin:
 loss = [r for r in rows("imba fused, default") if r[1] == "(256, 256, 16)"]
 if loss:
     out.append(f"fused loss (256, 256, 16): {loss[0][4]} of copy bandwidth (target ≥ 70%)")
+bound = [r for r in rows("step ") if len(r) >= 5]
+dit = [r for r in rows("depth 12, D 384") if len(r) >= 5]
+if bound and dit:
+    b, m = float(bound[0][4]), float(dit[0][4])
+    out.append(f"DiT-S/2 step at batch 32: {m:.1f} ms measured, {b:.1f} ms roofline bound ({b / m:.0%} of the bound's speed)")
 for r in rows("IMBA training step, DiT-S/2"):
     out.append(f"{r[0]}: imba / PyTorch = {r[3]} (target ≤ 1.5 with TF32 off)")
 print("\n".join(f"- {o}" for o in out) or "- no benchmark table to read")
