@@ -40,7 +40,11 @@ impl Paths {
     /// `IMBA_PATHS` if set, else [`Paths::for_adapter`] of `device`'s adapter.
     pub fn choose(device: &wgpu::Device) -> Result<Self> {
         match std::env::var(PATHS_ENV) {
-            Ok(v) => v.parse(),
+            Ok(v) => v.parse().map_err(|e: Error| {
+                Error::Config(format!(
+                    "{PATHS_ENV}: {e} (or unset it to choose by adapter)"
+                ))
+            }),
             Err(_) => Ok(Self::for_adapter(&device.adapter_info())),
         }
     }
@@ -54,8 +58,7 @@ impl std::str::FromStr for Paths {
             "texture" => Ok(Paths::Texture),
             "tiled" => Ok(Paths::Tiled),
             other => Err(Error::Config(format!(
-                "{PATHS_ENV}={other:?} is not a kernel path; use portable, texture or tiled \
-                 (or unset it to choose by adapter)"
+                "{other:?} is not a kernel path; use portable, texture or tiled"
             ))),
         }
     }

@@ -27,6 +27,10 @@ struct Cli {
     /// restricts the APIs searched.
     #[arg(long, global = true)]
     adapter: Option<String>,
+    /// Kernel paths: tiled (GPU kernels), texture (llvmpipe kernels) or portable, on any
+    /// adapter (default: IMBA_PATHS, else chosen by the adapter's type).
+    #[arg(long, global = true, value_parser = parse_paths)]
+    paths: Option<imba::kernels::Paths>,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,7 +73,16 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
+fn parse_paths(s: &str) -> Result<imba::kernels::Paths, String> {
+    s.parse().map_err(|e: imba::Error| e.to_string())
+}
+
 fn run(cli: Cli) -> imba::Result<()> {
+    if let Some(p) = cli.paths {
+        // Every family reads the choice when its pipelines are made.
+        let name = format!("{p:?}").to_lowercase();
+        std::env::set_var(imba::kernels::PATHS_ENV, name);
+    }
     let name = cli.adapter.clone().or_else(|| {
         std::env::var("WGPU_ADAPTER_NAME")
             .ok()
