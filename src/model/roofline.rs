@@ -123,11 +123,7 @@ impl Roofline {
 
     fn matmul(&mut self, (m, k, n): Product) {
         self.add("matmul", 2.0 * m * k * n, 4.0 * (m * k + k * n + m * n));
-        let tile = if (m / 128.0).ceil() * (n / 128.0).ceil() >= 128.0 {
-            Tile::LARGE
-        } else {
-            Tile::SMALL
-        };
+        let tile = Tile::for_product(m as u32, n as u32);
         self.tiled_matmul_bytes += 2.0 * m * k * n * tile.bytes_per_flop() + 4.0 * m * n;
     }
 

@@ -139,3 +139,17 @@ fn bad_kernel_path_choice_is_refused() {
         "{out}"
     );
 }
+
+/// The roofline prints per-family rows and refuses a batch of zero or non-positive peaks.
+#[test]
+fn roofline_prints_and_refuses_bad_numbers() {
+    let (ok, out) = imba(&["info", "--model", "S/2", "--batch", "2", "--roofline"]);
+    assert!(
+        ok && out.contains("| matmul |") && out.contains("| step |"),
+        "{out}"
+    );
+    let (ok, out) = imba(&["info", "--model", "S/2", "--batch", "0", "--roofline"]);
+    assert!(!ok && out.contains("--batch must be at least 1"), "{out}");
+    let (ok, out) = imba(&["info", "--model", "S/2", "--roofline", "--peak-tbs", "0"]);
+    assert!(!ok && out.contains("must both be positive"), "{out}");
+}

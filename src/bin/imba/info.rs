@@ -54,6 +54,11 @@ pub fn run(gpu: &Gpu, a: InfoArgs) -> imba::Result<()> {
             .join(", ")
     );
     if let Some(name) = &a.model {
+        if a.batch == 0 {
+            return Err(imba::Error::Config(
+                "--batch must be at least 1 for the memory report and the roofline".into(),
+            ));
+        }
         let cfg = imba::model::DitConfig::preset(name, a.image_size, a.channels, a.labels)?;
         if a.roofline {
             if !(a.peak_tflops > 0.0 && a.peak_tbs > 0.0) {

@@ -7,7 +7,7 @@ use super::AttentionShape;
 use crate::kernels::common;
 use crate::Result;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Rows per workgroup block (`BQ` in the shader).
 pub(super) const BLOCK: u32 = 64;
@@ -30,7 +30,7 @@ pub(super) struct TiledPath {
     layout: wgpu::BindGroupLayout,
     /// Workgroup bytes available to the staged rows.
     staging_bytes: u32,
-    pipelines: Mutex<HashMap<u32, Vec<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<HashMap<u32, Arc<[wgpu::ComputePipeline]>>>,
 }
 
 impl TiledPath {
@@ -59,12 +59,13 @@ impl TiledPath {
         shape.samples as u64 * shape.heads as u64 * shape.tokens.div_ceil(BLOCK) as u64
     }
 
-    /// The forward, dq and dkv pipelines for `head_dim`, compiled on first use.
+    /// The forward, dq and dkv pipelines for `head_dim`, compiled on first use (a launch
+    /// after that takes a reference count, nothing more).
     pub(super) fn pipelines(
         &self,
         device: &wgpu::Device,
         head_dim: u32,
-    ) -> Result<Vec<wgpu::ComputePipeline>> {
+    ) -> Result<Arc<[wgpu::ComputePipeline]>> {
         let mut cache = self
             .pipelines
             .lock()
@@ -83,6 +84,7 @@ impl TiledPath {
             &ENTRIES,
             &constants,
         )?;
+        let made: Arc<[wgpu::ComputePipeline]> = made.into();
         cache.insert(head_dim, made.clone());
         Ok(made)
     }

@@ -63,6 +63,18 @@ impl Tile {
             && self.workgroup_bytes() <= l.max_compute_workgroup_storage_size
     }
 
+    /// The blocking an M×N product takes where the device has both: the large one once the
+    /// product has [`LARGE_BLOCKS`] of its blocks.
+    pub fn for_product(m: u32, n: u32) -> Tile {
+        let blocks =
+            (m as u64).div_ceil(Tile::LARGE.m as u64) * (n as u64).div_ceil(Tile::LARGE.n as u64);
+        if blocks >= LARGE_BLOCKS {
+            Tile::LARGE
+        } else {
+            Tile::SMALL
+        }
+    }
+
     fn constants(&self) -> [(&'static str, f64); 5] {
         [
             ("TILE_M", self.m as f64),
@@ -122,11 +134,9 @@ impl TiledPath {
         if let Some(t) = self.forced {
             return t;
         }
-        let blocks = (m as u64).div_ceil(128) * (n as u64).div_ceil(128);
-        if self.large.is_some() && blocks >= LARGE_BLOCKS {
-            Tile::LARGE
-        } else {
-            Tile::SMALL
+        match Tile::for_product(m, n) {
+            Tile::LARGE if self.large.is_some() => Tile::LARGE,
+            _ => Tile::SMALL,
         }
     }
 
