@@ -10,6 +10,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("activation", include_str!("../shaders/activation.wgsl")),
     ("loss", include_str!("../shaders/loss.wgsl")),
     ("loss_vec4", include_str!("../shaders/loss_vec4.wgsl")),
+    ("time_norm", include_str!("../shaders/time_norm.wgsl")),
     ("reduce", include_str!("../shaders/reduce.wgsl")),
     ("matmul", include_str!("../shaders/matmul.wgsl")),
     (

@@ -36,6 +36,10 @@ struct LossParams {
     tokens_per_thread: u32,
 }
 
+// `d_form` of the per-token mean squared error pass (record_token_mse): the weight pass
+// then writes mean_k (pred − target)² with `pred` bound as the unconditional prediction.
+const D_FORM_TOKEN_MSE: u32 = 4u;
+
 // |x|^γ with 0^γ = 0 for γ > 0 (pow(0, γ) is undefined in WGSL).
 fn abs_pow(x: f32, gamma: f32) -> f32 {
     let a = abs(x);
@@ -54,10 +58,13 @@ fn abs_pow4(x: vec4<f32>, gamma: f32) -> vec4<f32> {
 // D from the per-token accumulations: `abs_pow_sum` = Σ_k |ε−ε_u|^γ, `sq_sum` = Σ_k (ε−ε_u)².
 // γ = 0 gives D ≡ 1 in every form (the dual baseline).
 fn token_weight(abs_pow_sum: f32, sq_sum: f32) -> f32 {
+    let k = f32(P.token_dim);
+    if (P.d_form == D_FORM_TOKEN_MSE) {
+        return sq_sum / k;
+    }
     if (P.gamma == 0.0) {
         return 1.0;
     }
-    let k = f32(P.token_dim);
     if (P.d_form == 0u) {
         return abs_pow_sum / k;
     } else if (P.d_form == 1u) {

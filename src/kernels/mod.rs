@@ -34,8 +34,9 @@ pub use embed::{
     ConditionArgs, EmbedKernels, FoldArgs, LabelBackwardArgs, Labels, TokensArgs, NO_LABEL,
 };
 pub use loss::{
-    DForm, FusedPath, Granularity, ImbaLossArgs, ImbaParams, LossKernels, LossWorkspace,
-    MseLossArgs, Normalize, Target, TargetKind,
+    time_bucket, DForm, FusedPath, Granularity, ImbaLossArgs, ImbaParams, LossKernels,
+    LossWorkspace, MseLossArgs, Normalize, Target, TargetKind, TimeBuckets, TokenMseArgs,
+    MAX_TIME_BUCKETS,
 };
 pub use matmul::{Layout, MatmulArgs, MatmulKernels, MatmulPath, Tile};
 pub use noise::{

@@ -40,6 +40,7 @@ fn rust_layouts() -> Vec<RustLayout> {
         layout!("embed", embed::EmbedParams, [len, repeats, period, rows, batch, dim, slots, table_rows, accumulate, groups_x]),
         layout!("loss", loss::LossParams, [batch, tokens, token_dim, target_source, channels, height, width, patch_size, seed, step, target_kind, d_form, weights_from_buffer, normalize, groups_x, partial_count, gamma, lambda, inv_count, tokens_per_thread]),
         layout!("loss_vec4", loss::LossParams, [batch, tokens, token_dim, target_source, channels, height, width, patch_size, seed, step, target_kind, d_form, weights_from_buffer, normalize, groups_x, partial_count, gamma, lambda, inv_count, tokens_per_thread]),
+        layout!("time_norm", loss::TimeNormParams, [batch, tokens, buckets, decay]),
         layout!("matmul", matmul::MatmulParams, [m, n, k, a_row, a_col, b_row, b_col, use_bias, accumulate, groups_x]),
         layout!("matmul_tiled", matmul::MatmulParams, [m, n, k, a_row, a_col, b_row, b_col, use_bias, accumulate, groups_x]),
         layout!("matmul_texture", matmul::PackParams, [rows, cols, row_stride, col_stride, row_offset, width, height, groups_x]),

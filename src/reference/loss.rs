@@ -16,6 +16,8 @@ pub struct ImbaOut {
 }
 
 /// D per token from the unconditional prediction used for the weights (stop-gradient).
+/// [`Normalize::TBucket`] keeps state across steps and is applied by [`time_normalize`]
+/// (here D is left unnormalised).
 pub fn weights(shape: TokenShape, pred_uncond: &[f64], target: &[f64], p: &ImbaParams) -> Vec<f64> {
     let (bn, k) = (shape.rows() as usize, shape.token_dim as usize);
     let mut d: Vec<f64> = (0..bn)
@@ -116,6 +118,60 @@ fn imba_with_weights(
         grad_cond,
         grad_uncond,
     }
+}
+
+/// The time-bucket normalisation: updates each bucket's running means (m_k, w_k) in `state`
+/// with the mean sample D of its samples this step, then divides every token's D by the
+/// corrected mean m_k / w_k of its sample's bucket (bucket values ≥ K count as K − 1).
+pub fn time_normalize(
+    shape: TokenShape,
+    d: &mut [f64],
+    sample_bucket: &[u32],
+    state: &mut [f64],
+    decay: f64,
+) {
+    let (n, k) = (shape.tokens as usize, state.len() / 2);
+    let bucket = |b: usize| (sample_bucket[b] as usize).min(k - 1);
+    let mut divisor = vec![1.0; k];
+    for (j, div) in divisor.iter_mut().enumerate() {
+        let means: Vec<f64> = (0..shape.batch as usize)
+            .filter(|&b| bucket(b) == j)
+            .map(|b| d[b * n..(b + 1) * n].iter().sum::<f64>() / n as f64)
+            .collect();
+        if !means.is_empty() {
+            let mean = means.iter().sum::<f64>() / means.len() as f64;
+            state[2 * j] = decay * state[2 * j] + (1.0 - decay) * mean;
+            state[2 * j + 1] = decay * state[2 * j + 1] + (1.0 - decay);
+        }
+        if state[2 * j + 1] > 0.0 {
+            *div = (state[2 * j] / state[2 * j + 1]).max(1e-30);
+        }
+    }
+    for (i, x) in d.iter_mut().enumerate() {
+        *x /= divisor[bucket(i / n)];
+    }
+}
+
+/// IMBA with time-bucket normalised D: [`imba`]'s outputs with D passed through
+/// [`time_normalize`] (which advances `state`).
+pub fn imba_time_normalized(
+    shape: TokenShape,
+    (pred_cond, pred_uncond, target): (&[f64], &[f64], &[f64]),
+    p: &ImbaParams,
+    (sample_bucket, state, decay): (&[u32], &mut [f64], f64),
+) -> ImbaOut {
+    let mut d = weights(shape, pred_uncond, target, p);
+    time_normalize(shape, &mut d, sample_bucket, state, decay);
+    imba_with_weights(shape, pred_cond, pred_uncond, target, p, d)
+}
+
+/// Each token's mean squared error mean_k (pred − target)² (B·N values).
+pub fn token_mse(shape: TokenShape, pred: &[f64], target: &[f64]) -> Vec<f64> {
+    let k = shape.token_dim as usize;
+    pred.chunks(k)
+        .zip(target.chunks(k))
+        .map(|(p, t)| p.iter().zip(t).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / k as f64)
+        .collect()
 }
 
 /// Baseline: (mean (pred − target)², its gradient).

@@ -7,21 +7,21 @@ use imba::kernels::*;
 use imba::reference::{loss as rl, noise as rn};
 
 /// Host-side inputs of one loss launch.
-struct Inputs {
-    shape: TokenShape,
-    geometry: Option<ImageGeometry>,
-    flow: bool,
-    pred_cond: Vec<f32>,
-    pred_uncond: Vec<f32>,
+pub(super) struct Inputs {
+    pub(super) shape: TokenShape,
+    pub(super) geometry: Option<ImageGeometry>,
+    pub(super) flow: bool,
+    pub(super) pred_cond: Vec<f32>,
+    pub(super) pred_uncond: Vec<f32>,
     /// Target in token layout; for Philox targets, the CPU reference's regeneration.
-    target: Vec<f32>,
-    x0: Vec<f32>,
+    pub(super) target: Vec<f32>,
+    pub(super) x0: Vec<f32>,
 }
 
 const SEED: u32 = 0x5EED;
 const STEP: u32 = 17;
 
-fn geo(batch: u32, channels: u32, height: u32, width: u32, patch: u32) -> ImageGeometry {
+pub(super) fn geo(batch: u32, channels: u32, height: u32, width: u32, patch: u32) -> ImageGeometry {
     ImageGeometry {
         batch,
         channels,
@@ -31,7 +31,7 @@ fn geo(batch: u32, channels: u32, height: u32, width: u32, patch: u32) -> ImageG
     }
 }
 
-fn philox_inputs(g: ImageGeometry, flow: bool, seed: u64) -> Inputs {
+pub(super) fn philox_inputs(g: ImageGeometry, flow: bool, seed: u64) -> Inputs {
     let mut r = Rand::new(seed);
     let shape = g.token_shape();
     let x0 = r.vec(g.elements() as usize, -1.0, 1.0);
@@ -39,7 +39,7 @@ fn philox_inputs(g: ImageGeometry, flow: bool, seed: u64) -> Inputs {
     with_predictions(shape, Some(g), flow, target, x0, &mut r)
 }
 
-fn explicit_inputs(shape: TokenShape, seed: u64) -> Inputs {
+pub(super) fn explicit_inputs(shape: TokenShape, seed: u64) -> Inputs {
     let mut r = Rand::new(seed);
     let target = r.vec(shape.elements() as usize, -2.0, 2.0);
     let mut i = with_predictions(shape, None, false, target, vec![], &mut r);
@@ -81,7 +81,11 @@ fn with_predictions(
 
 impl Inputs {
     /// The launch's target: Philox with this geometry, or the uploaded explicit target.
-    fn target<'a>(&self, explicit: &'a wgpu::Buffer, x0: &'a wgpu::Buffer) -> Target<'a> {
+    pub(super) fn target<'a>(
+        &self,
+        explicit: &'a wgpu::Buffer,
+        x0: &'a wgpu::Buffer,
+    ) -> Target<'a> {
         match self.geometry {
             Some(geometry) => Target::Philox {
                 seed: SEED,

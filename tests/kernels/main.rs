@@ -20,3 +20,4 @@ mod paths;
 mod reduce;
 mod rng;
 mod shaders_translate;
+mod time_norm;

@@ -11,8 +11,12 @@ use crate::{Error, Result};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+mod time_norm;
 mod types;
 
+#[cfg(test)]
+pub(crate) use time_norm::TimeNormParams;
+pub use time_norm::{time_bucket, TimeBuckets, MAX_TIME_BUCKETS};
 pub use types::*;
 
 /// Workgroups of a pass with one token per invocation.
@@ -73,6 +77,8 @@ pub(crate) struct LossParams {
 
 /// `d_form` value that tells `loss_finalize` to write the baseline's scalars.
 const D_FORM_BASELINE: u32 = 3;
+/// `d_form` value that makes the weight pass write each token's mean squared error.
+const D_FORM_TOKEN_MSE: u32 = 4;
 
 /// Compiled pipelines of the loss family for one device.
 ///
@@ -94,6 +100,7 @@ pub struct LossKernels {
     vector_path: bool,
     vec4_pipelines: Mutex<HashMap<Vec4Spec, wgpu::ComputePipeline>>,
     binder: common::Binder,
+    time_norm: time_norm::TimeNormKernel,
 }
 
 /// Which implementation of the fused IMBA pass a launch uses.
@@ -210,6 +217,7 @@ impl LossKernels {
             unused_rw: [common::placeholder(device), common::placeholder(device)],
             vector_path: true,
             vec4_pipelines: Mutex::new(HashMap::new()),
+            time_norm: time_norm::TimeNormKernel::new(device)?,
         })
     }
 
@@ -296,6 +304,8 @@ impl LossKernels {
     }
 
     /// Records the fused IMBA loss: D, ∂L/∂ε_c, ∂L/∂ε_u and the scalars [L, L_c, L_u, mean D].
+    /// [`Normalize::TBucket`] keeps state across steps: launch it with
+    /// [`Self::record_imba_time_normalized`].
     pub fn record_imba(
         &self,
         device: &wgpu::Device,
@@ -303,7 +313,50 @@ impl LossKernels {
         args: &ImbaLossArgs,
         imba: &ImbaParams,
     ) -> Result<()> {
+        if imba.normalize == Normalize::TBucket {
+            return Err(Error::Param(
+                "the time-bucket normalisation keeps running means across steps; launch it \
+                 with record_imba_time_normalized and a TimeBuckets state"
+                    .into(),
+            ));
+        }
+        self.record_imba_with(device, encoder, args, imba, None)
+    }
+
+    /// [`Self::record_imba`] with D divided by its running mean within each sample's timestep
+    /// bucket (`imba.normalize` must be [`Normalize::TBucket`]): the weight pass, then the
+    /// update of `time`'s state and the division, then the fused pass reading D. The
+    /// scalars' mean D is the mean of the normalised D.
+    pub fn record_imba_time_normalized(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        args: &ImbaLossArgs,
+        imba: &ImbaParams,
+        time: &TimeBuckets,
+    ) -> Result<()> {
+        if imba.normalize != Normalize::TBucket {
+            return Err(Error::Param(format!(
+                "record_imba_time_normalized needs normalize = t-bucket, got {:?}; use \
+                 record_imba for the other variants",
+                imba.normalize
+            )));
+        }
+        self.record_imba_with(device, encoder, args, imba, Some(time))
+    }
+
+    fn record_imba_with(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        args: &ImbaLossArgs,
+        imba: &ImbaParams,
+        time: Option<&TimeBuckets>,
+    ) -> Result<()> {
         imba.validate()?;
+        if let Some(t) = time {
+            t.validate()?;
+        }
         let s = args.shape;
         let mut params = self.base_params(device, s, &args.target, args.workspace)?;
         let (nk, bn) = (s.elements() * 4, s.rows() * 4);
@@ -352,6 +405,12 @@ impl LossKernels {
                 steps.push((&self.weights_total, 1));
             }
         }
+        if let Some(t) = time {
+            // The division needs the whole batch's D: a pass of its own between the two.
+            self.run(device, encoder, params, &b, args.workspace, &steps)?;
+            self.time_norm.record(device, encoder, s, args.weights, t)?;
+            steps.clear();
+        }
         steps.push((&fused, fused_groups(s, run)));
         steps.push((&self.finalize, 1));
         self.run(device, encoder, params, &b, args.workspace, &steps)
@@ -394,6 +453,37 @@ impl LossKernels {
             args.workspace,
             &[(&self.mse, g), (&self.finalize, 1)],
         )
+    }
+
+    /// Records each token's unweighted mean squared error mean_k (pred − target)² into
+    /// `args.out` (B, N): what a monitor compares across objectives, whatever weights their
+    /// losses apply. The target is regenerated as for the losses.
+    pub fn record_token_mse(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        args: &TokenMseArgs,
+    ) -> Result<()> {
+        let s = args.shape;
+        let mut params = self.base_params(device, s, &args.target, args.workspace)?;
+        let (nk, bn) = (s.elements() * 4, s.rows() * 4);
+        common::check_storage(device, "pred", args.pred, nk)?;
+        common::check_storage(device, "out", args.out, bn)?;
+        params.d_form = D_FORM_TOKEN_MSE;
+        params.gamma = 1.0;
+        let b = Bindings {
+            pred_cond: (args.pred, nk),
+            pred_uncond: Some((args.pred, nk)),
+            target: explicit(&args.target, nk),
+            x0: x0_binding(&args.target),
+            weights: Some((args.out, bn)),
+            // Not touched by the weight pass.
+            grad_cond: (&self.unused_rw[1], 16),
+            grad_uncond: None,
+            scalars: (&self.unused_rw[0], 16),
+        };
+        let steps = [(&self.token_weights, groups(s))];
+        self.run(device, encoder, params, &b, args.workspace, &steps)
     }
 
     /// Shape/target validation shared by both losses, and the parameters they share.

@@ -28,6 +28,11 @@ pub enum Normalize {
     None,
     /// D /= mean over the batch's tokens of D.
     BatchMean,
+    /// D /= the running mean of D among samples of the same timestep bucket (an imba
+    /// extension: removes D's dependence on the noise level). Launched with
+    /// [`LossKernels::record_imba_time_normalized`](super::LossKernels::record_imba_time_normalized),
+    /// which carries the running state.
+    TBucket,
 }
 
 /// Token-wise D, or the sample-wise ablation (D averaged over the tokens of each sample).
@@ -91,7 +96,7 @@ impl ImbaParams {
 
     /// Whether D must be known for all tokens before the fused pass (extra passes).
     pub fn needs_weight_pass(&self) -> bool {
-        self.granularity == Granularity::Sample || self.normalize == Normalize::BatchMean
+        self.granularity == Granularity::Sample || self.normalize != Normalize::None
     }
 }
 
@@ -149,6 +154,16 @@ pub struct MseLossArgs<'a> {
     pub grad: &'a wgpu::Buffer,
     /// Output: [L, L, 0, 1].
     pub scalars: &'a wgpu::Buffer,
+    pub workspace: &'a LossWorkspace,
+}
+
+/// Arguments of [`LossKernels::record_token_mse`](super::LossKernels::record_token_mse).
+pub struct TokenMseArgs<'a> {
+    pub shape: TokenShape,
+    pub pred: &'a wgpu::Buffer,
+    pub target: Target<'a>,
+    /// Output: mean_k (pred − target)² per token (B, N).
+    pub out: &'a wgpu::Buffer,
     pub workspace: &'a LossWorkspace,
 }
 

@@ -1,0 +1,137 @@
+//! Launcher of `shaders/time_norm.wgsl`: IMBA's D divided by its running mean within the
+//! sample's timestep bucket (an imba extension; docs/design.md#timestep-normalised-d).
+
+use crate::kernels::common::{self, Slot};
+use crate::kernels::TokenShape;
+use crate::{Error, Result};
+
+/// The most timestep buckets one launch handles (one invocation per bucket).
+pub const MAX_TIME_BUCKETS: u32 = 64;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Default)]
+pub(crate) struct TimeNormParams {
+    pub(crate) batch: u32,
+    pub(crate) tokens: u32,
+    pub(crate) buckets: u32,
+    pub(crate) decay: f32,
+}
+
+/// The running state of the time-bucket normalisation, owned by the caller and carried from
+/// step to step (a training checkpoint must save it for a resume to be exact).
+#[derive(Clone, Copy, Debug)]
+pub struct TimeBuckets<'a> {
+    /// Number of buckets K, 1..=[`MAX_TIME_BUCKETS`].
+    pub buckets: u32,
+    /// Decay β of the running means, in [0, 1).
+    pub decay: f32,
+    /// The bucket of each sample, B u32 each < K (see [`time_bucket`]).
+    pub sample_bucket: &'a wgpu::Buffer,
+    /// (m_k, w_k) per bucket, 2·K f32; zeros before the first step.
+    pub state: &'a wgpu::Buffer,
+}
+
+impl TimeBuckets<'_> {
+    /// K in 1..=64 and β in [0, 1).
+    pub fn validate(&self) -> Result<()> {
+        validate(self.buckets, self.decay)
+    }
+}
+
+/// Checks a bucket count and decay.
+pub fn validate(buckets: u32, decay: f32) -> Result<()> {
+    if !(1..=MAX_TIME_BUCKETS).contains(&buckets) {
+        return Err(Error::Param(format!(
+            "the time-bucket normalisation needs 1 to {MAX_TIME_BUCKETS} buckets, got {buckets}"
+        )));
+    }
+    if !(0.0..1.0).contains(&decay) {
+        return Err(Error::Param(format!(
+            "the time-bucket decay must be in [0, 1), got {decay}; 0.99 averages about the \
+             last hundred batches of a bucket"
+        )));
+    }
+    Ok(())
+}
+
+/// The bucket of a sample at time fraction `fraction` (DDPM t/T, or flow time t) in [0, 1):
+/// ⌊fraction·K⌋, clamped to K − 1.
+pub fn time_bucket(fraction: f32, buckets: u32) -> u32 {
+    let k = (fraction.max(0.0) as f64 * buckets as f64).floor() as u32;
+    k.min(buckets.saturating_sub(1))
+}
+
+/// Compiled pipeline of the time-bucket normalisation.
+pub(crate) struct TimeNormKernel {
+    layout: wgpu::BindGroupLayout,
+    pipeline: wgpu::ComputePipeline,
+    binder: common::Binder,
+}
+
+impl TimeNormKernel {
+    pub(crate) fn new(device: &wgpu::Device) -> Result<Self> {
+        let layout = common::layout(
+            device,
+            "time_norm",
+            &[
+                (0, Slot::Uniform),
+                (1, Slot::ReadWrite),
+                (2, Slot::Read),
+                (3, Slot::ReadWrite),
+            ],
+        );
+        let pipeline = common::pipelines(device, "time_norm", &layout, &["time_norm"])?.remove(0);
+        Ok(Self {
+            layout,
+            pipeline,
+            binder: Default::default(),
+        })
+    }
+
+    /// Records the update of the running means and the division of `weights` (B, N).
+    pub(crate) fn record(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        shape: TokenShape,
+        weights: &wgpu::Buffer,
+        t: &TimeBuckets,
+    ) -> Result<()> {
+        shape.validate()?;
+        t.validate()?;
+        let params = TimeNormParams {
+            batch: shape.batch,
+            tokens: shape.tokens,
+            buckets: t.buckets,
+            decay: t.decay,
+        };
+        let launch = common::OneLaunch {
+            label: "time_norm",
+            layout: &self.layout,
+            pipeline: &self.pipeline,
+            binder: &self.binder,
+        };
+        // One workgroup: the buckets' invocations, then a strided pass over the tokens.
+        launch.record(
+            device,
+            encoder,
+            64,
+            |_| params,
+            &[
+                (Some(("weights", weights.into(), shape.rows() * 4)), weights),
+                (
+                    Some((
+                        "sample_bucket",
+                        t.sample_bucket.into(),
+                        shape.batch as u64 * 4,
+                    )),
+                    t.sample_bucket,
+                ),
+                (
+                    Some(("state", t.state.into(), t.buckets as u64 * 8)),
+                    t.state,
+                ),
+            ],
+        )
+    }
+}

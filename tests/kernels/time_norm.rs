@@ -1,0 +1,242 @@
+//! IMBA with time-bucket normalised D and the per-token MSE pass against the f64 CPU
+//! reference: several consecutive launches carrying the running state, odd sizes, poisoned
+//! outputs, every D granularity, ε and velocity targets; bad input.
+
+use super::loss::{explicit_inputs, geo, philox_inputs, Inputs};
+use crate::common::{assert_close, assert_error_mentions, assert_scalar, gpu};
+use imba::kernels::*;
+use imba::reference::loss as rl;
+
+/// Runs `launches` time-normalised launches of the same predictions with the given buckets,
+/// carrying the state on the GPU and in f64, and compares every output and the state after
+/// each launch.
+fn check_against_reference(what: &str, inp: &Inputs, p: &ImbaParams, rounds: &[Vec<u32>]) {
+    let g = gpu();
+    let dev = &g.device;
+    let s = inp.shape;
+    let (nk, bn) = (s.elements() as usize, s.rows() as usize);
+    let (buckets, decay) = (6u32, 0.9f32);
+    let k = LossKernels::new(dev).unwrap();
+    let ws = k.workspace(dev, s).unwrap();
+    let pc = g.upload("pc", &inp.pred_cond);
+    let pu = g.upload("pu", &inp.pred_uncond);
+    let tb = g.upload("target", &inp.target);
+    let x0 = g.upload("x0", &inp.x0);
+    let state = g.zeros("state", 8 * buckets as u64);
+    let mut ref_state = vec![0.0f64; 2 * buckets as usize];
+    for (round, sample_bucket) in rounds.iter().enumerate() {
+        let what = format!("{what} launch {round}");
+        let weights = g.poisoned("weights", bn);
+        let gc = g.poisoned("gc", nk);
+        let gu = g.poisoned("gu", nk);
+        let scalars = g.poisoned("scalars", 4);
+        let sb = g.upload("sample_bucket", sample_bucket);
+        let args = ImbaLossArgs {
+            shape: s,
+            pred_cond: &pc,
+            pred_uncond: &pu,
+            target: inp.target(&tb, &x0),
+            weights: &weights,
+            grad_cond: &gc,
+            grad_uncond: &gu,
+            scalars: &scalars,
+            workspace: &ws,
+        };
+        let time = TimeBuckets {
+            buckets,
+            decay,
+            sample_bucket: &sb,
+            state: &state,
+        };
+        let mut enc = g.encoder();
+        k.record_imba_time_normalized(dev, &mut enc, &args, p, &time)
+            .unwrap();
+        g.submit_and_wait(enc).unwrap();
+        let want = rl::imba_time_normalized(
+            s,
+            (
+                &rl::widen(&inp.pred_cond),
+                &rl::widen(&inp.pred_uncond),
+                &rl::widen(&inp.target),
+            ),
+            p,
+            (sample_bucket, &mut ref_state, decay as f64),
+        );
+        let got_state: Vec<f32> = g.read(&state, 2 * buckets as usize).unwrap();
+        assert_close(
+            &format!("{what}: state"),
+            &got_state,
+            &ref_state,
+            1e-6,
+            1e-5,
+        );
+        let sc: Vec<f32> = g.read(&scalars, 4).unwrap();
+        assert_scalar(&format!("{what}: L"), sc[0], want.loss, 1e-5);
+        assert_scalar(&format!("{what}: mean D"), sc[3], want.mean_d, 1e-5);
+        let d: Vec<f32> = g.read(&weights, bn).unwrap();
+        assert_close(&format!("{what}: D"), &d, &want.weights, 1e-5, 1e-5);
+        let n = nk as f32;
+        let scaled = |b: &wgpu::Buffer| -> Vec<f32> {
+            let v: Vec<f32> = g.read(b, nk).unwrap();
+            v.iter().map(|x| x * n).collect()
+        };
+        let scaled_ref = |v: &[f64]| v.iter().map(|x| x * n as f64).collect::<Vec<f64>>();
+        assert_close(
+            &format!("{what}: ∂L/∂ε_c·BNK"),
+            &scaled(&gc),
+            &scaled_ref(&want.grad_cond),
+            1e-5,
+            1e-5,
+        );
+        assert_close(
+            &format!("{what}: ∂L/∂ε_u·BNK"),
+            &scaled(&gu),
+            &scaled_ref(&want.grad_uncond),
+            1e-5,
+            1e-5,
+        );
+    }
+}
+
+/// Three launches of B = 5: buckets repeat within a launch, some stay empty, one value is
+/// past the last bucket (counted as the last), and the second launch revisits buckets the
+/// first filled while the third reaches new ones.
+fn rounds() -> Vec<Vec<u32>> {
+    vec![
+        vec![0, 3, 3, 5, 9],
+        vec![3, 0, 1, 1, 3],
+        vec![2, 2, 4, 0, 5],
+    ]
+}
+
+#[test]
+fn time_normalized_imba_matches_reference_over_several_launches() {
+    let inp = philox_inputs(geo(5, 3, 7, 3, 1), false, 11);
+    for granularity in [Granularity::Token, Granularity::Sample] {
+        for form in [DForm::MeanAbsPow, DForm::PowOfMse] {
+            let p = ImbaParams {
+                normalize: Normalize::TBucket,
+                granularity,
+                form,
+                ..ImbaParams::default()
+            };
+            check_against_reference(&format!("{granularity:?} {form:?}"), &inp, &p, &rounds());
+        }
+    }
+}
+
+#[test]
+fn time_normalized_imba_velocity_vector_path_and_explicit_target() {
+    // C = 4 and patch 2: the vector fused pass reads the normalised D from the weight buffer.
+    let flow = philox_inputs(geo(5, 4, 6, 6, 2), true, 12);
+    let p = ImbaParams {
+        normalize: Normalize::TBucket,
+        ..ImbaParams::default()
+    };
+    check_against_reference("velocity", &flow, &p, &rounds());
+    // An explicit target with one exact token (D = 0 there) and γ = 0 (D ≡ 1 → 1 after
+    // normalisation: each bucket's mean is 1).
+    let ex = explicit_inputs(TokenShape::new(5, 7, 5), 13);
+    check_against_reference("explicit", &ex, &p, &rounds());
+    let dual = ImbaParams { gamma: 0.0, ..p };
+    check_against_reference("γ = 0", &ex, &dual, &rounds());
+}
+
+#[test]
+fn token_mse_matches_reference() {
+    let g = gpu();
+    let dev = &g.device;
+    let k = LossKernels::new(dev).unwrap();
+    for inp in [
+        philox_inputs(geo(3, 3, 5, 5, 1), false, 21),
+        philox_inputs(geo(2, 4, 6, 6, 3), true, 22),
+        explicit_inputs(TokenShape::new(3, 7, 5), 23),
+    ] {
+        let s = inp.shape;
+        let ws = k.workspace(dev, s).unwrap();
+        let pc = g.upload("pc", &inp.pred_cond);
+        let tb = g.upload("target", &inp.target);
+        let x0 = g.upload("x0", &inp.x0);
+        let out = g.poisoned("out", s.rows() as usize);
+        let mut enc = g.encoder();
+        let args = TokenMseArgs {
+            shape: s,
+            pred: &pc,
+            target: inp.target(&tb, &x0),
+            out: &out,
+            workspace: &ws,
+        };
+        k.record_token_mse(dev, &mut enc, &args).unwrap();
+        g.submit_and_wait(enc).unwrap();
+        let got: Vec<f32> = g.read(&out, s.rows() as usize).unwrap();
+        let want = rl::token_mse(s, &rl::widen(&inp.pred_cond), &rl::widen(&inp.target));
+        assert_close(&format!("token mse {s:?}"), &got, &want, 1e-6, 1e-5);
+    }
+}
+
+#[test]
+fn time_bucket_of_a_fraction() {
+    assert_eq!(time_bucket(0.0, 10), 0);
+    assert_eq!(time_bucket(0.0999, 10), 0);
+    assert_eq!(time_bucket(0.1, 10), 1);
+    assert_eq!(time_bucket(0.999, 10), 9);
+    assert_eq!(time_bucket(1.0, 10), 9);
+    assert_eq!(time_bucket(-0.5, 10), 0);
+    assert_eq!(time_bucket(999.0 / 1000.0, 1), 0);
+}
+
+/// Each misuse an error naming the problem.
+#[test]
+fn bad_time_normalisation_is_an_error() {
+    let g = gpu();
+    let dev = &g.device;
+    let k = LossKernels::new(dev).unwrap();
+    let s = TokenShape::new(2, 4, 3);
+    let ws = k.workspace(dev, s).unwrap();
+    let big = g.zeros("big", 1024);
+    let small = g.zeros("small", 4);
+    let args = ImbaLossArgs {
+        shape: s,
+        pred_cond: &big,
+        pred_uncond: &big,
+        target: Target::Explicit(&big),
+        weights: &big,
+        grad_cond: &big,
+        grad_uncond: &big,
+        scalars: &big,
+        workspace: &ws,
+    };
+    let tb = ImbaParams {
+        normalize: Normalize::TBucket,
+        ..ImbaParams::default()
+    };
+    let time = |buckets, decay, state| TimeBuckets {
+        buckets,
+        decay,
+        sample_bucket: &big,
+        state,
+    };
+    let mut enc = g.encoder();
+    assert_error_mentions(
+        k.record_imba(dev, &mut enc, &args, &tb),
+        "record_imba_time_normalized",
+    );
+    let plain = ImbaParams::default();
+    let t = time(4, 0.9, &big);
+    assert_error_mentions(
+        k.record_imba_time_normalized(dev, &mut enc, &args, &plain, &t),
+        "t-bucket",
+    );
+    for (t, needle) in [
+        (time(0, 0.9, &big), "buckets"),
+        (time(MAX_TIME_BUCKETS + 1, 0.9, &big), "buckets"),
+        (time(4, 1.0, &big), "decay"),
+        (time(4, f32::NAN, &big), "decay"),
+        (time(4, 0.9, &small), "`state`"),
+    ] {
+        assert_error_mentions(
+            k.record_imba_time_normalized(dev, &mut enc, &args, &tb, &t),
+            needle,
+        );
+    }
+}
