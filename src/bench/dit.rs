@@ -168,8 +168,13 @@ impl<'g> StepBench<'g> {
         let (dit, acts, pb) = (&self.dit, &self.acts, &self.patches);
         dit.record_forward(dev, enc, acts, pb, None)?;
         let target = Target::Explicit(&self.target);
-        self.dual
-            .record(dev, enc, &self.loss, acts, target, &ImbaParams::default())?;
+        self.dual.record(
+            dev,
+            enc,
+            &self.loss,
+            acts,
+            (target, &ImbaParams::default(), None),
+        )?;
         dit.record_backward(dev, enc, acts, pb, &self.dual.dout, None)
     }
 

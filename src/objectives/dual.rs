@@ -51,8 +51,11 @@ impl DualLoss {
         encoder: &mut wgpu::CommandEncoder,
         loss: &crate::kernels::LossKernels,
         acts: &Activations,
-        target: crate::kernels::Target,
-        params: &crate::kernels::ImbaParams,
+        (target, params, time): (
+            crate::kernels::Target,
+            &crate::kernels::ImbaParams,
+            Option<&crate::kernels::TimeBuckets>,
+        ),
     ) -> Result<()> {
         if acts.repeats != 2 || acts.batch != self.shape.batch {
             return Err(Error::Shape(format!(
@@ -64,22 +67,21 @@ impl DualLoss {
         let bytes = self.shape.elements() * 4;
         encoder.copy_buffer_to_buffer(&acts.out, 0, &self.pred_cond, 0, bytes);
         encoder.copy_buffer_to_buffer(&acts.out, bytes, &self.pred_uncond, 0, bytes);
-        loss.record_imba(
-            device,
-            encoder,
-            &crate::kernels::ImbaLossArgs {
-                shape: self.shape,
-                pred_cond: &self.pred_cond,
-                pred_uncond: &self.pred_uncond,
-                target,
-                weights: &self.weights,
-                grad_cond: &self.grad_cond,
-                grad_uncond: &self.grad_uncond,
-                scalars: &self.scalars,
-                workspace: &self.workspace,
-            },
-            params,
-        )?;
+        let args = crate::kernels::ImbaLossArgs {
+            shape: self.shape,
+            pred_cond: &self.pred_cond,
+            pred_uncond: &self.pred_uncond,
+            target,
+            weights: &self.weights,
+            grad_cond: &self.grad_cond,
+            grad_uncond: &self.grad_uncond,
+            scalars: &self.scalars,
+            workspace: &self.workspace,
+        };
+        match time {
+            Some(t) => loss.record_imba_time_normalized(device, encoder, &args, params, t)?,
+            None => loss.record_imba(device, encoder, &args, params)?,
+        }
         encoder.copy_buffer_to_buffer(&self.grad_cond, 0, &self.dout, 0, bytes);
         encoder.copy_buffer_to_buffer(&self.grad_uncond, 0, &self.dout, bytes, bytes);
         Ok(())

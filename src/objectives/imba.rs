@@ -2,7 +2,8 @@
 //! dual baseline (D ≡ 1, the same compute); `Granularity::Sample` the sample-wise ablation.
 
 use super::{DualLoss, Objective, StepInputs};
-use crate::kernels::{ImbaParams, LossKernels, Target};
+use crate::kernels::{time_bucket, ImbaParams, LossKernels, Normalize, Target, TimeBuckets};
+use crate::model::dit::buffer;
 use crate::model::{Activations, DitConfig};
 use crate::Result;
 
@@ -12,7 +13,20 @@ pub struct Imba {
     params: ImbaParams,
     /// Whether the step reads D back for the D monitor (IMBA; not the dual baseline).
     monitor: bool,
+    /// The t-bucket normalisation's buffers, when `params.normalize` asks for it.
+    time: Option<TimeState>,
 }
+
+/// The t-bucket normalisation's per-step bucket indices and its running state.
+struct TimeState {
+    buckets: u32,
+    decay: f32,
+    sample_bucket: wgpu::Buffer,
+    state: wgpu::Buffer,
+}
+
+/// How the t-bucket normalisation is set up: (buckets, decay).
+pub type TimeNorm = (u32, f32);
 
 impl Imba {
     pub fn new(
@@ -20,13 +34,25 @@ impl Imba {
         loss: &LossKernels,
         c: &DitConfig,
         batch: u32,
-        (params, monitor): (ImbaParams, bool),
+        (params, monitor, (buckets, decay)): (ImbaParams, bool, TimeNorm),
     ) -> Result<Self> {
         params.validate()?;
+        let time = if params.normalize == Normalize::TBucket {
+            crate::kernels::loss::validate_time_buckets(buckets, decay)?;
+            Some(TimeState {
+                buckets,
+                decay,
+                sample_bucket: buffer(device, "time_bucket_of_sample", batch as u64),
+                state: buffer(device, "time_bucket_state", 2 * buckets as u64),
+            })
+        } else {
+            None
+        };
         Ok(Self {
             dual: DualLoss::new(device, loss, c, batch)?,
             params,
             monitor,
+            time,
         })
     }
 }
@@ -45,8 +71,33 @@ impl Objective for Imba {
         target: Target,
         _inputs: &StepInputs,
     ) -> Result<()> {
+        let time = self.time.as_ref().map(|t| TimeBuckets {
+            buckets: t.buckets,
+            decay: t.decay,
+            sample_bucket: &t.sample_bucket,
+            state: &t.state,
+        });
+        let p = &self.params;
         self.dual
-            .record(device, encoder, loss, acts, target, &self.params)
+            .record(device, encoder, loss, acts, (target, p, time.as_ref()))
+    }
+
+    /// The bucket of each sample's time fraction.
+    fn prepare(&self, queue: &wgpu::Queue, inputs: &StepInputs) {
+        if let Some(t) = &self.time {
+            let b: Vec<u32> = inputs
+                .time_fractions
+                .iter()
+                .map(|&f| time_bucket(f, t.buckets))
+                .collect();
+            queue.write_buffer(&t.sample_bucket, 0, bytemuck::cast_slice(&b));
+        }
+    }
+
+    fn carried_state(&self) -> Option<(&wgpu::Buffer, usize)> {
+        self.time
+            .as_ref()
+            .map(|t| (&t.state, 2 * t.buckets as usize))
     }
 
     fn dout(&self) -> &wgpu::Buffer {

@@ -98,6 +98,13 @@ pub trait Objective {
         None
     }
 
+    /// State the objective carries from step to step on the device (f32 values), which a
+    /// checkpoint must save for a resume to be exact: the t-bucket normalisation's running
+    /// means. None for stateless objectives.
+    fn carried_state(&self) -> Option<(&wgpu::Buffer, usize)> {
+        None
+    }
+
     /// [loss, L_c, L_u, mean D] of the step from its four scalars.
     fn report(&self, scalars: [f32; 4], inputs: &StepInputs) -> [f32; 4];
 }

@@ -187,9 +187,14 @@ options! {
     /// Form of D from ε − ε_u [default: mean-abs-pow]
     #[arg(value_enum)]
     d_form: DForm = DForm::MeanAbsPow,
-    /// Normalisation of D [default: none]
+    /// Normalisation of D: none, batch-mean, or t-bucket (imba's extension: D divided by its
+    /// running mean among samples of the same timestep bucket) [default: none]
     #[arg(value_enum)]
     normalize: Normalize = Normalize::None,
+    /// t-bucket normalisation: buckets over the schedule (or flow time) [default: 10]
+    time_buckets: u32 = 10,
+    /// t-bucket normalisation: decay of each bucket's running mean of D [default: 0.99]
+    time_decay: f32 = 0.99,
     /// D per token, or averaged per sample (the paper's ablation) [default: token]
     #[arg(value_enum)]
     granularity: Granularity = Granularity::Token,
@@ -369,6 +374,19 @@ impl TrainConfig {
             ));
         }
         self.imba_params().validate()?;
+        let max = crate::kernels::MAX_TIME_BUCKETS;
+        if !(1..=max).contains(&c.time_buckets) {
+            return Err(bad(
+                "time_buckets",
+                format!("must be in 1..={max}, got {}", c.time_buckets),
+            ));
+        }
+        if !(0.0..1.0).contains(&c.time_decay) {
+            return Err(bad(
+                "time_decay",
+                format!("must be in [0, 1), got {}", c.time_decay),
+            ));
+        }
         if !(c.imbalance >= 1.0 && c.imbalance.is_finite()) {
             return Err(bad(
                 "imbalance",

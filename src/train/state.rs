@@ -16,6 +16,8 @@ use std::io::Write;
 use std::path::Path;
 
 const KIND: &str = "imba-train-state-1";
+/// The objective's carried state (t-bucket running means), present only where there is one.
+const OBJECTIVE_STATE: &str = "objective.state";
 
 /// What a checkpoint holds besides the tensors.
 pub struct Saved {
@@ -63,6 +65,10 @@ pub fn save(
     ));
     views.push(("optim.m".into(), view(path, vec![state.m.len()], &state.m)?));
     views.push(("optim.v".into(), view(path, vec![state.v.len()], &state.v)?));
+    if !state.objective.is_empty() {
+        let o = &state.objective;
+        views.push((OBJECTIVE_STATE.into(), view(path, vec![o.len()], o)?));
+    }
     let meta = HashMap::from([
         ("format".to_string(), "pt".to_string()),
         ("imba.kind".to_string(), KIND.to_string()),
@@ -167,7 +173,7 @@ pub fn load(path: &Path) -> Result<Saved> {
         ));
     }
     let total = ParamLayout::new(&model).total;
-    let flat = |name: &str| -> Result<Vec<f32>> {
+    let flat = |name: &str, total: usize| -> Result<Vec<f32>> {
         let v = st
             .tensor(name)
             .map_err(|_| Error::checkpoint(path, format!("tensor `{name}` is missing")))?;
@@ -198,8 +204,12 @@ pub fn load(path: &Path) -> Result<Saved> {
         step,
         params: params_from(&st, path, &model, "")?,
         ema: params_from(&st, path, &model, "ema.")?,
-        m: flat("optim.m")?,
-        v: flat("optim.v")?,
+        m: flat("optim.m", total)?,
+        v: flat("optim.v", total)?,
+        objective: match st.tensor(OBJECTIVE_STATE) {
+            Ok(t) => flat(OBJECTIVE_STATE, t.shape().iter().product())?,
+            Err(_) => Vec::new(),
+        },
     };
     Ok(Saved {
         config,

@@ -52,6 +52,9 @@ pub struct State {
     pub ema: Vec<f32>,
     pub m: Vec<f32>,
     pub v: Vec<f32>,
+    /// What the objective carries between steps (the t-bucket normalisation's running
+    /// means); empty for stateless objectives.
+    pub objective: Vec<f32>,
 }
 
 /// A model, its optimiser state and its data, on one device.
@@ -136,6 +139,7 @@ impl<'g> Trainer<'g> {
                     m: vec![0.0; layout.total],
                     v: vec![0.0; layout.total],
                     params,
+                    objective: Vec::new(),
                 }
             }
         };
@@ -154,6 +158,7 @@ impl<'g> Trainer<'g> {
         let loss = LossKernels::new(dev)?;
         let e = b as u64 * model.tokens() as u64 * model.token_dim() as u64;
         let objective = build_objective(dev, &loss, &config, &model, &data)?;
+        restore_objective_state(gpu, objective.as_ref(), &state)?;
         let schedule = DdpmSchedule::default_linear();
         let table = gpu.upload("ddpm_table", &schedule.coefficients());
         Ok(Self {
@@ -445,7 +450,39 @@ impl<'g> Trainer<'g> {
             ema: self.gpu.read(&self.ema, n)?,
             m: self.gpu.read(&self.m, n)?,
             v: self.gpu.read(&self.v, n)?,
+            objective: match self.objective.carried_state() {
+                Some((buffer, len)) => self.gpu.read(buffer, len)?,
+                None => Vec::new(),
+            },
         })
+    }
+}
+
+/// Writes a checkpoint's objective state into the objective. A fresh run (step 0) starts
+/// from zeros; a resumed one must bring exactly the state the objective carries.
+fn restore_objective_state(
+    gpu: &Gpu,
+    objective: &dyn objectives::Objective,
+    state: &State,
+) -> Result<()> {
+    match objective.carried_state() {
+        Some((buffer, len)) if state.objective.len() == len => {
+            gpu.queue
+                .write_buffer(buffer, 0, bytemuck::cast_slice(&state.objective));
+            Ok(())
+        }
+        Some(_) if state.step == 0 && state.objective.is_empty() => Ok(()),
+        Some((_, len)) => Err(Error::Shape(format!(
+            "the checkpoint holds {} values of objective state but this objective carries {len} \
+             (the t-bucket normalisation's running means); resume with the config it was \
+             written with",
+            state.objective.len()
+        ))),
+        None if state.objective.is_empty() => Ok(()),
+        None => Err(Error::Shape(format!(
+            "the checkpoint holds {} values of objective state but this objective carries none",
+            state.objective.len()
+        ))),
     }
 }
 
@@ -462,7 +499,8 @@ fn build_objective(
         Objective::Baseline => Box::new(objectives::Baseline::new(dev, loss, model, b)?),
         Objective::Imba | Objective::DualBaseline => {
             let monitor = config.objective == Objective::Imba;
-            let params = (config.imba_params(), monitor);
+            let time = (config.time_buckets, config.time_decay);
+            let params = (config.imba_params(), monitor, time);
             Box::new(objectives::Imba::new(dev, loss, model, b, params)?)
         }
         Objective::Cbdm => {

@@ -40,6 +40,14 @@ fn same_seed_same_bits_and_resume_is_exact() {
         ("cbdm", "cbdm_uncond = 0.5"),
         ("cbdm", "concepts = true\ncbdm_prior = 'uniform'"),
         ("ccua", "process = 'flow'"),
+        (
+            "imba",
+            "normalize = 't-bucket'\ntime_buckets = 3\ntime_decay = 0.5",
+        ),
+        (
+            "imba",
+            "normalize = 't-bucket'\nprocess = 'flow'\ngranularity = 'sample'",
+        ),
     ] {
         let run = |steps: u32| {
             let mut t = trainer(tiny(objective, extra), None);
@@ -65,6 +73,19 @@ fn same_seed_same_bits_and_resume_is_exact() {
         assert_eq!(saved.fingerprint, t.data.fingerprint());
         assert_eq!(saved.config, t.config);
         assert_eq!(saved.model, t.model);
+        let carries = extra.contains("t-bucket");
+        assert_eq!(!saved.state.objective.is_empty(), carries, "{extra}");
+        if carries {
+            // The running means moved off their zero start and are part of the resume.
+            assert!(saved.state.objective.iter().any(|&x| x > 0.0));
+            let mut wrong = state::load(&path).unwrap().state;
+            wrong.objective.pop();
+            let config = tiny(objective, extra).resolve().unwrap();
+            let (data, _) = setup::load_data(&config).unwrap();
+            let model = setup::model_config(&config, &data).unwrap();
+            let refused = Trainer::new(gpu(), config, model, data, Some(wrong));
+            assert_error_mentions(refused.map(|_| ()), "objective state");
+        }
         let mut r = trainer(tiny(objective, extra), Some(saved.state));
         let rest: Vec<f32> = (0..2).map(|_| r.step().unwrap().loss).collect();
         let sr = r.state().unwrap();
@@ -80,6 +101,7 @@ fn same_seed_same_bits_and_resume_is_exact() {
             ("ema", &sr.ema, &sa.ema),
             ("m", &sr.m, &sa.m),
             ("v", &sr.v, &sa.v),
+            ("objective state", &sr.objective, &sa.objective),
         ] {
             assert_eq!(
                 bits(x),
@@ -178,6 +200,9 @@ fn bad_configs_are_refused_by_name() {
         ("ccua_alpha = nan", "ccua_alpha"),
         ("ccua_tau = 0.0", "ccua_tau"),
         ("objective = 'ccua'\nbatch = 1", "batch"),
+        ("time_buckets = 0", "time_buckets"),
+        ("time_buckets = 65", "time_buckets"),
+        ("time_decay = 1.0", "time_decay"),
     ] {
         assert_error_mentions(TrainOptions::from_toml(toml).unwrap().resolve(), key);
     }

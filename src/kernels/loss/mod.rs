@@ -16,7 +16,9 @@ mod types;
 
 #[cfg(test)]
 pub(crate) use time_norm::TimeNormParams;
-pub use time_norm::{time_bucket, TimeBuckets, MAX_TIME_BUCKETS};
+pub use time_norm::{
+    time_bucket, validate as validate_time_buckets, TimeBuckets, MAX_TIME_BUCKETS,
+};
 pub use types::*;
 
 /// Workgroups of a pass with one token per invocation.
