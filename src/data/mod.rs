@@ -15,7 +15,8 @@ mod toy2d;
 pub use digits::{load_digits, DIGITS_CSV};
 pub use folder::load_folder;
 pub use shapes::{
-    inside, is_inert, render_shapes, shapes, ShapesSpec, COLOURS, CONCEPTS_PER_SLOT, SHAPES,
+    inside, is_inert, jitter_sizes, render_jittered, render_shapes, shapes, template, Jitter,
+    ShapesSpec, COLOURS, CONCEPTS_PER_SLOT, SHAPES,
 };
 pub use split::{cut, holdout, profile_counts, profile_weight, Profile, Split};
 pub use toy2d::{toy2d, toy2d_means, Toy2dSpec};

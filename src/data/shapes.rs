@@ -34,6 +34,13 @@ pub struct ShapesSpec {
     pub imbalance: f64,
     pub profile: Profile,
     pub seed: u32,
+    /// Each image a draw of its class (position, size and colour jitter, see [`Jitter`]);
+    /// else every image of a class is the same render.
+    pub jitter: bool,
+    /// Which class (concepts mode: which shape and which colour) gets which frequency rank:
+    /// a seeded permutation, so that frequency is not tied to one shape; else class 0 is the
+    /// head, as listed.
+    pub permute: bool,
 }
 
 impl Default for ShapesSpec {
@@ -45,8 +52,115 @@ impl Default for ShapesSpec {
             imbalance: 20.0,
             profile: Profile::Exponential,
             seed: 0,
+            jitter: false,
+            permute: false,
         }
     }
+}
+
+/// One object's placement and colour in a jittered render: a square box of `box_size`
+/// pixels at (x, y) within its slot strip, and per channel how far the palette value (±1)
+/// moves toward 0, in [0, [`COLOUR_JITTER`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Jitter {
+    pub box_size: u32,
+    pub x: u32,
+    pub y: u32,
+    pub colour: [f32; 3],
+}
+
+/// The most a jittered channel moves from its palette value (±1) toward 0. Palette colours
+/// differ by 2 in some channel, so the nearest palette colour stays the drawn one, and a
+/// full channel (≥ 0.7) stays lit (> 0) while an off one (≤ −0.7) stays dark.
+pub const COLOUR_JITTER: f32 = 0.3;
+
+/// Box sizes a jittered object may take in a strip of width `w`: from ⌈3w/4⌉ up to w, those
+/// at which every two shapes' templates differ in at least [`MIN_TEMPLATE_GAP`] pixels (at
+/// small sizes a square and a circle can render the same).
+pub fn jitter_sizes(w: u32) -> Vec<u32> {
+    ((3 * w).div_ceil(4)..=w)
+        .filter(|&b| {
+            let t: Vec<Vec<bool>> = (0..SHAPES.len()).map(|s| template(s, b)).collect();
+            (0..t.len()).all(|i| {
+                (i + 1..t.len()).all(|j| {
+                    t[i].iter().zip(&t[j]).filter(|(a, b)| a != b).count() >= MIN_TEMPLATE_GAP
+                })
+            })
+        })
+        .collect()
+}
+
+/// Fewest pixels in which two shapes' templates of one box size must differ for that size to
+/// be drawn.
+pub const MIN_TEMPLATE_GAP: usize = 3;
+
+/// The mask of `shape` in a square box of `b` pixels (row-major b·b).
+pub fn template(shape: usize, b: u32) -> Vec<bool> {
+    let b = b as usize;
+    (0..b * b)
+        .map(|p| {
+            let (x, y) = (p % b, p / b);
+            inside(
+                shape,
+                (x as f32 + 0.5) / b as f32,
+                (y as f32 + 0.5) / b as f32,
+            )
+        })
+        .collect()
+}
+
+/// Draws image `i`'s jitter for the object of slot `slot` (strip width `w`, image height
+/// `h`) from Philox (seed, stream 12).
+fn draw_jitter(seed: u32, i: u32, slot: u32, (w, h): (u32, u32), sizes: &[u32]) -> Jitter {
+    let u = |k: u32| uniform(seed, 12, 8 * slot + k, i);
+    let pick_int = |u: f64, n: u32| ((u * n as f64) as u32).min(n - 1);
+    let box_size = sizes[pick_int(u(0), sizes.len() as u32) as usize];
+    Jitter {
+        box_size,
+        x: pick_int(u(1), w - box_size + 1),
+        y: pick_int(u(2), h - box_size + 1),
+        colour: [3, 4, 5].map(|k| u(k) as f32 * COLOUR_JITTER),
+    }
+}
+
+/// Renders objects with their jitter into a (3, size, size) image on black: object j in
+/// strip j of `objects.len()` equal vertical strips.
+pub fn render_jittered(size: u32, objects: &[((usize, usize), Jitter)]) -> Vec<f32> {
+    let s = size as usize;
+    let mut img = vec![-1.0f32; 3 * s * s];
+    let strip = s / objects.len().max(1);
+    for (j, &((shape, colour), jt)) in objects.iter().enumerate() {
+        // Palette channels are ±1: each moves toward 0 by its jitter.
+        let rgb: [f32; 3] = std::array::from_fn(|c| {
+            let v = COLOURS[colour].1[c];
+            v - v.signum() * jt.colour[c]
+        });
+        let b = jt.box_size as usize;
+        for (p, _) in template(shape, jt.box_size)
+            .iter()
+            .enumerate()
+            .filter(|t| *t.1)
+        {
+            let (px, py) = (j * strip + jt.x as usize + p % b, jt.y as usize + p / b);
+            for c in 0..3 {
+                img[c * s * s + py * s + px] = rgb[c];
+            }
+        }
+    }
+    img
+}
+
+/// A seeded permutation of 0..n (Philox stream 13): `perm[rank]` is the item given the
+/// rank-th largest frequency.
+fn frequency_order(seed: u32, salt: u32, n: usize, permute: bool) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    if permute {
+        for k in (1..n).rev() {
+            let j = ((uniform(seed, 13, salt, k as u32) * (k + 1) as f64) as usize).min(k);
+            order.swap(k, j);
+        }
+    }
+    order
 }
 
 /// Whether pixel centre (u, v) in a unit box [0,1]² lies inside `shape`.
@@ -140,15 +254,33 @@ pub fn shapes(spec: &ShapesSpec) -> Result<Dataset> {
             spec.size
         )));
     }
+    let strip = if spec.concepts {
+        spec.size / 2
+    } else {
+        spec.size
+    };
+    if spec.jitter && jitter_sizes(strip).is_empty() {
+        return Err(Error::Config(format!(
+            "shapes with jitter need room to vary each object: at {} pixels no box size keeps \
+             the four shapes apart; use image_size ≥ {}",
+            spec.size,
+            if spec.concepts { 16 } else { 8 }
+        )));
+    }
     let (mut images, mut labels) = (Vec::new(), Vec::new());
     if spec.concepts {
         super::split::validate_ratio(spec.imbalance)?;
-        let sw: Vec<f64> = (0..SHAPES.len())
-            .map(|k| profile_weight(spec.profile, k, SHAPES.len(), spec.imbalance))
-            .collect();
-        let cw: Vec<f64> = (0..COLOURS.len())
-            .map(|k| profile_weight(spec.profile, k, COLOURS.len(), spec.imbalance))
-            .collect();
+        let weights = |n: usize, salt: u32| {
+            let order = frequency_order(spec.seed, salt, n, spec.permute);
+            let mut w = vec![0.0; n];
+            for (rank, &item) in order.iter().enumerate() {
+                w[item] = profile_weight(spec.profile, rank, n, spec.imbalance);
+            }
+            w
+        };
+        let (sw, cw) = (weights(SHAPES.len(), 0), weights(COLOURS.len(), 1));
+        let half = spec.size / 2;
+        let sizes = jitter_sizes(half);
         let n = spec.head_count * SHAPES.len();
         for i in 0..n as u32 {
             let mut objects = Vec::new();
@@ -165,22 +297,47 @@ pub fn shapes(spec: &ShapesSpec) -> Result<Dataset> {
                     })
                     .find(|&(s, c)| !is_inert(slot as usize, s, c))
                     .expect("a non-inert pair has positive probability");
-                objects.push((shape, colour));
+                let jt = spec
+                    .jitter
+                    .then(|| draw_jitter(spec.seed, i, slot, (half, spec.size), &sizes));
+                objects.push(((shape, colour), jt));
                 let base = slot * CONCEPTS_PER_SLOT;
                 labels.push(base + shape as u32);
                 labels.push(base + SHAPES.len() as u32 + colour as u32);
             }
-            images.extend(render_shapes(spec.size, &objects));
+            let jittered: Option<Vec<_>> = objects.iter().map(|(o, j)| Some((*o, (*j)?))).collect();
+            match jittered {
+                Some(j) => images.extend(render_jittered(spec.size, &j)),
+                None => {
+                    let plain: Vec<(usize, usize)> = objects.iter().map(|o| o.0).collect();
+                    images.extend(render_shapes(spec.size, &plain));
+                }
+            }
         }
     } else {
         let classes = SHAPES.len() * COLOURS.len();
-        let counts = profile_counts(spec.profile, spec.head_count, classes, spec.imbalance)?;
+        let by_rank = profile_counts(spec.profile, spec.head_count, classes, spec.imbalance)?;
+        let mut counts = vec![0; classes];
+        for (rank, &c) in frequency_order(spec.seed, 2, classes, spec.permute)
+            .iter()
+            .enumerate()
+        {
+            counts[c] = by_rank[rank];
+        }
+        let sizes = jitter_sizes(spec.size);
+        let mut i = 0u32;
         for (c, &n) in counts.iter().enumerate() {
             let object = (c / COLOURS.len(), c % COLOURS.len());
             let img = render_shapes(spec.size, &[object]);
             for _ in 0..n {
-                images.extend_from_slice(&img);
+                if spec.jitter {
+                    let jt = draw_jitter(spec.seed, i, 0, (spec.size, spec.size), &sizes);
+                    images.extend(render_jittered(spec.size, &[(object, jt)]));
+                } else {
+                    images.extend_from_slice(&img);
+                }
                 labels.push(c as u32);
+                i += 1;
             }
         }
     }

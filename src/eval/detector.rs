@@ -14,8 +14,16 @@
 //! - outside the slots' boxes at most [`STRAY_LIMIT`] of the pixels may be object pixels.
 //!
 //! Noise and blank images fail these tests (tested).
+//!
+//! Jittered sets ([`Detector::jittered`]) place each object anywhere in its strip at any box
+//! size of [`jitter_sizes`], with its colour moved by up to ±0.3 per channel. Their detector
+//! matches the slot's mask against every shape at every such size and position, and reads
+//! the best match only when its Hamming distance is below half the distance from that
+//! placed template to the nearest placed template of another shape (any size, any offset):
+//! exact on renders, unambiguous, and still strict. Lit pixels anywhere in a strip count
+//! against the match, so there is no separate stray test.
 
-use crate::data::{inside, COLOURS, SHAPES};
+use crate::data::{inside, jitter_sizes, template, COLOURS, SHAPES};
 
 /// Share of an object's pixels whose nearest palette colour must agree.
 pub const COLOUR_AGREEMENT: f64 = 0.75;
@@ -50,6 +58,106 @@ pub struct Detector {
     templates: Vec<Vec<bool>>,
     /// Per shape: half the Hamming distance to the nearest other template.
     radius: Vec<usize>,
+    /// For jittered sets: the box sizes and placed-template radii.
+    jitter: Option<JitterMatch>,
+}
+
+/// The templates of a jittered set: per box size, each shape's mask and the radius within
+/// which a match is read.
+struct JitterMatch {
+    sizes: Vec<u32>,
+    /// templates[size index][shape]: mask b·b.
+    templates: Vec<Vec<Vec<bool>>>,
+    /// radius[size index][shape].
+    radius: Vec<Vec<usize>>,
+}
+
+/// Pixels where template `a` (box `ba`) at the origin and template `c` (box `bc`) at offset
+/// (dx, dy) differ.
+fn placed_distance(a: &[bool], ba: usize, c: &[bool], bc: usize, (dx, dy): (i64, i64)) -> usize {
+    let lit = |t: &[bool]| t.iter().filter(|&&v| v).count();
+    let mut overlap = 0;
+    for (p, _) in a.iter().enumerate().filter(|t| *t.1) {
+        let (x, y) = ((p % ba) as i64 - dx, (p / ba) as i64 - dy);
+        if (0..bc as i64).contains(&x) && (0..bc as i64).contains(&y) {
+            overlap += c[y as usize * bc + x as usize] as usize;
+        }
+    }
+    lit(a) + lit(c) - 2 * overlap
+}
+
+impl JitterMatch {
+    /// Templates for strips of width `w` and height `h`.
+    fn new(w: usize, h: usize) -> Self {
+        let sizes = jitter_sizes(w as u32);
+        let templates: Vec<Vec<Vec<bool>>> = sizes
+            .iter()
+            .map(|&b| (0..SHAPES.len()).map(|s| template(s, b)).collect())
+            .collect();
+        // Offsets of one box relative to another that both fit in the strip.
+        let radius = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &ba)| {
+                (0..SHAPES.len())
+                    .map(|a| {
+                        let mut best = usize::MAX;
+                        for (j, &bc) in sizes.iter().enumerate() {
+                            let (rx, ry) =
+                                (w as i64 - ba.min(bc) as i64, h as i64 - ba.min(bc) as i64);
+                            for c in (0..SHAPES.len()).filter(|&c| c != a) {
+                                for dy in -ry..=ry {
+                                    for dx in -rx..=rx {
+                                        let d = placed_distance(
+                                            &templates[i][a],
+                                            ba as usize,
+                                            &templates[j][c],
+                                            bc as usize,
+                                            (dx, dy),
+                                        );
+                                        best = best.min(d);
+                                    }
+                                }
+                            }
+                        }
+                        best.div_ceil(2)
+                    })
+                    .collect()
+            })
+            .collect();
+        Self {
+            sizes,
+            templates,
+            radius,
+        }
+    }
+
+    /// The shape whose placed template is nearest `mask` (w·h of the strip), if within its
+    /// radius.
+    fn best(&self, mask: &[bool], w: usize, h: usize) -> Option<usize> {
+        let lit = mask.iter().filter(|&&v| v).count();
+        let mut best = (usize::MAX, 0, 0);
+        for (i, &b) in self.sizes.iter().enumerate() {
+            let b = b as usize;
+            for (shape, t) in self.templates[i].iter().enumerate() {
+                let on: Vec<usize> = (0..b * b).filter(|&p| t[p]).collect();
+                for y in 0..=h - b {
+                    for x in 0..=w - b {
+                        let overlap = on
+                            .iter()
+                            .filter(|&&p| mask[(y + p / b) * w + x + p % b])
+                            .count();
+                        let d = lit + on.len() - 2 * overlap;
+                        if d < best.0 {
+                            best = (d, shape, i);
+                        }
+                    }
+                }
+            }
+        }
+        let (d, shape, i) = best;
+        (d < self.radius[i][shape]).then_some(shape)
+    }
 }
 
 impl Detector {
@@ -81,7 +189,26 @@ impl Detector {
             slots,
             templates,
             radius,
+            jitter: None,
         }
+    }
+
+    /// The detector of a `shapes` data set (slots from its label mode), jittered or not.
+    pub fn for_config(data: &crate::data::Dataset, jitter: bool) -> Self {
+        let slots = if data.slots == 1 { 1 } else { 2 };
+        if jitter {
+            Self::jittered(data.height, slots)
+        } else {
+            Self::new(data.height, slots)
+        }
+    }
+
+    /// A detector for jittered sets (objects anywhere in their strip, any box size of
+    /// [`jitter_sizes`], colour jitter).
+    pub fn jittered(size: u32, slots: u32) -> Self {
+        let mut d = Self::new(size, slots);
+        d.jitter = Some(JitterMatch::new(d.slot_w(), d.size));
+        d
     }
 
     fn slot_w(&self) -> usize {
@@ -92,6 +219,9 @@ impl Detector {
     /// 3·size² values (a caller's bug: the evaluators pass the data set's own shape).
     pub fn read(&self, img: &[f32]) -> Vec<Result<Object, Unreadable>> {
         assert_eq!(img.len(), 3 * self.size * self.size, "image size");
+        if let Some(j) = &self.jitter {
+            return self.read_jittered(j, img);
+        }
         let (s, w) = (self.size, self.slot_w());
         let top = (s - w) / 2;
         let lit = |x: usize, y: usize| (0..3).any(|c| img[c * s * s + y * s + x] > 0.0);
@@ -127,9 +257,37 @@ impl Detector {
             .collect()
     }
 
-    fn classify(&self, mask: &[bool], votes: &[usize]) -> Result<Object, Unreadable> {
+    /// [`Self::read`] for jittered sets: each strip's lit pixels against every placement.
+    fn read_jittered(&self, j: &JitterMatch, img: &[f32]) -> Vec<Result<Object, Unreadable>> {
+        let (s, w) = (self.size, self.slot_w());
+        (0..self.slots)
+            .map(|slot| {
+                let mut mask = vec![false; w * s];
+                let mut votes = [0usize; COLOURS.len()];
+                for y in 0..s {
+                    for x in 0..w {
+                        let px = slot * w + x;
+                        let rgb = [0, 1, 2].map(|c| img[c * s * s + y * s + px]);
+                        if rgb.iter().any(|&v| v > 0.0) {
+                            mask[y * w + x] = true;
+                            votes[nearest_colour(rgb)] += 1;
+                        }
+                    }
+                }
+                let colour = self.colour(&votes)?;
+                let shape = j.best(&mask, w, s).ok_or(Unreadable::UnknownShape)?;
+                Ok(Object { shape, colour })
+            })
+            .collect()
+    }
+
+    /// The colour most lit pixels agree on, if enough of them are lit and agree.
+    fn colour(&self, votes: &[usize]) -> Result<usize, Unreadable> {
         let lit: usize = votes.iter().sum();
-        let smallest = self.templates.iter().map(|t| count(t)).min().unwrap_or(0);
+        let smallest = match &self.jitter {
+            Some(j) => j.templates[0].iter().map(|t| count(t)).min().unwrap_or(0),
+            None => self.templates.iter().map(|t| count(t)).min().unwrap_or(0),
+        };
         if lit * 2 < smallest {
             return Err(Unreadable::Blank);
         }
@@ -141,6 +299,11 @@ impl Detector {
         if (top as f64) < COLOUR_AGREEMENT * lit as f64 {
             return Err(Unreadable::MixedColour);
         }
+        Ok(colour)
+    }
+
+    fn classify(&self, mask: &[bool], votes: &[usize]) -> Result<Object, Unreadable> {
+        let colour = self.colour(votes)?;
         let (shape, d) = self
             .templates
             .iter()

@@ -190,8 +190,14 @@ pub fn score(
 ) -> Result<Evaluation> {
     Ok(match config.dataset {
         DatasetKind::Toy2d => toy2d(data, config, labels, images),
-        DatasetKind::Shapes if data.slots == 1 => shapes_classes(data, labels, images),
-        DatasetKind::Shapes => shapes_concepts(data, labels, images),
+        DatasetKind::Shapes => {
+            let det = detector::Detector::for_config(data, config.jitter);
+            if data.slots == 1 {
+                shapes_classes(data, &det, labels, images)
+            } else {
+                shapes_concepts(data, &det, labels, images)
+            }
+        }
         DatasetKind::Digits => digits(data, &setup::digits_held_out(config)?, labels, images),
         DatasetKind::Folder => {
             return Err(Error::Config(
@@ -307,8 +313,12 @@ pub fn toy2d(data: &Dataset, c: &TrainConfig, labels: &[u32], x: &[f32]) -> Eval
 }
 
 /// shapes, class mode: success = the detector reads the class's shape and colour.
-pub fn shapes_classes(data: &Dataset, labels: &[u32], x: &[f32]) -> Evaluation {
-    let det = detector::Detector::new(data.height, 1);
+pub fn shapes_classes(
+    data: &Dataset,
+    det: &detector::Detector,
+    labels: &[u32],
+    x: &[f32],
+) -> Evaluation {
     let k = data.num_labels() as usize;
     let (mut hits, mut totals) = (vec![0; k], vec![0; k]);
     for (j, img) in x.chunks(data.image_len()).enumerate() {
@@ -336,8 +346,12 @@ pub fn shapes_classes(data: &Dataset, labels: &[u32], x: &[f32]) -> Evaluation {
 /// shapes, concepts mode: per concept, the share of prompts naming it whose slot shows it;
 /// per prompt, success when all four concepts show; prompts apart whose slot pairs were all
 /// seen in training and those with an inert pair.
-pub fn shapes_concepts(data: &Dataset, labels: &[u32], x: &[f32]) -> Evaluation {
-    let det = detector::Detector::new(data.height, 2);
+pub fn shapes_concepts(
+    data: &Dataset,
+    det: &detector::Detector,
+    labels: &[u32],
+    x: &[f32],
+) -> Evaluation {
     let k = data.num_labels() as usize;
     let kk = CONCEPTS_PER_SLOT;
     let (mut hits, mut totals) = (vec![0; k], vec![0; k]);

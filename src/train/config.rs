@@ -152,6 +152,15 @@ options! {
     /// instead of one object with one class label [default: false]
     #[arg(num_args = 0..=1, default_missing_value = "true")]
     concepts: bool = false,
+    /// shapes: each image a draw of its class — random position, size and colour jitter —
+    /// instead of one render repeated [default: false]
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    jitter: bool = false,
+    /// shapes: a seeded (data_seed) permutation decides which class (concepts: which shape
+    /// and which colour) gets which frequency, so that rarity is not tied to one shape
+    /// [default: false]
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    permute_frequencies: bool = false,
     /// Images of the head label in the long-tailed split (shapes concepts mode: images =
     /// 4·head_count) [default: toy2d 1000, shapes 200, digits 100, folder 0 = all images of
     /// the first label]

@@ -53,6 +53,8 @@ pub fn load_data(c: &TrainConfig) -> Result<(Dataset, Split)> {
                 imbalance: c.imbalance,
                 profile: c.profile,
                 seed: c.data_seed,
+                jitter: c.jitter,
+                permute: c.permute_frequencies,
             })?;
             (d, None)
         }

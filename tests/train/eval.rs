@@ -116,6 +116,120 @@ fn detector_tolerance_is_the_unambiguous_radius() {
     );
 }
 
+/// Every image of jittered sets (classes and concepts mode, two sizes each) is read back as
+/// its labels say; at 16 px a class set holds 1,285 different draws.
+#[test]
+fn jittered_detector_reads_every_jittered_image_exactly() {
+    let mut read = 0;
+    for (size, concepts) in [(16u32, false), (20, false), (16, true), (24, true)] {
+        let data = shapes(&ShapesSpec {
+            size,
+            concepts,
+            jitter: true,
+            permute: true,
+            head_count: if concepts { 60 } else { 200 },
+            imbalance: 10.0,
+            ..Default::default()
+        })
+        .unwrap();
+        let det = Detector::jittered(size, if concepts { 2 } else { 1 });
+        for i in 0..data.len() {
+            let l = data.labels_of(i);
+            let want: Vec<_> = if concepts {
+                (0..2)
+                    .map(|j| {
+                        Ok(Object {
+                            shape: (l[2 * j] % 8) as usize,
+                            colour: (l[2 * j + 1] % 8 - 4) as usize,
+                        })
+                    })
+                    .collect()
+            } else {
+                let c = l[0] as usize;
+                vec![Ok(Object {
+                    shape: c / 4,
+                    colour: c % 4,
+                })]
+            };
+            assert_eq!(det.read(data.image(i)), want, "size {size} image {i}");
+            read += 1;
+        }
+    }
+    assert!(read > 2000);
+}
+
+/// Jittered sets really vary: a class's images differ, positions and sizes spread; the
+/// permutation moves the head away from class 0 and keeps the counts of the profile.
+#[test]
+fn jittered_sets_are_distributions_and_permuted() {
+    let spec = ShapesSpec {
+        jitter: true,
+        permute: true,
+        head_count: 200,
+        imbalance: 10.0,
+        ..Default::default()
+    };
+    let data = shapes(&spec).unwrap();
+    let plain = shapes(&ShapesSpec {
+        jitter: false,
+        permute: false,
+        ..spec.clone()
+    })
+    .unwrap();
+    let mut counts = data.label_counts();
+    let mut plain_counts = plain.label_counts();
+    assert_ne!(counts, plain_counts, "the permutation changed nothing");
+    counts.sort();
+    plain_counts.sort();
+    assert_eq!(
+        counts, plain_counts,
+        "the permutation must keep the profile"
+    );
+    let first: Vec<usize> = (0..data.len())
+        .filter(|&i| data.labels_of(i)[0] == 0)
+        .collect();
+    let distinct: std::collections::HashSet<Vec<u32>> = first
+        .iter()
+        .map(|&i| data.image(i).iter().map(|v| v.to_bits()).collect())
+        .collect();
+    assert_eq!(
+        distinct.len(),
+        first.len(),
+        "every image of a class is its own draw"
+    );
+    // Another data seed permutes differently.
+    let other = shapes(&ShapesSpec { seed: 1, ..spec }).unwrap();
+    assert_ne!(other.label_counts(), data.label_counts());
+}
+
+/// Noise and blanks are never read by the jittered detector either.
+#[test]
+fn jittered_detector_rejects_noise_and_blanks() {
+    for (size, slots) in [(16u32, 1u32), (16, 2)] {
+        let det = Detector::jittered(size, slots);
+        let n = (3 * size * size) as usize;
+        let mut images: Vec<Vec<f32>> = (0..200).map(|k| uniform_image(k, n)).collect();
+        for k in 0..200u32 {
+            images.push(
+                (0..n as u32)
+                    .map(|i| imba::rng::normals4(i / 4, 9, k, 1)[(i % 4) as usize])
+                    .collect(),
+            );
+        }
+        for v in [-1.0f32, 0.0, 1.0] {
+            images.push(vec![v; n]);
+        }
+        for (k, img) in images.iter().enumerate() {
+            for r in det.read(img) {
+                assert!(
+                    r.is_err(),
+                    "size {size} slots {slots} image {k} read as {r:?}"
+                );
+            }
+        }
+    }
+}
+
 fn shapes_data(concepts: bool) -> Dataset {
     shapes(&ShapesSpec {
         concepts,
@@ -134,7 +248,7 @@ fn shapes_metrics_on_perfect_and_wrong_samples() {
         .iter()
         .flat_map(|&l| render_shapes(16, &[(l as usize / 4, l as usize % 4)]))
         .collect();
-    let e = eval::shapes_classes(&data, &labels, &perfect);
+    let e = eval::shapes_classes(&data, &Detector::new(16, 1), &labels, &perfect);
     for b in ["head", "mid", "tail", "all"] {
         assert_eq!(metric(&e, &format!("success/{b}")), 1.0);
     }
@@ -146,7 +260,7 @@ fn shapes_metrics_on_perfect_and_wrong_samples() {
             render_shapes(16, &[(w / 4, w % 4)])
         })
         .collect();
-    let e = eval::shapes_classes(&data, &labels, &wrong);
+    let e = eval::shapes_classes(&data, &Detector::new(16, 1), &labels, &wrong);
     assert_eq!(metric(&e, "success/all"), 0.0);
 
     let data = shapes_data(true);
@@ -160,7 +274,7 @@ fn shapes_metrics_on_perfect_and_wrong_samples() {
         }
     };
     let perfect: Vec<f32> = prompts.chunks(4).flat_map(|p| render(p, false)).collect();
-    let e = eval::shapes_concepts(&data, &prompts, &perfect);
+    let e = eval::shapes_concepts(&data, &Detector::new(16, 2), &prompts, &perfect);
     for m in [
         "concept/head",
         "concept/mid",
@@ -180,7 +294,7 @@ fn shapes_metrics_on_perfect_and_wrong_samples() {
     assert_eq!(inert, 256 - 144);
     // Objects in the wrong slots: only prompts whose two objects are equal succeed.
     let swapped: Vec<f32> = prompts.chunks(4).flat_map(|p| render(p, true)).collect();
-    let e = eval::shapes_concepts(&data, &prompts, &swapped);
+    let e = eval::shapes_concepts(&data, &Detector::new(16, 2), &prompts, &swapped);
     assert!((metric(&e, "prompt/all") - 16.0 / 256.0).abs() < 1e-12);
 }
 
