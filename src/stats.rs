@@ -97,3 +97,76 @@ pub fn frechet(a: &[f32], b: &[f32], dim: usize) -> f64 {
     let d = (&ma - &mb).norm_squared() + ca.trace() + cb.trace() - 2.0 * cross.trace();
     d.max(0.0)
 }
+
+/// A paired comparison: the mean of per-seed differences (treatment − control) with its
+/// two-sided 95% Student-t confidence interval.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Paired {
+    /// Pairs (seeds) with both values.
+    pub n: usize,
+    pub mean: f64,
+    /// The interval's half-width (NaN below two pairs).
+    pub half_width: f64,
+}
+
+impl Paired {
+    pub fn low(&self) -> f64 {
+        self.mean - self.half_width
+    }
+    pub fn high(&self) -> f64 {
+        self.mean + self.half_width
+    }
+}
+
+/// The paired difference of `treatment` and `control` (same seeds, same order); pairs where
+/// either value is NaN are dropped.
+pub fn paired_difference(treatment: &[f64], control: &[f64]) -> Paired {
+    let d: Vec<f64> = treatment
+        .iter()
+        .zip(control)
+        .filter(|(a, b)| !a.is_nan() && !b.is_nan())
+        .map(|(a, b)| a - b)
+        .collect();
+    let (mean, sd) = mean_std(&d);
+    let n = d.len();
+    let half_width = if n < 2 {
+        f64::NAN
+    } else {
+        t_quantile_975(n - 1) * sd / (n as f64).sqrt()
+    };
+    Paired {
+        n,
+        mean,
+        half_width,
+    }
+}
+
+/// The 0.975 quantile of Student's t with `df` degrees of freedom.
+pub fn t_quantile_975(df: usize) -> f64 {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    StudentsT::new(0.0, 1.0, df as f64)
+        .expect("df ≥ 1")
+        .inverse_cdf(0.975)
+}
+
+/// The least-squares slope of y on x (NaN with fewer than two distinct x).
+pub fn slope(x: &[f64], y: &[f64]) -> f64 {
+    let pts: Vec<(f64, f64)> = x
+        .iter()
+        .zip(y)
+        .filter(|(a, b)| a.is_finite() && b.is_finite())
+        .map(|(a, b)| (*a, *b))
+        .collect();
+    let n = pts.len() as f64;
+    let (mx, my) = (
+        pts.iter().map(|p| p.0).sum::<f64>() / n,
+        pts.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    if sxx > 0.0 {
+        sxy / sxx
+    } else {
+        f64::NAN
+    }
+}

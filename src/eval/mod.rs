@@ -122,6 +122,27 @@ pub fn evaluate_run(gpu: &Gpu, run: &Path, o: &EvalOptions) -> Result<Evaluated>
     } else {
         &saved.state.params
     };
+    evaluate_params(gpu, &saved, data, params, o)
+}
+
+/// Evaluates the EMA model a run kept at step `step` (`snapshots = true`) with the run's
+/// config and data.
+pub fn evaluate_snapshot(gpu: &Gpu, run: &Path, step: u32, o: &EvalOptions) -> Result<Evaluated> {
+    let dir = crate::train::RunDir::new(run);
+    let saved = dir.load()?;
+    let (data, _) = setup::load_data(&saved.config)?;
+    let params = crate::model::checkpoint::load(&dir.snapshot(step), &saved.model)?;
+    evaluate_params(gpu, &saved, data, &params, o)
+}
+
+/// Samples `params` of a run's model and scores them.
+fn evaluate_params(
+    gpu: &Gpu,
+    saved: &crate::train::state::Saved,
+    data: Dataset,
+    params: &[f32],
+    o: &EvalOptions,
+) -> Result<Evaluated> {
     let sampler = match saved.config.process {
         Process::Ddpm => Sampler::Ddim {
             steps: o.steps,

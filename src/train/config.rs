@@ -253,6 +253,10 @@ options! {
     out: String = String::new(),
     /// Write a checkpoint every N steps (0 = only at the end) [default: 500]
     checkpoint_every: u32 = 500,
+    /// Keep the EMA model of every checkpoint as snapshots/model-step<N>.safetensors, for
+    /// learning curves (`imba compare` evaluates them) [default: false]
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    snapshots: bool = false,
     /// Samples drawn with the EMA weights at the end of training (0 = none) [default: 32]
     sample_count: u32 = 32,
     /// DDIM (DDPM) or Euler (flow) steps of the end-of-training samples [default: 50]

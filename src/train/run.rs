@@ -16,9 +16,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Options that may change when a run is resumed.
-pub const RESUMABLE: [&str; 6] = [
+pub const RESUMABLE: [&str; 7] = [
     "steps",
     "checkpoint_every",
+    "snapshots",
     "sample_count",
     "sample_steps",
     "guidance",
@@ -112,7 +113,11 @@ pub fn train(
         logs.append(&stats, &trainer, &d_tokens)?;
         bar.show(&stats, config.steps, first_step);
         if config.checkpoint_every > 0 && stats.step % config.checkpoint_every == 0 {
-            trainer.save(&run.checkpoint(), &trainer.state()?)?;
+            let state = trainer.state()?;
+            trainer.save(&run.checkpoint(), &state)?;
+            if config.snapshots {
+                save_snapshot(&run, &model, &state)?;
+            }
         }
         last = Some(stats);
     }
@@ -133,6 +138,16 @@ pub fn train(
         seconds,
         written,
     })
+}
+
+/// Keeps the EMA model of `state`'s step under snapshots/ (written atomically).
+fn save_snapshot(run: &RunDir, model: &DitConfig, state: &State) -> Result<()> {
+    let path = run.snapshot(state.step);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(dir, "cannot create the snapshot folder", e))?;
+    }
+    crate::model::checkpoint::save(&path, model, &state.ema)
 }
 
 /// The resolved config, the run folder and, for a resume, its checkpoint. A resume may only
@@ -345,6 +360,9 @@ fn finish(
         config.checkpoint_every > 0 && trainer.step.is_multiple_of(config.checkpoint_every);
     if trained && !just_saved {
         trainer.save(&run.checkpoint(), &st)?;
+        if config.snapshots {
+            save_snapshot(run, model, &st)?;
+        }
     }
     let mut written = vec![run.checkpoint(), run.log(), run.model(), run.loss_plot()];
     crate::model::checkpoint::save(&run.model(), model, &st.ema)?;

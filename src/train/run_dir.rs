@@ -80,6 +80,31 @@ impl RunDir {
     }
 
     /// Whether the folder holds a run (a checkpoint).
+    /// The EMA model kept at step `step` (`snapshots = true`), for learning curves.
+    pub fn snapshot(&self, step: u32) -> PathBuf {
+        self.root
+            .join("snapshots")
+            .join(format!("model-step{step:06}.safetensors"))
+    }
+
+    /// The steps of the snapshots kept, rising.
+    pub fn snapshot_steps(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = std::fs::read_dir(self.root.join("snapshots"))
+            .map(|d| {
+                d.filter_map(|e| {
+                    let name = e.ok()?.file_name().into_string().ok()?;
+                    name.strip_prefix("model-step")?
+                        .strip_suffix(".safetensors")?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        v.sort_unstable();
+        v
+    }
+
     pub fn has_run(&self) -> bool {
         self.checkpoint().exists()
     }

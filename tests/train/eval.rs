@@ -398,6 +398,15 @@ fn statistics_on_known_values() {
     assert!((stats::spearman(&x, &[2.0, 4.0, 8.0, 16.0, 32.0]) - 1.0).abs() < 1e-12);
     assert!((stats::spearman(&x, &[5.0, 1.0, 0.5, 0.2, 0.1]) + 1.0).abs() < 1e-12);
     // Ties get average ranks: ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4): ρ = 4.5/√(4.5·5).
+    // Paired differences: d = (1, 2, 3) → mean 2, sd 1, t(0.975, 2) = 4.302653 (tables),
+    // half-width 4.302653/√3; a NaN pair is dropped; one pair has no interval.
+    let p = stats::paired_difference(&[2.0, 4.0, 6.0, f64::NAN], &[1.0, 2.0, 3.0, 0.0]);
+    assert_eq!((p.n, p.mean), (3, 2.0));
+    assert!((p.half_width - 4.302653 / 3f64.sqrt()).abs() < 1e-5, "{p:?}");
+    assert!((stats::t_quantile_975(4) - 2.776445).abs() < 1e-5);
+    assert!(stats::paired_difference(&[1.0], &[0.0]).half_width.is_nan());
+    assert!((stats::slope(&[0.0, 1.0, 2.0], &[1.0, 3.0, 5.0]) - 2.0).abs() < 1e-12);
+    assert!(stats::slope(&[1.0, 1.0], &[0.0, 1.0]).is_nan());
     let r = stats::spearman(&[1.0, 2.0, 2.0, 3.0], &[1.0, 2.0, 3.0, 4.0]);
     assert!((r - (4.5f64 / (4.5f64 * 5.0).sqrt())).abs() < 1e-12, "{r}");
     // Fréchet: identical sets → 0; a shift by v → |v|²; a doubled spread of 1-D data with
