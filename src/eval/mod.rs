@@ -263,6 +263,13 @@ fn bucket_metrics(prefix: &str, per_label: &[LabelScore]) -> Vec<(String, f64)> 
         .collect();
     let all: Vec<f64> = per_label.iter().map(|l| l.score).collect();
     m.push((format!("{prefix}/all"), stats::mean_std(&all).0));
+    // How fast the score rises with the label's frequency: > 0 when frequent labels do
+    // better; a remedy for the tail should flatten it.
+    let log_freq: Vec<f64> = per_label
+        .iter()
+        .map(|l| (l.frequency.max(1) as f64).ln())
+        .collect();
+    m.push((format!("{prefix}/slope"), stats::slope(&log_freq, &all)));
     m
 }
 

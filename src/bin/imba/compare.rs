@@ -18,6 +18,14 @@ pub struct CompareArgs {
     /// Training seeds, comma-separated (the data set stays that of --data-seed).
     #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
     seeds: Vec<u32>,
+    /// Further guidance scales at which every final model is also scored, comma-separated
+    /// (e.g. 1,2.6 beside --eval-guidance 1.5).
+    #[arg(long, value_delimiter = ',')]
+    guidance_sweep: Vec<f32>,
+    /// The objective every other is compared with seed by seed [default: dual-baseline
+    /// where compared, else the first]
+    #[arg(long)]
+    control: Option<String>,
     /// A TOML file of training options shared by every run (flags override it).
     #[arg(long)]
     config: Option<std::path::PathBuf>,
@@ -37,6 +45,8 @@ pub fn run(gpu: &Gpu, a: CompareArgs) -> imba::Result<()> {
         variants: a.objectives.clone(),
         seeds: a.seeds.clone(),
         eval: (&a.sampling).into(),
+        sweep: a.guidance_sweep.clone(),
+        control: a.control.clone(),
     };
     if !a.quiet {
         eprintln!("adapter: {}", gpu.info.name);

@@ -8,10 +8,17 @@
 //! the same folder reuses finished runs and resumes unfinished ones, so a long comparison can
 //! be stopped and continued.
 
+mod extra;
+mod report;
+
+pub use extra::{CurvePoint, SweepPoint};
+pub use report::{decisions, markdown, paired_table, Decision, HEAD_TOLERANCE};
+
 use crate::eval::{evaluate_run, EvalOptions, Evaluation};
 use crate::gpu::Gpu;
 use crate::report::plot::{bars, lines, Series};
 use crate::stats::mean_std;
+use report::stat;
 use crate::train::{monitor, DatasetKind, RunDir, TrainOptions};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -19,11 +26,19 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The objectives `imba compare` knows, with the options each sets.
-pub const VARIANTS: [(&str, &str); 8] = [
+pub const VARIANTS: [(&str, &str); 10] = [
     ("baseline", "objective = 'baseline'"),
+    // The baseline at the dual objectives' compute: one pass of 2B rows per step (the batch
+    // doubled), against their two passes of B rows.
+    ("baseline-matched", "objective = 'baseline'"),
     ("dual-baseline", "objective = 'dual-baseline'"),
     ("imba", "objective = 'imba'\ngranularity = 'token'"),
     ("imba-sample", "objective = 'imba'\ngranularity = 'sample'"),
+    // imba's extension: D divided by its running mean within the sample's timestep bucket.
+    (
+        "imba-tnorm",
+        "objective = 'imba'\ngranularity = 'token'\nnormalize = 't-bucket'",
+    ),
     ("cbdm", "objective = 'cbdm'\ncbdm_prior = 'frequency'"),
     ("cbdm-uniform", "objective = 'cbdm'\ncbdm_prior = 'uniform'"),
     ("ccua", "objective = 'ccua'"),
@@ -51,6 +66,11 @@ pub struct CompareSpec {
     pub variants: Vec<String>,
     pub seeds: Vec<u32>,
     pub eval: EvalOptions,
+    /// Further guidance scales at which each run's final model is also scored.
+    pub sweep: Vec<f32>,
+    /// The variant every other is compared with, seed by seed (None: dual-baseline where
+    /// compared, else the first).
+    pub control: Option<String>,
 }
 
 /// One finished run of a comparison.
@@ -72,6 +92,12 @@ pub struct RunResult {
     /// The D monitor's summary (IMBA variants).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub d_monitor: Option<monitor::DSummary>,
+    /// The learning curve: the snapshots' scores (`snapshots = true`), by rising step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub curve: Vec<CurvePoint>,
+    /// The final model's scores at the sweep's guidance scales.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweep: Vec<SweepPoint>,
 }
 
 /// A whole comparison.
@@ -81,6 +107,9 @@ pub struct Comparison {
     pub adapter: String,
     pub config: String,
     pub runs: Vec<RunResult>,
+    /// The variant the others are compared with, seed by seed.
+    #[serde(default)]
+    pub control: String,
     /// Training and evaluation time summed over the runs (reused runs count with the time
     /// they took when they ran).
     pub seconds: f64,
@@ -116,11 +145,16 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
         }
     }
     let seconds = runs.iter().map(|x| x.train_seconds + x.eval_seconds).sum();
+    let control = spec.control.clone().unwrap_or_else(|| {
+        let dual = spec.variants.iter().any(|v| v == "dual-baseline");
+        if dual { "dual-baseline".into() } else { spec.variants[0].clone() }
+    });
     let c = Comparison {
         dataset: runs[0].evaluation.dataset.clone(),
         adapter: gpu.info.name.clone(),
         config: summary_line(&base)?,
         runs,
+        control,
         seconds,
     };
     write(&root, &c, &spec.variants)?;
@@ -137,6 +171,13 @@ fn check(spec: &CompareSpec) -> Result<crate::train::TrainConfig> {
     }
     for v in &spec.variants {
         variant(v)?;
+    }
+    if let Some(c) = spec.control.as_ref().filter(|c| !spec.variants.contains(c)) {
+        return Err(Error::Config(format!(
+            "the control `{c}` is not among the compared objectives {:?}; add it or choose one \
+             of them",
+            spec.variants
+        )));
     }
     let position = |name: &str| spec.variants.iter().position(|v| v == name);
     if let Some(i) = position("invdiff") {
@@ -186,7 +227,11 @@ impl Study<'_> {
             if self.progress {
                 eprintln!("{v} seed {seed}: reusing {}", run.result().display());
             }
-            return Ok((r.clone(), true));
+            let mut r = r.clone();
+            if self.complete(&mut r, &run)? {
+                crate::error::write_json(&run.result(), &r)?;
+            }
+            return Ok((r, true));
         }
         let r = if v == "invdiff" {
             invdiff(
@@ -207,6 +252,8 @@ impl Study<'_> {
             }
             self.train_and_score(v, seed, &run, previous.as_ref())?
         };
+        let mut r = r;
+        self.complete(&mut r, &run)?;
         crate::error::write_json(&run.result(), &r)?;
         Ok((r, false))
     }
@@ -220,10 +267,12 @@ impl Study<'_> {
         run: &RunDir,
         previous: Option<&RunResult>,
     ) -> Result<RunResult> {
+        let matched = (v == "baseline-matched").then_some(2 * self.base.batch);
         let opts = TrainOptions {
             seed: Some(seed),
             out: Some(run.root().display().to_string()),
             sample_count: Some(0),
+            batch: matched,
             ..variant(v)?
         }
         .or(self.spec.base.clone());
@@ -251,6 +300,8 @@ impl Study<'_> {
             evaluation: e.evaluation,
             eval_options: Some(self.spec.eval.clone()),
             d_monitor,
+            curve: Vec::new(),
+            sweep: Vec::new(),
         })
     }
 }
@@ -280,6 +331,8 @@ fn invdiff(
         evaluation: r.evaluation,
         eval_options: Some(eval.clone()),
         d_monitor: None,
+        curve: Vec::new(),
+        sweep: Vec::new(),
     })
 }
 
@@ -352,101 +405,6 @@ fn summary_line(c: &crate::train::TrainConfig) -> Result<String> {
         c.ema,
         c.process
     ))
-}
-
-/// mean ± std of one metric of one variant over its seeds.
-fn stat(runs: &[&RunResult], f: impl Fn(&RunResult) -> Option<f64>) -> (f64, f64) {
-    mean_std(&runs.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
-}
-
-fn fmt(m: (f64, f64)) -> String {
-    if m.0.is_nan() {
-        "–".into()
-    } else {
-        format!("{:.3} ± {:.3}", m.0, m.1)
-    }
-}
-
-/// The Markdown report of a comparison.
-pub fn markdown(c: &Comparison, variants: &[String]) -> String {
-    let by = |v: &str| -> Vec<&RunResult> { c.runs.iter().filter(|r| r.variant == v).collect() };
-    let metrics: Vec<String> = c.runs[0]
-        .evaluation
-        .metrics
-        .iter()
-        .map(|m| m.0.clone())
-        .collect();
-    let seeds: Vec<String> = by(&variants[0])
-        .iter()
-        .map(|r| r.seed.to_string())
-        .collect();
-    let mut s = format!(
-        "### {} — {} seeds ({}), mean ± std over seeds\n\n{}\n\nAdapter: {}. Training + evaluation time, summed over runs: {:.0} s. \
-         Score: {}. Buckets: labels ranked by training images, terciles (head, mid, tail).\n\n",
-        c.dataset,
-        seeds.len(),
-        seeds.join(", "),
-        c.config,
-        c.adapter,
-        c.seconds,
-        c.runs[0].evaluation.score
-    );
-    s += "| objective | rows/step | train s | ";
-    s += &metrics.join(" | ");
-    s += " |\n|---|---|---|";
-    s += &"---|".repeat(metrics.len());
-    s += "\n";
-    for v in variants {
-        let runs = by(v);
-        s += &format!(
-            "| {v} | {} | {:.0} | ",
-            runs[0].rows_per_step,
-            stat(&runs, |r| Some(r.train_seconds)).0
-        );
-        let cells: Vec<String> = metrics
-            .iter()
-            .map(|m| fmt(stat(&runs, |r| r.evaluation.metric(m))))
-            .collect();
-        s += &cells.join(" | ");
-        s += " |\n";
-    }
-    // Per-label scores.
-    s += "\nPer label (mean over seeds):\n\n| label | train images | bucket | ";
-    s += &variants.join(" | ");
-    s += " |\n|---|---|---|";
-    s += &"---|".repeat(variants.len());
-    s += "\n";
-    for (k, l) in c.runs[0].evaluation.per_label.iter().enumerate() {
-        s += &format!("| {} | {} | {} | ", l.name, l.frequency, l.bucket);
-        let cells: Vec<String> = variants
-            .iter()
-            .map(|v| {
-                let m = stat(&by(v), |r| r.evaluation.per_label.get(k).map(|x| x.score));
-                format!("{:.2}", m.0)
-            })
-            .collect();
-        s += &cells.join(" | ");
-        s += " |\n";
-    }
-    let d: Vec<String> = variants
-        .iter()
-        .filter_map(|v| {
-            let runs = by(v);
-            let m = stat(&runs, |r| r.d_monitor.as_ref().map(|d| d.spearman));
-            (!m.0.is_nan()).then(|| format!("{v}: {}", fmt(m)))
-        })
-        .collect();
-    if !d.is_empty() {
-        s += &format!(
-            "\nD monitor, Spearman ρ(training frequency, mean D per label) over the second half \
-             of training: {}.\n",
-            d.join("; ")
-        );
-    }
-    for n in &c.runs[0].evaluation.notes {
-        s += &format!("\nNote: {n}\n");
-    }
-    s
 }
 
 /// Writes compare.md, compare.json and the plots.

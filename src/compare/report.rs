@@ -1,0 +1,323 @@
+//! The Markdown report of a comparison: the scores over seeds, each variant's paired
+//! difference from the control with 95% intervals and the decision rule, the learning
+//! curves, the guidance sweep, the per-label scores and the D monitor.
+
+use super::extra::metric_of;
+use super::{Comparison, RunResult};
+use crate::stats::{mean_std, paired_difference, Paired};
+use serde::{Deserialize, Serialize};
+
+/// The rule written down before the runs: a remedy helps the tail when the paired 95%
+/// interval of its tail difference from the control lies above 0 and its mean head
+/// difference is at least −[`HEAD_TOLERANCE`].
+pub const HEAD_TOLERANCE: f64 = 0.05;
+
+/// One variant's verdict under the rule.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Decision {
+    pub variant: String,
+    pub tail: Paired,
+    pub head: Paired,
+    pub helps_tail: bool,
+}
+
+/// The runs of one variant.
+fn runs_of<'a>(c: &'a Comparison, v: &str) -> Vec<&'a RunResult> {
+    c.runs.iter().filter(|r| r.variant == v).collect()
+}
+
+/// mean ± std of one metric of one variant over its seeds.
+pub(super) fn stat(runs: &[&RunResult], f: impl Fn(&RunResult) -> Option<f64>) -> (f64, f64) {
+    mean_std(&runs.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
+}
+
+pub(super) fn fmt(m: (f64, f64)) -> String {
+    if m.0.is_nan() {
+        "–".into()
+    } else {
+        format!("{:.3} ± {:.3}", m.0, m.1)
+    }
+}
+
+fn fmt_paired(p: &Paired) -> String {
+    if p.mean.is_nan() {
+        "–".into()
+    } else if p.half_width.is_nan() {
+        format!("{:+.3} (n={})", p.mean, p.n)
+    } else {
+        format!("{:+.3} [{:+.3}, {:+.3}]", p.mean, p.low(), p.high())
+    }
+}
+
+/// The headline metric family of a comparison ("success", "hit", "acc", "concept").
+fn family(c: &Comparison) -> String {
+    let first = &c.runs[0].evaluation.metrics[0].0;
+    first.split('/').next().unwrap_or(first).to_string()
+}
+
+/// The paired difference of `variant` from `control` in one metric, seed by seed.
+fn paired(
+    c: &Comparison,
+    variant: &str,
+    control: &str,
+    f: impl Fn(&RunResult) -> Option<f64>,
+) -> Paired {
+    let (mut t, mut k) = (Vec::new(), Vec::new());
+    for r in c.runs.iter().filter(|r| r.variant == variant) {
+        let ctrl = c
+            .runs
+            .iter()
+            .find(|x| x.variant == control && x.seed == r.seed);
+        if let Some(ctrl) = ctrl {
+            t.push(f(r).unwrap_or(f64::NAN));
+            k.push(f(ctrl).unwrap_or(f64::NAN));
+        }
+    }
+    paired_difference(&t, &k)
+}
+
+/// Every variant's paired differences from the control and its verdict.
+pub fn decisions(c: &Comparison, variants: &[String], control: &str) -> Vec<Decision> {
+    let fam = family(c);
+    variants
+        .iter()
+        .filter(|v| v.as_str() != control)
+        .map(|v| {
+            let m = |b: &str| {
+                let name = format!("{fam}/{b}");
+                paired(c, v, control, move |r| r.evaluation.metric(&name))
+            };
+            let (tail, head) = (m("tail"), m("head"));
+            Decision {
+                variant: v.clone(),
+                helps_tail: tail.low() > 0.0 && head.mean >= -HEAD_TOLERANCE,
+                tail,
+                head,
+            }
+        })
+        .collect()
+}
+
+/// The table of paired differences from the control (Δ mean [95% CI]) per headline metric.
+pub fn paired_table(c: &Comparison, variants: &[String], control: &str) -> String {
+    let fam = family(c);
+    let names: Vec<String> = ["head", "mid", "tail", "all", "slope"]
+        .iter()
+        .map(|b| format!("{fam}/{b}"))
+        .filter(|m| c.runs[0].evaluation.metric(m).is_some())
+        .collect();
+    let mut s = format!(
+        "| Δ vs {control} | pairs | {} | helps the tail? |\n|---|---|{}---|\n",
+        names.join(" | "),
+        "---|".repeat(names.len())
+    );
+    for d in decisions(c, variants, control) {
+        let cells: Vec<String> = names
+            .iter()
+            .map(|m| fmt_paired(&paired(c, &d.variant, control, |r| r.evaluation.metric(m))))
+            .collect();
+        s += &format!(
+            "| {} | {} | {} | {} |\n",
+            d.variant,
+            d.tail.n,
+            cells.join(" | "),
+            if d.helps_tail { "**yes**" } else { "no" }
+        );
+    }
+    s
+}
+
+/// The learning curves: the tail and overall score at each snapshot, mean ± std over seeds.
+fn curve_table(c: &Comparison, variants: &[String]) -> String {
+    let fam = family(c);
+    let mut steps: Vec<u32> = c
+        .runs
+        .iter()
+        .flat_map(|r| r.curve.iter().map(|p| p.step).chain([r.steps]))
+        .collect();
+    steps.sort_unstable();
+    steps.dedup();
+    if steps.len() < 2 {
+        return String::new();
+    }
+    let mut s = format!(
+        "\nLearning curves ({fam}/tail · {fam}/all, mean ± std over seeds; the last step is the \
+         final model):\n\n| step | {} |\n|---|{}\n",
+        variants.join(" | "),
+        "---|".repeat(variants.len())
+    );
+    for step in steps {
+        let cells: Vec<String> = variants
+            .iter()
+            .map(|v| {
+                let at = |b: &str| {
+                    let name = format!("{fam}/{b}");
+                    stat(&runs_of(c, v), |r| {
+                        if step == r.steps {
+                            r.evaluation.metric(&name)
+                        } else {
+                            let p = r.curve.iter().find(|p| p.step == step)?;
+                            metric_of(&p.metrics, &name)
+                        }
+                    })
+                };
+                format!("{} · {}", fmt(at("tail")), fmt(at("all")))
+            })
+            .collect();
+        s += &format!("| {step} | {} |\n", cells.join(" | "));
+    }
+    s
+}
+
+/// The guidance sweep: tail and overall score per scale, and Δtail from the control.
+fn sweep_table(
+    c: &Comparison,
+    variants: &[String],
+    control: &str
+) -> String {
+    let fam = family(c);
+    let main = c.runs[0].eval_options.as_ref().map_or(1.5, |o| o.guidance);
+    let mut scales: Vec<f32> = c
+        .runs
+        .iter()
+        .flat_map(|r| r.sweep.iter().map(|p| p.guidance))
+        .chain([main])
+        .collect();
+    scales.sort_by(f32::total_cmp);
+    scales.dedup();
+    if scales.len() < 2 {
+        return String::new();
+    }
+    let at = |r: &RunResult, g: f32, name: &str| -> Option<f64> {
+        if g == main {
+            r.evaluation.metric(name)
+        } else {
+            metric_of(&r.sweep.iter().find(|p| p.guidance == g)?.metrics, name)
+        }
+    };
+    let mut s = format!(
+        "\nGuidance sweep ({fam}/tail · {fam}/all, mean ± std; Δtail vs {control} with its \
+         paired 95% interval):\n\n| w | {} |\n|---|{}\n",
+        variants.join(" | "),
+        "---|".repeat(variants.len())
+    );
+    let (tail, all) = (format!("{fam}/tail"), format!("{fam}/all"));
+    for g in scales {
+        let cells: Vec<String> = variants
+            .iter()
+            .map(|v| {
+                let m = |n: &str| stat(&runs_of(c, v), |r| at(r, g, n));
+                let mut cell = format!("{} · {}", fmt(m(&tail)), fmt(m(&all)));
+                if v != control {
+                    let d = paired(c, v, control, |r| at(r, g, &tail));
+                    cell += &format!(" (Δtail {})", fmt_paired(&d));
+                }
+                cell
+            })
+            .collect();
+        s += &format!("| {g} | {} |\n", cells.join(" | "));
+    }
+    s
+}
+
+/// The Markdown report of a comparison.
+pub fn markdown(c: &Comparison, variants: &[String]) -> String {
+    let by = |v: &str| runs_of(c, v);
+    let control = c.control.clone();
+    let metrics: Vec<String> = c.runs[0]
+        .evaluation
+        .metrics
+        .iter()
+        .map(|m| m.0.clone())
+        .collect();
+    let seeds: Vec<String> = by(&variants[0])
+        .iter()
+        .map(|r| r.seed.to_string())
+        .collect();
+    let mut s = format!(
+        "### {} — {} seeds ({}), mean ± std over seeds\n\n{}\n\nAdapter: {}. Training + evaluation time, summed over runs: {:.0} s. \
+         Score: {}. Buckets: labels ranked by training images, terciles (head, mid, tail); \
+         slope: least-squares slope of the per-label score on ln(training images).\n\n",
+        c.dataset,
+        seeds.len(),
+        seeds.join(", "),
+        c.config,
+        c.adapter,
+        c.seconds,
+        c.runs[0].evaluation.score
+    );
+    s += "| objective | rows/step | train s | ";
+    s += &metrics.join(" | ");
+    s += " |\n|---|---|---|";
+    s += &"---|".repeat(metrics.len());
+    s += "\n";
+    for v in variants {
+        let runs = by(v);
+        s += &format!(
+            "| {v} | {} | {:.0} | ",
+            runs[0].rows_per_step,
+            stat(&runs, |r| Some(r.train_seconds)).0
+        );
+        let cells: Vec<String> = metrics
+            .iter()
+            .map(|m| fmt(stat(&runs, |r| r.evaluation.metric(m))))
+            .collect();
+        s += &cells.join(" | ");
+        s += " |\n";
+    }
+    if variants.len() > 1 {
+        s += &format!(
+            "\nPaired differences from {control}, seed by seed: mean [95% Student-t interval]. \
+             A variant helps the tail when the interval of Δtail lies above 0 and Δhead ≥ \
+             −{HEAD_TOLERANCE}.\n\n"
+        );
+        s += &paired_table(c, variants, &control);
+    }
+    s += &curve_table(c, variants);
+    s += &sweep_table(c, variants, &control);
+    s += &per_label_table(c, variants);
+    let d: Vec<String> = variants
+        .iter()
+        .filter_map(|v| {
+            let runs = by(v);
+            let m = stat(&runs, |r| r.d_monitor.as_ref().map(|d| d.spearman));
+            (!m.0.is_nan()).then(|| format!("{v}: {}", fmt(m)))
+        })
+        .collect();
+    if !d.is_empty() {
+        s += &format!(
+            "\nD monitor, Spearman ρ(training frequency, mean D per label) over the second half \
+             of training: {}.\n",
+            d.join("; ")
+        );
+    }
+    for n in &c.runs[0].evaluation.notes {
+        s += &format!("\nNote: {n}\n");
+    }
+    s
+}
+
+/// Per-label scores, mean over seeds.
+fn per_label_table(
+    c: &Comparison,
+    variants: &[String]
+) -> String {
+    let mut s = "\nPer label (mean over seeds):\n\n| label | train images | bucket | ".to_string();
+    s += &variants.join(" | ");
+    s += " |\n|---|---|---|";
+    s += &"---|".repeat(variants.len());
+    s += "\n";
+    for (k, l) in c.runs[0].evaluation.per_label.iter().enumerate() {
+        s += &format!("| {} | {} | {} | ", l.name, l.frequency, l.bucket);
+        let cells: Vec<String> = variants
+            .iter()
+            .map(|v| {
+                let m = stat(&runs_of(c, v), |r| r.evaluation.per_label.get(k).map(|x| x.score));
+                format!("{:.2}", m.0)
+            })
+            .collect();
+        s += &cells.join(" | ");
+        s += " |\n";
+    }
+    s
+}
