@@ -32,7 +32,10 @@ impl Study<'_> {
                 continue;
             }
             if self.progress {
-                eprintln!("{} seed {}: scoring the snapshot of step {step}", r.variant, r.seed);
+                eprintln!(
+                    "{} seed {}: scoring the snapshot of step {step}",
+                    r.variant, r.seed
+                );
             }
             let e = evaluate_snapshot(self.gpu, run.root(), step, &self.spec.eval)?;
             r.curve.push(CurvePoint {

@@ -18,9 +18,9 @@ use crate::eval::{evaluate_run, EvalOptions, Evaluation};
 use crate::gpu::Gpu;
 use crate::report::plot::{bars, lines, Series};
 use crate::stats::mean_std;
-use report::stat;
 use crate::train::{monitor, DatasetKind, RunDir, TrainOptions};
 use crate::{Error, Result};
+use report::stat;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -147,7 +147,11 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
     let seconds = runs.iter().map(|x| x.train_seconds + x.eval_seconds).sum();
     let control = spec.control.clone().unwrap_or_else(|| {
         let dual = spec.variants.iter().any(|v| v == "dual-baseline");
-        if dual { "dual-baseline".into() } else { spec.variants[0].clone() }
+        if dual {
+            "dual-baseline".into()
+        } else {
+            spec.variants[0].clone()
+        }
     });
     let c = Comparison {
         dataset: runs[0].evaluation.dataset.clone(),

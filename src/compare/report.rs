@@ -170,11 +170,7 @@ fn curve_table(c: &Comparison, variants: &[String]) -> String {
 }
 
 /// The guidance sweep: tail and overall score per scale, and Δtail from the control.
-fn sweep_table(
-    c: &Comparison,
-    variants: &[String],
-    control: &str
-) -> String {
+fn sweep_table(c: &Comparison, variants: &[String], control: &str) -> String {
     let fam = family(c);
     let main = c.runs[0].eval_options.as_ref().map_or(1.5, |o| o.guidance);
     let mut scales: Vec<f32> = c
@@ -298,10 +294,7 @@ pub fn markdown(c: &Comparison, variants: &[String]) -> String {
 }
 
 /// Per-label scores, mean over seeds.
-fn per_label_table(
-    c: &Comparison,
-    variants: &[String]
-) -> String {
+fn per_label_table(c: &Comparison, variants: &[String]) -> String {
     let mut s = "\nPer label (mean over seeds):\n\n| label | train images | bucket | ".to_string();
     s += &variants.join(" | ");
     s += " |\n|---|---|---|";
@@ -312,7 +305,9 @@ fn per_label_table(
         let cells: Vec<String> = variants
             .iter()
             .map(|v| {
-                let m = stat(&runs_of(c, v), |r| r.evaluation.per_label.get(k).map(|x| x.score));
+                let m = stat(&runs_of(c, v), |r| {
+                    r.evaluation.per_label.get(k).map(|x| x.score)
+                });
                 format!("{:.2}", m.0)
             })
             .collect();

@@ -63,26 +63,27 @@ fn frame<'a, 'b>(
     b
 }
 
-/// The loss per step (light) and its running mean over `window` steps (dark), log-scale y.
-pub fn loss_curve(path: &Path, title: &str, steps: &[u32], loss: &[f32]) -> Result<()> {
+/// Curves per step — each raw (light) and as its running mean over a window (dark) — on a
+/// log-scale y; NaN values (steps where a curve is undefined) are left out.
+pub fn loss_curve(
+    path: &Path,
+    title: &str,
+    steps: &[u32],
+    curves: &[(&str, Vec<f32>)],
+) -> Result<()> {
     if steps.is_empty() {
         return Ok(());
     }
     let text = font();
     let window = (steps.len() / 50).max(1);
-    let smooth: Vec<(u32, f32)> = (0..steps.len())
-        .map(|i| {
-            let lo = i.saturating_sub(window - 1);
-            let s: f32 = loss[lo..=i].iter().sum();
-            (steps[i], s / (i - lo + 1) as f32)
-        })
-        .collect();
-    let ymin = loss
-        .iter()
-        .copied()
-        .filter(|v| *v > 0.0)
-        .fold(f32::INFINITY, f32::min);
-    let ymax = loss.iter().copied().fold(0.0f32, f32::max);
+    let finite = || {
+        curves
+            .iter()
+            .flat_map(|c| c.1.iter().copied())
+            .filter(|v| v.is_finite())
+    };
+    let ymin = finite().filter(|v| *v > 0.0).fold(f32::INFINITY, f32::min);
+    let ymax = finite().fold(0.0f32, f32::max);
     let (ymin, ymax) = if ymin.is_finite() && ymax > ymin {
         (ymin * 0.9, ymax * 1.1)
     } else {
@@ -102,18 +103,46 @@ pub fn loss_curve(path: &Path, title: &str, steps: &[u32], loss: &[f32]) -> Resu
             .draw()
             .map_err(|e| err(path, e))?;
     }
-    chart
-        .draw_series(LineSeries::new(
-            steps.iter().copied().zip(loss.iter().copied()),
-            RGBColor(170, 190, 230),
-        ))
-        .map_err(|e| err(path, e))?;
-    chart
-        .draw_series(LineSeries::new(
-            smooth,
-            RGBColor(20, 60, 160).stroke_width(2),
-        ))
-        .map_err(|e| err(path, e))?;
+    let colours = [
+        (RGBColor(170, 190, 230), RGBColor(20, 60, 160)),
+        (RGBColor(240, 190, 160), RGBColor(190, 70, 20)),
+        (RGBColor(170, 220, 170), RGBColor(30, 130, 40)),
+    ];
+    for (k, (name, values)) in curves.iter().enumerate() {
+        let (light, dark) = colours[k % colours.len()];
+        let points: Vec<(u32, f32)> = steps
+            .iter()
+            .copied()
+            .zip(values.iter().copied())
+            .filter(|p| p.1.is_finite() && p.1 > 0.0)
+            .collect();
+        let smooth: Vec<(u32, f32)> = (0..points.len())
+            .map(|i| {
+                let lo = i.saturating_sub(window - 1);
+                let s: f32 = points[lo..=i].iter().map(|p| p.1).sum();
+                (points[i].0, s / (i - lo + 1) as f32)
+            })
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points, light))
+            .map_err(|e| err(path, e))?;
+        let series = chart
+            .draw_series(LineSeries::new(smooth, dark.stroke_width(2)))
+            .map_err(|e| err(path, e))?;
+        if text {
+            series
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], dark));
+        }
+    }
+    if text && curves.len() > 1 {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(path, e))?;
+    }
     root.present().map_err(|e| err(path, e))
 }
 

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod monitor;
+pub mod time_monitor;
 
 pub use crate::diffusion::Process;
 pub use config::{DatasetKind, Objective, TrainConfig, TrainOptions};

@@ -3,7 +3,8 @@
 
 use super::state::Saved;
 use super::{
-    monitor, setup, DatasetKind, RunDir, State, StepStats, TrainConfig, TrainOptions, Trainer,
+    monitor, setup, time_monitor, DatasetKind, RunDir, State, StepStats, TrainConfig, TrainOptions,
+    Trainer,
 };
 use crate::data::Dataset;
 use crate::diffusion::generate::{generate, SampleSpec};
@@ -238,6 +239,8 @@ struct Logs {
     log: std::fs::File,
     d_path: PathBuf,
     d_log: Option<std::fs::File>,
+    t_path: PathBuf,
+    t_log: std::fs::File,
 }
 
 impl Logs {
@@ -260,11 +263,14 @@ impl Logs {
             super::Objective::Imba => Some(open(&d_path)?),
             _ => None,
         };
+        let t_path = run.t_log();
         Ok(Self {
             log: open(&log_path)?,
             log_path,
             d_path,
             d_log,
+            t_log: open(&t_path)?,
+            t_path,
         })
     }
 
@@ -288,6 +294,19 @@ impl Logs {
             writeln!(f, "{}", serde_json::to_string(&line).expect("serialisable"))
                 .map_err(|e| Error::io(&self.d_path, "cannot append to the D log", e))?;
         }
+        let t = &trainer.last_time;
+        let line = time_monitor::line(
+            stats.step,
+            (t, &trainer.last_batch, &trainer.last_conditional),
+            &trainer.last_mse,
+            &trainer.last_d,
+        );
+        writeln!(
+            self.t_log,
+            "{}",
+            serde_json::to_string(&line).expect("serialisable")
+        )
+        .map_err(|e| Error::io(&self.t_path, "cannot append to the timestep log", e))?;
         Ok(())
     }
 }
@@ -376,8 +395,24 @@ fn finish(
             run.root().display()
         ),
         &log_all.iter().map(|s| s.step).collect::<Vec<_>>(),
-        &log_all.iter().map(|s| s.loss).collect::<Vec<_>>(),
+        &[
+            ("loss", log_all.iter().map(|s| s.loss).collect()),
+            (
+                "unweighted conditional MSE",
+                log_all
+                    .iter()
+                    .map(|s| s.mse_c.unwrap_or(f32::NAN))
+                    .collect(),
+            ),
+        ],
     )?;
+    if trained {
+        time_monitor::finish(run, config.steps, &trainer.data)?;
+        written.extend([run.t_summary(), run.mse_t_plot()]);
+        if monitored {
+            written.push(run.d_t_plot());
+        }
+    }
     if monitored {
         let data = &trainer.data;
         monitor::finish(run, config.steps, &data.label_names, &data.label_counts())?;

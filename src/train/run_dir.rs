@@ -69,6 +69,18 @@ impl RunDir {
     pub fn d_plot(&self) -> PathBuf {
         self.file("d_vs_frequency.png")
     }
+    pub fn t_log(&self) -> PathBuf {
+        self.file("t_monitor.jsonl")
+    }
+    pub fn t_summary(&self) -> PathBuf {
+        self.file("t_summary.json")
+    }
+    pub fn d_t_plot(&self) -> PathBuf {
+        self.file("d_vs_t.png")
+    }
+    pub fn mse_t_plot(&self) -> PathBuf {
+        self.file("mse_vs_t.png")
+    }
     pub fn eval(&self) -> PathBuf {
         self.file("eval.json")
     }

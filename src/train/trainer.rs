@@ -38,6 +38,11 @@ pub struct StepStats {
     pub loss_u: f32,
     /// Mean D over the batch's tokens (baseline, CBDM, CCUA: 1).
     pub mean_d: f32,
+    /// The unweighted MSE of the conditional prediction, over the samples that kept their
+    /// labels: the one loss every objective can be compared on (None where no sample kept
+    /// its labels, as on CBDM's unconditional steps; absent in logs of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mse_c: Option<f32>,
     pub lr: f32,
     /// Global gradient norm before clipping.
     pub grad_norm: f32,
@@ -88,6 +93,14 @@ pub struct Trainer<'g> {
     /// read back with the loss: what the D monitor attributes to concepts.
     pub last_batch: Vec<usize>,
     pub last_d: Vec<f32>,
+    /// The last step's unweighted squared error of the conditional prediction per (sample,
+    /// token), its time fraction per sample, and whether each sample kept its labels.
+    pub last_mse: Vec<f32>,
+    pub last_time: Vec<f32>,
+    pub last_conditional: Vec<bool>,
+    /// Per-token MSE of the conditional rows, for the monitors.
+    token_mse: wgpu::Buffer,
+    mse_workspace: crate::kernels::LossWorkspace,
 }
 
 impl<'g> Trainer<'g> {
@@ -157,6 +170,9 @@ impl<'g> Trainer<'g> {
         let acts = Activations::new(dev, &model, b, config.objective.repeats())?;
         let loss = LossKernels::new(dev)?;
         let e = b as u64 * model.tokens() as u64 * model.token_dim() as u64;
+        let token_shape = crate::kernels::TokenShape::new(b, model.tokens(), model.token_dim());
+        let tokens = token_shape.rows();
+        let mse_workspace = loss.workspace(dev, token_shape)?;
         let objective = build_objective(dev, &loss, &config, &model, &data)?;
         restore_objective_state(gpu, objective.as_ref(), &state)?;
         let schedule = DdpmSchedule::default_linear();
@@ -172,7 +188,15 @@ impl<'g> Trainer<'g> {
             v: gpu.upload("adam_v", &state.v),
             ema: gpu.upload("ema", &state.ema),
             norm: gpu.zeros("grad_norm", 16),
-            stats: gpu.staging("step_stats", 32 + 4 * Self::monitored(&config, &model)),
+            stats: gpu.staging(
+                "step_stats",
+                32 + 4 * (tokens + Self::monitored(&config, &model)),
+            ),
+            token_mse: gpu.zeros("token_mse", 4 * tokens),
+            mse_workspace,
+            last_mse: Vec::new(),
+            last_time: Vec::new(),
+            last_conditional: Vec::new(),
             x0: gpu.zeros("x0", 4 * b as u64 * data.image_len() as u64),
             t_noise: gpu.zeros("t_noise", 4 * b as u64),
             patches: gpu.zeros("patches", 4 * e),
@@ -292,15 +316,26 @@ impl<'g> Trainer<'g> {
         enc.copy_buffer_to_buffer(self.objective.scalars(), 0, &self.stats, 0, 16);
         enc.copy_buffer_to_buffer(&self.norm, 0, &self.stats, 16, 16);
         let monitored = Self::monitored(&self.config, &self.model);
+        let tokens = self.token_mse.size() / 4;
+        enc.copy_buffer_to_buffer(&self.token_mse, 0, &self.stats, 32, 4 * tokens);
         if let Some(d) = self.objective.monitored_weights() {
-            enc.copy_buffer_to_buffer(d, 0, &self.stats, 32, 4 * monitored);
+            enc.copy_buffer_to_buffer(d, 0, &self.stats, 32 + 4 * tokens, 4 * monitored);
         }
         self.gpu.queue.submit(Some(enc.finish()));
-        let mut v: Vec<f32> = self.gpu.read_staging(&self.stats, 8 + monitored as usize)?;
-        self.last_d = v.split_off(8);
+        let count = 8 + (tokens + monitored) as usize;
+        let mut v: Vec<f32> = self.gpu.read_staging(&self.stats, count)?;
+        self.last_d = v.split_off(8 + tokens as usize);
+        self.last_mse = v.split_off(8);
         self.step += 1;
         let [loss, loss_c, loss_u, mean_d] =
             self.objective.report([v[0], v[1], v[2], v[3]], &inputs);
+        let null = self.model.null_label();
+        let slots = self.model.label_slots as usize;
+        self.last_conditional = (0..self.config.batch as usize)
+            .map(|b| inputs.labels[b * slots] != null)
+            .collect();
+        let mse_c = conditional_mean(&self.last_mse, &self.last_conditional);
+        self.last_time = inputs.time_fractions;
         self.last_batch = inputs.indices;
         let stats = StepStats {
             step: self.step,
@@ -308,6 +343,7 @@ impl<'g> Trainer<'g> {
             loss_c,
             loss_u,
             mean_d,
+            mse_c,
             lr,
             grad_norm: v[5],
             ms: start.elapsed().as_secs_f64() * 1e3,
@@ -372,6 +408,15 @@ impl<'g> Trainer<'g> {
         self.dit
             .record_forward(dev, enc, &self.acts, &self.patches, o.tap())?;
         o.record(dev, enc, &self.loss, &self.acts, target, inputs)?;
+        // The first B rows are the conditional pass (labels, or ∅ where dropped).
+        let mse = crate::kernels::TokenMseArgs {
+            shape: self.mse_workspace.shape(),
+            pred: &self.acts.out,
+            target,
+            out: &self.token_mse,
+            workspace: &self.mse_workspace,
+        };
+        self.loss.record_token_mse(dev, enc, &mse)?;
         let (acts, patches) = (&self.acts, &self.patches);
         self.dit
             .record_backward(dev, enc, acts, patches, o.dout(), o.inject())
@@ -456,6 +501,20 @@ impl<'g> Trainer<'g> {
             },
         })
     }
+}
+
+/// The mean of per-token values over the samples flagged `keep` (None if none is).
+fn conditional_mean(per_token: &[f32], keep: &[bool]) -> Option<f32> {
+    let n = per_token.len() / keep.len().max(1);
+    let (mut sum, mut count) = (0.0f64, 0usize);
+    for (b, _) in keep.iter().enumerate().filter(|k| *k.1) {
+        sum += per_token[b * n..(b + 1) * n]
+            .iter()
+            .map(|&x| x as f64)
+            .sum::<f64>();
+        count += n;
+    }
+    (count > 0).then(|| (sum / count as f64) as f32)
 }
 
 /// Writes a checkpoint's objective state into the objective. A fresh run (step 0) starts

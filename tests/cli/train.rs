@@ -115,6 +115,34 @@ fn train_resume_crash_and_sample() {
             .collect();
     assert_eq!(d_steps, vec![1, 2, 3, 4, 5, 6]);
     assert!(run.join("d_monitor.json").exists() && run.join("d_vs_frequency.png").exists());
+    // So is the monitor by timestep: every sample of every step, with its unweighted error
+    // and D; the step log carries the unweighted conditional MSE.
+    let t_lines: Vec<imba::train::time_monitor::TLine> =
+        imba::train::run::read_jsonl(&run.join("t_monitor.jsonl"));
+    assert_eq!(
+        t_lines.iter().map(|l| l.step).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
+    for l in &t_lines {
+        assert_eq!(
+            (l.t.len(), l.mse.len(), l.d.len(), l.cond.len()),
+            (4, 4, 4, 4)
+        );
+        assert!(
+            l.mse.iter().chain(&l.d).all(|v| v.is_finite() && *v > 0.0),
+            "{l:?}"
+        );
+        assert!(l.t.iter().all(|t| (0.0..1.0).contains(t)));
+    }
+    assert!(log
+        .lines()
+        .all(|l| serde_json::from_str::<imba::train::StepStats>(l)
+            .unwrap()
+            .mse_c
+            .is_some_and(|m| m > 0.0)));
+    for f in ["t_summary.json", "mse_vs_t.png", "d_vs_t.png"] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
 
     // Sampling by label name and by number.
     let s = dir.join("s");

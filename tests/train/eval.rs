@@ -389,6 +389,40 @@ fn digits_metrics_on_real_wrong_and_collapsed_samples() {
     );
 }
 
+/// The timestep monitor's summary on lines whose answer is known: the window, the buckets,
+/// the conditional-only MSE, D's range over t and the within-t Spearman.
+#[test]
+fn time_monitor_summarises_by_timestep_and_frequency() {
+    use imba::train::time_monitor::{summarise, TLine};
+    let data = shapes_data(false);
+    let freq = data.label_counts();
+    let head = (0..data.len())
+        .find(|&i| freq[data.labels_of(i)[0] as usize] == *freq.iter().max().unwrap())
+        .unwrap();
+    let tail = (0..data.len())
+        .find(|&i| freq[data.labels_of(i)[0] as usize] == *freq.iter().min().unwrap())
+        .unwrap();
+    let line = |step, d: [f32; 2]| TLine {
+        step,
+        t: vec![0.05, 0.95],
+        index: vec![head as u32, tail as u32],
+        cond: vec![true, false],
+        mse: vec![0.5, 0.1],
+        d: d.to_vec(),
+    };
+    // Step 1 is before the window and would change every mean.
+    let s = summarise(&[line(1, [100.0, 100.0]), line(2, [2.0, 0.5])], 1, &data);
+    assert_eq!(s.buckets, 10);
+    assert_eq!(s.mean_mse[0][0], 0.5);
+    assert!(
+        s.mean_mse[9][2].is_nan(),
+        "a sample without its labels has no conditional MSE"
+    );
+    assert_eq!((s.mean_d[0][0], s.mean_d[9][2]), (2.0, 0.5));
+    assert_eq!(s.d_range_over_t, 4.0);
+    assert_eq!(s.count[0][0], 1);
+}
+
 #[test]
 fn statistics_on_known_values() {
     assert_eq!(stats::mean_std(&[1.0, 2.0, 3.0]), (2.0, 1.0));
@@ -402,7 +436,10 @@ fn statistics_on_known_values() {
     // half-width 4.302653/√3; a NaN pair is dropped; one pair has no interval.
     let p = stats::paired_difference(&[2.0, 4.0, 6.0, f64::NAN], &[1.0, 2.0, 3.0, 0.0]);
     assert_eq!((p.n, p.mean), (3, 2.0));
-    assert!((p.half_width - 4.302653 / 3f64.sqrt()).abs() < 1e-5, "{p:?}");
+    assert!(
+        (p.half_width - 4.302653 / 3f64.sqrt()).abs() < 1e-5,
+        "{p:?}"
+    );
     assert!((stats::t_quantile_975(4) - 2.776445).abs() < 1e-5);
     assert!(stats::paired_difference(&[1.0], &[0.0]).half_width.is_nan());
     assert!((stats::slope(&[0.0, 1.0, 2.0], &[1.0, 3.0, 5.0]) - 2.0).abs() < 1e-12);
