@@ -324,6 +324,7 @@ fn invdiff(
     let saved = RunDir::new(&base).load()?;
     let mut o = crate::remedies::invdiff::Options::for_base(&saved.config);
     o.steps = steps;
+    o.warmup = steps / 10;
     let r = crate::remedies::invdiff::run(gpu, &base, &o, eval, dir)?;
     Ok(RunResult {
         variant: "invdiff".into(),

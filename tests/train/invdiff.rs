@@ -179,6 +179,8 @@ fn delta_starts_at_zero_and_training_lowers_the_group_loss() {
     o.steps = 0;
     o.draws = 2;
     o.lr = 3e-3;
+    o.warmup = 0;
+    o.cosine = false;
     let losses = invdiff::per_sample_losses(g, &cfg, &base, Process::Ddpm, &data, &o).unwrap();
     assert_eq!(losses.len(), data.len());
     assert!(losses.iter().all(|l| l.is_finite() && *l > 0.0));
@@ -278,4 +280,21 @@ fn delta_starts_at_zero_and_training_lowers_the_group_loss() {
         .map(|_| ()),
         "at least 2 groups",
     );
+}
+
+/// The δ learning rate: linear warm-up to the peak, then a cosine to 0 at the last step;
+/// constant after the warm-up without the cosine.
+#[test]
+fn delta_learning_rate_schedule() {
+    let tc = imba::train::TrainConfig::default();
+    let mut o = invdiff::Options::for_base(&tc);
+    assert_eq!((o.lr, o.cosine), (1e-4, true));
+    (o.lr, o.steps, o.warmup) = (1.0, 110, 10);
+    assert!((o.lr_at(0) - 0.1).abs() < 1e-7);
+    assert!((o.lr_at(9) - 1.0).abs() < 1e-7);
+    assert!((o.lr_at(10) - 1.0).abs() < 1e-7);
+    assert!((o.lr_at(60) - 0.5).abs() < 1e-6, "{}", o.lr_at(60));
+    assert!(o.lr_at(109) < 1e-3 && o.lr_at(109) > 0.0);
+    o.cosine = false;
+    assert_eq!(o.lr_at(109), 1.0);
 }

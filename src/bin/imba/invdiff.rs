@@ -29,9 +29,15 @@ pub struct InvDiffArgs {
     /// λ of the variance term (0: the mean of the group losses alone, an ablation).
     #[arg(long, default_value_t = 1.0)]
     var_weight: f64,
-    /// δ learning rate [default: the base run's].
+    /// Peak δ learning rate [default: 1e-4, the official code's].
     #[arg(long)]
     lr: Option<f32>,
+    /// Linear warm-up steps of the δ learning rate [default: a tenth of --steps].
+    #[arg(long)]
+    warmup: Option<u32>,
+    /// Keep the δ learning rate constant after the warm-up instead of the cosine decay.
+    #[arg(long)]
+    constant_lr: bool,
     /// Output folder [default: <base>/invdiff].
     #[arg(long)]
     out: Option<std::path::PathBuf>,
@@ -43,6 +49,8 @@ pub fn run(gpu: &Gpu, a: InvDiffArgs) -> imba::Result<()> {
     let saved = imba::train::RunDir::new(&a.base).load()?;
     let mut o = invdiff::Options::for_base(&saved.config);
     o.steps = a.steps;
+    o.warmup = a.warmup.unwrap_or(a.steps / 10);
+    o.cosine = !a.constant_lr;
     o.groups = a.groups;
     o.r = a.r;
     o.draws = a.draws;

@@ -197,7 +197,7 @@ impl DeltaOptimiser {
         };
         self.optim.record_grad_norm(dev, enc, &clip)?;
         let h = AdamW {
-            lr: o.lr as f64,
+            lr: o.lr_at(s) as f64,
             beta1: base_config.beta1 as f64,
             beta2: base_config.beta2 as f64,
             eps: 1e-8,

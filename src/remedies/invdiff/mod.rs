@@ -61,13 +61,20 @@ pub struct Options {
     pub delta_init: DeltaInit,
     pub steps: u32,
     pub batch: u32,
+    /// Peak learning rate of the δ-model.
     pub lr: f32,
+    /// Linear warm-up steps to `lr`, then a cosine decay to 0 at `steps` (when `cosine`).
+    #[serde(default)]
+    pub warmup: u32,
+    #[serde(default)]
+    pub cosine: bool,
     pub seed: u32,
 }
 
 impl Options {
-    /// The published settings (δ a copy of the frozen model), with the base run's batch
-    /// and learning rate.
+    /// The published settings (δ a copy of the frozen model, learning rate 1e-4 with a
+    /// linear warm-up over the first tenth of the steps and a cosine decay), with the base
+    /// run's batch and seed.
     pub fn for_base(base: &TrainConfig) -> Self {
         Self {
             groups: 8,
@@ -79,9 +86,27 @@ impl Options {
             delta_init: DeltaInit::Copy,
             steps: 500,
             batch: base.batch,
-            lr: base.lr,
+            lr: 1e-4,
+            warmup: 50,
+            cosine: true,
             seed: base.seed,
         }
+    }
+
+    /// The δ learning rate of step `s` (from 0): warm-up, then constant or cosine.
+    pub fn lr_at(&self, s: u32) -> f32 {
+        let warm = if self.warmup == 0 {
+            1.0
+        } else {
+            ((s + 1) as f64 / self.warmup as f64).min(1.0)
+        };
+        let decay = if self.cosine && s >= self.warmup && self.steps > self.warmup {
+            let p = (s - self.warmup) as f64 / (self.steps - self.warmup) as f64;
+            0.5 * (1.0 + (std::f64::consts::PI * p).cos())
+        } else {
+            1.0
+        };
+        (self.lr as f64 * warm * decay) as f32
     }
 
     pub fn validate(&self) -> Result<()> {
