@@ -231,3 +231,17 @@ fn optimising_the_seeds_lowers_the_loss() {
         "at least 3 sampler steps",
     );
 }
+
+/// The near-copy check's distances on known points: a copy is at 0, the references' own
+/// spacing skips each reference itself.
+#[test]
+fn nearest_reference_distances() {
+    use imba::remedies::seedselect::nearest_mean;
+    let refs = [0.0f32, 0.0, 3.0, 4.0, 0.0, 10.0];
+    // Samples: a copy of the first reference (0) and a point 1 from the second (1).
+    assert_eq!(nearest_mean(&[0.0, 0.0, 3.0, 5.0], &refs, 2, false), 0.5);
+    // Spacing: 0→(3,4) 5, (3,4)→0 5, (0,10)→(3,4) √45.
+    let want = (5.0 + 5.0 + 45f64.sqrt()) / 3.0;
+    assert!((nearest_mean(&refs, &refs, 2, true) - want).abs() < 1e-12);
+    assert!(nearest_mean(&[1.0, 1.0], &[1.0, 1.0], 2, true).is_nan());
+}

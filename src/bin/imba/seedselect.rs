@@ -99,6 +99,11 @@ pub fn run(gpu: &Gpu, a: SeedSelectArgs) -> imba::Result<()> {
         "diversity (mean pairwise distance): plain {:.3}, seedselect {:.3}",
         r.plain_diversity, r.selected_diversity
     );
+    println!(
+        "near-copy check (mean distance to the nearest reference): plain {:.3}, seedselect \
+         {:.3}; references to each other {:.3}",
+        r.plain_nearest_reference, r.selected_nearest_reference, r.reference_spacing
+    );
     println!("wrote {}", out.display());
     Ok(())
 }

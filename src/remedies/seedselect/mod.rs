@@ -131,6 +131,16 @@ pub struct Report {
     /// pulls every seed towards the mean reference, so success can come at diversity's cost.
     pub plain_diversity: f64,
     pub selected_diversity: f64,
+    /// The near-copy check: mean over samples of the distance to the nearest reference,
+    /// plain and optimised, beside the mean distance of each reference to its nearest other
+    /// reference (the spread of the references themselves; NaN with one reference). Samples
+    /// much nearer the references than the references are to each other are copies.
+    #[serde(default)]
+    pub plain_nearest_reference: f64,
+    #[serde(default)]
+    pub selected_nearest_reference: f64,
+    #[serde(default)]
+    pub reference_spacing: f64,
     /// Mean loss per sample before each iteration, then after the last.
     pub losses: Vec<f64>,
     pub seconds: f64,
@@ -255,6 +265,9 @@ pub fn run(
         score,
         plain_diversity: diversity(&r.plain),
         selected_diversity: diversity(&r.selected),
+        plain_nearest_reference: nearest_mean(&clamp(&r.plain), &ref_images, image, false),
+        selected_nearest_reference: nearest_mean(&clamp(&r.selected), &ref_images, image, false),
+        reference_spacing: nearest_mean(&ref_images, &ref_images, image, true),
         losses: r.losses,
         seconds: r.seconds,
         seconds_per_seed: r.seconds / n as f64,
@@ -264,6 +277,30 @@ pub fn run(
     };
     crate::error::write_json(&out.join("report.json"), &report)?;
     Ok(report)
+}
+
+/// Mean over the images of `x` of the Euclidean distance to the nearest image of `refs`
+/// (`skip_same`: not to itself, when `x` is `refs`); NaN when there is nothing to compare.
+pub fn nearest_mean(x: &[f32], refs: &[f32], image: usize, skip_same: bool) -> f64 {
+    let d = |a: &[f32], b: &[f32]| -> f64 {
+        a.iter()
+            .zip(b)
+            .map(|(p, q)| ((p - q) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    let nearest: Vec<f64> = x
+        .chunks(image)
+        .enumerate()
+        .filter_map(|(i, a)| {
+            refs.chunks(image)
+                .enumerate()
+                .filter(|(j, _)| !(skip_same && *j == i))
+                .map(|(_, b)| d(a, b))
+                .min_by(f64::total_cmp)
+        })
+        .collect();
+    crate::stats::mean_std(&nearest).0
 }
 
 /// The training images whose label row is `row`: how many there are, and the first `refs`
