@@ -74,11 +74,11 @@ pub struct Jitter {
 /// full channel (≥ 0.7) stays lit (> 0) while an off one (≤ −0.7) stays dark.
 pub const COLOUR_JITTER: f32 = 0.3;
 
-/// Box sizes a jittered object may take in a strip of width `w`: from ⌈3w/4⌉ up to w, those
+/// Box sizes a jittered object may take in a strip of width `w`: from ⌈7w/8⌉ up to w, those
 /// at which every two shapes' templates differ in at least [`MIN_TEMPLATE_GAP`] pixels (at
 /// small sizes a square and a circle can render the same).
 pub fn jitter_sizes(w: u32) -> Vec<u32> {
-    ((3 * w).div_ceil(4)..=w)
+    ((7 * w).div_ceil(8)..=w)
         .filter(|&b| {
             let t: Vec<Vec<bool>> = (0..SHAPES.len()).map(|s| template(s, b)).collect();
             (0..t.len()).all(|i| {
