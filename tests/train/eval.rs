@@ -202,6 +202,47 @@ fn jittered_sets_are_distributions_and_permuted() {
     assert_ne!(other.label_counts(), data.label_counts());
 }
 
+/// The jittered oracle tolerates ragged edges (a twentieth of the object's pixels flipped
+/// off, half as many background pixels in their rows lit) but not an object that is two
+/// shapes at once (a square with a cross's arms).
+#[test]
+fn jittered_detector_tolerance() {
+    use imba::data::{render_jittered, Jitter};
+    let det = Detector::jittered(16, 1);
+    let jt = Jitter {
+        box_size: 15,
+        x: 1,
+        y: 0,
+        colour: [0.1, 0.2, 0.0],
+    };
+    for shape in 0..4 {
+        let mut img = render_jittered(16, &[((shape, 1), jt)]);
+        let lit: Vec<usize> = (0..256).filter(|&p| img[256 + p] > 0.0).collect();
+        let step = 20;
+        for (k, &p) in lit.iter().enumerate().filter(|(k, _)| k % step == 0) {
+            // Flip this object pixel off, and light the background pixel left of the
+            // object's row start instead (an edge that wanders by a pixel).
+            img[256 + p] = -1.0;
+            let row = p / 16;
+            let off = (0..16)
+                .map(|x| row * 16 + x)
+                .find(|&q| img[256 + q] <= 0.0 && q != p);
+            if let (Some(q), true) = (off, k % (2 * step) == 0) {
+                img[256 + q] = 0.9;
+            }
+        }
+        assert_eq!(
+            det.read(&img)[0],
+            Ok(Object { shape, colour: 1 }),
+            "shape {shape}"
+        );
+    }
+    let square = render_jittered(16, &[((0, 1), jt)]);
+    let cross = render_jittered(16, &[((3, 1), jt)]);
+    let both: Vec<f32> = square.iter().zip(&cross).map(|(a, b)| a.max(*b)).collect();
+    assert!(det.read(&both)[0].is_err(), "{:?}", det.read(&both));
+}
+
 /// Noise and blanks are never read by the jittered detector either.
 #[test]
 fn jittered_detector_rejects_noise_and_blanks() {
