@@ -469,7 +469,7 @@ fn write(root: &Path, c: &Comparison, variants: &[String]) -> Result<()> {
                     RunDir::new(root.join(v).join(format!("seed{}", r.seed)))
                         .read_log()
                         .iter()
-                        .map(|s| s.loss)
+                        .map(|s| s.mse_c.unwrap_or(f32::NAN))
                         .collect()
                 })
                 .collect();
@@ -477,11 +477,12 @@ fn write(root: &Path, c: &Comparison, variants: &[String]) -> Result<()> {
             let w = (n / 30).max(1);
             let points = (0..n / w)
                 .map(|k| {
-                    let mut s = 0.0;
-                    for l in &logs {
-                        s += l[k * w..(k + 1) * w].iter().map(|&x| x as f64).sum::<f64>();
-                    }
-                    (((k + 1) * w) as f64, s / (w * logs.len()) as f64)
+                    // NaN steps (no sample kept its labels) are left out of the mean.
+                    let v: Vec<f64> = logs
+                        .iter()
+                        .flat_map(|l| l[k * w..(k + 1) * w].iter().map(|&x| x as f64))
+                        .collect();
+                    (((k + 1) * w) as f64, mean_std(&v).0)
                 })
                 .collect();
             Series {
@@ -492,8 +493,11 @@ fn write(root: &Path, c: &Comparison, variants: &[String]) -> Result<()> {
         .collect();
     lines(
         &root.join("loss.png"),
-        &format!("{}: training loss (mean over seeds)", c.dataset),
-        ("step", "loss"),
+        &format!(
+            "{}: unweighted conditional MSE (mean over seeds)",
+            c.dataset
+        ),
+        ("step", "MSE of the conditional prediction"),
         false,
         &curves,
     )?;
