@@ -131,7 +131,22 @@ pub fn evaluate_snapshot(gpu: &Gpu, run: &Path, step: u32, o: &EvalOptions) -> R
     let dir = crate::train::RunDir::new(run);
     let saved = dir.load()?;
     let (data, _) = setup::load_data(&saved.config)?;
-    let params = crate::model::checkpoint::load(&dir.snapshot(step), &saved.model)?;
+    if data.fingerprint() != saved.fingerprint {
+        return Err(Error::Data(format!(
+            "the data of {} no longer match its checkpoint",
+            run.display()
+        )));
+    }
+    let path = dir.snapshot(step);
+    if !path.exists() {
+        let kept = dir.snapshot_steps();
+        return Err(Error::Config(format!(
+            "{} keeps no snapshot of step {step} (snapshots: {kept:?}); train with \
+             --snapshots to keep one per checkpoint",
+            run.display()
+        )));
+    }
+    let params = crate::model::checkpoint::load(&path, &saved.model)?;
     evaluate_params(gpu, &saved, data, &params, o)
 }
 

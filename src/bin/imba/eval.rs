@@ -9,12 +9,20 @@ pub struct EvalArgs {
     /// The run folder written by `imba train`.
     #[arg(long, default_value = "runs/shapes-imba")]
     run: std::path::PathBuf,
+    /// Score the snapshot kept at this step (a run trained with --snapshots) instead of the
+    /// final model; the scores are printed, eval.json is left alone.
+    #[arg(long)]
+    step: Option<u32>,
     #[command(flatten)]
     sampling: EvalSampling,
 }
 
 pub fn run(gpu: &Gpu, a: EvalArgs) -> imba::Result<()> {
-    let e = imba::eval::evaluate_run(gpu, &a.run, &(&a.sampling).into())?.evaluation;
+    let o = (&a.sampling).into();
+    let e = match a.step {
+        Some(step) => imba::eval::evaluate_snapshot(gpu, &a.run, step, &o)?.evaluation,
+        None => imba::eval::evaluate_run(gpu, &a.run, &o)?.evaluation,
+    };
     println!("{} samples; per-label score: {}", e.samples, e.score);
     for (k, v) in &e.metrics {
         println!("  {k:<16} {v:.4}");
@@ -28,6 +36,9 @@ pub fn run(gpu: &Gpu, a: EvalArgs) -> imba::Result<()> {
     }
     for n in &e.notes {
         println!("note: {n}");
+    }
+    if a.step.is_some() {
+        return Ok(());
     }
     let path = imba::train::RunDir::new(&a.run).eval();
     imba::error::write_json(&path, &e)?;
