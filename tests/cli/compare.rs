@@ -247,3 +247,98 @@ fn compare_runs_invdiff_beside_its_baseline() {
         assert!(seed.join(f).exists(), "no {f}");
     }
 }
+
+/// The decisive experiment's machinery on a tiny run: the compute-matched baseline (2B rows
+/// in one pass), IMBA with timestep-normalised D, snapshots scored as learning curves, a
+/// guidance sweep, paired differences from the control with the decision column; a control
+/// that is not compared and a missing snapshot are refused.
+#[test]
+fn compare_curves_sweep_and_paired_differences() {
+    let dir = tempdir("paired");
+    let out = dir.join("cmp");
+    let out_s = out.display().to_string();
+    let mut args = vec!["compare"];
+    args.extend(TINY);
+    args.extend([
+        "--objectives",
+        "dual-baseline,imba-tnorm,baseline-matched",
+        "--seeds",
+        "0,1",
+        "--eval-per-label",
+        "4",
+        "--eval-steps",
+        "3",
+        "--snapshots",
+        "--checkpoint-every",
+        "6",
+        "--guidance-sweep",
+        "1",
+        "--out",
+        &out_s,
+    ]);
+    let (ok, md, stderr) = imba_split(&args);
+    assert!(ok, "{md}\n{stderr}");
+    for want in [
+        "| baseline-matched | 16 |",
+        "| imba-tnorm | 16 |",
+        "| Δ vs dual-baseline | pairs |",
+        "helps the tail?",
+        "Learning curves",
+        "| 6 |",
+        "| 12 |",
+        "Guidance sweep",
+        "| 1 |",
+        "| 1.5 |",
+        "hit/slope",
+    ] {
+        assert!(md.contains(want), "compare.md lacks {want}:\n{md}");
+    }
+    let r: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("imba-tnorm/seed1/result.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(r["curve"][0]["step"], 6);
+    assert_eq!(r["sweep"][0]["guidance"], 1.0);
+    let cfg = std::fs::read_to_string(out.join("baseline-matched/seed0/config.toml")).unwrap();
+    assert!(cfg.contains("batch = 16"), "{cfg}");
+    let cfg = std::fs::read_to_string(out.join("imba-tnorm/seed0/config.toml")).unwrap();
+    assert!(cfg.contains("normalize = \"t-bucket\""), "{cfg}");
+    // A rerun with another sweep scale scores only that scale, reusing everything else.
+    let mut again = args.clone();
+    let at = again.iter().position(|a| *a == "--guidance-sweep").unwrap();
+    again[at + 1] = "1,2.6";
+    let (ok, md2, stderr2) = imba_split(&again);
+    assert!(ok, "{stderr2}");
+    assert_eq!(
+        stderr2.matches("scoring at guidance 2.6").count(),
+        6,
+        "{stderr2}"
+    );
+    assert_eq!(
+        stderr2.matches("scoring the snapshot").count(),
+        0,
+        "{stderr2}"
+    );
+    assert!(md2.contains("| 2.6 |"), "{md2}");
+    // A control that is not compared.
+    let mut bad = args.clone();
+    bad.extend(["--control", "baseline"]);
+    let (ok, _, stderr) = imba_split(&bad);
+    assert!(!ok && stderr.contains("control `baseline`"), "{stderr}");
+    // `imba eval --step` of a snapshot that was not kept.
+    let run = out.join("imba-tnorm/seed0").display().to_string();
+    let (ok, _, stderr) = imba_split(&["eval", "--run", &run, "--step", "5"]);
+    assert!(!ok && stderr.contains("no snapshot of step 5"), "{stderr}");
+    let (ok, stdout, stderr) = imba_split(&[
+        "eval",
+        "--run",
+        &run,
+        "--step",
+        "6",
+        "--eval-per-label",
+        "2",
+        "--eval-steps",
+        "2",
+    ]);
+    assert!(ok && stdout.contains("hit/tail"), "{stdout}{stderr}");
+}
