@@ -2,6 +2,7 @@
 # The decisive experiment of RESULTS.md: does concept balancing help the tail?
 #
 #   scripts/decisive_experiment.sh [OUT]        (default OUT: runs/decisive)
+#   LANES=2 scripts/decisive_experiment.sh      (one lane only)
 #
 # Two lanes run side by side (one per core of a 2-core machine):
 #   lane 1: jittered shapes with permuted frequencies, ε-prediction: dual-baseline (the
@@ -24,7 +25,7 @@ if [ ! -x "$BIN" ]; then
   cargo build --release
 fi
 SHAPES_STEPS="${SHAPES_STEPS:-3000}"
-DIGITS_STEPS="${DIGITS_STEPS:-3000}"
+DIGITS_STEPS="${DIGITS_STEPS:-2000}"
 SEEDS="0 1 2 3 4"
 FLOW_SEEDS="0 1 2"
 
@@ -59,7 +60,8 @@ lane2() {
 }
 
 mkdir -p "$OUT"
-lane1 > "$OUT/lane1.log" 2>&1 &
-lane2 > "$OUT/lane2.log" 2>&1 &
+for lane in ${LANES:-1 2}; do
+  "lane$lane" > "$OUT/lane$lane.log" 2>&1 &
+done
 wait
 echo "done: $OUT/*/report.md"
