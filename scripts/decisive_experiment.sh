@@ -5,7 +5,7 @@
 #   LANES=2 scripts/decisive_experiment.sh      (one lane only)
 #
 # Two lanes run side by side (one per core of a 2-core machine):
-#   lane 1: jittered shapes with permuted frequencies, ε-prediction: dual-baseline (the
+#   lane 1: jittered 8×8 shapes with permuted frequencies, ε-prediction: dual-baseline (the
 #           control), IMBA as published, IMBA with timestep-normalised D, the compute-matched
 #           baseline and CBDM, seeds 0-4; then rectified flow: dual-baseline, IMBA, IMBA
 #           timestep-normalised, seeds 0-2;
@@ -24,13 +24,13 @@ BIN="${IMBA_BIN:-target/release/imba}"
 if [ ! -x "$BIN" ]; then
   cargo build --release
 fi
-SHAPES_STEPS="${SHAPES_STEPS:-3000}"
+SHAPES_STEPS="${SHAPES_STEPS:-2000}"
 DIGITS_STEPS="${DIGITS_STEPS:-2000}"
 SEEDS="0 1 2 3 4"
 FLOW_SEEDS="0 1 2"
 
 scoring=(--eval-per-label 64 --eval-guidance 1.5 --guidance-sweep 1,2.6 --snapshots --quiet)
-shapes=(--dataset shapes --jitter --permute-frequencies --lr 3e-3
+shapes=(--dataset shapes --image-size 8 --jitter --permute-frequencies --lr 3e-3
         --steps "$SHAPES_STEPS" --checkpoint-every $((SHAPES_STEPS / 4)))
 digits=(--dataset digits --lr 3e-3 --steps "$DIGITS_STEPS"
         --checkpoint-every $((DIGITS_STEPS / 4)))
