@@ -187,8 +187,7 @@ fn dit_step_matches_goldens(paths: Paths) {
         &mut enc,
         &lk,
         &acts,
-        Target::Explicit(&tb),
-        &ImbaParams::default(),
+        (Target::Explicit(&tb), &ImbaParams::default(), None),
     )
     .unwrap();
     dit.record_backward(dev, &mut enc, &acts, &pb, &dual.dout, None)

@@ -121,7 +121,13 @@ fn detector_tolerance_is_the_unambiguous_radius() {
 #[test]
 fn jittered_detector_reads_every_jittered_image_exactly() {
     let mut read = 0;
-    for (size, concepts) in [(8u32, false), (16, false), (20, false), (16, true), (24, true)] {
+    for (size, concepts) in [
+        (8u32, false),
+        (16, false),
+        (20, false),
+        (16, true),
+        (24, true),
+    ] {
         let data = shapes(&ShapesSpec {
             size,
             concepts,
