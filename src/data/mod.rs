@@ -227,3 +227,17 @@ pub fn class_labels(data: &Dataset, per: u32) -> Vec<u32> {
         .flat_map(|l| std::iter::repeat_n(l, per as usize))
         .collect()
 }
+
+/// Frequency bucket names, in order (labels ranked by training images, terciles).
+pub const BUCKETS: [&str; 3] = ["head", "mid", "tail"];
+
+/// The bucket (0 head, 1 mid, 2 tail) of each label from its training frequency.
+pub fn buckets(freq: &[usize]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..freq.len()).collect();
+    order.sort_by_key(|&k| (std::cmp::Reverse(freq[k]), k));
+    let mut b = vec![0; freq.len()];
+    for (r, &k) in order.iter().enumerate() {
+        b[k] = 3 * r / freq.len();
+    }
+    b
+}

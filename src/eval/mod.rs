@@ -24,19 +24,7 @@ use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// Bucket names, in order.
-pub const BUCKETS: [&str; 3] = ["head", "mid", "tail"];
-
-/// The bucket (0 head, 1 mid, 2 tail) of each label from its training frequency.
-pub fn buckets(freq: &[usize]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..freq.len()).collect();
-    order.sort_by_key(|&k| (std::cmp::Reverse(freq[k]), k));
-    let mut b = vec![0; freq.len()];
-    for (r, &k) in order.iter().enumerate() {
-        b[k] = 3 * r / freq.len();
-    }
-    b
-}
+pub use crate::data::{buckets, BUCKETS};
 
 /// One label's (or concept's) score.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -10,8 +10,7 @@
 //! timestep bucket, where the noise level no longer confounds it.
 
 use super::RunDir;
-use crate::data::Dataset;
-use crate::eval::{buckets, BUCKETS};
+use crate::data::{buckets, Dataset, BUCKETS};
 use crate::stats::spearman;
 use crate::Result;
 use serde::{Deserialize, Serialize};
