@@ -71,6 +71,8 @@ pub struct CompareSpec {
     /// The variant every other is compared with, seed by seed (None: dual-baseline where
     /// compared, else the first).
     pub control: Option<String>,
+    /// Report the finished runs only: train and score nothing, list what is missing.
+    pub report_only: bool,
 }
 
 /// One finished run of a comparison.
@@ -110,6 +112,9 @@ pub struct Comparison {
     /// The variant the others are compared with, seed by seed.
     #[serde(default)]
     pub control: String,
+    /// (variant, seed) pairs asked for but not finished (a report-only comparison).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<(String, u32)>,
     /// Training and evaluation time summed over the runs (reused runs count with the time
     /// they took when they ran).
     pub seconds: f64,
@@ -130,8 +135,16 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
         progress,
     };
     let mut runs = Vec::new();
+    let mut missing = Vec::new();
     for v in &spec.variants {
         for &seed in &spec.seeds {
+            if spec.report_only {
+                match study.finished(v, seed) {
+                    Some(r) => runs.push(r),
+                    None => missing.push((v.clone(), seed)),
+                }
+                continue;
+            }
             let r = study.one_run(v, seed)?;
             if progress && !r.1 {
                 eprintln!(
@@ -144,13 +157,27 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
             runs.push(r.0);
         }
     }
+    if runs.is_empty() {
+        return Err(Error::Config(format!(
+            "no finished run in {} for these objectives and seeds; run the comparison \
+             without --report-only first",
+            root.display()
+        )));
+    }
+    // Objectives without a finished run are left out of the tables (and listed as missing).
+    let variants: Vec<String> = spec
+        .variants
+        .iter()
+        .filter(|v| runs.iter().any(|r| &r.variant == *v))
+        .cloned()
+        .collect();
     let seconds = runs.iter().map(|x| x.train_seconds + x.eval_seconds).sum();
     let control = spec.control.clone().unwrap_or_else(|| {
-        let dual = spec.variants.iter().any(|v| v == "dual-baseline");
+        let dual = variants.iter().any(|v| v == "dual-baseline");
         if dual {
             "dual-baseline".into()
         } else {
-            spec.variants[0].clone()
+            variants[0].clone()
         }
     });
     let c = Comparison {
@@ -159,9 +186,10 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
         config: summary_line(&base)?,
         runs,
         control,
+        missing,
         seconds,
     };
-    write(&root, &c, &spec.variants)?;
+    write(&root, &c, &variants)?;
     Ok(c)
 }
 
@@ -215,6 +243,15 @@ struct Study<'a> {
 }
 
 impl Study<'_> {
+    /// The result of a finished run of these steps (whatever its evaluation options), if any.
+    fn finished(&self, v: &str, seed: u32) -> Option<RunResult> {
+        let run = RunDir::new(self.root.join(v).join(format!("seed{seed}")));
+        std::fs::read_to_string(run.result())
+            .ok()
+            .and_then(|t| serde_json::from_str::<RunResult>(&t).ok())
+            .filter(|r| r.steps == self.base.steps)
+    }
+
     /// One variant and seed: its earlier result when that was made with these steps and
     /// evaluation options (then `true`), else the run trained (or resumed, or only
     /// re-scored) and evaluated.

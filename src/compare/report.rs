@@ -290,6 +290,17 @@ pub fn markdown(c: &Comparison, variants: &[String]) -> String {
     for n in &c.runs[0].evaluation.notes {
         s += &format!("\nNote: {n}\n");
     }
+    if !c.missing.is_empty() {
+        let m: Vec<String> = c
+            .missing
+            .iter()
+            .map(|(v, seed)| format!("{v} seed {seed}"))
+            .collect();
+        s += &format!(
+            "\nNot finished yet, so not in these tables: {}.\n",
+            m.join(", ")
+        );
+    }
     s
 }
 

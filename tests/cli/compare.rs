@@ -320,6 +320,21 @@ fn compare_curves_sweep_and_paired_differences() {
         "{stderr2}"
     );
     assert!(md2.contains("| 2.6 |"), "{md2}");
+    // A report over the finished runs only: seed 2 is listed as missing, not trained.
+    let mut report = args.clone();
+    let at = report.iter().position(|a| *a == "0,1").unwrap();
+    report[at] = "0,1,2";
+    report.push("--report-only");
+    let (ok, md3, stderr) = imba_split(&report);
+    assert!(ok, "{stderr}");
+    assert!(
+        md3.contains("Not finished yet") && md3.contains("imba-tnorm seed 2"),
+        "{md3}"
+    );
+    assert!(
+        !out.join("imba-tnorm/seed2").exists(),
+        "a report-only comparison trained"
+    );
     // A control that is not compared.
     let mut bad = args.clone();
     bad.extend(["--control", "baseline"]);

@@ -29,6 +29,9 @@ pub struct CompareArgs {
     /// A TOML file of training options shared by every run (flags override it).
     #[arg(long)]
     config: Option<std::path::PathBuf>,
+    /// Report the finished runs only (train and score nothing; list the missing ones).
+    #[arg(long)]
+    report_only: bool,
     /// Only the final table, no per-run lines.
     #[arg(long)]
     quiet: bool,
@@ -47,11 +50,18 @@ pub fn run(gpu: &Gpu, a: CompareArgs) -> imba::Result<()> {
         eval: (&a.sampling).into(),
         sweep: a.guidance_sweep.clone(),
         control: a.control.clone(),
+        report_only: a.report_only,
     };
     if !a.quiet {
         eprintln!("adapter: {}", gpu.info.name);
     }
     let c = imba::compare::compare(gpu, &spec, !a.quiet)?;
-    println!("{}", imba::compare::markdown(&c, &a.objectives));
+    let shown: Vec<String> = a
+        .objectives
+        .iter()
+        .filter(|v| c.runs.iter().any(|r| &r.variant == *v))
+        .cloned()
+        .collect();
+    println!("{}", imba::compare::markdown(&c, &shown));
     Ok(())
 }
