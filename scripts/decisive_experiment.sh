@@ -33,9 +33,11 @@ FLOW_SEEDS="0 1 2"
 # at DDIM 50 cost more than the training itself.
 scoring=(--eval-per-label 64 --eval-steps 25 --eval-guidance 1.5 --guidance-sweep 1,2.6
          --snapshots --quiet)
-shapes=(--dataset shapes --image-size 8 --jitter --permute-frequencies --lr 3e-3
+# Every training option that matters is pinned (not left to the trainer's defaults).
+shapes=(--dataset shapes --image-size 8 --jitter --permute-frequencies --batch 32 --lr 3e-3
+        --warmup 100 --model auto
         --steps "$SHAPES_STEPS" --checkpoint-every $((SHAPES_STEPS / 4)))
-digits=(--dataset digits --lr 3e-3 --steps "$DIGITS_STEPS"
+digits=(--dataset digits --batch 32 --lr 3e-3 --warmup 100 --model auto --steps "$DIGITS_STEPS"
         --checkpoint-every $((DIGITS_STEPS / 4)))
 
 CORE=dual-baseline,imba,imba-tnorm

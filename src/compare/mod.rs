@@ -32,8 +32,16 @@ pub const VARIANTS: [(&str, &str); 10] = [
     // doubled), against their two passes of B rows.
     ("baseline-matched", "objective = 'baseline'"),
     ("dual-baseline", "objective = 'dual-baseline'"),
-    ("imba", "objective = 'imba'\ngranularity = 'token'"),
-    ("imba-sample", "objective = 'imba'\ngranularity = 'sample'"),
+    // Every setting that makes a variant what it is is pinned, so a change of the trainer's
+    // defaults cannot change what a variant means.
+    (
+        "imba",
+        "objective = 'imba'\ngranularity = 'token'\nnormalize = 'none'",
+    ),
+    (
+        "imba-sample",
+        "objective = 'imba'\ngranularity = 'sample'\nnormalize = 'none'",
+    ),
     // imba's extension: D divided by its running mean within the sample's timestep bucket.
     (
         "imba-tnorm",
