@@ -91,7 +91,8 @@ pub struct RunResult {
     pub steps: u32,
     /// DiT rows per forward pass in a step (B or 2B).
     pub rows_per_step: u32,
-    /// Wall time of the training (this process's share when resumed) and of the evaluation.
+    /// Wall time of the training steps (summed from the step log, so whole across resumes)
+    /// and of the main evaluation.
     pub train_seconds: f64,
     pub eval_seconds: f64,
     pub evaluation: Evaluation,
@@ -327,9 +328,12 @@ impl Study<'_> {
         .or(self.spec.base.clone());
         let resume = run.has_run().then_some(run.root());
         let outcome = crate::train::run::train(self.gpu, opts, resume, false)?;
+        // The steps' own wall times from the log, which a resume cuts back and continues:
+        // the whole training's time however often the run was stopped and resumed.
+        let logged: f64 = run.read_log().iter().map(|s| s.ms).sum::<f64>() / 1e3;
         let train_seconds = match (previous, outcome.steps_run) {
-            (Some(p), 0) => p.train_seconds,
-            _ => outcome.seconds,
+            (Some(p), 0) if logged == 0.0 => p.train_seconds,
+            _ => logged,
         };
         let t = Instant::now();
         let e = evaluate_run(self.gpu, run.root(), &self.spec.eval)?;
