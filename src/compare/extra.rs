@@ -70,8 +70,3 @@ impl Study<'_> {
         Ok(added)
     }
 }
-
-/// A metric of a list of (name, value) pairs.
-pub fn metric_of(metrics: &[(String, f64)], name: &str) -> Option<f64> {
-    metrics.iter().find(|m| m.0 == name).map(|m| m.1)
-}

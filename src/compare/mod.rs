@@ -213,6 +213,11 @@ fn check(spec: &CompareSpec) -> Result<crate::train::TrainConfig> {
     for v in &spec.variants {
         variant(v)?;
     }
+    if let Some(g) = spec.sweep.iter().find(|g| !g.is_finite()) {
+        return Err(Error::Config(format!(
+            "--guidance-sweep holds {g}; give finite guidance scales, e.g. 1,2.6"
+        )));
+    }
     if let Some(c) = spec.control.as_ref().filter(|c| !spec.variants.contains(c)) {
         return Err(Error::Config(format!(
             "the control `{c}` is not among the compared objectives {:?}; add it or choose one \
@@ -266,10 +271,7 @@ impl Study<'_> {
     /// re-scored) and evaluated.
     fn one_run(&self, v: &str, seed: u32) -> Result<(RunResult, bool)> {
         let run = RunDir::new(self.root.join(v).join(format!("seed{seed}")));
-        let previous = std::fs::read_to_string(run.result())
-            .ok()
-            .and_then(|t| serde_json::from_str::<RunResult>(&t).ok())
-            .filter(|r| r.steps == self.base.steps);
+        let previous = self.finished(v, seed);
         if let Some(r) = previous
             .as_ref()
             .filter(|r| r.eval_options.as_ref() == Some(&self.spec.eval))

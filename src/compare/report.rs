@@ -2,8 +2,8 @@
 //! difference from the control with 95% intervals and the decision rule, the learning
 //! curves, the guidance sweep, the per-label scores and the D monitor.
 
-use super::extra::metric_of;
 use super::{Comparison, RunResult};
+use crate::eval::metric_of;
 use crate::stats::{mean_std, paired_difference, Paired};
 use serde::{Deserialize, Serialize};
 

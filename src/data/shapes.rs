@@ -43,6 +43,19 @@ pub struct ShapesSpec {
     pub permute: bool,
 }
 
+impl Jitter {
+    /// No jitter: the box fills the strip's width, centred vertically, in the palette colour
+    /// (the fixed renders).
+    pub fn none(strip: u32, height: u32) -> Self {
+        Self {
+            box_size: strip,
+            x: 0,
+            y: (height - strip) / 2,
+            colour: [0.0; 3],
+        }
+    }
+}
+
 impl Default for ShapesSpec {
     fn default() -> Self {
         Self {
@@ -179,30 +192,12 @@ pub fn inside(shape: usize, u: f32, v: f32) -> bool {
 /// background; object j occupies slot j of `objects.len()` equal vertical strips (one object:
 /// the whole image).
 pub fn render_shapes(size: u32, objects: &[(usize, usize)]) -> Vec<f32> {
-    let s = size as usize;
-    let mut img = vec![-1.0f32; 3 * s * s];
-    let slots = objects.len().max(1);
-    let slot_w = s / slots;
-    // A square box per slot, centred vertically.
-    let top = (s - slot_w) / 2;
-    for (j, &(shape, colour)) in objects.iter().enumerate() {
-        let rgb = COLOURS[colour].1;
-        for y in 0..slot_w {
-            for x in 0..slot_w {
-                let (u, v) = (
-                    (x as f32 + 0.5) / slot_w as f32,
-                    (y as f32 + 0.5) / slot_w as f32,
-                );
-                if inside(shape, u, v) {
-                    let (px, py) = (j * slot_w + x, top + y);
-                    for c in 0..3 {
-                        img[c * s * s + py * s + px] = rgb[c];
-                    }
-                }
-            }
-        }
-    }
-    img
+    let strip = size / objects.len().max(1) as u32;
+    let placed: Vec<_> = objects
+        .iter()
+        .map(|&o| (o, Jitter::none(strip, size)))
+        .collect();
+    render_jittered(size, &placed)
 }
 
 /// Label names: classes mode "red-square", …; concepts mode "left:square", "left:red", ….
@@ -297,22 +292,17 @@ pub fn shapes(spec: &ShapesSpec) -> Result<Dataset> {
                     })
                     .find(|&(s, c)| !is_inert(slot as usize, s, c))
                     .expect("a non-inert pair has positive probability");
-                let jt = spec
-                    .jitter
-                    .then(|| draw_jitter(spec.seed, i, slot, (half, spec.size), &sizes));
+                let jt = if spec.jitter {
+                    draw_jitter(spec.seed, i, slot, (half, spec.size), &sizes)
+                } else {
+                    Jitter::none(half, spec.size)
+                };
                 objects.push(((shape, colour), jt));
                 let base = slot * CONCEPTS_PER_SLOT;
                 labels.push(base + shape as u32);
                 labels.push(base + SHAPES.len() as u32 + colour as u32);
             }
-            let jittered: Option<Vec<_>> = objects.iter().map(|(o, j)| Some((*o, (*j)?))).collect();
-            match jittered {
-                Some(j) => images.extend(render_jittered(spec.size, &j)),
-                None => {
-                    let plain: Vec<(usize, usize)> = objects.iter().map(|o| o.0).collect();
-                    images.extend(render_shapes(spec.size, &plain));
-                }
-            }
+            images.extend(render_jittered(spec.size, &objects));
         }
     } else {
         let classes = SHAPES.len() * COLOURS.len();

@@ -65,11 +65,11 @@ pub struct Detector {
     jitter: Option<JitterMatch>,
 }
 
-/// The templates of a jittered set: per box size, each shape's mask.
+/// The templates of a jittered set: per box size, each shape's lit pixels.
 struct JitterMatch {
     sizes: Vec<u32>,
-    /// templates[size index][shape]: mask b·b.
-    templates: Vec<Vec<Vec<bool>>>,
+    /// templates[size index][shape]: the lit pixels of the b·b mask, row-major indices.
+    templates: Vec<Vec<Vec<usize>>>,
 }
 
 /// The most a jittered object's mask may differ from its best placed template, as a share of
@@ -83,7 +83,14 @@ impl JitterMatch {
         let sizes = jitter_sizes(w as u32);
         let templates = sizes
             .iter()
-            .map(|&b| (0..SHAPES.len()).map(|s| template(s, b)).collect())
+            .map(|&b| {
+                (0..SHAPES.len())
+                    .map(|s| {
+                        let t = template(s, b);
+                        (0..t.len()).filter(|&p| t[p]).collect()
+                    })
+                    .collect()
+            })
             .collect();
         Self { sizes, templates }
     }
@@ -95,8 +102,7 @@ impl JitterMatch {
         let mut best = vec![(usize::MAX, 0); SHAPES.len()];
         for (i, &b) in self.sizes.iter().enumerate() {
             let b = b as usize;
-            for (shape, t) in self.templates[i].iter().enumerate() {
-                let on: Vec<usize> = (0..b * b).filter(|&p| t[p]).collect();
+            for (shape, on) in self.templates[i].iter().enumerate() {
                 for y in 0..=h - b {
                     for x in 0..=w - b {
                         let overlap = on
@@ -251,7 +257,7 @@ impl Detector {
     fn colour(&self, votes: &[usize]) -> Result<usize, Unreadable> {
         let lit: usize = votes.iter().sum();
         let smallest = match &self.jitter {
-            Some(j) => j.templates[0].iter().map(|t| count(t)).min().unwrap_or(0),
+            Some(j) => j.templates[0].iter().map(Vec::len).min().unwrap_or(0),
             None => self.templates.iter().map(|t| count(t)).min().unwrap_or(0),
         };
         if lit * 2 < smallest {

@@ -53,8 +53,13 @@ pub struct Evaluation {
 
 impl Evaluation {
     pub fn metric(&self, name: &str) -> Option<f64> {
-        self.metrics.iter().find(|m| m.0 == name).map(|m| m.1)
+        metric_of(&self.metrics, name)
     }
+}
+
+/// The value of metric `name` in a (name, value) list.
+pub fn metric_of(metrics: &[(String, f64)], name: &str) -> Option<f64> {
+    metrics.iter().find(|m| m.0 == name).map(|m| m.1)
 }
 
 /// How to sample for an evaluation.
@@ -95,16 +100,7 @@ pub struct Evaluated {
 
 /// Loads a run's checkpoint, samples and scores it on its data set's oracle.
 pub fn evaluate_run(gpu: &Gpu, run: &Path, o: &EvalOptions) -> Result<Evaluated> {
-    let saved = crate::train::RunDir::new(run).load()?;
-    let (data, _) = setup::load_data(&saved.config)?;
-    if data.fingerprint() != saved.fingerprint {
-        return Err(Error::Data(format!(
-            "the data of {} no longer match its checkpoint (fingerprint {:016x} vs {:016x})",
-            run.display(),
-            data.fingerprint(),
-            saved.fingerprint
-        )));
-    }
+    let (saved, data) = load_run(run)?;
     let params = if o.ema {
         &saved.state.ema
     } else {
@@ -116,15 +112,8 @@ pub fn evaluate_run(gpu: &Gpu, run: &Path, o: &EvalOptions) -> Result<Evaluated>
 /// Evaluates the EMA model a run kept at step `step` (`snapshots = true`) with the run's
 /// config and data.
 pub fn evaluate_snapshot(gpu: &Gpu, run: &Path, step: u32, o: &EvalOptions) -> Result<Evaluated> {
+    let (saved, data) = load_run(run)?;
     let dir = crate::train::RunDir::new(run);
-    let saved = dir.load()?;
-    let (data, _) = setup::load_data(&saved.config)?;
-    if data.fingerprint() != saved.fingerprint {
-        return Err(Error::Data(format!(
-            "the data of {} no longer match its checkpoint",
-            run.display()
-        )));
-    }
     let path = dir.snapshot(step);
     if !path.exists() {
         let kept = dir.snapshot_steps();
@@ -136,6 +125,22 @@ pub fn evaluate_snapshot(gpu: &Gpu, run: &Path, step: u32, o: &EvalOptions) -> R
     }
     let params = crate::model::checkpoint::load(&path, &saved.model)?;
     evaluate_params(gpu, &saved, data, &params, o)
+}
+
+/// A run's checkpoint and its training data, once the data are known to be those it was
+/// trained on.
+fn load_run(run: &Path) -> Result<(crate::train::state::Saved, Dataset)> {
+    let saved = crate::train::RunDir::new(run).load()?;
+    let (data, _) = setup::load_data(&saved.config)?;
+    if data.fingerprint() != saved.fingerprint {
+        return Err(Error::Data(format!(
+            "the data of {} no longer match its checkpoint (fingerprint {:016x} vs {:016x})",
+            run.display(),
+            data.fingerprint(),
+            saved.fingerprint
+        )));
+    }
+    Ok((saved, data))
 }
 
 /// Samples `params` of a run's model and scores them.

@@ -35,7 +35,9 @@ pub struct TLine {
     pub d: Vec<f32>,
 }
 
-fn sample_means(per_token: &[f32], samples: usize) -> Vec<f32> {
+/// The mean of each sample's `per_token` values (B·N values, sample-major; empty stays
+/// empty).
+pub fn sample_means(per_token: &[f32], samples: usize) -> Vec<f32> {
     if per_token.is_empty() || samples == 0 {
         return Vec::new();
     }
@@ -46,20 +48,21 @@ fn sample_means(per_token: &[f32], samples: usize) -> Vec<f32> {
         .collect()
 }
 
-/// The line of a step from its per-token read-backs.
+/// The line of a step: per sample its time, data index, whether it kept its labels, its
+/// mean unweighted conditional error, and its mean D (from per-token D; empty without D).
 pub fn line(
     step: u32,
     (t, index, cond): (&[f32], &[usize], &[bool]),
     mse: &[f32],
-    d: &[f32],
+    d_per_token: &[f32],
 ) -> TLine {
     TLine {
         step,
         t: t.to_vec(),
         index: index.iter().map(|&i| i as u32).collect(),
         cond: cond.to_vec(),
-        mse: sample_means(mse, index.len()),
-        d: sample_means(d, index.len()),
+        mse: mse.to_vec(),
+        d: sample_means(d_per_token, index.len()),
     }
 }
 
@@ -93,7 +96,7 @@ pub fn summarise(lines: &[TLine], from_step: u32, data: &Dataset) -> TSummary {
     let labels = freq.len();
     let has_d = lines.iter().any(|l| !l.d.is_empty());
     let (mut mse, mut mse_n) = (vec![vec![0.0; 3]; k], vec![vec![0u64; 3]; k]);
-    let mut d = vec![vec![0.0; 3]; k];
+    let (mut d, mut d_n) = (vec![vec![0.0; 3]; k], vec![vec![0u64; 3]; k]);
     let (mut d_label, mut d_label_n) = (vec![vec![0.0; labels]; k], vec![vec![0u64; labels]; k]);
     for l in lines.iter().filter(|l| l.step > from_step) {
         for (j, &i) in l.index.iter().enumerate() {
@@ -106,6 +109,7 @@ pub fn summarise(lines: &[TLine], from_step: u32, data: &Dataset) -> TSummary {
             }
             if has_d && j < l.d.len() {
                 d[tb][f] += l.d[j] as f64;
+                d_n[tb][f] += 1;
                 d_label[tb][label] += l.d[j] as f64;
                 d_label_n[tb][label] += 1;
             }
@@ -124,19 +128,6 @@ pub fn summarise(lines: &[TLine], from_step: u32, data: &Dataset) -> TSummary {
     };
     let mean_mse = div(&mse, &mse_n);
     let (mean_d, d_range_over_t, spearman_within_t) = if has_d {
-        // Samples with D: all of them (D is computed for every sample of the batch).
-        let d_n: Vec<Vec<u64>> = (0..k)
-            .map(|tb| {
-                (0..3)
-                    .map(|f| {
-                        (0..labels)
-                            .filter(|&l| fb[l] == f)
-                            .map(|l| d_label_n[tb][l])
-                            .sum()
-                    })
-                    .collect()
-            })
-            .collect();
         let mean_d = div(&d, &d_n);
         let per_t: Vec<f64> = (0..k)
             .map(|tb| {

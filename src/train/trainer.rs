@@ -93,8 +93,8 @@ pub struct Trainer<'g> {
     /// read back with the loss: what the D monitor attributes to concepts.
     pub last_batch: Vec<usize>,
     pub last_d: Vec<f32>,
-    /// The last step's unweighted squared error of the conditional prediction per (sample,
-    /// token), its time fraction per sample, and whether each sample kept its labels.
+    /// The last step's mean unweighted squared error of the conditional prediction per
+    /// sample, its time fraction per sample, and whether each sample kept its labels.
     pub last_mse: Vec<f32>,
     pub last_time: Vec<f32>,
     pub last_conditional: Vec<bool>,
@@ -325,7 +325,8 @@ impl<'g> Trainer<'g> {
         let count = 8 + (tokens + monitored) as usize;
         let mut v: Vec<f32> = self.gpu.read_staging(&self.stats, count)?;
         self.last_d = v.split_off(8 + tokens as usize);
-        self.last_mse = v.split_off(8);
+        let per_token = v.split_off(8);
+        self.last_mse = super::time_monitor::sample_means(&per_token, self.config.batch as usize);
         self.step += 1;
         let [loss, loss_c, loss_u, mean_d] =
             self.objective.report([v[0], v[1], v[2], v[3]], &inputs);
@@ -503,18 +504,16 @@ impl<'g> Trainer<'g> {
     }
 }
 
-/// The mean of per-token values over the samples flagged `keep` (None if none is).
-fn conditional_mean(per_token: &[f32], keep: &[bool]) -> Option<f32> {
-    let n = per_token.len() / keep.len().max(1);
-    let (mut sum, mut count) = (0.0f64, 0usize);
-    for (b, _) in keep.iter().enumerate().filter(|k| *k.1) {
-        sum += per_token[b * n..(b + 1) * n]
-            .iter()
-            .map(|&x| x as f64)
-            .sum::<f64>();
-        count += n;
-    }
-    (count > 0).then(|| (sum / count as f64) as f32)
+/// The mean of the per-sample values flagged `keep` (None if none is): every sample has the
+/// same number of tokens, so this is the mean over their tokens.
+fn conditional_mean(per_sample: &[f32], keep: &[bool]) -> Option<f32> {
+    let kept: Vec<f64> = per_sample
+        .iter()
+        .zip(keep)
+        .filter(|(_, &k)| k)
+        .map(|(&x, _)| x as f64)
+        .collect();
+    (!kept.is_empty()).then(|| (kept.iter().sum::<f64>() / kept.len() as f64) as f32)
 }
 
 /// Writes a checkpoint's objective state into the objective. A fresh run (step 0) starts

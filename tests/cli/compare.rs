@@ -142,6 +142,14 @@ fn compare_refuses_unknown_objectives_and_folder_data() {
     let (ok, _, stderr) = imba_split(&args);
     assert!(!ok);
     assert!(stderr.contains("unknown objective `magic`"), "{stderr}");
+    let mut nan = vec!["compare"];
+    nan.extend(TINY);
+    nan.extend(["--guidance-sweep", "1,nan", "--out", &out]);
+    let (ok, _, stderr) = imba_split(&nan);
+    assert!(
+        !ok && stderr.contains("--guidance-sweep holds NaN"),
+        "{stderr}"
+    );
     assert!(
         !dir.join("cmp").exists(),
         "a refused comparison wrote files"
