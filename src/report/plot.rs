@@ -219,6 +219,34 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     }
 }
 
+/// Ticks of a log axis at 1, 2 and 5 times the powers of ten within [lo, hi]: plotters' own
+/// labels only the powers, which leaves a one-decade axis (20 … 200 images) with one label.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut v = Vec::new();
+    let mut p = 10f64.powf(lo.max(1e-300).log10().floor());
+    while p <= hi && v.len() < 64 {
+        v.extend(
+            [p, 2.0 * p, 5.0 * p]
+                .into_iter()
+                .filter(|x| (lo..=hi).contains(x)),
+        );
+        p *= 10.0;
+    }
+    v
+}
+
+/// An axis label: whole numbers without decimals, others to three significant digits.
+fn tick(x: f64) -> String {
+    if x == x.round() && x.abs() < 1e9 {
+        format!("{x:.0}")
+    } else if x.abs() >= 1e-3 {
+        let s = format!("{x:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{x:.1e}")
+    }
+}
+
 /// Lines with points, one per series, with a legend; `log_x` draws x on a log scale (x > 0).
 pub fn lines(
     path: &Path,
@@ -242,10 +270,12 @@ pub fn lines(
         ($chart:expr) => {{
             let mut chart = $chart;
             if text {
+                // Counts read better without a trailing ".0".
                 chart
                     .configure_mesh()
                     .x_desc(x_desc)
                     .y_desc(y_desc)
+                    .x_label_formatter(&|x: &f64| tick(*x))
                     .draw()
                     .map_err(|e| err(path, e))?;
             }
@@ -281,7 +311,10 @@ pub fn lines(
     }
     if log_x {
         draw!(b
-            .build_cartesian_2d((x0..x1).log_scale(), y0..y1)
+            .build_cartesian_2d(
+                (x0..x1).log_scale().with_key_points(log_ticks(x0, x1)),
+                y0..y1
+            )
             .map_err(|e| err(path, e))?);
     } else {
         draw!(b
@@ -374,4 +407,18 @@ pub fn bars(
             .map_err(|e| err(path, e))?;
     }
     root.present().map_err(|e| err(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{log_ticks, tick};
+
+    #[test]
+    fn log_ticks_cover_one_decade_and_labels_drop_zeros() {
+        assert_eq!(log_ticks(19.0, 210.0), vec![20.0, 50.0, 100.0, 200.0]);
+        assert_eq!(log_ticks(0.3, 3.0), vec![0.5, 1.0, 2.0]);
+        assert_eq!(tick(100.0), "100");
+        assert_eq!(tick(0.25), "0.25");
+        assert_eq!(tick(0.0001), "1.0e-4");
+    }
 }
