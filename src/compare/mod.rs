@@ -510,6 +510,29 @@ fn write(root: &Path, c: &Comparison, variants: &[String]) -> Result<()> {
             &series,
         )?;
     }
+    // Learning curves of the tail score, when snapshots were scored.
+    let steps = report::curve_steps(c);
+    if steps.len() >= 2 {
+        let name = format!("{}/tail", report::family(c));
+        let series: Vec<Series> = variants
+            .iter()
+            .map(|v| Series {
+                name: v.clone(),
+                points: steps
+                    .iter()
+                    .map(|&s| (s as f64, stat(&by(v), |r| report::score_at(r, s, &name)).0))
+                    .filter(|p| p.1.is_finite())
+                    .collect(),
+            })
+            .collect();
+        lines(
+            &root.join("curve.png"),
+            &format!("{}: {name} by training step (mean over seeds)", c.dataset),
+            ("step", &name),
+            false,
+            &series,
+        )?;
+    }
     // Loss curves, averaged over seeds and smoothed.
     let curves: Vec<Series> = variants
         .iter()

@@ -50,7 +50,7 @@ fn fmt_paired(p: &Paired) -> String {
 }
 
 /// The headline metric family of a comparison ("success", "hit", "acc", "concept").
-fn family(c: &Comparison) -> String {
+pub(super) fn family(c: &Comparison) -> String {
     let first = &c.runs[0].evaluation.metrics[0].0;
     first.split('/').next().unwrap_or(first).to_string()
 }
@@ -127,9 +127,8 @@ pub fn paired_table(c: &Comparison, variants: &[String], control: &str) -> Strin
     s
 }
 
-/// The learning curves: the tail and overall score at each snapshot, mean ± std over seeds.
-fn curve_table(c: &Comparison, variants: &[String]) -> String {
-    let fam = family(c);
+/// Every step at which some run was scored: its snapshots and its final model.
+pub(super) fn curve_steps(c: &Comparison) -> Vec<u32> {
     let mut steps: Vec<u32> = c
         .runs
         .iter()
@@ -137,6 +136,23 @@ fn curve_table(c: &Comparison, variants: &[String]) -> String {
         .collect();
     steps.sort_unstable();
     steps.dedup();
+    steps
+}
+
+/// One metric of a run at a step: its snapshot's score, or the final model's at its last step.
+pub(super) fn score_at(r: &RunResult, step: u32, name: &str) -> Option<f64> {
+    if step == r.steps {
+        r.evaluation.metric(name)
+    } else {
+        let p = r.curve.iter().find(|p| p.step == step)?;
+        metric_of(&p.metrics, name)
+    }
+}
+
+/// The learning curves: the tail and overall score at each snapshot, mean ± std over seeds.
+fn curve_table(c: &Comparison, variants: &[String]) -> String {
+    let fam = family(c);
+    let steps = curve_steps(c);
     if steps.len() < 2 {
         return String::new();
     }
@@ -152,14 +168,7 @@ fn curve_table(c: &Comparison, variants: &[String]) -> String {
             .map(|v| {
                 let at = |b: &str| {
                     let name = format!("{fam}/{b}");
-                    stat(&runs_of(c, v), |r| {
-                        if step == r.steps {
-                            r.evaluation.metric(&name)
-                        } else {
-                            let p = r.curve.iter().find(|p| p.step == step)?;
-                            metric_of(&p.metrics, &name)
-                        }
-                    })
+                    stat(&runs_of(c, v), |r| score_at(r, step, &name))
                 };
                 format!("{} · {}", fmt(at("tail")), fmt(at("all")))
             })

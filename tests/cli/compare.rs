@@ -307,6 +307,7 @@ fn compare_curves_sweep_and_paired_differences() {
     .unwrap();
     assert_eq!(r["curve"][0]["step"], 6);
     assert_eq!(r["sweep"][0]["guidance"], 1.0);
+    assert!(out.join("curve.png").exists(), "no learning-curve plot");
     let cfg = std::fs::read_to_string(out.join("baseline-matched/seed0/config.toml")).unwrap();
     assert!(cfg.contains("batch = 16"), "{cfg}");
     let cfg = std::fs::read_to_string(out.join("imba-tnorm/seed0/config.toml")).unwrap();
