@@ -181,7 +181,7 @@ pub fn check_pos_embed(st: &SafeTensors, path: &Path, config: &DitConfig) -> Res
             .zip(&want)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        if worst.is_nan() || worst > 1e-5 {
+        if worst.is_nan() || worst > 1e-5 + rounding(v.dtype()) {
             return Err(Error::checkpoint(
                 path,
                 format!(
@@ -192,6 +192,17 @@ pub fn check_pos_embed(st: &SafeTensors, path: &Path, config: &DitConfig) -> Res
         }
     }
     Ok(())
+}
+
+/// How far a value in [−1, 1] may move when stored in `dtype`: the machine epsilon of the
+/// type (twice its largest rounding error there). A state dict saved after
+/// `model.to(torch.float16)` holds DiT's position embedding rounded to half precision.
+fn rounding(dtype: Dtype) -> f32 {
+    match dtype {
+        Dtype::F16 => half::f16::EPSILON.to_f32(),
+        Dtype::BF16 => half::bf16::EPSILON.to_f32(),
+        _ => 0.0,
+    }
 }
 
 fn to_f32(v: &TensorView, out: &mut [f32]) -> std::result::Result<(), String> {

@@ -256,6 +256,67 @@ fn checkpoint_round_trip_is_exact_and_bad_files_are_refused() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A state dict saved in half precision (`model.to(torch.float16)` or `bfloat16`, then
+/// safetensors) loads: every weight is the stored value widened exactly, and the position
+/// embedding, rounded to the type, is accepted; one off by more than that is refused.
+#[test]
+fn half_precision_checkpoints_import() {
+    use safetensors::tensor::TensorView;
+    let cfg = DitConfig::tiny();
+    let flat = ParamLayout::new(&cfg).init_all_nonzero(9);
+    let dir = std::env::temp_dir().join(format!("imba-half-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f32_path = dir.join("model.safetensors");
+    checkpoint::save(&f32_path, &cfg, &flat).unwrap();
+    let bytes = std::fs::read(&f32_path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    type Round = fn(f32) -> [u8; 2];
+    let to_f16: Round = |x| half::f16::from_f32(x).to_le_bytes();
+    let to_bf16: Round = |x| half::bf16::from_f32(x).to_le_bytes();
+    let widen_f16 = |x: f32| half::f16::from_f32(x).to_f32();
+    let widen_bf16 = |x: f32| half::bf16::from_f32(x).to_f32();
+    for (dtype, round, widen, shift) in [
+        (
+            Dtype::F16,
+            to_f16,
+            &widen_f16 as &dyn Fn(f32) -> f32,
+            0.01f32,
+        ),
+        (Dtype::BF16, to_bf16, &widen_bf16, 0.05),
+    ] {
+        // Every tensor rounded to the type; `shift` moves one pos_embed value in a second file.
+        let write = |name: &str, shift_pos: f32| {
+            let data: Vec<(String, Vec<u8>, Vec<usize>)> = st
+                .tensors()
+                .into_iter()
+                .map(|(n, v)| {
+                    let mut xs: Vec<f32> = bytemuck::cast_slice::<u8, f32>(v.data()).to_vec();
+                    if n == checkpoint::POS_EMBED {
+                        xs[3] += shift_pos;
+                    }
+                    let b = xs.iter().flat_map(|&x| round(x)).collect();
+                    (n, b, v.shape().to_vec())
+                })
+                .collect();
+            let views: Vec<(String, TensorView)> = data
+                .iter()
+                .map(|(n, b, s)| (n.clone(), TensorView::new(dtype, s.clone(), b).unwrap()))
+                .collect();
+            let path = dir.join(name);
+            std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+            path
+        };
+        let path = write(&format!("{dtype:?}.safetensors"), 0.0);
+        let back = checkpoint::load(&path, &cfg).unwrap();
+        for (i, (&a, &b)) in back.iter().zip(&flat).enumerate() {
+            assert_eq!(a.to_bits(), widen(b).to_bits(), "{dtype:?}: weight {i}");
+        }
+        let off = write(&format!("{dtype:?}-off.safetensors"), shift);
+        assert_error_mentions(checkpoint::load(&off, &cfg), "pos_embed differs");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// CBDM and CCUA on the GPU (tapped forward, PairLoss, injected backward) against PyTorch's
 /// autograd of the same objectives (scripts/make_objective_goldens.py): the loss and every
 /// gradient within 1e-4 relative per tensor. Independent of our f64 reference: the
