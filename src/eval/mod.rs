@@ -49,6 +49,30 @@ pub struct Evaluation {
     pub per_label: Vec<LabelScore>,
     /// Facts about the evaluator itself (e.g. the classifier's accuracy on real digits).
     pub notes: Vec<String>,
+    /// The training step of the weights scored, and the steps the run was configured for
+    /// (an unfinished run is scored at its latest checkpoint). None for samples scored
+    /// without a run.
+    #[serde(default)]
+    pub trained: Option<Trained>,
+}
+
+/// Which weights of a run an evaluation scored.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trained {
+    pub step: u32,
+    pub of_steps: u32,
+}
+
+impl Trained {
+    /// "step 700 of 1400 (unfinished run: its latest checkpoint)" or "step 1400 of 1400".
+    pub fn describe(&self) -> String {
+        let unfinished = if self.step < self.of_steps {
+            " (unfinished run: its latest checkpoint)"
+        } else {
+            ""
+        };
+        format!("step {} of {}{unfinished}", self.step, self.of_steps)
+    }
 }
 
 impl Evaluation {
@@ -106,7 +130,8 @@ pub fn evaluate_run(gpu: &Gpu, run: &Path, o: &EvalOptions) -> Result<Evaluated>
     } else {
         &saved.state.params
     };
-    evaluate_params(gpu, &saved, data, params, o)
+    let step = saved.state.step;
+    evaluate_params(gpu, &saved, data, params, step, o)
 }
 
 /// Evaluates the EMA model a run kept at step `step` (`snapshots = true`) with the run's
@@ -124,7 +149,7 @@ pub fn evaluate_snapshot(gpu: &Gpu, run: &Path, step: u32, o: &EvalOptions) -> R
         )));
     }
     let params = crate::model::checkpoint::load(&path, &saved.model)?;
-    evaluate_params(gpu, &saved, data, &params, o)
+    evaluate_params(gpu, &saved, data, &params, step, o)
 }
 
 /// A run's checkpoint and its training data, once the data are known to be those it was
@@ -149,6 +174,7 @@ fn evaluate_params(
     saved: &crate::train::state::Saved,
     data: Dataset,
     params: &[f32],
+    step: u32,
     o: &EvalOptions,
 ) -> Result<Evaluated> {
     let sampler = match saved.config.process {
@@ -175,7 +201,13 @@ fn evaluate_params(
     };
     let labels = eval_labels(&saved.config, &data, o)?;
     let images = sample(&labels)?;
-    let evaluation = score(&saved.config, &data, &labels, &images)?;
+    let evaluation = Evaluation {
+        trained: Some(Trained {
+            step,
+            of_steps: saved.config.steps,
+        }),
+        ..score(&saved.config, &data, &labels, &images)?
+    };
     Ok(Evaluated {
         evaluation,
         images,
@@ -336,6 +368,7 @@ pub fn toy2d(data: &Dataset, c: &TrainConfig, labels: &[u32], x: &[f32]) -> Eval
         .collect();
     metrics.push(("pull/tail".into(), stats::mean_std(&tail).0));
     Evaluation {
+        trained: None,
         dataset: "toy2d".into(),
         score: "hit rate (nearest to its own mean and within 2σ)".into(),
         samples: labels.len(),
@@ -370,6 +403,7 @@ pub fn shapes_classes(
     }
     let per_label = scores(data, &hits, &totals);
     Evaluation {
+        trained: None,
         dataset: "shapes".into(),
         score: "success (the detector reads the class's shape and colour)".into(),
         samples: x.len() / data.image_len(),
@@ -426,6 +460,7 @@ pub fn shapes_concepts(
     metrics.push(("prompt/seen".into(), rate(seen)));
     metrics.push(("prompt/inert".into(), rate(inert)));
     Evaluation {
+        trained: None,
         dataset: "shapes-concepts".into(),
         score: "concept shown in its slot (detector)".into(),
         samples: x.len() / data.image_len(),
@@ -524,6 +559,7 @@ pub fn digits(data: &Dataset, held: &Dataset, labels: &[u32], x: &[f32]) -> Eval
     );
     metrics.push(("frechet".into(), fd));
     Evaluation {
+        trained: None,
         dataset: "digits".into(),
         score: "accuracy of the held-out classifier on the samples".into(),
         samples: labels.len(),

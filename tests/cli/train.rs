@@ -167,6 +167,14 @@ fn train_resume_crash_and_sample() {
         s.join("grid.png").exists() && s.join("samples/0000-red-square.png").exists(),
         "{out}"
     );
+    // Which weights were sampled is said and recorded beside the samples.
+    assert!(out.contains("EMA weights of step 6 of 6"), "{out}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.join("provenance.json")).unwrap()).unwrap();
+    assert_eq!(
+        (record["step"].as_u64(), record["of_steps"].as_u64()),
+        (Some(6), Some(6))
+    );
     let (ok, out) = imba_env(&["sample", "--run", r, "--labels", "purple-blob"], &[]);
     assert!(!ok && out.contains("unknown label"), "{out}");
 

@@ -29,6 +29,45 @@ fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+/// An unfinished run is scored at its latest checkpoint, and the evaluation says which step
+/// of how many it scored.
+#[test]
+fn evaluation_of_an_unfinished_run_names_its_step() {
+    use imba::eval::{evaluate_run, EvalOptions, Trained};
+    let mut t = trainer(tiny("baseline", ""), None);
+    for _ in 0..2 {
+        t.step().unwrap();
+    }
+    let dir = tempdir("unfinished");
+    let run = imba::train::RunDir::new(&dir);
+    t.save(&run.checkpoint(), &t.state().unwrap()).unwrap();
+    let o = EvalOptions {
+        per_label: 1,
+        steps: 2,
+        ..EvalOptions::default()
+    };
+    let e = evaluate_run(gpu(), &dir, &o).unwrap().evaluation;
+    let trained = e.trained.expect("the scored step is recorded");
+    assert_eq!(
+        trained,
+        Trained {
+            step: 2,
+            of_steps: 4
+        }
+    );
+    assert!(
+        trained.describe().contains("unfinished"),
+        "{}",
+        trained.describe()
+    );
+    let finished = Trained {
+        step: 4,
+        of_steps: 4,
+    }
+    .describe();
+    assert_eq!(finished, "step 4 of 4");
+}
+
 /// Two runs with one seed give the same loss bits; 4 steps equal 2 steps, a checkpoint
 /// written and read back, and 2 more (parameters, EMA, both moments and the losses).
 #[test]

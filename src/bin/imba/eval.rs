@@ -23,6 +23,9 @@ pub fn run(gpu: &Gpu, a: EvalArgs) -> imba::Result<()> {
         Some(step) => imba::eval::evaluate_snapshot(gpu, &a.run, step, &o)?.evaluation,
         None => imba::eval::evaluate_run(gpu, &a.run, &o)?.evaluation,
     };
+    if let Some(t) = &e.trained {
+        println!("scored: {}", t.describe());
+    }
     println!("{} samples; per-label score: {}", e.samples, e.score);
     for (k, v) in &e.metrics {
         println!("  {k:<16} {v:.4}");

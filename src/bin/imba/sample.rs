@@ -125,14 +125,34 @@ pub fn run(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
     } else {
         Vec::new()
     };
-    let written = imba::report::save_samples(&out, m, &images, &labels, names, a.count, &centres)?;
+    let mut written =
+        imba::report::save_samples(&out, m, &images, &labels, names, a.count, &centres)?;
+    let trained = imba::eval::Trained {
+        step: saved.state.step,
+        of_steps: saved.config.steps,
+    };
+    let weights = if a.no_ema { "raw" } else { "EMA" };
+    // What the samples were drawn from, beside them: a run sampled before it finished says so.
+    let record = out.join("provenance.json");
+    imba::error::write_json(
+        &record,
+        &serde_json::json!({
+            "run": a.run.display().to_string(),
+            "step": trained.step,
+            "of_steps": trained.of_steps,
+            "weights": weights,
+            "sampler": format!("{sampler:?}"),
+            "guidance": a.guidance,
+            "seed": a.seed,
+        }),
+    )?;
+    written.push(record);
     println!(
-        "{} samples in {:.1} s ({sampler:?}, guidance {}, {} weights of step {})",
+        "{} samples in {:.1} s ({sampler:?}, guidance {}, {weights} weights of {})",
         labels.len() / slots,
         start.elapsed().as_secs_f64(),
         a.guidance,
-        if a.no_ema { "raw" } else { "EMA" },
-        saved.state.step
+        trained.describe()
     );
     for f in written {
         println!("  {}", f.display());
