@@ -235,7 +235,8 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     v
 }
 
-/// An axis label: whole numbers without decimals, others to three significant digits.
+/// An axis label: whole numbers without decimals, others to at most three decimals (below
+/// 0.001 in scientific notation).
 fn tick(x: f64) -> String {
     if x == x.round() && x.abs() < 1e9 {
         format!("{x:.0}")
