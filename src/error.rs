@@ -55,6 +55,19 @@ pub enum Error {
     /// Mapping a buffer for readback, or waiting for the GPU, failed.
     #[error("GPU readback failed: {0}")]
     Readback(String),
+    /// Another process is writing into the same folder.
+    #[error("busy: {0}")]
+    Busy(String),
+    /// SIGINT or SIGTERM stopped training after a step; a checkpoint of that step was written.
+    #[error("stopped by {name} after step {step}; {what}")]
+    Interrupted {
+        /// The signal's number (2 for SIGINT, 15 for SIGTERM): exit with 128 + it.
+        signal: i32,
+        name: &'static str,
+        step: u32,
+        /// What was saved and how to continue.
+        what: String,
+    },
 }
 
 /// Result with the crate's error.
@@ -97,9 +110,9 @@ impl Error {
     }
 }
 
-/// Writes a file, naming it in the error.
+/// Writes a file atomically (see [`crate::files`]), naming it in the error.
 pub fn write_file(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> Result<()> {
-    std::fs::write(path, bytes).map_err(|e| Error::io(path, "cannot write", e))
+    crate::files::write_atomic(path, bytes.as_ref())
 }
 
 /// Writes a value as pretty JSON, naming the file in the error.

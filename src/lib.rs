@@ -22,6 +22,7 @@ pub mod compare;
 pub mod data;
 pub mod diffusion;
 pub mod error;
+pub mod files;
 #[cfg(feature = "workflow")]
 pub mod eval;
 pub mod gpu;

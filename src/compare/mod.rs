@@ -18,7 +18,7 @@ use crate::eval::{evaluate_run, EvalOptions, Evaluation};
 use crate::gpu::Gpu;
 use crate::report::plot::{bars, lines, Series};
 use crate::stats::mean_std;
-use crate::train::{monitor, DatasetKind, RunDir, TrainOptions};
+use crate::train::{monitor, DatasetKind, FolderLock, RunDir, TrainOptions};
 use crate::{Error, Result};
 use report::stat;
 use serde::{Deserialize, Serialize};
@@ -136,6 +136,8 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
         Some(o) => o.clone(),
         None => format!("runs/compare-{}", base.dataset.name()),
     });
+    // One writer per comparison folder (report-only writes its tables there too).
+    let _lock = FolderLock::acquire(&root)?;
     let study = Study {
         gpu,
         spec,
@@ -148,7 +150,7 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
     for v in &spec.variants {
         for &seed in &spec.seeds {
             if spec.report_only {
-                match study.finished(v, seed) {
+                match study.finished(v, seed)? {
                     Some(r) => runs.push(r),
                     None => missing.push((v.clone(), seed)),
                 }
@@ -257,21 +259,84 @@ struct Study<'a> {
 }
 
 impl Study<'_> {
-    /// The result of a finished run of these steps (whatever its evaluation options), if any.
-    fn finished(&self, v: &str, seed: u32) -> Option<RunResult> {
-        let run = RunDir::new(self.root.join(v).join(format!("seed{seed}")));
-        std::fs::read_to_string(run.result())
+    fn run_dir(&self, v: &str, seed: u32) -> RunDir {
+        RunDir::new(self.root.join(v).join(format!("seed{seed}")))
+    }
+
+    /// The training options of one variant and seed.
+    fn options(&self, v: &str, seed: u32) -> Result<TrainOptions> {
+        let matched = (v == "baseline-matched").then_some(2 * self.base.batch);
+        Ok(TrainOptions {
+            seed: Some(seed),
+            out: Some(self.run_dir(v, seed).root().display().to_string()),
+            sample_count: Some(0),
+            batch: matched,
+            ..variant(v)?
+        }
+        .or(self.spec.base.clone()))
+    }
+
+    /// Refuses a run folder trained with other options than this comparison gives it: every
+    /// option that shapes the run must match, only the step budget (a resume extends it) and
+    /// the end-of-run sampling may differ.
+    fn check_config(&self, v: &str, seed: u32) -> Result<()> {
+        let run = self.run_dir(v, seed);
+        let Ok(text) = std::fs::read_to_string(run.config()) else {
+            return Ok(());
+        };
+        let have = crate::train::TrainConfig::from_toml(&text).map_err(|e| {
+            Error::Config(format!("{}: {e}", run.config().display()))
+        })?;
+        let want = self.options(v, seed)?.resolve()?;
+        const FREE: [&str; 7] = [
+            "out",
+            "steps",
+            "checkpoint_every",
+            "snapshots",
+            "sample_count",
+            "sample_steps",
+            "guidance",
+        ];
+        let differ: Vec<String> = have
+            .differences(&want)
+            .into_iter()
+            .filter(|k| !FREE.contains(k))
+            .map(|k| format!("{k} (run: {}, now: {})", have.field(k), want.field(k)))
+            .collect();
+        if differ.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "{} was trained with other options than this comparison gives it: {}. Pass the \
+             same options, or choose another --out (or remove that run folder) to train anew",
+            run.root().display(),
+            differ.join(", ")
+        )))
+    }
+
+    /// The result of a finished run of these steps and options (whatever its evaluation
+    /// options), if any.
+    fn finished(&self, v: &str, seed: u32) -> Result<Option<RunResult>> {
+        let run = self.run_dir(v, seed);
+        let Some(r) = std::fs::read_to_string(run.result())
             .ok()
             .and_then(|t| serde_json::from_str::<RunResult>(&t).ok())
             .filter(|r| r.steps == self.base.steps)
+        else {
+            return Ok(None);
+        };
+        self.check_config(v, seed)?;
+        Ok(Some(r))
     }
 
     /// One variant and seed: its earlier result when that was made with these steps and
     /// evaluation options (then `true`), else the run trained (or resumed, or only
     /// re-scored) and evaluated.
     fn one_run(&self, v: &str, seed: u32) -> Result<(RunResult, bool)> {
-        let run = RunDir::new(self.root.join(v).join(format!("seed{seed}")));
-        let previous = self.finished(v, seed);
+        let run = self.run_dir(v, seed);
+        let _lock = FolderLock::acquire(run.root())?;
+        self.check_config(v, seed)?;
+        let previous = self.finished(v, seed)?;
         if let Some(r) = previous
             .as_ref()
             .filter(|r| r.eval_options.as_ref() == Some(&self.spec.eval))
@@ -319,15 +384,7 @@ impl Study<'_> {
         run: &RunDir,
         previous: Option<&RunResult>,
     ) -> Result<RunResult> {
-        let matched = (v == "baseline-matched").then_some(2 * self.base.batch);
-        let opts = TrainOptions {
-            seed: Some(seed),
-            out: Some(run.root().display().to_string()),
-            sample_count: Some(0),
-            batch: matched,
-            ..variant(v)?
-        }
-        .or(self.spec.base.clone());
+        let opts = self.options(v, seed)?;
         let resume = run.has_run().then_some(run.root());
         let outcome = crate::train::run::train(self.gpu, opts, resume, false)?;
         // The steps' own wall times from the log, which a resume cuts back and continues:

@@ -8,13 +8,14 @@
 //! Import accepts F32, F64, F16 and BF16 tensors (converted to f32); it refuses a missing or
 //! misshapen tensor, an unknown one, or a position embedding that is not DiT's, naming it.
 //! Export writes F32 to a temporary file and renames it over the target, so an interrupted
-//! write never leaves a truncated checkpoint behind.
+//! write never leaves a truncated checkpoint behind; the file is sealed (a CRC32 of every
+//! tensor and of the header, see [`super::checksum`]) and import verifies the seal.
 
 use super::sincos::pos_embed_2d;
 use super::{DitConfig, ParamLayout};
 use crate::{Error, Result};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The name of the fixed position embedding.
@@ -57,18 +58,28 @@ pub fn save(path: &Path, config: &DitConfig, flat: &[f32]) -> Result<()> {
         TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(&pos))
             .map_err(|e| Error::checkpoint(path, e.to_string()).with_source(e))?,
     ));
-    let meta = HashMap::from([
+    let meta = BTreeMap::from([
         ("format".to_string(), "pt".to_string()),
         ("imba.config".to_string(), format!("{config:?}")),
     ]);
-    let data = safetensors::serialize(views, Some(meta))
-        .map_err(|e| Error::checkpoint(path, e.to_string()).with_source(e))?;
-    let tmp = path.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, data)
-        .map_err(|e| Error::checkpoint(&tmp, format!("cannot write: {e}")).with_source(e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        Error::checkpoint(path, format!("cannot rename into place: {e}")).with_source(e)
-    })
+    let data = super::checksum::serialize(path, views, meta)?;
+    crate::files::write_atomic(path, &data)
+        .map_err(|e| Error::checkpoint(path, e.to_string()).with_source(e))
+}
+
+/// Opens a safetensors file and checks its seal (files written elsewhere have none).
+pub fn open<'a>(path: &Path, data: &'a [u8]) -> Result<SafeTensors<'a>> {
+    let invalid = |e: safetensors::SafeTensorError| {
+        Error::checkpoint(
+            path,
+            format!("not a valid safetensors file ({e}); it may be truncated, corrupt or of another format"),
+        )
+        .with_source(e)
+    };
+    let (_, meta) = SafeTensors::read_metadata(data).map_err(invalid)?;
+    let st = SafeTensors::deserialize(data).map_err(invalid)?;
+    super::checksum::verify(path, &st, &meta.metadata().clone().unwrap_or_default())?;
+    Ok(st)
 }
 
 /// Reads a checkpoint for `config` into a flat parameter vector (`layout.total` values,
@@ -81,13 +92,7 @@ pub fn load(path: &Path, config: &DitConfig) -> Result<Vec<f32>> {
         )
         .with_source(e)
     })?;
-    let st = SafeTensors::deserialize(&data).map_err(|e| {
-        Error::checkpoint(
-            path,
-            format!("not a valid safetensors file ({e}); it may be truncated or of another format"),
-        )
-        .with_source(e)
-    })?;
+    let st = open(path, &data)?;
     let flat = params_from(&st, path, config, "")?;
     let layout = ParamLayout::new(config);
     let known: Vec<&str> = layout.tensors.iter().map(|t| t.name.as_str()).collect();

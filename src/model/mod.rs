@@ -3,6 +3,7 @@
 //! kernel launches) and its memory report.
 
 pub mod checkpoint;
+pub mod checksum;
 pub mod config;
 pub mod dit;
 pub mod memory;

@@ -129,6 +129,13 @@ macro_rules! options {
                 $( if self.$field != other.$field { v.push(stringify!($field)); } )*
                 v
             }
+            /// An option's value as text, by name (empty for an unknown name).
+            pub fn field(&self, name: &str) -> String {
+                match name {
+                    $( stringify!($field) => format!("{:?}", self.$field), )*
+                    _ => String::new(),
+                }
+            }
         }
     };
 }

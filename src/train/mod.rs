@@ -1,6 +1,7 @@
 //! The trainer: configuration, data and model set-up, the training step, checkpoints and logs.
 
 pub mod config;
+pub mod lock;
 pub mod monitor;
 pub mod time_monitor;
 
@@ -8,10 +9,12 @@ pub use crate::diffusion::Process;
 pub use config::{DatasetKind, Objective, TrainConfig, TrainOptions};
 pub mod setup;
 pub mod state;
+pub mod stop;
 pub mod trainer;
 
 pub use trainer::{State, StepStats, Trainer};
 pub mod run;
 mod run_dir;
 
+pub use lock::FolderLock;
 pub use run_dir::RunDir;

@@ -3,6 +3,7 @@
 
 use super::state::Saved;
 use super::{
+    FolderLock,
     monitor, setup, time_monitor, DatasetKind, RunDir, State, StepStats, TrainConfig, TrainOptions,
     Trainer,
 };
@@ -79,7 +80,7 @@ pub fn train(
     resume: Option<&Path>,
     progress: bool,
 ) -> Result<Outcome> {
-    let (config, run, saved) = open(opts, resume)?;
+    let (config, run, saved, _lock) = open(opts, resume)?;
     let (data, split) = setup::load_data(&config)?;
     let model = setup::model_config(&config, &data)?;
     let saved_state = match saved {
@@ -109,19 +110,39 @@ pub fn train(
     let d_tokens = monitor::slot_tokens(&trainer.data, &model);
     let bar = Progress::new(progress, config.steps, first_step);
     let mut last = None;
+    let stoppable = super::stop::Stoppable::new();
     while trainer.step < config.steps {
         let stats = trainer.step().map_err(|e| name_last_checkpoint(e, &run))?;
         logs.append(&stats, &trainer, &d_tokens)?;
         bar.show(&stats, config.steps, first_step);
-        if config.checkpoint_every > 0 && stats.step % config.checkpoint_every == 0 {
+        let due = config.checkpoint_every > 0 && stats.step % config.checkpoint_every == 0;
+        if due {
             let state = trainer.state()?;
-            trainer.save(&run.checkpoint(), &state)?;
+            save_checkpoint(&run, &trainer, &state)?;
             if config.snapshots {
                 save_snapshot(&run, &model, &state)?;
             }
         }
+        if let Some((signal, name)) = super::stop::requested() {
+            if !due {
+                save_checkpoint(&run, &trainer, &trainer.state()?)?;
+            }
+            bar.finish();
+            return Err(Error::Interrupted {
+                signal,
+                name,
+                step: stats.step,
+                what: format!(
+                    "its checkpoint is {}; continue with `imba train --resume {}` (or rerun \
+                     the same `imba compare`)",
+                    run.checkpoint().display(),
+                    run.root().display()
+                ),
+            });
+        }
         last = Some(stats);
     }
+    drop(stoppable);
     let seconds = bar.finish();
     let written = finish(
         gpu,
@@ -141,6 +162,21 @@ pub fn train(
     })
 }
 
+/// Writes the run's checkpoint, keeping the one it replaces as the previous checkpoint (a
+/// hard link, or a copy where links are not possible), so a latest checkpoint damaged later
+/// costs at most `checkpoint_every` steps.
+fn save_checkpoint(run: &RunDir, trainer: &Trainer, state: &State) -> Result<()> {
+    let (latest, previous) = (run.checkpoint(), run.previous_checkpoint());
+    if latest.exists() {
+        let _ = std::fs::remove_file(&previous);
+        if std::fs::hard_link(&latest, &previous).is_err() {
+            std::fs::copy(&latest, &previous)
+                .map_err(|e| Error::io(&previous, "cannot keep the previous checkpoint", e))?;
+        }
+    }
+    trainer.save(&latest, state)
+}
+
 /// Keeps the EMA model of `state`'s step under snapshots/ (written atomically).
 fn save_snapshot(run: &RunDir, model: &DitConfig, state: &State) -> Result<()> {
     let path = run.snapshot(state.step);
@@ -151,22 +187,42 @@ fn save_snapshot(run: &RunDir, model: &DitConfig, state: &State) -> Result<()> {
     crate::model::checkpoint::save(&path, model, &state.ema)
 }
 
-/// The resolved config, the run folder and, for a resume, its checkpoint. A resume may only
-/// change the options in [`RESUMABLE`]; a new run refuses a folder that holds one.
-fn open(opts: TrainOptions, resume: Option<&Path>) -> Result<(TrainConfig, RunDir, Option<Saved>)> {
+/// The resolved config, the run folder (locked) and, for a resume, its checkpoint. A resume
+/// may only change the options in [`RESUMABLE`] and must use the checkpoint of the folder's
+/// own run; a new run refuses a folder that holds one.
+fn open(
+    opts: TrainOptions,
+    resume: Option<&Path>,
+) -> Result<(TrainConfig, RunDir, Option<Saved>, FolderLock)> {
     let Some(dir) = resume else {
         let config = opts.resolve()?;
         let run = RunDir::new(&config.out);
+        let lock = FolderLock::acquire(run.root())?;
         if run.has_run() {
             let d = run.root().display();
             return Err(Error::Config(format!(
                 "{d} already holds a run; continue it with `--resume {d}` or choose another `--out`"
             )));
         }
-        return Ok((config, run, None));
+        return Ok((config, run, None, lock));
     };
+    if let Some(out) = opts.out.as_deref().filter(|o| !same_folder(Path::new(o), dir)) {
+        return Err(Error::Config(format!(
+            "--resume {} continues that run in its own folder; --out {out} would be ignored. \
+             Drop --out, or copy the folder to {out} and resume the copy",
+            dir.display()
+        )));
+    }
     let run = RunDir::new(dir);
+    if !run.root().is_dir() {
+        return Err(Error::Config(format!(
+            "--resume {}: no such folder; give the --out folder of an earlier `imba train`",
+            dir.display()
+        )));
+    }
+    let lock = FolderLock::acquire(run.root())?;
     let saved = run.load()?;
+    check_identity(&run, &saved.config)?;
     let base = TrainOptions::from_toml(&saved.config.to_toml())?;
     let mut config = opts.or(base).resolve()?;
     config.out = dir.display().to_string();
@@ -181,7 +237,45 @@ fn open(opts: TrainOptions, resume: Option<&Path>) -> Result<(TrainConfig, RunDi
              (only {RESUMABLE:?} may change). Start a new run with --out instead"
         )));
     }
-    Ok((config, run, Some(saved)))
+    Ok((config, run, Some(saved), lock))
+}
+
+/// Whether two paths name the same folder (the same text, or the same folder on disk).
+fn same_folder(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+}
+
+/// Refuses a checkpoint that does not belong to the folder's run: one whose config differs
+/// from the folder's config.toml in an option a resume may not change (a checkpoint copied
+/// from another run).
+fn check_identity(run: &RunDir, saved: &TrainConfig) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(run.config()) else {
+        return Ok(());
+    };
+    let own = TrainConfig::from_toml(&text).map_err(|e| {
+        Error::Config(format!(
+            "{} is not a valid run config ({e}); restore it, or start a new run",
+            run.config().display()
+        ))
+    })?;
+    let differ: Vec<_> = own
+        .differences(saved)
+        .into_iter()
+        .filter(|k| !RESUMABLE.contains(k))
+        .collect();
+    if differ.is_empty() {
+        return Ok(());
+    }
+    Err(Error::checkpoint(
+        &run.checkpoint(),
+        format!(
+            "does not belong to the run in {}: its {differ:?} differ from {} (a checkpoint \
+             copied from another run?). Put back this run's own checkpoint, or start a new run",
+            run.root().display(),
+            run.config().display()
+        ),
+    ))
 }
 
 /// The checkpoint's state, once it is known to belong to these data, this model and a step
@@ -378,7 +472,7 @@ fn finish(
     let just_saved =
         config.checkpoint_every > 0 && trainer.step.is_multiple_of(config.checkpoint_every);
     if trained && !just_saved {
-        trainer.save(&run.checkpoint(), &st)?;
+        save_checkpoint(run, trainer, &st)?;
         if config.snapshots {
             save_snapshot(run, model, &st)?;
         }

@@ -5,7 +5,9 @@
 //! <run>/config.toml             the resolved training options
 //!       split.json              the long-tailed split: images per label
 //!       log.jsonl               one line per step (StepStats)
+//!       .lock                   held by the process writing here (its PID and command)
 //!       checkpoint.safetensors  model, EMA, AdamW moments, step, config (resume from it)
+//!       checkpoint.prev.safetensors  the checkpoint before it (used if the latest is damaged)
 //!       model.safetensors       the EMA weights under the reference DiT's names
 //!       loss.png                the loss curve
 //!       samples/                samples drawn at the end of training
@@ -51,6 +53,11 @@ impl RunDir {
     pub fn checkpoint(&self) -> PathBuf {
         self.file("checkpoint.safetensors")
     }
+    /// The checkpoint the latest one replaced, kept so that a damaged latest costs at most
+    /// `checkpoint_every` steps.
+    pub fn previous_checkpoint(&self) -> PathBuf {
+        self.file("checkpoint.prev.safetensors")
+    }
     pub fn model(&self) -> PathBuf {
         self.file("model.safetensors")
     }
@@ -91,7 +98,6 @@ impl RunDir {
         self.file("eval_samples.png")
     }
 
-    /// Whether the folder holds a run (a checkpoint).
     /// The EMA model kept at step `step` (`snapshots = true`), for learning curves.
     pub fn snapshot(&self, step: u32) -> PathBuf {
         self.root
@@ -117,13 +123,32 @@ impl RunDir {
         v
     }
 
+    /// Whether the folder holds a run (a checkpoint, the latest or the previous one).
     pub fn has_run(&self) -> bool {
-        self.checkpoint().exists()
+        self.checkpoint().exists() || self.previous_checkpoint().exists()
     }
 
-    /// The run's checkpoint: config, model shape, label names, step and tensors.
+    /// The run's checkpoint: config, model shape, label names, step and tensors. A latest
+    /// checkpoint that cannot be read (damaged, half-copied) falls back to the previous one,
+    /// with a warning on stderr that names both.
     pub fn load(&self) -> Result<Saved> {
-        state::load(&self.checkpoint())
+        let latest = state::load(&self.checkpoint());
+        let Err(e) = latest else { return latest };
+        let previous = self.previous_checkpoint();
+        if !previous.exists() {
+            return Err(e);
+        }
+        match state::load(&previous) {
+            Ok(saved) => {
+                eprintln!(
+                    "warning: {e}\nwarning: using the previous checkpoint {} (step {}) instead",
+                    previous.display(),
+                    saved.state.step
+                );
+                Ok(saved)
+            }
+            Err(_) => Err(e),
+        }
     }
 
     /// The step log (empty when there is none).

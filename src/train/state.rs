@@ -11,8 +11,7 @@ use crate::model::checkpoint::{params_from, pos_embed, POS_EMBED};
 use crate::model::{DitConfig, ParamLayout};
 use crate::{Error, Result};
 use safetensors::{tensor::TensorView, Dtype, SafeTensors};
-use std::collections::HashMap;
-use std::io::Write;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 const KIND: &str = "imba-train-state-1";
@@ -69,7 +68,7 @@ pub fn save(
         let o = &state.objective;
         views.push((OBJECTIVE_STATE.into(), view(path, vec![o.len()], o)?));
     }
-    let meta = HashMap::from([
+    let meta = BTreeMap::from([
         ("format".to_string(), "pt".to_string()),
         ("imba.kind".to_string(), KIND.to_string()),
         ("imba.step".to_string(), state.step.to_string()),
@@ -87,26 +86,9 @@ pub fn save(
             serde_json::to_string(label_names).expect("serialisable"),
         ),
     ]);
-    let bytes = safetensors::serialize(views, Some(meta))
-        .map_err(|e| Error::checkpoint(path, e.to_string()).with_source(e))?;
-    let tmp = path.with_extension("safetensors.tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()
-    };
-    write()
-        .map_err(|e| Error::checkpoint(&tmp, format!("cannot write ({e}); is the disk full?")))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        Error::checkpoint(path, format!("cannot rename into place: {e}")).with_source(e)
-    })?;
-    if let Some(dir) = path.parent() {
-        // Make the rename itself durable where the platform allows opening a folder.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    let bytes = crate::model::checksum::serialize(path, views, meta)?;
+    crate::files::write_atomic(path, &bytes)
+        .map_err(|e| Error::checkpoint(path, e.to_string()).with_source(e))
 }
 
 /// Reads a checkpoint: config, model shape, label names, step, data fingerprint and tensors.
@@ -118,20 +100,8 @@ pub fn load(path: &Path) -> Result<Saved> {
         )
         .with_source(e)
     })?;
-    let (_, meta) = SafeTensors::read_metadata(&data).map_err(|e| {
-        Error::checkpoint(
-            path,
-            format!("not a valid safetensors file ({e}); it may be truncated or corrupt"),
-        )
-        .with_source(e)
-    })?;
-    let st = SafeTensors::deserialize(&data).map_err(|e| {
-        Error::checkpoint(
-            path,
-            format!("not a valid safetensors file ({e}); it may be truncated or corrupt"),
-        )
-        .with_source(e)
-    })?;
+    let st = crate::model::checkpoint::open(path, &data)?;
+    let (_, meta) = SafeTensors::read_metadata(&data).expect("read by open");
     let md = meta.metadata().clone().unwrap_or_default();
     if md.get("imba.kind").map(String::as_str) != Some(KIND) {
         return Err(Error::checkpoint(

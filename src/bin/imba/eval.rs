@@ -19,6 +19,11 @@ pub struct EvalArgs {
 
 pub fn run(gpu: &Gpu, a: EvalArgs) -> imba::Result<()> {
     let o = (&a.sampling).into();
+    // eval.json goes into the run folder: no other process may be writing there.
+    let _lock = match a.step {
+        None => Some(imba::train::FolderLock::acquire(&a.run)?),
+        Some(_) => None,
+    };
     let e = match a.step {
         Some(step) => imba::eval::evaluate_snapshot(gpu, &a.run, step, &o)?.evaluation,
         None => imba::eval::evaluate_run(gpu, &a.run, &o)?.evaluation,

@@ -111,8 +111,15 @@ fn main() -> ExitCode {
         // Silences the Vulkan loader's warning on headless machines.
         std::env::set_var("XDG_RUNTIME_DIR", "/tmp");
     }
+    if let Err(e) = imba::train::stop::install() {
+        eprintln!("warning: cannot handle SIGINT/SIGTERM ({e}); a signal ends the process at once");
+    }
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ imba::Error::Interrupted { signal, .. }) => {
+            eprintln!("{e}");
+            ExitCode::from((128 + signal) as u8)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -99,6 +99,10 @@ pub fn run(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
     } else {
         &saved.state.ema
     };
+    let out = a
+        .out
+        .unwrap_or_else(|| a.run.join(format!("samples-seed{}", a.seed)));
+    let _lock = imba::train::FolderLock::acquire(&out)?;
     let start = std::time::Instant::now();
     let images = imba::diffusion::generate::generate(
         gpu,
@@ -114,9 +118,6 @@ pub fn run(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
         },
         &labels,
     )?;
-    let out = a
-        .out
-        .unwrap_or_else(|| a.run.join(format!("samples-seed{}", a.seed)));
     let centres = if saved.config.dataset == imba::train::DatasetKind::Toy2d {
         imba::data::toy2d_means(
             saved.config.classes,

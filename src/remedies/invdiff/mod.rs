@@ -302,7 +302,7 @@ pub fn run(
     }
     let (bc, bm) = (&saved.config, &saved.model);
     let base_params = &saved.state.ema;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, "cannot create the folder", e))?;
+    let _lock = crate::train::FolderLock::acquire(out)?;
     let t0 = std::time::Instant::now();
     let losses = per_sample_losses(gpu, bm, base_params, bc.process, &data, o)?;
     let t1 = t0.elapsed().as_secs_f64();

@@ -1,0 +1,133 @@
+//! One writer per folder: an OS file lock on `<folder>/.lock`, held for as long as a command
+//! writes there. The file names the holder (PID and command line) so that a refused writer
+//! can say who it is waiting for. The operating system drops the lock when its process ends,
+//! however it ends, so a lock left by a killed process never blocks.
+//!
+//! Within one process a folder's lock is shared: `imba compare` holds its root and each run
+//! folder while the trainer, called from it, takes the run folder's lock again.
+
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+
+/// The name of the lock file inside a folder.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Holds a folder's lock until dropped.
+#[derive(Clone)]
+pub struct FolderLock {
+    _held: Arc<Held>,
+}
+
+struct Held {
+    file: File,
+    key: PathBuf,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+        let mut table = HELD.lock().expect("lock table");
+        // Another acquire may already have replaced this entry with a live lock.
+        if let Some(t) = table.as_mut() {
+            if t.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
+                t.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The locks this process holds, by canonical folder.
+static HELD: Mutex<Option<HashMap<PathBuf, Weak<Held>>>> = Mutex::new(None);
+
+impl FolderLock {
+    /// Locks `dir` (created if missing) for writing, or says which process holds it.
+    pub fn acquire(dir: &Path) -> Result<FolderLock> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create the folder", e))?;
+        let key = dir
+            .canonicalize()
+            .map_err(|e| Error::io(dir, "cannot resolve the folder", e))?;
+        let mut table = HELD.lock().expect("lock table");
+        let table = table.get_or_insert_with(HashMap::new);
+        if let Some(held) = table.get(&key).and_then(Weak::upgrade) {
+            return Ok(FolderLock { _held: held });
+        }
+        let path = key.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, "cannot open the lock file", e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                return Err(busy(dir, holder.trim()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(&path, "cannot lock the folder", e));
+            }
+        }
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = writeln!(file, "pid {}\ncommand {}", std::process::id(), command_line());
+        let held = Arc::new(Held {
+            file,
+            key: key.clone(),
+        });
+        table.insert(key, Arc::downgrade(&held));
+        Ok(FolderLock { _held: held })
+    }
+}
+
+fn busy(dir: &Path, holder: &str) -> Error {
+    let who = match holder.lines().collect::<Vec<_>>().as_slice() {
+        [pid, command, ..] => format!(
+            "process {} ({})",
+            pid.trim_start_matches("pid "),
+            command.trim_start_matches("command ")
+        ),
+        _ => "another process".into(),
+    };
+    Error::Busy(format!(
+        "{} is being written by {who}; wait for it to finish or stop it (a stopped or killed \
+         process releases the folder at once), or choose another folder",
+        dir.display()
+    ))
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_shares_its_own_lock_and_releases_it() {
+        let dir = std::env::temp_dir().join(format!("imba-lock-{}", std::process::id()));
+        let a = FolderLock::acquire(&dir).unwrap();
+        let b = FolderLock::acquire(&dir).unwrap();
+        let text = std::fs::read_to_string(dir.join(LOCK_FILE)).unwrap();
+        assert!(text.contains(&format!("pid {}", std::process::id())), "{text}");
+        drop((a, b));
+        // Released: another open file description can take it.
+        let f = File::options()
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .unwrap();
+        f.try_lock().unwrap();
+        // Now held by `f`: this process's table has none, so it is refused with the holder.
+        let e = FolderLock::acquire(&dir).err().unwrap().to_string();
+        assert!(e.contains("is being written by process"), "{e}");
+        drop(f);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

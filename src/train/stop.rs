@@ -1,0 +1,64 @@
+//! Stopping on SIGINT or SIGTERM without losing work.
+//!
+//! While a training loop runs (it holds a [`Stoppable`]), the first signal only asks it to
+//! stop: it finishes the step, writes a checkpoint and returns [`crate::Error::Interrupted`],
+//! and the command exits with 128 + the signal's number (130, 143). Anywhere else, or on a
+//! second signal, the process exits at once with that status: every file is written
+//! atomically, so nothing is left half-written, and a resume continues from the last
+//! checkpoint.
+//!
+//! Only [`install`] (called by the `imba` command) changes the process's signal handling; a
+//! program embedding the trainer keeps its own.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// The signal that asked for a stop (0: none).
+static SIGNAL: AtomicUsize = AtomicUsize::new(0);
+/// Whether a signal ends the process at once (outside a training loop, or a second signal).
+static EXIT_NOW: AtomicBool = AtomicBool::new(true);
+
+#[cfg(unix)]
+const SIGNALS: [(i32, &str); 2] = [(2, "SIGINT"), (15, "SIGTERM")];
+#[cfg(not(unix))]
+const SIGNALS: [(i32, &str); 2] = [
+    (signal_hook::consts::SIGINT, "SIGINT"),
+    (signal_hook::consts::SIGTERM, "SIGTERM"),
+];
+
+/// Routes SIGINT and SIGTERM as the module docs say.
+pub fn install() -> std::io::Result<()> {
+    for (signal, _) in SIGNALS {
+        // Order matters: the exit check runs first, so the signal that arms it does not
+        // also trigger it.
+        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, &EXIT_NOW)?;
+        signal_hook::flag::register_usize(signal, &SIGNAL, signal as usize)?;
+        signal_hook::flag::register(signal, &EXIT_NOW)?;
+    }
+    Ok(())
+}
+
+/// The signal that asked for a stop, if one did: its number and name.
+pub fn requested() -> Option<(i32, &'static str)> {
+    let s = SIGNAL.load(Ordering::SeqCst) as i32;
+    SIGNALS.iter().find(|(n, _)| *n == s).copied()
+}
+
+/// Held by a training loop: while it lives, the first signal asks for a stop instead of
+/// ending the process.
+pub struct Stoppable(());
+
+impl Stoppable {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        if requested().is_none() {
+            EXIT_NOW.store(false, Ordering::SeqCst);
+        }
+        Stoppable(())
+    }
+}
+
+impl Drop for Stoppable {
+    fn drop(&mut self) {
+        EXIT_NOW.store(true, Ordering::SeqCst);
+    }
+}
