@@ -41,7 +41,8 @@ pub fn write_error(path: &Path, len: usize, e: std::io::Error) -> Error {
     if is_disk_full(&e) {
         let what = format!(
             "no space left on the device: writing it needs {} ({len} bytes); the previous \
-             version of the file, if any, is kept. Free space and run the command again",
+             version of the file, if any, is kept. Free space and run the command again (a \
+             training run continues from its last checkpoint with --resume)",
             human_bytes(len as u64)
         );
         return Error::io(path, what, e);

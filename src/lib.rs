@@ -22,9 +22,9 @@ pub mod compare;
 pub mod data;
 pub mod diffusion;
 pub mod error;
-pub mod files;
 #[cfg(feature = "workflow")]
 pub mod eval;
+pub mod files;
 pub mod gpu;
 pub mod kernels;
 pub mod model;

@@ -284,9 +284,8 @@ impl Study<'_> {
         let Ok(text) = std::fs::read_to_string(run.config()) else {
             return Ok(());
         };
-        let have = crate::train::TrainConfig::from_toml(&text).map_err(|e| {
-            Error::Config(format!("{}: {e}", run.config().display()))
-        })?;
+        let have = crate::train::TrainConfig::from_toml(&text)
+            .map_err(|e| Error::Config(format!("{}: {e}", run.config().display())))?;
         let want = self.options(v, seed)?.resolve()?;
         const FREE: [&str; 7] = [
             "out",
@@ -524,10 +523,8 @@ fn summary_line(c: &crate::train::TrainConfig) -> Result<String> {
 fn write(root: &Path, c: &Comparison, variants: &[String]) -> Result<()> {
     std::fs::create_dir_all(root).map_err(|e| Error::io(root, "cannot create the folder", e))?;
     let md = root.join("compare.md");
-    std::fs::write(&md, markdown(c, variants)).map_err(|e| Error::io(&md, "cannot write", e))?;
-    let js = root.join("compare.json");
-    std::fs::write(&js, serde_json::to_string_pretty(c).expect("serialisable"))
-        .map_err(|e| Error::io(&js, "cannot write", e))?;
+    crate::error::write_file(&md, markdown(c, variants))?;
+    crate::error::write_json(&root.join("compare.json"), c)?;
     let by = |v: &str| -> Vec<&RunResult> { c.runs.iter().filter(|r| r.variant == v).collect() };
     // One bar chart per metric family (the part before '/').
     let mut families: Vec<String> = Vec::new();

@@ -64,7 +64,6 @@ pub fn save(path: &Path, config: &DitConfig, flat: &[f32]) -> Result<()> {
     ]);
     let data = super::checksum::serialize(path, views, meta)?;
     crate::files::write_atomic(path, &data)
-        .map_err(|e| Error::checkpoint(path, e.to_string()).with_source(e))
 }
 
 /// Opens a safetensors file and checks its seal (files written elsewhere have none).

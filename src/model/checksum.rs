@@ -114,7 +114,10 @@ fn stable_header(mut bytes: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
     json.push('}');
     // The same entries in another order: never longer than the padded original.
     if json.len() > n {
-        return Err(format!("reordered header is {} bytes, over {n}", json.len()));
+        return Err(format!(
+            "reordered header is {} bytes, over {n}",
+            json.len()
+        ));
     }
     let mut header = json.into_bytes();
     header.resize(n, b' ');
@@ -149,14 +152,20 @@ pub fn verify(path: &Path, st: &SafeTensors, meta: &HashMap<String, String>) -> 
             .map(|(n, v)| (n.as_str(), format!("{:?}", v.dtype()), v.shape())),
     );
     if hex(header) != seal.header {
-        return Err(corrupt("its header (metadata or tensor shapes) is corrupt".into()));
+        return Err(corrupt(
+            "its header (metadata or tensor shapes) is corrupt".into(),
+        ));
     }
     for (name, view) in &tensors {
         let Some(expected) = seal.tensors.get(name) else {
-            return Err(corrupt(format!("tensor `{name}` is not in its checksum record")));
+            return Err(corrupt(format!(
+                "tensor `{name}` is not in its checksum record"
+            )));
         };
         if hex(crc32fast::hash(view.data())) != *expected {
-            return Err(corrupt(format!("tensor `{name}` is corrupt (CRC32 mismatch)")));
+            return Err(corrupt(format!(
+                "tensor `{name}` is corrupt (CRC32 mismatch)"
+            )));
         }
     }
     if let Some(missing) = seal.tensors.keys().find(|n| st.tensor(n).is_err()) {
@@ -179,18 +188,23 @@ mod tests {
             ),
             (
                 "a".to_string(),
-                TensorView::new(Dtype::F32, vec![1], bytemuck::cast_slice(&values[..1]))
-                    .unwrap(),
+                TensorView::new(Dtype::F32, vec![1], bytemuck::cast_slice(&values[..1])).unwrap(),
             ),
         ];
-        let meta = (0..20).map(|i| (format!("k{i}"), format!("v{i}"))).collect();
+        let meta = (0..20)
+            .map(|i| (format!("k{i}"), format!("v{i}")))
+            .collect();
         serialize(Path::new("t"), views, meta).unwrap()
     }
 
     fn check(bytes: &[u8]) -> Result<bool> {
         let st = SafeTensors::deserialize(bytes).unwrap();
         let (_, m) = SafeTensors::read_metadata(bytes).unwrap();
-        verify(Path::new("t"), &st, &m.metadata().clone().unwrap_or_default())
+        verify(
+            Path::new("t"),
+            &st,
+            &m.metadata().clone().unwrap_or_default(),
+        )
     }
 
     #[test]

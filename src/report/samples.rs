@@ -77,13 +77,12 @@ pub fn save_samples(
                 .map_err(|e| Error::Shape(e.to_string()))?,
         ),
     ];
-    let names = std::collections::HashMap::from([(
+    let names = std::collections::BTreeMap::from([(
         "imba.label_names".to_string(),
         serde_json::to_string(label_names).expect("serialisable"),
     )]);
-    let bytes = safetensors::serialize(views, Some(names))
-        .map_err(|e| Error::io(&p, "cannot serialise the samples", e))?;
-    std::fs::write(&p, bytes).map_err(|e| io(&p, e))?;
+    let bytes = crate::model::checksum::serialize(&p, views, names)?;
+    crate::files::write_atomic(&p, &bytes)?;
     written.push(p);
     Ok(written)
 }

@@ -76,7 +76,12 @@ impl FolderLock {
         }
         let _ = file.set_len(0);
         let _ = file.rewind();
-        let _ = writeln!(file, "pid {}\ncommand {}", std::process::id(), command_line());
+        let _ = writeln!(
+            file,
+            "pid {}\ncommand {}",
+            std::process::id(),
+            command_line()
+        );
         let held = Arc::new(Held {
             file,
             key: key.clone(),
@@ -116,7 +121,10 @@ mod tests {
         let a = FolderLock::acquire(&dir).unwrap();
         let b = FolderLock::acquire(&dir).unwrap();
         let text = std::fs::read_to_string(dir.join(LOCK_FILE)).unwrap();
-        assert!(text.contains(&format!("pid {}", std::process::id())), "{text}");
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
         drop((a, b));
         // Released: another open file description can take it.
         let f = File::options()

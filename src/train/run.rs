@@ -3,9 +3,8 @@
 
 use super::state::Saved;
 use super::{
-    FolderLock,
-    monitor, setup, time_monitor, DatasetKind, RunDir, State, StepStats, TrainConfig, TrainOptions,
-    Trainer,
+    monitor, setup, time_monitor, DatasetKind, FolderLock, RunDir, State, StepStats, TrainConfig,
+    TrainOptions, Trainer,
 };
 use crate::data::Dataset;
 use crate::diffusion::generate::{generate, SampleSpec};
@@ -55,7 +54,7 @@ fn truncate_log(path: &Path, step: u32) -> Result<()> {
         })
         .map(|l| format!("{l}\n"))
         .collect();
-    std::fs::write(path, kept).map_err(|e| Error::io(path, "cannot rewrite the log", e))
+    crate::files::write_atomic(path, kept.as_bytes())
 }
 
 /// Reads the lines of a JSONL file that parse as `T` (none if the file is missing).
@@ -206,7 +205,11 @@ fn open(
         }
         return Ok((config, run, None, lock));
     };
-    if let Some(out) = opts.out.as_deref().filter(|o| !same_folder(Path::new(o), dir)) {
+    if let Some(out) = opts
+        .out
+        .as_deref()
+        .filter(|o| !same_folder(Path::new(o), dir))
+    {
         return Err(Error::Config(format!(
             "--resume {} continues that run in its own folder; --out {out} would be ignored. \
              Drop --out, or copy the folder to {out} and resume the copy",
@@ -242,8 +245,7 @@ fn open(
 
 /// Whether two paths name the same folder (the same text, or the same folder on disk).
 fn same_folder(a: &Path, b: &Path) -> bool {
-    a == b
-        || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
 }
 
 /// Refuses a checkpoint that does not belong to the folder's run: one whose config differs

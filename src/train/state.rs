@@ -88,7 +88,6 @@ pub fn save(
     ]);
     let bytes = crate::model::checksum::serialize(path, views, meta)?;
     crate::files::write_atomic(path, &bytes)
-        .map_err(|e| Error::checkpoint(path, e.to_string()).with_source(e))
 }
 
 /// Reads a checkpoint: config, model shape, label names, step, data fingerprint and tensors.

@@ -130,6 +130,20 @@ fn compare_runs_end_to_end_and_reuses_finished_runs() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("hit/tail"), "{stdout}");
     assert!(run.join("eval.json").exists());
+
+    // Other training options never reuse these runs: refused, with the option named.
+    let mut other = args.clone();
+    other.extend(["--lr", "0.01"]);
+    let (ok, _, stderr) = imba_split(&other);
+    assert!(!ok, "a run of other options was reused");
+    assert!(
+        stderr.contains("other options") && stderr.contains("lr (run:"),
+        "{stderr}"
+    );
+    let mut report = other.clone();
+    report.push("--report-only");
+    let (ok, _, stderr) = imba_split(&report);
+    assert!(!ok && stderr.contains("lr (run:"), "{stderr}");
 }
 
 #[test]

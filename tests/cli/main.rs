@@ -6,6 +6,7 @@ mod common;
 
 mod basics;
 mod compare;
+mod failures;
 mod train;
 
 use std::path::PathBuf;

@@ -8,7 +8,7 @@ fn step_of(ckpt: &Path) -> u32 {
     imba::train::state::load(ckpt).unwrap().state.step
 }
 
-const TINY: &str = "dataset = 'shapes'\nimage_size = 8\nhead_count = 6\nimbalance = 3.0\n\
+pub const TINY: &str = "dataset = 'shapes'\nimage_size = 8\nhead_count = 6\nimbalance = 3.0\n\
                     model = 'tiny'\nbatch = 4\nsteps = 100\nwarmup = 2\nsample_count = 4\n\
                     sample_steps = 3\ncheckpoint_every = 2\n";
 

@@ -1,0 +1,288 @@
+//! What a crash, a signal, a second writer, a damaged or foreign checkpoint and a full disk
+//! cost a run, as a user meets them: the `imba` binary in child processes.
+
+use crate::common::skip;
+use crate::train::TINY;
+use crate::{imba_env, tempdir};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A tiny run's config file in `dir`, and its path as text.
+fn config(dir: &Path) -> String {
+    let cfg = dir.join("run.toml");
+    std::fs::write(&cfg, TINY).unwrap();
+    cfg.display().to_string()
+}
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_imba"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (up to two minutes) until `ready` holds.
+fn wait_for(what: &str, ready: impl Fn() -> bool) {
+    let t = Instant::now();
+    while !ready() {
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn log_lines(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("log.jsonl"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+fn step_of(run: &Path, file: &str) -> u32 {
+    imba::train::state::load(&run.join(file))
+        .unwrap()
+        .state
+        .step
+}
+
+fn train(c: &str, steps: &str, out: &Path, extra: &[&str]) -> (bool, String) {
+    let o = out.display().to_string();
+    let mut args = vec![
+        "train", "--config", c, "--steps", steps, "--out", &o, "--quiet",
+    ];
+    args.extend(extra);
+    imba_env(&args, &[])
+}
+
+#[test]
+fn a_second_writer_is_refused_with_the_holder_and_a_killed_one_never_blocks() {
+    let dir = tempdir("lock");
+    let c = config(&dir);
+    let run = dir.join("r");
+    let r = run.display().to_string();
+    let mut first = spawn(&[
+        "train",
+        "--config",
+        c.as_str(),
+        "--steps",
+        "100000",
+        "--out",
+        &r,
+        "--quiet",
+    ]);
+    wait_for("the first writer's lock", || {
+        std::fs::read_to_string(run.join(".lock")).is_ok_and(|t| t.contains("command"))
+    });
+    let pid = first.id().to_string();
+    for args in [
+        vec!["train", "--resume", r.as_str(), "--steps", "100000"],
+        vec!["train", "--config", c.as_str(), "--out", r.as_str()],
+        vec!["eval", "--run", r.as_str()],
+    ] {
+        let (ok, out) = imba_env(&args, &[]);
+        assert!(!ok, "{args:?} ran beside the first writer");
+        assert!(
+            out.contains("is being written by process") && out.contains(&pid),
+            "{args:?}: {out}"
+        );
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The lock died with its process.
+    imba::train::FolderLock::acquire(&run).expect("a killed writer's lock blocks");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_after_a_step_with_a_checkpoint_and_resumes_to_the_same_bytes() {
+    let dir = tempdir("sigterm");
+    let c = config(&dir);
+    let whole = dir.join("whole");
+    let (ok, out) = train(&c, "24", &whole, &["--checkpoint-every", "1000"]);
+    assert!(ok, "{out}");
+
+    let stopped = dir.join("stopped");
+    let s = stopped.display().to_string();
+    let child = spawn(&[
+        "train",
+        "--config",
+        c.as_str(),
+        "--steps",
+        "24",
+        "--checkpoint-every",
+        "1000",
+        "--out",
+        &s,
+        "--quiet",
+    ]);
+    wait_for("three steps", || log_lines(&stopped) >= 3);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(143), "{err}");
+    let at = step_of(&stopped, "checkpoint.safetensors");
+    assert!(at < 24, "the run finished before the signal");
+    assert!(
+        err.contains(&format!("stopped by SIGTERM after step {at}")) && err.contains("--resume"),
+        "{err}"
+    );
+    assert_eq!(
+        log_lines(&stopped),
+        at as usize,
+        "log and checkpoint disagree"
+    );
+
+    let (ok, out) = imba_env(&["train", "--resume", &s, "--quiet"], &[]);
+    assert!(ok, "{out}");
+    // Identical training gives identical files, byte for byte.
+    let bytes = |run: &Path| std::fs::read(run.join("model.safetensors")).unwrap();
+    assert!(
+        bytes(&whole) == bytes(&stopped),
+        "the resumed run's model differs"
+    );
+    let (a, b) = (
+        imba::train::state::load(&whole.join("checkpoint.safetensors")).unwrap(),
+        imba::train::state::load(&stopped.join("checkpoint.safetensors")).unwrap(),
+    );
+    assert!(a.state.params == b.state.params && a.state.m == b.state.m);
+}
+
+/// Flips one byte `from_end` bytes before the end of a file (inside its last tensor).
+fn flip(path: &Path, from_end: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    let n = b.len();
+    b[n - from_end] ^= 0x40;
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn a_damaged_checkpoint_is_named_and_the_previous_one_used() {
+    let dir = tempdir("damage");
+    let c = config(&dir);
+    let run = dir.join("r");
+    let r = run.display().to_string();
+    let (ok, out) = train(&c, "8", &run, &["--checkpoint-every", "4"]);
+    assert!(ok, "{out}");
+    assert_eq!(step_of(&run, "checkpoint.prev.safetensors"), 4);
+    let latest = run.join("checkpoint.safetensors");
+    flip(&latest, 3);
+    let e = imba::train::state::load(&latest).err().unwrap().to_string();
+    assert!(
+        e.contains("is corrupt (CRC32 mismatch)") && e.contains("tensor `"),
+        "{e}"
+    );
+    // A byte of the header's config text.
+    let mut header = std::fs::read(run.join("checkpoint.prev.safetensors")).unwrap();
+    let at = header.windows(9).position(|w| w == b"imbalance").unwrap();
+    header[at] = b'J';
+    let copy = dir.join("header.safetensors");
+    std::fs::write(&copy, header).unwrap();
+    let e = imba::train::state::load(&copy).err().unwrap().to_string();
+    assert!(e.contains("header"), "{e}");
+
+    // The resume warns, continues from step 4 and logs every step once.
+    let (ok, out) = imba_env(&["train", "--resume", &r, "--steps", "12", "--quiet"], &[]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("CRC32 mismatch") && out.contains("using the previous checkpoint"),
+        "{out}"
+    );
+    let steps: Vec<u32> = imba::train::RunDir::new(&run)
+        .read_log()
+        .iter()
+        .map(|s| s.step)
+        .collect();
+    assert_eq!(steps, (1..=12).collect::<Vec<_>>());
+    // Both damaged: refused, the latest's problem named.
+    flip(&latest, 3);
+    flip(&run.join("checkpoint.prev.safetensors"), 3);
+    let (ok, out) = imba_env(&["train", "--resume", &r, "--steps", "16"], &[]);
+    assert!(!ok && out.contains("CRC32 mismatch"), "{out}");
+}
+
+#[test]
+fn a_foreign_checkpoint_and_a_resume_elsewhere_are_refused() {
+    let dir = tempdir("foreign");
+    let c = config(&dir);
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    for (run, seed) in [(&a, "0"), (&b, "1")] {
+        let (ok, out) = train(&c, "2", run, &["--seed", seed, "--sample-count", "0"]);
+        assert!(ok, "{out}");
+    }
+    let a_s = a.display().to_string();
+    let (ok, out) = imba_env(
+        &[
+            "train",
+            "--resume",
+            &a_s,
+            "--steps",
+            "4",
+            "--out",
+            "elsewhere",
+        ],
+        &[],
+    );
+    assert!(
+        !ok && out.contains("--out elsewhere would be ignored"),
+        "{out}"
+    );
+    assert!(!PathBuf::from("elsewhere").exists());
+    for f in ["checkpoint.safetensors", "checkpoint.prev.safetensors"] {
+        let _ = std::fs::copy(b.join(f), a.join(f));
+    }
+    let (ok, out) = imba_env(&["train", "--resume", &a_s, "--steps", "4"], &[]);
+    assert!(!ok, "a checkpoint of another run was resumed");
+    assert!(
+        out.contains("does not belong") && out.contains("seed"),
+        "{out}"
+    );
+}
+
+/// A full disk: a 160 KiB tmpfs where the test may mount one (root), else a counted skip.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_names_the_file_and_leaves_no_partial_file() {
+    let dir = tempdir("full");
+    let c = config(&dir);
+    let mnt = dir.join("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let m = mnt.display().to_string();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=160k", "tmpfs", &m])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        skip(
+            "a_full_disk_names_the_file_and_leaves_no_partial_file",
+            "cannot mount a small tmpfs here (needs root and mount rights)",
+        );
+        return;
+    }
+    let run = mnt.join("r");
+    let (ok, out) = train(&c, "4", &run, &["--checkpoint-every", "2"]);
+    let files: Vec<String> = std::fs::read_dir(&run)
+        .map(|d| {
+            d.filter_map(|e| Some(e.ok()?.file_name().into_string().ok()?))
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = Command::new("umount").arg(&m).status();
+    assert!(!ok, "the run fitted in 160 KiB: {out}");
+    assert!(out.contains("no space left on the device"), "{out}");
+    assert!(out.contains("needs") && out.contains("KiB"), "{out}");
+    assert!(
+        files.iter().all(|f| !f.ends_with(".tmp")),
+        "a partial file was left: {files:?}"
+    );
+}
