@@ -16,6 +16,7 @@
 
 #[cfg(feature = "workflow")]
 pub mod bench;
+pub mod bounds;
 #[cfg(feature = "workflow")]
 pub mod compare;
 #[cfg(feature = "workflow")]

@@ -215,10 +215,9 @@ fn check(spec: &CompareSpec) -> Result<crate::train::TrainConfig> {
     for v in &spec.variants {
         variant(v)?;
     }
-    if let Some(g) = spec.sweep.iter().find(|g| !g.is_finite()) {
-        return Err(Error::Config(format!(
-            "--guidance-sweep holds {g}; give finite guidance scales, e.g. 1,2.6"
-        )));
+    spec.eval.validate()?;
+    for &g in &spec.sweep {
+        crate::bounds::guidance("guidance-sweep", g)?;
     }
     if let Some(c) = spec.control.as_ref().filter(|c| !spec.variants.contains(c)) {
         return Err(Error::Config(format!(

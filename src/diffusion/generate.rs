@@ -99,12 +99,18 @@ fn check(s: &SampleSpec, labels: &[u32]) -> Result<usize> {
             labels.len()
         )));
     }
-    if !s.guidance.is_finite() {
-        return Err(Error::Config(format!(
-            "guidance must be finite, got {}",
-            s.guidance
-        )));
+    crate::bounds::guidance("guidance", s.guidance)?;
+    if let Sampler::Ddim { steps, .. } | Sampler::Euler { steps } = s.sampler {
+        if steps == 0 {
+            return Err(Error::Config("sampler steps must be at least 1".into()));
+        }
+        crate::bounds::at_most("sampler steps", steps, crate::bounds::MAX_SAMPLER_STEPS)?;
     }
+    let samples = labels.len() / slots;
+    crate::bounds::host_memory(
+        &format!("{samples} samples"),
+        samples as u64 * m.image_len() as u64 * 4,
+    )?;
     if s.batch == 0 {
         return Err(Error::Config(
             "the sampling batch must be at least 1".into(),

@@ -112,6 +112,19 @@ impl Default for EvalOptions {
     }
 }
 
+impl EvalOptions {
+    /// Refuses counts over their bounds and an absurd guidance, naming the option.
+    pub fn validate(&self) -> Result<()> {
+        use crate::bounds::{self, at_most};
+        at_most("eval-per-label", self.per_label, bounds::MAX_SAMPLES)?;
+        if self.steps == 0 {
+            return Err(Error::Config("`eval-steps` must be at least 1".into()));
+        }
+        at_most("eval-steps", self.steps, bounds::MAX_SAMPLER_STEPS)?;
+        bounds::guidance("eval-guidance", self.guidance)
+    }
+}
+
 /// An evaluation with the samples it scored.
 pub struct Evaluated {
     pub evaluation: Evaluation,
@@ -124,6 +137,7 @@ pub struct Evaluated {
 
 /// Loads a run's checkpoint, samples and scores it on its data set's oracle.
 pub fn evaluate_run(gpu: &Gpu, run: &Path, o: &EvalOptions) -> Result<Evaluated> {
+    o.validate()?;
     let (saved, data) = load_run(run)?;
     let params = if o.ema {
         &saved.state.ema
@@ -137,6 +151,7 @@ pub fn evaluate_run(gpu: &Gpu, run: &Path, o: &EvalOptions) -> Result<Evaluated>
 /// Evaluates the EMA model a run kept at step `step` (`snapshots = true`) with the run's
 /// config and data.
 pub fn evaluate_snapshot(gpu: &Gpu, run: &Path, step: u32, o: &EvalOptions) -> Result<Evaluated> {
+    o.validate()?;
     let (saved, data) = load_run(run)?;
     let dir = crate::train::RunDir::new(run);
     let path = dir.snapshot(step);

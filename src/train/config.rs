@@ -348,6 +348,13 @@ impl TrainConfig {
         if c.batch == 0 {
             return Err(bad("batch", "must be at least 1".into()));
         }
+        use crate::bounds::{self, at_most};
+        at_most("steps", c.steps, bounds::MAX_STEPS)?;
+        at_most("batch", c.batch, bounds::MAX_BATCH)?;
+        at_most("image_size", c.image_size, bounds::MAX_IMAGE_SIZE)?;
+        at_most("head_count", c.head_count as u64, bounds::MAX_HEAD_COUNT)?;
+        at_most("sample_count", c.sample_count, bounds::MAX_SAMPLES)?;
+        at_most("sample_steps", c.sample_steps, bounds::MAX_SAMPLER_STEPS)?;
         if !(c.lr > 0.0 && c.lr.is_finite()) {
             return Err(bad(
                 "lr",
@@ -404,12 +411,7 @@ impl TrainConfig {
                 "must be at least 2 for CCUA (its contrastive loss compares samples)".into(),
             ));
         }
-        if !(c.guidance.is_finite()) {
-            return Err(bad(
-                "guidance",
-                format!("must be finite, got {}", c.guidance),
-            ));
-        }
+        bounds::guidance("guidance", c.guidance)?;
         self.imba_params().validate()?;
         let max = crate::kernels::MAX_TIME_BUCKETS;
         if !(1..=max).contains(&c.time_buckets) {

@@ -31,8 +31,33 @@ pub fn digits_held_out(c: &TrainConfig) -> Result<Dataset> {
     Ok(data::holdout(&digits_source(c)?, DIGITS_HELD_OUT, c.data_seed)?.2)
 }
 
+/// Refuses a generated data set that would not fit in memory, before drawing it: at most
+/// `head_count` images for each label.
+fn check_generated_size(c: &TrainConfig) -> Result<()> {
+    let per_label = c.head_count as u64;
+    let (labels, values) = match c.dataset {
+        DatasetKind::Toy2d => (c.classes as u64, 2),
+        DatasetKind::Shapes => {
+            let classes = (data::SHAPES.len() * data::COLOURS.len()) as u64;
+            let size = c.image_size.max(8) as u64;
+            let labels = if c.concepts {
+                classes * classes
+            } else {
+                classes
+            };
+            (labels, 3 * size * size)
+        }
+        DatasetKind::Digits | DatasetKind::Folder => return Ok(()),
+    };
+    crate::bounds::host_memory(
+        &format!("the data set ({per_label} images for the largest of {labels} labels)"),
+        per_label * labels * values * 4,
+    )
+}
+
 /// Loads or draws the configured data set, cut to its long-tailed split.
 pub fn load_data(c: &TrainConfig) -> Result<(Dataset, Split)> {
+    check_generated_size(c)?;
     let (data, kept) = match c.dataset {
         DatasetKind::Toy2d => {
             let d = data::toy2d(&data::Toy2dSpec {

@@ -142,6 +142,7 @@ impl<'g> Trainer<'g> {
                 layout.total * 4
             )));
         }
+        check_memory(gpu, &model, &config)?;
         let state = match state {
             Some(s) => s,
             None => {
@@ -577,4 +578,22 @@ fn build_objective(
             Box::new(objectives::Ccua::new(dev, loss, model, b, coef)?)
         }
     })
+}
+
+/// Refuses a model and batch whose training state would not fit: on a CPU adapter its memory
+/// is the host's, checked before anything is allocated. (wgpu does not tell a GPU's memory
+/// size; there an allocation that does not fit fails with the device's own error.)
+fn check_memory(gpu: &Gpu, model: &DitConfig, config: &TrainConfig) -> Result<()> {
+    if gpu.info.device_type != wgpu::DeviceType::Cpu {
+        return Ok(());
+    }
+    let report = crate::model::MemoryReport::new(model, config.batch, config.objective.repeats());
+    crate::bounds::host_memory(
+        &format!(
+            "training this model at batch {} (parameters, moments, activations; see `imba \
+             info --model`)",
+            config.batch
+        ),
+        report.total_bytes(),
+    )
 }

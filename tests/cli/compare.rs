@@ -161,9 +161,28 @@ fn compare_refuses_unknown_objectives_and_folder_data() {
     nan.extend(["--guidance-sweep", "1,nan", "--out", &out]);
     let (ok, _, stderr) = imba_split(&nan);
     assert!(
-        !ok && stderr.contains("--guidance-sweep holds NaN"),
+        !ok && stderr.contains("`guidance-sweep` is NaN"),
         "{stderr}"
     );
+    for (flag, value, named) in [
+        (
+            "--eval-guidance",
+            "1e30",
+            "`eval-guidance` is 1000000000000000000000000000000",
+        ),
+        (
+            "--eval-per-label",
+            "4000000000",
+            "`eval-per-label` is 4000000000",
+        ),
+        ("--steps", "4000000000", "`steps` is 4000000000"),
+    ] {
+        let mut absurd = vec!["compare"];
+        absurd.extend(TINY);
+        absurd.extend([flag, value, "--out", &out]);
+        let (ok, _, stderr) = imba_split(&absurd);
+        assert!(!ok && stderr.contains(named), "{flag} {value}: {stderr}");
+    }
     assert!(
         !dir.join("cmp").exists(),
         "a refused comparison wrote files"

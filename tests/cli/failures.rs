@@ -286,3 +286,50 @@ fn a_full_disk_names_the_file_and_leaves_no_partial_file() {
         "a partial file was left: {files:?}"
     );
 }
+
+/// Absurd sizes and scales are refused before anything is drawn or allocated, the value named.
+#[test]
+fn absurd_sizes_and_scales_are_refused_before_allocation() {
+    let dir = tempdir("absurd");
+    let out = dir.join("r").display().to_string();
+    let csv = dir.join("digits.csv");
+    let row = |v: &str| format!("{}{v},3\n", "0,".repeat(63));
+    std::fs::write(&csv, row("4") + &row("17")).unwrap();
+    let csv = csv.display().to_string();
+    let cases: [(&[&str], &str); 8] = [
+        (&["--steps", "4000000000"], "`steps` is 4000000000"),
+        (&["--image-size", "4096"], "`image_size` is 4096"),
+        (
+            &["--head-count", "4000000000"],
+            "`head_count` is 4000000000",
+        ),
+        (
+            &["--sample-count", "100000000"],
+            "`sample_count` is 100000000",
+        ),
+        (
+            &["--guidance", "1e30"],
+            "`guidance` is 1000000000000000000000000000000",
+        ),
+        (&["--guidance", "nan"], "`guidance` is NaN"),
+        (
+            &["--head-count", "1000000", "--image-size", "512"],
+            "the data set (1000000 images for the largest of 16 labels) would need about",
+        ),
+        (
+            &["--dataset", "digits", "--data-path", &csv],
+            "pixel `17` is outside 0..16",
+        ),
+    ];
+    for (args, named) in cases {
+        let mut a = vec!["train", "--out", out.as_str(), "--quiet"];
+        a.extend(args);
+        let t = Instant::now();
+        let (ok, text) = imba_env(&a, &[]);
+        assert!(!ok && text.contains(named), "{args:?}: {text}");
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{args:?} was not refused at once"
+        );
+    }
+}
