@@ -55,6 +55,9 @@ pub enum Error {
     /// Mapping a buffer for readback, or waiting for the GPU, failed.
     #[error("GPU readback failed: {0}")]
     Readback(String),
+    /// Two operands of one launch share memory where one of them is written.
+    #[error("aliased buffers: {0}")]
+    Alias(String),
     /// Another process is writing into the same folder.
     #[error("busy: {0}")]
     Busy(String),

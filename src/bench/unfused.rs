@@ -83,7 +83,7 @@ impl UnfusedWorkspace {
 
 /// The unfused chain's pipelines.
 pub struct UnfusedImba {
-    layout: wgpu::BindGroupLayout,
+    layout: crate::kernels::common::Layout,
     pipes: std::collections::HashMap<&'static str, wgpu::ComputePipeline>,
     reduce: ReduceKernel,
     unused: wgpu::Buffer,

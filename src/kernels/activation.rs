@@ -44,7 +44,7 @@ pub struct ActivationBackwardArgs<'a> {
 
 /// Compiled activation pipelines for one device.
 pub struct ActivationKernels {
-    layout: wgpu::BindGroupLayout,
+    layout: crate::kernels::common::Layout,
     pipelines: Pipelines,
     unused: wgpu::Buffer,
     binder: common::Binder,
@@ -145,7 +145,7 @@ impl ActivationKernels {
                 (2, common::range_or(dy.map(|d| (d, bytes)), &self.unused)),
                 (3, common::range(out, bytes)),
             ],
-        );
+        )?;
         common::record_pass(
             encoder,
             "activation",

@@ -31,7 +31,7 @@ impl Pipelines {
     pub(crate) fn new(
         device: &wgpu::Device,
         family: &str,
-        layout: &wgpu::BindGroupLayout,
+        layout: &Layout,
         entries: &[&'static str],
     ) -> Result<Self> {
         let compiled = pipelines(device, family, layout, entries)?;
@@ -45,7 +45,7 @@ impl Pipelines {
 }
 
 /// Binding kinds used by our shaders.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Slot {
     Uniform,
     Read,
@@ -58,13 +58,37 @@ pub(crate) enum Slot {
     WriteTexture,
 }
 
+/// A bind-group layout with what each binding is (read, read-write, ...) and the shader
+/// family whose variable names its bindings carry: what the aliasing check of
+/// [`Binder::bind`] needs.
+#[derive(Clone)]
+pub(crate) struct Layout(std::sync::Arc<LayoutInner>);
+
+struct LayoutInner {
+    raw: wgpu::BindGroupLayout,
+    slots: Vec<(u32, Slot)>,
+    /// Set by the first pipeline made with this layout.
+    family: std::sync::OnceLock<String>,
+}
+
+impl std::ops::Deref for Layout {
+    type Target = wgpu::BindGroupLayout;
+    fn deref(&self) -> &wgpu::BindGroupLayout {
+        &self.0.raw
+    }
+}
+
 /// One explicit bind-group layout shared by every entry point of a family, so a launch can
 /// bind its buffers once and run several entry points with the same bind group.
-pub(crate) fn layout(
-    device: &wgpu::Device,
-    label: &str,
-    slots: &[(u32, Slot)],
-) -> wgpu::BindGroupLayout {
+pub(crate) fn layout(device: &wgpu::Device, label: &str, slots: &[(u32, Slot)]) -> Layout {
+    Layout(std::sync::Arc::new(LayoutInner {
+        raw: raw_layout(device, label, slots),
+        slots: slots.to_vec(),
+        family: Default::default(),
+    }))
+}
+
+fn raw_layout(device: &wgpu::Device, label: &str, slots: &[(u32, Slot)]) -> wgpu::BindGroupLayout {
     let entries: Vec<_> = slots
         .iter()
         .map(|&(binding, slot)| wgpu::BindGroupLayoutEntry {
@@ -107,7 +131,7 @@ pub(crate) fn layout(
 pub(crate) fn pipelines(
     device: &wgpu::Device,
     family: &str,
-    layout: &wgpu::BindGroupLayout,
+    layout: &Layout,
     entries: &[&str],
 ) -> Result<Vec<wgpu::ComputePipeline>> {
     specialised_pipelines(device, family, layout, entries, &[])
@@ -117,10 +141,12 @@ pub(crate) fn pipelines(
 pub(crate) fn specialised_pipelines(
     device: &wgpu::Device,
     family: &str,
-    layout: &wgpu::BindGroupLayout,
+    layout: &Layout,
     entries: &[&str],
     constants: &[(&str, f64)],
 ) -> Result<Vec<wgpu::ComputePipeline>> {
+    layout.0.family.get_or_init(|| family.to_string());
+    let layout: &wgpu::BindGroupLayout = layout;
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let module = crate::shaders::module(device, family)?;
     let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -218,13 +244,15 @@ impl Binder {
     const CAPACITY: usize = 4096;
 
     /// The bind group of `layout` with `uniform` at binding 0 and `entries` after it.
+    /// A launch whose buffers alias where one of them is written is refused (see
+    /// [`check_aliasing`]); the check runs once per new set of buffers.
     pub(crate) fn bind<T: bytemuck::Pod>(
         &self,
         device: &wgpu::Device,
-        layout: &wgpu::BindGroupLayout,
+        layout: &Layout,
         uniform: &T,
         entries: Vec<(u32, wgpu::BindingResource<'_>)>,
-    ) -> wgpu::BindGroup {
+    ) -> Result<wgpu::BindGroup> {
         let bound = entries
             .iter()
             .map(|(binding, resource)| {
@@ -239,14 +267,15 @@ impl Binder {
             })
             .collect();
         let key = BindKey {
-            layout: layout.clone(),
+            layout: layout.0.raw.clone(),
             uniform: bytemuck::bytes_of(uniform).to_vec(),
             entries: bound,
         };
         let mut groups = self.groups.lock().expect("bind-group cache poisoned");
         if let Some(g) = groups.get(&key) {
-            return g.clone();
+            return Ok(g.clone());
         }
+        check_aliasing(layout, &key.entries)?;
         if groups.len() >= Self::CAPACITY {
             groups.clear();
         }
@@ -260,8 +289,70 @@ impl Binder {
         let g = bind_group(device, layout, all);
         LAUNCH_OBJECTS.with(|n| n.set(n.get() + 2));
         groups.insert(key, g.clone());
-        g
+        Ok(g)
     }
+}
+
+/// Refuses bindings that share a buffer where one of them is written: a buffer bound both
+/// read-only and read-write in one dispatch is a wgpu validation error (a panic under wgpu's
+/// default handler), and two read-write bindings whose ranges overlap race (garbage). Two
+/// read-write bindings of disjoint ranges of one buffer (tensors of one arena) are fine.
+fn check_aliasing(layout: &Layout, entries: &[(u32, Bound)]) -> Result<()> {
+    let slot = |b: u32| layout.0.slots.iter().find(|s| s.0 == b).map(|s| s.1);
+    let buffers: Vec<_> = entries
+        .iter()
+        .filter_map(|(binding, bound)| match bound {
+            Bound::Buffer(buf, offset, size) => {
+                let end = size.map_or(buf.size(), |s| offset + s.get());
+                Some((*binding, buf, *offset..end, slot(*binding)?))
+            }
+            Bound::View(_) => None,
+        })
+        .collect();
+    for (i, (b1, buf1, r1, s1)) in buffers.iter().enumerate() {
+        for (b2, buf2, r2, s2) in &buffers[i + 1..] {
+            if buf1 != buf2 || (*s1 == Slot::Read && *s2 == Slot::Read) {
+                continue;
+            }
+            let overlap = r1.start < r2.end && r2.start < r1.end;
+            let problem = if s1 != s2 {
+                "one is read and the other written in the same launch (wgpu forbids binding a \
+                 buffer both ways)"
+            } else if overlap {
+                "both are written and their ranges overlap (the results would race)"
+            } else {
+                continue;
+            };
+            let names = binding_names(layout.0.family.get().map(String::as_str).unwrap_or(""));
+            let name = |b: &u32| names.get(b).cloned().unwrap_or_else(|| format!("binding {b}"));
+            return Err(Error::Alias(format!(
+                "`{}` (bytes {}..{}) and `{}` (bytes {}..{}) are the same buffer: {problem}; give \
+                 the output a buffer (or a region of one) of its own",
+                name(b1),
+                r1.start,
+                r1.end,
+                name(b2),
+                r2.start,
+                r2.end
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The WGSL variable name of each binding of a shader family (for error messages).
+fn binding_names(family: &str) -> HashMap<u32, String> {
+    let Ok(source) = crate::shaders::source(family) else {
+        return HashMap::new();
+    };
+    let Ok(module) = naga::front::wgsl::parse_str(&source) else {
+        return HashMap::new();
+    };
+    module
+        .global_variables
+        .iter()
+        .filter_map(|(_, g)| Some((g.binding.as_ref()?.binding, g.name.clone()?)))
+        .collect()
 }
 
 /// An rgba32float texture for the texture paths (llvmpipe): kernels read it as a read-only
@@ -448,7 +539,7 @@ pub(crate) type Binding<'a> = (Option<(&'static str, Region<'a>, u64)>, &'a wgpu
 /// One dispatch of a family: where it is recorded, with which layout, pipeline and cache.
 pub(crate) struct OneLaunch<'a> {
     pub label: &'a str,
-    pub layout: &'a wgpu::BindGroupLayout,
+    pub layout: &'a Layout,
     pub pipeline: &'a wgpu::ComputePipeline,
     pub binder: &'a Binder,
 }
@@ -474,7 +565,7 @@ impl OneLaunch<'_> {
             .enumerate()
             .map(|(i, (b, fallback))| (i as u32 + 1, range_or(b.map(|(_, r, n)| (r, n)), fallback)))
             .collect();
-        let bg = self.binder.bind(device, self.layout, &uniform(gx), entries);
+        let bg = self.binder.bind(device, self.layout, &uniform(gx), entries)?;
         record_pass(encoder, self.label, &[(self.pipeline, &bg, (gx, gy))]);
         Ok(())
     }

@@ -45,7 +45,7 @@ pub struct ContrastiveArgs<'a> {
 
 /// Compiled contrastive pipelines for one device.
 pub struct ContrastiveKernels {
-    layout: wgpu::BindGroupLayout,
+    layout: crate::kernels::common::Layout,
     gram: wgpu::ComputePipeline,
     ucl: wgpu::ComputePipeline,
     backward: wgpu::ComputePipeline,
@@ -151,7 +151,7 @@ impl ContrastiveKernels {
                 .enumerate()
                 .map(|(i, (_, b, n))| (i as u32 + 1, common::range(*b, *n)))
                 .collect();
-            let bg = self.binder.bind(device, &self.layout, &p, entries);
+            let bg = self.binder.bind(device, &self.layout, &p, entries)?;
             dispatches.push((pipeline, bg, (gx, gy)));
         }
         let list: Vec<_> = dispatches.iter().map(|(p, b, g)| (*p, b, *g)).collect();

@@ -43,7 +43,7 @@ pub struct Labels<'a> {
 
 /// Compiled embedding pipelines for one device.
 pub struct EmbedKernels {
-    layout: wgpu::BindGroupLayout,
+    layout: crate::kernels::common::Layout,
     pipelines: Vec<wgpu::ComputePipeline>,
     unused: wgpu::Buffer,
     binder: common::Binder,

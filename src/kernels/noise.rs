@@ -57,7 +57,7 @@ pub(crate) struct NoiseParams {
 
 /// Compiled pipelines of the noise family for one device.
 pub struct NoiseKernels {
-    layout: wgpu::BindGroupLayout,
+    layout: crate::kernels::common::Layout,
     noise_to_tokens: wgpu::ComputePipeline,
     normals: wgpu::ComputePipeline,
     philox_words: wgpu::ComputePipeline,
@@ -167,7 +167,7 @@ impl NoiseKernels {
                 (5, common::range_or(out_u32, &self.unused_u32)),
                 (6, common::range_or(reads[3], &self.unused_read)),
             ],
-        );
+        )?;
         common::record_pass(encoder, "noise", &[(pipeline, &bg, (gx, gy))]);
         Ok(())
     }

@@ -41,7 +41,7 @@ const ENTRIES: [&str; 4] = ["sumsq_partials", "grad_norm", "adamw", "ema"];
 
 /// Compiled optimizer pipelines for one device, with the scratch of the norm's partials.
 pub struct OptimKernels {
-    layout: wgpu::BindGroupLayout,
+    layout: crate::kernels::common::Layout,
     pipelines: Vec<wgpu::ComputePipeline>,
     partials: wgpu::Buffer,
     unused_read: wgpu::Buffer,
@@ -314,6 +314,6 @@ impl OptimKernels {
                 common::range_or(s.map(|(_, r, b)| (r, b)), fallback),
             ));
         }
-        Ok((self.binder.bind(device, &self.layout, &uni, entries), grid))
+        Ok((self.binder.bind(device, &self.layout, &uni, entries)?, grid))
     }
 }

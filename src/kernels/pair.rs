@@ -44,7 +44,7 @@ pub struct PairArgs<'a> {
 
 /// Compiled pair pipelines for one device.
 pub struct PairKernels {
-    layout: wgpu::BindGroupLayout,
+    layout: crate::kernels::common::Layout,
     grad: wgpu::ComputePipeline,
     finalize: wgpu::ComputePipeline,
     binder: common::Binder,
@@ -132,7 +132,7 @@ impl PairKernels {
             .enumerate()
             .map(|(i, (_, b, n))| (i as u32 + 1, common::range(*b, *n)))
             .collect();
-        let bg = self.binder.bind(device, &self.layout, &p, entries);
+        let bg = self.binder.bind(device, &self.layout, &p, entries)?;
         common::record_pass(
             encoder,
             "pair",

@@ -17,7 +17,7 @@ pub(crate) struct ReduceParams {
 
 /// Sums `items` items of `width` (1 or 4) f32 each into one vec4, in a fixed order.
 pub struct ReduceKernel {
-    layout: wgpu::BindGroupLayout,
+    layout: crate::kernels::common::Layout,
     pipeline: wgpu::ComputePipeline,
     binder: common::Binder,
 }
@@ -101,7 +101,7 @@ impl ReduceKernel {
                     (1, common::range(src, n as u64 * w as u64 * 4)),
                     (2, common::range(dst, g as u64 * 16)),
                 ],
-            );
+            )?;
             passes.push((bg, common::grid(device, g as u64)?));
             if g == 1 {
                 break;

@@ -89,7 +89,7 @@ struct WorkgroupPath {
 
 /// The texture path's pipelines and operand textures.
 struct TexturePath {
-    layout: wgpu::BindGroupLayout,
+    layout: crate::kernels::common::Layout,
     pipelines: Vec<wgpu::ComputePipeline>,
     textures: LinearTextures,
     unused: wgpu::TextureView,
@@ -97,7 +97,7 @@ struct TexturePath {
 
 /// Compiled adaLN pipelines for one device.
 pub struct AdaLnKernels {
-    layout: wgpu::BindGroupLayout,
+    layout: crate::kernels::common::Layout,
     pipelines: Vec<wgpu::ComputePipeline>,
     texture: Option<TexturePath>,
     workgroup: Option<WorkgroupPath>,
@@ -670,7 +670,7 @@ impl AdaLnKernels {
             groups_x: gx,
             ..params
         };
-        let bg = self.binder.bind(device, &t.layout, &params, entries);
+        let bg = self.binder.bind(device, &t.layout, &params, entries)?;
         common::record_pass(
             encoder,
             TEX_ENTRIES[entry],

@@ -120,7 +120,7 @@ const TEX_ENTRIES: [&str; 5] = [
 
 /// The texture path's pipelines, placeholder textures and cached operand textures.
 struct TexturePath {
-    layout: wgpu::BindGroupLayout,
+    layout: crate::kernels::common::Layout,
     pipelines: Vec<wgpu::ComputePipeline>,
     read_placeholder: wgpu::TextureView,
     storage_placeholder: wgpu::TextureView,
@@ -130,7 +130,7 @@ struct TexturePath {
 
 /// Compiled attention pipelines for one device.
 pub struct AttentionKernels {
-    layout: wgpu::BindGroupLayout,
+    layout: crate::kernels::common::Layout,
     pipelines: Vec<wgpu::ComputePipeline>,
     texture: Option<TexturePath>,
     tiled: Option<TiledPath>,
@@ -449,7 +449,7 @@ impl AttentionKernels {
             8,
             wgpu::BindingResource::TextureView(written.unwrap_or(&tex.storage_placeholder)),
         ));
-        Ok((self.binder.bind(device, &tex.layout, &uni, entries), grid))
+        Ok((self.binder.bind(device, &tex.layout, &uni, entries)?, grid))
     }
 
     fn forward_texture(
@@ -559,7 +559,7 @@ impl AttentionKernels {
                 common::range_or(s.map(|(_, r, b)| (r, b)), fallback),
             ));
         }
-        Ok(self.binder.bind(device, &self.layout, &uni, entries))
+        Ok(self.binder.bind(device, &self.layout, &uni, entries)?)
     }
 
     fn record(

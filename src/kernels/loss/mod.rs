@@ -90,7 +90,7 @@ const D_FORM_TOKEN_MSE: u32 = 4;
 /// memory access, which is used when the shape allows it (see [`LossKernels::fused_path`]).
 /// Its pipelines are compiled on first use per geometry and kept.
 pub struct LossKernels {
-    layout: wgpu::BindGroupLayout,
+    layout: crate::kernels::common::Layout,
     token_weights: wgpu::ComputePipeline,
     sample_mean: wgpu::ComputePipeline,
     weights_total: wgpu::ComputePipeline,
@@ -600,7 +600,7 @@ impl LossKernels {
                 (9, ws.weight_total.as_entire_binding()),
                 (10, common::range(b.scalars.0, b.scalars.1)),
             ],
-        );
+        )?;
         let dispatches: Vec<_> = grids
             .into_iter()
             .map(|(pipeline, x, y)| (pipeline, &bg, (x, y)))

@@ -63,7 +63,7 @@ pub fn time_bucket(fraction: f32, buckets: u32) -> u32 {
 
 /// Compiled pipeline of the time-bucket normalisation.
 pub(crate) struct TimeNormKernel {
-    layout: wgpu::BindGroupLayout,
+    layout: crate::kernels::common::Layout,
     pipeline: wgpu::ComputePipeline,
     binder: common::Binder,
 }

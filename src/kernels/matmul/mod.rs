@@ -120,7 +120,7 @@ pub(crate) struct ProductParams {
 
 /// Compiled matmul pipelines for one device.
 pub struct MatmulKernels {
-    layout: wgpu::BindGroupLayout,
+    layout: crate::kernels::common::Layout,
     portable: wgpu::ComputePipeline,
     /// Present where the device qualifies (see [`MatmulKernels::fast_path_supported`]).
     texture: Option<TexturePath>,
@@ -366,7 +366,7 @@ impl MatmulKernels {
                 (3, bias),
                 (4, common::range(args.c, m * n * 4)),
             ],
-        );
+        )?;
         let tiled = self.tiled.as_ref().and_then(|t| t.launch(device, &params));
         let (pipeline, grid) = tiled.unwrap_or((&self.portable, (gx, gy)));
         common::record_pass(encoder, "matmul", &[(pipeline, &bg, grid)]);

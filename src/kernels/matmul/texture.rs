@@ -10,12 +10,12 @@ use std::sync::Mutex;
 
 /// The texture path's pipelines.
 pub(super) struct TexturePath {
-    pub(super) pack_layout: wgpu::BindGroupLayout,
+    pub(super) pack_layout: crate::kernels::common::Layout,
     pub(super) pack: wgpu::ComputePipeline,
-    pub(super) product_layout: wgpu::BindGroupLayout,
+    pub(super) product_layout: crate::kernels::common::Layout,
     pub(super) product: wgpu::ComputePipeline,
     /// `matmul_texture8_to_texture`: C written to a texture and copied out.
-    pub(super) product_tex_layout: wgpu::BindGroupLayout,
+    pub(super) product_tex_layout: crate::kernels::common::Layout,
     pub(super) product_tex: wgpu::ComputePipeline,
     /// Subgroup size the product kernels are built for (8 or 16).
     pub(super) lanes: u32,
@@ -156,7 +156,7 @@ impl TexturePath {
             (1, common::range(src, bytes)),
             (2, wgpu::BindingResource::TextureView(view)),
         ];
-        let bg = self.binder.bind(device, &self.pack_layout, &uni, entries);
+        let bg = self.binder.bind(device, &self.pack_layout, &uni, entries)?;
         common::record_pass(encoder, "matmul-pack", &[(&self.pack, &bg, (gx, gy))]);
         Ok(())
     }
@@ -264,14 +264,14 @@ impl TexturePath {
             entries.push((4, common::range(args.c, m * n * 4)));
             let bg = self
                 .binder
-                .bind(device, &self.product_layout, &uni, entries);
+                .bind(device, &self.product_layout, &uni, entries)?;
             common::record_pass(encoder, "matmul-texture", &[(&self.product, &bg, grid)]);
             return Ok(());
         };
         entries.push((5, wgpu::BindingResource::TextureView(c_view)));
         let bg = self
             .binder
-            .bind(device, &self.product_tex_layout, &uni, entries);
+            .bind(device, &self.product_tex_layout, &uni, entries)?;
         common::record_pass(encoder, "matmul-texture", &[(&self.product_tex, &bg, grid)]);
         let dst = texel_rows(args.c, row_offset, args.n / 4);
         encoder.copy_texture_to_buffer(texture_origin(c_view), dst, extent(args.n / 4, rows));

@@ -102,7 +102,7 @@ impl TiledPath {
     /// The tiled pipelines, or `None` where `device` cannot run even the small tile.
     pub(super) fn new(
         device: &wgpu::Device,
-        layout: &wgpu::BindGroupLayout,
+        layout: &crate::kernels::common::Layout,
     ) -> Result<Option<Self>> {
         if !Tile::SMALL.fits(device) {
             return Ok(None);
