@@ -96,8 +96,8 @@ pub fn run(gpu: &Gpu, o: &Options) -> imba::Result<Report> {
     let scalars = gpu.poisoned("scalars", 4);
     let args = ImbaLossArgs {
         shape: s,
-        pred_cond: &pc,
-        pred_uncond: &pu,
+        pred_cond: (&pc).into(),
+        pred_uncond: (&pu).into(),
         target: Target::Philox {
             seed: o.seed,
             step: 0,
@@ -105,10 +105,10 @@ pub fn run(gpu: &Gpu, o: &Options) -> imba::Result<Report> {
             kind: TargetKind::Epsilon,
             x0: None,
         },
-        weights: &weights,
-        grad_cond: &gc,
-        grad_uncond: &gu,
-        scalars: &scalars,
+        weights: (&weights).into(),
+        grad_cond: (&gc).into(),
+        grad_uncond: (&gu).into(),
+        scalars: (&scalars).into(),
         workspace: &ws,
     };
     let timer = GpuTimer::new(gpu);

@@ -82,13 +82,13 @@ pub fn run() -> Result<EmbedRun, Box<dyn std::error::Error>> {
     });
     let args = ImbaLossArgs {
         shape,
-        pred_cond: &pc,
-        pred_uncond: &pu,
-        target: Target::Explicit(&eps),
-        weights: &weights,
-        grad_cond: &grad_cond,
-        grad_uncond: &grad_uncond,
-        scalars: &scalars,
+        pred_cond: (&pc).into(),
+        pred_uncond: (&pu).into(),
+        target: Target::Explicit((&eps).into()),
+        weights: (&weights).into(),
+        grad_cond: (&grad_cond).into(),
+        grad_uncond: (&grad_uncond).into(),
+        scalars: (&scalars).into(),
         workspace: &workspace,
     };
     kernels.record_imba(&device, &mut encoder, &args, &ImbaParams::default())?;

@@ -167,7 +167,7 @@ impl<'g> StepBench<'g> {
         let dev = &self.gpu.device;
         let (dit, acts, pb) = (&self.dit, &self.acts, &self.patches);
         dit.record_forward(dev, enc, acts, pb, None)?;
-        let target = Target::Explicit(&self.target);
+        let target = Target::Explicit((&self.target).into());
         self.dual.record(
             dev,
             enc,

@@ -268,13 +268,13 @@ impl KernelBench<'_> {
         let p = ImbaParams::default();
         let args = ImbaLossArgs {
             shape: s,
-            pred_cond: &pc,
-            pred_uncond: &pu,
+            pred_cond: (&pc).into(),
+            pred_uncond: (&pu).into(),
             target: philox,
-            weights: &weights,
-            grad_cond: &gc,
-            grad_uncond: &gu,
-            scalars: &scalars,
+            weights: (&weights).into(),
+            grad_cond: (&gc).into(),
+            grad_uncond: (&gu).into(),
+            scalars: (&scalars).into(),
             workspace: &ws,
         };
         let times = time_interleaved(
@@ -331,10 +331,10 @@ impl KernelBench<'_> {
                 enc,
                 &MseLossArgs {
                     shape: s,
-                    pred: &pc,
+                    pred: (&pc).into(),
                     target: philox,
-                    grad: &gc,
-                    scalars: &scalars,
+                    grad: (&gc).into(),
+                    scalars: (&scalars).into(),
                     workspace: &ws,
                 },
             )

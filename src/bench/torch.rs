@@ -357,8 +357,8 @@ impl<'g> LossRun<'g> {
         let [pc, pu, w, gc, gu, sc] = &self.bufs;
         let args = ImbaLossArgs {
             shape: s,
-            pred_cond: pc,
-            pred_uncond: pu,
+            pred_cond: pc.into(),
+            pred_uncond: pu.into(),
             target: Target::Philox {
                 seed: 1,
                 step: self.step,
@@ -366,10 +366,10 @@ impl<'g> LossRun<'g> {
                 kind: TargetKind::Epsilon,
                 x0: None,
             },
-            weights: w,
-            grad_cond: gc,
-            grad_uncond: gu,
-            scalars: sc,
+            weights: w.into(),
+            grad_cond: gc.into(),
+            grad_uncond: gu.into(),
+            scalars: sc.into(),
             workspace: &self.workspace,
         };
         let start = Instant::now();

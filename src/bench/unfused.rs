@@ -272,7 +272,12 @@ impl UnfusedImba {
             }
             Target::Explicit(t) => {
                 common::check_storage(device, "target", t, nk)?;
-                t
+                if t.offset != 0 {
+                    return Err(Error::Param(
+                        "the unfused chain reads a whole target buffer (offset 0)".into(),
+                    ));
+                }
+                t.buffer
             }
         };
         Ok((geo, eps))

@@ -299,45 +299,97 @@ impl Binder {
 /// read-write bindings of disjoint ranges of one buffer (tensors of one arena) are fine.
 fn check_aliasing(layout: &Layout, entries: &[(u32, Bound)]) -> Result<()> {
     let slot = |b: u32| layout.0.slots.iter().find(|s| s.0 == b).map(|s| s.1);
-    let buffers: Vec<_> = entries
+    let operands: Vec<_> = entries
         .iter()
         .filter_map(|(binding, bound)| match bound {
+            Bound::Buffer(buf, _, _) if is_placeholder(buf) => None,
             Bound::Buffer(buf, offset, size) => {
                 let end = size.map_or(buf.size(), |s| offset + s.get());
-                Some((*binding, buf, *offset..end, slot(*binding)?))
+                Some((
+                    *binding,
+                    buf,
+                    *offset..end,
+                    slot(*binding)? == Slot::ReadWrite,
+                ))
             }
             Bound::View(_) => None,
         })
         .collect();
-    for (i, (b1, buf1, r1, s1)) in buffers.iter().enumerate() {
-        for (b2, buf2, r2, s2) in &buffers[i + 1..] {
-            if buf1 != buf2 || (*s1 == Slot::Read && *s2 == Slot::Read) {
-                continue;
-            }
-            let overlap = r1.start < r2.end && r2.start < r1.end;
-            let problem = if s1 != s2 {
-                "one is read and the other written in the same launch (wgpu forbids binding a \
-                 buffer both ways)"
-            } else if overlap {
-                "both are written and their ranges overlap (the results would race)"
-            } else {
-                continue;
-            };
-            let names = binding_names(layout.0.family.get().map(String::as_str).unwrap_or(""));
-            let name = |b: &u32| names.get(b).cloned().unwrap_or_else(|| format!("binding {b}"));
-            return Err(Error::Alias(format!(
-                "`{}` (bytes {}..{}) and `{}` (bytes {}..{}) are the same buffer: {problem}; give \
-                 the output a buffer (or a region of one) of its own",
-                name(b1),
-                r1.start,
-                r1.end,
-                name(b2),
-                r2.start,
-                r2.end
-            )));
+    let Some((i, j, problem)) = first_alias(&operands) else {
+        return Ok(());
+    };
+    let names = binding_names(layout.0.family.get().map(String::as_str).unwrap_or(""));
+    let name = |b: u32| {
+        names
+            .get(&b)
+            .cloned()
+            .unwrap_or_else(|| format!("binding {b}"))
+    };
+    let (a, b) = (&operands[i], &operands[j]);
+    Err(alias_error(&name(a.0), &a.2, &name(b.0), &b.2, problem))
+}
+
+/// Refuses operands of one launch (name, region, bytes, written) that alias, by the rule of
+/// [`check_aliasing`], before any pass is recorded: for launchers whose path may copy an
+/// input first (where the bindings alone would not show the alias), so that every path
+/// accepts and refuses the same arguments.
+pub(crate) fn check_operands(operands: &[(&str, Region, u64, bool)]) -> Result<()> {
+    let list: Vec<_> = operands
+        .iter()
+        .map(|(n, r, bytes, w)| (*n, r.buffer, r.offset..r.offset + bytes, *w))
+        .collect();
+    match first_alias(&list) {
+        None => Ok(()),
+        Some((i, j, problem)) => {
+            let (a, b) = (&list[i], &list[j]);
+            Err(alias_error(a.0, &a.2, b.0, &b.2, problem))
         }
     }
-    Ok(())
+}
+
+/// The first pair of operands (id, buffer, byte range, written) that share a buffer where one
+/// is written: read and written (wgpu forbids binding a buffer both ways in one dispatch), or
+/// both written over overlapping ranges (a race).
+fn first_alias<T>(
+    ops: &[(T, &wgpu::Buffer, std::ops::Range<u64>, bool)],
+) -> Option<(usize, usize, &'static str)> {
+    for (i, (_, buf1, r1, w1)) in ops.iter().enumerate() {
+        for (j, (_, buf2, r2, w2)) in ops.iter().enumerate().skip(i + 1) {
+            if buf1 != buf2 || (!w1 && !w2) {
+                continue;
+            }
+            if w1 != w2 {
+                return Some((
+                    i,
+                    j,
+                    "one is read and the other written in the same launch (wgpu forbids \
+                     binding a buffer both ways)",
+                ));
+            }
+            if r1.start < r2.end && r2.start < r1.end {
+                return Some((
+                    i,
+                    j,
+                    "both are written and their ranges overlap (the results would race)",
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn alias_error(
+    a: &str,
+    ra: &std::ops::Range<u64>,
+    b: &str,
+    rb: &std::ops::Range<u64>,
+    problem: &str,
+) -> Error {
+    Error::Alias(format!(
+        "`{a}` (bytes {}..{}) and `{b}` (bytes {}..{}) are the same buffer: {problem}; give the \
+         output a buffer (or a region of one) of its own",
+        ra.start, ra.end, rb.start, rb.end
+    ))
 }
 
 /// The WGSL variable name of each binding of a shader family (for error messages).
@@ -383,14 +435,42 @@ pub(crate) fn rgba32f_texture(
         .create_view(&Default::default())
 }
 
-/// A small storage buffer bound where an entry point's slot is unused in this launch.
+/// A small storage buffer bound where an entry point's slot is unused in this launch. One
+/// placeholder may fill several unused slots: the aliasing check knows it (by identity) and
+/// skips it.
 pub(crate) fn placeholder(device: &wgpu::Device) -> wgpu::Buffer {
-    device.create_buffer(&wgpu::BufferDescriptor {
+    let b = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("unused-slot"),
         size: 16,
         usage: wgpu::BufferUsages::STORAGE,
         mapped_at_creation: false,
-    })
+    });
+    PLACEHOLDERS
+        .lock()
+        .expect("placeholder set")
+        .get_or_insert_with(Default::default)
+        .insert(identity(&b));
+    b
+}
+
+/// The identities of the placeholders made so far (a few per kernel family and device). A
+/// freed placeholder's identity may be reused by a later buffer, which then goes unchecked:
+/// the set can only miss an alias, never invent one.
+static PLACEHOLDERS: Mutex<Option<std::collections::HashSet<u64>>> = Mutex::new(None);
+
+fn identity(b: &wgpu::Buffer) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    b.hash(&mut h);
+    h.finish()
+}
+
+fn is_placeholder(b: &wgpu::Buffer) -> bool {
+    PLACEHOLDERS
+        .lock()
+        .expect("placeholder set")
+        .as_ref()
+        .is_some_and(|s| s.contains(&identity(b)))
 }
 
 /// Where a launch's operand lives: a buffer and a byte offset into it, e.g. one named tensor
@@ -565,7 +645,9 @@ impl OneLaunch<'_> {
             .enumerate()
             .map(|(i, (b, fallback))| (i as u32 + 1, range_or(b.map(|(_, r, n)| (r, n)), fallback)))
             .collect();
-        let bg = self.binder.bind(device, self.layout, &uniform(gx), entries)?;
+        let bg = self
+            .binder
+            .bind(device, self.layout, &uniform(gx), entries)?;
         record_pass(encoder, self.label, &[(self.pipeline, &bg, (gx, gy))]);
         Ok(())
     }

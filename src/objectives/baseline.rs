@@ -52,10 +52,10 @@ impl Objective for Baseline {
     ) -> Result<()> {
         let args = MseLossArgs {
             shape: self.shape,
-            pred: &acts.out,
+            pred: (&acts.out).into(),
             target,
-            grad: &self.grad,
-            scalars: &self.scalars,
+            grad: (&self.grad).into(),
+            scalars: (&self.scalars).into(),
             workspace: &self.workspace,
         };
         loss.record_mse(device, encoder, &args)

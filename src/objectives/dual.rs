@@ -69,13 +69,13 @@ impl DualLoss {
         encoder.copy_buffer_to_buffer(&acts.out, bytes, &self.pred_uncond, 0, bytes);
         let args = crate::kernels::ImbaLossArgs {
             shape: self.shape,
-            pred_cond: &self.pred_cond,
-            pred_uncond: &self.pred_uncond,
+            pred_cond: (&self.pred_cond).into(),
+            pred_uncond: (&self.pred_uncond).into(),
             target,
-            weights: &self.weights,
-            grad_cond: &self.grad_cond,
-            grad_uncond: &self.grad_uncond,
-            scalars: &self.scalars,
+            weights: (&self.weights).into(),
+            grad_cond: (&self.grad_cond).into(),
+            grad_uncond: (&self.grad_uncond).into(),
+            scalars: (&self.scalars).into(),
             workspace: &self.workspace,
         };
         match time {

@@ -74,8 +74,8 @@ impl Objective for Imba {
         let time = self.time.as_ref().map(|t| TimeBuckets {
             buckets: t.buckets,
             decay: t.decay,
-            sample_bucket: &t.sample_bucket,
-            state: &t.state,
+            sample_bucket: (&t.sample_bucket).into(),
+            state: (&t.state).into(),
         });
         let p = &self.params;
         self.dual

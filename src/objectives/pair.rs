@@ -192,10 +192,10 @@ impl PairLoss {
             encoder,
             &MseLossArgs {
                 shape: self.shape,
-                pred: &acts.out,
+                pred: (&acts.out).into(),
                 target,
-                grad: &self.dout,
-                scalars: &self.mse_scalars,
+                grad: (&self.dout).into(),
+                scalars: (&self.mse_scalars).into(),
                 workspace: &self.workspace,
             },
         )?;

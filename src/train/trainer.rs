@@ -15,7 +15,7 @@ use crate::gpu::Gpu;
 use crate::kernels::optim::AdamW;
 use crate::kernels::{AdamWArgs, EmaArgs, GradNormArgs};
 use crate::kernels::{
-    LossKernels, NoiseArgs, NoiseKernels, OptimKernels, Region, Schedule, Target, TargetKind,
+    LossKernels, NoiseArgs, NoiseKernels, OptimKernels, Schedule, Target, TargetKind,
 };
 use crate::model::{Activations, Dit, DitConfig, ParamLayout};
 use crate::objectives::{self, StepInputs};
@@ -404,7 +404,7 @@ impl<'g> Trainer<'g> {
             step: inputs.step,
             geometry,
             kind,
-            x0: Some(&self.x0),
+            x0: Some((&self.x0).into()),
         };
         let o = &self.objective;
         self.dit
@@ -413,9 +413,9 @@ impl<'g> Trainer<'g> {
         // The first B rows are the conditional pass (labels, or ∅ where dropped).
         let mse = crate::kernels::TokenMseArgs {
             shape: self.mse_workspace.shape(),
-            pred: &self.acts.out,
+            pred: (&self.acts.out).into(),
             target,
-            out: &self.token_mse,
+            out: (&self.token_mse).into(),
             workspace: &self.mse_workspace,
         };
         self.loss.record_token_mse(dev, enc, &mse)?;
@@ -447,7 +447,7 @@ impl<'g> Trainer<'g> {
             weight_decay: c.weight_decay as f64,
         };
         let (params, grads) = (&self.dit.params, &self.dit.grads);
-        let clip = Some(Region::from(&self.norm));
+        let clip = Some((&self.norm).into());
         self.optim.record_adamw(
             dev,
             enc,

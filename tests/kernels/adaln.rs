@@ -157,7 +157,7 @@ fn check_against_reference(
         )
         .unwrap();
         let cols = |c: u32| Columns {
-            region: Region::from(&dmod),
+            region: (&dmod).into(),
             stride: 6 * dim as u32,
             col: c * dim as u32,
         };

@@ -96,9 +96,9 @@ impl Inputs {
                 } else {
                     TargetKind::Epsilon
                 },
-                x0: self.flow.then_some(x0),
+                x0: self.flow.then_some(x0.into()),
             },
-            None => Target::Explicit(explicit),
+            None => Target::Explicit(explicit.into()),
         }
     }
 }
@@ -144,13 +144,13 @@ fn run_imba(inp: &Inputs, p: &ImbaParams, path: Path) -> Outputs {
             let ws = k.workspace(dev, s).unwrap();
             let args = ImbaLossArgs {
                 shape: s,
-                pred_cond: &pc,
-                pred_uncond: &pu,
+                pred_cond: (&pc).into(),
+                pred_uncond: (&pu).into(),
                 target,
-                weights: &weights,
-                grad_cond: &gc,
-                grad_uncond: &gu,
-                scalars: &scalars,
+                weights: (&weights).into(),
+                grad_cond: (&gc).into(),
+                grad_uncond: (&gu).into(),
+                scalars: (&scalars).into(),
                 workspace: &ws,
             };
             k.record_imba(dev, &mut enc, &args, p).unwrap();
@@ -560,10 +560,10 @@ fn run_mse(inp: &Inputs) -> (Vec<f32>, Vec<f32>) {
         &mut enc,
         &MseLossArgs {
             shape: s,
-            pred: &pred,
+            pred: (&pred).into(),
             target,
-            grad: &grad,
-            scalars: &scalars,
+            grad: (&grad).into(),
+            scalars: (&scalars).into(),
             workspace: &ws,
         },
     )
@@ -722,45 +722,57 @@ fn bad_loss_inputs_are_errors() {
     let args = |shape, pc, target, ws| ImbaLossArgs {
         shape,
         pred_cond: pc,
-        pred_uncond: &big,
+        pred_uncond: (&big).into(),
         target,
-        weights: &big,
-        grad_cond: &big,
-        grad_uncond: &big,
-        scalars: &big,
+        weights: (&big).into(),
+        grad_cond: (&big).into(),
+        grad_uncond: (&big).into(),
+        scalars: (&big).into(),
         workspace: ws,
     };
-    let ex = Target::Explicit(&big);
+    let ex = Target::Explicit((&big).into());
     let d = ImbaParams::default();
     let mut enc = g.encoder();
     let mut expect = |a: ImbaLossArgs, p: ImbaParams, needle: &str| {
         assert_error_mentions(k.record_imba(dev, &mut enc, &a, &p), needle)
     };
-    expect(args(s, &small, ex, &ws), d, "`pred_cond`");
-    expect(args(s, &no_storage, ex, &ws), d, "STORAGE");
-    expect(args(s, &big, Target::Explicit(&small), &ws), d, "`target`");
+    expect(args(s, (&small).into(), ex, &ws), d, "`pred_cond`");
+    expect(args(s, (&no_storage).into(), ex, &ws), d, "STORAGE");
     expect(
-        args(TokenShape::new(2, 0, 3), &big, ex, &ws),
+        args(s, (&big).into(), Target::Explicit((&small).into()), &ws),
+        d,
+        "`target`",
+    );
+    expect(
+        args(TokenShape::new(2, 0, 3), (&big).into(), ex, &ws),
         d,
         "zero size",
     );
     expect(
-        args(TokenShape::new(2, 4, 2), &big, ex, &ws),
+        args(TokenShape::new(3, 4, 3), (&big).into(), ex, &ws),
         d,
         "workspace",
     );
-    expect(args(s, &big, ex, &ws), ImbaParams { gamma: -0.5, ..d }, "γ");
     expect(
-        args(s, &big, ex, &ws),
+        args(s, (&big).into(), ex, &ws),
+        ImbaParams { gamma: -0.5, ..d },
+        "γ",
+    );
+    expect(
+        args(s, (&big).into(), ex, &ws),
         ImbaParams {
             gamma: f32::NAN,
             ..d
         },
         "γ",
     );
-    expect(args(s, &big, ex, &ws), ImbaParams { lambda: 1.5, ..d }, "λ");
     expect(
-        args(s, &big, ex, &ws),
+        args(s, (&big).into(), ex, &ws),
+        ImbaParams { lambda: 1.5, ..d },
+        "λ",
+    );
+    expect(
+        args(s, (&big).into(), ex, &ws),
         ImbaParams {
             lambda: f32::NAN,
             ..d
@@ -781,7 +793,7 @@ fn bad_loss_inputs_are_errors() {
         kind: TargetKind::Epsilon,
         x0: None,
     };
-    expect(args(s, &big, t, &ws), d, "geometry");
+    expect(args(s, (&big).into(), t, &ws), d, "geometry");
     let geo = ImageGeometry {
         batch: 2,
         channels: 3,
@@ -797,7 +809,7 @@ fn bad_loss_inputs_are_errors() {
         kind: TargetKind::Velocity,
         x0: None,
     };
-    expect(args(geo.token_shape(), &big, t, &ws8), d, "x0");
+    expect(args(geo.token_shape(), (&big).into(), t, &ws8), d, "x0");
 
     // Larger than this device lets one binding be.
     let max = dev.limits().max_storage_buffer_binding_size;
@@ -808,13 +820,13 @@ fn bad_loss_inputs_are_errors() {
         let ws_h = k.workspace(dev, huge_shape).unwrap();
         let a = ImbaLossArgs {
             shape: huge_shape,
-            pred_cond: &huge,
-            pred_uncond: &huge,
-            target: Target::Explicit(&huge),
-            weights: &huge,
-            grad_cond: &huge,
-            grad_uncond: &huge,
-            scalars: &huge,
+            pred_cond: (&huge).into(),
+            pred_uncond: (&huge).into(),
+            target: Target::Explicit((&huge).into()),
+            weights: (&huge).into(),
+            grad_cond: (&huge).into(),
+            grad_uncond: (&huge).into(),
+            scalars: (&huge).into(),
             workspace: &ws_h,
         };
         assert_error_mentions(k.record_imba(dev, &mut enc, &a, &d), "device allows");

@@ -7,6 +7,7 @@ mod common;
 
 mod activation;
 mod adaln;
+mod aliasing;
 mod attention;
 mod embeddings;
 mod examples;

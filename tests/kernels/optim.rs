@@ -3,8 +3,8 @@
 
 use crate::common;
 use common::*;
+use imba::kernels::OptimKernels;
 use imba::kernels::{AdamWArgs, EmaArgs, GradNormArgs};
-use imba::kernels::{OptimKernels, Region};
 use imba::reference::optim::{self as ro, AdamW};
 
 #[test]
@@ -57,7 +57,7 @@ fn optimizer_matches_reference_over_steps() {
                     grads: (&gb).into(),
                     m: (&mb).into(),
                     v: (&vb).into(),
-                    norm: Some(Region::from(&norm)),
+                    norm: Some((&norm).into()),
                 },
             )
             .unwrap();

@@ -33,20 +33,20 @@ fn check_against_reference(what: &str, inp: &Inputs, p: &ImbaParams, rounds: &[V
         let sb = g.upload("sample_bucket", sample_bucket);
         let args = ImbaLossArgs {
             shape: s,
-            pred_cond: &pc,
-            pred_uncond: &pu,
+            pred_cond: (&pc).into(),
+            pred_uncond: (&pu).into(),
             target: inp.target(&tb, &x0),
-            weights: &weights,
-            grad_cond: &gc,
-            grad_uncond: &gu,
-            scalars: &scalars,
+            weights: (&weights).into(),
+            grad_cond: (&gc).into(),
+            grad_uncond: (&gu).into(),
+            scalars: (&scalars).into(),
             workspace: &ws,
         };
         let time = TimeBuckets {
             buckets,
             decay,
-            sample_bucket: &sb,
-            state: &state,
+            sample_bucket: (&sb).into(),
+            state: (&state).into(),
         };
         let mut enc = g.encoder();
         k.record_imba_time_normalized(dev, &mut enc, &args, p, &time)
@@ -161,9 +161,9 @@ fn token_mse_matches_reference() {
         let mut enc = g.encoder();
         let args = TokenMseArgs {
             shape: s,
-            pred: &pc,
+            pred: (&pc).into(),
             target: inp.target(&tb, &x0),
-            out: &out,
+            out: (&out).into(),
             workspace: &ws,
         };
         k.record_token_mse(dev, &mut enc, &args).unwrap();
@@ -195,15 +195,17 @@ fn bad_time_normalisation_is_an_error() {
     let ws = k.workspace(dev, s).unwrap();
     let big = g.zeros("big", 1024);
     let small = g.zeros("small", 4);
+    // Every operand a buffer of its own: outputs may not alias inputs.
+    let b: Vec<_> = (0..6).map(|_| g.zeros("operand", 1024)).collect();
     let args = ImbaLossArgs {
         shape: s,
-        pred_cond: &big,
-        pred_uncond: &big,
-        target: Target::Explicit(&big),
-        weights: &big,
-        grad_cond: &big,
-        grad_uncond: &big,
-        scalars: &big,
+        pred_cond: (&b[0]).into(),
+        pred_uncond: (&b[1]).into(),
+        target: Target::Explicit((&b[1]).into()),
+        weights: (&b[2]).into(),
+        grad_cond: (&b[3]).into(),
+        grad_uncond: (&b[4]).into(),
+        scalars: (&b[5]).into(),
         workspace: &ws,
     };
     let tb = ImbaParams {
@@ -213,7 +215,7 @@ fn bad_time_normalisation_is_an_error() {
     let time = |buckets, decay, state| TimeBuckets {
         buckets,
         decay,
-        sample_bucket: &big,
+        sample_bucket: (&big).into(),
         state,
     };
     let mut enc = g.encoder();
@@ -222,17 +224,17 @@ fn bad_time_normalisation_is_an_error() {
         "record_imba_time_normalized",
     );
     let plain = ImbaParams::default();
-    let t = time(4, 0.9, &big);
+    let t = time(4, 0.9, (&big).into());
     assert_error_mentions(
         k.record_imba_time_normalized(dev, &mut enc, &args, &plain, &t),
         "t-bucket",
     );
     for (t, needle) in [
-        (time(0, 0.9, &big), "buckets"),
-        (time(MAX_TIME_BUCKETS + 1, 0.9, &big), "buckets"),
-        (time(4, 1.0, &big), "decay"),
-        (time(4, f32::NAN, &big), "decay"),
-        (time(4, 0.9, &small), "`state`"),
+        (time(0, 0.9, (&big).into()), "buckets"),
+        (time(MAX_TIME_BUCKETS + 1, 0.9, (&big).into()), "buckets"),
+        (time(4, 1.0, (&big).into()), "decay"),
+        (time(4, f32::NAN, (&big).into()), "decay"),
+        (time(4, 0.9, (&small).into()), "`state`"),
     ] {
         assert_error_mentions(
             k.record_imba_time_normalized(dev, &mut enc, &args, &tb, &t),

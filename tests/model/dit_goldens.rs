@@ -187,7 +187,7 @@ fn dit_step_matches_goldens(paths: Paths) {
         &mut enc,
         &lk,
         &acts,
-        (Target::Explicit(&tb), &ImbaParams::default(), None),
+        (Target::Explicit((&tb).into()), &ImbaParams::default(), None),
     )
     .unwrap();
     dit.record_backward(dev, &mut enc, &acts, &pb, &dual.dout, None)
@@ -366,8 +366,15 @@ fn gpu_objectives_match_pytorch_goldens() {
         let mut enc = g.encoder();
         dit.record_forward(dev, &mut enc, &acts, &pb, pl.tap())
             .unwrap();
-        pl.record(dev, &mut enc, &lk, &acts, Target::Explicit(&tb), true)
-            .unwrap();
+        pl.record(
+            dev,
+            &mut enc,
+            &lk,
+            &acts,
+            Target::Explicit((&tb).into()),
+            true,
+        )
+        .unwrap();
         dit.record_backward(dev, &mut enc, &acts, &pb, &pl.dout, pl.inject())
             .unwrap();
         g.submit_and_wait(enc).unwrap();

@@ -176,8 +176,15 @@ fn gpu_objectives_match_reference() {
         let mut enc = g.encoder();
         dit.record_forward(dev, &mut enc, &acts, &pb, pl.tap())
             .unwrap();
-        pl.record(dev, &mut enc, &lk, &acts, Target::Explicit(&tb), true)
-            .unwrap();
+        pl.record(
+            dev,
+            &mut enc,
+            &lk,
+            &acts,
+            Target::Explicit((&tb).into()),
+            true,
+        )
+        .unwrap();
         dit.record_backward(dev, &mut enc, &acts, &pb, &pl.dout, pl.inject())
             .unwrap();
         g.submit_and_wait(enc).unwrap();

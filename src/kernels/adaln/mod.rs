@@ -534,7 +534,7 @@ impl AdaLnKernels {
             chunks,
             ..p
         };
-        let scratch_slot = Some(("scratch", Region::from(&scratch), partials * 4));
+        let scratch_slot = Some(("scratch", (&scratch).into(), partials * 4));
         self.launch(
             device,
             encoder,

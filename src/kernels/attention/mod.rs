@@ -270,6 +270,11 @@ impl AttentionKernels {
         shape.validate()?;
         let e = shape.elements() * 4;
         let l = shape.query_rows() * 4;
+        common::check_operands(&[
+            ("qkv", qkv, 3 * e, false),
+            ("o", o, e, true),
+            ("lse", lse, l, true),
+        ])?;
         if self.path(device, shape) == AttentionPath::Texture {
             for (name, r, bytes) in [("qkv", qkv, 3 * e), ("o", o, e), ("lse", lse, l)] {
                 common::check_storage(device, name, r, bytes)?;
@@ -316,6 +321,14 @@ impl AttentionKernels {
         shape.validate()?;
         let e = shape.elements() * 4;
         let l = shape.query_rows() * 4;
+        common::check_operands(&[
+            ("qkv", qkv, 3 * e, false),
+            ("o", o, e, false),
+            ("lse", lse, l, false),
+            ("d_o", d_o, e, false),
+            ("dqkv", dqkv, 3 * e, true),
+            ("delta", delta, l, true),
+        ])?;
         if self.path(device, shape) == AttentionPath::Texture {
             for (name, r, bytes) in [
                 ("qkv", qkv, 3 * e),

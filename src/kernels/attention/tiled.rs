@@ -36,7 +36,10 @@ pub(super) struct TiledPath {
 impl TiledPath {
     /// The path where `device` has 64 invocations per workgroup and room to stage at least
     /// 8 rows of the largest head; `None` elsewhere.
-    pub(super) fn new(device: &wgpu::Device, layout: &crate::kernels::common::Layout) -> Option<Self> {
+    pub(super) fn new(
+        device: &wgpu::Device,
+        layout: &crate::kernels::common::Layout,
+    ) -> Option<Self> {
         let l = device.limits();
         let staging_bytes = l.max_compute_workgroup_storage_size.min(BUDGET) - SCALARS_BYTES;
         let ok = l.max_compute_invocations_per_workgroup >= BLOCK

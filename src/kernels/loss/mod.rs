@@ -6,7 +6,7 @@
 //! weight pass (and a per-sample mean and/or a batch sum), then the same fused pass reading D.
 
 use super::common::{self, Slot};
-use super::{ImageGeometry, TokenShape};
+use super::{ImageGeometry, Region, TokenShape};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -162,14 +162,14 @@ fn vec4_shape_spec(s: TokenShape, target: &Target) -> Option<Vec4Spec> {
 
 /// Buffers of one launch in slot order 1..=10, with the bytes bound.
 struct Bindings<'a> {
-    pred_cond: (&'a wgpu::Buffer, u64),
-    pred_uncond: Option<(&'a wgpu::Buffer, u64)>,
-    target: Option<(&'a wgpu::Buffer, u64)>,
-    x0: Option<(&'a wgpu::Buffer, u64)>,
-    weights: Option<(&'a wgpu::Buffer, u64)>,
-    grad_cond: (&'a wgpu::Buffer, u64),
-    grad_uncond: Option<(&'a wgpu::Buffer, u64)>,
-    scalars: (&'a wgpu::Buffer, u64),
+    pred_cond: (Region<'a>, u64),
+    pred_uncond: Option<(Region<'a>, u64)>,
+    target: Option<(Region<'a>, u64)>,
+    x0: Option<(Region<'a>, u64)>,
+    weights: Option<(Region<'a>, u64)>,
+    grad_cond: (Region<'a>, u64),
+    grad_uncond: Option<(Region<'a>, u64)>,
+    scalars: (Region<'a>, u64),
 }
 
 impl LossKernels {
@@ -480,9 +480,9 @@ impl LossKernels {
             x0: x0_binding(&args.target),
             weights: Some((args.out, bn)),
             // Not touched by the weight pass.
-            grad_cond: (&self.unused_rw[1], 16),
+            grad_cond: ((&self.unused_rw[1]).into(), 16),
             grad_uncond: None,
-            scalars: (&self.unused_rw[0], 16),
+            scalars: ((&self.unused_rw[0]).into(), 16),
         };
         let steps = [(&self.token_weights, groups(s))];
         self.run(device, encoder, params, &b, args.workspace, &steps)
@@ -497,9 +497,10 @@ impl LossKernels {
         ws: &LossWorkspace,
     ) -> Result<LossParams> {
         s.validate()?;
-        if ws.shape != s {
+        if s.rows() > ws.shape.rows() || groups(s) * 16 > ws.partials.size() {
             return Err(Error::Shape(format!(
-                "workspace was made for {:?} but the launch is {:?}; make a workspace per shape",
+                "the workspace was made for {:?} but the launch is {:?}, larger; make the \
+                 workspace for the largest shape you launch (it serves any smaller one)",
                 ws.shape, s
             )));
         }
@@ -570,7 +571,14 @@ impl LossKernels {
         // largest pass). A step whose grid needs no y linearises to x alone; one that needs y
         // must share that x extent (only a per-sample pass over a batch beyond the dispatch
         // limit with few tokens per sample cannot).
-        let (gx, _) = common::grid(device, groups(ws.shape))?;
+        let (gx, _) = common::grid(
+            device,
+            groups(TokenShape::new(
+                params.batch,
+                params.tokens,
+                params.token_dim,
+            )),
+        )?;
         params.groups_x = gx;
         let mut grids = Vec::with_capacity(steps.len());
         for &(pipeline, n) in steps {
@@ -579,7 +587,7 @@ impl LossKernels {
                 return Err(Error::Limit(format!(
                     "batch {} needs more than {x} workgroups in one dimension for the per-sample \
                      pass; use a smaller batch",
-                    ws.shape.batch
+                    params.batch
                 )));
             }
             grids.push((pipeline, x, y));
@@ -610,14 +618,14 @@ impl LossKernels {
     }
 }
 
-fn explicit<'a>(t: &Target<'a>, bytes: u64) -> Option<(&'a wgpu::Buffer, u64)> {
+fn explicit<'a>(t: &Target<'a>, bytes: u64) -> Option<(Region<'a>, u64)> {
     match *t {
         Target::Explicit(b) => Some((b, bytes)),
         Target::Philox { .. } => None,
     }
 }
 
-fn x0_binding<'a>(t: &Target<'a>) -> Option<(&'a wgpu::Buffer, u64)> {
+fn x0_binding<'a>(t: &Target<'a>) -> Option<(Region<'a>, u64)> {
     match *t {
         Target::Philox {
             kind: TargetKind::Velocity,

@@ -26,9 +26,9 @@ pub struct TimeBuckets<'a> {
     /// Decay β of the running means, in [0, 1).
     pub decay: f32,
     /// The bucket of each sample, B u32 each < K (see [`time_bucket`]).
-    pub sample_bucket: &'a wgpu::Buffer,
+    pub sample_bucket: crate::kernels::Region<'a>,
     /// (m_k, w_k) per bucket, 2·K f32; zeros before the first step.
-    pub state: &'a wgpu::Buffer,
+    pub state: crate::kernels::Region<'a>,
 }
 
 impl TimeBuckets<'_> {
@@ -94,7 +94,7 @@ impl TimeNormKernel {
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
         shape: TokenShape,
-        weights: &wgpu::Buffer,
+        weights: crate::kernels::Region,
         t: &TimeBuckets,
     ) -> Result<()> {
         shape.validate()?;
@@ -118,18 +118,14 @@ impl TimeNormKernel {
             64,
             |_| params,
             &[
-                (Some(("weights", weights.into(), shape.rows() * 4)), weights),
+                (Some(("weights", weights, shape.rows() * 4)), weights.buffer),
                 (
-                    Some((
-                        "sample_bucket",
-                        t.sample_bucket.into(),
-                        shape.batch as u64 * 4,
-                    )),
-                    t.sample_bucket,
+                    Some(("sample_bucket", t.sample_bucket, shape.batch as u64 * 4)),
+                    t.sample_bucket.buffer,
                 ),
                 (
-                    Some(("state", t.state.into(), t.buckets as u64 * 8)),
-                    t.state,
+                    Some(("state", t.state, t.buckets as u64 * 8)),
+                    t.state.buffer,
                 ),
             ],
         )

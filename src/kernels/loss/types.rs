@@ -2,7 +2,7 @@
 //! and the workspace.
 
 use super::groups;
-use crate::kernels::{ImageGeometry, TokenShape};
+use crate::kernels::{ImageGeometry, Region, TokenShape};
 use crate::{Error, Result};
 
 /// How the per-token weight D is formed from the unconditional error ε − ε_u.
@@ -120,50 +120,53 @@ pub enum Target<'a> {
         step: u32,
         geometry: ImageGeometry,
         kind: TargetKind,
-        x0: Option<&'a wgpu::Buffer>,
+        x0: Option<Region<'a>>,
     },
     /// A target in token layout (B, N, K), (i, j, c) order: for engines with their own noise.
-    Explicit(&'a wgpu::Buffer),
+    Explicit(Region<'a>),
 }
 
-/// Arguments of [`LossKernels::record_imba`]. Token buffers are (B, N, K) f32.
+/// Arguments of [`LossKernels::record_imba`]. Token buffers are (B, N, K) f32. Every operand
+/// is a [`Region`] (a buffer and a byte offset: a tensor of an engine's arena); a plain
+/// `&wgpu::Buffer` converts with `.into()`. Outputs may not share memory with any other
+/// operand: the launch refuses it, naming both.
 pub struct ImbaLossArgs<'a> {
     pub shape: TokenShape,
     /// ε_c = ε_θ(x_t, y, t).
-    pub pred_cond: &'a wgpu::Buffer,
+    pub pred_cond: Region<'a>,
     /// ε_u = ε_θ(x_t, ∅, t).
-    pub pred_uncond: &'a wgpu::Buffer,
+    pub pred_uncond: Region<'a>,
     pub target: Target<'a>,
     /// Output: D per token (B, N).
-    pub weights: &'a wgpu::Buffer,
+    pub weights: Region<'a>,
     /// Output: ∂L/∂ε_c.
-    pub grad_cond: &'a wgpu::Buffer,
+    pub grad_cond: Region<'a>,
     /// Output: ∂L/∂ε_u.
-    pub grad_uncond: &'a wgpu::Buffer,
+    pub grad_uncond: Region<'a>,
     /// Output: [L, L_c, L_u, mean D], 4 f32.
-    pub scalars: &'a wgpu::Buffer,
+    pub scalars: Region<'a>,
     pub workspace: &'a LossWorkspace,
 }
 
 /// Arguments of [`LossKernels::record_mse`].
 pub struct MseLossArgs<'a> {
     pub shape: TokenShape,
-    pub pred: &'a wgpu::Buffer,
+    pub pred: Region<'a>,
     pub target: Target<'a>,
     /// Output: ∂L/∂pred.
-    pub grad: &'a wgpu::Buffer,
+    pub grad: Region<'a>,
     /// Output: [L, L, 0, 1].
-    pub scalars: &'a wgpu::Buffer,
+    pub scalars: Region<'a>,
     pub workspace: &'a LossWorkspace,
 }
 
 /// Arguments of [`LossKernels::record_token_mse`](super::LossKernels::record_token_mse).
 pub struct TokenMseArgs<'a> {
     pub shape: TokenShape,
-    pub pred: &'a wgpu::Buffer,
+    pub pred: Region<'a>,
     pub target: Target<'a>,
     /// Output: mean_k (pred − target)² per token (B, N).
-    pub out: &'a wgpu::Buffer,
+    pub out: Region<'a>,
     pub workspace: &'a LossWorkspace,
 }
 
