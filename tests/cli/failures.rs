@@ -273,7 +273,7 @@ fn a_full_disk_names_the_file_and_leaves_no_partial_file() {
     let (ok, out) = train(&c, "4", &run, &["--checkpoint-every", "2"]);
     let files: Vec<String> = std::fs::read_dir(&run)
         .map(|d| {
-            d.filter_map(|e| Some(e.ok()?.file_name().into_string().ok()?))
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .collect()
         })
         .unwrap_or_default();

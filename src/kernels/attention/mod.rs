@@ -572,7 +572,7 @@ impl AttentionKernels {
                 common::range_or(s.map(|(_, r, b)| (r, b)), fallback),
             ));
         }
-        Ok(self.binder.bind(device, &self.layout, &uni, entries)?)
+        self.binder.bind(device, &self.layout, &uni, entries)
     }
 
     fn record(
