@@ -37,8 +37,9 @@ pub fn load_digits(bytes: &[u8]) -> Result<Dataset> {
             let v: f32 = f.parse().map_err(|_| {
                 Error::Data(format!("digits: line {}: `{f}` is not a number", row + 1))
             })?;
-            // The format's intensities are counts of set pixels in a 4×4 cell: 0..=16.
-            if !(0.0..=16.0).contains(&v) {
+            // The format's intensities are counts of set pixels in a 4×4 cell: 0..=16 (a
+            // non-finite value is refused with the data set's other checks).
+            if v.is_finite() && !(0.0..=16.0).contains(&v) {
                 return Err(Error::Data(format!(
                     "digits: line {}: pixel `{f}` is outside 0..16, the format's range; \
                      rescale the data to 0..16",

@@ -333,6 +333,14 @@ fn bad_data_is_refused() {
         imba::data::load_digits(row("nan", "1").as_bytes()),
         "non-finite",
     );
+    assert_error_mentions(
+        imba::data::load_digits(row("17", "1").as_bytes()),
+        "pixel `17` is outside 0..16",
+    );
+    assert_error_mentions(
+        imba::data::load_digits(row("-1", "1").as_bytes()),
+        "pixel `-1` is outside 0..16",
+    );
     assert_error_mentions(imba::data::load_digits(b"1,2,3\n"), "64 pixels");
 }
 
