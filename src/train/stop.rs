@@ -17,9 +17,6 @@ static SIGNAL: AtomicUsize = AtomicUsize::new(0);
 /// Whether a signal ends the process at once (outside a training loop, or a second signal).
 static EXIT_NOW: AtomicBool = AtomicBool::new(true);
 
-#[cfg(unix)]
-const SIGNALS: [(i32, &str); 2] = [(2, "SIGINT"), (15, "SIGTERM")];
-#[cfg(not(unix))]
 const SIGNALS: [(i32, &str); 2] = [
     (signal_hook::consts::SIGINT, "SIGINT"),
     (signal_hook::consts::SIGTERM, "SIGTERM"),

@@ -175,7 +175,7 @@ fn compare_refuses_unknown_objectives_and_folder_data() {
             "4000000000",
             "`eval-per-label` is 4000000000",
         ),
-        ("--steps", "4000000000", "`steps` is 4000000000"),
+        ("--sample-steps", "100000", "`sample_steps` is 100000"),
     ] {
         let mut absurd = vec!["compare"];
         absurd.extend(TINY);
