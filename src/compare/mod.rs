@@ -296,7 +296,7 @@ impl Study<'_> {
             "guidance",
         ];
         let differ: Vec<String> = have
-            .differences(&want)
+            .run_differences(&want)
             .into_iter()
             .filter(|k| !FREE.contains(k))
             .map(|k| format!("{k} (run: {}, now: {})", have.field(k), want.field(k)))

@@ -463,6 +463,32 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// The options that differ between two configs and shape the run: an option the
+    /// objective does not read (IMBA's γ for the baseline, the t-bucket means for the dual
+    /// baseline, CBDM's τ for IMBA, ...) is left out, so runs that train identically compare
+    /// equal whatever such an option says.
+    pub fn run_differences(&self, other: &TrainConfig) -> Vec<&'static str> {
+        self.differences(other)
+            .into_iter()
+            .filter(|k| self.reads(k) || other.reads(k))
+            .collect()
+    }
+
+    /// Whether this config's objective reads option `name`.
+    fn reads(&self, name: &str) -> bool {
+        let o = self.objective;
+        match name {
+            "lambda" => matches!(o, Objective::Imba | Objective::DualBaseline),
+            "gamma" | "d_form" | "normalize" | "granularity" => o == Objective::Imba,
+            "time_buckets" | "time_decay" => {
+                o == Objective::Imba && self.normalize == Normalize::TBucket
+            }
+            n if n.starts_with("cbdm_") => o == Objective::Cbdm,
+            n if n.starts_with("ccua_") => o == Objective::Ccua,
+            _ => true,
+        }
+    }
+
     /// The IMBA loss parameters (γ = 0 for the dual baseline).
     pub fn imba_params(&self) -> ImbaParams {
         ImbaParams {
@@ -491,5 +517,40 @@ impl TrainConfig {
         let c: Self = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         c.validate()?;
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_options_the_objective_reads_make_runs_differ() {
+        let dual = TrainConfig {
+            objective: Objective::DualBaseline,
+            normalize: Normalize::None,
+            ..TrainConfig::default()
+        };
+        let other = TrainConfig {
+            normalize: Normalize::TBucket,
+            gamma: 0.5,
+            cbdm_tau: 2.0,
+            ..dual.clone()
+        };
+        assert!(dual.run_differences(&other).is_empty());
+        let lr = TrainConfig {
+            lr: 0.1,
+            ..other.clone()
+        };
+        assert_eq!(other.run_differences(&lr), ["lr"]);
+        let imba = TrainConfig {
+            objective: Objective::Imba,
+            ..dual.clone()
+        };
+        let imba_t = TrainConfig {
+            objective: Objective::Imba,
+            ..other
+        };
+        assert_eq!(imba.run_differences(&imba_t), ["gamma", "normalize"]);
     }
 }

@@ -262,7 +262,7 @@ fn check_identity(run: &RunDir, saved: &TrainConfig) -> Result<()> {
         ))
     })?;
     let differ: Vec<_> = own
-        .differences(saved)
+        .run_differences(saved)
         .into_iter()
         .filter(|k| !RESUMABLE.contains(k))
         .collect();
