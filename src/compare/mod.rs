@@ -286,19 +286,9 @@ impl Study<'_> {
         let have = crate::train::TrainConfig::from_toml(&text)
             .map_err(|e| Error::Config(format!("{}: {e}", run.config().display())))?;
         let want = self.options(v, seed)?.resolve()?;
-        const FREE: [&str; 7] = [
-            "out",
-            "steps",
-            "checkpoint_every",
-            "snapshots",
-            "sample_count",
-            "sample_steps",
-            "guidance",
-        ];
         let differ: Vec<String> = have
             .run_differences(&want)
             .into_iter()
-            .filter(|k| !FREE.contains(k))
             .map(|k| format!("{k} (run: {}, now: {})", have.field(k), want.field(k)))
             .collect();
         if differ.is_empty() {

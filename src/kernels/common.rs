@@ -448,7 +448,6 @@ pub(crate) fn placeholder(device: &wgpu::Device) -> wgpu::Buffer {
     PLACEHOLDERS
         .lock()
         .expect("placeholder set")
-        .get_or_insert_with(Default::default)
         .insert(identity(&b));
     b
 }
@@ -456,7 +455,8 @@ pub(crate) fn placeholder(device: &wgpu::Device) -> wgpu::Buffer {
 /// The identities of the placeholders made so far (a few per kernel family and device). A
 /// freed placeholder's identity may be reused by a later buffer, which then goes unchecked:
 /// the set can only miss an alias, never invent one.
-static PLACEHOLDERS: Mutex<Option<std::collections::HashSet<u64>>> = Mutex::new(None);
+static PLACEHOLDERS: std::sync::LazyLock<Mutex<std::collections::HashSet<u64>>> =
+    std::sync::LazyLock::new(Default::default);
 
 fn identity(b: &wgpu::Buffer) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -469,8 +469,7 @@ fn is_placeholder(b: &wgpu::Buffer) -> bool {
     PLACEHOLDERS
         .lock()
         .expect("placeholder set")
-        .as_ref()
-        .is_some_and(|s| s.contains(&identity(b)))
+        .contains(&identity(b))
 }
 
 /// Where a launch's operand lives: a buffer and a byte offset into it, e.g. one named tensor

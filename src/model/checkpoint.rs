@@ -66,8 +66,12 @@ pub fn save(path: &Path, config: &DitConfig, flat: &[f32]) -> Result<()> {
     crate::files::write_atomic(path, &data)
 }
 
-/// Opens a safetensors file and checks its seal (files written elsewhere have none).
-pub fn open<'a>(path: &Path, data: &'a [u8]) -> Result<SafeTensors<'a>> {
+/// Opens a safetensors file and checks its seal (files written elsewhere have none); the
+/// tensors and the metadata.
+pub fn open<'a>(
+    path: &Path,
+    data: &'a [u8],
+) -> Result<(SafeTensors<'a>, std::collections::HashMap<String, String>)> {
     let invalid = |e: safetensors::SafeTensorError| {
         Error::checkpoint(
             path,
@@ -77,8 +81,9 @@ pub fn open<'a>(path: &Path, data: &'a [u8]) -> Result<SafeTensors<'a>> {
     };
     let (_, meta) = SafeTensors::read_metadata(data).map_err(invalid)?;
     let st = SafeTensors::deserialize(data).map_err(invalid)?;
-    super::checksum::verify(path, &st, &meta.metadata().clone().unwrap_or_default())?;
-    Ok(st)
+    let meta = meta.metadata().clone().unwrap_or_default();
+    super::checksum::verify(path, &st, &meta)?;
+    Ok((st, meta))
 }
 
 /// Reads a checkpoint for `config` into a flat parameter vector (`layout.total` values,
@@ -91,7 +96,7 @@ pub fn load(path: &Path, config: &DitConfig) -> Result<Vec<f32>> {
         )
         .with_source(e)
     })?;
-    let st = open(path, &data)?;
+    let (st, _) = open(path, &data)?;
     let flat = params_from(&st, path, config, "")?;
     let layout = ParamLayout::new(config);
     let known: Vec<&str> = layout.tensors.iter().map(|t| t.name.as_str()).collect();

@@ -3,6 +3,7 @@
 
 use super::dit::arena_plan;
 use super::{DitConfig, ParamLayout};
+use crate::files::human_bytes as human;
 use std::fmt;
 
 /// Bytes per category for one config, batch and number of label sets (2 = dual forward).
@@ -67,17 +68,6 @@ impl MemoryReport {
             + self.pos_bytes
             + self.activation_bytes
             + self.scratch_bytes
-    }
-}
-
-fn human(b: u64) -> String {
-    let b = b as f64;
-    if b >= 1024.0 * 1024.0 * 1024.0 {
-        format!("{:.2} GiB", b / (1024.0 * 1024.0 * 1024.0))
-    } else if b >= 1024.0 * 1024.0 {
-        format!("{:.1} MiB", b / (1024.0 * 1024.0))
-    } else {
-        format!("{:.1} KiB", b / 1024.0)
     }
 }
 

@@ -334,6 +334,17 @@ impl TrainOptions {
     }
 }
 
+/// Options that may change when a run is resumed (and that a comparison does not compare).
+pub const RESUMABLE: [&str; 7] = [
+    "steps",
+    "checkpoint_every",
+    "snapshots",
+    "sample_count",
+    "sample_steps",
+    "guidance",
+    "out",
+];
+
 fn bad(key: &str, why: String) -> Error {
     Error::Config(format!("`{key}` {why}"))
 }
@@ -463,14 +474,15 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// The options that differ between two configs and shape the run: an option the
-    /// objective does not read (IMBA's γ for the baseline, the t-bucket means for the dual
-    /// baseline, CBDM's τ for IMBA, ...) is left out, so runs that train identically compare
-    /// equal whatever such an option says.
+    /// The options that differ between two configs and decide the training up to a step:
+    /// those in [`RESUMABLE`] (the budget, checkpoints, end-of-run sampling, the folder) and
+    /// those the objective does not read (IMBA's γ for the baseline, the t-bucket means for
+    /// the dual baseline, CBDM's τ for IMBA, ...) are left out, so a checkpoint, a resume and
+    /// a reused comparison run are judged by what actually trained them.
     pub fn run_differences(&self, other: &TrainConfig) -> Vec<&'static str> {
         self.differences(other)
             .into_iter()
-            .filter(|k| self.reads(k) || other.reads(k))
+            .filter(|k| !RESUMABLE.contains(k) && (self.reads(k) || other.reads(k)))
             .collect()
     }
 

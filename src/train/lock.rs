@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 /// The name of the lock file inside a folder.
 pub const LOCK_FILE: &str = ".lock";
@@ -32,16 +32,14 @@ impl Drop for Held {
         let _ = self.file.unlock();
         let mut table = HELD.lock().expect("lock table");
         // Another acquire may already have replaced this entry with a live lock.
-        if let Some(t) = table.as_mut() {
-            if t.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
-                t.remove(&self.key);
-            }
+        if table.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
+            table.remove(&self.key);
         }
     }
 }
 
 /// The locks this process holds, by canonical folder.
-static HELD: Mutex<Option<HashMap<PathBuf, Weak<Held>>>> = Mutex::new(None);
+static HELD: LazyLock<Mutex<HashMap<PathBuf, Weak<Held>>>> = LazyLock::new(Default::default);
 
 impl FolderLock {
     /// Locks `dir` (created if missing) for writing, or says which process holds it.
@@ -51,7 +49,6 @@ impl FolderLock {
             .canonicalize()
             .map_err(|e| Error::io(dir, "cannot resolve the folder", e))?;
         let mut table = HELD.lock().expect("lock table");
-        let table = table.get_or_insert_with(HashMap::new);
         if let Some(held) = table.get(&key).and_then(Weak::upgrade) {
             return Ok(FolderLock { _held: held });
         }

@@ -16,16 +16,7 @@ use crate::{Error, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Options that may change when a run is resumed.
-pub const RESUMABLE: [&str; 7] = [
-    "steps",
-    "checkpoint_every",
-    "snapshots",
-    "sample_count",
-    "sample_steps",
-    "guidance",
-    "out",
-];
+pub use super::config::RESUMABLE;
 
 /// How a run ended.
 pub struct Outcome {
@@ -229,11 +220,7 @@ fn open(
     let base = TrainOptions::from_toml(&saved.config.to_toml())?;
     let mut config = opts.or(base).resolve()?;
     config.out = dir.display().to_string();
-    let changed: Vec<_> = config
-        .differences(&saved.config)
-        .into_iter()
-        .filter(|k| !RESUMABLE.contains(k))
-        .collect();
+    let changed = config.run_differences(&saved.config);
     if !changed.is_empty() {
         return Err(Error::Config(format!(
             "a resumed run keeps its config; {changed:?} differ from the checkpoint's \
@@ -261,11 +248,7 @@ fn check_identity(run: &RunDir, saved: &TrainConfig) -> Result<()> {
             run.config().display()
         ))
     })?;
-    let differ: Vec<_> = own
-        .run_differences(saved)
-        .into_iter()
-        .filter(|k| !RESUMABLE.contains(k))
-        .collect();
+    let differ = own.run_differences(saved);
     if differ.is_empty() {
         return Ok(());
     }

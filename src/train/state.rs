@@ -10,7 +10,7 @@ use super::{State, TrainConfig};
 use crate::model::checkpoint::{params_from, pos_embed, POS_EMBED};
 use crate::model::{DitConfig, ParamLayout};
 use crate::{Error, Result};
-use safetensors::{tensor::TensorView, Dtype, SafeTensors};
+use safetensors::{tensor::TensorView, Dtype};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -99,9 +99,7 @@ pub fn load(path: &Path) -> Result<Saved> {
         )
         .with_source(e)
     })?;
-    let st = crate::model::checkpoint::open(path, &data)?;
-    let (_, meta) = SafeTensors::read_metadata(&data).expect("read by open");
-    let md = meta.metadata().clone().unwrap_or_default();
+    let (st, md) = crate::model::checkpoint::open(path, &data)?;
     if md.get("imba.kind").map(String::as_str) != Some(KIND) {
         return Err(Error::checkpoint(
             path,
