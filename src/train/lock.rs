@@ -20,6 +20,7 @@ pub const LOCK_FILE: &str = ".lock";
 #[derive(Clone)]
 pub struct FolderLock {
     _held: Arc<Held>,
+    created: bool,
 }
 
 struct Held {
@@ -44,13 +45,17 @@ static HELD: LazyLock<Mutex<HashMap<PathBuf, Weak<Held>>>> = LazyLock::new(Defau
 impl FolderLock {
     /// Locks `dir` (created if missing) for writing, or says which process holds it.
     pub fn acquire(dir: &Path) -> Result<FolderLock> {
+        let created = !dir.exists();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create the folder", e))?;
         let key = dir
             .canonicalize()
             .map_err(|e| Error::io(dir, "cannot resolve the folder", e))?;
         let mut table = HELD.lock().expect("lock table");
         if let Some(held) = table.get(&key).and_then(Weak::upgrade) {
-            return Ok(FolderLock { _held: held });
+            return Ok(FolderLock {
+                _held: held,
+                created: false,
+            });
         }
         let path = key.join(LOCK_FILE);
         let mut file = OpenOptions::new()
@@ -84,7 +89,17 @@ impl FolderLock {
             key: key.clone(),
         });
         table.insert(key, Arc::downgrade(&held));
-        Ok(FolderLock { _held: held })
+        Ok(FolderLock {
+            _held: held,
+            created,
+        })
+    }
+}
+
+impl FolderLock {
+    /// Whether this acquire created the folder (it did not exist before).
+    pub fn created(&self) -> bool {
+        self.created
     }
 }
 

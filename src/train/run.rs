@@ -70,17 +70,32 @@ pub fn train(
     resume: Option<&Path>,
     progress: bool,
 ) -> Result<Outcome> {
-    let (config, run, saved, _lock) = open(opts, resume)?;
-    let (data, split) = setup::load_data(&config)?;
-    let model = setup::model_config(&config, &data)?;
-    let saved_state = match saved {
-        Some(s) => Some(check_saved(s, &config, &data, &model)?),
-        None => None,
-    };
-    let first_step = saved_state.as_ref().map_or(0, |s| s.step);
+    let (config, run, saved, lock) = open(opts, resume)?;
     // Everything that can refuse the run (batch size, device limits) is checked before the
-    // first file is written.
-    let mut trainer = Trainer::new(gpu, config.clone(), model.clone(), data, saved_state)?;
+    // first file is written; a refused new run leaves no folder behind.
+    let prepared = (|| {
+        let (data, split) = setup::load_data(&config)?;
+        let model = setup::model_config(&config, &data)?;
+        let saved_state = match saved {
+            Some(s) => Some(check_saved(s, &config, &data, &model)?),
+            None => None,
+        };
+        let trainer = Trainer::new(gpu, config.clone(), model.clone(), data, saved_state)?;
+        Ok((trainer, model, split))
+    })();
+    let (mut trainer, model, split) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            let created = lock.created();
+            drop(lock);
+            if created {
+                remove_if_only_lock(run.root());
+            }
+            return Err(e);
+        }
+    };
+    let first_step = trainer.step;
+    let _lock = lock;
     write_header(&run, &config, &split)?;
     if progress {
         eprint!("{}", split.table());
@@ -150,6 +165,17 @@ pub fn train(
         seconds,
         written,
     })
+}
+
+/// Removes a folder that holds nothing but its lock file (made for a run that was refused).
+fn remove_if_only_lock(dir: &Path) {
+    let only_lock = std::fs::read_dir(dir).is_ok_and(|d| {
+        d.filter_map(|e| e.ok())
+            .all(|e| e.file_name() == super::lock::LOCK_FILE)
+    });
+    if only_lock {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 /// Writes the run's checkpoint, keeping the one it replaces as the previous checkpoint (a
