@@ -118,7 +118,7 @@ fn target_value(token: u32, k: u32, w: ptr<function, Walk>) -> f32 {
     let quad = flat >> 2u;
     if (quad != (*w).quad) {
         (*w).quad = quad;
-        (*w).words = philox4x32_10(vec4<u32>(quad, 0u, 0u, 0u), vec2<u32>(P.seed, P.step));
+        (*w).words = philox4x32_10(vec4<u32>(P.quad_base + quad, 0u, 0u, 0u), vec2<u32>(P.seed, P.step));
         (*w).pair = 0xFFFFFFFFu;
     }
     let pair = (flat >> 1u) & 1u;

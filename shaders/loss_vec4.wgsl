@@ -96,14 +96,14 @@ fn component(v: vec4<f32>, t: u32) -> f32 {
 }
 
 // Philox target of four channel rows (c..c+3) at one pixel row of the run: quad `quad` of
-// channel c and the same quad of the next three channel planes, each minus x0 for the
-// velocity target. Column r of the result's transpose is one pixel's four channels.
+// channel c and the same quad of the next three channel planes (counters offset by the
+// shard's quad_base; x0 is the shard's own), each minus x0 for the velocity target. Column r of the result's transpose is one pixel's four channels.
 fn target_quads(quad: u32, plane: u32) -> mat4x4<f32> {
     var m = mat4x4<f32>(
-        philox_normals4(quad, 0u, P.seed, P.step),
-        philox_normals4(quad + plane, 0u, P.seed, P.step),
-        philox_normals4(quad + 2u * plane, 0u, P.seed, P.step),
-        philox_normals4(quad + 3u * plane, 0u, P.seed, P.step),
+        philox_normals4(P.quad_base + quad, 0u, P.seed, P.step),
+        philox_normals4(P.quad_base + quad + plane, 0u, P.seed, P.step),
+        philox_normals4(P.quad_base + quad + 2u * plane, 0u, P.seed, P.step),
+        philox_normals4(P.quad_base + quad + 3u * plane, 0u, P.seed, P.step),
     );
     if (P.target_kind == 1u) {
         m = m - mat4x4<f32>(x0[quad], x0[quad + plane], x0[quad + 2u * plane], x0[quad + 3u * plane]);

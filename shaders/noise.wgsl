@@ -24,7 +24,9 @@ struct NoiseParams {
     // Label dropout: probability as a 24-bit threshold, and the null label.
     drop_threshold: u32,
     null_label: u32,
-    _pad0: u32,
+    // Philox counter of this launch's first quad: a shard of a larger batch continues the
+    // stream where its first sample starts (first_sample·C·H·W / 4); 0 otherwise.
+    quad_base: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -68,7 +70,7 @@ fn noise_to_tokens(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     if (first >= P.total) {
         return;
     }
-    let z = philox_normals4(quad, 0u, P.seed, P.step);
+    let z = philox_normals4(P.quad_base + quad, 0u, P.seed, P.step);
     let p = P.patch_size;
     let tokens_w = P.width / p;
     let n_tokens = (P.height / p) * tokens_w;

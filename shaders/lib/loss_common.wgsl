@@ -34,6 +34,12 @@ struct LossParams {
     // patch p not a multiple of 4, neighbouring tokens share Philox quads, and one invocation
     // owning all tokens of a quad generates it once instead of 4/gcd(p, 4) times.
     tokens_per_thread: u32,
+    // Philox counter offset of the target: a shard of a larger batch regenerates ε where its
+    // first sample starts in the whole batch's stream (first_sample·C·H·W / 4); 0 otherwise.
+    quad_base: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // `d_form` of the per-token mean squared error pass (record_token_mse): the weight pass

@@ -270,6 +270,11 @@ impl UnfusedImba {
                 };
                 &ws.eps
             }
+            Target::PhiloxShard { .. } => {
+                return Err(Error::Param(
+                    "the unfused chain draws whole batches only, not a shard's target".into(),
+                ))
+            }
             Target::Explicit(t) => {
                 common::check_storage(device, "target", t, nk)?;
                 if t.offset != 0 {

@@ -104,6 +104,25 @@ impl ImageGeometry {
     }
 }
 
+/// The Philox counter at which sample `first_sample` of a batch of `g`'s images starts:
+/// first_sample·C·H·W / 4 (each counter gives four normals, in flat (B,C,H,W) order). A shard
+/// must start on a whole counter, and the whole batch must stay within 2^32 elements.
+pub fn shard_quad_base(g: ImageGeometry, first_sample: u32) -> Result<u32> {
+    let image = g.channels as u64 * g.height as u64 * g.width as u64;
+    let start = first_sample as u64 * image;
+    if !start.is_multiple_of(4) {
+        return Err(Error::Shape(format!(
+            "a shard starting at sample {first_sample} of images of {image} values does not start              on a Philox quad (4 values); use shards whose size times C·H·W is a multiple of 4"
+        )));
+    }
+    if start + g.elements() > u32::MAX as u64 {
+        return Err(Error::Shape(format!(
+            "samples {first_sample}.. of {image} values each pass 2^32 elements; split the batch"
+        )));
+    }
+    Ok((start / 4) as u32)
+}
+
 /// Token layout (B, N, K).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TokenShape {

@@ -52,7 +52,8 @@ pub(crate) struct NoiseParams {
     pub(crate) groups_x: u32,
     pub(crate) drop_threshold: u32,
     pub(crate) null_label: u32,
-    pub(crate) _pad: [u32; 3],
+    pub(crate) quad_base: u32,
+    pub(crate) _pad: [u32; 2],
 }
 
 /// Compiled pipelines of the noise family for one device.
@@ -179,8 +180,24 @@ impl NoiseKernels {
         encoder: &mut wgpu::CommandEncoder,
         args: &NoiseArgs,
     ) -> Result<()> {
+        self.record_noise_to_tokens_shard(device, encoder, args, 0)
+    }
+
+    /// [`Self::record_noise_to_tokens`] for one shard of a larger batch: `args` describe the
+    /// shard (its B samples), which are samples `first_sample..first_sample + B` of a batch
+    /// drawn with the same (seed, step). The tokens equal those rows of the whole batch's
+    /// launch, bit for bit (data-parallel training gives each process such a shard).
+    /// `first_sample`·C·H·W must be a multiple of 4 (shards start on a Philox quad).
+    pub fn record_noise_to_tokens_shard(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        args: &NoiseArgs,
+        first_sample: u32,
+    ) -> Result<()> {
         let g = args.geometry;
         g.validate()?;
+        let quad_base = crate::kernels::shard_quad_base(g, first_sample)?;
         let n = g.elements();
         common::check_storage(device, "x0", args.x0, n * 4)?;
         common::check_storage(device, "out_tokens", args.out_tokens, n * 4)?;
@@ -208,6 +225,7 @@ impl NoiseKernels {
             schedule,
             steps_in_table: steps,
             total: n as u32,
+            quad_base,
             ..Default::default()
         };
         self.dispatch(

@@ -21,4 +21,5 @@ mod paths;
 mod reduce;
 mod rng;
 mod shaders_translate;
+mod shard;
 mod time_norm;

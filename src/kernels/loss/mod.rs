@@ -75,6 +75,8 @@ pub(crate) struct LossParams {
     pub(crate) lambda: f32,
     pub(crate) inv_count: f32,
     pub(crate) tokens_per_thread: u32,
+    pub(crate) quad_base: u32,
+    pub(crate) _pad: [u32; 3],
 }
 
 /// `d_form` value that tells `loss_finalize` to write the baseline's scalars.
@@ -143,7 +145,7 @@ fn vec4_shape_spec(s: TokenShape, target: &Target) -> Option<Vec4Spec> {
             run: 1,
             explicit: true,
         },
-        Target::Philox { geometry: g, .. } => {
+        Target::Philox { geometry: g, .. } | Target::PhiloxShard { geometry: g, .. } => {
             if !g.channels.is_multiple_of(4) {
                 return None;
             }
@@ -512,15 +514,20 @@ impl LossKernels {
             tokens_per_thread: 1,
             ..Default::default()
         };
-        match *target {
-            Target::Philox {
-                seed,
-                step,
-                geometry,
-                kind,
-                x0,
-            } => {
+        match (target.philox(), target) {
+            (
+                Some(PhiloxTarget {
+                    seed,
+                    step,
+                    geometry,
+                    first_sample,
+                    kind,
+                    x0,
+                }),
+                _,
+            ) => {
                 geometry.validate()?;
+                p.quad_base = crate::kernels::shard_quad_base(geometry, first_sample)?;
                 if geometry.token_shape() != s {
                     return Err(Error::Shape(format!(
                         "image geometry {geometry:?} gives tokens {:?}, but the predictions are {s:?}",
@@ -548,10 +555,11 @@ impl LossKernels {
                     }
                 }
             }
-            Target::Explicit(t) => {
+            (None, &Target::Explicit(t)) => {
                 common::check_storage(device, "target", t, s.elements() * 4)?;
                 p.target_source = 1;
             }
+            (None, _) => unreachable!("every target but Explicit is a Philox target"),
         }
         Ok(p)
     }
@@ -621,13 +629,13 @@ impl LossKernels {
 fn explicit<'a>(t: &Target<'a>, bytes: u64) -> Option<(Region<'a>, u64)> {
     match *t {
         Target::Explicit(b) => Some((b, bytes)),
-        Target::Philox { .. } => None,
+        Target::Philox { .. } | Target::PhiloxShard { .. } => None,
     }
 }
 
 fn x0_binding<'a>(t: &Target<'a>) -> Option<(Region<'a>, u64)> {
-    match *t {
-        Target::Philox {
+    match t.philox()? {
+        PhiloxTarget {
             kind: TargetKind::Velocity,
             x0: Some(x0),
             geometry,

@@ -122,8 +122,70 @@ pub enum Target<'a> {
         kind: TargetKind,
         x0: Option<Region<'a>>,
     },
+    /// ε of one shard of a larger batch: `geometry` describes the shard (its B samples),
+    /// which are samples `first_sample..first_sample + B` of a batch drawn with the same
+    /// (seed, step), as [`NoiseKernels::record_noise_to_tokens_shard`](crate::kernels::NoiseKernels::record_noise_to_tokens_shard)
+    /// drew it. `Philox` is the shard at sample 0. `first_sample`·C·H·W must be a multiple
+    /// of 4.
+    PhiloxShard {
+        seed: u32,
+        step: u32,
+        geometry: ImageGeometry,
+        first_sample: u32,
+        kind: TargetKind,
+        x0: Option<Region<'a>>,
+    },
     /// A target in token layout (B, N, K), (i, j, c) order: for engines with their own noise.
     Explicit(Region<'a>),
+}
+
+/// The fields of a Philox target, a whole batch being the shard at sample 0.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PhiloxTarget<'a> {
+    pub(crate) seed: u32,
+    pub(crate) step: u32,
+    pub(crate) geometry: ImageGeometry,
+    pub(crate) first_sample: u32,
+    pub(crate) kind: TargetKind,
+    pub(crate) x0: Option<Region<'a>>,
+}
+
+impl<'a> Target<'a> {
+    /// The Philox fields (None for an explicit target).
+    pub(crate) fn philox(&self) -> Option<PhiloxTarget<'a>> {
+        match *self {
+            Target::Philox {
+                seed,
+                step,
+                geometry,
+                kind,
+                x0,
+            } => Some(PhiloxTarget {
+                seed,
+                step,
+                geometry,
+                first_sample: 0,
+                kind,
+                x0,
+            }),
+            Target::PhiloxShard {
+                seed,
+                step,
+                geometry,
+                first_sample,
+                kind,
+                x0,
+            } => Some(PhiloxTarget {
+                seed,
+                step,
+                geometry,
+                first_sample,
+                kind,
+                x0,
+            }),
+            Target::Explicit(_) => None,
+        }
+    }
 }
 
 /// Arguments of [`LossKernels::record_imba`]. Token buffers are (B, N, K) f32. Every operand
