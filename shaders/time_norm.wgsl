@@ -7,12 +7,15 @@
 //
 // State per bucket k: (m_k, w_k), exponential moving averages with decay β of the bucket's
 // mean sample D and of 1. m_k / w_k is the bias-corrected running mean (as Adam's moments).
-// One launch, one workgroup:
-//   1. invocation k (< buckets) averages D over the tokens of each sample of bucket k this
-//      step, in sample order, then updates (m_k, w_k) when the bucket has samples;
-//   2. every token's D is divided by the corrected mean of its sample's bucket.
-// The update comes first, so a bucket's first step divides by its own batch mean and the
-// divisor is never an unset state. Everything runs in a fixed order: bit-reproducible.
+// Two launches of one workgroup:
+//   1. `time_norm_sums`: invocation k (< buckets) sums the token-mean D of the samples of
+//      bucket k this step, in sample order, and counts them into `sums`;
+//   2. `time_norm_apply`: invocation k updates (m_k, w_k) from (sum, count) when the bucket
+//      had samples, then every token's D is divided by the corrected mean of its bucket.
+// Between the two, data-parallel training adds up every process's `sums` (in rank order), so
+// the state follows the whole batch. The update comes first, so a bucket's first step
+// divides by its own batch mean and the divisor is never an unset state. Everything runs in
+// a fixed order: bit-reproducible.
 
 struct TimeNormParams {
     batch: u32,
@@ -28,6 +31,8 @@ struct TimeNormParams {
 @group(0) @binding(2) var<storage, read> sample_bucket: array<u32>;
 // (m_k, w_k) per bucket, 2·buckets f32, carried from step to step.
 @group(0) @binding(3) var<storage, read_write> state: array<f32>;
+// (sum of sample-mean D, sample count) per bucket this step, 2·buckets f32.
+@group(0) @binding(4) var<storage, read_write> sums: array<f32>;
 
 const MAX_BUCKETS: u32 = 64u;
 
@@ -43,25 +48,38 @@ fn bucket_of(b: u32) -> u32 {
 const TINY: f32 = 1e-30;
 
 @compute @workgroup_size(64)
-fn time_norm(@builtin(local_invocation_id) lid: vec3<u32>) {
+fn time_norm_sums(@builtin(local_invocation_id) lid: vec3<u32>) {
+    let k = lid.x;
+    if (k >= P.buckets) {
+        return;
+    }
+    var sum = 0.0;
+    var count = 0u;
+    for (var b = 0u; b < P.batch; b = b + 1u) {
+        if (bucket_of(b) == k) {
+            var s = 0.0;
+            for (var n = 0u; n < P.tokens; n = n + 1u) {
+                s = s + weights[b * P.tokens + n];
+            }
+            sum = sum + s / f32(P.tokens);
+            count = count + 1u;
+        }
+    }
+    sums[2u * k] = sum;
+    // Exact: counts stay far below 2^24.
+    sums[2u * k + 1u] = f32(count);
+}
+
+@compute @workgroup_size(64)
+fn time_norm_apply(@builtin(local_invocation_id) lid: vec3<u32>) {
     let k = lid.x;
     if (k < P.buckets) {
-        var sum = 0.0;
-        var count = 0u;
-        for (var b = 0u; b < P.batch; b = b + 1u) {
-            if (bucket_of(b) == k) {
-                var s = 0.0;
-                for (var n = 0u; n < P.tokens; n = n + 1u) {
-                    s = s + weights[b * P.tokens + n];
-                }
-                sum = sum + s / f32(P.tokens);
-                count = count + 1u;
-            }
-        }
+        let sum = sums[2u * k];
+        let count = sums[2u * k + 1u];
         var m = state[2u * k];
         var w = state[2u * k + 1u];
-        if (count > 0u) {
-            m = P.decay * m + (1.0 - P.decay) * (sum / f32(count));
+        if (count > 0.0) {
+            m = P.decay * m + (1.0 - P.decay) * (sum / count);
             w = P.decay * w + (1.0 - P.decay);
             state[2u * k] = m;
             state[2u * k + 1u] = w;
@@ -72,8 +90,6 @@ fn time_norm(@builtin(local_invocation_id) lid: vec3<u32>) {
         }
         divisor[k] = d;
     }
-    // Every read of phase 1 is done before any token is divided.
-    storageBarrier();
     workgroupBarrier();
     let total = P.batch * P.tokens;
     for (var i = lid.x; i < total; i = i + 64u) {

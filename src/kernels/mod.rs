@@ -35,7 +35,7 @@ pub use embed::{
 };
 pub use loss::{
     time_bucket, DForm, FusedPath, Granularity, ImbaLossArgs, ImbaParams, LossKernels,
-    LossWorkspace, MseLossArgs, Normalize, Target, TargetKind, TimeBuckets, TokenMseArgs,
+    LossWorkspace, MseLossArgs, Normalize, ShardSum, Target, TargetKind, TimeBuckets, TokenMseArgs,
     MAX_TIME_BUCKETS,
 };
 pub use matmul::{Layout, MatmulArgs, MatmulKernels, MatmulPath, Tile};

@@ -242,3 +242,158 @@ fn bad_time_normalisation_is_an_error() {
         );
     }
 }
+
+/// Adds up values over the threads of one test, in thread (rank) order: an in-process stand-in
+/// for data-parallel processes.
+struct ThreadSum {
+    rank: usize,
+    shared: std::sync::Arc<(std::sync::Barrier, std::sync::Mutex<Vec<Vec<f32>>>)>,
+}
+
+impl ShardSum for ThreadSum {
+    fn sum(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        values: &wgpu::Buffer,
+        count: usize,
+    ) -> imba::Result<()> {
+        let g = gpu();
+        let recorded = std::mem::replace(encoder, g.encoder());
+        g.submit_and_wait(recorded)?;
+        let mine: Vec<f32> = g.read(values, count)?;
+        let (barrier, all) = &*self.shared;
+        all.lock().unwrap()[self.rank] = mine;
+        barrier.wait();
+        let mut total = vec![0.0f32; count];
+        for part in all.lock().unwrap().iter() {
+            for (t, v) in total.iter_mut().zip(part) {
+                *t += v;
+            }
+        }
+        barrier.wait();
+        g.queue
+            .write_buffer(values, 0, bytemuck::cast_slice(&total));
+        Ok(())
+    }
+}
+
+/// Two shards of a batch of 6, each on its own thread with its own state, summing the
+/// per-bucket sums across: both states and every D follow the whole batch's reference.
+#[test]
+fn sharded_time_normalization_follows_the_whole_batch() {
+    let inp = explicit_inputs(TokenShape::new(6, 5, 7), 21);
+    let p = ImbaParams {
+        normalize: Normalize::TBucket,
+        ..ImbaParams::default()
+    };
+    let (buckets, decay) = (6u32, 0.9f32);
+    let rounds = [vec![0, 3, 3, 5, 9, 1], vec![3, 0, 1, 1, 3, 3]];
+    let mut ref_state = vec![0.0f64; 2 * buckets as usize];
+    let wants: Vec<_> = rounds
+        .iter()
+        .map(|sb| {
+            rl::imba_time_normalized(
+                inp.shape,
+                (
+                    &rl::widen(&inp.pred_cond),
+                    &rl::widen(&inp.pred_uncond),
+                    &rl::widen(&inp.target),
+                ),
+                &p,
+                (sb, &mut ref_state, decay as f64),
+            )
+        })
+        .collect();
+    let shared = std::sync::Arc::new((
+        std::sync::Barrier::new(2),
+        std::sync::Mutex::new(vec![Vec::new(), Vec::new()]),
+    ));
+    let shard = TokenShape::new(3, 5, 7);
+    let (values, rows) = (shard.elements() as usize, shard.rows() as usize);
+    let results: Vec<(Vec<Vec<f32>>, Vec<f32>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|rank| {
+                let shared = shared.clone();
+                let (inp, rounds, p) = (&inp, &rounds, &p);
+                scope.spawn(move || {
+                    let g = gpu();
+                    let dev = &g.device;
+                    let k = LossKernels::new(dev).unwrap();
+                    let ws = k.workspace(dev, shard).unwrap();
+                    let part = |v: &[f32]| g.upload("part", &v[rank * values..(rank + 1) * values]);
+                    let (pc, pu, tb) = (
+                        part(&inp.pred_cond),
+                        part(&inp.pred_uncond),
+                        part(&inp.target),
+                    );
+                    let state = g.zeros("state", 8 * buckets as u64);
+                    let mut across = ThreadSum { rank, shared };
+                    let mut ds = Vec::new();
+                    for sb in rounds {
+                        let (weights, gc, gu, scalars) = (
+                            g.poisoned("w", rows),
+                            g.poisoned("gc", values),
+                            g.poisoned("gu", values),
+                            g.poisoned("s", 4),
+                        );
+                        let sb = g.upload("sb", &sb[rank * 3..rank * 3 + 3]);
+                        let args = ImbaLossArgs {
+                            shape: shard,
+                            pred_cond: (&pc).into(),
+                            pred_uncond: (&pu).into(),
+                            target: Target::Explicit((&tb).into()),
+                            weights: (&weights).into(),
+                            grad_cond: (&gc).into(),
+                            grad_uncond: (&gu).into(),
+                            scalars: (&scalars).into(),
+                            workspace: &ws,
+                        };
+                        let time = TimeBuckets {
+                            buckets,
+                            decay,
+                            sample_bucket: (&sb).into(),
+                            state: (&state).into(),
+                        };
+                        let mut enc = g.encoder();
+                        k.record_imba_time_normalized_sharded(
+                            dev,
+                            &mut enc,
+                            &args,
+                            p,
+                            &time,
+                            Some(&mut across),
+                        )
+                        .unwrap();
+                        g.submit_and_wait(enc).unwrap();
+                        ds.push(g.read(&weights, rows).unwrap());
+                    }
+                    (ds, g.read(&state, 2 * buckets as usize).unwrap())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (rank, (ds, state)) in results.iter().enumerate() {
+        assert_close(
+            &format!("shard {rank}: state"),
+            state,
+            &ref_state,
+            1e-6,
+            1e-5,
+        );
+        for (round, (d, want)) in ds.iter().zip(&wants).enumerate() {
+            let rows_want = &want.weights[rank * rows..(rank + 1) * rows];
+            assert_close(
+                &format!("shard {rank} launch {round}: D"),
+                d,
+                rows_want,
+                1e-5,
+                1e-5,
+            );
+        }
+    }
+    assert_eq!(
+        results[0].1, results[1].1,
+        "the shards' states differ in bits"
+    );
+}

@@ -17,7 +17,7 @@ mod types;
 #[cfg(test)]
 pub(crate) use time_norm::TimeNormParams;
 pub use time_norm::{
-    time_bucket, validate as validate_time_buckets, TimeBuckets, MAX_TIME_BUCKETS,
+    time_bucket, validate as validate_time_buckets, ShardSum, TimeBuckets, MAX_TIME_BUCKETS,
 };
 pub use types::*;
 
@@ -339,6 +339,22 @@ impl LossKernels {
         imba: &ImbaParams,
         time: &TimeBuckets,
     ) -> Result<()> {
+        self.record_imba_time_normalized_sharded(device, encoder, args, imba, time, None)
+    }
+
+    /// [`Self::record_imba_time_normalized`] for one shard of a batch split over processes
+    /// (data-parallel training): between the per-bucket sums and the update, `across` adds
+    /// the sums up over every shard, so each process's running means follow the whole batch
+    /// and stay identical. `None` is the whole batch in one launch.
+    pub fn record_imba_time_normalized_sharded(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        args: &ImbaLossArgs,
+        imba: &ImbaParams,
+        time: &TimeBuckets,
+        across: Option<&mut dyn ShardSum>,
+    ) -> Result<()> {
         if imba.normalize != Normalize::TBucket {
             return Err(Error::Param(format!(
                 "record_imba_time_normalized needs normalize = t-bucket, got {:?}; use \
@@ -346,7 +362,7 @@ impl LossKernels {
                 imba.normalize
             )));
         }
-        self.record_imba_with(device, encoder, args, imba, Some(time))
+        self.record_imba_with(device, encoder, args, imba, Some((time, across)))
     }
 
     fn record_imba_with(
@@ -355,10 +371,10 @@ impl LossKernels {
         encoder: &mut wgpu::CommandEncoder,
         args: &ImbaLossArgs,
         imba: &ImbaParams,
-        time: Option<&TimeBuckets>,
+        time: Option<(&TimeBuckets, Option<&mut dyn ShardSum>)>,
     ) -> Result<()> {
         imba.validate()?;
-        if let Some(t) = time {
+        if let Some((t, _)) = &time {
             t.validate()?;
         }
         let s = args.shape;
@@ -409,10 +425,12 @@ impl LossKernels {
                 steps.push((&self.weights_total, 1));
             }
         }
-        if let Some(t) = time {
+        if let Some((t, across)) = time {
             // The division needs the whole batch's D: a pass of its own between the two.
             self.run(device, encoder, params, &b, args.workspace, &steps)?;
-            self.time_norm.record(device, encoder, s, args.weights, t)?;
+            let sums = (&args.workspace.bucket_sums, across);
+            self.time_norm
+                .record(device, encoder, (s, args.weights), t, sums)?;
             steps.clear();
         }
         steps.push((&fused, fused_groups(s, run)));

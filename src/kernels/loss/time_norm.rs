@@ -61,10 +61,26 @@ pub fn time_bucket(fraction: f32, buckets: u32) -> u32 {
     k.min(buckets.saturating_sub(1))
 }
 
-/// Compiled pipeline of the time-bucket normalisation.
+/// Adds up a few f32 of a device buffer over every process that holds a shard of one batch,
+/// in place: what data-parallel training runs between the passes of a launch that needs the
+/// whole batch (the time-bucket normalisation's per-bucket sums). It may finish and submit
+/// `encoder` and continue in a new one; every process must add in the same (rank) order, so
+/// that all of them get the same bits.
+pub trait ShardSum {
+    fn sum(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        values: &wgpu::Buffer,
+        count: usize,
+    ) -> Result<()>;
+}
+
+/// Compiled pipelines of the time-bucket normalisation: the per-bucket sums, then the update
+/// and division.
 pub(crate) struct TimeNormKernel {
     layout: crate::kernels::common::Layout,
-    pipeline: wgpu::ComputePipeline,
+    sums: wgpu::ComputePipeline,
+    apply: wgpu::ComputePipeline,
     binder: common::Binder,
 }
 
@@ -78,24 +94,32 @@ impl TimeNormKernel {
                 (1, Slot::ReadWrite),
                 (2, Slot::Read),
                 (3, Slot::ReadWrite),
+                (4, Slot::ReadWrite),
             ],
         );
-        let pipeline = common::pipelines(device, "time_norm", &layout, &["time_norm"])?.remove(0);
+        let mut p = common::pipelines(
+            device,
+            "time_norm",
+            &layout,
+            &["time_norm_sums", "time_norm_apply"],
+        )?;
         Ok(Self {
             layout,
-            pipeline,
+            apply: p.remove(1),
+            sums: p.remove(0),
             binder: Default::default(),
         })
     }
 
-    /// Records the update of the running means and the division of `weights` (B, N).
+    /// Records the update of the running means and the division of `weights` (B, N), the
+    /// per-bucket sums (in `sums`, 2·K f32) added up over the shards by `across` first.
     pub(crate) fn record(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        shape: TokenShape,
-        weights: crate::kernels::Region,
+        (shape, weights): (TokenShape, crate::kernels::Region),
         t: &TimeBuckets,
+        (sums, across): (&wgpu::Buffer, Option<&mut dyn ShardSum>),
     ) -> Result<()> {
         shape.validate()?;
         t.validate()?;
@@ -105,29 +129,33 @@ impl TimeNormKernel {
             buckets: t.buckets,
             decay: t.decay,
         };
-        let launch = common::OneLaunch {
-            label: "time_norm",
-            layout: &self.layout,
-            pipeline: &self.pipeline,
-            binder: &self.binder,
+        let bindings = [
+            (Some(("weights", weights, shape.rows() * 4)), weights.buffer),
+            (
+                Some(("sample_bucket", t.sample_bucket, shape.batch as u64 * 4)),
+                t.sample_bucket.buffer,
+            ),
+            (
+                Some(("state", t.state, t.buckets as u64 * 8)),
+                t.state.buffer,
+            ),
+            (Some(("sums", sums.into(), t.buckets as u64 * 8)), sums),
+        ];
+        // One workgroup each: the buckets' invocations (then, applying, a strided pass over
+        // the tokens).
+        let launch = |pipeline, encoder: &mut wgpu::CommandEncoder| {
+            let one = common::OneLaunch {
+                label: "time_norm",
+                layout: &self.layout,
+                pipeline,
+                binder: &self.binder,
+            };
+            one.record(device, encoder, 64, |_| params, &bindings)
         };
-        // One workgroup: the buckets' invocations, then a strided pass over the tokens.
-        launch.record(
-            device,
-            encoder,
-            64,
-            |_| params,
-            &[
-                (Some(("weights", weights, shape.rows() * 4)), weights.buffer),
-                (
-                    Some(("sample_bucket", t.sample_bucket, shape.batch as u64 * 4)),
-                    t.sample_bucket.buffer,
-                ),
-                (
-                    Some(("state", t.state, t.buckets as u64 * 8)),
-                    t.state.buffer,
-                ),
-            ],
-        )
+        launch(&self.sums, encoder)?;
+        if let Some(across) = across {
+            across.sum(encoder, sums, 2 * t.buckets as usize)?;
+        }
+        launch(&self.apply, encoder)
     }
 }

@@ -239,6 +239,8 @@ pub struct LossWorkspace {
     pub(super) shape: TokenShape,
     pub(super) partials: wgpu::Buffer,
     pub(super) weight_total: wgpu::Buffer,
+    /// The time-bucket normalisation's per-bucket (sum, count) of one step.
+    pub(super) bucket_sums: wgpu::Buffer,
 }
 
 impl LossWorkspace {
@@ -249,7 +251,11 @@ impl LossWorkspace {
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                // COPY_DST: data-parallel training writes the bucket sums back after adding
+                // them up over the processes.
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
         };
@@ -263,6 +269,10 @@ impl LossWorkspace {
             shape,
             partials: storage("loss-partials", partial_bytes),
             weight_total: storage("loss-weight-total", 16),
+            bucket_sums: storage(
+                "loss-bucket-sums",
+                8 * super::time_norm::MAX_TIME_BUCKETS as u64,
+            ),
         })
     }
 
