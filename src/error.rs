@@ -61,6 +61,10 @@ pub enum Error {
     /// Another process is writing into the same folder.
     #[error("busy: {0}")]
     Busy(String),
+
+    /// Another rank of a data-parallel job refused or failed; that rank reported why.
+    #[error("rank {rank} of this data-parallel job failed (its error is above)")]
+    OtherRank { rank: usize },
     /// SIGINT or SIGTERM stopped training after a step; a checkpoint of that step was written.
     #[error("stopped by {name} after step {step}; {what}")]
     Interrupted {

@@ -30,6 +30,7 @@ pub mod gpu;
 pub mod kernels;
 pub mod model;
 pub mod objectives;
+pub mod parallel;
 pub mod reference;
 #[cfg(feature = "workflow")]
 pub mod remedies;

@@ -105,6 +105,32 @@ impl Gpu {
         Self::from_adapter(instance, adapter)
     }
 
+    /// The adapter of one rank of a data-parallel job on this machine: the adapter whose name
+    /// contains `name`, if given; otherwise the adapters of the best kind ([`Gpu::new`]'s
+    /// choice: hardware GPUs before the software one), in the driver's order, taken in turn
+    /// by local rank (rank r opens adapter r mod count, so 8 ranks on an 8-GPU machine get
+    /// one GPU each).
+    pub fn for_local_rank(name: Option<&str>, local_rank: usize) -> Result<Self> {
+        if name.is_some() {
+            return Self::with_adapter_name(name);
+        }
+        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        let backends = desc.backends;
+        let instance = wgpu::Instance::new(desc);
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        let kind = |a: &wgpu::Adapter| {
+            let i = a.get_info();
+            (backend_rank(i.backend), type_rank(i.device_type))
+        };
+        let Some(best) = adapters.iter().map(kind).min() else {
+            return Self::with_adapter_name(None);
+        };
+        let mut same: Vec<wgpu::Adapter> =
+            adapters.into_iter().filter(|a| kind(a) == best).collect();
+        let pick = local_rank % same.len();
+        Self::from_adapter(instance, same.swap_remove(pick))
+    }
+
     /// Opens a device on `adapter` with its full limits and the optional features it has.
     pub fn from_adapter(instance: wgpu::Instance, adapter: wgpu::Adapter) -> Result<Self> {
         let info = adapter.get_info();

@@ -22,6 +22,13 @@ pub struct DualLoss {
     pub dout: wgpu::Buffer,
 }
 
+/// The time-bucket normalisation's state and, for a data-parallel shard, the sum of its
+/// per-bucket sums over the ranks.
+pub type TimeNorm<'a, 't> = (
+    &'a crate::kernels::TimeBuckets<'a>,
+    Option<&'t mut dyn crate::kernels::ShardSum>,
+);
+
 impl DualLoss {
     pub fn new(
         device: &wgpu::Device,
@@ -45,7 +52,7 @@ impl DualLoss {
         })
     }
 
-    pub fn record(
+    pub fn record<'t>(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
@@ -54,7 +61,7 @@ impl DualLoss {
         (target, params, time): (
             crate::kernels::Target,
             &crate::kernels::ImbaParams,
-            Option<&crate::kernels::TimeBuckets>,
+            Option<TimeNorm<'_, 't>>,
         ),
     ) -> Result<()> {
         if acts.repeats != 2 || acts.batch != self.shape.batch {
@@ -79,7 +86,9 @@ impl DualLoss {
             workspace: &self.workspace,
         };
         match time {
-            Some(t) => loss.record_imba_time_normalized(device, encoder, &args, params, t)?,
+            Some((t, across)) => {
+                loss.record_imba_time_normalized_sharded(device, encoder, &args, params, t, across)?
+            }
             None => loss.record_imba(device, encoder, &args, params)?,
         }
         encoder.copy_buffer_to_buffer(&self.grad_cond, 0, &self.dout, 0, bytes);

@@ -2,7 +2,9 @@
 //! dual baseline (D ≡ 1, the same compute); `Granularity::Sample` the sample-wise ablation.
 
 use super::{DualLoss, Objective, StepInputs};
-use crate::kernels::{time_bucket, ImbaParams, LossKernels, Normalize, Target, TimeBuckets};
+use crate::kernels::{
+    time_bucket, ImbaParams, LossKernels, Normalize, ShardSum, Target, TimeBuckets,
+};
 use crate::model::dit::buffer;
 use crate::model::{Activations, DitConfig};
 use crate::Result;
@@ -57,6 +59,28 @@ impl Imba {
     }
 }
 
+impl Imba {
+    fn record_with(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        loss: &LossKernels,
+        acts: &Activations,
+        (target, across): (Target, Option<&mut dyn ShardSum>),
+    ) -> Result<()> {
+        let time = self.time.as_ref().map(|t| TimeBuckets {
+            buckets: t.buckets,
+            decay: t.decay,
+            sample_bucket: (&t.sample_bucket).into(),
+            state: (&t.state).into(),
+        });
+        let p = &self.params;
+        let time = time.as_ref().map(|t| (t, across));
+        self.dual
+            .record(device, encoder, loss, acts, (target, p, time))
+    }
+}
+
 impl Objective for Imba {
     fn repeats(&self) -> u32 {
         2
@@ -71,15 +95,19 @@ impl Objective for Imba {
         target: Target,
         _inputs: &StepInputs,
     ) -> Result<()> {
-        let time = self.time.as_ref().map(|t| TimeBuckets {
-            buckets: t.buckets,
-            decay: t.decay,
-            sample_bucket: (&t.sample_bucket).into(),
-            state: (&t.state).into(),
-        });
-        let p = &self.params;
-        self.dual
-            .record(device, encoder, loss, acts, (target, p, time.as_ref()))
+        self.record_with(device, encoder, loss, acts, (target, None))
+    }
+
+    fn record_shard(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        loss: &LossKernels,
+        acts: &Activations,
+        target: Target,
+        (_inputs, across): (&StepInputs, &mut dyn ShardSum),
+    ) -> Result<()> {
+        self.record_with(device, encoder, loss, acts, (target, Some(across)))
     }
 
     /// The bucket of each sample's time fraction.

@@ -82,6 +82,22 @@ pub trait Objective {
         inputs: &StepInputs,
     ) -> Result<()>;
 
+    /// [`Self::record`] for one shard of a data-parallel batch: `across` adds up over the
+    /// ranks what the loss needs from the whole batch (IMBA's time-bucket sums). Objectives
+    /// whose loss is a mean over samples need nothing: their gradients are averaged later.
+    fn record_shard(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        loss: &LossKernels,
+        acts: &Activations,
+        target: Target,
+        (inputs, across): (&StepInputs, &mut dyn crate::kernels::ShardSum),
+    ) -> Result<()> {
+        let _ = across;
+        self.record(device, encoder, loss, acts, target, inputs)
+    }
+
     /// ∂L/∂out for the backward.
     fn dout(&self) -> &wgpu::Buffer;
 

@@ -13,6 +13,7 @@ pub mod stop;
 pub mod trainer;
 
 pub use trainer::{State, StepStats, Trainer};
+pub mod ranks;
 pub mod run;
 mod run_dir;
 

@@ -3,14 +3,15 @@
 
 use super::state::Saved;
 use super::{
-    monitor, setup, time_monitor, DatasetKind, FolderLock, RunDir, State, StepStats, TrainConfig,
-    TrainOptions, Trainer,
+    monitor, ranks, setup, time_monitor, DatasetKind, FolderLock, RunDir, State, StepStats,
+    TrainConfig, TrainOptions, Trainer,
 };
 use crate::data::Dataset;
 use crate::diffusion::generate::{generate, SampleSpec};
 use crate::diffusion::Sampler;
 use crate::gpu::Gpu;
 use crate::model::DitConfig;
+use crate::parallel::Collective;
 use crate::report::save_samples;
 use crate::{Error, Result};
 use std::io::Write;
@@ -70,29 +71,77 @@ pub fn train(
     resume: Option<&Path>,
     progress: bool,
 ) -> Result<Outcome> {
-    let (config, run, saved, lock) = open(opts, resume)?;
-    // Everything that can refuse the run (batch size, device limits) is checked before the
-    // first file is written; a refused new run leaves no folder behind.
+    train_parallel(gpu, &crate::parallel::Single, opts, resume, progress)
+}
+
+/// [`train`] as one rank of a data-parallel job (every rank calls it with the same options):
+/// rank 0 opens and writes the run folder (config, logs, checkpoints, the end-of-run model
+/// and samples) and sends the config and any checkpoint's state to the others; every rank
+/// trains on its shard of each batch.
+pub fn train_parallel(
+    gpu: &Gpu,
+    comm: &dyn Collective,
+    opts: TrainOptions,
+    resume: Option<&Path>,
+    progress: bool,
+) -> Result<Outcome> {
+    let lead = comm.rank() == 0;
+    let opened = lead.then(|| open(opts, resume));
+    let shared = ranks::share(comm, opened.as_ref(), |o| ranks::encode_config(&o.0));
+    let (config, folder) = match opened {
+        Some(o) => {
+            let (config, run, saved, lock) = o?;
+            shared?;
+            (config, Some((run, saved, lock)))
+        }
+        None => (ranks::decode_config(&shared?)?, None),
+    };
+    // Everything that can refuse the run (batch size, device limits) is checked on every rank
+    // before the first file is written; a refused new run leaves no folder behind.
+    let data = setup::load_data(&config);
+    let model = data
+        .as_ref()
+        .ok()
+        .map(|(d, _)| setup::model_config(&config, d));
+    let (run, saved, lock) = match folder {
+        Some((run, saved, lock)) => (Some(run), saved, Some(lock)),
+        None => (None, None, None),
+    };
+    let loaded = data.as_ref().ok().map(|d| &d.0);
+    let state = lead_state(
+        saved,
+        &config,
+        loaded,
+        model.as_ref().and_then(|m| m.as_ref().ok()),
+    );
+    let shared = ranks::share(comm, lead.then_some(&state), ranks::encode_state);
     let prepared = (|| {
-        let (data, split) = setup::load_data(&config)?;
-        let model = setup::model_config(&config, &data)?;
-        let saved_state = match saved {
-            Some(s) => Some(check_saved(s, &config, &data, &model)?),
-            None => None,
+        let (data, split) = data?;
+        let model = model.expect("a model config for loaded data")?;
+        let state = if lead {
+            state?
+        } else {
+            ranks::decode_state(&shared?)?
         };
-        let trainer = Trainer::new(gpu, config.clone(), model.clone(), data, saved_state)?;
-        Ok((trainer, model, split))
+        let fingerprint = data.fingerprint();
+        let trainer = Trainer::new_parallel(gpu, comm, config.clone(), model.clone(), data, state);
+        ranks::agree(comm, trainer.map(|t| (t, model, split)), fingerprint)
     })();
     let (mut trainer, model, split) = match prepared {
         Ok(p) => p,
         Err(e) => {
-            let created = lock.created();
-            drop(lock);
-            if created {
-                remove_if_only_lock(run.root());
+            if let (Some(run), Some(lock)) = (&run, lock) {
+                let created = lock.created();
+                drop(lock);
+                if created {
+                    remove_if_only_lock(run.root());
+                }
             }
             return Err(e);
         }
+    };
+    let Some(run) = run else {
+        return follow(&mut trainer, config);
     };
     let first_step = trainer.step;
     let _lock = lock;
@@ -110,6 +159,12 @@ pub fn train(
             config.objective.name(),
             config.process
         );
+        if trainer.shard.ranks > 1 {
+            eprintln!(
+                "data-parallel: {} ranks, {} of each batch of {} per rank",
+                trainer.shard.ranks, trainer.shard.len, config.batch
+            );
+        }
     }
     let mut logs = Logs::open(&run, &config, first_step)?;
     let d_tokens = monitor::slot_tokens(&trainer.data, &model);
@@ -128,7 +183,7 @@ pub fn train(
                 save_snapshot(&run, &model, &state)?;
             }
         }
-        if let Some((signal, name)) = super::stop::requested() {
+        if let Some((signal, name)) = stop_requested(&trainer) {
             if !due {
                 save_checkpoint(&run, &trainer, &trainer.state()?)?;
             }
@@ -164,6 +219,60 @@ pub fn train(
         steps_run: trainer.step - first_step,
         seconds,
         written,
+    })
+}
+
+/// Rank 0's checkpoint state, checked against the data and model (None for a new run).
+fn lead_state(
+    saved: Option<Saved>,
+    config: &TrainConfig,
+    data: Option<&Dataset>,
+    model: Option<&DitConfig>,
+) -> Result<Option<State>> {
+    match (saved, data, model) {
+        (None, _, _) => Ok(None),
+        (Some(s), Some(data), Some(model)) => check_saved(s, config, data, model).map(Some),
+        // The data or model failed to load: that error is reported instead.
+        (Some(_), _, _) => Ok(None),
+    }
+}
+
+/// The stop signal this step ends on: this process's own, or (data-parallel) any rank's,
+/// shared at the step's exchange so that every rank stops after the same step.
+fn stop_requested(trainer: &Trainer) -> Option<(i32, &'static str)> {
+    if trainer.shard.ranks == 1 {
+        return super::stop::requested();
+    }
+    trainer
+        .peer_stop
+        .then(|| super::stop::requested().unwrap_or((15, "SIGTERM")))
+}
+
+/// A rank other than 0: trains in step with rank 0 and writes nothing.
+fn follow(trainer: &mut Trainer, config: TrainConfig) -> Result<Outcome> {
+    let (first_step, started) = (trainer.step, std::time::Instant::now());
+    let stoppable = super::stop::Stoppable::new();
+    let mut last = None;
+    while trainer.step < config.steps {
+        let stats = trainer.step()?;
+        if let Some((signal, name)) = stop_requested(trainer) {
+            return Err(Error::Interrupted {
+                signal,
+                name,
+                step: stats.step,
+                what: "rank 0 wrote the checkpoint".into(),
+            });
+        }
+        last = Some(stats);
+    }
+    drop(stoppable);
+    Ok(Outcome {
+        out: PathBuf::from(&config.out),
+        config,
+        last,
+        steps_run: trainer.step - first_step,
+        seconds: started.elapsed().as_secs_f64(),
+        written: Vec::new(),
     })
 }
 

@@ -13,12 +13,14 @@ use crate::data::{Dataset, EpochOrder};
 use crate::diffusion::DdpmSchedule;
 use crate::gpu::Gpu;
 use crate::kernels::optim::AdamW;
+use crate::kernels::ShardSum;
 use crate::kernels::{AdamWArgs, EmaArgs, GradNormArgs};
 use crate::kernels::{
     LossKernels, NoiseArgs, NoiseKernels, OptimKernels, Schedule, Target, TargetKind,
 };
 use crate::model::{Activations, Dit, DitConfig, ParamLayout};
 use crate::objectives::{self, StepInputs};
+use crate::parallel::{Collective, Shard, Single};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -48,6 +50,9 @@ pub struct StepStats {
     pub grad_norm: f32,
     /// Wall time of the step, ms.
     pub ms: f64,
+    /// Of `ms`, the time spent exchanging with the other ranks (data-parallel runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_ms: Option<f64>,
 }
 
 /// The host-side state a checkpoint restores.
@@ -101,6 +106,64 @@ pub struct Trainer<'g> {
     /// Per-token MSE of the conditional rows, for the monitors.
     token_mse: wgpu::Buffer,
     mse_workspace: crate::kernels::LossWorkspace,
+    /// The ranks sharing each batch, and this process's part of it.
+    comm: &'g dyn Collective,
+    pub shard: Shard,
+    /// Whether another rank asked the job to stop at the last step.
+    pub peer_stop: bool,
+}
+
+/// A step's read-back over the whole batch: the loss scalars, the gradient norm, the
+/// per-token MSE and (IMBA) D.
+struct Gathered {
+    scalars: [f32; 4],
+    grad_norm: f32,
+    per_token: Vec<f32>,
+    d: Vec<f32>,
+}
+
+/// The exchange of a step over the ranks: device values read back, added up in rank order,
+/// written back; the time it took adds to `ms`.
+struct DeviceSum<'a> {
+    gpu: &'a Gpu,
+    comm: &'a dyn Collective,
+    ms: f64,
+}
+
+impl DeviceSum<'_> {
+    /// Submits what `encoder` holds, replaces `values[..count]` by its sum over the ranks
+    /// times `scale`, and continues in a fresh encoder.
+    fn reduce(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        values: &wgpu::Buffer,
+        (count, scale): (usize, f32),
+    ) -> Result<()> {
+        let recorded = std::mem::replace(encoder, self.gpu.encoder());
+        self.gpu.queue.submit(Some(recorded.finish()));
+        let start = Instant::now();
+        let mut v: Vec<f32> = self.gpu.read(values, count)?;
+        self.comm.sum(&mut v)?;
+        if scale != 1.0 {
+            v.iter_mut().for_each(|x| *x *= scale);
+        }
+        self.gpu
+            .queue
+            .write_buffer(values, 0, bytemuck::cast_slice(&v));
+        self.ms += start.elapsed().as_secs_f64() * 1e3;
+        Ok(())
+    }
+}
+
+impl ShardSum for DeviceSum<'_> {
+    fn sum(
+        &mut self,
+        encoder: &mut wgpu::CommandEncoder,
+        values: &wgpu::Buffer,
+        count: usize,
+    ) -> Result<()> {
+        self.reduce(encoder, values, (count, 1.0))
+    }
 }
 
 impl<'g> Trainer<'g> {
@@ -112,7 +175,26 @@ impl<'g> Trainer<'g> {
         data: Dataset,
         state: Option<State>,
     ) -> Result<Self> {
+        static SINGLE: Single = Single;
+        Self::new_parallel(gpu, &SINGLE, config, model, data, state)
+    }
+
+    /// [`Self::new`] as one rank of a data-parallel job: this process trains on its shard of
+    /// every batch of `config.batch` samples; every rank must be given the same config, data
+    /// and state.
+    pub fn new_parallel(
+        gpu: &'g Gpu,
+        comm: &'g dyn Collective,
+        config: TrainConfig,
+        model: DitConfig,
+        data: Dataset,
+        state: Option<State>,
+    ) -> Result<Self> {
         config.validate()?;
+        let shard = Shard::new(config.batch, comm.rank() as u32, comm.size() as u32)?;
+        if shard.ranks > 1 {
+            check_parallel(&config, &model, shard)?;
+        }
         if (config.batch as usize) > data.len() {
             return Err(Error::Config(format!(
                 "`batch` {} is larger than the data set ({} images after the split); lower \
@@ -142,7 +224,7 @@ impl<'g> Trainer<'g> {
                 layout.total * 4
             )));
         }
-        check_memory(gpu, &model, &config)?;
+        check_memory(gpu, &model, &config, shard.len)?;
         let state = match state {
             Some(s) => s,
             None => {
@@ -167,14 +249,14 @@ impl<'g> Trainer<'g> {
             }
         }
         let dit = Dit::new(dev, model.clone(), &state.params)?;
-        let b = config.batch;
+        let b = shard.len;
         let acts = Activations::new(dev, &model, b, config.objective.repeats())?;
         let loss = LossKernels::new(dev)?;
         let e = b as u64 * model.tokens() as u64 * model.token_dim() as u64;
         let token_shape = crate::kernels::TokenShape::new(b, model.tokens(), model.token_dim());
         let tokens = token_shape.rows();
         let mse_workspace = loss.workspace(dev, token_shape)?;
-        let objective = build_objective(dev, &loss, &config, &model, &data)?;
+        let objective = build_objective(dev, &loss, (&config, b), &model, &data)?;
         restore_objective_state(gpu, objective.as_ref(), &state)?;
         let schedule = DdpmSchedule::default_linear();
         let table = gpu.upload("ddpm_table", &schedule.coefficients());
@@ -191,8 +273,11 @@ impl<'g> Trainer<'g> {
             norm: gpu.zeros("grad_norm", 16),
             stats: gpu.staging(
                 "step_stats",
-                32 + 4 * (tokens + Self::monitored(&config, &model)),
+                32 + 4 * (tokens + Self::monitored(&config, &model, b)),
             ),
+            comm,
+            shard,
+            peer_stop: false,
             token_mse: gpu.zeros("token_mse", 4 * tokens),
             mse_workspace,
             last_mse: Vec::new(),
@@ -215,10 +300,11 @@ impl<'g> Trainer<'g> {
         })
     }
 
-    /// How many D values a step reads back: B·N for IMBA (the D monitor), else none.
-    fn monitored(config: &TrainConfig, model: &DitConfig) -> u64 {
+    /// How many D values a step reads back: B·N for IMBA (the D monitor; B the shard's
+    /// samples), else none.
+    fn monitored(config: &TrainConfig, model: &DitConfig, batch: u32) -> u64 {
         if config.objective == Objective::Imba {
-            config.batch as u64 * model.tokens() as u64
+            batch as u64 * model.tokens() as u64
         } else {
             0
         }
@@ -303,20 +389,32 @@ impl<'g> Trainer<'g> {
     }
 
     /// Runs one step. A non-finite loss or gradient norm is an error naming the step (the
-    /// parameters are then spoilt: reload a checkpoint).
+    /// parameters are then spoilt: reload a checkpoint). In a data-parallel job every rank
+    /// calls it together: the gradients are averaged over the ranks before the optimiser,
+    /// and the step's scalars and per-sample values are gathered from every rank, so the
+    /// returned stats and the `last_*` monitors describe the whole batch on every rank.
     pub fn step(&mut self) -> Result<StepStats> {
         let start = Instant::now();
         let s = self.step;
         let inputs = self.inputs(s);
-        self.upload(&inputs)?;
+        let local = self.shard_of(&inputs);
+        self.upload(&local)?;
         let mut enc = self.gpu.encoder();
-        self.record_model(&mut enc, &inputs)?;
+        let (gpu, comm) = (self.gpu, self.comm);
+        let mut across = DeviceSum { gpu, comm, ms: 0.0 };
+        self.record_model(&mut enc, &local, &mut across)?;
+        if self.shard.ranks > 1 {
+            // The mean of the ranks' gradients (each a mean over its shard) is the whole
+            // batch's: clipping and AdamW then see the same values on every rank.
+            let grads = (self.dit.layout.total, 1.0 / self.shard.ranks as f32);
+            across.reduce(&mut enc, &self.dit.grads, grads)?;
+        }
         let lr = self.record_optimiser(&mut enc, s)?;
         // The loss scalars, the norm and D go straight into a mappable buffer: one
-        // submission, one wait per step.
+        // submission, one wait per step (one more per exchange in a data-parallel job).
         enc.copy_buffer_to_buffer(self.objective.scalars(), 0, &self.stats, 0, 16);
         enc.copy_buffer_to_buffer(&self.norm, 0, &self.stats, 16, 16);
-        let monitored = Self::monitored(&self.config, &self.model);
+        let monitored = Self::monitored(&self.config, &self.model, self.shard.len);
         let tokens = self.token_mse.size() / 4;
         enc.copy_buffer_to_buffer(&self.token_mse, 0, &self.stats, 32, 4 * tokens);
         if let Some(d) = self.objective.monitored_weights() {
@@ -324,13 +422,17 @@ impl<'g> Trainer<'g> {
         }
         self.gpu.queue.submit(Some(enc.finish()));
         let count = 8 + (tokens + monitored) as usize;
-        let mut v: Vec<f32> = self.gpu.read_staging(&self.stats, count)?;
-        self.last_d = v.split_off(8 + tokens as usize);
-        let per_token = v.split_off(8);
+        let read: Vec<f32> = self.gpu.read_staging(&self.stats, count)?;
+        let Gathered {
+            scalars,
+            grad_norm,
+            per_token,
+            d,
+        } = self.gather(read, tokens as usize, &mut across)?;
+        self.last_d = d;
         self.last_mse = super::time_monitor::sample_means(&per_token, self.config.batch as usize);
         self.step += 1;
-        let [loss, loss_c, loss_u, mean_d] =
-            self.objective.report([v[0], v[1], v[2], v[3]], &inputs);
+        let [loss, loss_c, loss_u, mean_d] = self.objective.report(scalars, &inputs);
         let null = self.model.null_label();
         let slots = self.model.label_slots as usize;
         self.last_conditional = (0..self.config.batch as usize)
@@ -347,8 +449,9 @@ impl<'g> Trainer<'g> {
             mean_d,
             mse_c,
             lr,
-            grad_norm: v[5],
+            grad_norm,
             ms: start.elapsed().as_secs_f64() * 1e3,
+            sync_ms: (self.shard.ranks > 1).then_some(across.ms),
         };
         if !stats.loss.is_finite() || !stats.grad_norm.is_finite() {
             return Err(Error::Diverged(format!(
@@ -357,6 +460,77 @@ impl<'g> Trainer<'g> {
             )));
         }
         Ok(stats)
+    }
+
+    /// The step's read-back ([4 scalars, norm…, per-token MSE, D]) of every rank: the scalars
+    /// averaged in rank order (each rank's is a mean over as many samples), the per-token
+    /// values concatenated in sample order; with this rank's stop request shared, so that
+    /// every rank stops after the same step.
+    fn gather(
+        &mut self,
+        mut read: Vec<f32>,
+        tokens: usize,
+        across: &mut DeviceSum,
+    ) -> Result<Gathered> {
+        let grad_norm = read[5];
+        if self.shard.ranks > 1 {
+            let started = Instant::now();
+            read[4] = f32::from(super::stop::requested().is_some());
+            let ranks = self.shard.ranks as usize;
+            let all = self.comm.all_gather(&read)?;
+            let parts: Vec<&[f32]> = all.chunks(read.len()).collect();
+            self.peer_stop = parts.iter().any(|p| p[4] != 0.0);
+            let total = crate::parallel::sum_in_order(parts.iter().map(|p| &p[..4]));
+            let scalars = std::array::from_fn(|i| total[i] / ranks as f32);
+            let per_token = parts
+                .iter()
+                .flat_map(|p| &p[8..8 + tokens])
+                .copied()
+                .collect();
+            let d = parts
+                .iter()
+                .flat_map(|p| &p[8 + tokens..])
+                .copied()
+                .collect();
+            across.ms += started.elapsed().as_secs_f64() * 1e3;
+            return Ok(Gathered {
+                scalars,
+                grad_norm,
+                per_token,
+                d,
+            });
+        }
+        let d = read.split_off(8 + tokens);
+        let per_token = read.split_off(8);
+        Ok(Gathered {
+            scalars: [read[0], read[1], read[2], read[3]],
+            grad_norm,
+            per_token,
+            d,
+        })
+    }
+
+    /// This rank's part of a step's inputs: its samples, their timesteps and label rows.
+    fn shard_of(&self, inputs: &StepInputs) -> StepInputs {
+        if self.shard.ranks == 1 {
+            return inputs.clone();
+        }
+        let range = self.shard.range();
+        let slots = self.model.label_slots as usize;
+        let batch = self.config.batch as usize;
+        let rows = |half: usize| {
+            let first = (half * batch + range.start) * slots;
+            &inputs.labels[first..first + range.len() * slots]
+        };
+        let halves = inputs.labels.len() / (batch * slots);
+        StepInputs {
+            step: inputs.step,
+            indices: inputs.indices[range.clone()].to_vec(),
+            timesteps: inputs.timesteps[range.clone()].to_vec(),
+            time_fractions: inputs.time_fractions[range.clone()].to_vec(),
+            labels: (0..halves).flat_map(|h| rows(h).to_vec()).collect(),
+            unconditional: inputs.unconditional,
+        }
     }
 
     /// The batch's images, timesteps and conditions, and the objective's host data.
@@ -375,10 +549,18 @@ impl<'g> Trainer<'g> {
         Ok(())
     }
 
-    /// Noise into x_t tokens, the forward, the objective's loss and the backward.
-    fn record_model(&self, enc: &mut wgpu::CommandEncoder, inputs: &StepInputs) -> Result<()> {
+    /// Noise into x_t tokens, the forward, the objective's loss and the backward, on this
+    /// rank's shard (`inputs`): its noise and target continue the whole batch's Philox stream
+    /// at its first sample.
+    fn record_model(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        inputs: &StepInputs,
+        across: &mut DeviceSum,
+    ) -> Result<()> {
         let (c, dev) = (&self.config, &self.gpu.device);
-        let geometry = self.model.geometry(c.batch);
+        let geometry = self.model.geometry(self.shard.len);
+        let first_sample = self.shard.first();
         let (schedule, kind) = match c.process {
             Process::Ddpm => (
                 Schedule::Ddpm {
@@ -398,18 +580,25 @@ impl<'g> Trainer<'g> {
             timesteps: &self.t_noise,
             out_tokens: &self.patches,
         };
-        self.noise.record_noise_to_tokens(dev, enc, &noise)?;
-        let target = Target::Philox {
+        self.noise
+            .record_noise_to_tokens_shard(dev, enc, &noise, first_sample)?;
+        let target = Target::PhiloxShard {
             seed: c.seed,
             step: inputs.step,
             geometry,
+            first_sample,
             kind,
             x0: Some((&self.x0).into()),
         };
         let o = &self.objective;
         self.dit
             .record_forward(dev, enc, &self.acts, &self.patches, o.tap())?;
-        o.record(dev, enc, &self.loss, &self.acts, target, inputs)?;
+        if self.shard.ranks > 1 {
+            let loss = (&self.loss, &self.acts);
+            o.record_shard(dev, enc, loss.0, loss.1, target, (inputs, across))?;
+        } else {
+            o.record(dev, enc, &self.loss, &self.acts, target, inputs)?;
+        }
         // The first B rows are the conditional pass (labels, or ∅ where dropped).
         let mse = crate::kernels::TokenMseArgs {
             shape: self.mse_workspace.shape(),
@@ -549,11 +738,10 @@ fn restore_objective_state(
 fn build_objective(
     dev: &wgpu::Device,
     loss: &LossKernels,
-    config: &TrainConfig,
+    (config, b): (&TrainConfig, u32),
     model: &DitConfig,
     data: &Dataset,
 ) -> Result<Box<dyn objectives::Objective>> {
-    let b = config.batch;
     Ok(match config.objective {
         Objective::Baseline => Box::new(objectives::Baseline::new(dev, loss, model, b)?),
         Objective::Imba | Objective::DualBaseline => {
@@ -583,17 +771,40 @@ fn build_objective(
 /// Refuses a model and batch whose training state would not fit: on a CPU adapter its memory
 /// is the host's, checked before anything is allocated. (wgpu does not tell a GPU's memory
 /// size; there an allocation that does not fit fails with the device's own error.)
-fn check_memory(gpu: &Gpu, model: &DitConfig, config: &TrainConfig) -> Result<()> {
+fn check_memory(gpu: &Gpu, model: &DitConfig, config: &TrainConfig, batch: u32) -> Result<()> {
     if gpu.info.device_type != wgpu::DeviceType::Cpu {
         return Ok(());
     }
-    let report = crate::model::MemoryReport::new(model, config.batch, config.objective.repeats());
+    let report = crate::model::MemoryReport::new(model, batch, config.objective.repeats());
     crate::bounds::host_memory(
         &format!(
             "training this model at batch {} (parameters, moments, activations; see `imba \
              info --model`)",
-            config.batch
+            batch
         ),
         report.total_bytes(),
     )
+}
+
+/// What a data-parallel job cannot split: losses that couple the samples of a batch beyond a
+/// sum (CCUA's contrastive negatives, IMBA's batch-mean D), and shards that would not start on
+/// a Philox quad.
+fn check_parallel(config: &TrainConfig, model: &DitConfig, shard: Shard) -> Result<()> {
+    let coupled = match config.objective {
+        Objective::Ccua => Some("CCUA's contrastive loss takes its negatives from the whole batch"),
+        Objective::Imba if config.normalize == crate::kernels::Normalize::BatchMean => {
+            Some("IMBA with `normalize = batch-mean` divides D by the whole batch's mean")
+        }
+        _ => None,
+    };
+    if let Some(why) = coupled {
+        return Err(Error::Config(format!(
+            "{why}, which a data-parallel job does not split over ranks; train it in one \
+             process, or use `normalize = t-bucket` (summed over ranks)"
+        )));
+    }
+    let geometry = model.geometry(shard.len);
+    crate::kernels::shard_quad_base(geometry, shard.first())
+        .map(|_| ())
+        .map_err(|e| Error::Config(format!("{e} (here: batch/ranks = {})", shard.len)))
 }

@@ -7,6 +7,7 @@ mod eval;
 mod info;
 mod invdiff;
 mod options;
+mod ranks;
 mod sample;
 mod seedselect;
 mod train;
@@ -77,7 +78,7 @@ fn parse_paths(s: &str) -> Result<imba::kernels::Paths, String> {
     s.parse().map_err(|e: imba::Error| e.to_string())
 }
 
-fn run(cli: Cli) -> imba::Result<()> {
+fn run(cli: Cli, job: &ranks::Job) -> imba::Result<()> {
     if let Some(p) = cli.paths {
         // Every family reads the choice when its pipelines are made.
         let name = format!("{p:?}").to_lowercase();
@@ -88,15 +89,23 @@ fn run(cli: Cli) -> imba::Result<()> {
             .ok()
             .filter(|s| !s.is_empty())
     });
-    let gpu = Gpu::with_adapter_name(name.as_deref())?;
+    let comm = job.comm();
+    let gpu = match comm.size() {
+        1 => Gpu::with_adapter_name(name.as_deref())?,
+        _ => Gpu::for_local_rank(name.as_deref(), comm.local_rank())?,
+    };
     // One device in this process: its kernels compile with its pipeline cache.
-    gpu.with_pipeline_cache(|| dispatch(&gpu, cli.command))
+    gpu.with_pipeline_cache(|| dispatch(&gpu, comm, cli.command))
 }
 
-fn dispatch(gpu: &Gpu, command: Command) -> imba::Result<()> {
+fn dispatch(
+    gpu: &Gpu,
+    comm: &dyn imba::parallel::Collective,
+    command: Command,
+) -> imba::Result<()> {
     match command {
         Command::Info(a) => info::run(gpu, a),
-        Command::Train(a) => train::run(gpu, a),
+        Command::Train(a) => train::run(gpu, comm, a),
         Command::Sample(a) => sample::run(gpu, a),
         Command::Seedselect(a) => seedselect::run(gpu, a),
         Command::Invdiff(a) => invdiff::run(gpu, a),
@@ -114,15 +123,14 @@ fn main() -> ExitCode {
     if let Err(e) = imba::train::stop::install() {
         eprintln!("warning: cannot handle SIGINT/SIGTERM ({e}); a signal ends the process at once");
     }
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e @ imba::Error::Interrupted { signal, .. }) => {
-            eprintln!("{e}");
-            ExitCode::from((128 + signal) as u8)
-        }
+    let cli = Cli::parse();
+    let job = match ranks::Job::start(matches!(cli.command, Command::Train(_))) {
+        Ok(job) => job,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
-    }
+    };
+    let result = run(cli, &job);
+    job.finish(result)
 }

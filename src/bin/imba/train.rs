@@ -3,6 +3,7 @@
 use crate::options::with_file;
 use clap::Args;
 use imba::gpu::Gpu;
+use imba::parallel::Collective;
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -20,12 +21,19 @@ pub struct TrainArgs {
     opts: Box<imba::train::TrainOptions>,
 }
 
-pub fn run(gpu: &Gpu, a: TrainArgs) -> imba::Result<()> {
+pub fn run(gpu: &Gpu, comm: &dyn Collective, a: TrainArgs) -> imba::Result<()> {
     let opts = with_file(*a.opts, a.config.as_deref())?;
-    if !a.quiet {
-        eprintln!("adapter: {}", gpu.info.name);
+    let lead = comm.rank() == 0;
+    if !a.quiet && (lead || comm.size() > 1) {
+        let rank = format!("rank {} of {}: ", comm.rank(), comm.size());
+        let rank = if comm.size() > 1 { rank.as_str() } else { "" };
+        eprintln!("{rank}adapter: {}", gpu.info.name);
     }
-    let o = imba::train::run::train(gpu, opts, a.resume.as_deref(), !a.quiet)?;
+    let resume = a.resume.as_deref();
+    let o = imba::train::run::train_parallel(gpu, comm, opts, resume, !a.quiet && lead)?;
+    if !lead {
+        return Ok(());
+    }
     if let Some(s) = o.last {
         println!(
             "trained {} steps in {:.1} s ({:.2} steps/s); step {}: loss {:.5}, L_c {:.5}, L_u {:.5}, mean D {:.4}",
