@@ -141,6 +141,8 @@ impl DeviceSum<'_> {
     ) -> Result<()> {
         let recorded = std::mem::replace(encoder, self.gpu.encoder());
         self.gpu.queue.submit(Some(recorded.finish()));
+        // The device's work is not the exchange's: wait for it before the clock starts.
+        self.gpu.wait()?;
         let start = Instant::now();
         let mut v: Vec<f32> = self.gpu.read(values, count)?;
         self.comm.sum(&mut v)?;

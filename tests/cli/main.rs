@@ -7,6 +7,7 @@ mod common;
 mod basics;
 mod compare;
 mod failures;
+mod parallel;
 mod train;
 
 use std::path::PathBuf;
