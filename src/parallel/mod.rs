@@ -33,6 +33,26 @@ pub trait Collective {
     fn broadcast(&self, bytes: Vec<u8>) -> Result<Vec<u8>>;
 }
 
+static LOCKSTEP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Marks this process as one whose error the other ranks cannot learn of: they wait for its
+/// next exchange (inside a training loop, or between two exchanges of the start-up), so such
+/// an error must end the whole job rather than this rank alone. Errors every rank meets alike
+/// (a refusal the ranks agreed on, a divergence at the same step, a shared stop) leave it.
+pub fn enter_lockstep() {
+    LOCKSTEP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The ranks are past their last exchange, or all know of the error at hand.
+pub fn leave_lockstep() {
+    LOCKSTEP.store(false, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether an error now would leave other ranks waiting ([`enter_lockstep`]).
+pub fn in_lockstep() -> bool {
+    LOCKSTEP.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// One process: every exchange is the identity.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Single;

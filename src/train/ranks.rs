@@ -76,14 +76,18 @@ pub fn decode_state(bytes: &[u8]) -> Result<Option<State>> {
     }))
 }
 
-/// Whether every rank got ready on the same data: this rank's own error, or
-/// [`Error::OtherRank`] naming the first rank that failed or loaded other data.
+/// Whether every rank got ready on the same data: this rank's own error (unless rank 0 failed
+/// too: then rank 0 reports, as the ranks mostly fail alike), or [`Error::OtherRank`] naming
+/// the first rank that failed.
 pub fn agree<T>(comm: &dyn Collective, mine: Result<T>, fingerprint: u64) -> Result<T> {
     let ok = f32::from(mine.is_ok());
     let halves = [fingerprint as u32, (fingerprint >> 32) as u32].map(f32::from_bits);
     let all = comm.all_gather(&[ok, halves[0], halves[1]])?;
     let ranks: Vec<&[f32]> = all.chunks(3).collect();
     let print = |p: &[f32]| (p[1].to_bits() as u64) | ((p[2].to_bits() as u64) << 32);
+    if mine.is_err() && comm.rank() != 0 && ranks[0][0] == 0.0 {
+        return Err(Error::OtherRank { rank: 0 });
+    }
     let mine = mine?;
     if let Some(rank) = ranks.iter().position(|p| p[0] == 0.0) {
         return Err(Error::OtherRank { rank });

@@ -6,7 +6,7 @@ use super::{
     monitor, ranks, setup, time_monitor, DatasetKind, FolderLock, RunDir, State, StepStats,
     TrainConfig, TrainOptions, Trainer,
 };
-use crate::data::Dataset;
+use crate::data::{Dataset, Split};
 use crate::diffusion::generate::{generate, SampleSpec};
 use crate::diffusion::Sampler;
 use crate::gpu::Gpu;
@@ -78,93 +78,124 @@ pub fn train(
 /// rank 0 opens and writes the run folder (config, logs, checkpoints, the end-of-run model
 /// and samples) and sends the config and any checkpoint's state to the others; every rank
 /// trains on its shard of each batch.
-pub fn train_parallel(
-    gpu: &Gpu,
-    comm: &dyn Collective,
+pub fn train_parallel<'g>(
+    gpu: &'g Gpu,
+    comm: &'g dyn Collective,
     opts: TrainOptions,
     resume: Option<&Path>,
     progress: bool,
 ) -> Result<Outcome> {
-    let lead = comm.rank() == 0;
-    let opened = lead.then(|| open(opts, resume));
+    crate::parallel::enter_lockstep();
+    let mut started = start(gpu, comm, opts, resume)?;
+    match started.folder.take() {
+        Some(folder) => lead(gpu, started, folder, progress),
+        None => follow(&mut started.trainer, started.config),
+    }
+}
+
+/// A run ready for its first step on this rank; rank 0 holds the locked run folder.
+struct Started<'g> {
+    trainer: Trainer<'g>,
+    model: DitConfig,
+    split: Split,
+    config: TrainConfig,
+    folder: Option<(RunDir, FolderLock)>,
+}
+
+/// Opens the run (rank 0), shares its config, prepares every rank and has them agree. Every
+/// check that can refuse the run (batch size, device limits, the data) runs on every rank
+/// before the first file is written; a refused new run leaves no folder behind.
+fn start<'g>(
+    gpu: &'g Gpu,
+    comm: &'g dyn Collective,
+    opts: TrainOptions,
+    resume: Option<&Path>,
+) -> Result<Started<'g>> {
+    let opened = (comm.rank() == 0).then(|| open(opts, resume));
     let shared = ranks::share(comm, opened.as_ref(), |o| ranks::encode_config(&o.0));
-    let (config, folder) = match opened {
+    // Rank 0's refusal reached every rank with the config's broadcast.
+    let agreed = |e| {
+        crate::parallel::leave_lockstep();
+        e
+    };
+    let (config, folder, saved) = match opened {
         Some(o) => {
-            let (config, run, saved, lock) = o?;
+            let (config, run, saved, lock) = o.map_err(agreed)?;
             shared?;
-            (config, Some((run, saved, lock)))
+            (config, Some((run, lock)), saved)
         }
-        None => (ranks::decode_config(&shared?)?, None),
+        None => (ranks::decode_config(&shared.map_err(agreed)?)?, None, None),
     };
-    // Everything that can refuse the run (batch size, device limits) is checked on every rank
-    // before the first file is written; a refused new run leaves no folder behind.
-    let data = setup::load_data(&config);
-    let model = data
-        .as_ref()
-        .ok()
-        .map(|(d, _)| setup::model_config(&config, d));
-    let (run, saved, lock) = match folder {
-        Some((run, saved, lock)) => (Some(run), saved, Some(lock)),
-        None => (None, None, None),
-    };
-    let loaded = data.as_ref().ok().map(|d| &d.0);
-    let state = lead_state(
-        saved,
-        &config,
-        loaded,
-        model.as_ref().and_then(|m| m.as_ref().ok()),
-    );
-    let shared = ranks::share(comm, lead.then_some(&state), ranks::encode_state);
-    let prepared = (|| {
-        let (data, split) = data?;
-        let model = model.expect("a model config for loaded data")?;
-        let state = if lead {
-            state?
-        } else {
-            ranks::decode_state(&shared?)?
-        };
-        let fingerprint = data.fingerprint();
-        let trainer = Trainer::new_parallel(gpu, comm, config.clone(), model.clone(), data, state);
-        ranks::agree(comm, trainer.map(|t| (t, model, split)), fingerprint)
-    })();
-    let (mut trainer, model, split) = match prepared {
-        Ok(p) => p,
+    let prepared = prepare(gpu, comm, &config, saved);
+    let fingerprint = prepared.as_ref().map_or(0, |p| p.0.fingerprint);
+    match ranks::agree(comm, prepared, fingerprint) {
+        Ok((trainer, model, split)) => Ok(Started {
+            trainer,
+            model,
+            split,
+            config,
+            folder,
+        }),
         Err(e) => {
-            if let (Some(run), Some(lock)) = (&run, lock) {
+            crate::parallel::leave_lockstep();
+            if let Some((run, lock)) = folder {
                 let created = lock.created();
                 drop(lock);
                 if created {
                     remove_if_only_lock(run.root());
                 }
             }
-            return Err(e);
+            Err(e)
         }
+    }
+}
+
+/// Every rank: the data, the model, rank 0's checkpoint state (sent to all), the trainer.
+fn prepare<'g>(
+    gpu: &'g Gpu,
+    comm: &'g dyn Collective,
+    config: &TrainConfig,
+    saved: Option<Saved>,
+) -> Result<(Trainer<'g>, DitConfig, Split)> {
+    let loaded = setup::load_data(config).and_then(|(data, split)| {
+        let model = setup::model_config(config, &data)?;
+        Ok((data, split, model))
+    });
+    let state = match (&loaded, saved) {
+        (Ok((data, _, model)), Some(s)) => check_saved(s, config, data, model).map(Some),
+        // No checkpoint, or data that failed to load: that error is reported instead.
+        _ => Ok(None),
     };
-    let Some(run) = run else {
-        return follow(&mut trainer, config);
+    let lead = comm.rank() == 0;
+    let shared = ranks::share(comm, lead.then_some(&state), ranks::encode_state);
+    let (data, split, model) = loaded?;
+    let state = match lead {
+        true => state?,
+        false => ranks::decode_state(&shared?)?,
     };
+    let trainer = Trainer::new_parallel(gpu, comm, config.clone(), model.clone(), data, state)?;
+    Ok((trainer, model, split))
+}
+
+/// Rank 0 (or a single process): trains, writing the run folder as it goes.
+fn lead(
+    gpu: &Gpu,
+    started: Started,
+    (run, lock): (RunDir, FolderLock),
+    progress: bool,
+) -> Result<Outcome> {
+    let Started {
+        mut trainer,
+        model,
+        split,
+        config,
+        ..
+    } = started;
     let first_step = trainer.step;
     let _lock = lock;
     write_header(&run, &config, &split)?;
     if progress {
-        eprint!("{}", split.table());
-        eprintln!(
-            "model: depth {}, D {}, {} heads, patch {} ({} tokens of {}), objective {}, {:?}",
-            model.depth,
-            model.dim,
-            model.heads,
-            model.patch,
-            model.tokens(),
-            model.token_dim(),
-            config.objective.name(),
-            config.process
-        );
-        if trainer.shard.ranks > 1 {
-            eprintln!(
-                "data-parallel: {} ranks, {} of each batch of {} per rank",
-                trainer.shard.ranks, trainer.shard.len, config.batch
-            );
-        }
+        describe(&split, &model, &config, &trainer);
     }
     let mut logs = Logs::open(&run, &config, first_step)?;
     let d_tokens = monitor::slot_tokens(&trainer.data, &model);
@@ -188,6 +219,7 @@ pub fn train_parallel(
                 save_checkpoint(&run, &trainer, &trainer.state()?)?;
             }
             bar.finish();
+            crate::parallel::leave_lockstep();
             return Err(Error::Interrupted {
                 signal,
                 name,
@@ -202,6 +234,7 @@ pub fn train_parallel(
         }
         last = Some(stats);
     }
+    crate::parallel::leave_lockstep();
     drop(stoppable);
     let seconds = bar.finish();
     let written = finish(
@@ -222,18 +255,25 @@ pub fn train_parallel(
     })
 }
 
-/// Rank 0's checkpoint state, checked against the data and model (None for a new run).
-fn lead_state(
-    saved: Option<Saved>,
-    config: &TrainConfig,
-    data: Option<&Dataset>,
-    model: Option<&DitConfig>,
-) -> Result<Option<State>> {
-    match (saved, data, model) {
-        (None, _, _) => Ok(None),
-        (Some(s), Some(data), Some(model)) => check_saved(s, config, data, model).map(Some),
-        // The data or model failed to load: that error is reported instead.
-        (Some(_), _, _) => Ok(None),
+/// The split, the model and (data-parallel) the ranks, on stderr.
+fn describe(split: &Split, model: &DitConfig, config: &TrainConfig, trainer: &Trainer) {
+    eprint!("{}", split.table());
+    eprintln!(
+        "model: depth {}, D {}, {} heads, patch {} ({} tokens of {}), objective {}, {:?}",
+        model.depth,
+        model.dim,
+        model.heads,
+        model.patch,
+        model.tokens(),
+        model.token_dim(),
+        config.objective.name(),
+        config.process
+    );
+    if trainer.shard.ranks > 1 {
+        eprintln!(
+            "data-parallel: {} ranks, {} of each batch of {} per rank",
+            trainer.shard.ranks, trainer.shard.len, config.batch
+        );
     }
 }
 
@@ -256,6 +296,7 @@ fn follow(trainer: &mut Trainer, config: TrainConfig) -> Result<Outcome> {
     while trainer.step < config.steps {
         let stats = trainer.step()?;
         if let Some((signal, name)) = stop_requested(trainer) {
+            crate::parallel::leave_lockstep();
             return Err(Error::Interrupted {
                 signal,
                 name,
@@ -265,6 +306,7 @@ fn follow(trainer: &mut Trainer, config: TrainConfig) -> Result<Outcome> {
         }
         last = Some(stats);
     }
+    crate::parallel::leave_lockstep();
     drop(stoppable);
     Ok(Outcome {
         out: PathBuf::from(&config.out),

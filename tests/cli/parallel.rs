@@ -243,3 +243,31 @@ fn unsafe_kill(pid: u32) {
         .unwrap();
     assert!(ok.success());
 }
+
+#[test]
+fn what_two_ranks_cannot_split_is_refused_on_every_rank_before_any_file() {
+    if !available("parallel::what_two_ranks_cannot_split_is_refused_on_every_rank_before_any_file")
+    {
+        return;
+    }
+    let dir = tempdir("parallel-refused");
+    let cfg = config(&dir);
+    for (extra, says) in [
+        (["--batch", "7"], "does not split evenly over 2 ranks"),
+        (["--objective", "ccua"], "train it in one process"),
+    ] {
+        let run = dir.join("run");
+        let o = run.display().to_string();
+        let mut args = vec!["train", "--config", &cfg, "--out", &o, "--quiet"];
+        args.extend(extra);
+        let started = Instant::now();
+        let (ok, text) = mpirun(2, &args);
+        assert!(!ok && text.contains(says), "{extra:?}: {text}");
+        assert!(
+            !text.contains("MPI_ABORT"),
+            "an agreed refusal needs no abort: {text}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(60));
+        assert!(!run.exists(), "a refused run left {}", run.display());
+    }
+}

@@ -126,8 +126,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let job = match ranks::Job::start(matches!(cli.command, Command::Train(_))) {
         Ok(job) => job,
+        Err(imba::Error::OtherRank { .. }) => return ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {e}");
+            ranks::say(&format!("error: {e}"));
             return ExitCode::FAILURE;
         }
     };

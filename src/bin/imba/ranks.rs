@@ -28,10 +28,11 @@ impl Job {
         if imba::parallel::mpi::launched() {
             let mpi = imba::parallel::mpi::Mpi::init()?;
             if mpi.size() > 1 && !trains {
-                let e = only_train(ranks);
-                if mpi.rank() == 0 {
-                    eprintln!("error: {e}");
-                }
+                // Rank 0 says why; the others end quietly.
+                let e = match mpi.rank() {
+                    0 => only_train(ranks),
+                    _ => imba::Error::OtherRank { rank: 0 },
+                };
                 drop(mpi);
                 return Err(e);
             }
@@ -61,8 +62,9 @@ impl Job {
     }
 
     /// The exit code of `result`, its error printed (in a job of several ranks, with the
-    /// rank). An error that only this rank met ends every rank (MPI_Abort); errors every
-    /// rank met alike (a refusal before the first step, a stop signal) end each rank
+    /// rank). An error met inside the training loop that only this rank can have met ends
+    /// every rank (MPI_Abort), since the others wait for its next exchange; errors every rank
+    /// met alike (a refusal before the first step, a divergence, a stop signal) end each rank
     /// normally.
     pub fn finish(self, result: imba::Result<()>) -> ExitCode {
         let (rank, size) = (self.comm().rank(), self.comm().size());
@@ -79,16 +81,19 @@ impl Job {
             imba::Error::OtherRank { .. } => ExitCode::FAILURE,
             imba::Error::Interrupted { signal, .. } => {
                 if rank == 0 {
-                    eprintln!("{e}");
+                    say(&e.to_string());
                 }
                 ExitCode::from((128 + signal) as u8)
             }
             e => {
                 // Every rank diverges at the same step: rank 0 says so.
-                if rank == 0 || !matches!(e, imba::Error::Diverged(_)) {
-                    eprintln!("error{who}: {e}");
+                let everywhere = matches!(e, imba::Error::Diverged(_));
+                if rank == 0 || !everywhere {
+                    say(&format!("error{who}: {e}"));
                 }
-                self.abort_others(1);
+                if imba::parallel::in_lockstep() && !everywhere {
+                    self.abort_others(1);
+                }
                 ExitCode::FAILURE
             }
         }
@@ -103,6 +108,13 @@ impl Job {
         }
         let _ = code;
     }
+}
+
+/// One line on stderr in one write, so that the lines of several ranks (forwarded by
+/// `mpirun`) do not interleave.
+pub fn say(line: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
 }
 
 fn only_train(ranks: u64) -> imba::Error {
