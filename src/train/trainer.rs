@@ -595,11 +595,11 @@ impl<'g> Trainer<'g> {
         let o = &self.objective;
         self.dit
             .record_forward(dev, enc, &self.acts, &self.patches, o.tap())?;
+        let (loss, acts) = (&self.loss, &self.acts);
         if self.shard.ranks > 1 {
-            let loss = (&self.loss, &self.acts);
-            o.record_shard(dev, enc, loss.0, loss.1, target, (inputs, across))?;
+            o.record_shard(dev, enc, loss, acts, target, (inputs, across))?;
         } else {
-            o.record(dev, enc, &self.loss, &self.acts, target, inputs)?;
+            o.record(dev, enc, loss, acts, target, inputs)?;
         }
         // The first B rows are the conditional pass (labels, or ∅ where dropped).
         let mse = crate::kernels::TokenMseArgs {
