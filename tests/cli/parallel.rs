@@ -121,6 +121,49 @@ fn losses(run: &Path) -> Vec<f32> {
 }
 
 #[test]
+fn ctrl_c_stops_every_rank_after_the_same_step_with_a_checkpoint() {
+    let test = "parallel::ctrl_c_stops_every_rank_after_the_same_step_with_a_checkpoint";
+    if !available(test) {
+        return;
+    }
+    let dir = tempdir("parallel-stop");
+    let cfg = config(&dir);
+    let run = dir.join("run");
+    let o = run.display().to_string();
+    let args = [
+        "train", "--config", &cfg, "--steps", "100000", "--out", &o, "--quiet",
+    ];
+    let mut job = mpirun_command(2, &args).spawn().unwrap();
+    let started = Instant::now();
+    while !run.join("checkpoint.prev.safetensors").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no checkpoint came"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = job.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = job.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("stopped by"), "{text}");
+    // The checkpoint is of the last logged step: every rank stopped after it.
+    let step = imba::train::state::load(&run.join("checkpoint.safetensors"))
+        .unwrap()
+        .state
+        .step;
+    assert_eq!(losses(&run).len() as u32, step, "{text}");
+    let more = (step + 2).to_string();
+    train(2, &cfg, &more, &run, true);
+    assert_eq!(losses(&run).len() as u32, step + 2);
+}
+
+#[test]
 fn two_ranks_match_one_process_and_themselves() {
     if !available("parallel::two_ranks_match_one_process_and_themselves") {
         return;
@@ -130,7 +173,9 @@ fn two_ranks_match_one_process_and_themselves() {
     let (one, two, again) = (dir.join("one"), dir.join("two"), dir.join("again"));
     train(1, &cfg, "8", &one, false);
     train(2, &cfg, "8", &two, false);
-    train(2, &cfg, "8", &again, false);
+    // The second two-rank run stops at step 4 and resumes: a resume is exact on ranks too.
+    train(2, &cfg, "4", &again, false);
+    train(2, &cfg, "8", &again, true);
     let ckpt = "checkpoint.safetensors";
     let d = max_difference(&one.join(ckpt), &two.join(ckpt));
     assert!(d <= TOLERANCE, "two ranks differ from one process by {d}");
@@ -142,7 +187,7 @@ fn two_ranks_match_one_process_and_themselves() {
         assert_eq!(
             tensors(&two.join(file)),
             tensors(&again.join(file)),
-            "two runs on two ranks differ in {file}"
+            "two runs on two ranks (one resumed at step 4) differ in {file}"
         );
     }
     // Rank 0 alone wrote the run folder: one log line per step.
