@@ -133,7 +133,7 @@ fn ctrl_c_stops_every_rank_after_the_same_step_with_a_checkpoint() {
     let args = [
         "train", "--config", &cfg, "--steps", "100000", "--out", &o, "--quiet",
     ];
-    let mut job = mpirun_command(2, &args).spawn().unwrap();
+    let job = mpirun_command(2, &args).spawn().unwrap();
     let started = Instant::now();
     while !run.join("checkpoint.prev.safetensors").exists() {
         assert!(
