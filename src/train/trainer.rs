@@ -111,6 +111,8 @@ pub struct Trainer<'g> {
     pub shard: Shard,
     /// Whether another rank asked the job to stop at the last step.
     pub peer_stop: bool,
+    /// The exchanges' read-back buffer (data-parallel runs only).
+    exchange: Option<wgpu::Buffer>,
 }
 
 /// A step's read-back over the whole batch: the loss scalars, the gradient norm, the
@@ -120,6 +122,8 @@ struct Gathered {
     grad_norm: f32,
     per_token: Vec<f32>,
     d: Vec<f32>,
+    /// Whether any rank asked to stop.
+    peer_stop: bool,
 }
 
 /// The exchange of a step over the ranks: device values read back, added up in rank order,
@@ -127,6 +131,8 @@ struct Gathered {
 struct DeviceSum<'a> {
     gpu: &'a Gpu,
     comm: &'a dyn Collective,
+    /// Host-readable, as large as the largest exchange (the gradient), kept across steps.
+    staging: Option<&'a wgpu::Buffer>,
     ms: f64,
 }
 
@@ -139,12 +145,16 @@ impl DeviceSum<'_> {
         values: &wgpu::Buffer,
         (count, scale): (usize, f32),
     ) -> Result<()> {
-        let recorded = std::mem::replace(encoder, self.gpu.encoder());
+        let staging = self.staging.ok_or_else(|| {
+            Error::Readback("a data-parallel exchange without its staging buffer".into())
+        })?;
+        let mut recorded = std::mem::replace(encoder, self.gpu.encoder());
+        recorded.copy_buffer_to_buffer(values, 0, staging, 0, 4 * count as u64);
         self.gpu.queue.submit(Some(recorded.finish()));
         // The device's work is not the exchange's: wait for it before the clock starts.
         self.gpu.wait()?;
         let start = Instant::now();
-        let mut v: Vec<f32> = self.gpu.read(values, count)?;
+        let mut v: Vec<f32> = self.gpu.read_staging(staging, count)?;
         self.comm.sum(&mut v)?;
         if scale != 1.0 {
             v.iter_mut().for_each(|x| *x *= scale);
@@ -277,6 +287,12 @@ impl<'g> Trainer<'g> {
                 "step_stats",
                 32 + 4 * (tokens + Self::monitored(&config, &model, b)),
             ),
+            exchange: (shard.ranks > 1).then(|| {
+                let largest = layout
+                    .total
+                    .max(2 * crate::kernels::MAX_TIME_BUCKETS as usize);
+                gpu.staging("exchange", 4 * largest as u64)
+            }),
             comm,
             shard,
             peer_stop: false,
@@ -403,7 +419,13 @@ impl<'g> Trainer<'g> {
         self.upload(&local)?;
         let mut enc = self.gpu.encoder();
         let (gpu, comm) = (self.gpu, self.comm);
-        let mut across = DeviceSum { gpu, comm, ms: 0.0 };
+        let staging = self.exchange.as_ref();
+        let mut across = DeviceSum {
+            gpu,
+            comm,
+            staging,
+            ms: 0.0,
+        };
         self.record_model(&mut enc, &local, &mut across)?;
         if self.shard.ranks > 1 {
             // The mean of the ranks' gradients (each a mean over its shard) is the whole
@@ -430,7 +452,10 @@ impl<'g> Trainer<'g> {
             grad_norm,
             per_token,
             d,
+            peer_stop,
         } = self.gather(read, tokens as usize, &mut across)?;
+        let sync_ms = (self.shard.ranks > 1).then_some(across.ms);
+        self.peer_stop = peer_stop;
         self.last_d = d;
         self.last_mse = super::time_monitor::sample_means(&per_token, self.config.batch as usize);
         self.step += 1;
@@ -453,7 +478,7 @@ impl<'g> Trainer<'g> {
             lr,
             grad_norm,
             ms: start.elapsed().as_secs_f64() * 1e3,
-            sync_ms: (self.shard.ranks > 1).then_some(across.ms),
+            sync_ms,
         };
         if !stats.loss.is_finite() || !stats.grad_norm.is_finite() {
             return Err(Error::Diverged(format!(
@@ -469,7 +494,7 @@ impl<'g> Trainer<'g> {
     /// values concatenated in sample order; with this rank's stop request shared, so that
     /// every rank stops after the same step.
     fn gather(
-        &mut self,
+        &self,
         mut read: Vec<f32>,
         tokens: usize,
         across: &mut DeviceSum,
@@ -481,7 +506,7 @@ impl<'g> Trainer<'g> {
             let ranks = self.shard.ranks as usize;
             let all = self.comm.all_gather(&read)?;
             let parts: Vec<&[f32]> = all.chunks(read.len()).collect();
-            self.peer_stop = parts.iter().any(|p| p[4] != 0.0);
+            let peer_stop = parts.iter().any(|p| p[4] != 0.0);
             let total = crate::parallel::sum_in_order(parts.iter().map(|p| &p[..4]));
             let scalars = std::array::from_fn(|i| total[i] / ranks as f32);
             let per_token = parts
@@ -500,6 +525,7 @@ impl<'g> Trainer<'g> {
                 grad_norm,
                 per_token,
                 d,
+                peer_stop,
             });
         }
         let d = read.split_off(8 + tokens);
@@ -509,6 +535,7 @@ impl<'g> Trainer<'g> {
             grad_norm,
             per_token,
             d,
+            peer_stop: false,
         })
     }
 
