@@ -49,14 +49,22 @@ pub fn grid(images: &[f32], c: u32, h: u32, w: u32, cols: u32, scale: u32) -> im
 /// Saves a grid (see [`grid`]).
 pub fn save_grid(path: &Path, images: &[f32], c: u32, h: u32, w: u32, cols: u32) -> Result<()> {
     let scale = (64 / h.max(w)).clamp(1, 8);
-    grid(images, c, h, w, cols, scale)
-        .save(path)
-        .map_err(|e| io(path, e))
+    save_png(path, &grid(images, c, h, w, cols, scale))
 }
 
 /// Saves one image (C, H, W) as PNG at its own size.
 pub fn save_one(path: &Path, image: &[f32], c: u32, h: u32, w: u32) -> Result<()> {
     let g = grid(image, c, h, w, 1, 1);
     let cropped = image::imageops::crop_imm(&g, 1, 1, w, h).to_image();
-    cropped.save(path).map_err(|e| io(path, e))
+    save_png(path, &cropped)
+}
+
+/// Encodes `image` as PNG in memory and writes it to `path` atomically (a crash never leaves
+/// a partial image).
+fn save_png(path: &Path, image: &image::RgbImage) -> Result<()> {
+    let mut png = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| io(path, e))?;
+    crate::files::write_atomic(path, png.get_ref())
 }

@@ -38,11 +38,32 @@ fn err<E: std::error::Error + Send + Sync + 'static>(path: &Path, e: E) -> Error
     Error::io(path, "cannot draw the plot", e)
 }
 
-/// A white canvas of `size` pixels at `path`.
-fn canvas(path: &Path, size: (u32, u32)) -> Result<DrawingArea<BitMapBackend<'_>, Shift>> {
-    let root = BitMapBackend::new(path, size).into_drawing_area();
+/// The RGB pixels of a plot of `size`, drawn in memory so that the PNG file is written whole
+/// (a crash never leaves a partial plot).
+fn pixels(size: (u32, u32)) -> Vec<u8> {
+    vec![0; size.0 as usize * size.1 as usize * 3]
+}
+
+/// A white canvas on `pixels`; `path` names the plot in errors.
+fn canvas<'a>(
+    pixels: &'a mut [u8],
+    size: (u32, u32),
+    path: &Path,
+) -> Result<DrawingArea<BitMapBackend<'a>, Shift>> {
+    let root = BitMapBackend::with_buffer(pixels, size).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(path, e))?;
     Ok(root)
+}
+
+/// Encodes drawn `pixels` as PNG and writes them to `path` atomically.
+fn save(path: &Path, pixels: Vec<u8>, size: (u32, u32)) -> Result<()> {
+    let image = image::RgbImage::from_raw(size.0, size.1, pixels)
+        .ok_or_else(|| Error::Shape(format!("a plot of {size:?} pixels has a short buffer")))?;
+    let mut png = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| err(path, e))?;
+    crate::files::write_atomic(path, png.get_ref())
 }
 
 /// A chart builder on `root` with a margin and, when a font is available, the title and room
@@ -90,7 +111,9 @@ pub fn loss_curve(
         (1e-3, 1.0)
     };
     let xmax = *steps.last().unwrap() + 1;
-    let root = canvas(path, (800, 480))?;
+    let size = (800, 480);
+    let mut drawn = pixels(size);
+    let root = canvas(&mut drawn, size, path)?;
     let mut b = frame(&root, title, text, (40, 60));
     let mut chart = b
         .build_cartesian_2d(0u32..xmax, (ymin..ymax).log_scale())
@@ -143,7 +166,10 @@ pub fn loss_curve(
             .draw()
             .map_err(|e| err(path, e))?;
     }
-    root.present().map_err(|e| err(path, e))
+    drop(chart);
+    root.present().map_err(|e| err(path, e))?;
+    drop(root);
+    save(path, drawn, size)
 }
 
 /// A scatter of 2-D points coloured by label, with optional marked centres.
@@ -155,7 +181,9 @@ pub fn scatter(
     centres: &[[f64; 2]],
 ) -> Result<()> {
     let text = font();
-    let root = canvas(path, (560, 560))?;
+    let size = (560, 560);
+    let mut drawn = pixels(size);
+    let root = canvas(&mut drawn, size, path)?;
     let mut b = frame(&root, title, text, (30, 40));
     let mut chart = b
         .build_cartesian_2d(-1.5f32..1.5f32, -1.5f32..1.5f32)
@@ -180,7 +208,10 @@ pub fn scatter(
             )
         }))
         .map_err(|e| err(path, e))?;
-    root.present().map_err(|e| err(path, e))
+    drop(chart);
+    root.present().map_err(|e| err(path, e))?;
+    drop(root);
+    save(path, drawn, size)
 }
 
 /// One named series of a [`lines`] or [`bars`] plot.
@@ -265,7 +296,9 @@ pub fn lines(
         range(all().map(|p| p.0))
     };
     let (y0, y1) = range(all().map(|p| p.1));
-    let root = canvas(path, (800, 500))?;
+    let size = (800, 500);
+    let mut drawn = pixels(size);
+    let root = canvas(&mut drawn, size, path)?;
     let mut b = frame(&root, title, text, (40, 60));
     macro_rules! draw {
         ($chart:expr) => {{
@@ -322,7 +355,9 @@ pub fn lines(
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(|e| err(path, e))?);
     }
-    root.present().map_err(|e| err(path, e))
+    root.present().map_err(|e| err(path, e))?;
+    drop(root);
+    save(path, drawn, size)
 }
 
 /// Grouped bars: one group per entry of `groups`, one bar per series (its points are
@@ -342,7 +377,9 @@ pub fn bars(
         .filter(|v| v.is_finite())
         .fold(0.0f64, f64::max);
     let top = if top > 0.0 { top * 1.15 } else { 1.0 };
-    let root = canvas(path, (900, 500))?;
+    let size = (900, 500);
+    let mut drawn = pixels(size);
+    let root = canvas(&mut drawn, size, path)?;
     let mut b = frame(&root, title, text, (40, 60));
     let n = groups.len() as f64;
     let mut chart = b
@@ -407,7 +444,10 @@ pub fn bars(
             .draw()
             .map_err(|e| err(path, e))?;
     }
-    root.present().map_err(|e| err(path, e))
+    drop(chart);
+    root.present().map_err(|e| err(path, e))?;
+    drop(root);
+    save(path, drawn, size)
 }
 
 #[cfg(test)]
