@@ -112,7 +112,8 @@ pub fn shard_quad_base(g: ImageGeometry, first_sample: u32) -> Result<u32> {
     let start = first_sample as u64 * image;
     if !start.is_multiple_of(4) {
         return Err(Error::Shape(format!(
-            "a shard starting at sample {first_sample} of images of {image} values does not start              on a Philox quad (4 values); use shards whose size times C·H·W is a multiple of 4"
+            "a shard starting at sample {first_sample} of images of {image} values does not start \
+             on a Philox quad (4 values); use shards whose size times C·H·W is a multiple of 4"
         )));
     }
     if start + g.elements() > u32::MAX as u64 {

@@ -33,6 +33,14 @@ pub trait Collective {
     fn broadcast(&self, bytes: Vec<u8>) -> Result<Vec<u8>>;
 }
 
+/// The number of processes an MPI launcher (Open MPI's or an MPICH/PMI one) started, if it
+/// started this one: read from the environment, before MPI is initialised.
+pub fn launched_ranks() -> Option<u64> {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+}
+
 static LOCKSTEP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Marks this process as one whose error the other ranks cannot learn of: they wait for its

@@ -18,13 +18,6 @@ pub struct Mpi {
     _universe: mpi::environment::Universe,
 }
 
-/// Whether this process was started by an MPI launcher (Open MPI's, MPICH's or a PMIx one).
-pub fn launched() -> bool {
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some())
-}
-
 impl Mpi {
     /// Initialises MPI (once per process).
     pub fn init() -> Result<Self> {
@@ -84,8 +77,10 @@ impl Collective for Mpi {
             &Partition::new(&*values, &lens[..], &starts[..]),
             &mut PartitionMut::new(&mut gathered[..], recv_lens, recv_starts),
         );
-        let total = sum_in_order(gathered.chunks(mine.max(1)).take(ranks));
-        let total = if mine == 0 { Vec::new() } else { total };
+        let total = match mine {
+            0 => Vec::new(),
+            _ => sum_in_order(gathered.chunks(mine)),
+        };
         self.world.all_gather_varcount_into(
             &total[..],
             &mut PartitionMut::new(values, &lens[..], &starts[..]),

@@ -285,7 +285,7 @@ fn stop_requested(trainer: &Trainer) -> Option<(i32, &'static str)> {
     }
     trainer
         .peer_stop
-        .then(|| super::stop::requested().unwrap_or((15, "SIGTERM")))
+        .then(|| super::stop::requested().unwrap_or(super::stop::SIGTERM))
 }
 
 /// A rank other than 0: trains in step with rank 0 and writes nothing.

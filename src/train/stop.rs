@@ -17,10 +17,10 @@ static SIGNAL: AtomicUsize = AtomicUsize::new(0);
 /// Whether a signal ends the process at once (outside a training loop, or a second signal).
 static EXIT_NOW: AtomicBool = AtomicBool::new(true);
 
-const SIGNALS: [(i32, &str); 2] = [
-    (signal_hook::consts::SIGINT, "SIGINT"),
-    (signal_hook::consts::SIGTERM, "SIGTERM"),
-];
+const SIGNALS: [(i32, &str); 2] = [(signal_hook::consts::SIGINT, "SIGINT"), SIGTERM];
+
+/// SIGTERM with its name: what a rank reports when another rank's signal stopped the job.
+pub const SIGTERM: (i32, &str) = (signal_hook::consts::SIGTERM, "SIGTERM");
 
 /// Routes SIGINT and SIGTERM as the module docs say.
 pub fn install() -> std::io::Result<()> {

@@ -132,7 +132,7 @@ struct DeviceSum<'a> {
     gpu: &'a Gpu,
     comm: &'a dyn Collective,
     /// Host-readable, as large as the largest exchange (the gradient), kept across steps.
-    staging: Option<&'a wgpu::Buffer>,
+    staging: &'a wgpu::Buffer,
     ms: f64,
 }
 
@@ -145,9 +145,7 @@ impl DeviceSum<'_> {
         values: &wgpu::Buffer,
         (count, scale): (usize, f32),
     ) -> Result<()> {
-        let staging = self.staging.ok_or_else(|| {
-            Error::Readback("a data-parallel exchange without its staging buffer".into())
-        })?;
+        let staging = self.staging;
         let mut recorded = std::mem::replace(encoder, self.gpu.encoder());
         recorded.copy_buffer_to_buffer(values, 0, staging, 0, 4 * count as u64);
         self.gpu.queue.submit(Some(recorded.finish()));
@@ -164,6 +162,50 @@ impl DeviceSum<'_> {
             .write_buffer(values, 0, bytemuck::cast_slice(&v));
         self.ms += start.elapsed().as_secs_f64() * 1e3;
         Ok(())
+    }
+
+    /// The step's read-back ([4 scalars, norm…, per-token MSE, D]) of every rank: the scalars
+    /// averaged in rank order (each rank's is a mean over as many samples), the per-token
+    /// values concatenated in sample order; with this rank's stop request shared, so that
+    /// every rank stops after the same step.
+    fn gather(&mut self, mut read: Vec<f32>, tokens: usize) -> Result<Gathered> {
+        let started = Instant::now();
+        read[4] = f32::from(super::stop::requested().is_some());
+        let all = self.comm.all_gather(&read)?;
+        let parts: Vec<&[f32]> = all.chunks(read.len()).collect();
+        let total = crate::parallel::sum_in_order(parts.iter().map(|p| &p[..4]));
+        let ranks = parts.len() as f32;
+        let values = |range: std::ops::Range<usize>| {
+            parts
+                .iter()
+                .flat_map(|p| &p[range.clone()])
+                .copied()
+                .collect()
+        };
+        let gathered = Gathered {
+            scalars: std::array::from_fn(|i| total[i] / ranks),
+            grad_norm: read[5],
+            per_token: values(8..8 + tokens),
+            d: values(8 + tokens..read.len()),
+            peer_stop: parts.iter().any(|p| p[4] != 0.0),
+        };
+        self.ms += started.elapsed().as_secs_f64() * 1e3;
+        Ok(gathered)
+    }
+}
+
+impl Gathered {
+    /// One process's read-back, as it is.
+    fn single(mut read: Vec<f32>, tokens: usize) -> Self {
+        let d = read.split_off(8 + tokens);
+        let per_token = read.split_off(8);
+        Gathered {
+            scalars: [read[0], read[1], read[2], read[3]],
+            grad_norm: read[5],
+            per_token,
+            d,
+            peer_stop: false,
+        }
     }
 }
 
@@ -415,19 +457,20 @@ impl<'g> Trainer<'g> {
         let start = Instant::now();
         let s = self.step;
         let inputs = self.inputs(s);
-        let local = self.shard_of(&inputs);
-        self.upload(&local)?;
+        let shard = (self.shard.ranks > 1).then(|| self.shard_of(&inputs));
+        let local = shard.as_ref().unwrap_or(&inputs);
+        self.upload(local)?;
         let mut enc = self.gpu.encoder();
+        // Data-parallel only: the exchanges with the other ranks.
         let (gpu, comm) = (self.gpu, self.comm);
-        let staging = self.exchange.as_ref();
-        let mut across = DeviceSum {
+        let mut across = self.exchange.as_ref().map(|staging| DeviceSum {
             gpu,
             comm,
             staging,
             ms: 0.0,
-        };
-        self.record_model(&mut enc, &local, &mut across)?;
-        if self.shard.ranks > 1 {
+        });
+        self.record_model(&mut enc, local, across.as_mut())?;
+        if let Some(across) = across.as_mut() {
             // The mean of the ranks' gradients (each a mean over its shard) is the whole
             // batch's: clipping and AdamW then see the same values on every rank.
             let grads = (self.dit.layout.total, 1.0 / self.shard.ranks as f32);
@@ -453,8 +496,11 @@ impl<'g> Trainer<'g> {
             per_token,
             d,
             peer_stop,
-        } = self.gather(read, tokens as usize, &mut across)?;
-        let sync_ms = (self.shard.ranks > 1).then_some(across.ms);
+        } = match across.as_mut() {
+            Some(across) => across.gather(read, tokens as usize)?,
+            None => Gathered::single(read, tokens as usize),
+        };
+        let sync_ms = across.map(|a| a.ms);
         self.peer_stop = peer_stop;
         self.last_d = d;
         self.last_mse = super::time_monitor::sample_means(&per_token, self.config.batch as usize);
@@ -489,61 +535,8 @@ impl<'g> Trainer<'g> {
         Ok(stats)
     }
 
-    /// The step's read-back ([4 scalars, norm…, per-token MSE, D]) of every rank: the scalars
-    /// averaged in rank order (each rank's is a mean over as many samples), the per-token
-    /// values concatenated in sample order; with this rank's stop request shared, so that
-    /// every rank stops after the same step.
-    fn gather(
-        &self,
-        mut read: Vec<f32>,
-        tokens: usize,
-        across: &mut DeviceSum,
-    ) -> Result<Gathered> {
-        let grad_norm = read[5];
-        if self.shard.ranks > 1 {
-            let started = Instant::now();
-            read[4] = f32::from(super::stop::requested().is_some());
-            let ranks = self.shard.ranks as usize;
-            let all = self.comm.all_gather(&read)?;
-            let parts: Vec<&[f32]> = all.chunks(read.len()).collect();
-            let peer_stop = parts.iter().any(|p| p[4] != 0.0);
-            let total = crate::parallel::sum_in_order(parts.iter().map(|p| &p[..4]));
-            let scalars = std::array::from_fn(|i| total[i] / ranks as f32);
-            let per_token = parts
-                .iter()
-                .flat_map(|p| &p[8..8 + tokens])
-                .copied()
-                .collect();
-            let d = parts
-                .iter()
-                .flat_map(|p| &p[8 + tokens..])
-                .copied()
-                .collect();
-            across.ms += started.elapsed().as_secs_f64() * 1e3;
-            return Ok(Gathered {
-                scalars,
-                grad_norm,
-                per_token,
-                d,
-                peer_stop,
-            });
-        }
-        let d = read.split_off(8 + tokens);
-        let per_token = read.split_off(8);
-        Ok(Gathered {
-            scalars: [read[0], read[1], read[2], read[3]],
-            grad_norm,
-            per_token,
-            d,
-            peer_stop: false,
-        })
-    }
-
     /// This rank's part of a step's inputs: its samples, their timesteps and label rows.
     fn shard_of(&self, inputs: &StepInputs) -> StepInputs {
-        if self.shard.ranks == 1 {
-            return inputs.clone();
-        }
         let range = self.shard.range();
         let slots = self.model.label_slots as usize;
         let batch = self.config.batch as usize;
@@ -585,7 +578,7 @@ impl<'g> Trainer<'g> {
         &self,
         enc: &mut wgpu::CommandEncoder,
         inputs: &StepInputs,
-        across: &mut DeviceSum,
+        across: Option<&mut DeviceSum>,
     ) -> Result<()> {
         let (c, dev) = (&self.config, &self.gpu.device);
         let geometry = self.model.geometry(self.shard.len);
@@ -623,10 +616,9 @@ impl<'g> Trainer<'g> {
         self.dit
             .record_forward(dev, enc, &self.acts, &self.patches, o.tap())?;
         let (loss, acts) = (&self.loss, &self.acts);
-        if self.shard.ranks > 1 {
-            o.record_shard(dev, enc, loss, acts, target, (inputs, across))?;
-        } else {
-            o.record(dev, enc, loss, acts, target, inputs)?;
+        match across {
+            Some(across) => o.record_shard(dev, enc, loss, acts, target, (inputs, across))?,
+            None => o.record(dev, enc, loss, acts, target, inputs)?,
         }
         // The first B rows are the conditional pass (labels, or ∅ where dropped).
         let mse = crate::kernels::TokenMseArgs {

@@ -5,7 +5,7 @@
 use crate::common::skip;
 use crate::train::TINY;
 use crate::{imba_env, tempdir};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -60,13 +60,8 @@ fn mpirun_command(ranks: usize, args: &[&str]) -> Command {
 }
 
 fn mpirun(ranks: usize, args: &[&str]) -> (bool, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = mpirun_command(ranks, args).output().expect("run mpirun");
-    let text = String::from_utf8_lossy(&stdout).to_string() + &String::from_utf8_lossy(&stderr);
-    (status.success(), text)
+    let out = mpirun_command(ranks, args).output().expect("run mpirun");
+    (out.status.success(), output_text(&out))
 }
 
 /// `imba train` of `cfg` for `steps` into `out`, on `ranks` ranks (1: a plain process).
@@ -120,13 +115,10 @@ fn losses(run: &Path) -> Vec<f32> {
         .collect()
 }
 
-#[test]
-fn ctrl_c_stops_every_rank_after_the_same_step_with_a_checkpoint() {
-    let test = "parallel::ctrl_c_stops_every_rank_after_the_same_step_with_a_checkpoint";
-    if !available(test) {
-        return;
-    }
-    let dir = tempdir("parallel-stop");
+/// A two-rank run of many steps in a fresh folder under `name`, once its second checkpoint
+/// is written: the job, the config and the run folder.
+fn long_run(name: &str) -> (std::process::Child, String, PathBuf) {
+    let dir = tempdir(name);
     let cfg = config(&dir);
     let run = dir.join("run");
     let o = run.display().to_string();
@@ -142,25 +134,43 @@ fn ctrl_c_stops_every_rank_after_the_same_step_with_a_checkpoint() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    (job, cfg, run)
+}
+
+/// The step of the run's checkpoint, after resuming it (on `ranks` ranks) for two more steps.
+fn resume_two_more(ranks: usize, cfg: &str, run: &Path) -> u32 {
+    let step = imba::train::state::load(&run.join("checkpoint.safetensors"))
+        .unwrap()
+        .state
+        .step;
+    train(ranks, cfg, &(step + 2).to_string(), run, true);
+    assert_eq!(losses(run).len() as u32, step + 2);
+    step
+}
+
+fn output_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn ctrl_c_stops_every_rank_after_the_same_step_with_a_checkpoint() {
+    let test = "parallel::ctrl_c_stops_every_rank_after_the_same_step_with_a_checkpoint";
+    if !available(test) {
+        return;
+    }
+    let (job, cfg, run) = long_run("parallel-stop");
     let pid = job.id().to_string();
     assert!(Command::new("kill")
         .args(["-INT", &pid])
         .status()
         .unwrap()
         .success());
-    let out = job.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text = output_text(&job.wait_with_output().unwrap());
     assert!(text.contains("stopped by"), "{text}");
     // The checkpoint is of the last logged step: every rank stopped after it.
-    let step = imba::train::state::load(&run.join("checkpoint.safetensors"))
-        .unwrap()
-        .state
-        .step;
-    assert_eq!(losses(&run).len() as u32, step, "{text}");
-    let more = (step + 2).to_string();
-    train(2, &cfg, &more, &run, true);
-    assert_eq!(losses(&run).len() as u32, step + 2);
+    let logged = losses(&run).len() as u32;
+    let step = resume_two_more(2, &cfg, &run);
+    assert_eq!(logged, step, "{text}");
 }
 
 #[test]
@@ -221,22 +231,7 @@ fn a_killed_rank_ends_the_job_naming_it_and_the_checkpoint_resumes() {
     if !available(test) {
         return;
     }
-    let dir = tempdir("parallel-kill");
-    let cfg = config(&dir);
-    let run = dir.join("run");
-    let o = run.display().to_string();
-    let args = [
-        "train", "--config", &cfg, "--steps", "100000", "--out", &o, "--quiet",
-    ];
-    let mut job = mpirun_command(2, &args).spawn().unwrap();
-    let started = Instant::now();
-    while !run.join("checkpoint.prev.safetensors").exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no checkpoint came"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut job, cfg, run) = long_run("parallel-kill");
     let rank1 = rank_pid(1).expect("rank 1's process");
     unsafe_kill(rank1);
     let started = Instant::now();
@@ -250,22 +245,14 @@ fn a_killed_rank_ends_the_job_naming_it_and_the_checkpoint_resumes() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    let out = job.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text = output_text(&job.wait_with_output().unwrap());
     assert!(!status.success());
     assert!(
         text.contains("rank 1"),
         "the message does not name rank 1: {text}"
     );
     // The checkpoint is whole: the run resumes from it in one process.
-    let step = imba::train::state::load(&run.join("checkpoint.safetensors"))
-        .unwrap()
-        .state
-        .step;
-    let more = (step + 2).to_string();
-    train(1, &cfg, &more, &run, true);
-    assert_eq!(losses(&run).len() as u32, step + 2);
+    resume_two_more(1, &cfg, &run);
 }
 
 /// The PID of this machine's `imba` process of MPI rank `rank` (from its environment).

@@ -50,6 +50,12 @@ fn a_shards_noise_is_its_rows_of_the_whole_batch() {
     let x0 = r.vec(whole.elements() as usize, -1.0, 1.0);
     let t = r.vec(7, 0.0, 1.0);
     let all = noise(whole, 0, &t, &x0).unwrap();
+    // The whole launch against the CPU reference, so that the shards below are checked
+    // against an independent implementation too.
+    let coef: Vec<[f32; 2]> = t.iter().map(|&t| [1.0 - t, t]).collect();
+    let want = rn::noise_to_tokens(&whole, SEED, STEP, &x0, &coef);
+    let want: Vec<f64> = want.iter().map(|&v| v as f64).collect();
+    assert_close("whole batch x_t", &all, &want, 1e-6, 1e-6);
     let image = 180;
     for (first, b) in [(0u32, 3u32), (3, 4), (2, 1), (6, 1)] {
         let (f, n) = (first as usize, b as usize);

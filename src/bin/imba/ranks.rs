@@ -12,20 +12,14 @@ pub enum Job {
     Mpi(imba::parallel::mpi::Mpi),
 }
 
-/// The number of processes an MPI launcher says it started, if it started this one.
-fn launched_ranks() -> Option<u64> {
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok()?.parse().ok())
-}
-
 impl Job {
     /// Joins the MPI job this process was launched into, if any. `trains` tells whether the
     /// command is `imba train`, the only one that runs data-parallel.
     pub fn start(trains: bool) -> imba::Result<Self> {
-        let ranks = launched_ranks().unwrap_or(1);
+        let launched = imba::parallel::launched_ranks();
+        let ranks = launched.unwrap_or(1);
         #[cfg(feature = "mpi")]
-        if imba::parallel::mpi::launched() {
+        if launched.is_some() {
             let mpi = imba::parallel::mpi::Mpi::init()?;
             if mpi.size() > 1 && !trains {
                 // Rank 0 says why; the others end quietly.

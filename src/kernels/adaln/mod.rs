@@ -567,7 +567,8 @@ impl AdaLnKernels {
         let max = device.limits().max_storage_buffer_binding_size;
         if bytes > max {
             return Err(Error::Limit(format!(
-                "column sums need {bytes} bytes of partial sums, over the {max}-byte binding limit;                  use a smaller batch"
+                "column sums need {bytes} bytes of partial sums, over the {max}-byte binding limit; \
+                 use a smaller batch"
             )));
         }
         let b = device.create_buffer(&wgpu::BufferDescriptor {

@@ -135,17 +135,17 @@ fn vec4_shape_spec(s: TokenShape, target: &Target) -> Option<Vec4Spec> {
     if !s.token_dim.is_multiple_of(4) {
         return None;
     }
-    let spec = match *target {
+    let spec = match target.source() {
         // Patch and channels are unused with an explicit target; any values that keep the
         // shader's constant expressions defined (no division by zero) do.
-        Target::Explicit(_) => Vec4Spec {
+        Source::Explicit(_) => Vec4Spec {
             patch: 1,
             channels: 4,
             token_dim: s.token_dim,
             run: 1,
             explicit: true,
         },
-        Target::Philox { geometry: g, .. } | Target::PhiloxShard { geometry: g, .. } => {
+        Source::Philox(PhiloxTarget { geometry: g, .. }) => {
             if !g.channels.is_multiple_of(4) {
                 return None;
             }
@@ -532,18 +532,15 @@ impl LossKernels {
             tokens_per_thread: 1,
             ..Default::default()
         };
-        match (target.philox(), target) {
-            (
-                Some(PhiloxTarget {
-                    seed,
-                    step,
-                    geometry,
-                    first_sample,
-                    kind,
-                    x0,
-                }),
-                _,
-            ) => {
+        match target.source() {
+            Source::Philox(PhiloxTarget {
+                seed,
+                step,
+                geometry,
+                first_sample,
+                kind,
+                x0,
+            }) => {
                 geometry.validate()?;
                 p.quad_base = crate::kernels::shard_quad_base(geometry, first_sample)?;
                 if geometry.token_shape() != s {
@@ -573,11 +570,10 @@ impl LossKernels {
                     }
                 }
             }
-            (None, &Target::Explicit(t)) => {
+            Source::Explicit(t) => {
                 common::check_storage(device, "target", t, s.elements() * 4)?;
                 p.target_source = 1;
             }
-            (None, _) => unreachable!("every target but Explicit is a Philox target"),
         }
         Ok(p)
     }
@@ -645,20 +641,20 @@ impl LossKernels {
 }
 
 fn explicit<'a>(t: &Target<'a>, bytes: u64) -> Option<(Region<'a>, u64)> {
-    match *t {
-        Target::Explicit(b) => Some((b, bytes)),
-        Target::Philox { .. } | Target::PhiloxShard { .. } => None,
+    match t.source() {
+        Source::Explicit(b) => Some((b, bytes)),
+        Source::Philox(_) => None,
     }
 }
 
 fn x0_binding<'a>(t: &Target<'a>) -> Option<(Region<'a>, u64)> {
-    match t.philox()? {
-        PhiloxTarget {
+    match t.source() {
+        Source::Philox(PhiloxTarget {
             kind: TargetKind::Velocity,
             x0: Some(x0),
             geometry,
             ..
-        } => Some((x0, geometry.elements() * 4)),
+        }) => Some((x0, geometry.elements() * 4)),
         _ => None,
     }
 }

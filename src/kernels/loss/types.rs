@@ -150,9 +150,16 @@ pub(crate) struct PhiloxTarget<'a> {
     pub(crate) x0: Option<Region<'a>>,
 }
 
+/// Where a target's values come from, a whole batch's Philox target being the shard at
+/// sample 0: what the launchers match on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Source<'a> {
+    Philox(PhiloxTarget<'a>),
+    Explicit(Region<'a>),
+}
+
 impl<'a> Target<'a> {
-    /// The Philox fields (None for an explicit target).
-    pub(crate) fn philox(&self) -> Option<PhiloxTarget<'a>> {
+    pub(crate) fn source(&self) -> Source<'a> {
         match *self {
             Target::Philox {
                 seed,
@@ -160,7 +167,7 @@ impl<'a> Target<'a> {
                 geometry,
                 kind,
                 x0,
-            } => Some(PhiloxTarget {
+            } => Source::Philox(PhiloxTarget {
                 seed,
                 step,
                 geometry,
@@ -175,7 +182,7 @@ impl<'a> Target<'a> {
                 first_sample,
                 kind,
                 x0,
-            } => Some(PhiloxTarget {
+            } => Source::Philox(PhiloxTarget {
                 seed,
                 step,
                 geometry,
@@ -183,7 +190,7 @@ impl<'a> Target<'a> {
                 kind,
                 x0,
             }),
-            Target::Explicit(_) => None,
+            Target::Explicit(region) => Source::Explicit(region),
         }
     }
 }
