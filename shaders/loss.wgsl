@@ -14,15 +14,17 @@
 @group(0) @binding(0) var<uniform> P: LossParams;
 @group(0) @binding(1) var<storage, read> pred_cond: array<f32>;
 @group(0) @binding(2) var<storage, read> pred_uncond: array<f32>;
-@group(0) @binding(3) var<storage, read> target_explicit: array<f32>;
-@group(0) @binding(4) var<storage, read> x0: array<f32>;
-@group(0) @binding(5) var<storage, read_write> weights: array<f32>;
-@group(0) @binding(6) var<storage, read_write> grad_cond: array<f32>;
-@group(0) @binding(7) var<storage, read_write> grad_uncond: array<f32>;
-@group(0) @binding(8) var<storage, read_write> partials: array<vec4<f32>>;
-// Sum of D over all tokens (x component), written by `weights_total`, read when normalize == 1.
-@group(0) @binding(9) var<storage, read_write> weight_total: array<vec4<f32>>;
-@group(0) @binding(10) var<storage, read_write> scalars: array<f32>;
+// The explicit target (token layout) or, for the velocity target, x0 in (B,C,H,W) order: a
+// launch has one or the other, never both, so they share a binding and the family stays
+// within WebGPU's default of 8 storage buffers per stage.
+@group(0) @binding(3) var<storage, read> target_data: array<f32>;
+@group(0) @binding(4) var<storage, read_write> weights: array<f32>;
+@group(0) @binding(5) var<storage, read_write> grad_cond: array<f32>;
+@group(0) @binding(6) var<storage, read_write> grad_uncond: array<f32>;
+// Workgroup partial sums; the last element holds the sum of D over all tokens (x component),
+// written by `weights_total`, read when normalize == 1 (see weight_total_slot).
+@group(0) @binding(7) var<storage, read_write> partials: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> scalars: array<f32>;
 
 // Walks a token's K values in (c, i, j) order, so that consecutive steps usually fall in the
 // same Philox quad (the j-neighbours of a patch row are neighbours in the image), keeping the
@@ -112,7 +114,7 @@ fn walk_next(w: ptr<function, Walk>) {
 // Target value at the walk's position (k = walk_k).
 fn target_value(token: u32, k: u32, w: ptr<function, Walk>) -> f32 {
     if (P.target_source == 1u) {
-        return target_explicit[token_base(token) + k];
+        return target_data[token_base(token) + k];
     }
     let flat = walk_flat(w);
     let quad = flat >> 2u;
@@ -129,7 +131,7 @@ fn target_value(token: u32, k: u32, w: ptr<function, Walk>) -> f32 {
     }
     let eps = select((*w).normals.x, (*w).normals.y, (flat & 1u) == 1u);
     if (P.target_kind == 1u) {
-        return eps - x0[flat];
+        return eps - target_data[flat];
     }
     return eps;
 }
@@ -313,7 +315,7 @@ fn weights_total(@builtin(local_invocation_id) lid: vec3<u32>) {
     // The weight pass runs one token per invocation.
     let total = sum_partials(lid.x, (P.batch * P.tokens + 63u) / 64u);
     if (lid.x == 0u) {
-        weight_total[0] = total;
+        partials[weight_total_slot()] = total;
     }
 }
 

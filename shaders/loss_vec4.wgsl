@@ -25,21 +25,20 @@ override PATCH: u32 = 2u;
 override CHANNELS: u32 = 4u;
 override TOKEN_DIM: u32 = 16u;
 override RUN: u32 = 2u;
-// The target is read from `target_explicit` (token layout) instead of regenerated.
+// The target is read from `target_data` (token layout) instead of regenerated.
 override EXPLICIT_TARGET: bool = false;
 
 @group(0) @binding(0) var<uniform> P: LossParams;
 @group(0) @binding(1) var<storage, read> pred_cond: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> pred_uncond: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> target_explicit: array<vec4<f32>>;
-// Read as vec4s of four horizontally adjacent pixels: a Philox quad's pixels.
-@group(0) @binding(4) var<storage, read> x0: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> weights: array<f32>;
-@group(0) @binding(6) var<storage, read_write> grad_cond: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read_write> grad_uncond: array<vec4<f32>>;
-@group(0) @binding(8) var<storage, read_write> partials: array<vec4<f32>>;
-@group(0) @binding(9) var<storage, read_write> weight_total: array<vec4<f32>>;
-@group(0) @binding(10) var<storage, read_write> scalars: array<f32>;
+// The explicit target or, for the velocity target, x0 (one or the other; see loss.wgsl);
+// x0 is read as vec4s of four horizontally adjacent pixels: a Philox quad's pixels.
+@group(0) @binding(3) var<storage, read> target_data: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> weights: array<f32>;
+@group(0) @binding(5) var<storage, read_write> grad_cond: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> grad_uncond: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> partials: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> scalars: array<f32>;
 
 // Per-token sums of a run: slot t holds (Σ|ε−ε_u|^γ, Σ(ε_u−ε)², Σ(ε_c−ε)², 0). Four named
 // vectors chosen by `select`, not an array indexed by t (see the header).
@@ -106,7 +105,7 @@ fn target_quads(quad: u32, plane: u32) -> mat4x4<f32> {
         philox_normals4(P.quad_base + quad + 3u * plane, 0u, P.seed, P.step),
     );
     if (P.target_kind == 1u) {
-        m = m - mat4x4<f32>(x0[quad], x0[quad + plane], x0[quad + 2u * plane], x0[quad + 3u * plane]);
+        m = m - mat4x4<f32>(target_data[quad], target_data[quad + plane], target_data[quad + 2u * plane], target_data[quad + 3u * plane]);
     }
     return transpose(m);
 }
@@ -136,7 +135,7 @@ fn imba_fused_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
             for (var t = 0u; t < RUN; t = t + 1u) {
                 for (var v = 0u; v < vecs; v = v + 1u) {
                     let at = (first + t) * vecs + v;
-                    add_to_slot(&sums, t, visit(&staged, first, at, target_explicit[at], grad_u_scale, compute_d));
+                    add_to_slot(&sums, t, visit(&staged, first, at, target_data[at], grad_u_scale, compute_d));
                 }
             }
         } else {

@@ -27,8 +27,11 @@ struct NoiseParams {
     // Philox counter of this launch's first quad: a shard of a larger batch continues the
     // stream where its first sample starts (first_sample·C·H·W / 4); 0 otherwise.
     quad_base: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // 0x7FC00000, a quiet NaN, set by the launcher. A NaN written in the shader would be a
+    // constant expression, and WGSL makes a constant NaN a shader-creation error (Tint, and
+    // so Chrome, refuses the module); a value read at run time is not constant.
+    nan_bits: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: NoiseParams;
@@ -47,7 +50,7 @@ fn linear_id(wid: vec3<u32>, lid: vec3<u32>) -> u32 {
 // timestep cannot pass silently into training.
 fn noise_coefficients(b: u32) -> vec2<f32> {
     let t = timesteps[b];
-    let nan = bitcast<f32>(0x7FC00000u);
+    let nan = bitcast<f32>(P.nan_bits);
     if (P.schedule == 0u) {
         let ti = u32(max(t, 0.0));
         if (!(t >= 0.0) || ti >= P.steps_in_table || f32(ti) != t) {

@@ -8,6 +8,8 @@
 //!   timestamp timer.
 //! - [`kernels`]: typed launchers that validate shapes and limits and record dispatches into a
 //!   caller's `wgpu::CommandEncoder` — the embedding API.
+//! - [`capture`]: replayable cases of what the launchers dispatched, for running the same
+//!   kernels on another WebGPU implementation (Dawn in Node or a browser).
 //! - [`reference`]: plain CPU implementations of every kernel, the oracle of the tests.
 //! - [`model`]: the DiT — config, flat parameters with named views, checkpoints, the GPU
 //!   forward/backward and its memory report.
@@ -17,6 +19,7 @@
 #[cfg(feature = "workflow")]
 pub mod bench;
 pub mod bounds;
+pub mod capture;
 #[cfg(feature = "workflow")]
 pub mod compare;
 #[cfg(feature = "workflow")]

@@ -1,6 +1,6 @@
 // Shared by the loss kernels (loss.wgsl and loss_vec4.wgsl): their uniform parameters and
-// how D is formed. The including shader declares `P: LossParams`, `weights` and
-// `weight_total` with the bindings of loss.wgsl.
+// how D is formed. The including shader declares `P: LossParams`, `weights` and `partials`
+// with the bindings of loss.wgsl.
 
 struct LossParams {
     batch: u32,
@@ -83,6 +83,11 @@ fn linear_group(wid: vec3<u32>) -> u32 {
     return wid.y * P.groups_x + wid.x;
 }
 
+// Where the batch sum of D lives: the last element of the partials, past every workgroup's.
+fn weight_total_slot() -> u32 {
+    return arrayLength(&partials) - 1u;
+}
+
 // D of a token from its sums (Σ|ε−ε_u|^γ, Σ(ε_u−ε)², ·, ·), or the weight pass's D.
 fn fused_weight(token: u32, a: vec4<f32>) -> f32 {
     if (P.weights_from_buffer == 0u) {
@@ -90,7 +95,7 @@ fn fused_weight(token: u32, a: vec4<f32>) -> f32 {
     }
     var norm = 1.0;
     if (P.normalize == 1u) {
-        let total_d = weight_total[0].x;
+        let total_d = partials[weight_total_slot()].x;
         if (total_d > 0.0) {
             norm = f32(P.batch * P.tokens) / total_d;
         }

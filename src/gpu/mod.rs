@@ -49,23 +49,135 @@ fn backend_rank(b: wgpu::Backend) -> u32 {
     }
 }
 
+/// The limits a device is opened with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LimitsChoice {
+    /// Everything the adapter offers (the default).
+    #[default]
+    Adapter,
+    /// WebGPU's default limits (`wgpu::Limits::default()`: 8 storage buffers per stage,
+    /// 16 KiB of workgroup memory, 256 invocations per workgroup, 128 MiB per binding), lowered
+    /// where the adapter offers less: what any WebGPU implementation grants a page that asks
+    /// for nothing more, so what runs here runs in every browser.
+    WebGpu,
+}
+
+/// The environment variable that sets [`LimitsChoice`] (`adapter` or `webgpu`).
+pub const LIMITS_ENV: &str = "IMBA_LIMITS";
+
+impl std::str::FromStr for LimitsChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "adapter" => Ok(Self::Adapter),
+            "webgpu" => Ok(Self::WebGpu),
+            other => Err(Error::Config(format!(
+                "{other:?} is not a limits choice; use adapter or webgpu"
+            ))),
+        }
+    }
+}
+
+impl LimitsChoice {
+    /// `IMBA_LIMITS` if set, else [`LimitsChoice::Adapter`].
+    pub fn from_env() -> Result<Self> {
+        match std::env::var(LIMITS_ENV) {
+            Ok(v) if !v.is_empty() => v
+                .parse()
+                .map_err(|e: Error| Error::Config(format!("{LIMITS_ENV}: {e}"))),
+            _ => Ok(Self::Adapter),
+        }
+    }
+
+    /// The limits to request on `adapter`.
+    pub fn limits(self, adapter: &wgpu::Adapter) -> wgpu::Limits {
+        match self {
+            Self::Adapter => adapter.limits(),
+            Self::WebGpu => wgpu::Limits::default().or_worse_values_from(&adapter.limits()),
+        }
+    }
+}
+
+/// Which adapter to open and how: [`Gpu::open`].
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// The first adapter whose name contains this (case-insensitive); else the best one.
+    pub adapter: Option<String>,
+    /// The APIs to look at; `None`: `WGPU_BACKEND` if set, else every compiled-in one.
+    pub backends: Option<wgpu::Backends>,
+    pub limits: LimitsChoice,
+}
+
+impl GpuOptions {
+    /// `WGPU_ADAPTER_NAME`, `WGPU_BACKEND` and `IMBA_LIMITS`.
+    pub fn from_env() -> Result<Self> {
+        Ok(Self {
+            adapter: std::env::var("WGPU_ADAPTER_NAME")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            backends: None,
+            limits: LimitsChoice::from_env()?,
+        })
+    }
+}
+
+/// Parses a backend name as `--backend` and `WGPU_BACKEND` take it.
+pub fn parse_backend(name: &str) -> Result<wgpu::Backends> {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
+        "metal" | "mtl" => Ok(wgpu::Backends::METAL),
+        "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
+        "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
+        other => Err(Error::Config(format!(
+            "{other:?} is not a backend; use vulkan, metal, dx12 or gl"
+        ))),
+    }
+}
+
+/// An instance over `backends` (or `WGPU_BACKEND`'s, else all) and its adapters.
+fn instance_and_adapters(
+    backends: Option<wgpu::Backends>,
+) -> (wgpu::Instance, wgpu::Backends, Vec<wgpu::Adapter>) {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    if let Some(b) = backends {
+        desc.backends = b;
+    }
+    let backends = desc.backends;
+    let instance = wgpu::Instance::new(desc);
+    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    (instance, backends, adapters)
+}
+
+/// Every adapter wgpu sees on `backends` (`None`: `WGPU_BACKEND`'s, else all), best first.
+pub fn adapters(backends: Option<wgpu::Backends>) -> Vec<wgpu::Adapter> {
+    let mut list = instance_and_adapters(backends).2;
+    list.sort_by_key(|a| {
+        let i = a.get_info();
+        (backend_rank(i.backend), type_rank(i.device_type))
+    });
+    list
+}
+
 impl Gpu {
     /// Opens the best adapter: `WGPU_BACKEND` (vulkan, metal, dx12, gl) restricts the APIs,
-    /// `WGPU_ADAPTER_NAME` picks the first adapter whose name contains it (case-insensitive);
-    /// otherwise a hardware GPU is preferred and the software Vulkan adapter is the fallback.
+    /// `WGPU_ADAPTER_NAME` picks the first adapter whose name contains it (case-insensitive),
+    /// `IMBA_LIMITS=webgpu` opens it with WebGPU's default limits; otherwise a hardware GPU is
+    /// preferred and the software Vulkan adapter is the fallback.
     pub fn new() -> Result<Self> {
-        let name = std::env::var("WGPU_ADAPTER_NAME")
-            .ok()
-            .filter(|s| !s.is_empty());
-        Self::with_adapter_name(name.as_deref())
+        Self::open(&GpuOptions::from_env()?)
     }
 
     /// As [`Gpu::new`], with an explicit adapter-name filter instead of the environment's.
     pub fn with_adapter_name(name: Option<&str>) -> Result<Self> {
-        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-        let backends = desc.backends;
-        let instance = wgpu::Instance::new(desc);
-        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        Self::open(&GpuOptions {
+            adapter: name.map(str::to_string),
+            ..GpuOptions::from_env()?
+        })
+    }
+
+    /// Opens the adapter `options` pick, with the limits they ask for.
+    pub fn open(options: &GpuOptions) -> Result<Self> {
+        let (instance, backends, adapters) = instance_and_adapters(options.backends);
         let listing = adapters
             .iter()
             .map(|a| {
@@ -75,7 +187,7 @@ impl Gpu {
             .collect::<Vec<_>>()
             .join(", ");
         let adapter =
-            match name {
+            match options.adapter.as_deref() {
                 Some(want) => {
                     let want_lc = want.to_lowercase();
                     adapters
@@ -83,7 +195,9 @@ impl Gpu {
                         .find(|a| a.get_info().name.to_lowercase().contains(&want_lc))
                         .ok_or_else(|| {
                             Error::NoAdapter(format!(
-                            "no adapter name contains '{want}' (WGPU_ADAPTER_NAME); available: {}",
+                            "no adapter name contains '{want}' (--adapter or WGPU_ADAPTER_NAME) \
+                             on backends {backends:?}; available: {}; `imba info --adapters` \
+                             lists them",
                             if listing.is_empty() { "none".into() } else { listing.clone() }
                         ))
                         })?
@@ -98,11 +212,11 @@ impl Gpu {
                         Error::NoAdapter(format!(
                         "wgpu found no adapter for backends {backends:?}. Install a GPU driver, or \
                          the software Vulkan driver (Debian/Ubuntu: `apt-get install \
-                         mesa-vulkan-drivers`); check WGPU_BACKEND if it is set"
+                         mesa-vulkan-drivers`); check --backend or WGPU_BACKEND if set"
                     ))
                     })?,
             };
-        Self::from_adapter(instance, adapter)
+        Self::from_adapter_with(instance, adapter, options.limits)
     }
 
     /// The adapter of one rank of a data-parallel job on this machine: the adapter whose name
@@ -114,10 +228,7 @@ impl Gpu {
         if name.is_some() {
             return Self::with_adapter_name(name);
         }
-        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-        let backends = desc.backends;
-        let instance = wgpu::Instance::new(desc);
-        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        let (instance, _, adapters) = instance_and_adapters(None);
         let kind = |a: &wgpu::Adapter| {
             let i = a.get_info();
             (backend_rank(i.backend), type_rank(i.device_type))
@@ -128,17 +239,26 @@ impl Gpu {
         let mut same: Vec<wgpu::Adapter> =
             adapters.into_iter().filter(|a| kind(a) == best).collect();
         let pick = local_rank % same.len();
-        Self::from_adapter(instance, same.swap_remove(pick))
+        Self::from_adapter_with(instance, same.swap_remove(pick), LimitsChoice::from_env()?)
     }
 
     /// Opens a device on `adapter` with its full limits and the optional features it has.
     pub fn from_adapter(instance: wgpu::Instance, adapter: wgpu::Adapter) -> Result<Self> {
+        Self::from_adapter_with(instance, adapter, LimitsChoice::Adapter)
+    }
+
+    /// [`Gpu::from_adapter`] with the limits `limits` asks for.
+    pub fn from_adapter_with(
+        instance: wgpu::Instance,
+        adapter: wgpu::Adapter,
+        limits: LimitsChoice,
+    ) -> Result<Self> {
         let info = adapter.get_info();
         let features = adapter.features() & OPTIONAL_FEATURES;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("imba"),
             required_features: features,
-            required_limits: adapter.limits(),
+            required_limits: limits.limits(&adapter),
             ..Default::default()
         }))
         .map_err(|e| Error::Device {
@@ -251,7 +371,9 @@ impl Gpu {
         let mut encoder = self.encoder();
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
         self.queue.submit(Some(encoder.finish()));
-        self.read_staging(&staging, len)
+        let out = self.read_staging(&staging, len)?;
+        crate::capture::read_back(buffer, bytemuck::cast_slice(&out));
+        Ok(out)
     }
 
     /// A host-readable buffer (MAP_READ | COPY_DST) of `bytes` bytes, for callers that copy

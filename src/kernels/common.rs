@@ -58,6 +58,19 @@ pub(crate) enum Slot {
     WriteTexture,
 }
 
+impl Slot {
+    /// The slot's kind as replayed cases name it (see [`crate::capture`]).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Slot::Uniform => "uniform",
+            Slot::Read => "read",
+            Slot::ReadWrite => "read_write",
+            Slot::ReadTexture => "read_texture",
+            Slot::WriteTexture => "write_texture",
+        }
+    }
+}
+
 /// A bind-group layout with what each binding is (read, read-write, ...) and the shader
 /// family whose variable names its bindings carry: what the aliasing check of
 /// [`Binder::bind`] needs.
@@ -146,6 +159,7 @@ pub(crate) fn specialised_pipelines(
     constants: &[(&str, f64)],
 ) -> Result<Vec<wgpu::ComputePipeline>> {
     layout.0.family.get_or_init(|| family.to_string());
+    let layout_slots = layout.0.slots.clone();
     let layout: &wgpu::BindGroupLayout = layout;
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let module = crate::shaders::module(device, family)?;
@@ -170,13 +184,15 @@ pub(crate) fn specialised_pipelines(
                 cache: cache.as_ref(),
             })
         })
-        .collect();
+        .collect::<Vec<_>>();
     if let Some(e) = pollster::block_on(scope.pop()) {
         return Err(Error::Shader {
             name: family.into(),
             message: e.to_string(),
         });
     }
+    let slots: Vec<_> = layout_slots.iter().map(|&(b, s)| (b, s.name())).collect();
+    crate::capture::pipelines_made(family, entries, constants, &slots, &out);
     Ok(out)
 }
 
@@ -286,7 +302,8 @@ impl Binder {
         });
         let mut all = vec![(0, ub.as_entire_binding())];
         all.extend(entries);
-        let g = bind_group(device, layout, all);
+        let g = bind_group(device, layout, all.clone());
+        crate::capture::group_made(&g, &key.uniform, &all[1..]);
         LAUNCH_OBJECTS.with(|n| n.set(n.get() + 2));
         groups.insert(key, g.clone());
         Ok(g)
@@ -302,7 +319,6 @@ fn check_aliasing(layout: &Layout, entries: &[(u32, Bound)]) -> Result<()> {
     let operands: Vec<_> = entries
         .iter()
         .filter_map(|(binding, bound)| match bound {
-            Bound::Buffer(buf, _, _) if is_placeholder(buf) => None,
             Bound::Buffer(buf, offset, size) => {
                 let end = size.map_or(buf.size(), |s| offset + s.get());
                 Some((
@@ -436,40 +452,18 @@ pub(crate) fn rgba32f_texture(
 }
 
 /// A small storage buffer bound where an entry point's slot is unused in this launch. One
-/// placeholder may fill several unused slots: the aliasing check knows it (by identity) and
-/// skips it.
+/// placeholder may fill several unused read-only slots of a launch, but each unused
+/// read-write slot needs its own: WebGPU forbids two writable bindings of one buffer whose
+/// ranges overlap in a dispatch (Dawn refuses it; wgpu does not check), and the aliasing
+/// check of [`Binder::bind`] treats placeholders like any other buffer. COPY_SRC lets a
+/// captured case read it (see [`crate::capture`]).
 pub(crate) fn placeholder(device: &wgpu::Device) -> wgpu::Buffer {
-    let b = device.create_buffer(&wgpu::BufferDescriptor {
+    device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("unused-slot"),
         size: 16,
-        usage: wgpu::BufferUsages::STORAGE,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
-    });
-    PLACEHOLDERS
-        .lock()
-        .expect("placeholder set")
-        .insert(identity(&b));
-    b
-}
-
-/// The identities of the placeholders made so far (a few per kernel family and device). A
-/// freed placeholder's identity may be reused by a later buffer, which then goes unchecked:
-/// the set can only miss an alias, never invent one.
-static PLACEHOLDERS: std::sync::LazyLock<Mutex<std::collections::HashSet<u64>>> =
-    std::sync::LazyLock::new(Default::default);
-
-fn identity(b: &wgpu::Buffer) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    b.hash(&mut h);
-    h.finish()
-}
-
-fn is_placeholder(b: &wgpu::Buffer) -> bool {
-    PLACEHOLDERS
-        .lock()
-        .expect("placeholder set")
-        .contains(&identity(b))
+    })
 }
 
 /// Where a launch's operand lives: a buffer and a byte offset into it, e.g. one named tensor
@@ -593,6 +587,7 @@ pub(crate) fn record_pass(
         timestamp_writes: None,
     });
     DISPATCHES.with(|n| n.set(n.get() + dispatches.len() as u64));
+    crate::capture::dispatches_recorded(dispatches);
     for &(pipeline, bind_group, (x, y)) in dispatches {
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, bind_group, &[]);

@@ -53,7 +53,10 @@ pub(crate) struct NoiseParams {
     pub(crate) drop_threshold: u32,
     pub(crate) null_label: u32,
     pub(crate) quad_base: u32,
-    pub(crate) _pad: [u32; 2],
+    /// A quiet NaN's bits, which the shader returns for an out-of-range timestep (WGSL
+    /// refuses a NaN constant, so the shader reads it at run time).
+    pub(crate) nan_bits: u32,
+    pub(crate) _pad: u32,
 }
 
 /// Compiled pipelines of the noise family for one device.
@@ -226,6 +229,7 @@ impl NoiseKernels {
             steps_in_table: steps,
             total: n as u32,
             quad_base,
+            nan_bits: f32::NAN.to_bits(),
             ..Default::default()
         };
         self.dispatch(

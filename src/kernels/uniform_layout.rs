@@ -45,7 +45,7 @@ fn rust_layouts() -> Vec<RustLayout> {
         layout!("matmul_tiled", matmul::MatmulParams, [m, n, k, a_row, a_col, b_row, b_col, use_bias, accumulate, groups_x]),
         layout!("matmul_texture", matmul::PackParams, [rows, cols, row_stride, col_stride, row_offset, width, height, groups_x]),
         layout!("matmul_texture", matmul::ProductParams, [m, n, k4, row_offset, use_bias, accumulate]),
-        layout!("noise", noise::NoiseParams, [batch, channels, height, width, patch_size, seed, step, schedule, steps_in_table, total, groups_x, drop_threshold, null_label, quad_base ]),
+        layout!("noise", noise::NoiseParams, [batch, channels, height, width, patch_size, seed, step, schedule, steps_in_table, total, groups_x, drop_threshold, null_label, quad_base, nan_bits ]),
         layout!("optim", optim::OptimParams, [n, chunk, partials, groups_x, lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, max_norm, decay, use_clip ]),
         layout!("pair", pair::PairParams, [half, per_sample, ka, kb, inv_count, accumulate, groups_x, partial_count ]),
         layout!("reduce", reduce::ReduceParams, [items, width, chunk, groups_x]),

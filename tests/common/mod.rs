@@ -6,17 +6,31 @@ pub mod matmul_check;
 use imba::gpu::Gpu;
 use std::sync::OnceLock;
 
+/// The environment variable that makes the tests write replayable cases (see
+/// `imba::capture`) under the folder it names.
+pub const CASES_ENV: &str = "IMBA_CASES_DIR";
+
 /// The test device (the default adapter: lavapipe on CI). Panics with the fix when there is
-/// no adapter, because every GPU test needs one.
+/// no adapter, because every GPU test needs one. With `IMBA_CASES_DIR` set, each test that
+/// asks for the device records its launches as a case named after the test, and
+/// [`assert_close`] writes the case with its expectations.
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
+    let g = GPU.get_or_init(|| {
         std::env::set_var(
             "XDG_RUNTIME_DIR",
             std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()),
         );
+        if let Some(dir) = std::env::var_os(CASES_ENV) {
+            imba::capture::enable(std::path::Path::new(&dir))
+                .unwrap_or_else(|e| panic!("{CASES_ENV}: {e}"));
+        }
         Gpu::new().unwrap_or_else(|e| panic!("{e}"))
-    })
+    });
+    if let Some(name) = std::thread::current().name() {
+        imba::capture::begin(name, &g.device, &g.queue);
+    }
+    g
 }
 
 /// A small deterministic generator for test inputs (splitmix64), independent of the Philox
@@ -49,6 +63,7 @@ impl Rand {
 /// Asserts |got − want| ≤ atol + rtol·|want| elementwise (NaN fails), naming the first failing index.
 pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
+    imba::capture::expect(what, got, want, atol, rtol);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let err = (g as f64 - w).abs();
         let tol = atol + rtol * w.abs();
@@ -61,6 +76,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64)
 
 /// Relative error of a scalar.
 pub fn assert_scalar(what: &str, got: f32, want: f64, rtol: f64) {
+    imba::capture::expect(what, &[got], &[want], 1e-30 * rtol, rtol);
     let err = (got as f64 - want).abs() / want.abs().max(1e-30);
     assert!(
         err <= rtol,

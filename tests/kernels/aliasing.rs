@@ -92,7 +92,7 @@ fn loss_launchers_refuse_aliased_outputs_and_take_regions_of_one_arena() {
     };
     refused(
         k.record_token_mse(dev, &mut enc, &tm),
-        "target_explicit",
+        "target_data",
         "weights",
     );
     // A workspace serves a smaller (short final) batch, not a larger one.

@@ -102,7 +102,9 @@ pub struct AdaLnKernels {
     texture: Option<TexturePath>,
     workgroup: Option<WorkgroupPath>,
     unused_read: wgpu::Buffer,
-    unused_rw: [wgpu::Buffer; 2],
+    /// One placeholder per writable slot (4, 5, 6): WebGPU forbids two writable bindings of
+    /// one buffer in a dispatch.
+    unused_rw: [wgpu::Buffer; 3],
     binder: common::Binder,
 }
 
@@ -168,7 +170,7 @@ impl AdaLnKernels {
             texture,
             workgroup,
             unused_read: common::placeholder(device),
-            unused_rw: [common::placeholder(device), common::placeholder(device)],
+            unused_rw: std::array::from_fn(|_| common::placeholder(device)),
         })
     }
 
@@ -595,9 +597,9 @@ impl AdaLnKernels {
             &self.unused_read,
             &self.unused_read,
             &self.unused_read,
-            &self.unused_rw[1],
             &self.unused_rw[0],
             &self.unused_rw[1],
+            &self.unused_rw[2],
         ];
         let bindings: Vec<_> = slots.into_iter().zip(fallbacks).collect();
         let launch = common::OneLaunch {
@@ -653,7 +655,7 @@ impl AdaLnKernels {
             })
             .collect();
         let (gx, gy) = common::grid(device, invocations.div_ceil(64))?;
-        let fallbacks = [&self.unused_rw[1], &self.unused_rw[0], &self.unused_rw[1]];
+        let fallbacks = [&self.unused_rw[0], &self.unused_rw[1], &self.unused_rw[2]];
         let mut entries = Vec::with_capacity(6);
         for (i, (op, fallback)) in writes.iter().zip(fallbacks).enumerate() {
             entries.push((

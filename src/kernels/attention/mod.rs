@@ -135,7 +135,9 @@ pub struct AttentionKernels {
     texture: Option<TexturePath>,
     tiled: Option<TiledPath>,
     unused_read: wgpu::Buffer,
-    unused_rw: wgpu::Buffer,
+    /// One placeholder per writable slot: WebGPU forbids two writable bindings of one buffer
+    /// in a dispatch.
+    unused_rw: [wgpu::Buffer; 2],
     binder: common::Binder,
 }
 
@@ -221,7 +223,7 @@ impl AttentionKernels {
             texture,
             tiled,
             unused_read: common::placeholder(device),
-            unused_rw: common::placeholder(device),
+            unused_rw: std::array::from_fn(|_| common::placeholder(device)),
         })
     }
 
@@ -448,7 +450,7 @@ impl AttentionKernels {
             let fallback = if i < 2 {
                 &self.unused_read
             } else {
-                &self.unused_rw
+                &self.unused_rw[i - 2]
             };
             entries.push((i as u32 + 1, common::range_or(b, fallback)));
         }
@@ -563,7 +565,7 @@ impl AttentionKernels {
         let mut entries = Vec::new();
         for (i, s) in slots.into_iter().enumerate() {
             let fallback = if i == 3 || i == 4 {
-                &self.unused_rw
+                &self.unused_rw[i - 3]
             } else {
                 &self.unused_read
             };

@@ -100,7 +100,9 @@ pub struct LossKernels {
     mse: wgpu::ComputePipeline,
     finalize: wgpu::ComputePipeline,
     unused_read: wgpu::Buffer,
-    unused_rw: [wgpu::Buffer; 2],
+    /// Placeholders of writable slots, one per slot a launch may leave unused (WebGPU forbids
+    /// two writable bindings of one buffer in a dispatch).
+    unused_rw: [wgpu::Buffer; 3],
     vector_path: bool,
     vec4_pipelines: Mutex<HashMap<Vec4Spec, wgpu::ComputePipeline>>,
     binder: common::Binder,
@@ -162,12 +164,13 @@ fn vec4_shape_spec(s: TokenShape, target: &Target) -> Option<Vec4Spec> {
     Some(spec)
 }
 
-/// Buffers of one launch in slot order 1..=10, with the bytes bound.
+/// Buffers of one launch in slot order 1..=8 (the workspace's partials at 7), with the bytes
+/// bound.
 struct Bindings<'a> {
     pred_cond: (Region<'a>, u64),
     pred_uncond: Option<(Region<'a>, u64)>,
-    target: Option<(Region<'a>, u64)>,
-    x0: Option<(Region<'a>, u64)>,
+    /// The explicit target or the velocity target's x0: a launch has at most one.
+    target_data: Option<(Region<'a>, u64)>,
     weights: Option<(Region<'a>, u64)>,
     grad_cond: (Region<'a>, u64),
     grad_uncond: Option<(Region<'a>, u64)>,
@@ -185,13 +188,11 @@ impl LossKernels {
                 (1, Read),
                 (2, Read),
                 (3, Read),
-                (4, Read),
+                (4, ReadWrite),
                 (5, ReadWrite),
                 (6, ReadWrite),
                 (7, ReadWrite),
                 (8, ReadWrite),
-                (9, ReadWrite),
-                (10, ReadWrite),
             ],
         );
         let mut p = common::pipelines(
@@ -218,7 +219,7 @@ impl LossKernels {
             finalize: p.next().unwrap(),
             layout,
             unused_read: common::placeholder(device),
-            unused_rw: [common::placeholder(device), common::placeholder(device)],
+            unused_rw: std::array::from_fn(|_| common::placeholder(device)),
             vector_path: true,
             vec4_pipelines: Mutex::new(HashMap::new()),
             time_norm: time_norm::TimeNormKernel::new(device)?,
@@ -256,7 +257,7 @@ impl LossKernels {
     ) -> Option<Vec4Spec> {
         let spec = vec4_shape_spec(shape, target).filter(|_| self.vector_path)?;
         let invocations = shape.rows() / spec.run as u64;
-        (workspace.partials.size() >= invocations * 16).then_some(spec)
+        (workspace.partial_capacity() >= invocations).then_some(spec)
     }
 
     /// The fused pass's pipeline for a launch and the tokens each invocation handles.
@@ -398,8 +399,7 @@ impl LossKernels {
         let b = Bindings {
             pred_cond: (args.pred_cond, nk),
             pred_uncond: Some((args.pred_uncond, nk)),
-            target: explicit(&args.target, nk),
-            x0: x0_binding(&args.target),
+            target_data: target_data(&args.target, nk),
             weights: Some((args.weights, bn)),
             grad_cond: (args.grad_cond, nk),
             grad_uncond: Some((args.grad_uncond, nk)),
@@ -459,8 +459,7 @@ impl LossKernels {
         let b = Bindings {
             pred_cond: (args.pred, nk),
             pred_uncond: None,
-            target: explicit(&args.target, nk),
-            x0: x0_binding(&args.target),
+            target_data: target_data(&args.target, nk),
             weights: None,
             grad_cond: (args.grad, nk),
             grad_uncond: None,
@@ -496,11 +495,10 @@ impl LossKernels {
         let b = Bindings {
             pred_cond: (args.pred, nk),
             pred_uncond: Some((args.pred, nk)),
-            target: explicit(&args.target, nk),
-            x0: x0_binding(&args.target),
+            target_data: target_data(&args.target, nk),
             weights: Some((args.out, bn)),
             // Not touched by the weight pass.
-            grad_cond: ((&self.unused_rw[1]).into(), 16),
+            grad_cond: ((&self.unused_rw[2]).into(), 16),
             grad_uncond: None,
             scalars: ((&self.unused_rw[0]).into(), 16),
         };
@@ -517,7 +515,7 @@ impl LossKernels {
         ws: &LossWorkspace,
     ) -> Result<LossParams> {
         s.validate()?;
-        if s.rows() > ws.shape.rows() || groups(s) * 16 > ws.partials.size() {
+        if s.rows() > ws.shape.rows() || groups(s) > ws.partial_capacity() {
             return Err(Error::Shape(format!(
                 "the workspace was made for {:?} but the launch is {:?}, larger; make the \
                  workspace for the largest shape you launch (it serves any smaller one)",
@@ -621,14 +619,12 @@ impl LossKernels {
             vec![
                 (1, common::range(b.pred_cond.0, b.pred_cond.1)),
                 (2, common::range_or(b.pred_uncond, &self.unused_read)),
-                (3, common::range_or(b.target, &self.unused_read)),
-                (4, common::range_or(b.x0, &self.unused_read)),
-                (5, common::range_or(b.weights, &self.unused_rw[0])),
-                (6, common::range(b.grad_cond.0, b.grad_cond.1)),
-                (7, common::range_or(b.grad_uncond, &self.unused_rw[1])),
-                (8, ws.partials.as_entire_binding()),
-                (9, ws.weight_total.as_entire_binding()),
-                (10, common::range(b.scalars.0, b.scalars.1)),
+                (3, common::range_or(b.target_data, &self.unused_read)),
+                (4, common::range_or(b.weights, &self.unused_rw[0])),
+                (5, common::range(b.grad_cond.0, b.grad_cond.1)),
+                (6, common::range_or(b.grad_uncond, &self.unused_rw[1])),
+                (7, ws.partials.as_entire_binding()),
+                (8, common::range(b.scalars.0, b.scalars.1)),
             ],
         )?;
         let dispatches: Vec<_> = grids
@@ -640,21 +636,17 @@ impl LossKernels {
     }
 }
 
-fn explicit<'a>(t: &Target<'a>, bytes: u64) -> Option<(Region<'a>, u64)> {
+/// The binding of `target_data`: the explicit target (`bytes` of it), or x0 for a
+/// regenerated velocity target, or nothing.
+fn target_data<'a>(t: &Target<'a>, bytes: u64) -> Option<(Region<'a>, u64)> {
     match t.source() {
         Source::Explicit(b) => Some((b, bytes)),
-        Source::Philox(_) => None,
-    }
-}
-
-fn x0_binding<'a>(t: &Target<'a>) -> Option<(Region<'a>, u64)> {
-    match t.source() {
         Source::Philox(PhiloxTarget {
             kind: TargetKind::Velocity,
             x0: Some(x0),
             geometry,
             ..
         }) => Some((x0, geometry.elements() * 4)),
-        _ => None,
+        Source::Philox(_) => None,
     }
 }

@@ -240,12 +240,12 @@ pub struct TokenMseArgs<'a> {
 }
 
 /// Scratch of a loss launch: vec4 partial sums (one per workgroup of the portable passes, one
-/// per invocation of the vector pass where the device's binding limit allows) and the batch
-/// sum of D.
+/// per invocation of the vector pass where the device's binding limit allows) followed by
+/// one more vec4, the batch sum of D (one buffer for both keeps the family within 8 storage
+/// bindings).
 pub struct LossWorkspace {
     pub(super) shape: TokenShape,
     pub(super) partials: wgpu::Buffer,
-    pub(super) weight_total: wgpu::Buffer,
     /// The time-bucket normalisation's per-bucket (sum, count) of one step.
     pub(super) bucket_sums: wgpu::Buffer,
 }
@@ -266,16 +266,15 @@ impl LossWorkspace {
                 mapped_at_creation: false,
             })
         };
-        let per_invocation = shape.rows() * 16;
+        let per_invocation = shape.rows() * 16 + 16;
         let partial_bytes = if per_invocation <= device.limits().max_storage_buffer_binding_size {
             per_invocation
         } else {
-            groups(shape) * 16
+            groups(shape) * 16 + 16
         };
         Ok(Self {
             shape,
             partials: storage("loss-partials", partial_bytes),
-            weight_total: storage("loss-weight-total", 16),
             bucket_sums: storage(
                 "loss-bucket-sums",
                 8 * super::time_norm::MAX_TIME_BUCKETS as u64,
@@ -285,5 +284,10 @@ impl LossWorkspace {
 
     pub fn shape(&self) -> TokenShape {
         self.shape
+    }
+
+    /// Partial sums the workspace holds besides the batch sum of D.
+    pub(super) fn partial_capacity(&self) -> u64 {
+        self.partials.size() / 16 - 1
     }
 }

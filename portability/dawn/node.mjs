@@ -1,0 +1,40 @@
+// Replays imba's exported kernel cases on Dawn in Node (the `webgpu` package's dawn.node).
+// Usage: node node.mjs EXPORT_DIR   (exits 1 if anything failed, 2 if nothing was exported)
+// On a machine without a GPU, point the Vulkan loader at SwiftShader first:
+//   VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json node node.mjs target/cases
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { create, globals } from 'webgpu';
+import { runAll } from './runner.js';
+
+const dir = process.argv[2];
+if (!dir) {
+  console.error('usage: node node.mjs EXPORT_DIR (written by the tests with IMBA_CASES_DIR set)');
+  process.exit(2);
+}
+Object.assign(globalThis, globals);
+
+/** The export's listing: families with WGSL, module lines of every process, case files. */
+export function listExport(dir) {
+  const families = readdirSync(join(dir, 'wgsl')).filter((f) => f.endsWith('.wgsl')).map((f) => f.slice(0, -5)).sort();
+  const moduleLines = readdirSync(dir)
+    .filter((f) => f.startsWith('modules-') && f.endsWith('.jsonl'))
+    .sort()
+    .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n').filter(Boolean));
+  const cases = readdirSync(join(dir, 'cases')).filter((f) => f.endsWith('.json')).sort();
+  return { families, moduleLines, cases };
+}
+
+const io = {
+  list: async () => listExport(dir),
+  text: async (path) => readFileSync(join(dir, path), 'utf8'),
+};
+const listing = listExport(dir);
+if (!listing.cases.length || !listing.moduleLines.length) {
+  console.error(`${dir}: no exported cases or modules; run the tests with IMBA_CASES_DIR=${dir} first`);
+  process.exit(2);
+}
+const summary = await runAll(create([]), io, (line) => console.log(line));
+console.log(`dawn (node): adapter ${summary.adapter}`);
+console.log(`dawn (node): ${summary.modules} modules, ${summary.pipelines} pipelines, ${summary.passed} passed, ${summary.failed.length} failed`);
+process.exit(summary.failed.length ? 1 : 0);
