@@ -2,10 +2,11 @@
 // Usage: node node.mjs EXPORT_DIR   (exits 1 if anything failed, 2 if nothing was exported)
 // On a machine without a GPU, point the Vulkan loader at SwiftShader first:
 //   VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json node node.mjs target/cases
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { create, globals } from 'webgpu';
 import { runAll } from './runner.js';
+import { listExport } from './export.mjs';
 
 const dir = process.argv[2];
 if (!dir) {
@@ -13,17 +14,6 @@ if (!dir) {
   process.exit(2);
 }
 Object.assign(globalThis, globals);
-
-/** The export's listing: families with WGSL, module lines of every process, case files. */
-export function listExport(dir) {
-  const families = readdirSync(join(dir, 'wgsl')).filter((f) => f.endsWith('.wgsl')).map((f) => f.slice(0, -5)).sort();
-  const moduleLines = readdirSync(dir)
-    .filter((f) => f.startsWith('modules-') && f.endsWith('.jsonl'))
-    .sort()
-    .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n').filter(Boolean));
-  const cases = readdirSync(join(dir, 'cases')).filter((f) => f.endsWith('.json')).sort();
-  return { families, moduleLines, cases };
-}
 
 const io = {
   list: async () => listExport(dir),

@@ -224,22 +224,22 @@ impl Gpu {
     /// choice: hardware GPUs before the software one), in the driver's order, taken in turn
     /// by local rank (rank r opens adapter r mod count, so 8 ranks on an 8-GPU machine get
     /// one GPU each).
-    pub fn for_local_rank(name: Option<&str>, local_rank: usize) -> Result<Self> {
-        if name.is_some() {
-            return Self::with_adapter_name(name);
+    pub fn for_local_rank(options: &GpuOptions, local_rank: usize) -> Result<Self> {
+        if options.adapter.is_some() {
+            return Self::open(options);
         }
-        let (instance, _, adapters) = instance_and_adapters(None);
+        let (instance, _, adapters) = instance_and_adapters(options.backends);
         let kind = |a: &wgpu::Adapter| {
             let i = a.get_info();
             (backend_rank(i.backend), type_rank(i.device_type))
         };
         let Some(best) = adapters.iter().map(kind).min() else {
-            return Self::with_adapter_name(None);
+            return Self::open(options);
         };
         let mut same: Vec<wgpu::Adapter> =
             adapters.into_iter().filter(|a| kind(a) == best).collect();
         let pick = local_rank % same.len();
-        Self::from_adapter_with(instance, same.swap_remove(pick), LimitsChoice::from_env()?)
+        Self::from_adapter_with(instance, same.swap_remove(pick), options.limits)
     }
 
     /// Opens a device on `adapter` with its full limits and the optional features it has.

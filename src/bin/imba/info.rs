@@ -5,6 +5,11 @@ use imba::gpu::Gpu;
 
 #[derive(Args)]
 pub struct InfoArgs {
+    /// List every adapter wgpu sees (every backend, or --backend's) with its driver, the
+    /// limits that matter to imba and the kernel paths it would run, instead of describing
+    /// the chosen one.
+    #[arg(long, conflicts_with = "model")]
+    pub adapters: bool,
     /// A DiT preset (S, B, L or XL with patch 2, 4 or 8, e.g. S/2) to report memory for.
     #[arg(long)]
     model: Option<String>,
@@ -84,5 +89,67 @@ pub fn run(gpu: &Gpu, a: InfoArgs) -> imba::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// `imba info --adapters`: every adapter, its limits and the kernel paths it would run.
+pub fn list_adapters(options: &imba::gpu::GpuOptions) -> imba::Result<()> {
+    let adapters = imba::gpu::adapters(options.backends);
+    if adapters.is_empty() {
+        println!(
+            "no adapter found; install a GPU driver or Mesa's lavapipe \
+             (Debian/Ubuntu: apt-get install mesa-vulkan-drivers)"
+        );
+        return Ok(());
+    }
+    for (i, adapter) in adapters.into_iter().enumerate() {
+        let info = adapter.get_info();
+        println!(
+            "[{i}] {} ({:?}, {:?})",
+            info.name, info.backend, info.device_type
+        );
+        println!("    driver       {} {}", info.driver, info.driver_info);
+        let instance = wgpu::Instance::default();
+        match Gpu::from_adapter_with(instance, adapter, options.limits) {
+            Ok(gpu) => print_adapter(&gpu)?,
+            Err(e) => println!("    cannot open a device: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// The limits and features imba reads, and the paths its kernels choose on `gpu`.
+fn print_adapter(gpu: &Gpu) -> imba::Result<()> {
+    let l = gpu.device.limits();
+    let f = gpu.device.features();
+    let i = &gpu.info;
+    let subgroups = if f.contains(wgpu::Features::SUBGROUP) {
+        format!(
+            "yes, {}..{} lanes",
+            i.subgroup_min_size, i.subgroup_max_size
+        )
+    } else {
+        "no".into()
+    };
+    println!("    subgroups    {subgroups}");
+    println!(
+        "    limits       {} storage buffers/stage, {} MiB per binding, {} KiB workgroup memory, \
+         {} invocations/workgroup",
+        l.max_storage_buffers_per_shader_stage,
+        l.max_storage_buffer_binding_size >> 20,
+        l.max_compute_workgroup_storage_size / 1024,
+        l.max_compute_invocations_per_workgroup
+    );
+    let dev = &gpu.device;
+    let paths = imba::kernels::Paths::choose(dev)?;
+    let matmul = imba::kernels::MatmulKernels::new(dev)?.path(dev, 256, 128, 128);
+    let shape = imba::kernels::AttentionShape {
+        samples: 16,
+        tokens: 16,
+        heads: 4,
+        head_dim: 32,
+    };
+    let attention = imba::kernels::AttentionKernels::new(dev)?.path(dev, shape);
+    println!("    paths        {paths:?}: matmul {matmul:?}, attention {attention:?}");
     Ok(())
 }

@@ -24,10 +24,17 @@ use std::process::ExitCode;
 )]
 struct Cli {
     /// Use the first adapter whose name contains this text (default: WGPU_ADAPTER_NAME, else
-    /// the best hardware GPU, else the software Vulkan adapter). WGPU_BACKEND=vulkan|metal|dx12
-    /// restricts the APIs searched.
+    /// the best hardware GPU, else the software Vulkan adapter). `imba info --adapters`
+    /// lists them.
     #[arg(long, global = true)]
     adapter: Option<String>,
+    /// Search only this API: vulkan, metal, dx12 or gl (default: WGPU_BACKEND, else all).
+    #[arg(long, global = true, value_parser = parse_backend)]
+    backend: Option<wgpu::Backends>,
+    /// Device limits: `adapter` (all the adapter offers) or `webgpu` (WebGPU's defaults, what
+    /// a browser grants; default: IMBA_LIMITS, else adapter).
+    #[arg(long, global = true, value_parser = parse_limits)]
+    limits: Option<imba::gpu::LimitsChoice>,
     /// Kernel paths: tiled (GPU kernels), texture (llvmpipe kernels) or portable, on any
     /// adapter (default: IMBA_PATHS, else chosen by the adapter's type).
     #[arg(long, global = true, value_parser = parse_paths)]
@@ -78,21 +85,35 @@ fn parse_paths(s: &str) -> Result<imba::kernels::Paths, String> {
     s.parse().map_err(|e: imba::Error| e.to_string())
 }
 
+fn parse_backend(s: &str) -> Result<wgpu::Backends, String> {
+    imba::gpu::parse_backend(s).map_err(|e| e.to_string())
+}
+
+fn parse_limits(s: &str) -> Result<imba::gpu::LimitsChoice, String> {
+    s.parse().map_err(|e: imba::Error| e.to_string())
+}
+
 fn run(cli: Cli, job: &ranks::Job) -> imba::Result<()> {
     if let Some(p) = cli.paths {
         // Every family reads the choice when its pipelines are made.
         let name = format!("{p:?}").to_lowercase();
         std::env::set_var(imba::kernels::PATHS_ENV, name);
     }
-    let name = cli.adapter.clone().or_else(|| {
-        std::env::var("WGPU_ADAPTER_NAME")
-            .ok()
-            .filter(|s| !s.is_empty())
-    });
+    let mut options = imba::gpu::GpuOptions::from_env()?;
+    if cli.adapter.is_some() {
+        options.adapter = cli.adapter.clone();
+    }
+    options.backends = cli.backend.or(options.backends);
+    options.limits = cli.limits.unwrap_or(options.limits);
+    if let Command::Info(a) = &cli.command {
+        if a.adapters {
+            return info::list_adapters(&options);
+        }
+    }
     let comm = job.comm();
     let gpu = match comm.size() {
-        1 => Gpu::with_adapter_name(name.as_deref())?,
-        _ => Gpu::for_local_rank(name.as_deref(), comm.local_rank())?,
+        1 => Gpu::open(&options)?,
+        _ => Gpu::for_local_rank(&options, comm.local_rank())?,
     };
     // One device in this process: its kernels compile with its pipeline cache.
     gpu.with_pipeline_cache(|| dispatch(&gpu, comm, cli.command))
