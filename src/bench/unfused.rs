@@ -127,7 +127,7 @@ impl UnfusedImba {
                 (3, Slot::ReadWrite),
                 (4, Slot::Uniform),
             ],
-        );
+        )?;
         let names = &ENTRIES;
         let pipes = names
             .iter()

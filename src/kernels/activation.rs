@@ -57,7 +57,7 @@ impl ActivationKernels {
             device,
             "activation",
             &[(0, Uniform), (1, Read), (2, Read), (3, ReadWrite)],
-        );
+        )?;
         let entries = [
             "gelu_forward",
             "gelu_backward",

@@ -93,12 +93,15 @@ impl std::ops::Deref for Layout {
 
 /// One explicit bind-group layout shared by every entry point of a family, so a launch can
 /// bind its buffers once and run several entry points with the same bind group.
-pub(crate) fn layout(device: &wgpu::Device, label: &str, slots: &[(u32, Slot)]) -> Layout {
-    Layout(std::sync::Arc::new(LayoutInner {
+/// A layout that binds more than the device allows is refused by name (see
+/// [`check_binding_limits`]) before wgpu would report it invalid.
+pub(crate) fn layout(device: &wgpu::Device, label: &str, slots: &[(u32, Slot)]) -> Result<Layout> {
+    check_binding_limits(device, label, slots)?;
+    Ok(Layout(std::sync::Arc::new(LayoutInner {
         raw: raw_layout(device, label, slots),
         slots: slots.to_vec(),
         family: Default::default(),
-    }))
+    })))
 }
 
 fn raw_layout(device: &wgpu::Device, label: &str, slots: &[(u32, Slot)]) -> wgpu::BindGroupLayout {
@@ -194,6 +197,42 @@ pub(crate) fn specialised_pipelines(
     let slots: Vec<_> = layout_slots.iter().map(|&(b, s)| (b, s.name())).collect();
     crate::capture::pipelines_made(family, entries, constants, &slots, &out);
     Ok(out)
+}
+
+/// Refuses a family whose layout binds more storage buffers or storage textures than the
+/// device allows in one shader stage, naming the limit, before wgpu reports an invalid
+/// layout. Every family fits WebGPU's defaults (8 buffers, 4 textures).
+fn check_binding_limits(device: &wgpu::Device, family: &str, slots: &[(u32, Slot)]) -> Result<()> {
+    let l = device.limits();
+    let buffers = slots
+        .iter()
+        .filter(|s| matches!(s.1, Slot::Read | Slot::ReadWrite))
+        .count() as u32;
+    let textures = slots
+        .iter()
+        .filter(|s| matches!(s.1, Slot::ReadTexture | Slot::WriteTexture))
+        .count() as u32;
+    let check = |what: &str, need: u32, have: u32| {
+        if need <= have {
+            return Ok(());
+        }
+        Err(Error::Limit(format!(
+            "the {family} kernels bind {need} {what} in one shader stage but this device allows \
+             {have} (max_{}_per_shader_stage); open the device with the adapter's limits \
+             (IMBA_LIMITS=adapter) or use an adapter that allows {need}",
+            what.replace(' ', "_")
+        )))
+    };
+    check(
+        "storage buffers",
+        buffers,
+        l.max_storage_buffers_per_shader_stage,
+    )?;
+    check(
+        "storage textures",
+        textures,
+        l.max_storage_textures_per_shader_stage,
+    )
 }
 
 thread_local! {

@@ -67,7 +67,7 @@ impl ContrastiveKernels {
                 (5, ReadWrite),
                 (6, ReadWrite),
             ],
-        );
+        )?;
         let mut p = common::pipelines(
             device,
             "contrastive",

@@ -106,7 +106,7 @@ impl EmbedKernels {
                 (3, Read),
                 (4, ReadWrite),
             ],
-        );
+        )?;
         let pipelines = common::pipelines(device, "embed", &layout, &ENTRIES)?;
         Ok(Self {
             binder: Default::default(),

@@ -122,7 +122,7 @@ impl NoiseKernels {
                 (5, Slot::ReadWrite),
                 (6, Slot::Read),
             ],
-        );
+        )?;
         let mut p = common::pipelines(
             device,
             "noise",

@@ -94,7 +94,7 @@ impl OptimKernels {
                 (4, ReadWrite),
                 (5, ReadWrite),
             ],
-        );
+        )?;
         let pipelines = common::pipelines(device, "optim", &layout, &ENTRIES)?;
         let partials = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("grad-norm-partials"),

@@ -64,7 +64,7 @@ impl PairKernels {
                 (4, ReadWrite),
                 (5, ReadWrite),
             ],
-        );
+        )?;
         let mut p = common::pipelines(device, "pair", &layout, &["pair_grad", "pair_finalize"])?
             .into_iter();
         Ok(Self {

@@ -39,7 +39,7 @@ impl ReduceKernel {
             device,
             "reduce",
             &[(0, Slot::Uniform), (1, Slot::Read), (2, Slot::ReadWrite)],
-        );
+        )?;
         let pipeline = common::pipelines(device, "reduce", &layout, &["sum_items"])?.remove(0);
         Ok(Self {
             layout,

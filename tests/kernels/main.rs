@@ -12,6 +12,7 @@ mod attention;
 mod embeddings;
 mod examples;
 mod layering;
+mod limits;
 mod loss;
 mod matmul;
 mod noise;

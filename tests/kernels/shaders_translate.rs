@@ -120,12 +120,11 @@ fn specialisations() -> Vec<(&'static str, Vec<(&'static str, f64)>)> {
     out
 }
 
-/// The one construct of naga's HLSL that glslang's HLSL front end cannot parse: the zero
-/// value of an array written as a cast of 0 to the array type, `(float4[64])0` — naga's
-/// zeroing of workgroup memory and of function-local arrays (WGSL zero-initialises both);
-/// DXC and FXC accept it.
-const ZERO_CAST_ERROR: &str = "array constructor needs one argument per array element";
-
+/// The one construct of naga's HLSL that glslang's HLSL front end cannot parse ("array
+/// constructor needs one argument per array element"): the zero value of an array written as
+/// a cast of 0 to the array type, `(float4[64])0` — naga's zeroing of workgroup memory and of
+/// function-local arrays (WGSL zero-initialises both); DXC and FXC accept it.
+///
 /// `hlsl` without its array zero casts: a statement `x = (T[N])0;` is dropped and a
 /// declaration `T x[N] = (T[N])0;` loses its initialiser. Returns the text and how many.
 fn strip_array_zero_casts(hlsl: &str) -> (String, usize) {

@@ -469,3 +469,41 @@ fn a_steady_training_step_creates_few_launch_objects() {
         );
     }
 }
+
+/// The default run, and every objective, on a device opened with WebGPU's default limits (8
+/// storage buffers per stage, 16 KiB of workgroup memory, 256 invocations per workgroup, 128
+/// MiB per binding): what any browser grants. Two steps each, with the same losses as on the
+/// adapter's full limits (the paths may stage fewer rows, so within f32 rounding).
+#[test]
+fn every_objective_trains_within_webgpu_default_limits() {
+    use imba::gpu::{Gpu, GpuOptions, LimitsChoice};
+    let webgpu: &'static Gpu = Box::leak(Box::new(
+        Gpu::open(&GpuOptions {
+            limits: LimitsChoice::WebGpu,
+            ..GpuOptions::from_env().unwrap()
+        })
+        .unwrap(),
+    ));
+    let l = webgpu.device.limits();
+    assert!(l.max_storage_buffers_per_shader_stage <= 8, "{l:?}");
+    assert!(l.max_compute_workgroup_storage_size <= 16384, "{l:?}");
+    assert!(l.max_compute_invocations_per_workgroup <= 256, "{l:?}");
+    for objective in ["imba", "baseline", "dual-baseline", "cbdm", "ccua"] {
+        let opts =
+            || TrainOptions::from_toml(&format!("objective = '{objective}'\nsteps = 2")).unwrap();
+        let losses = |g: &'static Gpu| {
+            let config = opts().resolve().unwrap();
+            let (data, _) = setup::load_data(&config).unwrap();
+            let model = setup::model_config(&config, &data).unwrap();
+            let mut t = Trainer::new(g, config, model, data, None).unwrap();
+            (0..2).map(|_| t.step().unwrap().loss).collect::<Vec<f32>>()
+        };
+        let (small, full) = (losses(webgpu), losses(gpu()));
+        for (a, b) in small.iter().zip(&full) {
+            assert!(
+                a.is_finite() && (a - b).abs() <= 1e-5 * b.abs(),
+                "{objective}: {small:?} within WebGPU's limits, {full:?} with the adapter's"
+            );
+        }
+    }
+}

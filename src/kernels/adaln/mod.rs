@@ -130,7 +130,7 @@ impl AdaLnKernels {
                 (5, ReadWrite),
                 (6, ReadWrite),
             ],
-        );
+        )?;
         let pipelines = common::pipelines(device, "adaln", &layout, &ENTRIES)?;
         let texture = if paths == Paths::Texture && Self::texture_path_supported(device) {
             let layout = common::layout(
@@ -145,7 +145,7 @@ impl AdaLnKernels {
                     (8, ReadTexture),
                     (9, ReadTexture),
                 ],
-            );
+            )?;
             let pipelines = common::pipelines(device, "adaln", &layout, &TEX_ENTRIES)?;
             Some(TexturePath {
                 layout,

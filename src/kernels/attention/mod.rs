@@ -183,7 +183,7 @@ impl AttentionKernels {
                 (5, ReadWrite),
                 (6, Read),
             ],
-        );
+        )?;
         let pipelines = common::pipelines(device, "attention", &layout, &ENTRIES)?;
         let tiled = match paths {
             Paths::Tiled => TiledPath::new(device, &layout),
@@ -204,7 +204,7 @@ impl AttentionKernels {
                     (7, ReadTexture),
                     (8, WriteTexture),
                 ],
-            );
+            )?;
             let pipelines = common::pipelines(device, "attention_texture", &layout, &TEX_ENTRIES)?;
             Some(TexturePath {
                 layout,

@@ -194,7 +194,7 @@ impl LossKernels {
                 (7, ReadWrite),
                 (8, ReadWrite),
             ],
-        );
+        )?;
         let mut p = common::pipelines(
             device,
             "loss",

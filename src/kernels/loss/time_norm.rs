@@ -96,7 +96,7 @@ impl TimeNormKernel {
                 (3, Slot::ReadWrite),
                 (4, Slot::ReadWrite),
             ],
-        );
+        )?;
         let mut p = common::pipelines(
             device,
             "time_norm",

@@ -156,7 +156,7 @@ impl MatmulKernels {
                 (3, Read),
                 (4, ReadWrite),
             ],
-        );
+        )?;
         let portable =
             common::pipelines(device, "matmul", &layout, &["matmul_portable"])?.remove(0);
         let tiled = match paths {
@@ -168,7 +168,7 @@ impl MatmulKernels {
                 device,
                 "matmul-pack",
                 &[(0, Uniform), (1, Read), (2, WriteTexture)],
-            );
+            )?;
             let product_layout = common::layout(
                 device,
                 "matmul-texture",
@@ -179,7 +179,7 @@ impl MatmulKernels {
                     (3, Read),
                     (4, ReadWrite),
                 ],
-            );
+            )?;
             let lanes = device.adapter_info().subgroup_min_size;
             let pack = common::pipelines(device, "matmul_texture", &pack_layout, &["pack_rows4"])?
                 .remove(0);
@@ -200,7 +200,7 @@ impl MatmulKernels {
                     (3, Read),
                     (5, WriteTexture),
                 ],
-            );
+            )?;
             let product_tex = common::pipelines(
                 device,
                 "matmul_texture",
