@@ -99,7 +99,8 @@ impl OptimKernels {
         let partials = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("grad-norm-partials"),
             size: MAX_PARTIALS as u64 * 4,
-            usage: wgpu::BufferUsages::STORAGE,
+            // COPY_SRC: a captured case reads it (see crate::capture).
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
         Ok(Self {

@@ -59,6 +59,8 @@ fn sums_match_f64_at_odd_sizes() {
                     .step_by(width as usize)
                     .map(|&x| x.abs() as f64)
                     .sum();
+                let what = format!("items {items} width {width} comp {c}");
+                imba::capture::expect(&what, &[sum], &[want], 1e-6 * scale + 1e-7, 0.0);
                 assert!(
                     (sum as f64 - want).abs() <= 1e-6 * scale + 1e-7,
                     "items {items} width {width} comp {c}: {sum} vs {want}"

@@ -576,7 +576,8 @@ impl AdaLnKernels {
         let b = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("adaln-partial-sums"),
             size: bytes,
-            usage: wgpu::BufferUsages::STORAGE,
+            // COPY_SRC: a captured case reads it (see crate::capture).
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
         *s = Some(b.clone());
