@@ -6,7 +6,8 @@
 //!
 //! Capturing is off unless a process turns it on with [`enable`]; then
 //! - every pipeline made is registered, and its module (family, entry point, pipeline
-//!   constants, binding slots) is appended once to `DIR/modules-PID.jsonl`;
+//!   constants, binding slots) is appended once to `DIR/modules-PID.jsonl`, and the family's
+//!   WGSL, as Tint takes it, written to `DIR/wgsl/FAMILY.wgsl`;
 //! - a thread that calls [`begin`] records every dispatch it records into an encoder, reads
 //!   each bound buffer the first time it is bound (before any captured work has run on it:
 //!   the read is submitted ahead of the encoder that will hold the dispatch), and remembers
@@ -58,12 +59,12 @@ static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
 
 impl Registry {
     /// Appends a pipeline's line to this process's module list, and writes the family's
-    /// WGSL (includes resolved) beside it the first time.
+    /// WGSL beside it the first time, as Tint takes it ([`crate::shaders::tint_source`]).
     fn write_module(&self, family: &str, line: &str) {
         use std::io::Write as _;
         let wgsl = self.dir.join("wgsl").join(format!("{family}.wgsl"));
         if !wgsl.exists() {
-            if let Ok(src) = crate::shaders::source(family) {
+            if let Ok(src) = crate::shaders::tint_source(family) {
                 let _ = crate::files::write_atomic(&wgsl, src.as_bytes());
             }
         }

@@ -94,6 +94,30 @@ pub fn source(family: &str) -> Result<String> {
     Ok(out)
 }
 
+/// The complete WGSL of a family as Tint (Chrome's and Dawn's WGSL compiler) takes it: with
+/// `enable subgroups;` first where the family uses subgroup operations. Tint requires that
+/// directive and naga (which wgpu uses) refuses it, so [`source`] leaves it out; engines on
+/// Dawn or in a browser use this one (and request the `subgroups` feature for such a family).
+pub fn tint_source(family: &str) -> Result<String> {
+    let src = source(family)?;
+    Ok(if uses_subgroups(&src) {
+        format!("enable subgroups;\n{src}")
+    } else {
+        src
+    })
+}
+
+/// Whether a WGSL module uses subgroup operations: naga refuses it without that capability.
+fn uses_subgroups(src: &str) -> bool {
+    let Ok(module) = naga::front::wgsl::parse_str(src) else {
+        return false;
+    };
+    let caps = naga::valid::Capabilities::all() - naga::valid::Capabilities::SUBGROUP;
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+        .validate(&module)
+        .is_err()
+}
+
 /// A shader module for a family on `device`.
 pub fn module(device: &wgpu::Device, family: &str) -> Result<wgpu::ShaderModule> {
     let src = source(family)?;

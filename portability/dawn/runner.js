@@ -23,15 +23,9 @@ function fromBase64(s) {
   return out;
 }
 
-// naga (and so imba's WGSL) refuses `enable subgroups;`, which Tint requires before any
-// subgroup built-in: the runner adds it to modules that use them.
-const SUBGROUP_USE = /\bsubgroup[A-Z]\w*\s*\(|@builtin\(\s*subgroup_/;
-
-/** The WGSL Tint should compile for a family, and whether it needs the subgroups feature. */
-export function tintSource(wgsl) {
-  const subgroups = SUBGROUP_USE.test(wgsl);
-  return { code: subgroups ? `enable subgroups;\n${wgsl}` : wgsl, subgroups };
-}
+// The exported WGSL is as Tint takes it (imba::shaders::tint_source): a family that uses
+// subgroup operations starts with `enable subgroups;` and needs the `subgroups` feature.
+const needsSubgroups = (wgsl) => /^\s*enable\s+subgroups\s*;/m.test(wgsl);
 
 function layoutEntry([binding, kind]) {
   const visibility = 4; // GPUShaderStage.COMPUTE
@@ -67,8 +61,7 @@ class Compiler {
     if (!this.modules.has(family)) {
       const wgsl = this.sources.get(family);
       if (wgsl === undefined) throw new Error(`no WGSL exported for family ${family}`);
-      const { code } = tintSource(wgsl);
-      const module = this.device.createShaderModule({ label: family, code });
+      const module = this.device.createShaderModule({ label: family, code: wgsl });
       const info = await module.getCompilationInfo();
       const messages = info.messages.filter((m) => m.type !== 'info').map((m) => `${m.type} ${m.lineNum}:${m.linePos} ${m.message}`);
       this.modules.set(family, { module, messages });
@@ -212,7 +205,7 @@ export async function runAll(gpu, io, log) {
     const key = pipelineKey(p);
     if (seen.has(key)) continue;
     seen.add(key);
-    if (SUBGROUP_USE.test(sources.get(p.family) ?? '') && !subgroups) {
+    if (needsSubgroups(sources.get(p.family) ?? '') && !subgroups) {
       summary.failed.push(`${p.family}.${p.entry}: needs subgroups, which this adapter lacks`);
       continue;
     }

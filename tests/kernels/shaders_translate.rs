@@ -305,3 +305,24 @@ fn no_family_has_a_non_finite_constant() {
         );
     }
 }
+
+/// Tint's WGSL is naga's with `enable subgroups;` first exactly where a family uses subgroup
+/// operations (the texture matmul does; the portable families do not).
+#[test]
+fn tint_source_enables_subgroups_where_used() {
+    for (family, _) in shaders::FAMILIES {
+        let naga_src = shaders::source(family).unwrap();
+        let tint = shaders::tint_source(family).unwrap();
+        assert!(
+            tint == naga_src || tint == format!("enable subgroups;\n{naga_src}"),
+            "{family}: tint_source changed more than the directive"
+        );
+    }
+    assert!(shaders::tint_source("matmul_texture")
+        .unwrap()
+        .starts_with("enable subgroups;"));
+    assert_eq!(
+        shaders::tint_source("loss").unwrap(),
+        shaders::source("loss").unwrap()
+    );
+}
