@@ -17,8 +17,14 @@
 //!   `DIR/cases/NAME.json`.
 //!
 //! A case whose launches bound a texture (the llvmpipe texture paths, which also copy
-//! between buffers and textures outside any dispatch) cannot be replayed from its dispatches
-//! alone and is not written; its modules still are.
+//! between buffers and textures outside any dispatch) or a buffer without `COPY_SRC` (whose
+//! contents cannot be read) cannot be replayed from its dispatches alone and is not written;
+//! its modules still are. A case grows with every check; past [`MAX_CASE_BYTES`] of buffers
+//! it stops being rewritten, so the file keeps a consistent prefix of the test.
+//!
+//! Capturing is a tool for tests and exports, not for production: once enabled, the process
+//! keeps every pipeline and bind group it makes (and the buffers they bind) alive, and each
+//! first binding of a buffer waits for a read-back.
 
 use base64::Engine as _;
 use std::cell::RefCell;
@@ -26,8 +32,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// Cases larger than this (all buffers together) are not written: replaying them shows
-/// nothing a smaller case does not, and they would bloat the case folder.
+/// Cases larger than this (all buffers together) are not written (an earlier, smaller
+/// version of the file stays): replaying them shows nothing a smaller case does not, and
+/// they would bloat the case folder.
 const MAX_CASE_BYTES: u64 = 2 << 20;
 
 /// What a pipeline runs: the module it came from and how it binds.
@@ -152,6 +159,9 @@ pub(crate) fn group_made(
     reg.groups.insert(group.clone(), Arc::new(bound));
 }
 
+/// A recorded dispatch: what it ran, what it bound, its workgroups (x, y).
+type Dispatch = (Arc<PipelineInfo>, Arc<Vec<(u32, Bound)>>, (u32, u32));
+
 /// One thread's case in the making.
 struct Session {
     name: String,
@@ -159,7 +169,7 @@ struct Session {
     queue: wgpu::Queue,
     /// Buffers in the order first bound, with their contents then.
     buffers: Vec<(wgpu::Buffer, Vec<u8>)>,
-    dispatches: Vec<(Arc<PipelineInfo>, Arc<Vec<(u32, Bound)>>, (u32, u32))>,
+    dispatches: Vec<Dispatch>,
     /// What `Gpu::read` returned, newest last: (buffer, bytes, dispatches recorded before).
     reads: Vec<(wgpu::Buffer, Vec<u8>, usize)>,
     checks: Vec<serde_json::Value>,

@@ -3,7 +3,7 @@
 // summary. Usage: node serve.mjs EXPORT_DIR [CHROMIUM]  (exit 1 on any failure)
 // Chromium's WebGPU on a machine without a GPU runs on SwiftShader.
 import { createServer } from 'node:http';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, rmSync } from 'node:fs';
 import { join, normalize, dirname } from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -24,10 +24,16 @@ if (!listing.cases.length || !listing.moduleLines.length) {
 const TIMEOUT_MS = 15 * 60 * 1000;
 
 let chrome;
+const profile = join(process.env.TMPDIR ?? '/tmp', `imba-chromium-${process.pid}`);
 function finish(code, message) {
   if (message) console.log(message);
   if (chrome && chrome.exitCode === null) chrome.kill('SIGKILL');
   server.close();
+  try {
+    rmSync(profile, { recursive: true, force: true, maxRetries: 3 });
+  } catch {
+    // A profile the killed browser was still writing: a leftover in the temp folder.
+  }
   process.exit(code);
 }
 
@@ -74,7 +80,7 @@ server.listen(0, '127.0.0.1', () => {
     '--enable-features=Vulkan',
     '--disable-gpu-sandbox',
     '--no-first-run',
-    '--user-data-dir=' + join(process.env.TMPDIR ?? '/tmp', `imba-chromium-${process.pid}`),
+    `--user-data-dir=${profile}`,
     `http://127.0.0.1:${port}/`,
   ];
   chrome = spawn(browser, args, { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -220,10 +220,10 @@ impl Gpu {
     }
 
     /// The adapter of one rank of a data-parallel job on this machine: the adapter whose name
-    /// contains `name`, if given; otherwise the adapters of the best kind ([`Gpu::new`]'s
-    /// choice: hardware GPUs before the software one), in the driver's order, taken in turn
-    /// by local rank (rank r opens adapter r mod count, so 8 ranks on an 8-GPU machine get
-    /// one GPU each).
+    /// contains `options.adapter`, if given; otherwise the adapters of the best kind
+    /// ([`Gpu::new`]'s choice: hardware GPUs before the software one) on `options.backends`,
+    /// in the driver's order, taken in turn by local rank (rank r opens adapter r mod count,
+    /// so 8 ranks on an 8-GPU machine get one GPU each), with `options.limits`.
     pub fn for_local_rank(options: &GpuOptions, local_rank: usize) -> Result<Self> {
         if options.adapter.is_some() {
             return Self::open(options);
