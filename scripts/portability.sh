@@ -1,30 +1,34 @@
 #!/usr/bin/env bash
 # The portability matrix: imba on every GPU implementation this machine can reach.
 #
-#   lavapipe (Vulkan)       the kernel cases exported for replay, and the kernels, the DiT
-#                           goldens and a short training run under WebGPU's default limits
+#   lavapipe (Vulkan)       the kernel cases exported for replay (once with the adapter's
+#                           limits, once with WebGPU's defaults), and the DiT goldens and
+#                           a short training run under WebGPU's default limits
 #   SwiftShader (Vulkan)    kernel tests, DiT goldens, a 10-step training run
 #   llvmpipe (OpenGL, GL)   kernel tests of every family, DiT goldens, a 10-step training run
-#   Dawn in Node            every exported module compiled, every case replayed
+#   Dawn in Node            every exported module compiled, every case replayed, each export
+#                           on a device with the limits it was made with
 #   Dawn in Chromium        the same in a headless browser tab
 #
 # The whole suite on lavapipe is scripts/test.sh; this script assumes it ran (the test
 # binaries are built). Each training run's final loss is compared with lavapipe's (relative
 # 1e-4). Skips (a missing browser or driver) are counted and named, never silent; the exit
 # status is non-zero if any row failed. Usage: scripts/portability.sh [--quick]
-# (--quick: the kernel cases and Dawn rows only).
+# (--quick: the kernel cases' exports and the Dawn rows only).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 SWIFTSHADER_ICD=${SWIFTSHADER_ICD:-/usr/lib/chromium/vk_swiftshader_icd.json}
 CASES=target/portability/cases
+CASES_WEBGPU=target/portability/cases-webgpu
 RUNS=target/portability/runs
 quick=0
 [ "${1:-}" = --quick ] && quick=1
 
 features=()
 command -v mpicc >/dev/null 2>&1 && features=(--features mpi)
-declare -a rows skips
+rows=()
+skips=()
 failed=0
 
 # row NAME COMMAND...: runs a command, records pass or fail with its time.
@@ -67,16 +71,16 @@ same_loss() {
 }
 
 mkdir -p target/portability "$RUNS"
-rm -rf "$CASES"
+rm -rf "$CASES" "$CASES_WEBGPU" target/portability/*.log
 
 # lavapipe: export the kernel cases (the kernel tests, each recording what it dispatched).
 row "lavapipe: kernel tests, cases exported" env IMBA_CASES_DIR="$PWD/$CASES" \
   "${ct[@]}" --test kernels
+row "lavapipe, WebGPU default limits: kernel tests, cases exported" env IMBA_LIMITS=webgpu \
+  IMBA_CASES_DIR="$PWD/$CASES_WEBGPU" "${ct[@]}" --test kernels
 
 if [ "$quick" = 0 ]; then
   row "lavapipe: 10-step training" train lavapipe XDG_RUNTIME_DIR="$XDG_RUNTIME_DIR"
-  row "lavapipe, WebGPU default limits: kernel tests" env IMBA_LIMITS=webgpu \
-    "${ct[@]}" --test kernels
   row "lavapipe, WebGPU default limits: DiT goldens" env IMBA_LIMITS=webgpu \
     "${ct[@]}" --test model dit_goldens
   row "lavapipe, WebGPU default limits: 10-step training" same_loss webgpu-limits \
@@ -118,8 +122,12 @@ if command -v node >/dev/null 2>&1 && [ -f "$SWIFTSHADER_ICD" ]; then
       node "$dawn/selftest.mjs" "$CASES"
     row "Dawn (Node): modules and cases" env VK_ICD_FILENAMES="$SWIFTSHADER_ICD" \
       node "$dawn/node.mjs" "$CASES"
+    row "Dawn (Node), WebGPU default limits: modules and cases" \
+      env VK_ICD_FILENAMES="$SWIFTSHADER_ICD" node "$dawn/node.mjs" --default-limits "$CASES_WEBGPU"
     if command -v chromium >/dev/null 2>&1; then
       row "Dawn (headless Chromium): modules and cases" node "$dawn/serve.mjs" "$CASES"
+      row "Dawn (headless Chromium), WebGPU default limits: modules and cases" \
+        node "$dawn/serve.mjs" --default-limits "$CASES_WEBGPU"
     else
       skip "Chromium row" "chromium not installed (Debian: apt-get install chromium)"
     fi
@@ -134,7 +142,9 @@ fi
 echo
 echo "portability matrix ($(date -u +%F)):"
 printf '  %s\n' "${rows[@]}"
-grep -h "^dawn\|^chromium" target/portability/Dawn*.log 2>/dev/null | sed 's/^/  /'
+for f in target/portability/Dawn*.log; do
+  grep -h "^dawn\|^chromium" "$f" | sed "s/^/  $(basename "$f" .log | sed 's/_*modules_and_cases//'): /"
+done
 grep -h "^loss after" target/portability/*training*.log 2>/dev/null | sed 's/^/  /'
 echo "skipped rows: ${#skips[@]}"
 for s in "${skips[@]}"; do echo "  skipped: $s"; done

@@ -178,20 +178,25 @@ async function replay(device, compiler, c) {
 /**
  * Runs everything: `io.text(path)` reads an exported file, `io.list()` returns
  * {families, moduleLines, cases} (family names, the modules-*.jsonl lines, case file names).
- * Returns a summary; `log` receives one line per failure and a line per stage.
+ * `options.defaultLimits`: open the device with WebGPU's default limits (what a page gets
+ * when it asks for nothing), for an export made under them (IMBA_LIMITS=webgpu); otherwise
+ * with the adapter's. Returns a summary; `log` receives one line per failure and per stage.
  */
-export async function runAll(gpu, io, log) {
+export async function runAll(gpu, io, log, options = {}) {
   const adapter = await gpu.requestAdapter();
   if (!adapter) throw new Error('no WebGPU adapter');
   const subgroups = adapter.features.has('subgroups');
-  // The device asks for the adapter's limits: an exported case was made on a device whose
-  // limits it fitted (on CI: WebGPU's defaults, IMBA_LIMITS=webgpu).
   const requiredLimits = {};
-  for (const k in adapter.limits) requiredLimits[k] = adapter.limits[k];
+  if (!options.defaultLimits) {
+    for (const k in adapter.limits) requiredLimits[k] = adapter.limits[k];
+  }
   const device = await adapter.requestDevice({
     requiredFeatures: subgroups ? ['subgroups'] : [],
     requiredLimits,
   });
+  log(`device: ${options.defaultLimits ? "WebGPU's default limits" : "the adapter's limits"} ` +
+    `(${device.limits.maxStorageBuffersPerShaderStage} storage buffers per stage, ` +
+    `${device.limits.maxComputeWorkgroupStorageSize} bytes of workgroup memory)`);
   device.addEventListener?.('uncapturederror', (e) => log(`uncaptured error: ${e.error.message}`));
   const { families, moduleLines, cases } = await io.list();
   const sources = new Map();

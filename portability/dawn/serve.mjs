@@ -1,6 +1,7 @@
 // Replays imba's exported kernel cases in headless Chromium: serves page.html, runner.js and
 // the export on 127.0.0.1, starts Chromium on the page, and waits for the page to post its
-// summary. Usage: node serve.mjs EXPORT_DIR [CHROMIUM]  (exit 1 on any failure)
+// summary. Usage: node serve.mjs [--default-limits] EXPORT_DIR [CHROMIUM]  (exit 1 on any
+// failure; --default-limits: the page opens its device with WebGPU's default limits)
 // Chromium's WebGPU on a machine without a GPU runs on SwiftShader.
 import { createServer } from 'node:http';
 import { readFileSync, existsSync, rmSync } from 'node:fs';
@@ -10,10 +11,12 @@ import { fileURLToPath } from 'node:url';
 import { listExport } from './export.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const dir = process.argv[2];
-const browser = process.argv[3] ?? process.env.CHROMIUM ?? 'chromium';
+const args = process.argv.slice(2);
+const defaultLimits = args.includes('--default-limits');
+const [dir, browserArg] = args.filter((a) => !a.startsWith('--'));
+const browser = browserArg ?? process.env.CHROMIUM ?? 'chromium';
 if (!dir) {
-  console.error('usage: node serve.mjs EXPORT_DIR [CHROMIUM]');
+  console.error('usage: node serve.mjs [--default-limits] EXPORT_DIR [CHROMIUM]');
   process.exit(2);
 }
 const listing = listExport(dir);
@@ -60,6 +63,7 @@ const server = createServer((req, res) => {
     return;
   }
   if (url.pathname === '/') return send(200, types['.html'], readFileSync(join(here, 'page.html')));
+  if (url.pathname === '/options') return send(200, types['.json'], JSON.stringify({ defaultLimits }));
   if (url.pathname === '/runner.js') return send(200, types['.js'], readFileSync(join(here, 'runner.js')));
   if (url.pathname === '/export-list') return send(200, types['.json'], JSON.stringify(listing));
   if (url.pathname.startsWith('/export/')) {
