@@ -326,14 +326,13 @@ impl Binder {
             uniform: bytemuck::bytes_of(uniform).to_vec(),
             entries: bound,
         };
-        let mut groups = self.groups.lock().expect("bind-group cache poisoned");
-        if let Some(g) = groups.get(&key) {
+        if let Some(g) = self.cached().get(&key) {
             return Ok(g.clone());
         }
         check_aliasing(layout, &key.entries)?;
-        if groups.len() >= Self::CAPACITY {
-            groups.clear();
-        }
+        // Made without holding the cache's lock: a wgpu call that panics here (under wgpu's
+        // default error handler, e.g. an operand from another device) leaves the cache as it
+        // was, and the family usable.
         let ub = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("params"),
             contents: &key.uniform,
@@ -344,8 +343,18 @@ impl Binder {
         let g = bind_group(device, layout, all.clone());
         crate::capture::group_made(&g, &key.uniform, &all[1..]);
         LAUNCH_OBJECTS.with(|n| n.set(n.get() + 2));
+        let mut groups = self.cached();
+        if groups.len() >= Self::CAPACITY {
+            groups.clear();
+        }
         groups.insert(key, g.clone());
         Ok(g)
+    }
+
+    /// The cache, also after a panic on another thread while it was held: every change to
+    /// it is a single insert or clear, so it is never left half-made.
+    fn cached(&self) -> std::sync::MutexGuard<'_, HashMap<BindKey, wgpu::BindGroup>> {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -6,7 +6,7 @@ use crate::common::{assert_error_mentions, gpu};
 use imba::kernels::*;
 
 /// A second device on the test adapter with WebGPU's default limits, less `lower`.
-fn device_with(lower: impl FnOnce(&mut wgpu::Limits)) -> wgpu::Device {
+pub fn device_with(lower: impl FnOnce(&mut wgpu::Limits)) -> wgpu::Device {
     let adapter = &gpu().adapter;
     let mut limits = wgpu::Limits::default().or_worse_values_from(&adapter.limits());
     lower(&mut limits);

@@ -19,6 +19,7 @@ mod noise;
 mod optim;
 mod pair_contrastive;
 mod paths;
+mod recovery;
 mod reduce;
 mod rng;
 mod shaders_translate;

@@ -562,7 +562,7 @@ impl AdaLnKernels {
         w: &WorkgroupPath,
         bytes: u64,
     ) -> Result<wgpu::Buffer> {
-        let mut s = w.scratch.lock().expect("adaLN scratch poisoned");
+        let mut s = w.scratch.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(b) = s.as_ref().filter(|b| b.size() >= bytes) {
             return Ok(b.clone());
         }

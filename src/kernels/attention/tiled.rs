@@ -69,10 +69,7 @@ impl TiledPath {
         device: &wgpu::Device,
         head_dim: u32,
     ) -> Result<Arc<[wgpu::ComputePipeline]>> {
-        let mut cache = self
-            .pipelines
-            .lock()
-            .expect("attention pipeline cache poisoned");
+        let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = cache.get(&head_dim) {
             return Ok(p.clone());
         }
