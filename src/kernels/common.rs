@@ -411,6 +411,24 @@ pub(crate) fn check_operands(operands: &[(&str, Region, u64, bool)]) -> Result<(
     }
 }
 
+/// Refuses operands of a launch of several passes (name, region, bytes, written) whose bytes
+/// overlap where one of them is written: what [`check_operands`] checks within one dispatch,
+/// for operands bound in different passes (where sharing a buffer in disjoint ranges is
+/// fine, and overlapping ones would corrupt each other).
+pub(crate) fn check_overlaps(operands: &[(&str, Region, u64, bool)]) -> Result<()> {
+    for (i, (n1, r1, b1, w1)) in operands.iter().enumerate() {
+        for (n2, r2, b2, w2) in &operands[i + 1..] {
+            let (a, b) = (r1.offset..r1.offset + b1, r2.offset..r2.offset + b2);
+            if r1.buffer == r2.buffer && (*w1 || *w2) && a.start < b.end && b.start < a.end {
+                let problem = "their bytes overlap and one of them is written (one pass would \
+                               overwrite what another reads or writes)";
+                return Err(alias_error(n1, &a, n2, &b, problem));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The first pair of operands (id, buffer, byte range, written) that share a buffer where one
 /// is written: read and written (wgpu forbids binding a buffer both ways in one dispatch), or
 /// both written over overlapping ranges (a race).

@@ -235,10 +235,28 @@ fn bad_time_normalisation_is_an_error() {
         (time(4, 1.0, (&big).into()), "decay"),
         (time(4, f32::NAN, (&big).into()), "decay"),
         (time(4, 0.9, (&small).into()), "`state`"),
+        // The running state over an operand of another pass: grad_cond's or pred_cond's.
+        (time(4, 0.9, (&b[3]).into()), "`state`"),
+        (time(4, 0.9, (&b[0]).into()), "`state`"),
+        (
+            TimeBuckets {
+                sample_bucket: (&small).into(),
+                ..time(4, 0.9, (&big).into())
+            },
+            "`sample_bucket`",
+        ),
     ] {
+        // A refused launch records nothing: no pass is left in the encoder to overwrite
+        // `weights` when it is submitted.
+        let before = dispatches_recorded();
         assert_error_mentions(
             k.record_imba_time_normalized(dev, &mut enc, &args, &tb, &t),
             needle,
+        );
+        assert_eq!(
+            dispatches_recorded(),
+            before,
+            "{needle}: a refused launch recorded"
         );
     }
 }

@@ -375,9 +375,6 @@ impl LossKernels {
         time: Option<(&TimeBuckets, Option<&mut dyn ShardSum>)>,
     ) -> Result<()> {
         imba.validate()?;
-        if let Some((t, _)) = &time {
-            t.validate()?;
-        }
         let s = args.shape;
         let mut params = self.base_params(device, s, &args.target, args.workspace)?;
         let (nk, bn) = (s.elements() * 4, s.rows() * 4);
@@ -387,6 +384,27 @@ impl LossKernels {
         common::check_storage(device, "grad_cond", args.grad_cond, nk)?;
         common::check_storage(device, "grad_uncond", args.grad_uncond, nk)?;
         common::check_storage(device, "scalars", args.scalars, 16)?;
+        if let Some((t, _)) = &time {
+            // The time operands are bound only in the passes between the weight pass and the
+            // fused one: checked here, before anything is recorded.
+            t.validate()?;
+            common::check_storage(device, "sample_bucket", t.sample_bucket, s.batch as u64 * 4)?;
+            common::check_storage(device, "state", t.state, t.buckets as u64 * 8)?;
+            let mut operands = vec![
+                ("state", t.state, t.buckets as u64 * 8, true),
+                ("sample_bucket", t.sample_bucket, s.batch as u64 * 4, false),
+                ("pred_cond", args.pred_cond, nk, false),
+                ("pred_uncond", args.pred_uncond, nk, false),
+                ("weights", args.weights, bn, true),
+                ("grad_cond", args.grad_cond, nk, true),
+                ("grad_uncond", args.grad_uncond, nk, true),
+                ("scalars", args.scalars, 16, true),
+            ];
+            if let Some((region, bytes)) = target_data(&args.target, nk) {
+                operands.push(("target_data", region, bytes, false));
+            }
+            common::check_overlaps(&operands)?;
+        }
         params.gamma = imba.gamma;
         params.lambda = imba.lambda;
         params.d_form = match imba.form {
