@@ -297,3 +297,39 @@ fn dense_launchers_refuse_an_output_over_an_input() {
         e.err()
     );
 }
+
+/// The check knows buffers by identity, never by a process-wide list: on a second
+/// `wgpu::Instance` (whose first buffers share ids with the first instance's objects), every
+/// aliased launch is still refused.
+#[test]
+fn aliasing_is_refused_on_a_second_instance() {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: gpu().info.backend.into(),
+        ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
+    });
+    let adapter = pollster::block_on(instance.enumerate_adapters(gpu().info.backend.into()))
+        .into_iter()
+        .find(|a| a.get_info().name == gpu().info.name)
+        .expect("the test adapter on a second instance");
+    let (dev, _queue) = pollster::block_on(adapter.request_device(&Default::default())).unwrap();
+    let k = ActivationKernels::new(&dev).unwrap();
+    for i in 0..16 {
+        let b = dev.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("second-instance"),
+            size: 64,
+            usage: imba::gpu::storage_usage(),
+            mapped_at_creation: false,
+        });
+        let mut enc = dev.create_command_encoder(&Default::default());
+        let args = ActivationArgs {
+            act: Activation::Gelu,
+            n: 16,
+            x: &b,
+            y: &b,
+        };
+        match k.record_forward(&dev, &mut enc, &args) {
+            Err(imba::Error::Alias(_)) => {}
+            other => panic!("buffer {i} of the second instance: {other:?}"),
+        }
+    }
+}
