@@ -20,6 +20,32 @@ fn info_names_adapter_and_limits() {
     );
 }
 
+/// `info --adapters` lists the test adapter with its limits and paths; `--limits webgpu`
+/// opens a device with WebGPU's default limits; `--backend` takes only API names.
+#[test]
+fn info_lists_adapters_and_takes_backend_and_limits() {
+    let (ok, out) = imba(&["info", "--adapters"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("[0] ")
+            && out.contains("storage buffers/stage")
+            && out.contains("paths")
+            && out.contains("matmul"),
+        "{out}"
+    );
+    let (ok, out) = imba(&["--limits", "webgpu", "info"]);
+    assert!(ok && out.contains("storage buffers per stage  8"), "{out}");
+    let (ok, out) = imba(&["--backend", "vulkan", "info"]);
+    assert!(ok && out.contains("backend        Vulkan"), "{out}");
+    let (ok, out) = imba(&["--backend", "glide", "info"]);
+    assert!(
+        !ok && out.contains("use vulkan, metal, dx12 or gl"),
+        "{out}"
+    );
+    let (ok, out) = imba(&["--limits", "huge", "info"]);
+    assert!(!ok && out.contains("use adapter or webgpu"), "{out}");
+}
+
 /// The memory report: DiT-S/2 has the paper's 33M parameters; the dual forward saves twice
 /// the activations of a single one; the arena's bytes follow the plan the allocation uses.
 #[test]
