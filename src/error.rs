@@ -55,6 +55,10 @@ pub enum Error {
     /// Mapping a buffer for readback, or waiting for the GPU, failed.
     #[error("GPU readback failed: {0}")]
     Readback(String),
+    /// wgpu refused to make a launch's bind group (e.g. an operand made on another device),
+    /// with wgpu's own message.
+    #[error("wgpu refused the launch: {0}")]
+    Launch(String),
     /// Two operands of one launch share memory where one of them is written.
     #[error("aliased buffers: {0}")]
     Alias(String),

@@ -330,9 +330,11 @@ impl Binder {
             return Ok(g.clone());
         }
         check_aliasing(layout, &key.entries)?;
-        // Made without holding the cache's lock: a wgpu call that panics here (under wgpu's
-        // default error handler, e.g. an operand from another device) leaves the cache as it
-        // was, and the family usable.
+        // Made without holding the cache's lock, inside an error scope: what wgpu refuses
+        // here (e.g. an operand made on another device) comes back as an error with wgpu's
+        // message instead of reaching its default handler (a panic), and the cache and the
+        // family stay as they were.
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let ub = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("params"),
             contents: &key.uniform,
@@ -341,6 +343,12 @@ impl Binder {
         let mut all = vec![(0, ub.as_entire_binding())];
         all.extend(entries);
         let g = bind_group(device, layout, all.clone());
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Launch(format!(
+                "{}; every operand must be a buffer of the device the kernels were made on",
+                e.to_string().trim_end()
+            )));
+        }
         crate::capture::group_made(&g, &key.uniform, &all[1..]);
         LAUNCH_OBJECTS.with(|n| n.set(n.get() + 2));
         let mut groups = self.cached();

@@ -1,13 +1,13 @@
-//! A launch that fails inside wgpu — here an operand made on another device, which wgpu's
-//! default error handler turns into a panic — leaves the kernel family usable: its caches
-//! are not poisoned, and the next launch runs and is correct.
+//! A launch that wgpu refuses — here an operand made on another device, which wgpu's default
+//! error handler would turn into a panic — comes back as an error with wgpu's reason, and
+//! leaves the kernel family usable: the next launch runs and is correct.
 
 use crate::common::{assert_close, gpu};
 use imba::kernels::{Activation, ActivationArgs, ActivationKernels};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 #[test]
-fn a_panic_inside_a_launch_leaves_the_family_usable() {
+fn a_launch_wgpu_refuses_is_an_error_and_leaves_the_family_usable() {
     let g = gpu();
     let k = ActivationKernels::new(&g.device).unwrap();
     let other = crate::limits::device_with(|_| {});
@@ -28,9 +28,13 @@ fn a_panic_inside_a_launch_leaves_the_family_usable() {
         };
         k.record_forward(&g.device, &mut enc, &args).map(|_| enc)
     };
-    // Refused with an error, or a panic from wgpu's handler: either way, not the end.
-    let failed = catch_unwind(AssertUnwindSafe(|| launch(&foreign).is_err()));
-    assert!(failed.unwrap_or(true), "a foreign operand was accepted");
+    let refused = catch_unwind(AssertUnwindSafe(|| launch(&foreign).err()))
+        .expect("a foreign operand panicked instead of returning an error");
+    match refused {
+        // wgpu's own reason, naming the operand by its label.
+        Some(imba::Error::Launch(m)) => assert!(m.contains("'foreign'"), "{m}"),
+        other => panic!("a foreign operand: {other:?}"),
+    }
     let y = g.poisoned("y", 4);
     let enc = launch(&y).expect("the family works after the failed launch");
     g.submit_and_wait(enc).unwrap();
