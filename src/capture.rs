@@ -19,7 +19,7 @@
 //! A case whose launches bound a texture (the llvmpipe texture paths, which also copy
 //! between buffers and textures outside any dispatch) or a buffer without `COPY_SRC` (whose
 //! contents cannot be read) cannot be replayed from its dispatches alone and is not written;
-//! its modules still are. A case grows with every check; past [`MAX_CASE_BYTES`] of buffers
+//! its modules still are. A case grows with every check; past 2 MiB of buffers
 //! it stops being rewritten, so the file keeps a consistent prefix of the test.
 //!
 //! Capturing is a tool for tests and exports, not for production: once enabled, the process
