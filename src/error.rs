@@ -69,10 +69,11 @@ pub enum Error {
     /// Another rank of a data-parallel job refused or failed; that rank reported why.
     #[error("rank {rank} of this data-parallel job failed (its error is above)")]
     OtherRank { rank: usize },
-    /// SIGINT or SIGTERM stopped training after a step; a checkpoint of that step was written.
+    /// SIGINT, SIGTERM or SIGHUP stopped training after a step; a checkpoint of that step was
+    /// written.
     #[error("stopped by {name} after step {step}; {what}")]
     Interrupted {
-        /// The signal's number (2 for SIGINT, 15 for SIGTERM): exit with 128 + it.
+        /// The signal's number (2 for SIGINT, 15 for SIGTERM, 1 for SIGHUP): exit with 128 + it.
         signal: i32,
         name: &'static str,
         step: u32,

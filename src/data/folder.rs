@@ -12,7 +12,15 @@ fn is_image(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Loads `root/<label>/*.{png,jpg,jpeg}` as `channels` (1 or 3) channels in [−1, 1]. With
+/// Whether a name starts with a dot: tools' folders (`.ipynb_checkpoints`, `.git`) and
+/// files (macOS's `._name.png`) are neither labels nor images.
+fn is_hidden(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
+}
+
+/// Loads `root/<label>/*.{png,jpg,jpeg}` (names starting with a dot are skipped) as `channels` (1 or 3) channels in [−1, 1]. With
 /// `size`, every image is resized to size×size (triangle filter); without, all images must
 /// share one size.
 pub fn load_folder(root: &Path, channels: u32, size: Option<u32>) -> Result<Dataset> {
@@ -32,7 +40,7 @@ pub fn load_folder(root: &Path, channels: u32, size: Option<u32>) -> Result<Data
     let mut dirs: Vec<_> = read_dir(root)?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.is_dir())
+        .filter(|p| p.is_dir() && !is_hidden(p))
         .collect();
     dirs.sort();
     if dirs.is_empty() {
@@ -47,7 +55,7 @@ pub fn load_folder(root: &Path, channels: u32, size: Option<u32>) -> Result<Data
         let mut files: Vec<_> = read_dir(dir)?
             .filter_map(|e| e.ok())
             .map(|e| e.path())
-            .filter(|p| p.is_file() && is_image(p))
+            .filter(|p| p.is_file() && is_image(p) && !is_hidden(p))
             .collect();
         files.sort();
         if files.is_empty() {

@@ -1,8 +1,10 @@
-//! Stopping on SIGINT or SIGTERM without losing work.
+//! Stopping on SIGINT, SIGTERM or SIGHUP without losing work.
 //!
 //! While a training loop runs (it holds a [`Stoppable`]), the first signal only asks it to
 //! stop: it finishes the step, writes a checkpoint and returns [`crate::Error::Interrupted`],
-//! and the command exits with 128 + the signal's number (130, 143). Anywhere else, or on a
+//! and the command exits with 128 + the signal's number (130, 143, 129). SIGHUP — a closed
+//! terminal or ssh session — is treated as SIGTERM, not as the default's instant death.
+//! Anywhere else, or on a
 //! second signal, the process exits at once with that status: every file is written
 //! atomically, so nothing is left half-written, and a resume continues from the last
 //! checkpoint.
@@ -17,12 +19,16 @@ static SIGNAL: AtomicUsize = AtomicUsize::new(0);
 /// Whether a signal ends the process at once (outside a training loop, or a second signal).
 static EXIT_NOW: AtomicBool = AtomicBool::new(true);
 
-const SIGNALS: [(i32, &str); 2] = [(signal_hook::consts::SIGINT, "SIGINT"), SIGTERM];
+const SIGNALS: [(i32, &str); 3] = [
+    (signal_hook::consts::SIGINT, "SIGINT"),
+    SIGTERM,
+    (signal_hook::consts::SIGHUP, "SIGHUP"),
+];
 
 /// SIGTERM with its name: what a rank reports when another rank's signal stopped the job.
 pub const SIGTERM: (i32, &str) = (signal_hook::consts::SIGTERM, "SIGTERM");
 
-/// Routes SIGINT and SIGTERM as the module docs say.
+/// Routes SIGINT, SIGTERM and SIGHUP as the module docs say.
 pub fn install() -> std::io::Result<()> {
     for (signal, _) in SIGNALS {
         // Order matters: the exit check runs first, so the signal that arms it does not

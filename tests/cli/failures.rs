@@ -157,6 +157,43 @@ fn sigterm_stops_after_a_step_with_a_checkpoint_and_resumes_to_the_same_bytes() 
     assert!(a.state.params == b.state.params && a.state.m == b.state.m);
 }
 
+/// A closed terminal or ssh session (SIGHUP) stops training like SIGTERM: the step finishes,
+/// a checkpoint is written, the resume command printed, exit 129; the run resumes.
+#[cfg(unix)]
+#[test]
+fn sighup_stops_after_a_step_with_a_checkpoint() {
+    let dir = tempdir("sighup");
+    let c = config(&dir);
+    let run = dir.join("run");
+    let r = run.display().to_string();
+    let args = ["train", "--config", c.as_str(), "--steps", "24"];
+    let child = spawn(
+        &[
+            &args[..],
+            &["--checkpoint-every", "1000", "--out", &r, "--quiet"],
+        ]
+        .concat(),
+    );
+    wait_for("two steps", || log_lines(&run) >= 2);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(129), "{err}");
+    let at = step_of(&run, "checkpoint.safetensors");
+    assert!(
+        at < 24 && err.contains(&format!("stopped by SIGHUP after step {at}")),
+        "{err}"
+    );
+    let (ok, out) = imba_env(&["train", "--resume", &r, "--quiet"], &[]);
+    assert!(ok, "{out}");
+    assert_eq!(log_lines(&run), 24);
+}
+
 /// Flips one byte `from_end` bytes before the end of a file (inside its last tensor).
 fn flip(path: &Path, from_end: usize) {
     let mut b = std::fs::read(path).unwrap();

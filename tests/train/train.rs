@@ -316,6 +316,14 @@ fn bad_data_is_refused() {
         .save(dir.join("cat/b.png"))
         .unwrap();
     assert_error_mentions(imba::data::load_folder(&dir, 3, None), "mixed sizes");
+    // A tool's hidden folder (Jupyter's checkpoints) is no label, a hidden file no image.
+    std::fs::create_dir_all(dir.join(".ipynb_checkpoints")).unwrap();
+    image::RgbImage::from_pixel(4, 4, image::Rgb([9, 9, 9]))
+        .save(dir.join(".ipynb_checkpoints/x.png"))
+        .unwrap();
+    image::RgbImage::from_pixel(8, 8, image::Rgb([9, 9, 9]))
+        .save(dir.join("cat/._a.png"))
+        .unwrap();
     // Resized, they load: 2 images of 8×8, red then green.
     let d = imba::data::load_folder(&dir, 3, Some(8)).unwrap();
     assert_eq!((d.len(), d.height, d.width, d.num_labels()), (2, 8, 8, 1));

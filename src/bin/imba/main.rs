@@ -142,7 +142,9 @@ fn main() -> ExitCode {
         std::env::set_var("XDG_RUNTIME_DIR", "/tmp");
     }
     if let Err(e) = imba::train::stop::install() {
-        eprintln!("warning: cannot handle SIGINT/SIGTERM ({e}); a signal ends the process at once");
+        eprintln!(
+            "warning: cannot handle SIGINT/SIGTERM/SIGHUP ({e}); a signal ends the process at once"
+        );
     }
     let cli = Cli::parse();
     let job = match ranks::Job::start(matches!(cli.command, Command::Train(_))) {
