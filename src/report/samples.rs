@@ -5,10 +5,24 @@ use crate::kernels::NO_LABEL;
 use crate::model::DitConfig;
 use crate::{Error, Result};
 
+/// Puts the folder `fresh` where `old` is: the old one is moved aside first and removed
+/// after, so `old` names either the whole earlier set or the whole new one.
+fn replace_dir(fresh: &std::path::Path, old: &std::path::Path) -> std::io::Result<()> {
+    let aside = old.with_file_name(".samples-old");
+    let _ = std::fs::remove_dir_all(&aside);
+    if old.exists() {
+        std::fs::rename(old, &aside)?;
+    }
+    std::fs::rename(fresh, old)?;
+    let _ = std::fs::remove_dir_all(&aside);
+    Ok(())
+}
+
 /// Writes samples: `grid.png` (`cols` per row), one PNG per sample under `samples/`
 /// (`NNNN-<label>.png`), and `samples.safetensors` (tensors `samples` (n, C, H, W) F32 and
 /// `labels` (n, slots) U32). 2-D data (one pixel of two channels) gets `scatter.png` instead of
-/// images. Returns the files written.
+/// images. A second call into the same folder replaces the per-sample PNGs as a set (none
+/// of the first call's stays). Returns the files written.
 pub fn save_samples(
     dir: &std::path::Path,
     m: &DitConfig,
@@ -49,10 +63,14 @@ pub fn save_samples(
         let p = dir.join("grid.png");
         super::images::save_grid(&p, images, m.channels, m.height, m.width, cols)?;
         written.push(p);
+        // The set is written whole into a folder of its own, then put in the place of the
+        // last set: no PNG of an earlier call stays beside this call's.
         let each = dir.join("samples");
-        std::fs::create_dir_all(&each).map_err(|e| io(&each, e))?;
+        let fresh = dir.join(".samples-new");
+        let _ = std::fs::remove_dir_all(&fresh);
+        std::fs::create_dir_all(&fresh).map_err(|e| io(&fresh, e))?;
         for j in 0..n {
-            let p = each.join(format!("{j:04}-{}.png", name_of(j)));
+            let p = fresh.join(format!("{j:04}-{}.png", name_of(j)));
             super::images::save_one(
                 &p,
                 &images[j * image..(j + 1) * image],
@@ -61,6 +79,7 @@ pub fn save_samples(
                 m.width,
             )?;
         }
+        replace_dir(&fresh, &each).map_err(|e| io(&each, e))?;
         written.push(each);
     }
     let p = dir.join("samples.safetensors");

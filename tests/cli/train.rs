@@ -175,6 +175,25 @@ fn train_resume_crash_and_sample() {
         (record["step"].as_u64(), record["of_steps"].as_u64()),
         (Some(6), Some(6))
     );
+    // A second call into the same folder replaces the set: 4 PNGs before, 1 after.
+    let pngs = || std::fs::read_dir(s.join("samples")).unwrap().count();
+    assert_eq!(pngs(), 4);
+    let (ok, out) = imba_env(
+        &[
+            "sample", "--run", r, "--labels", "3", "--count", "1", "--steps", "3",
+        ]
+        .iter()
+        .copied()
+        .chain(["--out", s.to_str().unwrap()])
+        .collect::<Vec<_>>(),
+        &[],
+    );
+    assert!(ok, "{out}");
+    assert_eq!(
+        pngs(),
+        1,
+        "the first call's PNGs stayed beside the second's"
+    );
     let (ok, out) = imba_env(&["sample", "--run", r, "--labels", "purple-blob"], &[]);
     assert!(!ok && out.contains("unknown label"), "{out}");
 
