@@ -121,13 +121,7 @@ fn sigterm_stops_after_a_step_with_a_checkpoint_and_resumes_to_the_same_bytes() 
         "--quiet",
     ]);
     wait_for("three steps", || log_lines(&stopped) >= 3);
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let output = child.wait_with_output().unwrap();
+    let output = signal_and_wait(child, "-TERM");
     let err = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(143), "{err}");
     let at = step_of(&stopped, "checkpoint.safetensors");
@@ -157,6 +151,18 @@ fn sigterm_stops_after_a_step_with_a_checkpoint_and_resumes_to_the_same_bytes() 
     assert!(a.state.params == b.state.params && a.state.m == b.state.m);
 }
 
+/// Sends `signal` (e.g. "-TERM") to a child and waits for its output.
+#[cfg(unix)]
+fn signal_and_wait(child: Child, signal: &str) -> std::process::Output {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap()
+        .success());
+    child.wait_with_output().unwrap()
+}
+
 /// A closed terminal or ssh session (SIGHUP) stops training like SIGTERM: the step finishes,
 /// a checkpoint is written, the resume command printed, exit 129; the run resumes.
 #[cfg(unix)]
@@ -175,13 +181,7 @@ fn sighup_stops_after_a_step_with_a_checkpoint() {
         .concat(),
     );
     wait_for("two steps", || log_lines(&run) >= 2);
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let output = child.wait_with_output().unwrap();
+    let output = signal_and_wait(child, "-HUP");
     let err = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(129), "{err}");
     let at = step_of(&run, "checkpoint.safetensors");
