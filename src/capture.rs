@@ -204,8 +204,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Runs `f` on this thread's case, if it records one.
+/// Runs `f` on this thread's case, if it records one. Without [`enable`] it returns at once,
+/// taking no lock: it is called on every pass a launch records, the training step's included.
 fn with_session<R>(f: impl FnOnce(&mut Session) -> R) -> Option<R> {
+    if !enabled() {
+        return None;
+    }
     lock(&SESSIONS).get_mut(&std::thread::current().id()).map(f)
 }
 

@@ -150,14 +150,15 @@ fn instance_and_adapters(
     (instance, backends, adapters)
 }
 
-/// Every adapter wgpu sees on `backends` (`None`: `WGPU_BACKEND`'s, else all), best first.
-pub fn adapters(backends: Option<wgpu::Backends>) -> Vec<wgpu::Adapter> {
-    let mut list = instance_and_adapters(backends).2;
+/// Every adapter wgpu sees on `backends` (`None`: `WGPU_BACKEND`'s, else all), best first,
+/// with the instance that found them (what [`Gpu::from_adapter_with`] takes).
+pub fn adapters(backends: Option<wgpu::Backends>) -> (wgpu::Instance, Vec<wgpu::Adapter>) {
+    let (instance, _, mut list) = instance_and_adapters(backends);
     list.sort_by_key(|a| {
         let i = a.get_info();
         (backend_rank(i.backend), type_rank(i.device_type))
     });
-    list
+    (instance, list)
 }
 
 impl Gpu {

@@ -162,7 +162,7 @@ pub(crate) fn specialised_pipelines(
     constants: &[(&str, f64)],
 ) -> Result<Vec<wgpu::ComputePipeline>> {
     layout.0.family.get_or_init(|| family.to_string());
-    let layout_slots = layout.0.slots.clone();
+    let layout_slots = &layout.0.slots;
     let layout: &wgpu::BindGroupLayout = layout;
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let module = crate::shaders::module(device, family)?;
@@ -194,8 +194,10 @@ pub(crate) fn specialised_pipelines(
             message: e.to_string(),
         });
     }
-    let slots: Vec<_> = layout_slots.iter().map(|&(b, s)| (b, s.name())).collect();
-    crate::capture::pipelines_made(family, entries, constants, &slots, &out);
+    if crate::capture::enabled() {
+        let slots: Vec<_> = layout_slots.iter().map(|&(b, s)| (b, s.name())).collect();
+        crate::capture::pipelines_made(family, entries, constants, &slots, &out);
+    }
     Ok(out)
 }
 

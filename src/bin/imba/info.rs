@@ -94,7 +94,7 @@ pub fn run(gpu: &Gpu, a: InfoArgs) -> imba::Result<()> {
 
 /// `imba info --adapters`: every adapter, its limits and the kernel paths it would run.
 pub fn list_adapters(options: &imba::gpu::GpuOptions) -> imba::Result<()> {
-    let adapters = imba::gpu::adapters(options.backends);
+    let (instance, adapters) = imba::gpu::adapters(options.backends);
     if adapters.is_empty() {
         println!(
             "no adapter found; install a GPU driver or Mesa's lavapipe \
@@ -109,8 +109,7 @@ pub fn list_adapters(options: &imba::gpu::GpuOptions) -> imba::Result<()> {
             info.name, info.backend, info.device_type
         );
         println!("    driver       {} {}", info.driver, info.driver_info);
-        let instance = wgpu::Instance::default();
-        match Gpu::from_adapter_with(instance, adapter, options.limits) {
+        match Gpu::from_adapter_with(instance.clone(), adapter, options.limits) {
             Ok(gpu) => print_adapter(&gpu)?,
             Err(e) => println!("    cannot open a device: {e}"),
         }
