@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The objectives `imba compare` knows, with the options each sets.
-pub const VARIANTS: [(&str, &str); 10] = [
+pub const VARIANTS: [(&str, &str); 14] = [
     ("baseline", "objective = 'baseline'"),
     // The baseline at the dual objectives' compute: one pass of 2B rows per step (the batch
     // doubled), against their two passes of B rows.
@@ -46,6 +46,25 @@ pub const VARIANTS: [(&str, &str); 10] = [
     (
         "imba-tnorm",
         "objective = 'imba'\ngranularity = 'token'\nnormalize = 't-bucket'",
+    ),
+    // The t-normalised D averaged over each sample's tokens: the concept signal stays, the
+    // per-token tilt toward ε_c − ε_u shrinks.
+    (
+        "imba-tnorm-sample",
+        "objective = 'imba'\ngranularity = 'sample'\nnormalize = 't-bucket'",
+    ),
+    // Host weight rules on the same dual forward (docs/design.md#reweighted-arms).
+    (
+        "class-mean-d",
+        "objective = 'reweighted'\nweight_rule = 'class-mean-d'",
+    ),
+    (
+        "inverse-frequency",
+        "objective = 'reweighted'\nweight_rule = 'inverse-frequency'",
+    ),
+    (
+        "shuffled-d",
+        "objective = 'reweighted'\nweight_rule = 'shuffled-d'",
     ),
     ("cbdm", "objective = 'cbdm'\ncbdm_prior = 'frequency'"),
     ("cbdm-uniform", "objective = 'cbdm'\ncbdm_prior = 'uniform'"),
@@ -81,6 +100,10 @@ pub struct CompareSpec {
     pub control: Option<String>,
     /// Report the finished runs only: train and score nothing, list what is missing.
     pub report_only: bool,
+    /// Each seed trains on its own data draw (`data_seed` = the seed): which label is rare
+    /// changes with the seed where frequencies are permuted. The objectives of one seed
+    /// share it, so the pairs stay paired.
+    pub data_per_seed: bool,
 }
 
 /// One finished run of a comparison.
@@ -215,6 +238,15 @@ fn check(spec: &CompareSpec) -> Result<crate::train::TrainConfig> {
     for v in &spec.variants {
         variant(v)?;
     }
+    refuse_repeats("objective", &spec.variants)?;
+    refuse_repeats("seed", &spec.seeds)?;
+    if spec.data_per_seed && spec.base.data_seed.is_some() {
+        return Err(Error::Config(
+            "--data-per-seed sets each run's data seed to its seed; leave out --data-seed (or \
+             drop --data-per-seed to keep one data set for every seed)"
+                .into(),
+        ));
+    }
     spec.eval.validate()?;
     for &g in &spec.sweep {
         crate::bounds::guidance("guidance-sweep", g)?;
@@ -248,6 +280,19 @@ fn check(spec: &CompareSpec) -> Result<crate::train::TrainConfig> {
     Ok(base)
 }
 
+/// Refuses a list that names an item twice (two runs of one objective and seed would be
+/// counted as two).
+fn refuse_repeats<T: PartialEq + std::fmt::Display>(what: &str, items: &[T]) -> Result<()> {
+    for (i, x) in items.iter().enumerate() {
+        if items[..i].contains(x) {
+            return Err(Error::Config(format!(
+                "{what} {x} is listed twice; list each {what} once"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// What every run of a comparison shares.
 struct Study<'a> {
     gpu: &'a Gpu,
@@ -267,6 +312,7 @@ impl Study<'_> {
         let matched = (v == "baseline-matched").then_some(2 * self.base.batch);
         Ok(TrainOptions {
             seed: Some(seed),
+            data_seed: self.spec.data_per_seed.then_some(seed),
             out: Some(self.run_dir(v, seed).root().display().to_string()),
             sample_count: Some(0),
             batch: matched,

@@ -18,7 +18,7 @@ pub use shapes::{
     inside, is_inert, jitter_sizes, render_jittered, render_shapes, shapes, template, Jitter,
     ShapesSpec, COLOURS, CONCEPTS_PER_SLOT, SHAPES,
 };
-pub use split::{cut, holdout, profile_counts, profile_weight, Profile, Split};
+pub use split::{cut, frequency_order, holdout, profile_counts, profile_weight, Profile, Split};
 pub use toy2d::{toy2d, toy2d_means, Toy2dSpec};
 
 use crate::kernels::NO_LABEL;

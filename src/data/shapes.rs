@@ -11,7 +11,8 @@
 //!   pairs ([`is_inert`]) is drawn again, so those pairs never occur in training although each
 //!   of their concepts does (the paper's Inert-CompBench, in miniature).
 
-use super::{profile_counts, split::profile_weight, uniform, Dataset, Profile};
+use super::split::{frequency_order, profile_weight};
+use super::{profile_counts, uniform, Dataset, Profile};
 use crate::{Error, Result};
 
 pub const SHAPES: [&str; 4] = ["square", "circle", "triangle", "cross"];
@@ -87,25 +88,37 @@ pub struct Jitter {
 /// full channel (≥ 0.7) stays lit (> 0) while an off one (≤ −0.7) stays dark.
 pub const COLOUR_JITTER: f32 = 0.3;
 
-/// Box sizes a jittered object may take in a strip of width `w`: from ⌈7w/8⌉ up to w, those
-/// at which every two shapes' templates differ in at least [`MIN_TEMPLATE_GAP`] pixels (at
-/// small sizes a square and a circle can render the same).
+/// Box sizes a jittered object may take in a strip of width `w`, and the fewest pixels in
+/// which every two shapes' templates of a size must differ for that size to be drawn (at small
+/// sizes a square and a circle can render the same):
+/// - below 16 pixels, from ⌈7w/8⌉ up to w, apart by [`MIN_TEMPLATE_GAP`] pixels (at 8 pixels a
+///   circle and a square differ only in their four corners);
+/// - from 16 pixels, from ⌈5w/8⌉ up to ⌊7w/8⌋, apart by [`MIN_TEMPLATE_GAP_LARGE`] pixels: at 16
+///   pixels boxes of 10 to 14 pixels, anywhere within up to 6 pixels of room each way, and
+///   every two shapes differ in at least 12 pixels at every size.
 pub fn jitter_sizes(w: u32) -> Vec<u32> {
-    ((7 * w).div_ceil(8)..=w)
+    let (sizes, gap) = if w >= 16 {
+        ((5 * w).div_ceil(8)..=7 * w / 8, MIN_TEMPLATE_GAP_LARGE)
+    } else {
+        ((7 * w).div_ceil(8)..=w, MIN_TEMPLATE_GAP)
+    };
+    sizes
         .filter(|&b| {
             let t: Vec<Vec<bool>> = (0..SHAPES.len()).map(|s| template(s, b)).collect();
             (0..t.len()).all(|i| {
-                (i + 1..t.len()).all(|j| {
-                    t[i].iter().zip(&t[j]).filter(|(a, b)| a != b).count() >= MIN_TEMPLATE_GAP
-                })
+                (i + 1..t.len())
+                    .all(|j| t[i].iter().zip(&t[j]).filter(|(a, b)| a != b).count() >= gap)
             })
         })
         .collect()
 }
 
-/// Fewest pixels in which two shapes' templates of one box size must differ for that size to
-/// be drawn.
+/// Fewest pixels in which two shapes' templates of one box size must differ, in strips
+/// narrower than 16 pixels.
 pub const MIN_TEMPLATE_GAP: usize = 3;
+/// Fewest pixels in which two shapes' templates of one box size must differ, in strips of 16
+/// pixels or more.
+pub const MIN_TEMPLATE_GAP_LARGE: usize = 12;
 
 /// The mask of `shape` in a square box of `b` pixels (row-major b·b).
 pub fn template(shape: usize, b: u32) -> Vec<bool> {
@@ -161,19 +174,6 @@ pub fn render_jittered(size: u32, objects: &[((usize, usize), Jitter)]) -> Vec<f
         }
     }
     img
-}
-
-/// A seeded permutation of 0..n (Philox stream 13): `perm[rank]` is the item given the
-/// rank-th largest frequency.
-fn frequency_order(seed: u32, salt: u32, n: usize, permute: bool) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    if permute {
-        for k in (1..n).rev() {
-            let j = ((uniform(seed, 13, salt, k as u32) * (k + 1) as f64) as usize).min(k);
-            order.swap(k, j);
-        }
-    }
-    order
 }
 
 /// Whether pixel centre (u, v) in a unit box [0,1]² lies inside `shape`.

@@ -37,6 +37,19 @@ pub fn profile_weight(profile: Profile, c: usize, classes: usize, ratio: f64) ->
     }
 }
 
+/// A seeded permutation of 0..n (Philox stream 13): `perm[rank]` is the item given the
+/// rank-th largest frequency.
+pub fn frequency_order(seed: u32, salt: u32, n: usize, permute: bool) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    if permute {
+        for k in (1..n).rev() {
+            let j = ((super::uniform(seed, 13, salt, k as u32) * (k + 1) as f64) as usize).min(k);
+            order.swap(k, j);
+        }
+    }
+    order
+}
+
 /// Refuses an imbalance ratio that is not a finite number ≥ 1.
 pub fn validate_ratio(ratio: f64) -> Result<()> {
     if !(ratio >= 1.0 && ratio.is_finite()) {

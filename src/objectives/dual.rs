@@ -52,6 +52,57 @@ impl DualLoss {
         })
     }
 
+    /// The dual loss with the per-token weights in `given` (B, N) in place of D; with `d`,
+    /// IMBA's unnormalised D of these parameters is computed into [`Self::weights`] first
+    /// (what host weight rules learn from; its gradients are overwritten).
+    pub fn record_given(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        loss: &crate::kernels::LossKernels,
+        acts: &Activations,
+        (target, given, lambda, d): (
+            crate::kernels::Target,
+            &wgpu::Buffer,
+            f32,
+            Option<&crate::kernels::ImbaParams>,
+        ),
+    ) -> Result<()> {
+        self.check(acts)?;
+        let bytes = self.shape.elements() * 4;
+        encoder.copy_buffer_to_buffer(&acts.out, 0, &self.pred_cond, 0, bytes);
+        encoder.copy_buffer_to_buffer(&acts.out, bytes, &self.pred_uncond, 0, bytes);
+        let args = |weights| crate::kernels::ImbaLossArgs {
+            shape: self.shape,
+            pred_cond: (&self.pred_cond).into(),
+            pred_uncond: (&self.pred_uncond).into(),
+            target,
+            weights,
+            grad_cond: (&self.grad_cond).into(),
+            grad_uncond: (&self.grad_uncond).into(),
+            scalars: (&self.scalars).into(),
+            workspace: &self.workspace,
+        };
+        if let Some(params) = d {
+            loss.record_imba(device, encoder, &args((&self.weights).into()), params)?;
+        }
+        loss.record_weighted(device, encoder, &args(given.into()), lambda)?;
+        encoder.copy_buffer_to_buffer(&self.grad_cond, 0, &self.dout, 0, bytes);
+        encoder.copy_buffer_to_buffer(&self.grad_uncond, 0, &self.dout, bytes, bytes);
+        Ok(())
+    }
+
+    fn check(&self, acts: &Activations) -> Result<()> {
+        if acts.repeats != 2 || acts.batch != self.shape.batch {
+            return Err(Error::Shape(format!(
+                "the dual loss needs activations of a dual forward (repeats 2) of batch {}; got \
+                 repeats {} and batch {}",
+                self.shape.batch, acts.repeats, acts.batch
+            )));
+        }
+        Ok(())
+    }
+
     pub fn record<'t>(
         &self,
         device: &wgpu::Device,
@@ -64,13 +115,7 @@ impl DualLoss {
             Option<TimeNorm<'_, 't>>,
         ),
     ) -> Result<()> {
-        if acts.repeats != 2 || acts.batch != self.shape.batch {
-            return Err(Error::Shape(format!(
-                "the dual loss needs activations of a dual forward (repeats 2) of batch {}; got \
-                 repeats {} and batch {}",
-                self.shape.batch, acts.repeats, acts.batch
-            )));
-        }
+        self.check(acts)?;
         let bytes = self.shape.elements() * 4;
         encoder.copy_buffer_to_buffer(&acts.out, 0, &self.pred_cond, 0, bytes);
         encoder.copy_buffer_to_buffer(&acts.out, bytes, &self.pred_uncond, 0, bytes);

@@ -9,7 +9,9 @@
 //! - [`Baseline`]: plain DiT training, one pass with per-sample label dropout;
 //! - [`Imba`]: the fused IMBA loss on the dual forward (labels, then ∅); with γ = 0 the
 //!   dual baseline, with `Granularity::Sample` the sample-wise ablation;
-//! - [`Cbdm`], [`Ccua`]: CBDM's and CCUA's regularisers on a dual forward.
+//! - [`Cbdm`], [`Ccua`]: CBDM's and CCUA's regularisers on a dual forward;
+//! - [`Reweighted`]: the dual loss with a weight per sample chosen on the host
+//!   ([`weight_rules`]: class-mean D, inverse frequency, the shuffled-D placebo).
 //!
 //! The math is in docs/design.md.
 
@@ -19,7 +21,9 @@ mod ccua;
 mod dual;
 mod imba;
 mod pair;
+pub mod reweighted;
 mod step;
+pub mod weight_rules;
 
 pub use baseline::Baseline;
 pub use cbdm::Cbdm;
@@ -27,10 +31,12 @@ pub use ccua::Ccua;
 pub use dual::DualLoss;
 pub use imba::Imba;
 pub use pair::{PairKind, PairLoss};
+pub use reweighted::Reweighted;
 pub use step::{
     draw_timestep, draw_timesteps, labels_or_null, model_timesteps, null_row, time_fractions,
     StepInputs,
 };
+pub use weight_rules::{HostWeights, WeightRule};
 
 use crate::kernels::{LossKernels, Target};
 use crate::model::{Activations, Tap};
@@ -119,6 +125,25 @@ pub trait Objective {
     /// means. None for stateless objectives.
     fn carried_state(&self) -> Option<(&wgpu::Buffer, usize)> {
         None
+    }
+
+    /// Takes in the step's read-back [`Self::monitored_weights`] (the whole batch's, B·N) after
+    /// the step: the host weight rules' running state.
+    fn observe(&mut self, d: &[f32], inputs: &StepInputs) -> Result<()> {
+        let _ = (d, inputs);
+        Ok(())
+    }
+
+    /// State the objective carries from step to step on the host, which a checkpoint saves
+    /// in place of [`Self::carried_state`] (an objective has one or the other).
+    fn host_state(&self) -> Option<Vec<f32>> {
+        None
+    }
+
+    /// Restores [`Self::host_state`] from a checkpoint.
+    fn restore_host_state(&mut self, state: &[f32]) -> Result<()> {
+        let _ = state;
+        Ok(())
     }
 
     /// [loss, L_c, L_u, mean D] of the step from its four scalars.

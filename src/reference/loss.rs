@@ -84,6 +84,21 @@ pub fn imba(
     imba_with_weights(shape, pred_cond, pred_uncond, target, p, d)
 }
 
+/// The dual loss with given per-token weights `w` (B·N) in place of D: loss, scalars (mean D
+/// is the mean weight) and both gradients.
+pub fn weighted(
+    shape: TokenShape,
+    (pred_cond, pred_uncond, target): (&[f64], &[f64], &[f64]),
+    lambda: f32,
+    w: &[f64],
+) -> ImbaOut {
+    let p = ImbaParams {
+        lambda,
+        ..ImbaParams::default()
+    };
+    imba_with_weights(shape, pred_cond, pred_uncond, target, &p, w.to_vec())
+}
+
 fn imba_with_weights(
     shape: TokenShape,
     pred_cond: &[f64],

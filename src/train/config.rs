@@ -5,6 +5,7 @@
 use crate::data::Profile;
 use crate::diffusion::Process;
 use crate::kernels::{DForm, Granularity, ImbaParams, Normalize};
+use crate::objectives::WeightRule;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -26,6 +27,10 @@ pub enum Objective {
     /// CCUA (Chen et al. 2025): a ∅ forward with gradient, an unconditional contrastive loss
     /// on one block's ∅ features and the alignment (t/T)·(ε_c − ε_u)².
     Ccua,
+    /// The dual forward with λ's mix and a weight per sample chosen on the host by
+    /// `weight_rule` (class-mean D, inverse frequency, or the shuffled-D placebo) in place of
+    /// IMBA's D.
+    Reweighted,
 }
 
 /// CBDM's distribution of the extra label y'.
@@ -54,6 +59,7 @@ impl Objective {
             Objective::DualBaseline => "dual-baseline",
             Objective::Cbdm => "cbdm",
             Objective::Ccua => "ccua",
+            Objective::Reweighted => "reweighted",
         }
     }
 }
@@ -165,9 +171,9 @@ options! {
     /// concepts]
     #[arg(num_args = 0..=1, default_missing_value = "true")]
     jitter: bool = false,
-    /// shapes: a seeded (data_seed) permutation decides which class (concepts: which shape
-    /// and which colour) gets which frequency, so that rarity is not tied to one shape
-    /// [default: true for shapes with one object, false for concepts]
+    /// A seeded (data_seed) permutation decides which label (shapes concepts: which shape and
+    /// which colour) gets which frequency, so that rarity is not tied to one class; else the
+    /// first label is the head [default: true for shapes with one object, false otherwise]
     #[arg(num_args = 0..=1, default_missing_value = "true")]
     permute_frequencies: bool = false,
     /// Images of the head label in the long-tailed split (shapes concepts mode: images =
@@ -217,6 +223,11 @@ options! {
     /// D per token, or averaged per sample (the paper's ablation) [default: token]
     #[arg(value_enum)]
     granularity: Granularity = Granularity::Token,
+    /// The reweighted objective's rule: class-mean-d (D's running mean per label and timestep
+    /// bucket over the bucket's), inverse-frequency (N/(L·n_y)), shuffled-d (a placebo: the
+    /// normalised D of a random earlier sample of the same bucket) [default: class-mean-d]
+    #[arg(value_enum)]
+    weight_rule: WeightRule = WeightRule::ClassMeanD,
     /// Baseline and CCUA: probability that a label is dropped to ∅ [default: 0.1]
     label_dropout: f32 = 0.1,
     /// CBDM: weight τ of the regulariser [default: 1]
@@ -297,8 +308,9 @@ impl TrainOptions {
         let mut c = self.fill();
         let ds = c.dataset;
         // One object at 8 px, each image a draw of its class, rarity a seeded draw: the setting
-        // in which the classes are learned within the default run's minutes. Two objects need
-        // 16 px, and jitter at 8 px would leave them no room.
+        // in which the classes are learned within the default run's minutes (at 16 px with
+        // patch 4 the small model had learned no shape after 3,000 steps). Two objects need
+        // 16 px, and jitter in their 8-pixel strips would leave them no room.
         if ds == DatasetKind::Shapes && !c.concepts {
             c.jitter |= !jitter_set;
             c.permute_frequencies |= !permute_set;
@@ -490,15 +502,27 @@ impl TrainConfig {
     fn reads(&self, name: &str) -> bool {
         let o = self.objective;
         match name {
-            "lambda" => matches!(o, Objective::Imba | Objective::DualBaseline),
-            "gamma" | "d_form" | "normalize" | "granularity" => o == Objective::Imba,
+            "lambda" => matches!(
+                o,
+                Objective::Imba | Objective::DualBaseline | Objective::Reweighted
+            ),
+            "normalize" | "granularity" => o == Objective::Imba,
+            "gamma" | "d_form" => o == Objective::Imba || self.reweighted_by_d(),
             "time_buckets" | "time_decay" => {
-                o == Objective::Imba && self.normalize == Normalize::TBucket
+                (o == Objective::Imba && self.normalize == Normalize::TBucket)
+                    || self.reweighted_by_d()
             }
+            "weight_rule" => o == Objective::Reweighted,
             n if n.starts_with("cbdm_") => o == Objective::Cbdm,
             n if n.starts_with("ccua_") => o == Objective::Ccua,
             _ => true,
         }
+    }
+
+    /// Whether the objective weighs samples on the host from IMBA's D (class-mean or
+    /// shuffled), so that D's γ, form and timestep buckets shape the run.
+    fn reweighted_by_d(&self) -> bool {
+        self.objective == Objective::Reweighted && self.weight_rule != WeightRule::InverseFrequency
     }
 
     /// The IMBA loss parameters (γ = 0 for the dual baseline).

@@ -103,8 +103,15 @@ pub fn load_data(c: &TrainConfig) -> Result<(Dataset, Split)> {
             } else {
                 c.head_count
             };
-            let counts =
-                data::profile_counts(c.profile, head, pool.num_labels() as usize, c.imbalance)?;
+            let labels = pool.num_labels() as usize;
+            let by_rank = data::profile_counts(c.profile, head, labels, c.imbalance)?;
+            // Which label gets which frequency rank: label order, or a seeded permutation
+            // (so that which class is rare changes with the data seed).
+            let mut counts = vec![0; labels];
+            let order = data::frequency_order(c.data_seed, 3, labels, c.permute_frequencies);
+            for (rank, &label) in order.iter().enumerate() {
+                counts[label] = by_rank[rank];
+            }
             let (d, kept) = data::cut(&pool, &counts, c.data_seed)?;
             let kept = match pool_index {
                 Some(index) => kept.iter().map(|&k| index[k]).collect(),

@@ -310,8 +310,8 @@ impl<'g> Trainer<'g> {
         let token_shape = crate::kernels::TokenShape::new(b, model.tokens(), model.token_dim());
         let tokens = token_shape.rows();
         let mse_workspace = loss.workspace(dev, token_shape)?;
-        let objective = build_objective(dev, &loss, (&config, b), &model, &data)?;
-        restore_objective_state(gpu, objective.as_ref(), &state)?;
+        let mut objective = build_objective(dev, &loss, (&config, b), &model, &data)?;
+        restore_objective_state(gpu, objective.as_mut(), &state)?;
         let schedule = DdpmSchedule::default_linear();
         let table = gpu.upload("ddpm_table", &schedule.coefficients());
         Ok(Self {
@@ -361,9 +361,11 @@ impl<'g> Trainer<'g> {
     }
 
     /// How many D values a step reads back: B·N for IMBA (the D monitor; B the shard's
-    /// samples), else none.
+    /// samples) and for the host weight rules that learn from D, else none.
     fn monitored(config: &TrainConfig, model: &DitConfig, batch: u32) -> u64 {
-        if config.objective == Objective::Imba {
+        let by_d = config.objective == Objective::Reweighted
+            && config.weight_rule != crate::objectives::WeightRule::InverseFrequency;
+        if config.objective == Objective::Imba || by_d {
             batch as u64 * model.tokens() as u64
         } else {
             0
@@ -502,6 +504,7 @@ impl<'g> Trainer<'g> {
         };
         let sync_ms = across.map(|a| a.ms);
         self.peer_stop = peer_stop;
+        self.objective.observe(&d, &inputs)?;
         self.last_d = d;
         self.last_mse = super::time_monitor::sample_means(&per_token, self.config.batch as usize);
         self.step += 1;
@@ -709,7 +712,7 @@ impl<'g> Trainer<'g> {
             v: self.gpu.read(&self.v, n)?,
             objective: match self.objective.carried_state() {
                 Some((buffer, len)) => self.gpu.read(buffer, len)?,
-                None => Vec::new(),
+                None => self.objective.host_state().unwrap_or_default(),
             },
         })
     }
@@ -731,9 +734,15 @@ fn conditional_mean(per_sample: &[f32], keep: &[bool]) -> Option<f32> {
 /// from zeros; a resumed one must bring exactly the state the objective carries.
 fn restore_objective_state(
     gpu: &Gpu,
-    objective: &dyn objectives::Objective,
+    objective: &mut dyn objectives::Objective,
     state: &State,
 ) -> Result<()> {
+    if objective.host_state().is_some() {
+        if state.step == 0 && state.objective.is_empty() {
+            return Ok(());
+        }
+        return objective.restore_host_state(&state.objective);
+    }
     match objective.carried_state() {
         Some((buffer, len)) if state.objective.len() == len => {
             gpu.queue
@@ -786,6 +795,16 @@ fn build_objective(
             let coef = (config.ccua_alpha, config.ccua_gamma, config.ccua_tau);
             Box::new(objectives::Ccua::new(dev, loss, model, b, coef)?)
         }
+        Objective::Reweighted => {
+            let spec = objectives::reweighted::ReweightedSpec {
+                rule: config.weight_rule,
+                counts: &data.label_counts(),
+                params: config.imba_params(),
+                time: (config.time_buckets, config.time_decay),
+                seed: config.seed,
+            };
+            Box::new(objectives::Reweighted::new(dev, loss, model, b, &spec)?)
+        }
     })
 }
 
@@ -811,17 +830,25 @@ fn check_memory(gpu: &Gpu, model: &DitConfig, config: &TrainConfig, batch: u32) 
 /// sum (CCUA's contrastive negatives, IMBA's batch-mean D), and shards that would not start on
 /// a Philox quad.
 fn check_parallel(config: &TrainConfig, model: &DitConfig, shard: Shard) -> Result<()> {
+    let one_process = "train it in one process";
     let coupled = match config.objective {
-        Objective::Ccua => Some("CCUA's contrastive loss takes its negatives from the whole batch"),
-        Objective::Imba if config.normalize == crate::kernels::Normalize::BatchMean => {
-            Some("IMBA with `normalize = batch-mean` divides D by the whole batch's mean")
-        }
+        Objective::Ccua => Some((
+            "CCUA's contrastive loss takes its negatives from the whole batch",
+            one_process,
+        )),
+        Objective::Imba if config.normalize == crate::kernels::Normalize::BatchMean => Some((
+            "IMBA with `normalize = batch-mean` divides D by the whole batch's mean",
+            "train it in one process, or use `normalize = t-bucket` (summed over ranks)",
+        )),
+        Objective::Reweighted => Some((
+            "the reweighted objective draws each step's weights on one host for the whole batch",
+            one_process,
+        )),
         _ => None,
     };
-    if let Some(why) = coupled {
+    if let Some((why, fix)) = coupled {
         return Err(Error::Config(format!(
-            "{why}, which a data-parallel job does not split over ranks; train it in one \
-             process, or use `normalize = t-bucket` (summed over ranks)"
+            "{why}, which a data-parallel job does not split over ranks; {fix}"
         )));
     }
     let geometry = model.geometry(shard.len);

@@ -837,3 +837,179 @@ fn bad_loss_inputs_are_errors() {
         );
     }
 }
+
+/// Runs `record_weighted` with the given weights; returns the outputs and the weights buffer
+/// as the launch left it.
+fn run_weighted(inp: &Inputs, lambda: f32, w: &[f32], vector: bool) -> Outputs {
+    let g = gpu();
+    let dev = &g.device;
+    let s = inp.shape;
+    let nk = s.elements() as usize;
+    let pc = g.upload("pc", &inp.pred_cond);
+    let pu = g.upload("pu", &inp.pred_uncond);
+    let tb = g.upload("target", &inp.target);
+    let x0 = g.upload("x0", &inp.x0);
+    let weights = g.upload("weights", w);
+    let gc = g.poisoned("gc", nk);
+    let gu = g.poisoned("gu", nk);
+    let scalars = g.poisoned("scalars", 4);
+    let k = LossKernels::new(dev).unwrap().with_vector_path(vector);
+    let ws = k.workspace(dev, s).unwrap();
+    let args = ImbaLossArgs {
+        shape: s,
+        pred_cond: (&pc).into(),
+        pred_uncond: (&pu).into(),
+        target: inp.target(&tb, &x0),
+        weights: (&weights).into(),
+        grad_cond: (&gc).into(),
+        grad_uncond: (&gu).into(),
+        scalars: (&scalars).into(),
+        workspace: &ws,
+    };
+    let mut enc = g.encoder();
+    k.record_weighted(dev, &mut enc, &args, lambda).unwrap();
+    g.submit_and_wait(enc).unwrap();
+    Outputs {
+        scalars: g.read(&scalars, 4).unwrap(),
+        weights: g.read(&weights, s.rows() as usize).unwrap(),
+        grad_cond: g.read(&gc, nk).unwrap(),
+        grad_uncond: g.read(&gu, nk).unwrap(),
+    }
+}
+
+/// Caller-given weights: the loss, scalars and gradients equal the f64 reference with those
+/// weights in place of D, on both fused paths and both targets, at odd sizes; the weights are
+/// read and left as given (zeros and large values included).
+#[test]
+fn given_weights_match_reference() {
+    let cases = [
+        explicit_inputs(TokenShape::new(3, 5, 7), 31),
+        explicit_inputs(TokenShape::new(2, 3, 8), 32),
+        philox_inputs(geo(3, 4, 6, 6, 2), false, 33),
+        philox_inputs(geo(2, 4, 4, 4, 2), true, 34),
+    ];
+    for (c, inp) in cases.iter().enumerate() {
+        let mut r = Rand::new(40 + c as u64);
+        let mut w = r.vec(inp.shape.rows() as usize, 0.0, 3.0);
+        w[0] = 0.0;
+        w[1] = 57.0;
+        for lambda in [0.9, 0.35] {
+            let want = rl::weighted(
+                inp.shape,
+                (
+                    &rl::widen(&inp.pred_cond),
+                    &rl::widen(&inp.pred_uncond),
+                    &rl::widen(&inp.target),
+                ),
+                lambda,
+                &rl::widen(&w),
+            );
+            for vector in [true, false] {
+                let out = run_weighted(inp, lambda, &w, vector);
+                let what = format!("case {c} λ={lambda} vector path allowed {vector}");
+                assert_eq!(out.weights, w, "{what}: the weights changed");
+                assert_scalar(&format!("{what}: L"), out.scalars[0], want.loss, 1e-5);
+                assert_scalar(
+                    &format!("{what}: L_c"),
+                    out.scalars[1],
+                    want.loss_cond,
+                    1e-5,
+                );
+                assert_scalar(
+                    &format!("{what}: L_u"),
+                    out.scalars[2],
+                    want.loss_uncond,
+                    1e-5,
+                );
+                assert_scalar(
+                    &format!("{what}: mean W"),
+                    out.scalars[3],
+                    want.mean_d,
+                    1e-5,
+                );
+                let n = inp.shape.elements() as f64;
+                let scaled = |g: &[f32]| g.iter().map(|x| x * n as f32).collect::<Vec<f32>>();
+                let scaled_ref = |g: &[f64]| g.iter().map(|x| x * n).collect::<Vec<f64>>();
+                let (gc, gc_ref) = (scaled(&out.grad_cond), scaled_ref(&want.grad_cond));
+                assert_close(&format!("{what}: ∂L/∂ε_c·BNK"), &gc, &gc_ref, 1e-5, 1e-5);
+                let (gu, gu_ref) = (scaled(&out.grad_uncond), scaled_ref(&want.grad_uncond));
+                assert_close(&format!("{what}: ∂L/∂ε_u·BNK"), &gu, &gu_ref, 1e-5, 1e-5);
+            }
+        }
+    }
+}
+
+/// The given-weights gradients against central finite differences of the f64 reference loss.
+#[test]
+fn given_weights_gradients_match_finite_differences() {
+    let inp = explicit_inputs(TokenShape::new(2, 3, 5), 35);
+    let w = Rand::new(36).vec(inp.shape.rows() as usize, 0.1, 2.0);
+    let lambda = 0.7;
+    let out = run_weighted(&inp, lambda, &w, true);
+    let (pc, pu, t, wd) = (
+        rl::widen(&inp.pred_cond),
+        rl::widen(&inp.pred_uncond),
+        rl::widen(&inp.target),
+        rl::widen(&w),
+    );
+    let loss = |pc: &[f64], pu: &[f64]| rl::weighted(inp.shape, (pc, pu, &t), lambda, &wd).loss;
+    let h = 1e-6;
+    for i in 0..pc.len() {
+        let (mut a, mut b) = (pc.clone(), pc.clone());
+        a[i] += h;
+        b[i] -= h;
+        let fd = (loss(&a, &pu) - loss(&b, &pu)) / (2.0 * h);
+        let gpu = out.grad_cond[i] as f64;
+        assert!(
+            (gpu - fd).abs() <= 1e-6 * fd.abs() + 1e-9,
+            "ε_c[{i}] gpu {gpu} fd {fd}"
+        );
+        let (mut a, mut b) = (pu.clone(), pu.clone());
+        a[i] += h;
+        b[i] -= h;
+        let fd = (loss(&pc, &a) - loss(&pc, &b)) / (2.0 * h);
+        let gpu = out.grad_uncond[i] as f64;
+        assert!(
+            (gpu - fd).abs() <= 1e-6 * fd.abs() + 1e-9,
+            "ε_u[{i}] gpu {gpu} fd {fd}"
+        );
+    }
+}
+
+/// A given-weights launch refuses λ outside [0, 1] and a short weights buffer, recording
+/// nothing.
+#[test]
+fn given_weights_bad_input_is_refused() {
+    let g = gpu();
+    let dev = &g.device;
+    let k = LossKernels::new(dev).unwrap();
+    let s = TokenShape::new(2, 4, 3);
+    let ws = k.workspace(dev, s).unwrap();
+    let floats = |label: &str, n: u64| g.zeros(label, 4 * n);
+    let n = s.elements();
+    let (a, b, c, d, t) = (
+        floats("a", n),
+        floats("b", n),
+        floats("c", n),
+        floats("d", n),
+        floats("t", n),
+    );
+    let (w, short, scalars) = (floats("w", s.rows()), floats("short", 3), floats("s", 4));
+    let mut enc = g.encoder();
+    for (weights, lambda, needle) in [(&w, 1.5, "[0, 1]"), (&short, 0.9, "`weights`")] {
+        let args = ImbaLossArgs {
+            shape: s,
+            pred_cond: (&a).into(),
+            pred_uncond: (&b).into(),
+            target: Target::Explicit((&t).into()),
+            weights: weights.into(),
+            grad_cond: (&c).into(),
+            grad_uncond: (&d).into(),
+            scalars: (&scalars).into(),
+            workspace: &ws,
+        };
+        assert_error_mentions(k.record_weighted(dev, &mut enc, &args, lambda), needle);
+    }
+    // Nothing was recorded: the encoder finishes empty and submits cleanly.
+    g.submit_and_wait(enc).unwrap();
+}

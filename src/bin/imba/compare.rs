@@ -6,8 +6,10 @@ use imba::gpu::Gpu;
 
 #[derive(Args)]
 pub struct CompareArgs {
-    /// Objectives, comma-separated: baseline, dual-baseline, imba (token-wise D),
-    /// imba-sample (sample-wise D), cbdm (frequency prior), cbdm-uniform, ccua, invdiff (on the
+    /// Objectives, comma-separated: baseline, baseline-matched (one pass of 2B rows),
+    /// dual-baseline, imba (token-wise D), imba-sample (sample-wise D), imba-tnorm (D over its
+    /// timestep bucket's mean), imba-tnorm-sample, class-mean-d, inverse-frequency, shuffled-d
+    /// (host weight rules), cbdm (frequency prior), cbdm-uniform, ccua, invdiff (on the
     /// baseline run of each seed; list baseline first).
     #[arg(
         long,
@@ -15,9 +17,14 @@ pub struct CompareArgs {
         default_value = "baseline,dual-baseline,imba,imba-sample"
     )]
     objectives: Vec<String>,
-    /// Training seeds, comma-separated (the data set stays that of --data-seed).
+    /// Training seeds, comma-separated (the data set stays that of --data-seed, unless
+    /// --data-per-seed).
     #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
     seeds: Vec<u32>,
+    /// Each seed draws its own data set (data seed = seed; with permuted frequencies, its own
+    /// choice of rare labels); the objectives of a seed share it.
+    #[arg(long)]
+    data_per_seed: bool,
     /// Further guidance scales at which every final model is also scored, comma-separated
     /// (e.g. 1,2.6 beside --eval-guidance 1.5).
     #[arg(long, value_delimiter = ',')]
@@ -51,6 +58,7 @@ pub fn run(gpu: &Gpu, a: CompareArgs) -> imba::Result<()> {
         sweep: a.guidance_sweep.clone(),
         control: a.control.clone(),
         report_only: a.report_only,
+        data_per_seed: a.data_per_seed,
     };
     if !a.quiet {
         eprintln!("adapter: {}", gpu.info.name);

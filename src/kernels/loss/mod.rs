@@ -325,7 +325,7 @@ impl LossKernels {
                     .into(),
             ));
         }
-        self.record_imba_with(device, encoder, args, imba, None)
+        self.record_imba_with(device, encoder, args, imba, WeightSource::Computed(None))
     }
 
     /// [`Self::record_imba`] with D divided by its running mean within each sample's timestep
@@ -363,7 +363,28 @@ impl LossKernels {
                 imba.normalize
             )));
         }
-        self.record_imba_with(device, encoder, args, imba, Some((time, across)))
+        let time = Some((time, across));
+        self.record_imba_with(device, encoder, args, imba, WeightSource::Computed(time))
+    }
+
+    /// Records the dual loss with the caller's per-token weights W (B, N) in `args.weights`,
+    /// which the launch reads and leaves as they are:
+    /// L = λ·mean(W·(ε_c − ε)²) + (1−λ)·mean((ε_u − ε)²), both gradients and the scalars
+    /// [L, L_c, L_u, mean W]. What weights a host computes run with: explicit class weights,
+    /// or any rule that is not IMBA's D. The weights should be finite and ≥ 0 (a non-finite
+    /// weight makes the loss non-finite, which a trainer reports).
+    pub fn record_weighted(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        args: &ImbaLossArgs,
+        lambda: f32,
+    ) -> Result<()> {
+        let imba = ImbaParams {
+            lambda,
+            ..ImbaParams::default()
+        };
+        self.record_imba_with(device, encoder, args, &imba, WeightSource::Given)
     }
 
     fn record_imba_with(
@@ -372,8 +393,12 @@ impl LossKernels {
         encoder: &mut wgpu::CommandEncoder,
         args: &ImbaLossArgs,
         imba: &ImbaParams,
-        time: Option<(&TimeBuckets, Option<&mut dyn ShardSum>)>,
+        source: WeightSource,
     ) -> Result<()> {
+        let (given, time) = match source {
+            WeightSource::Given => (true, None),
+            WeightSource::Computed(time) => (false, time),
+        };
         imba.validate()?;
         let s = args.shape;
         let mut params = self.base_params(device, s, &args.target, args.workspace)?;
@@ -413,7 +438,7 @@ impl LossKernels {
             DForm::PowOfMse => 2,
         };
         params.normalize = (imba.normalize == Normalize::BatchMean) as u32;
-        params.weights_from_buffer = imba.needs_weight_pass() as u32;
+        params.weights_from_buffer = (given || imba.needs_weight_pass()) as u32;
         let b = Bindings {
             pred_cond: (args.pred_cond, nk),
             pred_uncond: Some((args.pred_uncond, nk)),
@@ -434,7 +459,7 @@ impl LossKernels {
         params.partial_count = partial_count as u32;
         let mut steps: Vec<(&wgpu::ComputePipeline, u64)> = Vec::new();
         let token_groups = groups(s);
-        if imba.needs_weight_pass() {
+        if !given && imba.needs_weight_pass() {
             steps.push((&self.token_weights, token_groups));
             if imba.granularity == Granularity::Sample {
                 steps.push((&self.sample_mean, s.batch as u64));
@@ -652,6 +677,14 @@ impl LossKernels {
         common::record_pass(encoder, "loss", &dispatches);
         Ok(())
     }
+}
+
+/// Where a dual loss launch takes its weights from.
+enum WeightSource<'a, 'b> {
+    /// IMBA's D, computed in the launch (time-bucket normalised with this state).
+    Computed(Option<(&'a TimeBuckets<'a>, Option<&'b mut dyn ShardSum>)>),
+    /// The caller's, already in the weights buffer.
+    Given,
 }
 
 /// The binding of `target_data`: the explicit target (`bytes` of it), or x0 for a

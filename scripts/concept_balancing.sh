@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The concept-balancing experiment of RESULTS.md: does balancing by concepts help rare labels,
+# in any form, under ε-prediction and rectified flow?
+#
+#   scripts/concept_balancing.sh PHASE [OUT]     (default OUT: runs/concepts)
+#   SEEDS="0 2 4" scripts/concept_balancing.sh flow     (a subset of the seeds)
+#
+# Phases, in the order that gives the most information per hour of a 2-core machine:
+#   flow       rectified flow, shapes: dual-baseline (the control), imba (as published),
+#              imba-tnorm (D over its timestep bucket's running mean);
+#   mechanism  ε-prediction, shapes and digits: the control, imba-tnorm, imba-tnorm-sample
+#              (the ε-tilt shrinks, the concept signal stays), class-mean-d (D's running mean
+#              per label and timestep bucket: concept balancing with the paper's own signal),
+#              inverse-frequency (explicit class weights), shuffled-d (a placebo with
+#              imba-tnorm's weight distribution);
+#   rest       the other arms: flow on digits, the one-pass baseline at equal forward rows,
+#              CBDM (scored at its published guidance 2.6 on the grid).
+#   report     the tables of every finished run (trains nothing).
+# Every seed draws its own data (`--data-per-seed`: which label is rare changes with the
+# seed); all objectives of one seed share it, so the differences are paired. Runs go seed by
+# seed, so the paired differences sharpen as seeds finish. Two invocations may run side by
+# side (one per core, LP_NUM_THREADS=1 each) on disjoint SEEDS. Rerunning resumes: finished
+# runs are reused, unfinished ones continue from their last checkpoint.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+PHASE="${1:?usage: scripts/concept_balancing.sh flow|mechanism|rest|report [OUT]}"
+OUT="${2:-runs/concepts}"
+BIN="${IMBA_BIN:-target/release/imba}"
+if [ ! -x "$BIN" ]; then
+  cargo build --release
+fi
+STEPS="${STEPS:-2000}"
+SEEDS="${SEEDS:-0 1 2 3 4 5 6 7 8 9}"
+
+# The guidance grid of the frontier (fixed before the runs), 32 samples per label, DDIM (or
+# Euler) 25 steps; snapshots at every quarter give the learning curve.
+scoring=(--eval-per-label 32 --eval-steps 25 --eval-guidance 1.5
+         --guidance-sweep 1,1.25,1.75,2,2.6,3.5 --snapshots --quiet --data-per-seed)
+# Every training option that matters is pinned (not left to the trainer's defaults).
+common=(--batch 32 --lr 3e-3 --warmup 100 --model auto --steps "$STEPS"
+        --checkpoint-every $((STEPS / 4)))
+shapes=(--dataset shapes --image-size 8 --jitter --permute-frequencies "${common[@]}")
+digits=(--dataset digits --permute-frequencies "${common[@]}")
+
+# run ROOT OBJECTIVES ARGS...: each seed of SEEDS, all objectives of the seed.
+run() {
+  local root=$1 objectives=$2
+  shift 2
+  for seed in $SEEDS; do
+    "$BIN" compare --out "$root" --objectives "$objectives" --seeds "$seed" "$@" >/dev/null
+    echo "$(date -u +%FT%TZ) $root seed $seed done"
+  done
+}
+
+# report ROOT OBJECTIVES ARGS...: the table of every finished run of every seed.
+report() {
+  local root=$1 objectives=$2
+  shift 2
+  [ -d "$root" ] || return 0
+  local seeds
+  seeds=$(ls "$root"/*/ 2>/dev/null | sed -n 's/^seed\([0-9]*\)$/\1/p' | sort -un | paste -sd,)
+  [ -n "$seeds" ] || return 0
+  "$BIN" compare --out "$root" --objectives "$objectives" --seeds "$seeds" "$@" --report-only \
+    > "$root/report.md"
+  echo "written: $root/report.md"
+}
+
+CORE=dual-baseline,imba,imba-tnorm
+MECHANISM=dual-baseline,imba-tnorm,imba-tnorm-sample,class-mean-d,inverse-frequency,shuffled-d
+REST=baseline-matched,cbdm
+
+mkdir -p "$OUT"
+case "$PHASE" in
+  flow)
+    run "$OUT/shapes-flow" "$CORE" "${shapes[@]}" --process flow "${scoring[@]}" ;;
+  mechanism)
+    run "$OUT/shapes-eps" "$MECHANISM" "${shapes[@]}" "${scoring[@]}"
+    run "$OUT/digits-eps" "$MECHANISM" "${digits[@]}" "${scoring[@]}" ;;
+  rest)
+    run "$OUT/digits-flow" "$CORE" "${digits[@]}" --process flow "${scoring[@]}"
+    run "$OUT/shapes-eps" "dual-baseline,$REST" "${shapes[@]}" "${scoring[@]}"
+    run "$OUT/digits-eps" "dual-baseline,$REST" "${digits[@]}" "${scoring[@]}" ;;
+  report)
+    report "$OUT/shapes-flow" "$CORE" "${shapes[@]}" --process flow "${scoring[@]}"
+    report "$OUT/digits-flow" "$CORE" "${digits[@]}" --process flow "${scoring[@]}"
+    report "$OUT/shapes-eps" "$MECHANISM,$REST" "${shapes[@]}" "${scoring[@]}"
+    report "$OUT/digits-eps" "$MECHANISM,$REST" "${digits[@]}" "${scoring[@]}" ;;
+  *)
+    echo "unknown phase $PHASE: flow, mechanism, rest or report" >&2
+    exit 2 ;;
+esac
