@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub struct CurvePoint {
     pub step: u32,
     pub metrics: Vec<(String, f64)>,
+    /// Per-label scores (absent in results of earlier versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_label: Vec<crate::eval::LabelScore>,
 }
 
 /// The final model's scores at one guidance scale.
@@ -20,6 +23,9 @@ pub struct CurvePoint {
 pub struct SweepPoint {
     pub guidance: f32,
     pub metrics: Vec<(String, f64)>,
+    /// Per-label scores (absent in results of earlier versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_label: Vec<crate::eval::LabelScore>,
 }
 
 impl Study<'_> {
@@ -41,6 +47,7 @@ impl Study<'_> {
             r.curve.push(CurvePoint {
                 step,
                 metrics: e.evaluation.metrics,
+                per_label: e.evaluation.per_label,
             });
             added = true;
         }
@@ -63,6 +70,7 @@ impl Study<'_> {
             r.sweep.push(SweepPoint {
                 guidance: g,
                 metrics: e.evaluation.metrics,
+                per_label: e.evaluation.per_label,
             });
             added = true;
         }

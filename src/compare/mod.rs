@@ -9,6 +9,7 @@
 //! be stopped and continued.
 
 mod extra;
+pub mod raw;
 mod report;
 
 pub use extra::{CurvePoint, SweepPoint};
@@ -150,6 +151,14 @@ pub struct Comparison {
     /// Training and evaluation time summed over the runs (reused runs count with the time
     /// they took when they ran).
     pub seconds: f64,
+    /// The diffusion process (ddpm or flow).
+    #[serde(default)]
+    pub process: String,
+    /// The data seed of every run, unless each seed drew its own data (`data_per_seed`).
+    #[serde(default)]
+    pub data_seed: u32,
+    #[serde(default)]
+    pub data_per_seed: bool,
 }
 
 /// Runs (or reuses) every variant × seed, evaluates, and writes the summary.
@@ -159,8 +168,8 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
         Some(o) => o.clone(),
         None => format!("runs/compare-{}", base.dataset.name()),
     });
-    // One writer per comparison folder (report-only writes its tables there too).
-    let _lock = FolderLock::acquire(&root)?;
+    // Each run folder has one writer at a time (its own lock); several comparisons of other
+    // seeds or objectives may train into one folder side by side and take turns at its tables.
     let study = Study {
         gpu,
         spec,
@@ -217,12 +226,19 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
     let c = Comparison {
         dataset: runs[0].evaluation.dataset.clone(),
         adapter: gpu.info.name.clone(),
-        config: summary_line(&base)?,
+        config: summary_line(&base, spec.data_per_seed)?,
         runs,
         control,
         missing,
         seconds,
+        process: match base.process {
+            crate::diffusion::Process::Ddpm => "ddpm".into(),
+            crate::diffusion::Process::Flow => "flow".into(),
+        },
+        data_seed: base.data_seed,
+        data_per_seed: spec.data_per_seed,
     };
+    let _lock = FolderLock::acquire_waiting(&root)?;
     write(&root, &c, &variants)?;
     Ok(c)
 }
@@ -526,8 +542,13 @@ fn headline(e: &Evaluation) -> String {
         .join(", ")
 }
 
-fn summary_line(c: &crate::train::TrainConfig) -> Result<String> {
+fn summary_line(c: &crate::train::TrainConfig, data_per_seed: bool) -> Result<String> {
     let (data, _) = crate::train::setup::load_data(c)?;
+    let data_seed = if data_per_seed {
+        "the run's seed (each seed its own data draw)".to_string()
+    } else {
+        c.data_seed.to_string()
+    };
     let m = crate::train::setup::model_config(c, &data)?;
     Ok(format!(
         "Data: {}{}, {} images, head_count {}, imbalance {}, {:?} profile, data_seed {}. Model: \
@@ -539,7 +560,7 @@ fn summary_line(c: &crate::train::TrainConfig) -> Result<String> {
         c.head_count,
         c.imbalance,
         c.profile,
-        c.data_seed,
+        data_seed,
         m.depth,
         m.dim,
         m.heads,
@@ -560,6 +581,7 @@ fn write(root: &Path, c: &Comparison, variants: &[String]) -> Result<()> {
     let md = root.join("compare.md");
     crate::error::write_file(&md, markdown(c, variants))?;
     crate::error::write_json(&root.join("compare.json"), c)?;
+    raw::write(&root.join("raw.jsonl"), c)?;
     let by = |v: &str| -> Vec<&RunResult> { c.runs.iter().filter(|r| r.variant == v).collect() };
     // One bar chart per metric family (the part before '/').
     let mut families: Vec<String> = Vec::new();

@@ -27,7 +27,7 @@ use std::path::Path;
 pub use crate::data::{buckets, BUCKETS};
 
 /// One label's (or concept's) score.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LabelScore {
     pub name: String,
     pub frequency: usize,
@@ -396,7 +396,9 @@ pub fn toy2d(data: &Dataset, c: &TrainConfig, labels: &[u32], x: &[f32]) -> Eval
     }
 }
 
-/// shapes, class mode: success = the detector reads the class's shape and colour.
+/// shapes, class mode: success = the detector reads the class's shape and colour; per-class
+/// diversity (mean pairwise distance of the class's samples over that of its training images,
+/// 1 = the training images' spread), by bucket.
 pub fn shapes_classes(
     data: &Dataset,
     det: &detector::Detector,
@@ -405,9 +407,11 @@ pub fn shapes_classes(
 ) -> Evaluation {
     let k = data.num_labels() as usize;
     let (mut hits, mut totals) = (vec![0; k], vec![0; k]);
+    let mut by_class: Vec<Vec<&[f32]>> = vec![Vec::new(); k];
     for (j, img) in x.chunks(data.image_len()).enumerate() {
         let l = labels[j] as usize;
         totals[l] += 1;
+        by_class[l].push(img);
         let want = detector::Object {
             shape: l / crate::data::COLOURS.len(),
             colour: l % crate::data::COLOURS.len(),
@@ -417,12 +421,18 @@ pub fn shapes_classes(
         }
     }
     let per_label = scores(data, &hits, &totals);
+    let mut real: Vec<Vec<&[f32]>> = vec![Vec::new(); k];
+    for i in 0..data.len() {
+        real[data.labels_of(i)[0] as usize].push(data.image(i));
+    }
+    let mut metrics = bucket_metrics("success", &per_label);
+    metrics.extend(diversity_by_bucket(data, &by_class, &real));
     Evaluation {
         trained: None,
         dataset: "shapes".into(),
         score: "success (the detector reads the class's shape and colour)".into(),
         samples: x.len() / data.image_len(),
-        metrics: bucket_metrics("success", &per_label),
+        metrics,
         per_label,
         notes: Vec::new(),
     }
@@ -509,6 +519,31 @@ pub fn mean_pairwise(x: &[&[f32]]) -> f64 {
     }
 }
 
+/// Per bucket, the mean over its labels of the samples' diversity: mean pairwise distance of
+/// a label's samples over that of its real images (`real`, by label).
+fn diversity_by_bucket(
+    data: &Dataset,
+    samples: &[Vec<&[f32]>],
+    real: &[Vec<&[f32]>],
+) -> Vec<(String, f64)> {
+    let diversity: Vec<f64> = (0..samples.len())
+        .map(|l| mean_pairwise(&samples[l]) / mean_pairwise(&real[l]))
+        .collect();
+    let b = buckets(&data.label_counts());
+    BUCKETS
+        .iter()
+        .enumerate()
+        .map(|(bi, name)| {
+            let v: Vec<f64> = (0..samples.len())
+                .filter(|&l| b[l] == bi && diversity[l].is_finite())
+                .map(|l| diversity[l])
+                .collect();
+            // A label with one real image (or one sample) has no spread to compare.
+            (format!("diversity/{name}"), stats::mean_std(&v).0)
+        })
+        .collect()
+}
+
 /// Classifier epochs for the digits evaluator.
 const CLASSIFIER_EPOCHS: u32 = 300;
 /// Held-out digits per class that train the classifier; the rest of the held-out set tests it.
@@ -556,17 +591,7 @@ pub fn digits(data: &Dataset, held: &Dataset, labels: &[u32], x: &[f32]) -> Eval
     for i in 0..held.len() {
         real[held.labels_of(i)[0] as usize].push(held.image(i));
     }
-    let diversity: Vec<f64> = (0..k)
-        .map(|l| mean_pairwise(&by_class[l]) / mean_pairwise(&real[l]))
-        .collect();
-    let b = buckets(&data.label_counts());
-    for (bi, name) in BUCKETS.iter().enumerate() {
-        let v: Vec<f64> = (0..k)
-            .filter(|&l| b[l] == bi)
-            .map(|l| diversity[l])
-            .collect();
-        metrics.push((format!("diversity/{name}"), stats::mean_std(&v).0));
-    }
+    metrics.extend(diversity_by_bucket(data, &by_class, &real));
     let fd = stats::frechet(
         &clf.feature_rows(x),
         &clf.feature_rows(&held.images),

@@ -463,3 +463,35 @@ mod tests {
         assert_eq!(tick(0.0001), "1.0e-4");
     }
 }
+
+/// A sample grid (from [`super::images::grid`], one row per label) with each row's text on
+/// its left — e.g. the label's name and training images — written to `path`. Without a
+/// system font the rows are drawn without their text.
+pub fn labelled_grid(path: &Path, grid: &image::RgbImage, row_text: &[String]) -> Result<()> {
+    let rows = row_text.len().max(1) as u32;
+    let row_h = grid.height().saturating_sub(1) / rows;
+    let text = font();
+    let margin = if text { 230 } else { 0 };
+    let size = (margin + grid.width(), grid.height());
+    let mut drawn = pixels(size);
+    for (x, y, p) in grid.enumerate_pixels() {
+        let at = 3 * (y as usize * size.0 as usize + (margin + x) as usize);
+        drawn[at..at + 3].copy_from_slice(&p.0);
+    }
+    if text {
+        let root = BitMapBackend::with_buffer(&mut drawn, size).into_drawing_area();
+        root.draw(&Rectangle::new(
+            [(0, 0), (margin as i32, size.1 as i32)],
+            WHITE.filled(),
+        ))
+        .map_err(|e| err(path, e))?;
+        let style = ("sans-serif", 14).into_font().color(&BLACK);
+        for (r, t) in row_text.iter().enumerate() {
+            let y = (r as u32 * row_h + row_h / 2) as i32 - 7;
+            root.draw(&Text::new(t.clone(), (6, y), style.clone()))
+                .map_err(|e| err(path, e))?;
+        }
+        root.present().map_err(|e| err(path, e))?;
+    }
+    save(path, drawn, size)
+}

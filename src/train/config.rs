@@ -248,10 +248,10 @@ options! {
     #[arg(value_enum)]
     process: Process = Process::Ddpm,
     // ---- optimisation ----
-    /// Training steps (total, counting those before a resume) [default: 1400]
-    steps: u32 = 1400,
-    /// Batch size B (images per step) [default: 16]
-    batch: u32 = 16,
+    /// Training steps (total, counting those before a resume) [default: 2500]
+    steps: u32 = 2500,
+    /// Batch size B (images per step) [default: 32]
+    batch: u32 = 32,
     /// AdamW learning rate [default: 3e-3 for the built-in data sets, 1e-3 for folder]
     lr: f32 = 3e-3,
     /// Linear learning-rate warm-up steps [default: 100]
@@ -278,8 +278,9 @@ options! {
     /// learning curves (`imba compare` evaluates them) [default: false]
     #[arg(num_args = 0..=1, default_missing_value = "true")]
     snapshots: bool = false,
-    /// Samples drawn with the EMA weights at the end of training (0 = none) [default: 32]
-    sample_count: u32 = 32,
+    /// Samples drawn with the EMA weights at the end of training, every label in turn, and
+    /// scored on the data set's oracle (0 = none) [default: 128]
+    sample_count: u32 = 128,
     /// DDIM (DDPM) or Euler (flow) steps of the end-of-training samples [default: 50]
     sample_steps: u32 = 50,
     /// Classifier-free guidance scale of the end-of-training samples [default: 1.5]

@@ -45,6 +45,16 @@ static HELD: LazyLock<Mutex<HashMap<PathBuf, Weak<Held>>>> = LazyLock::new(Defau
 impl FolderLock {
     /// Locks `dir` (created if missing) for writing, or says which process holds it.
     pub fn acquire(dir: &Path) -> Result<FolderLock> {
+        Self::acquire_with(dir, false)
+    }
+
+    /// Locks `dir` (created if missing), waiting while another process holds it: for short
+    /// writes that several processes may take turns at (a comparison's shared tables).
+    pub fn acquire_waiting(dir: &Path) -> Result<FolderLock> {
+        Self::acquire_with(dir, true)
+    }
+
+    fn acquire_with(dir: &Path, wait: bool) -> Result<FolderLock> {
         let created = !dir.exists();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create the folder", e))?;
         let key = dir
@@ -65,7 +75,14 @@ impl FolderLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io(&path, "cannot open the lock file", e))?;
-        match file.try_lock() {
+        if wait {
+            // The table's mutex is not held while waiting for another process.
+            drop(table);
+            file.lock()
+                .map_err(|e| Error::io(&path, "cannot lock the folder", e))?;
+            table = HELD.lock().expect("lock table");
+        }
+        match if wait { Ok(()) } else { file.try_lock() } {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();

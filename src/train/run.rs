@@ -716,7 +716,7 @@ fn end_samples(
         Vec::new()
     };
     let names = &trainer.data.label_names;
-    save_samples(
+    let mut written = save_samples(
         &run.samples(),
         model,
         &images,
@@ -724,7 +724,51 @@ fn end_samples(
         names,
         cols,
         &centres,
-    )
+    )?;
+    let data = &trainer.data;
+    if data.slots == 1 && crate::report::images::drawable(model.channels) {
+        // One row per label, named with its training images, so the grid shows the tail.
+        let counts = data.label_counts();
+        let rows: Vec<String> = (0..data.num_labels() as usize)
+            .map(|l| format!("{} ({} images)", names[l], counts[l]))
+            .collect();
+        let scale = (64 / model.height.max(model.width)).clamp(1, 8);
+        let (c, h, w) = (model.channels, model.height, model.width);
+        let grid = crate::report::images::grid(&images, c, h, w, cols, scale);
+        crate::report::plot::labelled_grid(&run.samples().join("grid.png"), &grid, &rows)?;
+    }
+    if config.dataset != DatasetKind::Folder {
+        written.push(score_end_samples(run, trainer, &labels, &images)?);
+    }
+    Ok(written)
+}
+
+/// Scores the end-of-run samples on the data set's oracle, prints the head-to-tail reading
+/// and writes it as `samples/score.json`.
+fn score_end_samples(
+    run: &RunDir,
+    trainer: &Trainer,
+    labels: &[u32],
+    images: &[f32],
+) -> Result<PathBuf> {
+    let config = &trainer.config;
+    let e = crate::eval::score(config, &trainer.data, labels, images)?;
+    let shown: Vec<String> = e
+        .metrics
+        .iter()
+        .filter(|(name, _)| !name.ends_with("/slope"))
+        .map(|(name, v)| format!("{name} {v:.2}"))
+        .collect();
+    eprintln!(
+        "oracle on the {} end-of-run samples (guidance {}): {}",
+        e.samples,
+        config.guidance,
+        shown.join(" · ")
+    );
+    eprintln!("  ({})", e.score);
+    let path = run.samples().join("score.json");
+    crate::error::write_json(&path, &e)?;
+    Ok(path)
 }
 
 /// Labels for `count` samples: for class labels, every label in turn (a grid row per label);

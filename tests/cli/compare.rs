@@ -399,3 +399,151 @@ fn compare_curves_sweep_and_paired_differences() {
     ]);
     assert!(ok && stdout.contains("hit/tail"), "{stdout}{stderr}");
 }
+
+/// The concept-balancing arms through `imba compare`: the host weight rules and the
+/// sample-wise timestep-normalised D train beside the control, each seed on its own data draw
+/// (`--data-per-seed`, shared by the objectives of a seed), and `raw.jsonl` holds every scored
+/// point, from which the tables script recomputes its tables. Repeated objectives or seeds,
+/// and a data seed beside `--data-per-seed`, are refused before anything runs.
+#[test]
+fn compare_concept_balancing_arms_per_seed_data_and_raw_results() {
+    let dir = tempdir("arms");
+    let out = dir.join("cmp");
+    let out_s = out.display().to_string();
+    let mut args = vec!["compare"];
+    args.extend(TINY);
+    args.extend([
+        "--objectives",
+        "dual-baseline,class-mean-d,inverse-frequency,shuffled-d,imba-tnorm-sample",
+        "--seeds",
+        "0,1",
+        "--data-per-seed",
+        "--eval-per-label",
+        "4",
+        "--eval-steps",
+        "3",
+        "--guidance-sweep",
+        "1,2",
+        "--out",
+        &out_s,
+    ]);
+    let (ok, md, stderr) = imba_split(&args);
+    assert!(ok, "{md}\n{stderr}");
+    for v in [
+        "class-mean-d",
+        "inverse-frequency",
+        "shuffled-d",
+        "imba-tnorm-sample",
+    ] {
+        assert!(
+            md.contains(&format!("| {v} |")),
+            "compare.md lacks {v}:\n{md}"
+        );
+    }
+    assert!(
+        md.contains("the run's seed (each seed its own data draw)"),
+        "{md}"
+    );
+    let split = |v: &str, s: u32| {
+        std::fs::read_to_string(out.join(format!("{v}/seed{s}/split.json"))).unwrap()
+    };
+    assert_eq!(
+        split("dual-baseline", 1),
+        split("class-mean-d", 1),
+        "one seed, one data set"
+    );
+    assert_ne!(
+        split("dual-baseline", 0),
+        split("dual-baseline", 1),
+        "the data follow the seed"
+    );
+    let cfg = std::fs::read_to_string(out.join("shuffled-d/seed1/config.toml")).unwrap();
+    assert!(
+        cfg.contains("weight_rule = \"shuffled-d\"") && cfg.contains("data_seed = 1"),
+        "{cfg}"
+    );
+    // Five objectives × two seeds × three guidance scales.
+    let raw = std::fs::read_to_string(out.join("raw.jsonl")).unwrap();
+    assert_eq!(raw.lines().count(), 30, "{raw}");
+    let first: serde_json::Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
+    assert_eq!(first["process"], "ddpm");
+    assert!(
+        first["per_label"].as_array().is_some_and(|l| l.len() == 4),
+        "{first}"
+    );
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        crate::common::skip("raw tables", "python3 is not installed");
+    } else {
+        let raw_dir = dir.join("raw");
+        std::fs::create_dir_all(&raw_dir).unwrap();
+        std::fs::copy(out.join("raw.jsonl"), raw_dir.join("tiny.jsonl")).unwrap();
+        let script = crate::common::repo_root().join("scripts/results_tables.py");
+        let tables = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(&raw_dir)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&tables.stdout);
+        assert!(
+            tables.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&tables.stderr)
+        );
+        for want in ["<!-- table tiny paired -->", "| shuffled-d | 2 |", "w = 2"] {
+            assert!(text.contains(want), "the tables lack {want}:\n{text}");
+        }
+    }
+    for (flag, value, named) in [
+        ("--seeds", "0,0", "seed 0 is listed twice"),
+        (
+            "--objectives",
+            "imba,imba",
+            "objective imba is listed twice",
+        ),
+        ("--data-seed", "3", "leave out --data-seed"),
+    ] {
+        let mut bad = args.clone();
+        let fresh = dir.join("refused").display().to_string();
+        let at = bad.iter().position(|a| *a == out_s).unwrap();
+        bad[at] = &fresh;
+        match bad.iter().position(|a| *a == flag) {
+            Some(i) => bad[i + 1] = value,
+            None => bad.extend([flag, value]),
+        }
+        let (ok, _, stderr) = imba_split(&bad);
+        assert!(!ok && stderr.contains(named), "{flag} {value}: {stderr}");
+        assert!(
+            !dir.join("refused").exists(),
+            "a refused comparison wrote files"
+        );
+    }
+}
+
+/// Every table of RESULTS.md equals what the tables script recomputes from the committed raw
+/// results (docs/results/concepts).
+#[test]
+fn results_tables_match_the_committed_raw_results() {
+    let root = crate::common::repo_root();
+    let Ok(out) = std::process::Command::new("python3")
+        .arg(root.join("scripts/results_tables.py"))
+        .args(["--check", "RESULTS.md"])
+        .current_dir(&root)
+        .output()
+    else {
+        crate::common::skip(
+            "results_tables_match_the_committed_raw_results",
+            "no python3",
+        );
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""Recomputes the concept-balancing tables of RESULTS.md from the committed raw results.
+
+    scripts/results_tables.py [RAW_DIR]               print every table (Markdown)
+    scripts/results_tables.py --check RESULTS.md      exit 1 if a table there differs
+    scripts/results_tables.py --write RESULTS.md      rewrite the tables there in place
+
+RAW_DIR (default docs/results/concepts) holds one `<lane>.jsonl` per comparison, copied from
+the comparison folder's `raw.jsonl` (`imba compare` writes it): one JSON object per scored
+point of a run (variant, seed, data seed, step, guidance, bucket metrics, per-label scores).
+In RESULTS.md each table sits between `<!-- table LANE KIND -->` and `<!-- end table -->`.
+
+Standard library only. Intervals are paired Student-t 95% intervals over seeds.
+"""
+
+import json
+import math
+import os
+import re
+import sys
+from collections import defaultdict
+
+CONTROL = "dual-baseline"
+MAIN_GUIDANCE = 1.5
+BUCKETS = ("head", "mid", "tail")
+# The smallest paired difference the design must detect, at two-sided 5% and 80% power.
+DETECT = 0.10
+
+
+# ---- Student t -------------------------------------------------------------------------
+
+def _betacf(a, b, x):
+    """Continued fraction of the regularised incomplete beta (Lentz's method)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        for num in (m * (b - m) * x / ((a + m2 - 1) * (a + m2)),
+                    -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _betainc(a, b, x):
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                     + a * math.log(x) + b * math.log(1.0 - x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(t, df):
+    p = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - p if t >= 0 else p
+
+
+def t_quantile(q, df):
+    lo, hi = 0.0, 1000.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if t_cdf(mid, df) < q:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def mean_sd(xs):
+    n = len(xs)
+    m = sum(xs) / n
+    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1)) if n > 1 else float("nan")
+    return m, sd
+
+
+def interval(xs):
+    """Mean and paired 95% Student-t interval (None below two values)."""
+    if len(xs) < 2:
+        return (xs[0] if xs else float("nan")), None
+    m, sd = mean_sd(xs)
+    h = t_quantile(0.975, len(xs) - 1) * sd / math.sqrt(len(xs))
+    return m, (m - h, m + h)
+
+
+def seeds_needed(sd, effect=DETECT, power=0.8):
+    """Pairs for a two-sided 5% paired t-test to detect `effect` with `power` (iterated)."""
+    if not sd or math.isnan(sd) or sd == 0:
+        return None
+    n = 2
+    while n < 1000:
+        t_a = t_quantile(0.975, n - 1)
+        t_b = t_quantile(power, n - 1)
+        if n >= ((t_a + t_b) * sd / effect) ** 2:
+            return n
+        n += 1
+    return None
+
+
+# ---- reading --------------------------------------------------------------------------
+
+def load(raw_dir):
+    lanes = {}
+    for name in sorted(os.listdir(raw_dir)):
+        if name.endswith(".jsonl"):
+            with open(os.path.join(raw_dir, name)) as f:
+                lanes[name[:-6]] = [json.loads(line) for line in f if line.strip()]
+    return lanes
+
+
+def prefix(records):
+    return records[0]["metrics"][0][0].split("/")[0]
+
+
+def metric(rec, name):
+    for k, v in rec["metrics"]:
+        if k == name:
+            return v
+    return float("nan")
+
+
+def log_odds(rec, bucket):
+    """Mean over the bucket's labels of logit((hits + ½)/(n + 1)): robust near 0 and 1."""
+    xs = []
+    for lab in rec["per_label"]:
+        if lab["bucket"] == bucket and lab["samples"] > 0:
+            hits = lab["score"] * lab["samples"]
+            p = (hits + 0.5) / (lab["samples"] + 1.0)
+            xs.append(math.log(p / (1.0 - p)))
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def final_points(records):
+    """(variant, seed) -> {guidance: record} for the final models."""
+    out = defaultdict(dict)
+    for r in records:
+        if r["step"] == r["steps"]:
+            out[(r["variant"], r["seed"])][round(r["guidance"], 3)] = r
+    return out
+
+
+def variants_of(records):
+    seen = []
+    for r in records:
+        if r["variant"] not in seen:
+            seen.append(r["variant"])
+    return seen
+
+
+# ---- the endpoint ---------------------------------------------------------------------
+
+def matched(arm_point, control_frontier, score, div):
+    """The arm's tail score minus the control's at the arm's tail diversity, interpolated
+    linearly along the control's frontier (diversity, score) over its guidance grid; None
+    when the arm's diversity lies outside the control's range (no extrapolation)."""
+    d = metric(arm_point, div)
+    pts = sorted((metric(r, div), metric(r, score)) for r in control_frontier.values())
+    pts = [p for p in pts if not math.isnan(p[0]) and not math.isnan(p[1])]
+    if math.isnan(d) or len(pts) < 2:
+        return None
+    for (d0, s0), (d1, s1) in zip(pts, pts[1:]):
+        if d0 <= d <= d1:
+            at = s0 if d1 == d0 else s0 + (s1 - s0) * (d - d0) / (d1 - d0)
+            return metric(arm_point, score) - at
+    return None
+
+
+# ---- tables ---------------------------------------------------------------------------
+
+def fmt(x, digits=3):
+    return "n/a" if x is None or math.isnan(x) else f"{x:+.{digits}f}".replace("-", "−")
+
+
+def plain(x, digits=3):
+    return "n/a" if x is None or math.isnan(x) else f"{x:.{digits}f}"
+
+
+def ci(xs):
+    if not xs:
+        return "n/a"
+    m, iv = interval(xs)
+    if iv is None:
+        return f"{fmt(m)} (1 pair)"
+    return f"{fmt(m)} [{fmt(iv[0])}, {fmt(iv[1])}]"
+
+
+def summary_table(records):
+    p = prefix(records)
+    fin = final_points(records)
+    cols = [f"{p}/{b}" for b in BUCKETS] + [f"{p}/all", "log-odds/tail", "diversity/tail"]
+    lines = ["| objective | seeds | " + " | ".join(cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    for v in variants_of(records):
+        pts = [g[MAIN_GUIDANCE] for (var, _), g in sorted(fin.items()) if var == v
+               and MAIN_GUIDANCE in g]
+        if not pts:
+            continue
+        cells = []
+        for c in cols:
+            xs = [log_odds(r, "tail") if c == "log-odds/tail" else metric(r, c) for r in pts]
+            xs = [x for x in xs if not math.isnan(x)]
+            if not xs:
+                cells.append("n/a")
+                continue
+            m, sd = mean_sd(xs)
+            cells.append(plain(m) + ("" if math.isnan(sd) else f" ± {plain(sd)}"))
+        lines.append(f"| {v} | {len(pts)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired_table(records):
+    p = prefix(records)
+    fin = final_points(records)
+    score, div = f"{p}/tail", "diversity/tail"
+    lines = [f"| Δ vs {CONTROL} | pairs | Δ{p}/head | Δ{p}/tail | Δlog-odds/tail | "
+             f"**Δ{p}/tail at matched diversity** (pairs) | seeds for {DETECT:.2f} |",
+             "|---|---|---|---|---|---|---|"]
+    for v in variants_of(records):
+        if v == CONTROL:
+            continue
+        dh, dt, dl, dm = [], [], [], []
+        for (var, seed), g in sorted(fin.items()):
+            c = fin.get((CONTROL, seed))
+            if var != v or not c or MAIN_GUIDANCE not in g or MAIN_GUIDANCE not in c:
+                continue
+            a, b = g[MAIN_GUIDANCE], c[MAIN_GUIDANCE]
+            dh.append(metric(a, f"{p}/head") - metric(b, f"{p}/head"))
+            dt.append(metric(a, score) - metric(b, score))
+            dl.append(log_odds(a, "tail") - log_odds(b, "tail"))
+            m = matched(a, c, score, div)
+            if m is not None:
+                dm.append(m)
+        if not dt:
+            continue
+        sd = mean_sd(dm)[1] if len(dm) > 1 else None
+        need = seeds_needed(sd) if sd else None
+        lines.append(f"| {v} | {len(dt)} | {ci(dh)} | {ci(dt)} | {ci(dl)} | {ci(dm)} ({len(dm)})"
+                     f" | {need if need else 'n/a'} |")
+    return "\n".join(lines)
+
+
+def frontier_table(records):
+    p = prefix(records)
+    fin = final_points(records)
+    grid = sorted({g for pts in fin.values() for g in pts})
+    lines = ["| objective | " + " | ".join(f"w = {g:g}" for g in grid) + " |",
+             "|---|" + "---|" * len(grid)]
+    for v in variants_of(records):
+        cells = []
+        for g in grid:
+            pts = [pts[g] for (var, _), pts in sorted(fin.items()) if var == v and g in pts]
+            if not pts:
+                cells.append("n/a")
+                continue
+            s = mean_sd([metric(r, f"{p}/tail") for r in pts])[0]
+            d = mean_sd([metric(r, "diversity/tail") for r in pts])[0]
+            cells.append(f"{plain(s)} · {plain(d, 2)}")
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def curve_table(records):
+    p = prefix(records)
+    by = defaultdict(list)
+    for r in records:
+        if abs(r["guidance"] - MAIN_GUIDANCE) < 1e-6:
+            by[(r["variant"], r["step"])].append(metric(r, f"{p}/tail"))
+    steps = sorted({s for (_, s) in by})
+    lines = ["| objective | " + " | ".join(f"step {s}" for s in steps) + " |",
+             "|---|" + "---|" * len(steps)]
+    for v in variants_of(records):
+        cells = [plain(mean_sd(by[(v, s)])[0]) if by.get((v, s)) else "n/a" for s in steps]
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+KINDS = {
+    "summary": summary_table,
+    "paired": paired_table,
+    "frontier": frontier_table,
+    "curve": curve_table,
+}
+
+
+def table(lanes, lane, kind):
+    if lane not in lanes:
+        return f"(no raw results for {lane})"
+    return KINDS[kind](lanes[lane])
+
+
+BLOCK = re.compile(r"(<!-- table (\S+) (\S+) -->\n)(.*?)(<!-- end table -->)", re.S)
+
+
+def fill(text, lanes):
+    return BLOCK.sub(lambda m: m.group(1) + table(lanes, m.group(2), m.group(3)) + "\n"
+                     + m.group(5), text)
+
+
+def main(argv):
+    raw_dir = "docs/results/concepts"
+    if len(argv) >= 2 and argv[0] in ("--check", "--write"):
+        if len(argv) >= 3:
+            raw_dir = argv[2]
+        lanes = load(raw_dir)
+        with open(argv[1]) as f:
+            text = f.read()
+        want = fill(text, lanes)
+        if argv[0] == "--write":
+            with open(argv[1], "w") as f:
+                f.write(want)
+            return 0
+        if want != text:
+            old, new = text.splitlines(), want.splitlines()
+            for i, (a, b) in enumerate(zip(old, new)):
+                if a != b:
+                    print(f"{argv[1]}:{i + 1}: the table differs from the raw results:\n"
+                          f"  file:       {a}\n  recomputed: {b}", file=sys.stderr)
+                    break
+            else:
+                print(f"{argv[1]}: the tables differ in length from the raw results",
+                      file=sys.stderr)
+            return 1
+        print(f"{argv[1]}: {len(BLOCK.findall(text))} tables match the raw results")
+        return 0
+    if argv:
+        raw_dir = argv[0]
+    lanes = load(raw_dir)
+    for lane in lanes:
+        for kind in KINDS:
+            print(f"<!-- table {lane} {kind} -->\n{table(lanes, lane, kind)}\n<!-- end table -->\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
