@@ -450,20 +450,6 @@ pub fn bars(
     save(path, drawn, size)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{log_ticks, tick};
-
-    #[test]
-    fn log_ticks_cover_one_decade_and_labels_drop_zeros() {
-        assert_eq!(log_ticks(19.0, 210.0), vec![20.0, 50.0, 100.0, 200.0]);
-        assert_eq!(log_ticks(0.3, 3.0), vec![0.5, 1.0, 2.0]);
-        assert_eq!(tick(100.0), "100");
-        assert_eq!(tick(0.25), "0.25");
-        assert_eq!(tick(0.0001), "1.0e-4");
-    }
-}
-
 /// A sample grid (from [`super::images::grid`], one row per label) with each row's text on
 /// its left — e.g. the label's name and training images — written to `path`. Without a
 /// system font the rows are drawn without their text.
@@ -494,4 +480,18 @@ pub fn labelled_grid(path: &Path, grid: &image::RgbImage, row_text: &[String]) -
         root.present().map_err(|e| err(path, e))?;
     }
     save(path, drawn, size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{log_ticks, tick};
+
+    #[test]
+    fn log_ticks_cover_one_decade_and_labels_drop_zeros() {
+        assert_eq!(log_ticks(19.0, 210.0), vec![20.0, 50.0, 100.0, 200.0]);
+        assert_eq!(log_ticks(0.3, 3.0), vec![0.5, 1.0, 2.0]);
+        assert_eq!(tick(100.0), "100");
+        assert_eq!(tick(0.25), "0.25");
+        assert_eq!(tick(0.0001), "1.0e-4");
+    }
 }
