@@ -268,8 +268,9 @@ impl HostWeights {
     pub fn restore(&mut self, v: &[f32]) -> Result<()> {
         if v.len() != self.state_len() {
             return Err(Error::Shape(format!(
-                "the checkpoint holds {} values of the host weights' state but this rule, \
-                 data and model carry {}; resume with the config it was written with",
+                "the checkpoint holds {} values of objective state (the host weights' running \
+                 means and pools) but this rule, data and model carry {}; resume with the \
+                 config it was written with",
                 v.len(),
                 self.state_len()
             )));

@@ -484,7 +484,33 @@ pub fn labelled_grid(path: &Path, grid: &image::RgbImage, row_text: &[String]) -
 
 #[cfg(test)]
 mod tests {
-    use super::{log_ticks, tick};
+    use super::{labelled_grid, log_ticks, tick};
+
+    /// The grid's pixels sit right of the text margin, unchanged; the margin is white where
+    /// no text is drawn.
+    #[test]
+    fn a_labelled_grid_keeps_the_grid_and_adds_a_margin() {
+        let grid = image::RgbImage::from_fn(9, 17, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let dir = std::env::temp_dir().join(format!("imba-grid-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("g.png");
+        labelled_grid(
+            &path,
+            &grid,
+            &["a (3 images)".into(), "b (1 images)".into()],
+        )
+        .unwrap();
+        let out = image::open(&path).unwrap().to_rgb8();
+        let margin = out.width() - grid.width();
+        assert_eq!(out.height(), grid.height());
+        for (x, y, p) in grid.enumerate_pixels() {
+            assert_eq!(out.get_pixel(margin + x, y), p, "({x}, {y})");
+        }
+        if margin > 0 {
+            assert_eq!(out.get_pixel(margin - 1, 0).0, [255, 255, 255]);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn log_ticks_cover_one_decade_and_labels_drop_zeros() {

@@ -36,9 +36,15 @@ fn train_resume_crash_and_sample() {
         "split.json",
         "samples/grid.png",
         "samples/samples.safetensors",
+        "samples/score.json",
     ] {
         assert!(run.join(f).exists(), "{f} missing; {out}");
     }
+    // The end-of-run samples are read by the oracle, by bucket.
+    assert!(
+        out.contains("oracle on the 4 end-of-run samples") && out.contains("success/tail"),
+        "{out}"
+    );
     let ckpt = run.join("checkpoint.safetensors");
     assert_eq!(step_of(&ckpt), 4);
     assert_eq!(

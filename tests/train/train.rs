@@ -87,6 +87,15 @@ fn same_seed_same_bits_and_resume_is_exact() {
             "imba",
             "normalize = 't-bucket'\nprocess = 'flow'\ngranularity = 'sample'",
         ),
+        (
+            "reweighted",
+            "weight_rule = 'class-mean-d'\ntime_buckets = 3",
+        ),
+        (
+            "reweighted",
+            "weight_rule = 'shuffled-d'\ntime_buckets = 2\nprocess = 'flow'",
+        ),
+        ("reweighted", "weight_rule = 'inverse-frequency'"),
     ] {
         let run = |steps: u32| {
             let mut t = trainer(tiny(objective, extra), None);
@@ -113,7 +122,9 @@ fn same_seed_same_bits_and_resume_is_exact() {
         assert_eq!(saved.config, t.config);
         assert_eq!(saved.model, t.model);
         // IMBA's default normalisation is t-bucket: every IMBA case but the published one.
-        let carries = objective == "imba" && !extra.contains("normalize = 'none'");
+        // The reweighted rules that learn from D carry their running means (on the host).
+        let carries = (objective == "imba" && !extra.contains("normalize = 'none'"))
+            || (objective == "reweighted" && !extra.contains("inverse-frequency"));
         assert_eq!(!saved.state.objective.is_empty(), carries, "{extra}");
         if carries {
             // The running means moved off their zero start and are part of the resume.
