@@ -168,6 +168,7 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
         Some(o) => o.clone(),
         None => format!("runs/compare-{}", base.dataset.name()),
     });
+    crate::train::output_folder::check(&root, crate::train::OutputKind::Comparison)?;
     // Each run folder has one writer at a time (its own lock); several comparisons of other
     // seeds or objectives may train into one folder side by side and take turns at its tables.
     let study = Study {

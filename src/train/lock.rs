@@ -25,6 +25,9 @@ pub struct FolderLock {
 
 struct Held {
     file: File,
+    /// The folder itself, locked too (Unix): deleting `.lock`, which looks like litter, must
+    /// not let a second writer in.
+    _dir: Option<File>,
     key: PathBuf,
 }
 
@@ -93,6 +96,7 @@ impl FolderLock {
                 return Err(Error::io(&path, "cannot lock the folder", e));
             }
         }
+        let dir_lock = lock_folder(&key, wait)?;
         let _ = file.set_len(0);
         let _ = file.rewind();
         let _ = writeln!(
@@ -103,6 +107,7 @@ impl FolderLock {
         );
         let held = Arc::new(Held {
             file,
+            _dir: dir_lock,
             key: key.clone(),
         });
         table.insert(key, Arc::downgrade(&held));
@@ -120,6 +125,31 @@ impl FolderLock {
     }
 }
 
+/// Locks the folder itself where the system allows it (Unix: a lock on the directory's own
+/// handle), so that the lock holds while the folder exists whatever happens to `.lock`.
+#[cfg(unix)]
+fn lock_folder(dir: &Path, wait: bool) -> Result<Option<File>> {
+    let handle = File::open(dir).map_err(|e| Error::io(dir, "cannot open the folder", e))?;
+    let locked = if wait {
+        handle.lock().map_err(std::fs::TryLockError::Error)
+    } else {
+        handle.try_lock()
+    };
+    match locked {
+        Ok(()) => Ok(Some(handle)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(busy(
+            dir,
+            "another process (its .lock file, which names it, was removed)",
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(dir, "cannot lock the folder", e)),
+    }
+}
+
+#[cfg(not(unix))]
+fn lock_folder(_dir: &Path, _wait: bool) -> Result<Option<File>> {
+    Ok(None)
+}
+
 fn busy(dir: &Path, holder: &str) -> Error {
     let who = match holder.lines().collect::<Vec<_>>().as_slice() {
         [pid, command, ..] => format!(
@@ -127,6 +157,7 @@ fn busy(dir: &Path, holder: &str) -> Error {
             pid.trim_start_matches("pid "),
             command.trim_start_matches("command ")
         ),
+        [one] if !one.is_empty() && !one.starts_with("pid") => one.to_string(),
         _ => "another process".into(),
     };
     Error::Busy(format!(

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod lock;
+pub mod output_folder;
 pub mod monitor;
 pub mod time_monitor;
 
@@ -18,4 +19,5 @@ pub mod run;
 mod run_dir;
 
 pub use lock::FolderLock;
+pub use output_folder::OutputKind;
 pub use run_dir::RunDir;

@@ -364,11 +364,25 @@ fn open(
     let Some(dir) = resume else {
         let config = opts.resolve()?;
         let run = RunDir::new(&config.out);
+        super::output_folder::check(run.root(), super::OutputKind::TrainRun)?;
+        if config.dataset == super::DatasetKind::Folder {
+            super::output_folder::check_outside_data(run.root(), Path::new(&config.data_path))?;
+        }
         let lock = FolderLock::acquire(run.root())?;
         if run.has_run() {
             let d = run.root().display();
             return Err(Error::Config(format!(
                 "{d} already holds a run; continue it with `--resume {d}` or choose another `--out`"
+            )));
+        }
+        // A folder whose run never wrote a checkpoint holds no weights (a config and a log of
+        // a killed start): a new run may start there. One with the exported model is a
+        // finished run whose checkpoints were removed.
+        if run.model().exists() {
+            return Err(Error::Config(format!(
+                "{} holds a finished run (model.safetensors) whose checkpoints are gone: a new \
+                 run would overwrite it. Choose another `--out` (or remove that folder)",
+                run.root().display()
             )));
         }
         return Ok((config, run, None, lock));

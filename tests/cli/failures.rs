@@ -91,10 +91,64 @@ fn a_second_writer_is_refused_with_the_holder_and_a_killed_one_never_blocks() {
             "{args:?}: {out}"
         );
     }
+    // `.lock` looks like litter: deleting it must not let a second writer in (Unix: the
+    // folder itself is locked too).
+    if cfg!(unix) {
+        std::fs::remove_file(run.join(".lock")).unwrap();
+        let (ok, out) = imba_env(&["train", "--config", c.as_str(), "--out", r.as_str()], &[]);
+        assert!(!ok && out.contains("was removed"), "{out}");
+    }
     first.kill().unwrap();
     first.wait().unwrap();
     // The lock died with its process.
     imba::train::FolderLock::acquire(&run).expect("a killed writer's lock blocks");
+}
+
+/// No command writes into a folder another command owns: a finished run whose checkpoints
+/// were deleted is still a run; a comparison, InvDiff and samples refuse a training run's
+/// folder; a run's `--out` inside its image-folder data set is refused. Nothing is written.
+#[test]
+fn outputs_never_mix_with_another_commands_folder() {
+    let dir = tempdir("kinds");
+    let c = config(&dir);
+    let run = dir.join("r");
+    let r = run.display().to_string();
+    let (ok, out) = train(&c, "2", &run, &[]);
+    assert!(ok, "{out}");
+    let model = std::fs::read(run.join("model.safetensors")).unwrap();
+    let log = std::fs::read(run.join("log.jsonl")).unwrap();
+    for args in [
+        vec!["compare", "--dataset", "toy2d", "--steps", "2", "--out", r.as_str()],
+        vec!["invdiff", "--base", r.as_str(), "--out", r.as_str()],
+        vec!["sample", "--run", r.as_str(), "--out", r.as_str()],
+    ] {
+        let (ok, out) = imba_env(&args, &[]);
+        assert!(!ok && out.contains("holds a training run"), "{args:?}: {out}");
+    }
+    for f in ["checkpoint.safetensors", "checkpoint.prev.safetensors"] {
+        let _ = std::fs::remove_file(run.join(f));
+    }
+    let (ok, out) = train(&c, "2", &run, &[]);
+    assert!(!ok && out.contains("finished run"), "{out}");
+    assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), model);
+    assert_eq!(std::fs::read(run.join("log.jsonl")).unwrap(), log);
+    // An image-folder data set: two labels of PNGs; --out inside it.
+    let data = dir.join("images");
+    for label in ["a", "b"] {
+        std::fs::create_dir_all(data.join(label)).unwrap();
+        for k in 0..2 {
+            let img = image::RgbImage::from_pixel(8, 8, image::Rgb([k * 90, 40, 200]));
+            img.save(data.join(label).join(format!("{k}.png"))).unwrap();
+        }
+    }
+    let inside = data.join("a").join("run").display().to_string();
+    let d = data.display().to_string();
+    let (ok, out) = imba_env(
+        &["train", "--dataset", "folder", "--data-path", &d, "--out", &inside, "--steps", "1"],
+        &[],
+    );
+    assert!(!ok && out.contains("inside the data set"), "{out}");
+    assert!(!data.join("a").join("run").exists(), "a refused run wrote into the data set");
 }
 
 #[cfg(unix)]

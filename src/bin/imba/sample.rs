@@ -102,6 +102,7 @@ pub fn run(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
     let out = a
         .out
         .unwrap_or_else(|| a.run.join(format!("samples-seed{}", a.seed)));
+    imba::train::output_folder::check(&out, imba::train::OutputKind::Samples)?;
     let _lock = imba::train::FolderLock::acquire(&out)?;
     let start = std::time::Instant::now();
     let images = imba::diffusion::generate::generate(

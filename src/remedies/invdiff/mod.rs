@@ -302,6 +302,7 @@ pub fn run(
     }
     let (bc, bm) = (&saved.config, &saved.model);
     let base_params = &saved.state.ema;
+    crate::train::output_folder::check(out, crate::train::OutputKind::InvDiff)?;
     let _lock = crate::train::FolderLock::acquire(out)?;
     let t0 = std::time::Instant::now();
     let losses = per_sample_losses(gpu, bm, base_params, bc.process, &data, o)?;

@@ -188,6 +188,7 @@ pub fn run(
     if refs == 0 {
         return Err(Error::Config("--refs must be at least 1".into()));
     }
+    crate::train::output_folder::check(out, crate::train::OutputKind::SeedSelect)?;
     let _lock = crate::train::FolderLock::acquire(out)?;
     let saved = crate::train::RunDir::new(run).load()?;
     let (data, _) = setup::load_data(&saved.config)?;
