@@ -73,6 +73,18 @@ pub fn profile_counts(
             "a split needs at least one label and one image per label".into(),
         ));
     }
+    // A ratio whose rarest label would round to no image cannot be cut: it would be clamped
+    // to one image while the split records the asked ratio.
+    let rarest = (0..classes)
+        .map(|c| n_max as f64 * profile_weight(profile, c, classes, ratio))
+        .fold(f64::INFINITY, f64::min);
+    if rarest.round() < 1.0 {
+        return Err(Error::Config(format!(
+            "imbalance {ratio} leaves the rarest label {rarest:.2} of the head's {n_max} images; \
+             the largest ratio this head count reaches is {n_max} (one image), or raise \
+             `head_count`"
+        )));
+    }
     Ok((0..classes)
         .map(|c| {
             ((n_max as f64 * profile_weight(profile, c, classes, ratio)).round() as usize).max(1)

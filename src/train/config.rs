@@ -304,6 +304,7 @@ impl TrainOptions {
 
     /// Defaults filled in (dataset-dependent ones too) and every value checked.
     pub fn resolve(self) -> Result<TrainConfig> {
+        self.refuse_explicit_zeros()?;
         let (jitter_set, permute_set) = (self.jitter.is_some(), self.permute_frequencies.is_some());
         let lr_set = self.lr.is_some();
         let mut c = self.fill();
@@ -344,6 +345,33 @@ impl TrainOptions {
         }
         c.validate()?;
         Ok(c)
+    }
+}
+
+impl TrainOptions {
+    /// Refuses a given value that would silently mean "the default" (0 for the ratio and
+    /// the head count, an empty folder name): the run would not be what was asked.
+    fn refuse_explicit_zeros(&self) -> Result<()> {
+        let folder = self.dataset == Some(DatasetKind::Folder);
+        let zero = if self.imbalance == Some(0.0) {
+            Some("imbalance")
+        } else if self.head_count == Some(0) && !folder {
+            Some("head_count")
+        } else {
+            None
+        };
+        if let Some(name) = zero {
+            return Err(Error::Config(format!(
+                "`{name}` is 0; give a positive value, or leave it out for the data set's default"
+            )));
+        }
+        if self.out.as_deref().is_some_and(|o| o.trim().is_empty()) {
+            return Err(Error::Config(
+                "`out` is empty; name a folder, or leave it out for runs/<dataset>-<objective>"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 }
 

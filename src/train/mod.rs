@@ -2,8 +2,8 @@
 
 pub mod config;
 pub mod lock;
-pub mod output_folder;
 pub mod monitor;
+pub mod output_folder;
 pub mod time_monitor;
 
 pub use crate::diffusion::Process;

@@ -136,7 +136,10 @@ mod tests {
         assert_eq!(kind_of(&dir).map(|k| k.0), Some(OutputKind::TrainRun));
         check(&dir, OutputKind::TrainRun).unwrap();
         let e = check(&dir, OutputKind::InvDiff).unwrap_err().to_string();
-        assert!(e.contains("a training run") && e.contains("model.safetensors"), "{e}");
+        assert!(
+            e.contains("a training run") && e.contains("model.safetensors"),
+            "{e}"
+        );
         // Inside a data set, also when the output folder does not exist yet.
         let data = dir.join("data");
         std::fs::create_dir_all(data.join("cat")).unwrap();

@@ -118,13 +118,27 @@ fn outputs_never_mix_with_another_commands_folder() {
     let model = std::fs::read(run.join("model.safetensors")).unwrap();
     let log = std::fs::read(run.join("log.jsonl")).unwrap();
     for args in [
-        vec!["compare", "--dataset", "toy2d", "--steps", "2", "--out", r.as_str()],
+        vec![
+            "compare",
+            "--dataset",
+            "toy2d",
+            "--steps",
+            "2",
+            "--out",
+            r.as_str(),
+        ],
         vec!["invdiff", "--base", r.as_str(), "--out", r.as_str()],
         vec!["sample", "--run", r.as_str(), "--out", r.as_str()],
     ] {
         let (ok, out) = imba_env(&args, &[]);
-        assert!(!ok && out.contains("holds a training run"), "{args:?}: {out}");
+        assert!(
+            !ok && out.contains("holds a training run"),
+            "{args:?}: {out}"
+        );
     }
+    // The documented bound of 100,000 samples counts every label's samples together.
+    let (ok, out) = imba_env(&["sample", "--run", r.as_str(), "--count", "6251"], &[]);
+    assert!(!ok && out.contains("over its bound of 100000"), "{out}");
     for f in ["checkpoint.safetensors", "checkpoint.prev.safetensors"] {
         let _ = std::fs::remove_file(run.join(f));
     }
@@ -144,11 +158,24 @@ fn outputs_never_mix_with_another_commands_folder() {
     let inside = data.join("a").join("run").display().to_string();
     let d = data.display().to_string();
     let (ok, out) = imba_env(
-        &["train", "--dataset", "folder", "--data-path", &d, "--out", &inside, "--steps", "1"],
+        &[
+            "train",
+            "--dataset",
+            "folder",
+            "--data-path",
+            &d,
+            "--out",
+            &inside,
+            "--steps",
+            "1",
+        ],
         &[],
     );
     assert!(!ok && out.contains("inside the data set"), "{out}");
-    assert!(!data.join("a").join("run").exists(), "a refused run wrote into the data set");
+    assert!(
+        !data.join("a").join("run").exists(),
+        "a refused run wrote into the data set"
+    );
 }
 
 #[cfg(unix)]

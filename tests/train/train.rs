@@ -254,9 +254,23 @@ fn bad_configs_are_refused_by_name() {
         ("time_buckets = 0", "time_buckets"),
         ("time_buckets = 65", "time_buckets"),
         ("time_decay = 1.0", "time_decay"),
+        // An explicit 0 or an empty folder would silently mean the default.
+        ("imbalance = 0.0", "`imbalance` is 0"),
+        ("head_count = 0", "`head_count` is 0"),
+        ("out = ''", "`out` is empty"),
     ] {
         assert_error_mentions(TrainOptions::from_toml(toml).unwrap().resolve(), key);
     }
+    // A ratio the head count cannot reach is refused with the largest it reaches, not
+    // clamped to one image per tail label.
+    for toml in ["imbalance = 1e38", "head_count = 6\nimbalance = 13.0"] {
+        let opts = TrainOptions::from_toml(toml).unwrap().resolve().unwrap();
+        assert_error_mentions(setup::load_data(&opts).map(|_| ()), "largest ratio");
+    }
+    let reachable = TrainOptions::from_toml("head_count = 6\nimbalance = 6.0").unwrap();
+    let (data, split) = setup::load_data(&reachable.resolve().unwrap()).unwrap();
+    assert_eq!(split.counts.iter().min(), Some(&1), "{:?}", split.counts);
+    assert!(!data.is_empty());
     let opts = TrainOptions::from_toml("model = 'Q/3'")
         .unwrap()
         .resolve()

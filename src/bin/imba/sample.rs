@@ -76,6 +76,13 @@ pub fn run(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
     if a.count == 0 {
         return Err(imba::Error::Config("--count must be at least 1".into()));
     }
+    // The bound is on the samples drawn, every row's count together.
+    let total = a.count as u64 * rows.len() as u64;
+    imba::bounds::at_most(
+        "count × rows (samples drawn)",
+        total,
+        imba::bounds::MAX_SAMPLES,
+    )?;
     let labels: Vec<u32> = rows
         .iter()
         .flat_map(|r| std::iter::repeat_n(r.clone(), a.count as usize).flatten())
