@@ -17,6 +17,16 @@ pub const MAX_HEAD_COUNT: u32 = 1_000_000;
 pub const MAX_SAMPLES: u32 = 100_000;
 /// Sampler steps (DDPM's full chain is 1000).
 pub const MAX_SAMPLER_STEPS: u32 = 10_000;
+/// Transformer blocks of a DiT (DiT-XL has 28).
+pub const MAX_DEPTH: u32 = 1_024;
+/// Hidden size of a DiT (DiT-XL has 1152).
+pub const MAX_DIM: u32 = 16_384;
+/// Labels (concepts) a model or data set may have (ImageNet has 1000).
+pub const MAX_LABELS: u32 = 1_000_000;
+/// Image channels (RGB 3, SD latents 4).
+pub const MAX_CHANNELS: u32 = 64;
+/// Repetitions, warm-up runs and rounds of a benchmark, and steps of a remedy's optimiser.
+pub const MAX_REPS: u32 = 1_000_000;
 /// Classifier-free guidance scales: 0 is unconditional, 1 conditional, DiT uses 1.5–4.
 pub const GUIDANCE: std::ops::RangeInclusive<f32> = 0.0..=100.0;
 

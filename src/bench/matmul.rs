@@ -104,6 +104,12 @@ pub fn matmul(
     portable_reps: usize,
     stream: usize,
 ) -> Result<MatmulReport> {
+    for &(m, k, n) in shapes {
+        for (name, rows, cols) in [("A", m, k), ("B", k, n), ("C", m, n)] {
+            let what = format!("{name} ({rows}×{cols}) of the product {m}×{k}×{n}");
+            super::fits_binding(gpu, &what, rows as u64 * cols as u64 * 4)?;
+        }
+    }
     let dev = &gpu.device;
     // Wall clock on CPU adapters; see the module comment.
     let timer = match gpu.info.device_type {

@@ -170,7 +170,24 @@ fn copy_gbs(gpu: &Gpu, timer: Option<&GpuTimer>, warmup: usize, reps: usize) -> 
 }
 
 /// Runs the kernel benchmark on `sizes`.
+/// Refuses a benchmark tensor larger than one storage binding of the device, before anything
+/// is allocated.
+pub fn fits_binding(gpu: &Gpu, what: &str, bytes: u64) -> Result<()> {
+    let max = gpu.device.limits().max_storage_buffer_binding_size as u64;
+    if bytes > max {
+        return Err(crate::Error::Limit(format!(
+            "{what} needs {bytes} bytes, over this device's {max}-byte storage binding; use a \
+             smaller size"
+        )));
+    }
+    crate::bounds::host_memory(what, bytes)
+}
+
 pub fn kernels(gpu: &Gpu, sizes: &[ImageGeometry], warmup: usize, reps: usize) -> Result<Report> {
+    for g in sizes {
+        g.validate()?;
+        fits_binding(gpu, &format!("a tensor of size {g:?}"), g.elements() * 4)?;
+    }
     let dev = &gpu.device;
     let timer = GpuTimer::new(gpu);
     let sched = DdpmSchedule::default_linear();

@@ -100,6 +100,24 @@ impl DitConfig {
         {
             return Err(Error::Param(format!("every model size must be ≥ 1: {c:?}")));
         }
+        use crate::bounds::{MAX_CHANNELS, MAX_DEPTH, MAX_DIM, MAX_IMAGE_SIZE, MAX_LABELS};
+        for (name, value, max) in [
+            ("depth", c.depth, MAX_DEPTH),
+            ("dim", c.dim, MAX_DIM),
+            ("heads", c.heads, MAX_DIM),
+            ("channels", c.channels, MAX_CHANNELS),
+            ("height", c.height, MAX_IMAGE_SIZE),
+            ("width", c.width, MAX_IMAGE_SIZE),
+            ("labels", c.num_labels, MAX_LABELS),
+            ("label_slots", c.label_slots, MAX_LABELS),
+            ("mlp_ratio", c.mlp_ratio, 64),
+        ] {
+            if value > max {
+                return Err(Error::Param(format!(
+                    "model `{name}` is {value}, over its bound of {max}; give a smaller value"
+                )));
+            }
+        }
         if !c.height.is_multiple_of(c.patch) || !c.width.is_multiple_of(c.patch) {
             return Err(Error::Param(format!(
                 "patch {} must divide the image size {}×{}",

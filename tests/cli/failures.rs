@@ -451,3 +451,89 @@ fn absurd_sizes_and_scales_are_refused_before_allocation() {
         );
     }
 }
+
+/// Every count of every command is bounded before anything is allocated or run: absurd
+/// values (and zeros that would mean nothing) are refused with the option named.
+#[test]
+fn absurd_counts_are_refused_with_the_option_named() {
+    let dir = tempdir("absurd");
+    let c = config(&dir);
+    let run = dir.join("r");
+    let r = run.display().to_string();
+    let (ok, out) = train(&c, "2", &run, &[]);
+    assert!(ok, "{out}");
+    let huge = "1000000000";
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["train", "--config", &c, "--depth", "10000000", "--out", "x"],
+            "`depth` is 10000000",
+        ),
+        (
+            vec!["bench", "dit", "--model", "tiny", "--depth", huge],
+            "`depth` is 1000000000",
+        ),
+        (
+            vec!["bench", "dit", "--model", "tiny", "--channels", huge],
+            "`channels`",
+        ),
+        (
+            vec!["bench", "dit", "--model", "S/2", "--labels", huge],
+            "`labels`",
+        ),
+        (
+            vec!["bench", "dit", "--model", "S/2", "--image-size", huge],
+            "`height`",
+        ),
+        (
+            vec!["bench", "dit", "--model", "tiny", "--reps", "0"],
+            "`reps` is 0",
+        ),
+        (
+            vec!["bench", "matmul", "--shape", "100000,100000,100000"],
+            "storage binding",
+        ),
+        (
+            vec!["bench", "matmul", "--reps", huge, "--shape", "4,4,4"],
+            "`reps`",
+        ),
+        (
+            vec!["bench", "matmul", "--stream", huge, "--shape", "4,4,4"],
+            "`stream`",
+        ),
+        (vec!["bench", "kernels", "--reps", "0"], "`reps` is 0"),
+        (vec!["invdiff", "--base", &r, "--groups", huge], "`groups`"),
+        (
+            vec!["invdiff", "--base", &r, "--groups", "100000"],
+            "at most one group per image",
+        ),
+        (
+            vec!["invdiff", "--base", &r, "--steps", "0"],
+            "at least 1 δ-training step",
+        ),
+        (
+            vec!["invdiff", "--base", &r, "--delta-depth", huge],
+            "`delta_depth`",
+        ),
+        (
+            vec!["seedselect", "--run", &r, "--label", "0", "--iters", huge],
+            "`iters`",
+        ),
+        (
+            vec!["seedselect", "--run", &r, "--label", "0", "--guidance=-1"],
+            "`guidance`",
+        ),
+        (
+            vec!["seedselect", "--run", &r, "--label", "0", "--samples", huge],
+            "`samples`",
+        ),
+    ];
+    for (args, named) in cases {
+        let (ok, out) = imba_env(&args, &[]);
+        assert!(!ok && out.contains(named), "{args:?}: {out}");
+        assert!(!out.contains("panicked"), "{args:?}: {out}");
+    }
+    assert!(
+        !dir.join("x").exists() && !run.join("invdiff").exists(),
+        "a refused command wrote"
+    );
+}

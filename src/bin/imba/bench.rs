@@ -138,8 +138,54 @@ pub enum BenchCommand {
     },
 }
 
+/// Refuses a count no benchmark can use — no timed repetition (a table of nothing), or so many
+/// that their timings alone would not fit — before anything runs.
+fn check_counts(command: &BenchCommand) -> imba::Result<()> {
+    use imba::bounds::{at_most, MAX_BATCH, MAX_REPS};
+    let (timed, untimed): (Vec<(&str, usize)>, Vec<(&str, usize)>) = match command {
+        BenchCommand::Train { reps, warmup, .. } | BenchCommand::Kernels { reps, warmup, .. } => {
+            (vec![("reps", *reps)], vec![("warmup", *warmup)])
+        }
+        BenchCommand::Matmul {
+            reps,
+            warmup,
+            portable_reps,
+            stream,
+            ..
+        } => (
+            vec![("reps", *reps), ("stream", *stream)],
+            vec![("warmup", *warmup), ("portable-reps", *portable_reps)],
+        ),
+        BenchCommand::Dit {
+            reps,
+            warmup,
+            batch,
+            ..
+        } => {
+            at_most("batch", *batch, MAX_BATCH)?;
+            (vec![("reps", *reps)], vec![("warmup", *warmup)])
+        }
+        BenchCommand::Torch { rounds, warmup, .. } => {
+            (vec![("rounds", *rounds)], vec![("warmup", *warmup)])
+        }
+    };
+    for (name, n) in timed {
+        if n == 0 {
+            return Err(imba::Error::Config(format!(
+                "`{name}` is 0: nothing would be timed; give at least 1"
+            )));
+        }
+        at_most(name, n as u64, MAX_REPS)?;
+    }
+    for (name, n) in untimed {
+        at_most(name, n as u64, MAX_REPS)?;
+    }
+    Ok(())
+}
+
 /// Runs one benchmark and prints its Markdown table.
 pub fn run(gpu: &Gpu, command: BenchCommand) -> imba::Result<()> {
+    check_counts(&command)?;
     match command {
         BenchCommand::Train {
             config,

@@ -135,6 +135,22 @@ impl Options {
                 self.var_weight
             ));
         }
+        if self.steps == 0 {
+            return bad(
+                "InvDiff needs at least 1 δ-training step (0 would compare the model with itself)"
+                    .into(),
+            );
+        }
+        use crate::bounds::{at_most, MAX_BATCH, MAX_DEPTH, MAX_LABELS, MAX_REPS, MAX_STEPS};
+        at_most("groups", self.groups, MAX_LABELS)?;
+        at_most("group_epochs", self.group_epochs, MAX_REPS)?;
+        at_most("draws", self.draws, MAX_REPS)?;
+        at_most("steps", self.steps, MAX_STEPS)?;
+        at_most("batch", self.batch, MAX_BATCH)?;
+        at_most("warmup", self.warmup, MAX_STEPS)?;
+        if let DeltaInit::Scratch { depth } = self.delta_init {
+            at_most("delta_depth", depth, MAX_DEPTH)?;
+        }
         Ok(())
     }
 }
@@ -300,6 +316,16 @@ pub fn run(
             base_run.display()
         )));
     }
+    if o.groups as usize > data.len() {
+        return Err(Error::Config(format!(
+            "InvDiff asks for {} groups of the {} training images of {}: at most one group per \
+             image; give fewer `--groups`",
+            o.groups,
+            data.len(),
+            base_run.display()
+        )));
+    }
+    eval.validate()?;
     let (bc, bm) = (&saved.config, &saved.model);
     let base_params = &saved.state.ema;
     crate::train::output_folder::check(out, crate::train::OutputKind::InvDiff)?;

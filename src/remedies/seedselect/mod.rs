@@ -92,9 +92,13 @@ impl Options {
                 self.weight_decay
             ));
         }
-        if !self.guidance.is_finite() {
-            return bad(format!("guidance must be finite, got {}", self.guidance));
-        }
+        crate::bounds::guidance("guidance", self.guidance)?;
+        use crate::bounds::{at_most, MAX_BATCH, MAX_REPS, MAX_SAMPLER_STEPS, MAX_SAMPLES};
+        at_most("samples", self.samples, MAX_SAMPLES)?;
+        at_most("batch", self.batch, MAX_BATCH)?;
+        at_most("steps", self.steps, MAX_SAMPLER_STEPS)?;
+        at_most("iters", self.iters, MAX_REPS)?;
+        at_most("lr_drop_after", self.lr_drop_after, MAX_REPS)?;
         Ok(())
     }
 }
