@@ -173,7 +173,7 @@ fn copy_gbs(gpu: &Gpu, timer: Option<&GpuTimer>, warmup: usize, reps: usize) -> 
 /// Refuses a benchmark tensor larger than one storage binding of the device, before anything
 /// is allocated.
 pub fn fits_binding(gpu: &Gpu, what: &str, bytes: u64) -> Result<()> {
-    let max = gpu.device.limits().max_storage_buffer_binding_size as u64;
+    let max = gpu.device.limits().max_storage_buffer_binding_size;
     if bytes > max {
         return Err(crate::Error::Limit(format!(
             "{what} needs {bytes} bytes, over this device's {max}-byte storage binding; use a \
