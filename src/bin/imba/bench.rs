@@ -142,7 +142,9 @@ pub enum BenchCommand {
 /// that their timings alone would not fit — before anything runs.
 fn check_counts(command: &BenchCommand) -> imba::Result<()> {
     use imba::bounds::{at_most, MAX_BATCH, MAX_REPS};
-    let (timed, untimed): (Vec<(&str, usize)>, Vec<(&str, usize)>) = match command {
+    /// (option, value) pairs.
+    type Counts = Vec<(&'static str, usize)>;
+    let (timed, untimed): (Counts, Counts) = match command {
         BenchCommand::Train { reps, warmup, .. } | BenchCommand::Kernels { reps, warmup, .. } => {
             (vec![("reps", *reps)], vec![("warmup", *warmup)])
         }
