@@ -4,7 +4,23 @@
 //!
 //! Loading verifies the seal and names the tensor (or the header) whose bytes changed since
 //! the file was written. Files written elsewhere (a PyTorch state dict) carry no seal and
-//! load unverified.
+//! load unverified; a file whose metadata says imba wrote it but whose seal is gone (an
+//! edit that removed it) is refused unless the user trusts it ([`trust_unsealed`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set by `--trust-unsealed` (or `IMBA_TRUST_UNSEALED=1`): load imba files without a seal.
+static TRUST_UNSEALED: AtomicBool = AtomicBool::new(false);
+
+/// Loads imba-written files whose seal is missing, unverified, from now on in this process.
+pub fn trust_unsealed() {
+    TRUST_UNSEALED.store(true, Ordering::Relaxed);
+}
+
+fn trusting() -> bool {
+    TRUST_UNSEALED.load(Ordering::Relaxed)
+        || std::env::var("IMBA_TRUST_UNSEALED").is_ok_and(|v| v == "1")
+}
 
 use crate::{Error, Result};
 use safetensors::tensor::TensorView;
@@ -129,6 +145,17 @@ fn stable_header(mut bytes: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
 /// when the file has none (written elsewhere), an error naming what changed otherwise.
 pub fn verify(path: &Path, st: &SafeTensors, meta: &HashMap<String, String>) -> Result<bool> {
     let Some(text) = meta.get(CHECKSUM) else {
+        // Every file imba writes is sealed: one that says imba wrote it and has no seal was
+        // edited afterwards, and nothing it holds can be checked.
+        let ours = meta.keys().any(|k| k.starts_with("imba."));
+        if ours && !trusting() {
+            return Err(Error::checkpoint(
+                path,
+                "imba wrote this file but its seal (`imba.checksum`) is gone, so its tensors \
+                 cannot be checked; use another copy, or pass --trust-unsealed (or \
+                 IMBA_TRUST_UNSEALED=1) to load it unverified",
+            ));
+        }
         return Ok(false);
     };
     let corrupt = |what: String| {

@@ -537,3 +537,52 @@ fn absurd_counts_are_refused_with_the_option_named() {
         "a refused command wrote"
     );
 }
+
+/// Rewrites a safetensors file with one metadata entry removed (the header re-serialised,
+/// the tensor bytes kept).
+fn drop_metadata(path: &Path, key: &str) {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header["__metadata__"].as_object_mut().unwrap().remove(key);
+    let mut text = serde_json::to_vec(&header).unwrap();
+    while text.len() % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend(text);
+    out.extend(&bytes[8 + n..]);
+    std::fs::write(path, out).unwrap();
+}
+
+/// A checkpoint whose seal was removed is not resumed unverified: refused, naming the fix;
+/// with --trust-unsealed it resumes.
+#[test]
+fn an_unsealed_imba_checkpoint_needs_trust() {
+    let dir = tempdir("unsealed");
+    let c = config(&dir);
+    let run = dir.join("r");
+    let r = run.display().to_string();
+    let (ok, out) = train(&c, "2", &run, &["--checkpoint-every", "2"]);
+    assert!(ok, "{out}");
+    for f in ["checkpoint.safetensors", "checkpoint.prev.safetensors"] {
+        if run.join(f).exists() {
+            drop_metadata(&run.join(f), "imba.checksum");
+        }
+    }
+    let (ok, out) = imba_env(&["train", "--resume", &r, "--steps", "3", "--quiet"], &[]);
+    assert!(!ok && out.contains("--trust-unsealed"), "{out}");
+    let (ok, out) = imba_env(
+        &[
+            "train",
+            "--resume",
+            &r,
+            "--steps",
+            "3",
+            "--quiet",
+            "--trust-unsealed",
+        ],
+        &[],
+    );
+    assert!(ok, "{out}");
+}

@@ -39,6 +39,10 @@ struct Cli {
     /// adapter (default: IMBA_PATHS, else chosen by the adapter's type).
     #[arg(long, global = true, value_parser = parse_paths)]
     paths: Option<imba::kernels::Paths>,
+    /// Load imba checkpoints and models whose seal (checksum record) was removed, unverified
+    /// (default: refused; IMBA_TRUST_UNSEALED=1 does the same).
+    #[arg(long, global = true)]
+    trust_unsealed: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -94,6 +98,9 @@ fn parse_limits(s: &str) -> Result<imba::gpu::LimitsChoice, String> {
 }
 
 fn run(cli: Cli, job: &ranks::Job) -> imba::Result<()> {
+    if cli.trust_unsealed {
+        imba::model::checksum::trust_unsealed();
+    }
     if let Some(p) = cli.paths {
         // Every family reads the choice when its pipelines are made.
         let name = format!("{p:?}").to_lowercase();
