@@ -64,6 +64,23 @@ pub struct Trained {
 }
 
 impl Trained {
+    /// The step of `saved` of how many it was configured for; an unfinished run is named on
+    /// stderr (`what` says who uses it), so that no command uses one without a word.
+    pub fn of(saved: &crate::train::state::Saved, run: &std::path::Path, what: &str) -> Self {
+        let t = Self {
+            step: saved.state.step,
+            of_steps: saved.config.steps,
+        };
+        if t.step < t.of_steps {
+            eprintln!(
+                "note: {} is unfinished ({}); {what} uses its latest checkpoint",
+                run.display(),
+                t.describe()
+            );
+        }
+        t
+    }
+
     /// "step 700 of 1400 (unfinished run: its latest checkpoint)" or "step 1400 of 1400".
     pub fn describe(&self) -> String {
         let unfinished = if self.step < self.of_steps {

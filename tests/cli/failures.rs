@@ -586,3 +586,38 @@ fn an_unsealed_imba_checkpoint_needs_trust() {
     );
     assert!(ok, "{out}");
 }
+
+/// A command that uses an unfinished run (here SeedSelect on a run whose latest checkpoint
+/// is that of step 2 of 4) says so, and its report records the step.
+#[test]
+fn an_unfinished_run_is_named_by_the_remedies() {
+    let dir = tempdir("unfinished");
+    let c = config(&dir);
+    let run = dir.join("r");
+    let r = run.display().to_string();
+    let (ok, out) = train(&c, "4", &run, &["--checkpoint-every", "2"]);
+    assert!(ok, "{out}");
+    std::fs::remove_file(run.join("checkpoint.safetensors")).unwrap();
+    let args = [
+        "seedselect",
+        "--run",
+        &r,
+        "--label",
+        "0",
+        "--samples",
+        "1",
+        "--batch",
+        "1",
+        "--steps",
+        "3",
+        "--iters",
+        "1",
+        "--refs",
+        "1",
+    ];
+    let (ok, out) = imba_env(&args, &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("is unfinished (step 2 of 4"), "{out}");
+    let report = std::fs::read_to_string(run.join("seedselect-0/report.json")).unwrap();
+    assert!(report.contains("\"of_steps\": 4"), "{report}");
+}

@@ -275,6 +275,9 @@ pub use groups::{group_loss, group_means, group_spread, infer_groups};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     pub base: String,
+    /// The step of the base run's checkpoint, of how many it was configured for.
+    #[serde(default)]
+    pub trained: Option<crate::eval::Trained>,
     pub options: Options,
     /// Group inference: the spread (std) of the group-mean losses at the start and the end,
     /// each group's mass Σ_i W_ig and mean loss, and each frequency bucket's mass per group.
@@ -309,6 +312,7 @@ pub fn run(
     use crate::train::setup;
     o.validate()?;
     let saved = crate::train::RunDir::new(base_run).load()?;
+    let base_step = crate::eval::Trained::of(&saved, base_run, "InvDiff");
     let (data, _) = setup::load_data(&saved.config)?;
     if data.fingerprint() != saved.fingerprint {
         return Err(Error::Data(format!(
@@ -358,6 +362,7 @@ pub fn run(
     let (group_loss, group_mass) = group_means(&losses, &w, g);
     let report = Report {
         base: base_run.display().to_string(),
+        trained: Some(base_step),
         options: o.clone(),
         spread_start: group_spread(&losses, &start, g).0,
         spread_end: group_spread(&losses, &w, g).0,

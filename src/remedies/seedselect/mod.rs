@@ -114,6 +114,9 @@ pub use loss::{batch_loss, optimise, train_encoder, Grads, Optimised, Target};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     pub run: String,
+    /// The step of the run's checkpoint, of how many it was configured for.
+    #[serde(default)]
+    pub trained: Option<crate::eval::Trained>,
     /// The label row, by name.
     pub label: String,
     /// Training images with exactly this label row, and how many served as references.
@@ -195,6 +198,7 @@ pub fn run(
     crate::train::output_folder::check(out, crate::train::OutputKind::SeedSelect)?;
     let _lock = crate::train::FolderLock::acquire(out)?;
     let saved = crate::train::RunDir::new(run).load()?;
+    let trained = crate::eval::Trained::of(&saved, run, "SeedSelect");
     let (data, _) = setup::load_data(&saved.config)?;
     if data.fingerprint() != saved.fingerprint {
         return Err(Error::Data(format!(
@@ -252,6 +256,7 @@ pub fn run(
     let guided = if o.guidance == 1.0 { 1 } else { 2 };
     let report = Report {
         run: run.display().to_string(),
+        trained: Some(trained),
         label: label.to_string(),
         available: matching,
         references: used,
