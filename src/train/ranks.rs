@@ -73,6 +73,8 @@ pub fn decode_state(bytes: &[u8]) -> Result<Option<State>> {
         m: next(),
         v: next(),
         objective: next(),
+        // Only rank 0 writes logs and checkpoints; it keeps its own.
+        last_loss: None,
     }))
 }
 
@@ -116,6 +118,7 @@ mod tests {
             m: vec![0.5, 0.25],
             v: vec![1e-8, 2e-8],
             objective: vec![],
+            last_loss: None,
         };
         let back = decode_state(&encode_state(&Some(s))).unwrap().unwrap();
         assert_eq!(

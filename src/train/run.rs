@@ -408,6 +408,7 @@ fn open(
     let lock = FolderLock::acquire(run.root())?;
     let saved = run.load()?;
     check_identity(&run, &saved.config)?;
+    check_log(&run, &saved.state)?;
     let base = TrainOptions::from_toml(&saved.config.to_toml())?;
     let mut config = opts.or(base).resolve()?;
     config.out = dir.display().to_string();
@@ -450,6 +451,33 @@ fn check_identity(run: &RunDir, saved: &TrainConfig) -> Result<()> {
              copied from another run?). Put back this run's own checkpoint, or start a new run",
             run.root().display(),
             run.config().display()
+        ),
+    ))
+}
+
+/// Refuses a checkpoint whose run is not the one of the folder's step log: the log's line
+/// of the checkpoint's step must hold the loss the checkpoint recorded (a checkpoint copied
+/// in from another run, with or without its config, would mix two runs in one log). A log
+/// without that step, or a checkpoint of an older version without the loss, is not checked.
+fn check_log(run: &RunDir, state: &State) -> Result<()> {
+    let Some(loss) = state.last_loss else {
+        return Ok(());
+    };
+    let Some(line) = run.read_log().into_iter().find(|s| s.step == state.step) else {
+        return Ok(());
+    };
+    if line.loss.to_bits() == loss.to_bits() {
+        return Ok(());
+    }
+    Err(Error::checkpoint(
+        &run.checkpoint(),
+        format!(
+            "does not belong to the run whose log is in {}: the log's step {} has loss {}, the \
+             checkpoint's run had {loss} (a checkpoint copied from another run?). Put back this \
+             run's own checkpoint, or start a new run",
+            run.root().display(),
+            state.step,
+            line.loss
         ),
     ))
 }

@@ -17,6 +17,8 @@ use std::path::Path;
 const KIND: &str = "imba-train-state-1";
 /// The objective's carried state (t-bucket running means), present only where there is one.
 const OBJECTIVE_STATE: &str = "objective.state";
+/// The metadata key of the last step's loss (its f32 bits in hex).
+const LAST_LOSS: &str = "imba.last_loss";
 
 /// What a checkpoint holds besides the tensors.
 pub struct Saved {
@@ -68,7 +70,7 @@ pub fn save(
         let o = &state.objective;
         views.push((OBJECTIVE_STATE.into(), view(path, vec![o.len()], o)?));
     }
-    let meta = BTreeMap::from([
+    let mut meta = BTreeMap::from([
         ("format".to_string(), "pt".to_string()),
         ("imba.kind".to_string(), KIND.to_string()),
         ("imba.step".to_string(), state.step.to_string()),
@@ -86,6 +88,9 @@ pub fn save(
             serde_json::to_string(label_names).expect("serialisable"),
         ),
     ]);
+    if let Some(loss) = state.last_loss {
+        meta.insert(LAST_LOSS.into(), format!("{:08x}", loss.to_bits()));
+    }
     let bytes = crate::model::checksum::serialize(path, views, meta)?;
     crate::files::write_atomic(path, &bytes)
 }
@@ -176,6 +181,12 @@ pub fn load(path: &Path) -> Result<Saved> {
         objective: match st.tensor(OBJECTIVE_STATE) {
             Ok(t) => flat(OBJECTIVE_STATE, t.shape().iter().product())?,
             Err(_) => Vec::new(),
+        },
+        last_loss: match md.get(LAST_LOSS) {
+            Some(hex) => Some(f32::from_bits(u32::from_str_radix(hex, 16).map_err(
+                |_| Error::checkpoint(path, format!("metadata `{LAST_LOSS}` is not hexadecimal")),
+            )?)),
+            None => None,
         },
     };
     Ok(Saved {

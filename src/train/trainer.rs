@@ -65,6 +65,9 @@ pub struct State {
     /// What the objective carries between steps (the t-bucket normalisation's running
     /// means); empty for stateless objectives.
     pub objective: Vec<f32>,
+    /// The loss of the step that led to this state (None before the first step): what ties
+    /// a checkpoint to its own run's step log.
+    pub last_loss: Option<f32>,
 }
 
 /// A model, its optimiser state and its data, on one device.
@@ -98,6 +101,8 @@ pub struct Trainer<'g> {
     /// read back with the loss: what the D monitor attributes to concepts.
     pub last_batch: Vec<usize>,
     pub last_d: Vec<f32>,
+    /// The loss of the last step (checkpoints record it; see [`State::last_loss`]).
+    last_loss: Option<f32>,
     /// The last step's mean unweighted squared error of the conditional prediction per
     /// sample, its time fraction per sample, and whether each sample kept its labels.
     pub last_mse: Vec<f32>,
@@ -290,6 +295,7 @@ impl<'g> Trainer<'g> {
                     v: vec![0.0; layout.total],
                     params,
                     objective: Vec::new(),
+                    last_loss: None,
                 }
             }
         };
@@ -353,6 +359,7 @@ impl<'g> Trainer<'g> {
             fingerprint: data.fingerprint(),
             last_batch: Vec::new(),
             last_d: Vec::new(),
+            last_loss: state.last_loss,
             dit,
             config,
             model,
@@ -509,6 +516,7 @@ impl<'g> Trainer<'g> {
         self.last_mse = super::time_monitor::sample_means(&per_token, self.config.batch as usize);
         self.step += 1;
         let [loss, loss_c, loss_u, mean_d] = self.objective.report(scalars, &inputs);
+        self.last_loss = Some(loss);
         let null = self.model.null_label();
         let slots = self.model.label_slots as usize;
         self.last_conditional = (0..self.config.batch as usize)
@@ -714,6 +722,7 @@ impl<'g> Trainer<'g> {
                 Some((buffer, len)) => self.gpu.read(buffer, len)?,
                 None => self.objective.host_state().unwrap_or_default(),
             },
+            last_loss: self.last_loss,
         })
     }
 }

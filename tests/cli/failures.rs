@@ -364,6 +364,26 @@ fn a_foreign_checkpoint_and_a_resume_elsewhere_are_refused() {
         out.contains("does not belong") && out.contains("seed"),
         "{out}"
     );
+    // The other run's config copied along with its checkpoint, or no config at all: the
+    // folder's step log still tells the runs apart.
+    let log = std::fs::read(a.join("log.jsonl")).unwrap();
+    for copy_config in [true, false] {
+        if copy_config {
+            std::fs::copy(b.join("config.toml"), a.join("config.toml")).unwrap();
+        } else {
+            std::fs::remove_file(a.join("config.toml")).unwrap();
+        }
+        let (ok, out) = imba_env(&["train", "--resume", &a_s, "--steps", "4"], &[]);
+        assert!(
+            !ok && out.contains("whose log is in"),
+            "config copied {copy_config}: {out}"
+        );
+        assert_eq!(
+            std::fs::read(a.join("log.jsonl")).unwrap(),
+            log,
+            "the log was touched"
+        );
+    }
 }
 
 /// A full disk: a 160 KiB tmpfs where the test may mount one (root), else a counted skip.
@@ -456,7 +476,7 @@ fn absurd_sizes_and_scales_are_refused_before_allocation() {
 /// values (and zeros that would mean nothing) are refused with the option named.
 #[test]
 fn absurd_counts_are_refused_with_the_option_named() {
-    let dir = tempdir("absurd");
+    let dir = tempdir("counts");
     let c = config(&dir);
     let run = dir.join("r");
     let r = run.display().to_string();

@@ -42,7 +42,7 @@ fn train_resume_crash_and_sample() {
     }
     // The end-of-run samples are read by the oracle, by bucket.
     assert!(
-        out.contains("oracle on the 4 end-of-run samples") && out.contains("success/tail"),
+        out.contains("end-of-run samples (guidance") && out.contains("success/tail"),
         "{out}"
     );
     let ckpt = run.join("checkpoint.safetensors");
