@@ -548,6 +548,43 @@ impl TrainConfig {
         }
     }
 
+    /// What to change after a diverged step: the option furthest above its usual scale among
+    /// those this objective reads, when one is more than 10× above it; else the step size.
+    pub fn divergence_advice(&self) -> String {
+        let usual: [(&str, f64, f64); 7] = [
+            ("lr", self.lr as f64, 3e-3),
+            ("weight_decay", self.weight_decay as f64, 0.05),
+            ("gamma", self.gamma as f64, 0.8),
+            ("cbdm_tau", self.cbdm_tau as f64, 1.0),
+            ("ccua_alpha", self.ccua_alpha as f64, 0.05),
+            ("ccua_gamma", self.ccua_gamma as f64, 0.05),
+            ("clip", self.clip as f64, 1.0),
+        ];
+        let worst = usual
+            .iter()
+            .filter(|(name, _, _)| self.reads(name))
+            .map(|&(name, v, u)| (name, v, u, v / u))
+            .max_by(|a, b| a.3.total_cmp(&b.3));
+        // Small and large values in exponent form: 1.0e30, not thirty digits.
+        let compact = |x: f64| {
+            if x != 0.0 && !(1e-3..1e4).contains(&x.abs()) {
+                format!("{x:.1e}")
+            } else {
+                format!("{}", (x * 1e6).round() / 1e6)
+            }
+        };
+        match worst {
+            Some((name, v, u, ratio)) if ratio > 10.0 => format!(
+                "`{name}` = {} is {}× its usual scale ({u}): lower it{}",
+                compact(v),
+                compact(ratio.round()),
+                if name == "lr" { "" } else { " (or lower `lr`)" }
+            ),
+            _ if self.clip == 0.0 => "lower `lr`, or turn `clip` back on (it is 0)".into(),
+            _ => "lower `lr`".into(),
+        }
+    }
+
     /// Whether the objective weighs samples on the host from IMBA's D (class-mean or
     /// shuffled), so that D's γ, form and timestep buckets shape the run.
     fn reweighted_by_d(&self) -> bool {

@@ -539,8 +539,11 @@ impl<'g> Trainer<'g> {
         };
         if !stats.loss.is_finite() || !stats.grad_norm.is_finite() {
             return Err(Error::Diverged(format!(
-                "step {} gave loss {} and gradient norm {}; lower `lr` or keep `clip` on",
-                self.step, stats.loss, stats.grad_norm
+                "step {} gave loss {} and gradient norm {}; {}",
+                self.step,
+                stats.loss,
+                stats.grad_norm,
+                self.config.divergence_advice()
             )));
         }
         Ok(stats)

@@ -310,6 +310,25 @@ fn divergence_stops_with_the_step_named() {
     );
     // The checkpoint left behind loads.
     imba::train::state::load(&run.join("checkpoint.safetensors")).unwrap();
+    assert!(out.contains("`lr` = 1.0e30"), "{out}");
+    // A weight decay far above its scale, with a sane lr: the advice names it, not the lr.
+    let run = dir.join("wd");
+    let (ok, out) = imba_env(
+        &[
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--weight-decay",
+            "1e12",
+            "--steps",
+            "50",
+            "--quiet",
+        ],
+        &[],
+    );
+    assert!(!ok && out.contains("`weight_decay` = 1.0e12"), "{out}");
 }
 
 #[test]
