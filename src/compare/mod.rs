@@ -423,6 +423,10 @@ impl Study<'_> {
         let mut r = r;
         self.complete(&mut r, &run)?;
         crate::error::write_json(&run.result(), &r)?;
+        // The run's trainer, samplers and their buffers are gone: release the bind groups
+        // that still hold those buffers (twice: those used in this run's last epoch too).
+        crate::kernels::release_unused_bindings();
+        crate::kernels::release_unused_bindings();
         Ok((r, false))
     }
 

@@ -5,7 +5,8 @@ use crate::{Error, Result};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::num::NonZeroU64;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use wgpu::util::DeviceExt;
 
 /// Whether a launch overwrites its output or adds to what the output holds.
@@ -287,14 +288,53 @@ struct BindKey {
     entries: Vec<(u32, Bound)>,
 }
 
+/// A cached bind group and the release epoch in which a launch last used it.
+type Cached = HashMap<BindKey, (wgpu::BindGroup, u64)>;
+
+/// The epoch of [`release_unused_bindings`]: every cached group remembers the epoch of its
+/// last use.
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// Every live family's cache, so that one call releases what all of them hold.
+static CACHES: Mutex<Vec<Weak<Mutex<Cached>>>> = Mutex::new(Vec::new());
+
+/// Drops every cached bind group (in every kernel family of the process) that no launch used
+/// since the previous call, and returns how many were dropped. A cached group holds its
+/// buffers: a buffer the caller dropped is freed once no cached group binds it. Call it once
+/// per step or frame; launches that repeat keep their groups (and create nothing new).
+pub fn release_unused_bindings() -> usize {
+    let epoch = EPOCH.fetch_add(1, Ordering::Relaxed);
+    let mut caches = CACHES.lock().unwrap_or_else(|e| e.into_inner());
+    caches.retain(|w| w.strong_count() > 0);
+    let mut dropped = 0;
+    for cache in caches.iter().filter_map(Weak::upgrade) {
+        let mut groups = cache.lock().unwrap_or_else(|e| e.into_inner());
+        let before = groups.len();
+        groups.retain(|_, (_, used)| *used >= epoch);
+        dropped += before - groups.len();
+    }
+    dropped
+}
+
 /// A family's cache of bind groups with their uniform buffers, keyed by [`BindKey`]. A launch
 /// with parameters and buffers it has seen reuses the bind group (the uniform is immutable:
 /// its bytes are part of the key), so a training step that repeats the last one creates no
-/// GPU objects for them. Cached groups keep their buffers alive; the cache is emptied when it
-/// reaches [`Binder::CAPACITY`] entries, which bounds what it holds.
-#[derive(Default)]
+/// GPU objects for them. Cached groups keep their buffers alive until
+/// [`release_unused_bindings`] drops those no launch used since its previous call; without
+/// it the cache is emptied when it reaches [`Binder::CAPACITY`] entries, which bounds what it
+/// holds.
 pub(crate) struct Binder {
-    groups: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
+    groups: Arc<Mutex<Cached>>,
+}
+
+impl Default for Binder {
+    fn default() -> Self {
+        let groups = Arc::new(Mutex::new(Cached::new()));
+        let mut caches = CACHES.lock().unwrap_or_else(|e| e.into_inner());
+        caches.retain(|w| w.strong_count() > 0);
+        caches.push(Arc::downgrade(&groups));
+        Self { groups }
+    }
 }
 
 impl Binder {
@@ -328,7 +368,8 @@ impl Binder {
             uniform: bytemuck::bytes_of(uniform).to_vec(),
             entries: bound,
         };
-        if let Some(g) = self.cached().get(&key) {
+        if let Some((g, used)) = self.cached().get_mut(&key) {
+            *used = EPOCH.load(Ordering::Relaxed);
             return Ok(g.clone());
         }
         check_aliasing(layout, &key.entries)?;
@@ -357,13 +398,13 @@ impl Binder {
         if groups.len() >= Self::CAPACITY {
             groups.clear();
         }
-        groups.insert(key, g.clone());
+        groups.insert(key, (g.clone(), EPOCH.load(Ordering::Relaxed)));
         Ok(g)
     }
 
     /// The cache, also after a panic on another thread while it was held: every change to
     /// it is a single insert or clear, so it is never left half-made.
-    fn cached(&self) -> std::sync::MutexGuard<'_, HashMap<BindKey, wgpu::BindGroup>> {
+    fn cached(&self) -> std::sync::MutexGuard<'_, Cached> {
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -28,7 +28,9 @@ pub use adaln::{
 pub use attention::{
     AttentionArgs, AttentionBackwardArgs, AttentionKernels, AttentionPath, AttentionShape,
 };
-pub use common::{dispatches_recorded, launch_objects_created, Region, Write};
+pub use common::{
+    dispatches_recorded, launch_objects_created, release_unused_bindings, Region, Write,
+};
 pub use contrastive::{ContrastiveArgs, ContrastiveKernels};
 pub use embed::{
     ConditionArgs, EmbedKernels, FoldArgs, LabelBackwardArgs, Labels, TokensArgs, NO_LABEL,

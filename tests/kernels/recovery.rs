@@ -50,3 +50,79 @@ fn a_launch_wgpu_refuses_is_an_error_and_leaves_the_family_usable() {
         1e-5,
     );
 }
+
+/// An engine that makes fresh tensors every step: the cached bind groups keep the dropped
+/// buffers alive until `release_unused_bindings` drops the groups no launch used since its
+/// last call; with a call per step the live buffers stay bounded, and launches that repeat
+/// keep their groups.
+#[test]
+fn released_bindings_free_the_buffers_an_engine_dropped() {
+    // A device of its own, so that the live-buffer count is this test's alone.
+    let g = imba::gpu::Gpu::open(&imba::gpu::GpuOptions::from_env().unwrap()).unwrap();
+    let live = || {
+        g.instance
+            .generate_report()
+            .expect("wgpu's native backends report")
+            .hub
+            .buffers
+            .num_allocated
+    };
+    let k = ActivationKernels::new(&g.device).unwrap();
+    let n = 256 * 1024;
+    let step = |release: bool| {
+        let (x, y) = (g.zeros("x", 4 * n as u64), g.zeros("y", 4 * n as u64));
+        let mut enc = g.encoder();
+        let args = ActivationArgs {
+            act: Activation::Gelu,
+            n,
+            x: &x,
+            y: &y,
+        };
+        k.record_forward(&g.device, &mut enc, &args).unwrap();
+        g.submit_and_wait(enc).unwrap();
+        if release {
+            imba::kernels::release_unused_bindings();
+        }
+    };
+    step(true);
+    imba::kernels::release_unused_bindings();
+    let base = live();
+    for _ in 0..24 {
+        step(false);
+    }
+    let kept = live() - base;
+    assert!(
+        kept >= 24 * 2,
+        "the cache held {kept} buffers of 48 dropped ones"
+    );
+    imba::kernels::release_unused_bindings();
+    imba::kernels::release_unused_bindings();
+    for _ in 0..24 {
+        step(true);
+    }
+    let after = live();
+    assert!(
+        after <= base + 4,
+        "{} buffers alive beyond the start after 24 released steps",
+        after - base
+    );
+    // A launch that repeats keeps its group: nothing new is made for it after a release.
+    let (x, y) = (g.zeros("x", 64), g.zeros("y", 64));
+    let args = ActivationArgs {
+        act: Activation::Gelu,
+        n: 16,
+        x: &x,
+        y: &y,
+    };
+    let mut enc = g.encoder();
+    k.record_forward(&g.device, &mut enc, &args).unwrap();
+    imba::kernels::release_unused_bindings();
+    let made = imba::kernels::launch_objects_created();
+    k.record_forward(&g.device, &mut enc, &args).unwrap();
+    assert_eq!(
+        imba::kernels::launch_objects_created(),
+        made,
+        "a used group was dropped"
+    );
+    g.submit_and_wait(enc).unwrap();
+}
