@@ -419,7 +419,7 @@ fn check_aliasing(layout: &Layout, entries: &[(u32, Bound)]) -> Result<()> {
         .iter()
         .filter_map(|(binding, bound)| match bound {
             Bound::Buffer(buf, offset, size) => {
-                let end = size.map_or(buf.size(), |s| offset + s.get());
+                let end = size.map_or(buf.size(), |s| offset.saturating_add(s.get()));
                 Some((
                     *binding,
                     buf,
@@ -451,7 +451,7 @@ fn check_aliasing(layout: &Layout, entries: &[(u32, Bound)]) -> Result<()> {
 pub(crate) fn check_operands(operands: &[(&str, Region, u64, bool)]) -> Result<()> {
     let list: Vec<_> = operands
         .iter()
-        .map(|(n, r, bytes, w)| (*n, r.buffer, r.offset..r.offset + bytes, *w))
+        .map(|(n, r, bytes, w)| (*n, r.buffer, r.offset..r.offset.saturating_add(*bytes), *w))
         .collect();
     match first_alias(&list) {
         None => Ok(()),
@@ -469,7 +469,10 @@ pub(crate) fn check_operands(operands: &[(&str, Region, u64, bool)]) -> Result<(
 pub(crate) fn check_overlaps(operands: &[(&str, Region, u64, bool)]) -> Result<()> {
     for (i, (n1, r1, b1, w1)) in operands.iter().enumerate() {
         for (n2, r2, b2, w2) in &operands[i + 1..] {
-            let (a, b) = (r1.offset..r1.offset + b1, r2.offset..r2.offset + b2);
+            let (a, b) = (
+                r1.offset..r1.offset.saturating_add(*b1),
+                r2.offset..r2.offset.saturating_add(*b2),
+            );
             if r1.buffer == r2.buffer && (*w1 || *w2) && a.start < b.end && b.start < a.end {
                 let problem = "their bytes overlap and one of them is written (one pass would \
                                overwrite what another reads or writes)";
@@ -624,7 +627,16 @@ pub(crate) fn check_storage<'a>(
             ),
         });
     }
-    let bytes = bytes + offset;
+    // Checked: an offset near u64::MAX must not wrap into a small end.
+    let Some(bytes) = bytes.checked_add(offset) else {
+        return Err(Error::Buffer {
+            name,
+            problem: format!(
+                "offset {offset} plus the {bytes} bytes the shape needs passes the end of any \
+                 buffer; give an offset inside the buffer"
+            ),
+        });
+    };
     if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
         return Err(Error::Buffer {
             name,
@@ -761,5 +773,30 @@ impl OneLaunch<'_> {
             .bind(device, self.layout, &uniform(gx), entries)?;
         record_pass(encoder, self.label, &[(self.pipeline, &bg, (gx, gy))]);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod region_tests {
+    /// An offset whose sum with the bytes needed passes u64::MAX is refused, not wrapped.
+    #[test]
+    fn an_offset_near_the_top_of_u64_is_refused() {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::VULKAN,
+            ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
+        });
+        // Like every kernel test, this needs a Vulkan driver (lavapipe: scripts/setup.sh).
+        let adapter = pollster::block_on(instance.request_adapter(&Default::default()))
+            .expect("a Vulkan adapter");
+        let (device, _) = pollster::block_on(adapter.request_device(&Default::default())).unwrap();
+        let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: 1024,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let far = super::Region::new(&buffer, u64::MAX - 255);
+        let e = super::check_storage(&device, "x", far, 4096).unwrap_err();
+        assert!(e.to_string().contains("passes the end"), "{e}");
     }
 }

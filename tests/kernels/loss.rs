@@ -737,6 +737,9 @@ fn bad_loss_inputs_are_errors() {
         assert_error_mentions(k.record_imba(dev, &mut enc, &a, &p), needle)
     };
     expect(args(s, (&small).into(), ex, &ws), d, "`pred_cond`");
+    // An offset near the top of u64 is refused (checked sums: no wrap into a small end).
+    let far = Region::new(&big, u64::MAX - 255);
+    expect(args(s, far, ex, &ws), d, "`pred_cond`");
     expect(args(s, (&no_storage).into(), ex, &ws), d, "STORAGE");
     expect(
         args(s, (&big).into(), Target::Explicit((&small).into()), &ws),
