@@ -8,12 +8,14 @@
 
 mod digits;
 mod folder;
+pub mod idx;
 mod shapes;
 pub mod split;
 mod toy2d;
 
 pub use digits::{load_digits, DIGITS_CSV};
 pub use folder::load_folder;
+pub use idx::{load_idx, IdxSplit};
 pub use shapes::{
     inside, is_inert, jitter_sizes, render_jittered, render_shapes, shapes, template, Jitter,
     ShapesSpec, COLOURS, CONCEPTS_PER_SLOT, SHAPES,

@@ -11,6 +11,7 @@
 
 pub mod classifier;
 pub mod detector;
+pub mod knn;
 
 use crate::data::class_labels;
 use crate::data::{is_inert, toy2d_means, Dataset, Toy2dSpec, CONCEPTS_PER_SLOT};
@@ -262,7 +263,7 @@ pub fn eval_labels(config: &TrainConfig, data: &Dataset, o: &EvalOptions) -> Res
         DatasetKind::Toy2d => class_labels(data, per(100)),
         DatasetKind::Shapes if data.slots == 1 => class_labels(data, per(16)),
         DatasetKind::Shapes => all_prompts(per(1)),
-        DatasetKind::Digits => class_labels(data, per(50)),
+        DatasetKind::Digits | DatasetKind::Idx => class_labels(data, per(50)),
         DatasetKind::Folder => {
             return Err(Error::Config(
                 "folder data sets have no oracle to evaluate against; evaluate toy2d, shapes \
@@ -292,6 +293,11 @@ pub fn score(
             }
         }
         DatasetKind::Digits => digits(data, &setup::digits_held_out(config)?, labels, images),
+        DatasetKind::Idx => {
+            let path = std::path::Path::new(&config.data_path);
+            let test = crate::data::load_idx(path, crate::data::IdxSplit::Test)?;
+            idx(data, &test, labels, images)?
+        }
         DatasetKind::Folder => {
             return Err(Error::Config(
                 "folder data sets have no oracle to evaluate against; use toy2d, shapes or \
@@ -559,6 +565,84 @@ fn diversity_by_bucket(
             (format!("diversity/{name}"), stats::mean_std(&v).0)
         })
         .collect()
+}
+
+/// Test images per class that check the k-NN oracle on real data (the rest are its
+/// references), and at most this many real images per class for the diversity reference.
+const IDX_CHECK: usize = 100;
+const IDX_DIVERSITY_REAL: usize = 200;
+
+/// idx (MNIST-format data): per-class accuracy of the samples under a k-NN oracle over the
+/// test split (never trained on), per-class diversity against the class's real test images,
+/// and the oracle's own accuracy on held-back real test images.
+pub fn idx(data: &Dataset, test: &Dataset, labels: &[u32], x: &[f32]) -> Result<Evaluation> {
+    let k = data.num_labels() as usize;
+    if test.num_labels() as usize != k || test.image_len() != data.image_len() {
+        return Err(Error::Data(format!(
+            "the test split ({} labels of {} values) does not match the training split ({k} \
+             labels of {} values)",
+            test.num_labels(),
+            test.image_len(),
+            data.image_len()
+        )));
+    }
+    let mut seen = vec![0usize; k];
+    let (mut refs, mut ref_labels, mut check, mut check_labels) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut real: Vec<Vec<&[f32]>> = vec![Vec::new(); k];
+    for i in 0..test.len() {
+        let l = test.labels_of(i)[0];
+        let img = test.image(i);
+        if seen[l as usize] < IDX_CHECK {
+            check.extend_from_slice(img);
+            check_labels.push(l);
+        } else {
+            refs.extend_from_slice(img);
+            ref_labels.push(l);
+        }
+        if real[l as usize].len() < IDX_DIVERSITY_REAL {
+            real[l as usize].push(img);
+        }
+        seen[l as usize] += 1;
+    }
+    let oracle = knn::Knn::new(refs, ref_labels, k);
+    let real_hits = oracle
+        .predict_all(&check)
+        .iter()
+        .zip(&check_labels)
+        .filter(|(p, l)| p == l)
+        .count();
+    let il = data.image_len();
+    let predicted = oracle.predict_all(x);
+    let (mut hits, mut totals) = (vec![0; k], vec![0; k]);
+    let mut by_class: Vec<Vec<&[f32]>> = vec![Vec::new(); k];
+    for (j, img) in x.chunks(il).enumerate() {
+        let l = labels[j] as usize;
+        totals[l] += 1;
+        hits[l] += (predicted[j] as usize == l) as usize;
+        by_class[l].push(img);
+    }
+    let per_label = scores(data, &hits, &totals);
+    let mut metrics = bucket_metrics("acc", &per_label);
+    metrics.extend(diversity_by_bucket(data, &by_class, &real));
+    Ok(Evaluation {
+        trained: None,
+        dataset: "idx".into(),
+        score: format!(
+            "accuracy of a {}-nearest-neighbour oracle over the test split",
+            knn::K
+        ),
+        samples: labels.len(),
+        metrics,
+        per_label,
+        notes: vec![format!(
+            "oracle: {}-NN over {} test images, accuracy {:.1}% on {} other real test images",
+            knn::K,
+            test.len() - check_labels.len(),
+            100.0 * real_hits as f64 / check_labels.len().max(1) as f64,
+            check_labels.len()
+        )],
+    })
 }
 
 /// Classifier epochs for the digits evaluator.

@@ -72,6 +72,8 @@ pub enum DatasetKind {
     Shapes,
     Digits,
     Folder,
+    /// MNIST-format files (Fashion-MNIST), `data_path` the folder.
+    Idx,
 }
 
 impl DatasetKind {
@@ -81,6 +83,7 @@ impl DatasetKind {
             DatasetKind::Shapes => "shapes",
             DatasetKind::Digits => "digits",
             DatasetKind::Folder => "folder",
+            DatasetKind::Idx => "idx",
         }
     }
 }
@@ -149,9 +152,11 @@ macro_rules! options {
 options! {
     // ---- data ----
     /// Data set: toy2d (2-D Gaussian mixture), shapes (rendered shapes), digits (real 8×8
-    /// handwritten digits), folder (your images, one sub-folder per label) [default: shapes]
+    /// handwritten digits), folder (your images, one sub-folder per label), idx (MNIST-format
+    /// files, e.g. Fashion-MNIST) [default: shapes]
     dataset: DatasetKind = DatasetKind::Shapes,
-    /// Folder of `folder` data (one sub-folder per label); for digits, an optional CSV in the
+    /// Folder of `folder` data (one sub-folder per label) or of `idx` files [default for idx:
+    /// /usr/share/datasets/fashion-mnist]; for digits, an optional CSV in the
     /// same format as data/digits [default: none]
     data_path: String = String::new(),
     /// Image size: shapes renders at this size; folder images are resized to it (0 = keep
@@ -178,10 +183,10 @@ options! {
     permute_frequencies: bool = false,
     /// Images of the head label in the long-tailed split (shapes concepts mode: images =
     /// 4·head_count) [default: toy2d 1000, shapes 200, digits 100, folder 0 = all images of
-    /// the first label]
+    /// the first label, idx 0 = all images of the most frequent label]
     head_count: usize = 0,
-    /// Imbalance ratio ρ = n_head / n_tail of the split (1 = balanced) [default: toy2d 100,
-    /// others 10]
+    /// Imbalance ratio ρ = n_head / n_tail of the split (1 = balanced) [default: toy2d and idx
+    /// 100 (the CIFAR-LT protocol), others 10]
     imbalance: f64 = 0.0,
     /// Shape of the long tail over labels [default: exponential]
     #[arg(value_enum)]
@@ -330,11 +335,14 @@ impl TrainOptions {
                 DatasetKind::Toy2d => 1000,
                 DatasetKind::Shapes => 200,
                 DatasetKind::Digits => 100,
-                DatasetKind::Folder => 0,
+                DatasetKind::Folder | DatasetKind::Idx => 0,
             };
         }
+        if ds == DatasetKind::Idx && c.data_path.is_empty() {
+            c.data_path = IDX_DEFAULT_PATH.into();
+        }
         if c.imbalance == 0.0 {
-            c.imbalance = if ds == DatasetKind::Toy2d {
+            c.imbalance = if matches!(ds, DatasetKind::Toy2d | DatasetKind::Idx) {
                 100.0
             } else {
                 10.0
@@ -352,7 +360,7 @@ impl TrainOptions {
     /// Refuses a given value that would silently mean "the default" (0 for the ratio and
     /// the head count, an empty folder name): the run would not be what was asked.
     fn refuse_explicit_zeros(&self) -> Result<()> {
-        let folder = self.dataset == Some(DatasetKind::Folder);
+        let folder = matches!(self.dataset, Some(DatasetKind::Folder | DatasetKind::Idx));
         let zero = if self.imbalance == Some(0.0) {
             Some("imbalance")
         } else if self.head_count == Some(0) && !folder {
@@ -374,6 +382,10 @@ impl TrainOptions {
         Ok(())
     }
 }
+
+/// Where Debian's `dataset-fashion-mnist` package puts Fashion-MNIST: the `idx` data set's
+/// default folder.
+pub const IDX_DEFAULT_PATH: &str = "/usr/share/datasets/fashion-mnist";
 
 /// Options that may change when a run is resumed (and that a comparison does not compare).
 pub const RESUMABLE: [&str; 7] = [
@@ -487,7 +499,7 @@ impl TrainConfig {
                 ),
             ));
         }
-        if c.head_count == 0 && c.dataset != DatasetKind::Folder {
+        if c.head_count == 0 && !matches!(c.dataset, DatasetKind::Folder | DatasetKind::Idx) {
             return Err(bad("head_count", "must be at least 1".into()));
         }
         if c.channels != 1 && c.channels != 3 {

@@ -47,7 +47,7 @@ fn check_generated_size(c: &TrainConfig) -> Result<()> {
             };
             (labels, 3 * size * size)
         }
-        DatasetKind::Digits | DatasetKind::Folder => return Ok(()),
+        DatasetKind::Digits | DatasetKind::Folder | DatasetKind::Idx => return Ok(()),
     };
     crate::bounds::host_memory(
         &format!("the data set ({per_label} images for the largest of {labels} labels)"),
@@ -83,9 +83,11 @@ pub fn load_data(c: &TrainConfig) -> Result<(Dataset, Split)> {
             })?;
             (d, None)
         }
-        DatasetKind::Digits | DatasetKind::Folder => {
+        DatasetKind::Digits | DatasetKind::Folder | DatasetKind::Idx => {
             let full = if c.dataset == DatasetKind::Digits {
                 digits_source(c)?
+            } else if c.dataset == DatasetKind::Idx {
+                data::load_idx(Path::new(&c.data_path), data::IdxSplit::Train)?
             } else {
                 let size = (c.image_size > 0).then_some(c.image_size);
                 data::load_folder(Path::new(&c.data_path), c.channels, size)?
@@ -98,7 +100,9 @@ pub fn load_data(c: &TrainConfig) -> Result<(Dataset, Split)> {
             } else {
                 (full, None)
             };
-            let head = if c.head_count == 0 {
+            let head = if c.head_count == 0 && c.dataset == DatasetKind::Idx {
+                pool.label_counts().into_iter().max().unwrap_or(0)
+            } else if c.head_count == 0 {
                 pool.label_counts()[0]
             } else {
                 c.head_count

@@ -423,3 +423,93 @@ fn killed_run_resumes_to_the_same_bits() {
         "the log repeats or misses steps"
     );
 }
+
+/// Writes an IDX file of unsigned bytes: the magic for `dims.len()` dimensions, the
+/// dimensions, the values.
+fn write_idx(path: &std::path::Path, dims: &[u32], values: &[u8]) {
+    let mut v = (0x0800u32 + dims.len() as u32).to_be_bytes().to_vec();
+    for d in dims {
+        v.extend(d.to_be_bytes());
+    }
+    v.extend(values);
+    std::fs::write(path, v).unwrap();
+}
+
+/// `--dataset idx` on a folder of MNIST-format files: three classes of 8×8 images (a bright
+/// square in a class's own corner), cut to a long tail, trained, and its end-of-run samples
+/// read by the k-NN oracle over the test split.
+#[test]
+fn idx_data_trains_and_is_scored() {
+    let dir = tempdir("idx");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for (split, per) in [("train", 24usize), ("t10k", 120)] {
+        let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+        for i in 0..3 * per {
+            let c = i % 3;
+            for p in 0..64 {
+                let (x, y) = (p % 8, p / 8);
+                let (cx, cy) = [(1, 1), (5, 1), (3, 5)][c];
+                let lit = x >= cx && x < cx + 3 && y >= cy && y < cy + 3;
+                pixels.push(if lit { 230 } else { ((i * 7 + p) % 20) as u8 });
+            }
+            labels.push(c as u8);
+        }
+        write_idx(
+            &data.join(format!("{split}-images-idx3-ubyte")),
+            &[3 * per as u32, 8, 8],
+            &pixels,
+        );
+        write_idx(
+            &data.join(format!("{split}-labels-idx1-ubyte")),
+            &[3 * per as u32],
+            &labels,
+        );
+    }
+    let (d, run) = (
+        data.display().to_string(),
+        dir.join("r").display().to_string(),
+    );
+    let (ok, out) = imba_env(
+        &[
+            "train",
+            "--dataset",
+            "idx",
+            "--data-path",
+            &d,
+            "--imbalance",
+            "4",
+            "--model",
+            "tiny",
+            "--patch",
+            "2",
+            "--steps",
+            "3",
+            "--batch",
+            "4",
+            "--sample-count",
+            "6",
+            "--out",
+            &run,
+            "--quiet",
+        ],
+        &[],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("acc/tail"), "{out}");
+    let split = std::fs::read_to_string(dir.join("r/split.json")).unwrap();
+    assert!(split.contains("\"imbalance\": 4.0"), "{split}");
+    let (ok, out) = imba_env(
+        &[
+            "eval",
+            "--run",
+            &run,
+            "--eval-per-label",
+            "2",
+            "--eval-steps",
+            "2",
+        ],
+        &[],
+    );
+    assert!(ok && out.contains("5-NN over"), "{out}");
+}

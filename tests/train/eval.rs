@@ -2,6 +2,7 @@
 //! and blanks; every metric on perfect, wrong and collapsed "samples"; the statistics; the D
 //! monitor's attribution.
 
+use crate::common;
 use imba::data::{is_inert, render_shapes, shapes, Dataset, ShapesSpec, COLOURS, SHAPES};
 use imba::eval::detector::{Detector, Object, Unreadable};
 use imba::eval::{self, Evaluation};
@@ -544,4 +545,46 @@ fn d_monitor_attributes_slot_tokens() {
     let s = monitor::summarise(&lines, 2, &names, &freq);
     assert_eq!(s.mean_d, vec![1.0, 2.0, 4.0, 8.0]);
     assert!((s.spearman + 1.0).abs() < 1e-12);
+}
+
+/// The idx oracle on real Fashion-MNIST: the test split's own images, scored as if they were
+/// samples, read at the k-NN's accuracy (≥ 0.75 on every bucket's mean), and the notes state
+/// the oracle's accuracy on held-back real images. Needs Debian's dataset-fashion-mnist
+/// (scripts/setup.sh installs it); a counted skip without it.
+#[test]
+fn idx_oracle_reads_real_fashion_mnist() {
+    let dir = std::path::Path::new(imba::train::config::IDX_DEFAULT_PATH);
+    if !dir.is_dir() {
+        common::skip(
+            "idx_oracle_reads_real_fashion_mnist",
+            "no Fashion-MNIST at /usr/share/datasets/fashion-mnist (apt install dataset-fashion-mnist)",
+        );
+        return;
+    }
+    let train = imba::data::load_idx(dir, imba::data::IdxSplit::Train).unwrap();
+    let test = imba::data::load_idx(dir, imba::data::IdxSplit::Test).unwrap();
+    assert_eq!(
+        (train.len(), test.len(), train.num_labels()),
+        (60_000, 10_000, 10)
+    );
+    assert_eq!(train.label_counts(), vec![6000; 10]);
+    // 30 real images per class from the end of the test split (beyond the oracle's
+    // held-back check images), as "samples".
+    let (mut x, mut labels, mut per) = (Vec::new(), Vec::new(), [0usize; 10]);
+    for i in (0..test.len()).rev() {
+        let l = test.labels_of(i)[0];
+        if per[l as usize] < 30 {
+            per[l as usize] += 1;
+            x.extend_from_slice(test.image(i));
+            labels.push(l);
+        }
+    }
+    let e = imba::eval::idx(&train, &test, &labels, &x).unwrap();
+    let all = e.metric("acc/all").unwrap();
+    assert!(
+        all >= 0.75,
+        "the k-NN oracle read {all} of real images: {:?}",
+        e.notes
+    );
+    assert!(e.notes[0].contains("accuracy"), "{:?}", e.notes);
 }
