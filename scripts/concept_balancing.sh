@@ -14,7 +14,9 @@
 #              inverse-frequency (explicit class weights), shuffled-d (a placebo with
 #              imba-tnorm's weight distribution);
 #   rest       the other arms: flow on digits, the one-pass baseline at equal forward rows,
-#              CBDM (scored at its published guidance 2.6 on the grid).
+#              CBDM (scored at its published guidance 2.6 on the grid);
+#   fashion    a real long-tailed image set: Fashion-MNIST (28×28, ratio 100, Debian's
+#              dataset-fashion-mnist), the control against imba-tnorm, ε-prediction.
 #   report     the tables of every finished run (trains nothing).
 # Every seed draws its own data (`--data-per-seed`: which label is rare changes with the
 # seed); all objectives of one seed share it, so the differences are paired. Runs go seed by
@@ -24,7 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
-PHASE="${1:?usage: scripts/concept_balancing.sh flow|mechanism|rest|report [OUT]}"
+PHASE="${1:?usage: scripts/concept_balancing.sh flow|mechanism|rest|fashion|report [OUT]}"
 OUT="${2:-runs/concepts}"
 BIN="${IMBA_BIN:-target/release/imba}"
 if [ ! -x "$BIN" ]; then
@@ -42,6 +44,7 @@ common=(--batch 32 --lr 3e-3 --warmup 100 --model auto --steps "$STEPS"
         --checkpoint-every $((STEPS / 4)))
 shapes=(--dataset shapes --image-size 8 --jitter --permute-frequencies "${common[@]}")
 digits=(--dataset digits --permute-frequencies "${common[@]}")
+fashion=(--dataset idx --permute-frequencies "${common[@]}")
 
 # run ROOT OBJECTIVES ARGS...: each seed of SEEDS, all objectives of the seed.
 run() {
@@ -81,12 +84,15 @@ case "$PHASE" in
     run "$OUT/digits-flow" "$CORE" "${digits[@]}" --process flow "${scoring[@]}"
     run "$OUT/shapes-eps" "dual-baseline,$REST" "${shapes[@]}" "${scoring[@]}"
     run "$OUT/digits-eps" "dual-baseline,$REST" "${digits[@]}" "${scoring[@]}" ;;
+  fashion)
+    run "$OUT/fashion-eps" dual-baseline,imba-tnorm "${fashion[@]}" "${scoring[@]}" ;;
   report)
     report "$OUT/shapes-flow" "$CORE" "${shapes[@]}" --process flow "${scoring[@]}"
     report "$OUT/digits-flow" "$CORE" "${digits[@]}" --process flow "${scoring[@]}"
     report "$OUT/shapes-eps" "$MECHANISM,$REST" "${shapes[@]}" "${scoring[@]}"
-    report "$OUT/digits-eps" "$MECHANISM,$REST" "${digits[@]}" "${scoring[@]}" ;;
+    report "$OUT/digits-eps" "$MECHANISM,$REST" "${digits[@]}" "${scoring[@]}"
+    report "$OUT/fashion-eps" dual-baseline,imba-tnorm "${fashion[@]}" "${scoring[@]}" ;;
   *)
-    echo "unknown phase $PHASE: flow, mechanism, rest or report" >&2
+    echo "unknown phase $PHASE: flow, mechanism, rest, fashion or report" >&2
     exit 2 ;;
 esac
