@@ -539,10 +539,29 @@ impl TrainConfig {
             .collect()
     }
 
-    /// Whether this config's objective reads option `name`.
+    /// The options given in `opts` that this config's data set or objective does not read:
+    /// they change nothing (a command says so rather than ignore them silently).
+    pub fn unread(&self, opts: &TrainOptions) -> Vec<&'static str> {
+        opts.given()
+            .into_iter()
+            .filter(|name| !self.reads(name))
+            .collect()
+    }
+
+    /// Whether this config's data set and objective read option `name`.
     fn reads(&self, name: &str) -> bool {
-        let o = self.objective;
+        let (o, ds) = (self.objective, self.dataset);
         match name {
+            "classes" => ds == DatasetKind::Toy2d,
+            "concepts" | "jitter" => ds == DatasetKind::Shapes,
+            "channels" => ds == DatasetKind::Folder,
+            "data_path" => matches!(
+                ds,
+                DatasetKind::Digits | DatasetKind::Folder | DatasetKind::Idx
+            ),
+            "image_size" => matches!(ds, DatasetKind::Shapes | DatasetKind::Folder),
+            "permute_frequencies" => ds != DatasetKind::Toy2d,
+            "label_dropout" => matches!(o, Objective::Baseline | Objective::Ccua),
             "lambda" => matches!(
                 o,
                 Objective::Imba | Objective::DualBaseline | Objective::Reweighted

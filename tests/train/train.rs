@@ -267,6 +267,15 @@ fn bad_configs_are_refused_by_name() {
         let opts = TrainOptions::from_toml(toml).unwrap().resolve().unwrap();
         assert_error_mentions(setup::load_data(&opts).map(|_| ()), "largest ratio");
     }
+    // Options the data set or objective does not read are named.
+    let opts = TrainOptions::from_toml(
+        "objective = 'baseline'\ngamma = 0.3\nclasses = 5\njitter = true\nlabel_dropout = 0.2",
+    )
+    .unwrap();
+    let config = opts.clone().resolve().unwrap();
+    assert_eq!(config.unread(&opts), ["classes", "gamma"]);
+    let opts = TrainOptions::from_toml("dataset = 'digits'\njitter = true\nlr = 1e-3").unwrap();
+    assert_eq!(opts.clone().resolve().unwrap().unread(&opts), ["jitter"]);
     let reachable = TrainOptions::from_toml("head_count = 6\nimbalance = 6.0").unwrap();
     let (data, split) = setup::load_data(&reachable.resolve().unwrap()).unwrap();
     assert_eq!(split.counts.iter().min(), Some(&1), "{:?}", split.counts);

@@ -29,6 +29,19 @@ pub fn run(gpu: &Gpu, comm: &dyn Collective, a: TrainArgs) -> imba::Result<()> {
         let rank = if comm.size() > 1 { rank.as_str() } else { "" };
         eprintln!("{rank}adapter: {}", gpu.info.name);
     }
+    if lead && a.resume.is_none() {
+        // Options that change nothing for this data set and objective are named, not
+        // silently kept.
+        if let Ok(config) = opts.clone().resolve() {
+            for name in config.unread(&opts) {
+                eprintln!(
+                    "note: `{name}` does not apply to {} data with objective {}; it is ignored",
+                    config.dataset.name(),
+                    config.objective.name()
+                );
+            }
+        }
+    }
     let resume = a.resume.as_deref();
     let o = imba::train::run::train_parallel(gpu, comm, opts, resume, !a.quiet && lead)?;
     if !lead {
