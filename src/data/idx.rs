@@ -89,18 +89,18 @@ fn read(dir: &Path, name: &str) -> Result<Vec<u8>> {
 fn parse<'a>(bytes: &'a [u8], magic: u32, rank: usize, what: &str) -> Result<(Vec<u64>, &'a [u8])> {
     let bad = |m: String| Error::Data(format!("{what}: {m}"));
     let head = 4 + 4 * rank;
-    if bytes.len() < head {
-        return Err(bad(format!(
-            "{} bytes, too short for an IDX header",
-            bytes.len()
-        )));
-    }
     let word = |i: usize| u32::from_be_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap());
-    if word(0) != magic {
+    if bytes.len() >= 4 && word(0) != magic {
         return Err(bad(format!(
             "magic number {:#010x}, not {magic:#010x}: not an IDX file of unsigned bytes of \
              rank {rank}",
             word(0)
+        )));
+    }
+    if bytes.len() < head {
+        return Err(bad(format!(
+            "{} bytes, too short for an IDX header",
+            bytes.len()
         )));
     }
     let dims: Vec<u64> = (1..=rank).map(|i| word(i) as u64).collect();
