@@ -260,6 +260,15 @@ fn a_killed_rank_ends_the_job_naming_it_and_the_checkpoint_resumes() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // A process being torn down may no longer show as rank 0 yet still hold the folder:
+    // wait until the folder can be locked.
+    while imba::train::FolderLock::acquire(&run).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run's folder is still held a minute after rank 1's death"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The checkpoint is whole: the run resumes from it in one process.
     resume_two_more(1, &cfg, &run);
 }
