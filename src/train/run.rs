@@ -29,6 +29,16 @@ pub struct Outcome {
     pub seconds: f64,
     /// Files written at the end (model, curve, samples).
     pub written: Vec<PathBuf>,
+    /// The end-of-run samples with their labels and the training split (for an oracle).
+    pub end_samples: Option<EndSamples>,
+}
+
+/// A run's end-of-run samples: label rows, images (n, C, H, W) and the data they were
+/// trained on.
+pub struct EndSamples {
+    pub labels: Vec<u32>,
+    pub images: Vec<f32>,
+    pub data: Dataset,
 }
 
 /// Keeps the lines of a JSONL log whose `step` is ≤ `step` (a resume redoes the later ones).
@@ -237,7 +247,7 @@ fn lead(
     crate::parallel::leave_lockstep();
     drop(stoppable);
     let seconds = bar.finish();
-    let written = finish(
+    let (written, end_samples) = finish(
         gpu,
         &run,
         &trainer,
@@ -252,6 +262,7 @@ fn lead(
         steps_run: trainer.step - first_step,
         seconds,
         written,
+        end_samples,
     })
 }
 
@@ -315,6 +326,7 @@ fn follow(trainer: &mut Trainer, config: TrainConfig) -> Result<Outcome> {
         steps_run: trainer.step - first_step,
         seconds: started.elapsed().as_secs_f64(),
         written: Vec::new(),
+        end_samples: None,
     })
 }
 
@@ -670,7 +682,7 @@ fn finish(
     model: &DitConfig,
     trained: bool,
     monitored: bool,
-) -> Result<Vec<PathBuf>> {
+) -> Result<(Vec<PathBuf>, Option<EndSamples>)> {
     let config = &trainer.config;
     let st = trainer.state()?;
     let just_saved =
@@ -716,10 +728,13 @@ fn finish(
         monitor::finish(run, config.steps, &data.label_names, &data.label_counts())?;
         written.extend([run.d_summary(), run.d_plot()]);
     }
+    let mut samples = None;
     if config.sample_count > 0 {
-        written.extend(end_samples(gpu, run, trainer, model, &st.ema)?);
+        let (files, s) = end_samples(gpu, run, trainer, model, &st.ema)?;
+        written.extend(files);
+        samples = Some(s);
     }
-    Ok(written)
+    Ok((written, samples))
 }
 
 /// Samples of every label (or of the data's concept lists) from the final EMA weights.
@@ -729,7 +744,7 @@ fn end_samples(
     trainer: &Trainer,
     model: &DitConfig,
     ema: &[f32],
-) -> Result<Vec<PathBuf>> {
+) -> Result<(Vec<PathBuf>, EndSamples)> {
     let config = &trainer.config;
     let (labels, cols) = sample_labels(&trainer.data, config.sample_count);
     let sampler = match config.process {
@@ -758,7 +773,7 @@ fn end_samples(
         Vec::new()
     };
     let names = &trainer.data.label_names;
-    let mut written = save_samples(
+    let written = save_samples(
         &run.samples(),
         model,
         &images,
@@ -779,38 +794,12 @@ fn end_samples(
         let grid = crate::report::images::grid(&images, c, h, w, cols, scale);
         crate::report::plot::labelled_grid(&run.samples().join("grid.png"), &grid, &rows)?;
     }
-    if config.dataset != DatasetKind::Folder {
-        written.push(score_end_samples(run, trainer, &labels, &images)?);
-    }
-    Ok(written)
-}
-
-/// Scores the end-of-run samples on the data set's oracle, prints the head-to-tail reading
-/// and writes it as `samples/score.json`.
-fn score_end_samples(
-    run: &RunDir,
-    trainer: &Trainer,
-    labels: &[u32],
-    images: &[f32],
-) -> Result<PathBuf> {
-    let config = &trainer.config;
-    let e = crate::eval::score(config, &trainer.data, labels, images)?;
-    let shown: Vec<String> = e
-        .metrics
-        .iter()
-        .filter(|(name, _)| !name.ends_with("/slope"))
-        .map(|(name, v)| format!("{name} {v:.2}"))
-        .collect();
-    eprintln!(
-        "oracle on the {} end-of-run samples (guidance {}): {}",
-        e.samples,
-        config.guidance,
-        shown.join(" · ")
-    );
-    eprintln!("  ({})", e.score);
-    let path = run.samples().join("score.json");
-    crate::error::write_json(&path, &e)?;
-    Ok(path)
+    let samples = EndSamples {
+        labels,
+        images,
+        data: trainer.data.clone(),
+    };
+    Ok((written, samples))
 }
 
 /// Labels for `count` samples: for class labels, every label in turn (a grid row per label);

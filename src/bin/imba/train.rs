@@ -60,9 +60,41 @@ pub fn run(gpu: &Gpu, comm: &dyn Collective, a: TrainArgs) -> imba::Result<()> {
             s.mean_d
         );
     }
+    let mut written = o.written.clone();
+    if let Some(s) = o.end_samples.as_ref() {
+        if o.config.dataset != imba::train::DatasetKind::Folder {
+            written.push(score_end_samples(&o.config, &o.out, s)?);
+        }
+    }
     println!("outputs in {}:", o.out.display());
-    for f in &o.written {
+    for f in &written {
         println!("  {}", f.display());
     }
     Ok(())
+}
+
+/// Reads the end-of-run samples with the data set's oracle, prints the head-to-tail reading
+/// and writes it as `samples/score.json`.
+fn score_end_samples(
+    config: &imba::train::TrainConfig,
+    out: &std::path::Path,
+    s: &imba::train::run::EndSamples,
+) -> imba::Result<std::path::PathBuf> {
+    let e = imba::eval::score(config, &s.data, &s.labels, &s.images)?;
+    let shown: Vec<String> = e
+        .metrics
+        .iter()
+        .filter(|(name, _)| !name.ends_with("/slope"))
+        .map(|(name, v)| format!("{name} {v:.2}"))
+        .collect();
+    eprintln!(
+        "oracle on the {} end-of-run samples (guidance {}): {}",
+        e.samples,
+        config.guidance,
+        shown.join(" · ")
+    );
+    eprintln!("  ({})", e.score);
+    let path = imba::train::RunDir::new(out).samples().join("score.json");
+    imba::error::write_json(&path, &e)?;
+    Ok(path)
 }
