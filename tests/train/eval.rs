@@ -223,10 +223,11 @@ fn jittered_sets_are_distributions_and_permuted() {
 fn jittered_detector_tolerance() {
     use imba::data::{render_jittered, Jitter};
     let det = Detector::jittered(16, 1);
+    // A box size of the 16-pixel rule (10 to 14).
     let jt = Jitter {
-        box_size: 15,
+        box_size: 13,
         x: 1,
-        y: 0,
+        y: 2,
         colour: [0.1, 0.2, 0.0],
     };
     for shape in 0..4 {
@@ -251,6 +252,15 @@ fn jittered_detector_tolerance() {
             "shape {shape}"
         );
     }
+    // The union of a square and a cross at the largest box, where the cross's arms stick out
+    // by a pixel or more on every side. (At boxes of 10–13 pixels the arms add only a few
+    // pixels, within the tolerance: such a union reads as the square or the circle.)
+    let jt = Jitter {
+        box_size: 14,
+        x: 0,
+        y: 0,
+        ..jt
+    };
     let square = render_jittered(16, &[((0, 1), jt)]);
     let cross = render_jittered(16, &[((3, 1), jt)]);
     let both: Vec<f32> = square.iter().zip(&cross).map(|(a, b)| a.max(*b)).collect();

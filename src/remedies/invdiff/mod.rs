@@ -135,12 +135,6 @@ impl Options {
                 self.var_weight
             ));
         }
-        if self.steps == 0 {
-            return bad(
-                "InvDiff needs at least 1 δ-training step (0 would compare the model with itself)"
-                    .into(),
-            );
-        }
         use crate::bounds::{at_most, MAX_BATCH, MAX_DEPTH, MAX_LABELS, MAX_REPS, MAX_STEPS};
         at_most("groups", self.groups, MAX_LABELS)?;
         at_most("group_epochs", self.group_epochs, MAX_REPS)?;
@@ -311,6 +305,12 @@ pub fn run(
 ) -> Result<Report> {
     use crate::train::setup;
     o.validate()?;
+    if o.steps == 0 {
+        return Err(Error::Config(
+            "InvDiff needs at least 1 δ-training step (0 would compare the model with itself)"
+                .into(),
+        ));
+    }
     let saved = crate::train::RunDir::new(base_run).load()?;
     let base_step = crate::eval::Trained::of(&saved, base_run, "InvDiff");
     let (data, _) = setup::load_data(&saved.config)?;
