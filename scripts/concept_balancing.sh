@@ -78,20 +78,20 @@ case "$PHASE" in
   flow)
     run "$OUT/shapes-flow" "$CORE" "${shapes[@]}" --process flow "${scoring[@]}" ;;
   mechanism)
-    run "$OUT/shapes-eps" "$MECHANISM" "${shapes[@]}" "${scoring[@]}"
-    run "$OUT/digits-eps" "$MECHANISM" "${digits[@]}" "${scoring[@]}" ;;
+    run "$OUT/shapes-eps" "$MECHANISM" "${shapes[@]}" --process ddpm "${scoring[@]}"
+    run "$OUT/digits-eps" "$MECHANISM" "${digits[@]}" --process ddpm "${scoring[@]}" ;;
   rest)
     run "$OUT/digits-flow" "$CORE" "${digits[@]}" --process flow "${scoring[@]}"
-    run "$OUT/shapes-eps" "dual-baseline,$REST" "${shapes[@]}" "${scoring[@]}"
-    run "$OUT/digits-eps" "dual-baseline,$REST" "${digits[@]}" "${scoring[@]}" ;;
+    run "$OUT/shapes-eps" "dual-baseline,$REST" "${shapes[@]}" --process ddpm "${scoring[@]}"
+    run "$OUT/digits-eps" "dual-baseline,$REST" "${digits[@]}" --process ddpm "${scoring[@]}" ;;
   fashion)
-    run "$OUT/fashion-eps" dual-baseline,imba-tnorm "${fashion[@]}" "${scoring[@]}" ;;
+    run "$OUT/fashion-eps" dual-baseline,imba-tnorm "${fashion[@]}" --process ddpm "${scoring[@]}" ;;
   report)
     report "$OUT/shapes-flow" "$CORE" "${shapes[@]}" --process flow "${scoring[@]}"
     report "$OUT/digits-flow" "$CORE" "${digits[@]}" --process flow "${scoring[@]}"
-    report "$OUT/shapes-eps" "$MECHANISM,$REST" "${shapes[@]}" "${scoring[@]}"
-    report "$OUT/digits-eps" "$MECHANISM,$REST" "${digits[@]}" "${scoring[@]}"
-    report "$OUT/fashion-eps" dual-baseline,imba-tnorm "${fashion[@]}" "${scoring[@]}" ;;
+    report "$OUT/shapes-eps" "$MECHANISM,$REST" "${shapes[@]}" --process ddpm "${scoring[@]}"
+    report "$OUT/digits-eps" "$MECHANISM,$REST" "${digits[@]}" --process ddpm "${scoring[@]}"
+    report "$OUT/fashion-eps" dual-baseline,imba-tnorm "${fashion[@]}" --process ddpm "${scoring[@]}" ;;
   *)
     echo "unknown phase $PHASE: flow, mechanism, rest, fashion or report" >&2
     exit 2 ;;

@@ -60,13 +60,15 @@ compare() {
 }
 
 lane1() {
-  compare "$OUT/shapes-eps" "$CORE" baseline-matched,cbdm "$SEEDS" "${shapes[@]}" "${scoring[@]}"
+  compare "$OUT/shapes-eps" "$CORE" baseline-matched,cbdm "$SEEDS" "${shapes[@]}" --process ddpm \
+    "${scoring[@]}"
   compare "$OUT/shapes-flow" "$CORE" "" "$FLOW_SEEDS" "${shapes[@]}" --process flow \
     "${scoring[@]}"
 }
 
 lane2() {
-  compare "$OUT/digits-eps" "$CORE" baseline-matched "$SEEDS" "${digits[@]}" "${scoring[@]}"
+  compare "$OUT/digits-eps" "$CORE" baseline-matched "$SEEDS" "${digits[@]}" --process ddpm \
+    "${scoring[@]}"
 }
 
 mkdir -p "$OUT"

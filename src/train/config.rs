@@ -249,12 +249,13 @@ options! {
     ccua_gamma: f32 = 0.05,
     /// CCUA: temperature τ of the contrastive loss [default: 0.1]
     ccua_tau: f32 = 0.1,
-    /// Diffusion process [default: ddpm]
+    /// Diffusion process: flow (rectified flow, velocity target) or ddpm (ε-prediction)
+    /// [default: flow: on the built-in data it reaches recognisable samples in fewer steps]
     #[arg(value_enum)]
-    process: Process = Process::Ddpm,
+    process: Process = Process::Flow,
     // ---- optimisation ----
-    /// Training steps (total, counting those before a resume) [default: 2500]
-    steps: u32 = 2500,
+    /// Training steps (total, counting those before a resume) [default: 1500]
+    steps: u32 = 1500,
     /// Batch size B (images per step) [default: 32]
     batch: u32 = 32,
     /// AdamW learning rate [default: 3e-3 for the built-in data sets, 1e-3 for folder]

@@ -466,7 +466,7 @@ fn compare_concept_balancing_arms_per_seed_data_and_raw_results() {
     let raw = std::fs::read_to_string(out.join("raw.jsonl")).unwrap();
     assert_eq!(raw.lines().count(), 30, "{raw}");
     let first: serde_json::Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
-    assert_eq!(first["process"], "ddpm");
+    assert_eq!(first["process"], "flow", "the default process");
     assert!(
         first["per_label"].as_array().is_some_and(|l| l.len() == 4),
         "{first}"

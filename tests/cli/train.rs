@@ -10,7 +10,7 @@ fn step_of(ckpt: &Path) -> u32 {
 
 pub const TINY: &str = "dataset = 'shapes'\nimage_size = 8\nhead_count = 6\nimbalance = 3.0\n\
                     model = 'tiny'\nbatch = 4\nsteps = 100\nwarmup = 2\nsample_count = 4\n\
-                    sample_steps = 3\ncheckpoint_every = 2\n";
+                    sample_steps = 3\ncheckpoint_every = 2\nprocess = 'ddpm'\n";
 
 #[test]
 fn train_resume_crash_and_sample() {

@@ -13,7 +13,8 @@ fn tiny(objective: &str, extra: &str) -> TrainOptions {
         .unwrap()
         .or(TrainOptions::from_toml(&format!(
             "dataset = 'shapes'\nimage_size = 8\nhead_count = 6\nimbalance = 3.0\nmodel = 'tiny'\n\
-         batch = 4\nsteps = 4\nwarmup = 2\nobjective = '{objective}'\nseed = 5\n"
+         batch = 4\nsteps = 4\nwarmup = 2\nobjective = '{objective}'\nseed = 5\n\
+         process = 'ddpm'\n"
         ))
         .unwrap())
 }
@@ -176,7 +177,8 @@ fn tempdir(name: &str) -> std::path::PathBuf {
 fn toy2d_learns_the_class_means() {
     let opts = TrainOptions::from_toml(
         "dataset = 'toy2d'\nclasses = 4\nhead_count = 128\nimbalance = 1.0\ndepth = 2\ndim = 32\n\
-         heads = 2\nbatch = 64\nsteps = 400\nwarmup = 20\nlr = 3e-3\nema = 0.95\nseed = 1",
+         heads = 2\nbatch = 64\nsteps = 400\nwarmup = 20\nlr = 3e-3\nema = 0.95\nseed = 1\n\
+         process = 'ddpm'",
     )
     .unwrap();
     let mut t = trainer(opts, None);
