@@ -107,3 +107,10 @@ pub fn dropped(seed: u32, step: u32, b: u32, threshold: u32) -> bool {
     let x = philox4x32_10([b, 1, 0, 0], [seed, step]);
     (x[0] >> 8) < threshold
 }
+
+/// A uniform f64 in [0, 1) from Philox (key (seed, salt), counter (i, stream)): 53 bits of
+/// the first two words.
+pub fn uniform(seed: u32, salt: u32, stream: u32, i: u32) -> f64 {
+    let w = philox4x32_10([i, stream, 0, 0], [seed, salt]);
+    (((w[0] as u64) << 21) ^ (w[1] as u64 >> 11)) as f64 / (1u64 << 53) as f64
+}

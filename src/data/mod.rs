@@ -219,8 +219,7 @@ impl EpochOrder {
 
 /// A uniform f64 in [0, 1) from Philox (key (seed, salt), counter (i, stream)).
 pub fn uniform(seed: u32, salt: u32, stream: u32, i: u32) -> f64 {
-    let w = crate::rng::philox4x32_10([i, stream, 0, 0], [seed, salt]);
-    (((w[0] as u64) << 21) ^ (w[1] as u64 >> 11)) as f64 / (1u64 << 53) as f64
+    crate::rng::uniform(seed, salt, stream, i)
 }
 
 /// `per` copies of every label, label by label.

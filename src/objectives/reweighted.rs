@@ -91,7 +91,7 @@ impl Objective for Reweighted {
             buckets: &buckets,
         };
         let (seed, step) = (self.seed, inputs.step);
-        let draw = |b: usize| crate::data::uniform(seed, SHUFFLE_SALT, step, b as u32);
+        let draw = |b: usize| crate::rng::uniform(seed, SHUFFLE_SALT, step, b as u32);
         let w = self.rule.weights(&samples, draw);
         queue.write_buffer(&self.given, 0, bytemuck::cast_slice(&w));
     }

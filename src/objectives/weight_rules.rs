@@ -24,7 +24,8 @@ use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// Which host rule weighs the samples.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "workflow", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum WeightRule {
     /// The running mean of D per (label, timestep bucket) over the bucket's running mean.
