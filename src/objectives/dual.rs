@@ -22,6 +22,19 @@ pub struct DualLoss {
     pub dout: wgpu::Buffer,
 }
 
+/// What [`DualLoss::record_given`] weighs the conditional term with.
+#[derive(Clone, Copy)]
+pub struct GivenWeights<'a> {
+    pub target: crate::kernels::Target<'a>,
+    /// Per-token weights (B, N), read.
+    pub weights: &'a wgpu::Buffer,
+    /// The mix λ·L_c + (1 − λ)·L_u.
+    pub lambda: f32,
+    /// IMBA's parameters when its unnormalised D is to be computed alongside (into
+    /// [`DualLoss::weights`]), for rules that learn from it.
+    pub d: Option<&'a crate::kernels::ImbaParams>,
+}
+
 /// The time-bucket normalisation's state and, for a data-parallel shard, the sum of its
 /// per-bucket sums over the ranks.
 pub type TimeNorm<'a, 't> = (
@@ -61,13 +74,14 @@ impl DualLoss {
         encoder: &mut wgpu::CommandEncoder,
         loss: &crate::kernels::LossKernels,
         acts: &Activations,
-        (target, given, lambda, d): (
-            crate::kernels::Target,
-            &wgpu::Buffer,
-            f32,
-            Option<&crate::kernels::ImbaParams>,
-        ),
+        given: &GivenWeights,
     ) -> Result<()> {
+        let GivenWeights {
+            target,
+            weights: given,
+            lambda,
+            d,
+        } = *given;
         self.check(acts)?;
         let bytes = self.shape.elements() * 4;
         encoder.copy_buffer_to_buffer(&acts.out, 0, &self.pred_cond, 0, bytes);

@@ -34,8 +34,10 @@ pub struct ReweightedSpec<'a> {
     pub counts: &'a [usize],
     /// γ, form and λ of IMBA's D (normalisation and granularity are not read).
     pub params: ImbaParams,
-    /// Timestep buckets and decay of the running means.
-    pub time: (u32, f32),
+    /// Timestep buckets of the running means.
+    pub buckets: u32,
+    /// Decay of the running means.
+    pub decay: f32,
     /// The training seed (the shuffled rule's draws).
     pub seed: u32,
 }
@@ -49,7 +51,7 @@ impl Reweighted {
         spec: &ReweightedSpec,
     ) -> Result<Self> {
         spec.params.validate()?;
-        let rule = HostWeights::new(spec.rule, spec.counts, spec.time, c.tokens())?;
+        let rule = HostWeights::new(spec.rule, spec.counts, spec.buckets, spec.decay, c.tokens())?;
         let d_params = rule.needs_d().then_some(ImbaParams {
             normalize: crate::kernels::Normalize::None,
             granularity: crate::kernels::Granularity::Token,
@@ -60,7 +62,7 @@ impl Reweighted {
             rule,
             d_params,
             lambda: spec.params.lambda,
-            buckets: spec.time.0,
+            buckets: spec.buckets,
             slots: c.label_slots as usize,
             seed: spec.seed,
             given: buffer(device, "host_weights", batch as u64 * c.tokens() as u64),
@@ -105,8 +107,13 @@ impl Objective for Reweighted {
         target: Target,
         _inputs: &StepInputs,
     ) -> Result<()> {
-        let args = (target, &self.given, self.lambda, self.d_params.as_ref());
-        self.dual.record_given(device, encoder, loss, acts, args)
+        let given = super::dual::GivenWeights {
+            target,
+            weights: &self.given,
+            lambda: self.lambda,
+            d: self.d_params.as_ref(),
+        };
+        self.dual.record_given(device, encoder, loss, acts, &given)
     }
 
     fn dout(&self) -> &wgpu::Buffer {

@@ -85,7 +85,8 @@ impl HostWeights {
     pub fn new(
         rule: WeightRule,
         counts: &[usize],
-        (buckets, decay): (u32, f32),
+        buckets: u32,
+        decay: f32,
         tokens: u32,
     ) -> Result<Self> {
         crate::kernels::loss::validate_time_buckets(buckets, decay)?;
@@ -320,7 +321,7 @@ mod tests {
     #[test]
     fn inverse_frequency_has_mean_one_over_the_data() {
         let counts = [100, 30, 10, 1];
-        let h = HostWeights::new(WeightRule::InverseFrequency, &counts, (4, 0.9), 2).unwrap();
+        let h = HostWeights::new(WeightRule::InverseFrequency, &counts, 4, 0.9, 2).unwrap();
         let total: usize = counts.iter().sum();
         let mean: f64 = counts
             .iter()
@@ -338,7 +339,7 @@ mod tests {
 
     #[test]
     fn class_mean_is_the_label_mean_over_the_bucket_mean() {
-        let mut h = HostWeights::new(WeightRule::ClassMeanD, &[5, 5], (2, 0.5), 2).unwrap();
+        let mut h = HostWeights::new(WeightRule::ClassMeanD, &[5, 5], 2, 0.5, 2).unwrap();
         // Before any D: weight 1.
         let s = samples(&[0, 1, 0], &[0, 0, 1]);
         assert_eq!(h.weights(&s, |_| 0.0), vec![1.0; 6]);
@@ -356,7 +357,7 @@ mod tests {
 
     #[test]
     fn shuffled_draws_an_earlier_vector_of_the_same_bucket() {
-        let mut h = HostWeights::new(WeightRule::ShuffledD, &[5, 5], (2, 0.0), 2).unwrap();
+        let mut h = HostWeights::new(WeightRule::ShuffledD, &[5, 5], 2, 0.0, 2).unwrap();
         let s = samples(&[0, 1], &[0, 1]);
         h.observe(&s, &[1.0, 3.0, 10.0, 30.0]).unwrap();
         // Decay 0: the bucket means are this step's (2 and 20); each sample gets the only
@@ -368,14 +369,14 @@ mod tests {
     #[test]
     fn state_round_trips_exactly() {
         for rule in [WeightRule::ClassMeanD, WeightRule::ShuffledD] {
-            let mut h = HostWeights::new(rule, &[3, 2, 1], (3, 0.99), 2).unwrap();
+            let mut h = HostWeights::new(rule, &[3, 2, 1], 3, 0.99, 2).unwrap();
             for step in 0..40u32 {
                 let labels = [step % 3, (step + 1) % 3];
                 let buckets = [step % 3, (step * 7) % 3];
                 let d = [0.1 * step as f32, 0.3, 1.0 / (1 + step) as f32, 0.7];
                 h.observe(&samples(&labels, &buckets), &d).unwrap();
             }
-            let mut g = HostWeights::new(rule, &[3, 2, 1], (3, 0.99), 2).unwrap();
+            let mut g = HostWeights::new(rule, &[3, 2, 1], 3, 0.99, 2).unwrap();
             g.restore(&h.state()).unwrap();
             let s = samples(&[0, 1, 2], &[0, 1, 2]);
             let draw = |b: usize| 0.37 * b as f64;

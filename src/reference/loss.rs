@@ -88,7 +88,9 @@ pub fn imba(
 /// is the mean weight) and both gradients.
 pub fn weighted(
     shape: TokenShape,
-    (pred_cond, pred_uncond, target): (&[f64], &[f64], &[f64]),
+    pred_cond: &[f64],
+    pred_uncond: &[f64],
+    target: &[f64],
     lambda: f32,
     w: &[f64],
 ) -> ImbaOut {

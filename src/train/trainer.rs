@@ -812,7 +812,8 @@ fn build_objective(
                 rule: config.weight_rule,
                 counts: &data.label_counts(),
                 params: config.imba_params(),
-                time: (config.time_buckets, config.time_decay),
+                buckets: config.time_buckets,
+                decay: config.time_decay,
                 seed: config.seed,
             };
             Box::new(objectives::Reweighted::new(dev, loss, model, b, &spec)?)

@@ -905,11 +905,9 @@ fn given_weights_match_reference() {
         for lambda in [0.9, 0.35] {
             let want = rl::weighted(
                 inp.shape,
-                (
-                    &rl::widen(&inp.pred_cond),
-                    &rl::widen(&inp.pred_uncond),
-                    &rl::widen(&inp.target),
-                ),
+                &rl::widen(&inp.pred_cond),
+                &rl::widen(&inp.pred_uncond),
+                &rl::widen(&inp.target),
                 lambda,
                 &rl::widen(&w),
             );
@@ -936,7 +934,7 @@ fn given_weights_gradients_match_finite_differences() {
         rl::widen(&inp.target),
         rl::widen(&w),
     );
-    let loss = |pc: &[f64], pu: &[f64]| rl::weighted(inp.shape, (pc, pu, &t), lambda, &wd).loss;
+    let loss = |pc: &[f64], pu: &[f64]| rl::weighted(inp.shape, pc, pu, &t, lambda, &wd).loss;
     let h = 1e-6;
     for i in 0..pc.len() {
         let (mut a, mut b) = (pc.clone(), pc.clone());
