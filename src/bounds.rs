@@ -27,6 +27,9 @@ pub const MAX_LABELS: u32 = 1_000_000;
 pub const MAX_CHANNELS: u32 = 64;
 /// Repetitions, warm-up runs and rounds of a benchmark, and steps of a remedy's optimiser.
 pub const MAX_REPS: u32 = 1_000_000;
+/// Learning rates: AdamW moves every weight by about lr per step, so above 1 each step
+/// throws the weights past their own scale (the usual values are 1e-4 to 3e-3).
+pub const MAX_LR: f32 = 1.0;
 /// Classifier-free guidance scales: 0 is unconditional, 1 conditional, DiT uses 1.5–4.
 pub const GUIDANCE: std::ops::RangeInclusive<f32> = 0.0..=100.0;
 

@@ -297,6 +297,30 @@ fn check(spec: &CompareSpec) -> Result<crate::train::TrainConfig> {
     Ok(base)
 }
 
+/// The training options given to a comparison that none of its runs reads: those every
+/// run sets itself (`seed` from --seeds, `sample_count`, an objective's own keys) and those
+/// no compared objective or the data set reads (IMBA's γ in a comparison of baselines).
+pub fn unread(spec: &CompareSpec) -> Result<Vec<&'static str>> {
+    let mut unread = Vec::new();
+    'names: for name in spec.base.given() {
+        if matches!(name, "seed" | "sample_count") {
+            unread.push(name);
+            continue;
+        }
+        for v in &spec.variants {
+            let own = variant(v)?;
+            if own.given().contains(&name) {
+                continue;
+            }
+            if own.or(spec.base.clone()).resolve()?.reads(name) {
+                continue 'names;
+            }
+        }
+        unread.push(name);
+    }
+    Ok(unread)
+}
+
 /// Refuses a list that names an item twice (two runs of one objective and seed would be
 /// counted as two).
 fn refuse_repeats<T: PartialEq + std::fmt::Display>(what: &str, items: &[T]) -> Result<()> {

@@ -78,7 +78,7 @@ impl Models<'_> {
                 models.sample_batch(gpu, s, &labels[start * slots..(start + b) * slots], start)?;
             if let Some(i) = x.iter().position(|v| !v.is_finite()) {
                 return Err(Error::Diverged(format!(
-                    "sample {} became non-finite; the checkpoint may be broken",
+                    "sample {} became non-finite: the model overflows at these settings (a diverged or damaged model, or an extreme guidance)",
                     start + i / image
                 )));
             }
@@ -100,6 +100,15 @@ fn check(s: &SampleSpec, labels: &[u32]) -> Result<usize> {
         )));
     }
     crate::bounds::guidance("guidance", s.guidance)?;
+    if let Sampler::Ddim { eta, .. } = s.sampler {
+        // η scales DDPM's posterior noise: above 1 the deterministic part's variance would
+        // go negative.
+        if !(0.0..=1.0).contains(&eta) {
+            return Err(Error::Config(format!(
+                "`eta` is {eta}; give a value in 0..=1 (0 = deterministic DDIM, 1 = DDPM's noise)"
+            )));
+        }
+    }
     if let Sampler::Ddim { steps, .. } | Sampler::Euler { steps } = s.sampler {
         if steps == 0 {
             return Err(Error::Config("sampler steps must be at least 1".into()));

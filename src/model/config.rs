@@ -85,20 +85,24 @@ impl DitConfig {
     /// Checks every constraint the kernels and the reference layout rely on.
     pub fn validate(&self) -> Result<()> {
         let c = self;
-        if [
-            c.height,
-            c.width,
-            c.channels,
-            c.patch,
-            c.dim,
-            c.depth,
-            c.heads,
-            c.mlp_ratio,
-        ]
-        .contains(&0)
-            || c.label_slots == 0
-        {
-            return Err(Error::Param(format!("every model size must be ≥ 1: {c:?}")));
+        for (name, value) in [
+            ("height", c.height),
+            ("width", c.width),
+            ("channels", c.channels),
+            ("patch", c.patch),
+            ("dim", c.dim),
+            ("depth", c.depth),
+            ("heads", c.heads),
+            ("mlp_ratio", c.mlp_ratio),
+            ("labels", c.num_labels),
+            ("label_slots", c.label_slots),
+        ] {
+            if value == 0 {
+                return Err(Error::Param(format!(
+                    "model `{name}`{} must be at least 1",
+                    image_size_hint(name)
+                )));
+            }
         }
         use crate::bounds::{MAX_CHANNELS, MAX_DEPTH, MAX_DIM, MAX_IMAGE_SIZE, MAX_LABELS};
         for (name, value, max) in [
@@ -114,7 +118,8 @@ impl DitConfig {
         ] {
             if value > max {
                 return Err(Error::Param(format!(
-                    "model `{name}` is {value}, over its bound of {max}; give a smaller value"
+                    "model `{name}`{} is {value}, over its bound of {max}; give a smaller value",
+                    image_size_hint(name)
                 )));
             }
         }
@@ -177,5 +182,13 @@ impl DitConfig {
             width: self.width,
             patch: self.patch,
         }
+    }
+}
+
+/// Where a model size comes from the command line's `--image-size`, says so.
+fn image_size_hint(name: &str) -> &'static str {
+    match name {
+        "height" | "width" => " (the image size)",
+        _ => "",
     }
 }

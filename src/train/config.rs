@@ -420,10 +420,10 @@ impl TrainConfig {
         at_most("head_count", c.head_count as u64, bounds::MAX_HEAD_COUNT)?;
         at_most("sample_count", c.sample_count, bounds::MAX_SAMPLES)?;
         at_most("sample_steps", c.sample_steps, bounds::MAX_SAMPLER_STEPS)?;
-        if !(c.lr > 0.0 && c.lr.is_finite()) {
+        if !(c.lr > 0.0 && c.lr <= bounds::MAX_LR) {
             return Err(bad(
                 "lr",
-                format!("must be a finite number > 0, got {}", c.lr),
+                format!("must be in (0, {}], got {}", bounds::MAX_LR, c.lr),
             ));
         }
         if !(c.weight_decay >= 0.0 && c.weight_decay.is_finite()) {
@@ -550,7 +550,7 @@ impl TrainConfig {
     }
 
     /// Whether this config's data set and objective read option `name`.
-    fn reads(&self, name: &str) -> bool {
+    pub fn reads(&self, name: &str) -> bool {
         let (o, ds) = (self.objective, self.dataset);
         match name {
             "classes" => ds == DatasetKind::Toy2d,

@@ -202,6 +202,27 @@ fn compare_refuses_unknown_objectives_and_folder_data() {
         !dir.join("cmp").exists(),
         "a refused comparison wrote files"
     );
+    // Options no compared run reads are named: IMBA's γ among baselines, a single seed
+    // beside --seeds, CBDM's τ on data that does not need it is read by cbdm only.
+    let (_, _, stderr) = imba_split(&[
+        "compare",
+        "--objectives",
+        "baseline,cbdm",
+        "--gamma",
+        "2",
+        "--seed",
+        "3",
+        "--cbdm-tau",
+        "2",
+        "--report-only",
+        "--out",
+        &out,
+    ]);
+    for name in ["gamma", "seed"] {
+        let note = format!("note: `{name}` changes none of the compared runs");
+        assert!(stderr.contains(&note), "{name}: {stderr}");
+    }
+    assert!(!stderr.contains("`cbdm_tau` changes none"), "{stderr}");
 }
 
 /// CBDM and CCUA run through `imba compare` like the other objectives: two forward rows per

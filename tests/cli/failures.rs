@@ -528,7 +528,7 @@ fn absurd_counts_are_refused_with_the_option_named() {
         ),
         (
             vec!["invdiff", "--base", &r, "--steps", "0"],
-            "at least 1 δ-training step",
+            "`steps` must be at least 1",
         ),
         (
             vec!["invdiff", "--base", &r, "--delta-depth", huge],

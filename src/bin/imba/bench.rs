@@ -24,9 +24,10 @@ pub enum BenchCommand {
         /// Timed steps per objective (median reported).
         #[arg(long, default_value_t = 10)]
         reps: usize,
-        /// Untimed warm-up steps.
+        /// Untimed warm-up steps per objective (`--warmup` is the training's learning-rate
+        /// warm-up, as in `imba train`).
         #[arg(long, default_value_t = 2)]
-        warmup: usize,
+        untimed: usize,
         #[command(flatten)]
         opts: Box<imba::train::TrainOptions>,
     },
@@ -145,7 +146,10 @@ fn check_counts(command: &BenchCommand) -> imba::Result<()> {
     /// (option, value) pairs.
     type Counts = Vec<(&'static str, usize)>;
     let (timed, untimed): (Counts, Counts) = match command {
-        BenchCommand::Train { reps, warmup, .. } | BenchCommand::Kernels { reps, warmup, .. } => {
+        BenchCommand::Train { reps, untimed, .. } => {
+            (vec![("reps", *reps)], vec![("untimed", *untimed)])
+        }
+        BenchCommand::Kernels { reps, warmup, .. } => {
             (vec![("reps", *reps)], vec![("warmup", *warmup)])
         }
         BenchCommand::Matmul {
@@ -193,12 +197,12 @@ pub fn run(gpu: &Gpu, command: BenchCommand) -> imba::Result<()> {
             config,
             objectives,
             reps,
-            warmup,
+            untimed,
             opts,
         } => {
             let opts = with_file(*opts, config.as_deref())?;
             let (header, rows) =
-                imba::bench::train::train_steps(gpu, &opts, &objectives, warmup, reps)?;
+                imba::bench::train::train_steps(gpu, &opts, &objectives, untimed, reps)?;
             println!("{}", imba::bench::train::markdown(&header, &rows));
             Ok(())
         }

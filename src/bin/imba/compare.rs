@@ -63,6 +63,19 @@ pub fn run(gpu: &Gpu, a: CompareArgs) -> imba::Result<()> {
     if !a.quiet {
         eprintln!("adapter: {}", gpu.info.name);
     }
+    // Options that change no run are named, not silently kept (errors are left to the
+    // comparison, which names them in full).
+    let unread = imba::compare::unread(&spec).unwrap_or_default();
+    if let (false, Ok(base)) = (unread.is_empty(), spec.base.clone().resolve()) {
+        for name in unread {
+            eprintln!(
+                "note: `{name}` changes none of the compared runs ({} on {} data); it is \
+                 ignored",
+                a.objectives.join(", "),
+                base.dataset.name()
+            );
+        }
+    }
     let c = imba::compare::compare(gpu, &spec, !a.quiet)?;
     let shown: Vec<String> = a
         .objectives

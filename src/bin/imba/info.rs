@@ -33,10 +33,10 @@ pub struct InfoArgs {
     #[arg(long, requires = "model")]
     roofline: bool,
     /// Peak FP32 rate for --roofline, TFLOP/s (default: H100/H200 without tensor cores).
-    #[arg(long, default_value_t = 67.0)]
+    #[arg(long, default_value_t = 67.0, requires = "roofline")]
     peak_tflops: f64,
     /// Peak device-memory bandwidth for --roofline, TB/s (default: H100/H200 SXM).
-    #[arg(long, default_value_t = 3.35)]
+    #[arg(long, default_value_t = 3.35, requires = "roofline")]
     peak_tbs: f64,
 }
 
@@ -64,6 +64,7 @@ pub fn run(gpu: &Gpu, a: InfoArgs) -> imba::Result<()> {
                 "--batch must be at least 1 for the memory report and the roofline".into(),
             ));
         }
+        imba::bounds::at_most("batch", a.batch, imba::bounds::MAX_BATCH)?;
         let cfg = imba::model::DitConfig::preset(name, a.image_size, a.channels, a.labels)?;
         if a.roofline {
             if !(a.peak_tflops > 0.0 && a.peak_tbs > 0.0) {

@@ -165,3 +165,14 @@ fn main() -> ExitCode {
     let result = run(cli, &job);
     job.finish(result)
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency checks (unique option names, valid defaults and relations),
+    /// which it otherwise makes only when a debug build first parses.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

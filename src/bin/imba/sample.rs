@@ -33,9 +33,9 @@ pub struct SampleArgs {
     /// DDIM or Euler steps.
     #[arg(long, default_value_t = 50)]
     steps: u32,
-    /// DDIM η (0 deterministic, 1 DDPM-like).
-    #[arg(long, default_value_t = 0.0)]
-    eta: f32,
+    /// DDIM η (0 deterministic, 1 DDPM-like) [default: 0].
+    #[arg(long)]
+    eta: Option<f32>,
     /// Classifier-free guidance scale w: ε_u + w(ε_c − ε_u); 1 = no guidance.
     #[arg(long, default_value_t = 1.5)]
     guidance: f32,
@@ -92,7 +92,7 @@ pub fn run(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
         (Some(SamplerName::Ddpm), Process::Ddpm) => Sampler::Ddpm,
         (Some(SamplerName::Ddim) | None, Process::Ddpm) => Sampler::Ddim {
             steps: a.steps,
-            eta: a.eta,
+            eta: a.eta.unwrap_or(0.0),
         },
         (Some(SamplerName::Euler) | None, Process::Flow) => Sampler::Euler { steps: a.steps },
         _ => {
@@ -101,6 +101,12 @@ pub fn run(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
             )))
         }
     };
+    if a.eta.is_some() && !matches!(sampler, Sampler::Ddim { .. }) {
+        return Err(imba::Error::Config(format!(
+            "`eta` is DDIM's; this run samples with {sampler:?}: leave --eta out (or use \
+             --sampler ddim on a DDPM run)"
+        )));
+    }
     let params = if a.no_ema {
         &saved.state.params
     } else {

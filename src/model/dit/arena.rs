@@ -95,7 +95,7 @@ pub type Plan = Vec<(String, u64)>;
 /// scratch — by buffer name: used by the allocation and by the memory report, so the
 /// report is what is allocated.
 pub fn arena_plan(c: &DitConfig, batch: u32, repeats: u32) -> (Plan, Plan, Plan) {
-    let (b, r) = (batch as u64, (batch * repeats) as u64);
+    let (b, r) = (batch as u64, batch as u64 * repeats as u64);
     let (n, d, k, m) = (
         c.tokens() as u64,
         c.dim as u64,

@@ -117,21 +117,33 @@ impl Options {
                 self.groups
             ));
         }
-        if self.draws == 0
-            || self.batch == 0
-            || self.delta_init == (DeltaInit::Scratch { depth: 0 })
-        {
-            return bad("draws, batch and the δ depth must be at least 1".into());
+        for (name, value) in [
+            ("draws", self.draws),
+            ("batch", self.batch),
+            ("steps", self.steps),
+        ] {
+            if value == 0 {
+                return bad(format!("`{name}` must be at least 1"));
+            }
         }
-        if !(0.0..=1.0).contains(&self.r) {
-            return bad(format!("r must be in [0, 1], got {}", self.r));
+        if self.delta_init == (DeltaInit::Scratch { depth: 0 }) {
+            return bad("`delta_depth` must be at least 1 (leave it out to copy the model)".into());
         }
-        if !(self.lr.is_finite() && self.lr > 0.0 && self.group_lr > 0.0) {
-            return bad("the learning rates must be positive".into());
+        // r = 0 would score the frozen model against itself.
+        if !(self.r > 0.0 && self.r <= 1.0) {
+            return bad(format!("`r` must be in (0, 1], got {}", self.r));
+        }
+        for (name, lr) in [("lr", self.lr as f64), ("group_lr", self.group_lr)] {
+            if !(lr > 0.0 && lr <= crate::bounds::MAX_LR as f64) {
+                return bad(format!(
+                    "`{name}` must be in (0, {}], got {lr}",
+                    crate::bounds::MAX_LR
+                ));
+            }
         }
         if !(self.var_weight.is_finite() && self.var_weight >= 0.0) {
             return bad(format!(
-                "the variance weight must be ≥ 0, got {}",
+                "`var_weight` (λ of the variance term) must be a finite number ≥ 0, got {}",
                 self.var_weight
             ));
         }
@@ -305,12 +317,6 @@ pub fn run(
 ) -> Result<Report> {
     use crate::train::setup;
     o.validate()?;
-    if o.steps == 0 {
-        return Err(Error::Config(
-            "InvDiff needs at least 1 δ-training step (0 would compare the model with itself)"
-                .into(),
-        ));
-    }
     let saved = crate::train::RunDir::new(base_run).load()?;
     let base_step = crate::eval::Trained::of(&saved, base_run, "InvDiff");
     let (data, _) = setup::load_data(&saved.config)?;
@@ -353,7 +359,15 @@ pub fn run(
         x.iter_mut().for_each(|v| *v = v.clamp(-1.0, 1.0));
         x
     };
-    let mixed = clamp(sample_mixed(gpu, &base, (&trained, o.r), eval, &labels)?);
+    // The frozen model alone is known to sample; a mix that overflows is the δ-model's doing.
+    let mixed = sample_mixed(gpu, &base, (&trained, o.r), eval, &labels).map_err(|e| match e {
+        Error::Diverged(m) => Error::Diverged(format!(
+            "{m} with the δ-model mixed in: δ trained at lr {} diverged; lower --lr",
+            o.lr
+        )),
+        e => e,
+    })?;
+    let mixed = clamp(mixed);
     let plain = clamp(sample_mixed(gpu, &base, (&trained, 0.0), eval, &labels)?);
     let evaluation = crate::eval::score(bc, &data, &labels, &mixed)?;
     let base_evaluation = crate::eval::score(bc, &data, &labels, &plain)?;

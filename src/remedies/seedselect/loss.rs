@@ -178,10 +178,22 @@ pub fn optimise(
         }
         first += b;
     }
-    for (what, imgs) in [("plain", &plain), ("optimised", &selected)] {
+    // Plain samples do not depend on the optimiser: where they overflow, the model or the
+    // guidance does.
+    let advice = [
+        format!(
+            "the model overflows at guidance {}; lower --guidance or check the run",
+            o.guidance
+        ),
+        format!("the noise optimiser diverged; lower --lr (now {})", o.lr),
+    ];
+    for ((what, imgs), fix) in [("plain", &plain), ("optimised", &selected)]
+        .into_iter()
+        .zip(advice)
+    {
         if let Some(i) = imgs.iter().position(|v| !v.is_finite()) {
             return Err(Error::Diverged(format!(
-                "{what} sample {} became non-finite; lower the learning rate",
+                "{what} sample {} became non-finite: {fix}",
                 i / image
             )));
         }

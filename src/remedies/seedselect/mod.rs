@@ -70,25 +70,28 @@ impl Default for Options {
 impl Options {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
-        if self.samples == 0 || self.batch == 0 {
-            return bad("seedselect needs at least one sample and a batch of at least 1".into());
+        for (name, value) in [("samples", self.samples), ("batch", self.batch)] {
+            if value == 0 {
+                return bad(format!("`{name}` must be at least 1"));
+            }
         }
         if self.steps < 3 {
             return bad(format!(
-                "seedselect needs at least 3 sampler steps (the semantic loss reads the last \
-                 three), got {}",
+                "`steps` must be at least 3 for seedselect (the semantic loss reads the last \
+                 three sampler steps), got {}",
                 self.steps
             ));
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
+        if !(self.lr > 0.0 && self.lr <= crate::bounds::MAX_LR) {
             return bad(format!(
-                "the learning rate must be positive, got {}",
+                "`lr` must be in (0, {}], got {}",
+                crate::bounds::MAX_LR,
                 self.lr
             ));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return bad(format!(
-                "the weight decay must be ≥ 0, got {}",
+                "`weight_decay` must be ≥ 0, got {}",
                 self.weight_decay
             ));
         }
@@ -215,10 +218,17 @@ pub fn run(
     let acc = encoder.accuracy(&data.images, &classes);
     let encoder_seconds = t0.elapsed().as_secs_f64();
     let (sem_weight, app_weight) = weights;
-    if !(sem_weight >= 0.0 && app_weight >= 0.0 && sem_weight + app_weight > 0.0) {
-        return Err(Error::Config(format!(
-            "the loss weights must be ≥ 0 and not both 0, got {sem_weight} and {app_weight}"
-        )));
+    for (name, w) in [("sem_weight", sem_weight), ("app_weight", app_weight)] {
+        if !(w >= 0.0 && w.is_finite()) {
+            return Err(Error::Config(format!(
+                "`{name}` must be a finite number ≥ 0, got {w}"
+            )));
+        }
+    }
+    if sem_weight + app_weight == 0.0 {
+        return Err(Error::Config(
+            "`sem_weight` and `app_weight` are both 0: give one of them a positive weight".into(),
+        ));
     }
     let target = Target {
         sem_weight,
