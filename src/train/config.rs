@@ -117,6 +117,12 @@ macro_rules! options {
             fn fill(self) -> TrainConfig {
                 TrainConfig { $( $field: self.$field.unwrap_or_else(|| $default), )* }
             }
+            /// These options with `names` unset (options that would change nothing are
+            /// dropped rather than recorded).
+            pub fn without(mut self, names: &[&str]) -> TrainOptions {
+                $( if names.contains(&stringify!($field)) { self.$field = None; } )*
+                self
+            }
             /// The names of the options that are set.
             pub fn given(&self) -> Vec<&'static str> {
                 let mut v = Vec::new();

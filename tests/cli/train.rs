@@ -351,6 +351,44 @@ fn unknown_config_keys_are_named() {
     assert!(!out_dir.exists(), "a refused run left a folder behind");
 }
 
+/// An option the data set and objective do not read is named and left out of the run's
+/// config, so the folder records only what trained it.
+#[test]
+fn options_that_apply_to_nothing_are_named_and_not_recorded() {
+    let dir = tempdir("unread");
+    let out_dir = dir.join("r");
+    let (ok, out) = imba_env(
+        &[
+            "train",
+            "--steps",
+            "1",
+            "--model",
+            "tiny",
+            "--sample-count",
+            "0",
+            "--objective",
+            "baseline",
+            "--data-path",
+            "elsewhere",
+            "--gamma",
+            "3",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(ok, "{out}");
+    for name in ["data_path", "gamma"] {
+        let note = format!("note: `{name}` does not apply to shapes data with objective baseline");
+        assert!(out.contains(&note), "{name}: {out}");
+    }
+    let config = std::fs::read_to_string(out_dir.join("config.toml")).unwrap();
+    assert!(
+        !config.contains("elsewhere") && config.contains("gamma = 0.8"),
+        "{config}"
+    );
+}
+
 /// A run killed with SIGKILL at an arbitrary moment (here: soon after its first checkpoint)
 /// resumes to the same parameters as a run that was never interrupted.
 #[test]

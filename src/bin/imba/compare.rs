@@ -67,7 +67,7 @@ pub fn run(gpu: &Gpu, a: CompareArgs) -> imba::Result<()> {
     // comparison, which names them in full).
     let unread = imba::compare::unread(&spec).unwrap_or_default();
     if let (false, Ok(base)) = (unread.is_empty(), spec.base.clone().resolve()) {
-        for name in unread {
+        for name in &unread {
             eprintln!(
                 "note: `{name}` changes none of the compared runs ({} on {} data); it is \
                  ignored",
@@ -76,6 +76,11 @@ pub fn run(gpu: &Gpu, a: CompareArgs) -> imba::Result<()> {
             );
         }
     }
+    // Dropped, so that no run's config records them.
+    let spec = imba::compare::CompareSpec {
+        base: spec.base.clone().without(&unread),
+        ..spec
+    };
     let c = imba::compare::compare(gpu, &spec, !a.quiet)?;
     let shown: Vec<String> = a
         .objectives

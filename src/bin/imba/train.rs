@@ -29,17 +29,20 @@ pub fn run(gpu: &Gpu, comm: &dyn Collective, a: TrainArgs) -> imba::Result<()> {
         let rank = if comm.size() > 1 { rank.as_str() } else { "" };
         eprintln!("{rank}adapter: {}", gpu.info.name);
     }
-    if lead && a.resume.is_none() {
-        // Options that change nothing for this data set and objective are named, not
-        // silently kept.
+    // Options that change nothing for this data set and objective are named and dropped, so
+    // the run's config.toml records only what trained it.
+    let mut opts = opts;
+    if a.resume.is_none() {
         if let Ok(config) = opts.clone().resolve() {
-            for name in config.unread(&opts) {
+            let unread = config.unread(&opts);
+            for name in unread.iter().filter(|_| lead) {
                 eprintln!(
                     "note: `{name}` does not apply to {} data with objective {}; it is ignored",
                     config.dataset.name(),
                     config.objective.name()
                 );
             }
+            opts = opts.without(&unread);
         }
     }
     let resume = a.resume.as_deref();
