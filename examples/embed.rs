@@ -29,7 +29,7 @@ pub fn run() -> Result<EmbedRun, Box<dyn std::error::Error>> {
         pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))?;
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
         label: Some("engine"),
-        required_limits: adapter.limits(),
+        required_limits: imba::kernels::required_limits(),
         ..Default::default()
     }))?;
 

@@ -16,6 +16,11 @@
 //! - [`diffusion`]: noise schedules.
 //! - [`bench`]: the kernel benchmark shared by `cargo bench` and `imba bench kernels`.
 
+/// The README's code, compiled by `cargo test` so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 #[cfg(feature = "workflow")]
 pub mod bench;
 pub mod bounds;

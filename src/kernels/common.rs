@@ -202,9 +202,20 @@ pub(crate) fn specialised_pipelines(
     Ok(out)
 }
 
+/// The device limits every kernel family needs: WebGPU's defaults (8 storage buffers and 4
+/// storage textures per shader stage, 16 KiB of workgroup memory, 256 invocations per
+/// workgroup, 128 MiB per storage binding), which every browser and native adapter grants.
+/// An engine that opens its device with these can make every family; a family made on a
+/// device below them (fewer bindings than it binds, smaller workgroups) is refused with
+/// [`Error::Limit`] naming the limit. Tensors larger than
+/// 128 MiB need the adapter's `max_storage_buffer_binding_size` and `max_buffer_size` as well.
+pub fn required_limits() -> wgpu::Limits {
+    wgpu::Limits::default()
+}
+
 /// Refuses a family whose layout binds more storage buffers or storage textures than the
-/// device allows in one shader stage, naming the limit, before wgpu reports an invalid
-/// layout. Every family fits WebGPU's defaults (8 buffers, 4 textures).
+/// device allows in one shader stage, or a device below WebGPU's compute defaults, naming the
+/// limit, before wgpu reports an invalid layout. Every family fits WebGPU's defaults.
 fn check_binding_limits(device: &wgpu::Device, family: &str, slots: &[(u32, Slot)]) -> Result<()> {
     let l = device.limits();
     let buffers = slots
@@ -235,7 +246,40 @@ fn check_binding_limits(device: &wgpu::Device, family: &str, slots: &[(u32, Slot
         "storage textures",
         textures,
         l.max_storage_textures_per_shader_stage,
-    )
+    )?;
+    // The kernels' workgroups are written against WebGPU's compute defaults.
+    let need = required_limits();
+    for (name, need, have) in [
+        (
+            "max_compute_workgroup_storage_size",
+            need.max_compute_workgroup_storage_size,
+            l.max_compute_workgroup_storage_size,
+        ),
+        (
+            "max_compute_invocations_per_workgroup",
+            need.max_compute_invocations_per_workgroup,
+            l.max_compute_invocations_per_workgroup,
+        ),
+        (
+            "max_compute_workgroup_size_x",
+            need.max_compute_workgroup_size_x,
+            l.max_compute_workgroup_size_x,
+        ),
+        (
+            "max_compute_workgroup_size_y",
+            need.max_compute_workgroup_size_y,
+            l.max_compute_workgroup_size_y,
+        ),
+    ] {
+        if have < need {
+            return Err(Error::Limit(format!(
+                "the {family} kernels need {name} ≥ {need} (WebGPU's default) but this device \
+                 allows {have}; open it with imba::kernels::required_limits() or use another \
+                 adapter"
+            )));
+        }
+    }
+    Ok(())
 }
 
 thread_local! {

@@ -29,7 +29,8 @@ pub use attention::{
     AttentionArgs, AttentionBackwardArgs, AttentionKernels, AttentionPath, AttentionShape,
 };
 pub use common::{
-    dispatches_recorded, launch_objects_created, release_unused_bindings, Region, Write,
+    dispatches_recorded, launch_objects_created, release_unused_bindings, required_limits, Region,
+    Write,
 };
 pub use contrastive::{ContrastiveArgs, ContrastiveKernels};
 pub use embed::{

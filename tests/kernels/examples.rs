@@ -1,6 +1,6 @@
 //! The examples, run as a user would and checked against the CPU reference: an engine that
-//! owns its device, buffers and encoder (`examples/embed.rs`), and the fused-loss
-//! demonstration (`examples/demo.rs`).
+//! owns its device, buffers and encoder (`examples/embed.rs`), an engine's long run on two
+//! devices (`examples/engine.rs`), and the fused-loss demonstration (`examples/demo.rs`).
 
 use crate::common::gpu;
 use imba::kernels::{ImageGeometry, ImbaParams};
@@ -9,6 +9,10 @@ use imba::reference::loss;
 #[path = "../../examples/embed.rs"]
 #[allow(dead_code)]
 mod embed;
+
+#[path = "../../examples/engine.rs"]
+#[allow(dead_code)]
+mod engine;
 
 #[path = "../../examples/demo.rs"]
 #[allow(dead_code)]
@@ -30,6 +34,26 @@ fn embedding_example_runs_and_matches_reference() {
         .zip([want.loss, want.loss_cond, want.loss_uncond, want.mean_d])
     {
         assert!((*g as f64 - w).abs() <= 1e-5 * w.abs(), "got {g}, want {w}");
+    }
+}
+
+/// The engine soak (`examples/engine.rs`), shorter: two instances, fresh tensors every step,
+/// the loss against the reference, a foreign operand refused, live buffers bounded.
+#[test]
+fn engine_soak_stays_correct_and_bounded() {
+    let r = engine::run(60).unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.worst <= 1e-5, "worst relative difference {:.1e}", r.worst);
+    assert!(r.refused.contains("foreign noise"), "{}", r.refused);
+    if imba::capture::enabled() || std::env::var_os("IMBA_CASES_DIR").is_some() {
+        // Capturing keeps every bound buffer for its replay file.
+        crate::common::skip(
+            "engine_soak_stays_correct_and_bounded (live buffers)",
+            "kernel cases are being captured (IMBA_CASES_DIR), which holds every bound buffer",
+        );
+        return;
+    }
+    for (start, end) in r.live {
+        assert!(end <= start + 16, "live buffers grew from {start} to {end}");
     }
 }
 

@@ -5,10 +5,11 @@
 use crate::common::{assert_error_mentions, gpu};
 use imba::kernels::*;
 
-/// A second device on the test adapter with WebGPU's default limits, less `lower`.
+/// A second device on the test adapter with the kernels' stated requirements (WebGPU's
+/// default limits), less `lower`.
 pub fn device_with(lower: impl FnOnce(&mut wgpu::Limits)) -> wgpu::Device {
     let adapter = &gpu().adapter;
-    let mut limits = wgpu::Limits::default().or_worse_values_from(&adapter.limits());
+    let mut limits = imba::kernels::required_limits().or_worse_values_from(&adapter.limits());
     lower(&mut limits);
     let (device, _) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
         required_limits: limits,
@@ -46,4 +47,17 @@ fn a_family_over_the_binding_limit_is_refused_by_name() {
     assert_error_mentions(LossKernels::new(d), "bind 8 storage buffers");
     // Families that bind fewer are made.
     ActivationKernels::new(d).unwrap();
+}
+
+/// A device below WebGPU's compute defaults is refused by the limit's name when a family is
+/// made, and the stated requirements are exactly what every family above was made with.
+#[test]
+fn a_device_below_the_stated_compute_limits_is_refused_by_name() {
+    assert_eq!(imba::kernels::required_limits(), wgpu::Limits::default());
+    let d = &device_with(|l| l.max_compute_workgroup_storage_size = 8192);
+    assert_error_mentions(
+        ActivationKernels::new(d),
+        "max_compute_workgroup_storage_size ≥ 16384",
+    );
+    assert_error_mentions(LossKernels::new(d), "required_limits()");
 }
