@@ -995,3 +995,46 @@ fn given_weights_bad_input_is_refused() {
     // Nothing was recorded: the encoder finishes empty and submits cleanly.
     g.submit_and_wait(enc).unwrap();
 }
+
+/// The rule for non-finite inputs (docs/kernels.md): a NaN or infinity anywhere in an operand
+/// makes L non-finite, and with it the part of the loss that reads the operand — L_c for the
+/// conditional prediction, L_u for the unconditional one, both for the target — on every
+/// path, so a caller that checks L (as the trainer does) never takes such a step as
+/// finite. D, mean D and the gradients are left unspecified.
+#[test]
+fn a_non_finite_input_makes_the_loss_non_finite() {
+    let clean = explicit_inputs(TokenShape::new(3, 5, 12), 41);
+    for path in [Path::Fused, Path::Portable] {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let operands: [(&str, &[usize]); 3] = [
+                ("pred_cond", &[0, 1]),
+                ("pred_uncond", &[0, 2]),
+                ("target", &[0, 1, 2]),
+            ];
+            for (operand, reads) in operands {
+                let mut inp = explicit_inputs(clean.shape, 41);
+                let at = 7 * clean.shape.token_dim as usize + 3;
+                match operand {
+                    "pred_cond" => inp.pred_cond[at] = bad,
+                    "pred_uncond" => inp.pred_uncond[at] = bad,
+                    _ => inp.target[at] = bad,
+                }
+                let out = run_imba(&inp, &ImbaParams::default(), path);
+                let s = &out.scalars;
+                let which = if path == Path::Fused {
+                    "vector"
+                } else {
+                    "portable"
+                };
+                for &i in reads {
+                    let name = ["L", "L_c", "L_u"][i];
+                    assert!(
+                        !s[i].is_finite(),
+                        "{which}: {bad} in {operand}: {name} = {}",
+                        s[i]
+                    );
+                }
+            }
+        }
+    }
+}
