@@ -95,6 +95,19 @@ pub fn assert_error_mentions<T>(result: imba::Result<T>, needle: &str) {
     }
 }
 
+/// Asserts that a launch (or a constructor) is refused with an error mentioning `needle` and
+/// that it recorded no dispatch: a refused launch leaves nothing in the caller's encoder that
+/// would write when it is submitted.
+pub fn assert_refused<T>(launch: impl FnOnce() -> imba::Result<T>, needle: &str) {
+    let before = imba::kernels::dispatches_recorded();
+    assert_error_mentions(launch(), needle);
+    assert_eq!(
+        imba::kernels::dispatches_recorded(),
+        before,
+        "refused with '{needle}' after recording a dispatch"
+    );
+}
+
 /// f32 → f64.
 pub fn f64s(x: &[f32]) -> Vec<f64> {
     x.iter().map(|&v| v as f64).collect()

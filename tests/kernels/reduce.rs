@@ -1,7 +1,7 @@
 //! The deterministic multi-pass sum against an f64 sum, at sizes around the chunk boundaries.
 
 use crate::common;
-use common::{assert_error_mentions, gpu, Rand};
+use common::{assert_refused, gpu, Rand};
 use imba::kernels::ReduceArgs;
 use imba::kernels::{reduce::CHUNK, ReduceKernel};
 
@@ -88,18 +88,20 @@ fn bad_reduce_inputs_are_errors() {
     let b = g.zeros("b", 64);
     let mut enc = g.encoder();
     for (items, width, needle) in [(0, 1, "0 items"), (4, 3, "width"), (1000, 1, "`input`")] {
-        assert_error_mentions(
-            k.record(
-                &g.device,
-                &mut enc,
-                &ReduceArgs {
-                    input: &b,
-                    items,
-                    width,
-                    scratch: [&b, &b],
-                    out: &b,
-                },
-            ),
+        assert_refused(
+            || {
+                k.record(
+                    &g.device,
+                    &mut enc,
+                    &ReduceArgs {
+                        input: &b,
+                        items,
+                        width,
+                        scratch: [&b, &b],
+                        out: &b,
+                    },
+                )
+            },
             needle,
         );
     }
