@@ -391,12 +391,12 @@ impl KernelBench<'_> {
             seed: 1,
             step: 2,
             schedule: Schedule::Ddpm {
-                table,
+                table: table.into(),
                 steps: sched.steps(),
             },
-            x0: &x0,
-            timesteps: &ts,
-            out_tokens: gc,
+            x0: (&x0).into(),
+            timesteps: (&ts).into(),
+            out_tokens: gc.into(),
         };
         let noise_ms = time_ms(gpu, t, warmup, reps, |enc| {
             noise.record_noise_to_tokens(dev, enc, &nargs)
@@ -416,7 +416,7 @@ impl KernelBench<'_> {
                     seed: 1,
                     step: 2,
                     count: nk as u32,
-                    out: gc,
+                    out: gc.into(),
                 },
             )
         })?;

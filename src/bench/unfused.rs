@@ -183,11 +183,11 @@ impl UnfusedImba {
             (weights, &ws.sums[2]),
         ] {
             let args = ReduceArgs {
-                input: src,
+                input: src.into(),
                 items: rows,
                 width: 1,
-                scratch,
-                out: dst,
+                scratch: scratch.map(crate::kernels::Region::from),
+                out: dst.into(),
             };
             self.reduce.record(device, encoder, &args)?;
         }

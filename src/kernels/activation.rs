@@ -1,7 +1,7 @@
 //! Launcher of `shaders/activation.wgsl`: tanh-GELU and SiLU, forward and backward, over a
 //! flat array of `n` values.
 
-use super::common::{self, Pipelines, Slot, Write};
+use super::common::{self, Pipelines, Region, Slot, Write};
 use crate::{Error, Result};
 
 /// Which nonlinearity.
@@ -27,8 +27,8 @@ pub(crate) struct ActParams {
 pub struct ActivationArgs<'a> {
     pub act: Activation,
     pub n: u32,
-    pub x: &'a wgpu::Buffer,
-    pub y: &'a wgpu::Buffer,
+    pub x: Region<'a>,
+    pub y: Region<'a>,
 }
 
 /// dx = dy·f'(x) over `n` values (or dx += … with [`Write::Accumulate`]).
@@ -36,9 +36,9 @@ pub struct ActivationArgs<'a> {
 pub struct ActivationBackwardArgs<'a> {
     pub act: Activation,
     pub n: u32,
-    pub x: &'a wgpu::Buffer,
-    pub dy: &'a wgpu::Buffer,
-    pub dx: &'a wgpu::Buffer,
+    pub x: Region<'a>,
+    pub dy: Region<'a>,
+    pub dx: Region<'a>,
     pub write: Write,
 }
 
@@ -117,8 +117,8 @@ impl ActivationKernels {
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
         (entry, n): (&str, u32),
-        (x, dy): (&wgpu::Buffer, Option<&wgpu::Buffer>),
-        (out, write): (&wgpu::Buffer, Write),
+        (x, dy): (Region, Option<Region>),
+        (out, write): (Region, Write),
     ) -> Result<()> {
         if n == 0 {
             return Err(Error::Shape("activation over 0 values".into()));

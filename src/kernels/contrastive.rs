@@ -1,7 +1,7 @@
 //! Launcher of `shaders/contrastive.wgsl`: CCUA's unconditional contrastive loss on B
 //! feature rows, and its gradient with respect to the rows.
 
-use super::common::{self, Slot};
+use super::common::{self, Region, Slot};
 use crate::{Error, Result};
 
 #[repr(C)]
@@ -24,23 +24,23 @@ pub struct ContrastiveArgs<'a> {
     /// Values per row F.
     pub features: u32,
     /// The rows: B·F values from index `base` of `feats`.
-    pub feats: &'a wgpu::Buffer,
+    pub feats: Region<'a>,
     pub base: u32,
     /// One weight per row (t/T).
-    pub weight: &'a wgpu::Buffer,
+    pub weight: Region<'a>,
     /// Temperature τ (> 0).
     pub tau: f32,
     /// α: the gradient is scale·∂L/∂h; the reported loss is not scaled.
     pub scale: f32,
     /// Output: the gradient, B·F values from index `out_base` of `grad`, written or added.
-    pub grad: &'a wgpu::Buffer,
+    pub grad: Region<'a>,
     pub out_base: u32,
     pub accumulate: bool,
     /// Scratch: B·B values each ([`ContrastiveKernels::matrix_bytes`]).
-    pub gram: &'a wgpu::Buffer,
-    pub coef: &'a wgpu::Buffer,
+    pub gram: Region<'a>,
+    pub coef: Region<'a>,
     /// Output: [(1/B)·Σ w_i·UCL_i] (one f32; 16 bytes are bound).
-    pub scalars: &'a wgpu::Buffer,
+    pub scalars: Region<'a>,
 }
 
 /// Compiled contrastive pipelines for one device.

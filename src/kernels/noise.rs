@@ -1,7 +1,7 @@
 //! Launchers of `shaders/noise.wgsl`: the fused forward process into patch tokens, normals,
 //! raw Philox words, and label dropout.
 
-use super::common::{self, Slot};
+use super::common::{self, Region, Slot};
 use super::ImageGeometry;
 use crate::{Error, Result};
 
@@ -16,7 +16,7 @@ pub enum Schedule<'a> {
     /// DDPM: `table` holds (√ᾱ_t, √(1−ᾱ_t)) for t = 0..steps−1 (see
     /// [`DdpmSchedule::coefficients`](crate::diffusion::DdpmSchedule::coefficients)); timesteps
     /// are integers stored as f32.
-    Ddpm { table: &'a wgpu::Buffer, steps: u32 },
+    Ddpm { table: Region<'a>, steps: u32 },
     /// Rectified flow: x_t = (1−t)·x0 + t·ε, t in [0, 1].
     Flow,
 }
@@ -28,11 +28,11 @@ pub struct NoiseArgs<'a> {
     pub step: u32,
     pub schedule: Schedule<'a>,
     /// Clean images (B, C, H, W), f32.
-    pub x0: &'a wgpu::Buffer,
+    pub x0: Region<'a>,
     /// One timestep per sample, f32. Out-of-range values give NaN tokens.
-    pub timesteps: &'a wgpu::Buffer,
+    pub timesteps: Region<'a>,
     /// Output: x_t as patch tokens (B, N, C·p·p), channel order (c, i, j).
-    pub out_tokens: &'a wgpu::Buffer,
+    pub out_tokens: Region<'a>,
 }
 
 #[repr(C)]
@@ -81,7 +81,7 @@ pub struct PhiloxWordsArgs<'a> {
     pub step: u32,
     pub stream: u32,
     pub count: u32,
-    pub out: &'a wgpu::Buffer,
+    pub out: Region<'a>,
 }
 
 /// Labels with each dropped to ∅ with probability `drop_prob` (Philox stream 1).
@@ -92,12 +92,12 @@ pub struct LabelDropoutArgs<'a> {
     pub drop_prob: f32,
     pub null_label: u32,
     pub batch: u32,
-    pub labels_in: &'a wgpu::Buffer,
-    pub labels_out: &'a wgpu::Buffer,
+    pub labels_in: Region<'a>,
+    pub labels_out: Region<'a>,
 }
 
 /// A bound buffer and the bytes the launch uses, or an unused slot.
-type Sized<'a> = Option<(&'a wgpu::Buffer, u64)>;
+type Sized<'a> = Option<(Region<'a>, u64)>;
 
 /// `count` standard normals of Philox stream 0 keyed by (seed, step), flat indices 0..count.
 #[derive(Clone, Copy)]
@@ -105,7 +105,7 @@ pub struct NormalsArgs<'a> {
     pub seed: u32,
     pub step: u32,
     pub count: u32,
-    pub out: &'a wgpu::Buffer,
+    pub out: Region<'a>,
 }
 
 impl NoiseKernels {

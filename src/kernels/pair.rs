@@ -1,7 +1,7 @@
 //! Launcher of `shaders/pair.wgsl`: the regulariser between the two halves of a dual
 //! forward (CBDM's and CCUA's), its gradients into both halves and its value.
 
-use super::common::{self, Slot};
+use super::common::{self, Region, Slot};
 use crate::{Error, Result};
 
 #[repr(C)]
@@ -24,9 +24,9 @@ pub struct PairArgs<'a> {
     /// Values per sample, N·K (E a multiple of it).
     pub per_sample: u32,
     /// a (E values) then b (E values): a dual forward's output.
-    pub pred: &'a wgpu::Buffer,
+    pub pred: Region<'a>,
     /// One weight per sample (t/T), B values.
-    pub weight: &'a wgpu::Buffer,
+    pub weight: Region<'a>,
     /// Coefficient of the pull of a toward sg(b).
     pub ka: f32,
     /// Coefficient of the pull of b toward sg(a).
@@ -35,11 +35,11 @@ pub struct PairArgs<'a> {
     /// overwriting it; b's half is always overwritten.
     pub accumulate: bool,
     /// Output: ∂/∂pred, 2E values.
-    pub dout: &'a wgpu::Buffer,
+    pub dout: Region<'a>,
     /// Scratch of [`PairKernels::partials_bytes`] bytes.
-    pub partials: &'a wgpu::Buffer,
+    pub partials: Region<'a>,
     /// Output: [R] with R = (1/E)·Σ w·(a − b)² (one f32; 16 bytes are bound).
-    pub scalars: &'a wgpu::Buffer,
+    pub scalars: Region<'a>,
 }
 
 /// Compiled pair pipelines for one device.

@@ -1,6 +1,6 @@
 //! Launcher of `shaders/reduce.wgsl`: deterministic multi-pass sums to one vec4.
 
-use super::common::{self, Slot};
+use super::common::{self, Region, Slot};
 use crate::{Error, Result};
 
 /// Items each workgroup adds (64 invocations × 16 items each).
@@ -26,11 +26,11 @@ pub struct ReduceKernel {
 /// scratch buffers.
 #[derive(Clone, Copy)]
 pub struct ReduceArgs<'a> {
-    pub input: &'a wgpu::Buffer,
+    pub input: Region<'a>,
     pub items: u32,
     pub width: u32,
-    pub scratch: [&'a wgpu::Buffer; 2],
-    pub out: &'a wgpu::Buffer,
+    pub scratch: [Region<'a>; 2],
+    pub out: Region<'a>,
 }
 
 impl ReduceKernel {
@@ -81,7 +81,7 @@ impl ReduceKernel {
             common::check_storage(device, "scratch", s, Self::scratch_bytes(items))?;
         }
         let mut passes = Vec::new();
-        let (mut n, mut w, mut src): (u32, u32, &wgpu::Buffer) = (items, width, input);
+        let (mut n, mut w, mut src): (u32, u32, Region) = (items, width, input);
         let mut turn = 0;
         loop {
             let g = n.div_ceil(CHUNK);

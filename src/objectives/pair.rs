@@ -210,14 +210,14 @@ impl PairLoss {
             &PairArgs {
                 half: self.shape.elements() as u32,
                 per_sample: self.shape.tokens * self.shape.token_dim,
-                pred: &acts.out,
-                weight: &self.weight,
+                pred: (&acts.out).into(),
+                weight: (&self.weight).into(),
                 ka,
                 kb,
                 accumulate: true,
-                dout: &self.dout,
-                partials: &self.partials,
-                scalars: &self.pair_scalars,
+                dout: (&self.dout).into(),
+                partials: (&self.partials).into(),
+                scalars: (&self.pair_scalars).into(),
             },
         )?;
         encoder.copy_buffer_to_buffer(&self.mse_scalars, 0, &self.scalars, 0, 4);
@@ -230,17 +230,17 @@ impl PairLoss {
                 &ContrastiveArgs {
                     batch: b,
                     features,
-                    feats: &c.features,
+                    feats: (&c.features).into(),
                     base: b * features,
-                    weight: &self.weight,
+                    weight: (&self.weight).into(),
                     tau,
                     scale: if regularise { alpha } else { 0.0 },
-                    grad: &c.feature_grad,
+                    grad: (&c.feature_grad).into(),
                     out_base: b * features,
                     accumulate: false,
-                    gram: &c.gram,
-                    coef: &c.coef,
-                    scalars: &c.scalars,
+                    gram: (&c.gram).into(),
+                    coef: (&c.coef).into(),
+                    scalars: (&c.scalars).into(),
                 },
             )?;
             encoder.copy_buffer_to_buffer(&c.scalars, 0, &self.scalars, 8, 4);

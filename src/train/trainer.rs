@@ -600,7 +600,7 @@ impl<'g> Trainer<'g> {
         let (schedule, kind) = match c.process {
             Process::Ddpm => (
                 Schedule::Ddpm {
-                    table: &self.table,
+                    table: (&self.table).into(),
                     steps: self.schedule.steps(),
                 },
                 TargetKind::Epsilon,
@@ -612,9 +612,9 @@ impl<'g> Trainer<'g> {
             seed: c.seed,
             step: inputs.step,
             schedule,
-            x0: &self.x0,
-            timesteps: &self.t_noise,
-            out_tokens: &self.patches,
+            x0: (&self.x0).into(),
+            timesteps: (&self.t_noise).into(),
+            out_tokens: (&self.patches).into(),
         };
         self.noise
             .record_noise_to_tokens_shard(dev, enc, &noise, first_sample)?;

@@ -57,8 +57,8 @@ fn activations_match_reference_forward_and_backward() {
                 &ActivationArgs {
                     act,
                     n: n as u32,
-                    x: &xb,
-                    y: &y,
+                    x: (&xb).into(),
+                    y: (&y).into(),
                 },
             )
             .unwrap();
@@ -68,9 +68,9 @@ fn activations_match_reference_forward_and_backward() {
                 &ActivationBackwardArgs {
                     act,
                     n: n as u32,
-                    x: &xb,
-                    dy: &dyb,
-                    dx: &dx,
+                    x: (&xb).into(),
+                    dy: (&dyb).into(),
+                    dx: (&dx).into(),
                     write: Write::Overwrite,
                 },
             )
@@ -81,9 +81,9 @@ fn activations_match_reference_forward_and_backward() {
                 &ActivationBackwardArgs {
                     act,
                     n: n as u32,
-                    x: &xb,
-                    dy: &dyb,
-                    dx: &dx_acc,
+                    x: (&xb).into(),
+                    dy: (&dyb).into(),
+                    dx: (&dx_acc).into(),
                     write: Write::Accumulate,
                 },
             )
@@ -165,9 +165,9 @@ fn activation_gradients_match_finite_differences() {
             &ActivationBackwardArgs {
                 act,
                 n: n as u32,
-                x: &xb,
-                dy: &dyb,
-                dx: &dx,
+                x: (&xb).into(),
+                dy: (&dyb).into(),
+                dx: (&dx).into(),
                 write: Write::Overwrite,
             },
         )
@@ -181,6 +181,38 @@ fn activation_gradients_match_finite_differences() {
             2e-6,
         );
     }
+}
+
+/// Operands at offsets inside larger buffers (tensors of an arena): only the given ranges are
+/// read and written.
+#[test]
+fn activation_reads_and_writes_regions() {
+    let g = gpu();
+    let dev = &g.device;
+    let k = ActivationKernels::new(dev).unwrap();
+    let n = 37;
+    let x: Vec<f32> = (0..64 + n).map(|i| (i as f32 - 80.0) / 9.0).collect();
+    let xb = g.upload("x arena", &x);
+    let yb = g.poisoned("y arena", 128 + n);
+    let mut enc = g.encoder();
+    let args = ActivationArgs {
+        act: Activation::Silu,
+        n: n as u32,
+        x: imba::kernels::Region::new(&xb, 256),
+        y: imba::kernels::Region::new(&yb, 512),
+    };
+    k.record_forward(dev, &mut enc, &args).unwrap();
+    g.submit_and_wait(enc).unwrap();
+    let y = g.read::<f32>(&yb, 128 + n).unwrap();
+    let want: Vec<f64> = x[64..]
+        .iter()
+        .map(|&v| v as f64 / (1.0 + (-v as f64).exp()))
+        .collect();
+    assert_close("silu at an offset", &y[128..], &want, 1e-6, 1e-5);
+    assert!(
+        y[..128].iter().all(|v| v.is_nan()),
+        "wrote before its region"
+    );
 }
 
 #[test]
@@ -199,8 +231,8 @@ fn bad_activation_inputs_are_errors() {
                 &ActivationArgs {
                     act: Activation::Gelu,
                     n: 0,
-                    x: &big,
-                    y: &big,
+                    x: (&big).into(),
+                    y: (&big).into(),
                 },
             )
         },
@@ -214,8 +246,8 @@ fn bad_activation_inputs_are_errors() {
                 &ActivationArgs {
                     act: Activation::Silu,
                     n: 64,
-                    x: &small,
-                    y: &big,
+                    x: (&small).into(),
+                    y: (&big).into(),
                 },
             )
         },
@@ -229,9 +261,9 @@ fn bad_activation_inputs_are_errors() {
                 &ActivationBackwardArgs {
                     act: Activation::Gelu,
                     n: 64,
-                    x: &big,
-                    dy: &small,
-                    dx: &big,
+                    x: (&big).into(),
+                    dy: (&small).into(),
+                    dx: (&big).into(),
                     write: Write::Overwrite,
                 },
             )
@@ -246,8 +278,8 @@ fn bad_activation_inputs_are_errors() {
                 &ActivationArgs {
                     act: Activation::Gelu,
                     n: 64,
-                    x: &big,
-                    y: &small,
+                    x: (&big).into(),
+                    y: (&small).into(),
                 },
             )
         },

@@ -144,8 +144,8 @@ fn dense_launchers_refuse_an_output_over_an_input() {
         &ActivationArgs {
             act: Activation::Silu,
             n: 33,
-            x: &a,
-            y: &a,
+            x: (&a).into(),
+            y: (&a).into(),
         },
     );
     assert!(
@@ -241,11 +241,11 @@ fn dense_launchers_refuse_an_output_over_an_input() {
         dev,
         &mut enc,
         &ReduceArgs {
-            input: &a,
+            input: (&a).into(),
             items: 5,
             width: 4,
-            scratch: [&b, &b],
-            out: &a,
+            scratch: [(&b).into(), (&b).into()],
+            out: (&a).into(),
         },
     );
     assert!(
@@ -264,8 +264,8 @@ fn dense_launchers_refuse_an_output_over_an_input() {
             drop_prob: 0.1,
             null_label: 3,
             batch: 5,
-            labels_in: &a,
-            labels_out: &a,
+            labels_in: (&a).into(),
+            labels_out: (&a).into(),
         },
     );
     assert!(
@@ -281,14 +281,14 @@ fn dense_launchers_refuse_an_output_over_an_input() {
         &PairArgs {
             half: 14,
             per_sample: 7,
-            pred: &a,
-            weight: &b,
+            pred: (&a).into(),
+            weight: (&b).into(),
             ka: 1.0,
             kb: 1.0,
             accumulate: false,
-            dout: &a,
-            partials: &b,
-            scalars: &b,
+            dout: (&a).into(),
+            partials: (&b).into(),
+            scalars: (&b).into(),
         },
     );
     assert!(
@@ -324,8 +324,8 @@ fn aliasing_is_refused_on_a_second_instance() {
         let args = ActivationArgs {
             act: Activation::Gelu,
             n: 16,
-            x: &b,
-            y: &b,
+            x: (&b).into(),
+            y: (&b).into(),
         };
         match k.record_forward(&dev, &mut enc, &args) {
             Err(imba::Error::Alias(_)) => {}

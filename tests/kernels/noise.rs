@@ -20,7 +20,7 @@ fn run(g: ImageGeometry, seed: u32, step: u32, flow: bool, t: &[f32], x0: &[f32]
         Schedule::Flow
     } else {
         Schedule::Ddpm {
-            table: &table,
+            table: (&table).into(),
             steps: sched.steps(),
         }
     };
@@ -30,9 +30,9 @@ fn run(g: ImageGeometry, seed: u32, step: u32, flow: bool, t: &[f32], x0: &[f32]
         seed,
         step,
         schedule,
-        x0: &x0b,
-        timesteps: &tb,
-        out_tokens: &out,
+        x0: (&x0b).into(),
+        timesteps: (&tb).into(),
+        out_tokens: (&out).into(),
     };
     k.record_noise_to_tokens(&gpu.device, &mut enc, &args)
         .unwrap();
@@ -146,8 +146,8 @@ fn label_dropout_matches_reference_and_rate() {
             drop_prob: 0.1,
             null_label: 7,
             batch,
-            labels_in: &inb,
-            labels_out: &out,
+            labels_in: (&inb).into(),
+            labels_out: (&out).into(),
         },
     )
     .unwrap();
@@ -173,7 +173,7 @@ fn bad_noise_inputs_are_errors() {
         step: 0,
         schedule: Schedule::Flow,
         x0,
-        timesteps: &buf,
+        timesteps: (&buf).into(),
         out_tokens: out,
     };
     let good = ImageGeometry {
@@ -185,15 +185,23 @@ fn bad_noise_inputs_are_errors() {
     };
     let cases = [
         (
-            mk(ImageGeometry { batch: 0, ..good }, &buf, &buf),
+            mk(
+                ImageGeometry { batch: 0, ..good },
+                (&buf).into(),
+                (&buf).into(),
+            ),
             "at least 1",
         ),
         (
-            mk(ImageGeometry { patch: 3, ..good }, &buf, &buf),
+            mk(
+                ImageGeometry { patch: 3, ..good },
+                (&buf).into(),
+                (&buf).into(),
+            ),
             "must divide",
         ),
-        (mk(good, &small, &buf), "`x0`"),
-        (mk(good, &buf, &small), "`out_tokens`"),
+        (mk(good, (&small).into(), (&buf).into()), "`x0`"),
+        (mk(good, (&buf).into(), (&small).into()), "`out_tokens`"),
     ];
     for (args, needle) in cases {
         assert_refused(
@@ -212,8 +220,8 @@ fn bad_noise_inputs_are_errors() {
                     drop_prob: 1.5,
                     null_label: 0,
                     batch: 4,
-                    labels_in: &buf,
-                    labels_out: &buf,
+                    labels_in: (&buf).into(),
+                    labels_out: (&buf).into(),
                 },
             )
         },

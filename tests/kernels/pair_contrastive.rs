@@ -38,14 +38,14 @@ fn pair_kernel_matches_reference_at_odd_sizes() {
             &PairArgs {
                 half,
                 per_sample,
-                pred: &pb,
-                weight: &wb,
+                pred: (&pb).into(),
+                weight: (&wb).into(),
                 ka,
                 kb,
                 accumulate,
-                dout: &dout,
-                partials: &partials,
-                scalars: &scalars,
+                dout: (&dout).into(),
+                partials: (&partials).into(),
+                scalars: (&scalars).into(),
             },
         )
         .unwrap();
@@ -171,17 +171,17 @@ fn contrastive_kernel_matches_reference_at_odd_sizes() {
             &ContrastiveArgs {
                 batch: n,
                 features: f,
-                feats: &fb,
+                feats: (&fb).into(),
                 base,
-                weight: &wb,
+                weight: (&wb).into(),
                 tau,
                 scale,
-                grad: &grad,
+                grad: (&grad).into(),
                 out_base,
                 accumulate,
-                gram: &gram,
-                coef: &coef,
-                scalars: &scalars,
+                gram: (&gram).into(),
+                coef: (&coef).into(),
+                scalars: (&scalars).into(),
             },
         )
         .unwrap();
@@ -227,24 +227,24 @@ fn bad_input_is_refused_by_name() {
         half,
         per_sample,
         pred,
-        weight: &big,
+        weight: (&big).into(),
         ka,
         kb: 0.25,
         accumulate: false,
-        dout: &big,
-        partials: &big,
-        scalars: &big,
+        dout: (&big).into(),
+        partials: (&big).into(),
+        scalars: (&big).into(),
     };
     assert_refused(
-        || pk.record(&g.device, &mut enc, &pair(10, 3, 1.0, &big)),
+        || pk.record(&g.device, &mut enc, &pair(10, 3, 1.0, (&big).into())),
         "divide",
     );
     assert_refused(
-        || pk.record(&g.device, &mut enc, &pair(10, 5, f32::NAN, &big)),
+        || pk.record(&g.device, &mut enc, &pair(10, 5, f32::NAN, (&big).into())),
         "`ka`",
     );
     assert_refused(
-        || pk.record(&g.device, &mut enc, &pair(10, 5, 1.0, &small)),
+        || pk.record(&g.device, &mut enc, &pair(10, 5, 1.0, (&small).into())),
         "pred",
     );
     let con = |batch, tau, feats| ContrastiveArgs {
@@ -252,23 +252,26 @@ fn bad_input_is_refused_by_name() {
         features: 8,
         feats,
         base: 0,
-        weight: &big,
+        weight: (&big).into(),
         tau,
         scale: 1.0,
-        grad: &big,
+        grad: (&big).into(),
         out_base: 0,
         accumulate: false,
-        gram: &big,
-        coef: &big,
-        scalars: &big,
+        gram: (&big).into(),
+        coef: (&big).into(),
+        scalars: (&big).into(),
     };
     assert_refused(
-        || ck.record(&g.device, &mut enc, &con(1, 0.1, &big)),
+        || ck.record(&g.device, &mut enc, &con(1, 0.1, (&big).into())),
         "≥ 2 rows",
     );
-    assert_refused(|| ck.record(&g.device, &mut enc, &con(4, 0.0, &big)), "τ");
     assert_refused(
-        || ck.record(&g.device, &mut enc, &con(4, 0.1, &small)),
+        || ck.record(&g.device, &mut enc, &con(4, 0.0, (&big).into())),
+        "τ",
+    );
+    assert_refused(
+        || ck.record(&g.device, &mut enc, &con(4, 0.1, (&small).into())),
         "feats",
     );
 }

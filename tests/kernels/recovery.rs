@@ -23,8 +23,8 @@ fn a_launch_wgpu_refuses_is_an_error_and_leaves_the_family_usable() {
         let args = ActivationArgs {
             act: Activation::Silu,
             n: 4,
-            x: &x,
-            y,
+            x: (&x).into(),
+            y: y.into(),
         };
         k.record_forward(&g.device, &mut enc, &args).map(|_| enc)
     };
@@ -83,8 +83,8 @@ fn released_bindings_free_the_buffers_an_engine_dropped() {
         let args = ActivationArgs {
             act: Activation::Gelu,
             n,
-            x: &x,
-            y: &y,
+            x: (&x).into(),
+            y: (&y).into(),
         };
         k.record_forward(&g.device, &mut enc, &args).unwrap();
         g.submit_and_wait(enc).unwrap();
@@ -119,8 +119,8 @@ fn released_bindings_free_the_buffers_an_engine_dropped() {
     let args = ActivationArgs {
         act: Activation::Gelu,
         n: 16,
-        x: &x,
-        y: &y,
+        x: (&x).into(),
+        y: (&y).into(),
     };
     let mut enc = g.encoder();
     k.record_forward(&g.device, &mut enc, &args).unwrap();

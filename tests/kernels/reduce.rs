@@ -18,11 +18,11 @@ fn gpu_sum(data: &[f32], width: u32) -> [f32; 4] {
         &g.device,
         &mut enc,
         &ReduceArgs {
-            input: &input,
+            input: (&input).into(),
             items,
             width,
-            scratch: [&scratch[0], &scratch[1]],
-            out: &out,
+            scratch: [(&scratch[0]).into(), (&scratch[1]).into()],
+            out: (&out).into(),
         },
     )
     .unwrap();
@@ -94,11 +94,11 @@ fn bad_reduce_inputs_are_errors() {
                     &g.device,
                     &mut enc,
                     &ReduceArgs {
-                        input: &b,
+                        input: (&b).into(),
                         items,
                         width,
-                        scratch: [&b, &b],
-                        out: &b,
+                        scratch: [(&b).into(), (&b).into()],
+                        out: (&b).into(),
                     },
                 )
             },

@@ -56,7 +56,7 @@ fn gpu_philox_words_are_bit_exact() {
                 step,
                 stream,
                 count,
-                out: &out,
+                out: (&out).into(),
             },
         )
         .unwrap();
@@ -85,7 +85,7 @@ fn gpu_normals(seed: u32, step: u32, count: u32) -> Vec<f32> {
             seed,
             step,
             count,
-            out: &out,
+            out: (&out).into(),
         },
     )
     .unwrap();

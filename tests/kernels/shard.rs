@@ -33,9 +33,9 @@ fn noise(g: ImageGeometry, first: u32, t: &[f32], x0: &[f32]) -> imba::Result<Ve
         seed: SEED,
         step: STEP,
         schedule: Schedule::Flow,
-        x0: &x0b,
-        timesteps: &tb,
-        out_tokens: &out,
+        x0: (&x0b).into(),
+        timesteps: (&tb).into(),
+        out_tokens: (&out).into(),
     };
     k.record_noise_to_tokens_shard(&gpu.device, &mut enc, &args, first)?;
     gpu.submit_and_wait(enc)?;

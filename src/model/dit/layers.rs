@@ -164,10 +164,16 @@ impl<'a> Pass<'a> {
         x: &wgpu::Buffer,
         y: &wgpu::Buffer,
     ) -> Result<()> {
-        self.dit
-            .kernels
-            .act
-            .record_forward(self.dev, enc, &ActivationArgs { act: f, n, x, y })
+        self.dit.kernels.act.record_forward(
+            self.dev,
+            enc,
+            &ActivationArgs {
+                act: f,
+                n,
+                x: x.into(),
+                y: y.into(),
+            },
+        )
     }
 
     /// dx = dy·f'(x) over `n` values.
@@ -182,9 +188,9 @@ impl<'a> Pass<'a> {
         let args = ActivationBackwardArgs {
             act: f,
             n,
-            x,
-            dy,
-            dx,
+            x: x.into(),
+            dy: dy.into(),
+            dx: dx.into(),
             write: Write::Overwrite,
         };
         self.dit.kernels.act.record_backward(self.dev, enc, &args)
