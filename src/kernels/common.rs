@@ -672,6 +672,7 @@ pub(crate) fn check_storage<'a>(
         });
     }
     // Checked: an offset near u64::MAX must not wrap into a small end.
+    let need = bytes;
     let Some(bytes) = bytes.checked_add(offset) else {
         return Err(Error::Buffer {
             name,
@@ -691,9 +692,15 @@ pub(crate) fn check_storage<'a>(
         return Err(Error::Buffer {
             name,
             problem: format!(
-                "holds {} bytes but the shape needs {bytes} ({} f32); allocate it for the shape",
+                "holds {} bytes but needs {bytes}: the shape's {} values of 4 bytes ({need} \
+                 bytes){}; allocate it for the shape",
                 buffer.size(),
-                bytes / 4
+                need / 4,
+                if offset > 0 {
+                    format!(" after offset {offset}")
+                } else {
+                    String::new()
+                }
             ),
         });
     }

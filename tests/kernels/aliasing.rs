@@ -47,7 +47,7 @@ fn loss_launchers_refuse_aliased_outputs_and_take_regions_of_one_arena() {
     };
     let p = ImbaParams::default();
     let mut enc = g.encoder();
-    // Names are the shader's: an output bound over an input, two overlapping outputs.
+    // Named by the arguments: an output bound over an input, two overlapping outputs.
     let over_input = ImbaLossArgs {
         weights: (&pc).into(),
         ..base
@@ -82,7 +82,9 @@ fn loss_launchers_refuse_aliased_outputs_and_take_regions_of_one_arena() {
         scalars: (&sc).into(),
         workspace: &ws,
     };
-    refused(k.record_mse(dev, &mut enc, &mse), "pred_cond", "grad_cond");
+    // Named by the arguments' fields (`MseLossArgs` has `pred` and `grad`), not by the
+    // shader's variables.
+    refused(k.record_mse(dev, &mut enc, &mse), "pred", "grad");
     let tm = TokenMseArgs {
         shape: s,
         pred: (&pc).into(),
@@ -90,11 +92,7 @@ fn loss_launchers_refuse_aliased_outputs_and_take_regions_of_one_arena() {
         out: (&t).into(),
         workspace: &ws,
     };
-    refused(
-        k.record_token_mse(dev, &mut enc, &tm),
-        "target_data",
-        "weights",
-    );
+    refused(k.record_token_mse(dev, &mut enc, &tm), "out", "target");
     // A workspace serves a smaller (short final) batch, not a larger one.
     let short = MseLossArgs {
         shape: TokenShape::new(2, 5, 7),

@@ -409,6 +409,20 @@ impl LossKernels {
         common::check_storage(device, "grad_cond", args.grad_cond, nk)?;
         common::check_storage(device, "grad_uncond", args.grad_uncond, nk)?;
         common::check_storage(device, "scalars", args.scalars, 16)?;
+        // Aliasing by the arguments' own names (the bindings' check would name the shader's
+        // variables, e.g. `target_data`).
+        let mut operands = vec![
+            ("pred_cond", args.pred_cond, nk, false),
+            ("pred_uncond", args.pred_uncond, nk, false),
+            ("weights", args.weights, bn, !given),
+            ("grad_cond", args.grad_cond, nk, true),
+            ("grad_uncond", args.grad_uncond, nk, true),
+            ("scalars", args.scalars, 16, true),
+        ];
+        if let Some((region, bytes)) = target_data(&args.target, nk) {
+            operands.push(("target", region, bytes, false));
+        }
+        common::check_operands(&operands)?;
         if let Some((t, _)) = &time {
             // The time operands are bound only in the passes between the weight pass and the
             // fused one: checked here, before anything is recorded.
@@ -426,7 +440,7 @@ impl LossKernels {
                 ("scalars", args.scalars, 16, true),
             ];
             if let Some((region, bytes)) = target_data(&args.target, nk) {
-                operands.push(("target_data", region, bytes, false));
+                operands.push(("target", region, bytes, false));
             }
             common::check_overlaps(&operands)?;
         }
@@ -496,6 +510,15 @@ impl LossKernels {
         common::check_storage(device, "pred", args.pred, nk)?;
         common::check_storage(device, "grad", args.grad, nk)?;
         common::check_storage(device, "scalars", args.scalars, 16)?;
+        let mut operands = vec![
+            ("pred", args.pred, nk, false),
+            ("grad", args.grad, nk, true),
+            ("scalars", args.scalars, 16, true),
+        ];
+        if let Some((region, bytes)) = target_data(&args.target, nk) {
+            operands.push(("target", region, bytes, false));
+        }
+        common::check_operands(&operands)?;
         params.d_form = D_FORM_BASELINE;
         params.tokens_per_thread = 1;
         params.partial_count = groups(s) as u32;
@@ -533,6 +556,11 @@ impl LossKernels {
         let (nk, bn) = (s.elements() * 4, s.rows() * 4);
         common::check_storage(device, "pred", args.pred, nk)?;
         common::check_storage(device, "out", args.out, bn)?;
+        let mut operands = vec![("pred", args.pred, nk, false), ("out", args.out, bn, true)];
+        if let Some((region, bytes)) = target_data(&args.target, nk) {
+            operands.push(("target", region, bytes, false));
+        }
+        common::check_operands(&operands)?;
         params.d_form = D_FORM_TOKEN_MSE;
         params.gamma = 1.0;
         let b = Bindings {
