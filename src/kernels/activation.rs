@@ -88,7 +88,7 @@ impl ActivationKernels {
             encoder,
             (entry, a.n),
             (a.x, None),
-            (a.y, Write::Overwrite),
+            ("y", a.y, Write::Overwrite),
         )
     }
 
@@ -108,7 +108,7 @@ impl ActivationKernels {
             encoder,
             (entry, a.n),
             (a.x, Some(a.dy)),
-            (a.dx, a.write),
+            ("dx", a.dx, a.write),
         )
     }
 
@@ -118,7 +118,7 @@ impl ActivationKernels {
         encoder: &mut wgpu::CommandEncoder,
         (entry, n): (&str, u32),
         (x, dy): (Region, Option<Region>),
-        (out, write): (Region, Write),
+        (out_name, out, write): (&'static str, Region, Write),
     ) -> Result<()> {
         if n == 0 {
             return Err(Error::Shape("activation over 0 values".into()));
@@ -128,7 +128,13 @@ impl ActivationKernels {
         if let Some(dy) = dy {
             common::check_storage(device, "dy", dy, bytes)?;
         }
-        common::check_storage(device, "out", out, bytes)?;
+        common::check_storage(device, out_name, out, bytes)?;
+        // Aliasing by the arguments' names (the shader calls the output `out`).
+        let mut operands = vec![("x", x, bytes, false), (out_name, out, bytes, true)];
+        if let Some(dy) = dy {
+            operands.push(("dy", dy, bytes, false));
+        }
+        common::check_operands(&operands)?;
         let (gx, gy) = common::grid(device, (n as u64).div_ceil(256))?;
         let params = ActParams {
             n,

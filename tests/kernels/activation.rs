@@ -283,6 +283,6 @@ fn bad_activation_inputs_are_errors() {
                 },
             )
         },
-        "`out`",
+        "`y`",
     );
 }
