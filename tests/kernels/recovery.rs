@@ -51,6 +51,61 @@ fn a_launch_wgpu_refuses_is_an_error_and_leaves_the_family_usable() {
     );
 }
 
+/// Kernels made on one device and launched with another (its buffers and encoder all of that
+/// other device): an error naming the mismatch, no panic, and the kernels still work on
+/// their own device.
+#[test]
+fn kernels_launched_on_another_device_are_an_error() {
+    let g = gpu();
+    let k = ActivationKernels::new(&g.device).unwrap();
+    // A device with its queue kept (an encoder needs the queue alive).
+    let (other, _queue) = pollster::block_on(g.adapter.request_device(&wgpu::DeviceDescriptor {
+        required_limits: imba::kernels::required_limits(),
+        ..Default::default()
+    }))
+    .unwrap();
+    let make = |label: &str| {
+        other.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: 64,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        })
+    };
+    let (x, y) = (make("x"), make("y"));
+    let mut enc = other.create_command_encoder(&Default::default());
+    let args = ActivationArgs {
+        act: Activation::Gelu,
+        n: 16,
+        x: (&x).into(),
+        y: (&y).into(),
+    };
+    let before = imba::kernels::dispatches_recorded();
+    let refused = catch_unwind(AssertUnwindSafe(|| {
+        k.record_forward(&other, &mut enc, &args).err()
+    }))
+    .expect("kernels of another device panicked instead of returning an error");
+    assert!(
+        matches!(refused, Some(imba::Error::Launch(_))),
+        "kernels of another device: {refused:?}"
+    );
+    assert_eq!(
+        imba::kernels::dispatches_recorded(),
+        before,
+        "recorded after refusing"
+    );
+    let (x, y) = (g.upload("x", &[1.0f32; 16]), g.poisoned("y", 16));
+    let mut enc = g.encoder();
+    let args = ActivationArgs {
+        x: (&x).into(),
+        y: (&y).into(),
+        ..args
+    };
+    k.record_forward(&g.device, &mut enc, &args).unwrap();
+    g.submit_and_wait(enc).unwrap();
+    assert!(g.read::<f32>(&y, 16).unwrap().iter().all(|v| v.is_finite()));
+}
+
 /// An engine that makes fresh tensors every step: the cached bind groups keep the dropped
 /// buffers alive until `release_unused_bindings` drops the groups no launch used since its
 /// last call; with a call per step the live buffers stay bounded, and launches that repeat
