@@ -9,7 +9,12 @@ pub enum Error {
     NoAdapter(String),
     /// The adapter refused to open a device.
     #[error("could not open a device on adapter '{adapter}': {reason}")]
-    Device { adapter: String, reason: String },
+    Device {
+        /// The adapter's name.
+        adapter: String,
+        /// What the adapter said.
+        reason: String,
+    },
     /// A shape argument is zero, inconsistent or too large.
     #[error("invalid shape: {0}")]
     Shape(String),
@@ -18,17 +23,29 @@ pub enum Error {
     Param(String),
     /// A buffer is too small, lacks a usage flag, or is larger than a binding may be.
     #[error("buffer `{name}`: {problem}")]
-    Buffer { name: &'static str, problem: String },
+    Buffer {
+        /// The operand, by the launch arguments' field name.
+        name: &'static str,
+        /// What is wrong and the fix.
+        problem: String,
+    },
     /// The launch would exceed a limit of this device.
     #[error("over this device's limits: {0}")]
     Limit(String),
     /// A WGSL source failed to parse, validate or translate.
     #[error("shader `{name}`: {message}")]
-    Shader { name: String, message: String },
+    Shader {
+        /// The shader family.
+        name: String,
+        /// The parser's, validator's or translator's message.
+        message: String,
+    },
     /// A checkpoint file is missing, unreadable, malformed or does not match the model.
     #[error("checkpoint {path}: {problem}")]
     Checkpoint {
+        /// The checkpoint's file.
         path: String,
+        /// What is wrong with it and the fix.
         problem: String,
         /// The I/O or safetensors error behind it, where there is one.
         #[source]
@@ -43,9 +60,11 @@ pub enum Error {
     /// A file could not be read or written (or a plot or image not drawn into it).
     #[error("{path}: {what} ({source})")]
     Io {
+        /// The file or folder.
         path: String,
         /// What could not be done, e.g. "cannot write the log".
         what: String,
+        /// The operating system's (or the encoder's) error.
         #[source]
         source: Source,
     },
@@ -68,14 +87,19 @@ pub enum Error {
 
     /// Another rank of a data-parallel job refused or failed; that rank reported why.
     #[error("rank {rank} of this data-parallel job failed (its error is above)")]
-    OtherRank { rank: usize },
+    OtherRank {
+        /// The failed rank.
+        rank: usize,
+    },
     /// SIGINT, SIGTERM or SIGHUP stopped training after a step; a checkpoint of that step was
     /// written.
     #[error("stopped by {name} after step {step}; {what}")]
     Interrupted {
         /// The signal's number (2 for SIGINT, 15 for SIGTERM, 1 for SIGHUP): exit with 128 + it.
         signal: i32,
+        /// The signal's name.
         name: &'static str,
+        /// The last step trained, whose checkpoint was written.
         step: u32,
         /// What was saved and how to continue.
         what: String,

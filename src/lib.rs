@@ -10,11 +10,14 @@
 //!   caller's `wgpu::CommandEncoder` — the embedding API.
 //! - [`capture`]: replayable cases of what the launchers dispatched, for running the same
 //!   kernels on another WebGPU implementation (Dawn in Node or a browser).
-//! - [`reference`]: plain CPU implementations of every kernel, the oracle of the tests.
+//! - [`reference`](mod@reference): plain CPU implementations of every kernel, the oracle of the tests.
 //! - [`model`]: the DiT — config, flat parameters with named views, checkpoints, the GPU
 //!   forward/backward and its memory report.
 //! - [`diffusion`]: noise schedules.
-//! - [`bench`]: the kernel benchmark shared by `cargo bench` and `imba bench kernels`.
+//! - `bench`: the kernel benchmark shared by `cargo bench` and `imba bench kernels`.
+// Every public item of the lean library (what engines embed) is documented; the workflow
+// modules (data, training, evaluation, comparisons) are documented in docs/.
+#![cfg_attr(not(feature = "workflow"), warn(missing_docs))]
 
 /// The README's code, compiled by `cargo test` so that it stays true.
 #[cfg(doctest)]

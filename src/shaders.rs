@@ -129,8 +129,11 @@ pub fn module(device: &wgpu::Device, family: &str) -> Result<wgpu::ShaderModule>
 
 /// A family translated by naga to the three native shading languages.
 pub struct Translations {
+    /// SPIR-V words (Vulkan).
     pub spirv: Vec<u32>,
+    /// Metal Shading Language source.
     pub msl: String,
+    /// HLSL source (DirectX 12).
     pub hlsl: String,
 }
 

@@ -1,7 +1,7 @@
 //! Data sets (docs/design.md) and long-tailed splits.
 //!
 //! Every data set is held in memory as images (n, C, H, W) in [−1, 1] and `slots` labels per
-//! image ([`NO_LABEL`](crate::kernels::NO_LABEL) in unused slots). Generated sets (`toy2d`,
+//! image (`NO_LABEL` in unused slots). Generated sets (`toy2d`,
 //! `shapes`) are drawn from a seed with the per-label counts of a long-tail profile; real sets
 //! (`digits`, `folder`) are cut to one by keeping the first n_c images of each label in a
 //! seeded shuffle.

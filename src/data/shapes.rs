@@ -74,7 +74,7 @@ impl Default for ShapesSpec {
 
 /// One object's placement and colour in a jittered render: a square box of `box_size`
 /// pixels at (x, y) within its slot strip, and per channel how far the palette value (±1)
-/// moves toward 0, in [0, [`COLOUR_JITTER`]).
+/// moves toward 0, in \[0, `COLOUR_JITTER`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Jitter {
     pub box_size: u32,
@@ -91,9 +91,9 @@ pub const COLOUR_JITTER: f32 = 0.3;
 /// Box sizes a jittered object may take in a strip of width `w`, and the fewest pixels in
 /// which every two shapes' templates of a size must differ for that size to be drawn (at small
 /// sizes a square and a circle can render the same):
-/// - below 16 pixels, from ⌈7w/8⌉ up to w, apart by [`MIN_TEMPLATE_GAP`] pixels (at 8 pixels a
+/// - below 16 pixels, from ⌈7w/8⌉ up to w, apart by `MIN_TEMPLATE_GAP` pixels (at 8 pixels a
 ///   circle and a square differ only in their four corners);
-/// - from 16 pixels, from ⌈5w/8⌉ up to ⌊7w/8⌋, apart by [`MIN_TEMPLATE_GAP_LARGE`] pixels: at 16
+/// - from 16 pixels, from ⌈5w/8⌉ up to ⌊7w/8⌋, apart by `MIN_TEMPLATE_GAP_LARGE` pixels: at 16
 ///   pixels boxes of 10 to 14 pixels, anywhere within up to 6 pixels of room each way, and
 ///   every two shapes differ in at least 12 pixels at every size.
 pub fn jitter_sizes(w: u32) -> Vec<u32> {
@@ -176,7 +176,7 @@ pub fn render_jittered(size: u32, objects: &[((usize, usize), Jitter)]) -> Vec<f
     img
 }
 
-/// Whether pixel centre (u, v) in a unit box [0,1]² lies inside `shape`.
+/// Whether pixel centre (u, v) in a unit box \[0,1\]² lies inside `shape`.
 pub fn inside(shape: usize, u: f32, v: f32) -> bool {
     let (x, y) = (u - 0.5, v - 0.5);
     match shape {

@@ -16,12 +16,17 @@ use crate::{Error, Result};
 
 /// What to sample.
 pub struct SampleSpec<'a> {
+    /// The model's configuration.
     pub model: &'a DitConfig,
+    /// The model's flat parameters (usually the EMA weights).
     pub params: &'a [f32],
+    /// The diffusion process the model was trained for (its prediction target).
     pub process: Process,
+    /// The sampler and its number of steps.
     pub sampler: Sampler,
     /// Guidance scale w (1 = conditional only, one pass of B rows; 0 = unconditional).
     pub guidance: f32,
+    /// Noise seed: sample i of a call draws from (seed, i), whatever the batch.
     pub seed: u32,
     /// Samples per model evaluation.
     pub batch: u32,
@@ -32,8 +37,11 @@ pub struct SampleSpec<'a> {
 /// A δ-model whose prediction is mixed with the main model's: r·ε_δ + (1 − r)·ε (InvDiff).
 #[derive(Clone, Copy)]
 pub struct Delta<'a> {
+    /// The δ-model's configuration (same image shape and labels as the main model).
     pub model: &'a DitConfig,
+    /// The δ-model's flat parameters.
     pub params: &'a [f32],
+    /// The mixing weight r of the δ-model's prediction.
     pub r: f32,
 }
 
@@ -51,6 +59,7 @@ pub struct Generator<'a> {
 }
 
 impl<'a> Generator<'a> {
+    /// Puts the models of `spec` on the device.
     pub fn new(gpu: &Gpu, spec: &'a SampleSpec<'a>) -> Result<Self> {
         Ok(Self {
             spec,

@@ -11,9 +11,17 @@ pub enum Sampler {
     /// DDPM ancestral sampling over all T steps, variance "fixed large" (σ² = β_t).
     Ddpm,
     /// DDIM over `steps` evenly strided timesteps; η = 0 is deterministic, η = 1 is DDPM-like.
-    Ddim { steps: u32, eta: f32 },
+    Ddim {
+        /// Model evaluations (timesteps visited).
+        steps: u32,
+        /// η in 0..=1: the share of DDPM's posterior noise added at each step.
+        eta: f32,
+    },
     /// Euler steps of the rectified-flow ODE from t = 1 (noise) to t = 0.
-    Euler { steps: u32 },
+    Euler {
+        /// Model evaluations (equal steps in t).
+        steps: u32,
+    },
 }
 
 /// One model evaluation of a sampling chain: the model's time input and how to update x.

@@ -5,7 +5,9 @@ use crate::{Error, Result};
 /// A discrete DDPM schedule: β_t and ᾱ_t = Π_{s ≤ t} (1 − β_s) for t = 0..T−1.
 #[derive(Clone, Debug)]
 pub struct DdpmSchedule {
+    /// β_t for t = 0..T−1.
     pub betas: Vec<f64>,
+    /// ᾱ_t = Π_{s ≤ t} (1 − β_s) for t = 0..T−1.
     pub alpha_bars: Vec<f64>,
 }
 

@@ -125,7 +125,7 @@ impl Classifier {
     }
 
     /// ∂/∂x of a loss of the features, given `dh` = ∂loss/∂features at image `x`:
-    /// W1ᵀ(dh ⊙ [z > 0]). SeedSelect's semantic loss reaches the image through it.
+    /// W1ᵀ(dh ⊙ \[z > 0\]). SeedSelect's semantic loss reaches the image through it.
     pub fn features_backward(&self, x: &[f32], dh: &[f64]) -> Vec<f64> {
         let mut dx = vec![0.0; self.inputs];
         for (j, &g) in dh.iter().enumerate().take(HIDDEN) {

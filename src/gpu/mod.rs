@@ -20,10 +20,15 @@ pub const OPTIONAL_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
 
 /// A wgpu device opened on the chosen adapter, with what we need to know about it.
 pub struct Gpu {
+    /// The instance the adapter came from.
     pub instance: wgpu::Instance,
+    /// The chosen adapter.
     pub adapter: wgpu::Adapter,
+    /// The device opened on it.
     pub device: wgpu::Device,
+    /// Its queue.
     pub queue: wgpu::Queue,
+    /// The adapter's name, backend, driver and type.
     pub info: wgpu::AdapterInfo,
     /// Compiled pipelines kept across runs (see `pipeline_cache.rs`), saved when the `Gpu`
     /// is dropped.
@@ -107,6 +112,7 @@ pub struct GpuOptions {
     pub adapter: Option<String>,
     /// The APIs to look at; `None`: `WGPU_BACKEND` if set, else every compiled-in one.
     pub backends: Option<wgpu::Backends>,
+    /// Which limits to open the device with.
     pub limits: LimitsChoice,
 }
 

@@ -25,20 +25,30 @@ pub(crate) struct ActParams {
 /// y = f(x) over `n` values.
 #[derive(Clone, Copy, Debug)]
 pub struct ActivationArgs<'a> {
+    /// The nonlinearity.
     pub act: Activation,
+    /// Values.
     pub n: u32,
+    /// Input: x.
     pub x: Region<'a>,
+    /// Output: f(x).
     pub y: Region<'a>,
 }
 
 /// dx = dy·f'(x) over `n` values (or dx += … with [`Write::Accumulate`]).
 #[derive(Clone, Copy, Debug)]
 pub struct ActivationBackwardArgs<'a> {
+    /// The nonlinearity.
     pub act: Activation,
+    /// Values.
     pub n: u32,
+    /// Input: the forward's x.
     pub x: Region<'a>,
+    /// Input: ∂L/∂y.
     pub dy: Region<'a>,
+    /// Output: ∂L/∂x.
     pub dx: Region<'a>,
+    /// Whether `dx` is overwritten or added to.
     pub write: Write,
 }
 
@@ -51,6 +61,7 @@ pub struct ActivationKernels {
 }
 
 impl ActivationKernels {
+    /// The activation pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         use Slot::*;
         let layout = common::layout(

@@ -12,8 +12,10 @@ use wgpu::util::DeviceExt;
 /// Whether a launch overwrites its output or adds to what the output holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Write {
+    /// The launch writes its result over the output.
     #[default]
     Overwrite,
+    /// The launch adds its result to what the output holds (a gradient summed over uses).
     Accumulate,
 }
 
@@ -636,12 +638,14 @@ pub(crate) fn placeholder(device: &wgpu::Device) -> wgpu::Buffer {
 /// enough); launchers check.
 #[derive(Clone, Copy, Debug)]
 pub struct Region<'a> {
+    /// The buffer (STORAGE usage).
     pub buffer: &'a wgpu::Buffer,
     /// Bytes from the start of `buffer`.
     pub offset: u64,
 }
 
 impl<'a> Region<'a> {
+    /// `offset` bytes into `buffer`.
     pub fn new(buffer: &'a wgpu::Buffer, offset: u64) -> Self {
         Self { buffer, offset }
     }

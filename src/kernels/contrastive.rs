@@ -25,6 +25,7 @@ pub struct ContrastiveArgs<'a> {
     pub features: u32,
     /// The rows: B·F values from index `base` of `feats`.
     pub feats: Region<'a>,
+    /// The first row's index (in f32 values) within `feats`.
     pub base: u32,
     /// One weight per row (t/T).
     pub weight: Region<'a>,
@@ -34,10 +35,13 @@ pub struct ContrastiveArgs<'a> {
     pub scale: f32,
     /// Output: the gradient, B·F values from index `out_base` of `grad`, written or added.
     pub grad: Region<'a>,
+    /// The first row's index (in f32 values) within `grad`.
     pub out_base: u32,
+    /// Add to `grad` instead of overwriting it.
     pub accumulate: bool,
     /// Scratch: B·B values each ([`ContrastiveKernels::matrix_bytes`]).
     pub gram: Region<'a>,
+    /// Scratch: the B×B coefficients of the backward.
     pub coef: Region<'a>,
     /// Output: [(1/B)·Σ w_i·UCL_i] (one f32; 16 bytes are bound).
     pub scalars: Region<'a>,
@@ -53,6 +57,7 @@ pub struct ContrastiveKernels {
 }
 
 impl ContrastiveKernels {
+    /// The contrastive pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         use Slot::*;
         let layout = common::layout(
@@ -89,6 +94,7 @@ impl ContrastiveKernels {
         (batch as u64 * batch as u64 * 4).max(16)
     }
 
+    /// Records the weighted unconditional-contrastive loss of CCUA and its gradient.
     pub fn record(
         &self,
         device: &wgpu::Device,

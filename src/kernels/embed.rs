@@ -36,8 +36,11 @@ const ENTRIES: [&str; 4] = [
 /// [`NO_LABEL`].
 #[derive(Clone, Copy, Debug)]
 pub struct Labels<'a> {
+    /// The label rows, `rows`·`slots` u32 values.
     pub buffer: Region<'a>,
+    /// Rows (samples).
     pub rows: u32,
+    /// Label slots per row (1 for one class label; more for concept lists).
     pub slots: u32,
 }
 
@@ -52,48 +55,73 @@ pub struct EmbedKernels {
 /// Patch tokens plus the position embedding, repeated `repeats` times: x = [tok + pos] × repeats.
 #[derive(Clone, Copy)]
 pub struct TokensArgs<'a> {
+    /// Values of one copy (samples·tokens·dim).
     pub len: u32,
+    /// Values of the position table, which repeats along the copy (tokens·dim).
     pub period: u32,
+    /// Copies written one after another (2 for a dual forward).
     pub repeats: u32,
+    /// Input: the patch embeddings (`len` values).
     pub patch: Region<'a>,
+    /// Input: the position embedding (`period` values).
     pub pos: Region<'a>,
+    /// Output: `repeats`·`len` values.
     pub x: Region<'a>,
 }
 
 /// Sums the `repeats` copies of `len` values: out (+)= Σ_r x[r·len ..].
 #[derive(Clone, Copy)]
 pub struct FoldArgs<'a> {
+    /// Values of one copy.
     pub len: u32,
+    /// Copies summed.
     pub repeats: u32,
+    /// Input: `repeats`·`len` values.
     pub x: Region<'a>,
+    /// Output: `len` values.
     pub out: Region<'a>,
+    /// Whether `out` is overwritten or added to.
     pub write: Write,
 }
 
 /// c = t_emb + Σ of the label rows of the table, per row.
 #[derive(Clone, Copy)]
 pub struct ConditionArgs<'a> {
+    /// Rows (samples).
     pub batch: u32,
+    /// Hidden size D.
     pub dim: u32,
+    /// Rows of the label table (labels + 1 for the null label).
     pub table_rows: u32,
+    /// Input: the timestep embedding, `batch`·`dim` values.
     pub t_emb: Region<'a>,
+    /// Input: the label table, `table_rows`·`dim` values.
     pub table: Region<'a>,
+    /// Input: each row's labels.
     pub labels: Labels<'a>,
+    /// Output: the conditioning c, `batch`·`dim` values.
     pub c: Region<'a>,
 }
 
 /// The label table's gradient from ∂L/∂c, scanning the labels in order (deterministic).
 #[derive(Clone, Copy)]
 pub struct LabelBackwardArgs<'a> {
+    /// Hidden size D.
     pub dim: u32,
+    /// Rows of the label table.
     pub table_rows: u32,
+    /// Input: ∂L/∂c, one row per label row.
     pub dc: Region<'a>,
+    /// Input: each row's labels.
     pub labels: Labels<'a>,
+    /// Output: ∂L/∂table, `table_rows`·`dim` values.
     pub dtable: Region<'a>,
+    /// Whether `dtable` is overwritten or added to.
     pub write: Write,
 }
 
 impl EmbedKernels {
+    /// The embedding pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         use Slot::*;
         let layout = common::layout(
@@ -116,7 +144,7 @@ impl EmbedKernels {
         })
     }
 
-    /// x[r·len + i] = patch[i] + pos[i mod period] for r < repeats, i < len (len = B·N·D,
+    /// x\[r·len + i\] = patch\[i\] + pos\[i mod period\] for r < repeats, i < len (len = B·N·D,
     /// period = N·D).
     pub fn record_tokens<'a>(
         &self,
@@ -163,7 +191,7 @@ impl EmbedKernels {
         )
     }
 
-    /// out[i] (+)= Σ_r x[r·len + i], r < repeats.
+    /// out\[i\] (+)= Σ_r x\[r·len + i\], r < repeats.
     pub fn record_fold_repeats<'a>(
         &self,
         device: &wgpu::Device,
@@ -204,7 +232,7 @@ impl EmbedKernels {
         )
     }
 
-    /// c[row] = t_emb[row mod batch] + Σ_k table[label[row, k]] for `labels.rows` rows of
+    /// c\[row\] = t_emb\[row mod batch\] + Σ_k table\[label\[row, k\]\] for `labels.rows` rows of
     /// `dim` values; `table_rows` rows in the table.
     pub fn record_condition<'a>(
         &self,

@@ -1,5 +1,5 @@
 //! Typed launchers, one module per kernel family. Each validates shapes, parameters, buffer
-//! sizes and device limits, returns an [`Error`](crate::Error) instead of panicking, and
+//! sizes and device limits, returns an [`Error`] instead of panicking, and
 //! records its dispatches into the caller's `wgpu::CommandEncoder`: this is the API for
 //! engines that bring their own device and buffers.
 
@@ -55,10 +55,15 @@ use crate::{Error, Result};
 /// An image batch (B, C, H, W) cut into p×p patches: N = (H/p)(W/p) tokens of K = p²·C values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ImageGeometry {
+    /// Images B.
     pub batch: u32,
+    /// Channels C.
     pub channels: u32,
+    /// Height H in pixels (a multiple of `patch`).
     pub height: u32,
+    /// Width W in pixels (a multiple of `patch`).
     pub width: u32,
+    /// Patch side p.
     pub patch: u32,
 }
 
@@ -130,12 +135,16 @@ pub fn shard_quad_base(g: ImageGeometry, first_sample: u32) -> Result<u32> {
 /// Token layout (B, N, K).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TokenShape {
+    /// Samples B.
     pub batch: u32,
+    /// Tokens per sample N.
     pub tokens: u32,
+    /// Values per token K.
     pub token_dim: u32,
 }
 
 impl TokenShape {
+    /// The shape (B, N, K).
     pub fn new(batch: u32, tokens: u32, token_dim: u32) -> Self {
         Self {
             batch,

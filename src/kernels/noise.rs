@@ -16,16 +16,25 @@ pub enum Schedule<'a> {
     /// DDPM: `table` holds (√ᾱ_t, √(1−ᾱ_t)) for t = 0..steps−1 (see
     /// [`DdpmSchedule::coefficients`](crate::diffusion::DdpmSchedule::coefficients)); timesteps
     /// are integers stored as f32.
-    Ddpm { table: Region<'a>, steps: u32 },
+    Ddpm {
+        /// The (√ᾱ_t, √(1−ᾱ_t)) pairs, 2·`steps` f32.
+        table: Region<'a>,
+        /// The schedule's T.
+        steps: u32,
+    },
     /// Rectified flow: x_t = (1−t)·x0 + t·ε, t in [0, 1].
     Flow,
 }
 
 /// Arguments of [`NoiseKernels::record_noise_to_tokens`].
 pub struct NoiseArgs<'a> {
+    /// The image batch (B, C, H, W) and its patch size.
     pub geometry: ImageGeometry,
+    /// The noise seed of the run (Philox's first key word).
     pub seed: u32,
+    /// The step (Philox's second key word): each step draws fresh noise.
     pub step: u32,
+    /// How x_t mixes x0 and ε.
     pub schedule: Schedule<'a>,
     /// Clean images (B, C, H, W), f32.
     pub x0: Region<'a>,
@@ -77,22 +86,34 @@ const WG: u64 = 64;
 /// Raw Philox words of one stream (the generator's check).
 #[derive(Clone, Copy)]
 pub struct PhiloxWordsArgs<'a> {
+    /// The Philox seed.
     pub seed: u32,
+    /// The step.
     pub step: u32,
+    /// The stream (0: noise, 1: label dropout, 2: timesteps).
     pub stream: u32,
+    /// Words to write.
     pub count: u32,
+    /// Output: `count` u32.
     pub out: Region<'a>,
 }
 
 /// Labels with each dropped to ∅ with probability `drop_prob` (Philox stream 1).
 #[derive(Clone, Copy)]
 pub struct LabelDropoutArgs<'a> {
+    /// The Philox seed.
     pub seed: u32,
+    /// The step.
     pub step: u32,
+    /// Probability of replacing a label with the null label.
     pub drop_prob: f32,
+    /// The null label's index (the number of labels).
     pub null_label: u32,
+    /// Labels (one per sample).
     pub batch: u32,
+    /// Input: the labels, u32.
     pub labels_in: Region<'a>,
+    /// Output: the labels after dropout, u32.
     pub labels_out: Region<'a>,
 }
 
@@ -102,13 +123,18 @@ type Sized<'a> = Option<(Region<'a>, u64)>;
 /// `count` standard normals of Philox stream 0 keyed by (seed, step), flat indices 0..count.
 #[derive(Clone, Copy)]
 pub struct NormalsArgs<'a> {
+    /// The Philox seed.
     pub seed: u32,
+    /// The step.
     pub step: u32,
+    /// Normals to write.
     pub count: u32,
+    /// Output: `count` f32.
     pub out: Region<'a>,
 }
 
 impl NoiseKernels {
+    /// The noise pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         let layout = common::layout(
             device,

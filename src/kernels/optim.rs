@@ -7,10 +7,15 @@ use crate::{Error, Result};
 /// AdamW hyper-parameters.
 #[derive(Clone, Copy, Debug)]
 pub struct AdamW {
+    /// Learning rate of this step (warm-up and schedule applied by the caller).
     pub lr: f64,
+    /// β₁: decay of the first moment.
     pub beta1: f64,
+    /// β₂: decay of the second moment.
     pub beta2: f64,
+    /// ε added to the second moment's root.
     pub eps: f64,
+    /// Decoupled weight decay (multiplied by `lr`).
     pub weight_decay: f64,
 }
 
@@ -52,35 +57,52 @@ pub struct OptimKernels {
 /// One AdamW step over a flat buffer, the gradient scaled by the clip factor in `norm`.
 #[derive(Clone, Copy)]
 pub struct AdamWArgs<'a> {
+    /// Values in the flat buffers.
     pub n: u32,
+    /// The hyper-parameters.
     pub h: AdamW,
+    /// The step count from 1 (for the bias corrections).
     pub step: u32,
+    /// Input and output: the parameters, updated in place.
     pub params: Region<'a>,
+    /// Input: the gradients.
     pub grads: Region<'a>,
+    /// Input and output: the first moments.
     pub m: Region<'a>,
+    /// Input and output: the second moments.
     pub v: Region<'a>,
+    /// Input: the clip factor written by the gradient-norm launch, or none (no clipping).
     pub norm: Option<Region<'a>>,
 }
 
 /// The global gradient norm and PyTorch's clip factor, kept on the GPU.
 #[derive(Clone, Copy)]
 pub struct GradNormArgs<'a> {
+    /// Values in the flat gradient buffer.
     pub n: u32,
+    /// Input: the gradients.
     pub grads: Region<'a>,
+    /// The clipping threshold (0: no clipping; the norm is still computed).
     pub max_norm: f32,
+    /// Output: [‖g‖, clip factor min(1, max_norm/‖g‖)].
     pub norm: Region<'a>,
 }
 
 /// ema = decay·ema + (1 − decay)·params.
 #[derive(Clone, Copy)]
 pub struct EmaArgs<'a> {
+    /// Values in the flat buffers.
     pub n: u32,
+    /// The decay (0.9999 in DiT).
     pub decay: f32,
+    /// Input: the parameters.
     pub params: Region<'a>,
+    /// Input and output: the running average, updated in place.
     pub ema: Region<'a>,
 }
 
 impl OptimKernels {
+    /// The optimiser pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         use Slot::*;
         let layout = common::layout(

@@ -38,7 +38,7 @@ pub struct PairArgs<'a> {
     pub dout: Region<'a>,
     /// Scratch of [`PairKernels::partials_bytes`] bytes.
     pub partials: Region<'a>,
-    /// Output: [R] with R = (1/E)·Σ w·(a − b)² (one f32; 16 bytes are bound).
+    /// Output: \[R\] with R = (1/E)·Σ w·(a − b)² (one f32; 16 bytes are bound).
     pub scalars: Region<'a>,
 }
 
@@ -51,6 +51,7 @@ pub struct PairKernels {
 }
 
 impl PairKernels {
+    /// The pair-loss pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         use Slot::*;
         let layout = common::layout(
@@ -80,6 +81,7 @@ impl PairKernels {
         half.div_ceil(64).max(1) as u64 * 16
     }
 
+    /// Records the pair loss (CBDM's or CCUA's regulariser) and its gradient.
     pub fn record(
         &self,
         device: &wgpu::Device,

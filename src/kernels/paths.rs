@@ -18,8 +18,11 @@ use crate::{Error, Result};
 /// The kernel paths a device runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Paths {
+    /// Kernels without workgroup memory or textures: run on any device.
     Portable,
+    /// Kernels that read through textures (fast on llvmpipe).
     Texture,
+    /// Workgroup-memory tiles and coalesced loads (fast on GPUs).
     Tiled,
 }
 

@@ -26,14 +26,20 @@ pub struct ReduceKernel {
 /// scratch buffers.
 #[derive(Clone, Copy)]
 pub struct ReduceArgs<'a> {
+    /// Input: `items`·`width` f32.
     pub input: Region<'a>,
+    /// Items summed.
     pub items: u32,
+    /// f32 per item: 1 or 4.
     pub width: u32,
+    /// Scratch: two buffers of [`ReduceKernel::scratch_bytes`] each, used in turn by the passes.
     pub scratch: [Region<'a>; 2],
+    /// Output: one vec4 (for width 1, the sum is in the first lane).
     pub out: Region<'a>,
 }
 
 impl ReduceKernel {
+    /// The reduction pipeline for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         let layout = common::layout(
             device,

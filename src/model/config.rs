@@ -8,19 +8,23 @@ use crate::{Error, Result};
 pub struct DitConfig {
     /// Image height and width in pixels (each a multiple of `patch`).
     pub height: u32,
+    /// Image width in pixels (a multiple of `patch`).
     pub width: u32,
     /// Image channels (in and out: learn_sigma = false).
     pub channels: u32,
+    /// Patch side p: tokens are p×p×C values.
     pub patch: u32,
     /// Hidden size D (a multiple of `heads` and of 4, for the position embedding).
     pub dim: u32,
+    /// Transformer blocks.
     pub depth: u32,
+    /// Attention heads.
     pub heads: u32,
     /// MLP hidden size = mlp_ratio·D (DiT: 4).
     pub mlp_ratio: u32,
     /// Labels or concepts; the label table has one more row, the null label ∅.
     pub num_labels: u32,
-    /// Concept slots per sample (1 for class labels): c = t_emb + Σ_k table[label_k].
+    /// Concept slots per sample (1 for class labels): c = t_emb + Σ_k table\[label_k\].
     pub label_slots: u32,
 }
 
@@ -158,9 +162,11 @@ impl DitConfig {
     pub fn token_dim(&self) -> u32 {
         self.patch * self.patch * self.channels
     }
+    /// Values per attention head, D / heads.
     pub fn head_dim(&self) -> u32 {
         self.dim / self.heads
     }
+    /// The MLP's hidden size, mlp_ratio·D.
     pub fn mlp_dim(&self) -> u32 {
         self.dim * self.mlp_ratio
     }

@@ -9,8 +9,11 @@ use std::fmt;
 /// Bytes per category for one config, batch and number of label sets (2 = dual forward).
 #[derive(Clone, Debug)]
 pub struct MemoryReport {
+    /// The model.
     pub config: DitConfig,
+    /// Samples per step.
     pub batch: u32,
+    /// Label sets per sample (2 for IMBA's dual forward, 1 for the baseline).
     pub repeats: u32,
     /// Trainable values (padding excluded).
     pub parameters: u64,
@@ -31,6 +34,7 @@ pub struct MemoryReport {
 }
 
 impl MemoryReport {
+    /// The memory of training `config` on `batch` samples × `repeats` label sets.
     pub fn new(config: &DitConfig, batch: u32, repeats: u32) -> Self {
         let layout = ParamLayout::new(config);
         let (shared, block, scratch) = arena_plan(config, batch, repeats);

@@ -12,16 +12,20 @@ pub const ALIGN: usize = 64;
 /// One named tensor of the flat buffer.
 #[derive(Clone, Debug)]
 pub struct Tensor {
+    /// The PyTorch state-dict name (e.g. `blocks.0.attn.qkv.weight`).
     pub name: String,
+    /// The PyTorch shape.
     pub shape: Vec<usize>,
     /// First value in the flat buffer.
     pub offset: usize,
 }
 
 impl Tensor {
+    /// Values in the tensor.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
+    /// Whether the tensor holds no values.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -36,19 +40,23 @@ impl Tensor {
 pub enum Init {
     /// Xavier-uniform over (fan_out, fan_in) = the first dim and the product of the rest.
     Xavier,
+    /// Normal with mean 0 and this standard deviation.
     Normal(f64),
+    /// All zeros (the adaLN-Zero modulations and the final layer).
     Zero,
 }
 
 /// Every trainable tensor of a config, in the reference's state-dict order.
 #[derive(Clone, Debug)]
 pub struct ParamLayout {
+    /// The tensors, each with its offset in the flat buffer.
     pub tensors: Vec<Tensor>,
     /// Values in the flat buffer, padding included.
     pub total: usize,
 }
 
 impl ParamLayout {
+    /// The layout of `c`'s parameters.
     pub fn new(c: &DitConfig) -> Self {
         let (d, k, m) = (c.dim as usize, c.token_dim() as usize, c.mlp_dim() as usize);
         let mut specs: Vec<(String, Vec<usize>)> = vec![
@@ -116,6 +124,7 @@ impl ParamLayout {
             .unwrap_or_else(|| panic!("no parameter named {name}"))
     }
 
+    /// The tensor named `name`, if the model has one.
     pub fn find(&self, name: &str) -> Option<&Tensor> {
         self.tensors.iter().find(|t| t.name == name)
     }

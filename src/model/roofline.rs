@@ -42,8 +42,11 @@ impl Peaks {
 /// One family's share of a step.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FamilyCost {
+    /// The kernel family.
     pub family: &'static str,
+    /// Floating-point operations of one training step.
     pub flops: f64,
+    /// The fewest bytes the family must move through device memory in one step.
     pub bytes: f64,
     /// Σ over its launches of max(flops / peak, bytes / bandwidth), seconds.
     pub bound_s: f64,
@@ -59,9 +62,13 @@ impl FamilyCost {
 /// The roofline of one training step.
 #[derive(Clone, Debug)]
 pub struct Roofline {
+    /// The model.
     pub config: DitConfig,
+    /// Samples per step.
     pub batch: u32,
+    /// The device's peak rate and bandwidth.
     pub peaks: Peaks,
+    /// Cost per kernel family.
     pub families: Vec<FamilyCost>,
     /// Global-memory bytes the tiled matmul moves for the step's products with the blocking
     /// each product runs with (operands re-read once per block row or column).
@@ -99,6 +106,7 @@ impl Roofline {
         self.families.iter().map(|f| f.bound_s).sum()
     }
 
+    /// Floating-point operations of the whole step.
     pub fn total_flops(&self) -> f64 {
         self.families.iter().map(|f| f.flops).sum()
     }

@@ -15,6 +15,7 @@ pub struct Baseline {
 }
 
 impl Baseline {
+    /// The baseline's buffers for model `c` on batches of `batch` samples.
     pub fn new(
         device: &wgpu::Device,
         loss: &LossKernels,

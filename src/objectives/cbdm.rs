@@ -27,6 +27,7 @@ pub struct Cbdm {
 }
 
 impl Cbdm {
+    /// CBDM for model `c`: `seed` draws the other labels, `tau` weighs their pull, `uncond` is the share of samples trained unconditionally, and `prior_rows` are the label rows the other labels are drawn from (by frequency or uniformly).
     pub fn new(
         device: &wgpu::Device,
         loss: &LossKernels,

@@ -43,6 +43,7 @@ pub type TimeNorm<'a, 't> = (
 );
 
 impl DualLoss {
+    /// The dual loss's buffers for model `c` on batches of `batch` samples.
     pub fn new(
         device: &wgpu::Device,
         loss: &crate::kernels::LossKernels,
@@ -117,6 +118,7 @@ impl DualLoss {
         Ok(())
     }
 
+    /// Records the dual loss with IMBA's weights (D computed by the launch) or with given weights.
     pub fn record<'t>(
         &self,
         device: &wgpu::Device,

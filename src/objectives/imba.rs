@@ -31,6 +31,7 @@ struct TimeState {
 pub type TimeNorm = (u32, f32);
 
 impl Imba {
+    /// IMBA for model `c`: its parameters, whether D is read back for the monitor, and the time buckets (count and decay) of the t-bucket normalisation.
     pub fn new(
         device: &wgpu::Device,
         loss: &LossKernels,

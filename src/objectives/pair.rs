@@ -16,12 +16,19 @@ use crate::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum PairKind {
     /// L = mse(ε_c, ε) + (t/T)·τ·[mse(ε_c, sg ε_y') + ¼·mse(sg ε_c, ε_y')].
-    Cbdm { tau: f32 },
+    Cbdm {
+        /// τ: the weight of the pull toward another label's prediction.
+        tau: f32,
+    },
     /// L = mse(ε_c, ε) + α·mean_i (t_i/T)·UCL_i + γ·(t/T)·mse(ε_c, ε_u), features of `block`.
     Ccua {
+        /// α: the weight of the contrastive term.
         alpha: f32,
+        /// γ: the weight of the alignment of ε_c with ε_u.
         gamma: f32,
+        /// τ: the contrastive temperature.
         tau: f32,
+        /// The block whose output features are contrasted.
         block: u32,
     },
 }
@@ -63,6 +70,7 @@ struct Contrastive {
 
 /// Buffers and kernels of the CBDM / CCUA loss for one model and batch.
 pub struct PairLoss {
+    /// Which regulariser, with its coefficients.
     pub kind: PairKind,
     shape: TokenShape,
     dim: u32,
@@ -90,6 +98,7 @@ fn zeros(device: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
 }
 
 impl PairLoss {
+    /// The buffers and kernels of model `c` on batches of `batch` samples.
     pub fn new(
         device: &wgpu::Device,
         loss: &LossKernels,

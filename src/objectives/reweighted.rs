@@ -29,6 +29,7 @@ pub struct Reweighted {
 
 /// How a reweighted objective is set up.
 pub struct ReweightedSpec<'a> {
+    /// Which host rule gives the weights.
     pub rule: WeightRule,
     /// Training images per label (concept).
     pub counts: &'a [usize],
@@ -43,6 +44,7 @@ pub struct ReweightedSpec<'a> {
 }
 
 impl Reweighted {
+    /// A reweighted objective for model `c` on batches of `batch` samples.
     pub fn new(
         device: &wgpu::Device,
         loss: &LossKernels,

@@ -8,6 +8,7 @@ use crate::rng::philox4x32_10;
 /// One step's inputs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepInputs {
+    /// The step, from 1 (Philox's second key word).
     pub step: u32,
     /// The batch: indices into the data set.
     pub indices: Vec<usize>,

@@ -44,6 +44,7 @@ pub const POOL: usize = 32;
 pub struct Samples<'a> {
     /// Label rows, `slots` labels per sample.
     pub labels: &'a [u32],
+    /// Labels per sample.
     pub slots: usize,
     /// Timestep bucket of each sample.
     pub buckets: &'a [u32],
@@ -119,6 +120,7 @@ impl HostWeights {
         })
     }
 
+    /// The rule these weights follow.
     pub fn rule(&self) -> WeightRule {
         self.rule
     }

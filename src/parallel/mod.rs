@@ -7,7 +7,7 @@
 //! Every sum is taken in rank order by one rank per element, so the bits do not depend on
 //! the transport's reduction algorithm: two runs with the same R are identical, and every
 //! rank holds the same values. [`Single`] is one process; with the `mpi` feature,
-//! [`mpi::Mpi`] is a job started by `mpirun`.
+//! `mpi::Mpi` (feature `mpi`) is a job started by `mpirun`.
 
 #[cfg(feature = "mpi")]
 pub mod mpi;
@@ -89,7 +89,9 @@ impl Collective for Single {
 /// Rank `rank`'s part of a global batch of `batch` samples split evenly over `ranks`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
+    /// This process's rank, from 0.
     pub rank: u32,
+    /// Processes in the job.
     pub ranks: u32,
     /// Samples per rank (B/R).
     pub len: u32,

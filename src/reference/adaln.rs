@@ -35,7 +35,7 @@ pub fn layer_norm_backward(xhat: &[f64], rstd: &[f64], dxhat: &[f64], dim: usize
     dx
 }
 
-/// h = x̂·(1 + scale[s]) + shift[s].
+/// h = x̂·(1 + scale\[s\]) + shift\[s\].
 pub fn modulate(xhat: &[f64], shift: &[f64], scale: &[f64], tokens: usize, dim: usize) -> Vec<f64> {
     let mut h = vec![0.0; xhat.len()];
     for (i, o) in h.iter_mut().enumerate() {
@@ -67,7 +67,7 @@ pub fn modulate_backward(
     (dxhat, dshift, dscale)
 }
 
-/// x += gate[s] ⊙ a.
+/// x += gate\[s\] ⊙ a.
 pub fn gated_residual(x: &mut [f64], a: &[f64], gate: &[f64], tokens: usize, dim: usize) {
     for (i, v) in x.iter_mut().enumerate() {
         *v += gate[(i / dim / tokens) * dim + i % dim] * a[i];

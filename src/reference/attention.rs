@@ -5,9 +5,13 @@
 /// Geometry of one attention launch.
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionShape {
+    /// Sequences.
     pub samples: usize,
+    /// Rows per sequence.
     pub tokens: usize,
+    /// Heads.
     pub heads: usize,
+    /// Values per head.
     pub head_dim: usize,
 }
 

@@ -17,11 +17,14 @@ use crate::reference::activation::{gelu, gelu_grad};
 
 /// Named views of a flat f64 parameter (or gradient) vector.
 pub struct Params<'a> {
+    /// Where each named tensor lives in `flat`.
     pub layout: &'a ParamLayout,
+    /// The values.
     pub flat: &'a [f64],
 }
 
 impl Params<'_> {
+    /// The tensor named `name` (panics on an unknown name: the reference's names are fixed).
     pub fn get(&self, name: &str) -> &[f64] {
         let t = self.layout.get(name);
         &self.flat[t.offset..t.offset + t.len()]

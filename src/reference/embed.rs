@@ -3,7 +3,7 @@
 
 pub use crate::model::sincos::{pos_embed_2d, timestep_features, TIMESTEP_FREQUENCIES};
 
-/// c[row] = t_emb[row mod batch] + Σ_k table[labels[row·slots + k]]; labels ≥ the table's
+/// c\[row\] = t_emb\[row mod batch\] + Σ_k table\[labels\[row·slots + k\]\]; labels ≥ the table's
 /// rows are empty slots.
 pub fn condition(
     t_emb: &[f64],

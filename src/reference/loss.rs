@@ -5,13 +5,19 @@ use crate::kernels::{DForm, Granularity, ImbaParams, Normalize, TokenShape};
 /// Everything the fused kernel produces.
 #[derive(Clone, Debug)]
 pub struct ImbaOut {
+    /// L = λ·L_c + (1−λ)·L_u.
     pub loss: f64,
+    /// L_c, the D-weighted conditional loss.
     pub loss_cond: f64,
+    /// L_u, the unconditional loss.
     pub loss_uncond: f64,
+    /// The mean of D over the tokens.
     pub mean_d: f64,
     /// D per token (B·N).
     pub weights: Vec<f64>,
+    /// ∂L/∂ε_c (B·N·K).
     pub grad_cond: Vec<f64>,
+    /// ∂L/∂ε_u (B·N·K).
     pub grad_uncond: Vec<f64>,
 }
 

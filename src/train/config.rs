@@ -282,11 +282,11 @@ options! {
     /// Seed of the initial weights, batches, timesteps, noise and label dropout [default: 0]
     seed: u32 = 0,
     // ---- outputs ----
-    /// Output folder [default: runs/<dataset>-<objective>]
+    /// Output folder [default: runs/DATASET-OBJECTIVE]
     out: String = String::new(),
     /// Write a checkpoint every N steps (0 = only at the end) [default: 500]
     checkpoint_every: u32 = 500,
-    /// Keep the EMA model of every checkpoint as snapshots/model-step<N>.safetensors, for
+    /// Keep the EMA model of every checkpoint as snapshots/model-stepN.safetensors, for
     /// learning curves (`imba compare` evaluates them) [default: false]
     #[arg(num_args = 0..=1, default_missing_value = "true")]
     snapshots: bool = false,

@@ -74,9 +74,9 @@ pub struct TSummary {
     pub buckets: usize,
     /// Frequency buckets (head, mid, tail by the sample's first label).
     pub frequency_buckets: Vec<String>,
-    /// mean_mse[k][f]: unweighted conditional MSE of samples that kept their labels.
+    /// mean_mse\[k\]\[f\]: unweighted conditional MSE of samples that kept their labels.
     pub mean_mse: Vec<Vec<f64>>,
-    /// mean_d[k][f]: mean D (empty without D).
+    /// mean_d\[k\]\[f\]: mean D (empty without D).
     pub mean_d: Vec<Vec<f64>>,
     pub count: Vec<Vec<u64>>,
     /// max over timestep buckets of the mean D over min (all frequencies): how much D moves

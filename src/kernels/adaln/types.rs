@@ -7,8 +7,11 @@ use crate::{Error, Result};
 /// A token stream of `rows` rows of `dim` values, `tokens` consecutive rows per sample.
 #[derive(Clone, Copy, Debug)]
 pub struct Stream {
+    /// Rows of the stream (samples × tokens).
     pub rows: u32,
+    /// Values per row (the hidden size).
     pub dim: u32,
+    /// Consecutive rows of one sample: each sample's rows share its modulation row.
     pub tokens: u32,
 }
 
@@ -44,18 +47,26 @@ impl Stream {
 /// shift, scale and gate chunks of `dim` values at the given first columns.
 #[derive(Clone, Copy, Debug)]
 pub struct Modulation<'a> {
+    /// The modulation matrix: one row per sample.
     pub region: Region<'a>,
+    /// Values per modulation row (6·dim for a DiT block's adaLN linear).
     pub stride: u32,
+    /// First column of the shift chunk.
     pub shift: u32,
+    /// First column of the scale chunk.
     pub scale: u32,
+    /// First column of the gate chunk.
     pub gate: u32,
 }
 
 /// A block of columns of a row-major matrix: `stride` values per row, starting at `col`.
 #[derive(Clone, Copy, Debug)]
 pub struct Columns<'a> {
+    /// The matrix.
     pub region: Region<'a>,
+    /// Values per row of the matrix.
     pub stride: u32,
+    /// The first column of the block.
     pub col: u32,
 }
 
@@ -73,53 +84,82 @@ impl<'a> Columns<'a> {
 /// LayerNorm of the stream fused with the modulation h = x̂(1 + scale) + shift; saves x̂ and 1/σ.
 #[derive(Clone, Copy)]
 pub struct LnModulateArgs<'a> {
+    /// The residual stream's shape.
     pub stream: Stream,
+    /// Input: the stream x.
     pub x: Region<'a>,
+    /// Input: shift and scale per sample.
     pub modulation: Modulation<'a>,
+    /// Output: h = x̂(1 + scale) + shift.
     pub h: Region<'a>,
+    /// Output, saved for the backward: x̂, the normalised stream.
     pub xhat: Region<'a>,
+    /// Output, saved for the backward: 1/σ per row.
     pub rstd: Region<'a>,
 }
 
-/// The backward of [`AdaLnKernels::record_ln_modulate`]: dx (+)= ∂L/∂x from dh.
+/// The backward of [`AdaLnKernels::record_ln_modulate`](crate::kernels::AdaLnKernels::record_ln_modulate): dx (+)= ∂L/∂x from dh.
 #[derive(Clone, Copy)]
 pub struct LnModulateBackwardArgs<'a> {
+    /// The residual stream's shape.
     pub stream: Stream,
+    /// Input: x̂ saved by the forward.
     pub xhat: Region<'a>,
+    /// Input: 1/σ per row saved by the forward.
     pub rstd: Region<'a>,
+    /// Input: shift and scale per sample.
     pub modulation: Modulation<'a>,
+    /// Input: ∂L/∂h.
     pub dh: Region<'a>,
+    /// Output: ∂L/∂x.
     pub dx: Region<'a>,
+    /// Whether `dx` is overwritten or added to.
     pub write: Write,
 }
 
 /// x += gate ⊙ a, the gate a column range of the modulation.
 #[derive(Clone, Copy)]
 pub struct GatedResidualArgs<'a> {
+    /// The residual stream's shape.
     pub stream: Stream,
+    /// Input: the branch's output a.
     pub a: Region<'a>,
+    /// Input: the gate per sample.
     pub modulation: Modulation<'a>,
+    /// Input and output: the stream x, to which gate ⊙ a is added.
     pub x: Region<'a>,
 }
 
 /// The backward of the gated residual into the branch: da (+)= gate ⊙ dx.
 #[derive(Clone, Copy)]
 pub struct GatedResidualBackwardArgs<'a> {
+    /// The residual stream's shape.
     pub stream: Stream,
+    /// Input: ∂L/∂x of the stream.
     pub dx: Region<'a>,
+    /// Input: the gate per sample.
     pub modulation: Modulation<'a>,
+    /// Output: ∂L/∂a of the branch.
     pub da: Region<'a>,
+    /// Whether `da` is overwritten or added to.
     pub write: Write,
 }
 
 /// Per-segment column sums Σ_rows a (⊙ b) into `out` (bias, shift, scale and gate gradients).
 #[derive(Clone, Copy)]
 pub struct SegmentSumsArgs<'a> {
+    /// Segments (samples) summed separately.
     pub segments: u32,
+    /// Rows of each segment (tokens per sample).
     pub rows_per_segment: u32,
+    /// Columns summed.
     pub dim: u32,
+    /// Input: the first factor's columns.
     pub a: Columns<'a>,
+    /// Input: the second factor's columns (the product a ⊙ b is summed), or none (a alone).
     pub b: Option<Columns<'a>>,
+    /// Output: one row of sums per segment.
     pub out: Columns<'a>,
+    /// Whether `out` is overwritten or added to.
     pub write: Write,
 }

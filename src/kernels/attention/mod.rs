@@ -30,13 +30,18 @@ pub const MAX_HEAD_DIM: u32 = 128;
 /// `head_dim` values (dim = heads·head_dim; qkv rows hold 3·dim).
 #[derive(Clone, Copy, Debug)]
 pub struct AttentionShape {
+    /// Sequences (images).
     pub samples: u32,
+    /// Rows (tokens) per sequence.
     pub tokens: u32,
+    /// Attention heads.
     pub heads: u32,
+    /// Values per head.
     pub head_dim: u32,
 }
 
 impl AttentionShape {
+    /// The hidden size heads·head_dim.
     pub fn dim(&self) -> u32 {
         self.heads * self.head_dim
     }
@@ -105,8 +110,11 @@ const ENTRIES: [&str; 4] = [
 /// Which kernels a launch runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttentionPath {
+    /// One workgroup per query row, no workgroup memory: runs anywhere.
     Portable,
+    /// Keys and values read through textures (fast on llvmpipe).
     Texture,
+    /// Workgroup-memory tiles of queries, keys and values (fast on GPUs).
     Tiled,
 }
 
@@ -144,21 +152,32 @@ pub struct AttentionKernels {
 /// dqkv (overwritten) from dO, given the forward's qkv, O and log-sum-exp; `delta` is scratch of samples·heads·tokens values.
 #[derive(Clone, Copy)]
 pub struct AttentionBackwardArgs<'a> {
+    /// The attention geometry.
     pub shape: AttentionShape,
+    /// Input: the forward's fused q, k, v rows (3·dim values each).
     pub qkv: Region<'a>,
+    /// Input: the forward's output O.
     pub o: Region<'a>,
+    /// Input: the forward's log-sum-exp per query row.
     pub lse: Region<'a>,
+    /// Input: ∂L/∂O.
     pub d_o: Region<'a>,
+    /// Output: ∂L/∂qkv (overwritten).
     pub dqkv: Region<'a>,
+    /// Scratch: samples·heads·tokens values (rowsum of dO ⊙ O).
     pub delta: Region<'a>,
 }
 
 /// softmax(QKᵀ/√d)·V per (sample, head) from the fused qkv into `o`, saving the log-sum-exp per query row.
 #[derive(Clone, Copy)]
 pub struct AttentionArgs<'a> {
+    /// The attention geometry.
     pub shape: AttentionShape,
+    /// Input: the fused q, k, v rows (3·dim values each).
     pub qkv: Region<'a>,
+    /// Output: softmax(QKᵀ/√d)·V, dim values per row.
     pub o: Region<'a>,
+    /// Output, saved for the backward: the log-sum-exp per query row.
     pub lse: Region<'a>,
 }
 

@@ -114,8 +114,11 @@ pub struct LossKernels {
 pub enum FusedPath {
     /// `imba_fused` of loss.wgsl: any shape, scalar access.
     Portable,
-    /// `imba_fused_vec4` of loss_vec4.wgsl, `run` tokens per invocation.
-    Vec4 { run: u32 },
+    /// `imba_fused_vec4` of loss_vec4.wgsl.
+    Vec4 {
+        /// Tokens per invocation.
+        run: u32,
+    },
 }
 
 /// The pipeline constants of one `imba_fused_vec4` specialisation.
@@ -178,6 +181,7 @@ struct Bindings<'a> {
 }
 
 impl LossKernels {
+    /// The loss pipelines for `device`; the vector path's specialisations are made on first use.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         use Slot::*;
         let layout = common::layout(

@@ -67,6 +67,7 @@ pub fn time_bucket(fraction: f32, buckets: u32) -> u32 {
 /// `encoder` and continue in a new one; every process must add in the same (rank) order, so
 /// that all of them get the same bits.
 pub trait ShardSum {
+    /// Adds `values` (`count` f32) up over every process, leaving the total in `values`.
     fn sum(
         &mut self,
         encoder: &mut wgpu::CommandEncoder,

@@ -24,6 +24,7 @@ pub enum DForm {
 #[cfg_attr(feature = "workflow", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Normalize {
+    /// D as computed.
     #[default]
     None,
     /// D /= mean over the batch's tokens of D.
@@ -40,18 +41,25 @@ pub enum Normalize {
 #[cfg_attr(feature = "workflow", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Granularity {
+    /// One D per token.
     #[default]
     Token,
+    /// One D per sample: the mean of its tokens' D.
     Sample,
 }
 
 /// Parameters of the IMBA loss L = λ·L_c + (1−λ)·L_u.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ImbaParams {
+    /// γ: the exponent of D (0 gives D ≡ 1, the dual baseline).
     pub gamma: f32,
+    /// λ: the mix of the conditional and unconditional losses.
     pub lambda: f32,
+    /// How D is formed from the unconditional prediction's error.
     pub form: DForm,
+    /// Optional normalisation of D.
     pub normalize: Normalize,
+    /// D per token or per sample.
     pub granularity: Granularity,
 }
 
@@ -116,10 +124,15 @@ pub enum Target<'a> {
     /// `geometry`, exactly as the noise kernel drew it. `x0` (B,C,H,W) is needed for
     /// [`TargetKind::Velocity`].
     Philox {
+        /// The noise seed of the run.
         seed: u32,
+        /// The step (Philox's second key word): each step draws fresh noise.
         step: u32,
+        /// The image batch the noise was drawn for.
         geometry: ImageGeometry,
+        /// ε itself, or the velocity ε − x₀.
         kind: TargetKind,
+        /// The clean images (B, C, H, W), for the velocity.
         x0: Option<Region<'a>>,
     },
     /// ε of one shard of a larger batch: `geometry` describes the shard (its B samples),
@@ -128,11 +141,17 @@ pub enum Target<'a> {
     /// drew it. `Philox` is the shard at sample 0. `first_sample`·C·H·W must be a multiple
     /// of 4.
     PhiloxShard {
+        /// The noise seed of the run.
         seed: u32,
+        /// The step (Philox's second key word).
         step: u32,
+        /// The shard's images (its B samples).
         geometry: ImageGeometry,
+        /// The shard's first sample within the whole batch.
         first_sample: u32,
+        /// ε itself, or the velocity ε − x₀.
         kind: TargetKind,
+        /// The shard's clean images, for the velocity.
         x0: Option<Region<'a>>,
     },
     /// A target in token layout (B, N, K), (i, j, c) order: for engines with their own noise.
@@ -195,16 +214,18 @@ impl<'a> Target<'a> {
     }
 }
 
-/// Arguments of [`LossKernels::record_imba`]. Token buffers are (B, N, K) f32. Every operand
+/// Arguments of [`LossKernels::record_imba`](super::LossKernels::record_imba). Token buffers are (B, N, K) f32. Every operand
 /// is a [`Region`] (a buffer and a byte offset: a tensor of an engine's arena); a plain
 /// `&wgpu::Buffer` converts with `.into()`. Outputs may not share memory with any other
 /// operand: the launch refuses it, naming both.
 pub struct ImbaLossArgs<'a> {
+    /// The token layout (B, N, K) of every token operand.
     pub shape: TokenShape,
     /// ε_c = ε_θ(x_t, y, t).
     pub pred_cond: Region<'a>,
     /// ε_u = ε_θ(x_t, ∅, t).
     pub pred_uncond: Region<'a>,
+    /// The target the predictions are compared with.
     pub target: Target<'a>,
     /// Output: D per token (B, N).
     pub weights: Region<'a>,
@@ -214,28 +235,37 @@ pub struct ImbaLossArgs<'a> {
     pub grad_uncond: Region<'a>,
     /// Output: [L, L_c, L_u, mean D], 4 f32.
     pub scalars: Region<'a>,
+    /// Scratch for this shape (or a larger one), from [`LossKernels::workspace`](super::LossKernels::workspace).
     pub workspace: &'a LossWorkspace,
 }
 
-/// Arguments of [`LossKernels::record_mse`].
+/// Arguments of [`LossKernels::record_mse`](super::LossKernels::record_mse).
 pub struct MseLossArgs<'a> {
+    /// The token layout (B, N, K).
     pub shape: TokenShape,
+    /// Input: the prediction.
     pub pred: Region<'a>,
+    /// The target.
     pub target: Target<'a>,
     /// Output: ∂L/∂pred.
     pub grad: Region<'a>,
     /// Output: [L, L, 0, 1].
     pub scalars: Region<'a>,
+    /// Scratch for this shape (or a larger one).
     pub workspace: &'a LossWorkspace,
 }
 
 /// Arguments of [`LossKernels::record_token_mse`](super::LossKernels::record_token_mse).
 pub struct TokenMseArgs<'a> {
+    /// The token layout (B, N, K).
     pub shape: TokenShape,
+    /// Input: the prediction.
     pub pred: Region<'a>,
+    /// The target.
     pub target: Target<'a>,
     /// Output: mean_k (pred − target)² per token (B, N).
     pub out: Region<'a>,
+    /// Scratch for this shape (or a larger one).
     pub workspace: &'a LossWorkspace,
 }
 
@@ -282,6 +312,7 @@ impl LossWorkspace {
         })
     }
 
+    /// The largest shape this workspace serves (by rows B·N).
     pub fn shape(&self) -> TokenShape {
         self.shape
     }

@@ -34,15 +34,23 @@ pub enum Layout {
 /// C must not share a buffer with A, B or the bias (wgpu forbids binding one buffer both
 /// read-only and writable in a dispatch).
 pub struct MatmulArgs<'a> {
+    /// Rows M of C.
     pub m: u32,
+    /// The shared dimension K.
     pub k: u32,
+    /// Columns N of C.
     pub n: u32,
+    /// Input: A, stored as `a_layout` says.
     pub a: Region<'a>,
+    /// A as stored (M×K) or transposed (K×M).
     pub a_layout: Layout,
+    /// Input: B, stored as `b_layout` says.
     pub b: Region<'a>,
+    /// B as stored (K×N) or transposed (N×K).
     pub b_layout: Layout,
     /// Added to every row (N values), if given.
     pub bias: Option<Region<'a>>,
+    /// Output: C (M×N, row-major).
     pub c: Region<'a>,
     /// C += op(A)·op(B) instead of C = …
     pub accumulate: bool,

@@ -11,10 +11,15 @@ use crate::Result;
 /// a time, a `thread_m`×`thread_n` register tile per invocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {
+    /// Rows of C per workgroup.
     pub m: u32,
+    /// Columns of C per workgroup.
     pub n: u32,
+    /// Values of K staged in workgroup memory at a time.
     pub k: u32,
+    /// Rows of C per invocation.
     pub thread_m: u32,
+    /// Columns of C per invocation.
     pub thread_n: u32,
 }
 
@@ -64,7 +69,7 @@ impl Tile {
     }
 
     /// The blocking an M×N product takes where the device has both: the large one once the
-    /// product has [`LARGE_BLOCKS`] of its blocks.
+    /// product has `LARGE_BLOCKS` (128) of its blocks.
     pub fn for_product(m: u32, n: u32) -> Tile {
         let blocks =
             (m as u64).div_ceil(Tile::LARGE.m as u64) * (n as u64).div_ceil(Tile::LARGE.n as u64);

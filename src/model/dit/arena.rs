@@ -23,19 +23,33 @@ pub fn buffer(device: &wgpu::Device, label: &str, values: u64) -> wgpu::Buffer {
 
 /// One block's saved activations.
 pub struct BlockActs {
+    /// adaLN modulation of the block: six chunks of D per sample (R, 6D).
     pub modv: wgpu::Buffer,
+    /// x̂ of the attention branch's LayerNorm (R·N, D).
     pub xhat1: wgpu::Buffer,
+    /// 1/σ of the attention branch's LayerNorm (R·N).
     pub rstd1: wgpu::Buffer,
+    /// The modulated input of the attention branch (R·N, D).
     pub h1: wgpu::Buffer,
+    /// q, k, v (R·N, 3D).
     pub qkv: wgpu::Buffer,
+    /// The attention's output before its projection (R·N, D).
     pub o: wgpu::Buffer,
+    /// The attention's log-sum-exp per query row (R·heads·N).
     pub lse: wgpu::Buffer,
+    /// The attention branch's output after its projection (R·N, D).
     pub a: wgpu::Buffer,
+    /// x̂ of the MLP branch's LayerNorm (R·N, D).
     pub xhat2: wgpu::Buffer,
+    /// 1/σ of the MLP branch's LayerNorm (R·N).
     pub rstd2: wgpu::Buffer,
+    /// The modulated input of the MLP branch (R·N, D).
     pub h2: wgpu::Buffer,
+    /// The MLP's first linear, before GELU (R·N, 4D).
     pub f1: wgpu::Buffer,
+    /// GELU of `f1` (R·N, 4D).
     pub g: wgpu::Buffer,
+    /// The MLP branch's output (R·N, D).
     pub f2: wgpu::Buffer,
 }
 
@@ -44,24 +58,37 @@ pub struct BlockActs {
 /// (not one arena buffer) because wgpu forbids binding one buffer both read-only and
 /// writable in a dispatch.
 pub struct Activations {
+    /// Samples B of one label set.
     pub batch: u32,
+    /// Label sets R/B per sample (2 for a dual forward: conditional and unconditional).
     pub repeats: u32,
     /// Timestep features (B, 256), from [`Activations::set_conditions`].
     pub tfreq: wgpu::Buffer,
     /// Labels (R, label_slots) u32.
     pub labels: wgpu::Buffer,
+    /// The patch embeddings (B·N, D).
     pub tok: wgpu::Buffer,
     /// The residual stream (R·N, D).
     pub x: wgpu::Buffer,
+    /// The timestep MLP's hidden layer before SiLU (B, D).
     pub th1: wgpu::Buffer,
+    /// SiLU of `th1` (B, D).
     pub ts: wgpu::Buffer,
+    /// The timestep embedding (B, D).
     pub temb: wgpu::Buffer,
+    /// The conditioning c = t_emb + label embedding (R, D).
     pub c: wgpu::Buffer,
+    /// SiLU of c, the adaLN linears' input (R, D).
     pub sc: wgpu::Buffer,
+    /// Each block's saved activations.
     pub blocks: Vec<BlockActs>,
+    /// The final layer's modulation: shift and scale (R, 2D).
     pub modf: wgpu::Buffer,
+    /// x̂ of the final LayerNorm (R·N, D).
     pub xhatf: wgpu::Buffer,
+    /// 1/σ of the final LayerNorm (R·N).
     pub rstdf: wgpu::Buffer,
+    /// The final layer's modulated input (R·N, D).
     pub hf: wgpu::Buffer,
     /// The prediction (R·N, p²·C), tokens in (i, j, c) order.
     pub out: wgpu::Buffer,
@@ -158,6 +185,7 @@ pub fn arena_plan(c: &DitConfig, batch: u32, repeats: u32) -> (Plan, Plan, Plan)
 }
 
 impl Activations {
+    /// The buffers for `batch` samples × `repeats` label sets of model `c`, allocated.
     pub fn new(device: &wgpu::Device, c: &DitConfig, batch: u32, repeats: u32) -> Result<Self> {
         if batch == 0 || repeats == 0 {
             return Err(Error::Shape("batch and repeats must be ≥ 1".into()));

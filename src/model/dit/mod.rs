@@ -32,10 +32,15 @@ use wgpu::util::DeviceExt;
 
 /// The kernels the model launches, compiled once per device.
 pub struct DitKernels {
+    /// Linear layers.
     pub matmul: MatmulKernels,
+    /// GELU and SiLU.
     pub act: ActivationKernels,
+    /// LayerNorm with modulation, gated residuals and their sums.
     pub adaln: AdaLnKernels,
+    /// Multi-head attention.
     pub attention: AttentionKernels,
+    /// Patch, position, time and label embeddings.
     pub embed: EmbedKernels,
 }
 
@@ -60,7 +65,9 @@ impl DitKernels {
 
 /// The model on one device.
 pub struct Dit {
+    /// The model's configuration.
     pub config: DitConfig,
+    /// Where each named tensor lives in the flat parameter buffer.
     pub layout: ParamLayout,
     /// All trainable tensors, flat (`layout.total` f32).
     pub params: wgpu::Buffer,
@@ -68,6 +75,7 @@ pub struct Dit {
     pub grads: wgpu::Buffer,
     /// The fixed position embedding (N, D).
     pub pos: wgpu::Buffer,
+    /// The kernel families it launches.
     pub kernels: DitKernels,
 }
 
@@ -269,6 +277,7 @@ impl Dit {
 /// after block `block`, or the gradient [`Dit::record_backward`] adds there.
 #[derive(Clone, Copy, Debug)]
 pub struct Tap<'a> {
+    /// The block (from 0) whose output the tap holds.
     pub block: u32,
     /// R·N·D values (R = the activations' rows).
     pub buffer: &'a wgpu::Buffer,
