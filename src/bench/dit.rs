@@ -168,13 +168,13 @@ impl<'g> StepBench<'g> {
         let (dit, acts, pb) = (&self.dit, &self.acts, &self.patches);
         dit.record_forward(dev, enc, acts, pb, None)?;
         let target = Target::Explicit((&self.target).into());
-        self.dual.record(
-            dev,
-            enc,
-            &self.loss,
-            acts,
-            (target, &ImbaParams::default(), None),
-        )?;
+        let how = crate::objectives::ComputedWeights {
+            target,
+            params: &ImbaParams::default(),
+            time: None,
+            across: None,
+        };
+        self.dual.record(dev, enc, &self.loss, acts, how)?;
         dit.record_backward(dev, enc, acts, pb, &self.dual.dout, None)
     }
 

@@ -14,6 +14,22 @@ use crate::Result;
 /// draw (counter B, one per step).
 const STREAM_CBDM: u32 = 3;
 
+/// CBDM's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CbdmSpec {
+    /// Samples per step.
+    pub batch: u32,
+    /// The run's seed: it draws each sample's extra label y' and the unconditional steps.
+    pub seed: u32,
+    /// τ: the weight of the pull between the two predictions.
+    pub tau: f32,
+    /// Probability that a whole step trains unconditionally (and skips the regulariser).
+    pub uncond: f32,
+    /// The rows y' is drawn from, uniformly: every training image's labels (the frequency
+    /// prior) or each distinct label row once (the uniform prior).
+    pub prior_rows: Vec<Vec<u32>>,
+}
+
 /// CBDM for one model and batch.
 pub struct Cbdm {
     pair: PairLoss,
@@ -27,21 +43,20 @@ pub struct Cbdm {
 }
 
 impl Cbdm {
-    /// CBDM for model `c`: `seed` draws the other labels, `tau` weighs their pull, `uncond` is the share of samples trained unconditionally, and `prior_rows` are the label rows the other labels are drawn from (by frequency or uniformly).
+    /// CBDM for model `c` with these settings.
     pub fn new(
         device: &wgpu::Device,
         loss: &LossKernels,
         c: &DitConfig,
-        (batch, seed): (u32, u32),
-        (tau, uncond): (f32, f32),
-        prior_rows: Vec<Vec<u32>>,
+        spec: CbdmSpec,
     ) -> Result<Self> {
+        let kind = PairKind::Cbdm { tau: spec.tau };
         Ok(Self {
-            pair: PairLoss::new(device, loss, c, batch, PairKind::Cbdm { tau })?,
-            seed,
-            batch,
-            uncond,
-            prior_rows,
+            pair: PairLoss::new(device, loss, c, spec.batch, kind)?,
+            seed: spec.seed,
+            batch: spec.batch,
+            uncond: spec.uncond,
+            prior_rows: spec.prior_rows,
         })
     }
 

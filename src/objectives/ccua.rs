@@ -7,24 +7,36 @@ use crate::kernels::{LossKernels, Target};
 use crate::model::{Activations, DitConfig, Tap};
 use crate::Result;
 
+/// CCUA's weights.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CcuaSpec {
+    /// α: the weight of the unconditional contrastive loss.
+    pub alpha: f32,
+    /// γ: the weight of the (t/T)-weighted alignment of ε_c with ε_u.
+    pub gamma: f32,
+    /// τ: the contrastive temperature.
+    pub tau: f32,
+}
+
 /// CCUA for one model and batch.
 pub struct Ccua {
     pair: PairLoss,
 }
 
 impl Ccua {
-    /// `(alpha, gamma, tau)`: the contrastive weight, the alignment weight, the temperature.
+    /// CCUA for model `c` on batches of `batch` samples, the features those of block
+    /// ⌊depth/4⌋.
     pub fn new(
         device: &wgpu::Device,
         loss: &LossKernels,
         c: &DitConfig,
         batch: u32,
-        (alpha, gamma, tau): (f32, f32, f32),
+        spec: CcuaSpec,
     ) -> Result<Self> {
         let kind = PairKind::Ccua {
-            alpha,
-            gamma,
-            tau,
+            alpha: spec.alpha,
+            gamma: spec.gamma,
+            tau: spec.tau,
             block: c.depth / 4,
         };
         Ok(Self {

@@ -35,12 +35,18 @@ pub struct GivenWeights<'a> {
     pub d: Option<&'a crate::kernels::ImbaParams>,
 }
 
-/// The time-bucket normalisation's state and, for a data-parallel shard, the sum of its
-/// per-bucket sums over the ranks.
-pub type TimeNorm<'a, 't> = (
-    &'a crate::kernels::TimeBuckets<'a>,
-    Option<&'t mut dyn crate::kernels::ShardSum>,
-);
+/// How [`DualLoss::record`] computes IMBA's D.
+pub struct ComputedWeights<'a, 't> {
+    /// The target the predictions are compared with.
+    pub target: crate::kernels::Target<'a>,
+    /// IMBA's parameters.
+    pub params: &'a crate::kernels::ImbaParams,
+    /// With the t-bucket normalisation: its state.
+    pub time: Option<&'a crate::kernels::TimeBuckets<'a>>,
+    /// For a data-parallel shard of the t-bucket normalisation: the sum of its per-bucket sums
+    /// over the ranks.
+    pub across: Option<&'t mut dyn crate::kernels::ShardSum>,
+}
 
 impl DualLoss {
     /// The dual loss's buffers for model `c` on batches of `batch` samples.
@@ -118,19 +124,22 @@ impl DualLoss {
         Ok(())
     }
 
-    /// Records the dual loss with IMBA's weights (D computed by the launch) or with given weights.
-    pub fn record<'t>(
+    /// Records the dual loss with IMBA's weights, D computed by the launch (see
+    /// [`Self::record_given`] for weights the caller gives).
+    pub fn record(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
         loss: &crate::kernels::LossKernels,
         acts: &Activations,
-        (target, params, time): (
-            crate::kernels::Target,
-            &crate::kernels::ImbaParams,
-            Option<TimeNorm<'_, 't>>,
-        ),
+        how: ComputedWeights,
     ) -> Result<()> {
+        let ComputedWeights {
+            target,
+            params,
+            time,
+            across,
+        } = how;
         self.check(acts)?;
         let bytes = self.shape.elements() * 4;
         encoder.copy_buffer_to_buffer(&acts.out, 0, &self.pred_cond, 0, bytes);
@@ -147,7 +156,7 @@ impl DualLoss {
             workspace: &self.workspace,
         };
         match time {
-            Some((t, across)) => {
+            Some(t) => {
                 loss.record_imba_time_normalized_sharded(device, encoder, &args, params, t, across)?
             }
             None => loss.record_imba(device, encoder, &args, params)?,

@@ -27,18 +27,34 @@ struct TimeState {
     state: wgpu::Buffer,
 }
 
-/// How the t-bucket normalisation is set up: (buckets, decay).
-pub type TimeNorm = (u32, f32);
+/// How IMBA is set up.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ImbaSpec {
+    /// The loss's parameters (γ = 0: the dual baseline).
+    pub params: ImbaParams,
+    /// Read D back every step for the monitor.
+    pub monitor: bool,
+    /// Timestep buckets of the t-bucket normalisation (when `params` asks for it).
+    pub time_buckets: u32,
+    /// Decay of each bucket's running mean of D.
+    pub time_decay: f32,
+}
 
 impl Imba {
-    /// IMBA for model `c`: its parameters, whether D is read back for the monitor, and the time buckets (count and decay) of the t-bucket normalisation.
+    /// IMBA for model `c` on batches of `batch` samples.
     pub fn new(
         device: &wgpu::Device,
         loss: &LossKernels,
         c: &DitConfig,
         batch: u32,
-        (params, monitor, (buckets, decay)): (ImbaParams, bool, TimeNorm),
+        spec: ImbaSpec,
     ) -> Result<Self> {
+        let ImbaSpec {
+            params,
+            monitor,
+            time_buckets: buckets,
+            time_decay: decay,
+        } = spec;
         params.validate()?;
         let time = if params.normalize == Normalize::TBucket {
             crate::kernels::loss::validate_time_buckets(buckets, decay)?;
@@ -75,10 +91,13 @@ impl Imba {
             sample_bucket: (&t.sample_bucket).into(),
             state: (&t.state).into(),
         });
-        let p = &self.params;
-        let time = time.as_ref().map(|t| (t, across));
-        self.dual
-            .record(device, encoder, loss, acts, (target, p, time))
+        let how = super::ComputedWeights {
+            target,
+            params: &self.params,
+            time: time.as_ref(),
+            across,
+        };
+        self.dual.record(device, encoder, loss, acts, how)
     }
 }
 

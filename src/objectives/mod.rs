@@ -26,15 +26,15 @@ mod step;
 pub mod weight_rules;
 
 pub use baseline::Baseline;
-pub use cbdm::Cbdm;
-pub use ccua::Ccua;
-pub use dual::DualLoss;
-pub use imba::Imba;
+pub use cbdm::{Cbdm, CbdmSpec};
+pub use ccua::{Ccua, CcuaSpec};
+pub use dual::{ComputedWeights, DualLoss, GivenWeights};
+pub use imba::{Imba, ImbaSpec};
 pub use pair::{PairKind, PairLoss};
 pub use reweighted::Reweighted;
 pub use step::{
     draw_timestep, draw_timesteps, labels_or_null, model_timesteps, null_row, time_fractions,
-    StepInputs,
+    PhiloxStream, StepInputs,
 };
 pub use weight_rules::{HostWeights, WeightRule};
 

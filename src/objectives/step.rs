@@ -22,15 +22,21 @@ pub struct StepInputs {
     pub unconditional: bool,
 }
 
-/// One timestep from Philox stream `stream`, counter `counter`, key (seed, step): a DDPM
-/// integer in 0..steps, or a flow time in [0, 1) with 24 bits.
-pub fn draw_timestep(
-    process: Process,
-    steps: u32,
-    (seed, step, stream): (u32, u32, u32),
-    counter: u32,
-) -> f32 {
-    let w = philox4x32_10([counter, stream, 0, 0], [seed, step])[0];
+/// Where a step's draws come from: Philox keyed by (seed, step), one stream per kind of draw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhiloxStream {
+    /// The run's seed (the key's first word).
+    pub seed: u32,
+    /// The step (the key's second word).
+    pub step: u32,
+    /// The stream (the counter's second word): timesteps, labels, CBDM's draws, ….
+    pub stream: u32,
+}
+
+/// One timestep from `key`, counter `counter`: a DDPM integer in 0..steps, or a flow time in
+/// [0, 1) with 24 bits.
+pub fn draw_timestep(process: Process, steps: u32, key: PhiloxStream, counter: u32) -> f32 {
+    let w = philox4x32_10([counter, key.stream, 0, 0], [key.seed, key.step])[0];
     match process {
         Process::Ddpm => ((w as u64 * steps as u64) >> 32) as f32,
         Process::Flow => (w >> 8) as f32 / (1u32 << 24) as f32,
@@ -38,7 +44,7 @@ pub fn draw_timestep(
 }
 
 /// The timesteps of samples 0..batch ([`draw_timestep`] with counter b).
-pub fn draw_timesteps(process: Process, steps: u32, key: (u32, u32, u32), batch: u32) -> Vec<f32> {
+pub fn draw_timesteps(process: Process, steps: u32, key: PhiloxStream, batch: u32) -> Vec<f32> {
     (0..batch)
         .map(|b| draw_timestep(process, steps, key, b))
         .collect()

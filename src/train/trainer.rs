@@ -388,7 +388,11 @@ impl<'g> Trainer<'g> {
     /// Step `s`'s timesteps: DDPM integers in 0..T, or flow times in [0, 1).
     pub fn timesteps(&self, s: u32) -> Vec<f32> {
         let c = &self.config;
-        let key = (c.seed, s, STREAM_TIMESTEP);
+        let key = objectives::PhiloxStream {
+            seed: c.seed,
+            step: s,
+            stream: STREAM_TIMESTEP,
+        };
         objectives::draw_timesteps(c.process, self.schedule.steps(), key, c.batch)
     }
 
@@ -787,10 +791,13 @@ fn build_objective(
     Ok(match config.objective {
         Objective::Baseline => Box::new(objectives::Baseline::new(dev, loss, model, b)?),
         Objective::Imba | Objective::DualBaseline => {
-            let monitor = config.objective == Objective::Imba;
-            let time = (config.time_buckets, config.time_decay);
-            let params = (config.imba_params(), monitor, time);
-            Box::new(objectives::Imba::new(dev, loss, model, b, params)?)
+            let spec = objectives::ImbaSpec {
+                params: config.imba_params(),
+                monitor: config.objective == Objective::Imba,
+                time_buckets: config.time_buckets,
+                time_decay: config.time_decay,
+            };
+            Box::new(objectives::Imba::new(dev, loss, model, b, spec)?)
         }
         Objective::Cbdm => {
             let prior_rows = match config.cbdm_prior {
@@ -799,13 +806,22 @@ fn build_objective(
                     .map(|i| data.labels_of(i).to_vec())
                     .collect(),
             };
-            let coef = (config.cbdm_tau, config.cbdm_uncond);
-            let c = objectives::Cbdm::new(dev, loss, model, (b, config.seed), coef, prior_rows)?;
-            Box::new(c)
+            let spec = objectives::CbdmSpec {
+                batch: b,
+                seed: config.seed,
+                tau: config.cbdm_tau,
+                uncond: config.cbdm_uncond,
+                prior_rows,
+            };
+            Box::new(objectives::Cbdm::new(dev, loss, model, spec)?)
         }
         Objective::Ccua => {
-            let coef = (config.ccua_alpha, config.ccua_gamma, config.ccua_tau);
-            Box::new(objectives::Ccua::new(dev, loss, model, b, coef)?)
+            let spec = objectives::CcuaSpec {
+                alpha: config.ccua_alpha,
+                gamma: config.ccua_gamma,
+                tau: config.ccua_tau,
+            };
+            Box::new(objectives::Ccua::new(dev, loss, model, b, spec)?)
         }
         Objective::Reweighted => {
             let spec = objectives::reweighted::ReweightedSpec {

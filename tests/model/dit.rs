@@ -119,7 +119,12 @@ fn gpu_dit_matches_reference_dual_forward_imba_loss_and_gradients() {
         &mut enc,
         &loss_kernels,
         &acts,
-        (Target::Explicit((&tb).into()), &params, None),
+        imba::objectives::ComputedWeights {
+            target: Target::Explicit((&tb).into()),
+            params: &params,
+            time: None,
+            across: None,
+        },
     )
     .unwrap();
     dit.record_backward(dev, &mut enc, &acts, &pb, &dual.dout, None)

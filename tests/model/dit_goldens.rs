@@ -187,7 +187,12 @@ fn dit_step_matches_goldens(paths: Paths) {
         &mut enc,
         &lk,
         &acts,
-        (Target::Explicit((&tb).into()), &ImbaParams::default(), None),
+        imba::objectives::ComputedWeights {
+            target: Target::Explicit((&tb).into()),
+            params: &ImbaParams::default(),
+            time: None,
+            across: None,
+        },
     )
     .unwrap();
     dit.record_backward(dev, &mut enc, &acts, &pb, &dual.dout, None)

@@ -228,7 +228,7 @@ fn optimising_the_seeds_lowers_the_loss() {
                 ..o.clone()
             },
         ),
-        "at least 3 sampler steps",
+        "`steps` must be at least 3",
     );
 }
 

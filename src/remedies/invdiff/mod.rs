@@ -193,7 +193,12 @@ fn noised(
 
 /// Sample b's timestep at (seed, step): DDPM 0..T or flow [0, 1).
 fn timestep(process: Process, seed: u32, step: u32, b: u32, steps: u32) -> f32 {
-    draw_timestep(process, steps, (seed, step, STREAM_T), b)
+    let key = crate::objectives::PhiloxStream {
+        seed,
+        step,
+        stream: STREAM_T,
+    };
+    draw_timestep(process, steps, key, b)
 }
 
 /// Each training image's diffusion loss under a frozen model: the mean over `draws` (t, ε)
@@ -317,6 +322,11 @@ pub fn run(
 ) -> Result<Report> {
     use crate::train::setup;
     o.validate()?;
+    if o.steps == 0 {
+        return Err(Error::Config(
+            "`steps` must be at least 1 (0 would compare the model with itself)".into(),
+        ));
+    }
     let saved = crate::train::RunDir::new(base_run).load()?;
     let base_step = crate::eval::Trained::of(&saved, base_run, "InvDiff");
     let (data, _) = setup::load_data(&saved.config)?;
