@@ -117,11 +117,7 @@ impl Options {
                 self.groups
             ));
         }
-        for (name, value) in [
-            ("draws", self.draws),
-            ("batch", self.batch),
-            ("steps", self.steps),
-        ] {
+        for (name, value) in [("draws", self.draws), ("batch", self.batch)] {
             if value == 0 {
                 return bad(format!("`{name}` must be at least 1"));
             }
