@@ -87,6 +87,16 @@ struct LayoutInner {
     family: std::sync::OnceLock<String>,
 }
 
+impl Layout {
+    /// Whether binding `binding` is a writable storage buffer.
+    pub(crate) fn writes(&self, binding: u32) -> bool {
+        self.0
+            .slots
+            .iter()
+            .any(|&(b, s)| b == binding && s == Slot::ReadWrite)
+    }
+}
+
 impl std::ops::Deref for Layout {
     type Target = wgpu::BindGroupLayout;
     fn deref(&self) -> &wgpu::BindGroupLayout {
@@ -817,6 +827,14 @@ impl OneLaunch<'_> {
         for (name, region, bytes) in bindings.iter().filter_map(|b| b.0) {
             check_storage(device, name, region, bytes)?;
         }
+        // Aliasing by the launch's own names for its operands.
+        let operands: Vec<_> = (1..)
+            .zip(bindings)
+            .filter_map(|(binding, b)| {
+                b.0.map(|(name, r, bytes)| (name, r, bytes, self.layout.writes(binding)))
+            })
+            .collect();
+        check_operands(&operands)?;
         let (gx, gy) = grid(device, invocations.div_ceil(64))?;
         let entries = bindings
             .iter()

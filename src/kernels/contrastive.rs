@@ -123,16 +123,17 @@ impl ContrastiveKernels {
         }
         let m = Self::matrix_bytes(a.batch);
         let checks = [
-            ("feats", a.feats, (a.base as u64 + values) * 4),
-            ("weight", a.weight, a.batch as u64 * 4),
-            ("gram", a.gram, m),
-            ("coef", a.coef, m),
-            ("grad", a.grad, (a.out_base as u64 + values) * 4),
-            ("scalars", a.scalars, 16),
+            ("feats", a.feats, (a.base as u64 + values) * 4, false),
+            ("weight", a.weight, a.batch as u64 * 4, false),
+            ("gram", a.gram, m, true),
+            ("coef", a.coef, m, true),
+            ("grad", a.grad, (a.out_base as u64 + values) * 4, true),
+            ("scalars", a.scalars, 16, true),
         ];
-        for (name, buffer, bytes) in checks {
+        for (name, buffer, bytes, _) in checks {
             common::check_storage(device, name, buffer, bytes)?;
         }
+        common::check_operands(&checks)?;
         // Pairs and values each need their own grid; the uniform holds one groups_x, so each
         // dispatch gets its own bind group.
         let mut dispatches = Vec::new();
@@ -155,7 +156,7 @@ impl ContrastiveKernels {
             let entries = checks
                 .iter()
                 .enumerate()
-                .map(|(i, (_, b, n))| (i as u32 + 1, common::range(*b, *n)))
+                .map(|(i, (_, b, n, _))| (i as u32 + 1, common::range(*b, *n)))
                 .collect();
             let bg = self.binder.bind(device, &self.layout, &p, entries)?;
             dispatches.push((pipeline, bg, (gx, gy)));

@@ -238,11 +238,20 @@ impl NoiseKernels {
                         "the DDPM table must have at least one step".into(),
                     ));
                 }
-                common::check_storage(device, "ddpm_table", table, steps as u64 * 8)?;
+                common::check_storage(device, "table", table, steps as u64 * 8)?;
                 (0, steps, Some((table, steps as u64 * 8)))
             }
             Schedule::Flow => (1, 0, None),
         };
+        let mut operands = vec![
+            ("x0", args.x0, n * 4, false),
+            ("timesteps", args.timesteps, g.batch as u64 * 4, false),
+            ("out_tokens", args.out_tokens, n * 4, true),
+        ];
+        if let Some((table, bytes)) = table {
+            operands.push(("table", table, bytes, false));
+        }
+        common::check_operands(&operands)?;
         let params = NoiseParams {
             batch: g.batch,
             channels: g.channels,
@@ -375,6 +384,10 @@ impl NoiseKernels {
         let bytes = batch as u64 * 4;
         common::check_storage(device, "labels_in", labels_in, bytes)?;
         common::check_storage(device, "labels_out", labels_out, bytes)?;
+        common::check_operands(&[
+            ("labels_in", labels_in, bytes, false),
+            ("labels_out", labels_out, bytes, true),
+        ])?;
         let params = NoiseParams {
             batch,
             seed,

@@ -320,6 +320,13 @@ impl OptimKernels {
         for (name, region, bytes) in slots.iter().flatten() {
             common::check_storage(device, name, *region, *bytes)?;
         }
+        let operands: Vec<_> = (1..)
+            .zip(&slots)
+            .filter_map(|(binding, s)| {
+                s.map(|(name, r, bytes)| (name, r, bytes, self.layout.writes(binding)))
+            })
+            .collect();
+        common::check_operands(&operands)?;
         let grid = common::grid(device, groups)?;
         let uni = OptimParams {
             groups_x: grid.0,

@@ -108,15 +108,16 @@ impl PairKernels {
         let e = a.half as u64;
         let samples = e / a.per_sample as u64;
         let checks = [
-            ("pred", a.pred, 2 * e * 4),
-            ("weight", a.weight, samples * 4),
-            ("dout", a.dout, 2 * e * 4),
-            ("partials", a.partials, Self::partials_bytes(a.half)),
-            ("scalars", a.scalars, 16),
+            ("pred", a.pred, 2 * e * 4, false),
+            ("weight", a.weight, samples * 4, false),
+            ("dout", a.dout, 2 * e * 4, true),
+            ("partials", a.partials, Self::partials_bytes(a.half), true),
+            ("scalars", a.scalars, 16, true),
         ];
-        for (name, buffer, bytes) in checks {
+        for (name, buffer, bytes, _) in checks {
             common::check_storage(device, name, buffer, bytes)?;
         }
+        common::check_operands(&checks)?;
         let groups = e.div_ceil(64);
         let (gx, gy) = common::grid(device, groups)?;
         let p = PairParams {
@@ -132,7 +133,7 @@ impl PairKernels {
         let entries = checks
             .iter()
             .enumerate()
-            .map(|(i, (_, b, n))| (i as u32 + 1, common::range(*b, *n)))
+            .map(|(i, (_, b, n, _))| (i as u32 + 1, common::range(*b, *n)))
             .collect();
         let bg = self.binder.bind(device, &self.layout, &p, entries)?;
         common::record_pass(

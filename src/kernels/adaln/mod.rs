@@ -647,6 +647,9 @@ impl AdaLnKernels {
         for (name, region, bytes) in reads.iter().chain(&writes).flatten() {
             common::check_storage(device, name, *region, *bytes)?;
         }
+        let read = reads.iter().flatten().map(|&(n, r, b)| (n, r, b, false));
+        let written = writes.iter().flatten().map(|&(n, r, b)| (n, r, b, true));
+        common::check_operands(&read.chain(written).collect::<Vec<_>>())?;
         const ROLES: [&str; 3] = ["adaln-input", "adaln-modulation", "adaln-aux"];
         let views: Vec<Option<wgpu::TextureView>> = reads
             .iter()
