@@ -25,6 +25,7 @@ pub struct DualLoss {
 /// What [`DualLoss::record_given`] weighs the conditional term with.
 #[derive(Clone, Copy)]
 pub struct GivenWeights<'a> {
+    /// The target the predictions are compared with.
     pub target: crate::kernels::Target<'a>,
     /// Per-token weights (B, N), read.
     pub weights: &'a wgpu::Buffer,
