@@ -59,6 +59,39 @@ pub struct Modulation<'a> {
     pub gate: u32,
 }
 
+impl<'a> Modulation<'a> {
+    /// The same column layout in another matrix (e.g. the modulation's gradient).
+    pub fn of(self, region: impl Into<Region<'a>>) -> Self {
+        Self {
+            region: region.into(),
+            ..self
+        }
+    }
+
+    /// The shift chunk's columns.
+    pub fn shift_columns(self) -> Columns<'a> {
+        self.columns(self.shift)
+    }
+
+    /// The scale chunk's columns.
+    pub fn scale_columns(self) -> Columns<'a> {
+        self.columns(self.scale)
+    }
+
+    /// The gate chunk's columns.
+    pub fn gate_columns(self) -> Columns<'a> {
+        self.columns(self.gate)
+    }
+
+    fn columns(self, col: u32) -> Columns<'a> {
+        Columns {
+            region: self.region,
+            stride: self.stride,
+            col,
+        }
+    }
+}
+
 /// A block of columns of a row-major matrix: `stride` values per row, starting at `col`.
 #[derive(Clone, Copy, Debug)]
 pub struct Columns<'a> {

@@ -76,10 +76,11 @@ impl Pass<'_> {
         let (s, d, t, m) = (&self.acts.scratch, self.d, self.t, self.m);
         let name = |x: &str| format!("blocks.{i}.{x}");
         let (attn, mlp) = (self.modulation(ba, 0), self.modulation(ba, 3));
-        let cols = |first: u32| (6 * d, first * d, (first + 1) * d);
+        // The modulation's gradient has the modulation's column layout.
+        let (dattn, dmlp) = (attn.of(&s.dmod), mlp.of(&s.dmod));
         // MLP branch.
         self.gated_residual_backward(enc, mlp)?;
-        self.sample_sums(enc, (&s.dx, Some(&ba.f2)), &s.dmod, (6 * d, 5 * d))?;
+        self.sample_sums(enc, &s.dx, Some(&ba.f2), dmlp.gate_columns())?;
         self.linear_backward(
             enc,
             &name("mlp.fc2"),
@@ -95,11 +96,11 @@ impl Pass<'_> {
             (&ba.h2, &s.df1),
             into(&s.dh),
         )?;
-        self.modulation_grads(enc, (&s.dh, &ba.xhat2), &s.dmod, cols(3))?;
+        self.modulation_grads(enc, &s.dh, &ba.xhat2, dmlp)?;
         self.ln_modulate_backward(enc, mlp, (&ba.xhat2, &ba.rstd2), Write::Accumulate)?;
         // Attention branch.
         self.gated_residual_backward(enc, attn)?;
-        self.sample_sums(enc, (&s.dx, Some(&ba.a)), &s.dmod, (6 * d, 2 * d))?;
+        self.sample_sums(enc, &s.dx, Some(&ba.a), dattn.gate_columns())?;
         self.linear_backward(
             enc,
             &name("attn.proj"),
@@ -127,7 +128,7 @@ impl Pass<'_> {
             (&ba.h1, &s.dqkv),
             into(&s.dh),
         )?;
-        self.modulation_grads(enc, (&s.dh, &ba.xhat1), &s.dmod, cols(0))?;
+        self.modulation_grads(enc, &s.dh, &ba.xhat1, dattn)?;
         self.ln_modulate_backward(enc, attn, (&ba.xhat1, &ba.rstd1), Write::Accumulate)?;
         // The modulation linear: its gradient into SiLU(c) accumulates over the blocks.
         let modulation = (&self.acts.sc, &s.dmod);

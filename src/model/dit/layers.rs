@@ -196,22 +196,16 @@ impl<'a> Pass<'a> {
         self.dit.kernels.act.record_backward(self.dev, enc, &args)
     }
 
-    /// The per-sample column sums Σ_tokens a (⊙ b) into column `col` of `out` (stride
-    /// `stride`): the gradients of shift (a = dh), scale (a = dh, b = x̂) and gate (a = dx,
-    /// b = the branch).
+    /// The per-sample column sums Σ_tokens a (⊙ b) into the columns `out`: the gradients of
+    /// shift (a = dh), scale (a = dh, b = x̂) and gate (a = dx, b = the branch).
     pub fn sample_sums(
         &self,
         enc: &mut wgpu::CommandEncoder,
-        (a, b): (&wgpu::Buffer, Option<&wgpu::Buffer>),
-        out: &wgpu::Buffer,
-        (stride, col): (u32, u32),
+        a: &wgpu::Buffer,
+        b: Option<&wgpu::Buffer>,
+        out: Columns,
     ) -> Result<()> {
         let (r, n, d) = (self.r, self.n, self.d);
-        let out = Columns {
-            region: out.into(),
-            stride,
-            col,
-        };
         let b = b.map(|b| Columns::whole(b, d));
         let ad = &self.dit.kernels.adaln;
         ad.record_segment_sums(
@@ -229,17 +223,17 @@ impl<'a> Pass<'a> {
         )
     }
 
-    /// d(shift) and d(scale) of a modulation into columns `shift`, `scale` of `dmod`, from
-    /// dh and x̂.
+    /// d(shift) and d(scale) into the shift and scale columns of `dmod` (a modulation's
+    /// layout over its gradient), from dh and x̂.
     pub fn modulation_grads(
         &self,
         enc: &mut wgpu::CommandEncoder,
-        (dh, xhat): (&wgpu::Buffer, &wgpu::Buffer),
-        dmod: &wgpu::Buffer,
-        (stride, shift, scale): (u32, u32, u32),
+        dh: &wgpu::Buffer,
+        xhat: &wgpu::Buffer,
+        dmod: Modulation,
     ) -> Result<()> {
-        self.sample_sums(enc, (dh, None), dmod, (stride, shift))?;
-        self.sample_sums(enc, (dh, Some(xhat)), dmod, (stride, scale))
+        self.sample_sums(enc, dh, None, dmod.shift_columns())?;
+        self.sample_sums(enc, dh, Some(xhat), dmod.scale_columns())
     }
 
     fn labels(&self) -> Labels<'a> {
@@ -448,8 +442,8 @@ impl<'a> Pass<'a> {
             (&a.hf, dout),
             Some((&s.dh, false)),
         )?;
-        self.modulation_grads(enc, (&s.dh, &a.xhatf), &s.dmod, (2 * d, 0, d))?;
         let mf = self.final_modulation();
+        self.modulation_grads(enc, &s.dh, &a.xhatf, mf.of(&s.dmod))?;
         ad.record_ln_modulate_backward(
             self.dev,
             enc,
