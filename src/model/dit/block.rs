@@ -138,12 +138,12 @@ impl Pass<'_> {
             &name("adaLN_modulation.1"),
             linear,
             modulation,
-            Some((&s.dsc, true)),
+            Some((&s.dsc, Write::Accumulate)),
         )
     }
 }
 
 /// A linear backward's input gradient, overwritten.
-fn into(dx: &wgpu::Buffer) -> Option<(&wgpu::Buffer, bool)> {
-    Some((dx, false))
+fn into(dx: &wgpu::Buffer) -> Option<(&wgpu::Buffer, Write)> {
+    Some((dx, Write::Overwrite))
 }

@@ -98,15 +98,15 @@ impl<'a> Pass<'a> {
         self.dit.kernels.matmul.record(self.dev, enc, &args)
     }
 
-    /// dW = dyᵀ·x and db = Σ dy into the gradient buffer; dx (+)= dy·W if asked (the flag
-    /// accumulates).
+    /// dW = dyᵀ·x and db = Σ dy into the gradient buffer; dx (+)= dy·W if asked (overwritten or
+    /// added to, as its `Write` says).
     pub fn linear_backward(
         &self,
         enc: &mut wgpu::CommandEncoder,
         name: &str,
         s: Dims,
         (x, dy): (&wgpu::Buffer, &wgpu::Buffer),
-        dx: Option<(&wgpu::Buffer, bool)>,
+        dx: Option<(&wgpu::Buffer, Write)>,
     ) -> Result<()> {
         let (wn, bn) = (format!("{name}.weight"), format!("{name}.bias"));
         let mm = &self.dit.kernels.matmul;
@@ -137,7 +137,7 @@ impl<'a> Pass<'a> {
                 write: Write::Overwrite,
             },
         )?;
-        let Some((dx, accumulate)) = dx else {
+        let Some((dx, write)) = dx else {
             return Ok(());
         };
         let dx_args = MatmulArgs {
@@ -150,7 +150,7 @@ impl<'a> Pass<'a> {
             b_layout: Layout::RowMajor,
             bias: None,
             c: dx.into(),
-            accumulate,
+            accumulate: write == Write::Accumulate,
         };
         mm.record(self.dev, enc, &dx_args)
     }
@@ -334,7 +334,7 @@ impl<'a> Pass<'a> {
             "t_embedder.mlp.2",
             mlp2,
             (&a.ts, &s.dtemb),
-            Some((&s.dts, false)),
+            Some((&s.dts, Write::Overwrite)),
         )?;
         self.activation_backward(enc, Activation::Silu, b * d, (&a.th1, &s.dts), &s.dth1)?;
         self.linear_backward(
@@ -440,7 +440,7 @@ impl<'a> Pass<'a> {
             "final_layer.linear",
             out,
             (&a.hf, dout),
-            Some((&s.dh, false)),
+            Some((&s.dh, Write::Overwrite)),
         )?;
         let mf = self.final_modulation();
         self.modulation_grads(enc, &s.dh, &a.xhatf, mf.of(&s.dmod))?;
@@ -464,7 +464,7 @@ impl<'a> Pass<'a> {
             name,
             modulation,
             (&a.sc, &s.dmod),
-            Some((&s.dsc, false)),
+            Some((&s.dsc, Write::Overwrite)),
         )
     }
 
