@@ -52,6 +52,18 @@ pub struct ActivationBackwardArgs<'a> {
     pub write: Write,
 }
 
+/// One forward or backward launch: the entry point and its operands.
+struct OneActivation<'a> {
+    entry: &'static str,
+    n: u32,
+    x: Region<'a>,
+    dy: Option<Region<'a>>,
+    /// The output's argument name, for errors.
+    out_name: &'static str,
+    out: Region<'a>,
+    write: Write,
+}
+
 /// Compiled activation pipelines for one device.
 pub struct ActivationKernels {
     layout: crate::kernels::common::Layout,
@@ -94,13 +106,16 @@ impl ActivationKernels {
             Activation::Gelu => "gelu_forward",
             Activation::Silu => "silu_forward",
         };
-        self.launch(
-            device,
-            encoder,
-            (entry, a.n),
-            (a.x, None),
-            ("y", a.y, Write::Overwrite),
-        )
+        let one = OneActivation {
+            entry,
+            n: a.n,
+            x: a.x,
+            dy: None,
+            out_name: "y",
+            out: a.y,
+            write: Write::Overwrite,
+        };
+        self.launch(device, encoder, one)
     }
 
     /// dx = dy·f'(x), or dx += … .
@@ -114,23 +129,33 @@ impl ActivationKernels {
             Activation::Gelu => "gelu_backward",
             Activation::Silu => "silu_backward",
         };
-        self.launch(
-            device,
-            encoder,
-            (entry, a.n),
-            (a.x, Some(a.dy)),
-            ("dx", a.dx, a.write),
-        )
+        let one = OneActivation {
+            entry,
+            n: a.n,
+            x: a.x,
+            dy: Some(a.dy),
+            out_name: "dx",
+            out: a.dx,
+            write: a.write,
+        };
+        self.launch(device, encoder, one)
     }
 
     fn launch(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        (entry, n): (&str, u32),
-        (x, dy): (Region, Option<Region>),
-        (out_name, out, write): (&'static str, Region, Write),
+        one: OneActivation,
     ) -> Result<()> {
+        let OneActivation {
+            entry,
+            n,
+            x,
+            dy,
+            out_name,
+            out,
+            write,
+        } = one;
         if n == 0 {
             return Err(Error::Shape("activation over 0 values".into()));
         }
