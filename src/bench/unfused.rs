@@ -84,7 +84,7 @@ impl UnfusedWorkspace {
 /// The unfused chain's pipelines.
 pub struct UnfusedImba {
     layout: crate::kernels::common::Layout,
-    pipes: std::collections::HashMap<&'static str, wgpu::ComputePipeline>,
+    pipes: common::Pipelines,
     reduce: ReduceKernel,
     unused: wgpu::Buffer,
 }
@@ -128,12 +128,7 @@ impl UnfusedImba {
                 (4, Slot::Uniform),
             ],
         )?;
-        let names = &ENTRIES;
-        let pipes = names
-            .iter()
-            .copied()
-            .zip(common::pipelines(device, "unfused", &layout, names)?)
-            .collect();
+        let pipes = common::Pipelines::new(device, "unfused", &layout, &ENTRIES)?;
         Ok(Self {
             layout,
             pipes,
@@ -471,7 +466,7 @@ impl UnfusedImba {
         }
         let dispatches: Vec<_> = recorded
             .iter()
-            .map(|(entry, bg, gx, gy)| (&self.pipes[entry], bg, (*gx, *gy)))
+            .map(|(entry, bg, gx, gy)| (self.pipes.get(entry), bg, (*gx, *gy)))
             .collect();
         common::record_pass(encoder, label, &dispatches);
         Ok(())

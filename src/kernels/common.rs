@@ -37,7 +37,18 @@ impl Pipelines {
         layout: &Layout,
         entries: &[&'static str],
     ) -> Result<Self> {
-        let compiled = pipelines(device, family, layout, entries)?;
+        Self::specialised(device, family, layout, entries, &[])
+    }
+
+    /// [`Self::new`] with values for the module's pipeline-overridable constants.
+    pub(crate) fn specialised(
+        device: &wgpu::Device,
+        family: &str,
+        layout: &Layout,
+        entries: &[&'static str],
+        constants: &[(&str, f64)],
+    ) -> Result<Self> {
+        let compiled = specialised_pipelines(device, family, layout, entries, constants)?;
         Ok(Self(entries.iter().copied().zip(compiled).collect()))
     }
 
@@ -45,6 +56,19 @@ impl Pipelines {
     pub(crate) fn get(&self, name: &str) -> &wgpu::ComputePipeline {
         &self.0[name]
     }
+}
+
+/// The pipeline of a family's single entry point `entry`, with values for the module's
+/// pipeline-overridable constants (none: `&[]`).
+pub(crate) fn pipeline(
+    device: &wgpu::Device,
+    family: &str,
+    layout: &Layout,
+    entry: &str,
+    constants: &[(&str, f64)],
+) -> Result<wgpu::ComputePipeline> {
+    let mut one = specialised_pipelines(device, family, layout, &[entry], constants)?;
+    Ok(one.pop().expect("one pipeline per entry point"))
 }
 
 /// Binding kinds used by our shaders.
@@ -154,20 +178,11 @@ fn raw_layout(device: &wgpu::Device, label: &str, slots: &[(u32, Slot)]) -> wgpu
     })
 }
 
-/// Compute pipelines for the named entry points of one module, all with `layout`. Shader or
-/// pipeline validation failures come back as [`Error::Shader`] (inside an error scope) rather
-/// than as wgpu's uncaptured-error panic.
-pub(crate) fn pipelines(
-    device: &wgpu::Device,
-    family: &str,
-    layout: &Layout,
-    entries: &[&str],
-) -> Result<Vec<wgpu::ComputePipeline>> {
-    specialised_pipelines(device, family, layout, entries, &[])
-}
-
-/// [`pipelines`] with values for the module's pipeline-overridable constants.
-pub(crate) fn specialised_pipelines(
+/// Compute pipelines for the named entry points of one module, all with `layout`, with
+/// values for the module's pipeline-overridable constants. Shader or pipeline validation
+/// failures come back as [`Error::Shader`] (inside an error scope) rather than as wgpu's
+/// uncaptured-error panic.
+fn specialised_pipelines(
     device: &wgpu::Device,
     family: &str,
     layout: &Layout,

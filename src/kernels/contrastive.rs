@@ -50,9 +50,7 @@ pub struct ContrastiveArgs<'a> {
 /// Compiled contrastive pipelines for one device.
 pub struct ContrastiveKernels {
     layout: crate::kernels::common::Layout,
-    gram: wgpu::ComputePipeline,
-    ucl: wgpu::ComputePipeline,
-    backward: wgpu::ComputePipeline,
+    pipelines: common::Pipelines,
     binder: common::Binder,
 }
 
@@ -73,18 +71,10 @@ impl ContrastiveKernels {
                 (6, ReadWrite),
             ],
         )?;
-        let mut p = common::pipelines(
-            device,
-            "contrastive",
-            &layout,
-            &["gram_rows", "ucl", "ucl_backward"],
-        )?
-        .into_iter();
+        let entries = ["gram_rows", "ucl", "ucl_backward"];
         Ok(Self {
             binder: Default::default(),
-            gram: p.next().unwrap(),
-            ucl: p.next().unwrap(),
-            backward: p.next().unwrap(),
+            pipelines: common::Pipelines::new(device, "contrastive", &layout, &entries)?,
             layout,
         })
     }
@@ -137,10 +127,10 @@ impl ContrastiveKernels {
         // Pairs and values each need their own grid; the uniform holds one groups_x, so each
         // dispatch gets its own bind group.
         let mut dispatches = Vec::new();
-        for (pipeline, groups) in [
-            (&self.gram, a.batch as u64 * a.batch as u64),
-            (&self.ucl, 1),
-            (&self.backward, values.div_ceil(64)),
+        for (entry, groups) in [
+            ("gram_rows", a.batch as u64 * a.batch as u64),
+            ("ucl", 1),
+            ("ucl_backward", values.div_ceil(64)),
         ] {
             let (gx, gy) = common::grid(device, groups)?;
             let p = ContrastiveParams {
@@ -159,7 +149,7 @@ impl ContrastiveKernels {
                 .map(|(i, (_, b, n, _))| (i as u32 + 1, common::range(*b, *n)))
                 .collect();
             let bg = self.binder.bind(device, &self.layout, &p, entries)?;
-            dispatches.push((pipeline, bg, (gx, gy)));
+            dispatches.push((self.pipelines.get(entry), bg, (gx, gy)));
         }
         let list: Vec<_> = dispatches.iter().map(|(p, b, g)| (*p, b, *g)).collect();
         common::record_pass(encoder, "contrastive", &list);

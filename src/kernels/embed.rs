@@ -47,7 +47,7 @@ pub struct Labels<'a> {
 /// Compiled embedding pipelines for one device.
 pub struct EmbedKernels {
     layout: crate::kernels::common::Layout,
-    pipelines: Vec<wgpu::ComputePipeline>,
+    pipelines: common::Pipelines,
     unused: wgpu::Buffer,
     binder: common::Binder,
 }
@@ -135,7 +135,7 @@ impl EmbedKernels {
                 (4, ReadWrite),
             ],
         )?;
-        let pipelines = common::pipelines(device, "embed", &layout, &ENTRIES)?;
+        let pipelines = common::Pipelines::new(device, "embed", &layout, &ENTRIES)?;
         Ok(Self {
             binder: Default::default(),
             layout,
@@ -179,7 +179,7 @@ impl EmbedKernels {
         self.launch(
             device,
             encoder,
-            0,
+            "tokens_forward",
             p,
             len as u64,
             [
@@ -220,7 +220,7 @@ impl EmbedKernels {
         self.launch(
             device,
             encoder,
-            1,
+            "fold_repeats",
             p,
             len as u64,
             [
@@ -262,7 +262,7 @@ impl EmbedKernels {
         self.launch(
             device,
             encoder,
-            2,
+            "condition_forward",
             p,
             rows * dim as u64,
             [
@@ -303,7 +303,7 @@ impl EmbedKernels {
         self.launch(
             device,
             encoder,
-            3,
+            "label_backward",
             p,
             table_rows as u64 * dim as u64,
             [
@@ -335,16 +335,16 @@ impl EmbedKernels {
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        entry: usize,
+        entry: &'static str,
         params: EmbedParams,
         invocations: u64,
         slots: [Option<(&'static str, Region, u64)>; 4],
     ) -> Result<()> {
         let bindings: Vec<_> = slots.into_iter().map(|s| (s, &self.unused)).collect();
         let launch = common::OneLaunch {
-            label: ENTRIES[entry],
+            label: entry,
             layout: &self.layout,
-            pipeline: &self.pipelines[entry],
+            pipeline: self.pipelines.get(entry),
             binder: &self.binder,
         };
         launch.record(

@@ -71,10 +71,7 @@ pub(crate) struct NoiseParams {
 /// Compiled pipelines of the noise family for one device.
 pub struct NoiseKernels {
     layout: crate::kernels::common::Layout,
-    noise_to_tokens: wgpu::ComputePipeline,
-    normals: wgpu::ComputePipeline,
-    philox_words: wgpu::ComputePipeline,
-    label_dropout: wgpu::ComputePipeline,
+    pipelines: common::Pipelines,
     unused_read: wgpu::Buffer,
     unused_f32: wgpu::Buffer,
     unused_u32: wgpu::Buffer,
@@ -120,6 +117,17 @@ pub struct LabelDropoutArgs<'a> {
 /// A bound buffer and the bytes the launch uses, or an unused slot.
 type Sized<'a> = Option<(Region<'a>, u64)>;
 
+/// One dispatch of the family: the entry point, its parameters and workgroups, and what
+/// it reads (slots 1, 2, 3 and 6) and writes (the f32 and u32 outputs).
+struct Dispatch<'a> {
+    entry: &'static str,
+    params: NoiseParams,
+    groups: u64,
+    reads: [Sized<'a>; 4],
+    out_f32: Sized<'a>,
+    out_u32: Sized<'a>,
+}
+
 /// `count` standard normals of Philox stream 0 keyed by (seed, step), flat indices 0..count.
 #[derive(Clone, Copy)]
 pub struct NormalsArgs<'a> {
@@ -149,7 +157,7 @@ impl NoiseKernels {
                 (6, Slot::Read),
             ],
         )?;
-        let mut p = common::pipelines(
+        let pipelines = common::Pipelines::new(
             device,
             "noise",
             &layout,
@@ -159,14 +167,10 @@ impl NoiseKernels {
                 "philox_words",
                 "label_dropout",
             ],
-        )?
-        .into_iter();
+        )?;
         Ok(Self {
             binder: Default::default(),
-            noise_to_tokens: p.next().unwrap(),
-            normals: p.next().unwrap(),
-            philox_words: p.next().unwrap(),
-            label_dropout: p.next().unwrap(),
+            pipelines,
             layout,
             unused_read: common::placeholder(device),
             unused_f32: common::placeholder(device),
@@ -179,10 +183,16 @@ impl NoiseKernels {
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        (pipeline, mut params, groups): (&wgpu::ComputePipeline, NoiseParams, u64),
-        reads: [Sized<'_>; 4],
-        (out_f32, out_u32): (Sized<'_>, Sized<'_>),
+        d: Dispatch,
     ) -> Result<()> {
+        let Dispatch {
+            entry,
+            mut params,
+            groups,
+            reads,
+            out_f32,
+            out_u32,
+        } = d;
         let (gx, gy) = common::grid(device, groups)?;
         params.groups_x = gx;
         let bg = self.binder.bind(
@@ -198,6 +208,7 @@ impl NoiseKernels {
                 (6, common::range_or(reads[3], &self.unused_read)),
             ],
         )?;
+        let pipeline = self.pipelines.get(entry);
         common::record_pass(encoder, "noise", &[(pipeline, &bg, (gx, gy))]);
         Ok(())
     }
@@ -270,14 +281,19 @@ impl NoiseKernels {
         self.dispatch(
             device,
             encoder,
-            (&self.noise_to_tokens, params, n.div_ceil(4).div_ceil(WG)),
-            [
-                Some((args.x0, n * 4)),
-                Some((args.timesteps, g.batch as u64 * 4)),
-                table,
-                None,
-            ],
-            (Some((args.out_tokens, n * 4)), None),
+            Dispatch {
+                entry: "noise_to_tokens",
+                params,
+                groups: n.div_ceil(4).div_ceil(WG),
+                reads: [
+                    Some((args.x0, n * 4)),
+                    Some((args.timesteps, g.batch as u64 * 4)),
+                    table,
+                    None,
+                ],
+                out_f32: Some((args.out_tokens, n * 4)),
+                out_u32: None,
+            },
         )
     }
 
@@ -307,13 +323,14 @@ impl NoiseKernels {
         self.dispatch(
             device,
             encoder,
-            (
-                &self.normals,
+            Dispatch {
+                entry: "normals",
                 params,
-                (count as u64).div_ceil(4).div_ceil(WG),
-            ),
-            [None; 4],
-            (Some((out, count as u64 * 4)), None),
+                groups: (count as u64).div_ceil(4).div_ceil(WG),
+                reads: [None; 4],
+                out_f32: Some((out, count as u64 * 4)),
+                out_u32: None,
+            },
         )
     }
 
@@ -348,9 +365,14 @@ impl NoiseKernels {
         self.dispatch(
             device,
             encoder,
-            (&self.philox_words, params, (count as u64).div_ceil(WG)),
-            [None; 4],
-            (None, Some((out, count as u64 * 16))),
+            Dispatch {
+                entry: "philox_words",
+                params,
+                groups: (count as u64).div_ceil(WG),
+                reads: [None; 4],
+                out_f32: None,
+                out_u32: Some((out, count as u64 * 16)),
+            },
         )
     }
 
@@ -399,9 +421,14 @@ impl NoiseKernels {
         self.dispatch(
             device,
             encoder,
-            (&self.label_dropout, params, (batch as u64).div_ceil(WG)),
-            [None, None, None, Some((labels_in, bytes))],
-            (None, Some((labels_out, bytes))),
+            Dispatch {
+                entry: "label_dropout",
+                params,
+                groups: (batch as u64).div_ceil(WG),
+                reads: [None, None, None, Some((labels_in, bytes))],
+                out_f32: None,
+                out_u32: Some((labels_out, bytes)),
+            },
         )
     }
 }

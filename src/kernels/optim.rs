@@ -47,7 +47,7 @@ const ENTRIES: [&str; 4] = ["sumsq_partials", "grad_norm", "adamw", "ema"];
 /// Compiled optimizer pipelines for one device, with the scratch of the norm's partials.
 pub struct OptimKernels {
     layout: crate::kernels::common::Layout,
-    pipelines: Vec<wgpu::ComputePipeline>,
+    pipelines: common::Pipelines,
     partials: wgpu::Buffer,
     unused_read: wgpu::Buffer,
     unused_rw: [wgpu::Buffer; 2],
@@ -117,7 +117,7 @@ impl OptimKernels {
                 (5, ReadWrite),
             ],
         )?;
-        let pipelines = common::pipelines(device, "optim", &layout, &ENTRIES)?;
+        let pipelines = common::Pipelines::new(device, "optim", &layout, &ENTRIES)?;
         let partials = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("grad-norm-partials"),
             size: MAX_PARTIALS as u64 * 4,
@@ -192,8 +192,8 @@ impl OptimKernels {
             ],
         )?;
         let dispatches = [
-            (&self.pipelines[0], &first.0, first.1),
-            (&self.pipelines[1], &second.0, (1, 1)),
+            (self.pipelines.get("sumsq_partials"), &first.0, first.1),
+            (self.pipelines.get("grad_norm"), &second.0, (1, 1)),
         ];
         common::record_pass(encoder, "grad-norm", &dispatches);
         Ok(())
@@ -263,7 +263,11 @@ impl OptimKernels {
                 Some(("v", v, bytes)),
             ],
         )?;
-        common::record_pass(encoder, "adamw", &[(&self.pipelines[2], &bg.0, bg.1)]);
+        common::record_pass(
+            encoder,
+            "adamw",
+            &[(self.pipelines.get("adamw"), &bg.0, bg.1)],
+        );
         Ok(())
     }
 
@@ -306,7 +310,7 @@ impl OptimKernels {
                 None,
             ],
         )?;
-        common::record_pass(encoder, "ema", &[(&self.pipelines[3], &bg.0, bg.1)]);
+        common::record_pass(encoder, "ema", &[(self.pipelines.get("ema"), &bg.0, bg.1)]);
         Ok(())
     }
 

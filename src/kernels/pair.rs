@@ -45,8 +45,7 @@ pub struct PairArgs<'a> {
 /// Compiled pair pipelines for one device.
 pub struct PairKernels {
     layout: crate::kernels::common::Layout,
-    grad: wgpu::ComputePipeline,
-    finalize: wgpu::ComputePipeline,
+    pipelines: common::Pipelines,
     binder: common::Binder,
 }
 
@@ -66,12 +65,10 @@ impl PairKernels {
                 (5, ReadWrite),
             ],
         )?;
-        let mut p = common::pipelines(device, "pair", &layout, &["pair_grad", "pair_finalize"])?
-            .into_iter();
+        let entries = ["pair_grad", "pair_finalize"];
         Ok(Self {
             binder: Default::default(),
-            grad: p.next().unwrap(),
-            finalize: p.next().unwrap(),
+            pipelines: common::Pipelines::new(device, "pair", &layout, &entries)?,
             layout,
         })
     }
@@ -139,7 +136,10 @@ impl PairKernels {
         common::record_pass(
             encoder,
             "pair",
-            &[(&self.grad, &bg, (gx, gy)), (&self.finalize, &bg, (1, 1))],
+            &[
+                (self.pipelines.get("pair_grad"), &bg, (gx, gy)),
+                (self.pipelines.get("pair_finalize"), &bg, (1, 1)),
+            ],
         );
         Ok(())
     }

@@ -46,7 +46,7 @@ impl ReduceKernel {
             "reduce",
             &[(0, Slot::Uniform), (1, Slot::Read), (2, Slot::ReadWrite)],
         )?;
-        let pipeline = common::pipelines(device, "reduce", &layout, &["sum_items"])?.remove(0);
+        let pipeline = common::pipeline(device, "reduce", &layout, "sum_items", &[])?;
         Ok(Self {
             layout,
             pipeline,

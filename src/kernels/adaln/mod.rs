@@ -80,9 +80,9 @@ pub enum AdaLnPath {
     Workgroup,
 }
 
-/// The workgroup path's pipelines and the column sums' scratch.
+/// The workgroup path's column sums' scratch (its pipelines are the family's
+/// `WG_ENTRIES`).
 struct WorkgroupPath {
-    pipelines: Vec<wgpu::ComputePipeline>,
     /// Partial sums (segment, chunk, column), grown as launches need.
     scratch: std::sync::Mutex<Option<wgpu::Buffer>>,
 }
@@ -90,7 +90,7 @@ struct WorkgroupPath {
 /// The texture path's pipelines and operand textures.
 struct TexturePath {
     layout: crate::kernels::common::Layout,
-    pipelines: Vec<wgpu::ComputePipeline>,
+    pipelines: common::Pipelines,
     textures: LinearTextures,
     unused: wgpu::TextureView,
 }
@@ -98,7 +98,8 @@ struct TexturePath {
 /// Compiled adaLN pipelines for one device.
 pub struct AdaLnKernels {
     layout: crate::kernels::common::Layout,
-    pipelines: Vec<wgpu::ComputePipeline>,
+    /// `ENTRIES`, and `WG_ENTRIES` on the workgroup path.
+    pipelines: common::Pipelines,
     texture: Option<TexturePath>,
     workgroup: Option<WorkgroupPath>,
     unused_read: wgpu::Buffer,
@@ -131,7 +132,11 @@ impl AdaLnKernels {
                 (6, ReadWrite),
             ],
         )?;
-        let pipelines = common::pipelines(device, "adaln", &layout, &ENTRIES)?;
+        let mut entries = ENTRIES.to_vec();
+        if paths == Paths::Tiled {
+            entries.extend(WG_ENTRIES);
+        }
+        let pipelines = common::Pipelines::new(device, "adaln", &layout, &entries)?;
         let texture = if paths == Paths::Texture && Self::texture_path_supported(device) {
             let layout = common::layout(
                 device,
@@ -146,7 +151,7 @@ impl AdaLnKernels {
                     (9, ReadTexture),
                 ],
             )?;
-            let pipelines = common::pipelines(device, "adaln", &layout, &TEX_ENTRIES)?;
+            let pipelines = common::Pipelines::new(device, "adaln", &layout, &TEX_ENTRIES)?;
             Some(TexturePath {
                 layout,
                 pipelines,
@@ -158,7 +163,6 @@ impl AdaLnKernels {
         };
         let workgroup = match paths {
             Paths::Tiled => Some(WorkgroupPath {
-                pipelines: common::pipelines(device, "adaln", &layout, &WG_ENTRIES)?,
                 scratch: Default::default(),
             }),
             _ => None,
@@ -254,22 +258,19 @@ impl AdaLnKernels {
                 Some(("rstd", rstd, s.rows as u64 * 4)),
             ],
         );
+        let launch = Launch {
+            entry: "ln_modulate_forward",
+            params: p,
+            invocations: s.rows as u64,
+            reads,
+            writes,
+        };
         if self.ln_path(s, &modulation) == AdaLnPath::Texture
-            && self.launch_texture(device, encoder, (0, p, s.rows as u64), reads, writes)?
+            && self.launch_texture(device, encoder, &launch)?
         {
             return Ok(());
         }
-        let (entry, invocations) = self.ln_entry(0, s.rows);
-        self.launch(
-            device,
-            encoder,
-            entry,
-            p,
-            invocations,
-            [
-                reads[0], reads[1], reads[2], writes[0], writes[1], writes[2],
-            ],
-        )
+        self.launch(device, encoder, self.ln_launch(launch))
     }
 
     /// dx = ∂/∂x of `record_ln_modulate` given dh (or dx += … with `accumulate`, as for the
@@ -302,22 +303,19 @@ impl AdaLnKernels {
             None,
             Some(("rstd", rstd, s.rows as u64 * 4)),
         ];
+        let launch = Launch {
+            entry: "ln_modulate_backward",
+            params: p,
+            invocations: s.rows as u64,
+            reads,
+            writes,
+        };
         if self.ln_path(s, &modulation) == AdaLnPath::Texture
-            && self.launch_texture(device, encoder, (1, p, s.rows as u64), reads, writes)?
+            && self.launch_texture(device, encoder, &launch)?
         {
             return Ok(());
         }
-        let (entry, invocations) = self.ln_entry(1, s.rows);
-        self.launch(
-            device,
-            encoder,
-            entry,
-            p,
-            invocations,
-            [
-                reads[0], reads[1], reads[2], writes[0], writes[1], writes[2],
-            ],
-        )
+        self.launch(device, encoder, self.ln_launch(launch))
     }
 
     /// x += gate ⊙ a.
@@ -335,21 +333,18 @@ impl AdaLnKernels {
         } = *args;
         s.validate()?;
         let p = self.mod_params(s, &modulation, false)?;
-        self.launch(
-            device,
-            encoder,
-            self.entry(2),
-            p,
-            s.rows as u64 * s.dim as u64,
-            [
+        let launch = Launch {
+            entry: "gated_residual_forward",
+            params: p,
+            invocations: s.rows as u64 * s.dim as u64,
+            reads: [
                 Some(("a", a, s.bytes())),
                 Some(("modulation", modulation.region, mod_bytes(s, &modulation))),
                 None,
-                Some(("x", x, s.bytes())),
-                None,
-                None,
             ],
-        )
+            writes: [Some(("x", x, s.bytes())), None, None],
+        };
+        self.launch(device, encoder, launch)
     }
 
     /// da = gate ⊙ dx (or da += …). d(gate) comes from [`Self::record_segment_sums`].
@@ -369,21 +364,18 @@ impl AdaLnKernels {
         let accumulate = write == Write::Accumulate;
         s.validate()?;
         let p = self.mod_params(s, &modulation, accumulate)?;
-        self.launch(
-            device,
-            encoder,
-            self.entry(3),
-            p,
-            s.rows as u64 * s.dim as u64,
-            [
+        let launch = Launch {
+            entry: "gated_residual_backward",
+            params: p,
+            invocations: s.rows as u64 * s.dim as u64,
+            reads: [
                 Some(("dx", dx, s.bytes())),
                 Some(("modulation", modulation.region, mod_bytes(s, &modulation))),
                 None,
-                Some(("da", da, s.bytes())),
-                None,
-                None,
             ],
-        )
+            writes: [Some(("da", da, s.bytes())), None, None],
+        };
+        self.launch(device, encoder, launch)
     }
 
     /// out[s, :dim] (+)= Σ over the `rows_per_segment` rows of segment s of A (⊙ B), for
@@ -449,13 +441,22 @@ impl AdaLnKernels {
             None,
             None,
         ];
+        let launch = Launch {
+            entry: "segment_sums",
+            params: p,
+            invocations: segments as u64 * dim as u64,
+            reads,
+            writes,
+        };
         if self.segment_sums_path(dim, &a, b.as_ref()) == AdaLnPath::Texture
             && self.launch_texture(
                 device,
                 encoder,
-                (2, p, segments as u64 * dim as u64 / 4),
-                reads,
-                writes,
+                &Launch {
+                    // A texture invocation sums four columns.
+                    invocations: launch.invocations / 4,
+                    ..launch
+                },
             )?
         {
             return Ok(());
@@ -466,16 +467,7 @@ impl AdaLnKernels {
         {
             return self.chunked_sums(device, encoder, p, reads, writes[0]);
         }
-        self.launch(
-            device,
-            encoder,
-            self.entry(4),
-            p,
-            segments as u64 * dim as u64,
-            [
-                reads[0], reads[1], reads[2], writes[0], writes[1], writes[2],
-            ],
-        )
+        self.launch(device, encoder, launch)
     }
 
     fn mod_params(&self, s: Stream, m: &Modulation, accumulate: bool) -> Result<AdaParams> {
@@ -502,17 +494,16 @@ impl AdaLnKernels {
         })
     }
 
-    /// A portable entry point by its index in `ENTRIES`.
-    fn entry(&self, i: usize) -> (&'static str, &wgpu::ComputePipeline) {
-        (ENTRIES[i], &self.pipelines[i])
-    }
-
-    /// The LayerNorm entry (`i`: 0 forward, 1 backward) and its invocations: a workgroup of
-    /// 64 per row on the workgroup path, an invocation per row otherwise.
-    fn ln_entry(&self, i: usize, rows: u32) -> ((&'static str, &wgpu::ComputePipeline), u64) {
+    /// A LayerNorm launch (an invocation per row) as the device's path runs it: on the
+    /// workgroup path, the `_wg` entry with a workgroup of 64 per row.
+    fn ln_launch<'a>(&self, launch: Launch<'a>) -> Launch<'a> {
         match &self.workgroup {
-            Some(w) => ((WG_ENTRIES[i], &w.pipelines[i]), rows as u64 * 64),
-            None => (self.entry(i), rows as u64),
+            Some(_) => Launch {
+                entry: variant(&WG_ENTRIES, launch.entry, "_wg"),
+                invocations: launch.invocations * 64,
+                ..launch
+            },
+            None => launch,
         }
     }
 
@@ -537,22 +528,22 @@ impl AdaLnKernels {
             ..p
         };
         let scratch_slot = Some(("scratch", (&scratch).into(), partials * 4));
-        self.launch(
-            device,
-            encoder,
-            (WG_ENTRIES[2], &w.pipelines[2]),
-            p,
-            partials,
-            [reads[0], None, reads[2], None, scratch_slot, None],
-        )?;
-        self.launch(
-            device,
-            encoder,
-            (WG_ENTRIES[3], &w.pipelines[3]),
-            p,
-            p.segments as u64 * p.dim as u64,
-            [None, None, None, out, scratch_slot, None],
-        )
+        let partials = Launch {
+            entry: "segment_partials",
+            params: p,
+            invocations: partials,
+            reads: [reads[0], None, reads[2]],
+            writes: [None, scratch_slot, None],
+        };
+        self.launch(device, encoder, partials)?;
+        let combine = Launch {
+            entry: "segment_combine",
+            params: p,
+            invocations: p.segments as u64 * p.dim as u64,
+            reads: [None; 3],
+            writes: [out, scratch_slot, None],
+        };
+        self.launch(device, encoder, combine)
     }
 
     /// The scratch buffer, at least `bytes` long.
@@ -584,15 +575,23 @@ impl AdaLnKernels {
         Ok(b)
     }
 
+    /// Records `launch` on the storage-buffer paths.
     fn launch(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        (label, pipeline): (&'static str, &wgpu::ComputePipeline),
-        params: AdaParams,
-        invocations: u64,
-        slots: [Option<(&'static str, Region, u64)>; 6],
+        launch: Launch,
     ) -> Result<()> {
+        let Launch {
+            entry,
+            params,
+            invocations,
+            reads,
+            writes,
+        } = launch;
+        let slots = [
+            reads[0], reads[1], reads[2], writes[0], writes[1], writes[2],
+        ];
         // Read-only slots 1–3 share a placeholder; writable ones get their own.
         let fallbacks = [
             &self.unused_read,
@@ -604,9 +603,9 @@ impl AdaLnKernels {
         ];
         let bindings: Vec<_> = slots.into_iter().zip(fallbacks).collect();
         let launch = common::OneLaunch {
-            label,
+            label: entry,
             layout: &self.layout,
-            pipeline,
+            pipeline: self.pipelines.get(entry),
             binder: &self.binder,
         };
         launch.record(
@@ -621,6 +620,25 @@ impl AdaLnKernels {
 
 type Operand<'a> = Option<(&'static str, Region<'a>, u64)>;
 
+/// One launch of the family: a portable entry point (the path picks its variant), its
+/// parameters and invocations, and the operands it reads (bindings 1–3) and writes (4–6).
+#[derive(Clone, Copy)]
+struct Launch<'a> {
+    entry: &'static str,
+    params: AdaParams,
+    invocations: u64,
+    reads: [Operand<'a>; 3],
+    writes: [Operand<'a>; 3],
+}
+
+/// The entry of `list` that is `entry` with `suffix`: a path's variant of a portable entry.
+fn variant(list: &[&'static str], entry: &str, suffix: &str) -> &'static str {
+    list.iter()
+        .copied()
+        .find(|e| e.strip_suffix(suffix) == Some(entry))
+        .expect("every path variant is named after its portable entry point")
+}
+
 impl AdaLnKernels {
     /// Runs texture entry `entry` with `reads` (bindings 7–9) copied into textures and
     /// `writes` bound as storage buffers (4–6). Returns `false`, recording nothing, where the
@@ -630,10 +648,16 @@ impl AdaLnKernels {
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        (entry, params, invocations): (usize, AdaParams, u64),
-        reads: [Operand; 3],
-        writes: [Operand; 3],
+        launch: &Launch,
     ) -> Result<bool> {
+        let &Launch {
+            entry,
+            params,
+            invocations,
+            reads,
+            writes,
+        } = launch;
+        let entry = variant(&TEX_ENTRIES, entry, "_tex");
         let Some(t) = &self.texture else {
             return Ok(false);
         };
@@ -678,11 +702,7 @@ impl AdaLnKernels {
             ..params
         };
         let bg = self.binder.bind(device, &t.layout, &params, entries)?;
-        common::record_pass(
-            encoder,
-            TEX_ENTRIES[entry],
-            &[(&t.pipelines[entry], &bg, (gx, gy))],
-        );
+        common::record_pass(encoder, entry, &[(t.pipelines.get(entry), &bg, (gx, gy))]);
         Ok(true)
     }
 }

@@ -129,7 +129,7 @@ const TEX_ENTRIES: [&str; 5] = [
 /// The texture path's pipelines, placeholder textures and cached operand textures.
 struct TexturePath {
     layout: crate::kernels::common::Layout,
-    pipelines: Vec<wgpu::ComputePipeline>,
+    pipelines: common::Pipelines,
     read_placeholder: wgpu::TextureView,
     storage_placeholder: wgpu::TextureView,
     /// qkv, dO and (lse, δ) as linear textures, filled by copies or by `pack_linear4`.
@@ -139,7 +139,7 @@ struct TexturePath {
 /// Compiled attention pipelines for one device.
 pub struct AttentionKernels {
     layout: crate::kernels::common::Layout,
-    pipelines: Vec<wgpu::ComputePipeline>,
+    pipelines: common::Pipelines,
     texture: Option<TexturePath>,
     tiled: Option<TiledPath>,
     unused_read: wgpu::Buffer,
@@ -203,7 +203,7 @@ impl AttentionKernels {
                 (6, Read),
             ],
         )?;
-        let pipelines = common::pipelines(device, "attention", &layout, &ENTRIES)?;
+        let pipelines = common::Pipelines::new(device, "attention", &layout, &ENTRIES)?;
         let tiled = match paths {
             Paths::Tiled => TiledPath::new(device, &layout),
             _ => None,
@@ -224,7 +224,8 @@ impl AttentionKernels {
                     (8, WriteTexture),
                 ],
             )?;
-            let pipelines = common::pipelines(device, "attention_texture", &layout, &TEX_ENTRIES)?;
+            let pipelines =
+                common::Pipelines::new(device, "attention_texture", &layout, &TEX_ENTRIES)?;
             Some(TexturePath {
                 layout,
                 pipelines,
@@ -315,11 +316,12 @@ impl AttentionKernels {
             let bg = self.bind(device, shape, slots, groups)?;
             let p = tiled.pipelines(device, shape.head_dim)?;
             let grid = common::grid(device, groups)?;
-            common::record_pass(encoder, "attention-tiled", &[(&p[0], &bg, grid)]);
+            let forward = p.get("attention_forward_tiled");
+            common::record_pass(encoder, "attention-tiled", &[(forward, &bg, grid)]);
             return Ok(());
         }
         let bg = self.bind(device, shape, slots, shape.query_rows().div_ceil(64))?;
-        self.record(device, encoder, shape, &[(0, &bg)])
+        self.record(device, encoder, shape, &[("attention_forward", &bg)])
     }
 
     /// dqkv (overwritten) from dO, given the forward's qkv, O and log-sum-exp; `delta` is
@@ -393,9 +395,9 @@ impl AttentionKernels {
                 common::grid(device, groups)?,
             );
             let dispatches = [
-                (&self.pipelines[1], &first, rows_grid),
-                (&p[1], &second, grid),
-                (&p[2], &second, grid),
+                (self.pipelines.get("attention_delta"), &first, rows_grid),
+                (p.get("attention_dq_tiled"), &second, grid),
+                (p.get("attention_dkv_tiled"), &second, grid),
             ];
             common::record_pass(encoder, "attention-tiled-backward", &dispatches);
             return Ok(());
@@ -405,7 +407,11 @@ impl AttentionKernels {
             device,
             encoder,
             shape,
-            &[(1, &first), (2, &second), (3, &second)],
+            &[
+                ("attention_delta", &first),
+                ("attention_dq", &second),
+                ("attention_dkv", &second),
+            ],
         )
     }
 
@@ -507,9 +513,9 @@ impl AttentionKernels {
         )?;
         let mut dispatches: Vec<_> = pack
             .iter()
-            .map(|p| (&tex.pipelines[0], &p.0, p.1))
+            .map(|p| (tex.pipelines.get("pack_linear4"), &p.0, p.1))
             .collect();
-        dispatches.push((&tex.pipelines[1], &fwd.0, fwd.1));
+        dispatches.push((tex.pipelines.get("attention_forward_tex"), &fwd.0, fwd.1));
         common::record_pass(encoder, "attention-texture", &dispatches);
         Ok(())
     }
@@ -549,12 +555,12 @@ impl AttentionKernels {
         let mut dispatches: Vec<_> = qkv_pack
             .iter()
             .chain(&do_pack)
-            .map(|d| (&p[0], &d.0, d.1))
+            .map(|d| (p.get("pack_linear4"), &d.0, d.1))
             .collect();
         dispatches.extend([
-            (&p[2], &delta.0, delta.1),
-            (&p[3], &grads.0, grads.1),
-            (&p[4], &grads.0, grads.1),
+            (p.get("attention_delta_tex"), &delta.0, delta.1),
+            (p.get("attention_dq_tex"), &grads.0, grads.1),
+            (p.get("attention_dkv_tex"), &grads.0, grads.1),
         ]);
         common::record_pass(encoder, "attention-texture-backward", &dispatches);
         Ok(())
@@ -601,12 +607,12 @@ impl AttentionKernels {
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
         shape: AttentionShape,
-        steps: &[(usize, &wgpu::BindGroup)],
+        steps: &[(&str, &wgpu::BindGroup)],
     ) -> Result<()> {
         let grid = common::grid(device, shape.query_rows().div_ceil(64))?;
         let dispatches: Vec<_> = steps
             .iter()
-            .map(|&(e, bg)| (&self.pipelines[e], bg, grid))
+            .map(|&(entry, bg)| (self.pipelines.get(entry), bg, grid))
             .collect();
         common::record_pass(encoder, "attention", &dispatches);
         Ok(())

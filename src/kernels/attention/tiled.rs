@@ -30,7 +30,7 @@ pub(super) struct TiledPath {
     layout: crate::kernels::common::Layout,
     /// Workgroup bytes available to the staged rows.
     staging_bytes: u32,
-    pipelines: Mutex<HashMap<u32, Arc<[wgpu::ComputePipeline]>>>,
+    pipelines: Mutex<HashMap<u32, Arc<common::Pipelines>>>,
 }
 
 impl TiledPath {
@@ -68,7 +68,7 @@ impl TiledPath {
         &self,
         device: &wgpu::Device,
         head_dim: u32,
-    ) -> Result<Arc<[wgpu::ComputePipeline]>> {
+    ) -> Result<Arc<common::Pipelines>> {
         let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = cache.get(&head_dim) {
             return Ok(p.clone());
@@ -77,14 +77,14 @@ impl TiledPath {
             ("HD", head_dim as f64),
             ("BKV", self.staged_rows(head_dim) as f64),
         ];
-        let made = common::specialised_pipelines(
+        let made = common::Pipelines::specialised(
             device,
             "attention_tiled",
             &self.layout,
             &ENTRIES,
             &constants,
         )?;
-        let made: Arc<[wgpu::ComputePipeline]> = made.into();
+        let made = Arc::new(made);
         cache.insert(head_dim, made.clone());
         Ok(made)
     }

@@ -93,12 +93,7 @@ const D_FORM_TOKEN_MSE: u32 = 4;
 /// Its pipelines are compiled on first use per geometry and kept.
 pub struct LossKernels {
     layout: crate::kernels::common::Layout,
-    token_weights: wgpu::ComputePipeline,
-    sample_mean: wgpu::ComputePipeline,
-    weights_total: wgpu::ComputePipeline,
-    fused: wgpu::ComputePipeline,
-    mse: wgpu::ComputePipeline,
-    finalize: wgpu::ComputePipeline,
+    pipelines: common::Pipelines,
     unused_read: wgpu::Buffer,
     /// Placeholders of writable slots, one per slot a launch may leave unused (WebGPU forbids
     /// two writable bindings of one buffer in a dispatch).
@@ -199,7 +194,7 @@ impl LossKernels {
                 (8, ReadWrite),
             ],
         )?;
-        let mut p = common::pipelines(
+        let pipelines = common::Pipelines::new(
             device,
             "loss",
             &layout,
@@ -211,16 +206,10 @@ impl LossKernels {
                 "mse_fused",
                 "loss_finalize",
             ],
-        )?
-        .into_iter();
+        )?;
         Ok(Self {
             binder: Default::default(),
-            token_weights: p.next().unwrap(),
-            sample_mean: p.next().unwrap(),
-            weights_total: p.next().unwrap(),
-            fused: p.next().unwrap(),
-            mse: p.next().unwrap(),
-            finalize: p.next().unwrap(),
+            pipelines,
             layout,
             unused_read: common::placeholder(device),
             unused_rw: std::array::from_fn(|_| common::placeholder(device)),
@@ -275,7 +264,7 @@ impl LossKernels {
     ) -> Result<(wgpu::ComputePipeline, u32, u64)> {
         let Some(spec) = self.vec4_spec(shape, target, workspace) else {
             return Ok((
-                self.fused.clone(),
+                self.pipelines.get("imba_fused").clone(),
                 portable_run,
                 fused_groups(shape, portable_run),
             ));
@@ -295,14 +284,13 @@ impl LossKernels {
             ("RUN", spec.run as f64),
             ("EXPLICIT_TARGET", spec.explicit as u32 as f64),
         ];
-        let pipeline = common::specialised_pipelines(
+        let pipeline = common::pipeline(
             device,
             "loss_vec4",
             &self.layout,
-            &["imba_fused_vec4"],
+            "imba_fused_vec4",
             &constants,
-        )?
-        .remove(0);
+        )?;
         cache.insert(spec, pipeline.clone());
         Ok((pipeline, spec.run, partials))
     }
@@ -478,12 +466,12 @@ impl LossKernels {
         let mut steps: Vec<(&wgpu::ComputePipeline, u64)> = Vec::new();
         let token_groups = groups(s);
         if !given && imba.needs_weight_pass() {
-            steps.push((&self.token_weights, token_groups));
+            steps.push((self.pipelines.get("imba_token_weights"), token_groups));
             if imba.granularity == Granularity::Sample {
-                steps.push((&self.sample_mean, s.batch as u64));
+                steps.push((self.pipelines.get("imba_sample_mean"), s.batch as u64));
             }
             if imba.normalize == Normalize::BatchMean {
-                steps.push((&self.weights_total, 1));
+                steps.push((self.pipelines.get("weights_total"), 1));
             }
         }
         if let Some((t, across)) = time {
@@ -495,7 +483,7 @@ impl LossKernels {
             steps.clear();
         }
         steps.push((&fused, fused_groups(s, run)));
-        steps.push((&self.finalize, 1));
+        steps.push((self.pipelines.get("loss_finalize"), 1));
         self.run(device, encoder, params, &b, args.workspace, &steps)
     }
 
@@ -542,7 +530,10 @@ impl LossKernels {
             params,
             &b,
             args.workspace,
-            &[(&self.mse, g), (&self.finalize, 1)],
+            &[
+                (self.pipelines.get("mse_fused"), g),
+                (self.pipelines.get("loss_finalize"), 1),
+            ],
         )
     }
 
@@ -577,7 +568,7 @@ impl LossKernels {
             grad_uncond: None,
             scalars: ((&self.unused_rw[0]).into(), 16),
         };
-        let steps = [(&self.token_weights, groups(s))];
+        let steps = [(self.pipelines.get("imba_token_weights"), groups(s))];
         self.run(device, encoder, params, &b, args.workspace, &steps)
     }
 

@@ -80,8 +80,7 @@ pub trait ShardSum {
 /// and division.
 pub(crate) struct TimeNormKernel {
     layout: crate::kernels::common::Layout,
-    sums: wgpu::ComputePipeline,
-    apply: wgpu::ComputePipeline,
+    pipelines: common::Pipelines,
     binder: common::Binder,
 }
 
@@ -98,16 +97,10 @@ impl TimeNormKernel {
                 (4, Slot::ReadWrite),
             ],
         )?;
-        let mut p = common::pipelines(
-            device,
-            "time_norm",
-            &layout,
-            &["time_norm_sums", "time_norm_apply"],
-        )?;
+        let entries = ["time_norm_sums", "time_norm_apply"];
         Ok(Self {
+            pipelines: common::Pipelines::new(device, "time_norm", &layout, &entries)?,
             layout,
-            apply: p.remove(1),
-            sums: p.remove(0),
             binder: Default::default(),
         })
     }
@@ -153,10 +146,10 @@ impl TimeNormKernel {
             };
             one.record(device, encoder, 64, |_| params, &bindings)
         };
-        launch(&self.sums, encoder)?;
+        launch(self.pipelines.get("time_norm_sums"), encoder)?;
         if let Some(across) = across {
             across.sum(encoder, sums, 2 * t.buckets as usize)?;
         }
-        launch(&self.apply, encoder)
+        launch(self.pipelines.get("time_norm_apply"), encoder)
     }
 }

@@ -165,8 +165,7 @@ impl MatmulKernels {
                 (4, ReadWrite),
             ],
         )?;
-        let portable =
-            common::pipelines(device, "matmul", &layout, &["matmul_portable"])?.remove(0);
+        let portable = common::pipeline(device, "matmul", &layout, "matmul_portable", &[])?;
         let tiled = match paths {
             Paths::Tiled => TiledPath::new(device, &layout)?,
             _ => None,
@@ -189,15 +188,14 @@ impl MatmulKernels {
                 ],
             )?;
             let lanes = device.adapter_info().subgroup_min_size;
-            let pack = common::pipelines(device, "matmul_texture", &pack_layout, &["pack_rows4"])?
-                .remove(0);
-            let product = common::pipelines(
+            let pack = common::pipeline(device, "matmul_texture", &pack_layout, "pack_rows4", &[])?;
+            let product = common::pipeline(
                 device,
                 "matmul_texture",
                 &product_layout,
-                &[&format!("matmul_texture{lanes}")],
-            )?
-            .remove(0);
+                &format!("matmul_texture{lanes}"),
+                &[],
+            )?;
             let product_tex_layout = common::layout(
                 device,
                 "matmul-texture-out",
@@ -209,13 +207,13 @@ impl MatmulKernels {
                     (5, WriteTexture),
                 ],
             )?;
-            let product_tex = common::pipelines(
+            let product_tex = common::pipeline(
                 device,
                 "matmul_texture",
                 &product_tex_layout,
-                &[&format!("matmul_texture{lanes}_to_texture")],
-            )?
-            .remove(0);
+                &format!("matmul_texture{lanes}_to_texture"),
+                &[],
+            )?;
             let max = device.limits().max_texture_dimension_2d;
             Some(TexturePath {
                 pack_layout,

@@ -113,14 +113,13 @@ impl TiledPath {
             return Ok(None);
         }
         let make = |tile: Tile| {
-            common::specialised_pipelines(
+            common::pipeline(
                 device,
                 "matmul_tiled",
                 layout,
-                &["matmul_tiled"],
+                "matmul_tiled",
                 &tile.constants(),
             )
-            .map(|mut p| p.remove(0))
         };
         let large = if Tile::LARGE.fits(device) {
             Some(make(Tile::LARGE)?)
