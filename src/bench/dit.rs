@@ -2,10 +2,9 @@
 //! (dual forward, fused loss, backward, gradient norm, AdamW, EMA) for one config and batch.
 
 use crate::gpu::Gpu;
-use crate::kernels::optim::AdamW;
-use crate::kernels::{AdamWArgs, EmaArgs, GradNormArgs};
-use crate::kernels::{ImbaParams, LossKernels, OptimKernels, Region, Target};
+use crate::kernels::{ImbaParams, LossKernels, Target};
 use crate::model::{Activations, Dit, DitConfig, ParamLayout};
+use crate::model::{Optimizer, OptimizerSettings, OptimizerState};
 use crate::objectives::DualLoss;
 use crate::Result;
 use std::time::Instant;
@@ -89,9 +88,7 @@ pub struct StepBench<'g> {
     target: wgpu::Buffer,
     loss: LossKernels,
     dual: DualLoss,
-    optim: OptimKernels,
-    /// AdamW's moments, the EMA and the gradient norm.
-    state: [wgpu::Buffer; 4],
+    optim: Optimizer,
     step_no: u32,
 }
 
@@ -122,17 +119,23 @@ impl<'g> StepBench<'g> {
         };
         let loss = LossKernels::new(dev)?;
         let dual = DualLoss::new(dev, &loss, cfg, batch)?;
-        let n = 4 * layout.total as u64;
+        let zeros = vec![0.0; layout.total];
+        let settings = OptimizerSettings {
+            beta1: 0.9,
+            beta2: 0.999,
+            weight_decay: 0.0,
+            clip: 1.0,
+            ema: 0.9999,
+        };
+        let state = OptimizerState {
+            m: &zeros,
+            v: &zeros,
+            ema: &zeros,
+        };
         Ok(Self {
             patches: gpu.upload("patches", &fill(7919)),
             target: gpu.upload("target", &fill(104_729)),
-            state: [
-                gpu.zeros("m", n),
-                gpu.zeros("v", n),
-                gpu.zeros("ema", n),
-                gpu.zeros("norm", 16),
-            ],
-            optim: OptimKernels::new(dev)?,
+            optim: Optimizer::new(gpu, settings, state)?,
             gpu,
             dit,
             acts,
@@ -179,41 +182,9 @@ impl<'g> StepBench<'g> {
     }
 
     fn record_optimiser(&self, enc: &mut wgpu::CommandEncoder) -> Result<()> {
-        let dev = &self.gpu.device;
-        let (dit, [m, v, ema, norm]) = (&self.dit, &self.state);
-        let n = self.dit.layout.total as u32;
-        let h = AdamW {
-            lr: 1e-4,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        };
-        let grads = (&dit.grads).into();
-        let norm_args = GradNormArgs {
-            n,
-            grads,
-            max_norm: 1.0,
-            norm: norm.into(),
-        };
-        self.optim.record_grad_norm(dev, enc, &norm_args)?;
-        let adamw = AdamWArgs {
-            n,
-            h,
-            step: self.step_no,
-            params: (&dit.params).into(),
-            grads,
-            m: m.into(),
-            v: v.into(),
-            norm: Some(Region::from(norm)),
-        };
-        self.optim.record_adamw(dev, enc, &adamw)?;
-        let ema_args = EmaArgs {
-            n,
-            decay: 0.9999,
-            params: (&dit.params).into(),
-            ema: ema.into(),
-        };
-        self.optim.record_ema(dev, enc, &ema_args)
+        let (dev, dit) = (&self.gpu.device, &self.dit);
+        let s = self.step_no - 1;
+        self.optim
+            .record_step(dev, enc, &dit.params, &dit.grads, s, 1e-4)
     }
 }

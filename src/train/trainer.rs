@@ -12,13 +12,11 @@ use super::{Objective, Process, TrainConfig};
 use crate::data::{Dataset, EpochOrder};
 use crate::diffusion::DdpmSchedule;
 use crate::gpu::Gpu;
-use crate::kernels::optim::AdamW;
 use crate::kernels::ShardSum;
-use crate::kernels::{AdamWArgs, EmaArgs, GradNormArgs};
-use crate::kernels::{
-    LossKernels, NoiseArgs, NoiseKernels, OptimKernels, Schedule, Target, TargetKind,
-};
+
+use crate::kernels::{LossKernels, NoiseArgs, NoiseKernels, Schedule, Target, TargetKind};
 use crate::model::{Activations, Dit, DitConfig, ParamLayout};
+use crate::model::{Optimizer, OptimizerSettings, OptimizerState};
 use crate::objectives::{self, StepInputs};
 use crate::parallel::{Collective, Shard, Single};
 use crate::{Error, Result};
@@ -80,12 +78,8 @@ pub struct Trainer<'g> {
     acts: Activations,
     loss: LossKernels,
     objective: Box<dyn objectives::Objective>,
-    optim: OptimKernels,
+    optim: Optimizer,
     noise: NoiseKernels,
-    m: wgpu::Buffer,
-    v: wgpu::Buffer,
-    pub ema: wgpu::Buffer,
-    norm: wgpu::Buffer,
     stats: wgpu::Buffer,
     x0: wgpu::Buffer,
     t_noise: wgpu::Buffer,
@@ -325,12 +319,8 @@ impl<'g> Trainer<'g> {
             acts,
             loss,
             objective,
-            optim: OptimKernels::new(dev)?,
+            optim: Optimizer::new(gpu, optimizer_settings(&config), optimizer_state(&state))?,
             noise: NoiseKernels::new(dev)?,
-            m: gpu.upload("adam_m", &state.m),
-            v: gpu.upload("adam_v", &state.v),
-            ema: gpu.upload("ema", &state.ema),
-            norm: gpu.zeros("grad_norm", 16),
             stats: gpu.staging(
                 "step_stats",
                 32 + 4 * (tokens + Self::monitored(&config, &model, b)),
@@ -452,13 +442,9 @@ impl<'g> Trainer<'g> {
         }
     }
 
-    /// The EMA decay of step `s` (from 0): min(ema, (1 + s)/(10 + s)), the usual warm-up
-    /// (as TensorFlow's `ExponentialMovingAverage` with `num_updates`), so that the average
-    /// forgets the random initialisation in a short run. Without it, a decay of 0.999 after
-    /// 1500 steps still holds 22% of the initial weights, and the default run's EMA samples
-    /// were pure noise.
+    /// The EMA decay of step `s` (from 0): see [`Optimizer::ema_decay_at`].
     pub fn ema_decay_at(&self, s: u32) -> f32 {
-        self.config.ema.min((1.0 + s as f32) / (10.0 + s as f32))
+        self.optim.ema_decay_at(s)
     }
 
     /// Runs one step. A non-finite loss or gradient norm is an error naming the step (the
@@ -493,7 +479,7 @@ impl<'g> Trainer<'g> {
         // The loss scalars, the norm and D go straight into a mappable buffer: one
         // submission, one wait per step (one more per exchange in a data-parallel job).
         enc.copy_buffer_to_buffer(self.objective.scalars(), 0, &self.stats, 0, 16);
-        enc.copy_buffer_to_buffer(&self.norm, 0, &self.stats, 16, 16);
+        enc.copy_buffer_to_buffer(&self.optim.norm, 0, &self.stats, 16, 16);
         let monitored = Self::monitored(&self.config, &self.model, self.shard.len);
         let tokens = self.token_mse.size() / 4;
         enc.copy_buffer_to_buffer(&self.token_mse, 0, &self.stats, 32, 4 * tokens);
@@ -654,53 +640,10 @@ impl<'g> Trainer<'g> {
 
     /// Gradient norm and clip, AdamW and EMA for step `s`; returns its learning rate.
     fn record_optimiser(&self, enc: &mut wgpu::CommandEncoder, s: u32) -> Result<f32> {
-        let (c, dev) = (&self.config, &self.gpu.device);
-        let n = self.dit.layout.total as u32;
-        self.optim.record_grad_norm(
-            dev,
-            enc,
-            &GradNormArgs {
-                n,
-                grads: (&self.dit.grads).into(),
-                max_norm: c.clip,
-                norm: (&self.norm).into(),
-            },
-        )?;
         let lr = self.lr_at(s);
-        let h = AdamW {
-            lr: lr as f64,
-            beta1: c.beta1 as f64,
-            beta2: c.beta2 as f64,
-            eps: 1e-8,
-            weight_decay: c.weight_decay as f64,
-        };
-        let (params, grads) = (&self.dit.params, &self.dit.grads);
-        let clip = Some((&self.norm).into());
-        self.optim.record_adamw(
-            dev,
-            enc,
-            &AdamWArgs {
-                n,
-                h,
-                step: s + 1,
-                params: params.into(),
-                grads: grads.into(),
-                m: (&self.m).into(),
-                v: (&self.v).into(),
-                norm: clip,
-            },
-        )?;
-        let decay = self.ema_decay_at(s);
-        self.optim.record_ema(
-            dev,
-            enc,
-            &EmaArgs {
-                n,
-                decay,
-                params: (&self.dit.params).into(),
-                ema: (&self.ema).into(),
-            },
-        )?;
+        let (dev, dit) = (&self.gpu.device, &self.dit);
+        self.optim
+            .record_step(dev, enc, &dit.params, &dit.grads, s, lr)?;
         Ok(lr)
     }
 
@@ -722,9 +665,9 @@ impl<'g> Trainer<'g> {
         Ok(State {
             step: self.step,
             params: self.gpu.read(&self.dit.params, n)?,
-            ema: self.gpu.read(&self.ema, n)?,
-            m: self.gpu.read(&self.m, n)?,
-            v: self.gpu.read(&self.v, n)?,
+            ema: self.gpu.read(&self.optim.ema, n)?,
+            m: self.gpu.read(&self.optim.m, n)?,
+            v: self.gpu.read(&self.optim.v, n)?,
             objective: match self.objective.carried_state() {
                 Some((buffer, len)) => self.gpu.read(buffer, len)?,
                 None => self.objective.host_state().unwrap_or_default(),
@@ -884,4 +827,24 @@ fn check_parallel(config: &TrainConfig, model: &DitConfig, shard: Shard) -> Resu
     crate::kernels::shard_quad_base(geometry, shard.first())
         .map(|_| ())
         .map_err(|e| Error::Config(format!("{e} (here: batch/ranks = {})", shard.len)))
+}
+
+/// The run's AdamW, clip and EMA settings.
+fn optimizer_settings(c: &TrainConfig) -> OptimizerSettings {
+    OptimizerSettings {
+        beta1: c.beta1,
+        beta2: c.beta2,
+        weight_decay: c.weight_decay,
+        clip: c.clip,
+        ema: c.ema,
+    }
+}
+
+/// The optimiser's part of a checkpoint's state.
+fn optimizer_state(s: &State) -> OptimizerState<'_> {
+    OptimizerState {
+        m: &s.m,
+        v: &s.v,
+        ema: &s.ema,
+    }
 }

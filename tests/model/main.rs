@@ -7,4 +7,5 @@ mod common;
 mod dit;
 mod dit_goldens;
 mod objectives;
+mod optimizer;
 mod roofline;

@@ -54,7 +54,7 @@ pub fn train_delta(
     let image = data.image_len();
     let patches = gpu.zeros("invdiff_patches", (4 * b * image) as u64);
     let dout = gpu.zeros("invdiff_dout", (4 * b * image) as u64);
-    let opt = DeltaOptimiser::new(gpu, &params)?;
+    let opt = delta_optimiser(gpu, base.config, &params)?;
     let geometry = dm.geometry(b as u32);
     let mut order = EpochOrder::new(data.len(), o.seed, 0x4000_0000);
     let mut losses = Vec::with_capacity(o.steps as usize);
@@ -82,7 +82,7 @@ pub fn train_delta(
             .write_buffer(&dout, 0, bytemuck::cast_slice(&grad_tokens));
         let mut enc = gpu.encoder();
         delta.record_backward(dev, &mut enc, &acts, &patches, &dout, None)?;
-        opt.record(dev, &mut enc, &delta, (base.config, o), s)?;
+        opt.record_step(dev, &mut enc, &delta.params, &delta.grads, s, o.lr_at(s))?;
         gpu.submit_and_wait(enc)?;
         if !loss.is_finite() {
             return Err(Error::Diverged(format!(
@@ -156,73 +156,23 @@ fn mixed_group_loss(
     (loss, grad)
 }
 
-/// The δ-model's optimiser: gradient norm and clip, AdamW and EMA, with the frozen run's
-/// hyper-parameters and the δ learning rate.
-struct DeltaOptimiser {
-    optim: OptimKernels,
-    m: wgpu::Buffer,
-    v: wgpu::Buffer,
-    ema: wgpu::Buffer,
-    norm: wgpu::Buffer,
-}
-
-impl DeltaOptimiser {
-    fn new(gpu: &Gpu, params: &[f32]) -> Result<Self> {
-        let bytes = 4 * params.len() as u64;
-        Ok(Self {
-            optim: OptimKernels::new(&gpu.device)?,
-            m: gpu.zeros("invdiff_m", bytes),
-            v: gpu.zeros("invdiff_v", bytes),
-            ema: gpu.upload("invdiff_ema", params),
-            norm: gpu.zeros("invdiff_norm", 16),
-        })
-    }
-
-    fn record(
-        &self,
-        dev: &wgpu::Device,
-        enc: &mut wgpu::CommandEncoder,
-        delta: &Dit,
-        (base_config, o): (&TrainConfig, &Options),
-        s: u32,
-    ) -> Result<()> {
-        let n = delta.layout.total as u32;
-        let grads = (&delta.grads).into();
-        let norm = (&self.norm).into();
-        let clip = GradNormArgs {
-            n,
-            grads,
-            max_norm: base_config.clip,
-            norm,
-        };
-        self.optim.record_grad_norm(dev, enc, &clip)?;
-        let h = AdamW {
-            lr: o.lr_at(s) as f64,
-            beta1: base_config.beta1 as f64,
-            beta2: base_config.beta2 as f64,
-            eps: 1e-8,
-            weight_decay: base_config.weight_decay as f64,
-        };
-        let adam = AdamWArgs {
-            n,
-            h,
-            step: s + 1,
-            params: (&delta.params).into(),
-            grads,
-            m: (&self.m).into(),
-            v: (&self.v).into(),
-            norm: Some(norm),
-        };
-        self.optim.record_adamw(dev, enc, &adam)?;
-        let decay = base_config.ema.min((1.0 + s as f32) / (10.0 + s as f32));
-        let ema = EmaArgs {
-            n,
-            decay,
-            params: (&delta.params).into(),
-            ema: (&self.ema).into(),
-        };
-        self.optim.record_ema(dev, enc, &ema)
-    }
+/// The δ-model's optimiser: the frozen run's AdamW, clip and EMA settings; the moments start
+/// at zero and the EMA at the δ-model's starting weights.
+fn delta_optimiser(gpu: &Gpu, base_config: &TrainConfig, params: &[f32]) -> Result<Optimizer> {
+    let zeros = vec![0.0; params.len()];
+    let settings = OptimizerSettings {
+        beta1: base_config.beta1,
+        beta2: base_config.beta2,
+        weight_decay: base_config.weight_decay,
+        clip: base_config.clip,
+        ema: base_config.ema,
+    };
+    let state = OptimizerState {
+        m: &zeros,
+        v: &zeros,
+        ema: params,
+    };
+    Optimizer::new(gpu, settings, state)
 }
 
 /// The δ-model's config and starting weights (output exactly 0 either way).
