@@ -4,7 +4,7 @@
 use crate::gpu::Gpu;
 use crate::kernels::{ImbaParams, LossKernels, Target};
 use crate::model::{Activations, Dit, DitConfig, ParamLayout};
-use crate::model::{Optimizer, OptimizerSettings, OptimizerState};
+use crate::model::{Optimizer, OptimizerSettings};
 use crate::objectives::DualLoss;
 use crate::Result;
 use std::time::Instant;
@@ -119,7 +119,6 @@ impl<'g> StepBench<'g> {
         };
         let loss = LossKernels::new(dev)?;
         let dual = DualLoss::new(dev, &loss, cfg, batch)?;
-        let zeros = vec![0.0; layout.total];
         let settings = OptimizerSettings {
             beta1: 0.9,
             beta2: 0.999,
@@ -127,15 +126,10 @@ impl<'g> StepBench<'g> {
             clip: 1.0,
             ema: 0.9999,
         };
-        let state = OptimizerState {
-            m: &zeros,
-            v: &zeros,
-            ema: &zeros,
-        };
         Ok(Self {
             patches: gpu.upload("patches", &fill(7919)),
             target: gpu.upload("target", &fill(104_729)),
-            optim: Optimizer::new(gpu, settings, state)?,
+            optim: Optimizer::fresh(gpu, settings, &layout.init_all_nonzero(1))?,
             gpu,
             dit,
             acts,

@@ -72,6 +72,17 @@ impl Optimizer {
         })
     }
 
+    /// A fresh optimiser for weights starting at `params`: zero moments, the EMA at `params`.
+    pub fn fresh(gpu: &Gpu, settings: OptimizerSettings, params: &[f32]) -> Result<Self> {
+        let zeros = vec![0.0; params.len()];
+        let state = OptimizerState {
+            m: &zeros,
+            v: &zeros,
+            ema: params,
+        };
+        Self::new(gpu, settings, state)
+    }
+
     /// The EMA decay of step `s` (from 0): min(ema, (1 + s)/(10 + s)), the usual warm-up
     /// (as TensorFlow's `ExponentialMovingAverage` with `num_updates`), so that the average
     /// forgets the random initialisation in a short run. Without it, a decay of 0.999 after

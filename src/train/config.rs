@@ -410,6 +410,17 @@ fn bad(key: &str, why: String) -> Error {
 }
 
 impl TrainConfig {
+    /// The run's AdamW, clip and EMA settings.
+    pub fn optimizer_settings(&self) -> crate::model::OptimizerSettings {
+        crate::model::OptimizerSettings {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            weight_decay: self.weight_decay,
+            clip: self.clip,
+            ema: self.ema,
+        }
+    }
+
     /// Checks every value's range, naming the key.
     pub fn validate(&self) -> Result<()> {
         let c = self;

@@ -16,7 +16,7 @@ use crate::kernels::ShardSum;
 
 use crate::kernels::{LossKernels, NoiseArgs, NoiseKernels, Schedule, Target, TargetKind};
 use crate::model::{Activations, Dit, DitConfig, ParamLayout};
-use crate::model::{Optimizer, OptimizerSettings, OptimizerState};
+use crate::model::{Optimizer, OptimizerState};
 use crate::objectives::{self, StepInputs};
 use crate::parallel::{Collective, Shard, Single};
 use crate::{Error, Result};
@@ -319,7 +319,7 @@ impl<'g> Trainer<'g> {
             acts,
             loss,
             objective,
-            optim: Optimizer::new(gpu, optimizer_settings(&config), optimizer_state(&state))?,
+            optim: Optimizer::new(gpu, config.optimizer_settings(), optimizer_state(&state))?,
             noise: NoiseKernels::new(dev)?,
             stats: gpu.staging(
                 "step_stats",
@@ -827,17 +827,6 @@ fn check_parallel(config: &TrainConfig, model: &DitConfig, shard: Shard) -> Resu
     crate::kernels::shard_quad_base(geometry, shard.first())
         .map(|_| ())
         .map_err(|e| Error::Config(format!("{e} (here: batch/ranks = {})", shard.len)))
-}
-
-/// The run's AdamW, clip and EMA settings.
-fn optimizer_settings(c: &TrainConfig) -> OptimizerSettings {
-    OptimizerSettings {
-        beta1: c.beta1,
-        beta2: c.beta2,
-        weight_decay: c.weight_decay,
-        clip: c.clip,
-        ema: c.ema,
-    }
 }
 
 /// The optimiser's part of a checkpoint's state.

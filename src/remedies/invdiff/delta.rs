@@ -54,7 +54,8 @@ pub fn train_delta(
     let image = data.image_len();
     let patches = gpu.zeros("invdiff_patches", (4 * b * image) as u64);
     let dout = gpu.zeros("invdiff_dout", (4 * b * image) as u64);
-    let opt = delta_optimiser(gpu, base.config, &params)?;
+    // The frozen run's AdamW, clip and EMA settings with the δ learning rate.
+    let opt = Optimizer::fresh(gpu, base.config.optimizer_settings(), &params)?;
     let geometry = dm.geometry(b as u32);
     let mut order = EpochOrder::new(data.len(), o.seed, 0x4000_0000);
     let mut losses = Vec::with_capacity(o.steps as usize);
@@ -154,25 +155,6 @@ fn mixed_group_loss(
         .map(|(k, d)| (dl[k / image] * 2.0 * d / image as f64 * r) as f32)
         .collect();
     (loss, grad)
-}
-
-/// The δ-model's optimiser: the frozen run's AdamW, clip and EMA settings; the moments start
-/// at zero and the EMA at the δ-model's starting weights.
-fn delta_optimiser(gpu: &Gpu, base_config: &TrainConfig, params: &[f32]) -> Result<Optimizer> {
-    let zeros = vec![0.0; params.len()];
-    let settings = OptimizerSettings {
-        beta1: base_config.beta1,
-        beta2: base_config.beta2,
-        weight_decay: base_config.weight_decay,
-        clip: base_config.clip,
-        ema: base_config.ema,
-    };
-    let state = OptimizerState {
-        m: &zeros,
-        v: &zeros,
-        ema: params,
-    };
-    Optimizer::new(gpu, settings, state)
 }
 
 /// The δ-model's config and starting weights (output exactly 0 either way).
