@@ -84,7 +84,7 @@ pub struct GradNormArgs<'a> {
     pub grads: Region<'a>,
     /// The clipping threshold (0: no clipping; the norm is still computed).
     pub max_norm: f32,
-    /// Output: [‖g‖, clip factor min(1, max_norm/‖g‖)].
+    /// Output: [Σ g², ‖g‖, clip factor min(1, max_norm/‖g‖)] (3 f32).
     pub norm: Region<'a>,
 }
 

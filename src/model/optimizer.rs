@@ -34,7 +34,7 @@ pub struct Optimizer {
     pub v: wgpu::Buffer,
     /// The EMA of the weights.
     pub ema: wgpu::Buffer,
-    /// After a step: [‖g‖, clip scale, Σg²] (see [`OptimKernels::record_grad_norm`]).
+    /// After a step: [Σg², ‖g‖, clip scale] (see [`OptimKernels::record_grad_norm`]).
     pub norm: wgpu::Buffer,
 }
 

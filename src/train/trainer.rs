@@ -114,6 +114,32 @@ pub struct Trainer<'g> {
     exchange: Option<wgpu::Buffer>,
 }
 
+/// The first values of a step's read-back, where the step's copies put them; the
+/// conditional pass's per-token MSE and the monitored D follow.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct StepHeader {
+    /// The objective's scalars: loss, conditional loss, unconditional loss, mean D (means
+    /// over this rank's shard).
+    scalars: [f32; 4],
+    /// The optimiser's norm buffer: Σg², ‖g‖ and the clip scale.
+    sum_sq: f32,
+    grad_norm: f32,
+    clip_scale: f32,
+    /// Set on the host before a data-parallel gather: whether this rank was asked to stop.
+    stop: f32,
+}
+
+/// Values of [`StepHeader`] at the start of the read-back.
+const HEADER: usize = std::mem::size_of::<StepHeader>() / 4;
+
+impl StepHeader {
+    /// The header at the start of a read-back.
+    fn of(read: &[f32]) -> Self {
+        bytemuck::pod_read_unaligned(bytemuck::cast_slice(&read[..HEADER]))
+    }
+}
+
 /// A step's read-back over the whole batch: the loss scalars, the gradient norm, the
 /// per-token MSE and (IMBA) D.
 struct Gathered {
@@ -163,16 +189,19 @@ impl DeviceSum<'_> {
         Ok(())
     }
 
-    /// The step's read-back ([4 scalars, norm…, per-token MSE, D]) of every rank: the scalars
+    /// The step's read-back ([`StepHeader`], per-token MSE, D) of every rank: the scalars
     /// averaged in rank order (each rank's is a mean over as many samples), the per-token
     /// values concatenated in sample order; with this rank's stop request shared, so that
     /// every rank stops after the same step.
     fn gather(&mut self, mut read: Vec<f32>, tokens: usize) -> Result<Gathered> {
         let started = Instant::now();
-        read[4] = f32::from(super::stop::requested().is_some());
+        let mut header = StepHeader::of(&read);
+        header.stop = f32::from(super::stop::requested().is_some());
+        read[..HEADER].copy_from_slice(bytemuck::cast_slice(bytemuck::bytes_of(&header)));
         let all = self.comm.all_gather(&read)?;
         let parts: Vec<&[f32]> = all.chunks(read.len()).collect();
-        let total = crate::parallel::sum_in_order(parts.iter().map(|p| &p[..4]));
+        let headers: Vec<StepHeader> = parts.iter().map(|p| StepHeader::of(p)).collect();
+        let total = crate::parallel::sum_in_order(headers.iter().map(|h| &h.scalars[..]));
         let ranks = parts.len() as f32;
         let values = |range: std::ops::Range<usize>| {
             parts
@@ -183,10 +212,10 @@ impl DeviceSum<'_> {
         };
         let gathered = Gathered {
             scalars: std::array::from_fn(|i| total[i] / ranks),
-            grad_norm: read[5],
-            per_token: values(8..8 + tokens),
-            d: values(8 + tokens..read.len()),
-            peer_stop: parts.iter().any(|p| p[4] != 0.0),
+            grad_norm: header.grad_norm,
+            per_token: values(HEADER..HEADER + tokens),
+            d: values(HEADER + tokens..read.len()),
+            peer_stop: headers.iter().any(|h| h.stop != 0.0),
         };
         self.ms += started.elapsed().as_secs_f64() * 1e3;
         Ok(gathered)
@@ -196,11 +225,12 @@ impl DeviceSum<'_> {
 impl Gathered {
     /// One process's read-back, as it is.
     fn single(mut read: Vec<f32>, tokens: usize) -> Self {
-        let d = read.split_off(8 + tokens);
-        let per_token = read.split_off(8);
+        let header = StepHeader::of(&read);
+        let d = read.split_off(HEADER + tokens);
+        let per_token = read.split_off(HEADER);
         Gathered {
-            scalars: [read[0], read[1], read[2], read[3]],
-            grad_norm: read[5],
+            scalars: header.scalars,
+            grad_norm: header.grad_norm,
             per_token,
             d,
             peer_stop: false,
@@ -323,7 +353,7 @@ impl<'g> Trainer<'g> {
             noise: NoiseKernels::new(dev)?,
             stats: gpu.staging(
                 "step_stats",
-                32 + 4 * (tokens + Self::monitored(&config, &model, b)),
+                4 * (HEADER as u64 + tokens + Self::monitored(&config, &model, b)),
             ),
             exchange: (shard.ranks > 1).then(|| {
                 let largest = layout
@@ -478,16 +508,22 @@ impl<'g> Trainer<'g> {
         let lr = self.record_optimiser(&mut enc, s)?;
         // The loss scalars, the norm and D go straight into a mappable buffer: one
         // submission, one wait per step (one more per exchange in a data-parallel job).
-        enc.copy_buffer_to_buffer(self.objective.scalars(), 0, &self.stats, 0, 16);
-        enc.copy_buffer_to_buffer(&self.optim.norm, 0, &self.stats, 16, 16);
+        let stats = &self.stats;
+        let (scalars, norm) = (
+            std::mem::offset_of!(StepHeader, scalars) as u64,
+            std::mem::offset_of!(StepHeader, sum_sq) as u64,
+        );
+        enc.copy_buffer_to_buffer(self.objective.scalars(), 0, stats, scalars, 16);
+        enc.copy_buffer_to_buffer(&self.optim.norm, 0, stats, norm, 12);
         let monitored = Self::monitored(&self.config, &self.model, self.shard.len);
         let tokens = self.token_mse.size() / 4;
-        enc.copy_buffer_to_buffer(&self.token_mse, 0, &self.stats, 32, 4 * tokens);
+        let per_token = 4 * HEADER as u64;
+        enc.copy_buffer_to_buffer(&self.token_mse, 0, stats, per_token, 4 * tokens);
         if let Some(d) = self.objective.monitored_weights() {
-            enc.copy_buffer_to_buffer(d, 0, &self.stats, 32 + 4 * tokens, 4 * monitored);
+            enc.copy_buffer_to_buffer(d, 0, stats, per_token + 4 * tokens, 4 * monitored);
         }
         self.gpu.queue.submit(Some(enc.finish()));
-        let count = 8 + (tokens + monitored) as usize;
+        let count = HEADER + (tokens + monitored) as usize;
         let read: Vec<f32> = self.gpu.read_staging(&self.stats, count)?;
         let Gathered {
             scalars,
