@@ -43,20 +43,36 @@ pub fn launched_ranks() -> Option<u64> {
 
 static LOCKSTEP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Marks this process as one whose error the other ranks cannot learn of: they wait for its
-/// next exchange (inside a training loop, or between two exchanges of the start-up), so such
-/// an error must end the whole job rather than this rank alone. Errors every rank meets alike
-/// (a refusal the ranks agreed on, a divergence at the same step, a shared stop) leave it.
-pub fn enter_lockstep() {
-    LOCKSTEP.store(true, std::sync::atomic::Ordering::SeqCst);
+/// The span in which this process's errors are the whole job's: the other ranks wait for its
+/// next exchange (inside a training loop, or between two exchanges of the start-up), so an
+/// error there must end the whole job rather than this rank alone. Made by
+/// [`Lockstep::enter`]; ended by [`Lockstep::leave`] (past the last exchange) or
+/// [`Lockstep::agreed`] (an error every rank meets alike: a refusal the ranks agreed on, a
+/// shared stop). Dropped without either, as when an error propagates with `?`, it stays
+/// entered, and [`in_lockstep`] tells the caller to end the job.
+#[must_use = "a lockstep is left with `leave` or `agreed`; dropping it keeps it entered"]
+pub struct Lockstep(());
+
+impl Lockstep {
+    /// Enters the lockstep.
+    pub fn enter() -> Self {
+        LOCKSTEP.store(true, std::sync::atomic::Ordering::SeqCst);
+        Lockstep(())
+    }
+
+    /// The ranks are past their last exchange.
+    pub fn leave(self) {
+        LOCKSTEP.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Every rank knows of `error`: it ends this rank alone.
+    pub fn agreed(self, error: crate::Error) -> crate::Error {
+        self.leave();
+        error
+    }
 }
 
-/// The ranks are past their last exchange, or all know of the error at hand.
-pub fn leave_lockstep() {
-    LOCKSTEP.store(false, std::sync::atomic::Ordering::SeqCst);
-}
-
-/// Whether an error now would leave other ranks waiting ([`enter_lockstep`]).
+/// Whether an error now would leave other ranks waiting (inside a [`Lockstep`]).
 pub fn in_lockstep() -> bool {
     LOCKSTEP.load(std::sync::atomic::Ordering::SeqCst)
 }

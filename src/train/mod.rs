@@ -14,6 +14,7 @@ pub mod stop;
 pub mod trainer;
 
 pub use trainer::{State, StepStats, Trainer};
+mod jsonl;
 pub mod ranks;
 pub mod run;
 mod run_dir;

@@ -123,7 +123,7 @@ pub fn summarise(lines: &[DLine], from_step: u32, names: &[String], freq: &[usiz
 
 /// Writes the run's D summary and its plot from the monitor's log.
 pub fn finish(run: &RunDir, steps: u32, names: &[String], freq: &[usize]) -> Result<DSummary> {
-    let lines: Vec<DLine> = super::run::read_jsonl(&run.d_log());
+    let lines: Vec<DLine> = super::jsonl::read_jsonl(&run.d_log());
     let summary = summarise(&lines, steps / 2, names, freq);
     crate::error::write_json(&run.d_summary(), &summary)?;
     plot(&run.d_plot(), &summary, "IMBA")?;

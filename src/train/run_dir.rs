@@ -153,6 +153,6 @@ impl RunDir {
 
     /// The step log (empty when there is none).
     pub fn read_log(&self) -> Vec<StepStats> {
-        super::run::read_jsonl(&self.log())
+        super::jsonl::read_jsonl(&self.log())
     }
 }

@@ -175,7 +175,7 @@ pub fn summarise(lines: &[TLine], from_step: u32, data: &Dataset) -> TSummary {
 
 /// Writes the run's t-monitor summary and its plots (MSE vs t; D vs t where there is D).
 pub fn finish(run: &RunDir, steps: u32, data: &Dataset) -> Result<TSummary> {
-    let lines: Vec<TLine> = super::run::read_jsonl(&run.t_log());
+    let lines: Vec<TLine> = super::jsonl::read_jsonl(&run.t_log());
     let s = summarise(&lines, steps / 2, data);
     crate::error::write_json(&run.t_summary(), &s)?;
     plot(

@@ -95,34 +95,99 @@ fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
     graph
 }
 
-#[test]
-fn top_level_modules_have_no_import_cycles() {
-    let graph = module_graph();
-    assert!(graph.contains_key("kernels") && graph.contains_key("model"));
-    // Depth-first search for a back edge; report the cycle's path.
+/// The first import cycle of `graph`, as a path that returns to its start.
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<String> {
+    // Depth-first search for a back edge.
     fn visit(
         m: &str,
         graph: &BTreeMap<String, BTreeSet<String>>,
         stack: &mut Vec<String>,
         done: &mut BTreeSet<String>,
-    ) {
+    ) -> Option<String> {
         if done.contains(m) {
-            return;
+            return None;
         }
         if let Some(i) = stack.iter().position(|s| s == m) {
-            panic!("import cycle: {} → {m}", stack[i..].join(" → "));
+            return Some(format!("{} → {m}", stack[i..].join(" → ")));
         }
         stack.push(m.to_string());
         for d in graph.get(m).into_iter().flatten() {
-            visit(d, graph, stack, done);
+            if let Some(cycle) = visit(d, graph, stack, done) {
+                return Some(cycle);
+            }
         }
         stack.pop();
         done.insert(m.to_string());
+        None
     }
     let mut done = BTreeSet::new();
-    for m in graph.keys() {
-        visit(m, &graph, &mut Vec::new(), &mut done);
+    graph
+        .keys()
+        .find_map(|m| visit(m, graph, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn top_level_modules_have_no_import_cycles() {
+    let graph = module_graph();
+    assert!(graph.contains_key("kernels") && graph.contains_key("model"));
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!("import cycle: {cycle}");
     }
+}
+
+/// The trainer's modules → the trainer's modules each uses, through `crate::train::` paths
+/// or (in files whose parent module is the trainer's) `super::` paths. Items the trainer
+/// re-exports (`super::Trainer`) are not followed to their module.
+fn train_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let root = src().join("train");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let name = |f: &Path| -> String {
+        let rel = f.strip_prefix(&root).unwrap();
+        let first = rel.iter().next().unwrap().to_string_lossy();
+        first.trim_end_matches(".rs").to_string()
+    };
+    let modules: BTreeSet<String> = files.iter().map(|f| name(f)).collect();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for f in &files {
+        let top = name(f);
+        if top == "mod" {
+            continue;
+        }
+        let depth = f.strip_prefix(&root).unwrap().iter().count();
+        let super_is_train = depth == 1 || (depth == 2 && f.ends_with("mod.rs"));
+        // Only the trainer's own paths remain `crate::` paths for `crate_deps`.
+        let mut c = code(f).replace("crate::", "other::");
+        c = c.replace("other::train::", "crate::");
+        if super_is_train {
+            c = c.replace("super::", "crate::");
+        }
+        let deps = crate_deps(&c);
+        graph.entry(top.clone()).or_default().extend(
+            deps.into_iter()
+                .filter(|d| modules.contains(d) && *d != top),
+        );
+    }
+    graph
+}
+
+#[test]
+fn the_trainers_modules_have_no_import_cycles() {
+    let graph = train_graph();
+    assert!(graph["run"].contains("monitor"), "{graph:?}");
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!("import cycle in the trainer: {cycle}");
+    }
+}
+
+#[test]
+fn a_cycle_is_found() {
+    let graph: BTreeMap<String, BTreeSet<String>> =
+        [("a", vec!["b"]), ("b", vec!["c"]), ("c", vec!["a"])]
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into_iter().map(String::from).collect()))
+            .collect();
+    assert_eq!(find_cycle(&graph).as_deref(), Some("a → b → c → a"));
 }
 
 #[test]
