@@ -97,7 +97,7 @@ impl<'g> StepBench<'g> {
     pub fn new(gpu: &'g Gpu, cfg: &DitConfig, batch: u32) -> Result<Self> {
         let dev = &gpu.device;
         let layout = ParamLayout::new(cfg);
-        let dit = Dit::new(dev, cfg.clone(), &layout.init_all_nonzero(1))?;
+        let dit = Dit::with_paths(dev, cfg.clone(), &layout.init_all_nonzero(1), gpu.paths)?;
         let acts = Activations::new(dev, cfg, batch, 2)?;
         let mut labels: Vec<u32> = (0..batch * cfg.label_slots)
             .map(|i| i % cfg.num_labels.max(1))

@@ -117,8 +117,8 @@ pub fn matmul(
         _ => GpuTimer::new(gpu),
     };
     let t = timer.as_ref();
-    let fast = MatmulKernels::new(dev)?;
-    let portable = MatmulKernels::new(dev)?.with_fast_path(false);
+    let fast = MatmulKernels::with_paths(dev, gpu.paths)?;
+    let portable = MatmulKernels::with_paths(dev, gpu.paths)?.with_fast_path(false);
     let reps = reps.max(1);
     let mut rows = Vec::new();
     for &(m, k, n) in shapes {

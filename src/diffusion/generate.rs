@@ -63,7 +63,7 @@ impl<'a> Generator<'a> {
     pub fn new(gpu: &Gpu, spec: &'a SampleSpec<'a>) -> Result<Self> {
         Ok(Self {
             spec,
-            models: Models::new(&gpu.device, spec)?,
+            models: Models::new(gpu, spec)?,
         })
     }
 
@@ -160,13 +160,18 @@ struct Models<'a> {
 }
 
 impl<'a> Models<'a> {
-    fn new(dev: &wgpu::Device, s: &SampleSpec<'a>) -> Result<Self> {
+    fn new(gpu: &Gpu, s: &SampleSpec<'a>) -> Result<Self> {
+        let (dev, paths) = (&gpu.device, gpu.paths);
         let delta = match &s.delta {
-            Some(d) => Some((Dit::new(dev, d.model.clone(), d.params)?, d.model, d.r)),
+            Some(d) => Some((
+                Dit::with_paths(dev, d.model.clone(), d.params, paths)?,
+                d.model,
+                d.r,
+            )),
             None => None,
         };
         Ok(Self {
-            dit: Dit::new(dev, s.model.clone(), s.params)?,
+            dit: Dit::with_paths(dev, s.model.clone(), s.params, paths)?,
             delta,
         })
     }

@@ -1,5 +1,6 @@
 //! The GPU context: adapter choice, device features and limits, buffer helpers, readback.
 
+pub mod paths;
 mod pipeline_cache;
 mod timer;
 
@@ -28,6 +29,8 @@ pub struct Gpu {
     pub device: wgpu::Device,
     /// Its queue.
     pub queue: wgpu::Queue,
+    /// The kernel paths the workflow's models run on this device (see [`paths::Paths`]).
+    pub paths: paths::Paths,
     /// The adapter's name, backend, driver and type.
     pub info: wgpu::AdapterInfo,
     /// Compiled pipelines kept across runs (see `pipeline_cache.rs`), saved when the `Gpu`
@@ -114,6 +117,8 @@ pub struct GpuOptions {
     pub backends: Option<wgpu::Backends>,
     /// Which limits to open the device with.
     pub limits: LimitsChoice,
+    /// The kernel paths; `None`: `IMBA_PATHS` if set, else chosen by the adapter's type.
+    pub paths: Option<paths::Paths>,
 }
 
 impl GpuOptions {
@@ -125,6 +130,7 @@ impl GpuOptions {
                 .filter(|s| !s.is_empty()),
             backends: None,
             limits: LimitsChoice::from_env()?,
+            paths: None,
         })
     }
 }
@@ -225,7 +231,7 @@ impl Gpu {
                     ))
                     })?,
             };
-        Self::from_adapter_with(instance, adapter, options.limits)
+        Self::from_adapter_with(instance, adapter, options.limits)?.with_paths(options.paths)
     }
 
     /// The adapter of one rank of a data-parallel job on this machine: the adapter whose name
@@ -248,7 +254,14 @@ impl Gpu {
         let mut same: Vec<wgpu::Adapter> =
             adapters.into_iter().filter(|a| kind(a) == best).collect();
         let pick = local_rank % same.len();
-        Self::from_adapter_with(instance, same.swap_remove(pick), options.limits)
+        Self::from_adapter_with(instance, same.swap_remove(pick), options.limits)?
+            .with_paths(options.paths)
+    }
+
+    /// This device with `paths` for the workflow's models, where given.
+    fn with_paths(mut self, paths: Option<paths::Paths>) -> Result<Self> {
+        self.paths = paths.unwrap_or(self.paths);
+        Ok(self)
     }
 
     /// Opens a device on `adapter` with its full limits and the optional features it has.
@@ -276,6 +289,7 @@ impl Gpu {
         })?;
         Ok(Self {
             pipelines: pipeline_cache::DiskCache::open(&device, &info),
+            paths: paths::Paths::choose(&device)?,
             instance,
             adapter,
             device,

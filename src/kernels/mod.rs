@@ -15,11 +15,11 @@ pub mod matmul;
 pub mod noise;
 pub mod optim;
 pub mod pair;
-pub mod paths;
 pub mod reduce;
 #[cfg(test)]
 mod uniform_layout;
 
+pub use crate::gpu::paths::{Paths, PATHS_ENV};
 pub use activation::{Activation, ActivationArgs, ActivationBackwardArgs, ActivationKernels};
 pub use adaln::{
     AdaLnKernels, AdaLnPath, Columns, GatedResidualArgs, GatedResidualBackwardArgs, LnModulateArgs,
@@ -47,7 +47,6 @@ pub use noise::{
 };
 pub use optim::{AdamW, AdamWArgs, EmaArgs, GradNormArgs, OptimKernels};
 pub use pair::{PairArgs, PairKernels};
-pub use paths::{Paths, PATHS_ENV};
 pub use reduce::{ReduceArgs, ReduceKernel};
 
 use crate::{Error, Result};

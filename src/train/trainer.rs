@@ -332,7 +332,7 @@ impl<'g> Trainer<'g> {
                 )));
             }
         }
-        let dit = Dit::new(dev, model.clone(), &state.params)?;
+        let dit = Dit::with_paths(dev, model.clone(), &state.params, gpu.paths)?;
         let b = shard.len;
         let acts = Activations::new(dev, &model, b, config.objective.repeats())?;
         let loss = LossKernels::new(dev)?;

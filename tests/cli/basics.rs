@@ -18,6 +18,9 @@ fn info_names_adapter_and_limits() {
         ok && out.contains("Portable (forced by IMBA_PATHS)"),
         "{out}"
     );
+    // The option reaches the device's workflow without the environment.
+    let (ok, out) = imba_env(&["--paths", "tiled", "info"], &[]);
+    assert!(ok && out.contains("Tiled (forced by --paths)"), "{out}");
 }
 
 /// `info --adapters` lists the test adapter with its limits and paths; `--limits webgpu`

@@ -44,10 +44,14 @@ pub struct InfoArgs {
 /// memory a DiT and batch need.
 pub fn run(gpu: &Gpu, a: InfoArgs) -> imba::Result<()> {
     print!("{}", gpu.describe());
-    let paths = imba::kernels::Paths::choose(&gpu.device)?;
-    let why = match std::env::var(imba::kernels::PATHS_ENV) {
-        Ok(_) => format!("forced by {}", imba::kernels::PATHS_ENV),
-        Err(_) => format!("chosen for a {:?} adapter", gpu.info.device_type),
+    let paths = gpu.paths;
+    let env = std::env::var(imba::kernels::PATHS_ENV).ok();
+    let why = if env.and_then(|v| v.parse().ok()) == Some(paths) {
+        format!("forced by {}", imba::kernels::PATHS_ENV)
+    } else if paths != imba::kernels::Paths::for_adapter(&gpu.info) {
+        "forced by --paths".to_string()
+    } else {
+        format!("chosen for a {:?} adapter", gpu.info.device_type)
     };
     println!("kernel paths     {paths:?} ({why})");
     println!(
@@ -141,15 +145,15 @@ fn print_adapter(gpu: &Gpu) -> imba::Result<()> {
         l.max_compute_invocations_per_workgroup
     );
     let dev = &gpu.device;
-    let paths = imba::kernels::Paths::choose(dev)?;
-    let matmul = imba::kernels::MatmulKernels::new(dev)?.path(dev, 256, 128, 128);
+    let paths = gpu.paths;
+    let matmul = imba::kernels::MatmulKernels::with_paths(dev, paths)?.path(dev, 256, 128, 128);
     let shape = imba::kernels::AttentionShape {
         samples: 16,
         tokens: 16,
         heads: 4,
         head_dim: 32,
     };
-    let attention = imba::kernels::AttentionKernels::new(dev)?.path(dev, shape);
+    let attention = imba::kernels::AttentionKernels::with_paths(dev, paths)?.path(dev, shape);
     println!("    paths        {paths:?}: matmul {matmul:?}, attention {attention:?}");
     Ok(())
 }

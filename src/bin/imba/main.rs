@@ -101,17 +101,13 @@ fn run(cli: Cli, job: &ranks::Job) -> imba::Result<()> {
     if cli.trust_unsealed {
         imba::model::checksum::trust_unsealed();
     }
-    if let Some(p) = cli.paths {
-        // Every family reads the choice when its pipelines are made.
-        let name = format!("{p:?}").to_lowercase();
-        std::env::set_var(imba::kernels::PATHS_ENV, name);
-    }
     let mut options = imba::gpu::GpuOptions::from_env()?;
     if cli.adapter.is_some() {
         options.adapter = cli.adapter.clone();
     }
     options.backends = cli.backend.or(options.backends);
     options.limits = cli.limits.unwrap_or(options.limits);
+    options.paths = cli.paths;
     if let Command::Info(a) = &cli.command {
         if a.adapters {
             return info::list_adapters(&options);

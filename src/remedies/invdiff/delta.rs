@@ -47,8 +47,8 @@ pub fn train_delta(
     }
     let dev = &gpu.device;
     let (dm, params) = delta_start(base.model, base.params, o)?;
-    let frozen = Dit::new(dev, base.model.clone(), base.params)?;
-    let delta = Dit::new(dev, dm.clone(), &params)?;
+    let frozen = Dit::with_paths(dev, base.model.clone(), base.params, gpu.paths)?;
+    let delta = Dit::with_paths(dev, dm.clone(), &params, gpu.paths)?;
     let frozen_acts = Activations::new(dev, base.model, b as u32, 1)?;
     let acts = Activations::new(dev, &dm, b as u32, 1)?;
     let image = data.image_len();

@@ -207,7 +207,7 @@ pub fn per_sample_losses(
 ) -> Result<Vec<f64>> {
     let schedule = DdpmSchedule::default_linear();
     let dev = &gpu.device;
-    let dit = Dit::new(dev, model.clone(), params)?;
+    let dit = Dit::with_paths(dev, model.clone(), params, gpu.paths)?;
     let image = data.image_len();
     let n = data.len();
     let mut losses = vec![0.0; n];

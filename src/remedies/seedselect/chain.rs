@@ -97,7 +97,7 @@ impl<'g> Chain<'g> {
         let e = (batch * model.tokens() as usize * model.token_dim() as usize) as u64;
         Ok(Self {
             gpu,
-            dit: Dit::new(dev, model.clone(), params)?,
+            dit: Dit::with_paths(dev, model.clone(), params, gpu.paths)?,
             acts: Activations::new(dev, model, batch as u32, repeats)?,
             patches: gpu.zeros("seedselect_patches", 4 * e),
             dout: gpu.zeros("seedselect_dout", 4 * e * repeats as u64),
