@@ -1,7 +1,7 @@
 //! Plain DiT training: one pass of B rows whose labels were dropped to ∅ per sample, and the
 //! MSE of the prediction against the target.
 
-use super::{Objective, StepInputs};
+use super::{Objective, StepBatch, StepInputs};
 use crate::kernels::{LossKernels, LossWorkspace, MseLossArgs, Target, TokenShape};
 use crate::model::{dit::buffer, Activations, DitConfig};
 use crate::Result;
@@ -49,7 +49,7 @@ impl Objective for Baseline {
         loss: &LossKernels,
         acts: &Activations,
         target: Target,
-        _inputs: &StepInputs,
+        _batch: StepBatch,
     ) -> Result<()> {
         let args = MseLossArgs {
             shape: self.shape,

@@ -3,7 +3,7 @@
 //! two predictions. With probability `uncond` a whole step trains unconditionally and skips
 //! the regulariser.
 
-use super::{Objective, PairKind, PairLoss, StepInputs};
+use super::{Objective, PairKind, PairLoss, StepBatch, StepInputs};
 use crate::kernels::noise::dropout_threshold;
 use crate::kernels::{LossKernels, Target};
 use crate::model::{Activations, DitConfig, Tap};
@@ -100,9 +100,9 @@ impl Objective for Cbdm {
         loss: &LossKernels,
         acts: &Activations,
         target: Target,
-        inputs: &StepInputs,
+        batch: StepBatch,
     ) -> Result<()> {
-        let regularise = !inputs.unconditional;
+        let regularise = !batch.inputs.unconditional;
         self.pair
             .record(device, encoder, loss, acts, target, regularise)
     }

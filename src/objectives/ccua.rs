@@ -2,7 +2,7 @@
 //! rows' features after block ⌊depth/4⌋ and the (t/T)-weighted alignment of the two
 //! predictions. The first half keeps DiT's per-sample label dropout.
 
-use super::{Objective, PairKind, PairLoss, StepInputs};
+use super::{Objective, PairKind, PairLoss, StepBatch, StepInputs};
 use crate::kernels::{LossKernels, Target};
 use crate::model::{Activations, DitConfig, Tap};
 use crate::Result;
@@ -70,7 +70,7 @@ impl Objective for Ccua {
         loss: &LossKernels,
         acts: &Activations,
         target: Target,
-        _inputs: &StepInputs,
+        _batch: StepBatch,
     ) -> Result<()> {
         self.pair.record(device, encoder, loss, acts, target, true)
     }

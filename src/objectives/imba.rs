@@ -1,10 +1,8 @@
 //! IMBA: the fused concept-balancing loss on the dual forward (labels, then ∅). γ = 0 is the
 //! dual baseline (D ≡ 1, the same compute); `Granularity::Sample` the sample-wise ablation.
 
-use super::{DualLoss, Objective, StepInputs};
-use crate::kernels::{
-    time_bucket, ImbaParams, LossKernels, Normalize, ShardSum, Target, TimeBuckets,
-};
+use super::{DualLoss, Objective, StepBatch, StepInputs};
+use crate::kernels::{time_bucket, ImbaParams, LossKernels, Normalize, Target, TimeBuckets};
 use crate::model::dit::buffer;
 use crate::model::{Activations, DitConfig};
 use crate::Result;
@@ -76,31 +74,6 @@ impl Imba {
     }
 }
 
-impl Imba {
-    fn record_with(
-        &self,
-        device: &wgpu::Device,
-        encoder: &mut wgpu::CommandEncoder,
-        loss: &LossKernels,
-        acts: &Activations,
-        (target, across): (Target, Option<&mut dyn ShardSum>),
-    ) -> Result<()> {
-        let time = self.time.as_ref().map(|t| TimeBuckets {
-            buckets: t.buckets,
-            decay: t.decay,
-            sample_bucket: (&t.sample_bucket).into(),
-            state: (&t.state).into(),
-        });
-        let how = super::ComputedWeights {
-            target,
-            params: &self.params,
-            time: time.as_ref(),
-            across,
-        };
-        self.dual.record(device, encoder, loss, acts, how)
-    }
-}
-
 impl Objective for Imba {
     fn repeats(&self) -> u32 {
         2
@@ -113,21 +86,21 @@ impl Objective for Imba {
         loss: &LossKernels,
         acts: &Activations,
         target: Target,
-        _inputs: &StepInputs,
+        batch: StepBatch,
     ) -> Result<()> {
-        self.record_with(device, encoder, loss, acts, (target, None))
-    }
-
-    fn record_shard(
-        &self,
-        device: &wgpu::Device,
-        encoder: &mut wgpu::CommandEncoder,
-        loss: &LossKernels,
-        acts: &Activations,
-        target: Target,
-        (_inputs, across): (&StepInputs, &mut dyn ShardSum),
-    ) -> Result<()> {
-        self.record_with(device, encoder, loss, acts, (target, Some(across)))
+        let time = self.time.as_ref().map(|t| TimeBuckets {
+            buckets: t.buckets,
+            decay: t.decay,
+            sample_bucket: (&t.sample_bucket).into(),
+            state: (&t.state).into(),
+        });
+        let how = super::ComputedWeights {
+            target,
+            params: &self.params,
+            time: time.as_ref(),
+            across: batch.across,
+        };
+        self.dual.record(device, encoder, loss, acts, how)
     }
 
     /// The bucket of each sample's time fraction.

@@ -34,7 +34,7 @@ pub use pair::{PairKind, PairLoss};
 pub use reweighted::Reweighted;
 pub use step::{
     draw_timestep, draw_timesteps, labels_or_null, model_timesteps, null_row, time_fractions,
-    PhiloxStream, StepInputs,
+    PhiloxStream, StepBatch, StepInputs,
 };
 pub use weight_rules::{HostWeights, WeightRule};
 
@@ -85,24 +85,8 @@ pub trait Objective {
         loss: &LossKernels,
         acts: &Activations,
         target: Target,
-        inputs: &StepInputs,
+        batch: StepBatch,
     ) -> Result<()>;
-
-    /// [`Self::record`] for one shard of a data-parallel batch: `across` adds up over the
-    /// ranks what the loss needs from the whole batch (IMBA's time-bucket sums). Objectives
-    /// whose loss is a mean over samples need nothing: their gradients are averaged later.
-    fn record_shard(
-        &self,
-        device: &wgpu::Device,
-        encoder: &mut wgpu::CommandEncoder,
-        loss: &LossKernels,
-        acts: &Activations,
-        target: Target,
-        (inputs, across): (&StepInputs, &mut dyn crate::kernels::ShardSum),
-    ) -> Result<()> {
-        let _ = across;
-        self.record(device, encoder, loss, acts, target, inputs)
-    }
 
     /// ∂L/∂out for the backward.
     fn dout(&self) -> &wgpu::Buffer;

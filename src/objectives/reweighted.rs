@@ -4,7 +4,7 @@
 //! baseline; only the conditional term's weights differ.
 
 use super::weight_rules::{HostWeights, Samples, WeightRule};
-use super::{DualLoss, Objective, StepInputs};
+use super::{DualLoss, Objective, StepBatch, StepInputs};
 use crate::kernels::{time_bucket, ImbaParams, LossKernels, Target};
 use crate::model::dit::buffer;
 use crate::model::{Activations, DitConfig};
@@ -107,7 +107,7 @@ impl Objective for Reweighted {
         loss: &LossKernels,
         acts: &Activations,
         target: Target,
-        _inputs: &StepInputs,
+        _batch: StepBatch,
     ) -> Result<()> {
         let given = super::dual::GivenWeights {
             target,

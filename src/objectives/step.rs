@@ -22,6 +22,17 @@ pub struct StepInputs {
     pub unconditional: bool,
 }
 
+/// The batch a step's loss is recorded for: this process's inputs and, in a data-parallel
+/// job, the exchange that adds up over the ranks what the loss needs from the whole batch
+/// (IMBA's time-bucket sums). Objectives whose loss is a mean over samples need nothing from
+/// it: their gradients are averaged over the ranks after the backward.
+pub struct StepBatch<'a> {
+    /// This process's inputs (its shard's, in a data-parallel job).
+    pub inputs: &'a StepInputs,
+    /// The exchange over the ranks; `None` in one process.
+    pub across: Option<&'a mut dyn crate::kernels::ShardSum>,
+}
+
 /// Where a step's draws come from: Philox keyed by (seed, step), one stream per kind of draw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PhiloxStream {

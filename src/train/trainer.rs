@@ -656,10 +656,11 @@ impl<'g> Trainer<'g> {
         self.dit
             .record_forward(dev, enc, &self.acts, &self.patches, o.tap())?;
         let (loss, acts) = (&self.loss, &self.acts);
-        match across {
-            Some(across) => o.record_shard(dev, enc, loss, acts, target, (inputs, across))?,
-            None => o.record(dev, enc, loss, acts, target, inputs)?,
-        }
+        let batch = objectives::StepBatch {
+            inputs,
+            across: across.map(|a| a as &mut dyn crate::kernels::ShardSum),
+        };
+        o.record(dev, enc, loss, acts, target, batch)?;
         // The first B rows are the conditional pass (labels, or ∅ where dropped).
         let mse = crate::kernels::TokenMseArgs {
             shape: self.mse_workspace.shape(),
