@@ -41,7 +41,7 @@ impl Pass<'_> {
             &ba.modv,
         )?;
         // Attention branch.
-        self.ln_modulate(enc, attn, (&ba.h1, &ba.xhat1, &ba.rstd1))?;
+        self.ln_modulate(enc, attn, &ba.h1, &ba.xhat1, &ba.rstd1)?;
         self.linear(enc, &name("attn.qkv"), dims(t, d, 3 * d), &ba.h1, &ba.qkv)?;
         let attention = &self.dit.kernels.attention;
         attention.record_forward(
@@ -57,7 +57,7 @@ impl Pass<'_> {
         self.linear(enc, &name("attn.proj"), dims(t, d, d), &ba.o, &ba.a)?;
         self.gated_residual(enc, attn, &ba.a)?;
         // MLP branch.
-        self.ln_modulate(enc, mlp, (&ba.h2, &ba.xhat2, &ba.rstd2))?;
+        self.ln_modulate(enc, mlp, &ba.h2, &ba.xhat2, &ba.rstd2)?;
         self.linear(enc, &name("mlp.fc1"), dims(t, d, m), &ba.h2, &ba.f1)?;
         self.activation(enc, Activation::Gelu, t * m, &ba.f1, &ba.g)?;
         self.linear(enc, &name("mlp.fc2"), dims(t, m, d), &ba.g, &ba.f2)?;
@@ -85,19 +85,21 @@ impl Pass<'_> {
             enc,
             &name("mlp.fc2"),
             dims(t, m, d),
-            (&ba.g, &s.dbranch),
+            &ba.g,
+            &s.dbranch,
             into(&s.dg),
         )?;
-        self.activation_backward(enc, Activation::Gelu, t * m, (&ba.f1, &s.dg), &s.df1)?;
+        self.activation_backward(enc, Activation::Gelu, t * m, &ba.f1, &s.dg, &s.df1)?;
         self.linear_backward(
             enc,
             &name("mlp.fc1"),
             dims(t, d, m),
-            (&ba.h2, &s.df1),
+            &ba.h2,
+            &s.df1,
             into(&s.dh),
         )?;
         self.modulation_grads(enc, &s.dh, &ba.xhat2, dmlp)?;
-        self.ln_modulate_backward(enc, mlp, (&ba.xhat2, &ba.rstd2), Write::Accumulate)?;
+        self.ln_modulate_backward(enc, mlp, &ba.xhat2, &ba.rstd2, Write::Accumulate)?;
         // Attention branch.
         self.gated_residual_backward(enc, attn)?;
         self.sample_sums(enc, &s.dx, Some(&ba.a), dattn.gate_columns())?;
@@ -105,7 +107,8 @@ impl Pass<'_> {
             enc,
             &name("attn.proj"),
             dims(t, d, d),
-            (&ba.o, &s.dbranch),
+            &ba.o,
+            &s.dbranch,
             into(&s.d_o),
         )?;
         let attention = AttentionBackwardArgs {
@@ -125,11 +128,12 @@ impl Pass<'_> {
             enc,
             &name("attn.qkv"),
             dims(t, d, 3 * d),
-            (&ba.h1, &s.dqkv),
+            &ba.h1,
+            &s.dqkv,
             into(&s.dh),
         )?;
         self.modulation_grads(enc, &s.dh, &ba.xhat1, dattn)?;
-        self.ln_modulate_backward(enc, attn, (&ba.xhat1, &ba.rstd1), Write::Accumulate)?;
+        self.ln_modulate_backward(enc, attn, &ba.xhat1, &ba.rstd1, Write::Accumulate)?;
         // The modulation linear: its gradient into SiLU(c) accumulates over the blocks.
         let modulation = (&self.acts.sc, &s.dmod);
         let linear = dims(self.r, d, 6 * d);
@@ -137,7 +141,8 @@ impl Pass<'_> {
             enc,
             &name("adaLN_modulation.1"),
             linear,
-            modulation,
+            modulation.0,
+            modulation.1,
             Some((&s.dsc, Write::Accumulate)),
         )
     }

@@ -105,7 +105,8 @@ impl<'a> Pass<'a> {
         enc: &mut wgpu::CommandEncoder,
         name: &str,
         s: Dims,
-        (x, dy): (&wgpu::Buffer, &wgpu::Buffer),
+        x: &wgpu::Buffer,
+        dy: &wgpu::Buffer,
         dx: Option<(&wgpu::Buffer, Write)>,
     ) -> Result<()> {
         let (wn, bn) = (format!("{name}.weight"), format!("{name}.bias"));
@@ -182,7 +183,8 @@ impl<'a> Pass<'a> {
         enc: &mut wgpu::CommandEncoder,
         f: Activation,
         n: u32,
-        (x, dy): (&wgpu::Buffer, &wgpu::Buffer),
+        x: &wgpu::Buffer,
+        dy: &wgpu::Buffer,
         dx: &wgpu::Buffer,
     ) -> Result<()> {
         let args = ActivationBackwardArgs {
@@ -302,7 +304,7 @@ impl<'a> Pass<'a> {
         let (a, s, dit) = (self.acts, &self.acts.scratch, self.dit);
         let (b, n, d) = (self.b, self.n, self.d);
         let embed = &dit.kernels.embed;
-        self.activation_backward(enc, Activation::Silu, self.r * d, (&a.c, &s.dsc), &s.dc)?;
+        self.activation_backward(enc, Activation::Silu, self.r * d, &a.c, &s.dsc, &s.dc)?;
         let table = dit.grad("y_embedder.embedding_table.weight");
         let rows = dit.config.table_rows();
         embed.record_label_backward(
@@ -333,15 +335,17 @@ impl<'a> Pass<'a> {
             enc,
             "t_embedder.mlp.2",
             mlp2,
-            (&a.ts, &s.dtemb),
+            &a.ts,
+            &s.dtemb,
             Some((&s.dts, Write::Overwrite)),
         )?;
-        self.activation_backward(enc, Activation::Silu, b * d, (&a.th1, &s.dts), &s.dth1)?;
+        self.activation_backward(enc, Activation::Silu, b * d, &a.th1, &s.dts, &s.dth1)?;
         self.linear_backward(
             enc,
             "t_embedder.mlp.0",
             dims(b, 256, d),
-            (&a.tfreq, &s.dth1),
+            &a.tfreq,
+            &s.dth1,
             None,
         )?;
         // The patch embedding, shared by the repeats.
@@ -439,7 +443,8 @@ impl<'a> Pass<'a> {
             enc,
             "final_layer.linear",
             out,
-            (&a.hf, dout),
+            &a.hf,
+            dout,
             Some((&s.dh, Write::Overwrite)),
         )?;
         let mf = self.final_modulation();
@@ -463,7 +468,8 @@ impl<'a> Pass<'a> {
             enc,
             name,
             modulation,
-            (&a.sc, &s.dmod),
+            &a.sc,
+            &s.dmod,
             Some((&s.dsc, Write::Overwrite)),
         )
     }
@@ -473,7 +479,9 @@ impl<'a> Pass<'a> {
         &self,
         enc: &mut wgpu::CommandEncoder,
         modulation: Modulation,
-        (h, xhat, rstd): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+        h: &wgpu::Buffer,
+        xhat: &wgpu::Buffer,
+        rstd: &wgpu::Buffer,
     ) -> Result<()> {
         let args = LnModulateArgs {
             stream: self.stream,
@@ -494,7 +502,8 @@ impl<'a> Pass<'a> {
         &self,
         enc: &mut wgpu::CommandEncoder,
         modulation: Modulation,
-        (xhat, rstd): (&wgpu::Buffer, &wgpu::Buffer),
+        xhat: &wgpu::Buffer,
+        rstd: &wgpu::Buffer,
         write: Write,
     ) -> Result<()> {
         let s = &self.acts.scratch;
