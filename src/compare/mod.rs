@@ -668,7 +668,8 @@ fn write(root: &Path, c: &Comparison, variants: &[String]) -> Result<()> {
         lines(
             &root.join("curve.png"),
             &format!("{}: {name} by training step (mean over seeds)", c.dataset),
-            ("step", &name),
+            "step",
+            &name,
             false,
             &series,
         )?;
@@ -711,7 +712,8 @@ fn write(root: &Path, c: &Comparison, variants: &[String]) -> Result<()> {
             "{}: unweighted conditional MSE (mean over seeds)",
             c.dataset
         ),
-        ("step", "MSE of the conditional prediction"),
+        "step",
+        "MSE of the conditional prediction",
         false,
         &curves,
     )?;
@@ -738,7 +740,8 @@ fn write(root: &Path, c: &Comparison, variants: &[String]) -> Result<()> {
         lines(
             &root.join("d_vs_frequency.png"),
             &format!("{}: mean D per label vs training images", c.dataset),
-            ("training images with the label", "mean D"),
+            "training images with the label",
+            "mean D",
             true,
             &d,
         )?;

@@ -283,7 +283,8 @@ fn tick(x: f64) -> String {
 pub fn lines(
     path: &Path,
     title: &str,
-    (x_desc, y_desc): (&str, &str),
+    x_desc: &str,
+    y_desc: &str,
     log_x: bool,
     series: &[Series],
 ) -> Result<()> {

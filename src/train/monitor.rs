@@ -151,10 +151,8 @@ pub fn plot(path: &Path, s: &DSummary, what: &str) -> Result<()> {
             "{what}: mean D per label vs training frequency (Spearman {:.2})",
             s.spearman
         ),
-        (
-            "training images with the label",
-            "mean D (second half of training)",
-        ),
+        "training images with the label",
+        "mean D (second half of training)",
         true,
         &[crate::report::plot::Series {
             name: what.into(),

@@ -52,7 +52,9 @@ pub fn sample_means(per_token: &[f32], samples: usize) -> Vec<f32> {
 /// mean unweighted conditional error, and its mean D (from per-token D; empty without D).
 pub fn line(
     step: u32,
-    (t, index, cond): (&[f32], &[usize], &[bool]),
+    t: &[f32],
+    index: &[usize],
+    cond: &[bool],
     mse: &[f32],
     d_per_token: &[f32],
 ) -> TLine {
@@ -204,7 +206,8 @@ pub fn plot(path: &std::path::Path, values: &[Vec<f64>], s: &TSummary, what: &st
     crate::report::plot::lines(
         path,
         &format!("{what} by timestep, per frequency bucket (second half of training)"),
-        ("t / T", what),
+        "t / T",
+        what,
         false,
         &series,
     )

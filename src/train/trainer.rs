@@ -168,7 +168,8 @@ impl DeviceSum<'_> {
         &mut self,
         encoder: &mut wgpu::CommandEncoder,
         values: &wgpu::Buffer,
-        (count, scale): (usize, f32),
+        count: usize,
+        scale: f32,
     ) -> Result<()> {
         let staging = self.staging;
         let mut recorded = std::mem::replace(encoder, self.gpu.encoder());
@@ -245,7 +246,7 @@ impl ShardSum for DeviceSum<'_> {
         values: &wgpu::Buffer,
         count: usize,
     ) -> Result<()> {
-        self.reduce(encoder, values, (count, 1.0))
+        self.reduce(encoder, values, count, 1.0)
     }
 }
 
@@ -340,7 +341,7 @@ impl<'g> Trainer<'g> {
         let token_shape = crate::kernels::TokenShape::new(b, model.tokens(), model.token_dim());
         let tokens = token_shape.rows();
         let mse_workspace = loss.workspace(dev, token_shape)?;
-        let mut objective = build_objective(dev, &loss, (&config, b), &model, &data)?;
+        let mut objective = build_objective(dev, &loss, &config, b, &model, &data)?;
         restore_objective_state(gpu, objective.as_mut(), &state)?;
         let schedule = DdpmSchedule::default_linear();
         let table = gpu.upload("ddpm_table", &schedule.coefficients());
@@ -503,7 +504,7 @@ impl<'g> Trainer<'g> {
             // The mean of the ranks' gradients (each a mean over its shard) is the whole
             // batch's: clipping and AdamW then see the same values on every rank.
             let grads = (self.dit.layout.total, 1.0 / self.shard.ranks as f32);
-            across.reduce(&mut enc, &self.dit.grads, grads)?;
+            across.reduce(&mut enc, &self.dit.grads, grads.0, grads.1)?;
         }
         let lr = self.record_optimiser(&mut enc, s)?;
         // The loss scalars, the norm and D go straight into a mappable buffer: one
@@ -764,7 +765,8 @@ fn restore_objective_state(
 fn build_objective(
     dev: &wgpu::Device,
     loss: &LossKernels,
-    (config, b): (&TrainConfig, u32),
+    config: &TrainConfig,
+    b: u32,
     model: &DitConfig,
     data: &Dataset,
 ) -> Result<Box<dyn objectives::Objective>> {

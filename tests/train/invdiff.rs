@@ -238,7 +238,8 @@ fn delta_starts_at_zero_and_training_lowers_the_group_loss() {
                 model: &cfg,
                 params: &base,
             },
-            (&t0, 1.0),
+            &t0,
+            1.0,
             &eval,
             &labels,
         )

@@ -61,7 +61,7 @@ pub fn train_delta(
     let mut losses = Vec::with_capacity(o.steps as usize);
     for s in 0..o.steps {
         let idx = order.batch(s, b as u32);
-        let (xt, model_t, target, labels) = draw_batch(base.config, &dm, data, &idx, (o.seed, s));
+        let (xt, model_t, target, labels) = draw_batch(base.config, &dm, data, &idx, o.seed, s);
         frozen_acts.set_conditions(&gpu.queue, base.model, &model_t, &labels)?;
         acts.set_conditions(&gpu.queue, &dm, &model_t, &labels)?;
         let tokens_in = tokens::patchify(&xt, &geometry);
@@ -77,7 +77,7 @@ pub fn train_delta(
             .iter()
             .flat_map(|&i| groups[i * g..(i + 1) * g].iter().copied())
             .collect();
-        let (loss, grad) = mixed_group_loss((&eb, &ed), &target, &w, o);
+        let (loss, grad) = mixed_group_loss(&eb, &ed, &target, &w, o);
         let grad_tokens = tokens::output_tokens(&grad, &geometry);
         gpu.queue
             .write_buffer(&dout, 0, bytemuck::cast_slice(&grad_tokens));
@@ -109,7 +109,8 @@ fn draw_batch(
     dm: &DitConfig,
     data: &Dataset,
     idx: &[usize],
-    (seed, s): (u32, u32),
+    seed: u32,
+    s: u32,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<u32>) {
     let (b, image) = (idx.len(), data.image_len());
     let schedule = DdpmSchedule::default_linear();
@@ -134,7 +135,8 @@ fn draw_batch(
 /// The group loss of the mixed prediction r·ε_δ + (1 − r)·ε and its gradient with respect
 /// to ε_δ (images layout): ∂loss/∂l_i · 2(pred − target)/image · r.
 fn mixed_group_loss(
-    (eb, ed): (&[f32], &[f32]),
+    eb: &[f32],
+    ed: &[f32],
     target: &[f32],
     w: &[f64],
     o: &Options,
@@ -194,7 +196,8 @@ pub fn delta_start(
 pub fn sample_mixed(
     gpu: &Gpu,
     base: &Base,
-    (delta, r): (&Trained, f32),
+    delta: &Trained,
+    r: f32,
     o: &crate::eval::EvalOptions,
     labels: &[u32],
 ) -> Result<Vec<f32>> {

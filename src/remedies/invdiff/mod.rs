@@ -364,7 +364,7 @@ pub fn run(
         x
     };
     // The frozen model alone is known to sample; a mix that overflows is the δ-model's doing.
-    let mixed = sample_mixed(gpu, &base, (&trained, o.r), eval, &labels).map_err(|e| match e {
+    let mixed = sample_mixed(gpu, &base, &trained, o.r, eval, &labels).map_err(|e| match e {
         Error::Diverged(m) => Error::Diverged(format!(
             "{m} with the δ-model mixed in: δ trained at lr {} diverged; lower --lr",
             o.lr
@@ -372,7 +372,7 @@ pub fn run(
         e => e,
     })?;
     let mixed = clamp(mixed);
-    let plain = clamp(sample_mixed(gpu, &base, (&trained, 0.0), eval, &labels)?);
+    let plain = clamp(sample_mixed(gpu, &base, &trained, 0.0, eval, &labels)?);
     let evaluation = crate::eval::score(bc, &data, &labels, &mixed)?;
     let base_evaluation = crate::eval::score(bc, &data, &labels, &plain)?;
     let t4 = t0.elapsed().as_secs_f64();
@@ -396,7 +396,7 @@ pub fn run(
         base_evaluation,
         evaluation,
     };
-    write_outputs(out, (&data, &w, &losses), &trained, (&mixed, &labels))?;
+    write_outputs(out, &data, &w, &losses, &trained, &mixed, &labels)?;
     crate::error::write_json(&out.join("report.json"), &report)?;
     Ok(report)
 }
@@ -434,9 +434,12 @@ fn by_bucket(data: &Dataset, losses: &[f64], w: &[f64], g: usize) -> (Named<Vec<
 /// log.jsonl and eval_samples.png.
 fn write_outputs(
     out: &std::path::Path,
-    (data, w, losses): (&Dataset, &[f64], &[f64]),
+    data: &Dataset,
+    w: &[f64],
+    losses: &[f64],
     trained: &Trained,
-    (mixed, labels): (&[f32], &[u32]),
+    mixed: &[f32],
+    labels: &[u32],
 ) -> Result<()> {
     let (g, bm) = (w.len() / data.len(), &trained.model);
     save_tensors(

@@ -211,7 +211,7 @@ pub fn run(
     }
     let m = &saved.model;
     let row = crate::diffusion::generate::parse_label_row(label, &saved.label_names, m)?;
-    let (matching, ref_images) = references(&data, &row, refs, (run, label))?;
+    let (matching, ref_images) = references(&data, &row, refs, run, label)?;
     let used = ref_images.len() / data.image_len();
     let t0 = std::time::Instant::now();
     let (encoder, rows, classes) = train_encoder(&data, ENCODER_EPOCHS, saved.config.seed);
@@ -330,7 +330,8 @@ fn references(
     data: &crate::data::Dataset,
     row: &[u32],
     refs: u32,
-    (run, label): (&std::path::Path, &str),
+    run: &std::path::Path,
+    label: &str,
 ) -> Result<(usize, Vec<f32>)> {
     let matching: Vec<usize> = (0..data.len())
         .filter(|&i| data.labels_of(i) == row)

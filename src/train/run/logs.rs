@@ -67,7 +67,9 @@ impl Logs {
         let t = &trainer.last_time;
         let line = time_monitor::line(
             stats.step,
-            (t, &trainer.last_batch, &trainer.last_conditional),
+            t,
+            &trainer.last_batch,
+            &trainer.last_conditional,
             &trainer.last_mse,
             &trainer.last_d,
         );

@@ -80,7 +80,7 @@ pub fn train_parallel<'g>(
     let lockstep = Lockstep::enter();
     let mut started = start(gpu, comm, opts, resume, lockstep)?;
     match started.folder.take() {
-        Some(folder) => lead(gpu, started, folder, progress),
+        Some(folder) => lead(gpu, started, folder.0, folder.1, progress),
         None => follow(started),
     }
 }
@@ -172,7 +172,8 @@ fn prepare<'g>(
 fn lead(
     gpu: &Gpu,
     started: Started,
-    (run, lock): (RunDir, FolderLock),
+    run: RunDir,
+    lock: FolderLock,
     progress: bool,
 ) -> Result<Outcome> {
     let Started {
