@@ -218,7 +218,7 @@ impl<'a> Models<'a> {
             let tokens_in = tokens::patchify(&x, &geometry);
             gpu.queue
                 .write_buffer(&patches, 0, bytemuck::cast_slice(&tokens_in));
-            let raw = self.predict(gpu, (&acts, delta_acts.as_ref()), &patches)?;
+            let raw = self.predict(gpu, &acts, delta_acts.as_ref(), &patches)?;
             let (cond, uncond) = raw.split_at(b * image);
             let guided: Vec<f32> = if repeats == 2 {
                 cond.iter()
@@ -244,7 +244,8 @@ impl<'a> Models<'a> {
     fn predict(
         &self,
         gpu: &Gpu,
-        (acts, delta_acts): (&Activations, Option<&Activations>),
+        acts: &Activations,
+        delta_acts: Option<&Activations>,
         patches: &wgpu::Buffer,
     ) -> Result<Vec<f32>> {
         let dev = &gpu.device;

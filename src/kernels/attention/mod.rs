@@ -136,6 +136,14 @@ struct TexturePath {
     textures: LinearTextures,
 }
 
+/// What a texture-path dispatch binds: buffers in slots 1–4, sampled textures in 5–7, the
+/// written texture in 8 (placeholders where `None`).
+struct TexOperands<'a> {
+    buffers: [Option<(Region<'a>, u64)>; 4],
+    sampled: [Option<&'a wgpu::TextureView>; 3],
+    written: Option<&'a wgpu::TextureView>,
+}
+
 /// Compiled attention pipelines for one device.
 pub struct AttentionKernels {
     layout: crate::kernels::common::Layout,
@@ -440,10 +448,14 @@ impl AttentionKernels {
         let view = self.cached(device, role, floats / 4);
         let pack = self.tex_dispatch(
             device,
-            (shape, floats / 4, floats / 4),
-            [Some((src, 4 * floats)), None, None, None],
-            [None; 3],
-            Some(&view),
+            shape,
+            floats / 4,
+            floats / 4,
+            TexOperands {
+                buffers: [Some((src, 4 * floats)), None, None, None],
+                sampled: [None; 3],
+                written: Some(&view),
+            },
         )?;
         Ok((view, Some(pack)))
     }
@@ -453,11 +465,16 @@ impl AttentionKernels {
     fn tex_dispatch(
         &self,
         device: &wgpu::Device,
-        (shape, texels, invocations): (AttentionShape, u64, u64),
-        buffers: [Option<(Region, u64)>; 4],
-        sampled: [Option<&wgpu::TextureView>; 3],
-        written: Option<&wgpu::TextureView>,
+        shape: AttentionShape,
+        texels: u64,
+        invocations: u64,
+        operands: TexOperands,
     ) -> Result<(wgpu::BindGroup, (u32, u32))> {
+        let TexOperands {
+            buffers,
+            sampled,
+            written,
+        } = operands;
         let tex = self.texture.as_ref().expect("texture path");
         let grid = common::grid(device, invocations.div_ceil(64))?;
         let uni = AttnTexParams {
@@ -506,10 +523,14 @@ impl AttentionKernels {
         let (qkv_tex, pack) = self.fill(device, encoder, shape, "attention-qkv", qkv, 3 * e)?;
         let fwd = self.tex_dispatch(
             device,
-            (shape, 0, l),
-            [None, None, Some((lse, 4 * l)), Some((o, 4 * e))],
-            [Some(&qkv_tex), None, None],
-            None,
+            shape,
+            0,
+            l,
+            TexOperands {
+                buffers: [None, None, Some((lse, 4 * l)), Some((o, 4 * e))],
+                sampled: [Some(&qkv_tex), None, None],
+                written: None,
+            },
         )?;
         let mut dispatches: Vec<_> = pack
             .iter()
@@ -534,22 +555,30 @@ impl AttentionKernels {
         let ld_tex = self.cached(device, "attention-ld", l);
         let delta = self.tex_dispatch(
             device,
-            (shape, 0, l),
-            [
-                Some((o, 4 * e)),
-                Some((d_o, 4 * e)),
-                Some((lse, 4 * l)),
-                None,
-            ],
-            [None; 3],
-            Some(&ld_tex),
+            shape,
+            0,
+            l,
+            TexOperands {
+                buffers: [
+                    Some((o, 4 * e)),
+                    Some((d_o, 4 * e)),
+                    Some((lse, 4 * l)),
+                    None,
+                ],
+                sampled: [None; 3],
+                written: Some(&ld_tex),
+            },
         )?;
         let grads = self.tex_dispatch(
             device,
-            (shape, 0, l),
-            [None, None, None, Some((dqkv, 12 * e))],
-            [Some(&qkv_tex), Some(&do_tex), Some(&ld_tex)],
-            None,
+            shape,
+            0,
+            l,
+            TexOperands {
+                buffers: [None, None, None, Some((dqkv, 12 * e))],
+                sampled: [Some(&qkv_tex), Some(&do_tex), Some(&ld_tex)],
+                written: None,
+            },
         )?;
         let p = &tex.pipelines;
         let mut dispatches: Vec<_> = qkv_pack

@@ -477,9 +477,13 @@ impl LossKernels {
         if let Some((t, across)) = time {
             // The division needs the whole batch's D: a pass of its own between the two.
             self.run(device, encoder, params, &b, args.workspace, &steps)?;
-            let sums = (&args.workspace.bucket_sums, across);
-            self.time_norm
-                .record(device, encoder, (s, args.weights), t, sums)?;
+            let norm = time_norm::TimeNormArgs {
+                shape: s,
+                weights: args.weights,
+                time: t,
+                sums: &args.workspace.bucket_sums,
+            };
+            self.time_norm.record(device, encoder, &norm, across)?;
             steps.clear();
         }
         steps.push((&fused, fused_groups(s, run)));

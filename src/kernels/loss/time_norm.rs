@@ -76,6 +76,17 @@ pub trait ShardSum {
     ) -> Result<()>;
 }
 
+/// What one time-bucket normalisation reads and writes.
+pub(crate) struct TimeNormArgs<'a> {
+    pub(crate) shape: TokenShape,
+    /// D (B, N), divided in place by its bucket's running mean.
+    pub(crate) weights: crate::kernels::Region<'a>,
+    /// The buckets: each sample's, their running means, the decay.
+    pub(crate) time: &'a TimeBuckets<'a>,
+    /// Scratch of the per-bucket sums (2·K f32).
+    pub(crate) sums: &'a wgpu::Buffer,
+}
+
 /// Compiled pipelines of the time-bucket normalisation: the per-bucket sums, then the update
 /// and division.
 pub(crate) struct TimeNormKernel {
@@ -105,16 +116,21 @@ impl TimeNormKernel {
         })
     }
 
-    /// Records the update of the running means and the division of `weights` (B, N), the
-    /// per-bucket sums (in `sums`, 2·K f32) added up over the shards by `across` first.
+    /// Records the update of the running means and the division of the weights, the
+    /// per-bucket sums added up over the shards by `across` first.
     pub(crate) fn record(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        (shape, weights): (TokenShape, crate::kernels::Region),
-        t: &TimeBuckets,
-        (sums, across): (&wgpu::Buffer, Option<&mut dyn ShardSum>),
+        args: &TimeNormArgs,
+        across: Option<&mut dyn ShardSum>,
     ) -> Result<()> {
+        let &TimeNormArgs {
+            shape,
+            weights,
+            time: t,
+            sums,
+        } = args;
         shape.validate()?;
         t.validate()?;
         let params = TimeNormParams {

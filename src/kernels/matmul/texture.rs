@@ -99,10 +99,24 @@ pub(super) fn record_texture(
             &plan,
             (&a_view, strides.0, row_offset),
         )?;
-        let views = (&a_view, &b_view, c_view.as_ref());
-        tex.product(device, encoder, (args, unused), &plan, views, row_offset)?;
+        let chunk = Chunk {
+            a: &a_view,
+            b: &b_view,
+            c: c_view.as_ref(),
+            row_offset,
+        };
+        tex.product(device, encoder, args, unused, &plan, chunk)?;
     }
     Ok(())
+}
+
+/// One chunk of A's rows: the packed A and B, C's texture where C comes back by a copy (else
+/// the product stores into C), and the chunk's first row.
+struct Chunk<'a> {
+    a: &'a wgpu::TextureView,
+    b: &'a wgpu::TextureView,
+    c: Option<&'a wgpu::TextureView>,
+    row_offset: u32,
 }
 
 /// The packed operands' sizes: K rounded up to whole texels, B's texture, A's row chunk.
@@ -146,7 +160,8 @@ impl TexturePath {
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        (src, bytes): (Region, u64),
+        src: Region,
+        bytes: u64,
         view: &wgpu::TextureView,
         p: PackParams,
     ) -> Result<()> {
@@ -194,7 +209,7 @@ impl TexturePath {
             groups_x: 0,
         };
         let bytes = args.k as u64 * args.n as u64 * 4;
-        self.pack(device, encoder, (args.b, bytes), view, p)
+        self.pack(device, encoder, args.b, bytes, view, p)
     }
 
     /// The chunk of op(A)'s rows from `row_offset` into its texture, by copy or pack.
@@ -225,7 +240,7 @@ impl TexturePath {
             groups_x: 0,
         };
         let bytes = args.m as u64 * args.k as u64 * 4;
-        self.pack(device, encoder, (args.a, bytes), view, p)
+        self.pack(device, encoder, args.a, bytes, view, p)
     }
 
     /// One chunk's product from the packed textures, into C's texture (then copied out) or
@@ -234,15 +249,17 @@ impl TexturePath {
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        (args, unused): (&MatmulArgs, &wgpu::Buffer),
+        args: &MatmulArgs,
+        unused: &wgpu::Buffer,
         plan: &Plan,
-        (a_view, b_view, c_view): (
-            &wgpu::TextureView,
-            &wgpu::TextureView,
-            Option<&wgpu::TextureView>,
-        ),
-        row_offset: u32,
+        chunk: Chunk,
     ) -> Result<()> {
+        let Chunk {
+            a: a_view,
+            b: b_view,
+            c: c_view,
+            row_offset,
+        } = chunk;
         let rows = (args.m - row_offset).min(plan.chunk);
         let (m, n) = (args.m as u64, args.n as u64);
         let uni = ProductParams {
