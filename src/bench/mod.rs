@@ -303,14 +303,16 @@ impl KernelBench<'_> {
                 &mut |enc: &mut wgpu::CommandEncoder| loss.record_imba(dev, enc, &args, &p),
                 &mut |enc: &mut wgpu::CommandEncoder| portable.record_imba(dev, enc, &args, &p),
                 &mut |enc: &mut wgpu::CommandEncoder| {
-                    unfused.record(
-                        dev,
-                        enc,
-                        &uws,
-                        (&pc, &pu),
-                        (philox, &p),
-                        [&weights, &gc, &gu, &scalars],
-                    )
+                    let args = unfused::UnfusedArgs {
+                        pred_cond: &pc,
+                        pred_uncond: &pu,
+                        target: philox,
+                        weights: &weights,
+                        grad_cond: &gc,
+                        grad_uncond: &gu,
+                        scalars: &scalars,
+                    };
+                    unfused.record(dev, enc, &uws, &args, &p)
                 },
             ],
         )?;

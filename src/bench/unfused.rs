@@ -115,6 +115,21 @@ type Op<'a> = (
     (&'a wgpu::Buffer, u64),
 );
 
+/// The unfused chain's operands: what [`crate::kernels::ImbaLossArgs`] names, as whole
+/// buffers.
+#[derive(Clone, Copy)]
+pub struct UnfusedArgs<'a> {
+    pub pred_cond: &'a wgpu::Buffer,
+    pub pred_uncond: &'a wgpu::Buffer,
+    pub target: Target<'a>,
+    /// Output: D.
+    pub weights: &'a wgpu::Buffer,
+    pub grad_cond: &'a wgpu::Buffer,
+    pub grad_uncond: &'a wgpu::Buffer,
+    /// Output: [L, L_c, L_u, mean D].
+    pub scalars: &'a wgpu::Buffer,
+}
+
 impl UnfusedImba {
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         let layout = common::layout(
@@ -140,33 +155,20 @@ impl UnfusedImba {
     /// Records the chain. Same outputs as
     /// [`LossKernels::record_imba`](crate::kernels::LossKernels::record_imba): D, both gradients, and
     /// [L, L_c, L_u, mean D].
-    /// `outs`: D, ∂L/∂ε_c, ∂L/∂ε_u and the four scalars.
     pub fn record(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
         ws: &UnfusedWorkspace,
-        (pred_cond, pred_uncond): (&wgpu::Buffer, &wgpu::Buffer),
-        (target, imba): (Target, &ImbaParams),
-        [weights, grad_cond, grad_uncond, scalars]: [&wgpu::Buffer; 4],
+        args: &UnfusedArgs,
+        imba: &ImbaParams,
     ) -> Result<()> {
-        let (geo, eps) = Self::check(
-            device,
-            ws,
-            (pred_cond, pred_uncond),
-            (target, imba),
-            [weights, grad_cond, grad_uncond, scalars],
-        )?;
+        let (geo, eps) = Self::check(device, ws, args, imba)?;
+        let UnfusedArgs {
+            weights, scalars, ..
+        } = *args;
         let s = ws.shape;
-        let philox = matches!(target, Target::Philox { .. });
-        let inputs = (pred_cond, pred_uncond, eps);
-        let ops = Self::ops(
-            ws,
-            inputs,
-            (imba, philox),
-            &geo,
-            [weights, grad_cond, grad_uncond],
-        );
+        let ops = Self::ops(ws, args, eps, imba, &geo);
         let rows = s.rows() as u32;
         let inv = (1.0 / s.elements() as f64) as f32;
         let gub = common::uniform(device, &geo);
@@ -211,10 +213,18 @@ impl UnfusedImba {
     fn check<'a>(
         device: &wgpu::Device,
         ws: &'a UnfusedWorkspace,
-        (pred_cond, pred_uncond): (&wgpu::Buffer, &wgpu::Buffer),
-        (target, imba): (Target<'a>, &ImbaParams),
-        [weights, grad_cond, grad_uncond, scalars]: [&wgpu::Buffer; 4],
+        args: &UnfusedArgs<'a>,
+        imba: &ImbaParams,
     ) -> Result<(Geometry, &'a wgpu::Buffer)> {
+        let UnfusedArgs {
+            pred_cond,
+            pred_uncond,
+            target,
+            weights,
+            grad_cond,
+            grad_uncond,
+            scalars,
+        } = *args;
         imba.validate()?;
         if imba.granularity != Granularity::Token || imba.normalize != Normalize::None {
             return Err(Error::Param(
@@ -286,11 +296,20 @@ impl UnfusedImba {
     /// The chain's elementwise and row ops, in order.
     fn ops<'a>(
         ws: &'a UnfusedWorkspace,
-        (pred_cond, pred_uncond, eps): (&'a wgpu::Buffer, &'a wgpu::Buffer, &'a wgpu::Buffer),
-        (imba, philox): (&ImbaParams, bool),
+        args: &UnfusedArgs<'a>,
+        eps: &'a wgpu::Buffer,
+        imba: &ImbaParams,
         geo: &Geometry,
-        [weights, grad_cond, grad_uncond]: [&'a wgpu::Buffer; 3],
     ) -> Vec<Op<'a>> {
+        let UnfusedArgs {
+            pred_cond,
+            pred_uncond,
+            weights,
+            grad_cond,
+            grad_uncond,
+            ..
+        } = *args;
+        let philox = matches!(args.target, Target::Philox { .. });
         let s = ws.shape;
         let (nk, bn) = (s.elements() * 4, s.rows() * 4);
         let n = s.elements() as u32;

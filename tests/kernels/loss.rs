@@ -157,18 +157,19 @@ fn run_imba(inp: &Inputs, p: &ImbaParams, path: Path) -> Outputs {
         }
         #[cfg(feature = "workflow")]
         Path::Unfused => {
-            use imba::bench::unfused::{UnfusedImba, UnfusedWorkspace};
+            use imba::bench::unfused::{UnfusedArgs, UnfusedImba, UnfusedWorkspace};
             let k = UnfusedImba::new(dev).unwrap();
             let ws = UnfusedWorkspace::new(dev, s).unwrap();
-            k.record(
-                dev,
-                &mut enc,
-                &ws,
-                (&pc, &pu),
-                (target, p),
-                [&weights, &gc, &gu, &scalars],
-            )
-            .unwrap();
+            let args = UnfusedArgs {
+                pred_cond: &pc,
+                pred_uncond: &pu,
+                target,
+                weights: &weights,
+                grad_cond: &gc,
+                grad_uncond: &gu,
+                scalars: &scalars,
+            };
+            k.record(dev, &mut enc, &ws, &args, p).unwrap();
         }
     }
     g.submit_and_wait(enc).unwrap();
