@@ -175,16 +175,29 @@ pub fn time_normalize(
     }
 }
 
+/// The time buckets of [`imba_time_normalized`]: each sample's bucket, the running
+/// (Σ D, count) per bucket (advanced by a call) and the decay.
+pub struct TimeState<'a> {
+    /// Each sample's bucket.
+    pub sample_bucket: &'a [u32],
+    /// The running (Σ D, count) per bucket, 2·K values.
+    pub state: &'a mut [f64],
+    /// The running means' decay.
+    pub decay: f64,
+}
+
 /// IMBA with time-bucket normalised D: [`imba`]'s outputs with D passed through
-/// [`time_normalize`] (which advances `state`).
+/// [`time_normalize`] (which advances `time.state`).
 pub fn imba_time_normalized(
     shape: TokenShape,
-    (pred_cond, pred_uncond, target): (&[f64], &[f64], &[f64]),
+    pred_cond: &[f64],
+    pred_uncond: &[f64],
+    target: &[f64],
     p: &ImbaParams,
-    (sample_bucket, state, decay): (&[u32], &mut [f64], f64),
+    time: TimeState,
 ) -> ImbaOut {
     let mut d = weights(shape, pred_uncond, target, p);
-    time_normalize(shape, &mut d, sample_bucket, state, decay);
+    time_normalize(shape, &mut d, time.sample_bucket, time.state, time.decay);
     imba_with_weights(shape, pred_cond, pred_uncond, target, p, d)
 }
 

@@ -2,13 +2,34 @@
 
 use crate::kernels::matmul::Layout;
 
-/// C (M×N, row-major) = op(A)·op(B) (+ bias), sums in f64.
+/// An operand of a product: its values and their layout.
+#[derive(Clone, Copy)]
+pub struct Operand<'a> {
+    /// The values, in `layout`.
+    pub values: &'a [f32],
+    /// Row-major or transposed.
+    pub layout: Layout,
+}
+
+/// C (M×N, row-major) = op(A)·op(B) (+ bias), sums in f64; op(A) is M×K, op(B) K×N.
 pub fn matmul(
-    (a, a_layout): (&[f32], Layout),
-    (b, b_layout): (&[f32], Layout),
+    a: Operand,
+    b: Operand,
     bias: Option<&[f32]>,
-    (m, k, n): (usize, usize, usize),
+    m: usize,
+    k: usize,
+    n: usize,
 ) -> Vec<f64> {
+    let (
+        Operand {
+            values: a,
+            layout: a_layout,
+        },
+        Operand {
+            values: b,
+            layout: b_layout,
+        },
+    ) = (a, b);
     let at = |r: usize, c: usize| match a_layout {
         Layout::RowMajor => a[r * k + c],
         Layout::Transposed => a[c * m + r],

@@ -32,10 +32,18 @@ pub fn check_every_layout(
                         accumulate.then_some(&c0[..]),
                     );
                     let mut want = rm::matmul(
-                        (&a, a_layout),
-                        (&b, b_layout),
+                        rm::Operand {
+                            values: &a,
+                            layout: a_layout,
+                        },
+                        rm::Operand {
+                            values: &b,
+                            layout: b_layout,
+                        },
                         with_bias.then_some(&bias[..]),
-                        (m, k, n),
+                        m,
+                        k,
+                        n,
                     );
                     if accumulate {
                         for (w, c) in want.iter_mut().zip(&c0) {
@@ -105,12 +113,11 @@ fn reused_texture_padding(g: &imba::gpu::Gpu) {
     };
     run(8, &r.vec(m * 8, -1.0, 1.0), &vec![f32::INFINITY; 8 * n]);
     let (a, b) = (r.vec(m * 7, -1.0, 1.0), r.vec(7 * n, -1.0, 1.0));
-    let want = rm::matmul(
-        (&a, Layout::RowMajor),
-        (&b, Layout::RowMajor),
-        None,
-        (m, 7, n),
-    );
+    let row_major = |values| rm::Operand {
+        values,
+        layout: Layout::RowMajor,
+    };
+    let want = rm::matmul(row_major(&a), row_major(&b), None, m, 7, n);
     assert_close(
         "K = 7 after K = 8 with ∞ in B",
         &run(7, &a, &b),

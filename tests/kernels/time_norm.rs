@@ -52,15 +52,18 @@ fn check_against_reference(what: &str, inp: &Inputs, p: &ImbaParams, rounds: &[V
         k.record_imba_time_normalized(dev, &mut enc, &args, p, &time)
             .unwrap();
         g.submit_and_wait(enc).unwrap();
+        let time = rl::TimeState {
+            sample_bucket,
+            state: &mut ref_state,
+            decay: decay as f64,
+        };
         let want = rl::imba_time_normalized(
             s,
-            (
-                &rl::widen(&inp.pred_cond),
-                &rl::widen(&inp.pred_uncond),
-                &rl::widen(&inp.target),
-            ),
+            &rl::widen(&inp.pred_cond),
+            &rl::widen(&inp.pred_uncond),
+            &rl::widen(&inp.target),
             p,
-            (sample_bucket, &mut ref_state, decay as f64),
+            time,
         );
         let got_state: Vec<f32> = g.read(&state, 2 * buckets as usize).unwrap();
         assert_close(
@@ -310,15 +313,18 @@ fn sharded_time_normalization_follows_the_whole_batch() {
     let wants: Vec<_> = rounds
         .iter()
         .map(|sb| {
+            let time = rl::TimeState {
+                sample_bucket: sb,
+                state: &mut ref_state,
+                decay: decay as f64,
+            };
             rl::imba_time_normalized(
                 inp.shape,
-                (
-                    &rl::widen(&inp.pred_cond),
-                    &rl::widen(&inp.pred_uncond),
-                    &rl::widen(&inp.target),
-                ),
+                &rl::widen(&inp.pred_cond),
+                &rl::widen(&inp.pred_uncond),
+                &rl::widen(&inp.target),
                 &p,
-                (sb, &mut ref_state, decay as f64),
+                time,
             )
         })
         .collect();
