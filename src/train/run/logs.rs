@@ -58,20 +58,20 @@ impl Logs {
                 stats.step,
                 &trainer.data,
                 d_tokens,
-                &trainer.last_batch,
-                &trainer.last_d,
+                &trainer.last.batch,
+                &trainer.last.d,
             );
             writeln!(f, "{}", serde_json::to_string(&line).expect("serialisable"))
                 .map_err(|e| Error::io(&self.d_path, "cannot append to the D log", e))?;
         }
-        let t = &trainer.last_time;
+        let t = &trainer.last.time;
         let line = time_monitor::line(
             stats.step,
             t,
-            &trainer.last_batch,
-            &trainer.last_conditional,
-            &trainer.last_mse,
-            &trainer.last_d,
+            &trainer.last.batch,
+            &trainer.last.conditional,
+            &trainer.last.mse,
+            &trainer.last.d,
         );
         writeln!(
             self.t_log,
