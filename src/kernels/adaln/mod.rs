@@ -246,31 +246,18 @@ impl AdaLnKernels {
         } = *args;
         s.validate()?;
         let p = self.mod_params(s, &modulation, false)?;
-        let (reads, writes) = (
-            [
-                Some(("x", x, s.bytes())),
-                Some(("modulation", modulation.region, mod_bytes(s, &modulation))),
-                None,
-            ],
-            [
-                Some(("h", h, s.bytes())),
-                Some(("xhat", xhat, s.bytes())),
-                Some(("rstd", rstd, s.rows as u64 * 4)),
-            ],
-        );
         let launch = Launch {
             entry: "ln_modulate_forward",
             params: p,
             invocations: s.rows as u64,
-            reads,
-            writes,
+            reads: [Some(("x", x, s.bytes())), modulated(s, &modulation), None],
+            writes: [
+                Some(("h", h, s.bytes())),
+                Some(("xhat", xhat, s.bytes())),
+                Some(("rstd", rstd, s.rows as u64 * 4)),
+            ],
         };
-        if self.ln_path(s, &modulation) == AdaLnPath::Texture
-            && self.launch_texture(device, encoder, &launch)?
-        {
-            return Ok(());
-        }
-        self.launch(device, encoder, self.ln_launch(launch))
+        self.record_ln(device, encoder, s, &modulation, launch)
     }
 
     /// dx = ∂/∂x of `record_ln_modulate` given dh (or dx += … with `accumulate`, as for the
@@ -293,24 +280,35 @@ impl AdaLnKernels {
         let accumulate = write == Write::Accumulate;
         s.validate()?;
         let p = self.mod_params(s, &modulation, accumulate)?;
-        let reads = [
-            Some(("xhat", xhat, s.bytes())),
-            Some(("modulation", modulation.region, mod_bytes(s, &modulation))),
-            Some(("dh", dh, s.bytes())),
-        ];
-        let writes = [
-            Some(("dx", dx, s.bytes())),
-            None,
-            Some(("rstd", rstd, s.rows as u64 * 4)),
-        ];
         let launch = Launch {
             entry: "ln_modulate_backward",
             params: p,
             invocations: s.rows as u64,
-            reads,
-            writes,
+            reads: [
+                Some(("xhat", xhat, s.bytes())),
+                modulated(s, &modulation),
+                Some(("dh", dh, s.bytes())),
+            ],
+            writes: [
+                Some(("dx", dx, s.bytes())),
+                None,
+                Some(("rstd", rstd, s.rows as u64 * 4)),
+            ],
         };
-        if self.ln_path(s, &modulation) == AdaLnPath::Texture
+        self.record_ln(device, encoder, s, &modulation, launch)
+    }
+
+    /// Records a LayerNorm launch on the device's path: textures where the path and the
+    /// operands allow, else a workgroup or an invocation per row.
+    fn record_ln(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        s: Stream,
+        modulation: &Modulation,
+        launch: Launch,
+    ) -> Result<()> {
+        if self.ln_path(s, modulation) == AdaLnPath::Texture
             && self.launch_texture(device, encoder, &launch)?
         {
             return Ok(());
@@ -333,17 +331,15 @@ impl AdaLnKernels {
         } = *args;
         s.validate()?;
         let p = self.mod_params(s, &modulation, false)?;
-        let launch = Launch {
-            entry: "gated_residual_forward",
-            params: p,
-            invocations: s.rows as u64 * s.dim as u64,
-            reads: [
-                Some(("a", a, s.bytes())),
-                Some(("modulation", modulation.region, mod_bytes(s, &modulation))),
-                None,
-            ],
-            writes: [Some(("x", x, s.bytes())), None, None],
-        };
+        let input = ("a", a, s.bytes());
+        let launch = gated(
+            "gated_residual_forward",
+            p,
+            s,
+            &modulation,
+            input,
+            ("x", x, s.bytes()),
+        );
         self.launch(device, encoder, launch)
     }
 
@@ -364,17 +360,15 @@ impl AdaLnKernels {
         let accumulate = write == Write::Accumulate;
         s.validate()?;
         let p = self.mod_params(s, &modulation, accumulate)?;
-        let launch = Launch {
-            entry: "gated_residual_backward",
-            params: p,
-            invocations: s.rows as u64 * s.dim as u64,
-            reads: [
-                Some(("dx", dx, s.bytes())),
-                Some(("modulation", modulation.region, mod_bytes(s, &modulation))),
-                None,
-            ],
-            writes: [Some(("da", da, s.bytes())), None, None],
-        };
+        let input = ("dx", dx, s.bytes());
+        let launch = gated(
+            "gated_residual_backward",
+            p,
+            s,
+            &modulation,
+            input,
+            ("da", da, s.bytes()),
+        );
         self.launch(device, encoder, launch)
     }
 
@@ -709,4 +703,28 @@ impl AdaLnKernels {
 
 fn mod_bytes(s: Stream, m: &Modulation) -> u64 {
     s.samples() as u64 * m.stride as u64 * 4
+}
+
+/// The modulation as a launch's operand.
+fn modulated<'a>(s: Stream, m: &Modulation<'a>) -> Operand<'a> {
+    Some(("modulation", m.region, mod_bytes(s, m)))
+}
+
+/// A gated residual's launch (either direction): an invocation per value of the stream
+/// `s`, reading `input` and the gate, writing `output`.
+fn gated<'a>(
+    entry: &'static str,
+    params: AdaParams,
+    s: Stream,
+    m: &Modulation<'a>,
+    input: (&'static str, Region<'a>, u64),
+    output: (&'static str, Region<'a>, u64),
+) -> Launch<'a> {
+    Launch {
+        entry,
+        params,
+        invocations: s.rows as u64 * s.dim as u64,
+        reads: [Some(input), modulated(s, m), None],
+        writes: [Some(output), None, None],
+    }
 }
