@@ -423,6 +423,14 @@ impl TrainConfig {
 
     /// Checks every value's range, naming the key.
     pub fn validate(&self) -> Result<()> {
+        self.check_sizes()?;
+        self.check_optimiser()?;
+        self.check_objectives()?;
+        self.check_data()
+    }
+
+    /// The budget, the batch, the images and the end-of-run sampling within their bounds.
+    fn check_sizes(&self) -> Result<()> {
         let c = self;
         if c.steps == 0 {
             return Err(bad("steps", "must be at least 1".into()));
@@ -437,6 +445,13 @@ impl TrainConfig {
         at_most("head_count", c.head_count as u64, bounds::MAX_HEAD_COUNT)?;
         at_most("sample_count", c.sample_count, bounds::MAX_SAMPLES)?;
         at_most("sample_steps", c.sample_steps, bounds::MAX_SAMPLER_STEPS)?;
+        Ok(())
+    }
+
+    /// The optimiser's settings and the label dropout.
+    fn check_optimiser(&self) -> Result<()> {
+        let c = self;
+        use crate::bounds;
         if !(c.lr > 0.0 && c.lr <= bounds::MAX_LR) {
             return Err(bad(
                 "lr",
@@ -466,6 +481,13 @@ impl TrainConfig {
                 format!("must be in [0, 1], got {}", c.label_dropout),
             ));
         }
+        Ok(())
+    }
+
+    /// The objectives' own settings: CBDM's, CCUA's, the guidance, IMBA's and its time buckets.
+    fn check_objectives(&self) -> Result<()> {
+        let c = self;
+        use crate::bounds;
         for (k, v) in [
             ("cbdm_tau", c.cbdm_tau),
             ("ccua_alpha", c.ccua_alpha),
@@ -508,6 +530,12 @@ impl TrainConfig {
                 format!("must be in [0, 1), got {}", c.time_decay),
             ));
         }
+        Ok(())
+    }
+
+    /// The data set's settings and the end-of-run sampling.
+    fn check_data(&self) -> Result<()> {
+        let c = self;
         if !(c.imbalance >= 1.0 && c.imbalance.is_finite()) {
             return Err(bad(
                 "imbalance",

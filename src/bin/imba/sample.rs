@@ -57,22 +57,7 @@ pub fn run(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
     let saved = imba::train::RunDir::new(&a.run).load()?;
     let (m, names) = (&saved.model, &saved.label_names);
     let slots = m.label_slots as usize;
-    let mut rows: Vec<Vec<u32>> = Vec::new();
-    if !a.concepts.is_empty() {
-        for list in &a.concepts {
-            rows.push(imba::diffusion::generate::parse_label_row(list, names, m)?);
-        }
-    } else if !a.labels.is_empty() {
-        for l in &a.labels {
-            rows.push(imba::diffusion::generate::parse_label_row(l, names, m)?);
-        }
-    } else if slots == 1 {
-        rows = (0..m.num_labels).map(|l| vec![l]).collect();
-    } else {
-        return Err(imba::Error::Config(
-            "this model takes concept lists: give --concepts a+b+…".into(),
-        ));
-    }
+    let rows = label_rows(&a, m, names)?;
     if a.count == 0 {
         return Err(imba::Error::Config("--count must be at least 1".into()));
     }
@@ -88,25 +73,7 @@ pub fn run(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
         .flat_map(|r| std::iter::repeat_n(r.clone(), a.count as usize).flatten())
         .collect();
     let process = saved.config.process;
-    let sampler = match (a.sampler, process) {
-        (Some(SamplerName::Ddpm), Process::Ddpm) => Sampler::Ddpm,
-        (Some(SamplerName::Ddim) | None, Process::Ddpm) => Sampler::Ddim {
-            steps: a.steps,
-            eta: a.eta.unwrap_or(0.0),
-        },
-        (Some(SamplerName::Euler) | None, Process::Flow) => Sampler::Euler { steps: a.steps },
-        _ => {
-            return Err(imba::Error::Config(format!(
-                "this run was trained with {process:?}: use ddpm or ddim for DDPM runs, euler for flow runs"
-            )))
-        }
-    };
-    if a.eta.is_some() && !matches!(sampler, Sampler::Ddim { .. }) {
-        return Err(imba::Error::Config(format!(
-            "`eta` is DDIM's; this run samples with {sampler:?}: leave --eta out (or use \
-             --sampler ddim on a DDPM run)"
-        )));
-    }
+    let sampler = sampler(&a, process)?;
     let params = if a.no_ema {
         &saved.state.params
     } else {
@@ -173,4 +140,55 @@ pub fn run(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
         println!("  {}", f.display());
     }
     Ok(())
+}
+
+/// The label rows to sample: `--concepts` lists, `--labels`, or every label of a
+/// one-label model.
+fn label_rows(
+    a: &SampleArgs,
+    m: &imba::model::DitConfig,
+    names: &[String],
+) -> imba::Result<Vec<Vec<u32>>> {
+    let slots = m.label_slots as usize;
+    let given = if a.concepts.is_empty() {
+        &a.labels
+    } else {
+        &a.concepts
+    };
+    if !given.is_empty() {
+        return given
+            .iter()
+            .map(|l| imba::diffusion::generate::parse_label_row(l, names, m))
+            .collect();
+    }
+    if slots == 1 {
+        return Ok((0..m.num_labels).map(|l| vec![l]).collect());
+    }
+    Err(imba::Error::Config(
+        "this model takes concept lists: give --concepts a+b+…".into(),
+    ))
+}
+
+/// The sampler `--sampler`, `--steps` and `--eta` ask for, checked against the run's process.
+fn sampler(a: &SampleArgs, process: Process) -> imba::Result<Sampler> {
+    let sampler = match (a.sampler, process) {
+        (Some(SamplerName::Ddpm), Process::Ddpm) => Sampler::Ddpm,
+        (Some(SamplerName::Ddim) | None, Process::Ddpm) => Sampler::Ddim {
+            steps: a.steps,
+            eta: a.eta.unwrap_or(0.0),
+        },
+        (Some(SamplerName::Euler) | None, Process::Flow) => Sampler::Euler { steps: a.steps },
+        _ => {
+            return Err(imba::Error::Config(format!(
+                "this run was trained with {process:?}: use ddpm or ddim for DDPM runs, euler for flow runs"
+            )))
+        }
+    };
+    if a.eta.is_some() && !matches!(sampler, Sampler::Ddim { .. }) {
+        return Err(imba::Error::Config(format!(
+            "`eta` is DDIM's; this run samples with {sampler:?}: leave --eta out (or use \
+             --sampler ddim on a DDPM run)"
+        )));
+    }
+    Ok(sampler)
 }
