@@ -252,21 +252,7 @@ impl KernelBench<'_> {
         geometry.validate()?;
         let s = geometry.token_shape();
         let (nk, bn) = (s.elements() as usize, s.rows() as usize);
-        // Deterministic inputs: predictions = ε + a token-scaled perturbation.
-        // ε of (seed 1, step 2) in the loss's token layout, as the Philox target regenerates it.
-        let target = tokens::output_tokens(&rng::noise(1, 2, nk), &geometry);
-        let pred_c: Vec<f32> = target
-            .iter()
-            .enumerate()
-            .map(|(i, e)| e + 0.3 * ((i % 7) as f32 - 3.0) / 3.0)
-            .collect();
-        let pred_u: Vec<f32> = target
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                e + 0.1 * (1 + (i / s.token_dim as usize) % 5) as f32 * ((i % 3) as f32 - 1.0)
-            })
-            .collect();
+        let (pred_c, pred_u) = predictions(geometry);
         let pc = gpu.upload("pc", &pred_c);
         let pu = gpu.upload("pu", &pred_u);
         let weights = gpu.zeros("w", bn as u64 * 4);
@@ -316,33 +302,11 @@ impl KernelBench<'_> {
                 },
             ],
         )?;
-        let (fused_ms, portable_ms, unfused_ms) = (times[0], times[1], times[2]);
-        let loss_bytes = 16 * nk as u64 + 4 * bn as u64;
         let path = match loss.fused_path(s, &philox, &ws) {
             FusedPath::Vec4 { .. } => "vec4",
             FusedPath::Portable => "portable",
         };
-        rows.push(Row {
-            kernel: format!("imba fused, default ({path}) kernel"),
-            shape: s,
-            gpu_ms: fused_ms,
-            bytes: loss_bytes,
-            vs_unfused: Some(unfused_ms / fused_ms),
-        });
-        rows.push(Row {
-            kernel: "imba fused, portable kernel".into(),
-            shape: s,
-            gpu_ms: portable_ms,
-            bytes: loss_bytes,
-            vs_unfused: Some(unfused_ms / portable_ms),
-        });
-        rows.push(Row {
-            kernel: "imba unfused chain".into(),
-            shape: s,
-            gpu_ms: unfused_ms,
-            bytes: loss_bytes,
-            vs_unfused: None,
-        });
+        rows.extend(loss_rows(s, path, [times[0], times[1], times[2]]));
 
         let mse_ms = time_ms(gpu, t, warmup, reps, |enc| {
             loss.record_mse(
@@ -431,4 +395,51 @@ impl KernelBench<'_> {
         });
         Ok(rows)
     }
+}
+
+/// Deterministic inputs of the loss rows: predictions = ε + a token-scaled perturbation, ε
+/// of (seed 1, step 2) in the loss's token layout, as the Philox target regenerates it.
+fn predictions(geometry: ImageGeometry) -> (Vec<f32>, Vec<f32>) {
+    let s = geometry.token_shape();
+    let nk = s.elements() as usize;
+    let target = tokens::output_tokens(&rng::noise(1, 2, nk), &geometry);
+    let pred_c = target
+        .iter()
+        .enumerate()
+        .map(|(i, e)| e + 0.3 * ((i % 7) as f32 - 3.0) / 3.0)
+        .collect();
+    let pred_u = target
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            e + 0.1 * (1 + (i / s.token_dim as usize) % 5) as f32 * ((i % 3) as f32 - 1.0)
+        })
+        .collect();
+    (pred_c, pred_u)
+}
+
+/// The IMBA loss's rows from its three timings (fused default path `path`, fused portable,
+/// unfused chain), each against the unfused chain.
+fn loss_rows(s: TokenShape, path: &str, [fused, portable, unfused]: [f64; 3]) -> [Row; 3] {
+    let bytes = 16 * s.elements() + 4 * s.rows();
+    let row = |kernel: String, gpu_ms: f64, vs_unfused| Row {
+        kernel,
+        shape: s,
+        gpu_ms,
+        bytes,
+        vs_unfused,
+    };
+    [
+        row(
+            format!("imba fused, default ({path}) kernel"),
+            fused,
+            Some(unfused / fused),
+        ),
+        row(
+            "imba fused, portable kernel".into(),
+            portable,
+            Some(unfused / portable),
+        ),
+        row("imba unfused chain".into(), unfused, None),
+    ]
 }
