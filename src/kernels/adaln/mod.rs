@@ -9,7 +9,9 @@ use crate::{Error, Result};
 /// DiT's LayerNorm epsilon.
 pub const LN_EPS: f64 = 1e-6;
 
+mod other_paths;
 mod types;
+use other_paths::{TexturePath, WorkgroupPath};
 
 pub use types::*;
 
@@ -78,21 +80,6 @@ pub enum AdaLnPath {
     /// Hardware GPUs: a workgroup per LayerNorm row (coalesced loads, a fixed-order
     /// reduction in workgroup memory) and column sums over many rows in two passes.
     Workgroup,
-}
-
-/// The workgroup path's column sums' scratch (its pipelines are the family's
-/// `WG_ENTRIES`).
-struct WorkgroupPath {
-    /// Partial sums (segment, chunk, column), grown as launches need.
-    scratch: std::sync::Mutex<Option<wgpu::Buffer>>,
-}
-
-/// The texture path's pipelines and operand textures.
-struct TexturePath {
-    layout: crate::kernels::common::Layout,
-    pipelines: common::Pipelines,
-    textures: LinearTextures,
-    unused: wgpu::TextureView,
 }
 
 /// Compiled adaLN pipelines for one device.
@@ -501,74 +488,6 @@ impl AdaLnKernels {
         }
     }
 
-    /// Column sums in two passes: chunks of about √rows rows into the scratch (binding 5),
-    /// then each segment's chunks in order into `out`.
-    fn chunked_sums(
-        &self,
-        device: &wgpu::Device,
-        encoder: &mut wgpu::CommandEncoder,
-        p: AdaParams,
-        reads: [Operand; 3],
-        out: Operand,
-    ) -> Result<()> {
-        let w = self.workgroup.as_ref().expect("workgroup path");
-        let chunk_rows = ((p.tokens as f64).sqrt().ceil() as u32).max(16);
-        let chunks = p.tokens.div_ceil(chunk_rows);
-        let partials = p.segments as u64 * chunks as u64 * p.dim as u64;
-        let scratch = self.scratch(device, w, partials * 4)?;
-        let p = AdaParams {
-            chunk_rows,
-            chunks,
-            ..p
-        };
-        let scratch_slot = Some(("scratch", (&scratch).into(), partials * 4));
-        let partials = Launch {
-            entry: "segment_partials",
-            params: p,
-            invocations: partials,
-            reads: [reads[0], None, reads[2]],
-            writes: [None, scratch_slot, None],
-        };
-        self.launch(device, encoder, partials)?;
-        let combine = Launch {
-            entry: "segment_combine",
-            params: p,
-            invocations: p.segments as u64 * p.dim as u64,
-            reads: [None; 3],
-            writes: [out, scratch_slot, None],
-        };
-        self.launch(device, encoder, combine)
-    }
-
-    /// The scratch buffer, at least `bytes` long.
-    fn scratch(
-        &self,
-        device: &wgpu::Device,
-        w: &WorkgroupPath,
-        bytes: u64,
-    ) -> Result<wgpu::Buffer> {
-        let mut s = w.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(b) = s.as_ref().filter(|b| b.size() >= bytes) {
-            return Ok(b.clone());
-        }
-        let max = device.limits().max_storage_buffer_binding_size;
-        if bytes > max {
-            return Err(Error::Limit(format!(
-                "column sums need {bytes} bytes of partial sums, over the {max}-byte binding limit; \
-                 use a smaller batch"
-            )));
-        }
-        let b = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("adaln-partial-sums"),
-            size: bytes,
-            // COPY_SRC: a captured case reads it (see crate::capture).
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        *s = Some(b.clone());
-        Ok(b)
-    }
-
     /// Records `launch` on the storage-buffer paths.
     fn launch(
         &self,
@@ -631,74 +550,6 @@ fn variant(list: &[&'static str], entry: &str, suffix: &str) -> &'static str {
         .copied()
         .find(|e| e.strip_suffix(suffix) == Some(entry))
         .expect("every path variant is named after its portable entry point")
-}
-
-impl AdaLnKernels {
-    /// Runs texture entry `entry` with `reads` (bindings 7–9) copied into textures and
-    /// `writes` bound as storage buffers (4–6). Returns `false`, recording nothing, where the
-    /// texture path is off or an operand cannot be copied; the caller then runs the portable
-    /// kernel.
-    fn launch_texture(
-        &self,
-        device: &wgpu::Device,
-        encoder: &mut wgpu::CommandEncoder,
-        launch: &Launch,
-    ) -> Result<bool> {
-        let &Launch {
-            entry,
-            params,
-            invocations,
-            reads,
-            writes,
-        } = launch;
-        let entry = variant(&TEX_ENTRIES, entry, "_tex");
-        let Some(t) = &self.texture else {
-            return Ok(false);
-        };
-        if !reads
-            .iter()
-            .flatten()
-            .all(|&(_, r, bytes)| LinearTextures::fits(device, r, bytes / 4))
-        {
-            return Ok(false);
-        }
-        for (name, region, bytes) in reads.iter().chain(&writes).flatten() {
-            common::check_storage(device, name, *region, *bytes)?;
-        }
-        let read = reads.iter().flatten().map(|&(n, r, b)| (n, r, b, false));
-        let written = writes.iter().flatten().map(|&(n, r, b)| (n, r, b, true));
-        common::check_operands(&read.chain(written).collect::<Vec<_>>())?;
-        const ROLES: [&str; 3] = ["adaln-input", "adaln-modulation", "adaln-aux"];
-        let views: Vec<Option<wgpu::TextureView>> = reads
-            .iter()
-            .zip(ROLES)
-            .map(|(op, role)| {
-                op.and_then(|(_, r, bytes)| t.textures.fill(device, encoder, role, r, bytes / 4))
-            })
-            .collect();
-        let (gx, gy) = common::grid(device, invocations.div_ceil(64))?;
-        let fallbacks = [&self.unused_rw[0], &self.unused_rw[1], &self.unused_rw[2]];
-        let mut entries = Vec::with_capacity(6);
-        for (i, (op, fallback)) in writes.iter().zip(fallbacks).enumerate() {
-            entries.push((
-                4 + i as u32,
-                common::range_or(op.map(|(_, r, n)| (r, n)), fallback),
-            ));
-        }
-        for (i, view) in views.iter().enumerate() {
-            entries.push((
-                7 + i as u32,
-                wgpu::BindingResource::TextureView(view.as_ref().unwrap_or(&t.unused)),
-            ));
-        }
-        let params = AdaParams {
-            groups_x: gx,
-            ..params
-        };
-        let bg = self.binder.bind(device, &t.layout, &params, entries)?;
-        common::record_pass(encoder, entry, &[(t.pipelines.get(entry), &bg, (gx, gy))]);
-        Ok(true)
-    }
 }
 
 fn mod_bytes(s: Stream, m: &Modulation) -> u64 {
