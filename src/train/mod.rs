@@ -13,7 +13,7 @@ pub mod state;
 pub mod stop;
 pub mod trainer;
 
-pub use trainer::{State, StepStats, Trainer};
+pub use trainer::{RecordCost, State, StepStats, Trainer};
 mod jsonl;
 pub mod ranks;
 pub mod run;

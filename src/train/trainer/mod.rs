@@ -70,6 +70,17 @@ pub struct State {
     pub last_loss: Option<f32>,
 }
 
+/// What recording one step costs the host (see [`Trainer::record_only`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RecordCost {
+    /// Wall time on the host, ms.
+    pub ms: f64,
+    /// Compute dispatches recorded.
+    pub dispatches: u64,
+    /// GPU objects (uniform buffers and bind groups) the launches created.
+    pub objects: u64,
+}
+
 /// A model, its optimiser state and its data, on one device.
 pub struct Trainer<'g> {
     gpu: &'g Gpu,
@@ -263,6 +274,36 @@ impl<'g> Trainer<'g> {
         };
         let sync_ms = across.map(|a| a.ms);
         self.finish_step(inputs, gathered, lr, sync_ms, start)
+    }
+
+    /// What recording step `s` (from 0) costs the host, without submitting it or waiting for
+    /// the device: the draw, the uploads, every launch's checks and bind groups, and the
+    /// finished command buffer, which is then dropped. Parameters, state and the step count
+    /// do not change (the uploads are overwritten by the next step's). A step not recorded
+    /// before creates what a steady training step creates (its Philox and AdamW parameters
+    /// are new). One process only.
+    pub fn record_only(&mut self, s: u32) -> Result<RecordCost> {
+        if self.shard.ranks > 1 {
+            return Err(Error::Config(
+                "recording without submitting runs in one process, not a data-parallel job".into(),
+            ));
+        }
+        let (dispatches, objects) = (
+            crate::kernels::dispatches_recorded(),
+            crate::kernels::launch_objects_created(),
+        );
+        let start = Instant::now();
+        let inputs = self.batches.inputs(s, &self.data, self.objective.as_ref());
+        self.upload(&inputs)?;
+        let mut enc = self.gpu.encoder();
+        self.record_model(&mut enc, &inputs, None)?;
+        self.record_optimiser(&mut enc, s)?;
+        drop(enc.finish());
+        Ok(RecordCost {
+            ms: start.elapsed().as_secs_f64() * 1e3,
+            dispatches: crate::kernels::dispatches_recorded() - dispatches,
+            objects: crate::kernels::launch_objects_created() - objects,
+        })
     }
 
     /// Takes in a step's gathered read-back: the objective's host state, the monitors, the
