@@ -64,7 +64,7 @@ fn start_walk(token: u32) -> Walk {
     w.pair = 0xFFFFFFFFu;
     w.normals = vec2<f32>(0.0);
     w.corner = 0u;
-    if (P.target_source == 0u) {
+    if (P.target_source == TARGET_PHILOX) {
         let p = P.patch_size;
         let b = token / P.tokens;
         let n = token % P.tokens;
@@ -77,7 +77,7 @@ fn start_walk(token: u32) -> Walk {
 // Index within the token (i, j, c layout) of the current step; the m-th step when the
 // target is explicit (walk order is then plain k order).
 fn walk_k(w: ptr<function, Walk>, m: u32) -> u32 {
-    if (P.target_source == 1u) {
+    if (P.target_source == TARGET_BUFFER) {
         return m;
     }
     return ((*w).i * P.patch_size + (*w).j) * P.channels + (*w).c;
@@ -113,7 +113,7 @@ fn walk_next(w: ptr<function, Walk>) {
 
 // Target value at the walk's position (k = walk_k).
 fn target_value(token: u32, k: u32, w: ptr<function, Walk>) -> f32 {
-    if (P.target_source == 1u) {
+    if (P.target_source == TARGET_BUFFER) {
         return target_data[token_base(token) + k];
     }
     let flat = walk_flat(w);
@@ -130,7 +130,7 @@ fn target_value(token: u32, k: u32, w: ptr<function, Walk>) -> f32 {
         (*w).normals = philox_box_muller(ab.x, ab.y);
     }
     let eps = select((*w).normals.x, (*w).normals.y, (flat & 1u) == 1u);
-    if (P.target_kind == 1u) {
+    if (P.target_kind == TARGET_VELOCITY) {
         return eps - target_data[flat];
     }
     return eps;
@@ -214,7 +214,7 @@ fn imba_fused(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         let grad_u_scale = 2.0 * (1.0 - P.lambda) * P.inv_count;
         let steps = run * P.token_dim;
         let in_registers = steps <= PRIVATE_K;
-        let compute_d = P.weights_from_buffer == 0u && P.d_form == 0u && P.gamma != 0.0;
+        let compute_d = P.weights_from_buffer == 0u && P.d_form == D_FORM_MEAN_ABS_POW && P.gamma != 0.0;
         var staged: array<f32, PRIVATE_K>;
         // Per token of the run: (Σ|ε−ε_u|^γ, Σ(ε_u−ε)², Σ(ε_c−ε)², 0).
         var acc0 = vec4<f32>(0.0);
@@ -325,7 +325,7 @@ fn weights_total(@builtin(local_invocation_id) lid: vec3<u32>) {
 fn loss_finalize(@builtin(local_invocation_id) lid: vec3<u32>) {
     let total = sum_partials(lid.x, P.partial_count);
     if (lid.x == 0u) {
-        if (P.d_form == 3u) {
+        if (P.d_form == D_FORM_BASELINE) {
             let l = total.x * P.inv_count;
             scalars[0] = l;
             scalars[1] = l;

@@ -104,7 +104,7 @@ fn target_quads(quad: u32, plane: u32) -> mat4x4<f32> {
         philox_normals4(P.quad_base + quad + 2u * plane, 0u, P.seed, P.step),
         philox_normals4(P.quad_base + quad + 3u * plane, 0u, P.seed, P.step),
     );
-    if (P.target_kind == 1u) {
+    if (P.target_kind == TARGET_VELOCITY) {
         m = m - mat4x4<f32>(target_data[quad], target_data[quad + plane], target_data[quad + 2u * plane], target_data[quad + 3u * plane]);
     }
     return transpose(m);
@@ -128,7 +128,7 @@ fn imba_fused_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     if (first < P.batch * P.tokens) {
         let vecs = TOKEN_DIM / 4u;
         let grad_u_scale = 2.0 * (1.0 - P.lambda) * P.inv_count;
-        let compute_d = P.weights_from_buffer == 0u && P.d_form == 0u && P.gamma != 0.0;
+        let compute_d = P.weights_from_buffer == 0u && P.d_form == D_FORM_MEAN_ABS_POW && P.gamma != 0.0;
         var sums = RunSums(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
         var staged: array<vec4<f32>, MAX_SLOTS>;
         if (EXPLICIT_TARGET) {

@@ -42,9 +42,27 @@ struct LossParams {
     _pad2: u32,
 }
 
-// `d_form` of the per-token mean squared error pass (record_token_mse): the weight pass
-// then writes mean_k (pred − target)² with `pred` bound as the unconditional prediction.
+// The values of `d_form`, `target_source` and `target_kind`, named once here and once in the
+// launcher (src/kernels/loss/mod.rs); a test checks that the two agree.
+// D of the paper: mean_k |ε_u − ε|^γ.
+const D_FORM_MEAN_ABS_POW: u32 = 0u;
+// (RMS of ε_u − ε)^γ.
+const D_FORM_POW_OF_RMS: u32 = 1u;
+// (MSE of ε_u − ε)^γ.
+const D_FORM_POW_OF_MSE: u32 = 2u;
+// `loss_finalize` writes the baseline's scalars [L, L, 0, 1].
+const D_FORM_BASELINE: u32 = 3u;
+// The per-token mean squared error pass (record_token_mse): the weight pass then writes
+// mean_k (pred − target)² with `pred` bound as the unconditional prediction.
 const D_FORM_TOKEN_MSE: u32 = 4u;
+// The target is regenerated from Philox (seed, step) and the image geometry.
+const TARGET_PHILOX: u32 = 0u;
+// The target is read from a buffer.
+const TARGET_BUFFER: u32 = 1u;
+// A Philox target is ε.
+const TARGET_EPSILON: u32 = 0u;
+// A Philox target is the velocity ε − x0.
+const TARGET_VELOCITY: u32 = 1u;
 
 // |x|^γ with 0^γ = 0 for γ > 0 (pow(0, γ) is undefined in WGSL).
 fn abs_pow(x: f32, gamma: f32) -> f32 {
@@ -71,9 +89,9 @@ fn token_weight(abs_pow_sum: f32, sq_sum: f32) -> f32 {
     if (P.gamma == 0.0) {
         return 1.0;
     }
-    if (P.d_form == 0u) {
+    if (P.d_form == D_FORM_MEAN_ABS_POW) {
         return abs_pow_sum / k;
-    } else if (P.d_form == 1u) {
+    } else if (P.d_form == D_FORM_POW_OF_RMS) {
         return abs_pow(sq_sum / k, 0.5 * P.gamma);
     }
     return abs_pow(sq_sum / k, P.gamma);

@@ -119,3 +119,47 @@ fn rust_uniform_structs_match_their_wgsl_layouts() {
         problems.join("\n")
     );
 }
+
+/// Every `const NAME: u32 = Nu;` of a family's module (its includes resolved), by name.
+fn wgsl_u32_constants(family: &str) -> Vec<(String, u32)> {
+    let source = crate::shaders::source(family).expect("a family's source");
+    let module = naga::front::wgsl::parse_str(&source).expect("valid WGSL");
+    module
+        .constants
+        .iter()
+        .filter_map(|(_, c)| {
+            let value = match module.global_expressions[c.init] {
+                naga::Expression::Literal(naga::Literal::U32(v)) => v,
+                _ => return None,
+            };
+            Some((c.name.clone()?, value))
+        })
+        .collect()
+}
+
+/// The values the launchers put in the uniforms' selector fields (`d_form`, `target_source`,
+/// `target_kind`) are the WGSL's constants of the same names, in every module that reads
+/// them.
+#[test]
+fn the_loss_selectors_are_the_wgsl_constants() {
+    for family in ["loss", "loss_vec4"] {
+        let wgsl = wgsl_u32_constants(family);
+        for (name, value) in loss::wgsl::ALL {
+            let found = wgsl.iter().find(|(n, _)| n == name);
+            assert_eq!(
+                found.map(|(_, v)| *v),
+                Some(value),
+                "{family}.wgsl's {name} against the launcher's {value}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_constant_check_reads_values() {
+    let wgsl = wgsl_u32_constants("loss");
+    assert!(
+        wgsl.iter().any(|(n, v)| n == "D_FORM_TOKEN_MSE" && *v == 4),
+        "{wgsl:?}"
+    );
+}

@@ -55,10 +55,42 @@ pub(crate) struct LossParams {
     pub(crate) _pad: [u32; 3],
 }
 
-/// `d_form` value that tells `loss_finalize` to write the baseline's scalars.
-const D_FORM_BASELINE: u32 = 3;
-/// `d_form` value that makes the weight pass write each token's mean squared error.
-const D_FORM_TOKEN_MSE: u32 = 4;
+/// The values of the uniform's `d_form`, `target_source` and `target_kind`, named as
+/// `shaders/lib/loss_common.wgsl` names them (a test checks that they agree).
+pub(crate) mod wgsl {
+    /// D of the paper: mean_k |ε_u − ε|^γ.
+    pub(crate) const D_FORM_MEAN_ABS_POW: u32 = 0;
+    /// (RMS of ε_u − ε)^γ.
+    pub(crate) const D_FORM_POW_OF_RMS: u32 = 1;
+    /// (MSE of ε_u − ε)^γ.
+    pub(crate) const D_FORM_POW_OF_MSE: u32 = 2;
+    /// `loss_finalize` writes the baseline's scalars.
+    pub(crate) const D_FORM_BASELINE: u32 = 3;
+    /// The weight pass writes each token's mean squared error.
+    pub(crate) const D_FORM_TOKEN_MSE: u32 = 4;
+    /// The target is regenerated from Philox.
+    pub(crate) const TARGET_PHILOX: u32 = 0;
+    /// The target is read from a buffer.
+    pub(crate) const TARGET_BUFFER: u32 = 1;
+    /// A Philox target is ε.
+    pub(crate) const TARGET_EPSILON: u32 = 0;
+    /// A Philox target is the velocity ε − x0.
+    pub(crate) const TARGET_VELOCITY: u32 = 1;
+    /// Every constant by name, for the test that compares them with the WGSL.
+    #[cfg(test)]
+    pub(crate) const ALL: [(&str, u32); 9] = [
+        ("D_FORM_MEAN_ABS_POW", D_FORM_MEAN_ABS_POW),
+        ("D_FORM_POW_OF_RMS", D_FORM_POW_OF_RMS),
+        ("D_FORM_POW_OF_MSE", D_FORM_POW_OF_MSE),
+        ("D_FORM_BASELINE", D_FORM_BASELINE),
+        ("D_FORM_TOKEN_MSE", D_FORM_TOKEN_MSE),
+        ("TARGET_PHILOX", TARGET_PHILOX),
+        ("TARGET_BUFFER", TARGET_BUFFER),
+        ("TARGET_EPSILON", TARGET_EPSILON),
+        ("TARGET_VELOCITY", TARGET_VELOCITY),
+    ];
+}
+use wgsl::*;
 
 /// Compiled pipelines of the loss family for one device.
 ///
@@ -281,9 +313,9 @@ impl LossKernels {
         params.gamma = imba.gamma;
         params.lambda = imba.lambda;
         params.d_form = match imba.form {
-            DForm::MeanAbsPow => 0,
-            DForm::PowOfRms => 1,
-            DForm::PowOfMse => 2,
+            DForm::MeanAbsPow => D_FORM_MEAN_ABS_POW,
+            DForm::PowOfRms => D_FORM_POW_OF_RMS,
+            DForm::PowOfMse => D_FORM_POW_OF_MSE,
         };
         params.normalize = (imba.normalize == Normalize::BatchMean) as u32;
         params.weights_from_buffer = (given || imba.needs_weight_pass()) as u32;
@@ -459,7 +491,7 @@ impl LossKernels {
                         geometry.token_shape()
                     )));
                 }
-                p.target_source = 0;
+                p.target_source = TARGET_PHILOX;
                 p.tokens_per_thread = tokens_per_thread(geometry);
                 p.channels = geometry.channels;
                 p.height = geometry.height;
@@ -468,10 +500,10 @@ impl LossKernels {
                 p.seed = seed;
                 p.step = step;
                 match (kind, x0) {
-                    (TargetKind::Epsilon, _) => p.target_kind = 0,
+                    (TargetKind::Epsilon, _) => p.target_kind = TARGET_EPSILON,
                     (TargetKind::Velocity, Some(x0)) => {
                         common::check_storage(device, "x0", x0, geometry.elements() * 4)?;
-                        p.target_kind = 1;
+                        p.target_kind = TARGET_VELOCITY;
                     }
                     (TargetKind::Velocity, None) => {
                         return Err(Error::Param(
@@ -482,7 +514,7 @@ impl LossKernels {
             }
             Source::Explicit(t) => {
                 common::check_storage(device, "target", t, s.elements() * 4)?;
-                p.target_source = 1;
+                p.target_source = TARGET_BUFFER;
             }
         }
         Ok(p)
