@@ -163,7 +163,11 @@ impl<'g> StepBench<'g> {
     fn record_model(&self, enc: &mut wgpu::CommandEncoder) -> Result<()> {
         let dev = &self.gpu.device;
         let (dit, acts, pb) = (&self.dit, &self.acts, &self.patches);
-        dit.record_forward(dev, enc, acts, pb, None)?;
+        let pass = crate::model::LossPass {
+            tap: None,
+            dout: &self.dual.dout,
+            inject: None,
+        };
         let target = Target::Explicit((&self.target).into());
         let how = crate::objectives::ComputedWeights {
             target,
@@ -171,8 +175,9 @@ impl<'g> StepBench<'g> {
             time: None,
             across: None,
         };
-        self.dual.record(dev, enc, &self.loss, acts, how)?;
-        dit.record_backward(dev, enc, acts, pb, &self.dual.dout, None)
+        dit.record_with_loss(dev, enc, acts, pb, pass, |enc| {
+            self.dual.record(dev, enc, &self.loss, acts, how)
+        })
     }
 
     fn record_optimiser(&self, enc: &mut wgpu::CommandEncoder) -> Result<()> {

@@ -14,7 +14,7 @@ pub mod sincos;
 pub mod tokens;
 
 pub use config::DitConfig;
-pub use dit::{Activations, Dit, DitKernels, Tap};
+pub use dit::{Activations, Dit, DitKernels, LossPass, Tap};
 pub use memory::MemoryReport;
 pub use optimizer::{Optimizer, OptimizerSettings, OptimizerState};
 pub use params::{ParamLayout, Tensor};

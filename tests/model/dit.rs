@@ -6,7 +6,7 @@
 use crate::common;
 use common::*;
 use imba::kernels::{ImbaParams, LossKernels, Target, TokenShape, NO_LABEL};
-use imba::model::{Activations, Dit, DitConfig, ParamLayout};
+use imba::model::{Activations, Dit, DitConfig, LossPass, ParamLayout};
 use imba::objectives::DualLoss;
 use imba::reference::{dit as rdit, embed, loss as rloss};
 
@@ -113,22 +113,21 @@ fn gpu_dit_matches_reference_dual_forward_imba_loss_and_gradients() {
     let (pb, tb) = (g.upload("patches", &c.patches), g.upload("target", &target));
     let params = ImbaParams::default();
     let mut enc = g.encoder();
-    dit.record_forward(dev, &mut enc, &acts, &pb, None).unwrap();
-    dual.record(
-        dev,
-        &mut enc,
-        &loss_kernels,
-        &acts,
-        imba::objectives::ComputedWeights {
-            target: Target::Explicit((&tb).into()),
-            params: &params,
-            time: None,
-            across: None,
-        },
-    )
+    let pass = LossPass {
+        tap: None,
+        dout: &dual.dout,
+        inject: None,
+    };
+    let how = imba::objectives::ComputedWeights {
+        target: Target::Explicit((&tb).into()),
+        params: &params,
+        time: None,
+        across: None,
+    };
+    dit.record_with_loss(dev, &mut enc, &acts, &pb, pass, |enc| {
+        dual.record(dev, enc, &loss_kernels, &acts, how)
+    })
     .unwrap();
-    dit.record_backward(dev, &mut enc, &acts, &pb, &dual.dout, None)
-        .unwrap();
     g.submit_and_wait(enc).unwrap();
 
     let flat = f64s(&c.params);

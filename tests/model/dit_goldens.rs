@@ -8,7 +8,7 @@
 use crate::common;
 use common::*;
 use imba::kernels::{ImbaParams, LossKernels, Paths, Target};
-use imba::model::{checkpoint, tokens, Activations, Dit, DitConfig, ParamLayout};
+use imba::model::{checkpoint, tokens, Activations, Dit, DitConfig, LossPass, ParamLayout};
 use imba::objectives::DualLoss;
 use imba::reference::{dit as rdit, embed};
 use safetensors::{Dtype, SafeTensors};
@@ -181,22 +181,21 @@ fn dit_step_matches_goldens(paths: Paths) {
         g.upload("noise", &gd.target),
     );
     let mut enc = g.encoder();
-    dit.record_forward(dev, &mut enc, &acts, &pb, None).unwrap();
-    dual.record(
-        dev,
-        &mut enc,
-        &lk,
-        &acts,
-        imba::objectives::ComputedWeights {
-            target: Target::Explicit((&tb).into()),
-            params: &ImbaParams::default(),
-            time: None,
-            across: None,
-        },
-    )
+    let pass = LossPass {
+        tap: None,
+        dout: &dual.dout,
+        inject: None,
+    };
+    let how = imba::objectives::ComputedWeights {
+        target: Target::Explicit((&tb).into()),
+        params: &ImbaParams::default(),
+        time: None,
+        across: None,
+    };
+    dit.record_with_loss(dev, &mut enc, &acts, &pb, pass, |enc| {
+        dual.record(dev, enc, &lk, &acts, how)
+    })
     .unwrap();
-    dit.record_backward(dev, &mut enc, &acts, &pb, &dual.dout, None)
-        .unwrap();
     g.submit_and_wait(enc).unwrap();
     let out = f64s(&g.read::<f32>(&acts.out, gd.out_tokens.len()).unwrap());
     let e = rel(&out, &gd.out_tokens);
@@ -369,19 +368,15 @@ fn gpu_objectives_match_pytorch_goldens() {
             g.upload("target", &gd.target),
         );
         let mut enc = g.encoder();
-        dit.record_forward(dev, &mut enc, &acts, &pb, pl.tap())
-            .unwrap();
-        pl.record(
-            dev,
-            &mut enc,
-            &lk,
-            &acts,
-            Target::Explicit((&tb).into()),
-            true,
-        )
+        let pass = LossPass {
+            tap: pl.tap(),
+            dout: &pl.dout,
+            inject: pl.inject(),
+        };
+        dit.record_with_loss(dev, &mut enc, &acts, &pb, pass, |enc| {
+            pl.record(dev, enc, &lk, &acts, Target::Explicit((&tb).into()), true)
+        })
         .unwrap();
-        dit.record_backward(dev, &mut enc, &acts, &pb, &pl.dout, pl.inject())
-            .unwrap();
         g.submit_and_wait(enc).unwrap();
         let s = g.read::<f32>(&pl.scalars, 3).unwrap();
         assert_scalar(

@@ -7,7 +7,7 @@
 use crate::common;
 use common::*;
 use imba::kernels::{LossKernels, Target, NO_LABEL};
-use imba::model::{Activations, Dit, DitConfig, ParamLayout};
+use imba::model::{Activations, Dit, DitConfig, LossPass, ParamLayout};
 use imba::objectives::{PairKind, PairLoss};
 use imba::reference::{contrastive as rcon, dit as rdit, embed, loss as rloss, pair as rpair};
 use imba::train::{setup, TrainOptions, Trainer};
@@ -174,19 +174,15 @@ fn gpu_objectives_match_reference() {
             g.upload("target", &c.target),
         );
         let mut enc = g.encoder();
-        dit.record_forward(dev, &mut enc, &acts, &pb, pl.tap())
-            .unwrap();
-        pl.record(
-            dev,
-            &mut enc,
-            &lk,
-            &acts,
-            Target::Explicit((&tb).into()),
-            true,
-        )
+        let pass = LossPass {
+            tap: pl.tap(),
+            dout: &pl.dout,
+            inject: pl.inject(),
+        };
+        dit.record_with_loss(dev, &mut enc, &acts, &pb, pass, |enc| {
+            pl.record(dev, enc, &lk, &acts, Target::Explicit((&tb).into()), true)
+        })
         .unwrap();
-        dit.record_backward(dev, &mut enc, &acts, &pb, &pl.dout, pl.inject())
-            .unwrap();
         g.submit_and_wait(enc).unwrap();
 
         let flat = f64s(&c.params);

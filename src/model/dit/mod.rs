@@ -202,6 +202,25 @@ impl Dit {
         pass.final_layer(enc)
     }
 
+    /// One training pass as data flows: the forward (copying out `loss.tap`), then `record`
+    /// (the loss on `acts.out`, which leaves ∂L/∂out in `loss.dout`), then the backward
+    /// (adding `loss.inject` at its block). The one place where the trainer, the benchmarks
+    /// and the tests put the three together.
+    pub fn record_with_loss<'a>(
+        &self,
+        dev: &wgpu::Device,
+        enc: &mut wgpu::CommandEncoder,
+        acts: &Activations,
+        patches: impl Into<Region<'a>>,
+        loss: LossPass,
+        record: impl FnOnce(&mut wgpu::CommandEncoder) -> Result<()>,
+    ) -> Result<()> {
+        let patches = patches.into();
+        self.record_forward(dev, enc, acts, patches, loss.tap)?;
+        record(enc)?;
+        self.record_backward(dev, enc, acts, patches, loss.dout, loss.inject)
+    }
+
     /// The backward from ∂L/∂out (R·N, p²·C): overwrites every tensor of `self.grads`. Needs
     /// the activations of the forward just recorded with the same `patches`. With `inject`,
     /// `inject.buffer` holds ∂L/∂(residual stream after block `inject.block`), R·N·D values,
@@ -281,4 +300,17 @@ pub struct Tap<'a> {
     pub block: u32,
     /// R·N·D values (R = the activations' rows).
     pub buffer: &'a wgpu::Buffer,
+}
+
+/// What a loss between the forward and the backward needs from them (see
+/// [`Dit::record_with_loss`]): the block output the forward copies out, the buffer where the
+/// loss leaves ∂L/∂out, and the gradient the backward adds at a block.
+#[derive(Clone, Copy)]
+pub struct LossPass<'a> {
+    /// The block output the forward copies out (CCUA's features), if any.
+    pub tap: Option<Tap<'a>>,
+    /// ∂L/∂out, written by the loss.
+    pub dout: &'a wgpu::Buffer,
+    /// The gradient the backward adds at the tapped block, if any.
+    pub inject: Option<Tap<'a>>,
 }

@@ -18,7 +18,7 @@ use super::TrainConfig;
 use crate::data::Dataset;
 use crate::gpu::Gpu;
 use crate::kernels::{LossKernels, TokenShape};
-use crate::model::{Activations, Dit, DitConfig, Optimizer, ParamLayout};
+use crate::model::{Activations, Dit, DitConfig, LossPass, Optimizer, ParamLayout};
 use crate::objectives::{self, StepInputs};
 use crate::parallel::{Collective, Shard, Single};
 use crate::{Error, Result};
@@ -382,17 +382,23 @@ impl<'g> Trainer<'g> {
             first_sample: self.shard.first(),
         };
         let target = self.noisy.record_noise(dev, enc, &draw)?;
-        let (o, acts, tokens) = (&self.objective, &self.acts, &self.noisy.tokens);
-        self.dit.record_forward(dev, enc, acts, tokens, o.tap())?;
+        let (o, acts, loss) = (&self.objective, &self.acts, &self.loss);
+        let pass = LossPass {
+            tap: o.tap(),
+            dout: o.dout(),
+            inject: o.inject(),
+        };
         let batch = objectives::StepBatch {
             inputs,
             across: across.map(|a| a as &mut dyn crate::kernels::ShardSum),
         };
-        o.record(dev, enc, &self.loss, acts, target, batch)?;
-        self.readback
-            .record_token_mse(dev, enc, &self.loss, &acts.out, target)?;
+        let tokens = &self.noisy.tokens;
         self.dit
-            .record_backward(dev, enc, acts, tokens, o.dout(), o.inject())
+            .record_with_loss(dev, enc, acts, tokens, pass, |enc| {
+                o.record(dev, enc, loss, acts, target, batch)?;
+                self.readback
+                    .record_token_mse(dev, enc, loss, &acts.out, target)
+            })
     }
 
     /// Gradient norm and clip, AdamW and EMA for step `s`; returns its learning rate.
