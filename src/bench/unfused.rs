@@ -3,7 +3,7 @@
 //! independently written check of it. It implements the token-wise, unnormalised variant
 //! (every D form) with an ε target (Philox or explicit).
 
-use crate::kernels::common::{self, Slot};
+use crate::kernels::common::{self};
 use crate::kernels::{
     DForm, Granularity, ImbaParams, Normalize, ReduceArgs, ReduceKernel, Target, TargetKind,
     TokenShape,
@@ -132,17 +132,7 @@ pub struct UnfusedArgs<'a> {
 
 impl UnfusedImba {
     pub fn new(device: &wgpu::Device) -> Result<Self> {
-        let layout = common::layout(
-            device,
-            "unfused",
-            &[
-                (0, Slot::Uniform),
-                (1, Slot::Read),
-                (2, Slot::Read),
-                (3, Slot::ReadWrite),
-                (4, Slot::Uniform),
-            ],
-        )?;
+        let layout = common::family_layout(device, "unfused")?;
         let pipes = common::Pipelines::new(device, "unfused", &layout, &ENTRIES)?;
         Ok(Self {
             layout,

@@ -1,7 +1,7 @@
 //! Launcher of `shaders/activation.wgsl`: tanh-GELU and SiLU, forward and backward, over a
 //! flat array of `n` values.
 
-use super::common::{self, Pipelines, Region, Slot, Write};
+use super::common::{self, Pipelines, Region, Write};
 use crate::{Error, Result};
 
 /// Which nonlinearity.
@@ -75,12 +75,7 @@ pub struct ActivationKernels {
 impl ActivationKernels {
     /// The activation pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
-        use Slot::*;
-        let layout = common::layout(
-            device,
-            "activation",
-            &[(0, Uniform), (1, Read), (2, Read), (3, ReadWrite)],
-        )?;
+        let layout = common::family_layout(device, "activation")?;
         let entries = [
             "gelu_forward",
             "gelu_backward",

@@ -1,7 +1,7 @@
 //! Launcher of `shaders/contrastive.wgsl`: CCUA's unconditional contrastive loss on B
 //! feature rows, and its gradient with respect to the rows.
 
-use super::common::{self, Region, Slot};
+use super::common::{self, Region};
 use crate::{Error, Result};
 
 #[repr(C)]
@@ -57,20 +57,7 @@ pub struct ContrastiveKernels {
 impl ContrastiveKernels {
     /// The contrastive pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
-        use Slot::*;
-        let layout = common::layout(
-            device,
-            "contrastive",
-            &[
-                (0, Uniform),
-                (1, Read),
-                (2, Read),
-                (3, ReadWrite),
-                (4, ReadWrite),
-                (5, ReadWrite),
-                (6, ReadWrite),
-            ],
-        )?;
+        let layout = common::family_layout(device, "contrastive")?;
         let entries = ["gram_rows", "ucl", "ucl_backward"];
         Ok(Self {
             binder: Default::default(),

@@ -3,7 +3,7 @@
 //! backwards (fold the repeats, scatter into the label table deterministically).
 
 use super::common::Write;
-use super::common::{self, Region, Slot};
+use super::common::{self, Region};
 use crate::{Error, Result};
 
 /// A label slot that holds no concept.
@@ -123,18 +123,7 @@ pub struct LabelBackwardArgs<'a> {
 impl EmbedKernels {
     /// The embedding pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
-        use Slot::*;
-        let layout = common::layout(
-            device,
-            "embed",
-            &[
-                (0, Uniform),
-                (1, Read),
-                (2, Read),
-                (3, Read),
-                (4, ReadWrite),
-            ],
-        )?;
+        let layout = common::family_layout(device, "embed")?;
         let pipelines = common::Pipelines::new(device, "embed", &layout, &ENTRIES)?;
         Ok(Self {
             binder: Default::default(),

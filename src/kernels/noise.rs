@@ -1,7 +1,7 @@
 //! Launchers of `shaders/noise.wgsl`: the fused forward process into patch tokens, normals,
 //! raw Philox words, and label dropout.
 
-use super::common::{self, Region, Slot};
+use super::common::{self, Region};
 use super::ImageGeometry;
 use crate::{Error, Result};
 
@@ -144,19 +144,7 @@ pub struct NormalsArgs<'a> {
 impl NoiseKernels {
     /// The noise pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
-        let layout = common::layout(
-            device,
-            "noise",
-            &[
-                (0, Slot::Uniform),
-                (1, Slot::Read),
-                (2, Slot::Read),
-                (3, Slot::Read),
-                (4, Slot::ReadWrite),
-                (5, Slot::ReadWrite),
-                (6, Slot::Read),
-            ],
-        )?;
+        let layout = common::family_layout(device, "noise")?;
         let pipelines = common::Pipelines::new(
             device,
             "noise",

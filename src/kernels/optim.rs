@@ -1,7 +1,7 @@
 //! Launcher of `shaders/optim.wgsl`: global gradient norm (with the clip factor), AdamW and
 //! EMA over flat parameter buffers.
 
-use super::common::{self, Region, Slot};
+use super::common::{self, Region};
 use crate::{Error, Result};
 
 /// AdamW hyper-parameters.
@@ -104,19 +104,7 @@ pub struct EmaArgs<'a> {
 impl OptimKernels {
     /// The optimiser pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
-        use Slot::*;
-        let layout = common::layout(
-            device,
-            "optim",
-            &[
-                (0, Uniform),
-                (1, Read),
-                (2, Read),
-                (3, ReadWrite),
-                (4, ReadWrite),
-                (5, ReadWrite),
-            ],
-        )?;
+        let layout = common::family_layout(device, "optim")?;
         let pipelines = common::Pipelines::new(device, "optim", &layout, &ENTRIES)?;
         let partials = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("grad-norm-partials"),

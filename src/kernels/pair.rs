@@ -1,7 +1,7 @@
 //! Launcher of `shaders/pair.wgsl`: the regulariser between the two halves of a dual
 //! forward (CBDM's and CCUA's), its gradients into both halves and its value.
 
-use super::common::{self, Region, Slot};
+use super::common::{self, Region};
 use crate::{Error, Result};
 
 #[repr(C)]
@@ -52,19 +52,7 @@ pub struct PairKernels {
 impl PairKernels {
     /// The pair-loss pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
-        use Slot::*;
-        let layout = common::layout(
-            device,
-            "pair",
-            &[
-                (0, Uniform),
-                (1, Read),
-                (2, Read),
-                (3, ReadWrite),
-                (4, ReadWrite),
-                (5, ReadWrite),
-            ],
-        )?;
+        let layout = common::family_layout(device, "pair")?;
         let entries = ["pair_grad", "pair_finalize"];
         Ok(Self {
             binder: Default::default(),

@@ -1,6 +1,6 @@
 //! Launcher of `shaders/reduce.wgsl`: deterministic multi-pass sums to one vec4.
 
-use super::common::{self, Region, Slot};
+use super::common::{self, Region};
 use crate::{Error, Result};
 
 /// Items each workgroup adds (64 invocations × 16 items each).
@@ -41,11 +41,7 @@ pub struct ReduceArgs<'a> {
 impl ReduceKernel {
     /// The reduction pipeline for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
-        let layout = common::layout(
-            device,
-            "reduce",
-            &[(0, Slot::Uniform), (1, Slot::Read), (2, Slot::ReadWrite)],
-        )?;
+        let layout = common::family_layout(device, "reduce")?;
         let pipeline = common::pipeline(device, "reduce", &layout, "sum_items", &[])?;
         Ok(Self {
             layout,

@@ -12,7 +12,7 @@
 //!   llvmpipe compiles into gathers instead of per-lane load loops. Chosen on CPU adapters
 //!   when dim and head_dim are multiples of 4.
 
-use super::common::{self, Region, Slot};
+use super::common::{self, Region};
 use super::linear_texture::{self, LinearTextures};
 use super::Paths;
 use texture_path::TexturePath;
@@ -181,41 +181,14 @@ impl AttentionKernels {
 
     /// The kernels of `paths`, where `device` supports them (else the portable kernels).
     pub fn with_paths(device: &wgpu::Device, paths: Paths) -> Result<Self> {
-        use Slot::*;
-        let layout = common::layout(
-            device,
-            "attention",
-            &[
-                (0, Uniform),
-                (1, Read),
-                (2, Read),
-                (3, Read),
-                (4, ReadWrite),
-                (5, ReadWrite),
-                (6, Read),
-            ],
-        )?;
+        let layout = common::family_layout(device, "attention")?;
         let pipelines = common::Pipelines::new(device, "attention", &layout, &ENTRIES)?;
         let tiled = match paths {
             Paths::Tiled => TiledPath::new(device, &layout),
             _ => None,
         };
         let texture = if paths == Paths::Texture && Self::texture_path_supported(device) {
-            let layout = common::layout(
-                device,
-                "attention-texture",
-                &[
-                    (0, Uniform),
-                    (1, Read),
-                    (2, Read),
-                    (3, ReadWrite),
-                    (4, ReadWrite),
-                    (5, ReadTexture),
-                    (6, ReadTexture),
-                    (7, ReadTexture),
-                    (8, WriteTexture),
-                ],
-            )?;
+            let layout = common::family_layout(device, "attention_texture")?;
             let pipelines =
                 common::Pipelines::new(device, "attention_texture", &layout, &TEX_ENTRIES)?;
             Some(TexturePath {

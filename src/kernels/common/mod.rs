@@ -144,6 +144,52 @@ pub(crate) fn layout(device: &wgpu::Device, label: &str, slots: &[(u32, Slot)]) 
     })))
 }
 
+/// The bindings `family`'s WGSL declares, with their access: `var<uniform>` a uniform,
+/// `var<storage, read>` read, `var<storage, read_write>` read-write, a read-only or
+/// write-only storage texture. The one place a single-layout family's bindings are written
+/// is its shader; its launcher takes the layout from here ([`family_layout`]).
+pub(crate) fn declared_slots(family: &str) -> Result<Vec<(u32, Slot)>> {
+    let source = crate::shaders::source(family)?;
+    let module = naga::front::wgsl::parse_str(&source).map_err(|e| Error::Shader {
+        name: family.into(),
+        message: e.emit_to_string(&source),
+    })?;
+    let mut slots: Vec<(u32, Slot)> = module
+        .global_variables
+        .iter()
+        .filter_map(|(_, g)| {
+            let binding = g.binding.as_ref()?.binding;
+            let slot = match g.space {
+                naga::AddressSpace::Uniform => Slot::Uniform,
+                naga::AddressSpace::Storage { access } => {
+                    if access.contains(naga::StorageAccess::STORE) {
+                        Slot::ReadWrite
+                    } else {
+                        Slot::Read
+                    }
+                }
+                naga::AddressSpace::Handle => match module.types[g.ty].inner {
+                    naga::TypeInner::Image {
+                        class: naga::ImageClass::Storage { access, .. },
+                        ..
+                    } if access.contains(naga::StorageAccess::STORE) => Slot::WriteTexture,
+                    _ => Slot::ReadTexture,
+                },
+                _ => return None,
+            };
+            Some((binding, slot))
+        })
+        .collect();
+    slots.sort_by_key(|s| s.0);
+    Ok(slots)
+}
+
+/// The layout of a family whose shader declares exactly the bindings of its one layout (see
+/// [`declared_slots`]).
+pub(crate) fn family_layout(device: &wgpu::Device, family: &str) -> Result<Layout> {
+    layout(device, family, &declared_slots(family)?)
+}
+
 fn raw_layout(device: &wgpu::Device, label: &str, slots: &[(u32, Slot)]) -> wgpu::BindGroupLayout {
     let entries: Vec<_> = slots
         .iter()
@@ -512,5 +558,21 @@ mod region_tests {
         let far = super::Region::new(&buffer, u64::MAX - 255);
         let e = super::check_storage(&device, "x", far, 4096).unwrap_err();
         assert!(e.to_string().contains("passes the end"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod declared_tests {
+    use super::{declared_slots, Slot};
+
+    /// The bindings are read from the shader with their access, textures included.
+    #[test]
+    fn a_shaders_bindings_are_read_with_their_access() {
+        let noise = declared_slots("noise").unwrap();
+        assert_eq!(noise[0], (0, Slot::Uniform));
+        assert!(noise.contains(&(4, Slot::ReadWrite)) && noise.contains(&(6, Slot::Read)));
+        let tex = declared_slots("attention_texture").unwrap();
+        assert!(tex.contains(&(5, Slot::ReadTexture)) && tex.contains(&(8, Slot::WriteTexture)));
+        assert!(declared_slots("no_such_family").is_err());
     }
 }

@@ -5,7 +5,7 @@
 //! variants need D of other tokens before any gradient can be written, so they first run a
 //! weight pass (and a per-sample mean and/or a batch sum), then the same fused pass reading D.
 
-use super::common::{self, Slot};
+use super::common::{self};
 use super::{ImageGeometry, Region, TokenShape};
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -94,22 +94,7 @@ struct Bindings<'a> {
 impl LossKernels {
     /// The loss pipelines for `device`; the vector path's specialisations are made on first use.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
-        use Slot::*;
-        let layout = common::layout(
-            device,
-            "loss",
-            &[
-                (0, Uniform),
-                (1, Read),
-                (2, Read),
-                (3, Read),
-                (4, ReadWrite),
-                (5, ReadWrite),
-                (6, ReadWrite),
-                (7, ReadWrite),
-                (8, ReadWrite),
-            ],
-        )?;
+        let layout = common::family_layout(device, "loss")?;
         let pipelines = common::Pipelines::new(
             device,
             "loss",

@@ -1,7 +1,7 @@
 //! Launcher of `shaders/time_norm.wgsl`: IMBA's D divided by its running mean within the
 //! sample's timestep bucket (an imba extension; docs/design.md#timestep-normalised-d).
 
-use crate::kernels::common::{self, Slot};
+use crate::kernels::common::{self};
 use crate::kernels::TokenShape;
 use crate::{Error, Result};
 
@@ -97,17 +97,7 @@ pub(crate) struct TimeNormKernel {
 
 impl TimeNormKernel {
     pub(crate) fn new(device: &wgpu::Device) -> Result<Self> {
-        let layout = common::layout(
-            device,
-            "time_norm",
-            &[
-                (0, Slot::Uniform),
-                (1, Slot::ReadWrite),
-                (2, Slot::Read),
-                (3, Slot::ReadWrite),
-                (4, Slot::ReadWrite),
-            ],
-        )?;
+        let layout = common::family_layout(device, "time_norm")?;
         let entries = ["time_norm_sums", "time_norm_apply"];
         Ok(Self {
             pipelines: common::Pipelines::new(device, "time_norm", &layout, &entries)?,

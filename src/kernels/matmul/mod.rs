@@ -154,17 +154,7 @@ impl MatmulKernels {
     /// The kernels of `paths`, where `device` supports them (else the portable kernel).
     pub fn with_paths(device: &wgpu::Device, paths: Paths) -> Result<Self> {
         use Slot::*;
-        let layout = common::layout(
-            device,
-            "matmul",
-            &[
-                (0, Uniform),
-                (1, Read),
-                (2, Read),
-                (3, Read),
-                (4, ReadWrite),
-            ],
-        )?;
+        let layout = common::family_layout(device, "matmul")?;
         let portable = common::pipeline(device, "matmul", &layout, "matmul_portable", &[])?;
         let tiled = match paths {
             Paths::Tiled => TiledPath::new(device, &layout)?,
