@@ -231,7 +231,7 @@ impl Gpu {
                     ))
                     })?,
             };
-        Self::from_adapter_with(instance, adapter, options.limits)?.with_paths(options.paths)
+        Ok(Self::from_adapter_with(instance, adapter, options.limits)?.with_paths(options.paths))
     }
 
     /// The adapter of one rank of a data-parallel job on this machine: the adapter whose name
@@ -254,14 +254,16 @@ impl Gpu {
         let mut same: Vec<wgpu::Adapter> =
             adapters.into_iter().filter(|a| kind(a) == best).collect();
         let pick = local_rank % same.len();
-        Self::from_adapter_with(instance, same.swap_remove(pick), options.limits)?
-            .with_paths(options.paths)
+        Ok(
+            Self::from_adapter_with(instance, same.swap_remove(pick), options.limits)?
+                .with_paths(options.paths),
+        )
     }
 
     /// This device with `paths` for the workflow's models, where given.
-    fn with_paths(mut self, paths: Option<paths::Paths>) -> Result<Self> {
+    fn with_paths(mut self, paths: Option<paths::Paths>) -> Self {
         self.paths = paths.unwrap_or(self.paths);
-        Ok(self)
+        self
     }
 
     /// Opens a device on `adapter` with its full limits and the optional features it has.

@@ -267,15 +267,9 @@ fn alias_error(
 
 /// The WGSL variable name of each binding of a shader family (for error messages).
 fn binding_names(family: &str) -> HashMap<u32, String> {
-    let Ok(source) = crate::shaders::source(family) else {
-        return HashMap::new();
-    };
-    let Ok(module) = naga::front::wgsl::parse_str(&source) else {
-        return HashMap::new();
-    };
-    module
-        .global_variables
-        .iter()
-        .filter_map(|(_, g)| Some((g.binding.as_ref()?.binding, g.name.clone()?)))
+    super::declared_bindings(family)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(binding, name, _)| (binding, name))
         .collect()
 }

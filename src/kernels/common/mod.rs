@@ -149,39 +149,46 @@ pub(crate) fn layout(device: &wgpu::Device, label: &str, slots: &[(u32, Slot)]) 
 /// write-only storage texture. The one place a single-layout family's bindings are written
 /// is its shader; its launcher takes the layout from here ([`family_layout`]).
 pub(crate) fn declared_slots(family: &str) -> Result<Vec<(u32, Slot)>> {
+    let mut slots: Vec<(u32, Slot)> = declared_bindings(family)?
+        .into_iter()
+        .filter_map(|(binding, _, slot)| Some((binding, slot?)))
+        .collect();
+    slots.sort_by_key(|s| s.0);
+    Ok(slots)
+}
+
+/// Every binding `family`'s WGSL declares: its number, its variable's name and, for the
+/// kinds our layouts use, its slot. What [`declared_slots`] and the aliasing errors' names
+/// both read.
+pub(crate) fn declared_bindings(family: &str) -> Result<Vec<(u32, String, Option<Slot>)>> {
     let source = crate::shaders::source(family)?;
     let module = naga::front::wgsl::parse_str(&source).map_err(|e| Error::Shader {
         name: family.into(),
         message: e.emit_to_string(&source),
     })?;
-    let mut slots: Vec<(u32, Slot)> = module
+    let slot_of = |g: &naga::GlobalVariable| match g.space {
+        naga::AddressSpace::Uniform => Some(Slot::Uniform),
+        naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => {
+            Some(Slot::ReadWrite)
+        }
+        naga::AddressSpace::Storage { .. } => Some(Slot::Read),
+        naga::AddressSpace::Handle => match module.types[g.ty].inner {
+            naga::TypeInner::Image {
+                class: naga::ImageClass::Storage { access, .. },
+                ..
+            } if access.contains(naga::StorageAccess::STORE) => Some(Slot::WriteTexture),
+            _ => Some(Slot::ReadTexture),
+        },
+        _ => None,
+    };
+    Ok(module
         .global_variables
         .iter()
         .filter_map(|(_, g)| {
             let binding = g.binding.as_ref()?.binding;
-            let slot = match g.space {
-                naga::AddressSpace::Uniform => Slot::Uniform,
-                naga::AddressSpace::Storage { access } => {
-                    if access.contains(naga::StorageAccess::STORE) {
-                        Slot::ReadWrite
-                    } else {
-                        Slot::Read
-                    }
-                }
-                naga::AddressSpace::Handle => match module.types[g.ty].inner {
-                    naga::TypeInner::Image {
-                        class: naga::ImageClass::Storage { access, .. },
-                        ..
-                    } if access.contains(naga::StorageAccess::STORE) => Slot::WriteTexture,
-                    _ => Slot::ReadTexture,
-                },
-                _ => return None,
-            };
-            Some((binding, slot))
+            Some((binding, g.name.clone().unwrap_or_default(), slot_of(g)))
         })
-        .collect();
-    slots.sort_by_key(|s| s.0);
-    Ok(slots)
+        .collect())
 }
 
 /// The layout of a family whose shader declares exactly the bindings of its one layout (see

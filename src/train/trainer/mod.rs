@@ -256,14 +256,7 @@ impl<'g> Trainer<'g> {
         self.upload(local)?;
         let mut enc = self.gpu.encoder();
         let mut across = self.ranks.step(self.gpu);
-        self.record_model(&mut enc, local, across.as_mut())?;
-        if let Some(across) = across.as_mut() {
-            // The mean of the ranks' gradients (each a mean over its shard) is the whole
-            // batch's: clipping and AdamW then see the same values on every rank.
-            let (n, scale) = (self.dit.layout.total, 1.0 / self.shard.ranks as f32);
-            across.reduce(&mut enc, &self.dit.grads, n, scale)?;
-        }
-        let lr = self.record_optimiser(&mut enc, s)?;
+        let lr = self.record(&mut enc, local, across.as_mut())?;
         let read =
             self.readback
                 .submit_and_read(self.gpu, enc, self.objective.as_ref(), &self.optim)?;
@@ -296,8 +289,7 @@ impl<'g> Trainer<'g> {
         let inputs = self.batches.inputs(s, &self.data, self.objective.as_ref());
         self.upload(&inputs)?;
         let mut enc = self.gpu.encoder();
-        self.record_model(&mut enc, &inputs, None)?;
-        self.record_optimiser(&mut enc, s)?;
+        self.record(&mut enc, &inputs, None)?;
         drop(enc.finish());
         Ok(RecordCost {
             ms: start.elapsed().as_secs_f64() * 1e3,
@@ -399,6 +391,24 @@ impl<'g> Trainer<'g> {
                 self.readback
                     .record_token_mse(dev, enc, loss, &acts.out, target)
             })
+    }
+
+    /// Everything a step records for `inputs` (this rank's): the forward, loss and backward;
+    /// in a data-parallel job the mean of the ranks' gradients (each a mean over its shard is
+    /// the whole batch's, so clipping and AdamW see the same values on every rank); the
+    /// update. Returns the step's learning rate.
+    fn record(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        inputs: &StepInputs,
+        mut across: Option<&mut DeviceSum>,
+    ) -> Result<f32> {
+        self.record_model(enc, inputs, across.as_deref_mut())?;
+        if let Some(across) = across {
+            let (n, scale) = (self.dit.layout.total, 1.0 / self.shard.ranks as f32);
+            across.reduce(enc, &self.dit.grads, n, scale)?;
+        }
+        self.record_optimiser(enc, inputs.step)
     }
 
     /// Gradient norm and clip, AdamW and EMA for step `s`; returns its learning rate.
