@@ -3,12 +3,13 @@
 //! one step costs the host alone (the step's launches recorded, not submitted).
 
 use crate::gpu::Gpu;
-use crate::train::{setup, Objective, TrainOptions, Trainer};
+use crate::objectives::ObjectiveKind;
+use crate::train::{setup, TrainOptions, Trainer};
 use crate::Result;
 
 /// One objective's timing.
 pub struct TrainRow {
-    pub objective: Objective,
+    pub objective: ObjectiveKind,
     /// Images per step.
     pub batch: u32,
     /// Forward rows per step (2·batch for the dual objectives).
@@ -27,7 +28,7 @@ pub struct TrainRow {
 pub fn train_steps(
     gpu: &Gpu,
     opts: &TrainOptions,
-    objectives: &[Objective],
+    objectives: &[ObjectiveKind],
     warmup: usize,
     reps: usize,
 ) -> Result<(String, Vec<TrainRow>)> {

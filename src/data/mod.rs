@@ -71,9 +71,7 @@ impl Dataset {
 
     /// The distinct label rows of the set, sorted.
     pub fn distinct_label_rows(&self) -> Vec<Vec<u32>> {
-        let mut rows: Vec<Vec<u32>> = (0..self.len())
-            .map(|i| self.labels_of(i).to_vec())
-            .collect();
+        let mut rows = self.image_label_rows();
         rows.sort();
         rows.dedup();
         rows
@@ -88,6 +86,11 @@ impl Dataset {
             }
         }
         counts
+    }
+
+    /// Every image's label row, in order.
+    pub fn image_label_rows(&self) -> Vec<Vec<u32>> {
+        (0..self.len()).map(|i| self.labels_of(i).to_vec()).collect()
     }
 
     /// Checks sizes, label ranges and finiteness, naming the first bad image.
@@ -241,4 +244,16 @@ pub fn buckets(freq: &[usize]) -> Vec<usize> {
         b[k] = 3 * r / freq.len();
     }
     b
+}
+
+impl crate::objectives::registry::LabelSource for Dataset {
+    fn label_counts(&self) -> Vec<usize> {
+        Dataset::label_counts(self)
+    }
+    fn image_label_rows(&self) -> Vec<Vec<u32>> {
+        Dataset::image_label_rows(self)
+    }
+    fn distinct_label_rows(&self) -> Vec<Vec<u32>> {
+        Dataset::distinct_label_rows(self)
+    }
 }

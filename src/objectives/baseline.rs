@@ -1,10 +1,23 @@
 //! Plain DiT training: one pass of B rows whose labels were dropped to ∅ per sample, and the
 //! MSE of the prediction against the target.
 
+use super::registry::{no_check, splits, BuildArgs, Registration};
 use super::{Objective, StepBatch, StepInputs};
 use crate::kernels::{LossKernels, LossWorkspace, MseLossArgs, Target, TokenShape};
 use crate::model::{dit::buffer, Activations, DitConfig};
 use crate::Result;
+
+/// Plain DiT training: one pass, labels dropped per sample.
+pub const REGISTRATION: Registration = Registration {
+    name: "baseline",
+    about: "plain DiT training: one pass of B rows, labels dropped to ∅ with label_dropout",
+    repeats: 1,
+    reads: |_, key| key == "label_dropout",
+    check: no_check,
+    logs_d: false,
+    unsplittable: splits,
+    build: |a: &BuildArgs| Ok(Box::new(Baseline::new(a.device, a.loss, a.model, a.batch)?)),
+};
 
 /// The baseline's buffers for one model and batch.
 pub struct Baseline {

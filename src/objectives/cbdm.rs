@@ -3,6 +3,7 @@
 //! two predictions. With probability `uncond` a whole step trains unconditionally and skips
 //! the regulariser.
 
+use super::registry::{no_check, splits, BuildArgs, Registration};
 use super::{Objective, PairKind, PairLoss, StepBatch, StepInputs};
 use crate::kernels::noise::dropout_threshold;
 use crate::kernels::{LossKernels, Target};
@@ -13,6 +14,43 @@ use crate::Result;
 /// Philox stream of CBDM's extra labels y' (counter b) and of its whole-batch unconditional
 /// draw (counter B, one per step).
 const STREAM_CBDM: u32 = 3;
+
+/// CBDM: a second forward with a drawn label y' and the pull between the two predictions.
+pub const REGISTRATION: Registration = Registration {
+    name: "cbdm",
+    about: "CBDM (Qin et al. 2023): a second forward with a label y' drawn from a prior, \
+            and the (t/T)-weighted pull between the two predictions",
+    repeats: 2,
+    reads: |_, key| key.starts_with("cbdm_"),
+    check: no_check,
+    logs_d: false,
+    unsplittable: splits,
+    build: |a: &BuildArgs| {
+        let spec = CbdmSpec {
+            batch: a.batch,
+            seed: a.settings.seed,
+            tau: a.settings.cbdm_tau,
+            uncond: a.settings.cbdm_uncond,
+            prior_rows: match a.settings.cbdm_prior {
+                CbdmPrior::Uniform => a.labels.distinct_label_rows(),
+                CbdmPrior::Frequency => a.labels.image_label_rows(),
+            },
+        };
+        Ok(Box::new(Cbdm::new(a.device, a.loss, a.model, spec)?))
+    },
+};
+
+/// CBDM's distribution of the extra label y'.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "workflow", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum CbdmPrior {
+    /// The training labels' frequencies: y' is the label (list) of a random training image,
+    /// as the official code does when training from scratch.
+    Frequency,
+    /// Uniform over the label (lists) present in the training data (its fine-tune mode).
+    Uniform,
+}
 
 /// CBDM's settings.
 #[derive(Clone, Debug, PartialEq)]

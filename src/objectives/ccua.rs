@@ -2,10 +2,40 @@
 //! rows' features after block ⌊depth/4⌋ and the (t/T)-weighted alignment of the two
 //! predictions. The first half keeps DiT's per-sample label dropout.
 
+use super::registry::{BuildArgs, Registration, Unsplittable};
 use super::{Objective, PairKind, PairLoss, StepBatch, StepInputs};
 use crate::kernels::{LossKernels, Target};
 use crate::model::{Activations, DitConfig, Tap};
 use crate::Result;
+
+/// CCUA: a ∅ forward with gradient, a contrastive loss on its features and the alignment.
+pub const REGISTRATION: Registration = Registration {
+    name: "ccua",
+    about: "CCUA (Chen et al. 2025): a ∅ forward with gradient, an unconditional \
+            contrastive loss on one block's features and the (t/T)-weighted alignment",
+    repeats: 2,
+    reads: |_, key| key == "label_dropout" || key.starts_with("ccua_"),
+    check: |_, batch| {
+        if batch < 2 {
+            return Err(crate::Error::Config(
+                "`batch` must be at least 2 for CCUA (its contrastive loss compares samples)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    },
+    logs_d: false,
+    unsplittable: |_| {
+        Some(Unsplittable {
+            why: "CCUA's contrastive loss takes its negatives from the whole batch",
+            fix: "train it in one process",
+        })
+    },
+    build: |a: &BuildArgs| {
+        let spec = a.settings.ccua;
+        Ok(Box::new(Ccua::new(a.device, a.loss, a.model, a.batch, spec)?))
+    },
+};
 
 /// CCUA's weights.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -1,11 +1,64 @@
 //! IMBA: the fused concept-balancing loss on the dual forward (labels, then ∅). γ = 0 is the
 //! dual baseline (D ≡ 1, the same compute); `Granularity::Sample` the sample-wise ablation.
 
+use super::registry::{no_check, splits, BuildArgs, Registration, Settings, Unsplittable};
 use super::{DualLoss, Objective, StepBatch, StepInputs};
 use crate::kernels::{time_bucket, ImbaParams, LossKernels, Normalize, Target, TimeBuckets};
 use crate::model::dit::buffer;
 use crate::model::{Activations, DitConfig};
 use crate::Result;
+
+/// IMBA: the weight D on the dual forward, its monitor read back every step.
+pub const REGISTRATION: Registration = Registration {
+    name: "imba",
+    about: "IMBA: the dual forward (labels and ∅) with the weight D",
+    repeats: 2,
+    reads: |s, key| match key {
+        "gamma" | "lambda" | "d_form" | "normalize" | "granularity" => true,
+        "time_buckets" | "time_decay" => s.imba.normalize == Normalize::TBucket,
+        _ => false,
+    },
+    check: no_check,
+    logs_d: true,
+    unsplittable: |s| {
+        (s.imba.normalize == Normalize::BatchMean).then_some(Unsplittable {
+            why: "IMBA with `normalize = batch-mean` divides D by the whole batch's mean",
+            fix: "train it in one process, or use `normalize = t-bucket` (summed over ranks)",
+        })
+    },
+    build: |a: &BuildArgs| build(a, a.settings.imba, true),
+};
+
+/// The dual baseline: IMBA's compute and λ mix with D ≡ 1 (γ = 0, no normalisation).
+pub const DUAL_BASELINE: Registration = Registration {
+    name: "dual-baseline",
+    about: "the dual forward with γ = 0 (D ≡ 1): IMBA's compute without its weighting",
+    repeats: 2,
+    reads: |_, key| key == "lambda",
+    check: no_check,
+    logs_d: false,
+    unsplittable: splits,
+    build: |a: &BuildArgs| build(a, dual_baseline_params(a.settings), false),
+};
+
+/// D ≡ 1 needs no normalisation: the control runs the published pass.
+fn dual_baseline_params(s: &Settings) -> ImbaParams {
+    ImbaParams {
+        gamma: 0.0,
+        normalize: Normalize::None,
+        ..s.imba
+    }
+}
+
+fn build(a: &BuildArgs, params: ImbaParams, monitor: bool) -> Result<Box<dyn super::Objective>> {
+    let spec = ImbaSpec {
+        params,
+        monitor,
+        time_buckets: a.settings.time_buckets,
+        time_decay: a.settings.time_decay,
+    };
+    Ok(Box::new(Imba::new(a.device, a.loss, a.model, a.batch, spec)?))
+}
 
 /// IMBA (or the dual baseline) for one model and batch.
 pub struct Imba {

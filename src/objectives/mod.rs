@@ -21,16 +21,18 @@ mod ccua;
 mod dual;
 mod imba;
 mod pair;
+pub mod registry;
 pub mod reweighted;
 mod step;
 pub mod weight_rules;
 
 pub use baseline::Baseline;
-pub use cbdm::{Cbdm, CbdmSpec};
+pub use cbdm::{Cbdm, CbdmPrior, CbdmSpec};
 pub use ccua::{Ccua, CcuaSpec};
 pub use dual::{ComputedWeights, DualLoss, GivenWeights};
 pub use imba::{Imba, ImbaSpec};
 pub use pair::{PairKind, PairLoss};
+pub use registry::{ObjectiveKind, Registration, Settings, REGISTERED};
 pub use reweighted::Reweighted;
 pub use step::{
     draw_timestep, draw_timesteps, labels_or_null, model_timesteps, null_row, time_fractions,

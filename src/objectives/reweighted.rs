@@ -4,6 +4,7 @@
 //! baseline; only the conditional term's weights differ.
 
 use super::weight_rules::{HostWeights, Samples, WeightRule};
+use super::registry::{no_check, BuildArgs, Registration, Settings, Unsplittable};
 use super::{DualLoss, Objective, StepBatch, StepInputs};
 use crate::kernels::{time_bucket, ImbaParams, LossKernels, Target};
 use crate::model::dit::buffer;
@@ -12,6 +13,45 @@ use crate::Result;
 
 /// Philox salt of the shuffled rule's draws.
 const SHUFFLE_SALT: u32 = 0x5_4ff1e;
+
+/// The dual loss with host-chosen weights per sample.
+pub const REGISTRATION: Registration = Registration {
+    name: "reweighted",
+    about: "the dual forward with λ's mix and a weight per sample chosen on the host by \
+            weight_rule (class-mean D, inverse frequency, or the shuffled-D placebo)",
+    repeats: 2,
+    reads: |s, key| match key {
+        "lambda" | "weight_rule" => true,
+        "gamma" | "d_form" | "time_buckets" | "time_decay" => learns_from_d(s),
+        _ => false,
+    },
+    check: no_check,
+    logs_d: false,
+    unsplittable: |_| {
+        Some(Unsplittable {
+            why: "the reweighted objective draws each step's weights on one host for the \
+                  whole batch",
+            fix: "train it in one process",
+        })
+    },
+    build: |a: &BuildArgs| {
+        let spec = ReweightedSpec {
+            rule: a.settings.weight_rule,
+            counts: &a.labels.label_counts(),
+            params: a.settings.imba,
+            buckets: a.settings.time_buckets,
+            decay: a.settings.time_decay,
+            seed: a.settings.seed,
+        };
+        Ok(Box::new(Reweighted::new(a.device, a.loss, a.model, a.batch, &spec)?))
+    },
+};
+
+/// Whether the rule weighs samples from IMBA's D (class-mean or shuffled), so that D's γ,
+/// form and timestep buckets shape the run.
+fn learns_from_d(s: &Settings) -> bool {
+    s.weight_rule != WeightRule::InverseFrequency
+}
 
 /// A host-weighted dual loss for one model and batch.
 pub struct Reweighted {

@@ -5,64 +5,11 @@
 use crate::data::Profile;
 use crate::diffusion::Process;
 use crate::kernels::{DForm, Granularity, ImbaParams, Normalize};
+pub use crate::objectives::{CbdmPrior, ObjectiveKind};
 use crate::objectives::WeightRule;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-
-/// The training objective.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Objective {
-    /// Plain DiT training: one pass of B rows, labels dropped to ∅ with `label_dropout`.
-    Baseline,
-    /// IMBA: the dual forward (y and ∅) with the weight D (γ, λ, form, normalisation,
-    /// granularity).
-    Imba,
-    /// The dual forward with γ = 0 (D ≡ 1): IMBA's compute without its weighting.
-    DualBaseline,
-    /// CBDM (Qin et al. 2023): a second forward with a label y' drawn from a prior, and
-    /// the regulariser (t/T)·τ·[(ε_c − sg ε_y')² + ¼(sg ε_c − ε_y')²].
-    Cbdm,
-    /// CCUA (Chen et al. 2025): a ∅ forward with gradient, an unconditional contrastive loss
-    /// on one block's ∅ features and the alignment (t/T)·(ε_c − ε_u)².
-    Ccua,
-    /// The dual forward with λ's mix and a weight per sample chosen on the host by
-    /// `weight_rule` (class-mean D, inverse frequency, or the shuffled-D placebo) in place of
-    /// IMBA's D.
-    Reweighted,
-}
-
-/// CBDM's distribution of the extra label y'.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum CbdmPrior {
-    /// The training labels' frequencies: y' is the label (list) of a random training image,
-    /// as the official code does when training from scratch.
-    Frequency,
-    /// Uniform over the label (lists) present in the training data (its fine-tune mode).
-    Uniform,
-}
-
-impl Objective {
-    /// Rows per sample in the forward: 2 for the dual objectives.
-    pub fn repeats(self) -> u32 {
-        match self {
-            Objective::Baseline => 1,
-            _ => 2,
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Objective::Baseline => "baseline",
-            Objective::Imba => "imba",
-            Objective::DualBaseline => "dual-baseline",
-            Objective::Cbdm => "cbdm",
-            Objective::Ccua => "ccua",
-            Objective::Reweighted => "reweighted",
-        }
-    }
-}
 
 /// The data set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -214,7 +161,7 @@ options! {
     // ---- objective ----
     /// Training objective [default: imba]
     #[arg(value_enum)]
-    objective: Objective = Objective::Imba,
+    objective: ObjectiveKind = ObjectiveKind::default(),
     /// IMBA exponent γ of D (0 gives D ≡ 1) [default: 0.8]
     gamma: f32 = 0.8,
     /// IMBA mix λ: L = λ·L_c + (1−λ)·L_u [default: 0.9]
@@ -509,14 +456,10 @@ impl TrainConfig {
                 format!("must be a finite number > 0, got {}", c.ccua_tau),
             ));
         }
-        if c.objective == Objective::Ccua && c.batch < 2 {
-            return Err(bad(
-                "batch",
-                "must be at least 2 for CCUA (its contrastive loss compares samples)".into(),
-            ));
-        }
+        let settings = self.objective_settings();
+        (c.objective.registration().check)(&settings, c.batch)?;
         bounds::guidance("guidance", c.guidance)?;
-        self.imba_params().validate()?;
+        settings.imba.validate()?;
         let max = crate::kernels::MAX_TIME_BUCKETS;
         if !(1..=max).contains(&c.time_buckets) {
             return Err(bad(
@@ -596,7 +539,10 @@ impl TrainConfig {
 
     /// Whether this config's data set and objective read option `name`.
     pub fn reads(&self, name: &str) -> bool {
-        let (o, ds) = (self.objective, self.dataset);
+        let ds = self.dataset;
+        if crate::objectives::registry::OPTIONS.contains(&name) {
+            return (self.objective.registration().reads)(&self.objective_settings(), name);
+        }
         match name {
             "classes" => ds == DatasetKind::Toy2d,
             "concepts" | "jitter" => ds == DatasetKind::Shapes,
@@ -607,20 +553,6 @@ impl TrainConfig {
             ),
             "image_size" => matches!(ds, DatasetKind::Shapes | DatasetKind::Folder),
             "permute_frequencies" => ds != DatasetKind::Toy2d,
-            "label_dropout" => matches!(o, Objective::Baseline | Objective::Ccua),
-            "lambda" => matches!(
-                o,
-                Objective::Imba | Objective::DualBaseline | Objective::Reweighted
-            ),
-            "normalize" | "granularity" => o == Objective::Imba,
-            "gamma" | "d_form" => o == Objective::Imba || self.reweighted_by_d(),
-            "time_buckets" | "time_decay" => {
-                (o == Objective::Imba && self.normalize == Normalize::TBucket)
-                    || self.reweighted_by_d()
-            }
-            "weight_rule" => o == Objective::Reweighted,
-            n if n.starts_with("cbdm_") => o == Objective::Cbdm,
-            n if n.starts_with("ccua_") => o == Objective::Ccua,
             _ => true,
         }
     }
@@ -662,29 +594,29 @@ impl TrainConfig {
         }
     }
 
-    /// Whether the objective weighs samples on the host from IMBA's D (class-mean or
-    /// shuffled), so that D's γ, form and timestep buckets shape the run.
-    fn reweighted_by_d(&self) -> bool {
-        self.objective == Objective::Reweighted && self.weight_rule != WeightRule::InverseFrequency
-    }
-
-    /// The IMBA loss parameters (γ = 0 for the dual baseline).
-    pub fn imba_params(&self) -> ImbaParams {
-        ImbaParams {
-            gamma: if self.objective == Objective::DualBaseline {
-                0.0
-            } else {
-                self.gamma
+    /// The options objectives read, as the objectives' registrations take them.
+    pub fn objective_settings(&self) -> crate::objectives::Settings {
+        crate::objectives::Settings {
+            imba: ImbaParams {
+                gamma: self.gamma,
+                lambda: self.lambda,
+                form: self.d_form,
+                normalize: self.normalize,
+                granularity: self.granularity,
             },
-            lambda: self.lambda,
-            form: self.d_form,
-            // D ≡ 1 needs no normalisation: the control runs the published pass.
-            normalize: if self.objective == Objective::DualBaseline {
-                Normalize::None
-            } else {
-                self.normalize
+            time_buckets: self.time_buckets,
+            time_decay: self.time_decay,
+            weight_rule: self.weight_rule,
+            label_dropout: self.label_dropout,
+            cbdm_tau: self.cbdm_tau,
+            cbdm_prior: self.cbdm_prior,
+            cbdm_uncond: self.cbdm_uncond,
+            ccua: crate::objectives::CcuaSpec {
+                alpha: self.ccua_alpha,
+                gamma: self.ccua_gamma,
+                tau: self.ccua_tau,
             },
-            granularity: self.granularity,
+            seed: self.seed,
         }
     }
 
@@ -706,7 +638,7 @@ mod tests {
     #[test]
     fn only_options_the_objective_reads_make_runs_differ() {
         let dual = TrainConfig {
-            objective: Objective::DualBaseline,
+            objective: ObjectiveKind::named("dual-baseline").unwrap(),
             normalize: Normalize::None,
             ..TrainConfig::default()
         };
@@ -723,11 +655,11 @@ mod tests {
         };
         assert_eq!(other.run_differences(&lr), ["lr"]);
         let imba = TrainConfig {
-            objective: Objective::Imba,
+            objective: ObjectiveKind::named("imba").unwrap(),
             ..dual.clone()
         };
         let imba_t = TrainConfig {
-            objective: Objective::Imba,
+            objective: ObjectiveKind::named("imba").unwrap(),
             ..other
         };
         assert_eq!(imba.run_differences(&imba_t), ["gamma", "normalize"]);

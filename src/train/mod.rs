@@ -7,7 +7,7 @@ pub mod output_folder;
 pub mod time_monitor;
 
 pub use crate::diffusion::Process;
-pub use config::{DatasetKind, Objective, TrainConfig, TrainOptions};
+pub use config::{DatasetKind, ObjectiveKind, TrainConfig, TrainOptions};
 pub mod setup;
 pub mod state;
 pub mod stop;

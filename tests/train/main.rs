@@ -6,5 +6,6 @@ mod common;
 
 mod eval;
 mod invdiff;
+mod registry;
 mod seedselect;
 mod train;

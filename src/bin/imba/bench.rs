@@ -20,7 +20,7 @@ pub enum BenchCommand {
             value_delimiter = ',',
             default_value = "baseline,dual-baseline,imba,cbdm,ccua"
         )]
-        objectives: Vec<imba::train::Objective>,
+        objectives: Vec<imba::objectives::ObjectiveKind>,
         /// Timed steps per objective (median reported).
         #[arg(long, default_value_t = 10)]
         reps: usize,

@@ -28,10 +28,10 @@ impl Logs {
                 .map_err(|e| Error::io(path, "cannot open the log", e))
         };
         let (log_path, d_path) = (run.log(), run.d_log());
-        // The D monitor runs for IMBA only: elsewhere D is 1 or absent.
-        let d_log = match config.objective {
-            crate::train::Objective::Imba => Some(open(&d_path)?),
-            _ => None,
+        // The D monitor's log, for objectives whose D is IMBA's: elsewhere D is 1 or absent.
+        let d_log = match config.objective.registration().logs_d {
+            true => Some(open(&d_path)?),
+            false => None,
         };
         let t_path = run.t_log();
         Ok(Self {

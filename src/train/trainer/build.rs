@@ -9,8 +9,6 @@ use crate::kernels::LossKernels;
 use crate::model::{DitConfig, OptimizerState, ParamLayout};
 use crate::objectives;
 use crate::parallel::Shard;
-use crate::train::config::CbdmPrior;
-use crate::train::Objective;
 use crate::{Error, Result};
 
 /// Refuses a config, model and data that cannot train together on `gpu`, naming the problem:
@@ -130,53 +128,15 @@ pub(super) fn build_objective(
     model: &DitConfig,
     data: &Dataset,
 ) -> Result<Box<dyn objectives::Objective>> {
-    Ok(match config.objective {
-        Objective::Baseline => Box::new(objectives::Baseline::new(dev, loss, model, b)?),
-        Objective::Imba | Objective::DualBaseline => {
-            let spec = objectives::ImbaSpec {
-                params: config.imba_params(),
-                monitor: config.objective == Objective::Imba,
-                time_buckets: config.time_buckets,
-                time_decay: config.time_decay,
-            };
-            Box::new(objectives::Imba::new(dev, loss, model, b, spec)?)
-        }
-        Objective::Cbdm => {
-            let prior_rows = match config.cbdm_prior {
-                CbdmPrior::Uniform => data.distinct_label_rows(),
-                CbdmPrior::Frequency => (0..data.len())
-                    .map(|i| data.labels_of(i).to_vec())
-                    .collect(),
-            };
-            let spec = objectives::CbdmSpec {
-                batch: b,
-                seed: config.seed,
-                tau: config.cbdm_tau,
-                uncond: config.cbdm_uncond,
-                prior_rows,
-            };
-            Box::new(objectives::Cbdm::new(dev, loss, model, spec)?)
-        }
-        Objective::Ccua => {
-            let spec = objectives::CcuaSpec {
-                alpha: config.ccua_alpha,
-                gamma: config.ccua_gamma,
-                tau: config.ccua_tau,
-            };
-            Box::new(objectives::Ccua::new(dev, loss, model, b, spec)?)
-        }
-        Objective::Reweighted => {
-            let spec = objectives::reweighted::ReweightedSpec {
-                rule: config.weight_rule,
-                counts: &data.label_counts(),
-                params: config.imba_params(),
-                buckets: config.time_buckets,
-                decay: config.time_decay,
-                seed: config.seed,
-            };
-            Box::new(objectives::Reweighted::new(dev, loss, model, b, &spec)?)
-        }
-    })
+    let args = objectives::registry::BuildArgs {
+        device: dev,
+        loss,
+        model,
+        batch: b,
+        settings: &config.objective_settings(),
+        labels: data,
+    };
+    (config.objective.registration().build)(&args)
 }
 
 /// Refuses a model and batch whose training state would not fit: on a CPU adapter its memory
@@ -206,25 +166,11 @@ pub(super) fn check_memory(
 /// sum (CCUA's contrastive negatives, IMBA's batch-mean D), and shards that would not start on
 /// a Philox quad.
 pub(super) fn check_parallel(config: &TrainConfig, model: &DitConfig, shard: Shard) -> Result<()> {
-    let one_process = "train it in one process";
-    let coupled = match config.objective {
-        Objective::Ccua => Some((
-            "CCUA's contrastive loss takes its negatives from the whole batch",
-            one_process,
-        )),
-        Objective::Imba if config.normalize == crate::kernels::Normalize::BatchMean => Some((
-            "IMBA with `normalize = batch-mean` divides D by the whole batch's mean",
-            "train it in one process, or use `normalize = t-bucket` (summed over ranks)",
-        )),
-        Objective::Reweighted => Some((
-            "the reweighted objective draws each step's weights on one host for the whole batch",
-            one_process,
-        )),
-        _ => None,
-    };
-    if let Some((why, fix)) = coupled {
+    let registration = config.objective.registration();
+    if let Some(no) = (registration.unsplittable)(&config.objective_settings()) {
         return Err(Error::Config(format!(
-            "{why}, which a data-parallel job does not split over ranks; {fix}"
+            "{}, which a data-parallel job does not split over ranks; {}",
+            no.why, no.fix
         )));
     }
     let geometry = model.geometry(shard.len);

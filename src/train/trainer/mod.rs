@@ -150,7 +150,10 @@ impl<'g> Trainer<'g> {
         let token_shape = TokenShape::new(b, model.tokens(), model.token_dim());
         let mut objective = build::build_objective(dev, &loss, &config, b, &model, &data)?;
         build::restore_objective_state(gpu, objective.as_mut(), &state)?;
-        let monitored = Self::monitored(&config, &model, b);
+        // D (B·N, B the shard's samples) read back for the D monitor or a weight rule.
+        let monitored = objective
+            .monitored_weights()
+            .map_or(0, |_| b as u64 * model.tokens() as u64);
         let noisy = NoisyBatch::new(gpu, b, data.image_len(), token_shape.elements())?;
         let exchange = (shard.ranks > 1).then(|| {
             let largest = layout
@@ -185,16 +188,9 @@ impl<'g> Trainer<'g> {
         })
     }
 
-    /// How many D values a step reads back: B·N for IMBA (the D monitor; B the shard's
-    /// samples) and for the host weight rules that learn from D, else none.
-    fn monitored(config: &TrainConfig, model: &DitConfig, batch: u32) -> u64 {
-        let by_d = config.objective == super::Objective::Reweighted
-            && config.weight_rule != crate::objectives::WeightRule::InverseFrequency;
-        if config.objective == super::Objective::Imba || by_d {
-            batch as u64 * model.tokens() as u64
-        } else {
-            0
-        }
+    /// The objective the trainer steps.
+    pub fn objective(&self) -> &dyn crate::objectives::Objective {
+        self.objective.as_ref()
     }
 
     /// The images of step `s`'s batch: positions s·B .. s·B+B of an endless sequence of
