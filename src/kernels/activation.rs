@@ -1,7 +1,7 @@
 //! Launcher of `shaders/activation.wgsl`: tanh-GELU and SiLU, forward and backward, over a
 //! flat array of `n` values.
 
-use super::common::{self, Pipelines, Region, Write};
+use super::common::{Family, Operand, Region, Write};
 use crate::{Error, Result};
 
 /// Which nonlinearity.
@@ -66,16 +66,12 @@ struct OneActivation<'a> {
 
 /// Compiled activation pipelines for one device.
 pub struct ActivationKernels {
-    layout: crate::kernels::common::Layout,
-    pipelines: Pipelines,
-    unused: wgpu::Buffer,
-    binder: common::Binder,
+    family: Family,
 }
 
 impl ActivationKernels {
     /// The activation pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
-        let layout = common::family_layout(device, "activation")?;
         let entries = [
             "gelu_forward",
             "gelu_backward",
@@ -83,10 +79,7 @@ impl ActivationKernels {
             "silu_backward",
         ];
         Ok(Self {
-            pipelines: Pipelines::new(device, "activation", &layout, &entries)?,
-            layout,
-            unused: common::placeholder(device),
-            binder: Default::default(),
+            family: Family::new(device, "activation", &entries, &[])?,
         })
     }
 
@@ -155,39 +148,20 @@ impl ActivationKernels {
             return Err(Error::Shape("activation over 0 values".into()));
         }
         let bytes = n as u64 * 4;
-        common::check_storage(device, "x", x, bytes)?;
-        if let Some(dy) = dy {
-            common::check_storage(device, "dy", dy, bytes)?;
-        }
-        common::check_storage(device, out_name, out, bytes)?;
-        // Aliasing by the arguments' names (the shader calls the output `out`).
-        let mut operands = vec![("x", x, bytes, false), (out_name, out, bytes, true)];
-        if let Some(dy) = dy {
-            operands.push(("dy", dy, bytes, false));
-        }
-        common::check_operands(&operands)?;
-        let (gx, gy) = common::grid(device, (n as u64).div_ceil(256))?;
-        let params = ActParams {
+        let operands = [
+            Operand::buffer("x", x, bytes),
+            Operand::maybe("dy", dy.map(|d| (d, bytes))),
+            Operand::buffer("out", out, bytes).called(out_name),
+        ];
+        let params = |groups_x| ActParams {
             n,
             accumulate: write.flag(),
-            groups_x: gx,
+            groups_x,
             pad: 0,
         };
-        let bg = self.binder.bind(
-            device,
-            &self.layout,
-            &params,
-            vec![
-                (1, common::range(x, bytes)),
-                (2, common::range_or(dy.map(|d| (d, bytes)), &self.unused)),
-                (3, common::range(out, bytes)),
-            ],
-        )?;
-        common::record_pass(
-            encoder,
-            "activation",
-            &[(self.pipelines.get(entry), &bg, (gx, gy))],
-        );
+        let groups = (n as u64).div_ceil(256);
+        self.family
+            .launch(device, encoder, entry, groups, params, &operands)?;
         Ok(())
     }
 }

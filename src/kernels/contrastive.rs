@@ -1,7 +1,7 @@
 //! Launcher of `shaders/contrastive.wgsl`: CCUA's unconditional contrastive loss on B
 //! feature rows, and its gradient with respect to the rows.
 
-use super::common::{self, Region};
+use super::common::{self, Family, Operand, Region};
 use crate::{Error, Result};
 
 #[repr(C)]
@@ -49,20 +49,15 @@ pub struct ContrastiveArgs<'a> {
 
 /// Compiled contrastive pipelines for one device.
 pub struct ContrastiveKernels {
-    layout: crate::kernels::common::Layout,
-    pipelines: common::Pipelines,
-    binder: common::Binder,
+    family: Family,
 }
 
 impl ContrastiveKernels {
     /// The contrastive pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
-        let layout = common::family_layout(device, "contrastive")?;
         let entries = ["gram_rows", "ucl", "ucl_backward"];
         Ok(Self {
-            binder: Default::default(),
-            pipelines: common::Pipelines::new(device, "contrastive", &layout, &entries)?,
-            layout,
+            family: Family::new(device, "contrastive", &entries, &[])?,
         })
     }
 
@@ -99,18 +94,14 @@ impl ContrastiveKernels {
             )));
         }
         let m = Self::matrix_bytes(a.batch);
-        let checks = [
-            ("feats", a.feats, (a.base as u64 + values) * 4, false),
-            ("weight", a.weight, a.batch as u64 * 4, false),
-            ("gram", a.gram, m, true),
-            ("coef", a.coef, m, true),
-            ("grad", a.grad, (a.out_base as u64 + values) * 4, true),
-            ("scalars", a.scalars, 16, true),
+        let operands = [
+            Operand::buffer("feats", a.feats, (a.base as u64 + values) * 4),
+            Operand::buffer("weight", a.weight, a.batch as u64 * 4),
+            Operand::buffer("gram", a.gram, m),
+            Operand::buffer("coef", a.coef, m),
+            Operand::buffer("grad", a.grad, (a.out_base as u64 + values) * 4),
+            Operand::buffer("scalars", a.scalars, 16),
         ];
-        for (name, buffer, bytes, _) in checks {
-            common::check_storage(device, name, buffer, bytes)?;
-        }
-        common::check_operands(&checks)?;
         // Pairs and values each need their own grid; the uniform holds one groups_x, so each
         // dispatch gets its own bind group.
         let mut dispatches = Vec::new();
@@ -130,16 +121,11 @@ impl ContrastiveKernels {
                 accumulate: a.accumulate as u32,
                 groups_x: gx,
             };
-            let entries = checks
-                .iter()
-                .enumerate()
-                .map(|(i, (_, b, n, _))| (i as u32 + 1, common::range(*b, *n)))
-                .collect();
-            let bg = self.binder.bind(device, &self.layout, &p, entries)?;
-            dispatches.push((self.pipelines.get(entry), bg, (gx, gy)));
+            let group = self.family.bind(device, &p, &operands)?;
+            dispatches.push((entry, group, (gx, gy)));
         }
-        let list: Vec<_> = dispatches.iter().map(|(p, b, g)| (*p, b, *g)).collect();
-        common::record_pass(encoder, "contrastive", &list);
+        let list: Vec<_> = dispatches.iter().map(|(e, b, g)| (*e, b, *g)).collect();
+        self.family.record(encoder, &list);
         Ok(())
     }
 }

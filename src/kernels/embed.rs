@@ -2,8 +2,7 @@
 //! repeated for the dual forward), the condition c = t_emb + Σ label rows, and their
 //! backwards (fold the repeats, scatter into the label table deterministically).
 
-use super::common::Write;
-use super::common::{self, Region};
+use super::common::{Family, Operand, Region, Write};
 use crate::{Error, Result};
 
 /// A label slot that holds no concept.
@@ -46,10 +45,7 @@ pub struct Labels<'a> {
 
 /// Compiled embedding pipelines for one device.
 pub struct EmbedKernels {
-    layout: crate::kernels::common::Layout,
-    pipelines: common::Pipelines,
-    unused: wgpu::Buffer,
-    binder: common::Binder,
+    family: Family,
 }
 
 /// Patch tokens plus the position embedding, repeated `repeats` times: x = [tok + pos] × repeats.
@@ -123,13 +119,8 @@ pub struct LabelBackwardArgs<'a> {
 impl EmbedKernels {
     /// The embedding pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
-        let layout = common::family_layout(device, "embed")?;
-        let pipelines = common::Pipelines::new(device, "embed", &layout, &ENTRIES)?;
         Ok(Self {
-            binder: Default::default(),
-            layout,
-            pipelines,
-            unused: common::placeholder(device),
+            family: Family::new(device, "embed", &ENTRIES, &[])?,
         })
     }
 
@@ -172,10 +163,10 @@ impl EmbedKernels {
             p,
             len as u64,
             [
-                Some(("patch", patch, len as u64 * 4)),
-                Some(("pos", pos, period as u64 * 4)),
-                None,
-                Some(("x", x, out * 4)),
+                Operand::buffer("src", patch, len as u64 * 4).called("patch"),
+                Operand::buffer("table", pos, period as u64 * 4).called("pos"),
+                Operand::unused("labels"),
+                Operand::buffer("out", x, out * 4).called("x"),
             ],
         )
     }
@@ -213,10 +204,10 @@ impl EmbedKernels {
             p,
             len as u64,
             [
-                Some(("x", x, len as u64 * repeats as u64 * 4)),
-                None,
-                None,
-                Some(("out", out, len as u64 * 4)),
+                Operand::buffer("src", x, len as u64 * repeats as u64 * 4).called("x"),
+                Operand::unused("table"),
+                Operand::unused("labels"),
+                Operand::buffer("out", out, len as u64 * 4),
             ],
         )
     }
@@ -255,10 +246,10 @@ impl EmbedKernels {
             p,
             rows * dim as u64,
             [
-                Some(("t_emb", t_emb, batch as u64 * dim as u64 * 4)),
-                Some(("table", table, table_rows as u64 * dim as u64 * 4)),
-                Some(("labels", labels.buffer, rows * labels.slots as u64 * 4)),
-                Some(("c", c, rows * dim as u64 * 4)),
+                Operand::buffer("src", t_emb, batch as u64 * dim as u64 * 4).called("t_emb"),
+                Operand::buffer("table", table, table_rows as u64 * dim as u64 * 4),
+                Operand::buffer("labels", labels.buffer, rows * labels.slots as u64 * 4),
+                Operand::buffer("out", c, rows * dim as u64 * 4).called("c"),
             ],
         )
     }
@@ -296,10 +287,10 @@ impl EmbedKernels {
             p,
             table_rows as u64 * dim as u64,
             [
-                Some(("dc", dc, rows * dim as u64 * 4)),
-                None,
-                Some(("labels", labels.buffer, rows * labels.slots as u64 * 4)),
-                Some(("dtable", dtable, table_rows as u64 * dim as u64 * 4)),
+                Operand::buffer("src", dc, rows * dim as u64 * 4).called("dc"),
+                Operand::unused("table"),
+                Operand::buffer("labels", labels.buffer, rows * labels.slots as u64 * 4),
+                Operand::buffer("out", dtable, table_rows as u64 * dim as u64 * 4).called("dtable"),
             ],
         )
     }
@@ -327,21 +318,11 @@ impl EmbedKernels {
         entry: &'static str,
         params: EmbedParams,
         invocations: u64,
-        slots: [Option<(&'static str, Region, u64)>; 4],
+        operands: [Operand; 4],
     ) -> Result<()> {
-        let bindings: Vec<_> = slots.into_iter().map(|s| (s, &self.unused)).collect();
-        let launch = common::OneLaunch {
-            label: entry,
-            layout: &self.layout,
-            pipeline: self.pipelines.get(entry),
-            binder: &self.binder,
-        };
-        launch.record(
-            device,
-            encoder,
-            invocations,
-            |groups_x| EmbedParams { groups_x, ..params },
-            &bindings,
-        )
+        let uniform = |groups_x| EmbedParams { groups_x, ..params };
+        let groups = invocations.div_ceil(64);
+        self.family
+            .launch(device, encoder, entry, groups, uniform, &operands)
     }
 }

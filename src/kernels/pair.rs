@@ -1,7 +1,7 @@
 //! Launcher of `shaders/pair.wgsl`: the regulariser between the two halves of a dual
 //! forward (CBDM's and CCUA's), its gradients into both halves and its value.
 
-use super::common::{self, Region};
+use super::common::{self, Family, Operand, Region};
 use crate::{Error, Result};
 
 #[repr(C)]
@@ -44,20 +44,15 @@ pub struct PairArgs<'a> {
 
 /// Compiled pair pipelines for one device.
 pub struct PairKernels {
-    layout: crate::kernels::common::Layout,
-    pipelines: common::Pipelines,
-    binder: common::Binder,
+    family: Family,
 }
 
 impl PairKernels {
     /// The pair-loss pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
-        let layout = common::family_layout(device, "pair")?;
         let entries = ["pair_grad", "pair_finalize"];
         Ok(Self {
-            binder: Default::default(),
-            pipelines: common::Pipelines::new(device, "pair", &layout, &entries)?,
-            layout,
+            family: Family::new(device, "pair", &entries, &[])?,
         })
     }
 
@@ -92,17 +87,13 @@ impl PairKernels {
         }
         let e = a.half as u64;
         let samples = e / a.per_sample as u64;
-        let checks = [
-            ("pred", a.pred, 2 * e * 4, false),
-            ("weight", a.weight, samples * 4, false),
-            ("dout", a.dout, 2 * e * 4, true),
-            ("partials", a.partials, Self::partials_bytes(a.half), true),
-            ("scalars", a.scalars, 16, true),
+        let operands = [
+            Operand::buffer("pred", a.pred, 2 * e * 4),
+            Operand::buffer("weight", a.weight, samples * 4),
+            Operand::buffer("dout", a.dout, 2 * e * 4),
+            Operand::buffer("partials", a.partials, Self::partials_bytes(a.half)),
+            Operand::buffer("scalars", a.scalars, 16),
         ];
-        for (name, buffer, bytes, _) in checks {
-            common::check_storage(device, name, buffer, bytes)?;
-        }
-        common::check_operands(&checks)?;
         let groups = e.div_ceil(64);
         let (gx, gy) = common::grid(device, groups)?;
         let p = PairParams {
@@ -115,18 +106,12 @@ impl PairKernels {
             groups_x: gx,
             partial_count: groups as u32,
         };
-        let entries = checks
-            .iter()
-            .enumerate()
-            .map(|(i, (_, b, n, _))| (i as u32 + 1, common::range(*b, *n)))
-            .collect();
-        let bg = self.binder.bind(device, &self.layout, &p, entries)?;
-        common::record_pass(
+        let group = self.family.bind(device, &p, &operands)?;
+        self.family.record(
             encoder,
-            "pair",
             &[
-                (self.pipelines.get("pair_grad"), &bg, (gx, gy)),
-                (self.pipelines.get("pair_finalize"), &bg, (1, 1)),
+                ("pair_grad", &group, (gx, gy)),
+                ("pair_finalize", &group, (1, 1)),
             ],
         );
         Ok(())

@@ -1,6 +1,6 @@
 //! Launcher of `shaders/reduce.wgsl`: deterministic multi-pass sums to one vec4.
 
-use super::common::{self, Region};
+use super::common::{self, Family, Operand, Region};
 use crate::{Error, Result};
 
 /// Items each workgroup adds (64 invocations × 16 items each).
@@ -17,9 +17,7 @@ pub(crate) struct ReduceParams {
 
 /// Sums `items` items of `width` (1 or 4) f32 each into one vec4, in a fixed order.
 pub struct ReduceKernel {
-    layout: crate::kernels::common::Layout,
-    pipeline: wgpu::ComputePipeline,
-    binder: common::Binder,
+    family: Family,
 }
 
 /// A deterministic sum of `items` items of `width` (1 or 4) f32 into one vec4, through two
@@ -41,12 +39,8 @@ pub struct ReduceArgs<'a> {
 impl ReduceKernel {
     /// The reduction pipeline for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
-        let layout = common::family_layout(device, "reduce")?;
-        let pipeline = common::pipeline(device, "reduce", &layout, "sum_items", &[])?;
         Ok(Self {
-            layout,
-            pipeline,
-            binder: Default::default(),
+            family: Family::new(device, "reduce", &["sum_items"], &[])?,
         })
     }
 
@@ -95,15 +89,11 @@ impl ReduceKernel {
                 chunk: CHUNK,
                 groups_x: gx,
             };
-            let bg = self.binder.bind(
-                device,
-                &self.layout,
-                &uni,
-                vec![
-                    (1, common::range(src, n as u64 * w as u64 * 4)),
-                    (2, common::range(dst, g as u64 * 16)),
-                ],
-            )?;
+            let operands = [
+                Operand::buffer("input", src, n as u64 * w as u64 * 4),
+                Operand::buffer("output", dst, g as u64 * 16),
+            ];
+            let bg = self.family.bind(device, &uni, &operands)?;
             passes.push((bg, common::grid(device, g as u64)?));
             if g == 1 {
                 break;
@@ -113,9 +103,9 @@ impl ReduceKernel {
         }
         let dispatches: Vec<_> = passes
             .iter()
-            .map(|(bg, grid)| (&self.pipeline, bg, *grid))
+            .map(|(bg, grid)| ("sum_items", bg, *grid))
             .collect();
-        common::record_pass(encoder, "reduce", &dispatches);
+        self.family.record(encoder, &dispatches);
         Ok(())
     }
 }

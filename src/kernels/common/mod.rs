@@ -6,9 +6,11 @@ use std::cell::Cell;
 use std::collections::HashMap;
 
 mod binder;
+mod family;
 mod region;
 pub use binder::release_unused_bindings;
 pub(crate) use binder::{check_operands, check_overlaps, Binder};
+pub(crate) use family::{Family, Operand};
 pub use region::Region;
 pub(crate) use region::{check_storage, range, range_or};
 
@@ -166,7 +168,19 @@ pub(crate) fn declared_bindings(family: &str) -> Result<Vec<(u32, String, Option
         name: family.into(),
         message: e.emit_to_string(&source),
     })?;
-    let slot_of = |g: &naga::GlobalVariable| match g.space {
+    Ok(module
+        .global_variables
+        .iter()
+        .filter_map(|(_, g)| {
+            let binding = g.binding.as_ref()?.binding;
+            Some((binding, g.name.clone().unwrap_or_default(), slot_of(&module, g)))
+        })
+        .collect())
+}
+
+/// The kind of slot a global variable binds, for the kinds our layouts use.
+pub(crate) fn slot_of(module: &naga::Module, g: &naga::GlobalVariable) -> Option<Slot> {
+    match g.space {
         naga::AddressSpace::Uniform => Some(Slot::Uniform),
         naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => {
             Some(Slot::ReadWrite)
@@ -180,15 +194,7 @@ pub(crate) fn declared_bindings(family: &str) -> Result<Vec<(u32, String, Option
             _ => Some(Slot::ReadTexture),
         },
         _ => None,
-    };
-    Ok(module
-        .global_variables
-        .iter()
-        .filter_map(|(_, g)| {
-            let binding = g.binding.as_ref()?.binding;
-            Some((binding, g.name.clone().unwrap_or_default(), slot_of(g)))
-        })
-        .collect())
+    }
 }
 
 /// The layout of a family whose shader declares exactly the bindings of its one layout (see

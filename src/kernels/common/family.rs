@@ -1,0 +1,341 @@
+//! A kernel family on one device, the one shape every launcher holds: the bindings its entry
+//! points use (read from the WGSL, with their names and access), their pipelines by name,
+//! specialisations made on first use and cached by (entry point, constants), the bind-group
+//! cache, and a placeholder for each binding a launch may leave unused. A launch names its
+//! operands by the shader's variable names; [`Family::bind`] checks them against the device
+//! and each other and binds them; [`Family::launch`] also lays out the grid and records.
+
+use super::{check_operands, check_storage, grid, record_pass, Binder, Layout, Region, Slot};
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// What a launch binds at one of the shader's variables.
+#[derive(Clone, Copy)]
+pub(crate) struct Operand<'a> {
+    /// The shader's variable.
+    var: &'static str,
+    /// The caller's name for it, in errors (the argument's name where it differs).
+    name: &'static str,
+    resource: Resource<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Resource<'a> {
+    Buffer(Region<'a>, u64),
+    Texture(&'a wgpu::TextureView),
+    Unused,
+}
+
+impl<'a> Operand<'a> {
+    /// `bytes` of `region` bound at the shader's variable `var`.
+    pub(crate) fn buffer(var: &'static str, region: impl Into<Region<'a>>, bytes: u64) -> Self {
+        let resource = Resource::Buffer(region.into(), bytes);
+        Self {
+            var,
+            name: var,
+            resource,
+        }
+    }
+    /// [`Self::buffer`] where given, the family's placeholder where not.
+    pub(crate) fn maybe(var: &'static str, given: Option<(Region<'a>, u64)>) -> Self {
+        match given {
+            Some((region, bytes)) => Self::buffer(var, region, bytes),
+            None => Self::unused(var),
+        }
+    }
+    /// A storage texture bound at `var`.
+    pub(crate) fn texture(var: &'static str, view: &'a wgpu::TextureView) -> Self {
+        Self {
+            var,
+            name: var,
+            resource: Resource::Texture(view),
+        }
+    }
+    /// The family's placeholder bound at `var`: this launch does not use it.
+    pub(crate) fn unused(var: &'static str) -> Self {
+        Self {
+            var,
+            name: var,
+            resource: Resource::Unused,
+        }
+    }
+    /// The operand as the caller's errors name it (e.g. `dx` for the shader's `out`).
+    pub(crate) fn called(self, name: &'static str) -> Self {
+        Self { name, ..self }
+    }
+}
+
+/// A binding of the family's layout: its number, the shader's variable and its kind.
+struct Binding {
+    number: u32,
+    var: String,
+    slot: Slot,
+}
+
+/// Specialised pipelines by (entry point, constants as (name, value bits)).
+type Specialised = HashMap<(String, Vec<(String, u64)>), wgpu::ComputePipeline>;
+
+/// One kernel family's layout, pipelines, caches and placeholders on one device.
+pub(crate) struct Family {
+    shader: &'static str,
+    layout: Layout,
+    bindings: Vec<Binding>,
+    pipelines: HashMap<&'static str, wgpu::ComputePipeline>,
+    specialised: Mutex<Specialised>,
+    binder: Binder,
+    /// One per storage buffer and read-only texture binding: every unused writable binding
+    /// needs a buffer of its own (overlapping writable bindings are refused).
+    placeholders: HashMap<u32, Placeholder>,
+}
+
+enum Placeholder {
+    Buffer(wgpu::Buffer),
+    Texture(wgpu::TextureView),
+}
+
+impl Family {
+    /// The entry points `entries` of `shader`, compiled now, and `lazy` ones compiled on first
+    /// use with their constants ([`Self::specialised`]); one layout holds every binding any
+    /// of them uses, so one bind group serves them all.
+    pub(crate) fn new(
+        device: &wgpu::Device,
+        shader: &'static str,
+        entries: &[&'static str],
+        lazy: &[&'static str],
+    ) -> Result<Self> {
+        let all: Vec<&str> = entries.iter().chain(lazy).copied().collect();
+        let bindings = used_bindings(shader, &all)?;
+        let slots: Vec<(u32, Slot)> = bindings.iter().map(|b| (b.number, b.slot)).collect();
+        let layout = super::layout(device, shader, &slots)?;
+        let compiled = super::specialised_pipelines(device, shader, &layout, entries, &[])?;
+        let placeholders = bindings
+            .iter()
+            .filter_map(|b| {
+                let p = match b.slot {
+                    Slot::Read | Slot::ReadWrite => {
+                        Placeholder::Buffer(super::placeholder(device))
+                    }
+                    Slot::ReadTexture => {
+                        Placeholder::Texture(crate::kernels::linear_texture::placeholder(device))
+                    }
+                    Slot::Uniform | Slot::WriteTexture => return None,
+                };
+                Some((b.number, p))
+            })
+            .collect();
+        Ok(Self {
+            shader,
+            layout,
+            bindings,
+            pipelines: entries.iter().copied().zip(compiled).collect(),
+            specialised: Mutex::new(HashMap::new()),
+            binder: Binder::default(),
+            placeholders,
+        })
+    }
+
+    /// The pipeline of entry point `entry` (one of those compiled when the family was made).
+    pub(crate) fn pipeline(&self, entry: &str) -> &wgpu::ComputePipeline {
+        &self.pipelines[entry]
+    }
+
+    /// The pipeline of `entry` with values for the shader's overridable constants, compiled
+    /// on first use and cached by (entry point, constants).
+    pub(crate) fn specialised(
+        &self,
+        device: &wgpu::Device,
+        entry: &'static str,
+        constants: &[(&str, f64)],
+    ) -> Result<wgpu::ComputePipeline> {
+        let key = (
+            entry.to_string(),
+            constants
+                .iter()
+                .map(|&(n, v)| (n.to_string(), v.to_bits()))
+                .collect(),
+        );
+        // Every change to the cache is one insert: a panic elsewhere leaves it whole.
+        let cached = |s: &Self| {
+            let map = s.specialised.lock().unwrap_or_else(|e| e.into_inner());
+            map.get(&key).cloned()
+        };
+        if let Some(p) = cached(self) {
+            return Ok(p);
+        }
+        // Compiled without the lock held: another thread may compile the same one, and the
+        // first insert wins.
+        let made = super::pipeline(device, self.shader, &self.layout, entry, constants)?;
+        let mut map = self.specialised.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(map.entry(key).or_insert(made).clone())
+    }
+
+    /// The bind group of `uniform` and `operands`: every binding of the layout named once by
+    /// its shader variable; each buffer checked against the device (alignment, size, the
+    /// storage-binding limit) and the buffers checked for aliasing by their callers' names.
+    pub(crate) fn bind<T: bytemuck::Pod>(
+        &self,
+        device: &wgpu::Device,
+        uniform: &T,
+        operands: &[Operand],
+    ) -> Result<wgpu::BindGroup> {
+        let mut numbered = Vec::with_capacity(operands.len());
+        for op in operands {
+            let b = self.binding(op.var)?;
+            if let Resource::Buffer(region, bytes) = op.resource {
+                check_storage(device, op.name, region, bytes)?;
+            }
+            numbered.push((b.number, b.slot, op));
+        }
+        self.check_all_bound(&numbered)?;
+        let buffers: Vec<_> = numbered
+            .iter()
+            .filter_map(|(_, slot, op)| match op.resource {
+                Resource::Buffer(r, bytes) => Some((op.name, r, bytes, *slot == Slot::ReadWrite)),
+                _ => None,
+            })
+            .collect();
+        check_operands(&buffers)?;
+        let entries = numbered
+            .iter()
+            .map(|&(number, _, op)| (number, self.resource(number, op.resource)))
+            .collect();
+        self.binder.bind(device, &self.layout, uniform, entries)
+    }
+
+    /// One dispatch of `entry` over a 2-D grid of `groups` workgroups: `uniform` is given the
+    /// grid's width (the shaders' `groups_x`), the operands are bound by [`Self::bind`].
+    pub(crate) fn launch<T: bytemuck::Pod>(
+        &self,
+        device: &wgpu::Device,
+        encoder: &mut wgpu::CommandEncoder,
+        entry: &str,
+        groups: u64,
+        uniform: impl FnOnce(u32) -> T,
+        operands: &[Operand],
+    ) -> Result<()> {
+        let (gx, gy) = grid(device, groups)?;
+        let group = self.bind(device, &uniform(gx), operands)?;
+        self.record(encoder, &[(entry, &group, (gx, gy))]);
+        Ok(())
+    }
+
+    /// One compute pass of dispatches (entry point, bind group, grid), in order.
+    pub(crate) fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        dispatches: &[(&str, &wgpu::BindGroup, (u32, u32))],
+    ) {
+        let list: Vec<_> = dispatches
+            .iter()
+            .map(|&(entry, group, grid)| (self.pipeline(entry), group, grid))
+            .collect();
+        record_pass(encoder, self.shader, &list);
+    }
+
+    fn binding(&self, var: &str) -> Result<&Binding> {
+        self.bindings.iter().find(|b| b.var == var).ok_or_else(|| {
+            Error::Launch(format!(
+                "the {} kernels have no binding `{var}` in the entry points they were made with",
+                self.shader
+            ))
+        })
+    }
+
+    /// Every binding but the parameters' (binding 0) named exactly once.
+    fn check_all_bound(&self, numbered: &[(u32, Slot, &Operand)]) -> Result<()> {
+        for b in self.bindings.iter().filter(|b| b.number != 0) {
+            let times = numbered.iter().filter(|n| n.0 == b.number).count();
+            if times != 1 {
+                return Err(Error::Launch(format!(
+                    "a launch of the {} kernels binds `{}` {times} times (once is needed)",
+                    self.shader, b.var
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn resource<'a>(&'a self, number: u32, r: Resource<'a>) -> wgpu::BindingResource<'a> {
+        match (r, self.placeholders.get(&number)) {
+            (Resource::Buffer(region, bytes), _) => super::range(region, bytes),
+            (Resource::Texture(view), _) => wgpu::BindingResource::TextureView(view),
+            (Resource::Unused, Some(Placeholder::Buffer(b))) => b.as_entire_binding(),
+            (Resource::Unused, Some(Placeholder::Texture(v))) => {
+                wgpu::BindingResource::TextureView(v)
+            }
+            (Resource::Unused, None) => unreachable!("written textures are always bound"),
+        }
+    }
+}
+
+/// Whether any of the entry points `indices` reads or writes global `handle`.
+fn handle_used(
+    info: &naga::valid::ModuleInfo,
+    indices: &[usize],
+    handle: naga::Handle<naga::GlobalVariable>,
+) -> bool {
+    indices
+        .iter()
+        .any(|&i| !info.get_entry_point(i)[handle].is_empty())
+}
+
+/// The bindings that `entries` of `shader` use (naga's analysis of the globals each entry
+/// point reads or writes), with their variable names and access, ordered by number; the
+/// uniform at binding 0 is always among them (every launch binds its parameters).
+fn used_bindings(shader: &str, entries: &[&str]) -> Result<Vec<Binding>> {
+    let source = crate::shaders::source(shader)?;
+    let err = |message: String| Error::Shader {
+        name: shader.into(),
+        message,
+    };
+    let module =
+        naga::front::wgsl::parse_str(&source).map_err(|e| err(e.emit_to_string(&source)))?;
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .map_err(|e| err(e.emit_to_string(&source)))?;
+    let mut indices = Vec::new();
+    for entry in entries {
+        let i = module.entry_points.iter().position(|e| e.name == *entry);
+        indices.push(i.ok_or_else(|| err(format!("no entry point `{entry}`")))?);
+    }
+    let binding = |handle, g: &naga::GlobalVariable| {
+        Some(Binding {
+            number: g.binding.as_ref()?.binding,
+            var: g.name.clone().unwrap_or_default(),
+            slot: super::slot_of(&module, g)?,
+        })
+        .filter(|_| handle_used(&info, &indices, handle))
+    };
+    let mut out: Vec<Binding> = module
+        .global_variables
+        .iter()
+        .filter_map(|(handle, g)| binding(handle, g))
+        .collect();
+    // Every launch binds its parameters at 0, also where an entry point reads none.
+    if !out.iter().any(|b| b.number == 0) {
+        let uniform = module.global_variables.iter().find(|(_, g)| {
+            g.binding.as_ref().is_some_and(|b| b.binding == 0)
+                && g.space == naga::AddressSpace::Uniform
+        });
+        if let Some((_, g)) = uniform {
+            out.push(Binding {
+                number: 0,
+                var: g.name.clone().unwrap_or_default(),
+                slot: Slot::Uniform,
+            });
+        }
+    }
+    out.sort_by_key(|b| b.number);
+    if let Some(w) = out.windows(2).find(|w| w[0].number == w[1].number) {
+        return Err(err(format!(
+            "`{}` and `{}` share binding {} and entry points {entries:?} use both; make \
+             two families",
+            w[0].var, w[1].var, w[0].number
+        )));
+    }
+    Ok(out)
+}
