@@ -236,6 +236,14 @@ impl UnfusedImba {
         let mut geo = Geometry::default();
         let eps: &wgpu::Buffer = match target {
             Target::Philox {
+                first_sample: 1..,
+                ..
+            } => {
+                return Err(Error::Param(
+                    "the unfused chain draws whole batches only, not a shard's target".into(),
+                ))
+            }
+            Target::Philox {
                 seed,
                 step,
                 geometry,
@@ -264,11 +272,6 @@ impl UnfusedImba {
                     total: geometry.elements() as u32,
                 };
                 &ws.eps
-            }
-            Target::PhiloxShard { .. } => {
-                return Err(Error::Param(
-                    "the unfused chain draws whole batches only, not a shard's target".into(),
-                ))
             }
             Target::Explicit(t) => {
                 common::check_storage(device, "target", t, nk)?;

@@ -1,7 +1,7 @@
 //! Launchers of `shaders/noise.wgsl`: the fused forward process into patch tokens, normals,
 //! raw Philox words, and label dropout.
 
-use super::common::{self, Region};
+use super::common::{self, Family, Operand, Region};
 use super::ImageGeometry;
 use crate::{Error, Result};
 
@@ -42,6 +42,12 @@ pub struct NoiseArgs<'a> {
     pub timesteps: Region<'a>,
     /// Output: x_t as patch tokens (B, N, C·p·p), channel order (c, i, j).
     pub out_tokens: Region<'a>,
+    /// The batch's first sample within a larger batch drawn with the same (seed, step): 0
+    /// for a whole batch; for a shard (data-parallel training gives each process one), its
+    /// B samples are samples `first_sample..first_sample + B` of that batch and their
+    /// tokens equal those rows of the whole batch's launch, bit for bit.
+    /// `first_sample`·C·H·W must be a multiple of 4 (shards start on a Philox quad).
+    pub first_sample: u32,
 }
 
 #[repr(C)]
@@ -70,12 +76,7 @@ pub(crate) struct NoiseParams {
 
 /// Compiled pipelines of the noise family for one device.
 pub struct NoiseKernels {
-    layout: crate::kernels::common::Layout,
-    pipelines: common::Pipelines,
-    unused_read: wgpu::Buffer,
-    unused_f32: wgpu::Buffer,
-    unused_u32: wgpu::Buffer,
-    binder: common::Binder,
+    family: Family,
 }
 
 const WG: u64 = 64;
@@ -114,20 +115,6 @@ pub struct LabelDropoutArgs<'a> {
     pub labels_out: Region<'a>,
 }
 
-/// A bound buffer and the bytes the launch uses, or an unused slot.
-type Sized<'a> = Option<(Region<'a>, u64)>;
-
-/// One dispatch of the family: the entry point, its parameters and workgroups, and what
-/// it reads (slots 1, 2, 3 and 6) and writes (the f32 and u32 outputs).
-struct Dispatch<'a> {
-    entry: &'static str,
-    params: NoiseParams,
-    groups: u64,
-    reads: [Sized<'a>; 4],
-    out_f32: Sized<'a>,
-    out_u32: Sized<'a>,
-}
-
 /// `count` standard normals of Philox stream 0 keyed by (seed, step), flat indices 0..count.
 #[derive(Clone, Copy)]
 pub struct NormalsArgs<'a> {
@@ -144,92 +131,44 @@ pub struct NormalsArgs<'a> {
 impl NoiseKernels {
     /// The noise pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
-        let layout = common::family_layout(device, "noise")?;
-        let pipelines = common::Pipelines::new(
-            device,
-            "noise",
-            &layout,
-            &[
-                "noise_to_tokens",
-                "normals",
-                "philox_words",
-                "label_dropout",
-            ],
-        )?;
+        let entries = [
+            "noise_to_tokens",
+            "normals",
+            "philox_words",
+            "label_dropout",
+        ];
         Ok(Self {
-            binder: Default::default(),
-            pipelines,
-            layout,
-            unused_read: common::placeholder(device),
-            unused_f32: common::placeholder(device),
-            unused_u32: common::placeholder(device),
+            family: Family::new(device, "noise", &entries, &[])?,
         })
     }
 
-    /// Binds the seven slots, placeholders where `None`, and records one dispatch.
-    fn dispatch(
+    /// One dispatch of `entry` over `groups` workgroups with `params` and `operands`.
+    fn launch(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
-        d: Dispatch,
+        entry: &str,
+        params: NoiseParams,
+        groups: u64,
+        operands: &[Operand],
     ) -> Result<()> {
-        let Dispatch {
-            entry,
-            mut params,
-            groups,
-            reads,
-            out_f32,
-            out_u32,
-        } = d;
-        let (gx, gy) = common::grid(device, groups)?;
-        params.groups_x = gx;
-        let bg = self.binder.bind(
-            device,
-            &self.layout,
-            &params,
-            vec![
-                (1, common::range_or(reads[0], &self.unused_read)),
-                (2, common::range_or(reads[1], &self.unused_read)),
-                (3, common::range_or(reads[2], &self.unused_read)),
-                (4, common::range_or(out_f32, &self.unused_f32)),
-                (5, common::range_or(out_u32, &self.unused_u32)),
-                (6, common::range_or(reads[3], &self.unused_read)),
-            ],
-        )?;
-        let pipeline = self.pipelines.get(entry);
-        common::record_pass(encoder, "noise", &[(pipeline, &bg, (gx, gy))]);
-        Ok(())
+        let uniform = |groups_x| NoiseParams { groups_x, ..params };
+        self.family
+            .launch(device, encoder, entry, groups, uniform, operands)
     }
 
     /// x_t = a·x0 + s·ε written straight into patch tokens; ε is regenerated, never stored.
+    /// `args.first_sample` places a shard of a larger batch (see [`NoiseArgs`]).
     pub fn record_noise_to_tokens(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
         args: &NoiseArgs,
     ) -> Result<()> {
-        self.record_noise_to_tokens_shard(device, encoder, args, 0)
-    }
-
-    /// [`Self::record_noise_to_tokens`] for one shard of a larger batch: `args` describe the
-    /// shard (its B samples), which are samples `first_sample..first_sample + B` of a batch
-    /// drawn with the same (seed, step). The tokens equal those rows of the whole batch's
-    /// launch, bit for bit (data-parallel training gives each process such a shard).
-    /// `first_sample`·C·H·W must be a multiple of 4 (shards start on a Philox quad).
-    pub fn record_noise_to_tokens_shard(
-        &self,
-        device: &wgpu::Device,
-        encoder: &mut wgpu::CommandEncoder,
-        args: &NoiseArgs,
-        first_sample: u32,
-    ) -> Result<()> {
         let g = args.geometry;
         g.validate()?;
-        let quad_base = crate::kernels::shard_quad_base(g, first_sample)?;
+        let quad_base = crate::kernels::shard_quad_base(g, args.first_sample)?;
         let n = g.elements();
-        common::check_storage(device, "x0", args.x0, n * 4)?;
-        common::check_storage(device, "out_tokens", args.out_tokens, n * 4)?;
-        common::check_storage(device, "timesteps", args.timesteps, g.batch as u64 * 4)?;
         let (schedule, steps, table) = match args.schedule {
             Schedule::Ddpm { table, steps } => {
                 if steps == 0 {
@@ -237,20 +176,10 @@ impl NoiseKernels {
                         "the DDPM table must have at least one step".into(),
                     ));
                 }
-                common::check_storage(device, "table", table, steps as u64 * 8)?;
                 (0, steps, Some((table, steps as u64 * 8)))
             }
             Schedule::Flow => (1, 0, None),
         };
-        let mut operands = vec![
-            ("x0", args.x0, n * 4, false),
-            ("timesteps", args.timesteps, g.batch as u64 * 4, false),
-            ("out_tokens", args.out_tokens, n * 4, true),
-        ];
-        if let Some((table, bytes)) = table {
-            operands.push(("table", table, bytes, false));
-        }
-        common::check_operands(&operands)?;
         let params = NoiseParams {
             batch: g.batch,
             channels: g.channels,
@@ -266,23 +195,14 @@ impl NoiseKernels {
             nan_bits: f32::NAN.to_bits(),
             ..Default::default()
         };
-        self.dispatch(
-            device,
-            encoder,
-            Dispatch {
-                entry: "noise_to_tokens",
-                params,
-                groups: n.div_ceil(4).div_ceil(WG),
-                reads: [
-                    Some((args.x0, n * 4)),
-                    Some((args.timesteps, g.batch as u64 * 4)),
-                    table,
-                    None,
-                ],
-                out_f32: Some((args.out_tokens, n * 4)),
-                out_u32: None,
-            },
-        )
+        let operands = [
+            Operand::buffer("x0", args.x0, n * 4),
+            Operand::buffer("out_f32", args.out_tokens, n * 4).called("out_tokens"),
+            Operand::buffer("timesteps", args.timesteps, g.batch as u64 * 4),
+            Operand::maybe("ddpm_table", table).called("table"),
+        ];
+        let groups = n.div_ceil(4).div_ceil(WG);
+        self.launch(device, encoder, "noise_to_tokens", params, groups, &operands)
     }
 
     /// ε for flat indices 0..count in (B, C, H, W) order (the same ε the fused kernels use).
@@ -301,25 +221,15 @@ impl NoiseKernels {
         if count == 0 {
             return Err(Error::Shape("normals: count must be at least 1".into()));
         }
-        common::check_storage(device, "out", out, count as u64 * 4)?;
         let params = NoiseParams {
             seed,
             step,
             total: count,
             ..Default::default()
         };
-        self.dispatch(
-            device,
-            encoder,
-            Dispatch {
-                entry: "normals",
-                params,
-                groups: (count as u64).div_ceil(4).div_ceil(WG),
-                reads: [None; 4],
-                out_f32: Some((out, count as u64 * 4)),
-                out_u32: None,
-            },
-        )
+        let groups = (count as u64).div_ceil(4).div_ceil(WG);
+        let out = Operand::buffer("out_f32", out, count as u64 * 4).called("out");
+        self.launch(device, encoder, "normals", params, groups, &[out])
     }
 
     /// The four Philox4x32-10 words for counters (i, stream, 0, 0), i in 0..count, key
@@ -342,7 +252,6 @@ impl NoiseKernels {
                 "philox_words: count {count} must be in 1..2^30"
             )));
         }
-        common::check_storage(device, "out", out, count as u64 * 16)?;
         let params = NoiseParams {
             seed,
             step,
@@ -350,18 +259,9 @@ impl NoiseKernels {
             total: count,
             ..Default::default()
         };
-        self.dispatch(
-            device,
-            encoder,
-            Dispatch {
-                entry: "philox_words",
-                params,
-                groups: (count as u64).div_ceil(WG),
-                reads: [None; 4],
-                out_f32: None,
-                out_u32: Some((out, count as u64 * 16)),
-            },
-        )
+        let groups = (count as u64).div_ceil(WG);
+        let out = Operand::buffer("out_u32", out, count as u64 * 16).called("out");
+        self.launch(device, encoder, "philox_words", params, groups, &[out])
     }
 
     /// Label dropout for classifier-free guidance: `labels_out[b]` is `null_label` with
@@ -392,12 +292,6 @@ impl NoiseKernels {
             )));
         }
         let bytes = batch as u64 * 4;
-        common::check_storage(device, "labels_in", labels_in, bytes)?;
-        common::check_storage(device, "labels_out", labels_out, bytes)?;
-        common::check_operands(&[
-            ("labels_in", labels_in, bytes, false),
-            ("labels_out", labels_out, bytes, true),
-        ])?;
         let params = NoiseParams {
             batch,
             seed,
@@ -406,18 +300,12 @@ impl NoiseKernels {
             null_label,
             ..Default::default()
         };
-        self.dispatch(
-            device,
-            encoder,
-            Dispatch {
-                entry: "label_dropout",
-                params,
-                groups: (batch as u64).div_ceil(WG),
-                reads: [None, None, None, Some((labels_in, bytes))],
-                out_f32: None,
-                out_u32: Some((labels_out, bytes)),
-            },
-        )
+        let operands = [
+            Operand::buffer("labels_in", labels_in, bytes),
+            Operand::buffer("out_u32", labels_out, bytes).called("labels_out"),
+        ];
+        let groups = (batch as u64).div_ceil(WG);
+        self.launch(device, encoder, "label_dropout", params, groups, &operands)
     }
 }
 

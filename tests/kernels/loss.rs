@@ -88,6 +88,7 @@ impl Inputs {
     ) -> Target<'a> {
         match self.geometry {
             Some(geometry) => Target::Philox {
+                first_sample: 0,
                 seed: SEED,
                 step: STEP,
                 geometry,
@@ -797,6 +798,7 @@ fn bad_loss_inputs_are_errors() {
         patch: 2,
     }; // N=2 ≠ 4
     let t = Target::Philox {
+        first_sample: 0,
         seed: 0,
         step: 0,
         geometry: geo,
@@ -813,6 +815,7 @@ fn bad_loss_inputs_are_errors() {
     }; // (2, 8, 3)
     let ws8 = k.workspace(dev, geo.token_shape()).unwrap();
     let t = Target::Philox {
+        first_sample: 0,
         seed: 0,
         step: 0,
         geometry: geo,

@@ -33,6 +33,7 @@ fn run(g: ImageGeometry, seed: u32, step: u32, flow: bool, t: &[f32], x0: &[f32]
         x0: (&x0b).into(),
         timesteps: (&tb).into(),
         out_tokens: (&out).into(),
+        first_sample: 0,
     };
     k.record_noise_to_tokens(&gpu.device, &mut enc, &args)
         .unwrap();
@@ -175,6 +176,7 @@ fn bad_noise_inputs_are_errors() {
         x0,
         timesteps: (&buf).into(),
         out_tokens: out,
+        first_sample: 0,
     };
     let good = ImageGeometry {
         batch: 2,

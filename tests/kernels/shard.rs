@@ -36,8 +36,9 @@ fn noise(g: ImageGeometry, first: u32, t: &[f32], x0: &[f32]) -> imba::Result<Ve
         x0: (&x0b).into(),
         timesteps: (&tb).into(),
         out_tokens: (&out).into(),
+        first_sample: first,
     };
-    k.record_noise_to_tokens_shard(&gpu.device, &mut enc, &args, first)?;
+    k.record_noise_to_tokens(&gpu.device, &mut enc, &args)?;
     gpu.submit_and_wait(enc)?;
     gpu.read(&out, x0.len())
 }
@@ -101,7 +102,7 @@ fn imba(
         gpu.poisoned("gu", nk),
     );
     let scalars = gpu.poisoned("scalars", 4);
-    let target = Target::PhiloxShard {
+    let target = Target::Philox {
         seed: SEED,
         step: STEP,
         geometry: g,

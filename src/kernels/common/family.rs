@@ -170,8 +170,8 @@ impl Family {
         Ok(map.entry(key).or_insert(made).clone())
     }
 
-    /// The bind group of `uniform` and `operands`: every binding of the layout named once by
-    /// its shader variable; each buffer checked against the device (alignment, size, the
+    /// The bind group of `uniform` and `operands`, each named by its shader variable (at most
+    /// once; one not named is bound to its placeholder: the launch does not use it); each buffer checked against the device (alignment, size, the
     /// storage-binding limit) and the buffers checked for aliasing by their callers' names.
     pub(crate) fn bind<T: bytemuck::Pod>(
         &self,
@@ -196,10 +196,16 @@ impl Family {
             })
             .collect();
         check_operands(&buffers)?;
-        let entries = numbered
+        let mut entries: Vec<_> = numbered
             .iter()
             .map(|&(number, _, op)| (number, self.resource(number, op.resource)))
             .collect();
+        for (&number, _) in &self.placeholders {
+            if !numbered.iter().any(|n| n.0 == number) {
+                entries.push((number, self.resource(number, Resource::Unused)));
+            }
+        }
+        entries.sort_by_key(|e| e.0);
         self.binder.bind(device, &self.layout, uniform, entries)
     }
 
@@ -242,11 +248,12 @@ impl Family {
         })
     }
 
-    /// Every binding but the parameters' (binding 0) named exactly once.
+    /// No binding named twice; a binding not named is bound to its placeholder (the launch
+    /// does not use it), except a written texture, which has none.
     fn check_all_bound(&self, numbered: &[(u32, Slot, &Operand)]) -> Result<()> {
         for b in self.bindings.iter().filter(|b| b.number != 0) {
             let times = numbered.iter().filter(|n| n.0 == b.number).count();
-            if times != 1 {
+            if times > 1 || (times == 0 && !self.placeholders.contains_key(&b.number)) {
                 return Err(Error::Launch(format!(
                     "a launch of the {} kernels binds `{}` {times} times (once is needed)",
                     self.shader, b.var

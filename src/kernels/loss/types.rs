@@ -130,35 +130,21 @@ pub enum Target<'a> {
         step: u32,
         /// The image batch the noise was drawn for.
         geometry: ImageGeometry,
-        /// ε itself, or the velocity ε − x₀.
-        kind: TargetKind,
-        /// The clean images (B, C, H, W), for the velocity.
-        x0: Option<Region<'a>>,
-    },
-    /// ε of one shard of a larger batch: `geometry` describes the shard (its B samples),
-    /// which are samples `first_sample..first_sample + B` of a batch drawn with the same
-    /// (seed, step), as [`NoiseKernels::record_noise_to_tokens_shard`](crate::kernels::NoiseKernels::record_noise_to_tokens_shard)
-    /// drew it. `Philox` is the shard at sample 0. `first_sample`·C·H·W must be a multiple
-    /// of 4.
-    PhiloxShard {
-        /// The noise seed of the run.
-        seed: u32,
-        /// The step (Philox's second key word).
-        step: u32,
-        /// The shard's images (its B samples).
-        geometry: ImageGeometry,
-        /// The shard's first sample within the whole batch.
+        /// 0 for a whole batch; for a shard of a larger batch (`geometry` its B samples), its
+        /// first sample within that batch, as the noise kernel's
+        /// [`NoiseArgs::first_sample`](crate::kernels::NoiseArgs::first_sample) placed it.
+        /// `first_sample`·C·H·W must be a multiple of 4.
         first_sample: u32,
         /// ε itself, or the velocity ε − x₀.
         kind: TargetKind,
-        /// The shard's clean images, for the velocity.
+        /// The clean images (B, C, H, W), for the velocity.
         x0: Option<Region<'a>>,
     },
     /// A target in token layout (B, N, K), (i, j, c) order: for engines with their own noise.
     Explicit(Region<'a>),
 }
 
-/// The fields of a Philox target, a whole batch being the shard at sample 0.
+/// The fields of a Philox target.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PhiloxTarget<'a> {
     pub(crate) seed: u32,
@@ -181,20 +167,6 @@ impl<'a> Target<'a> {
     pub(crate) fn source(&self) -> Source<'a> {
         match *self {
             Target::Philox {
-                seed,
-                step,
-                geometry,
-                kind,
-                x0,
-            } => Source::Philox(PhiloxTarget {
-                seed,
-                step,
-                geometry,
-                first_sample: 0,
-                kind,
-                x0,
-            }),
-            Target::PhiloxShard {
                 seed,
                 step,
                 geometry,

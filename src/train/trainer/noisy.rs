@@ -90,10 +90,10 @@ impl NoisyBatch {
             x0: (&self.x0).into(),
             timesteps: (&self.timesteps).into(),
             out_tokens: (&self.tokens).into(),
+            first_sample: draw.first_sample,
         };
-        self.noise
-            .record_noise_to_tokens_shard(device, encoder, &noise, draw.first_sample)?;
-        Ok(Target::PhiloxShard {
+        self.noise.record_noise_to_tokens(device, encoder, &noise)?;
+        Ok(Target::Philox {
             seed: draw.seed,
             step: draw.step,
             geometry: draw.geometry,
