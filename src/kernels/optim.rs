@@ -1,7 +1,7 @@
 //! Launcher of `shaders/optim.wgsl`: global gradient norm (with the clip factor), AdamW and
 //! EMA over flat parameter buffers.
 
-use super::common::{self, Region};
+use super::common::{self, Family, Operand, Region};
 use crate::{Error, Result};
 
 /// AdamW hyper-parameters.
@@ -46,12 +46,8 @@ const ENTRIES: [&str; 4] = ["sumsq_partials", "grad_norm", "adamw", "ema"];
 
 /// Compiled optimizer pipelines for one device, with the scratch of the norm's partials.
 pub struct OptimKernels {
-    layout: crate::kernels::common::Layout,
-    pipelines: common::Pipelines,
+    family: Family,
     partials: wgpu::Buffer,
-    unused_read: wgpu::Buffer,
-    unused_rw: [wgpu::Buffer; 2],
-    binder: common::Binder,
 }
 
 /// One AdamW step over a flat buffer, the gradient scaled by the clip factor in `norm`.
@@ -104,8 +100,6 @@ pub struct EmaArgs<'a> {
 impl OptimKernels {
     /// The optimiser pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
-        let layout = common::family_layout(device, "optim")?;
-        let pipelines = common::Pipelines::new(device, "optim", &layout, &ENTRIES)?;
         let partials = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("grad-norm-partials"),
             size: MAX_PARTIALS as u64 * 4,
@@ -114,12 +108,8 @@ impl OptimKernels {
             mapped_at_creation: false,
         });
         Ok(Self {
-            binder: Default::default(),
-            layout,
-            pipelines,
+            family: Family::new(device, "optim", &ENTRIES, &[])?,
             partials,
-            unused_read: common::placeholder(device),
-            unused_rw: [common::placeholder(device), common::placeholder(device)],
         })
     }
 
@@ -159,31 +149,25 @@ impl OptimKernels {
             device,
             p,
             partials as u64,
-            [
-                Some(("grads", grads, n as u64 * 4)),
-                None,
-                Some(("partials", (&self.partials).into(), partials as u64 * 4)),
-                None,
-                None,
+            &[
+                Operand::buffer("input", grads, n as u64 * 4).called("grads"),
+                Operand::buffer("out", &self.partials, partials as u64 * 4).called("partials"),
             ],
         )?;
         let second = self.bind(
             device,
             p,
             1,
-            [
-                Some(("partials", (&self.partials).into(), partials as u64 * 4)),
-                None,
-                Some(("norm", norm, 12)),
-                None,
-                None,
+            &[
+                Operand::buffer("input", &self.partials, partials as u64 * 4).called("partials"),
+                Operand::buffer("out", norm, 12).called("norm"),
             ],
         )?;
         let dispatches = [
-            (self.pipelines.get("sumsq_partials"), &first.0, first.1),
-            (self.pipelines.get("grad_norm"), &second.0, (1, 1)),
+            ("sumsq_partials", &first.0, first.1),
+            ("grad_norm", &second.0, (1, 1)),
         ];
-        common::record_pass(encoder, "grad-norm", &dispatches);
+        self.family.record(encoder, &dispatches);
         Ok(())
     }
 
@@ -243,19 +227,15 @@ impl OptimKernels {
             device,
             p,
             (n as u64).div_ceil(64),
-            [
-                Some(("grads", grads, bytes)),
-                norm.map(|r| ("norm", r, 12)),
-                Some(("params", params, bytes)),
-                Some(("m", m, bytes)),
-                Some(("v", v, bytes)),
+            &[
+                Operand::buffer("input", grads, bytes).called("grads"),
+                Operand::maybe("norm_in", norm.map(|r| (r, 12))).called("norm"),
+                Operand::buffer("out", params, bytes).called("params"),
+                Operand::buffer("m1", m, bytes).called("m"),
+                Operand::buffer("m2", v, bytes).called("v"),
             ],
         )?;
-        common::record_pass(
-            encoder,
-            "adamw",
-            &[(self.pipelines.get("adamw"), &bg.0, bg.1)],
-        );
+        self.family.record(encoder, &[("adamw", &bg.0, bg.1)]);
         Ok(())
     }
 
@@ -290,52 +270,29 @@ impl OptimKernels {
             device,
             p,
             (n as u64).div_ceil(64),
-            [
-                Some(("params", params, bytes)),
-                None,
-                Some(("ema", ema, bytes)),
-                None,
-                None,
+            &[
+                Operand::buffer("input", params, bytes).called("params"),
+                Operand::buffer("out", ema, bytes).called("ema"),
             ],
         )?;
-        common::record_pass(encoder, "ema", &[(self.pipelines.get("ema"), &bg.0, bg.1)]);
+        self.family.record(encoder, &[("ema", &bg.0, bg.1)]);
         Ok(())
     }
 
+    /// The bind group of `operands` and the grid of `groups` workgroups, whose width the
+    /// parameters carry.
     fn bind(
         &self,
         device: &wgpu::Device,
         params: OptimParams,
         groups: u64,
-        slots: [Option<(&'static str, Region, u64)>; 5],
+        operands: &[Operand],
     ) -> Result<(wgpu::BindGroup, (u32, u32))> {
-        for (name, region, bytes) in slots.iter().flatten() {
-            common::check_storage(device, name, *region, *bytes)?;
-        }
-        let operands: Vec<_> = (1..)
-            .zip(&slots)
-            .filter_map(|(binding, s)| {
-                s.map(|(name, r, bytes)| (name, r, bytes, self.layout.writes(binding)))
-            })
-            .collect();
-        common::check_operands(&operands)?;
         let grid = common::grid(device, groups)?;
-        let uni = OptimParams {
+        let uniform = OptimParams {
             groups_x: grid.0,
             ..params
         };
-        let mut entries = Vec::new();
-        for (i, s) in slots.into_iter().enumerate() {
-            let fallback = match i {
-                0 | 1 => &self.unused_read,
-                3 => &self.unused_rw[0],
-                _ => &self.unused_rw[1],
-            };
-            entries.push((
-                i as u32 + 1,
-                common::range_or(s.map(|(_, r, b)| (r, b)), fallback),
-            ));
-        }
-        Ok((self.binder.bind(device, &self.layout, &uni, entries)?, grid))
+        Ok((self.family.bind(device, &uniform, operands)?, grid))
     }
 }
