@@ -1,7 +1,7 @@
 //! Launchers of `shaders/noise.wgsl`: the fused forward process into patch tokens, normals,
 //! raw Philox words, and label dropout.
 
-use super::common::{self, Family, Operand, Region};
+use super::common::{Family, Operand, Region};
 use super::ImageGeometry;
 use crate::{Error, Result};
 

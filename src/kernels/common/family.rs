@@ -73,8 +73,8 @@ struct Binding {
     slot: Slot,
 }
 
-/// Specialised pipelines by (entry point, constants as (name, value bits)).
-type Specialised = HashMap<(String, Vec<(String, u64)>), wgpu::ComputePipeline>;
+/// Specialised pipelines by (shader, entry point, constants as (name, value bits)).
+type Specialised = HashMap<(&'static str, &'static str, Vec<(String, u64)>), wgpu::ComputePipeline>;
 
 /// One kernel family's layout, pipelines, caches and placeholders on one device.
 pub(crate) struct Family {
@@ -140,16 +140,19 @@ impl Family {
         &self.pipelines[entry]
     }
 
-    /// The pipeline of `entry` with values for the shader's overridable constants, compiled
-    /// on first use and cached by (entry point, constants).
+    /// The pipeline of `entry` of `shader` (the family's own, or a variant module written
+    /// for its layout) with values for its overridable constants, compiled on first use and
+    /// cached by (shader, entry point, constants).
     pub(crate) fn specialised(
         &self,
         device: &wgpu::Device,
+        shader: &'static str,
         entry: &'static str,
         constants: &[(&str, f64)],
     ) -> Result<wgpu::ComputePipeline> {
         let key = (
-            entry.to_string(),
+            shader,
+            entry,
             constants
                 .iter()
                 .map(|&(n, v)| (n.to_string(), v.to_bits()))
@@ -165,7 +168,7 @@ impl Family {
         }
         // Compiled without the lock held: another thread may compile the same one, and the
         // first insert wins.
-        let made = super::pipeline(device, self.shader, &self.layout, entry, constants)?;
+        let made = super::pipeline(device, shader, &self.layout, entry, constants)?;
         let mut map = self.specialised.lock().unwrap_or_else(|e| e.into_inner());
         Ok(map.entry(key).or_insert(made).clone())
     }

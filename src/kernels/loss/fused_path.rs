@@ -136,19 +136,12 @@ impl LossKernels {
     ) -> Result<(wgpu::ComputePipeline, u32, u64)> {
         let Some(spec) = self.vec4_spec(shape, target, workspace) else {
             return Ok((
-                self.pipelines.get("imba_fused").clone(),
+                self.family.pipeline("imba_fused").clone(),
                 portable_run,
                 fused_groups(shape, portable_run),
             ));
         };
         let partials = shape.rows() / spec.run as u64;
-        let mut cache = self
-            .vec4_pipelines
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = cache.get(&spec) {
-            return Ok((p.clone(), spec.run, partials));
-        }
         let constants = [
             ("PATCH", spec.patch as f64),
             ("CHANNELS", spec.channels as f64),
@@ -156,14 +149,9 @@ impl LossKernels {
             ("RUN", spec.run as f64),
             ("EXPLICIT_TARGET", spec.explicit as u32 as f64),
         ];
-        let pipeline = common::pipeline(
-            device,
-            "loss_vec4",
-            &self.layout,
-            "imba_fused_vec4",
-            &constants,
-        )?;
-        cache.insert(spec, pipeline.clone());
+        let pipeline =
+            self.family
+                .specialised(device, "loss_vec4", "imba_fused_vec4", &constants)?;
         Ok((pipeline, spec.run, partials))
     }
 }

@@ -5,18 +5,16 @@
 //! variants need D of other tokens before any gradient can be written, so they first run a
 //! weight pass (and a per-sample mean and/or a batch sum), then the same fused pass reading D.
 
-use super::common::{self};
+use super::common::{self, Family, Operand};
 use super::{ImageGeometry, Region, TokenShape};
 use crate::{Error, Result};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 mod fused_path;
 mod time_norm;
 mod types;
 
 pub use fused_path::FusedPath;
-use fused_path::{fused_groups, groups, tokens_per_thread, Vec4Spec};
+use fused_path::{fused_groups, groups, tokens_per_thread};
 
 #[cfg(test)]
 pub(crate) use time_norm::TimeNormParams;
@@ -66,56 +64,38 @@ use wgsl::*;
 /// memory access, which is used when the shape allows it (see [`LossKernels::fused_path`]).
 /// Its pipelines are compiled on first use per geometry and kept.
 pub struct LossKernels {
-    layout: crate::kernels::common::Layout,
-    pipelines: common::Pipelines,
-    unused_read: wgpu::Buffer,
-    /// Placeholders of writable slots, one per slot a launch may leave unused (WebGPU forbids
-    /// two writable bindings of one buffer in a dispatch).
-    unused_rw: [wgpu::Buffer; 3],
+    family: Family,
     vector_path: bool,
-    vec4_pipelines: Mutex<HashMap<Vec4Spec, wgpu::ComputePipeline>>,
-    binder: common::Binder,
     time_norm: time_norm::TimeNormKernel,
 }
 
-/// Buffers of one launch in slot order 1..=8 (the workspace's partials at 7), with the bytes
-/// bound.
+/// Buffers of one launch (the workspace's partials besides), with the bytes bound; `None`
+/// where the launch does not use the binding.
 struct Bindings<'a> {
     pred_cond: (Region<'a>, u64),
     pred_uncond: Option<(Region<'a>, u64)>,
     /// The explicit target or the velocity target's x0: a launch has at most one.
     target_data: Option<(Region<'a>, u64)>,
     weights: Option<(Region<'a>, u64)>,
-    grad_cond: (Region<'a>, u64),
+    grad_cond: Option<(Region<'a>, u64)>,
     grad_uncond: Option<(Region<'a>, u64)>,
-    scalars: (Region<'a>, u64),
+    scalars: Option<(Region<'a>, u64)>,
 }
 
 impl LossKernels {
     /// The loss pipelines for `device`; the vector path's specialisations are made on first use.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
-        let layout = common::family_layout(device, "loss")?;
-        let pipelines = common::Pipelines::new(
-            device,
-            "loss",
-            &layout,
-            &[
-                "imba_token_weights",
-                "imba_sample_mean",
-                "weights_total",
-                "imba_fused",
-                "mse_fused",
-                "loss_finalize",
-            ],
-        )?;
+        let entries = [
+            "imba_token_weights",
+            "imba_sample_mean",
+            "weights_total",
+            "imba_fused",
+            "mse_fused",
+            "loss_finalize",
+        ];
         Ok(Self {
-            binder: Default::default(),
-            pipelines,
-            layout,
-            unused_read: common::placeholder(device),
-            unused_rw: std::array::from_fn(|_| common::placeholder(device)),
+            family: Family::new(device, "loss", &entries, &[])?,
             vector_path: true,
-            vec4_pipelines: Mutex::new(HashMap::new()),
             time_norm: time_norm::TimeNormKernel::new(device)?,
         })
     }
@@ -275,9 +255,9 @@ impl LossKernels {
             pred_uncond: Some((args.pred_uncond, nk)),
             target_data: target_data(&args.target, nk),
             weights: Some((args.weights, bn)),
-            grad_cond: (args.grad_cond, nk),
+            grad_cond: Some((args.grad_cond, nk)),
             grad_uncond: Some((args.grad_uncond, nk)),
-            scalars: (args.scalars, 16),
+            scalars: Some((args.scalars, 16)),
         };
         let (fused, run, partial_count) = self.fused_pipeline(
             device,
@@ -291,12 +271,12 @@ impl LossKernels {
         let mut steps: Vec<(&wgpu::ComputePipeline, u64)> = Vec::new();
         let token_groups = groups(s);
         if !given && imba.needs_weight_pass() {
-            steps.push((self.pipelines.get("imba_token_weights"), token_groups));
+            steps.push((self.family.pipeline("imba_token_weights"), token_groups));
             if imba.granularity == Granularity::Sample {
-                steps.push((self.pipelines.get("imba_sample_mean"), s.batch as u64));
+                steps.push((self.family.pipeline("imba_sample_mean"), s.batch as u64));
             }
             if imba.normalize == Normalize::BatchMean {
-                steps.push((self.pipelines.get("weights_total"), 1));
+                steps.push((self.family.pipeline("weights_total"), 1));
             }
         }
         if let Some((t, across)) = time {
@@ -312,7 +292,7 @@ impl LossKernels {
             steps.clear();
         }
         steps.push((&fused, fused_groups(s, run)));
-        steps.push((self.pipelines.get("loss_finalize"), 1));
+        steps.push((self.family.pipeline("loss_finalize"), 1));
         self.run(device, encoder, params, &b, args.workspace, &steps)
     }
 
@@ -348,9 +328,9 @@ impl LossKernels {
             pred_uncond: None,
             target_data: target_data(&args.target, nk),
             weights: None,
-            grad_cond: (args.grad, nk),
+            grad_cond: Some((args.grad, nk)),
             grad_uncond: None,
-            scalars: (args.scalars, 16),
+            scalars: Some((args.scalars, 16)),
         };
         let g = groups(s);
         self.run(
@@ -360,8 +340,8 @@ impl LossKernels {
             &b,
             args.workspace,
             &[
-                (self.pipelines.get("mse_fused"), g),
-                (self.pipelines.get("loss_finalize"), 1),
+                (self.family.pipeline("mse_fused"), g),
+                (self.family.pipeline("loss_finalize"), 1),
             ],
         )
     }
@@ -393,11 +373,11 @@ impl LossKernels {
             target_data: target_data(&args.target, nk),
             weights: Some((args.out, bn)),
             // Not touched by the weight pass.
-            grad_cond: ((&self.unused_rw[2]).into(), 16),
+            grad_cond: None,
             grad_uncond: None,
-            scalars: ((&self.unused_rw[0]).into(), 16),
+            scalars: None,
         };
-        let steps = [(self.pipelines.get("imba_token_weights"), groups(s))];
+        let steps = [(self.family.pipeline("imba_token_weights"), groups(s))];
         self.run(device, encoder, params, &b, args.workspace, &steps)
     }
 
@@ -507,21 +487,17 @@ impl LossKernels {
             }
             grids.push((pipeline, x, y));
         }
-        let bg = self.binder.bind(
-            device,
-            &self.layout,
-            &params,
-            vec![
-                (1, common::range(b.pred_cond.0, b.pred_cond.1)),
-                (2, common::range_or(b.pred_uncond, &self.unused_read)),
-                (3, common::range_or(b.target_data, &self.unused_read)),
-                (4, common::range_or(b.weights, &self.unused_rw[0])),
-                (5, common::range(b.grad_cond.0, b.grad_cond.1)),
-                (6, common::range_or(b.grad_uncond, &self.unused_rw[1])),
-                (7, ws.partials.as_entire_binding()),
-                (8, common::range(b.scalars.0, b.scalars.1)),
-            ],
-        )?;
+        let operands = [
+            Operand::buffer("pred_cond", b.pred_cond.0, b.pred_cond.1),
+            Operand::maybe("pred_uncond", b.pred_uncond),
+            Operand::maybe("target_data", b.target_data),
+            Operand::maybe("weights", b.weights),
+            Operand::maybe("grad_cond", b.grad_cond),
+            Operand::maybe("grad_uncond", b.grad_uncond),
+            Operand::buffer("partials", &ws.partials, ws.partials.size()),
+            Operand::maybe("scalars", b.scalars),
+        ];
+        let bg = self.family.bind(device, &params, &operands)?;
         let dispatches: Vec<_> = grids
             .into_iter()
             .map(|(pipeline, x, y)| (pipeline, &bg, (x, y)))
