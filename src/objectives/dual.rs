@@ -158,7 +158,7 @@ impl DualLoss {
         };
         match time {
             Some(t) => {
-                loss.record_imba_time_normalized_sharded(device, encoder, &args, params, t, across)?
+                loss.record_imba_time_normalized(device, encoder, &args, params, t, across)?
             }
             None => loss.record_imba(device, encoder, &args, params)?,
         }

@@ -49,7 +49,7 @@ fn check_against_reference(what: &str, inp: &Inputs, p: &ImbaParams, rounds: &[V
             state: (&state).into(),
         };
         let mut enc = g.encoder();
-        k.record_imba_time_normalized(dev, &mut enc, &args, p, &time)
+        k.record_imba_time_normalized(dev, &mut enc, &args, p, &time, None)
             .unwrap();
         g.submit_and_wait(enc).unwrap();
         let time = rl::TimeState {
@@ -229,7 +229,7 @@ fn bad_time_normalisation_is_an_error() {
     let plain = ImbaParams::default();
     let t = time(4, 0.9, (&big).into());
     assert_refused(
-        || k.record_imba_time_normalized(dev, &mut enc, &args, &plain, &t),
+        || k.record_imba_time_normalized(dev, &mut enc, &args, &plain, &t, None),
         "t-bucket",
     );
     for (t, needle) in [
@@ -253,7 +253,7 @@ fn bad_time_normalisation_is_an_error() {
         // `weights` when it is submitted.
         let before = dispatches_recorded();
         assert_refused(
-            || k.record_imba_time_normalized(dev, &mut enc, &args, &tb, &t),
+            || k.record_imba_time_normalized(dev, &mut enc, &args, &tb, &t, None),
             needle,
         );
         assert_eq!(
@@ -379,7 +379,7 @@ fn sharded_time_normalization_follows_the_whole_batch() {
                             state: (&state).into(),
                         };
                         let mut enc = g.encoder();
-                        k.record_imba_time_normalized_sharded(
+                        k.record_imba_time_normalized(
                             dev,
                             &mut enc,
                             &args,

@@ -129,22 +129,12 @@ impl LossKernels {
     /// bucket (`imba.normalize` must be [`Normalize::TBucket`]): the weight pass, then the
     /// update of `time`'s state and the division, then the fused pass reading D. The
     /// scalars' mean D is the mean of the normalised D.
+    ///
+    /// `across` is `None` for a whole batch. For one shard of a batch split over processes
+    /// (data-parallel training) it is the caller's hook that adds the per-bucket sums up over
+    /// every shard between the sums and the update, so each process's running means follow
+    /// the whole batch and stay identical (see [`ShardSum`]).
     pub fn record_imba_time_normalized(
-        &self,
-        device: &wgpu::Device,
-        encoder: &mut wgpu::CommandEncoder,
-        args: &ImbaLossArgs,
-        imba: &ImbaParams,
-        time: &TimeBuckets,
-    ) -> Result<()> {
-        self.record_imba_time_normalized_sharded(device, encoder, args, imba, time, None)
-    }
-
-    /// [`Self::record_imba_time_normalized`] for one shard of a batch split over processes
-    /// (data-parallel training): between the per-bucket sums and the update, `across` adds
-    /// the sums up over every shard, so each process's running means follow the whole batch
-    /// and stay identical. `None` is the whole batch in one launch.
-    pub fn record_imba_time_normalized_sharded(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,

@@ -1,7 +1,7 @@
 //! Launcher of `shaders/time_norm.wgsl`: IMBA's D divided by its running mean within the
 //! sample's timestep bucket (an imba extension; docs/design.md#timestep-normalised-d).
 
-use crate::kernels::common::{self};
+use crate::kernels::common::{Family, Operand};
 use crate::kernels::TokenShape;
 use crate::{Error, Result};
 
@@ -61,11 +61,12 @@ pub fn time_bucket(fraction: f32, buckets: u32) -> u32 {
     k.min(buckets.saturating_sub(1))
 }
 
-/// Adds up a few f32 of a device buffer over every process that holds a shard of one batch,
-/// in place: what data-parallel training runs between the passes of a launch that needs the
-/// whole batch (the time-bucket normalisation's per-bucket sums). It may finish and submit
-/// `encoder` and continue in a new one; every process must add in the same (rank) order, so
-/// that all of them get the same bits.
+/// The caller's hook that adds up a few f32 of a device buffer over every process that holds
+/// a shard of one batch, in place: what data-parallel training runs between the passes of a
+/// launch that needs the whole batch (the time-bucket normalisation's per-bucket sums). The
+/// launcher only records and calls the hook; the hook, being the caller's, may finish and
+/// submit `encoder` and continue in a new one. Every process must add in the same (rank)
+/// order, so that all of them get the same bits.
 pub trait ShardSum {
     /// Adds `values` (`count` f32) up over every process, leaving the total in `values`.
     fn sum(
@@ -90,19 +91,14 @@ pub(crate) struct TimeNormArgs<'a> {
 /// Compiled pipelines of the time-bucket normalisation: the per-bucket sums, then the update
 /// and division.
 pub(crate) struct TimeNormKernel {
-    layout: crate::kernels::common::Layout,
-    pipelines: common::Pipelines,
-    binder: common::Binder,
+    family: Family,
 }
 
 impl TimeNormKernel {
     pub(crate) fn new(device: &wgpu::Device) -> Result<Self> {
-        let layout = common::family_layout(device, "time_norm")?;
         let entries = ["time_norm_sums", "time_norm_apply"];
         Ok(Self {
-            pipelines: common::Pipelines::new(device, "time_norm", &layout, &entries)?,
-            layout,
-            binder: Default::default(),
+            family: Family::new(device, "time_norm", &entries, &[])?,
         })
     }
 
@@ -129,33 +125,22 @@ impl TimeNormKernel {
             buckets: t.buckets,
             decay: t.decay,
         };
-        let bindings = [
-            (Some(("weights", weights, shape.rows() * 4)), weights.buffer),
-            (
-                Some(("sample_bucket", t.sample_bucket, shape.batch as u64 * 4)),
-                t.sample_bucket.buffer,
-            ),
-            (
-                Some(("state", t.state, t.buckets as u64 * 8)),
-                t.state.buffer,
-            ),
-            (Some(("sums", sums.into(), t.buckets as u64 * 8)), sums),
+        let operands = [
+            Operand::buffer("weights", weights, shape.rows() * 4),
+            Operand::buffer("sample_bucket", t.sample_bucket, shape.batch as u64 * 4),
+            Operand::buffer("state", t.state, t.buckets as u64 * 8),
+            Operand::buffer("sums", sums, t.buckets as u64 * 8),
         ];
         // One workgroup each: the buckets' invocations (then, applying, a strided pass over
         // the tokens).
-        let launch = |pipeline, encoder: &mut wgpu::CommandEncoder| {
-            let one = common::OneLaunch {
-                label: "time_norm",
-                layout: &self.layout,
-                pipeline,
-                binder: &self.binder,
-            };
-            one.record(device, encoder, 64, |_| params, &bindings)
+        let launch = |entry, encoder: &mut wgpu::CommandEncoder| {
+            self.family
+                .launch(device, encoder, entry, 1, |_| params, &operands)
         };
-        launch(self.pipelines.get("time_norm_sums"), encoder)?;
+        launch("time_norm_sums", encoder)?;
         if let Some(across) = across {
             across.sum(encoder, sums, 2 * t.buckets as usize)?;
         }
-        launch(self.pipelines.get("time_norm_apply"), encoder)
+        launch("time_norm_apply", encoder)
     }
 }
