@@ -79,7 +79,7 @@ impl ActivationKernels {
             "silu_backward",
         ];
         Ok(Self {
-            family: Family::new(device, "activation", &entries, &[])?,
+            family: Family::new(device, "activation", &entries)?,
         })
     }
 

@@ -57,7 +57,7 @@ impl ContrastiveKernels {
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         let entries = ["gram_rows", "ucl", "ucl_backward"];
         Ok(Self {
-            family: Family::new(device, "contrastive", &entries, &[])?,
+            family: Family::new(device, "contrastive", &entries)?,
         })
     }
 

@@ -120,7 +120,7 @@ impl EmbedKernels {
     /// The embedding pipelines for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         Ok(Self {
-            family: Family::new(device, "embed", &ENTRIES, &[])?,
+            family: Family::new(device, "embed", &ENTRIES)?,
         })
     }
 

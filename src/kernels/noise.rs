@@ -138,7 +138,7 @@ impl NoiseKernels {
             "label_dropout",
         ];
         Ok(Self {
-            family: Family::new(device, "noise", &entries, &[])?,
+            family: Family::new(device, "noise", &entries)?,
         })
     }
 

@@ -108,7 +108,7 @@ impl OptimKernels {
             mapped_at_creation: false,
         });
         Ok(Self {
-            family: Family::new(device, "optim", &ENTRIES, &[])?,
+            family: Family::new(device, "optim", &ENTRIES)?,
             partials,
         })
     }

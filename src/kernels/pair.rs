@@ -52,7 +52,7 @@ impl PairKernels {
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         let entries = ["pair_grad", "pair_finalize"];
         Ok(Self {
-            family: Family::new(device, "pair", &entries, &[])?,
+            family: Family::new(device, "pair", &entries)?,
         })
     }
 

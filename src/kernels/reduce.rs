@@ -40,7 +40,7 @@ impl ReduceKernel {
     /// The reduction pipeline for `device`.
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         Ok(Self {
-            family: Family::new(device, "reduce", &["sum_items"], &[])?,
+            family: Family::new(device, "reduce", &["sum_items"])?,
         })
     }
 

@@ -12,7 +12,7 @@
 //!   llvmpipe compiles into gathers instead of per-lane load loops. Chosen on CPU adapters
 //!   when dim and head_dim are multiples of 4.
 
-use super::common::{self, Region};
+use super::common::{self, Family, Operand, Region};
 use super::linear_texture::{self, LinearTextures};
 use super::Paths;
 use texture_path::TexturePath;
@@ -130,15 +130,9 @@ const TEX_ENTRIES: [&str; 5] = [
 
 /// Compiled attention pipelines for one device.
 pub struct AttentionKernels {
-    layout: crate::kernels::common::Layout,
-    pipelines: common::Pipelines,
+    family: Family,
     texture: Option<TexturePath>,
     tiled: Option<TiledPath>,
-    unused_read: wgpu::Buffer,
-    /// One placeholder per writable slot: WebGPU forbids two writable bindings of one buffer
-    /// in a dispatch.
-    unused_rw: [wgpu::Buffer; 2],
-    binder: common::Binder,
 }
 
 /// dqkv (overwritten) from dO, given the forward's qkv, O and log-sum-exp; `delta` is scratch of samples·heads·tokens values.
@@ -181,34 +175,25 @@ impl AttentionKernels {
 
     /// The kernels of `paths`, where `device` supports them (else the portable kernels).
     pub fn with_paths(device: &wgpu::Device, paths: Paths) -> Result<Self> {
-        let layout = common::family_layout(device, "attention")?;
-        let pipelines = common::Pipelines::new(device, "attention", &layout, &ENTRIES)?;
         let tiled = match paths {
-            Paths::Tiled => TiledPath::new(device, &layout),
+            Paths::Tiled => TiledPath::new(device),
             _ => None,
         };
+        // The tiled kernels are compiled per head size on first use, with this layout.
+        let family =
+            Family::with_variant(device, "attention", &ENTRIES, "attention_tiled", &tiled::ENTRIES)?;
         let texture = if paths == Paths::Texture && Self::texture_path_supported(device) {
-            let layout = common::family_layout(device, "attention_texture")?;
-            let pipelines =
-                common::Pipelines::new(device, "attention_texture", &layout, &TEX_ENTRIES)?;
             Some(TexturePath {
-                layout,
-                pipelines,
-                read_placeholder: linear_texture::placeholder(device),
-                storage_placeholder: linear_texture::placeholder(device),
+                family: Family::new(device, "attention_texture", &TEX_ENTRIES)?,
                 textures: LinearTextures::default(),
             })
         } else {
             None
         };
         Ok(Self {
-            binder: Default::default(),
-            layout,
-            pipelines,
+            family,
             texture,
             tiled,
-            unused_read: common::placeholder(device),
-            unused_rw: std::array::from_fn(|_| common::placeholder(device)),
         })
     }
 
@@ -268,24 +253,20 @@ impl AttentionKernels {
             }
             return self.forward_texture(device, encoder, shape, qkv, o, lse);
         }
-        let slots = [
-            Some(("qkv", qkv, 3 * e)),
-            None,
-            None,
-            Some(("o", o, e)),
-            Some(("lse", lse, l)),
-            None,
+        let operands = [
+            Operand::buffer("qkv", qkv, 3 * e),
+            Operand::buffer("out", o, e).called("o"),
+            Operand::buffer("lse", lse, l),
         ];
         if let Some(tiled) = &self.tiled {
             let groups = TiledPath::workgroups(shape);
-            let bg = self.bind(device, shape, slots, groups)?;
-            let p = tiled.pipelines(device, shape.head_dim)?;
+            let bg = self.bind(device, shape, &operands, groups)?;
+            let forward = self.tiled(device, tiled, shape, "attention_forward_tiled")?;
             let grid = common::grid(device, groups)?;
-            let forward = p.get("attention_forward_tiled");
-            common::record_pass(encoder, "attention-tiled", &[(forward, &bg, grid)]);
+            common::record_pass(encoder, "attention-tiled", &[(&forward, &bg, grid)]);
             return Ok(());
         }
-        let bg = self.bind(device, shape, slots, shape.query_rows().div_ceil(64))?;
+        let bg = self.bind(device, shape, &operands, shape.query_rows().div_ceil(64))?;
         self.record(device, encoder, shape, &[("attention_forward", &bg)])
     }
 
@@ -330,44 +311,38 @@ impl AttentionKernels {
             return self.backward_texture(device, encoder, shape, [qkv, o, lse, d_o, dqkv]);
         }
         let rows_groups = shape.query_rows().div_ceil(64);
-        let first = self.bind(
-            device,
-            shape,
-            [
-                None,
-                Some(("o", o, e)),
-                Some(("d_o", d_o, e)),
-                Some(("delta", delta, l)),
-                None,
-                None,
-            ],
-            rows_groups,
-        )?;
+        // δ = rowsum(dO ∘ O), written through the shader's `out`.
+        let delta_operands = [
+            Operand::buffer("o_in", o, e).called("o"),
+            Operand::buffer("d_o", d_o, e),
+            Operand::buffer("out", delta, l).called("delta"),
+        ];
+        let first = self.bind(device, shape, &delta_operands, rows_groups)?;
         let grads = [
-            Some(("qkv", qkv, 3 * e)),
-            None,
-            Some(("d_o", d_o, e)),
-            Some(("dqkv", dqkv, 3 * e)),
-            Some(("lse", lse, l)),
-            Some(("delta", delta, l)),
+            Operand::buffer("qkv", qkv, 3 * e),
+            Operand::buffer("d_o", d_o, e),
+            Operand::buffer("out", dqkv, 3 * e).called("dqkv"),
+            Operand::buffer("lse", lse, l),
+            Operand::buffer("delta", delta, l),
         ];
         if let Some(tiled) = &self.tiled {
             let groups = TiledPath::workgroups(shape);
-            let second = self.bind(device, shape, grads, groups)?;
-            let p = tiled.pipelines(device, shape.head_dim)?;
+            let second = self.bind(device, shape, &grads, groups)?;
+            let dq = self.tiled(device, tiled, shape, "attention_dq_tiled")?;
+            let dkv = self.tiled(device, tiled, shape, "attention_dkv_tiled")?;
             let (rows_grid, grid) = (
                 common::grid(device, rows_groups)?,
                 common::grid(device, groups)?,
             );
             let dispatches = [
-                (self.pipelines.get("attention_delta"), &first, rows_grid),
-                (p.get("attention_dq_tiled"), &second, grid),
-                (p.get("attention_dkv_tiled"), &second, grid),
+                (self.family.pipeline("attention_delta"), &first, rows_grid),
+                (&dq, &second, grid),
+                (&dkv, &second, grid),
             ];
             common::record_pass(encoder, "attention-tiled-backward", &dispatches);
             return Ok(());
         }
-        let second = self.bind(device, shape, grads, rows_groups)?;
+        let second = self.bind(device, shape, &grads, rows_groups)?;
         self.record(
             device,
             encoder,
@@ -380,16 +355,14 @@ impl AttentionKernels {
         )
     }
 
+    /// The bind group of `operands` for a launch of `groups` workgroups.
     fn bind(
         &self,
         device: &wgpu::Device,
         shape: AttentionShape,
-        slots: [Option<(&'static str, Region, u64)>; 6],
+        operands: &[Operand],
         groups: u64,
     ) -> Result<wgpu::BindGroup> {
-        for (name, region, bytes) in slots.iter().flatten() {
-            common::check_storage(device, name, *region, *bytes)?;
-        }
         let (gx, _) = common::grid(device, groups)?;
         let uni = AttnParams {
             samples: shape.samples,
@@ -401,19 +374,20 @@ impl AttentionKernels {
             groups_x: gx,
             pad: 0,
         };
-        let mut entries = Vec::new();
-        for (i, s) in slots.into_iter().enumerate() {
-            let fallback = if i == 3 || i == 4 {
-                &self.unused_rw[i - 3]
-            } else {
-                &self.unused_read
-            };
-            entries.push((
-                i as u32 + 1,
-                common::range_or(s.map(|(_, r, b)| (r, b)), fallback),
-            ));
-        }
-        self.binder.bind(device, &self.layout, &uni, entries)
+        self.family.bind(device, &uni, operands)
+    }
+
+    /// The tiled kernel `entry` for this launch's head size (compiled on first use).
+    fn tiled(
+        &self,
+        device: &wgpu::Device,
+        tiled: &TiledPath,
+        shape: AttentionShape,
+        entry: &'static str,
+    ) -> Result<wgpu::ComputePipeline> {
+        let constants = tiled.constants(shape.head_dim);
+        self.family
+            .specialised(device, "attention_tiled", entry, &constants)
     }
 
     fn record(
@@ -426,9 +400,9 @@ impl AttentionKernels {
         let grid = common::grid(device, shape.query_rows().div_ceil(64))?;
         let dispatches: Vec<_> = steps
             .iter()
-            .map(|&(entry, bg)| (self.pipelines.get(entry), bg, grid))
+            .map(|&(entry, bg)| (entry, bg, grid))
             .collect();
-        common::record_pass(encoder, "attention", &dispatches);
+        self.family.record(encoder, &dispatches);
         Ok(())
     }
 }

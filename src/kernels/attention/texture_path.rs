@@ -3,22 +3,11 @@
 
 use super::*;
 
-/// The texture path's pipelines, placeholder textures and cached operand textures.
+/// The texture path's family and cached operand textures.
 pub(super) struct TexturePath {
-    pub(super) layout: crate::kernels::common::Layout,
-    pub(super) pipelines: common::Pipelines,
-    pub(super) read_placeholder: wgpu::TextureView,
-    pub(super) storage_placeholder: wgpu::TextureView,
+    pub(super) family: Family,
     /// qkv, dO and (lse, δ) as linear textures, filled by copies or by `pack_linear4`.
     pub(super) textures: LinearTextures,
-}
-
-/// What a texture-path dispatch binds: buffers in slots 1–4, sampled textures in 5–7, the
-/// written texture in 8 (placeholders where `None`).
-pub(super) struct TexOperands<'a> {
-    buffers: [Option<(Region<'a>, u64)>; 4],
-    sampled: [Option<&'a wgpu::TextureView>; 3],
-    written: Option<&'a wgpu::TextureView>,
 }
 
 impl AttentionKernels {
@@ -45,35 +34,24 @@ impl AttentionKernels {
             return Ok((view, None));
         }
         let view = self.cached(device, role, floats / 4);
-        let pack = self.tex_dispatch(
-            device,
-            shape,
-            floats / 4,
-            floats / 4,
-            TexOperands {
-                buffers: [Some((src, 4 * floats)), None, None, None],
-                sampled: [None; 3],
-                written: Some(&view),
-            },
-        )?;
+        let operands = [
+            Operand::buffer("src4", src, 4 * floats),
+            Operand::texture("dst", &view),
+        ];
+        let pack = self.tex_dispatch(device, shape, floats / 4, floats / 4, &operands)?;
         Ok((view, Some(pack)))
     }
 
-    /// One texture-path dispatch: buffers in slots 1–4, sampled textures in 5–7, the written
-    /// texture in 8 (placeholders where unused).
+    /// One texture-path dispatch of `invocations` with `operands` (placeholders where a
+    /// binding is not named).
     fn tex_dispatch(
         &self,
         device: &wgpu::Device,
         shape: AttentionShape,
         texels: u64,
         invocations: u64,
-        operands: TexOperands,
+        operands: &[Operand],
     ) -> Result<(wgpu::BindGroup, (u32, u32))> {
-        let TexOperands {
-            buffers,
-            sampled,
-            written,
-        } = operands;
         let tex = self.texture.as_ref().expect("texture path");
         let grid = common::grid(device, invocations.div_ceil(64))?;
         let uni = AttnTexParams {
@@ -86,26 +64,7 @@ impl AttentionKernels {
             groups_x: grid.0,
             texels: texels as u32,
         };
-        let mut entries = Vec::new();
-        for (i, b) in buffers.into_iter().enumerate() {
-            let fallback = if i < 2 {
-                &self.unused_read
-            } else {
-                &self.unused_rw[i - 2]
-            };
-            entries.push((i as u32 + 1, common::range_or(b, fallback)));
-        }
-        for (i, t) in sampled.into_iter().enumerate() {
-            entries.push((
-                i as u32 + 5,
-                wgpu::BindingResource::TextureView(t.unwrap_or(&tex.read_placeholder)),
-            ));
-        }
-        entries.push((
-            8,
-            wgpu::BindingResource::TextureView(written.unwrap_or(&tex.storage_placeholder)),
-        ));
-        Ok((self.binder.bind(device, &tex.layout, &uni, entries)?, grid))
+        Ok((tex.family.bind(device, &uni, operands)?, grid))
     }
 
     pub(super) fn forward_texture(
@@ -120,23 +79,18 @@ impl AttentionKernels {
         let tex = self.texture.as_ref().expect("texture path");
         let (e, l) = (shape.elements(), shape.query_rows());
         let (qkv_tex, pack) = self.fill(device, encoder, shape, "attention-qkv", qkv, 3 * e)?;
-        let fwd = self.tex_dispatch(
-            device,
-            shape,
-            0,
-            l,
-            TexOperands {
-                buffers: [None, None, Some((lse, 4 * l)), Some((o, 4 * e))],
-                sampled: [Some(&qkv_tex), None, None],
-                written: None,
-            },
-        )?;
+        let operands = [
+            Operand::buffer("lse", lse, 4 * l),
+            Operand::buffer("out4", o, 4 * e).called("o"),
+            Operand::texture("qkv_tex", &qkv_tex),
+        ];
+        let fwd = self.tex_dispatch(device, shape, 0, l, &operands)?;
         let mut dispatches: Vec<_> = pack
             .iter()
-            .map(|p| (tex.pipelines.get("pack_linear4"), &p.0, p.1))
+            .map(|p| ("pack_linear4", &p.0, p.1))
             .collect();
-        dispatches.push((tex.pipelines.get("attention_forward_tex"), &fwd.0, fwd.1));
-        common::record_pass(encoder, "attention-texture", &dispatches);
+        dispatches.push(("attention_forward_tex", &fwd.0, fwd.1));
+        tex.family.record(encoder, &dispatches);
         Ok(())
     }
 
@@ -152,45 +106,31 @@ impl AttentionKernels {
         let (qkv_tex, qkv_pack) = self.fill(device, encoder, shape, "attention-qkv", qkv, 3 * e)?;
         let (do_tex, do_pack) = self.fill(device, encoder, shape, "attention-do", d_o, e)?;
         let ld_tex = self.cached(device, "attention-ld", l);
-        let delta = self.tex_dispatch(
-            device,
-            shape,
-            0,
-            l,
-            TexOperands {
-                buffers: [
-                    Some((o, 4 * e)),
-                    Some((d_o, 4 * e)),
-                    Some((lse, 4 * l)),
-                    None,
-                ],
-                sampled: [None; 3],
-                written: Some(&ld_tex),
-            },
-        )?;
-        let grads = self.tex_dispatch(
-            device,
-            shape,
-            0,
-            l,
-            TexOperands {
-                buffers: [None, None, None, Some((dqkv, 12 * e))],
-                sampled: [Some(&qkv_tex), Some(&do_tex), Some(&ld_tex)],
-                written: None,
-            },
-        )?;
-        let p = &tex.pipelines;
+        let delta_operands = [
+            Operand::buffer("src4", o, 4 * e).called("o"),
+            Operand::buffer("do4", d_o, 4 * e).called("d_o"),
+            Operand::buffer("lse", lse, 4 * l),
+            Operand::texture("dst", &ld_tex),
+        ];
+        let delta = self.tex_dispatch(device, shape, 0, l, &delta_operands)?;
+        let grad_operands = [
+            Operand::buffer("out4", dqkv, 12 * e).called("dqkv"),
+            Operand::texture("qkv_tex", &qkv_tex),
+            Operand::texture("do_tex", &do_tex),
+            Operand::texture("ld_tex", &ld_tex),
+        ];
+        let grads = self.tex_dispatch(device, shape, 0, l, &grad_operands)?;
         let mut dispatches: Vec<_> = qkv_pack
             .iter()
             .chain(&do_pack)
-            .map(|d| (p.get("pack_linear4"), &d.0, d.1))
+            .map(|d| ("pack_linear4", &d.0, d.1))
             .collect();
         dispatches.extend([
-            (p.get("attention_delta_tex"), &delta.0, delta.1),
-            (p.get("attention_dq_tex"), &grads.0, grads.1),
-            (p.get("attention_dkv_tex"), &grads.0, grads.1),
+            ("attention_delta_tex", &delta.0, delta.1),
+            ("attention_dq_tex", &grads.0, grads.1),
+            ("attention_dkv_tex", &grads.0, grads.1),
         ]);
-        common::record_pass(encoder, "attention-texture-backward", &dispatches);
+        tex.family.record(encoder, &dispatches);
         Ok(())
     }
 }

@@ -4,10 +4,6 @@
 //! pipeline constant so that each row lives in registers.
 
 use super::AttentionShape;
-use crate::kernels::common;
-use crate::Result;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 /// Rows per workgroup block (`BQ` in the shader).
 pub(super) const BLOCK: u32 = 64;
@@ -25,31 +21,22 @@ pub(super) const ENTRIES: [&str; 3] = [
     "attention_dkv_tiled",
 ];
 
-/// The tiled pipelines by head size.
+/// What the tiled kernels are specialised by on this device.
 pub(super) struct TiledPath {
-    layout: crate::kernels::common::Layout,
     /// Workgroup bytes available to the staged rows.
     staging_bytes: u32,
-    pipelines: Mutex<HashMap<u32, Arc<common::Pipelines>>>,
 }
 
 impl TiledPath {
     /// The path where `device` has 64 invocations per workgroup and room to stage at least
     /// 8 rows of the largest head; `None` elsewhere.
-    pub(super) fn new(
-        device: &wgpu::Device,
-        layout: &crate::kernels::common::Layout,
-    ) -> Option<Self> {
+    pub(super) fn new(device: &wgpu::Device) -> Option<Self> {
         let l = device.limits();
         let staging_bytes = l.max_compute_workgroup_storage_size.min(BUDGET) - SCALARS_BYTES;
         let ok = l.max_compute_invocations_per_workgroup >= BLOCK
             && l.max_compute_workgroup_size_x >= BLOCK
             && staging_bytes >= 8 * 2 * 4 * super::MAX_HEAD_DIM;
-        ok.then(|| Self {
-            layout: layout.clone(),
-            staging_bytes,
-            pipelines: Mutex::new(HashMap::new()),
-        })
+        ok.then_some(Self { staging_bytes })
     }
 
     /// Rows staged per step for a head size: two blocks of rows fill the staging bytes.
@@ -62,30 +49,12 @@ impl TiledPath {
         shape.samples as u64 * shape.heads as u64 * shape.tokens.div_ceil(BLOCK) as u64
     }
 
-    /// The forward, dq and dkv pipelines for `head_dim`, compiled on first use (a launch
-    /// after that takes a reference count, nothing more).
-    pub(super) fn pipelines(
-        &self,
-        device: &wgpu::Device,
-        head_dim: u32,
-    ) -> Result<Arc<common::Pipelines>> {
-        let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = cache.get(&head_dim) {
-            return Ok(p.clone());
-        }
-        let constants = [
+    /// The pipeline constants of the kernels for `head_dim`: the head size, so that each
+    /// row lives in registers, and the rows staged per step.
+    pub(super) fn constants(&self, head_dim: u32) -> [(&'static str, f64); 2] {
+        [
             ("HD", head_dim as f64),
             ("BKV", self.staged_rows(head_dim) as f64),
-        ];
-        let made = common::Pipelines::specialised(
-            device,
-            "attention_tiled",
-            &self.layout,
-            &ENTRIES,
-            &constants,
-        )?;
-        let made = Arc::new(made);
-        cache.insert(head_dim, made.clone());
-        Ok(made)
+        ]
     }
 }

@@ -84,8 +84,9 @@ pub(crate) struct Family {
     pipelines: HashMap<&'static str, wgpu::ComputePipeline>,
     specialised: Mutex<Specialised>,
     binder: Binder,
-    /// One per storage buffer and read-only texture binding: every unused writable binding
-    /// needs a buffer of its own (overlapping writable bindings are refused).
+    /// One per storage binding: every unused writable binding needs a resource of its own
+    /// (overlapping writable bindings are refused), and a texture may not be bound both
+    /// read and written.
     placeholders: HashMap<u32, Placeholder>,
 }
 
@@ -95,17 +96,30 @@ enum Placeholder {
 }
 
 impl Family {
-    /// The entry points `entries` of `shader`, compiled now, and `lazy` ones compiled on first
-    /// use with their constants ([`Self::specialised`]); one layout holds every binding any
-    /// of them uses, so one bind group serves them all.
+    /// The entry points `entries` of `shader`, compiled now; one layout holds every binding
+    /// any of them uses, so one bind group serves them all.
     pub(crate) fn new(
         device: &wgpu::Device,
         shader: &'static str,
         entries: &[&'static str],
-        lazy: &[&'static str],
     ) -> Result<Self> {
-        let all: Vec<&str> = entries.iter().chain(lazy).copied().collect();
-        let bindings = used_bindings(shader, &all)?;
+        Self::with_variant(device, shader, entries, shader, &[])
+    }
+
+    /// [`Self::new`], the layout also holding the bindings of `variant_entries` of
+    /// `variant`: a module written for the same bindings whose pipelines are compiled on
+    /// first use with their constants ([`Self::specialised`]).
+    pub(crate) fn with_variant(
+        device: &wgpu::Device,
+        shader: &'static str,
+        entries: &[&'static str],
+        variant: &'static str,
+        variant_entries: &[&'static str],
+    ) -> Result<Self> {
+        let mut bindings = used_bindings(shader, entries)?;
+        if !variant_entries.is_empty() {
+            merge(&mut bindings, used_bindings(variant, variant_entries)?, variant)?;
+        }
         let slots: Vec<(u32, Slot)> = bindings.iter().map(|b| (b.number, b.slot)).collect();
         let layout = super::layout(device, shader, &slots)?;
         let compiled = super::specialised_pipelines(device, shader, &layout, entries, &[])?;
@@ -116,10 +130,10 @@ impl Family {
                     Slot::Read | Slot::ReadWrite => {
                         Placeholder::Buffer(super::placeholder(device))
                     }
-                    Slot::ReadTexture => {
+                    Slot::ReadTexture | Slot::WriteTexture => {
                         Placeholder::Texture(crate::kernels::linear_texture::placeholder(device))
                     }
-                    Slot::Uniform | Slot::WriteTexture => return None,
+                    Slot::Uniform => return None,
                 };
                 Some((b.number, p))
             })
@@ -252,11 +266,11 @@ impl Family {
     }
 
     /// No binding named twice; a binding not named is bound to its placeholder (the launch
-    /// does not use it), except a written texture, which has none.
+    /// does not use it).
     fn check_all_bound(&self, numbered: &[(u32, Slot, &Operand)]) -> Result<()> {
         for b in self.bindings.iter().filter(|b| b.number != 0) {
             let times = numbered.iter().filter(|n| n.0 == b.number).count();
-            if times > 1 || (times == 0 && !self.placeholders.contains_key(&b.number)) {
+            if times > 1 {
                 return Err(Error::Launch(format!(
                     "a launch of the {} kernels binds `{}` {times} times (once is needed)",
                     self.shader, b.var
@@ -274,9 +288,30 @@ impl Family {
             (Resource::Unused, Some(Placeholder::Texture(v))) => {
                 wgpu::BindingResource::TextureView(v)
             }
-            (Resource::Unused, None) => unreachable!("written textures are always bound"),
+            (Resource::Unused, None) => unreachable!("every storage binding has a placeholder"),
         }
     }
+}
+
+/// Adds a variant module's bindings to `into`; a binding both declare must be the same kind.
+fn merge(into: &mut Vec<Binding>, more: Vec<Binding>, variant: &str) -> Result<()> {
+    for b in more {
+        match into.iter().find(|a| a.number == b.number) {
+            Some(a) if a.slot == b.slot => {}
+            Some(a) => {
+                return Err(Error::Shader {
+                    name: variant.into(),
+                    message: format!(
+                        "binding {} is `{}` ({:?}) here but `{}` ({:?}) in the family's module",
+                        b.number, b.var, b.slot, a.var, a.slot
+                    ),
+                })
+            }
+            None => into.push(b),
+        }
+    }
+    into.sort_by_key(|b| b.number);
+    Ok(())
 }
 
 /// Whether any of the entry points `indices` reads or writes global `handle`.

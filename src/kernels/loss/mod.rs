@@ -94,7 +94,13 @@ impl LossKernels {
             "loss_finalize",
         ];
         Ok(Self {
-            family: Family::new(device, "loss", &entries, &[])?,
+            family: Family::with_variant(
+                device,
+                "loss",
+                &entries,
+                "loss_vec4",
+                &["imba_fused_vec4"],
+            )?,
             vector_path: true,
             time_norm: time_norm::TimeNormKernel::new(device)?,
         })

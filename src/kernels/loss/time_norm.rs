@@ -98,7 +98,7 @@ impl TimeNormKernel {
     pub(crate) fn new(device: &wgpu::Device) -> Result<Self> {
         let entries = ["time_norm_sums", "time_norm_apply"];
         Ok(Self {
-            family: Family::new(device, "time_norm", &entries, &[])?,
+            family: Family::new(device, "time_norm", &entries)?,
         })
     }
 
