@@ -1,8 +1,8 @@
 //! Launcher of `shaders/adaln.wgsl`: LayerNorm + adaLN modulation, the gated residual, and
 //! per-segment column sums (bias, shift, scale and gate gradients), forward and backward.
 
-use super::common::{self, Region, Slot, Write};
-use super::linear_texture::{self, LinearTextures};
+use super::common::{self, Family, Region, Write};
+use super::linear_texture::LinearTextures;
 use super::Paths;
 use crate::{Error, Result};
 
@@ -84,16 +84,10 @@ pub enum AdaLnPath {
 
 /// Compiled adaLN pipelines for one device.
 pub struct AdaLnKernels {
-    layout: crate::kernels::common::Layout,
     /// `ENTRIES`, and `WG_ENTRIES` on the workgroup path.
-    pipelines: common::Pipelines,
+    family: Family,
     texture: Option<TexturePath>,
     workgroup: Option<WorkgroupPath>,
-    unused_read: wgpu::Buffer,
-    /// One placeholder per writable slot (4, 5, 6): WebGPU forbids two writable bindings of
-    /// one buffer in a dispatch.
-    unused_rw: [wgpu::Buffer; 3],
-    binder: common::Binder,
 }
 
 impl AdaLnKernels {
@@ -105,45 +99,15 @@ impl AdaLnKernels {
     /// The kernels of `paths`: the texture path for [`Paths::Texture`] on CPU adapters, the
     /// workgroup path for [`Paths::Tiled`], the portable kernels otherwise.
     pub fn with_paths(device: &wgpu::Device, paths: Paths) -> Result<Self> {
-        use Slot::*;
-        let layout = common::layout(
-            device,
-            "adaln",
-            &[
-                (0, Uniform),
-                (1, Read),
-                (2, Read),
-                (3, Read),
-                (4, ReadWrite),
-                (5, ReadWrite),
-                (6, ReadWrite),
-            ],
-        )?;
         let mut entries = ENTRIES.to_vec();
         if paths == Paths::Tiled {
             entries.extend(WG_ENTRIES);
         }
-        let pipelines = common::Pipelines::new(device, "adaln", &layout, &entries)?;
+        let family = Family::new(device, "adaln", &entries)?;
         let texture = if paths == Paths::Texture && Self::texture_path_supported(device) {
-            let layout = common::layout(
-                device,
-                "adaln-texture",
-                &[
-                    (0, Uniform),
-                    (4, ReadWrite),
-                    (5, ReadWrite),
-                    (6, ReadWrite),
-                    (7, ReadTexture),
-                    (8, ReadTexture),
-                    (9, ReadTexture),
-                ],
-            )?;
-            let pipelines = common::Pipelines::new(device, "adaln", &layout, &TEX_ENTRIES)?;
             Some(TexturePath {
-                layout,
-                pipelines,
+                family: Family::new(device, "adaln", &TEX_ENTRIES)?,
                 textures: LinearTextures::default(),
-                unused: linear_texture::placeholder(device),
             })
         } else {
             None
@@ -155,13 +119,9 @@ impl AdaLnKernels {
             _ => None,
         };
         Ok(Self {
-            binder: Default::default(),
-            layout,
-            pipelines,
+            family,
             texture,
             workgroup,
-            unused_read: common::placeholder(device),
-            unused_rw: std::array::from_fn(|_| common::placeholder(device)),
         })
     }
 
@@ -502,33 +462,28 @@ impl AdaLnKernels {
             reads,
             writes,
         } = launch;
-        let slots = [
-            reads[0], reads[1], reads[2], writes[0], writes[1], writes[2],
-        ];
-        // Read-only slots 1–3 share a placeholder; writable ones get their own.
-        let fallbacks = [
-            &self.unused_read,
-            &self.unused_read,
-            &self.unused_read,
-            &self.unused_rw[0],
-            &self.unused_rw[1],
-            &self.unused_rw[2],
-        ];
-        let bindings: Vec<_> = slots.into_iter().zip(fallbacks).collect();
-        let launch = common::OneLaunch {
-            label: entry,
-            layout: &self.layout,
-            pipeline: self.pipelines.get(entry),
-            binder: &self.binder,
-        };
-        launch.record(
-            device,
-            encoder,
-            invocations,
-            |groups_x| AdaParams { groups_x, ..params },
-            &bindings,
-        )
+        let operands = named(&READS, reads).chain(named(&WRITES, writes));
+        let operands: Vec<_> = operands.collect();
+        let uniform = |groups_x| AdaParams { groups_x, ..params };
+        let groups = invocations.div_ceil(64);
+        self.family
+            .launch(device, encoder, entry, groups, uniform, &operands)
     }
+}
+
+/// The shader's variables of a launch's three read roles and three written ones.
+const READS: [&str; 3] = ["input", "modv", "aux"];
+const WRITES: [&str; 3] = ["out", "xhat", "rstd"];
+
+/// The given operands of `roles` bound at the shader's variables `vars`, named as the
+/// caller named them.
+fn named<'a>(
+    vars: &'static [&'static str; 3],
+    roles: [Operand<'a>; 3],
+) -> impl Iterator<Item = common::Operand<'a>> {
+    vars.iter().zip(roles).filter_map(|(&var, role)| {
+        role.map(|(name, region, bytes)| common::Operand::buffer(var, region, bytes).called(name))
+    })
 }
 
 type Operand<'a> = Option<(&'static str, Region<'a>, u64)>;

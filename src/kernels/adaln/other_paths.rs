@@ -10,12 +10,10 @@ pub(super) struct WorkgroupPath {
     pub(super) scratch: std::sync::Mutex<Option<wgpu::Buffer>>,
 }
 
-/// The texture path's pipelines and operand textures.
+/// The texture path's family (`TEX_ENTRIES`) and operand textures.
 pub(super) struct TexturePath {
-    pub(super) layout: crate::kernels::common::Layout,
-    pub(super) pipelines: common::Pipelines,
+    pub(super) family: Family,
     pub(super) textures: LinearTextures,
-    pub(super) unused: wgpu::TextureView,
 }
 
 impl AdaLnKernels {
@@ -131,27 +129,17 @@ impl AdaLnKernels {
                 op.and_then(|(_, r, bytes)| t.textures.fill(device, encoder, role, r, bytes / 4))
             })
             .collect();
-        let (gx, gy) = common::grid(device, invocations.div_ceil(64))?;
-        let fallbacks = [&self.unused_rw[0], &self.unused_rw[1], &self.unused_rw[2]];
-        let mut entries = Vec::with_capacity(6);
-        for (i, (op, fallback)) in writes.iter().zip(fallbacks).enumerate() {
-            entries.push((
-                4 + i as u32,
-                common::range_or(op.map(|(_, r, n)| (r, n)), fallback),
-            ));
+        const TEXTURES: [&str; 3] = ["tex_input", "tex_mod", "tex_aux"];
+        let mut operands: Vec<_> = named(&WRITES, writes).collect();
+        for (var, view) in TEXTURES.into_iter().zip(&views) {
+            if let Some(view) = view {
+                operands.push(common::Operand::texture(var, view));
+            }
         }
-        for (i, view) in views.iter().enumerate() {
-            entries.push((
-                7 + i as u32,
-                wgpu::BindingResource::TextureView(view.as_ref().unwrap_or(&t.unused)),
-            ));
-        }
-        let params = AdaParams {
-            groups_x: gx,
-            ..params
-        };
-        let bg = self.binder.bind(device, &t.layout, &params, entries)?;
-        common::record_pass(encoder, entry, &[(t.pipelines.get(entry), &bg, (gx, gy))]);
+        let uniform = |groups_x| AdaParams { groups_x, ..params };
+        let groups = invocations.div_ceil(64);
+        t.family
+            .launch(device, encoder, entry, groups, uniform, &operands)?;
         Ok(true)
     }
 }

@@ -116,16 +116,6 @@ struct LayoutInner {
     family: std::sync::OnceLock<String>,
 }
 
-impl Layout {
-    /// Whether binding `binding` is a writable storage buffer.
-    pub(crate) fn writes(&self, binding: u32) -> bool {
-        self.0
-            .slots
-            .iter()
-            .any(|&(b, s)| b == binding && s == Slot::ReadWrite)
-    }
-}
-
 impl std::ops::Deref for Layout {
     type Target = wgpu::BindGroupLayout;
     fn deref(&self) -> &wgpu::BindGroupLayout {
@@ -497,55 +487,6 @@ pub(crate) fn record_pass(
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, bind_group, &[]);
         pass.dispatch_workgroups(x, y, 1);
-    }
-}
-
-/// A storage binding of a launch — (name for errors, region, bytes), or unused — and the
-/// placeholder bound where it is unused.
-pub(crate) type Binding<'a> = (Option<(&'static str, Region<'a>, u64)>, &'a wgpu::Buffer);
-
-/// One dispatch of a family: where it is recorded, with which layout, pipeline and cache.
-pub(crate) struct OneLaunch<'a> {
-    pub label: &'a str,
-    pub layout: &'a Layout,
-    pub pipeline: &'a wgpu::ComputePipeline,
-    pub binder: &'a Binder,
-}
-
-impl OneLaunch<'_> {
-    /// Checks every used binding against the device, lays out a 2-D grid of 64-invocation
-    /// workgroups for `invocations`, binds `uniform(groups_x)` and the storage slots in order
-    /// from binding 1, and records the dispatch.
-    pub(crate) fn record<T: bytemuck::Pod>(
-        &self,
-        device: &wgpu::Device,
-        encoder: &mut wgpu::CommandEncoder,
-        invocations: u64,
-        uniform: impl FnOnce(u32) -> T,
-        bindings: &[Binding],
-    ) -> Result<()> {
-        for (name, region, bytes) in bindings.iter().filter_map(|b| b.0) {
-            check_storage(device, name, region, bytes)?;
-        }
-        // Aliasing by the launch's own names for its operands.
-        let operands: Vec<_> = (1..)
-            .zip(bindings)
-            .filter_map(|(binding, b)| {
-                b.0.map(|(name, r, bytes)| (name, r, bytes, self.layout.writes(binding)))
-            })
-            .collect();
-        check_operands(&operands)?;
-        let (gx, gy) = grid(device, invocations.div_ceil(64))?;
-        let entries = bindings
-            .iter()
-            .enumerate()
-            .map(|(i, (b, fallback))| (i as u32 + 1, range_or(b.map(|(_, r, n)| (r, n)), fallback)))
-            .collect();
-        let bg = self
-            .binder
-            .bind(device, self.layout, &uniform(gx), entries)?;
-        record_pass(encoder, self.label, &[(self.pipeline, &bg, (gx, gy))]);
-        Ok(())
     }
 }
 
