@@ -13,11 +13,9 @@
 //!   launch runs the portable kernel, and tall A operands are packed and multiplied in
 //!   row chunks.
 
-use super::common::{self, Region, Slot};
+use super::common::{self, Family, Operand, Region};
 use super::Paths;
 use crate::{Error, Result};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// How an operand is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,14 +126,12 @@ pub(crate) struct ProductParams {
 
 /// Compiled matmul pipelines for one device.
 pub struct MatmulKernels {
-    layout: crate::kernels::common::Layout,
-    portable: wgpu::ComputePipeline,
+    /// The portable kernel, and the tiled kernels' specialisations.
+    family: Family,
     /// Present where the device qualifies (see [`MatmulKernels::fast_path_supported`]).
     texture: Option<TexturePath>,
     /// Present where the paths are [`Paths::Tiled`] and the device allows the tiles.
     tiled: Option<TiledPath>,
-    unused: wgpu::Buffer,
-    binder: common::Binder,
 }
 
 mod texture;
@@ -153,80 +149,30 @@ impl MatmulKernels {
 
     /// The kernels of `paths`, where `device` supports them (else the portable kernel).
     pub fn with_paths(device: &wgpu::Device, paths: Paths) -> Result<Self> {
-        use Slot::*;
-        let layout = common::family_layout(device, "matmul")?;
-        let portable = common::pipeline(device, "matmul", &layout, "matmul_portable", &[])?;
+        let family = Family::with_variant(
+            device,
+            "matmul",
+            &["matmul_portable"],
+            "matmul_tiled",
+            &["matmul_tiled"],
+        )?;
         let tiled = match paths {
-            Paths::Tiled => TiledPath::new(device, &layout)?,
+            Paths::Tiled => TiledPath::new(device),
             _ => None,
         };
+        // The tiles' pipelines are made now, so that a launch finds them compiled.
+        for tile in tiled.iter().flat_map(TiledPath::tiles) {
+            family.specialised(device, "matmul_tiled", "matmul_tiled", &tile.constants())?;
+        }
         let texture = if paths == Paths::Texture && Self::fast_path_supported(device) {
-            let pack_layout = common::layout(
-                device,
-                "matmul-pack",
-                &[(0, Uniform), (1, Read), (2, WriteTexture)],
-            )?;
-            let product_layout = common::layout(
-                device,
-                "matmul-texture",
-                &[
-                    (0, Uniform),
-                    (1, ReadTexture),
-                    (2, ReadTexture),
-                    (3, Read),
-                    (4, ReadWrite),
-                ],
-            )?;
-            let lanes = device.adapter_info().subgroup_min_size;
-            let pack = common::pipeline(device, "matmul_texture", &pack_layout, "pack_rows4", &[])?;
-            let product = common::pipeline(
-                device,
-                "matmul_texture",
-                &product_layout,
-                &format!("matmul_texture{lanes}"),
-                &[],
-            )?;
-            let product_tex_layout = common::layout(
-                device,
-                "matmul-texture-out",
-                &[
-                    (0, Uniform),
-                    (1, ReadTexture),
-                    (2, ReadTexture),
-                    (3, Read),
-                    (5, WriteTexture),
-                ],
-            )?;
-            let product_tex = common::pipeline(
-                device,
-                "matmul_texture",
-                &product_tex_layout,
-                &format!("matmul_texture{lanes}_to_texture"),
-                &[],
-            )?;
-            let max = device.limits().max_texture_dimension_2d;
-            Some(TexturePath {
-                pack_layout,
-                pack,
-                product_layout,
-                product,
-                product_tex_layout,
-                product_tex,
-                lanes,
-                row_chunk: max / TILE_ROWS * TILE_ROWS,
-                textures: Mutex::new(HashMap::new()),
-                binder: Default::default(),
-            })
+            Some(TexturePath::new(device)?)
         } else {
             None
         };
         Ok(Self {
-            binder: Default::default(),
-            layout,
-            portable,
+            family,
             texture,
             tiled,
-            unused: common::placeholder(device),
         })
     }
 
@@ -343,9 +289,8 @@ impl MatmulKernels {
             (self.path(device, args.m, args.k, args.n), &self.texture)
         {
             let strides = ((a_row, a_col), (b_row, b_col));
-            return record_texture(device, encoder, tex, &self.unused, args, strides);
+            return record_texture(device, encoder, tex, args, strides);
         }
-        let bias = common::range_or(args.bias.map(|b| (b, n * 4)), &self.unused);
         let (gx, gy) = common::grid(device, (m * n).div_ceil(64))?;
         let params = MatmulParams {
             m: args.m,
@@ -359,20 +304,23 @@ impl MatmulKernels {
             accumulate: args.accumulate as u32,
             groups_x: gx,
         };
-        let bg = self.binder.bind(
-            device,
-            &self.layout,
-            &params,
-            vec![
-                (1, common::range(args.a, m * k * 4)),
-                (2, common::range(args.b, k * n * 4)),
-                (3, bias),
-                (4, common::range(args.c, m * n * 4)),
-            ],
-        )?;
-        let tiled = self.tiled.as_ref().and_then(|t| t.launch(device, &params));
-        let (pipeline, grid) = tiled.unwrap_or((&self.portable, (gx, gy)));
-        common::record_pass(encoder, "matmul", &[(pipeline, &bg, grid)]);
+        let operands = [
+            Operand::buffer("a", args.a, m * k * 4),
+            Operand::buffer("b", args.b, k * n * 4),
+            Operand::maybe("bias", args.bias.map(|b| (b, n * 4))),
+            Operand::buffer("c", args.c, m * n * 4),
+        ];
+        let bg = self.family.bind(device, &params, &operands)?;
+        let (pipeline, grid) = match self.tiled.as_ref().and_then(|t| t.launch(device, &params)) {
+            Some((tile, grid)) => {
+                let constants = tile.constants();
+                let tiled = "matmul_tiled";
+                let p = self.family.specialised(device, tiled, tiled, &constants)?;
+                (p, grid)
+            }
+            None => (self.family.pipeline("matmul_portable").clone(), (gx, gy)),
+        };
+        common::record_pass(encoder, "matmul", &[(&pipeline, &bg, grid)]);
         Ok(())
     }
 }

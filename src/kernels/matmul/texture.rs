@@ -3,20 +3,22 @@
 //! fetches (`shaders/matmul_texture.wgsl`).
 
 use super::{Layout, MatmulArgs, PackParams, ProductParams, TILE_COLS, TILE_ROWS};
-use crate::kernels::common::{self, Region};
+use crate::kernels::common::{self, Family, Operand, Region};
 use crate::Result;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// The texture path's pipelines.
+/// The texture path's kernels: three families of `matmul_texture.wgsl`, each with the
+/// bindings of its entry point.
 pub(super) struct TexturePath {
-    pub(super) pack_layout: crate::kernels::common::Layout,
-    pub(super) pack: wgpu::ComputePipeline,
-    pub(super) product_layout: crate::kernels::common::Layout,
-    pub(super) product: wgpu::ComputePipeline,
-    /// `matmul_texture8_to_texture`: C written to a texture and copied out.
-    pub(super) product_tex_layout: crate::kernels::common::Layout,
-    pub(super) product_tex: wgpu::ComputePipeline,
+    /// `pack_rows4`: an operand into its texture.
+    pack: Family,
+    /// `matmul_texture{8,16}`: the product stored into C.
+    product: Family,
+    /// `matmul_texture{8,16}_to_texture`: C written to a texture and copied out.
+    product_tex: Family,
+    /// The product entry points for this device's subgroups: (into C, into a texture).
+    entries: (&'static str, &'static str),
     /// Subgroup size the product kernels are built for (8 or 16).
     pub(super) lanes: u32,
     /// Most rows of A packed and multiplied per chunk (a multiple of the tile's 16).
@@ -25,10 +27,36 @@ pub(super) struct TexturePath {
     /// passes of an encoder run in order, so a later product repacks only after an earlier
     /// one has read them.
     pub(super) textures: Mutex<HashMap<(&'static str, u32, u32), wgpu::TextureView>>,
-    pub(super) binder: common::Binder,
 }
 
+/// The product entry points by subgroup size.
+const PRODUCT: [(u32, &str, &str); 2] = [
+    (8, "matmul_texture8", "matmul_texture8_to_texture"),
+    (16, "matmul_texture16", "matmul_texture16_to_texture"),
+];
+
 impl TexturePath {
+    /// The texture path for `device`, whose subgroups are 8 or 16 lanes
+    /// ([`super::MatmulKernels::fast_path_supported`]).
+    pub(super) fn new(device: &wgpu::Device) -> Result<Self> {
+        let lanes = device.adapter_info().subgroup_min_size;
+        let &(_, product, product_tex) = PRODUCT
+            .iter()
+            .find(|p| p.0 == lanes)
+            .expect("the texture path runs on 8- or 16-lane subgroups");
+        let shader = "matmul_texture";
+        let max = device.limits().max_texture_dimension_2d;
+        Ok(Self {
+            pack: Family::new(device, shader, &["pack_rows4"])?,
+            product: Family::new(device, shader, &[product])?,
+            product_tex: Family::new(device, shader, &[product_tex])?,
+            entries: (product, product_tex),
+            lanes,
+            row_chunk: max / TILE_ROWS * TILE_ROWS,
+            textures: Mutex::new(HashMap::new()),
+        })
+    }
+
     /// Width in texels of the B texture for N columns: whole tiles of 64 columns.
     pub(super) fn b_width(&self, n: u64) -> u64 {
         n.div_ceil(TILE_COLS as u64) * TILE_COLS as u64 / 4
@@ -81,7 +109,6 @@ pub(super) fn record_texture(
     device: &wgpu::Device,
     encoder: &mut wgpu::CommandEncoder,
     tex: &TexturePath,
-    unused: &wgpu::Buffer,
     args: &MatmulArgs,
     strides: ((u32, u32), (u32, u32)),
 ) -> Result<()> {
@@ -105,7 +132,7 @@ pub(super) fn record_texture(
             c: c_view.as_ref(),
             row_offset,
         };
-        tex.product(device, encoder, args, unused, &plan, chunk)?;
+        tex.product(device, encoder, args, &plan, chunk)?;
     }
     Ok(())
 }
@@ -165,15 +192,11 @@ impl TexturePath {
         view: &wgpu::TextureView,
         p: PackParams,
     ) -> Result<()> {
-        let (gx, gy) = common::grid(device, (p.width as u64 * p.height as u64).div_ceil(64))?;
-        let uni = PackParams { groups_x: gx, ..p };
-        let entries = vec![
-            (1, common::range(src, bytes)),
-            (2, wgpu::BindingResource::TextureView(view)),
-        ];
-        let bg = self.binder.bind(device, &self.pack_layout, &uni, entries)?;
-        common::record_pass(encoder, "matmul-pack", &[(&self.pack, &bg, (gx, gy))]);
-        Ok(())
+        let groups = (p.width as u64 * p.height as u64).div_ceil(64);
+        let uniform = |groups_x| PackParams { groups_x, ..p };
+        let operands = [Operand::buffer("src", src, bytes), Operand::texture("packed", view)];
+        self.pack
+            .launch(device, encoder, "pack_rows4", groups, uniform, &operands)
     }
 
     /// op(B) into its texture: a copy where B is row-major with whole texels of K rows (the
@@ -250,7 +273,6 @@ impl TexturePath {
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
         args: &MatmulArgs,
-        unused: &wgpu::Buffer,
         plan: &Plan,
         chunk: Chunk,
     ) -> Result<()> {
@@ -270,26 +292,22 @@ impl TexturePath {
             use_bias: args.bias.is_some() as u32,
             accumulate: args.accumulate as u32,
         };
-        let bias = common::range_or(args.bias.map(|b| (b, n * 4)), unused);
         let grid = (args.n.div_ceil(TILE_COLS), rows.div_ceil(TILE_ROWS));
-        let mut entries = vec![
-            (1, wgpu::BindingResource::TextureView(a_view)),
-            (2, wgpu::BindingResource::TextureView(b_view)),
-            (3, bias),
+        let mut operands = vec![
+            Operand::texture("a_tex", a_view),
+            Operand::texture("b_tex", b_view),
+            Operand::maybe("bias", args.bias.map(|b| (b, n * 4))),
         ];
         let Some(c_view) = c_view else {
-            entries.push((4, common::range(args.c, m * n * 4)));
-            let bg = self
-                .binder
-                .bind(device, &self.product_layout, &uni, entries)?;
-            common::record_pass(encoder, "matmul-texture", &[(&self.product, &bg, grid)]);
+            operands.push(Operand::buffer("c", args.c, m * n * 4));
+            let bg = self.product.bind(device, &uni, &operands)?;
+            self.product.record(encoder, &[(self.entries.0, &bg, grid)]);
             return Ok(());
         };
-        entries.push((5, wgpu::BindingResource::TextureView(c_view)));
-        let bg = self
-            .binder
-            .bind(device, &self.product_tex_layout, &uni, entries)?;
-        common::record_pass(encoder, "matmul-texture", &[(&self.product_tex, &bg, grid)]);
+        operands.push(Operand::texture("c_tex", c_view));
+        let bg = self.product_tex.bind(device, &uni, &operands)?;
+        self.product_tex
+            .record(encoder, &[(self.entries.1, &bg, grid)]);
         let dst = texel_rows(args.c, row_offset, args.n / 4);
         encoder.copy_texture_to_buffer(texture_origin(c_view), dst, extent(args.n / 4, rows));
         Ok(())

@@ -4,8 +4,6 @@
 //! launch takes the large one where the product has enough blocks to fill a big GPU.
 
 use super::MatmulParams;
-use crate::kernels::common;
-use crate::Result;
 
 /// The blocking of one tiled pipeline: a `m`×`n` block of C per workgroup, K staged `k` at
 /// a time, a `thread_m`×`thread_n` register tile per invocation.
@@ -80,7 +78,8 @@ impl Tile {
         }
     }
 
-    fn constants(&self) -> [(&'static str, f64); 5] {
+    /// The pipeline constants of this blocking.
+    pub(super) fn constants(&self) -> [(&'static str, f64); 5] {
         [
             ("TILE_M", self.m as f64),
             ("TILE_N", self.n as f64),
@@ -95,42 +94,26 @@ impl Tile {
 /// large GPU (132 on an H100); below this many, the small tile's 4× more blocks win.
 const LARGE_BLOCKS: u64 = 128;
 
-/// The tiled path's pipelines, one per tile shape.
+/// The tiled path: which tile shapes the device allows (their pipelines are the family's
+/// specialisations of `matmul_tiled`).
 pub(super) struct TiledPath {
-    small: wgpu::ComputePipeline,
-    large: Option<wgpu::ComputePipeline>,
+    large: bool,
     /// Forces one tile shape for every launch (tests); `None` chooses per launch.
     pub(super) forced: Option<Tile>,
 }
 
 impl TiledPath {
-    /// The tiled pipelines, or `None` where `device` cannot run even the small tile.
-    pub(super) fn new(
-        device: &wgpu::Device,
-        layout: &crate::kernels::common::Layout,
-    ) -> Result<Option<Self>> {
-        if !Tile::SMALL.fits(device) {
-            return Ok(None);
-        }
-        let make = |tile: Tile| {
-            common::pipeline(
-                device,
-                "matmul_tiled",
-                layout,
-                "matmul_tiled",
-                &tile.constants(),
-            )
-        };
-        let large = if Tile::LARGE.fits(device) {
-            Some(make(Tile::LARGE)?)
-        } else {
-            None
-        };
-        Ok(Some(Self {
-            small: make(Tile::SMALL)?,
-            large,
+    /// The tiled path, or `None` where `device` cannot run even the small tile.
+    pub(super) fn new(device: &wgpu::Device) -> Option<Self> {
+        Tile::SMALL.fits(device).then(|| Self {
+            large: Tile::LARGE.fits(device),
             forced: None,
-        }))
+        })
+    }
+
+    /// The tile shapes this device runs.
+    pub(super) fn tiles(&self) -> impl Iterator<Item = Tile> {
+        std::iter::once(Tile::SMALL).chain(self.large.then_some(Tile::LARGE))
     }
 
     /// The tile an M×N product runs with.
@@ -139,29 +122,25 @@ impl TiledPath {
             return t;
         }
         match Tile::for_product(m, n) {
-            Tile::LARGE if self.large.is_some() => Tile::LARGE,
+            Tile::LARGE if self.large => Tile::LARGE,
             _ => Tile::SMALL,
         }
     }
 
-    /// The pipeline and workgroup grid of one launch, or `None` where the grid would exceed
-    /// the device's per-dimension limit (the caller falls back to the portable kernel).
+    /// The tile and workgroup grid of one launch, or `None` where the grid would exceed the
+    /// device's per-dimension limit or the tile is not this device's (the caller falls back
+    /// to the portable kernel).
     pub(super) fn launch(
         &self,
         device: &wgpu::Device,
         params: &MatmulParams,
-    ) -> Option<(&wgpu::ComputePipeline, (u32, u32))> {
+    ) -> Option<(Tile, (u32, u32))> {
         let tile = self.tile(params.m, params.n);
         let max = device.limits().max_compute_workgroups_per_dimension;
         let grid = (params.n.div_ceil(tile.n), params.m.div_ceil(tile.m));
-        if grid.0 > max || grid.1 > max {
+        if grid.0 > max || grid.1 > max || (tile == Tile::LARGE && !self.large) {
             return None;
         }
-        let pipeline = if tile == Tile::LARGE {
-            self.large.as_ref()?
-        } else {
-            &self.small
-        };
-        Some((pipeline, grid))
+        Some((tile, grid))
     }
 }
