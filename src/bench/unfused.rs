@@ -83,8 +83,9 @@ impl UnfusedWorkspace {
 
 /// The unfused chain's pipelines.
 pub struct UnfusedImba {
-    layout: crate::kernels::common::Layout,
-    pipes: common::Pipelines,
+    /// Its layout and pipelines; the chain binds through neither cache (a fresh uniform and
+    /// bind group per op, as a naive engine would).
+    family: common::Family,
     reduce: ReduceKernel,
     unused: wgpu::Buffer,
 }
@@ -132,11 +133,8 @@ pub struct UnfusedArgs<'a> {
 
 impl UnfusedImba {
     pub fn new(device: &wgpu::Device) -> Result<Self> {
-        let layout = common::family_layout(device, "unfused")?;
-        let pipes = common::Pipelines::new(device, "unfused", &layout, &ENTRIES)?;
         Ok(Self {
-            layout,
-            pipes,
+            family: common::Family::new(device, "unfused", &ENTRIES)?,
             reduce: ReduceKernel::new(device)?,
             unused: common::placeholder(device),
         })
@@ -236,8 +234,7 @@ impl UnfusedImba {
         let mut geo = Geometry::default();
         let eps: &wgpu::Buffer = match target {
             Target::Philox {
-                first_sample: 1..,
-                ..
+                first_sample: 1.., ..
             } => {
                 return Err(Error::Param(
                     "the unfused chain draws whole batches only, not a shard's target".into(),
@@ -450,26 +447,30 @@ impl UnfusedImba {
 
     /// Binds each op (one element, or row for row kernels, per invocation over `n`) and
     /// records them in order in one compute pass.
-    fn record_ops(
-        &self,
+    fn record_ops<'a>(
+        &'a self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
         label: &str,
         geometry: &wgpu::Buffer,
-        ops: Vec<Op>,
+        ops: Vec<Op<'a>>,
     ) -> Result<()> {
         let mut recorded = Vec::new();
         for (entry, mut p, a, b, out) in ops {
             let (gx, gy) = common::grid(device, (p.n as u64).div_ceil(256))?;
             p.groups_x = gx;
             let ub = common::uniform(device, &p);
+            let or_unused = |x: Option<(&'a wgpu::Buffer, u64)>| match x {
+                Some((buffer, bytes)) => common::range(buffer, bytes),
+                None => self.unused.as_entire_binding(),
+            };
             let bg = common::bind_group(
                 device,
-                &self.layout,
+                self.family.layout(),
                 vec![
                     (0, ub.as_entire_binding()),
-                    (1, common::range_or(a, &self.unused)),
-                    (2, common::range_or(b, &self.unused)),
+                    (1, or_unused(a)),
+                    (2, or_unused(b)),
                     (3, common::range(out.0, out.1)),
                     (4, geometry.as_entire_binding()),
                 ],
@@ -478,7 +479,7 @@ impl UnfusedImba {
         }
         let dispatches: Vec<_> = recorded
             .iter()
-            .map(|(entry, bg, gx, gy)| (self.pipes.get(entry), bg, (*gx, *gy)))
+            .map(|(entry, bg, gx, gy)| (self.family.pipeline(entry), bg, (*gx, *gy)))
             .collect();
         common::record_pass(encoder, label, &dispatches);
         Ok(())

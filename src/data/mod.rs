@@ -90,7 +90,9 @@ impl Dataset {
 
     /// Every image's label row, in order.
     pub fn image_label_rows(&self) -> Vec<Vec<u32>> {
-        (0..self.len()).map(|i| self.labels_of(i).to_vec()).collect()
+        (0..self.len())
+            .map(|i| self.labels_of(i).to_vec())
+            .collect()
     }
 
     /// Checks sizes, label ranges and finiteness, naming the first bad image.

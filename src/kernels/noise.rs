@@ -202,7 +202,14 @@ impl NoiseKernels {
             Operand::maybe("ddpm_table", table).called("table"),
         ];
         let groups = n.div_ceil(4).div_ceil(WG);
-        self.launch(device, encoder, "noise_to_tokens", params, groups, &operands)
+        self.launch(
+            device,
+            encoder,
+            "noise_to_tokens",
+            params,
+            groups,
+            &operands,
+        )
     }
 
     /// ε for flat indices 0..count in (B, C, H, W) order (the same ε the fused kernels use).

@@ -33,7 +33,9 @@ pub const REGISTRATION: Registration = Registration {
     },
     build: |a: &BuildArgs| {
         let spec = a.settings.ccua;
-        Ok(Box::new(Ccua::new(a.device, a.loss, a.model, a.batch, spec)?))
+        Ok(Box::new(Ccua::new(
+            a.device, a.loss, a.model, a.batch, spec,
+        )?))
     },
 };
 

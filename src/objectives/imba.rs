@@ -57,7 +57,9 @@ fn build(a: &BuildArgs, params: ImbaParams, monitor: bool) -> Result<Box<dyn sup
         time_buckets: a.settings.time_buckets,
         time_decay: a.settings.time_decay,
     };
-    Ok(Box::new(Imba::new(a.device, a.loss, a.model, a.batch, spec)?))
+    Ok(Box::new(Imba::new(
+        a.device, a.loss, a.model, a.batch, spec,
+    )?))
 }
 
 /// IMBA (or the dual baseline) for one model and batch.

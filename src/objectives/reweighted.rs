@@ -3,8 +3,8 @@
 //! helps rare labels. Same forward rows, λ mix and unconditional term as IMBA and the dual
 //! baseline; only the conditional term's weights differ.
 
-use super::weight_rules::{HostWeights, Samples, WeightRule};
 use super::registry::{no_check, BuildArgs, Registration, Settings, Unsplittable};
+use super::weight_rules::{HostWeights, Samples, WeightRule};
 use super::{DualLoss, Objective, StepBatch, StepInputs};
 use crate::kernels::{time_bucket, ImbaParams, LossKernels, Target};
 use crate::model::dit::buffer;
@@ -43,7 +43,9 @@ pub const REGISTRATION: Registration = Registration {
             decay: a.settings.time_decay,
             seed: a.settings.seed,
         };
-        Ok(Box::new(Reweighted::new(a.device, a.loss, a.model, a.batch, &spec)?))
+        Ok(Box::new(Reweighted::new(
+            a.device, a.loss, a.model, a.batch, &spec,
+        )?))
     },
 };
 

@@ -5,8 +5,8 @@
 use crate::data::Profile;
 use crate::diffusion::Process;
 use crate::kernels::{DForm, Granularity, ImbaParams, Normalize};
-pub use crate::objectives::{CbdmPrior, ObjectiveKind};
 use crate::objectives::WeightRule;
+pub use crate::objectives::{CbdmPrior, ObjectiveKind};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;

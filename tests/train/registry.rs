@@ -37,9 +37,16 @@ fn every_registered_objective_is_named_built_and_trained_by_its_registration() {
         let mut t = Trainer::new(gpu(), config, model, data, None).unwrap();
         let stats = t.step().unwrap();
         assert!(stats.loss.is_finite(), "{kind}: loss {}", stats.loss);
-        assert_eq!(t.objective().repeats(), kind.repeats(), "{kind}: forward rows");
+        assert_eq!(
+            t.objective().repeats(),
+            kind.repeats(),
+            "{kind}: forward rows"
+        );
         if kind.registration().logs_d {
-            assert!(t.objective().monitored_weights().is_some(), "{kind} logs D unread");
+            assert!(
+                t.objective().monitored_weights().is_some(),
+                "{kind} logs D unread"
+            );
         }
     }
 }
@@ -51,11 +58,20 @@ fn registrations_read_only_known_options() {
     let settings = TrainConfig::default().objective_settings();
     for &kind in REGISTERED {
         let reads = kind.registration().reads;
-        assert!(!reads(&settings, "lr"), "{kind} claims a non-objective option");
+        assert!(
+            !reads(&settings, "lr"),
+            "{kind} claims a non-objective option"
+        );
         assert!(!reads(&settings, "no_such_option"), "{kind}");
-        let read: Vec<&str> = OPTIONS.into_iter().filter(|k| reads(&settings, k)).collect();
+        let read: Vec<&str> = OPTIONS
+            .into_iter()
+            .filter(|k| reads(&settings, k))
+            .collect();
         for key in &read {
-            assert!(TrainConfig::default().field(key) != "", "{kind} reads unknown `{key}`");
+            assert!(
+                !TrainConfig::default().field(key).is_empty(),
+                "{kind} reads unknown `{key}`"
+            );
         }
     }
 }

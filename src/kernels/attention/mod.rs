@@ -180,8 +180,13 @@ impl AttentionKernels {
             _ => None,
         };
         // The tiled kernels are compiled per head size on first use, with this layout.
-        let family =
-            Family::with_variant(device, "attention", &ENTRIES, "attention_tiled", &tiled::ENTRIES)?;
+        let family = Family::with_variant(
+            device,
+            "attention",
+            &ENTRIES,
+            "attention_tiled",
+            &tiled::ENTRIES,
+        )?;
         let texture = if paths == Paths::Texture && Self::texture_path_supported(device) {
             Some(TexturePath {
                 family: Family::new(device, "attention_texture", &TEX_ENTRIES)?,
@@ -398,10 +403,7 @@ impl AttentionKernels {
         steps: &[(&str, &wgpu::BindGroup)],
     ) -> Result<()> {
         let grid = common::grid(device, shape.query_rows().div_ceil(64))?;
-        let dispatches: Vec<_> = steps
-            .iter()
-            .map(|&(entry, bg)| (entry, bg, grid))
-            .collect();
+        let dispatches: Vec<_> = steps.iter().map(|&(entry, bg)| (entry, bg, grid)).collect();
         self.family.record(encoder, &dispatches);
         Ok(())
     }

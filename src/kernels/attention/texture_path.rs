@@ -85,10 +85,7 @@ impl AttentionKernels {
             Operand::texture("qkv_tex", &qkv_tex),
         ];
         let fwd = self.tex_dispatch(device, shape, 0, l, &operands)?;
-        let mut dispatches: Vec<_> = pack
-            .iter()
-            .map(|p| ("pack_linear4", &p.0, p.1))
-            .collect();
+        let mut dispatches: Vec<_> = pack.iter().map(|p| ("pack_linear4", &p.0, p.1)).collect();
         dispatches.push(("attention_forward_tex", &fwd.0, fwd.1));
         tex.family.record(encoder, &dispatches);
         Ok(())

@@ -118,7 +118,11 @@ impl Family {
     ) -> Result<Self> {
         let mut bindings = used_bindings(shader, entries)?;
         if !variant_entries.is_empty() {
-            merge(&mut bindings, used_bindings(variant, variant_entries)?, variant)?;
+            merge(
+                &mut bindings,
+                used_bindings(variant, variant_entries)?,
+                variant,
+            )?;
         }
         let slots: Vec<(u32, Slot)> = bindings.iter().map(|b| (b.number, b.slot)).collect();
         let layout = super::layout(device, shader, &slots)?;
@@ -127,9 +131,7 @@ impl Family {
             .iter()
             .filter_map(|b| {
                 let p = match b.slot {
-                    Slot::Read | Slot::ReadWrite => {
-                        Placeholder::Buffer(super::placeholder(device))
-                    }
+                    Slot::Read | Slot::ReadWrite => Placeholder::Buffer(super::placeholder(device)),
                     Slot::ReadTexture | Slot::WriteTexture => {
                         Placeholder::Texture(crate::kernels::linear_texture::placeholder(device))
                     }
@@ -147,6 +149,12 @@ impl Family {
             binder: Binder::default(),
             placeholders,
         })
+    }
+
+    /// The family's bind-group layout (for a caller that binds without the cache).
+    #[cfg(feature = "workflow")]
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// The pipeline of entry point `entry` (one of those compiled when the family was made).
@@ -217,7 +225,7 @@ impl Family {
             .iter()
             .map(|&(number, _, op)| (number, self.resource(number, op.resource)))
             .collect();
-        for (&number, _) in &self.placeholders {
+        for &number in self.placeholders.keys() {
             if !numbered.iter().any(|n| n.0 == number) {
                 entries.push((number, self.resource(number, Resource::Unused)));
             }

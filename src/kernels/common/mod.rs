@@ -3,7 +3,6 @@
 
 use crate::{Error, Result};
 use std::cell::Cell;
-use std::collections::HashMap;
 
 mod binder;
 mod family;
@@ -12,7 +11,7 @@ pub use binder::release_unused_bindings;
 pub(crate) use binder::{check_operands, check_overlaps, Binder};
 pub(crate) use family::{Family, Operand};
 pub use region::Region;
-pub(crate) use region::{check_storage, range, range_or};
+pub(crate) use region::{check_storage, range};
 
 /// Whether a launch overwrites its output or adds to what the output holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -28,38 +27,6 @@ impl Write {
     /// The shaders' `accumulate` flag.
     pub(crate) fn flag(self) -> u32 {
         (self == Write::Accumulate) as u32
-    }
-}
-
-/// A family's compute pipelines by entry-point name.
-pub(crate) struct Pipelines(HashMap<&'static str, wgpu::ComputePipeline>);
-
-impl Pipelines {
-    /// Compiles `entries` of `family`'s module with `layout`.
-    pub(crate) fn new(
-        device: &wgpu::Device,
-        family: &str,
-        layout: &Layout,
-        entries: &[&'static str],
-    ) -> Result<Self> {
-        Self::specialised(device, family, layout, entries, &[])
-    }
-
-    /// [`Self::new`] with values for the module's pipeline-overridable constants.
-    pub(crate) fn specialised(
-        device: &wgpu::Device,
-        family: &str,
-        layout: &Layout,
-        entries: &[&'static str],
-        constants: &[(&str, f64)],
-    ) -> Result<Self> {
-        let compiled = specialised_pipelines(device, family, layout, entries, constants)?;
-        Ok(Self(entries.iter().copied().zip(compiled).collect()))
-    }
-
-    /// The pipeline of entry point `name` (one of those it was made with).
-    pub(crate) fn get(&self, name: &str) -> &wgpu::ComputePipeline {
-        &self.0[name]
     }
 }
 
@@ -136,22 +103,8 @@ pub(crate) fn layout(device: &wgpu::Device, label: &str, slots: &[(u32, Slot)]) 
     })))
 }
 
-/// The bindings `family`'s WGSL declares, with their access: `var<uniform>` a uniform,
-/// `var<storage, read>` read, `var<storage, read_write>` read-write, a read-only or
-/// write-only storage texture. The one place a single-layout family's bindings are written
-/// is its shader; its launcher takes the layout from here ([`family_layout`]).
-pub(crate) fn declared_slots(family: &str) -> Result<Vec<(u32, Slot)>> {
-    let mut slots: Vec<(u32, Slot)> = declared_bindings(family)?
-        .into_iter()
-        .filter_map(|(binding, _, slot)| Some((binding, slot?)))
-        .collect();
-    slots.sort_by_key(|s| s.0);
-    Ok(slots)
-}
-
 /// Every binding `family`'s WGSL declares: its number, its variable's name and, for the
-/// kinds our layouts use, its slot. What [`declared_slots`] and the aliasing errors' names
-/// both read.
+/// kinds our layouts use, its slot: what the aliasing errors name bindings by.
 pub(crate) fn declared_bindings(family: &str) -> Result<Vec<(u32, String, Option<Slot>)>> {
     let source = crate::shaders::source(family)?;
     let module = naga::front::wgsl::parse_str(&source).map_err(|e| Error::Shader {
@@ -163,7 +116,11 @@ pub(crate) fn declared_bindings(family: &str) -> Result<Vec<(u32, String, Option
         .iter()
         .filter_map(|(_, g)| {
             let binding = g.binding.as_ref()?.binding;
-            Some((binding, g.name.clone().unwrap_or_default(), slot_of(&module, g)))
+            Some((
+                binding,
+                g.name.clone().unwrap_or_default(),
+                slot_of(&module, g),
+            ))
         })
         .collect())
 }
@@ -185,12 +142,6 @@ pub(crate) fn slot_of(module: &naga::Module, g: &naga::GlobalVariable) -> Option
         },
         _ => None,
     }
-}
-
-/// The layout of a family whose shader declares exactly the bindings of its one layout (see
-/// [`declared_slots`]).
-pub(crate) fn family_layout(device: &wgpu::Device, family: &str) -> Result<Layout> {
-    layout(device, family, &declared_slots(family)?)
 }
 
 fn raw_layout(device: &wgpu::Device, label: &str, slots: &[(u32, Slot)]) -> wgpu::BindGroupLayout {
@@ -517,16 +468,24 @@ mod region_tests {
 
 #[cfg(test)]
 mod declared_tests {
-    use super::{declared_slots, Slot};
+    use super::{declared_bindings, Slot};
 
-    /// The bindings are read from the shader with their access, textures included.
+    /// The bindings are read from the shader with their names and access, textures included.
     #[test]
     fn a_shaders_bindings_are_read_with_their_access() {
-        let noise = declared_slots("noise").unwrap();
-        assert_eq!(noise[0], (0, Slot::Uniform));
-        assert!(noise.contains(&(4, Slot::ReadWrite)) && noise.contains(&(6, Slot::Read)));
-        let tex = declared_slots("attention_texture").unwrap();
-        assert!(tex.contains(&(5, Slot::ReadTexture)) && tex.contains(&(8, Slot::WriteTexture)));
-        assert!(declared_slots("no_such_family").is_err());
+        let noise = declared_bindings("noise").unwrap();
+        let find = |list: &[(u32, String, Option<Slot>)], b: u32| {
+            list.iter().find(|x| x.0 == b).cloned().unwrap()
+        };
+        assert_eq!(find(&noise, 0).2, Some(Slot::Uniform));
+        assert_eq!(
+            find(&noise, 4),
+            (4, "out_f32".into(), Some(Slot::ReadWrite))
+        );
+        assert_eq!(find(&noise, 6).2, Some(Slot::Read));
+        let tex = declared_bindings("attention_texture").unwrap();
+        assert_eq!(find(&tex, 5).2, Some(Slot::ReadTexture));
+        assert_eq!(find(&tex, 8).2, Some(Slot::WriteTexture));
+        assert!(declared_bindings("no_such_family").is_err());
     }
 }

@@ -99,14 +99,3 @@ pub(crate) fn range<'a>(region: impl Into<Region<'a>>, bytes: u64) -> wgpu::Bind
         size: NonZeroU64::new(bytes.max(4)),
     })
 }
-
-/// The binding of `x`, or of the placeholder `fallback` for an unused slot.
-pub(crate) fn range_or<'a, R: Into<Region<'a>>>(
-    x: Option<(R, u64)>,
-    fallback: &'a wgpu::Buffer,
-) -> wgpu::BindingResource<'a> {
-    match x {
-        Some((b, n)) => range(b, n),
-        None => range(fallback, 16),
-    }
-}

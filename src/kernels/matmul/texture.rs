@@ -194,7 +194,10 @@ impl TexturePath {
     ) -> Result<()> {
         let groups = (p.width as u64 * p.height as u64).div_ceil(64);
         let uniform = |groups_x| PackParams { groups_x, ..p };
-        let operands = [Operand::buffer("src", src, bytes), Operand::texture("packed", view)];
+        let operands = [
+            Operand::buffer("src", src, bytes),
+            Operand::texture("packed", view),
+        ];
         self.pack
             .launch(device, encoder, "pack_rows4", groups, uniform, &operands)
     }
