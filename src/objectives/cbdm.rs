@@ -123,8 +123,7 @@ impl Objective for Cbdm {
     }
 
     fn prepare(&self, queue: &wgpu::Queue, inputs: &StepInputs) {
-        let w = bytemuck::cast_slice(&inputs.time_fractions);
-        queue.write_buffer(&self.pair.weight, 0, w);
+        self.pair.prepare(queue, inputs);
     }
 
     fn tap(&self) -> Option<Tap<'_>> {

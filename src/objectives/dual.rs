@@ -90,11 +90,44 @@ impl DualLoss {
             lambda,
             d,
         } = *given;
+        self.split_predictions(encoder, acts)?;
+        if let Some(params) = d {
+            let args = self.loss_args(target, (&self.weights).into());
+            loss.record_imba(device, encoder, &args, params)?;
+        }
+        let args = self.loss_args(target, given.into());
+        loss.record_weighted(device, encoder, &args, lambda)?;
+        self.join_gradients(encoder);
+        Ok(())
+    }
+
+    /// ε_c and ε_u, the two halves of the dual forward's output, into buffers of their own.
+    fn split_predictions(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        acts: &Activations,
+    ) -> Result<()> {
         self.check(acts)?;
         let bytes = self.shape.elements() * 4;
         encoder.copy_buffer_to_buffer(&acts.out, 0, &self.pred_cond, 0, bytes);
         encoder.copy_buffer_to_buffer(&acts.out, bytes, &self.pred_uncond, 0, bytes);
-        let args = |weights| crate::kernels::ImbaLossArgs {
+        Ok(())
+    }
+
+    /// ∂L/∂ε_c and ∂L/∂ε_u, side by side, as the gradient of the forward's output.
+    fn join_gradients(&self, encoder: &mut wgpu::CommandEncoder) {
+        let bytes = self.shape.elements() * 4;
+        encoder.copy_buffer_to_buffer(&self.grad_cond, 0, &self.dout, 0, bytes);
+        encoder.copy_buffer_to_buffer(&self.grad_uncond, 0, &self.dout, bytes, bytes);
+    }
+
+    /// The loss kernels' arguments on this loss's buffers, with `weights`.
+    fn loss_args<'a>(
+        &'a self,
+        target: crate::kernels::Target<'a>,
+        weights: crate::kernels::Region<'a>,
+    ) -> crate::kernels::ImbaLossArgs<'a> {
+        crate::kernels::ImbaLossArgs {
             shape: self.shape,
             pred_cond: (&self.pred_cond).into(),
             pred_uncond: (&self.pred_uncond).into(),
@@ -104,14 +137,7 @@ impl DualLoss {
             grad_uncond: (&self.grad_uncond).into(),
             scalars: (&self.scalars).into(),
             workspace: &self.workspace,
-        };
-        if let Some(params) = d {
-            loss.record_imba(device, encoder, &args((&self.weights).into()), params)?;
         }
-        loss.record_weighted(device, encoder, &args(given.into()), lambda)?;
-        encoder.copy_buffer_to_buffer(&self.grad_cond, 0, &self.dout, 0, bytes);
-        encoder.copy_buffer_to_buffer(&self.grad_uncond, 0, &self.dout, bytes, bytes);
-        Ok(())
     }
 
     fn check(&self, acts: &Activations) -> Result<()> {
@@ -141,29 +167,15 @@ impl DualLoss {
             time,
             across,
         } = how;
-        self.check(acts)?;
-        let bytes = self.shape.elements() * 4;
-        encoder.copy_buffer_to_buffer(&acts.out, 0, &self.pred_cond, 0, bytes);
-        encoder.copy_buffer_to_buffer(&acts.out, bytes, &self.pred_uncond, 0, bytes);
-        let args = crate::kernels::ImbaLossArgs {
-            shape: self.shape,
-            pred_cond: (&self.pred_cond).into(),
-            pred_uncond: (&self.pred_uncond).into(),
-            target,
-            weights: (&self.weights).into(),
-            grad_cond: (&self.grad_cond).into(),
-            grad_uncond: (&self.grad_uncond).into(),
-            scalars: (&self.scalars).into(),
-            workspace: &self.workspace,
-        };
+        self.split_predictions(encoder, acts)?;
+        let args = self.loss_args(target, (&self.weights).into());
         match time {
             Some(t) => {
                 loss.record_imba_time_normalized(device, encoder, &args, params, t, across)?
             }
             None => loss.record_imba(device, encoder, &args, params)?,
         }
-        encoder.copy_buffer_to_buffer(&self.grad_cond, 0, &self.dout, 0, bytes);
-        encoder.copy_buffer_to_buffer(&self.grad_uncond, 0, &self.dout, bytes, bytes);
+        self.join_gradients(encoder);
         Ok(())
     }
 }

@@ -155,6 +155,12 @@ impl PairLoss {
         })
     }
 
+    /// Uploads the step's t/T, the regulariser's weight per sample.
+    pub fn prepare(&self, queue: &wgpu::Queue, inputs: &super::StepInputs) {
+        let w = bytemuck::cast_slice(&inputs.time_fractions);
+        queue.write_buffer(&self.weight, 0, w);
+    }
+
     /// Where the forward must copy the tapped block's output (CCUA), else None.
     pub fn tap(&self) -> Option<Tap<'_>> {
         match (self.kind, &self.contrastive) {

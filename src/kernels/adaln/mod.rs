@@ -112,12 +112,8 @@ impl AdaLnKernels {
         } else {
             None
         };
-        let workgroup = match paths {
-            Paths::Tiled => Some(WorkgroupPath {
-                scratch: Default::default(),
-            }),
-            _ => None,
-        };
+        // The workgroup path's column sums keep a scratch buffer.
+        let workgroup = (paths == Paths::Tiled).then(WorkgroupPath::default);
         Ok(Self {
             family,
             texture,

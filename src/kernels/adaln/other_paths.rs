@@ -5,6 +5,7 @@ use super::*;
 
 /// The workgroup path's column sums' scratch (its pipelines are the family's
 /// `WG_ENTRIES`).
+#[derive(Default)]
 pub(super) struct WorkgroupPath {
     /// Partial sums (segment, chunk, column), grown as launches need.
     pub(super) scratch: std::sync::Mutex<Option<wgpu::Buffer>>,
@@ -115,12 +116,9 @@ impl AdaLnKernels {
         {
             return Ok(false);
         }
-        for (name, region, bytes) in reads.iter().chain(&writes).flatten() {
-            common::check_storage(device, name, *region, *bytes)?;
-        }
         let read = reads.iter().flatten().map(|&(n, r, b)| (n, r, b, false));
         let written = writes.iter().flatten().map(|&(n, r, b)| (n, r, b, true));
-        common::check_operands(&read.chain(written).collect::<Vec<_>>())?;
+        common::check_launch(device, &read.chain(written).collect::<Vec<_>>())?;
         const ROLES: [&str; 3] = ["adaln-input", "adaln-modulation", "adaln-aux"];
         let views: Vec<Option<wgpu::TextureView>> = reads
             .iter()

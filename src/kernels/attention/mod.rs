@@ -247,15 +247,15 @@ impl AttentionKernels {
         shape.validate()?;
         let e = shape.elements() * 4;
         let l = shape.query_rows() * 4;
-        common::check_operands(&[
-            ("qkv", qkv, 3 * e, false),
-            ("o", o, e, true),
-            ("lse", lse, l, true),
-        ])?;
+        common::check_launch(
+            device,
+            &[
+                ("qkv", qkv, 3 * e, false),
+                ("o", o, e, true),
+                ("lse", lse, l, true),
+            ],
+        )?;
         if self.path(device, shape) == AttentionPath::Texture {
-            for (name, r, bytes) in [("qkv", qkv, 3 * e), ("o", o, e), ("lse", lse, l)] {
-                common::check_storage(device, name, r, bytes)?;
-            }
             return self.forward_texture(device, encoder, shape, qkv, o, lse);
         }
         let operands = [
@@ -295,24 +295,18 @@ impl AttentionKernels {
         shape.validate()?;
         let e = shape.elements() * 4;
         let l = shape.query_rows() * 4;
-        common::check_operands(&[
-            ("qkv", qkv, 3 * e, false),
-            ("o", o, e, false),
-            ("lse", lse, l, false),
-            ("d_o", d_o, e, false),
-            ("dqkv", dqkv, 3 * e, true),
-            ("delta", delta, l, true),
-        ])?;
+        common::check_launch(
+            device,
+            &[
+                ("qkv", qkv, 3 * e, false),
+                ("o", o, e, false),
+                ("lse", lse, l, false),
+                ("d_o", d_o, e, false),
+                ("dqkv", dqkv, 3 * e, true),
+                ("delta", delta, l, true),
+            ],
+        )?;
         if self.path(device, shape) == AttentionPath::Texture {
-            for (name, r, bytes) in [
-                ("qkv", qkv, 3 * e),
-                ("o", o, e),
-                ("lse", lse, l),
-                ("d_o", d_o, e),
-                ("dqkv", dqkv, 3 * e),
-            ] {
-                common::check_storage(device, name, r, bytes)?;
-            }
             return self.backward_texture(device, encoder, shape, [qkv, o, lse, d_o, dqkv]);
         }
         let rows_groups = shape.query_rows().div_ceil(64);

@@ -199,6 +199,19 @@ pub(crate) fn check_operands(operands: &[(&str, Region, u64, bool)]) -> Result<(
     }
 }
 
+/// Checks every operand (name, region, bytes, written) against the device
+/// ([`super::check_storage`]) and the operands against each other ([`check_operands`]):
+/// what a launch of several passes checks before it records any.
+pub(crate) fn check_launch(
+    device: &wgpu::Device,
+    operands: &[(&'static str, Region, u64, bool)],
+) -> Result<()> {
+    for &(name, region, bytes, _) in operands {
+        super::check_storage(device, name, region, bytes)?;
+    }
+    check_operands(operands)
+}
+
 /// Refuses operands of a launch of several passes (name, region, bytes, written) whose bytes
 /// overlap where one of them is written: what [`check_operands`] checks within one dispatch,
 /// for operands bound in different passes (where sharing a buffer in disjoint ranges is

@@ -159,7 +159,13 @@ impl Family {
 
     /// The pipeline of entry point `entry` (one of those compiled when the family was made).
     pub(crate) fn pipeline(&self, entry: &str) -> &wgpu::ComputePipeline {
-        &self.pipelines[entry]
+        // Entry names are the launchers' constants: a miss is a bug in the launcher.
+        self.pipelines.get(entry).unwrap_or_else(|| {
+            panic!(
+                "the {} family was not made with entry point `{entry}`",
+                self.shader
+            )
+        })
     }
 
     /// The pipeline of `entry` of `shader` (the family's own, or a variant module written

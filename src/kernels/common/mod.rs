@@ -8,7 +8,7 @@ mod binder;
 mod family;
 mod region;
 pub use binder::release_unused_bindings;
-pub(crate) use binder::{check_operands, check_overlaps, Binder};
+pub(crate) use binder::{check_launch, check_operands, check_overlaps, Binder};
 pub(crate) use family::{Family, Operand};
 pub use region::Region;
 pub(crate) use region::{check_storage, range};

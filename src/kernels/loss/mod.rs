@@ -196,14 +196,8 @@ impl LossKernels {
         let s = args.shape;
         let mut params = self.base_params(device, s, &args.target, args.workspace)?;
         let (nk, bn) = (s.elements() * 4, s.rows() * 4);
-        common::check_storage(device, "pred_cond", args.pred_cond, nk)?;
-        common::check_storage(device, "pred_uncond", args.pred_uncond, nk)?;
-        common::check_storage(device, "weights", args.weights, bn)?;
-        common::check_storage(device, "grad_cond", args.grad_cond, nk)?;
-        common::check_storage(device, "grad_uncond", args.grad_uncond, nk)?;
-        common::check_storage(device, "scalars", args.scalars, 16)?;
-        // Aliasing by the arguments' own names (the bindings' check would name the shader's
-        // variables, e.g. `target_data`).
+        // Checked by the arguments' own names (the bindings' check would name the shader's
+        // variables, e.g. `target_data`) before any pass is recorded.
         let mut operands = vec![
             ("pred_cond", args.pred_cond, nk, false),
             ("pred_uncond", args.pred_uncond, nk, false),
@@ -215,27 +209,22 @@ impl LossKernels {
         if let Some((region, bytes)) = target_data(&args.target, nk) {
             operands.push(("target", region, bytes, false));
         }
-        common::check_operands(&operands)?;
+        common::check_launch(device, &operands)?;
         if let Some((t, _)) = &time {
-            // The time operands are bound only in the passes between the weight pass and the
-            // fused one: checked here, before anything is recorded.
+            // The time operands are bound in passes of their own between the weight pass and
+            // the fused one, where D is written.
             t.validate()?;
-            common::check_storage(device, "sample_bucket", t.sample_bucket, s.batch as u64 * 4)?;
-            common::check_storage(device, "state", t.state, t.buckets as u64 * 8)?;
-            let mut operands = vec![
+            let mut passes = vec![
                 ("state", t.state, t.buckets as u64 * 8, true),
                 ("sample_bucket", t.sample_bucket, s.batch as u64 * 4, false),
-                ("pred_cond", args.pred_cond, nk, false),
-                ("pred_uncond", args.pred_uncond, nk, false),
-                ("weights", args.weights, bn, true),
-                ("grad_cond", args.grad_cond, nk, true),
-                ("grad_uncond", args.grad_uncond, nk, true),
-                ("scalars", args.scalars, 16, true),
             ];
-            if let Some((region, bytes)) = target_data(&args.target, nk) {
-                operands.push(("target", region, bytes, false));
-            }
-            common::check_overlaps(&operands)?;
+            common::check_launch(device, &passes)?;
+            passes.extend(
+                operands
+                    .iter()
+                    .map(|&(n, r, b, w)| (n, r, b, w || n == "weights")),
+            );
+            common::check_overlaps(&passes)?;
         }
         params.gamma = imba.gamma;
         params.lambda = imba.lambda;
@@ -304,9 +293,6 @@ impl LossKernels {
         let s = args.shape;
         let mut params = self.base_params(device, s, &args.target, args.workspace)?;
         let nk = s.elements() * 4;
-        common::check_storage(device, "pred", args.pred, nk)?;
-        common::check_storage(device, "grad", args.grad, nk)?;
-        common::check_storage(device, "scalars", args.scalars, 16)?;
         let mut operands = vec![
             ("pred", args.pred, nk, false),
             ("grad", args.grad, nk, true),
@@ -315,7 +301,7 @@ impl LossKernels {
         if let Some((region, bytes)) = target_data(&args.target, nk) {
             operands.push(("target", region, bytes, false));
         }
-        common::check_operands(&operands)?;
+        common::check_launch(device, &operands)?;
         params.d_form = D_FORM_BASELINE;
         params.tokens_per_thread = 1;
         params.partial_count = groups(s) as u32;
@@ -354,13 +340,11 @@ impl LossKernels {
         let s = args.shape;
         let mut params = self.base_params(device, s, &args.target, args.workspace)?;
         let (nk, bn) = (s.elements() * 4, s.rows() * 4);
-        common::check_storage(device, "pred", args.pred, nk)?;
-        common::check_storage(device, "out", args.out, bn)?;
         let mut operands = vec![("pred", args.pred, nk, false), ("out", args.out, bn, true)];
         if let Some((region, bytes)) = target_data(&args.target, nk) {
             operands.push(("target", region, bytes, false));
         }
-        common::check_operands(&operands)?;
+        common::check_launch(device, &operands)?;
         params.d_form = D_FORM_TOKEN_MSE;
         params.gamma = 1.0;
         let b = Bindings {

@@ -264,19 +264,13 @@ impl MatmulKernels {
                 "matmul (M, K, N) = ({m}, {k}, {n}) exceeds 2^32 elements in one operand; split it"
             )));
         }
-        common::check_storage(device, "a", args.a, m * k * 4)?;
-        common::check_storage(device, "b", args.b, k * n * 4)?;
-        common::check_storage(device, "c", args.c, m * n * 4)?;
-        if let Some(bias) = args.bias {
-            common::check_storage(device, "bias", bias, n * 4)?;
-        }
         let mut operands = vec![
             ("a", args.a, m * k * 4, false),
             ("b", args.b, k * n * 4, false),
             ("c", args.c, m * n * 4, true),
         ];
         operands.extend(args.bias.map(|r| ("bias", r, n * 4, false)));
-        common::check_operands(&operands)?;
+        common::check_launch(device, &operands)?;
         let (a_row, a_col) = match args.a_layout {
             Layout::RowMajor => (args.k, 1),
             Layout::Transposed => (1, args.m),
