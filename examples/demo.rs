@@ -99,6 +99,7 @@ pub fn run(gpu: &Gpu, o: &Options) -> imba::Result<Report> {
         pred_cond: (&pc).into(),
         pred_uncond: (&pu).into(),
         target: Target::Philox {
+            step_values: None,
             first_sample: 0,
             seed: o.seed,
             step: 0,

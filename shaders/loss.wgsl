@@ -10,6 +10,7 @@
 //!include tree_sum.wgsl
 
 //!include loss_common.wgsl
+//!include step_values.wgsl
 
 @group(0) @binding(0) var<uniform> P: LossParams;
 @group(0) @binding(1) var<storage, read> pred_cond: array<f32>;
@@ -25,6 +26,7 @@
 // written by `weights_total`, read when normalize == 1 (see weight_total_slot).
 @group(0) @binding(7) var<storage, read_write> partials: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read_write> scalars: array<f32>;
+@group(0) @binding(9) var<uniform> S: StepValues;
 
 // Walks a token's K values in (c, i, j) order, so that consecutive steps usually fall in the
 // same Philox quad (the j-neighbours of a patch row are neighbours in the image), keeping the
@@ -120,7 +122,7 @@ fn target_value(token: u32, k: u32, w: ptr<function, Walk>) -> f32 {
     let quad = flat >> 2u;
     if (quad != (*w).quad) {
         (*w).quad = quad;
-        (*w).words = philox4x32_10(vec4<u32>(P.quad_base + quad, 0u, 0u, 0u), vec2<u32>(P.seed, P.step));
+        (*w).words = philox4x32_10(vec4<u32>(P.quad_base + quad, 0u, 0u, 0u), vec2<u32>(P.seed, S.step));
         (*w).pair = 0xFFFFFFFFu;
     }
     let pair = (flat >> 1u) & 1u;

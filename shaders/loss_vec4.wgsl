@@ -16,6 +16,7 @@
 // + h)·W + w.
 //!include philox.wgsl
 //!include loss_common.wgsl
+//!include step_values.wgsl
 
 // Patch size p and channels C of the image geometry (C a multiple of 4; unused when
 // EXPLICIT_TARGET), token dimension K (a multiple of 4), and RUN: horizontally adjacent
@@ -39,6 +40,7 @@ override EXPLICIT_TARGET: bool = false;
 @group(0) @binding(6) var<storage, read_write> grad_uncond: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> partials: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read_write> scalars: array<f32>;
+@group(0) @binding(9) var<uniform> S: StepValues;
 
 // Per-token sums of a run: slot t holds (Σ|ε−ε_u|^γ, Σ(ε_u−ε)², Σ(ε_c−ε)², 0). Four named
 // vectors chosen by `select`, not an array indexed by t (see the header).
@@ -99,10 +101,10 @@ fn component(v: vec4<f32>, t: u32) -> f32 {
 // shard's quad_base; x0 is the shard's own), each minus x0 for the velocity target. Column r of the result's transpose is one pixel's four channels.
 fn target_quads(quad: u32, plane: u32) -> mat4x4<f32> {
     var m = mat4x4<f32>(
-        philox_normals4(P.quad_base + quad, 0u, P.seed, P.step),
-        philox_normals4(P.quad_base + quad + plane, 0u, P.seed, P.step),
-        philox_normals4(P.quad_base + quad + 2u * plane, 0u, P.seed, P.step),
-        philox_normals4(P.quad_base + quad + 3u * plane, 0u, P.seed, P.step),
+        philox_normals4(P.quad_base + quad, 0u, P.seed, S.step),
+        philox_normals4(P.quad_base + quad + plane, 0u, P.seed, S.step),
+        philox_normals4(P.quad_base + quad + 2u * plane, 0u, P.seed, S.step),
+        philox_normals4(P.quad_base + quad + 3u * plane, 0u, P.seed, S.step),
     );
     if (P.target_kind == TARGET_VELOCITY) {
         m = m - mat4x4<f32>(target_data[quad], target_data[quad + plane], target_data[quad + 2u * plane], target_data[quad + 3u * plane]);

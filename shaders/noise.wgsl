@@ -3,6 +3,7 @@
 // dropout for classifier-free guidance training.
 //!include philox.wgsl
 //!include image_index.wgsl
+//!include step_values.wgsl
 
 struct NoiseParams {
     batch: u32,
@@ -11,7 +12,6 @@ struct NoiseParams {
     width: u32,
     patch_size: u32,
     seed: u32,
-    step: u32,
     // 0: DDPM, coefficients (√ᾱ_t, √(1−ᾱ_t)) looked up in `ddpm_table` at integer t;
     // 1: rectified flow, x_t = (1−t)·x0 + t·ε with t in [0, 1].
     schedule: u32,
@@ -31,6 +31,7 @@ struct NoiseParams {
     // constant expression, and WGSL makes a constant NaN a shader-creation error (Tint, and
     // so Chrome, refuses the module); a value read at run time is not constant.
     nan_bits: u32,
+    _pad1: u32,
     _pad: u32,
 }
 
@@ -73,7 +74,7 @@ fn noise_to_tokens(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     if (first >= P.total) {
         return;
     }
-    let z = philox_normals4(P.quad_base + quad, 0u, P.seed, P.step);
+    let z = philox_normals4(P.quad_base + quad, 0u, P.seed, S.step);
     let p = P.patch_size;
     let tokens_w = P.width / p;
     let n_tokens = (P.height / p) * tokens_w;
@@ -104,7 +105,7 @@ fn normals(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     if (first >= P.total) {
         return;
     }
-    let z = philox_normals4(quad, 0u, P.seed, P.step);
+    let z = philox_normals4(quad, 0u, P.seed, S.step);
     for (var l = 0u; l < 4u; l = l + 1u) {
         if (first + l < P.total) {
             out_f32[first + l] = z[l];
@@ -114,6 +115,7 @@ fn normals(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
 
 @group(0) @binding(5) var<storage, read_write> out_u32: array<u32>;
 @group(0) @binding(6) var<storage, read> labels_in: array<u32>;
+@group(0) @binding(7) var<uniform> S: StepValues;
 
 // The raw Philox words for counters (i, stream = P.channels, 0, 0), i < P.total: the
 // bit-exactness check against the CPU reference.
@@ -123,7 +125,7 @@ fn philox_words(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     if (i >= P.total) {
         return;
     }
-    let x = philox4x32_10(vec4<u32>(i, P.channels, 0u, 0u), vec2<u32>(P.seed, P.step));
+    let x = philox4x32_10(vec4<u32>(i, P.channels, 0u, 0u), vec2<u32>(P.seed, S.step));
     out_u32[4u * i] = x.x;
     out_u32[4u * i + 1u] = x.y;
     out_u32[4u * i + 2u] = x.z;
@@ -138,7 +140,7 @@ fn label_dropout(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     if (b >= P.batch) {
         return;
     }
-    let x = philox4x32_10(vec4<u32>(b, 1u, 0u, 0u), vec2<u32>(P.seed, P.step));
+    let x = philox4x32_10(vec4<u32>(b, 1u, 0u, 0u), vec2<u32>(P.seed, S.step));
     if ((x.x >> 8u) < P.drop_threshold) {
         out_u32[b] = P.null_label;
     } else {

@@ -5,26 +5,28 @@
 //   adamw            AdamW (decoupled weight decay, bias-corrected), gradients times clip
 //   ema              ema = decay·ema + (1 − decay)·param
 // The clip factor never leaves the GPU: adamw reads it from the grad_norm output, so a step
-// needs no read-back. Bias corrections 1 − β^t are computed in f64 by the launcher.
+// needs no read-back. Bias corrections 1 − β^t are computed in f64 on the host; they, the
+// learning rate and the EMA decay come in the per-step uniform S.
 //!include tree_sum.wgsl
+//!include step_values.wgsl
 
 struct OptimParams {
     n: u32,
     chunk: u32,
     partials: u32,
     groups_x: u32,
-    lr: f32,
     beta1: f32,
     beta2: f32,
     eps: f32,
     weight_decay: f32,
-    bias_correction1: f32,
-    bias_correction2: f32,
     max_norm: f32,
-    decay: f32,
     use_clip: u32,
     pad0: u32,
     pad1: u32,
+    pad2: u32,
+    pad3: u32,
+    pad4: u32,
+    pad5: u32,
 }
 
 @group(0) @binding(0) var<uniform> P: OptimParams;
@@ -37,6 +39,8 @@ struct OptimParams {
 // adamw: first and second moments.
 @group(0) @binding(4) var<storage, read_write> m1: array<f32>;
 @group(0) @binding(5) var<storage, read_write> m2: array<f32>;
+// adamw: the learning rate and bias corrections. ema: the decay.
+@group(0) @binding(6) var<uniform> S: StepValues;
 
 //!include grid64.wgsl
 
@@ -85,13 +89,13 @@ fn adamw(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) li
     if (P.use_clip == 1u) {
         g *= norm_in[2];
     }
-    let p = out[i] * (1.0 - P.lr * P.weight_decay);
+    let p = out[i] * (1.0 - S.lr * P.weight_decay);
     let a = P.beta1 * m1[i] + (1.0 - P.beta1) * g;
     let b = P.beta2 * m2[i] + (1.0 - P.beta2) * g * g;
     m1[i] = a;
     m2[i] = b;
-    let denom = sqrt(b / P.bias_correction2) + P.eps;
-    out[i] = p - P.lr * (a / P.bias_correction1) / denom;
+    let denom = sqrt(b / S.bias_correction2) + P.eps;
+    out[i] = p - S.lr * (a / S.bias_correction1) / denom;
 }
 
 @compute @workgroup_size(64)
@@ -100,5 +104,5 @@ fn ema(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid:
     if (i >= P.n) {
         return;
     }
-    out[i] = P.decay * out[i] + (1.0 - P.decay) * input[i];
+    out[i] = S.ema_decay * out[i] + (1.0 - S.ema_decay) * input[i];
 }

@@ -51,6 +51,10 @@ const SNIPPETS: &[(&str, &str)] = &[
         include_str!("../shaders/lib/image_index.wgsl"),
     ),
     ("grid64.wgsl", include_str!("../shaders/lib/grid64.wgsl")),
+    (
+        "step_values.wgsl",
+        include_str!("../shaders/lib/step_values.wgsl"),
+    ),
     ("put.wgsl", include_str!("../shaders/lib/put.wgsl")),
     (
         "matmul_bindings.wgsl",

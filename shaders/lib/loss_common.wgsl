@@ -14,7 +14,6 @@ struct LossParams {
     width: u32,
     patch_size: u32,
     seed: u32,
-    step: u32,
     // 0: target ε; 1: rectified-flow velocity ε − x0 (x0 read in (B,C,H,W) order).
     target_kind: u32,
     // 0: D = mean_k |ε−ε_u|^γ; 1: (mean_k (ε−ε_u)²)^(γ/2); 2: (mean_k (ε−ε_u)²)^γ.
@@ -40,6 +39,7 @@ struct LossParams {
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
+    _pad3: u32,
 }
 
 // The values of `d_form`, `target_source` and `target_kind`, named once here and once in the

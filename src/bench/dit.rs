@@ -183,7 +183,16 @@ impl<'g> StepBench<'g> {
     fn record_optimiser(&self, enc: &mut wgpu::CommandEncoder) -> Result<()> {
         let (dev, dit) = (&self.gpu.device, &self.dit);
         let s = self.step_no - 1;
-        self.optim
-            .record_step(dev, enc, &dit.params, &dit.grads, s, 1e-4)
+        self.optim.record_step(
+            dev,
+            enc,
+            &dit.params,
+            &dit.grads,
+            crate::model::StepAt {
+                s,
+                lr: 1e-4,
+                step_values: None,
+            },
+        )
     }
 }

@@ -262,6 +262,7 @@ impl KernelBench<'_> {
         let ws = loss.workspace(dev, s)?;
         let uws = UnfusedWorkspace::new(dev, s)?;
         let philox = Target::Philox {
+            step_values: None,
             first_sample: 0,
             seed: 1,
             step: 2,
@@ -365,6 +366,7 @@ impl KernelBench<'_> {
             timesteps: (&ts).into(),
             out_tokens: gc.into(),
             first_sample: 0,
+            step_values: None,
         };
         let noise_ms = time_ms(gpu, t, warmup, reps, |enc| {
             noise.record_noise_to_tokens(dev, enc, &nargs)

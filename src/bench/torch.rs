@@ -360,6 +360,7 @@ impl<'g> LossRun<'g> {
             pred_cond: pc.into(),
             pred_uncond: pu.into(),
             target: Target::Philox {
+                step_values: None,
                 first_sample: 0,
                 seed: 1,
                 step: self.step,

@@ -16,6 +16,7 @@ pub mod noise;
 pub mod optim;
 pub mod pair;
 pub mod reduce;
+mod step_values;
 #[cfg(test)]
 mod uniform_layout;
 
@@ -48,6 +49,7 @@ pub use noise::{
 pub use optim::{AdamW, AdamWArgs, EmaArgs, GradNormArgs, OptimKernels};
 pub use pair::{PairArgs, PairKernels};
 pub use reduce::{ReduceArgs, ReduceKernel};
+pub use step_values::StepValues;
 
 use crate::{Error, Result};
 

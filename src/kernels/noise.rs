@@ -2,6 +2,7 @@
 //! raw Philox words, and label dropout.
 
 use super::common::{Family, Operand, Region};
+use super::step_values::{PerStep, StepValues};
 use super::ImageGeometry;
 use crate::{Error, Result};
 
@@ -48,6 +49,9 @@ pub struct NoiseArgs<'a> {
     /// tokens equal those rows of the whole batch's launch, bit for bit.
     /// `first_sample`·C·H·W must be a multiple of 4 (shards start on a Philox quad).
     pub first_sample: u32,
+    /// A uniform holding this step's [`StepValues`] (its `step` equal to `step`), written
+    /// once per step by a trainer, or `None` (a launch then makes one from `step`).
+    pub step_values: Option<&'a wgpu::Buffer>,
 }
 
 #[repr(C)]
@@ -60,7 +64,6 @@ pub(crate) struct NoiseParams {
     /// `patch` is a reserved word in WGSL.
     pub(crate) patch_size: u32,
     pub(crate) seed: u32,
-    pub(crate) step: u32,
     pub(crate) schedule: u32,
     pub(crate) steps_in_table: u32,
     pub(crate) total: u32,
@@ -71,6 +74,7 @@ pub(crate) struct NoiseParams {
     /// A quiet NaN's bits, which the shader returns for an out-of-range timestep (WGSL
     /// refuses a NaN constant, so the shader reads it at run time).
     pub(crate) nan_bits: u32,
+    pub(crate) _pad1: u32,
     pub(crate) _pad: u32,
 }
 
@@ -187,7 +191,6 @@ impl NoiseKernels {
             width: g.width,
             patch_size: g.patch,
             seed: args.seed,
-            step: args.step,
             schedule,
             steps_in_table: steps,
             total: n as u32,
@@ -200,6 +203,10 @@ impl NoiseKernels {
             Operand::buffer("out_f32", args.out_tokens, n * 4).called("out_tokens"),
             Operand::buffer("timesteps", args.timesteps, g.batch as u64 * 4),
             Operand::maybe("ddpm_table", table).called("table"),
+            Operand::step(
+                "S",
+                PerStep::or_values(args.step_values, StepValues::philox(args.step)),
+            ),
         ];
         let groups = n.div_ceil(4).div_ceil(WG);
         self.launch(
@@ -230,13 +237,15 @@ impl NoiseKernels {
         }
         let params = NoiseParams {
             seed,
-            step,
             total: count,
             ..Default::default()
         };
         let groups = (count as u64).div_ceil(4).div_ceil(WG);
-        let out = Operand::buffer("out_f32", out, count as u64 * 4).called("out");
-        self.launch(device, encoder, "normals", params, groups, &[out])
+        let operands = [
+            Operand::buffer("out_f32", out, count as u64 * 4).called("out"),
+            Operand::step("S", PerStep::Values(StepValues::philox(step))),
+        ];
+        self.launch(device, encoder, "normals", params, groups, &operands)
     }
 
     /// The four Philox4x32-10 words for counters (i, stream, 0, 0), i in 0..count, key
@@ -261,14 +270,16 @@ impl NoiseKernels {
         }
         let params = NoiseParams {
             seed,
-            step,
             channels: stream,
             total: count,
             ..Default::default()
         };
         let groups = (count as u64).div_ceil(WG);
-        let out = Operand::buffer("out_u32", out, count as u64 * 16).called("out");
-        self.launch(device, encoder, "philox_words", params, groups, &[out])
+        let operands = [
+            Operand::buffer("out_u32", out, count as u64 * 16).called("out"),
+            Operand::step("S", PerStep::Values(StepValues::philox(step))),
+        ];
+        self.launch(device, encoder, "philox_words", params, groups, &operands)
     }
 
     /// Label dropout for classifier-free guidance: `labels_out[b]` is `null_label` with
@@ -302,7 +313,6 @@ impl NoiseKernels {
         let params = NoiseParams {
             batch,
             seed,
-            step,
             drop_threshold: dropout_threshold(drop_prob),
             null_label,
             ..Default::default()
@@ -310,6 +320,7 @@ impl NoiseKernels {
         let operands = [
             Operand::buffer("labels_in", labels_in, bytes),
             Operand::buffer("out_u32", labels_out, bytes).called("labels_out"),
+            Operand::step("S", PerStep::Values(StepValues::philox(step))),
         ];
         let groups = (batch as u64).div_ceil(WG);
         self.launch(device, encoder, "label_dropout", params, groups, &operands)

@@ -2,6 +2,7 @@
 //! EMA over flat parameter buffers.
 
 use super::common::{self, Family, Operand, Region};
+use super::step_values::{PerStep, StepValues};
 use crate::{Error, Result};
 
 /// AdamW hyper-parameters.
@@ -29,17 +30,13 @@ pub(crate) struct OptimParams {
     pub(crate) chunk: u32,
     pub(crate) partials: u32,
     pub(crate) groups_x: u32,
-    pub(crate) lr: f32,
     pub(crate) beta1: f32,
     pub(crate) beta2: f32,
     pub(crate) eps: f32,
     pub(crate) weight_decay: f32,
-    pub(crate) bias_correction1: f32,
-    pub(crate) bias_correction2: f32,
     pub(crate) max_norm: f32,
-    pub(crate) decay: f32,
     pub(crate) use_clip: u32,
-    pub(crate) pad: [u32; 2],
+    pub(crate) pad: [u32; 6],
 }
 
 const ENTRIES: [&str; 4] = ["sumsq_partials", "grad_norm", "adamw", "ema"];
@@ -69,6 +66,10 @@ pub struct AdamWArgs<'a> {
     pub v: Region<'a>,
     /// Input: the clip factor written by the gradient-norm launch, or none (no clipping).
     pub norm: Option<Region<'a>>,
+    /// A uniform holding this step's [`StepValues`] with the learning rate and bias
+    /// corrections of `h` and `step` ([`StepValues::with_adamw`]), written once per step by a
+    /// trainer, or `None` (the launch then makes one from `h` and `step`).
+    pub step_values: Option<&'a wgpu::Buffer>,
 }
 
 /// The global gradient norm and PyTorch's clip factor, kept on the GPU.
@@ -95,6 +96,9 @@ pub struct EmaArgs<'a> {
     pub params: Region<'a>,
     /// Input and output: the running average, updated in place.
     pub ema: Region<'a>,
+    /// A uniform holding this step's [`StepValues`] with `decay` as its `ema_decay`, written
+    /// once per step by a trainer, or `None` (the launch then makes one from `decay`).
+    pub step_values: Option<&'a wgpu::Buffer>,
 }
 
 impl OptimKernels {
@@ -189,6 +193,7 @@ impl OptimKernels {
             m,
             v,
             norm,
+            step_values,
         } = *args;
         if n == 0 {
             return Err(Error::Shape("AdamW over 0 parameters".into()));
@@ -212,16 +217,14 @@ impl OptimKernels {
         }
         let p = OptimParams {
             n,
-            lr: h.lr as f32,
             beta1: h.beta1 as f32,
             beta2: h.beta2 as f32,
             eps: h.eps as f32,
             weight_decay: h.weight_decay as f32,
-            bias_correction1: (1.0 - h.beta1.powi(step as i32)) as f32,
-            bias_correction2: (1.0 - h.beta2.powi(step as i32)) as f32,
             use_clip: norm.is_some() as u32,
             ..Default::default()
         };
+        let values = StepValues::default().with_adamw(&h, step);
         let bytes = n as u64 * 4;
         let bg = self.bind(
             device,
@@ -233,6 +236,7 @@ impl OptimKernels {
                 Operand::buffer("out", params, bytes).called("params"),
                 Operand::buffer("m1", m, bytes).called("m"),
                 Operand::buffer("m2", v, bytes).called("v"),
+                Operand::step("S", PerStep::or_values(step_values, values)),
             ],
         )?;
         self.family.record(encoder, &[("adamw", &bg.0, bg.1)]);
@@ -251,6 +255,7 @@ impl OptimKernels {
             decay,
             params,
             ema,
+            step_values,
         } = *args;
         if n == 0 {
             return Err(Error::Shape("EMA over 0 parameters".into()));
@@ -262,9 +267,9 @@ impl OptimKernels {
         }
         let p = OptimParams {
             n,
-            decay,
             ..Default::default()
         };
+        let values = StepValues::default().with_ema_decay(decay);
         let bytes = n as u64 * 4;
         let bg = self.bind(
             device,
@@ -273,6 +278,7 @@ impl OptimKernels {
             &[
                 Operand::buffer("input", params, bytes).called("params"),
                 Operand::buffer("out", ema, bytes).called("ema"),
+                Operand::step("S", PerStep::or_values(step_values, values)),
             ],
         )?;
         self.family.record(encoder, &[("ema", &bg.0, bg.1)]);

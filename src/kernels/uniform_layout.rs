@@ -6,6 +6,7 @@
 
 use super::{
     activation, adaln, attention, contrastive, embed, loss, matmul, noise, optim, pair, reduce,
+    step_values,
 };
 use std::mem::{offset_of, size_of};
 
@@ -38,17 +39,21 @@ fn rust_layouts() -> Vec<RustLayout> {
         layout!("attention_texture", attention::AttnTexParams, [samples, tokens, heads, head_dim, dim, scale, groups_x, texels]),
         layout!("contrastive", contrastive::ContrastiveParams, [batch, features, base, out_base, tau, scale, accumulate, groups_x]),
         layout!("embed", embed::EmbedParams, [len, repeats, period, rows, batch, dim, slots, table_rows, accumulate, groups_x]),
-        layout!("loss", loss::LossParams, [batch, tokens, token_dim, target_source, channels, height, width, patch_size, seed, step, target_kind, d_form, weights_from_buffer, normalize, groups_x, partial_count, gamma, lambda, inv_count, tokens_per_thread, quad_base]),
-        layout!("loss_vec4", loss::LossParams, [batch, tokens, token_dim, target_source, channels, height, width, patch_size, seed, step, target_kind, d_form, weights_from_buffer, normalize, groups_x, partial_count, gamma, lambda, inv_count, tokens_per_thread, quad_base]),
+        layout!("loss", loss::LossParams, [batch, tokens, token_dim, target_source, channels, height, width, patch_size, seed, target_kind, d_form, weights_from_buffer, normalize, groups_x, partial_count, gamma, lambda, inv_count, tokens_per_thread, quad_base]),
+        layout!("loss_vec4", loss::LossParams, [batch, tokens, token_dim, target_source, channels, height, width, patch_size, seed, target_kind, d_form, weights_from_buffer, normalize, groups_x, partial_count, gamma, lambda, inv_count, tokens_per_thread, quad_base]),
         layout!("time_norm", loss::TimeNormParams, [batch, tokens, buckets, decay]),
         layout!("matmul", matmul::MatmulParams, [m, n, k, a_row, a_col, b_row, b_col, use_bias, accumulate, groups_x]),
         layout!("matmul_tiled", matmul::MatmulParams, [m, n, k, a_row, a_col, b_row, b_col, use_bias, accumulate, groups_x]),
         layout!("matmul_texture", matmul::PackParams, [rows, cols, row_stride, col_stride, row_offset, width, height, groups_x]),
         layout!("matmul_texture", matmul::ProductParams, [m, n, k4, row_offset, use_bias, accumulate]),
-        layout!("noise", noise::NoiseParams, [batch, channels, height, width, patch_size, seed, step, schedule, steps_in_table, total, groups_x, drop_threshold, null_label, quad_base, nan_bits ]),
-        layout!("optim", optim::OptimParams, [n, chunk, partials, groups_x, lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2, max_norm, decay, use_clip ]),
+        layout!("noise", noise::NoiseParams, [batch, channels, height, width, patch_size, seed, schedule, steps_in_table, total, groups_x, drop_threshold, null_label, quad_base, nan_bits ]),
+        layout!("optim", optim::OptimParams, [n, chunk, partials, groups_x, beta1, beta2, eps, weight_decay, max_norm, use_clip ]),
         layout!("pair", pair::PairParams, [half, per_sample, ka, kb, inv_count, accumulate, groups_x, partial_count ]),
         layout!("reduce", reduce::ReduceParams, [items, width, chunk, groups_x]),
+        layout!("noise", step_values::StepValues, [step, lr, bias_correction1, bias_correction2, ema_decay]),
+        layout!("loss", step_values::StepValues, [step, lr, bias_correction1, bias_correction2, ema_decay]),
+        layout!("loss_vec4", step_values::StepValues, [step, lr, bias_correction1, bias_correction2, ema_decay]),
+        layout!("optim", step_values::StepValues, [step, lr, bias_correction1, bias_correction2, ema_decay]),
     ]
 }
 

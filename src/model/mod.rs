@@ -16,6 +16,6 @@ pub mod tokens;
 pub use config::DitConfig;
 pub use dit::{Activations, Dit, DitKernels, LossPass, Tap};
 pub use memory::MemoryReport;
-pub use optimizer::{Optimizer, OptimizerSettings, OptimizerState};
+pub use optimizer::{Optimizer, OptimizerSettings, OptimizerState, StepAt};
 pub use params::{ParamLayout, Tensor};
 pub use roofline::{Peaks, Roofline};

@@ -4,8 +4,21 @@
 
 use crate::gpu::Gpu;
 use crate::kernels::optim::AdamW;
+use crate::kernels::StepValues;
 use crate::kernels::{AdamWArgs, EmaArgs, GradNormArgs, OptimKernels};
 use crate::Result;
+
+/// Which step [`Optimizer::record_step`] records.
+#[derive(Clone, Copy, Debug)]
+pub struct StepAt<'a> {
+    /// The step, from 0.
+    pub s: u32,
+    /// Its learning rate.
+    pub lr: f32,
+    /// A uniform holding [`Optimizer::step_values`] of this step (written by the caller
+    /// before submitting), or `None`: each launch then makes its own.
+    pub step_values: Option<&'a wgpu::Buffer>,
+}
 
 /// AdamW's and the EMA's settings (the learning rate comes per step).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -91,43 +104,57 @@ impl Optimizer {
         self.settings.ema.min((1.0 + s as f32) / (10.0 + s as f32))
     }
 
-    /// Records step `s` (from 0) with learning rate `lr`: the gradient's norm and clip scale,
-    /// AdamW on `params` with the clipped `grads`, then the EMA of the updated weights.
+    /// AdamW's hyper-parameters at learning rate `lr`.
+    fn adamw(&self, lr: f32) -> AdamW {
+        let c = &self.settings;
+        AdamW {
+            lr: lr as f64,
+            beta1: c.beta1 as f64,
+            beta2: c.beta2 as f64,
+            eps: 1e-8,
+            weight_decay: c.weight_decay as f64,
+        }
+    }
+
+    /// The per-step values of step `s` (from 0) at learning rate `lr`: AdamW's learning rate
+    /// and bias corrections and the EMA's decay, as [`Self::record_step`] uses them (the
+    /// Philox step is the caller's).
+    pub fn step_values(&self, s: u32, lr: f32) -> StepValues {
+        StepValues::default()
+            .with_adamw(&self.adamw(lr), s + 1)
+            .with_ema_decay(self.ema_decay_at(s))
+    }
+
+    /// Records a step (see [`StepAt`]): the gradient's norm and clip scale, AdamW on `params`
+    /// with the clipped `grads`, then the EMA of the updated weights.
     pub fn record_step(
         &self,
         device: &wgpu::Device,
         encoder: &mut wgpu::CommandEncoder,
         params: &wgpu::Buffer,
         grads: &wgpu::Buffer,
-        s: u32,
-        lr: f32,
+        at: StepAt,
     ) -> Result<()> {
-        let c = &self.settings;
+        let StepAt { s, lr, step_values } = at;
         let n = self.n;
         let norm = (&self.norm).into();
         let clip = GradNormArgs {
             n,
             grads: grads.into(),
-            max_norm: c.clip,
+            max_norm: self.settings.clip,
             norm,
         };
         self.kernels.record_grad_norm(device, encoder, &clip)?;
-        let h = AdamW {
-            lr: lr as f64,
-            beta1: c.beta1 as f64,
-            beta2: c.beta2 as f64,
-            eps: 1e-8,
-            weight_decay: c.weight_decay as f64,
-        };
         let adam = AdamWArgs {
             n,
-            h,
+            h: self.adamw(lr),
             step: s + 1,
             params: params.into(),
             grads: grads.into(),
             m: (&self.m).into(),
             v: (&self.v).into(),
             norm: Some(norm),
+            step_values,
         };
         self.kernels.record_adamw(device, encoder, &adam)?;
         let ema = EmaArgs {
@@ -135,6 +162,7 @@ impl Optimizer {
             decay: self.ema_decay_at(s),
             params: params.into(),
             ema: (&self.ema).into(),
+            step_values,
         };
         self.kernels.record_ema(device, encoder, &ema)
     }

@@ -157,6 +157,7 @@ fn dense_launchers_refuse_an_output_over_an_input() {
         dev,
         &mut enc,
         &EmaArgs {
+            step_values: None,
             n: 33,
             decay: 0.9,
             params: (&a).into(),
@@ -172,6 +173,7 @@ fn dense_launchers_refuse_an_output_over_an_input() {
         dev,
         &mut enc,
         &AdamWArgs {
+            step_values: None,
             n: 33,
             h: AdamW {
                 lr: 1e-3,

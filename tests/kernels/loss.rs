@@ -88,6 +88,7 @@ impl Inputs {
     ) -> Target<'a> {
         match self.geometry {
             Some(geometry) => Target::Philox {
+                step_values: None,
                 first_sample: 0,
                 seed: SEED,
                 step: STEP,
@@ -798,6 +799,7 @@ fn bad_loss_inputs_are_errors() {
         patch: 2,
     }; // N=2 ≠ 4
     let t = Target::Philox {
+        step_values: None,
         first_sample: 0,
         seed: 0,
         step: 0,
@@ -815,6 +817,7 @@ fn bad_loss_inputs_are_errors() {
     }; // (2, 8, 3)
     let ws8 = k.workspace(dev, geo.token_shape()).unwrap();
     let t = Target::Philox {
+        step_values: None,
         first_sample: 0,
         seed: 0,
         step: 0,

@@ -24,4 +24,5 @@ mod reduce;
 mod rng;
 mod shaders_translate;
 mod shard;
+mod step_values;
 mod time_norm;

@@ -26,6 +26,7 @@ fn run(g: ImageGeometry, seed: u32, step: u32, flow: bool, t: &[f32], x0: &[f32]
     };
     let mut enc = gpu.encoder();
     let args = NoiseArgs {
+        step_values: None,
         geometry: g,
         seed,
         step,
@@ -169,6 +170,7 @@ fn bad_noise_inputs_are_errors() {
     let small = gpu.zeros("s", 8);
     let mut enc = gpu.encoder();
     let mk = |g, x0, out| NoiseArgs {
+        step_values: None,
         geometry: g,
         seed: 0,
         step: 0,

@@ -50,6 +50,7 @@ fn optimizer_matches_reference_over_steps() {
                 dev,
                 &mut enc,
                 &AdamWArgs {
+                    step_values: None,
                     n: n as u32,
                     h,
                     step,
@@ -65,6 +66,7 @@ fn optimizer_matches_reference_over_steps() {
                 dev,
                 &mut enc,
                 &EmaArgs {
+                    step_values: None,
                     n: n as u32,
                     decay: 0.9,
                     params: (&pb).into(),
@@ -141,6 +143,7 @@ fn optimizer_bad_input_is_an_error() {
                 dev,
                 &mut enc,
                 &AdamWArgs {
+                    step_values: None,
                     n: 4,
                     h,
                     step: 0,
@@ -161,6 +164,7 @@ fn optimizer_bad_input_is_an_error() {
                 dev,
                 &mut enc,
                 &AdamWArgs {
+                    step_values: None,
                     n: 4,
                     h: bad,
                     step: 1,
@@ -180,6 +184,7 @@ fn optimizer_bad_input_is_an_error() {
                 dev,
                 &mut enc,
                 &AdamWArgs {
+                    step_values: None,
                     n: 64,
                     h,
                     step: 1,
@@ -214,6 +219,7 @@ fn optimizer_bad_input_is_an_error() {
                 dev,
                 &mut enc,
                 &EmaArgs {
+                    step_values: None,
                     n: 4,
                     decay: 1.5,
                     params: (&buf).into(),

@@ -29,6 +29,7 @@ fn noise(g: ImageGeometry, first: u32, t: &[f32], x0: &[f32]) -> imba::Result<Ve
     let out = gpu.poisoned("xt", x0.len());
     let mut enc = gpu.encoder();
     let args = NoiseArgs {
+        step_values: None,
         geometry: g,
         seed: SEED,
         step: STEP,
@@ -103,6 +104,7 @@ fn imba(
     );
     let scalars = gpu.poisoned("scalars", 4);
     let target = Target::Philox {
+        step_values: None,
         seed: SEED,
         step: STEP,
         geometry: g,

@@ -37,7 +37,12 @@ fn a_step_is_clip_then_adamw_then_the_warmed_up_ema() {
         let grads = r.vec(n, -0.05, 0.05);
         let gb = g.upload("g", &grads);
         let mut enc = g.encoder();
-        opt.record_step(&g.device, &mut enc, &params, &gb, s, lr)
+        let at = imba::model::StepAt {
+            s,
+            lr,
+            step_values: None,
+        };
+        opt.record_step(&g.device, &mut enc, &params, &gb, at)
             .unwrap();
         g.submit_and_wait(enc).unwrap();
         let g64 = f64s(&grads);

@@ -483,14 +483,21 @@ fn errors_carry_their_sources() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Kernel launches reuse their bind groups and uniform buffers: after the first steps, a
-/// training step creates only the objects of the launches whose parameters change every step
-/// (the step's Philox key in the noise, dropout and loss kernels; AdamW's step count), the
-/// same number each step, for every objective.
+/// Kernel launches reuse their bind groups and uniform buffers, and what changes every step
+/// (the Philox step, AdamW's learning rate and bias corrections, the EMA's decay) comes from
+/// one per-step buffer written once per step: after the first steps, a training step creates
+/// no launch objects, for every objective.
 #[test]
-fn a_steady_training_step_creates_few_launch_objects() {
+fn a_steady_training_step_creates_no_launch_objects() {
     use imba::kernels::launch_objects_created;
-    for objective in ["baseline", "imba", "cbdm", "ccua"] {
+    for objective in [
+        "baseline",
+        "imba",
+        "dual-baseline",
+        "cbdm",
+        "ccua",
+        "reweighted",
+    ] {
         let mut t = trainer(tiny(objective, "steps = 8"), None);
         for _ in 0..3 {
             t.step().unwrap();
@@ -502,15 +509,7 @@ fn a_steady_training_step_creates_few_launch_objects() {
                 launch_objects_created() - before
             })
             .collect();
-        eprintln!("{objective}: launch objects per step {per_step:?}");
-        assert!(
-            per_step.iter().all(|&n| n == per_step[0]),
-            "{objective}: {per_step:?}"
-        );
-        assert!(
-            per_step[0] <= 12,
-            "{objective}: {per_step:?} objects per step"
-        );
+        assert_eq!(per_step, [0, 0, 0], "{objective}: launch objects per step");
     }
 }
 

@@ -16,12 +16,13 @@ enum Bound {
     View(wgpu::TextureView),
 }
 
-/// What makes two bind groups the same: the layout, the uniform parameters' bytes and the
-/// resources at each binding.
+/// What makes two bind groups the same: the layout, the bytes of the uniforms made for the
+/// launch (its parameters at binding 0, and any other made from values) and the resources at
+/// each binding.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct BindKey {
     layout: wgpu::BindGroupLayout,
-    uniform: Vec<u8>,
+    uniforms: Vec<(u32, Vec<u8>)>,
     entries: Vec<(u32, Bound)>,
 }
 
@@ -77,14 +78,15 @@ impl Default for Binder {
 impl Binder {
     const CAPACITY: usize = 4096;
 
-    /// The bind group of `layout` with `uniform` at binding 0 and `entries` after it.
-    /// A launch whose buffers alias where one of them is written is refused (see
-    /// [`check_aliasing`]); the check runs once per new set of buffers.
-    pub(crate) fn bind<T: bytemuck::Pod>(
+    /// The bind group of `layout` with a uniform made from each of `uniforms` (binding,
+    /// bytes; the parameters at binding 0 first) and `entries`. A launch whose buffers alias
+    /// where one of them is written is refused (see [`check_aliasing`]); the check runs once
+    /// per new set of buffers.
+    pub(crate) fn bind_uniforms(
         &self,
         device: &wgpu::Device,
         layout: &Layout,
-        uniform: &T,
+        uniforms: Vec<(u32, Vec<u8>)>,
         entries: Vec<(u32, wgpu::BindingResource<'_>)>,
     ) -> Result<wgpu::BindGroup> {
         let bound = entries
@@ -102,7 +104,7 @@ impl Binder {
             .collect();
         let key = BindKey {
             layout: layout.0.raw.clone(),
-            uniform: bytemuck::bytes_of(uniform).to_vec(),
+            uniforms,
             entries: bound,
         };
         if let Some((g, used)) = self.cached().get_mut(&key) {
@@ -115,13 +117,25 @@ impl Binder {
         // message instead of reaching its default handler (a panic), and the cache and the
         // family stay as they were.
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let ub = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("params"),
-            contents: &key.uniform,
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let mut all = vec![(0, ub.as_entire_binding())];
+        // COPY_SRC: a captured case reads the uniforms other than the parameters.
+        let made: Vec<(u32, wgpu::Buffer)> = key
+            .uniforms
+            .iter()
+            .map(|(binding, bytes)| {
+                let b = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("params"),
+                    contents: bytes,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_SRC,
+                });
+                (*binding, b)
+            })
+            .collect();
+        let mut all: Vec<_> = made
+            .iter()
+            .map(|(n, b)| (*n, b.as_entire_binding()))
+            .collect();
         all.extend(entries);
+        all.sort_by_key(|e| e.0);
         let g = bind_group(device, layout, all.clone());
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(Error::Launch(format!(
@@ -129,8 +143,8 @@ impl Binder {
                 e.to_string().trim_end()
             )));
         }
-        crate::capture::group_made(&g, &key.uniform, &all[1..]);
-        LAUNCH_OBJECTS.with(|n| n.set(n.get() + 2));
+        crate::capture::group_made(&g, &key.uniforms[0].1, &all[1..]);
+        LAUNCH_OBJECTS.with(|n| n.set(n.get() + 1 + made.len() as u64));
         let mut groups = self.cached();
         if groups.len() >= Self::CAPACITY {
             groups.clear();

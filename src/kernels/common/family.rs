@@ -6,6 +6,7 @@
 //! and each other and binds them; [`Family::launch`] also lays out the grid and records.
 
 use super::{check_operands, check_storage, grid, record_pass, Binder, Layout, Region, Slot};
+use crate::kernels::step_values::{PerStep, StepValues};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,6 +25,10 @@ pub(crate) struct Operand<'a> {
 enum Resource<'a> {
     Buffer(Region<'a>, u64),
     Texture(&'a wgpu::TextureView),
+    /// A uniform buffer of the caller's (the per-step values).
+    Uniform(&'a wgpu::Buffer),
+    /// A uniform made from these values for the launch (cached by their bytes).
+    Values(StepValues),
     Unused,
 }
 
@@ -50,6 +55,19 @@ impl<'a> Operand<'a> {
             var,
             name: var,
             resource: Resource::Texture(view),
+        }
+    }
+    /// The per-step values at the shader's uniform `var`: the caller's buffer, or one made
+    /// from the values.
+    pub(crate) fn step(var: &'static str, per_step: PerStep<'a>) -> Self {
+        let resource = match per_step {
+            PerStep::Buffer(b) => Resource::Uniform(b),
+            PerStep::Values(v) => Resource::Values(v),
+        };
+        Self {
+            var,
+            name: var,
+            resource,
         }
     }
     /// The family's placeholder bound at `var`: this launch does not use it.
@@ -135,7 +153,10 @@ impl Family {
                     Slot::ReadTexture | Slot::WriteTexture => {
                         Placeholder::Texture(crate::kernels::linear_texture::placeholder(device))
                     }
-                    Slot::Uniform => return None,
+                    // The parameters at 0 are made per launch; another uniform (the per-step
+                    // values) may be left unused by an entry point.
+                    Slot::Uniform if b.number == 0 => return None,
+                    Slot::Uniform => Placeholder::Buffer(uniform_placeholder(device)),
                 };
                 Some((b.number, p))
             })
@@ -227,17 +248,22 @@ impl Family {
             })
             .collect();
         check_operands(&buffers)?;
-        let mut entries: Vec<_> = numbered
-            .iter()
-            .map(|&(number, _, op)| (number, self.resource(number, op.resource)))
-            .collect();
+        let mut uniforms = vec![(0, bytemuck::bytes_of(uniform).to_vec())];
+        let mut entries = Vec::with_capacity(numbered.len());
+        for &(number, _, op) in &numbered {
+            match op.resource {
+                Resource::Values(v) => uniforms.push((number, bytemuck::bytes_of(&v).to_vec())),
+                r => entries.push((number, self.resource(number, r))),
+            }
+        }
         for &number in self.placeholders.keys() {
             if !numbered.iter().any(|n| n.0 == number) {
                 entries.push((number, self.resource(number, Resource::Unused)));
             }
         }
         entries.sort_by_key(|e| e.0);
-        self.binder.bind(device, &self.layout, uniform, entries)
+        self.binder
+            .bind_uniforms(device, &self.layout, uniforms, entries)
     }
 
     /// One dispatch of `entry` over a 2-D grid of `groups` workgroups: `uniform` is given the
@@ -298,6 +324,10 @@ impl Family {
         match (r, self.placeholders.get(&number)) {
             (Resource::Buffer(region, bytes), _) => super::range(region, bytes),
             (Resource::Texture(view), _) => wgpu::BindingResource::TextureView(view),
+            (Resource::Uniform(b), _) => b.as_entire_binding(),
+            (Resource::Values(_), _) => {
+                unreachable!("values are made into a uniform by the binder")
+            }
             (Resource::Unused, Some(Placeholder::Buffer(b))) => b.as_entire_binding(),
             (Resource::Unused, Some(Placeholder::Texture(v))) => {
                 wgpu::BindingResource::TextureView(v)
@@ -305,6 +335,17 @@ impl Family {
             (Resource::Unused, None) => unreachable!("every storage binding has a placeholder"),
         }
     }
+}
+
+/// A uniform bound where an entry point does not read the per-step values: as large as the
+/// shaders' `StepValues`.
+fn uniform_placeholder(device: &wgpu::Device) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("unused-uniform"),
+        size: std::mem::size_of::<StepValues>() as u64,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    })
 }
 
 /// Adds a variant module's bindings to `into`; a binding both declare must be the same kind.

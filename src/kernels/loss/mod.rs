@@ -6,6 +6,7 @@
 //! weight pass (and a per-sample mean and/or a batch sum), then the same fused pass reading D.
 
 use super::common::{self, Family, Operand};
+use super::step_values::{PerStep, StepValues};
 use super::{ImageGeometry, Region, TokenShape};
 use crate::{Error, Result};
 
@@ -38,7 +39,6 @@ pub(crate) struct LossParams {
     /// `patch` is a reserved word in WGSL.
     pub(crate) patch_size: u32,
     pub(crate) seed: u32,
-    pub(crate) step: u32,
     pub(crate) target_kind: u32,
     pub(crate) d_form: u32,
     pub(crate) weights_from_buffer: u32,
@@ -50,7 +50,7 @@ pub(crate) struct LossParams {
     pub(crate) inv_count: f32,
     pub(crate) tokens_per_thread: u32,
     pub(crate) quad_base: u32,
-    pub(crate) _pad: [u32; 3],
+    pub(crate) _pad: [u32; 4],
 }
 
 pub(crate) mod wgsl;
@@ -80,6 +80,8 @@ struct Bindings<'a> {
     grad_cond: Option<(Region<'a>, u64)>,
     grad_uncond: Option<(Region<'a>, u64)>,
     scalars: Option<(Region<'a>, u64)>,
+    /// The Philox step of a regenerated target.
+    per_step: PerStep<'a>,
 }
 
 impl LossKernels {
@@ -243,6 +245,7 @@ impl LossKernels {
             grad_cond: Some((args.grad_cond, nk)),
             grad_uncond: Some((args.grad_uncond, nk)),
             scalars: Some((args.scalars, 16)),
+            per_step: per_step(&args.target),
         };
         let (fused, run, partial_count) = self.fused_pipeline(
             device,
@@ -313,6 +316,7 @@ impl LossKernels {
             grad_cond: Some((args.grad, nk)),
             grad_uncond: None,
             scalars: Some((args.scalars, 16)),
+            per_step: per_step(&args.target),
         };
         let g = groups(s);
         self.run(
@@ -356,6 +360,7 @@ impl LossKernels {
             grad_cond: None,
             grad_uncond: None,
             scalars: None,
+            per_step: per_step(&args.target),
         };
         let steps = [(self.family.pipeline("imba_token_weights"), groups(s))];
         self.run(device, encoder, params, &b, args.workspace, &steps)
@@ -388,11 +393,11 @@ impl LossKernels {
         match target.source() {
             Source::Philox(PhiloxTarget {
                 seed,
-                step,
                 geometry,
                 first_sample,
                 kind,
                 x0,
+                ..
             }) => {
                 geometry.validate()?;
                 p.quad_base = crate::kernels::shard_quad_base(geometry, first_sample)?;
@@ -409,7 +414,6 @@ impl LossKernels {
                 p.width = geometry.width;
                 p.patch_size = geometry.patch;
                 p.seed = seed;
-                p.step = step;
                 match (kind, x0) {
                     (TargetKind::Epsilon, _) => p.target_kind = TARGET_EPSILON,
                     (TargetKind::Velocity, Some(x0)) => {
@@ -476,6 +480,7 @@ impl LossKernels {
             Operand::maybe("grad_uncond", b.grad_uncond),
             Operand::buffer("partials", &ws.partials, ws.partials.size()),
             Operand::maybe("scalars", b.scalars),
+            Operand::step("S", b.per_step),
         ];
         let bg = self.family.bind(device, &params, &operands)?;
         let dispatches: Vec<_> = grids
@@ -493,6 +498,15 @@ enum WeightSource<'a, 'b> {
     Computed(Option<(&'a TimeBuckets<'a>, Option<&'b mut dyn ShardSum>)>),
     /// The caller's, already in the weights buffer.
     Given,
+}
+
+/// Where a target's Philox step comes from: the caller's per-step buffer, or the target's
+/// `step` (an explicit target reads none).
+fn per_step<'a>(t: &Target<'a>) -> PerStep<'a> {
+    match t.source() {
+        Source::Philox(p) => PerStep::or_values(p.step_values, StepValues::philox(p.step)),
+        Source::Explicit(_) => PerStep::Values(StepValues::default()),
+    }
 }
 
 /// The binding of `target_data`: the explicit target (`bytes` of it), or x0 for a

@@ -139,6 +139,10 @@ pub enum Target<'a> {
         kind: TargetKind,
         /// The clean images (B, C, H, W), for the velocity.
         x0: Option<Region<'a>>,
+        /// A uniform holding this step's [`StepValues`](crate::kernels::StepValues) (its
+        /// `step` equal to `step`), written once per step by a trainer, or `None` (the
+        /// launch then makes one from `step`).
+        step_values: Option<&'a wgpu::Buffer>,
     },
     /// A target in token layout (B, N, K), (i, j, c) order: for engines with their own noise.
     Explicit(Region<'a>),
@@ -153,6 +157,7 @@ pub(crate) struct PhiloxTarget<'a> {
     pub(crate) first_sample: u32,
     pub(crate) kind: TargetKind,
     pub(crate) x0: Option<Region<'a>>,
+    pub(crate) step_values: Option<&'a wgpu::Buffer>,
 }
 
 /// Where a target's values come from, a whole batch's Philox target being the shard at
@@ -173,6 +178,7 @@ impl<'a> Target<'a> {
                 first_sample,
                 kind,
                 x0,
+                step_values,
             } => Source::Philox(PhiloxTarget {
                 seed,
                 step,
@@ -180,6 +186,7 @@ impl<'a> Target<'a> {
                 first_sample,
                 kind,
                 x0,
+                step_values,
             }),
             Target::Explicit(region) => Source::Explicit(region),
         }

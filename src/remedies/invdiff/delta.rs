@@ -83,7 +83,12 @@ pub fn train_delta(
             .write_buffer(&dout, 0, bytemuck::cast_slice(&grad_tokens));
         let mut enc = gpu.encoder();
         delta.record_backward(dev, &mut enc, &acts, &patches, &dout, None)?;
-        opt.record_step(dev, &mut enc, &delta.params, &delta.grads, s, o.lr_at(s))?;
+        let at = crate::model::StepAt {
+            s,
+            lr: o.lr_at(s),
+            step_values: None,
+        };
+        opt.record_step(dev, &mut enc, &delta.params, &delta.grads, at)?;
         gpu.submit_and_wait(enc)?;
         if !loss.is_finite() {
             return Err(Error::Diverged(format!(

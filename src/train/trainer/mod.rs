@@ -17,8 +17,9 @@ pub use readback::LastStep;
 use super::TrainConfig;
 use crate::data::Dataset;
 use crate::gpu::Gpu;
+use crate::kernels::StepValues;
 use crate::kernels::{LossKernels, TokenShape};
-use crate::model::{Activations, Dit, DitConfig, LossPass, Optimizer, ParamLayout};
+use crate::model::{Activations, Dit, DitConfig, LossPass, Optimizer, ParamLayout, StepAt};
 use crate::objectives::{self, StepInputs};
 use crate::parallel::{Collective, Shard, Single};
 use crate::{Error, Result};
@@ -399,6 +400,13 @@ impl<'g> Trainer<'g> {
         inputs: &StepInputs,
         mut across: Option<&mut DeviceSum>,
     ) -> Result<f32> {
+        // The step's values, written once: every launch of the step binds this buffer.
+        let (s, lr) = (inputs.step, self.lr_at(inputs.step));
+        let values = StepValues {
+            step: inputs.step,
+            ..self.optim.step_values(s, lr)
+        };
+        values.write(&self.gpu.queue, &self.noisy.step_values);
         self.record_model(enc, inputs, across.as_deref_mut())?;
         if let Some(across) = across {
             let (n, scale) = (self.dit.layout.total, 1.0 / self.shard.ranks as f32);
@@ -411,8 +419,13 @@ impl<'g> Trainer<'g> {
     fn record_optimiser(&self, enc: &mut wgpu::CommandEncoder, s: u32) -> Result<f32> {
         let lr = self.lr_at(s);
         let (dev, dit) = (&self.gpu.device, &self.dit);
+        let at = StepAt {
+            s,
+            lr,
+            step_values: Some(&self.noisy.step_values),
+        };
         self.optim
-            .record_step(dev, enc, &dit.params, &dit.grads, s, lr)?;
+            .record_step(dev, enc, &dit.params, &dit.grads, at)?;
         Ok(lr)
     }
 

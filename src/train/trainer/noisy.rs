@@ -5,7 +5,7 @@ use crate::data::Dataset;
 use crate::diffusion::{DdpmSchedule, Process};
 use crate::gpu::Gpu;
 use crate::kernels::{
-    ImageGeometry as Geometry, NoiseArgs, NoiseKernels, Schedule, Target, TargetKind,
+    ImageGeometry as Geometry, NoiseArgs, NoiseKernels, Schedule, StepValues, Target, TargetKind,
 };
 use crate::objectives::StepInputs;
 use crate::Result;
@@ -22,6 +22,9 @@ pub(super) struct NoisyBatch {
     /// DDPM's (√ᾱ, √(1−ᾱ)) table.
     table: wgpu::Buffer,
     schedule: DdpmSchedule,
+    /// The step's [`StepValues`]: the Philox step of the noise and target, AdamW's and the
+    /// EMA's values; written once per step, so that the launches' bind groups repeat.
+    pub(super) step_values: wgpu::Buffer,
 }
 
 /// Where a shard's noise and target come from: the run's seed and process, the step, and
@@ -40,6 +43,7 @@ impl NoisyBatch {
         let schedule = DdpmSchedule::default_linear();
         Ok(Self {
             noise: NoiseKernels::new(&gpu.device)?,
+            step_values: StepValues::buffer(&gpu.device),
             x0: gpu.zeros("x0", 4 * samples as u64 * image_len as u64),
             timesteps: gpu.zeros("t_noise", 4 * samples as u64),
             tokens: gpu.zeros("patches", 4 * tokens_len),
@@ -91,6 +95,7 @@ impl NoisyBatch {
             timesteps: (&self.timesteps).into(),
             out_tokens: (&self.tokens).into(),
             first_sample: draw.first_sample,
+            step_values: Some(&self.step_values),
         };
         self.noise.record_noise_to_tokens(device, encoder, &noise)?;
         Ok(Target::Philox {
@@ -100,6 +105,7 @@ impl NoisyBatch {
             first_sample: draw.first_sample,
             kind,
             x0: Some((&self.x0).into()),
+            step_values: Some(&self.step_values),
         })
     }
 }
