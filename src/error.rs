@@ -145,16 +145,3 @@ impl Error {
         }
     }
 }
-
-/// Writes a file atomically (see [`crate::files`]), naming it in the error.
-pub fn write_file(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> Result<()> {
-    crate::files::write_atomic(path, bytes.as_ref())
-}
-
-/// Writes a value as pretty JSON, naming the file in the error.
-pub fn write_json<T: serde::Serialize>(path: &std::path::Path, value: &T) -> Result<()> {
-    write_file(
-        path,
-        serde_json::to_string_pretty(value).expect("serialisable"),
-    )
-}

@@ -36,6 +36,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Writes a file atomically, naming it in the error.
+pub fn write_file(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    write_atomic(path, bytes.as_ref())
+}
+
+/// Writes a value as pretty JSON, atomically, naming the file in the error.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_file(
+        path,
+        serde_json::to_string_pretty(value).expect("serialisable"),
+    )
+}
+
 /// The error of a failed write: a full disk names the space needed and what is kept.
 pub fn write_error(path: &Path, len: usize, e: std::io::Error) -> Error {
     if is_disk_full(&e) {

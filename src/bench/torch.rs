@@ -134,7 +134,7 @@ impl Torch {
         let dir = std::env::temp_dir().join(format!("imba-torch-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, "create", e))?;
         for (name, text) in [("torch_side_by_side.py", SCRIPT), ("torch_dit.py", MODEL)] {
-            crate::error::write_file(&dir.join(name), text.as_bytes())?;
+            crate::files::write_file(&dir.join(name), text.as_bytes())?;
         }
         let mut cmd = Command::new(python);
         cmd.arg(dir.join("torch_side_by_side.py")).args([

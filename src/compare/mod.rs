@@ -332,7 +332,7 @@ impl Study<'_> {
             }
             let mut r = r.clone();
             if self.complete(&mut r, &run)? {
-                crate::error::write_json(&run.result(), &r)?;
+                crate::files::write_json(&run.result(), &r)?;
             }
             return Ok((r, true));
         }
@@ -357,7 +357,7 @@ impl Study<'_> {
         };
         let mut r = r;
         self.complete(&mut r, &run)?;
-        crate::error::write_json(&run.result(), &r)?;
+        crate::files::write_json(&run.result(), &r)?;
         // The run's trainer, samplers and their buffers are gone: release the bind groups
         // that still hold those buffers (twice: those used in this run's last epoch too).
         crate::kernels::release_unused_bindings();
@@ -519,8 +519,8 @@ fn summary_line(c: &crate::train::TrainConfig, data_per_seed: bool) -> Result<St
 fn write(root: &Path, c: &Comparison, variants: &[String]) -> Result<()> {
     std::fs::create_dir_all(root).map_err(|e| Error::io(root, "cannot create the folder", e))?;
     let md = root.join("compare.md");
-    crate::error::write_file(&md, markdown(c, variants))?;
-    crate::error::write_json(&root.join("compare.json"), c)?;
+    crate::files::write_file(&md, markdown(c, variants))?;
+    crate::files::write_json(&root.join("compare.json"), c)?;
     raw::write(&root.join("raw.jsonl"), c)?;
     figures::metric_bars(root, c, variants)?;
     figures::tail_curve(root, c, variants)?;

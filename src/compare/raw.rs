@@ -71,5 +71,5 @@ pub fn write(path: &Path, c: &Comparison) -> Result<()> {
         text += &serde_json::to_string(&r).expect("a record serialises");
         text.push('\n');
     }
-    crate::error::write_file(path, text)
+    crate::files::write_file(path, text)
 }

@@ -125,7 +125,7 @@ pub fn summarise(lines: &[DLine], from_step: u32, names: &[String], freq: &[usiz
 pub fn finish(run: &RunDir, steps: u32, names: &[String], freq: &[usize]) -> Result<DSummary> {
     let lines: Vec<DLine> = super::jsonl::read_jsonl(&run.d_log());
     let summary = summarise(&lines, steps / 2, names, freq);
-    crate::error::write_json(&run.d_summary(), &summary)?;
+    crate::files::write_json(&run.d_summary(), &summary)?;
     plot(&run.d_plot(), &summary, "IMBA")?;
     Ok(summary)
 }

@@ -179,7 +179,7 @@ pub fn summarise(lines: &[TLine], from_step: u32, data: &Dataset) -> TSummary {
 pub fn finish(run: &RunDir, steps: u32, data: &Dataset) -> Result<TSummary> {
     let lines: Vec<TLine> = super::jsonl::read_jsonl(&run.t_log());
     let s = summarise(&lines, steps / 2, data);
-    crate::error::write_json(&run.t_summary(), &s)?;
+    crate::files::write_json(&run.t_summary(), &s)?;
     plot(
         &run.mse_t_plot(),
         &s.mean_mse,

@@ -475,7 +475,7 @@ fn errors_carry_their_sources() {
         .and_then(|s| s.downcast_ref::<safetensors::SafeTensorError>());
     assert!(st.is_some(), "{e:?}");
 
-    let e = imba::error::write_file(&dir.join("missing-folder").join("x.json"), "{}").unwrap_err();
+    let e = imba::files::write_file(&dir.join("missing-folder").join("x.json"), "{}").unwrap_err();
     assert!(
         e.source().is_some_and(|s| s.is::<std::io::Error>()),
         "{e:?}"

@@ -49,7 +49,7 @@ pub fn run(gpu: &Gpu, a: EvalArgs) -> imba::Result<()> {
         return Ok(());
     }
     let path = imba::train::RunDir::new(&a.run).eval();
-    imba::error::write_json(&path, &e)?;
+    imba::files::write_json(&path, &e)?;
     println!("written: {}", path.display());
     Ok(())
 }

@@ -116,7 +116,7 @@ pub fn run(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
     let weights = if a.no_ema { "raw" } else { "EMA" };
     // What the samples were drawn from, beside them: a run sampled before it finished says so.
     let record = out.join("provenance.json");
-    imba::error::write_json(
+    imba::files::write_json(
         &record,
         &serde_json::json!({
             "run": a.run.display().to_string(),

@@ -98,6 +98,6 @@ fn score_end_samples(
     );
     eprintln!("  ({})", e.score);
     let path = imba::train::RunDir::new(out).samples().join("score.json");
-    imba::error::write_json(&path, &e)?;
+    imba::files::write_json(&path, &e)?;
     Ok(path)
 }

@@ -397,7 +397,7 @@ pub fn run(
         evaluation,
     };
     write_outputs(out, &data, &w, &losses, &trained, &mixed, &labels)?;
-    crate::error::write_json(&out.join("report.json"), &report)?;
+    crate::files::write_json(&out.join("report.json"), &report)?;
     Ok(report)
 }
 
@@ -462,7 +462,7 @@ fn write_outputs(
         .enumerate()
         .map(|(s, l)| format!("{{\"step\":{},\"loss\":{l}}}\n", s + 1))
         .collect();
-    crate::error::write_file(&out.join("log.jsonl"), log)?;
+    crate::files::write_file(&out.join("log.jsonl"), log)?;
     if crate::report::images::drawable(bm.channels) {
         let cols = (labels.len() / bm.label_slots as usize).min(16) as u32;
         crate::report::images::save_grid(
@@ -495,5 +495,5 @@ fn save_tensors(path: &std::path::Path, t: &[(&str, Vec<usize>, Vec<f32>)]) -> R
         .collect::<Result<Vec<_>>>()?;
     let bytes =
         safetensors::serialize(views, None).map_err(|e| Error::io(path, "cannot serialise", e))?;
-    crate::error::write_file(path, bytes)
+    crate::files::write_file(path, bytes)
 }

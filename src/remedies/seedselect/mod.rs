@@ -296,7 +296,7 @@ pub fn run(
         backwards_per_seed: o.steps * o.iters,
         rows_per_seed: guided,
     };
-    crate::error::write_json(&out.join("report.json"), &report)?;
+    crate::files::write_json(&out.join("report.json"), &report)?;
     Ok(report)
 }
 

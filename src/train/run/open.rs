@@ -184,8 +184,8 @@ pub(super) fn write_header(
     let root = run.root();
     std::fs::create_dir_all(root)
         .map_err(|e| Error::io(root, "cannot create the run folder", e))?;
-    crate::error::write_file(&run.config(), config.to_toml())?;
-    crate::error::write_json(&run.split(), split)
+    crate::files::write_file(&run.config(), config.to_toml())?;
+    crate::files::write_json(&run.split(), split)
 }
 
 /// A divergence names the checkpoint that survives it.
