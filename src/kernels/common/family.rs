@@ -222,9 +222,10 @@ impl Family {
         Ok(map.entry(key).or_insert(made).clone())
     }
 
-    /// The bind group of `uniform` and `operands`, each named by its shader variable (at most
-    /// once; one not named is bound to its placeholder: the launch does not use it); each buffer checked against the device (alignment, size, the
-    /// storage-binding limit) and the buffers checked for aliasing by their callers' names.
+    /// The bind group of `uniform` and `operands`, each named by its shader variable at most
+    /// once (a binding not named gets its placeholder: the launch does not use it). Each
+    /// buffer is checked against the device (alignment, size, the storage-binding limit) and
+    /// the buffers against each other for aliasing, under their callers' names.
     pub(crate) fn bind<T: bytemuck::Pod>(
         &self,
         device: &wgpu::Device,
@@ -239,7 +240,7 @@ impl Family {
             }
             numbered.push((b.number, b.slot, op));
         }
-        self.check_all_bound(&numbered)?;
+        self.check_named_once(&numbered)?;
         let buffers: Vec<_> = numbered
             .iter()
             .filter_map(|(_, slot, op)| match op.resource {
@@ -307,7 +308,7 @@ impl Family {
 
     /// No binding named twice; a binding not named is bound to its placeholder (the launch
     /// does not use it).
-    fn check_all_bound(&self, numbered: &[(u32, Slot, &Operand)]) -> Result<()> {
+    fn check_named_once(&self, numbered: &[(u32, Slot, &Operand)]) -> Result<()> {
         for b in self.bindings.iter().filter(|b| b.number != 0) {
             let times = numbered.iter().filter(|n| n.0 == b.number).count();
             if times > 1 {
@@ -438,4 +439,77 @@ fn used_bindings(shader: &str, entries: &[&str]) -> Result<Vec<Binding>> {
         )));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{used_bindings, Family, Operand};
+    use crate::kernels::common::Slot;
+
+    fn numbers(shader: &str, entries: &[&str]) -> Vec<(u32, Slot)> {
+        let b = used_bindings(shader, entries).unwrap();
+        b.iter().map(|b| (b.number, b.slot)).collect()
+    }
+
+    /// The layouts once written by hand come out of the entry points' use of the bindings.
+    #[test]
+    fn a_paths_layout_is_the_bindings_its_entry_points_use() {
+        use Slot::*;
+        let tex = [
+            "ln_modulate_forward_tex",
+            "ln_modulate_backward_tex",
+            "segment_sums_tex",
+        ];
+        let adaln = [
+            (0, Uniform),
+            (4, ReadWrite),
+            (5, ReadWrite),
+            (6, ReadWrite),
+            (7, ReadTexture),
+            (8, ReadTexture),
+            (9, ReadTexture),
+        ];
+        assert_eq!(numbers("adaln", &tex), adaln);
+        let pack = [(0, Uniform), (1, Read), (2, WriteTexture)];
+        assert_eq!(numbers("matmul_texture", &["pack_rows4"]), pack);
+        let product = [
+            (0, Uniform),
+            (1, ReadTexture),
+            (2, ReadTexture),
+            (3, Read),
+            (5, WriteTexture),
+        ];
+        assert_eq!(
+            numbers("matmul_texture", &["matmul_texture8_to_texture"]),
+            product
+        );
+        assert!(used_bindings("adaln", &["no_such_entry"]).is_err());
+    }
+
+    /// A launch that names a binding the family does not have, or one binding twice, is
+    /// refused with the names.
+    #[test]
+    fn operands_are_bound_by_the_shaders_names_once_each() {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::VULKAN,
+            ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
+        });
+        let adapter = pollster::block_on(instance.request_adapter(&Default::default()))
+            .expect("a Vulkan adapter");
+        let (device, _) = pollster::block_on(adapter.request_device(&Default::default())).unwrap();
+        let f = Family::new(&device, "activation", &["gelu_forward"]).unwrap();
+        let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: 256,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let params = [0u32; 4];
+        let typo = [Operand::buffer("xx", &buffer, 16)];
+        let e = f.bind(&device, &params, &typo).unwrap_err().to_string();
+        assert!(e.contains("no binding `xx`"), "{e}");
+        let twice = [Operand::buffer("x", &buffer, 16), Operand::unused("x")];
+        let e = f.bind(&device, &params, &twice).unwrap_err().to_string();
+        assert!(e.contains("binds `x` 2 times"), "{e}");
+    }
 }
