@@ -112,7 +112,9 @@ async function readBuffer(device, buffer, size) {
 
 /** Replays one case; returns a list of failures (empty when it passes). */
 async function replay(device, compiler, c) {
-  const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+  // UNIFORM too: a case may bind a buffer at a uniform slot (the per-step values).
+  const storage =
+    GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
   const buffers = c.buffers.map((b) => {
     const size = Math.max(4, Math.ceil(b.size / 4) * 4);
     const buf = device.createBuffer({ size, usage: storage, mappedAtCreation: true });
