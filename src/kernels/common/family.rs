@@ -490,13 +490,7 @@ mod tests {
     /// refused with the names.
     #[test]
     fn operands_are_bound_by_the_shaders_names_once_each() {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-            backends: wgpu::Backends::VULKAN,
-            ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
-        });
-        let adapter = pollster::block_on(instance.request_adapter(&Default::default()))
-            .expect("a Vulkan adapter");
-        let (device, _) = pollster::block_on(adapter.request_device(&Default::default())).unwrap();
+        let device = crate::kernels::common::test_device();
         let f = Family::new(&device, "activation", &["gelu_forward"]).unwrap();
         let buffer = device.create_buffer(&wgpu::BufferDescriptor {
             label: None,

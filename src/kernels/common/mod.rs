@@ -441,19 +441,27 @@ pub(crate) fn record_pass(
     }
 }
 
+/// A device for the unit tests: like every kernel test, they need a Vulkan driver (lavapipe:
+/// scripts/setup.sh).
+#[cfg(test)]
+pub(crate) fn test_device() -> wgpu::Device {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: wgpu::Backends::VULKAN,
+        ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
+    });
+    let adapter = pollster::block_on(instance.request_adapter(&Default::default()))
+        .expect("a Vulkan adapter");
+    pollster::block_on(adapter.request_device(&Default::default()))
+        .unwrap()
+        .0
+}
+
 #[cfg(test)]
 mod region_tests {
     /// An offset whose sum with the bytes needed passes u64::MAX is refused, not wrapped.
     #[test]
     fn an_offset_near_the_top_of_u64_is_refused() {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-            backends: wgpu::Backends::VULKAN,
-            ..wgpu::InstanceDescriptor::new_without_display_handle_from_env()
-        });
-        // Like every kernel test, this needs a Vulkan driver (lavapipe: scripts/setup.sh).
-        let adapter = pollster::block_on(instance.request_adapter(&Default::default()))
-            .expect("a Vulkan adapter");
-        let (device, _) = pollster::block_on(adapter.request_device(&Default::default())).unwrap();
+        let device = super::test_device();
         let buffer = device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
             size: 1024,
