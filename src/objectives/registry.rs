@@ -21,8 +21,6 @@ pub struct Settings {
     pub time_decay: f32,
     /// The reweighted objective's rule.
     pub weight_rule: WeightRule,
-    /// Probability that a label is dropped to ∅ (one-pass objectives).
-    pub label_dropout: f32,
     /// CBDM's τ, prior of y' and probability of an unconditional batch.
     pub cbdm_tau: f32,
     /// CBDM's distribution of the extra label y'.
@@ -211,11 +209,6 @@ impl clap::ValueEnum for ObjectiveKind {
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
         Some(clap::builder::PossibleValue::new(self.0.name).help(self.0.about))
     }
-}
-
-/// For registrations: reads no objective option.
-pub fn reads_none(_: &Settings, _: &str) -> bool {
-    false
 }
 
 /// For registrations: no refusal beyond the options' own ranges.

@@ -607,7 +607,6 @@ impl TrainConfig {
             time_buckets: self.time_buckets,
             time_decay: self.time_decay,
             weight_rule: self.weight_rule,
-            label_dropout: self.label_dropout,
             cbdm_tau: self.cbdm_tau,
             cbdm_prior: self.cbdm_prior,
             cbdm_uncond: self.cbdm_uncond,

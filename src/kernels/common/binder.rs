@@ -1,7 +1,7 @@
 //! The bind-group cache every family launches through, and the aliasing checks a launch
 //! passes before it binds: one buffer bound both ways, or two written ranges that overlap.
 
-use super::{bind_group, Layout, Region, Slot, LAUNCH_OBJECTS};
+use super::{bind_group, Layout, Region, LAUNCH_OBJECTS};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::num::NonZeroU64;
@@ -79,15 +79,16 @@ impl Binder {
     const CAPACITY: usize = 4096;
 
     /// The bind group of `layout` with a uniform made from each of `uniforms` (binding,
-    /// bytes; the parameters at binding 0 first) and `entries`. A launch whose buffers alias
-    /// where one of them is written is refused (see [`check_aliasing`]); the check runs once
-    /// per new set of buffers.
+    /// bytes; the parameters at binding 0 first) and `entries`. `check` (the operands against
+    /// the device and against each other) runs only when the group is new: a cached group's
+    /// buffers, offsets and sizes, all in its key, passed it when it was made.
     pub(crate) fn bind_uniforms(
         &self,
         device: &wgpu::Device,
         layout: &Layout,
         uniforms: Vec<(u32, Vec<u8>)>,
         entries: Vec<(u32, wgpu::BindingResource<'_>)>,
+        check: impl FnOnce() -> Result<()>,
     ) -> Result<wgpu::BindGroup> {
         let bound = entries
             .iter()
@@ -111,7 +112,7 @@ impl Binder {
             *used = EPOCH.load(Ordering::Relaxed);
             return Ok(g.clone());
         }
-        check_aliasing(layout, &key.entries)?;
+        check()?;
         // Made without holding the cache's lock, inside an error scope: what wgpu refuses
         // here (e.g. an operand made on another device) comes back as an error with wgpu's
         // message instead of reaching its default handler (a panic), and the cache and the
@@ -160,45 +161,11 @@ impl Binder {
     }
 }
 
-/// Refuses bindings that share a buffer where one of them is written: a buffer bound both
-/// read-only and read-write in one dispatch is a wgpu validation error (a panic under wgpu's
-/// default handler), and two read-write bindings whose ranges overlap race (garbage). Two
-/// read-write bindings of disjoint ranges of one buffer (tensors of one arena) are fine.
-fn check_aliasing(layout: &Layout, entries: &[(u32, Bound)]) -> Result<()> {
-    let slot = |b: u32| layout.0.slots.iter().find(|s| s.0 == b).map(|s| s.1);
-    let operands: Vec<_> = entries
-        .iter()
-        .filter_map(|(binding, bound)| match bound {
-            Bound::Buffer(buf, offset, size) => {
-                let end = size.map_or(buf.size(), |s| offset.saturating_add(s.get()));
-                Some((
-                    *binding,
-                    buf,
-                    *offset..end,
-                    slot(*binding)? == Slot::ReadWrite,
-                ))
-            }
-            Bound::View(_) => None,
-        })
-        .collect();
-    let Some((i, j, problem)) = first_alias(&operands) else {
-        return Ok(());
-    };
-    let names = binding_names(layout.0.family.get().map(String::as_str).unwrap_or(""));
-    let name = |b: u32| {
-        names
-            .get(&b)
-            .cloned()
-            .unwrap_or_else(|| format!("binding {b}"))
-    };
-    let (a, b) = (&operands[i], &operands[j]);
-    Err(alias_error(&name(a.0), &a.2, &name(b.0), &b.2, problem))
-}
-
-/// Refuses operands of one launch (name, region, bytes, written) that alias, by the rule of
-/// [`check_aliasing`], before any pass is recorded: for launchers whose path may copy an
-/// input first (where the bindings alone would not show the alias), so that every path
-/// accepts and refuses the same arguments.
+/// Refuses operands of one launch (name, region, bytes, written) that share a buffer where
+/// one of them is written: a buffer bound both read-only and read-write in one dispatch is a
+/// wgpu validation error (a panic under wgpu's default handler), and two read-write bindings
+/// whose ranges overlap race (garbage). Two read-write bindings of disjoint ranges of one
+/// buffer (tensors of one arena) are fine.
 pub(crate) fn check_operands(operands: &[(&str, Region, u64, bool)]) -> Result<()> {
     let list: Vec<_> = operands
         .iter()
@@ -290,13 +257,4 @@ fn alias_error(
          output a buffer (or a region of one) of its own",
         ra.start, ra.end, rb.start, rb.end
     ))
-}
-
-/// The WGSL variable name of each binding of a shader family (for error messages).
-fn binding_names(family: &str) -> HashMap<u32, String> {
-    super::declared_bindings(family)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(binding, name, _)| (binding, name))
-        .collect()
 }

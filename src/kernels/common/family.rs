@@ -235,20 +235,20 @@ impl Family {
         let mut numbered = Vec::with_capacity(operands.len());
         for op in operands {
             let b = self.binding(op.var)?;
-            if let Resource::Buffer(region, bytes) = op.resource {
-                check_storage(device, op.name, region, bytes)?;
-            }
             numbered.push((b.number, b.slot, op));
         }
         self.check_named_once(&numbered)?;
-        let buffers: Vec<_> = numbered
-            .iter()
-            .filter_map(|(_, slot, op)| match op.resource {
-                Resource::Buffer(r, bytes) => Some((op.name, r, bytes, *slot == Slot::ReadWrite)),
-                _ => None,
-            })
-            .collect();
-        check_operands(&buffers)?;
+        // Checked where the group is new (see `Binder::bind_uniforms`).
+        let check = || {
+            let mut buffers = Vec::with_capacity(numbered.len());
+            for (_, slot, op) in &numbered {
+                if let Resource::Buffer(region, bytes) = op.resource {
+                    check_storage(device, op.name, region, bytes)?;
+                    buffers.push((op.name, region, bytes, *slot == Slot::ReadWrite));
+                }
+            }
+            check_operands(&buffers)
+        };
         let mut uniforms = vec![(0, bytemuck::bytes_of(uniform).to_vec())];
         let mut entries = Vec::with_capacity(numbered.len());
         for &(number, _, op) in &numbered {
@@ -264,7 +264,7 @@ impl Family {
         }
         entries.sort_by_key(|e| e.0);
         self.binder
-            .bind_uniforms(device, &self.layout, uniforms, entries)
+            .bind_uniforms(device, &self.layout, uniforms, entries, check)
     }
 
     /// One dispatch of `entry` over a 2-D grid of `groups` workgroups: `uniform` is given the
@@ -484,6 +484,19 @@ mod tests {
             product
         );
         assert!(used_bindings("adaln", &["no_such_entry"]).is_err());
+        assert!(used_bindings("no_such_family", &["x"]).is_err());
+        let noise = used_bindings("noise", &["label_dropout"]).unwrap();
+        let names: Vec<(u32, &str, Slot)> = noise
+            .iter()
+            .map(|b| (b.number, b.var.as_str(), b.slot))
+            .collect();
+        let want = [
+            (0, "P", Uniform),
+            (5, "out_u32", ReadWrite),
+            (6, "labels_in", Read),
+            (7, "S", Uniform),
+        ];
+        assert_eq!(names, want);
     }
 
     /// A launch that names a binding the family does not have, or one binding twice, is

@@ -79,8 +79,6 @@ pub(crate) struct Layout(std::sync::Arc<LayoutInner>);
 struct LayoutInner {
     raw: wgpu::BindGroupLayout,
     slots: Vec<(u32, Slot)>,
-    /// Set by the first pipeline made with this layout.
-    family: std::sync::OnceLock<String>,
 }
 
 impl std::ops::Deref for Layout {
@@ -99,30 +97,7 @@ pub(crate) fn layout(device: &wgpu::Device, label: &str, slots: &[(u32, Slot)]) 
     Ok(Layout(std::sync::Arc::new(LayoutInner {
         raw: raw_layout(device, label, slots),
         slots: slots.to_vec(),
-        family: Default::default(),
     })))
-}
-
-/// Every binding `family`'s WGSL declares: its number, its variable's name and, for the
-/// kinds our layouts use, its slot: what the aliasing errors name bindings by.
-pub(crate) fn declared_bindings(family: &str) -> Result<Vec<(u32, String, Option<Slot>)>> {
-    let source = crate::shaders::source(family)?;
-    let module = naga::front::wgsl::parse_str(&source).map_err(|e| Error::Shader {
-        name: family.into(),
-        message: e.emit_to_string(&source),
-    })?;
-    Ok(module
-        .global_variables
-        .iter()
-        .filter_map(|(_, g)| {
-            let binding = g.binding.as_ref()?.binding;
-            Some((
-                binding,
-                g.name.clone().unwrap_or_default(),
-                slot_of(&module, g),
-            ))
-        })
-        .collect())
 }
 
 /// The kind of slot a global variable binds, for the kinds our layouts use.
@@ -192,7 +167,6 @@ fn specialised_pipelines(
     entries: &[&str],
     constants: &[(&str, f64)],
 ) -> Result<Vec<wgpu::ComputePipeline>> {
-    layout.0.family.get_or_init(|| family.to_string());
     let layout_slots = &layout.0.slots;
     let layout: &wgpu::BindGroupLayout = layout;
     let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -471,29 +445,5 @@ mod region_tests {
         let far = super::Region::new(&buffer, u64::MAX - 255);
         let e = super::check_storage(&device, "x", far, 4096).unwrap_err();
         assert!(e.to_string().contains("passes the end"), "{e}");
-    }
-}
-
-#[cfg(test)]
-mod declared_tests {
-    use super::{declared_bindings, Slot};
-
-    /// The bindings are read from the shader with their names and access, textures included.
-    #[test]
-    fn a_shaders_bindings_are_read_with_their_access() {
-        let noise = declared_bindings("noise").unwrap();
-        let find = |list: &[(u32, String, Option<Slot>)], b: u32| {
-            list.iter().find(|x| x.0 == b).cloned().unwrap()
-        };
-        assert_eq!(find(&noise, 0).2, Some(Slot::Uniform));
-        assert_eq!(
-            find(&noise, 4),
-            (4, "out_f32".into(), Some(Slot::ReadWrite))
-        );
-        assert_eq!(find(&noise, 6).2, Some(Slot::Read));
-        let tex = declared_bindings("attention_texture").unwrap();
-        assert_eq!(find(&tex, 5).2, Some(Slot::ReadTexture));
-        assert_eq!(find(&tex, 8).2, Some(Slot::WriteTexture));
-        assert!(declared_bindings("no_such_family").is_err());
     }
 }

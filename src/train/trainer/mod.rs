@@ -412,12 +412,12 @@ impl<'g> Trainer<'g> {
             let (n, scale) = (self.dit.layout.total, 1.0 / self.shard.ranks as f32);
             across.reduce(enc, &self.dit.grads, n, scale)?;
         }
-        self.record_optimiser(enc, inputs.step)
+        self.record_optimiser(enc, s, lr)?;
+        Ok(lr)
     }
 
-    /// Gradient norm and clip, AdamW and EMA for step `s`; returns its learning rate.
-    fn record_optimiser(&self, enc: &mut wgpu::CommandEncoder, s: u32) -> Result<f32> {
-        let lr = self.lr_at(s);
+    /// Gradient norm and clip, AdamW and EMA for step `s` at learning rate `lr`.
+    fn record_optimiser(&self, enc: &mut wgpu::CommandEncoder, s: u32, lr: f32) -> Result<()> {
         let (dev, dit) = (&self.gpu.device, &self.dit);
         let at = StepAt {
             s,
@@ -425,8 +425,7 @@ impl<'g> Trainer<'g> {
             step_values: Some(&self.noisy.step_values),
         };
         self.optim
-            .record_step(dev, enc, &dit.params, &dit.grads, at)?;
-        Ok(lr)
+            .record_step(dev, enc, &dit.params, &dit.grads, at)
     }
 
     /// Writes `state` (from [`Self::state`]) as a checkpoint of this run, atomically.
