@@ -51,6 +51,11 @@ pub fn generate(gpu: &Gpu, s: &SampleSpec, labels: &[u32]) -> Result<Vec<f32>> {
     Generator::new(gpu, s)?.generate(gpu, labels)
 }
 
+/// [`generate`] without blocking on the read-backs: what a browser page awaits.
+pub async fn generate_async(gpu: &Gpu, s: &SampleSpec<'_>, labels: &[u32]) -> Result<Vec<f32>> {
+    Generator::new(gpu, s)?.generate_async(gpu, labels).await
+}
+
 /// The models of a [`SampleSpec`] on the device, made once for any number of
 /// [`Generator::generate`] calls (each call's samples are keyed by their index within it).
 pub struct Generator<'a> {
@@ -69,12 +74,17 @@ impl<'a> Generator<'a> {
 
     /// [`generate`] with these models.
     pub fn generate(&self, gpu: &Gpu, labels: &[u32]) -> Result<Vec<f32>> {
-        self.models.generate(gpu, self.spec, labels)
+        pollster::block_on(self.generate_async(gpu, labels))
+    }
+
+    /// [`Generator::generate`] without blocking on the read-backs.
+    pub async fn generate_async(&self, gpu: &Gpu, labels: &[u32]) -> Result<Vec<f32>> {
+        self.models.generate(gpu, self.spec, labels).await
     }
 }
 
 impl Models<'_> {
-    fn generate(&self, gpu: &Gpu, s: &SampleSpec, labels: &[u32]) -> Result<Vec<f32>> {
+    async fn generate(&self, gpu: &Gpu, s: &SampleSpec<'_>, labels: &[u32]) -> Result<Vec<f32>> {
         let n = check(s, labels)?;
         let m = s.model;
         let (slots, image) = (m.label_slots as usize, m.image_len());
@@ -83,8 +93,8 @@ impl Models<'_> {
         let mut start = 0usize;
         while start < n {
             let b = (s.batch as usize).min(n - start);
-            let x =
-                models.sample_batch(gpu, s, &labels[start * slots..(start + b) * slots], start)?;
+            let rows = &labels[start * slots..(start + b) * slots];
+            let x = models.sample_batch(gpu, s, rows, start).await?;
             if let Some(i) = x.iter().position(|v| !v.is_finite()) {
                 return Err(Error::Diverged(format!(
                     "sample {} became non-finite: the model overflows at these settings (a diverged or damaged model, or an extreme guidance)",
@@ -178,10 +188,10 @@ impl<'a> Models<'a> {
 
     /// The chain for one batch of samples (`rows`: their label rows; `start`: the first
     /// sample's index, which keys its noise).
-    fn sample_batch(
+    async fn sample_batch(
         &self,
         gpu: &Gpu,
-        s: &SampleSpec,
+        s: &SampleSpec<'_>,
         rows: &[u32],
         start: usize,
     ) -> Result<Vec<f32>> {
@@ -218,7 +228,9 @@ impl<'a> Models<'a> {
             let tokens_in = tokens::patchify(&x, &geometry);
             gpu.queue
                 .write_buffer(&patches, 0, bytemuck::cast_slice(&tokens_in));
-            let raw = self.predict(gpu, &acts, delta_acts.as_ref(), &patches)?;
+            let raw = self
+                .predict(gpu, &acts, delta_acts.as_ref(), &patches)
+                .await?;
             let (cond, uncond) = raw.split_at(b * image);
             let guided: Vec<f32> = if repeats == 2 {
                 cond.iter()
@@ -241,7 +253,7 @@ impl<'a> Models<'a> {
 
     /// One evaluation of every row: the model's prediction, mixed r·ε_δ + (1 − r)·ε where
     /// there is a δ-model.
-    fn predict(
+    async fn predict(
         &self,
         gpu: &Gpu,
         acts: &Activations,
@@ -257,9 +269,9 @@ impl<'a> Models<'a> {
         }
         gpu.submit_and_wait(enc)?;
         let len = acts.rows() as usize * self.dit.config.image_len();
-        let mut raw: Vec<f32> = gpu.read(&acts.out, len)?;
+        let mut raw: Vec<f32> = gpu.read_async(&acts.out, len).await?;
         if let (Some((_, _, r)), Some(da)) = (&self.delta, delta_acts) {
-            let d: Vec<f32> = gpu.read(&da.out, raw.len())?;
+            let d: Vec<f32> = gpu.read_async(&da.out, raw.len()).await?;
             for (v, dv) in raw.iter_mut().zip(d) {
                 *v = r * dv + (1.0 - r) * *v;
             }

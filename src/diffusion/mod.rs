@@ -6,7 +6,7 @@ mod process;
 mod sampler;
 mod schedule;
 
-pub use generate::{generate, Delta, Generator, SampleSpec};
+pub use generate::{generate, generate_async, Delta, Generator, SampleSpec};
 pub use process::{Process, FLOW_TIME_SCALE};
 pub use sampler::{SampleStep, Sampler};
 pub use schedule::DdpmSchedule;

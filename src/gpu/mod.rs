@@ -148,8 +148,9 @@ pub fn parse_backend(name: &str) -> Result<wgpu::Backends> {
     }
 }
 
-/// An instance over `backends` (or `WGPU_BACKEND`'s, else all) and its adapters.
-fn instance_and_adapters(
+/// An instance over `backends` (or `WGPU_BACKEND`'s, else all) and its adapters (in a
+/// browser: the one adapter the page is given).
+async fn instance_and_adapters(
     backends: Option<wgpu::Backends>,
 ) -> (wgpu::Instance, wgpu::Backends, Vec<wgpu::Adapter>) {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
@@ -158,14 +159,14 @@ fn instance_and_adapters(
     }
     let backends = desc.backends;
     let instance = wgpu::Instance::new(desc);
-    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+    let adapters = instance.enumerate_adapters(backends).await;
     (instance, backends, adapters)
 }
 
 /// Every adapter wgpu sees on `backends` (`None`: `WGPU_BACKEND`'s, else all), best first,
 /// with the instance that found them (what [`Gpu::from_adapter_with`] takes).
 pub fn adapters(backends: Option<wgpu::Backends>) -> (wgpu::Instance, Vec<wgpu::Adapter>) {
-    let (instance, _, mut list) = instance_and_adapters(backends);
+    let (instance, _, mut list) = pollster::block_on(instance_and_adapters(backends));
     list.sort_by_key(|a| {
         let i = a.get_info();
         (backend_rank(i.backend), type_rank(i.device_type))
@@ -192,7 +193,13 @@ impl Gpu {
 
     /// Opens the adapter `options` pick, with the limits they ask for.
     pub fn open(options: &GpuOptions) -> Result<Self> {
-        let (instance, backends, adapters) = instance_and_adapters(options.backends);
+        pollster::block_on(Self::open_async(options))
+    }
+
+    /// [`Gpu::open`] without blocking: what a browser page calls (a page cannot block), and
+    /// the same device and bits natively.
+    pub async fn open_async(options: &GpuOptions) -> Result<Self> {
+        let (instance, backends, adapters) = instance_and_adapters(options.backends).await;
         let listing = adapters
             .iter()
             .map(|a| {
@@ -231,7 +238,8 @@ impl Gpu {
                     ))
                     })?,
             };
-        Ok(Self::from_adapter_with(instance, adapter, options.limits)?.with_paths(options.paths))
+        let gpu = Self::from_adapter_with_async(instance, adapter, options.limits).await?;
+        Ok(gpu.with_paths(options.paths))
     }
 
     /// The adapter of one rank of a data-parallel job on this machine: the adapter whose name
@@ -243,7 +251,7 @@ impl Gpu {
         if options.adapter.is_some() {
             return Self::open(options);
         }
-        let (instance, _, adapters) = instance_and_adapters(options.backends);
+        let (instance, _, adapters) = pollster::block_on(instance_and_adapters(options.backends));
         let kind = |a: &wgpu::Adapter| {
             let i = a.get_info();
             (backend_rank(i.backend), type_rank(i.device_type))
@@ -277,18 +285,30 @@ impl Gpu {
         adapter: wgpu::Adapter,
         limits: LimitsChoice,
     ) -> Result<Self> {
+        pollster::block_on(Self::from_adapter_with_async(instance, adapter, limits))
+    }
+
+    /// [`Gpu::from_adapter_with`] without blocking.
+    pub async fn from_adapter_with_async(
+        instance: wgpu::Instance,
+        adapter: wgpu::Adapter,
+        limits: LimitsChoice,
+    ) -> Result<Self> {
         let info = adapter.get_info();
         let features = adapter.features() & OPTIONAL_FEATURES;
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        let desc = wgpu::DeviceDescriptor {
             label: Some("imba"),
             required_features: features,
             required_limits: limits.limits(&adapter),
             ..Default::default()
-        }))
-        .map_err(|e| Error::Device {
-            adapter: info.name.clone(),
-            reason: e.to_string(),
-        })?;
+        };
+        let (device, queue) = adapter
+            .request_device(&desc)
+            .await
+            .map_err(|e| Error::Device {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
         Ok(Self {
             pipelines: pipeline_cache::DiskCache::open(&device, &info),
             paths: paths::Paths::choose(&device)?,
@@ -382,6 +402,15 @@ impl Gpu {
 
     /// Copies the first `len` elements of a buffer back to the host.
     pub fn read<T: bytemuck::Pod>(&self, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
+        pollster::block_on(self.read_async(buffer, len))
+    }
+
+    /// [`Gpu::read`] without blocking (a browser page's read-back).
+    pub async fn read_async<T: bytemuck::Pod>(
+        &self,
+        buffer: &wgpu::Buffer,
+        len: usize,
+    ) -> Result<Vec<T>> {
         let bytes = (len * std::mem::size_of::<T>()) as u64;
         if bytes > buffer.size() {
             return Err(Error::Buffer {
@@ -396,7 +425,7 @@ impl Gpu {
         let mut encoder = self.encoder();
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
         self.queue.submit(Some(encoder.finish()));
-        let out = self.read_staging(&staging, len)?;
+        let out = self.read_staging_async(&staging, len).await?;
         crate::capture::read_back(buffer, bytemuck::cast_slice(&out));
         Ok(out)
     }
@@ -418,6 +447,16 @@ impl Gpu {
         staging: &wgpu::Buffer,
         len: usize,
     ) -> Result<Vec<T>> {
+        pollster::block_on(self.read_staging_async(staging, len))
+    }
+
+    /// [`Gpu::read_staging`] without blocking: natively the queue is waited for at once; in a
+    /// browser the mapping completes when the page's event loop next turns.
+    pub async fn read_staging_async<T: bytemuck::Pod>(
+        &self,
+        staging: &wgpu::Buffer,
+        len: usize,
+    ) -> Result<Vec<T>> {
         let bytes = (len * std::mem::size_of::<T>()) as u64;
         if bytes > staging.size() {
             return Err(Error::Buffer {
@@ -428,12 +467,12 @@ impl Gpu {
                 ),
             });
         }
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = futures_channel::oneshot::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
         self.wait()?;
-        rx.recv()
+        rx.await
             .map_err(|e| Error::Readback(e.to_string()))?
             .map_err(|e| Error::Readback(e.to_string()))?;
         let view = staging

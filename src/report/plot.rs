@@ -7,8 +7,8 @@ use crate::{Error, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
-use std::sync::OnceLock;
 
+#[cfg(not(target_arch = "wasm32"))]
 const FONT_PATHS: [&str; 6] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     "/usr/share/fonts/TTF/DejaVuSans.ttf",
@@ -18,9 +18,17 @@ const FONT_PATHS: [&str; 6] = [
     "C:\\Windows\\Fonts\\arial.ttf",
 ];
 
-/// Registers a system font once; false when none was found.
+/// Registers a system font once; false when none was found (always in a browser, which has
+/// no font files to read: the page draws its own charts).
+#[cfg(target_arch = "wasm32")]
 fn font() -> bool {
-    static FOUND: OnceLock<bool> = OnceLock::new();
+    false
+}
+
+/// Registers a system font once; false when none was found.
+#[cfg(not(target_arch = "wasm32"))]
+fn font() -> bool {
+    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *FOUND.get_or_init(|| {
         for p in FONT_PATHS {
             if let Ok(bytes) = std::fs::read(p) {

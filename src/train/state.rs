@@ -104,7 +104,13 @@ pub fn load(path: &Path) -> Result<Saved> {
         )
         .with_source(e)
     })?;
-    let (st, md) = crate::model::checkpoint::open(path, &data)?;
+    from_bytes(path, &data)
+}
+
+/// [`load`] of a checkpoint already in memory (a browser page's upload); `path` names it in
+/// errors.
+pub fn from_bytes(path: &Path, data: &[u8]) -> Result<Saved> {
+    let (st, md) = crate::model::checkpoint::open(path, data)?;
     if md.get("imba.kind").map(String::as_str) != Some(KIND) {
         return Err(Error::checkpoint(
             path,

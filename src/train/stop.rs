@@ -14,21 +14,30 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+#[cfg(not(target_arch = "wasm32"))]
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM as TERM};
+// A browser tab has no signals: the POSIX numbers only name them in messages.
+#[cfg(target_arch = "wasm32")]
+mod numbers {
+    pub const SIGHUP: i32 = 1;
+    pub const SIGINT: i32 = 2;
+    pub const TERM: i32 = 15;
+}
+#[cfg(target_arch = "wasm32")]
+use numbers::{SIGHUP, SIGINT, TERM};
+
 /// The signal that asked for a stop (0: none).
 static SIGNAL: AtomicUsize = AtomicUsize::new(0);
 /// Whether a signal ends the process at once (outside a training loop, or a second signal).
 static EXIT_NOW: AtomicBool = AtomicBool::new(true);
 
-const SIGNALS: [(i32, &str); 3] = [
-    (signal_hook::consts::SIGINT, "SIGINT"),
-    SIGTERM,
-    (signal_hook::consts::SIGHUP, "SIGHUP"),
-];
+const SIGNALS: [(i32, &str); 3] = [(SIGINT, "SIGINT"), SIGTERM, (SIGHUP, "SIGHUP")];
 
 /// SIGTERM with its name: what a rank reports when another rank's signal stopped the job.
-pub const SIGTERM: (i32, &str) = (signal_hook::consts::SIGTERM, "SIGTERM");
+pub const SIGTERM: (i32, &str) = (TERM, "SIGTERM");
 
 /// Routes SIGINT, SIGTERM and SIGHUP as the module docs say.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn install() -> std::io::Result<()> {
     for (signal, _) in SIGNALS {
         // Order matters: the exit check runs first, so the signal that arms it does not
@@ -37,6 +46,12 @@ pub fn install() -> std::io::Result<()> {
         signal_hook::flag::register_usize(signal, &SIGNAL, signal as usize)?;
         signal_hook::flag::register(signal, &EXIT_NOW)?;
     }
+    Ok(())
+}
+
+/// A browser tab has no signals to route.
+#[cfg(target_arch = "wasm32")]
+pub fn install() -> std::io::Result<()> {
     Ok(())
 }
 

@@ -117,7 +117,7 @@ impl Binder {
         // here (e.g. an operand made on another device) comes back as an error with wgpu's
         // message instead of reaching its default handler (a panic), and the cache and the
         // family stay as they were.
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let scope = super::validation_scope(device);
         // COPY_SRC: a captured case reads the uniforms other than the parameters.
         let made: Vec<(u32, wgpu::Buffer)> = key
             .uniforms
@@ -138,7 +138,7 @@ impl Binder {
         all.extend(entries);
         all.sort_by_key(|e| e.0);
         let g = bind_group(device, layout, all.clone());
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = super::caught(scope) {
             return Err(Error::Launch(format!(
                 "{}; every operand must be a buffer of the device the kernels were made on",
                 e.to_string().trim_end()

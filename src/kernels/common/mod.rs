@@ -156,6 +156,21 @@ fn raw_layout(device: &wgpu::Device, label: &str, slots: &[(u32, Slot)]) -> wgpu
     })
 }
 
+/// An error scope for validation errors, where its answer can be waited for: natively. A
+/// browser page cannot block on it, so there no scope is pushed and an error reaches the
+/// device's uncaptured-error handler instead (the page reports it).
+pub(crate) fn validation_scope(device: &wgpu::Device) -> Option<wgpu::ErrorScopeGuard> {
+    if cfg!(target_arch = "wasm32") {
+        return None;
+    }
+    Some(device.push_error_scope(wgpu::ErrorFilter::Validation))
+}
+
+/// The error `scope` caught, if any (waits for the device's answer).
+pub(crate) fn caught(scope: Option<wgpu::ErrorScopeGuard>) -> Option<wgpu::Error> {
+    scope.and_then(|s| pollster::block_on(s.pop()))
+}
+
 /// Compute pipelines for the named entry points of one module, all with `layout`, with
 /// values for the module's pipeline-overridable constants. Shader or pipeline validation
 /// failures come back as [`Error::Shader`] (inside an error scope) rather than as wgpu's
@@ -169,7 +184,7 @@ fn specialised_pipelines(
 ) -> Result<Vec<wgpu::ComputePipeline>> {
     let layout_slots = &layout.0.slots;
     let layout: &wgpu::BindGroupLayout = layout;
-    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let scope = validation_scope(device);
     let module = crate::shaders::module(device, family)?;
     let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
         label: Some(family),
@@ -193,7 +208,7 @@ fn specialised_pipelines(
             })
         })
         .collect::<Vec<_>>();
-    if let Some(e) = pollster::block_on(scope.pop()) {
+    if let Some(e) = caught(scope) {
         return Err(Error::Shader {
             name: family.into(),
             message: e.to_string(),

@@ -27,7 +27,7 @@ use batches::BatchSource;
 use noisy::{NoiseDraw, NoisyBatch};
 use readback::{DeviceSum, Gathered, Ranks, ReadBack};
 use serde::{Deserialize, Serialize};
-use std::time::Instant;
+use web_time::Instant;
 
 /// What one step measured.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
@@ -245,6 +245,12 @@ impl<'g> Trainer<'g> {
     /// the step's scalars and per-sample values are gathered from every rank, so the
     /// returned stats and [`Self::last`] describe the whole batch on every rank.
     pub fn step(&mut self) -> Result<StepStats> {
+        pollster::block_on(self.step_async())
+    }
+
+    /// [`Self::step`] without blocking on the read-back: what a browser page awaits. One
+    /// process only in a browser (a data-parallel job blocks on its exchanges).
+    pub async fn step_async(&mut self) -> Result<StepStats> {
         let start = Instant::now();
         let s = self.step;
         let inputs = self.batches.inputs(s, &self.data, self.objective.as_ref());
@@ -254,9 +260,10 @@ impl<'g> Trainer<'g> {
         let mut enc = self.gpu.encoder();
         let mut across = self.ranks.step(self.gpu);
         let lr = self.record(&mut enc, local, across.as_mut())?;
-        let read =
-            self.readback
-                .submit_and_read(self.gpu, enc, self.objective.as_ref(), &self.optim)?;
+        let read = self
+            .readback
+            .submit_and_read(self.gpu, enc, self.objective.as_ref(), &self.optim)
+            .await?;
         let tokens = self.readback.tokens();
         let gathered = match across.as_mut() {
             Some(across) => across.gather(read, tokens)?,
@@ -442,15 +449,20 @@ impl<'g> Trainer<'g> {
 
     /// Parameters, EMA and moments read back, with the step.
     pub fn state(&self) -> Result<State> {
-        let n = self.dit.layout.total;
+        pollster::block_on(self.state_async())
+    }
+
+    /// [`Self::state`] without blocking on the read-backs.
+    pub async fn state_async(&self) -> Result<State> {
+        let (gpu, n) = (self.gpu, self.dit.layout.total);
         Ok(State {
             step: self.step,
-            params: self.gpu.read(&self.dit.params, n)?,
-            ema: self.gpu.read(&self.optim.ema, n)?,
-            m: self.gpu.read(&self.optim.m, n)?,
-            v: self.gpu.read(&self.optim.v, n)?,
+            params: gpu.read_async(&self.dit.params, n).await?,
+            ema: gpu.read_async(&self.optim.ema, n).await?,
+            m: gpu.read_async(&self.optim.m, n).await?,
+            v: gpu.read_async(&self.optim.v, n).await?,
             objective: match self.objective.carried_state() {
-                Some((buffer, len)) => self.gpu.read(buffer, len)?,
+                Some((buffer, len)) => gpu.read_async(buffer, len).await?,
                 None => self.objective.host_state().unwrap_or_default(),
             },
             last_loss: self.last_loss,

@@ -9,7 +9,7 @@ use crate::model::Optimizer;
 use crate::objectives::{Objective, StepInputs};
 use crate::parallel::Collective;
 use crate::Result;
-use std::time::Instant;
+use web_time::Instant;
 
 /// The step's read-back buffer and the per-token MSE it copies.
 pub(super) struct ReadBack {
@@ -60,7 +60,7 @@ impl ReadBack {
 
     /// Copies the step's values into the read-back buffer, submits `encoder` and reads them:
     /// one submission, one wait per step.
-    pub(super) fn submit_and_read(
+    pub(super) async fn submit_and_read(
         &self,
         gpu: &Gpu,
         mut encoder: wgpu::CommandEncoder,
@@ -81,7 +81,8 @@ impl ReadBack {
             encoder.copy_buffer_to_buffer(d, 0, stats, per_token + 4 * tokens, 4 * self.monitored);
         }
         gpu.queue.submit(Some(encoder.finish()));
-        gpu.read_staging(stats, HEADER + (tokens + self.monitored) as usize)
+        gpu.read_staging_async(stats, HEADER + (tokens + self.monitored) as usize)
+            .await
     }
 
     /// Tokens of the per-token MSE (this process's rows).

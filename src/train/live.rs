@@ -1,0 +1,205 @@
+//! Training and sampling as a live view shows them, without blocking: a run in steps the view
+//! awaits, with the loss history and D against each label's training frequency, and grids of
+//! samples from the current EMA weights or from a checkpoint held in memory. What the browser
+//! page runs (web/), and natively the reference it is compared with (`examples/live.rs`).
+
+use super::{monitor, setup, state, StepStats, TrainConfig, TrainOptions, Trainer};
+use crate::diffusion::{generate_async, Process, SampleSpec, Sampler};
+use crate::gpu::Gpu;
+use crate::model::DitConfig;
+use crate::{Error, Result};
+use serde::Serialize;
+
+/// How to sample a grid: every label `per_label` times (concept data: that many label rows
+/// of the training data per label), with the sampler of the model's process.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GridOptions {
+    pub per_label: u32,
+    /// The noise seed (sample i of the grid draws from (seed, i)).
+    pub seed: u32,
+    /// Classifier-free guidance w.
+    pub guidance: f32,
+    /// DDIM (DDPM models) or Euler (flow models) steps.
+    pub steps: u32,
+}
+
+/// A grid of samples: images (n, C, H, W) in [−1, 1], one row of `cols` per label.
+#[derive(Clone, Debug, Serialize)]
+pub struct Grid {
+    pub images: Vec<f32>,
+    /// The label row of each sample (`label_slots` entries each).
+    pub labels: Vec<u32>,
+    pub cols: u32,
+    pub channels: u32,
+    pub height: u32,
+    pub width: u32,
+}
+
+/// One label's mean D so far against its training frequency.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LabelD {
+    pub name: String,
+    /// Training images carrying the label.
+    pub count: usize,
+    /// Mean D over the tokens credited to the label (None before any was).
+    pub mean_d: Option<f64>,
+}
+
+/// The run `imba train --config` would make of a TOML file's text: the options it sets,
+/// the data set's defaults for the rest (empty text: the default run).
+pub fn config_from_toml(text: &str) -> Result<TrainConfig> {
+    TrainOptions::from_toml(text)?.resolve()
+}
+
+/// The deterministic sampler of a process: DDIM (η = 0) for DDPM, Euler for flow.
+pub fn sampler_for(process: Process, steps: u32) -> Sampler {
+    match process {
+        Process::Ddpm => Sampler::Ddim { steps, eta: 0.0 },
+        Process::Flow => Sampler::Euler { steps },
+    }
+}
+
+/// Samples a grid from `params` (usually EMA weights) of `model`.
+async fn sample_grid(
+    gpu: &Gpu,
+    model: &DitConfig,
+    params: &[f32],
+    process: Process,
+    rows: (Vec<u32>, u32),
+    o: GridOptions,
+) -> Result<Grid> {
+    let spec = SampleSpec {
+        model,
+        params,
+        process,
+        sampler: sampler_for(process, o.steps),
+        guidance: o.guidance,
+        seed: o.seed,
+        batch: 64,
+        delta: None,
+    };
+    let (labels, cols) = rows;
+    let images = generate_async(gpu, &spec, &labels).await?;
+    Ok(Grid {
+        images,
+        labels,
+        cols,
+        channels: model.channels,
+        height: model.height,
+        width: model.width,
+    })
+}
+
+/// A checkpoint written by `imba train` (its `checkpoint.safetensors`), from memory.
+pub struct Checkpoint {
+    pub saved: state::Saved,
+}
+
+impl Checkpoint {
+    /// Reads the bytes of a checkpoint; `name` names it in errors.
+    pub fn from_bytes(name: &str, bytes: &[u8]) -> Result<Self> {
+        Ok(Self {
+            saved: state::from_bytes(std::path::Path::new(name), bytes)?,
+        })
+    }
+
+    /// A grid of every label from the EMA weights (label rows of one slot: a concept model's
+    /// grid needs its training data, so it is refused).
+    pub async fn sample(&self, gpu: &Gpu, o: GridOptions) -> Result<Grid> {
+        let m = &self.saved.model;
+        if m.label_slots != 1 {
+            return Err(Error::Config(format!(
+                "this model takes {} labels per sample; a grid from a checkpoint alone is drawn \
+                 for one-label models (sample concept lists with `imba sample --concepts`)",
+                m.label_slots
+            )));
+        }
+        let per = o.per_label.max(1);
+        let labels = (0..m.num_labels)
+            .flat_map(|l| std::iter::repeat_n(l, per as usize))
+            .collect();
+        let process = self.saved.config.process;
+        let ema = &self.saved.state.ema;
+        sample_grid(gpu, m, ema, process, (labels, per), o).await
+    }
+}
+
+/// A training run stepped by a view: the trainer, the loss history and D per label.
+pub struct LiveRun<'g> {
+    gpu: &'g Gpu,
+    pub trainer: Trainer<'g>,
+    pub history: Vec<StepStats>,
+    /// For each label slot, the tokens that show it (the D monitor's attribution).
+    slot_tokens: Vec<Vec<u32>>,
+    d_sum: Vec<f64>,
+    d_tokens: Vec<u64>,
+}
+
+impl<'g> LiveRun<'g> {
+    /// A fresh run of `config` (its data drawn or loaded as `imba train` does).
+    pub fn new(gpu: &'g Gpu, config: TrainConfig) -> Result<Self> {
+        config.validate()?;
+        let (data, _) = setup::load_data(&config)?;
+        let model = setup::model_config(&config, &data)?;
+        let slot_tokens = monitor::slot_tokens(&data, &model);
+        let labels = data.num_labels() as usize;
+        let trainer = Trainer::new(gpu, config, model, data, None)?;
+        Ok(Self {
+            gpu,
+            trainer,
+            history: Vec::new(),
+            slot_tokens,
+            d_sum: vec![0.0; labels],
+            d_tokens: vec![0; labels],
+        })
+    }
+
+    /// Runs `n` steps (fewer where the run reaches its configured total), awaiting each
+    /// step's read-back; returns their stats.
+    pub async fn steps(&mut self, n: u32) -> Result<Vec<StepStats>> {
+        let mut out = Vec::new();
+        let end = self.trainer.config.steps;
+        while out.len() < n as usize && self.trainer.step < end {
+            let s = self.trainer.step_async().await?;
+            self.credit_d();
+            self.history.push(s);
+            out.push(s);
+        }
+        Ok(out)
+    }
+
+    /// Adds the last step's D to each label's sums (objectives without D add nothing).
+    fn credit_d(&mut self) {
+        let last = &self.trainer.last;
+        if last.d.is_empty() {
+            return;
+        }
+        let data = &self.trainer.data;
+        let line = monitor::attribute(0, data, &self.slot_tokens, &last.batch, &last.d);
+        for (l, (s, t)) in line.sum.iter().zip(&line.tokens).enumerate() {
+            self.d_sum[l] += s;
+            self.d_tokens[l] += *t as u64;
+        }
+    }
+
+    /// Mean D per label so far, with each label's training count.
+    pub fn d_by_label(&self) -> Vec<LabelD> {
+        let data = &self.trainer.data;
+        let counts = data.label_counts();
+        (0..data.num_labels() as usize)
+            .map(|l| LabelD {
+                name: data.label_names[l].clone(),
+                count: counts[l],
+                mean_d: (self.d_tokens[l] > 0).then(|| self.d_sum[l] / self.d_tokens[l] as f64),
+            })
+            .collect()
+    }
+
+    /// A grid from the current EMA weights: the rows `imba train` draws at its end.
+    pub async fn sample(&self, o: GridOptions) -> Result<Grid> {
+        let t = &self.trainer;
+        let rows = super::run::sample_labels(&t.data, o.per_label.max(1) * t.data.num_labels());
+        let ema = t.state_async().await?.ema;
+        sample_grid(self.gpu, &t.model, &ema, t.config.process, rows, o).await
+    }
+}

@@ -1,0 +1,175 @@
+// Serves the page (web/) on 127.0.0.1 and, for the browser test, drives headless Chromium.
+//
+//   node web/serve.mjs [--port N]
+//       serves the page for a browser of your own (open the printed address).
+//   node web/serve.mjs --test NATIVE.json [--screenshot PNG] [--result JSON] [--chromium BIN]
+//       opens the page with ?test in headless Chromium (WebGPU on; on a machine without a GPU,
+//       SwiftShader), waits for its results, takes a screenshot, and compares them with the
+//       native run of the same scenario (`cargo run --release --example live -- web/test/spec.json`
+//       wrote NATIVE.json) within test/spec.json's tolerances. Exit 0: they match; 1: they
+//       differ or the page failed; 2: a usage or set-up error.
+// No packages: Node's own http server, and the DevTools protocol over Chromium's pipe.
+import { createServer } from 'node:http';
+import { readFileSync, writeFileSync, existsSync, rmSync, statSync } from 'node:fs';
+import { join, normalize, dirname, extname } from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const args = process.argv.slice(2);
+const opt = (name) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const testNative = opt('--test');
+const browser = opt('--chromium') ?? process.env.CHROMIUM ?? 'chromium';
+const TIMEOUT_MS = 10 * 60 * 1000;
+const types = {
+  '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json',
+  '.wasm': 'application/wasm', '.safetensors': 'application/octet-stream',
+};
+
+if (!existsSync(join(here, 'pkg', 'imba_web_bg.wasm'))) {
+  console.error('web/pkg is missing: build the page first (scripts/build-web.sh)');
+  process.exit(2);
+}
+
+let chrome;
+let onResult = () => {};
+const server = createServer((req, res) => {
+  const url = new URL(req.url, 'http://127.0.0.1');
+  if (req.method === 'POST') {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('ok');
+      if (url.pathname === '/result') onResult(JSON.parse(body));
+    });
+    return;
+  }
+  const rel = normalize(decodeURIComponent(url.pathname === '/' ? '/index.html' : url.pathname)).replace(/^\/+/, '');
+  const path = join(here, rel);
+  if (rel.startsWith('..') || !existsSync(path) || !statSync(path).isFile()) {
+    res.writeHead(404, { 'content-type': 'text/plain' });
+    return res.end('not found');
+  }
+  res.writeHead(200, { 'content-type': types[extname(path)] ?? 'application/octet-stream' });
+  res.end(readFileSync(path));
+});
+
+// The DevTools protocol over --remote-debugging-pipe: JSON messages ended by a NUL byte,
+// written to Chromium's fd 3 and read from its fd 4.
+function devtools(child) {
+  let next = 1;
+  let buffer = '';
+  const waiting = new Map();
+  child.stdio[4].on('data', (chunk) => {
+    buffer += chunk.toString();
+    let end;
+    while ((end = buffer.indexOf('\0')) >= 0) {
+      const msg = JSON.parse(buffer.slice(0, end));
+      buffer = buffer.slice(end + 1);
+      if (msg.id && waiting.has(msg.id)) {
+        const { resolve, reject } = waiting.get(msg.id);
+        waiting.delete(msg.id);
+        if (msg.error) reject(new Error(msg.error.message));
+        else resolve(msg.result);
+      }
+    }
+  });
+  return (method, params = {}, sessionId) =>
+    new Promise((resolve, reject) => {
+      const id = next++;
+      waiting.set(id, { resolve, reject });
+      child.stdio[3].write(JSON.stringify({ id, method, params, sessionId }) + '\0');
+    });
+}
+
+async function screenshot(send, path) {
+  const { targetInfos } = await send('Target.getTargets');
+  const page = targetInfos.find((t) => t.type === 'page');
+  const { sessionId } = await send('Target.attachToTarget', { targetId: page.targetId, flatten: true });
+  const shot = await send('Page.captureScreenshot', { format: 'png', captureBeyondViewport: true }, sessionId);
+  writeFileSync(path, Buffer.from(shot.data, 'base64'));
+}
+
+// The page's results against the native run's: every image value, every step's loss.
+function compare(page, native, tolerance) {
+  const failures = [];
+  const a = page.sample.images;
+  const b = native.sample.images;
+  let [maxDiff, sum] = [0, 0];
+  if (a.length !== b.length) failures.push(`the page drew ${a.length} image values, the native run ${b.length}`);
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (!(d <= maxDiff)) maxDiff = Number.isFinite(d) ? d : Infinity;
+    sum += d;
+  }
+  const identical = a.length === b.length && a.every((v, i) => v === b[i]);
+  console.log(`samples: ${a.length} values, max |Δ| ${maxDiff.toExponential(2)}, mean |Δ| ${(sum / Math.max(1, a.length)).toExponential(2)}${identical ? ' (identical bits)' : ''}`);
+  // Not bit for bit: the page's adapter runs the portable kernels (no subgroups), whose sums
+  // round in another order, and 20 sampler steps carry the difference along.
+  const mean = sum / Math.max(1, a.length);
+  if (!(maxDiff <= tolerance.image_max)) failures.push(`sample values differ by up to ${maxDiff} (tolerance ${tolerance.image_max})`);
+  if (!(mean <= tolerance.image_mean)) failures.push(`sample values differ by ${mean} on average (tolerance ${tolerance.image_mean})`);
+  if (page.train.length !== native.train.length) failures.push(`the page ran ${page.train.length} steps, the native run ${native.train.length}`);
+  page.train.forEach((s, i) => {
+    const n = native.train[i];
+    if (!n) return;
+    const rel = Math.abs(s.loss - n.loss) / Math.max(Math.abs(n.loss), 1e-12);
+    const same = Math.fround(s.loss) === Math.fround(n.loss) ? 'the same f32' : `relative Δ ${rel.toExponential(2)}`;
+    console.log(`step ${s.step}: loss ${Math.fround(s.loss)} (native ${Math.fround(n.loss)}: ${same}), ${s.ms.toFixed(1)} ms (native ${n.ms.toFixed(1)} ms)`);
+    if (!(rel <= tolerance.loss_rel)) failures.push(`step ${s.step}'s loss differs by ${rel.toExponential(2)} relative (tolerance ${tolerance.loss_rel})`);
+  });
+  return failures;
+}
+
+function finish(code, message) {
+  if (message) console.log(message);
+  if (chrome && chrome.exitCode === null) chrome.kill('SIGKILL');
+  server.close();
+  process.exit(code);
+}
+
+server.listen(Number(opt('--port') ?? 0), '127.0.0.1', () => {
+  const { port } = server.address();
+  const address = `http://127.0.0.1:${port}/`;
+  if (!testNative) {
+    console.log(`serving the page at ${address} (Ctrl-C stops)`);
+    return;
+  }
+  const native = JSON.parse(readFileSync(testNative, 'utf8'));
+  const spec = JSON.parse(readFileSync(join(here, 'test', 'spec.json'), 'utf8'));
+  const profile = join(process.env.TMPDIR ?? '/tmp', `imba-web-${process.pid}`);
+  chrome = spawn(browser, [
+    '--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan',
+    '--disable-gpu-sandbox', '--no-first-run', '--remote-debugging-pipe', '--window-size=1100,1500',
+    `--user-data-dir=${profile}`, `${address}?test`,
+  ], { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
+  const send = devtools(chrome);
+  let stderr = '';
+  chrome.stderr.on('data', (d) => (stderr += d));
+  chrome.on('error', (e) => finish(2, `cannot start ${browser}: ${e.message} (Debian: apt-get install chromium)`));
+  chrome.on('exit', (code) => finish(1, `chromium exited (${code}) before the page reported:\n${stderr.slice(-2000)}`));
+  setTimeout(() => finish(1, `no result after ${TIMEOUT_MS / 1000} s:\n${stderr.slice(-2000)}`), TIMEOUT_MS);
+  onResult = async (page) => {
+    if (page.error) return finish(1, `the page failed: ${page.error}`);
+    console.log(`browser adapter: ${page.adapter}; native: ${native.adapter}`);
+    console.log(`browser: sampling ${page.ms.sample.toFixed(0)} ms, ${page.train.length} training steps ${page.ms.train.toFixed(0)} ms`);
+    if (opt('--result')) writeFileSync(opt('--result'), JSON.stringify(page));
+    try {
+      if (opt('--screenshot')) await screenshot(send, opt('--screenshot'));
+    } catch (e) {
+      console.log(`no screenshot: ${e.message}`);
+    }
+    const failures = compare(page, native, spec.tolerance);
+    try {
+      rmSync(profile, { recursive: true, force: true, maxRetries: 3 });
+    } catch {
+      // a profile the browser still writes: a leftover in the temp folder
+    }
+    if (failures.length) finish(1, `the page and the native run differ:\n  ${failures.join('\n  ')}`);
+    finish(0, 'the page matches the native run');
+  };
+});
