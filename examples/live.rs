@@ -8,6 +8,7 @@ use imba::gpu::Gpu;
 use imba::train::live::{config_from_toml, Checkpoint, GridOptions, LiveRun};
 use serde::Deserialize;
 use std::path::Path;
+use std::time::Instant;
 
 #[derive(Deserialize)]
 struct Spec {
@@ -47,15 +48,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         steps: s.steps,
     };
     let checkpoint = Checkpoint::from_bytes(&spec.checkpoint, &bytes)?;
-    let grid = pollster::block_on(checkpoint.sample(&gpu, options))?;
+    // Timed twice: the first call also compiles the model's pipelines.
+    let mut sample_ms = Vec::new();
+    let mut grid = None;
+    for _ in 0..2 {
+        let start = Instant::now();
+        grid = Some(pollster::block_on(checkpoint.sample(&gpu, options))?);
+        sample_ms.push(start.elapsed().as_secs_f64() * 1e3);
+    }
     let config = config_from_toml(&spec.train.config)?;
     let mut run = LiveRun::new(&gpu, config)?;
+    let start = Instant::now();
     let stats = pollster::block_on(run.steps(spec.train.steps))?;
+    let train_ms = start.elapsed().as_secs_f64() * 1e3;
     let out = serde_json::json!({
         "adapter": gpu.info.name,
         "sample": grid,
         "train": stats,
         "d_by_label": run.d_by_label(),
+        "ms": { "sample": sample_ms[0], "sample_again": sample_ms[1], "train": train_ms },
     });
     println!("{out}");
     Ok(())

@@ -2,12 +2,14 @@
 //
 //   node web/serve.mjs [--port N]
 //       serves the page for a browser of your own (open the printed address).
-//   node web/serve.mjs --test NATIVE.json [--screenshot PNG] [--result JSON] [--chromium BIN]
+//   node web/serve.mjs --test NATIVE.json [--same-bits NATIVE2.json] [--screenshot PNG]
+//                      [--result JSON] [--chromium BIN]
 //       opens the page with ?test in headless Chromium (WebGPU on; on a machine without a GPU,
 //       SwiftShader), waits for its results, takes a screenshot, and compares them with the
-//       native run of the same scenario (`cargo run --release --example live -- web/test/spec.json`
-//       wrote NATIVE.json) within test/spec.json's tolerances. Exit 0: they match; 1: they
-//       differ or the page failed; 2: a usage or set-up error.
+//       native run of the same scenario (`cargo run --example live -- web/test/spec.json`
+//       wrote NATIVE.json) within test/spec.json's tolerances, and with NATIVE2.json (the
+//       native run on the browser's own Vulkan implementation) bit for bit. Exit 0: they
+//       match; 1: they differ or the page failed; 2: a usage or set-up error.
 // No packages: Node's own http server, and the DevTools protocol over Chromium's pipe.
 import { createServer } from 'node:http';
 import { readFileSync, writeFileSync, existsSync, rmSync, statSync } from 'node:fs';
@@ -117,8 +119,10 @@ function compare(page, native, tolerance) {
   page.train.forEach((s, i) => {
     const n = native.train[i];
     if (!n) return;
-    const rel = Math.abs(s.loss - n.loss) / Math.max(Math.abs(n.loss), 1e-12);
-    const same = Math.fround(s.loss) === Math.fround(n.loss) ? 'the same f32' : `relative Δ ${rel.toExponential(2)}`;
+    // Both are f32 values; JSON wrote the page's shortest and the native run's as f64.
+    const [x, y] = [Math.fround(s.loss), Math.fround(n.loss)];
+    const rel = Math.abs(x - y) / Math.max(Math.abs(y), 1e-12);
+    const same = x === y ? 'the same f32' : `relative Δ ${rel.toExponential(2)}`;
     console.log(`step ${s.step}: loss ${Math.fround(s.loss)} (native ${Math.fround(n.loss)}: ${same}), ${s.ms.toFixed(1)} ms (native ${n.ms.toFixed(1)} ms)`);
     if (!(rel <= tolerance.loss_rel)) failures.push(`step ${s.step}'s loss differs by ${rel.toExponential(2)} relative (tolerance ${tolerance.loss_rel})`);
   });
@@ -156,7 +160,8 @@ server.listen(Number(opt('--port') ?? 0), '127.0.0.1', () => {
   onResult = async (page) => {
     if (page.error) return finish(1, `the page failed: ${page.error}`);
     console.log(`browser adapter: ${page.adapter}; native: ${native.adapter}`);
-    console.log(`browser: sampling ${page.ms.sample.toFixed(0)} ms, ${page.train.length} training steps ${page.ms.train.toFixed(0)} ms`);
+    const times = (r) => `sampling ${r.ms.sample.toFixed(0)} ms (again: ${r.ms.sample_again.toFixed(0)} ms), ${r.train.length} training steps ${r.ms.train.toFixed(0)} ms`;
+    console.log(`browser: ${times(page)}\nnative: ${times(native)}`);
     if (opt('--result')) writeFileSync(opt('--result'), JSON.stringify(page));
     try {
       if (opt('--screenshot')) await screenshot(send, opt('--screenshot'));
@@ -164,6 +169,12 @@ server.listen(Number(opt('--port') ?? 0), '127.0.0.1', () => {
       console.log(`no screenshot: ${e.message}`);
     }
     const failures = compare(page, native, spec.tolerance);
+    if (opt('--same-bits')) {
+      const twin = JSON.parse(readFileSync(opt('--same-bits'), 'utf8'));
+      console.log(`bit for bit against the native run on ${twin.adapter}:`);
+      const exact = { image_max: 0, image_mean: 0, loss_rel: 0 };
+      failures.push(...compare(page, twin, exact).map((f) => `against ${twin.adapter}: ${f}`));
+    }
     try {
       rmSync(profile, { recursive: true, force: true, maxRetries: 3 });
     } catch {

@@ -148,6 +148,17 @@ pub fn parse_backend(name: &str) -> Result<wgpu::Backends> {
     }
 }
 
+/// Refuses a read-back of more bytes than `buffer` holds.
+fn check_readable(bytes: u64, buffer: &wgpu::Buffer) -> Result<()> {
+    if bytes > buffer.size() {
+        return Err(Error::Buffer {
+            name: "readback",
+            problem: format!("asked for {bytes} bytes of a {}-byte buffer", buffer.size()),
+        });
+    }
+    Ok(())
+}
+
 /// An instance over `backends` (or `WGPU_BACKEND`'s, else all) and its adapters (in a
 /// browser: the one adapter the page is given).
 async fn instance_and_adapters(
@@ -412,12 +423,7 @@ impl Gpu {
         len: usize,
     ) -> Result<Vec<T>> {
         let bytes = (len * std::mem::size_of::<T>()) as u64;
-        if bytes > buffer.size() {
-            return Err(Error::Buffer {
-                name: "readback",
-                problem: format!("asked for {bytes} bytes of a {}-byte buffer", buffer.size()),
-            });
-        }
+        check_readable(bytes, buffer)?;
         if bytes == 0 {
             return Ok(Vec::new());
         }
@@ -458,15 +464,7 @@ impl Gpu {
         len: usize,
     ) -> Result<Vec<T>> {
         let bytes = (len * std::mem::size_of::<T>()) as u64;
-        if bytes > staging.size() {
-            return Err(Error::Buffer {
-                name: "readback",
-                problem: format!(
-                    "asked for {bytes} bytes of a {}-byte buffer",
-                    staging.size()
-                ),
-            });
-        }
+        check_readable(bytes, staging)?;
         let (tx, rx) = futures_channel::oneshot::channel();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);

@@ -59,6 +59,16 @@ pub fn sampler_for(process: Process, steps: u32) -> Sampler {
     }
 }
 
+/// Refuses a grid of more samples than a sampling command draws.
+fn check_grid(per_label: u32, labels: u32) -> Result<()> {
+    let total = per_label as u64 * labels as u64;
+    crate::bounds::at_most(
+        "samples per label × labels",
+        total,
+        crate::bounds::MAX_SAMPLES,
+    )
+}
+
 /// Samples a grid from `params` (usually EMA weights) of `model`.
 async fn sample_grid(
     gpu: &Gpu,
@@ -115,6 +125,7 @@ impl Checkpoint {
             )));
         }
         let per = o.per_label.max(1);
+        check_grid(per, m.num_labels)?;
         let labels = (0..m.num_labels)
             .flat_map(|l| std::iter::repeat_n(l, per as usize))
             .collect();
@@ -197,8 +208,9 @@ impl<'g> LiveRun<'g> {
 
     /// A grid from the current EMA weights: the rows `imba train` draws at its end.
     pub async fn sample(&self, o: GridOptions) -> Result<Grid> {
-        let t = &self.trainer;
-        let rows = super::run::sample_labels(&t.data, o.per_label.max(1) * t.data.num_labels());
+        let (t, per) = (&self.trainer, o.per_label.max(1));
+        check_grid(per, t.data.num_labels())?;
+        let rows = super::run::sample_labels(&t.data, per * t.data.num_labels());
         let ema = t.state_async().await?.ema;
         sample_grid(self.gpu, &t.model, &ema, t.config.process, rows, o).await
     }

@@ -6,6 +6,7 @@ mod common;
 
 mod eval;
 mod invdiff;
+mod live;
 mod registry;
 mod seedselect;
 mod train;

@@ -173,6 +173,12 @@ pub struct Run {
     run: Rc<RefCell<Live>>,
 }
 
+/// The run for reading, unless a call that changes it is still awaiting the device.
+fn read_run(run: &RefCell<Live>) -> Result<std::cell::Ref<'_, Live>, JsError> {
+    run.try_borrow()
+        .map_err(|_| JsError::new("the run is busy: await the previous call first"))
+}
+
 /// A run on the page's device, which lives as long as the page.
 type Live = LiveRun<'static>;
 
@@ -209,23 +215,23 @@ impl Run {
     }
 
     /// Steps done.
-    pub fn step(&self) -> u32 {
-        self.run.borrow().trainer.step
+    pub fn step(&self) -> Result<u32, JsError> {
+        Ok(read_run(&self.run)?.trainer.step)
     }
 
     /// The configured total.
-    pub fn total_steps(&self) -> u32 {
-        self.run.borrow().trainer.config.steps
+    pub fn total_steps(&self) -> Result<u32, JsError> {
+        Ok(read_run(&self.run)?.trainer.config.steps)
     }
 
     /// The run's config (TOML), as `imba train --config` reads it.
-    pub fn config(&self) -> String {
-        self.run.borrow().trainer.config.to_toml()
+    pub fn config(&self) -> Result<String, JsError> {
+        Ok(read_run(&self.run)?.trainer.config.to_toml())
     }
 
     /// Mean D per label against its training count (JSON: [{name, count, mean_d}]).
     pub fn d_by_label(&self) -> Result<JsValue, JsError> {
-        json(&self.run.borrow().d_by_label())
+        json(&read_run(&self.run)?.d_by_label())
     }
 
     /// A grid from the current EMA weights.
@@ -233,7 +239,7 @@ impl Run {
         let run = self.run.clone();
         let o = grid_options(per_label, seed, guidance, steps);
         wasm_bindgen_futures::future_to_promise(async move {
-            let r = borrow_run(&run)?;
+            let r = read_run(&run)?;
             let grid = r.sample(o).await.map_err(js)?;
             device_errors()?;
             Ok(Samples::from(grid).into())
