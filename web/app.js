@@ -14,12 +14,17 @@ function status(text, error = false) {
 
 // Draws a grid of images (n, C, H, W) in [−1, 1] with one row per `cols` samples and a row
 // title at its left (`titles[row]`).
-function drawGrid(canvas, s, titles) {
+function drawGrid(canvas, samples, titles) {
+  // Each getter of the module's Samples copies out of WebAssembly: read every one once.
+  const s = {
+    images: samples.images, cols: samples.cols, channels: samples.channels,
+    height: samples.height, width: samples.width,
+  };
   const scale = Math.max(1, Math.floor(48 / Math.max(s.height, s.width)));
   const n = s.images.length / (s.channels * s.height * s.width);
   const rows = Math.ceil(n / s.cols);
   const cell = s.width * scale + 2;
-  const left = titles ? 170 : 0;
+  const left = titles ? 210 : 0;
   canvas.width = left + s.cols * cell;
   canvas.height = rows * (s.height * scale + 2);
   const ctx = canvas.getContext('2d');

@@ -5,7 +5,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use imba::gpu::{Gpu, GpuOptions, LimitsChoice};
-use imba::train::live::{config_from_toml, Checkpoint, GridOptions, LiveRun};
+use imba::train::live::{config_from_toml, Checkpoint, Grid, GridOptions, LiveRun};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Mutex;
@@ -86,29 +86,38 @@ impl Device {
     }
 }
 
-/// A grid as the page draws it.
-#[wasm_bindgen(getter_with_clone)]
-pub struct Samples {
-    /// Images (n, C, H, W) in [−1, 1].
-    pub images: Vec<f32>,
-    /// Each sample's label row.
-    pub labels: Vec<u32>,
-    pub cols: u32,
-    pub channels: u32,
-    pub height: u32,
-    pub width: u32,
-}
+/// A grid as the page draws it (imba's `Grid`, read through getters).
+#[wasm_bindgen]
+pub struct Samples(Grid);
 
-impl From<imba::train::live::Grid> for Samples {
-    fn from(g: imba::train::live::Grid) -> Self {
-        Self {
-            images: g.images,
-            labels: g.labels,
-            cols: g.cols,
-            channels: g.channels,
-            height: g.height,
-            width: g.width,
-        }
+#[wasm_bindgen]
+impl Samples {
+    /// Images (n, C, H, W) in [−1, 1].
+    #[wasm_bindgen(getter)]
+    pub fn images(&self) -> Vec<f32> {
+        self.0.images.clone()
+    }
+    /// Each sample's label row.
+    #[wasm_bindgen(getter)]
+    pub fn labels(&self) -> Vec<u32> {
+        self.0.labels.clone()
+    }
+    /// Samples per row of the grid.
+    #[wasm_bindgen(getter)]
+    pub fn cols(&self) -> u32 {
+        self.0.cols
+    }
+    #[wasm_bindgen(getter)]
+    pub fn channels(&self) -> u32 {
+        self.0.channels
+    }
+    #[wasm_bindgen(getter)]
+    pub fn height(&self) -> u32 {
+        self.0.height
+    }
+    #[wasm_bindgen(getter)]
+    pub fn width(&self) -> u32 {
+        self.0.width
     }
 }
 
@@ -162,7 +171,7 @@ impl Model {
         wasm_bindgen_futures::future_to_promise(async move {
             let grid = checkpoint.sample(gpu, o).await.map_err(js)?;
             device_errors()?;
-            Ok(Samples::from(grid).into())
+            Ok(Samples(grid).into())
         })
     }
 }
@@ -242,7 +251,7 @@ impl Run {
             let r = read_run(&run)?;
             let grid = r.sample(o).await.map_err(js)?;
             device_errors()?;
-            Ok(Samples::from(grid).into())
+            Ok(Samples(grid).into())
         })
     }
 }
