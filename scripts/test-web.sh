@@ -29,3 +29,5 @@ else
 fi
 node web/serve.mjs --test "$out/native.json" "${twin[@]}" --screenshot "$out/page.png" \
   --result "$out/page.json"
+# Without WebGPU the page must refuse, saying what is missing and how to get it.
+node web/serve.mjs --test "$out/native.json" --without-webgpu

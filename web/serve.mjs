@@ -24,6 +24,8 @@ const opt = (name) => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const testNative = opt('--test');
+// The page's refusal: Chromium without WebGPU must get a message naming what is missing.
+const withoutWebgpu = args.includes('--without-webgpu');
 const browser = opt('--chromium') ?? process.env.CHROMIUM ?? 'chromium';
 const TIMEOUT_MS = 10 * 60 * 1000;
 const types = {
@@ -146,8 +148,9 @@ server.listen(Number(opt('--port') ?? 0), '127.0.0.1', () => {
   const native = JSON.parse(readFileSync(testNative, 'utf8'));
   const spec = JSON.parse(readFileSync(join(here, 'test', 'spec.json'), 'utf8'));
   const profile = join(process.env.TMPDIR ?? '/tmp', `imba-web-${process.pid}`);
+  const webgpu = withoutWebgpu ? ['--disable-gpu'] : ['--enable-unsafe-webgpu', '--enable-features=Vulkan'];
   chrome = spawn(browser, [
-    '--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan',
+    '--headless=new', '--no-sandbox', ...webgpu,
     '--disable-gpu-sandbox', '--no-first-run', '--remote-debugging-pipe', '--window-size=1100,1500',
     `--user-data-dir=${profile}`, `${address}?test`,
   ], { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
@@ -158,6 +161,11 @@ server.listen(Number(opt('--port') ?? 0), '127.0.0.1', () => {
   chrome.on('exit', (code) => finish(1, `chromium exited (${code}) before the page reported:\n${stderr.slice(-2000)}`));
   setTimeout(() => finish(1, `no result after ${TIMEOUT_MS / 1000} s:\n${stderr.slice(-2000)}`), TIMEOUT_MS);
   onResult = async (page) => {
+    if (withoutWebgpu) {
+      const named = /WebGPU/.test(page.error ?? '') && /enable-unsafe-webgpu|Chrome|browser/.test(page.error);
+      if (named) return finish(0, `without WebGPU the page refuses: ${page.error}`);
+      return finish(1, `without WebGPU the page should refuse, naming WebGPU; it reported ${JSON.stringify(page).slice(0, 300)}`);
+    }
     if (page.error) return finish(1, `the page failed: ${page.error}`);
     console.log(`browser adapter: ${page.adapter}; native: ${native.adapter}`);
     const times = (r) => `sampling ${r.ms.sample.toFixed(0)} ms (again: ${r.ms.sample_again.toFixed(0)} ms), ${r.train.length} training steps ${r.ms.train.toFixed(0)} ms`;

@@ -16,6 +16,12 @@ fn js(e: imba::Error) -> JsError {
     JsError::new(&e.to_string())
 }
 
+/// What a page without an adapter is told: the fix is in the browser, not in a driver.
+const NO_ADAPTER: &str = "the browser gave the page no WebGPU adapter: WebGPU is off or \
+    blocked for this GPU. Use a recent Chrome, Edge or Safari, or Firefox with WebGPU; on Linux, \
+    start Chrome with --enable-unsafe-webgpu --enable-features=Vulkan (chrome://gpu says why \
+    WebGPU is off)";
+
 /// The page's device, opened once and kept for the page's life (runs borrow it).
 #[wasm_bindgen]
 pub struct Device {
@@ -35,7 +41,10 @@ pub async fn open_device(webgpu_limits: bool) -> Result<Device, JsError> {
         },
         ..Default::default()
     };
-    let gpu = Gpu::open_async(&options).await.map_err(js)?;
+    let gpu = Gpu::open_async(&options).await.map_err(|e| match e {
+        imba::Error::NoAdapter(_) => JsError::new(NO_ADAPTER),
+        e => js(e),
+    })?;
     gpu.device.on_uncaptured_error(std::sync::Arc::new(|e| {
         reported().push(e.to_string());
     }));
