@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the browser page's WebAssembly (web/pkg/): imba and its glue for
 # wasm32-unknown-unknown with wgpu's WebGPU backend, then wasm-bindgen's JavaScript bindings.
-# The toolchain comes from Debian's packages only (scripts/setup-web.sh installs it): Rust
+# The toolchain comes from Debian's packages only (scripts/setup-web.sh installs it, run here
+# when its tools are missing): Rust
 # 1.96 (rustc-web, cargo-web) with the standard library built from its source
 # (rust-web-src), linked by LLVM's wasm-ld, and wasm-bindgen-cli from crates.io at the lock
 # file's wasm-bindgen version. With rustup's wasm32 target and a wasm-bindgen on PATH instead,
@@ -20,7 +21,8 @@ if [ "${IMBA_WEB_TOOLCHAIN:-debian}" = rustup ]; then
 else
   tools=target/web-tools/bin
   bindgen="$tools/wasm-bindgen"
-  [ -x "$bindgen" ] || { echo "no $bindgen: run scripts/setup-web.sh first" >&2; exit 1; }
+  # A fresh machine gets its tools first (once; the script does nothing when they are there).
+  [ -x "$bindgen" ] || scripts/setup-web.sh
   # Debian ships no rust-lld: LLVM's own wasm-ld links, for this target only. The standard
   # library is built from source because Debian packages it for the host only.
   RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
