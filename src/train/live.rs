@@ -108,9 +108,17 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Reads the bytes of a checkpoint; `name` names it in errors.
     pub fn from_bytes(name: &str, bytes: &[u8]) -> Result<Self> {
-        Ok(Self {
-            saved: state::from_bytes(std::path::Path::new(name), bytes)?,
-        })
+        let path = std::path::Path::new(name);
+        match state::from_bytes(path, bytes) {
+            Ok(saved) => Ok(Self { saved }),
+            Err(_) if model_only(bytes) => Err(Error::checkpoint(
+                path,
+                "this is a run's exported model (model.safetensors: weights only); choose the \
+                 run folder's checkpoint.safetensors, which also holds the config, the label \
+                 names and the process that sampling needs",
+            )),
+            Err(e) => Err(e),
+        }
     }
 
     /// A grid of every label from the EMA weights (label rows of one slot: a concept model's
@@ -133,6 +141,16 @@ impl Checkpoint {
         let ema = &self.saved.state.ema;
         sample_grid(gpu, m, ema, process, (labels, per), o).await
     }
+}
+
+/// Whether `bytes` are a model exported by `imba train` (its metadata names the model but
+/// holds no training state).
+fn model_only(bytes: &[u8]) -> bool {
+    let Ok((_, meta)) = safetensors::SafeTensors::read_metadata(bytes) else {
+        return false;
+    };
+    let meta = meta.metadata().clone().unwrap_or_default();
+    meta.contains_key("imba.config") && !meta.contains_key("imba.kind")
 }
 
 /// A training run stepped by a view: the trainer, the loss history and D per label.

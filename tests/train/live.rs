@@ -116,6 +116,16 @@ fn bad_checkpoints_and_grids_are_refused() {
         "cut.safetensors",
     );
     let checkpoint = Checkpoint::from_bytes("tiny.safetensors", &bytes).unwrap();
+    let dir = std::env::temp_dir().join(format!("imba-live-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("model.safetensors");
+    let saved = &checkpoint.saved;
+    imba::model::checkpoint::save(&model, &saved.model, &saved.state.ema).unwrap();
+    assert_error_mentions(
+        Checkpoint::from_bytes("model.safetensors", &std::fs::read(&model).unwrap()).map(|_| ()),
+        "choose the run folder's checkpoint.safetensors",
+    );
+    std::fs::remove_dir_all(&dir).ok();
     assert_error_mentions(
         pollster::block_on(checkpoint.sample(gpu(), options(u32::MAX))),
         "samples per label × labels",
