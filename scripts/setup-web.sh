@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building and testing the browser page needs, from the package registries
-# only (Debian's apt and crates.io): Debian's Rust for the web (rustc-web, cargo-web, with the
-# standard library's source, rust-web-src, since Debian builds it for the host only), LLVM's
-# wasm-ld (lld-22), Chromium and Node.js (the browser test), and wasm-bindgen-cli built from
-# crates.io at exactly the version of wasm-bindgen in Cargo.lock (into target/web-tools).
+# only (Debian's apt and crates.io): Debian's Rust for the web (rustc-web, cargo-web; the
+# standard library's source, rust-web-src, since Debian builds it for the host only; its
+# clippy, rust-web-clippy), LLVM's wasm-ld (lld-22), Chromium and Node.js (the browser test),
+# and wasm-bindgen-cli built from crates.io at exactly the version of wasm-bindgen in
+# Cargo.lock (into target/web-tools).
 # About 3 minutes of downloads and 9 of CPU on two cores, once per machine.
 # Debian 12 (bookworm) with its security updates; elsewhere see docs/web.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-want=(rustc-web cargo-web rust-web-src lld-22 chromium nodejs)
+want=(rustc-web cargo-web rust-web-src rust-web-clippy lld-22 chromium nodejs)
 missing=()
 for p in "${want[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

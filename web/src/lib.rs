@@ -222,6 +222,9 @@ impl Run {
 
     /// Runs up to `n` steps; resolves to their stats (JSON: an array of objects with step,
     /// loss, mean_d, lr, grad_norm, ms, …).
+    // The borrow held across the awaits is the run's busy flag: every other call takes the
+    // run with `try_borrow`, so one made meanwhile gets the "busy" error, not a panic.
+    #[allow(clippy::await_holding_refcell_ref)]
     pub fn steps(&self, n: u32) -> js_sys::Promise {
         let run = self.run.clone();
         wasm_bindgen_futures::future_to_promise(async move {
@@ -253,6 +256,7 @@ impl Run {
     }
 
     /// A grid from the current EMA weights.
+    #[allow(clippy::await_holding_refcell_ref)] // the busy flag, as in `steps`
     pub fn sample(&self, per_label: u32, seed: u32, guidance: f32, steps: u32) -> js_sys::Promise {
         let run = self.run.clone();
         let o = grid_options(per_label, seed, guidance, steps);
