@@ -29,9 +29,10 @@ impl Logs {
         };
         let (log_path, d_path) = (run.log(), run.d_log());
         // The D monitor's log, for objectives whose D is IMBA's: elsewhere D is 1 or absent.
-        let d_log = match config.objective.registration().logs_d {
-            true => Some(open(&d_path)?),
-            false => None,
+        let d_log = if config.objective.registration().logs_d {
+            Some(open(&d_path)?)
+        } else {
+            None
         };
         let t_path = run.t_log();
         Ok(Self {
