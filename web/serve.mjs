@@ -48,11 +48,23 @@ const server = createServer((req, res) => {
     req.on('end', () => {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end('ok');
-      if (url.pathname === '/result') onResult(JSON.parse(body));
+      if (url.pathname !== '/result' || !testNative) return;
+      let result;
+      try {
+        result = JSON.parse(body);
+      } catch {
+        result = { error: `the page posted a result that is not JSON: ${body.slice(0, 200)}` };
+      }
+      onResult(result);
     });
     return;
   }
-  const rel = normalize(decodeURIComponent(url.pathname === '/' ? '/index.html' : url.pathname)).replace(/^\/+/, '');
+  let rel;
+  try {
+    rel = normalize(decodeURIComponent(url.pathname === '/' ? '/index.html' : url.pathname)).replace(/^\/+/, '');
+  } catch {
+    rel = '..'; // a malformed escape: answered as not found
+  }
   const path = join(here, rel);
   if (rel.startsWith('..') || !existsSync(path) || !statSync(path).isFile()) {
     res.writeHead(404, { 'content-type': 'text/plain' });
