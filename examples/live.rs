@@ -13,16 +13,8 @@ use std::time::Instant;
 #[derive(Deserialize)]
 struct Spec {
     checkpoint: String,
-    sample: SampleSpec,
+    sample: GridOptions,
     train: TrainSpec,
-}
-
-#[derive(Deserialize)]
-struct SampleSpec {
-    per_label: u32,
-    seed: u32,
-    guidance: f32,
-    steps: u32,
 }
 
 #[derive(Deserialize)]
@@ -40,22 +32,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gpu = Gpu::new()?;
     let dir = Path::new(&path).parent().unwrap_or(Path::new("."));
     let bytes = std::fs::read(dir.join(&spec.checkpoint))?;
-    let s = &spec.sample;
-    let options = GridOptions {
-        per_label: s.per_label,
-        seed: s.seed,
-        guidance: s.guidance,
-        steps: s.steps,
-    };
     let checkpoint = Checkpoint::from_bytes(&spec.checkpoint, &bytes)?;
     // Timed twice: the first call also compiles the model's pipelines.
-    let mut sample_ms = Vec::new();
-    let mut grid = None;
-    for _ in 0..2 {
+    let timed = || -> imba::Result<_> {
         let start = Instant::now();
-        grid = Some(pollster::block_on(checkpoint.sample(&gpu, options))?);
-        sample_ms.push(start.elapsed().as_secs_f64() * 1e3);
-    }
+        let grid = pollster::block_on(checkpoint.sample(&gpu, spec.sample))?;
+        Ok((grid, start.elapsed().as_secs_f64() * 1e3))
+    };
+    let (grid, sample_ms) = timed()?;
+    let (_, sample_again_ms) = timed()?;
     let config = config_from_toml(&spec.train.config)?;
     let mut run = LiveRun::new(&gpu, config)?;
     let start = Instant::now();
@@ -66,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "sample": grid,
         "train": stats,
         "d_by_label": run.d_by_label(),
-        "ms": { "sample": sample_ms[0], "sample_again": sample_ms[1], "train": train_ms },
+        "ms": { "sample": sample_ms, "sample_again": sample_again_ms, "train": train_ms },
     });
     println!("{out}");
     Ok(())

@@ -267,7 +267,8 @@ impl<'a> Models<'a> {
         if let (Some((ddit, _, _)), Some(da)) = (&self.delta, delta_acts) {
             ddit.record_forward(dev, &mut enc, da, patches, None)?;
         }
-        gpu.submit_and_wait(enc)?;
+        // No wait here: the read-back's copy follows on the same queue and waits for both.
+        gpu.queue.submit(Some(enc.finish()));
         let len = acts.rows() as usize * self.dit.config.image_len();
         let mut raw: Vec<f32> = gpu.read_async(&acts.out, len).await?;
         if let (Some((_, _, r)), Some(da)) = (&self.delta, delta_acts) {

@@ -34,6 +34,16 @@ pub struct SampleStep {
 }
 
 impl Sampler {
+    /// The deterministic sampler of a process with `steps` model evaluations: DDIM (η = 0)
+    /// for DDPM models, Euler for flow models. What training's end, evaluation, the remedies
+    /// and the live view sample with.
+    pub fn deterministic(process: super::Process, steps: u32) -> Self {
+        match process {
+            super::Process::Ddpm => Sampler::Ddim { steps, eta: 0.0 },
+            super::Process::Flow => Sampler::Euler { steps },
+        }
+    }
+
     /// The chain's steps, first to last.
     pub fn steps(&self, schedule: &DdpmSchedule) -> Result<Vec<SampleStep>> {
         let t_max = schedule.steps();

@@ -16,7 +16,6 @@ pub mod knn;
 use crate::data::class_labels;
 use crate::data::{is_inert, toy2d_means, Dataset, Toy2dSpec, CONCEPTS_PER_SLOT};
 use crate::diffusion::generate::{generate, SampleSpec};
-use crate::diffusion::Process;
 use crate::diffusion::Sampler;
 use crate::gpu::Gpu;
 use crate::stats;
@@ -210,13 +209,7 @@ fn evaluate_params(
     step: u32,
     o: &EvalOptions,
 ) -> Result<Evaluated> {
-    let sampler = match saved.config.process {
-        Process::Ddpm => Sampler::Ddim {
-            steps: o.steps,
-            eta: 0.0,
-        },
-        Process::Flow => Sampler::Euler { steps: o.steps },
-    };
+    let sampler = Sampler::deterministic(saved.config.process, o.steps);
     let spec = SampleSpec {
         model: &saved.model,
         params,

@@ -8,11 +8,11 @@ use crate::diffusion::{generate_async, Process, SampleSpec, Sampler};
 use crate::gpu::Gpu;
 use crate::model::DitConfig;
 use crate::{Error, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How to sample a grid: every label `per_label` times (concept data: that many label rows
 /// of the training data per label), with the sampler of the model's process.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
 pub struct GridOptions {
     pub per_label: u32,
     /// The noise seed (sample i of the grid draws from (seed, i)).
@@ -51,16 +51,13 @@ pub fn config_from_toml(text: &str) -> Result<TrainConfig> {
     TrainOptions::from_toml(text)?.resolve()
 }
 
-/// The deterministic sampler of a process: DDIM (η = 0) for DDPM, Euler for flow.
-pub fn sampler_for(process: Process, steps: u32) -> Sampler {
-    match process {
-        Process::Ddpm => Sampler::Ddim { steps, eta: 0.0 },
-        Process::Flow => Sampler::Euler { steps },
-    }
-}
-
-/// Refuses a grid of more samples than a sampling command draws.
+/// Refuses an empty grid and one of more samples than a sampling command draws.
 fn check_grid(per_label: u32, labels: u32) -> Result<()> {
+    if per_label == 0 {
+        return Err(Error::Config(
+            "a grid of 0 samples per label: ask for at least 1".into(),
+        ));
+    }
     let total = per_label as u64 * labels as u64;
     crate::bounds::at_most(
         "samples per label × labels",
@@ -75,20 +72,20 @@ async fn sample_grid(
     model: &DitConfig,
     params: &[f32],
     process: Process,
-    rows: (Vec<u32>, u32),
+    labels: Vec<u32>,
+    cols: u32,
     o: GridOptions,
 ) -> Result<Grid> {
     let spec = SampleSpec {
         model,
         params,
         process,
-        sampler: sampler_for(process, o.steps),
+        sampler: Sampler::deterministic(process, o.steps),
         guidance: o.guidance,
         seed: o.seed,
         batch: 64,
         delta: None,
     };
-    let (labels, cols) = rows;
     let images = generate_async(gpu, &spec, &labels).await?;
     Ok(Grid {
         images,
@@ -132,14 +129,14 @@ impl Checkpoint {
                 m.label_slots
             )));
         }
-        let per = o.per_label.max(1);
+        let per = o.per_label;
         check_grid(per, m.num_labels)?;
         let labels = (0..m.num_labels)
             .flat_map(|l| std::iter::repeat_n(l, per as usize))
             .collect();
         let process = self.saved.config.process;
         let ema = &self.saved.state.ema;
-        sample_grid(gpu, m, ema, process, (labels, per), o).await
+        sample_grid(gpu, m, ema, process, labels, per, o).await
     }
 }
 
@@ -155,7 +152,6 @@ fn model_only(bytes: &[u8]) -> bool {
 
 /// A training run stepped by a view: the trainer, the loss history and D per label.
 pub struct LiveRun<'g> {
-    gpu: &'g Gpu,
     pub trainer: Trainer<'g>,
     pub history: Vec<StepStats>,
     /// For each label slot, the tokens that show it (the D monitor's attribution).
@@ -174,7 +170,6 @@ impl<'g> LiveRun<'g> {
         let labels = data.num_labels() as usize;
         let trainer = Trainer::new(gpu, config, model, data, None)?;
         Ok(Self {
-            gpu,
             trainer,
             history: Vec::new(),
             slot_tokens,
@@ -226,10 +221,10 @@ impl<'g> LiveRun<'g> {
 
     /// A grid from the current EMA weights: the rows `imba train` draws at its end.
     pub async fn sample(&self, o: GridOptions) -> Result<Grid> {
-        let (t, per) = (&self.trainer, o.per_label.max(1));
+        let (t, per) = (&self.trainer, o.per_label);
         check_grid(per, t.data.num_labels())?;
-        let rows = super::run::sample_labels(&t.data, per * t.data.num_labels());
-        let ema = t.state_async().await?.ema;
-        sample_grid(self.gpu, &t.model, &ema, t.config.process, rows, o).await
+        let (labels, cols) = super::run::sample_labels(&t.data, per * t.data.num_labels());
+        let ema = t.ema_async().await?;
+        sample_grid(t.gpu(), &t.model, &ema, t.config.process, labels, cols, o).await
     }
 }

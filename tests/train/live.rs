@@ -130,5 +130,9 @@ fn bad_checkpoints_and_grids_are_refused() {
         pollster::block_on(checkpoint.sample(gpu(), options(u32::MAX))),
         "samples per label × labels",
     );
+    assert_error_mentions(
+        pollster::block_on(checkpoint.sample(gpu(), options(0))),
+        "0 samples per label",
+    );
     assert_error_mentions(config_from_toml("steps = 'many'").map(|_| ()), "steps");
 }

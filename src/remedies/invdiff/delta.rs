@@ -211,13 +211,7 @@ pub fn sample_mixed(
         model: base_model,
         params: base_params,
     } = *base;
-    let sampler = match base_config.process {
-        Process::Ddpm => crate::diffusion::Sampler::Ddim {
-            steps: o.steps,
-            eta: 0.0,
-        },
-        Process::Flow => crate::diffusion::Sampler::Euler { steps: o.steps },
-    };
+    let sampler = crate::diffusion::Sampler::deterministic(base_config.process, o.steps);
     generate(
         gpu,
         &SampleSpec {

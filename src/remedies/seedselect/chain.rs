@@ -88,10 +88,7 @@ impl<'g> Chain<'g> {
                 rows.extend(std::iter::repeat_n(NO_LABEL, slots - 1));
             }
         }
-        let sampler = match process {
-            Process::Ddpm => Sampler::Ddim { steps, eta: 0.0 },
-            Process::Flow => Sampler::Euler { steps },
-        };
+        let sampler = Sampler::deterministic(process, steps);
         let schedule = DdpmSchedule::default_linear();
         let chain = sampler.steps(&schedule)?;
         let e = (batch * model.tokens() as usize * model.token_dim() as usize) as u64;

@@ -101,15 +101,7 @@ pub(super) fn end_samples(
 ) -> Result<(Vec<PathBuf>, EndSamples)> {
     let config = &trainer.config;
     let (labels, cols) = sample_labels(&trainer.data, config.sample_count);
-    let sampler = match config.process {
-        crate::train::Process::Ddpm => Sampler::Ddim {
-            steps: config.sample_steps,
-            eta: 0.0,
-        },
-        crate::train::Process::Flow => Sampler::Euler {
-            steps: config.sample_steps,
-        },
-    };
+    let sampler = Sampler::deterministic(config.process, config.sample_steps);
     let spec = SampleSpec {
         model,
         params: ema,

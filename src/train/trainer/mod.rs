@@ -452,13 +452,24 @@ impl<'g> Trainer<'g> {
         pollster::block_on(self.state_async())
     }
 
+    /// The device the run trains on.
+    pub fn gpu(&self) -> &'g Gpu {
+        self.gpu
+    }
+
+    /// The EMA weights read back (what sampling during a run uses), without blocking.
+    pub async fn ema_async(&self) -> Result<Vec<f32>> {
+        let n = self.dit.layout.total;
+        self.gpu.read_async(&self.optim.ema, n).await
+    }
+
     /// [`Self::state`] without blocking on the read-backs.
     pub async fn state_async(&self) -> Result<State> {
         let (gpu, n) = (self.gpu, self.dit.layout.total);
         Ok(State {
             step: self.step,
             params: gpu.read_async(&self.dit.params, n).await?,
-            ema: gpu.read_async(&self.optim.ema, n).await?,
+            ema: self.ema_async().await?,
             m: gpu.read_async(&self.optim.m, n).await?,
             v: gpu.read_async(&self.optim.v, n).await?,
             objective: match self.objective.carried_state() {
