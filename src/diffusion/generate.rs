@@ -268,7 +268,7 @@ impl<'a> Models<'a> {
             ddit.record_forward(dev, &mut enc, da, patches, None)?;
         }
         // No wait here: the read-back's copy follows on the same queue and waits for both.
-        gpu.queue.submit(Some(enc.finish()));
+        gpu.submit(enc);
         let len = acts.rows() as usize * self.dit.config.image_len();
         let mut raw: Vec<f32> = gpu.read_async(&acts.out, len).await?;
         if let (Some((_, _, r)), Some(da)) = (&self.delta, delta_acts) {

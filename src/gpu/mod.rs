@@ -389,9 +389,16 @@ impl Gpu {
         self.upload(label, &vec![f32::NAN; len.max(1)])
     }
 
+    /// Submits an encoder's commands without waiting: a read-back that follows on the same
+    /// queue ([`Self::read`], [`Self::read_staging`]) waits for them and for its own copy at
+    /// once.
+    pub fn submit(&self, encoder: wgpu::CommandEncoder) {
+        self.queue.submit(Some(encoder.finish()));
+    }
+
     /// Submits an encoder's commands and waits for them to finish.
     pub fn submit_and_wait(&self, encoder: wgpu::CommandEncoder) -> Result<()> {
-        self.queue.submit(Some(encoder.finish()));
+        self.submit(encoder);
         self.wait()
     }
 
@@ -430,7 +437,7 @@ impl Gpu {
         let staging = self.staging("readback", bytes);
         let mut encoder = self.encoder();
         encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
-        self.queue.submit(Some(encoder.finish()));
+        self.submit(encoder);
         let out = self.read_staging_async(&staging, len).await?;
         crate::capture::read_back(buffer, bytemuck::cast_slice(&out));
         Ok(out)

@@ -70,7 +70,7 @@ pub fn train_delta(
         let mut enc = gpu.encoder();
         frozen.record_forward(dev, &mut enc, &frozen_acts, &patches, None)?;
         delta.record_forward(dev, &mut enc, &acts, &patches, None)?;
-        gpu.submit_and_wait(enc)?;
+        gpu.submit(enc);
         let eb = tokens::unpatchify(&gpu.read(&frozen_acts.out, b * image)?, &geometry);
         let ed = tokens::unpatchify(&gpu.read(&acts.out, b * image)?, &geometry);
         let w: Vec<f64> = idx

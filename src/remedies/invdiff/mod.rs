@@ -247,7 +247,7 @@ pub fn per_sample_losses(
             );
             let mut enc = gpu.encoder();
             dit.record_forward(dev, &mut enc, &acts, &patches, None)?;
-            gpu.submit_and_wait(enc)?;
+            gpu.submit(enc);
             let pred = tokens::unpatchify(&gpu.read(&acts.out, b_max * image)?, &geometry);
             for j in 0..b {
                 let r = j * image..(j + 1) * image;

@@ -138,7 +138,8 @@ impl<'g> Chain<'g> {
     /// The guided prediction ε̂ = ε_u + w(ε_c − ε_u) at x (images) and step k, as images.
     pub fn predict(&self, k: usize, x: &[f32]) -> Result<Vec<f32>> {
         let enc = self.forward(k, x)?;
-        self.gpu.submit_and_wait(enc)?;
+        // The read-back waits for the forward and its own copy at once.
+        self.gpu.submit(enc);
         let n = x.len();
         let raw: Vec<f32> = self.gpu.read(&self.acts.out, self.repeats() * n)?;
         let (cond, uncond) = raw.split_at(n);
@@ -180,7 +181,7 @@ impl<'g> Chain<'g> {
             .record_backward(dev, &mut enc, &self.acts, &self.patches, &self.dout, None)?;
         self.dit
             .record_input_grad(dev, &mut enc, &self.acts, &self.dpatches)?;
-        gpu.submit_and_wait(enc)?;
+        gpu.submit(enc);
         let dp: Vec<f32> = gpu.read(&self.dpatches, x.len())?;
         Ok(tokens::unpatchify_input(&dp, &geometry))
     }
