@@ -12,10 +12,10 @@
 //       match; 1: they differ or the page failed; 2: a usage or set-up error.
 // No packages: Node's own http server, and the DevTools protocol over Chromium's pipe.
 import { createServer } from 'node:http';
-import { readFileSync, writeFileSync, existsSync, rmSync, statSync } from 'node:fs';
-import { join, normalize, dirname, extname } from 'node:path';
-import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { headless, readPost, sendFile } from '../scripts/chromium.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -27,88 +27,29 @@ const testNative = opt('--test');
 // The page's refusal: Chromium without WebGPU must get a message naming what is missing.
 const withoutWebgpu = args.includes('--without-webgpu');
 const browser = opt('--chromium') ?? process.env.CHROMIUM ?? 'chromium';
-const TIMEOUT_MS = 10 * 60 * 1000;
-const types = {
-  '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json',
-  '.wasm': 'application/wasm', '.safetensors': 'application/octet-stream',
-};
 
 if (!existsSync(join(here, 'pkg', 'imba_web_bg.wasm'))) {
   console.error('web/pkg is missing: build the page first (scripts/build-web.sh)');
   process.exit(2);
 }
 
-let chrome;
 let onResult = () => {};
 const server = createServer((req, res) => {
   const url = new URL(req.url, 'http://127.0.0.1');
-  if (req.method === 'POST') {
-    let body = '';
-    req.on('data', (c) => (body += c));
-    req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'text/plain' });
-      res.end('ok');
-      if (url.pathname !== '/result' || !testNative) return;
-      let result;
-      try {
-        result = JSON.parse(body);
-      } catch {
-        result = { error: `the page posted a result that is not JSON: ${body.slice(0, 200)}` };
-      }
-      onResult(result);
-    });
-    return;
-  }
-  let rel;
-  try {
-    rel = normalize(decodeURIComponent(url.pathname === '/' ? '/index.html' : url.pathname)).replace(/^\/+/, '');
-  } catch {
-    rel = '..'; // a malformed escape: answered as not found
-  }
-  const path = join(here, rel);
-  if (rel.startsWith('..') || !existsSync(path) || !statSync(path).isFile()) {
-    res.writeHead(404, { 'content-type': 'text/plain' });
-    return res.end('not found');
-  }
-  res.writeHead(200, { 'content-type': types[extname(path)] ?? 'application/octet-stream' });
-  res.end(readFileSync(path));
-});
-
-// The DevTools protocol over --remote-debugging-pipe: JSON messages ended by a NUL byte,
-// written to Chromium's fd 3 and read from its fd 4.
-function devtools(child) {
-  let next = 1;
-  let buffer = '';
-  const waiting = new Map();
-  child.stdio[4].on('data', (chunk) => {
-    buffer += chunk.toString();
-    let end;
-    while ((end = buffer.indexOf('\0')) >= 0) {
-      const msg = JSON.parse(buffer.slice(0, end));
-      buffer = buffer.slice(end + 1);
-      if (msg.id && waiting.has(msg.id)) {
-        const { resolve, reject } = waiting.get(msg.id);
-        waiting.delete(msg.id);
-        if (msg.error) reject(new Error(msg.error.message));
-        else resolve(msg.result);
-      }
+  if (req.method !== 'POST') return sendFile(res, here, url.pathname === '/' ? '/index.html' : url.pathname);
+  readPost(req, res, (body) => {
+    if (url.pathname !== '/result' || !testNative) return;
+    let result;
+    try {
+      result = JSON.parse(body);
+    } catch {
+      result = { error: `the page posted a result that is not JSON: ${body.slice(0, 200)}` };
     }
+    onResult(result);
   });
-  return (method, params = {}, sessionId) =>
-    new Promise((resolve, reject) => {
-      const id = next++;
-      waiting.set(id, { resolve, reject });
-      child.stdio[3].write(JSON.stringify({ id, method, params, sessionId }) + '\0');
-    });
-}
-
-async function screenshot(send, path) {
-  const { targetInfos } = await send('Target.getTargets');
-  const page = targetInfos.find((t) => t.type === 'page');
-  const { sessionId } = await send('Target.attachToTarget', { targetId: page.targetId, flatten: true });
-  const shot = await send('Page.captureScreenshot', { format: 'png', captureBeyondViewport: true }, sessionId);
-  writeFileSync(path, Buffer.from(shot.data, 'base64'));
-}
+});
+const chrome = headless({ browser, server, timeoutMs: 10 * 60 * 1000, name: 'imba-web' });
+const finish = chrome.finish;
 
 // The page's results against the native run's: every image value, every step's loss.
 function compare(page, native, tolerance) {
@@ -143,13 +84,6 @@ function compare(page, native, tolerance) {
   return failures;
 }
 
-function finish(code, message) {
-  if (message) console.log(message);
-  if (chrome && chrome.exitCode === null) chrome.kill('SIGKILL');
-  server.close();
-  process.exit(code);
-}
-
 server.listen(Number(opt('--port') ?? 0), '127.0.0.1', () => {
   const { port } = server.address();
   const address = `http://127.0.0.1:${port}/`;
@@ -159,19 +93,7 @@ server.listen(Number(opt('--port') ?? 0), '127.0.0.1', () => {
   }
   const native = JSON.parse(readFileSync(testNative, 'utf8'));
   const spec = JSON.parse(readFileSync(join(here, 'test', 'spec.json'), 'utf8'));
-  const profile = join(process.env.TMPDIR ?? '/tmp', `imba-web-${process.pid}`);
-  const webgpu = withoutWebgpu ? ['--disable-gpu'] : ['--enable-unsafe-webgpu', '--enable-features=Vulkan'];
-  chrome = spawn(browser, [
-    '--headless=new', '--no-sandbox', ...webgpu,
-    '--disable-gpu-sandbox', '--no-first-run', '--remote-debugging-pipe', '--window-size=1100,1500',
-    `--user-data-dir=${profile}`, `${address}?test`,
-  ], { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
-  const send = devtools(chrome);
-  let stderr = '';
-  chrome.stderr.on('data', (d) => (stderr += d));
-  chrome.on('error', (e) => finish(2, `cannot start ${browser}: ${e.message} (Debian: apt-get install chromium)`));
-  chrome.on('exit', (code) => finish(1, `chromium exited (${code}) before the page reported:\n${stderr.slice(-2000)}`));
-  setTimeout(() => finish(1, `no result after ${TIMEOUT_MS / 1000} s:\n${stderr.slice(-2000)}`), TIMEOUT_MS);
+  chrome.open(`${address}?test`, { webgpu: !withoutWebgpu });
   onResult = async (page) => {
     if (withoutWebgpu) {
       const named = /WebGPU/.test(page.error ?? '') && /enable-unsafe-webgpu|Chrome|browser/.test(page.error);
@@ -184,7 +106,7 @@ server.listen(Number(opt('--port') ?? 0), '127.0.0.1', () => {
     console.log(`browser: ${times(page)}\nnative: ${times(native)}`);
     if (opt('--result')) writeFileSync(opt('--result'), JSON.stringify(page));
     try {
-      if (opt('--screenshot')) await screenshot(send, opt('--screenshot'));
+      if (opt('--screenshot')) await chrome.screenshot(opt('--screenshot'));
     } catch (e) {
       console.log(`no screenshot: ${e.message}`);
     }
@@ -194,11 +116,6 @@ server.listen(Number(opt('--port') ?? 0), '127.0.0.1', () => {
       console.log(`bit for bit against the native run on ${twin.adapter}:`);
       const exact = { image_max: 0, image_mean: 0, loss_rel: 0 };
       failures.push(...compare(page, twin, exact).map((f) => `against ${twin.adapter}: ${f}`));
-    }
-    try {
-      rmSync(profile, { recursive: true, force: true, maxRetries: 3 });
-    } catch {
-      // a profile the browser still writes: a leftover in the temp folder
     }
     if (failures.length) finish(1, `the page and the native run differ:\n  ${failures.join('\n  ')}`);
     finish(0, 'the page matches the native run');
