@@ -37,6 +37,17 @@ pub fn pos_embed(c: &DitConfig) -> Vec<f32> {
 /// Writes the flat parameters of `config` (`layout.total` values) as a safetensors file,
 /// with the config in the metadata.
 pub fn save(path: &Path, config: &DitConfig, flat: &[f32]) -> Result<()> {
+    save_with(path, config, flat, BTreeMap::new())
+}
+
+/// [`save`] with more metadata beside the format and the config (the trainer's export adds
+/// what sampling the model needs).
+pub fn save_with(
+    path: &Path,
+    config: &DitConfig,
+    flat: &[f32],
+    extra: BTreeMap<String, String>,
+) -> Result<()> {
     let layout = ParamLayout::new(config);
     if flat.len() != layout.total {
         return Err(Error::checkpoint(
@@ -58,10 +69,9 @@ pub fn save(path: &Path, config: &DitConfig, flat: &[f32]) -> Result<()> {
         TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(&pos))
             .map_err(|e| Error::checkpoint(path, e.to_string()).with_source(e))?,
     ));
-    let meta = BTreeMap::from([
-        ("format".to_string(), "pt".to_string()),
-        ("imba.config".to_string(), format!("{config:?}")),
-    ]);
+    let mut meta = extra;
+    meta.insert("format".to_string(), "pt".to_string());
+    meta.insert("imba.config".to_string(), format!("{config:?}"));
     let data = super::checksum::serialize(path, views, meta)?;
     crate::files::write_atomic(path, &data)
 }
@@ -96,7 +106,12 @@ pub fn load(path: &Path, config: &DitConfig) -> Result<Vec<f32>> {
         )
         .with_source(e)
     })?;
-    let (st, _) = open(path, &data)?;
+    from_bytes(path, &data, config)
+}
+
+/// [`load`] of a file already in memory; `path` names it in errors.
+pub fn from_bytes(path: &Path, data: &[u8], config: &DitConfig) -> Result<Vec<f32>> {
+    let (st, _) = open(path, data)?;
     let flat = params_from(&st, path, config, "")?;
     let layout = ParamLayout::new(config);
     let known: Vec<&str> = layout.tensors.iter().map(|t| t.name.as_str()).collect();

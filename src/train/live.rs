@@ -3,7 +3,7 @@
 //! samples from the current EMA weights or from a checkpoint held in memory. What the browser
 //! page runs (web/), and natively the reference it is compared with (`examples/live.rs`).
 
-use super::{monitor, setup, state, StepStats, TrainConfig, TrainOptions, Trainer};
+use super::{export, monitor, setup, state, StepStats, TrainConfig, TrainOptions, Trainer};
 use crate::diffusion::{generate_async, Process, SampleSpec, Sampler};
 use crate::gpu::Gpu;
 use crate::model::DitConfig;
@@ -97,31 +97,47 @@ async fn sample_grid(
     })
 }
 
-/// A checkpoint written by `imba train` (its `checkpoint.safetensors`), from memory.
+/// A model to sample from, read from memory: a run's `checkpoint.safetensors` (its EMA
+/// weights) or its exported `model.safetensors`; both name the model's shape, process and
+/// labels in their metadata.
 pub struct Checkpoint {
-    pub saved: state::Saved,
+    pub model: DitConfig,
+    pub process: Process,
+    pub label_names: Vec<String>,
+    /// The weights sampled from: the run's EMA weights.
+    pub weights: Vec<f32>,
+    /// The run's training config (a training checkpoint's; an exported model has none).
+    pub config: Option<TrainConfig>,
 }
 
 impl Checkpoint {
-    /// Reads the bytes of a checkpoint; `name` names it in errors.
+    /// Reads the bytes of a checkpoint or an exported model; `name` names it in errors.
     pub fn from_bytes(name: &str, bytes: &[u8]) -> Result<Self> {
         let path = std::path::Path::new(name);
-        match state::from_bytes(path, bytes) {
-            Ok(saved) => Ok(Self { saved }),
-            Err(_) if model_only(bytes) => Err(Error::checkpoint(
-                path,
-                "this is a run's exported model (model.safetensors: weights only); choose the \
-                 run folder's checkpoint.safetensors, which also holds the config, the label \
-                 names and the process that sampling needs",
-            )),
-            Err(e) => Err(e),
+        if !training_state(bytes) {
+            let e = export::from_bytes(path, bytes)?;
+            return Ok(Self {
+                model: e.model,
+                process: e.process,
+                label_names: e.label_names,
+                weights: e.weights,
+                config: None,
+            });
         }
+        let saved = state::from_bytes(path, bytes)?;
+        Ok(Self {
+            model: saved.model,
+            process: saved.config.process,
+            label_names: saved.label_names,
+            weights: saved.state.ema,
+            config: Some(saved.config),
+        })
     }
 
     /// A grid of every label from the EMA weights (label rows of one slot: a concept model's
     /// grid needs its training data, so it is refused).
     pub async fn sample(&self, gpu: &Gpu, o: GridOptions) -> Result<Grid> {
-        let m = &self.saved.model;
+        let m = &self.model;
         if m.label_slots != 1 {
             return Err(Error::Config(format!(
                 "this model takes {} labels per sample; a grid from a checkpoint alone is drawn \
@@ -134,20 +150,19 @@ impl Checkpoint {
         let labels = (0..m.num_labels)
             .flat_map(|l| std::iter::repeat_n(l, per as usize))
             .collect();
-        let process = self.saved.config.process;
-        let ema = &self.saved.state.ema;
-        sample_grid(gpu, m, ema, process, labels, per, o).await
+        sample_grid(gpu, m, &self.weights, self.process, labels, per, o).await
     }
 }
 
-/// Whether `bytes` are a model exported by `imba train` (its metadata names the model but
-/// holds no training state).
-fn model_only(bytes: &[u8]) -> bool {
+/// Whether `bytes` are a training checkpoint (its metadata names a training state); garbage
+/// is left to the exported model's reader to name.
+fn training_state(bytes: &[u8]) -> bool {
     let Ok((_, meta)) = safetensors::SafeTensors::read_metadata(bytes) else {
         return false;
     };
-    let meta = meta.metadata().clone().unwrap_or_default();
-    meta.contains_key("imba.config") && !meta.contains_key("imba.kind")
+    meta.metadata()
+        .as_ref()
+        .is_some_and(|m| m.contains_key("imba.kind"))
 }
 
 /// A training run stepped by a view: the trainer, the loss history and D per label.

@@ -1,6 +1,7 @@
 //! The trainer: configuration, data and model set-up, the training step, checkpoints and logs.
 
 pub mod config;
+pub mod export;
 pub mod live;
 pub mod lock;
 pub mod monitor;

@@ -8,7 +8,8 @@
 //!       .lock                   held by the process writing here (its PID and command)
 //!       checkpoint.safetensors  model, EMA, AdamW moments, step, config (resume from it)
 //!       checkpoint.prev.safetensors  the checkpoint before it (used if the latest is damaged)
-//!       model.safetensors       the EMA weights under the reference DiT's names
+//!       model.safetensors       the EMA weights under the reference DiT's names, with the
+//!                               model's shape, process and label names in the metadata
 //!       loss.png                the loss curve
 //!       samples/                samples drawn at the end of training
 //!       d_monitor.jsonl         IMBA's weight D per label and step (IMBA runs)

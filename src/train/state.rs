@@ -11,7 +11,6 @@ use crate::model::checkpoint::{params_from, pos_embed, POS_EMBED};
 use crate::model::{DitConfig, ParamLayout};
 use crate::{Error, Result};
 use safetensors::{tensor::TensorView, Dtype};
-use std::collections::BTreeMap;
 use std::path::Path;
 
 const KIND: &str = "imba-train-state-1";
@@ -70,7 +69,8 @@ pub fn save(
         let o = &state.objective;
         views.push((OBJECTIVE_STATE.into(), view(path, vec![o.len()], o)?));
     }
-    let mut meta = BTreeMap::from([
+    let mut meta = super::export::describe(model, label_names);
+    meta.extend([
         ("format".to_string(), "pt".to_string()),
         ("imba.kind".to_string(), KIND.to_string()),
         ("imba.step".to_string(), state.step.to_string()),
@@ -78,14 +78,6 @@ pub fn save(
         (
             "imba.data_fingerprint".to_string(),
             format!("{fingerprint:016x}"),
-        ),
-        (
-            "imba.model".to_string(),
-            toml::to_string(model).expect("serialisable"),
-        ),
-        (
-            "imba.label_names".to_string(),
-            serde_json::to_string(label_names).expect("serialisable"),
         ),
     ]);
     if let Some(loss) = state.last_loss {
@@ -131,25 +123,8 @@ pub fn from_bytes(path: &Path, data: &[u8]) -> Result<Saved> {
     let fingerprint = u64::from_str_radix(get("imba.data_fingerprint")?, 16).map_err(|_| {
         Error::checkpoint(path, "metadata `imba.data_fingerprint` is not hexadecimal")
     })?;
-    let model: DitConfig = toml::from_str(get("imba.model")?).map_err(|e| {
-        Error::checkpoint(path, format!("metadata `imba.model` is not valid ({e})")).with_source(e)
-    })?;
-    model.validate().map_err(|e| {
-        Error::checkpoint(path, format!("its model is not valid: {e}")).with_source(e)
-    })?;
-    let label_names: Vec<String> = serde_json::from_str(get("imba.label_names")?).map_err(|e| {
-        Error::checkpoint(
-            path,
-            format!("metadata `imba.label_names` is not valid ({e})"),
-        )
-        .with_source(e)
-    })?;
-    if label_names.len() != model.num_labels as usize {
-        return Err(Error::checkpoint(
-            path,
-            "label names and the model's label count differ",
-        ));
-    }
+    let model = super::export::model_of(path, &md)?;
+    let label_names = super::export::label_names_of(path, &md, &model)?;
     let total = ParamLayout::new(&model).total;
     let flat = |name: &str, total: usize| -> Result<Vec<f32>> {
         let v = st

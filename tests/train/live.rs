@@ -1,5 +1,6 @@
 //! The live view's runs (what the browser page runs): the same steps as the trainer's, the
-//! D monitor's attribution, grids from a checkpoint in memory, and refusals.
+//! D monitor's attribution, grids from a checkpoint or an exported model in memory, and
+//! refusals.
 
 use crate::common;
 
@@ -99,6 +100,18 @@ fn checkpoint_grid_matches_the_sampler() {
         .zip(&from_run.images)
         .all(|(a, b)| a.to_bits() == b.to_bits());
     assert!(same, "the checkpoint's EMA weights are the run's");
+    // The run's exported model names its process and labels: the same grid from it alone.
+    let model = dir.join("model.safetensors");
+    t.export(&model, &t.state().unwrap().ema).unwrap();
+    let exported = Checkpoint::from_bytes("model.safetensors", &std::fs::read(&model).unwrap());
+    let exported = exported.unwrap();
+    assert!(exported.config.is_none());
+    assert_eq!(exported.label_names, t.data.label_names);
+    assert_eq!(exported.process, t.config.process);
+    let again = pollster::block_on(exported.sample(gpu(), options(2))).unwrap();
+    assert_eq!(again.images.len(), grid.images.len());
+    let same = (grid.images.iter().zip(&again.images)).all(|(a, b)| a.to_bits() == b.to_bits());
+    assert!(same, "the export samples as its checkpoint");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -119,8 +132,8 @@ fn bad_checkpoints_and_grids_are_refused() {
     let dir = std::env::temp_dir().join(format!("imba-live-model-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let model = dir.join("model.safetensors");
-    let saved = &checkpoint.saved;
-    imba::model::checkpoint::save(&model, &saved.model, &saved.state.ema).unwrap();
+    // Weights without the process and labels (an older export, or PyTorch's state dict).
+    imba::model::checkpoint::save(&model, &checkpoint.model, &checkpoint.weights).unwrap();
     assert_error_mentions(
         Checkpoint::from_bytes("model.safetensors", &std::fs::read(&model).unwrap()).map(|_| ()),
         "choose the run folder's checkpoint.safetensors",

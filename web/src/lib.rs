@@ -147,7 +147,7 @@ pub struct Model {
 
 #[wasm_bindgen]
 impl Model {
-    /// Reads `checkpoint.safetensors` of an `imba train` run.
+    /// Reads `checkpoint.safetensors` or `model.safetensors` of an `imba train` run.
     #[wasm_bindgen(constructor)]
     pub fn new(name: &str, bytes: &[u8]) -> Result<Model, JsError> {
         let checkpoint = Checkpoint::from_bytes(name, bytes).map_err(js)?;
@@ -158,12 +158,13 @@ impl Model {
 
     /// Label names, in label order.
     pub fn label_names(&self) -> Vec<String> {
-        self.checkpoint.saved.label_names.clone()
+        self.checkpoint.label_names.clone()
     }
 
-    /// The run's training config (TOML).
+    /// The run's training config (TOML; empty for an exported model, which holds none).
     pub fn config(&self) -> String {
-        self.checkpoint.saved.config.to_toml()
+        let config = self.checkpoint.config.as_ref();
+        config.map(|c| c.to_toml()).unwrap_or_default()
     }
 
     /// Samples every label `per_label` times from the EMA weights.

@@ -18,13 +18,13 @@ pub(super) fn save_checkpoint(run: &RunDir, trainer: &Trainer, state: &State) ->
 }
 
 /// Keeps the EMA model of `state`'s step under snapshots/ (written atomically).
-pub(super) fn save_snapshot(run: &RunDir, model: &DitConfig, state: &State) -> Result<()> {
+pub(super) fn save_snapshot(run: &RunDir, trainer: &Trainer, state: &State) -> Result<()> {
     let path = run.snapshot(state.step);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(dir, "cannot create the snapshot folder", e))?;
     }
-    crate::model::checkpoint::save(&path, model, &state.ema)
+    trainer.export(&path, &state.ema)
 }
 
 /// The end of a run: the last checkpoint (unless the loop just wrote it), the exported model,
@@ -44,11 +44,11 @@ pub(super) fn finish(
     if trained && !just_saved {
         save_checkpoint(run, trainer, &st)?;
         if config.snapshots {
-            save_snapshot(run, model, &st)?;
+            save_snapshot(run, trainer, &st)?;
         }
     }
     let mut written = vec![run.checkpoint(), run.log(), run.model(), run.loss_plot()];
-    crate::model::checkpoint::save(&run.model(), model, &st.ema)?;
+    trainer.export(&run.model(), &st.ema)?;
     let log_all = run.read_log();
     crate::report::plot::loss_curve(
         &run.loss_plot(),

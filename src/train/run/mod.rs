@@ -204,7 +204,7 @@ fn lead(
             let state = trainer.state()?;
             save_checkpoint(&run, &trainer, &state)?;
             if config.snapshots {
-                save_snapshot(&run, &model, &state)?;
+                save_snapshot(&run, &trainer, &state)?;
             }
         }
         if let Some((signal, name)) = stop_requested(&trainer) {

@@ -447,6 +447,13 @@ impl<'g> Trainer<'g> {
         )
     }
 
+    /// Writes `weights` (usually the EMA weights of a [`State`]) as this run's exported model,
+    /// with its process and label names in the metadata.
+    pub fn export(&self, path: &std::path::Path, weights: &[f32]) -> Result<()> {
+        let (process, names) = (self.config.process, &self.data.label_names);
+        super::export::save(path, &self.model, process, names, weights)
+    }
+
     /// Parameters, EMA and moments read back, with the step.
     pub fn state(&self) -> Result<State> {
         pollster::block_on(self.state_async())
