@@ -12,6 +12,7 @@
 pub mod classifier;
 pub mod detector;
 pub mod knn;
+pub mod manifold;
 
 use crate::data::class_labels;
 use crate::data::{is_inert, toy2d_means, Dataset, Toy2dSpec, CONCEPTS_PER_SLOT};
@@ -443,6 +444,7 @@ pub fn shapes_classes(
     }
     let mut metrics = bucket_metrics("success", &per_label);
     metrics.extend(diversity_by_bucket(data, &by_class, &real));
+    metrics.extend(precision_recall_by_bucket(data, &by_class, &real));
     Evaluation {
         trained: None,
         dataset: "shapes".into(),
@@ -545,17 +547,39 @@ fn diversity_by_bucket(
     let diversity: Vec<f64> = (0..samples.len())
         .map(|l| mean_pairwise(&samples[l]) / mean_pairwise(&real[l]))
         .collect();
+    mean_by_bucket(data, "diversity", &diversity)
+}
+
+/// Per bucket, the mean over its labels of the samples' k-NN precision and recall against the
+/// label's real rows (`samples` and `real` by label: pixels or an oracle's features).
+fn precision_recall_by_bucket(
+    data: &Dataset,
+    samples: &[Vec<&[f32]>],
+    real: &[Vec<&[f32]>],
+) -> Vec<(String, f64)> {
+    let pr: Vec<manifold::PrecisionRecall> = (0..samples.len())
+        .map(|l| manifold::precision_recall(&real[l], &samples[l], manifold::K))
+        .collect();
+    let precision: Vec<f64> = pr.iter().map(|p| p.precision).collect();
+    let recall: Vec<f64> = pr.iter().map(|p| p.recall).collect();
+    let mut m = mean_by_bucket(data, "precision", &precision);
+    m.extend(mean_by_bucket(data, "recall", &recall));
+    m
+}
+
+/// `name/bucket`: the mean of `per_label` over each bucket's labels where it is finite (a
+/// label with too few real images or samples has nothing to compare).
+fn mean_by_bucket(data: &Dataset, name: &str, per_label: &[f64]) -> Vec<(String, f64)> {
     let b = buckets(&data.label_counts());
     BUCKETS
         .iter()
         .enumerate()
-        .map(|(bi, name)| {
-            let v: Vec<f64> = (0..samples.len())
-                .filter(|&l| b[l] == bi && diversity[l].is_finite())
-                .map(|l| diversity[l])
+        .map(|(bi, bucket)| {
+            let v: Vec<f64> = (0..per_label.len())
+                .filter(|&l| b[l] == bi && per_label[l].is_finite())
+                .map(|l| per_label[l])
                 .collect();
-            // A label with one real image (or one sample) has no spread to compare.
-            (format!("diversity/{name}"), stats::mean_std(&v).0)
+            (format!("{name}/{bucket}"), stats::mean_std(&v).0)
         })
         .collect()
 }
@@ -618,6 +642,7 @@ pub fn idx(data: &Dataset, test: &Dataset, labels: &[u32], x: &[f32]) -> Result<
     let per_label = scores(data, &hits, &totals);
     let mut metrics = bucket_metrics("acc", &per_label);
     metrics.extend(diversity_by_bucket(data, &by_class, &real));
+    metrics.extend(precision_recall_by_bucket(data, &by_class, &real));
     Ok(Evaluation {
         trained: None,
         dataset: "idx".into(),
@@ -636,6 +661,16 @@ pub fn idx(data: &Dataset, test: &Dataset, labels: &[u32], x: &[f32]) -> Result<
             check_labels.len()
         )],
     })
+}
+
+/// The rows of `flat` (one per entry of `labels`), grouped by label.
+fn rows_by_label<'a>(flat: &'a [f32], labels: &[u32], k: usize) -> Vec<Vec<&'a [f32]>> {
+    let mut by: Vec<Vec<&[f32]>> = vec![Vec::new(); k];
+    let width = flat.len() / labels.len().max(1);
+    for (row, &l) in flat.chunks(width.max(1)).zip(labels) {
+        by[l as usize].push(row);
+    }
+    by
 }
 
 /// Classifier epochs for the digits evaluator.
@@ -686,11 +721,14 @@ pub fn digits(data: &Dataset, held: &Dataset, labels: &[u32], x: &[f32]) -> Eval
         real[held.labels_of(i)[0] as usize].push(held.image(i));
     }
     metrics.extend(diversity_by_bucket(data, &by_class, &real));
-    let fd = stats::frechet(
-        &clf.feature_rows(x),
-        &clf.feature_rows(&held.images),
-        classifier::HIDDEN,
-    );
+    let (fx, fh) = (clf.feature_rows(x), clf.feature_rows(&held.images));
+    let held_labels: Vec<u32> = (0..held.len()).map(|i| held.labels_of(i)[0]).collect();
+    metrics.extend(precision_recall_by_bucket(
+        data,
+        &rows_by_label(&fx, labels, k),
+        &rows_by_label(&fh, &held_labels, k),
+    ));
+    let fd = stats::frechet(&fx, &fh, classifier::HIDDEN);
     metrics.push(("frechet".into(), fd));
     Evaluation {
         trained: None,

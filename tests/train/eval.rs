@@ -299,6 +299,17 @@ fn shapes_metrics_on_perfect_and_wrong_samples() {
         .collect();
     let e = eval::shapes_classes(&data, &Detector::new(16, 1), &labels, &wrong);
     assert_eq!(metric(&e, "success/all"), 0.0);
+    // The training images as samples: as precise and as covering as the real set itself;
+    // every class's images given to the next class: like none of that class's images.
+    let own: Vec<u32> = (0..data.len()).map(|i| data.labels_of(i)[0]).collect();
+    let e = eval::shapes_classes(&data, &Detector::new(16, 1), &own, &data.images);
+    let next: Vec<u32> = own.iter().map(|l| (l + 1) % 16).collect();
+    let shifted = eval::shapes_classes(&data, &Detector::new(16, 1), &next, &data.images);
+    for b in ["head", "mid", "tail"] {
+        let (p, r) = (format!("precision/{b}"), format!("recall/{b}"));
+        assert_eq!((metric(&e, &p), metric(&e, &r)), (1.0, 1.0), "{b}");
+        assert_eq!(metric(&shifted, &p), 0.0, "{:?}", shifted.metrics);
+    }
 
     let data = shapes_data(true);
     let prompts = eval::all_prompts(1);
@@ -417,6 +428,16 @@ fn digits_metrics_on_real_wrong_and_collapsed_samples() {
     let col = eval::digits(&data, &held, &labels, &collapsed);
     for b in ["head", "mid", "tail"] {
         assert_eq!(metric(&col, &format!("diversity/{b}")), 0.0);
+        // Real digits are like real digits and cover them; one digit repeated covers none
+        // of the held-out ones (its balls have radius 0) but is still like them.
+        let (p, r) = (format!("precision/{b}"), format!("recall/{b}"));
+        assert!(
+            metric(&good, &p) >= 0.7 && metric(&good, &r) >= 0.6,
+            "{:?}",
+            good.metrics
+        );
+        assert_eq!(metric(&col, &r), 0.0);
+        assert!(metric(&col, &p) >= 0.5, "{:?}", col.metrics);
     }
     assert!(
         metric(&col, "frechet") > 2.0 * metric(&good, "frechet"),
