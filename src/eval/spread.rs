@@ -1,0 +1,85 @@
+//! How varied the samples of each label are and how well they cover its real images, by
+//! bucket: diversity (mean pairwise distance against the real images') and k-NN precision
+//! and recall.
+
+use super::manifold;
+use crate::data::{buckets, Dataset, BUCKETS};
+use crate::stats;
+
+/// Mean pairwise Euclidean distance between the rows of `x` (image_len values each).
+pub fn mean_pairwise(x: &[&[f32]]) -> f64 {
+    let (mut s, mut n) = (0.0, 0usize);
+    for i in 0..x.len() {
+        for j in i + 1..x.len() {
+            s += x[i]
+                .iter()
+                .zip(x[j])
+                .map(|(a, b)| ((a - b) as f64).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            n += 1;
+        }
+    }
+    if n == 0 {
+        f64::NAN
+    } else {
+        s / n as f64
+    }
+}
+
+/// Per bucket, the mean over its labels of the samples' diversity: mean pairwise distance of
+/// a label's samples over that of its real images (`real`, by label).
+pub(super) fn diversity_by_bucket(
+    data: &Dataset,
+    samples: &[Vec<&[f32]>],
+    real: &[Vec<&[f32]>],
+) -> Vec<(String, f64)> {
+    let diversity: Vec<f64> = (0..samples.len())
+        .map(|l| mean_pairwise(&samples[l]) / mean_pairwise(&real[l]))
+        .collect();
+    mean_by_bucket(data, "diversity", &diversity)
+}
+
+/// Per bucket, the mean over its labels of the samples' k-NN precision and recall against the
+/// label's real rows (`samples` and `real` by label: pixels or an oracle's features).
+pub(super) fn precision_recall_by_bucket(
+    data: &Dataset,
+    samples: &[Vec<&[f32]>],
+    real: &[Vec<&[f32]>],
+) -> Vec<(String, f64)> {
+    let pr: Vec<manifold::PrecisionRecall> = (0..samples.len())
+        .map(|l| manifold::precision_recall(&real[l], &samples[l], manifold::K))
+        .collect();
+    let precision: Vec<f64> = pr.iter().map(|p| p.precision).collect();
+    let recall: Vec<f64> = pr.iter().map(|p| p.recall).collect();
+    let mut m = mean_by_bucket(data, "precision", &precision);
+    m.extend(mean_by_bucket(data, "recall", &recall));
+    m
+}
+
+/// `name/bucket`: the mean of `per_label` over each bucket's labels where it is finite (a
+/// label with too few real images or samples has nothing to compare).
+fn mean_by_bucket(data: &Dataset, name: &str, per_label: &[f64]) -> Vec<(String, f64)> {
+    let b = buckets(&data.label_counts());
+    BUCKETS
+        .iter()
+        .enumerate()
+        .map(|(bi, bucket)| {
+            let v: Vec<f64> = (0..per_label.len())
+                .filter(|&l| b[l] == bi && per_label[l].is_finite())
+                .map(|l| per_label[l])
+                .collect();
+            (format!("{name}/{bucket}"), stats::mean_std(&v).0)
+        })
+        .collect()
+}
+
+/// The rows of `flat` (one per entry of `labels`), grouped by label.
+pub(super) fn rows_by_label<'a>(flat: &'a [f32], labels: &[u32], k: usize) -> Vec<Vec<&'a [f32]>> {
+    let mut by: Vec<Vec<&[f32]>> = vec![Vec::new(); k];
+    let width = flat.len() / labels.len().max(1);
+    for (row, &l) in flat.chunks(width.max(1)).zip(labels) {
+        by[l as usize].push(row);
+    }
+    by
+}
