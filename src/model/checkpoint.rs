@@ -139,41 +139,15 @@ pub fn params_from(
     prefix: &str,
 ) -> Result<Vec<f32>> {
     let layout = ParamLayout::new(config);
+    // Every tensor is found and its shape checked before the flat vector is allocated, so a
+    // config named in a file's metadata cannot ask for more memory than its tensors hold.
+    let views = (layout.tensors.iter())
+        .map(|t| checked_view(st, path, config, prefix, t))
+        .collect::<Result<Vec<_>>>()?;
     let mut flat = vec![0.0f32; layout.total];
-    for t in &layout.tensors {
-        let name = format!("{prefix}{}", t.name);
-        let v = st.tensor(&name).map_err(|_| {
-            Error::checkpoint(
-                path,
-                format!(
-                    "tensor `{name}` is missing; the file is not a DiT checkpoint for this \
-                     config (depth {}, D {})",
-                    config.depth, config.dim
-                ),
-            )
-        })?;
-        if v.shape() != t.shape.as_slice() {
-            let hint = if t.name == "final_layer.linear.weight"
-                && v.shape().first() == Some(&(2 * t.shape[0]))
-            {
-                " (a learn_sigma = true checkpoint: its output has twice the channels)"
-            } else {
-                ""
-            };
-            return Err(Error::checkpoint(
-                path,
-                format!(
-                    "tensor `{}` has shape {:?} but this config needs {:?}{hint}; check the \
-                     model size, patch, channels and label count",
-                    t.name,
-                    v.shape(),
-                    t.shape
-                ),
-            ));
-        }
+    for (t, v) in layout.tensors.iter().zip(&views) {
         let out = &mut flat[t.offset..t.offset + t.len()];
-        to_f32(&v, out)
-            .map_err(|p| Error::checkpoint(path, format!("tensor `{}`: {p}", t.name)))?;
+        to_f32(v, out).map_err(|p| Error::checkpoint(path, format!("tensor `{}`: {p}", t.name)))?;
         if let Some(i) = out.iter().position(|x| !x.is_finite()) {
             return Err(Error::checkpoint(
                 path,
@@ -184,10 +158,50 @@ pub fn params_from(
     Ok(flat)
 }
 
+/// The tensor `{prefix}{t.name}` of the file, refused by name when missing or misshapen.
+fn checked_view<'a>(
+    st: &SafeTensors<'a>,
+    path: &Path,
+    config: &DitConfig,
+    prefix: &str,
+    t: &super::params::Tensor,
+) -> Result<TensorView<'a>> {
+    let name = format!("{prefix}{}", t.name);
+    let v = st.tensor(&name).map_err(|_| {
+        Error::checkpoint(
+            path,
+            format!(
+                "tensor `{name}` is missing; the file is not a DiT checkpoint for this \
+                 config (depth {}, D {})",
+                config.depth, config.dim
+            ),
+        )
+    })?;
+    if v.shape() != t.shape.as_slice() {
+        let hint = if t.name == "final_layer.linear.weight"
+            && v.shape().first() == Some(&(2 * t.shape[0]))
+        {
+            " (a learn_sigma = true checkpoint: its output has twice the channels)"
+        } else {
+            ""
+        };
+        return Err(Error::checkpoint(
+            path,
+            format!(
+                "tensor `{}` has shape {:?} but this config needs {:?}{hint}; check the \
+                 model size, patch, channels and label count",
+                t.name,
+                v.shape(),
+                t.shape
+            ),
+        ));
+    }
+    Ok(v)
+}
+
 /// Refuses a stored `pos_embed` that is not DiT's fixed embedding for `config`.
 pub fn check_pos_embed(st: &SafeTensors, path: &Path, config: &DitConfig) -> Result<()> {
     if let Ok(v) = st.tensor(POS_EMBED) {
-        let want = pos_embed(config);
         let shape = [1, config.tokens() as usize, config.dim as usize];
         if v.shape() != shape {
             return Err(Error::checkpoint(
@@ -198,6 +212,8 @@ pub fn check_pos_embed(st: &SafeTensors, path: &Path, config: &DitConfig) -> Res
                 ),
             ));
         }
+        // Computed once the file's tensor has its size, which bounds the memory it takes.
+        let want = pos_embed(config);
         let mut got = vec![0.0; want.len()];
         to_f32(&v, &mut got).map_err(|p| Error::checkpoint(path, format!("pos_embed: {p}")))?;
         let worst = got

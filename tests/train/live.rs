@@ -149,3 +149,32 @@ fn bad_checkpoints_and_grids_are_refused() {
     );
     assert_error_mentions(config_from_toml("steps = 'many'").map(|_| ()), "steps");
 }
+
+/// A file whose metadata names a model far larger than its tensors (the bounds allow depth
+/// 1,024 and width 16,384: terabytes of parameters) is refused by name, before anything of
+/// that size is allocated.
+#[test]
+fn a_file_claiming_a_huge_model_is_refused_before_allocating() {
+    let model = "height = 8\nwidth = 8\nchannels = 3\npatch = 2\ndim = 16384\ndepth = 1024\n\
+                 heads = 128\nmlp_ratio = 4\nnum_labels = 2\nlabel_slots = 1\n";
+    let meta = std::collections::BTreeMap::from([
+        ("imba.model".to_string(), model.to_string()),
+        ("imba.process".to_string(), "flow".to_string()),
+        ("imba.label_names".to_string(), r#"["a","b"]"#.to_string()),
+    ]);
+    let one = [0.5f32];
+    let view = safetensors::tensor::TensorView::new(
+        safetensors::Dtype::F32,
+        vec![1],
+        bytemuck::cast_slice(&one),
+    )
+    .unwrap();
+    // Sealed as imba seals its files: the seal is a check against damage, not a signature.
+    let path = std::path::Path::new("huge.safetensors");
+    let views = vec![("x_embedder.proj.weight".to_string(), view)];
+    let bytes = imba::model::checksum::serialize(path, views, meta).unwrap();
+    assert_error_mentions(
+        Checkpoint::from_bytes("huge.safetensors", &bytes).map(|_| ()),
+        "x_embedder.proj.weight` has shape [1]",
+    );
+}
