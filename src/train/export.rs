@@ -2,7 +2,8 @@
 //! reference DiT's names, and in the metadata what sampling them needs without the run
 //! folder: the model's shape (`imba.model`, TOML), the diffusion process (`imba.process`:
 //! `ddpm` or `flow`) and the label names (`imba.label_names`, a JSON list), under the same
-//! keys and in the same formats as the training checkpoint's metadata. PyTorch reads the
+//! keys and in the same formats as the training checkpoint's metadata, and the step the
+//! weights are of and the run's configured steps (`imba.step`, `imba.steps`). PyTorch reads the
 //! tensors as before; the metadata is for readers that want the model's settings too.
 
 use crate::diffusion::Process;
@@ -14,6 +15,8 @@ use std::path::Path;
 const MODEL: &str = "imba.model";
 const PROCESS: &str = "imba.process";
 const LABEL_NAMES: &str = "imba.label_names";
+const STEP: &str = "imba.step";
+const STEPS: &str = "imba.steps";
 
 /// A model exported by a run, read back.
 pub struct Exported {
@@ -22,31 +25,59 @@ pub struct Exported {
     pub label_names: Vec<String>,
     /// The flat parameters (the run's EMA weights).
     pub weights: Vec<f32>,
+    /// The training step the weights are of, and the steps the run was configured for
+    /// (None where the file does not say).
+    pub step: Option<u32>,
+    pub of_steps: Option<u32>,
 }
 
-/// Writes `weights` of `model` with its process and label names, atomically and sealed.
-pub fn save(
-    path: &Path,
-    model: &DitConfig,
-    process: Process,
-    label_names: &[String],
-    weights: &[f32],
-) -> Result<()> {
-    let mut meta = describe(model, label_names);
-    meta.insert(PROCESS.into(), process_name(process).into());
+/// What a run's export says about its model besides the weights.
+pub struct ExportInfo<'a> {
+    pub process: Process,
+    pub label_names: &'a [String],
+    pub step: u32,
+    pub of_steps: u32,
+}
+
+/// Writes `weights` of `model` with what `info` says, atomically and sealed.
+pub fn save(path: &Path, model: &DitConfig, info: ExportInfo, weights: &[f32]) -> Result<()> {
+    let mut meta = describe(model, info.label_names);
+    meta.insert(PROCESS.into(), process_name(info.process).into());
+    meta.insert(STEP.into(), info.step.to_string());
+    meta.insert(STEPS.into(), info.of_steps.to_string());
     crate::model::checkpoint::save_with(path, model, weights, meta)
+}
+
+/// Reads an exported model from a file.
+pub fn load(path: &Path) -> Result<Exported> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::checkpoint(
+            path,
+            format!("cannot read ({e}); give the model.safetensors of an `imba train` run"),
+        )
+        .with_source(e)
+    })?;
+    from_bytes(path, &bytes)
 }
 
 /// Reads an exported model from memory; `path` names it in errors. A model exported before
 /// its metadata named the process (or a state dict saved by PyTorch) is refused by name.
 pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Exported> {
     let (_, md) = crate::model::checkpoint::open(path, bytes)?;
+    if md.contains_key("imba.kind") {
+        return Err(Error::checkpoint(
+            path,
+            "this is a training checkpoint, not an exported model: sample its run folder \
+             (`imba sample --run <folder>`), or give the run's model.safetensors",
+        ));
+    }
     let Some(process) = md.get(PROCESS) else {
         return Err(Error::checkpoint(
             path,
             "its metadata does not name the diffusion process and the labels (a model exported \
-             by an older imba, or saved elsewhere); choose the run folder's \
-             checkpoint.safetensors, which holds them",
+             by an older imba, or saved elsewhere); sample from the run's \
+             checkpoint.safetensors instead, which holds them (`imba sample --run <folder>`; \
+             on the page, choose that file)",
         ));
     };
     let process = match process.as_str() {
@@ -62,11 +93,19 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Exported> {
     let model = model_of(path, &md)?;
     let label_names = label_names_of(path, &md, &model)?;
     let weights = crate::model::checkpoint::from_bytes(path, bytes, &model)?;
+    let number = |key: &str| -> Result<Option<u32>> {
+        md.get(key)
+            .map(|v| v.parse())
+            .transpose()
+            .map_err(|_| Error::checkpoint(path, format!("metadata `{key}` is not a number")))
+    };
     Ok(Exported {
         model,
         process,
         label_names,
         weights,
+        step: number(STEP)?,
+        of_steps: number(STEPS)?,
     })
 }
 

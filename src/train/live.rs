@@ -108,6 +108,8 @@ pub struct Checkpoint {
     pub weights: Vec<f32>,
     /// The run's training config (a training checkpoint's; an exported model has none).
     pub config: Option<TrainConfig>,
+    /// The training step of the weights (None for an export that does not say).
+    pub step: Option<u32>,
 }
 
 impl Checkpoint {
@@ -122,6 +124,7 @@ impl Checkpoint {
                 label_names: e.label_names,
                 weights: e.weights,
                 config: None,
+                step: e.step,
             });
         }
         let saved = state::from_bytes(path, bytes)?;
@@ -129,6 +132,7 @@ impl Checkpoint {
             model: saved.model,
             process: saved.config.process,
             label_names: saved.label_names,
+            step: Some(saved.state.step),
             weights: saved.state.ema,
             config: Some(saved.config),
         })

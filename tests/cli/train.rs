@@ -202,6 +202,7 @@ fn train_resume_crash_and_sample() {
     );
     let (ok, out) = imba_env(&["sample", "--run", r, "--labels", "purple-blob"], &[]);
     assert!(!ok && out.contains("unknown label"), "{out}");
+    sample_the_exported_model(&run, &s);
 
     // SeedSelect on the same run: a report and both sets of samples; bad options named.
     let ss = dir.join("ss");
@@ -548,4 +549,37 @@ fn idx_data_trains_and_is_scored() {
         &[],
     );
     assert!(ok && out.contains("5-NN over"), "{out}");
+}
+
+/// `imba sample --model` draws from the run's exported model alone what `--run` drew (the
+/// last call sampled label 3 once with 3 steps into `from_run`), says which step it is of,
+/// and refuses a training checkpoint and raw weights by name.
+fn sample_the_exported_model(run: &std::path::Path, from_run: &std::path::Path) {
+    let model = run.join("model.safetensors");
+    let m = model.to_str().unwrap();
+    let s = run.join("from-model");
+    let args = [
+        "sample", "--model", m, "--labels", "3", "--count", "1", "--steps", "3",
+    ];
+    let out_arg = ["--out", s.to_str().unwrap()];
+    let (ok, out) = imba_env(&[&args[..], &out_arg].concat(), &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("EMA weights of step 6 of 6"), "{out}");
+    let tensors = |d: &std::path::Path| std::fs::read(d.join("samples.safetensors")).unwrap();
+    assert_eq!(
+        tensors(&s),
+        tensors(from_run),
+        "the export samples as its run"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.join("provenance.json")).unwrap()).unwrap();
+    assert_eq!(record["model"].as_str(), Some(m));
+    let checkpoint = run.join("checkpoint.safetensors");
+    let (ok, out) = imba_env(&["sample", "--model", checkpoint.to_str().unwrap()], &[]);
+    assert!(
+        !ok && out.contains("this is a training checkpoint"),
+        "{out}"
+    );
+    let (ok, out) = imba_env(&["sample", "--model", m, "--no-ema"], &[]);
+    assert!(!ok && out.contains("EMA weights only"), "{out}");
 }

@@ -102,12 +102,13 @@ fn checkpoint_grid_matches_the_sampler() {
     assert!(same, "the checkpoint's EMA weights are the run's");
     // The run's exported model names its process and labels: the same grid from it alone.
     let model = dir.join("model.safetensors");
-    t.export(&model, &t.state().unwrap().ema).unwrap();
+    t.export(&model, &t.state().unwrap()).unwrap();
     let exported = Checkpoint::from_bytes("model.safetensors", &std::fs::read(&model).unwrap());
     let exported = exported.unwrap();
     assert!(exported.config.is_none());
     assert_eq!(exported.label_names, t.data.label_names);
     assert_eq!(exported.process, t.config.process);
+    assert_eq!(exported.step, Some(3));
     let again = pollster::block_on(exported.sample(gpu(), options(2))).unwrap();
     assert_eq!(again.images.len(), grid.images.len());
     let same = (grid.images.iter().zip(&again.images)).all(|(a, b)| a.to_bits() == b.to_bits());
@@ -136,7 +137,7 @@ fn bad_checkpoints_and_grids_are_refused() {
     imba::model::checkpoint::save(&model, &checkpoint.model, &checkpoint.weights).unwrap();
     assert_error_mentions(
         Checkpoint::from_bytes("model.safetensors", &std::fs::read(&model).unwrap()).map(|_| ()),
-        "choose the run folder's checkpoint.safetensors",
+        "sample from the run's checkpoint.safetensors instead",
     );
     std::fs::remove_dir_all(&dir).ok();
     assert_error_mentions(

@@ -1,4 +1,5 @@
-//! `imba sample`: samples of chosen labels or concept lists from a trained run.
+//! `imba sample`: samples of chosen labels or concept lists from a trained run or an exported
+//! model.
 
 use clap::Args;
 use imba::diffusion::{Process, Sampler};
@@ -16,6 +17,10 @@ pub struct SampleArgs {
     /// The run folder written by `imba train` (its checkpoint.safetensors is read).
     #[arg(long, default_value = "runs/shapes-imba")]
     run: std::path::PathBuf,
+    /// An exported model (a run's model.safetensors, or a snapshot) to sample instead of a
+    /// run folder: it names its shape, process and labels.
+    #[arg(long, conflicts_with = "run")]
+    model: Option<std::path::PathBuf>,
     /// Class labels, by number or name, comma-separated (default: every label).
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
@@ -48,14 +53,88 @@ pub struct SampleArgs {
     /// Samples per model evaluation.
     #[arg(long, default_value_t = 64)]
     batch: u32,
-    /// Output folder [default: <run>/samples-seed<seed>].
+    /// Output folder [default: <run>/samples-seed<seed>; with --model, beside the file:
+    /// samples-<file stem>-seed<seed>].
     #[arg(long)]
     out: Option<std::path::PathBuf>,
 }
 
-pub fn run(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
+/// What `imba sample` draws from: a run's checkpoint or an exported model.
+struct Source {
+    model: imba::model::DitConfig,
+    process: Process,
+    label_names: Vec<String>,
+    params: Vec<f32>,
+    /// The step of the weights and the run's steps, where known.
+    trained: Option<imba::eval::Trained>,
+    /// toy2d's class means, drawn on its scatter plot (a toy2d run only).
+    centres: Vec<[f64; 2]>,
+    /// "run" or "model", and its path, for the provenance record.
+    origin: (&'static str, std::path::PathBuf),
+    /// The default output folder.
+    out: std::path::PathBuf,
+}
+
+fn source(a: &SampleArgs) -> imba::Result<Source> {
+    let Some(file) = &a.model else {
+        return run_source(a);
+    };
+    if a.no_ema {
+        return Err(imba::Error::Config(
+            "--no-ema: an exported model holds the EMA weights only; sample the run folder \
+             (--run) for its raw weights"
+                .into(),
+        ));
+    }
+    let e = imba::train::export::load(file)?;
+    let stem = file
+        .file_stem()
+        .map_or("model".into(), |s| s.to_string_lossy());
+    let trained = e.step.zip(e.of_steps);
+    Ok(Source {
+        model: e.model,
+        process: e.process,
+        label_names: e.label_names,
+        params: e.weights,
+        trained: trained.map(|(step, of_steps)| imba::eval::Trained { step, of_steps }),
+        centres: Vec::new(),
+        origin: ("model", file.clone()),
+        out: (file.parent().unwrap_or(std::path::Path::new(".")))
+            .join(format!("samples-{stem}-seed{}", a.seed)),
+    })
+}
+
+fn run_source(a: &SampleArgs) -> imba::Result<Source> {
     let saved = imba::train::RunDir::new(&a.run).load()?;
-    let (m, names) = (&saved.model, &saved.label_names);
+    let centres = if saved.config.dataset == imba::train::DatasetKind::Toy2d {
+        let radius = imba::data::Toy2dSpec::default().radius;
+        imba::data::toy2d_means(saved.config.classes, radius)
+    } else {
+        Vec::new()
+    };
+    let trained = imba::eval::Trained {
+        step: saved.state.step,
+        of_steps: saved.config.steps,
+    };
+    Ok(Source {
+        process: saved.config.process,
+        params: if a.no_ema {
+            saved.state.params
+        } else {
+            saved.state.ema
+        },
+        model: saved.model,
+        label_names: saved.label_names,
+        trained: Some(trained),
+        centres,
+        origin: ("run", a.run.clone()),
+        out: a.run.join(format!("samples-seed{}", a.seed)),
+    })
+}
+
+pub fn run(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
+    let src = source(&a)?;
+    let (m, names) = (&src.model, &src.label_names);
     let slots = m.label_slots as usize;
     let rows = label_rows(&a, m, names)?;
     if a.count == 0 {
@@ -72,16 +151,8 @@ pub fn run(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
         .iter()
         .flat_map(|r| std::iter::repeat_n(r.clone(), a.count as usize).flatten())
         .collect();
-    let process = saved.config.process;
-    let sampler = sampler(&a, process)?;
-    let params = if a.no_ema {
-        &saved.state.params
-    } else {
-        &saved.state.ema
-    };
-    let out = a
-        .out
-        .unwrap_or_else(|| a.run.join(format!("samples-seed{}", a.seed)));
+    let sampler = sampler(&a, src.process)?;
+    let out = a.out.clone().unwrap_or_else(|| src.out.clone());
     imba::train::output_folder::check(&out, imba::train::OutputKind::Samples)?;
     let _lock = imba::train::FolderLock::acquire(&out)?;
     let start = std::time::Instant::now();
@@ -89,8 +160,8 @@ pub fn run(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
         gpu,
         &imba::diffusion::generate::SampleSpec {
             model: m,
-            params,
-            process,
+            params: &src.params,
+            process: src.process,
             sampler,
             guidance: a.guidance,
             seed: a.seed,
@@ -99,29 +170,18 @@ pub fn run(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
         },
         &labels,
     )?;
-    let centres = if saved.config.dataset == imba::train::DatasetKind::Toy2d {
-        imba::data::toy2d_means(
-            saved.config.classes,
-            imba::data::Toy2dSpec::default().radius,
-        )
-    } else {
-        Vec::new()
-    };
     let mut written =
-        imba::report::save_samples(&out, m, &images, &labels, names, a.count, &centres)?;
-    let trained = imba::eval::Trained {
-        step: saved.state.step,
-        of_steps: saved.config.steps,
-    };
+        imba::report::save_samples(&out, m, &images, &labels, names, a.count, &src.centres)?;
     let weights = if a.no_ema { "raw" } else { "EMA" };
     // What the samples were drawn from, beside them: a run sampled before it finished says so.
     let record = out.join("provenance.json");
+    let (kind, path) = &src.origin;
     imba::files::write_json(
         &record,
         &serde_json::json!({
-            "run": a.run.display().to_string(),
-            "step": trained.step,
-            "of_steps": trained.of_steps,
+            *kind: path.display().to_string(),
+            "step": src.trained.map(|t| t.step),
+            "of_steps": src.trained.map(|t| t.of_steps),
             "weights": weights,
             "sampler": format!("{sampler:?}"),
             "guidance": a.guidance,
@@ -129,12 +189,14 @@ pub fn run(gpu: &Gpu, a: SampleArgs) -> imba::Result<()> {
         }),
     )?;
     written.push(record);
+    let of = src
+        .trained
+        .map_or("an export that names no step".into(), |t| t.describe());
     println!(
-        "{} samples in {:.1} s ({sampler:?}, guidance {}, {weights} weights of {})",
+        "{} samples in {:.1} s ({sampler:?}, guidance {}, {weights} weights of {of})",
         labels.len() / slots,
         start.elapsed().as_secs_f64(),
         a.guidance,
-        trained.describe()
     );
     for f in written {
         println!("  {}", f.display());

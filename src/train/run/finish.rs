@@ -24,7 +24,7 @@ pub(super) fn save_snapshot(run: &RunDir, trainer: &Trainer, state: &State) -> R
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(dir, "cannot create the snapshot folder", e))?;
     }
-    trainer.export(&path, &state.ema)
+    trainer.export(&path, state)
 }
 
 /// The end of a run: the last checkpoint (unless the loop just wrote it), the exported model,
@@ -48,7 +48,7 @@ pub(super) fn finish(
         }
     }
     let mut written = vec![run.checkpoint(), run.log(), run.model(), run.loss_plot()];
-    trainer.export(&run.model(), &st.ema)?;
+    trainer.export(&run.model(), &st)?;
     let log_all = run.read_log();
     crate::report::plot::loss_curve(
         &run.loss_plot(),

@@ -447,11 +447,16 @@ impl<'g> Trainer<'g> {
         )
     }
 
-    /// Writes `weights` (usually the EMA weights of a [`State`]) as this run's exported model,
-    /// with its process and label names in the metadata.
-    pub fn export(&self, path: &std::path::Path, weights: &[f32]) -> Result<()> {
-        let (process, names) = (self.config.process, &self.data.label_names);
-        super::export::save(path, &self.model, process, names, weights)
+    /// Writes the EMA weights of `state` as this run's exported model, with its process,
+    /// label names and step in the metadata.
+    pub fn export(&self, path: &std::path::Path, state: &State) -> Result<()> {
+        let info = super::export::ExportInfo {
+            process: self.config.process,
+            label_names: &self.data.label_names,
+            step: state.step,
+            of_steps: self.config.steps,
+        };
+        super::export::save(path, &self.model, info, &state.ema)
     }
 
     /// Parameters, EMA and moments read back, with the step.
