@@ -101,15 +101,11 @@ async fn sample_grid(
 /// weights) or its exported `model.safetensors`; both name the model's shape, process and
 /// labels in their metadata.
 pub struct Checkpoint {
-    pub model: DitConfig,
-    pub process: Process,
-    pub label_names: Vec<String>,
-    /// The weights sampled from: the run's EMA weights.
-    pub weights: Vec<f32>,
+    /// The model, process, labels, EMA weights and step (of a training checkpoint: what its
+    /// export holds).
+    pub exported: export::Exported,
     /// The run's training config (a training checkpoint's; an exported model has none).
     pub config: Option<TrainConfig>,
-    /// The training step of the weights (None for an export that does not say).
-    pub step: Option<u32>,
 }
 
 impl Checkpoint {
@@ -117,23 +113,23 @@ impl Checkpoint {
     pub fn from_bytes(name: &str, bytes: &[u8]) -> Result<Self> {
         let path = std::path::Path::new(name);
         if !training_state(bytes) {
-            let e = export::from_bytes(path, bytes)?;
+            let exported = export::from_bytes(path, bytes)?;
             return Ok(Self {
-                model: e.model,
-                process: e.process,
-                label_names: e.label_names,
-                weights: e.weights,
+                exported,
                 config: None,
-                step: e.step,
             });
         }
         let saved = state::from_bytes(path, bytes)?;
-        Ok(Self {
+        let exported = export::Exported {
             model: saved.model,
             process: saved.config.process,
             label_names: saved.label_names,
-            step: Some(saved.state.step),
             weights: saved.state.ema,
+            step: Some(saved.state.step),
+            of_steps: Some(saved.config.steps),
+        };
+        Ok(Self {
+            exported,
             config: Some(saved.config),
         })
     }
@@ -141,7 +137,8 @@ impl Checkpoint {
     /// A grid of every label from the EMA weights (label rows of one slot: a concept model's
     /// grid needs its training data, so it is refused).
     pub async fn sample(&self, gpu: &Gpu, o: GridOptions) -> Result<Grid> {
-        let m = &self.model;
+        let e = &self.exported;
+        let m = &e.model;
         if m.label_slots != 1 {
             return Err(Error::Config(format!(
                 "this model takes {} labels per sample; a grid from a checkpoint alone is drawn \
@@ -154,7 +151,7 @@ impl Checkpoint {
         let labels = (0..m.num_labels)
             .flat_map(|l| std::iter::repeat_n(l, per as usize))
             .collect();
-        sample_grid(gpu, m, &self.weights, self.process, labels, per, o).await
+        sample_grid(gpu, m, &e.weights, e.process, labels, per, o).await
     }
 }
 

@@ -106,9 +106,9 @@ fn checkpoint_grid_matches_the_sampler() {
     let exported = Checkpoint::from_bytes("model.safetensors", &std::fs::read(&model).unwrap());
     let exported = exported.unwrap();
     assert!(exported.config.is_none());
-    assert_eq!(exported.label_names, t.data.label_names);
-    assert_eq!(exported.process, t.config.process);
-    assert_eq!(exported.step, Some(3));
+    assert_eq!(exported.exported.label_names, t.data.label_names);
+    assert_eq!(exported.exported.process, t.config.process);
+    assert_eq!(exported.exported.step, Some(3));
     let again = pollster::block_on(exported.sample(gpu(), options(2))).unwrap();
     assert_eq!(again.images.len(), grid.images.len());
     let same = (grid.images.iter().zip(&again.images)).all(|(a, b)| a.to_bits() == b.to_bits());
@@ -134,7 +134,8 @@ fn bad_checkpoints_and_grids_are_refused() {
     std::fs::create_dir_all(&dir).unwrap();
     let model = dir.join("model.safetensors");
     // Weights without the process and labels (an older export, or PyTorch's state dict).
-    imba::model::checkpoint::save(&model, &checkpoint.model, &checkpoint.weights).unwrap();
+    let e = &checkpoint.exported;
+    imba::model::checkpoint::save(&model, &e.model, &e.weights).unwrap();
     assert_error_mentions(
         Checkpoint::from_bytes("model.safetensors", &std::fs::read(&model).unwrap()).map(|_| ()),
         "sample from the run's checkpoint.safetensors instead",

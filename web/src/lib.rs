@@ -158,7 +158,7 @@ impl Model {
 
     /// Label names, in label order.
     pub fn label_names(&self) -> Vec<String> {
-        self.checkpoint.label_names.clone()
+        self.checkpoint.exported.label_names.clone()
     }
 
     /// The run's training config (TOML; empty for an exported model, which holds none).
