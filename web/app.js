@@ -172,7 +172,7 @@ function samplingView(device) {
   const load = (name, bytes) => {
     try {
       model = new Model(name, bytes);
-      $('model-title').textContent = `${name}: ${model.label_names().length} labels`;
+      $('model-title').textContent = `${name}: ${model.label_names().length} labels, ${model.describe()}`;
       $('sample').disabled = false;
     } catch (e) {
       status(`Cannot use ${name}: ${e.message ?? e}`, true);

@@ -161,6 +161,20 @@ impl Model {
         self.checkpoint.exported.label_names.clone()
     }
 
+    /// What the weights are: process, training step and the run's steps, where the file says.
+    pub fn describe(&self) -> String {
+        let e = &self.checkpoint.exported;
+        let process = match e.process {
+            imba::diffusion::Process::Ddpm => "DDPM (ε-prediction)",
+            imba::diffusion::Process::Flow => "rectified flow",
+        };
+        match (e.step, e.of_steps) {
+            (Some(s), Some(n)) => format!("{process}, EMA weights of step {s} of {n}"),
+            (Some(s), None) => format!("{process}, EMA weights of step {s}"),
+            _ => format!("{process}, EMA weights"),
+        }
+    }
+
     /// The run's training config (TOML; empty for an exported model, which holds none).
     pub fn config(&self) -> String {
         let config = self.checkpoint.config.as_ref();
