@@ -219,7 +219,7 @@ async function selfTest(device) {
   await model.sample(device, s.per_label, s.seed, s.guidance, s.steps);
   const sampleAgainMs = performance.now() - t0;
   drawGrid($('model-grid'), grid, model.label_names());
-  $('model-title').textContent = `${spec.checkpoint}: the test's grid`;
+  $('model-title').textContent = `${spec.checkpoint} (${model.describe()}): the test's grid`;
   const run = new Run(device, spec.train.config);
   t0 = performance.now();
   const train = JSON.parse(await run.steps(spec.train.steps));
