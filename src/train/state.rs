@@ -106,8 +106,8 @@ pub fn from_bytes(path: &Path, data: &[u8]) -> Result<Saved> {
     if md.get("imba.kind").map(String::as_str) != Some(KIND) {
         return Err(Error::checkpoint(
             path,
-            "not an imba training checkpoint (no training state in its metadata); a model-only \
-             file can be sampled from but not resumed",
+            "not an imba training checkpoint (no training state in its metadata); an exported \
+             model (model.safetensors) can be sampled (`imba sample --model`) but not resumed",
         ));
     }
     let get = |k: &str| {
