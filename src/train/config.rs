@@ -106,7 +106,8 @@ options! {
     // ---- data ----
     /// Data set: toy2d (2-D Gaussian mixture), shapes (rendered shapes), digits (real 8×8
     /// handwritten digits), folder (your images, one sub-folder per label), idx (MNIST-format
-    /// files, e.g. Fashion-MNIST) [default: shapes]
+    /// files, e.g. Fashion-MNIST); on the command line `idx:DIR` and `folder:DIR` name the
+    /// folder too [default: shapes]
     dataset: DatasetKind = DatasetKind::Shapes,
     /// Folder of `folder` data (one sub-folder per label) or of `idx` files [default for idx:
     /// /usr/share/datasets/fashion-mnist]; for digits, an optional CSV in the

@@ -149,7 +149,14 @@ fn main() -> ExitCode {
             "warning: cannot handle SIGINT/SIGTERM/SIGHUP ({e}); a signal ends the process at once"
         );
     }
-    let cli = Cli::parse();
+    let args = match options::expand_dataset_paths(std::env::args_os()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     let job = match ranks::Job::start(matches!(cli.command, Command::Train(_))) {
         Ok(job) => job,
         Err(imba::Error::OtherRank { .. }) => return ExitCode::FAILURE,
