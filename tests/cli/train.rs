@@ -549,6 +549,36 @@ fn idx_data_trains_and_is_scored() {
         &[],
     );
     assert!(ok && out.contains("5-NN over"), "{out}");
+    // The shorthand names the folder in the data set option.
+    let short = dir.join("short");
+    let dataset = format!("idx:{d}");
+    let args = [
+        "train",
+        "--dataset",
+        &dataset,
+        "--model",
+        "tiny",
+        "--patch",
+        "2",
+    ];
+    let rest = [
+        "--imbalance",
+        "4",
+        "--steps",
+        "1",
+        "--batch",
+        "4",
+        "--sample-count",
+        "0",
+        "--quiet",
+    ];
+    let (ok, out) = imba_env(
+        &[&args[..], &rest, &["--out", short.to_str().unwrap()]].concat(),
+        &[],
+    );
+    assert!(ok, "{out}");
+    let config = std::fs::read_to_string(short.join("config.toml")).unwrap();
+    assert!(config.contains(&format!("data_path = \"{d}\"")), "{config}");
 }
 
 /// `imba sample --model` draws from the run's exported model alone what `--run` drew (the
