@@ -40,6 +40,15 @@ pub struct Object {
     pub colour: usize,
 }
 
+/// Where a jittered set's object sits in its strip: its box size and the box's top-left
+/// pixel (the placement of the template it was read as).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Placement {
+    pub size: u32,
+    pub x: u32,
+    pub y: u32,
+}
+
 /// Why a slot could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unreadable {
@@ -96,10 +105,16 @@ impl JitterMatch {
     }
 
     /// Per shape, the smallest Hamming distance between `mask` (the strip, w·h) and that
-    /// shape's template at any size and position, with that template's pixel count.
-    fn distances(&self, mask: &[bool], w: usize, h: usize) -> Vec<(usize, usize)> {
+    /// shape's template at any size and position, with that template's pixel count and its
+    /// placement (the first of equals, sizes then rows then columns).
+    fn distances(&self, mask: &[bool], w: usize, h: usize) -> Vec<(usize, usize, Placement)> {
         let lit = mask.iter().filter(|&&v| v).count();
-        let mut best = vec![(usize::MAX, 0); SHAPES.len()];
+        let none = Placement {
+            size: 0,
+            x: 0,
+            y: 0,
+        };
+        let mut best = vec![(usize::MAX, 0, none); SHAPES.len()];
         for (i, &b) in self.sizes.iter().enumerate() {
             let b = b as usize;
             for (shape, on) in self.templates[i].iter().enumerate() {
@@ -111,7 +126,8 @@ impl JitterMatch {
                             .count();
                         let d = lit + on.len() - 2 * overlap;
                         if d < best[shape].0 {
-                            best[shape] = (d, on.len());
+                            let (size, x, y) = (b as u32, x as u32, y as u32);
+                            best[shape] = (d, on.len(), Placement { size, x, y });
                         }
                     }
                 }
@@ -120,15 +136,15 @@ impl JitterMatch {
         best
     }
 
-    /// The nearest shape, if its mismatch is at most [`MAX_MISMATCH`] of its template and
-    /// clearly below every other shape's ([`SHAPE_MARGIN`]).
-    fn best(&self, mask: &[bool], w: usize, h: usize) -> Option<usize> {
+    /// The nearest shape and its placement, if its mismatch is at most [`MAX_MISMATCH`] of
+    /// its template and clearly below every other shape's ([`SHAPE_MARGIN`]).
+    fn best(&self, mask: &[bool], w: usize, h: usize) -> Option<(usize, Placement)> {
         let d = self.distances(mask, w, h);
-        let (shape, &(dist, pixels)) = d.iter().enumerate().min_by_key(|(k, x)| (x.0, *k))?;
+        let (shape, &(dist, pixels, at)) = d.iter().enumerate().min_by_key(|(k, x)| (x.0, *k))?;
         let other = (0..d.len()).filter(|&k| k != shape).map(|k| d[k].0).min()?;
         let close = dist as f64 <= MAX_MISMATCH * pixels as f64;
         let clear = dist as f64 <= SHAPE_MARGIN * other as f64;
-        (close && clear).then_some(shape)
+        (close && clear).then_some((shape, at))
     }
 }
 
@@ -192,7 +208,8 @@ impl Detector {
     pub fn read(&self, img: &[f32]) -> Vec<Result<Object, Unreadable>> {
         assert_eq!(img.len(), 3 * self.size * self.size, "image size");
         if let Some(j) = &self.jitter {
-            return self.read_jittered(j, img);
+            let read = self.read_jittered(j, img).into_iter();
+            return read.map(|r| r.map(|(o, _)| o)).collect();
         }
         let (s, w) = (self.size, self.slot_w());
         let top = (s - w) / 2;
@@ -229,8 +246,24 @@ impl Detector {
             .collect()
     }
 
+    /// Whether this detector reads placements (a jittered set's).
+    pub fn places(&self) -> bool {
+        self.jitter.is_some()
+    }
+
+    /// [`Self::read`] with each object's placement, for a jittered detector (None from the
+    /// fixed-render detector, whose objects always sit in their slot's box).
+    pub fn read_placed(&self, img: &[f32]) -> Option<Vec<Result<(Object, Placement), Unreadable>>> {
+        assert_eq!(img.len(), 3 * self.size * self.size, "image size");
+        Some(self.read_jittered(self.jitter.as_ref()?, img))
+    }
+
     /// [`Self::read`] for jittered sets: each strip's lit pixels against every placement.
-    fn read_jittered(&self, j: &JitterMatch, img: &[f32]) -> Vec<Result<Object, Unreadable>> {
+    fn read_jittered(
+        &self,
+        j: &JitterMatch,
+        img: &[f32],
+    ) -> Vec<Result<(Object, Placement), Unreadable>> {
         let (s, w) = (self.size, self.slot_w());
         (0..self.slots)
             .map(|slot| {
@@ -247,8 +280,8 @@ impl Detector {
                     }
                 }
                 let colour = self.colour(&votes)?;
-                let shape = j.best(&mask, w, s).ok_or(Unreadable::UnknownShape)?;
-                Ok(Object { shape, colour })
+                let (shape, at) = j.best(&mask, w, s).ok_or(Unreadable::UnknownShape)?;
+                Ok((Object { shape, colour }, at))
             })
             .collect()
     }

@@ -432,11 +432,7 @@ pub fn shapes_classes(
         let l = labels[j] as usize;
         totals[l] += 1;
         by_class[l].push(img);
-        let want = detector::Object {
-            shape: l / crate::data::COLOURS.len(),
-            colour: l % crate::data::COLOURS.len(),
-        };
-        if det.read(img)[0] == Ok(want) {
+        if det.read(img)[0] == Ok(class_object(l)) {
             hits[l] += 1;
         }
     }
@@ -448,6 +444,7 @@ pub fn shapes_classes(
     let mut metrics = bucket_metrics("success", &per_label);
     metrics.extend(diversity_by_bucket(data, &by_class, &real));
     metrics.extend(precision_recall_by_bucket(data, &by_class, &real));
+    metrics.extend(spread::placement_coverage_by_bucket(data, det, labels, x));
     Evaluation {
         trained: None,
         dataset: "shapes".into(),
@@ -456,6 +453,14 @@ pub fn shapes_classes(
         metrics,
         per_label,
         notes: Vec::new(),
+    }
+}
+
+/// The object a shapes class shows: shape and colour from the class index.
+pub fn class_object(class: usize) -> detector::Object {
+    detector::Object {
+        shape: class / crate::data::COLOURS.len(),
+        colour: class % crate::data::COLOURS.len(),
     }
 }
 

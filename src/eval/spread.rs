@@ -1,8 +1,8 @@
 //! How varied the samples of each label are and how well they cover its real images, by
-//! bucket: diversity (mean pairwise distance against the real images') and k-NN precision
-//! and recall.
+//! bucket: diversity (mean pairwise distance against the real images'), k-NN precision and
+//! recall, and for jittered shapes the exact coverage of the training placements.
 
-use super::manifold;
+use super::{class_object, detector, manifold};
 use crate::data::{buckets, Dataset, BUCKETS};
 use crate::stats;
 
@@ -82,4 +82,43 @@ pub(super) fn rows_by_label<'a>(flat: &'a [f32], labels: &[u32], k: usize) -> Ve
         by[l as usize].push(row);
     }
     by
+}
+
+/// Per bucket, the mean over labels of the share of the label's training images whose
+/// placement (box size and position, as the jittered detector reads it) some correctly read
+/// sample of the label reproduces: recall measured exactly on what a jittered class varies
+/// besides its colour's shade. Empty for the fixed-render detector (one placement per class).
+pub(super) fn placement_coverage_by_bucket(
+    data: &Dataset,
+    det: &detector::Detector,
+    labels: &[u32],
+    x: &[f32],
+) -> Vec<(String, f64)> {
+    let k = data.num_labels() as usize;
+    let placed = |img: &[f32], class: usize| match det.read_placed(img)?[0] {
+        Ok((o, at)) if o == class_object(class) => Some(at),
+        _ => None,
+    };
+    if !det.places() {
+        return Vec::new();
+    }
+    let mut drawn = vec![std::collections::BTreeSet::new(); k];
+    for (img, &l) in x.chunks(data.image_len()).zip(labels) {
+        drawn[l as usize].extend(placed(img, l as usize));
+    }
+    let (mut hit, mut read) = (vec![0usize; k], vec![0usize; k]);
+    for i in 0..data.len() {
+        let l = data.labels_of(i)[0] as usize;
+        if let Some(at) = placed(data.image(i), l) {
+            read[l] += 1;
+            hit[l] += drawn[l].contains(&at) as usize;
+        }
+    }
+    let share: Vec<f64> = (0..k)
+        .map(|l| match read[l] {
+            0 => f64::NAN,
+            n => hit[l] as f64 / n as f64,
+        })
+        .collect();
+    mean_by_bucket(data, "coverage", &share)
 }

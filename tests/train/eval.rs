@@ -172,6 +172,55 @@ fn jittered_detector_reads_every_jittered_image_exactly() {
     assert!(read > 2000);
 }
 
+/// Placement coverage (jittered shapes): the training images as samples reproduce every
+/// training placement; one image per class repeated reproduces only its own placement's
+/// share; samples of the wrong class cover nothing; a fixed-render set has no such metric.
+#[test]
+fn placement_coverage_counts_training_placements_the_samples_reproduce() {
+    let data = shapes(&ShapesSpec {
+        jitter: true,
+        permute: true,
+        head_count: 200,
+        imbalance: 10.0,
+        ..Default::default()
+    })
+    .unwrap();
+    let det = Detector::jittered(data.height, 1);
+    let own: Vec<u32> = (0..data.len()).map(|i| data.labels_of(i)[0]).collect();
+    let all = eval::shapes_classes(&data, &det, &own, &data.images);
+    let mut first = vec![None; 16];
+    for (i, &l) in own.iter().enumerate() {
+        first[l as usize].get_or_insert(i);
+    }
+    let (mut labels, mut repeated) = (Vec::new(), Vec::new());
+    for (l, i) in first.iter().enumerate() {
+        for _ in 0..8 {
+            labels.push(l as u32);
+            repeated.extend_from_slice(data.image(i.unwrap()));
+        }
+    }
+    let one = eval::shapes_classes(&data, &det, &labels, &repeated);
+    let next: Vec<u32> = own.iter().map(|l| (l + 1) % 16).collect();
+    let wrong = eval::shapes_classes(&data, &det, &next, &data.images);
+    for b in ["head", "mid", "tail"] {
+        let c = format!("coverage/{b}");
+        assert_eq!(metric(&all, &c), 1.0, "{:?}", all.metrics);
+        let share = metric(&one, &c);
+        assert!(
+            share > 0.0 && share < 0.5,
+            "{c} = {share}: placements should vary"
+        );
+        assert_eq!(metric(&wrong, &c), 0.0);
+    }
+    let fixed = shapes_data(false);
+    let labels = imba::data::class_labels(&fixed, 2);
+    let e = eval::shapes_classes(&fixed, &Detector::new(16, 1), &labels, &fixed.images[..0]);
+    assert!(e
+        .metrics
+        .iter()
+        .all(|(name, _)| !name.starts_with("coverage")));
+}
+
 /// Jittered sets really vary: a class's images differ, positions and sizes spread; the
 /// permutation moves the head away from class 0 and keeps the counts of the profile.
 #[test]
