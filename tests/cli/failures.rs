@@ -641,3 +641,24 @@ fn an_unfinished_run_is_named_by_the_remedies() {
     let report = std::fs::read_to_string(run.join("seedselect-0/report.json")).unwrap();
     assert!(report.contains("\"of_steps\": 4"), "{report}");
 }
+
+/// Output into a pipe whose reader has gone (`imba info | head -1`) ends the command as
+/// SIGPIPE ends other Unix tools: no panic, no backtrace.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = spawn(&["info"]);
+    drop(child.stdout.take()); // the reader is gone before the first line is written
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(13), "{status:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -139,7 +139,23 @@ fn dispatch(
     }
 }
 
+/// Output into a closed pipe (`imba sample … | head`) ends the process quietly, as it ends
+/// other Unix tools, instead of a panic on the failed write (Rust ignores SIGPIPE). Not under
+/// an MPI launcher, whose ranks' connections may rely on the signal being ignored.
+#[cfg(unix)]
+fn end_quietly_on_closed_pipe() {
+    if imba::parallel::launched_ranks().is_none() {
+        // SAFETY: sets the default disposition of one signal at start-up, before any thread
+        // that could be writing to a pipe exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    #[cfg(unix)]
+    end_quietly_on_closed_pipe();
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         // Silences the Vulkan loader's warning on headless machines.
         std::env::set_var("XDG_RUNTIME_DIR", "/tmp");
