@@ -43,11 +43,8 @@ pub fn save_samples(
             .iter()
             .filter(|&&l| l != NO_LABEL)
             .map(|&l| {
-                label_names
-                    .get(l as usize)
-                    .cloned()
-                    .unwrap_or_else(|| "null".into())
-                    .replace([':', '/', ' '], "_")
+                let name = label_names.get(l as usize).map_or("null", String::as_str);
+                file_safe(name)
             })
             .collect::<Vec<_>>()
             .join("+")
@@ -104,4 +101,37 @@ pub fn save_samples(
     crate::files::write_atomic(&p, &bytes)?;
     written.push(p);
     Ok(written)
+}
+
+/// A label name as part of a file name: letters, digits, '-', '_' and '.' kept, anything
+/// else (path separators of every system, ':', spaces, control characters) made '_', at most
+/// 64 characters. Label names can come from a model file's metadata, which anyone can write.
+fn file_safe(name: &str) -> String {
+    let keep = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let safe: String = name
+        .chars()
+        .take(64)
+        .map(|c| if keep(c) { c } else { '_' })
+        .collect();
+    // A name of dots alone would read as a folder of its own ("..").
+    if safe.chars().all(|c| c == '.') {
+        safe.replace('.', "_")
+    } else {
+        safe
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_safe;
+
+    #[test]
+    fn label_names_cannot_leave_the_samples_folder() {
+        assert_eq!(file_safe("red-square"), "red-square");
+        assert_eq!(file_safe("left:red"), "left_red");
+        assert_eq!(file_safe("../..\\evil/x"), ".._.._evil_x");
+        assert_eq!(file_safe(".."), "__");
+        assert_eq!(file_safe("a\0b c"), "a_b_c");
+        assert_eq!(file_safe(&"é".repeat(300)).chars().count(), 64);
+    }
 }
