@@ -17,20 +17,18 @@ fn runs_of<'a>(c: &'a Comparison, v: &str) -> Vec<&'a RunResult> {
 /// One bar chart per metric family (the part before '/'), mean ± std over seeds.
 pub(super) fn metric_bars(root: &Path, c: &Comparison, variants: &[String]) -> Result<()> {
     let by = |v: &str| runs_of(c, v);
+    let all = super::report::metric_names(c);
     let mut families: Vec<String> = Vec::new();
-    for (m, _) in &c.runs[0].evaluation.metrics {
+    for m in &all {
         let f = m.split('/').next().unwrap_or(m).to_string();
         if !families.contains(&f) {
             families.push(f);
         }
     }
     for f in &families {
-        let names: Vec<String> = c.runs[0]
-            .evaluation
-            .metrics
-            .iter()
-            .map(|m| m.0.clone())
+        let names: Vec<String> = (all.iter())
             .filter(|m| m.split('/').next() == Some(f.as_str()))
+            .cloned()
             .collect();
         let groups: Vec<String> = names
             .iter()

@@ -31,6 +31,20 @@ pub(super) fn stat(runs: &[&RunResult], f: impl Fn(&RunResult) -> Option<f64>) -
     mean_std(&runs.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
 }
 
+/// Every metric any run reports, in the order they first appear (runs scored by an older
+/// binary may lack metrics added since).
+pub(super) fn metric_names(c: &Comparison) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for r in &c.runs {
+        for (m, _) in &r.evaluation.metrics {
+            if !names.contains(m) {
+                names.push(m.clone());
+            }
+        }
+    }
+    names
+}
+
 pub(super) fn fmt(m: (f64, f64)) -> String {
     if m.0.is_nan() {
         "–".into()
@@ -229,12 +243,7 @@ fn sweep_table(c: &Comparison, variants: &[String], control: &str) -> String {
 pub fn markdown(c: &Comparison, variants: &[String]) -> String {
     let by = |v: &str| runs_of(c, v);
     let control = c.control.clone();
-    let metrics: Vec<String> = c.runs[0]
-        .evaluation
-        .metrics
-        .iter()
-        .map(|m| m.0.clone())
-        .collect();
+    let metrics = metric_names(c);
     let seeds: Vec<String> = by(&variants[0])
         .iter()
         .map(|r| r.seed.to_string())
@@ -265,7 +274,14 @@ pub fn markdown(c: &Comparison, variants: &[String]) -> String {
         );
         let cells: Vec<String> = metrics
             .iter()
-            .map(|m| fmt(stat(&runs, |r| r.evaluation.metric(m))))
+            .map(|m| {
+                let cell = fmt(stat(&runs, |r| r.evaluation.metric(m)));
+                let have = runs.iter().filter(|r| r.evaluation.metric(m).is_some());
+                match have.count() {
+                    k if k > 0 && k < runs.len() => format!("{cell} ({k} of {})", runs.len()),
+                    _ => cell,
+                }
+            })
             .collect();
         s += &cells.join(" | ");
         s += " |\n";
@@ -335,4 +351,61 @@ fn per_label_table(c: &Comparison, variants: &[String]) -> String {
         s += " |\n";
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::Evaluation;
+
+    fn run(seed: u32, metrics: &[(&str, f64)]) -> RunResult {
+        RunResult {
+            variant: "dual-baseline".into(),
+            seed,
+            steps: 10,
+            rows_per_step: 8,
+            train_seconds: 1.0,
+            eval_seconds: 1.0,
+            evaluation: Evaluation {
+                dataset: "shapes".into(),
+                score: "success".into(),
+                samples: 4,
+                metrics: metrics.iter().map(|&(m, v)| (m.to_string(), v)).collect(),
+                per_label: Vec::new(),
+                notes: Vec::new(),
+                trained: None,
+            },
+            eval_options: None,
+            d_monitor: None,
+            curve: Vec::new(),
+            sweep: Vec::new(),
+        }
+    }
+
+    /// A metric added after some runs were scored is reported over the runs that have it,
+    /// and says over how many.
+    #[test]
+    fn metrics_some_runs_lack_are_reported_with_their_count() {
+        let c = Comparison {
+            dataset: "shapes".into(),
+            adapter: "test".into(),
+            config: String::new(),
+            runs: vec![
+                run(0, &[("success/tail", 0.5)]),
+                run(1, &[("success/tail", 0.7), ("recall/tail", 0.25)]),
+            ],
+            control: "dual-baseline".into(),
+            missing: Vec::new(),
+            seconds: 2.0,
+            process: "ddpm".into(),
+            data_seed: 0,
+            data_per_seed: true,
+        };
+        assert_eq!(metric_names(&c), ["success/tail", "recall/tail"]);
+        let md = markdown(&c, &["dual-baseline".to_string()]);
+        assert!(
+            md.contains("| 0.600 ± 0.141 | 0.250 ± 0.000 (1 of 2) |"),
+            "{md}"
+        );
+    }
 }
