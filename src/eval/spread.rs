@@ -41,14 +41,22 @@ pub(super) fn diversity_by_bucket(
 }
 
 /// Per bucket, the mean over its labels of the samples' k-NN precision and recall against the
-/// label's real rows (`samples` and `real` by label: pixels or an oracle's features).
+/// label's real rows (`samples` and `real` by label: pixels or an oracle's features). Every
+/// label's real set is cut to the size of the smallest (its first rows) that has more than
+/// k: a ball's radius shrinks as its set grows denser, so real sets of unequal size (a long
+/// tail's training images) would make precision a measure of the label's frequency.
 pub(super) fn precision_recall_by_bucket(
     data: &Dataset,
     samples: &[Vec<&[f32]>],
     real: &[Vec<&[f32]>],
 ) -> Vec<(String, f64)> {
+    let usable = real.iter().map(Vec::len).filter(|&n| n > manifold::K);
+    let size = usable.min().unwrap_or(0);
     let pr: Vec<manifold::PrecisionRecall> = (0..samples.len())
-        .map(|l| manifold::precision_recall(&real[l], &samples[l], manifold::K))
+        .map(|l| {
+            let r = &real[l][..real[l].len().min(size)];
+            manifold::precision_recall(r, &samples[l], manifold::K)
+        })
         .collect();
     let precision: Vec<f64> = pr.iter().map(|p| p.precision).collect();
     let recall: Vec<f64> = pr.iter().map(|p| p.recall).collect();
@@ -121,4 +129,44 @@ pub(super) fn placement_coverage_by_bucket(
         })
         .collect();
     mean_by_bucket(data, "coverage", &share)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(v: &[f32]) -> Vec<&[f32]> {
+        v.chunks(1).collect()
+    }
+
+    /// Two labels whose real sets hold the same four points, one with twelve more packed
+    /// among them: cut to the smaller set's size they score the same samples alike; whole,
+    /// the denser set's smaller balls would read the same samples as less precise.
+    #[test]
+    fn real_sets_are_cut_to_one_size() {
+        let shared = [0.0f32, 1.0, 2.0, 3.0];
+        let packed: Vec<f32> = (1..=12).map(|i| i as f32 * 0.25).collect();
+        let first: Vec<f32> = shared.iter().chain(&packed).copied().collect();
+        let data = Dataset {
+            name: "points".into(),
+            channels: 1,
+            height: 1,
+            width: 1,
+            images: first.iter().chain(&shared).copied().collect(),
+            labels: [vec![0; 16], vec![1; 4]].concat(),
+            slots: 1,
+            label_names: vec!["dense".into(), "sparse".into()],
+        };
+        let real = vec![rows(&first), rows(&shared)];
+        let drawn = [4.5f32, 5.0, -1.5, -2.0, 5.5];
+        let samples = vec![rows(&drawn), rows(&drawn)];
+        let m = precision_recall_by_bucket(&data, &samples, &real);
+        let get = |name: &str| m.iter().find(|(n, _)| n == name).unwrap().1;
+        // Label 0 (16 images) is the head, label 1 (4) the mid bucket.
+        assert_eq!(get("precision/head"), get("precision/mid"));
+        assert_eq!(get("recall/head"), get("recall/mid"));
+        let whole = manifold::precision_recall(&real[0], &samples[0], manifold::K);
+        let cut = manifold::precision_recall(&real[1], &samples[1], manifold::K);
+        assert!(whole.precision < cut.precision, "{whole:?} {cut:?}");
+    }
 }
