@@ -233,10 +233,7 @@ pub fn compare(gpu: &Gpu, spec: &CompareSpec, progress: bool) -> Result<Comparis
         control,
         missing,
         seconds,
-        process: match base.process {
-            crate::diffusion::Process::Ddpm => "ddpm".into(),
-            crate::diffusion::Process::Flow => "flow".into(),
-        },
+        process: base.process.name().into(),
         data_seed: base.data_seed,
         data_per_seed: spec.data_per_seed,
     };

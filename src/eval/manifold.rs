@@ -31,7 +31,8 @@ pub fn precision_recall(real: &[&[f32]], samples: &[&[f32]], k: usize) -> Precis
     }
 }
 
-fn distance(a: &[f32], b: &[f32]) -> f64 {
+/// The Euclidean distance of two rows, summed in f64.
+pub fn distance(a: &[f32], b: &[f32]) -> f64 {
     let s: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
     s.sqrt()
 }

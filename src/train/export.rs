@@ -42,7 +42,7 @@ pub struct ExportInfo<'a> {
 /// Writes `weights` of `model` with what `info` says, atomically and sealed.
 pub fn save(path: &Path, model: &DitConfig, info: ExportInfo, weights: &[f32]) -> Result<()> {
     let mut meta = describe(model, info.label_names);
-    meta.insert(PROCESS.into(), process_name(info.process).into());
+    meta.insert(PROCESS.into(), info.process.name().into());
     meta.insert(STEP.into(), info.step.to_string());
     meta.insert(STEPS.into(), info.of_steps.to_string());
     crate::model::checkpoint::save_with(path, model, weights, meta)
@@ -80,16 +80,12 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Exported> {
              on the page, choose that file)",
         ));
     };
-    let process = match process.as_str() {
-        "ddpm" => Process::Ddpm,
-        "flow" => Process::Flow,
-        other => {
-            return Err(Error::checkpoint(
-                path,
-                format!("metadata `{PROCESS}` is `{other}`; expected `ddpm` or `flow`"),
-            ))
-        }
-    };
+    let process = Process::from_name(process).ok_or_else(|| {
+        Error::checkpoint(
+            path,
+            format!("metadata `{PROCESS}` is `{process}`; expected `ddpm` or `flow`"),
+        )
+    })?;
     let model = model_of(path, &md)?;
     let label_names = label_names_of(path, &md, &model)?;
     let weights = crate::model::checkpoint::from_bytes(path, bytes, &model)?;
@@ -107,13 +103,6 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Exported> {
         step: number(STEP)?,
         of_steps: number(STEPS)?,
     })
-}
-
-fn process_name(p: Process) -> &'static str {
-    match p {
-        Process::Ddpm => "ddpm",
-        Process::Flow => "flow",
-    }
 }
 
 /// The model's shape and its label names as metadata (shared with training checkpoints).
