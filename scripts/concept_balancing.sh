@@ -18,15 +18,23 @@
 #   fashion    a real long-tailed image set: Fashion-MNIST (28×28, ratio 100, Debian's
 #              dataset-fashion-mnist), the control against imba-tnorm, ε-prediction.
 #   report     the tables of every finished run (trains nothing).
+#   keep       copy every finished run's record (result.json, config.toml) into KEPT.
 # Every seed draws its own data (`--data-per-seed`: which label is rare changes with the
 # seed); all objectives of one seed share it, so the differences are paired. Runs go seed by
 # seed, so the paired differences sharpen as seeds finish. Two invocations may run side by
 # side (one per core, LP_NUM_THREADS=1 each) on disjoint SEEDS. Rerunning resumes: finished
 # runs are reused, unfinished ones continue from their last checkpoint.
+# A finished run's record (its result.json and config.toml, ~20 KB) is kept in the repository
+# under KEPT (default docs/results/concepts/runs) as each seed finishes; a phase first copies
+# the kept records of its seeds back into OUT, so a fresh clone, or a machine that lost OUT,
+# reuses every committed run instead of training it again. `report` restores every seed.
+# The whole script is one block, read before it runs: the lanes run for days, and an edit of
+# this file while they run must not change what they execute.
+{
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
-PHASE="${1:?usage: scripts/concept_balancing.sh flow|mechanism|rest|fashion|report [OUT]}"
+PHASE="${1:?usage: scripts/concept_balancing.sh flow|mechanism|rest|fashion|report|keep [OUT]}"
 OUT="${2:-runs/concepts}"
 BIN="${IMBA_BIN:-target/release/imba}"
 if [ ! -x "$BIN" ]; then
@@ -34,6 +42,7 @@ if [ ! -x "$BIN" ]; then
 fi
 STEPS="${STEPS:-2000}"
 SEEDS="${SEEDS:-0 1 2 3 4 5 6 7 8 9}"
+KEPT="${KEPT:-docs/results/concepts/runs}"
 
 # The guidance grid of the frontier (fixed before the runs), 32 samples per label, DDIM (or
 # Euler) 25 steps; snapshots at every quarter give the learning curve.
@@ -46,12 +55,49 @@ shapes=(--dataset shapes --image-size 8 --jitter --permute-frequencies "${common
 digits=(--dataset digits --permute-frequencies "${common[@]}")
 fashion=(--dataset idx --permute-frequencies "${common[@]}")
 
+# restore ROOT SEEDS...: the kept records of those seeds copied into ROOT where it has none.
+restore() {
+  local root=$1 lane kept seed dest
+  shift
+  lane=$(basename "$root")
+  for seed in "$@"; do
+    # shellcheck disable=SC2231 # the seed may be a glob (`report` restores every seed)
+    for kept in "$KEPT/$lane"/*/seed$seed; do
+      [ -f "$kept/result.json" ] && [ -f "$kept/config.toml" ] || continue
+      dest="$root/${kept#"$KEPT/$lane/"}"
+      [ -f "$dest/result.json" ] && continue
+      mkdir -p "$dest"
+      cp "$kept/config.toml" "$kept/result.json" "$dest/"
+      echo "restored $dest from $kept"
+    done
+  done
+}
+
+# keep ROOT: every finished run's record of ROOT copied into KEPT (atomically, by rename).
+keep() {
+  local root=$1 lane run dest file
+  [ -d "$root" ] || return 0
+  lane=$(basename "$root")
+  for run in "$root"/*/seed*; do
+    [ -f "$run/result.json" ] || continue
+    dest="$KEPT/$lane/${run#"$root/"}"
+    mkdir -p "$dest"
+    for file in config.toml result.json; do
+      cmp -s "$run/$file" "$dest/$file" && continue
+      cp "$run/$file" "$dest/.$file.tmp" && mv "$dest/.$file.tmp" "$dest/$file"
+    done
+  done
+}
+
 # run ROOT OBJECTIVES ARGS...: each seed of SEEDS, all objectives of the seed.
 run() {
   local root=$1 objectives=$2
   shift 2
+  # shellcheck disable=SC2086 # SEEDS is a list
+  restore "$root" $SEEDS
   for seed in $SEEDS; do
     "$BIN" compare --out "$root" --objectives "$objectives" --seeds "$seed" "$@" >/dev/null
+    keep "$root"
     echo "$(date -u +%FT%TZ) $root seed $seed done"
   done
 }
@@ -60,6 +106,7 @@ run() {
 report() {
   local root=$1 objectives=$2
   shift 2
+  restore "$root" '*'
   [ -d "$root" ] || return 0
   local seeds
   seeds=$(ls "$root"/*/ 2>/dev/null | sed -n 's/^seed\([0-9]*\)$/\1/p' | sort -un | paste -sd,)
@@ -86,6 +133,8 @@ case "$PHASE" in
     run "$OUT/digits-eps" "dual-baseline,$REST" "${digits[@]}" --process ddpm "${scoring[@]}" ;;
   fashion)
     run "$OUT/fashion-eps" dual-baseline,imba-tnorm "${fashion[@]}" --process ddpm "${scoring[@]}" ;;
+  keep)
+    for root in "$OUT"/*/; do keep "${root%/}"; done ;;
   report)
     report "$OUT/shapes-flow" "$CORE" "${shapes[@]}" --process flow "${scoring[@]}"
     report "$OUT/digits-flow" "$CORE" "${digits[@]}" --process flow "${scoring[@]}"
@@ -93,6 +142,8 @@ case "$PHASE" in
     report "$OUT/digits-eps" "$MECHANISM,$REST" "${digits[@]}" --process ddpm "${scoring[@]}"
     report "$OUT/fashion-eps" dual-baseline,imba-tnorm "${fashion[@]}" --process ddpm "${scoring[@]}" ;;
   *)
-    echo "unknown phase $PHASE: flow, mechanism, rest, fashion or report" >&2
+    echo "unknown phase $PHASE: flow, mechanism, rest, fashion, report or keep" >&2
     exit 2 ;;
 esac
+exit
+}
