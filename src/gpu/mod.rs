@@ -59,6 +59,22 @@ fn backend_rank(b: wgpu::Backend) -> u32 {
     }
 }
 
+/// Advice for a user whose best adapter is OpenGL over a CPU (Mesa's llvmpipe without its
+/// Vulkan driver): every kernel runs there, but a training step is about 11× slower than
+/// through Vulkan on the same CPU (BENCHMARKS.md), so a run that takes minutes takes an hour.
+/// `None` for every other adapter.
+pub fn slow_adapter_advice(
+    backend: wgpu::Backend,
+    device_type: wgpu::DeviceType,
+) -> Option<String> {
+    (backend == wgpu::Backend::Gl && device_type == wgpu::DeviceType::Cpu).then(|| {
+        "the kernels run on OpenGL over a CPU driver, about 11× slower than Vulkan on the same \
+         CPU; install Mesa's Vulkan driver (Debian/Ubuntu: `apt-get install \
+         mesa-vulkan-drivers`, or scripts/setup.sh), or pass --backend gl to use OpenGL anyway"
+            .into()
+    })
+}
+
 /// The limits a device is opened with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LimitsChoice {
@@ -552,4 +568,24 @@ impl Gpu {
 /// Usage flags of the crate's storage buffers.
 pub fn storage_usage() -> wgpu::BufferUsages {
     wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slow_adapter_advice;
+    use wgpu::{Backend, DeviceType};
+
+    #[test]
+    fn only_opengl_over_a_cpu_gets_the_advice() {
+        let advice = slow_adapter_advice(Backend::Gl, DeviceType::Cpu).unwrap();
+        assert!(advice.contains("mesa-vulkan-drivers"), "{advice}");
+        for (b, t) in [
+            (Backend::Vulkan, DeviceType::Cpu),
+            (Backend::Gl, DeviceType::DiscreteGpu),
+            (Backend::Gl, DeviceType::IntegratedGpu),
+            (Backend::Metal, DeviceType::IntegratedGpu),
+        ] {
+            assert!(slow_adapter_advice(b, t).is_none(), "{b:?} {t:?}");
+        }
+    }
 }

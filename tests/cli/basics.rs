@@ -49,6 +49,33 @@ fn info_lists_adapters_and_takes_backend_and_limits() {
     assert!(!ok && out.contains("use adapter or webgpu"), "{out}");
 }
 
+/// With no Vulkan driver to find, the default adapter is OpenGL over llvmpipe (where Mesa's
+/// GL driver is installed): the run goes on and says how to get the ~11× faster path; a
+/// backend the user names gets no such note.
+#[test]
+fn opengl_over_a_cpu_says_how_to_get_vulkan() {
+    let hide_vulkan = [("VK_ICD_FILENAMES", "/nonexistent/icd.json")];
+    let (ok, out) = imba_env(&["info"], &hide_vulkan);
+    if !(ok && out.contains("backend        Gl")) {
+        crate::common::skip(
+            "opengl_over_a_cpu_says_how_to_get_vulkan",
+            "no OpenGL adapter without Vulkan here (scripts/setup.sh --portability installs one)",
+        );
+        return;
+    }
+    assert!(
+        out.contains("note: ") && out.contains("mesa-vulkan-drivers"),
+        "{out}"
+    );
+    let (ok, out) = imba_env(&["--backend", "gl", "info"], &hide_vulkan);
+    assert!(ok && !out.contains("note: "), "{out}");
+    let named = [hide_vulkan[0], ("WGPU_BACKEND", "gl")];
+    let (ok, out) = imba_env(&["info"], &named);
+    assert!(ok && !out.contains("note: "), "{out}");
+    let (ok, out) = imba(&["info"]);
+    assert!(ok && !out.contains("mesa-vulkan-drivers"), "{out}");
+}
+
 /// The memory report: DiT-S/2 has the paper's 33M parameters; the dual forward saves twice
 /// the activations of a single one; the arena's bytes follow the plan the allocation uses.
 #[test]

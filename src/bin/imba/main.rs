@@ -118,6 +118,14 @@ fn run(cli: Cli, job: &ranks::Job) -> imba::Result<()> {
         1 => Gpu::open(&options)?,
         _ => Gpu::for_local_rank(&options, comm.local_rank())?,
     };
+    // Said only when the adapter was the default's choice, not one the user named.
+    let named_backend = std::env::var_os("WGPU_BACKEND").is_some_and(|b| !b.is_empty());
+    if options.backends.is_none() && options.adapter.is_none() && !named_backend {
+        let advice = imba::gpu::slow_adapter_advice(gpu.info.backend, gpu.info.device_type);
+        if let Some(a) = advice.filter(|_| comm.rank() == 0) {
+            eprintln!("note: {a}");
+        }
+    }
     // One device in this process: its kernels compile with its pipeline cache.
     gpu.with_pipeline_cache(|| dispatch(&gpu, comm, cli.command))
 }
