@@ -4,6 +4,7 @@
     scripts/results_tables.py [RAW_DIR]               print every table (Markdown)
     scripts/results_tables.py --check RESULTS.md      exit 1 if a table there differs
     scripts/results_tables.py --write RESULTS.md      rewrite the tables there in place
+    scripts/results_tables.py --self-test             check the statistics on known answers
 
 RAW_DIR (default docs/results/concepts) holds one `<lane>.jsonl` per comparison, copied from
 the comparison folder's `raw.jsonl` (`imba compare` writes it): one JSON object per scored
@@ -249,6 +250,41 @@ def paired_table(records):
     return "\n".join(lines)
 
 
+def secondary_table(records):
+    """The secondary endpoints, fixed before the mechanism runs (RESULTS.md): the arm's tail
+    score at matched tail recall and at matched tail placement coverage (jittered shapes),
+    each along the control's guidance frontier, and the raw k-NN precision and recall."""
+    p = prefix(records)
+    fin = final_points(records)
+    score = f"{p}/tail"
+    axes = ("recall/tail", "coverage/tail")
+    lines = [f"| Δ vs {CONTROL} | pairs | Δprecision/tail | Δrecall/tail | "
+             f"Δ{p}/tail at matched recall (pairs) | Δ{p}/tail at matched coverage (pairs) |",
+             "|---|---|---|---|---|---|"]
+    for v in variants_of(records):
+        if v == CONTROL:
+            continue
+        dp, dr, dm = [], [], {a: [] for a in axes}
+        for (var, seed), g in sorted(fin.items()):
+            c = fin.get((CONTROL, seed))
+            if var != v or not c or MAIN_GUIDANCE not in g or MAIN_GUIDANCE not in c:
+                continue
+            a, b = g[MAIN_GUIDANCE], c[MAIN_GUIDANCE]
+            for xs, name in ((dp, "precision/tail"), (dr, "recall/tail")):
+                x = metric(a, name) - metric(b, name)
+                if not math.isnan(x):
+                    xs.append(x)
+            for axis in axes:
+                m = matched(a, c, score, axis)
+                if m is not None:
+                    dm[axis].append(m)
+        if not dp and not dm[axes[0]]:
+            continue
+        lines.append(f"| {v} | {len(dp)} | {ci(dp)} | {ci(dr)} | "
+                     + " | ".join(f"{ci(dm[a])} ({len(dm[a])})" for a in axes) + " |")
+    return "\n".join(lines)
+
+
 def frontier_table(records):
     p = prefix(records)
     fin = final_points(records)
@@ -287,6 +323,7 @@ def curve_table(records):
 KINDS = {
     "summary": summary_table,
     "paired": paired_table,
+    "secondary": secondary_table,
     "frontier": frontier_table,
     "curve": curve_table,
 }
@@ -306,7 +343,38 @@ def fill(text, lanes):
                      + m.group(5), text)
 
 
+def self_test():
+    """Known answers from outside this script: Student-t quantiles from printed tables, an
+    interval and a frontier worked by hand, and the usual paired-design seed count."""
+    def near(a, b, tol, what):
+        assert abs(a - b) <= tol, f"{what}: {a} != {b}"
+    near(t_quantile(0.975, 9), 2.2622, 1e-4, "t(0.975, 9)")
+    near(t_quantile(0.975, 2), 4.3027, 1e-4, "t(0.975, 2)")
+    near(t_quantile(0.8, 9), 0.8834, 1e-4, "t(0.8, 9)")
+    m, (lo, hi) = interval([1.0, 2.0, 3.0])  # sd 1, half-width 4.3027/√3
+    near(m, 2.0, 1e-12, "mean")
+    near(hi - m, 2.4841, 1e-4, "half-width")
+    near(m - lo, 2.4841, 1e-4, "half-width")
+    # (t_a + t_b)² · (sd/effect)² at sd = effect: 10 pairs (t(0.975,9) + t(0.8,9) = 3.146).
+    assert seeds_needed(0.10) == 10, seeds_needed(0.10)
+
+    def point(div, score):
+        return {"metrics": [["success/tail", score], ["diversity/tail", div]]}
+    frontier = {1.0: point(0.9, 0.6), 1.5: point(0.7, 0.8), 2.0: point(0.5, 0.9)}
+    # At diversity 0.6 the control's frontier reads 0.85: the arm's 0.9 is +0.05 beyond it.
+    near(matched(point(0.6, 0.9), frontier, "success/tail", "diversity/tail"), 0.05, 1e-12,
+         "matched")
+    near(matched(point(0.9, 0.7), frontier, "success/tail", "diversity/tail"), 0.1, 1e-12,
+         "matched at a grid point")
+    assert matched(point(0.95, 0.9), frontier, "success/tail", "diversity/tail") is None
+    assert matched(point(0.6, 0.9), frontier, "success/tail", "recall/tail") is None
+    print("results_tables.py: the statistics match their known answers")
+    return 0
+
+
 def main(argv):
+    if argv == ["--self-test"]:
+        return self_test()
     raw_dir = "docs/results/concepts"
     if len(argv) >= 2 and argv[0] in ("--check", "--write"):
         if len(argv) >= 3:
