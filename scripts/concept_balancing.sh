@@ -15,6 +15,8 @@
 #              imba-tnorm's weight distribution);
 #   rest       the other arms: flow on digits, the one-pass baseline at equal forward rows,
 #              CBDM (scored at its published guidance 2.6 on the grid);
+#   ratio100   the flow lane's three objectives on shapes at imbalance 100 (the CIFAR-LT
+#              ratio: 200 images of the head label down to 2 of the tail) instead of 10;
 #   fashion    a real long-tailed image set: Fashion-MNIST (28×28, ratio 100, Debian's
 #              dataset-fashion-mnist), the control against imba-tnorm, ε-prediction.
 #   report     the tables of every finished run (trains nothing).
@@ -34,7 +36,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
-PHASE="${1:?usage: scripts/concept_balancing.sh flow|mechanism|rest|fashion|report|keep [OUT]}"
+PHASE="${1:?usage: scripts/concept_balancing.sh flow|mechanism|rest|ratio100|fashion|report|keep [OUT]}"
 OUT="${2:-runs/concepts}"
 BIN="${IMBA_BIN:-target/release/imba}"
 if [ ! -x "$BIN" ]; then
@@ -131,6 +133,9 @@ case "$PHASE" in
     run "$OUT/digits-flow" "$CORE" "${digits[@]}" --process flow "${scoring[@]}"
     run "$OUT/shapes-eps" "dual-baseline,$REST" "${shapes[@]}" --process ddpm "${scoring[@]}"
     run "$OUT/digits-eps" "dual-baseline,$REST" "${digits[@]}" --process ddpm "${scoring[@]}" ;;
+  ratio100)
+    run "$OUT/shapes-flow-r100" "$CORE" "${shapes[@]}" --imbalance 100 --process flow \
+      "${scoring[@]}" ;;
   fashion)
     run "$OUT/fashion-eps" dual-baseline,imba-tnorm "${fashion[@]}" --process ddpm "${scoring[@]}" ;;
   keep)
@@ -140,9 +145,11 @@ case "$PHASE" in
     report "$OUT/digits-flow" "$CORE" "${digits[@]}" --process flow "${scoring[@]}"
     report "$OUT/shapes-eps" "$MECHANISM,$REST" "${shapes[@]}" --process ddpm "${scoring[@]}"
     report "$OUT/digits-eps" "$MECHANISM,$REST" "${digits[@]}" --process ddpm "${scoring[@]}"
+    report "$OUT/shapes-flow-r100" "$CORE" "${shapes[@]}" --imbalance 100 --process flow \
+      "${scoring[@]}"
     report "$OUT/fashion-eps" dual-baseline,imba-tnorm "${fashion[@]}" --process ddpm "${scoring[@]}" ;;
   *)
-    echo "unknown phase $PHASE: flow, mechanism, rest, fashion, report or keep" >&2
+    echo "unknown phase $PHASE: flow, mechanism, rest, ratio100, fashion, report or keep" >&2
     exit 2 ;;
 esac
 exit
