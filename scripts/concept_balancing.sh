@@ -8,6 +8,11 @@
 # Phases, in the order that gives the most information per hour of a 2-core machine:
 #   flow       rectified flow, shapes: dual-baseline (the control), imba (as published),
 #              imba-tnorm (D over its timestep bucket's running mean);
+#   flow-mechanism
+#              rectified flow, shapes: which part of published IMBA's weight helps the tail
+#              under flow: time-mean-d (D's timestep profile alone), class-mean-d (its
+#              concept part alone), shuffled-d (the placebo), inverse-frequency, beside the
+#              control (trained again: its scores must equal the flow lane's);
 #   mechanism  ε-prediction, shapes and digits: the control, imba-tnorm, imba-tnorm-sample
 #              (the ε-tilt shrinks, the concept signal stays), class-mean-d (D's running mean
 #              per label and timestep bucket: concept balancing with the paper's own signal),
@@ -36,7 +41,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
-PHASE="${1:?usage: scripts/concept_balancing.sh flow|mechanism|rest|ratio100|fashion|report|keep [OUT]}"
+PHASE="${1:?usage: scripts/concept_balancing.sh flow|flow-mechanism|mechanism|rest|ratio100|fashion|report|keep [OUT]}"
 OUT="${2:-runs/concepts}"
 BIN="${IMBA_BIN:-target/release/imba}"
 if [ ! -x "$BIN" ]; then
@@ -119,6 +124,7 @@ report() {
 }
 
 CORE=dual-baseline,imba,imba-tnorm
+FLOW_MECHANISM=dual-baseline,time-mean-d,class-mean-d,shuffled-d,inverse-frequency
 MECHANISM=dual-baseline,imba-tnorm,imba-tnorm-sample,class-mean-d,inverse-frequency,shuffled-d
 REST=baseline-matched,cbdm
 
@@ -126,6 +132,8 @@ mkdir -p "$OUT"
 case "$PHASE" in
   flow)
     run "$OUT/shapes-flow" "$CORE" "${shapes[@]}" --process flow "${scoring[@]}" ;;
+  flow-mechanism)
+    run "$OUT/shapes-flow-mech" "$FLOW_MECHANISM" "${shapes[@]}" --process flow "${scoring[@]}" ;;
   mechanism)
     run "$OUT/shapes-eps" "$MECHANISM" "${shapes[@]}" --process ddpm "${scoring[@]}"
     run "$OUT/digits-eps" "$MECHANISM" "${digits[@]}" --process ddpm "${scoring[@]}" ;;
@@ -142,6 +150,7 @@ case "$PHASE" in
     for root in "$OUT"/*/; do keep "${root%/}"; done ;;
   report)
     report "$OUT/shapes-flow" "$CORE" "${shapes[@]}" --process flow "${scoring[@]}"
+    report "$OUT/shapes-flow-mech" "$FLOW_MECHANISM" "${shapes[@]}" --process flow "${scoring[@]}"
     report "$OUT/digits-flow" "$CORE" "${digits[@]}" --process flow "${scoring[@]}"
     report "$OUT/shapes-eps" "$MECHANISM,$REST" "${shapes[@]}" --process ddpm "${scoring[@]}"
     report "$OUT/digits-eps" "$MECHANISM,$REST" "${digits[@]}" --process ddpm "${scoring[@]}"
@@ -149,7 +158,7 @@ case "$PHASE" in
       "${scoring[@]}"
     report "$OUT/fashion-eps" dual-baseline,imba-tnorm "${fashion[@]}" --process ddpm "${scoring[@]}" ;;
   *)
-    echo "unknown phase $PHASE: flow, mechanism, rest, ratio100, fashion, report or keep" >&2
+    echo "unknown phase $PHASE: flow, flow-mechanism, mechanism, rest, ratio100, fashion, report or keep" >&2
     exit 2 ;;
 esac
 exit

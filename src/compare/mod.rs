@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The objectives `imba compare` knows, with the options each sets.
-pub const VARIANTS: [(&str, &str); 14] = [
+pub const VARIANTS: [(&str, &str); 15] = [
     ("baseline", "objective = 'baseline'"),
     // The baseline at the dual objectives' compute: one pass of 2B rows per step (the batch
     // doubled), against their two passes of B rows.
@@ -67,6 +67,10 @@ pub const VARIANTS: [(&str, &str); 14] = [
     (
         "shuffled-d",
         "objective = 'reweighted'\nweight_rule = 'shuffled-d'",
+    ),
+    (
+        "time-mean-d",
+        "objective = 'reweighted'\nweight_rule = 'time-mean-d'",
     ),
     ("cbdm", "objective = 'cbdm'\ncbdm_prior = 'frequency'"),
     ("cbdm-uniform", "objective = 'cbdm'\ncbdm_prior = 'uniform'"),

@@ -11,7 +11,8 @@
 //!   dual baseline, with `Granularity::Sample` the sample-wise ablation;
 //! - [`Cbdm`], [`Ccua`]: CBDM's and CCUA's regularisers on a dual forward;
 //! - [`Reweighted`]: the dual loss with a weight per sample chosen on the host
-//!   ([`weight_rules`]: class-mean D, inverse frequency, the shuffled-D placebo).
+//!   ([`weight_rules`]: class-mean D, inverse frequency, the shuffled-D placebo, D's
+//!   timestep-bucket mean).
 //!
 //! The math is in docs/design.md.
 

@@ -18,7 +18,8 @@ const SHUFFLE_SALT: u32 = 0x5_4ff1e;
 pub const REGISTRATION: Registration = Registration {
     name: "reweighted",
     about: "the dual forward with λ's mix and a weight per sample chosen on the host by \
-            weight_rule (class-mean D, inverse frequency, or the shuffled-D placebo)",
+            weight_rule (class-mean D, inverse frequency, the shuffled-D placebo, or D's \
+            timestep-bucket mean)",
     repeats: 2,
     reads: |s, key| match key {
         "lambda" | "weight_rule" => true,
@@ -49,8 +50,8 @@ pub const REGISTRATION: Registration = Registration {
     },
 };
 
-/// Whether the rule weighs samples from IMBA's D (class-mean or shuffled), so that D's γ,
-/// form and timestep buckets shape the run.
+/// Whether the rule weighs samples from IMBA's D (class-mean, shuffled, time-mean), so that
+/// D's γ, form and timestep buckets shape the run.
 fn learns_from_d(s: &Settings) -> bool {
     s.weight_rule != WeightRule::InverseFrequency
 }

@@ -16,6 +16,10 @@
 //! - [`WeightRule::ShuffledD`]: a placebo with the timestep-normalised weight's distribution
 //!   and none of its link to the sample: each sample takes the per-token D of a random earlier
 //!   sample of the same timestep bucket, divided by that bucket's running mean.
+//! - [`WeightRule::TimeMeanD`]: every sample of timestep bucket k weighs m̄(k), the bucket's
+//!   running mean of the *unnormalised* D: published IMBA's timestep profile, at its scale,
+//!   with every difference between samples, labels and tokens of one bucket removed (the
+//!   complement of the timestep-normalised weight, which keeps only those differences).
 //!
 //! Buckets and decay are those of the t-bucket normalisation (`time_buckets`, `time_decay`).
 //! The state is a flat list of f32 that a checkpoint saves (see [`HostWeights::state`]).
@@ -35,6 +39,8 @@ pub enum WeightRule {
     InverseFrequency,
     /// The timestep-normalised D of a random earlier sample of the same bucket (a placebo).
     ShuffledD,
+    /// The running mean of the unnormalised D in the sample's timestep bucket.
+    TimeMeanD,
 }
 
 /// Earlier samples' D vectors each bucket keeps for [`WeightRule::ShuffledD`].
@@ -151,6 +157,10 @@ impl HostWeights {
                     let labels = s.labels_of(b);
                     let w = labels.iter().map(|&y| self.label_weight(y, k)).sum::<f64>()
                         / labels.len() as f64;
+                    out.extend(std::iter::repeat_n(w as f32, n));
+                }
+                WeightRule::TimeMeanD => {
+                    let w = self.bucket_mean(k).unwrap_or(1.0);
                     out.extend(std::iter::repeat_n(w as f32, n));
                 }
                 WeightRule::ShuffledD => {
@@ -358,6 +368,26 @@ mod tests {
     }
 
     #[test]
+    fn time_mean_is_the_bucket_mean_of_unnormalised_d() {
+        let mut h = HostWeights::new(WeightRule::TimeMeanD, &[5, 5], 3, 0.5, 2).unwrap();
+        let s = samples(&[0, 1, 0], &[0, 0, 1]);
+        assert_eq!(h.weights(&s, |_| 0.0), vec![1.0; 6], "no D seen yet");
+        // Bucket 0 sees sample means 3 and 1 (mean 2), bucket 1 sees 5; bias-corrected, one
+        // step's means are the running means whatever the decay.
+        h.observe(&s, &[2.0, 4.0, 1.0, 1.0, 5.0, 5.0]).unwrap();
+        let w = h.weights(&samples(&[1, 0, 1], &[0, 1, 2]), |_| 0.0);
+        assert_eq!(
+            w,
+            vec![2.0, 2.0, 5.0, 5.0, 1.0, 1.0],
+            "label-blind; bucket 2 unseen"
+        );
+        // A second step in bucket 0 with mean 6: (0.5·0.5·2 + 0.5·6) / (0.5·0.5 + 0.5) = 4.667.
+        h.observe(&samples(&[1], &[0]), &[6.0, 6.0]).unwrap();
+        let w = h.weights(&samples(&[0], &[0]), |_| 0.0);
+        assert!((w[0] as f64 - 14.0 / 3.0).abs() < 1e-5, "{w:?}");
+    }
+
+    #[test]
     fn shuffled_draws_an_earlier_vector_of_the_same_bucket() {
         let mut h = HostWeights::new(WeightRule::ShuffledD, &[5, 5], 2, 0.0, 2).unwrap();
         let s = samples(&[0, 1], &[0, 1]);
@@ -370,7 +400,11 @@ mod tests {
 
     #[test]
     fn state_round_trips_exactly() {
-        for rule in [WeightRule::ClassMeanD, WeightRule::ShuffledD] {
+        for rule in [
+            WeightRule::ClassMeanD,
+            WeightRule::ShuffledD,
+            WeightRule::TimeMeanD,
+        ] {
             let mut h = HostWeights::new(rule, &[3, 2, 1], 3, 0.99, 2).unwrap();
             for step in 0..40u32 {
                 let labels = [step % 3, (step + 1) % 3];

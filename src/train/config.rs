@@ -184,7 +184,8 @@ options! {
     granularity: Granularity = Granularity::Token,
     /// The reweighted objective's rule: class-mean-d (D's running mean per label and timestep
     /// bucket over the bucket's), inverse-frequency (N/(L·n_y)), shuffled-d (a placebo: the
-    /// normalised D of a random earlier sample of the same bucket) [default: class-mean-d]
+    /// normalised D of a random earlier sample of the same bucket), time-mean-d (D's running
+    /// mean in the sample's timestep bucket, unnormalised) [default: class-mean-d]
     #[arg(value_enum)]
     weight_rule: WeightRule = WeightRule::ClassMeanD,
     /// Baseline and CCUA: probability that a label is dropped to ∅ [default: 0.1]

@@ -435,7 +435,7 @@ fn compare_concept_balancing_arms_per_seed_data_and_raw_results() {
     args.extend(TINY);
     args.extend([
         "--objectives",
-        "dual-baseline,class-mean-d,inverse-frequency,shuffled-d,imba-tnorm-sample",
+        "dual-baseline,class-mean-d,inverse-frequency,shuffled-d,imba-tnorm-sample,time-mean-d",
         "--seeds",
         "0,1",
         "--data-per-seed",
@@ -455,6 +455,7 @@ fn compare_concept_balancing_arms_per_seed_data_and_raw_results() {
         "inverse-frequency",
         "shuffled-d",
         "imba-tnorm-sample",
+        "time-mean-d",
     ] {
         assert!(
             md.contains(&format!("| {v} |")),
@@ -483,9 +484,9 @@ fn compare_concept_balancing_arms_per_seed_data_and_raw_results() {
         cfg.contains("weight_rule = \"shuffled-d\"") && cfg.contains("data_seed = 1"),
         "{cfg}"
     );
-    // Five objectives × two seeds × three guidance scales.
+    // Six objectives × two seeds × three guidance scales.
     let raw = std::fs::read_to_string(out.join("raw.jsonl")).unwrap();
-    assert_eq!(raw.lines().count(), 30, "{raw}");
+    assert_eq!(raw.lines().count(), 36, "{raw}");
     let first: serde_json::Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
     assert_eq!(first["process"], "flow", "the default process");
     assert!(

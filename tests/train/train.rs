@@ -97,6 +97,10 @@ fn same_seed_same_bits_and_resume_is_exact() {
             "weight_rule = 'shuffled-d'\ntime_buckets = 2\nprocess = 'flow'",
         ),
         ("reweighted", "weight_rule = 'inverse-frequency'"),
+        (
+            "reweighted",
+            "weight_rule = 'time-mean-d'\ntime_buckets = 4",
+        ),
     ] {
         let run = |steps: u32| {
             let mut t = trainer(tiny(objective, extra), None);
