@@ -335,6 +335,32 @@ def table(lanes, lane, kind):
     return KINDS[kind](lanes[lane])
 
 
+# Lanes that train the same runs (same data, options and seeds) under other arms: a run
+# present in both must have the same scores in both, to the last digit (training and
+# sampling are deterministic), or the pairing across lanes would be unfounded.
+REPLICATED = [("shapes-flow", "shapes-flow-mech")]
+
+
+def replication_errors(lanes):
+    """Each scored point of a run in two replicated lanes whose shared metrics differ."""
+    errors = []
+    for a, b in REPLICATED:
+        if a not in lanes or b not in lanes:
+            continue
+        key = lambda r: (r["variant"], r["seed"], r["step"], round(r["guidance"], 3))
+        first = {key(r): r for r in lanes[a]}
+        for r in lanes[b]:
+            other = first.get(key(r))
+            if other is None:
+                continue
+            mine = dict(r["metrics"])
+            for name, value in other["metrics"]:
+                if name in mine and mine[name] != value:
+                    errors.append(f"{a} and {b} disagree on {key(r)} {name}: {value} against "
+                                  f"{mine[name]}")
+    return errors
+
+
 BLOCK = re.compile(r"(<!-- table (\S+) (\S+) -->\n)(.*?)(<!-- end table -->)", re.S)
 
 
@@ -345,7 +371,8 @@ def fill(text, lanes):
 
 def self_test():
     """Known answers from outside this script: Student-t quantiles from printed tables, an
-    interval and a frontier worked by hand, and the usual paired-design seed count."""
+    interval and a frontier worked by hand, the usual paired-design seed count, and the
+    replication check on a run that agrees and one that does not."""
     def near(a, b, tol, what):
         assert abs(a - b) <= tol, f"{what}: {a} != {b}"
     near(t_quantile(0.975, 9), 2.2622, 1e-4, "t(0.975, 9)")
@@ -368,6 +395,14 @@ def self_test():
          "matched at a grid point")
     assert matched(point(0.95, 0.9), frontier, "success/tail", "diversity/tail") is None
     assert matched(point(0.6, 0.9), frontier, "success/tail", "recall/tail") is None
+    def run(variant, success):
+        return {"variant": variant, "seed": 0, "step": 10, "guidance": 1.5,
+                "metrics": [["success/tail", success]]}
+    same = {"shapes-flow": [run("dual-baseline", 0.5)],
+            "shapes-flow-mech": [run("dual-baseline", 0.5), run("time-mean-d", 0.7)]}
+    assert replication_errors(same) == []
+    same["shapes-flow-mech"][0] = run("dual-baseline", 0.5 + 1e-9)
+    assert len(replication_errors(same)) == 1
     print("results_tables.py: the statistics match their known answers")
     return 0
 
@@ -380,6 +415,11 @@ def main(argv):
         if len(argv) >= 3:
             raw_dir = argv[2]
         lanes = load(raw_dir)
+        errors = replication_errors(lanes)
+        for e in errors:
+            print(e, file=sys.stderr)
+        if errors:
+            return 1
         with open(argv[1]) as f:
             text = f.read()
         want = fill(text, lanes)
