@@ -34,7 +34,7 @@ struct Held {
 impl Drop for Held {
     fn drop(&mut self) {
         let _ = self.file.unlock();
-        let mut table = HELD.lock().expect("lock table");
+        let mut table = held_table();
         // Another acquire may already have replaced this entry with a live lock.
         if table.get(&self.key).is_some_and(|w| w.strong_count() == 0) {
             table.remove(&self.key);
@@ -44,6 +44,13 @@ impl Drop for Held {
 
 /// The locks this process holds, by canonical folder.
 static HELD: LazyLock<Mutex<HashMap<PathBuf, Weak<Held>>>> = LazyLock::new(Default::default);
+
+/// The table, even after a thread panicked while holding it: every change to it is a single
+/// insert or remove, so it is never left half-written, and a panic elsewhere must not make
+/// every later run folder unlockable (or a lock's drop panic during the unwinding).
+fn held_table() -> std::sync::MutexGuard<'static, HashMap<PathBuf, Weak<Held>>> {
+    HELD.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 impl FolderLock {
     /// Locks `dir` (created if missing) for writing, or says which process holds it.
@@ -63,7 +70,7 @@ impl FolderLock {
         let key = dir
             .canonicalize()
             .map_err(|e| Error::io(dir, "cannot resolve the folder", e))?;
-        let mut table = HELD.lock().expect("lock table");
+        let mut table = held_table();
         if let Some(held) = table.get(&key).and_then(Weak::upgrade) {
             return Ok(FolderLock {
                 _held: held,
@@ -83,7 +90,7 @@ impl FolderLock {
             drop(table);
             file.lock()
                 .map_err(|e| Error::io(&path, "cannot lock the folder", e))?;
-            table = HELD.lock().expect("lock table");
+            table = held_table();
         }
         match if wait { Ok(()) } else { file.try_lock() } {
             Ok(()) => {}
@@ -196,6 +203,24 @@ mod tests {
         let e = FolderLock::acquire(&dir).err().unwrap().to_string();
         assert!(e.contains("is being written by process"), "{e}");
         drop(f);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A thread that panicked while holding the process's lock table leaves the table
+    /// usable: folders still lock, share and release.
+    #[test]
+    fn a_panic_while_the_table_is_held_leaves_it_usable() {
+        let _ = std::thread::spawn(|| {
+            let _table = HELD.lock();
+            panic!("a panic with the lock table held");
+        })
+        .join();
+        assert!(HELD.is_poisoned());
+        let dir = std::env::temp_dir().join(format!("imba-lock-poison-{}", std::process::id()));
+        let a = FolderLock::acquire(&dir).unwrap();
+        let b = FolderLock::acquire(&dir).unwrap();
+        drop((a, b));
+        drop(FolderLock::acquire(&dir).unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
