@@ -219,6 +219,15 @@ def summary_table(records):
     return "\n".join(lines)
 
 
+def pairs(fin, v):
+    """Per seed with both: the arm's final point at the main guidance and the control's
+    final points at every guidance (its frontier)."""
+    for (var, seed), g in sorted(fin.items()):
+        c = fin.get((CONTROL, seed))
+        if var == v and c and MAIN_GUIDANCE in g and MAIN_GUIDANCE in c:
+            yield g[MAIN_GUIDANCE], c
+
+
 def paired_table(records):
     p = prefix(records)
     fin = final_points(records)
@@ -230,11 +239,8 @@ def paired_table(records):
         if v == CONTROL:
             continue
         dh, dt, dl, dm = [], [], [], []
-        for (var, seed), g in sorted(fin.items()):
-            c = fin.get((CONTROL, seed))
-            if var != v or not c or MAIN_GUIDANCE not in g or MAIN_GUIDANCE not in c:
-                continue
-            a, b = g[MAIN_GUIDANCE], c[MAIN_GUIDANCE]
+        for a, c in pairs(fin, v):
+            b = c[MAIN_GUIDANCE]
             dh.append(metric(a, f"{p}/head") - metric(b, f"{p}/head"))
             dt.append(metric(a, score) - metric(b, score))
             dl.append(log_odds(a, "tail") - log_odds(b, "tail"))
@@ -265,11 +271,8 @@ def secondary_table(records):
         if v == CONTROL:
             continue
         dp, dr, dm = [], [], {a: [] for a in axes}
-        for (var, seed), g in sorted(fin.items()):
-            c = fin.get((CONTROL, seed))
-            if var != v or not c or MAIN_GUIDANCE not in g or MAIN_GUIDANCE not in c:
-                continue
-            a, b = g[MAIN_GUIDANCE], c[MAIN_GUIDANCE]
+        for a, c in pairs(fin, v):
+            b = c[MAIN_GUIDANCE]
             for xs, name in ((dp, "precision/tail"), (dr, "recall/tail")):
                 x = metric(a, name) - metric(b, name)
                 if not math.isnan(x):
