@@ -288,6 +288,41 @@ def secondary_table(records):
     return "\n".join(lines)
 
 
+def versus_table(records, a, b):
+    """Two arms against each other, seed by seed: the difference of their matched-diversity
+    endpoints (each against the same control), their raw differences at every guidance
+    scale of the grid, and at the main guidance at each snapshot of the learning curve."""
+    p = prefix(records)
+    fin = final_points(records)
+    score, div = f"{p}/tail", "diversity/tail"
+    seeds = sorted(s for (v, s) in fin if v == a and (b, s) in fin and (CONTROL, s) in fin)
+    lines = [f"| {a} − {b} | pairs | Δ{p}/tail | Δ{p}/all |", "|---|---|---|---|"]
+    dm = []
+    for s in seeds:
+        x = matched(fin[(a, s)][MAIN_GUIDANCE], fin[(CONTROL, s)], score, div)
+        y = matched(fin[(b, s)][MAIN_GUIDANCE], fin[(CONTROL, s)], score, div)
+        if x is not None and y is not None:
+            dm.append(x - y)
+    lines.append(f"| at matched diversity (w = {MAIN_GUIDANCE:g}) | {len(dm)} | {ci(dm)} | |")
+    grid = sorted({g for s in seeds for g in fin[(a, s)]})
+    for g in grid:
+        both = [s for s in seeds if g in fin[(a, s)] and g in fin[(b, s)]]
+        dt, da = ([metric(fin[(a, s)][g], m) - metric(fin[(b, s)][g], m) for s in both]
+                  for m in (score, f"{p}/all"))
+        lines.append(f"| w = {g:g} | {len(both)} | {ci(dt)} | {ci(da)} |")
+    # The snapshots, at the main guidance: does one arm lead earlier in training?
+    snap = {}
+    for r in records:
+        if r["step"] < r["steps"] and abs(r["guidance"] - MAIN_GUIDANCE) < 1e-6:
+            snap[(r["variant"], r["seed"], r["step"])] = r
+    for step in sorted({k[2] for k in snap}):
+        both = [s for s in seeds if (a, s, step) in snap and (b, s, step) in snap]
+        dt, da = ([metric(snap[(a, s, step)], m) - metric(snap[(b, s, step)], m) for s in both]
+                  for m in (score, f"{p}/all"))
+        lines.append(f"| step {step} (w = {MAIN_GUIDANCE:g}) | {len(both)} | {ci(dt)} | {ci(da)} |")
+    return "\n".join(lines)
+
+
 def frontier_table(records):
     p = prefix(records)
     fin = final_points(records)
@@ -333,8 +368,12 @@ KINDS = {
 
 
 def table(lanes, lane, kind):
+    """KIND is one of KINDS, or versus:A:B (two arms against each other)."""
     if lane not in lanes:
         return f"(no raw results for {lane})"
+    if kind.startswith("versus:"):
+        _, a, b = kind.split(":")
+        return versus_table(lanes[lane], a, b)
     return KINDS[kind](lanes[lane])
 
 
