@@ -23,7 +23,8 @@
 #   ratio100   the flow lane's three objectives on shapes at imbalance 100 (the CIFAR-LT
 #              ratio: 200 images of the head label down to 2 of the tail) instead of 10;
 #   fashion    a real long-tailed image set: Fashion-MNIST (28×28, ratio 100, Debian's
-#              dataset-fashion-mnist), the control against imba-tnorm, ε-prediction.
+#              dataset-fashion-mnist), the flow lane's three objectives under flow: does
+#              the shapes result hold on real images?
 #   report     the tables of every finished run (trains nothing).
 #   keep       copy every finished run's record (result.json, config.toml) into KEPT.
 # Every seed draws its own data (`--data-per-seed`: which label is rare changes with the
@@ -145,7 +146,7 @@ case "$PHASE" in
     run "$OUT/shapes-flow-r100" "$CORE" "${shapes[@]}" --imbalance 100 --process flow \
       "${scoring[@]}" ;;
   fashion)
-    run "$OUT/fashion-eps" dual-baseline,imba-tnorm "${fashion[@]}" --process ddpm "${scoring[@]}" ;;
+    run "$OUT/fashion-flow" "$CORE" "${fashion[@]}" --process flow "${scoring[@]}" ;;
   keep)
     for root in "$OUT"/*/; do keep "${root%/}"; done ;;
   report)
@@ -156,7 +157,7 @@ case "$PHASE" in
     report "$OUT/digits-eps" "$MECHANISM,$REST" "${digits[@]}" --process ddpm "${scoring[@]}"
     report "$OUT/shapes-flow-r100" "$CORE" "${shapes[@]}" --imbalance 100 --process flow \
       "${scoring[@]}"
-    report "$OUT/fashion-eps" dual-baseline,imba-tnorm "${fashion[@]}" --process ddpm "${scoring[@]}" ;;
+    report "$OUT/fashion-flow" "$CORE" "${fashion[@]}" --process flow "${scoring[@]}" ;;
   *)
     echo "unknown phase $PHASE: flow, flow-mechanism, mechanism, rest, ratio100, fashion, report or keep" >&2
     exit 2 ;;
