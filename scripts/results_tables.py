@@ -367,14 +367,31 @@ KINDS = {
 }
 
 
+def joined(lanes, lane):
+    """The records of LANE, or of A+B: two replicated lanes as one (the runs both hold, the
+    control, taken once from A; the replication check has found them equal)."""
+    if "+" not in lane:
+        return lanes.get(lane)
+    a, b = lane.split("+")
+    if (a, b) not in REPLICATED:
+        raise SystemExit(f"{lane}: only replicated lanes join ({REPLICATED})")
+    if a not in lanes or b not in lanes:
+        return None
+    key = lambda r: (r["variant"], r["seed"], r["step"], round(r["guidance"], 3))
+    seen = {key(r) for r in lanes[a]}
+    return lanes[a] + [r for r in lanes[b] if key(r) not in seen]
+
+
 def table(lanes, lane, kind):
-    """KIND is one of KINDS, or versus:A:B (two arms against each other)."""
-    if lane not in lanes:
+    """LANE is a lane or A+B (two replicated lanes); KIND is one of KINDS, or versus:A:B (two
+    arms against each other)."""
+    records = joined(lanes, lane)
+    if records is None:
         return f"(no raw results for {lane})"
     if kind.startswith("versus:"):
         _, a, b = kind.split(":")
-        return versus_table(lanes[lane], a, b)
-    return KINDS[kind](lanes[lane])
+        return versus_table(records, a, b)
+    return KINDS[kind](records)
 
 
 # Lanes that train the same runs (same data, options and seeds) under other arms: a run
@@ -443,6 +460,8 @@ def self_test():
     same = {"shapes-flow": [run("dual-baseline", 0.5)],
             "shapes-flow-mech": [run("dual-baseline", 0.5), run("time-mean-d", 0.7)]}
     assert replication_errors(same) == []
+    both = joined(same, "shapes-flow+shapes-flow-mech")
+    assert [r["variant"] for r in both] == ["dual-baseline", "time-mean-d"], both
     same["shapes-flow-mech"][0] = run("dual-baseline", 0.5 + 1e-9)
     assert len(replication_errors(same)) == 1
     print("results_tables.py: the statistics match their known answers")
