@@ -10,9 +10,10 @@
 #              imba-tnorm (D over its timestep bucket's running mean);
 #   flow-mechanism
 #              rectified flow, shapes: which part of published IMBA's weight helps the tail
-#              under flow: time-mean-d (D's timestep profile alone), class-mean-d (its
-#              concept part alone), shuffled-d (the placebo), inverse-frequency, beside the
-#              control (trained again: its scores must equal the flow lane's);
+#              under flow: time-mean-d (D's timestep profile alone, at its scale), mean-d
+#              (its overall scale alone), class-mean-d (its concept part alone), shuffled-d
+#              (the placebo), inverse-frequency, beside the control (trained again: its
+#              scores must equal the flow lane's);
 #   mechanism  ε-prediction, shapes and digits: the control, imba-tnorm, imba-tnorm-sample
 #              (the ε-tilt shrinks, the concept signal stays), class-mean-d (D's running mean
 #              per label and timestep bucket: concept balancing with the paper's own signal),
@@ -125,7 +126,7 @@ report() {
 }
 
 CORE=dual-baseline,imba,imba-tnorm
-FLOW_MECHANISM=dual-baseline,time-mean-d,class-mean-d,shuffled-d,inverse-frequency
+FLOW_MECHANISM=dual-baseline,time-mean-d,mean-d,class-mean-d,shuffled-d,inverse-frequency
 MECHANISM=dual-baseline,imba-tnorm,imba-tnorm-sample,class-mean-d,inverse-frequency,shuffled-d
 REST=baseline-matched,cbdm
 

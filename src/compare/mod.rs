@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The objectives `imba compare` knows, with the options each sets.
-pub const VARIANTS: [(&str, &str); 15] = [
+pub const VARIANTS: [(&str, &str); 16] = [
     ("baseline", "objective = 'baseline'"),
     // The baseline at the dual objectives' compute: one pass of 2B rows per step (the batch
     // doubled), against their two passes of B rows.
@@ -72,6 +72,7 @@ pub const VARIANTS: [(&str, &str); 15] = [
         "time-mean-d",
         "objective = 'reweighted'\nweight_rule = 'time-mean-d'",
     ),
+    ("mean-d", "objective = 'reweighted'\nweight_rule = 'mean-d'"),
     ("cbdm", "objective = 'cbdm'\ncbdm_prior = 'frequency'"),
     ("cbdm-uniform", "objective = 'cbdm'\ncbdm_prior = 'uniform'"),
     ("ccua", "objective = 'ccua'"),

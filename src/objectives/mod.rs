@@ -12,7 +12,7 @@
 //! - [`Cbdm`], [`Ccua`]: CBDM's and CCUA's regularisers on a dual forward;
 //! - [`Reweighted`]: the dual loss with a weight per sample chosen on the host
 //!   ([`weight_rules`]: class-mean D, inverse frequency, the shuffled-D placebo, D's
-//!   timestep-bucket mean).
+//!   timestep-bucket and overall means).
 //!
 //! The math is in docs/design.md.
 

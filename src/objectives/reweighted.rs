@@ -18,8 +18,8 @@ const SHUFFLE_SALT: u32 = 0x5_4ff1e;
 pub const REGISTRATION: Registration = Registration {
     name: "reweighted",
     about: "the dual forward with λ's mix and a weight per sample chosen on the host by \
-            weight_rule (class-mean D, inverse frequency, the shuffled-D placebo, or D's \
-            timestep-bucket mean)",
+            weight_rule (class-mean D, inverse frequency, the shuffled-D placebo, D's \
+            timestep-bucket mean, or D's overall mean)",
     repeats: 2,
     reads: |s, key| match key {
         "lambda" | "weight_rule" => true,
@@ -50,7 +50,7 @@ pub const REGISTRATION: Registration = Registration {
     },
 };
 
-/// Whether the rule weighs samples from IMBA's D (class-mean, shuffled, time-mean), so that
+/// Whether the rule weighs samples from IMBA's D (all but inverse frequency), so that
 /// D's γ, form and timestep buckets shape the run.
 fn learns_from_d(s: &Settings) -> bool {
     s.weight_rule != WeightRule::InverseFrequency

@@ -20,6 +20,10 @@
 //!   running mean of the *unnormalised* D: published IMBA's timestep profile, at its scale,
 //!   with every difference between samples, labels and tokens of one bucket removed (the
 //!   complement of the timestep-normalised weight, which keeps only those differences).
+//! - [`WeightRule::MeanD`]: every sample weighs m̄, the running mean of the unnormalised D over
+//!   all samples: published IMBA's overall scale alone. Under λ's mix a constant weight below
+//!   1 shifts the balance towards the unconditional term, so this arm tells that shift from
+//!   the timestep profile [`WeightRule::TimeMeanD`] adds to it.
 //!
 //! Buckets and decay are those of the t-bucket normalisation (`time_buckets`, `time_decay`).
 //! The state is a flat list of f32 that a checkpoint saves (see [`HostWeights::state`]).
@@ -41,6 +45,8 @@ pub enum WeightRule {
     ShuffledD,
     /// The running mean of the unnormalised D in the sample's timestep bucket.
     TimeMeanD,
+    /// The running mean of the unnormalised D over all samples.
+    MeanD,
 }
 
 /// Earlier samples' D vectors each bucket keeps for [`WeightRule::ShuffledD`].
@@ -81,6 +87,9 @@ pub struct HostWeights {
     bucket: Vec<[f32; 2]>,
     /// ClassMeanD: (m, w) per (label, bucket), label-major.
     cell: Vec<[f32; 2]>,
+    /// MeanD: (m, w) over all samples (only MeanD saves it, so the other rules' checkpoints
+    /// keep their layout).
+    all: [f32; 2],
     /// ShuffledD: per bucket, up to POOL D vectors (tokens each) and the next slot to fill.
     pool: Vec<Vec<Vec<f32>>>,
     next: Vec<usize>,
@@ -121,6 +130,7 @@ impl HostWeights {
             inverse,
             bucket: vec![[0.0; 2]; k],
             cell: vec![[0.0; 2]; labels * k],
+            all: [0.0; 2],
             pool: vec![Vec::new(); k],
             next: vec![0; k],
         })
@@ -162,6 +172,11 @@ impl HostWeights {
                 WeightRule::TimeMeanD => {
                     let w = self.bucket_mean(k).unwrap_or(1.0);
                     out.extend(std::iter::repeat_n(w as f32, n));
+                }
+                WeightRule::MeanD => {
+                    let [m, w] = self.all;
+                    let w = if w > 0.0 && m > 0.0 { m / w } else { 1.0 };
+                    out.extend(std::iter::repeat_n(w, n));
                 }
                 WeightRule::ShuffledD => {
                     let pool = &self.pool[k];
@@ -210,11 +225,14 @@ impl HostWeights {
         }
         let sample_mean =
             |b: usize| d[b * n..(b + 1) * n].iter().map(|&x| x as f64).sum::<f64>() / n as f64;
+        let mut all_sum = (0.0, 0usize);
         let mut bucket_sum = vec![(0.0, 0usize); self.buckets];
         let mut cell_sum = vec![(0.0, 0usize); self.cell.len()];
         for b in 0..s.count() {
             let k = self.bucket_of(s.buckets[b]);
             let mean = sample_mean(b);
+            all_sum.0 += mean;
+            all_sum.1 += 1;
             bucket_sum[k].0 += mean;
             bucket_sum[k].1 += 1;
             for &y in s.labels_of(b) {
@@ -247,11 +265,12 @@ impl HostWeights {
         for (state, &sum) in self.cell.iter_mut().zip(&cell_sum) {
             update(state, sum);
         }
+        update(&mut self.all, all_sum);
         Ok(())
     }
 
     /// The running state as f32: bucket (m, w), cell (m, w), then per bucket its pool's
-    /// fill, next slot and POOL·N values (unfilled slots zero).
+    /// fill, next slot and POOL·N values (unfilled slots zero); MeanD then adds its (m, w).
     pub fn state(&self) -> Vec<f32> {
         let mut v: Vec<f32> = self
             .bucket
@@ -270,12 +289,16 @@ impl HostWeights {
                 }
             }
         }
+        if self.rule == WeightRule::MeanD {
+            v.extend(self.all);
+        }
         v
     }
 
     /// Length of [`Self::state`].
     pub fn state_len(&self) -> usize {
-        2 * (self.bucket.len() + self.cell.len()) + self.buckets * (2 + POOL * self.tokens)
+        let all = if self.rule == WeightRule::MeanD { 2 } else { 0 };
+        2 * (self.bucket.len() + self.cell.len()) + self.buckets * (2 + POOL * self.tokens) + all
     }
 
     /// Restores [`Self::state`]'s output.
@@ -313,6 +336,10 @@ impl HostWeights {
                 .map(|j| part[2 + j * self.tokens..2 + (j + 1) * self.tokens].to_vec())
                 .collect();
             self.next[k] = next;
+        }
+        if self.rule == WeightRule::MeanD {
+            let end = &v[v.len() - 2..];
+            self.all = [end[0], end[1]];
         }
         Ok(())
     }
@@ -388,6 +415,20 @@ mod tests {
     }
 
     #[test]
+    fn mean_is_the_running_mean_of_unnormalised_d_over_all_samples() {
+        let mut h = HostWeights::new(WeightRule::MeanD, &[5, 5], 3, 0.5, 2).unwrap();
+        let s = samples(&[0, 1, 0], &[0, 0, 1]);
+        assert_eq!(h.weights(&s, |_| 0.0), vec![1.0; 6], "no D seen yet");
+        // Sample means 3, 1 and 5: one step's mean, 3, whatever the bucket or label.
+        h.observe(&s, &[2.0, 4.0, 1.0, 1.0, 5.0, 5.0]).unwrap();
+        assert_eq!(h.weights(&samples(&[1, 0], &[2, 0]), |_| 0.0), vec![3.0; 4]);
+        // Then a step of mean 6: (0.5·0.5·3 + 0.5·6) / (0.5·0.5 + 0.5) = 5.
+        h.observe(&samples(&[1], &[2]), &[6.0, 6.0]).unwrap();
+        let w = h.weights(&samples(&[0], &[1]), |_| 0.0);
+        assert!((w[0] - 5.0).abs() < 1e-6, "{w:?}");
+    }
+
+    #[test]
     fn shuffled_draws_an_earlier_vector_of_the_same_bucket() {
         let mut h = HostWeights::new(WeightRule::ShuffledD, &[5, 5], 2, 0.0, 2).unwrap();
         let s = samples(&[0, 1], &[0, 1]);
@@ -404,6 +445,7 @@ mod tests {
             WeightRule::ClassMeanD,
             WeightRule::ShuffledD,
             WeightRule::TimeMeanD,
+            WeightRule::MeanD,
         ] {
             let mut h = HostWeights::new(rule, &[3, 2, 1], 3, 0.99, 2).unwrap();
             for step in 0..40u32 {

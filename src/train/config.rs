@@ -185,7 +185,8 @@ options! {
     /// The reweighted objective's rule: class-mean-d (D's running mean per label and timestep
     /// bucket over the bucket's), inverse-frequency (N/(L·n_y)), shuffled-d (a placebo: the
     /// normalised D of a random earlier sample of the same bucket), time-mean-d (D's running
-    /// mean in the sample's timestep bucket, unnormalised) [default: class-mean-d]
+    /// mean in the sample's timestep bucket, unnormalised), mean-d (D's running mean over all
+    /// samples, unnormalised) [default: class-mean-d]
     #[arg(value_enum)]
     weight_rule: WeightRule = WeightRule::ClassMeanD,
     /// Baseline and CCUA: probability that a label is dropped to ∅ [default: 0.1]

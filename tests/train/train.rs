@@ -101,6 +101,7 @@ fn same_seed_same_bits_and_resume_is_exact() {
             "reweighted",
             "weight_rule = 'time-mean-d'\ntime_buckets = 4",
         ),
+        ("reweighted", "weight_rule = 'mean-d'\nprocess = 'flow'"),
     ] {
         let run = |steps: u32| {
             let mut t = trainer(tiny(objective, extra), None);

@@ -9,7 +9,7 @@ pub struct CompareArgs {
     /// Objectives, comma-separated: baseline, baseline-matched (one pass of 2B rows),
     /// dual-baseline, imba (token-wise D), imba-sample (sample-wise D), imba-tnorm (D over its
     /// timestep bucket's mean), imba-tnorm-sample, class-mean-d, inverse-frequency, shuffled-d,
-    /// time-mean-d (host weight rules), cbdm (frequency prior), cbdm-uniform, ccua, invdiff (on the
+    /// time-mean-d, mean-d (host weight rules), cbdm (frequency prior), cbdm-uniform, ccua, invdiff (on the
     /// baseline run of each seed; list baseline first).
     #[arg(
         long,
