@@ -23,6 +23,11 @@ lanes_running() { pgrep -f "$dir/imba compare" > /dev/null || pgrep -f "lanes.sh
 case "${1:-}" in
   --status)
     pgrep -af "$dir/imba compare" | sed 's/.*--out /running: /; s/ --objectives / /; s/ --seeds / seed /; s/ --.*//' || echo "no lane is running"
+    # The runs training now: a step log written in the last two minutes.
+    find runs/concepts -name log.jsonl -mmin -2 2>/dev/null | while read -r log; do
+      step=$(tail -n 1 "$log" | sed -n 's/^{"step":\([0-9]*\).*/\1/p')
+      echo "training: $(dirname "$log") at step ${step:-?}"
+    done
     find docs/results/concepts/runs -name result.json 2>/dev/null | sed 's|docs/results/concepts/runs/||; s|/result.json||' | awk -F/ '{n[$1]++} END {for (l in n) print "kept: " l " " n[l] " runs"}'
     exit 0 ;;
   --stop)
