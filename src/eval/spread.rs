@@ -61,18 +61,19 @@ pub(super) fn precision_recall_by_bucket(
 }
 
 /// `name/bucket`: the mean of `per_label` over each bucket's labels where it is finite (a
-/// label with too few real images or samples has nothing to compare).
+/// label with too few real images or samples has nothing to compare). A bucket with no such
+/// label has no entry: the metric is absent there, not NaN.
 fn mean_by_bucket(data: &Dataset, name: &str, per_label: &[f64]) -> Vec<(String, f64)> {
     let b = buckets(&data.label_counts());
     BUCKETS
         .iter()
         .enumerate()
-        .map(|(bi, bucket)| {
+        .filter_map(|(bi, bucket)| {
             let v: Vec<f64> = (0..per_label.len())
                 .filter(|&l| b[l] == bi && per_label[l].is_finite())
                 .map(|l| per_label[l])
                 .collect();
-            (format!("{name}/{bucket}"), stats::mean_std(&v).0)
+            (!v.is_empty()).then(|| (format!("{name}/{bucket}"), stats::mean_std(&v).0))
         })
         .collect()
 }
@@ -163,5 +164,16 @@ mod tests {
         let whole = manifold::precision_recall(&real[0], &samples[0], manifold::K);
         let cut = manifold::precision_recall(&real[1], &samples[1], manifold::K);
         assert!(whole.precision < cut.precision, "{whole:?} {cut:?}");
+        // No label in the tail: no tail entry, rather than a NaN.
+        assert!(
+            m.iter()
+                .all(|(n, v)| !n.ends_with("/tail") && v.is_finite()),
+            "{m:?}"
+        );
+        // Two samples of the sparse label are too few for k = 3: its bucket has no entry.
+        let few = vec![rows(&drawn), rows(&drawn[..2])];
+        let m = precision_recall_by_bucket(&data, &few, &real);
+        let names: Vec<&str> = m.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["precision/head", "recall/head"], "{m:?}");
     }
 }
