@@ -195,6 +195,11 @@ def ci(xs):
     return f"{fmt(m)} [{fmt(iv[0])}, {fmt(iv[1])}]"
 
 
+def ci_n(xs):
+    """ci() with the number of pairs where it does not say it already."""
+    return ci(xs) if len(xs) < 2 else f"{ci(xs)} ({len(xs)})"
+
+
 def summary_table(records):
     p = prefix(records)
     fin = final_points(records)
@@ -251,7 +256,7 @@ def paired_table(records):
             continue
         sd = mean_sd(dm)[1] if len(dm) > 1 else None
         need = seeds_needed(sd) if sd else None
-        lines.append(f"| {v} | {len(dt)} | {ci(dh)} | {ci(dt)} | {ci(dl)} | {ci(dm)} ({len(dm)})"
+        lines.append(f"| {v} | {len(dt)} | {ci(dh)} | {ci(dt)} | {ci(dl)} | {ci_n(dm)}"
                      f" | {need if need else 'n/a'} |")
     return "\n".join(lines)
 
@@ -284,7 +289,7 @@ def secondary_table(records):
         if not dp and not dm[axes[0]]:
             continue
         lines.append(f"| {v} | {len(dp)} | {ci(dp)} | {ci(dr)} | "
-                     + " | ".join(f"{ci(dm[a])} ({len(dm[a])})" for a in axes) + " |")
+                     + " | ".join(ci_n(dm[a]) for a in axes) + " |")
     return "\n".join(lines)
 
 
