@@ -265,7 +265,9 @@ impl HostWeights {
         for (state, &sum) in self.cell.iter_mut().zip(&cell_sum) {
             update(state, sum);
         }
-        update(&mut self.all, all_sum);
+        if self.rule == WeightRule::MeanD {
+            update(&mut self.all, all_sum);
+        }
         Ok(())
     }
 
