@@ -44,6 +44,7 @@ pub fn load_idx(dir: &Path, split: IdxSplit) -> Result<Dataset> {
         )));
     }
     let classes = values.iter().copied().max().map_or(0, |m| m as u32 + 1);
+    check_dense(values, classes, &format!("{p} labels"))?;
     let d = Dataset {
         name: "idx".into(),
         channels: 1,
@@ -56,6 +57,35 @@ pub fn load_idx(dir: &Path, split: IdxSplit) -> Result<Dataset> {
     };
     d.validate()?;
     Ok(d)
+}
+
+/// Refuses labels with gaps: the class count is the largest label + 1, so a file of
+/// labels 3, 7, 200 would make a long-tail split ask for images of labels that have none.
+fn check_dense(labels: &[u8], classes: u32, what: &str) -> Result<()> {
+    let mut seen = vec![false; classes as usize];
+    for &l in labels {
+        seen[l as usize] = true;
+    }
+    let missing: Vec<String> = (0..classes)
+        .filter(|&c| !seen[c as usize])
+        .map(|c| c.to_string())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let shown = missing
+        .iter()
+        .take(8)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = if missing.len() > 8 { ", …" } else { "" };
+    Err(Error::Data(format!(
+        "{what}: the labels run 0–{} but {} of them have no image ({shown}{more}); an IDX \
+         label file must number its classes 0, 1, …, K − 1 without gaps",
+        classes - 1,
+        missing.len()
+    )))
 }
 
 /// The bytes of `name` or `name.gz` in `dir`.
@@ -152,6 +182,18 @@ mod tests {
         assert_eq!(d.labels, vec![2, 0, 1]);
         assert_eq!(d.images[0], -1.0);
         assert!((d.images[5] - (100.0 / 127.5 - 1.0)).abs() < 1e-6);
+        // Labels with a gap (no image of label 1): refused, naming the missing label.
+        std::fs::write(
+            dir.join("train-labels-idx1-ubyte"),
+            idx(0x0801, &[3], &[2, 0, 2]),
+        )
+        .unwrap();
+        let e = load_idx(&dir, IdxSplit::Train).unwrap_err().to_string();
+        assert!(
+            e.contains("0–2") && e.contains("(1)") && e.contains("gaps"),
+            "{e}"
+        );
+        std::fs::remove_file(dir.join("train-labels-idx1-ubyte")).unwrap();
         // A truncated file, a wrong magic, a missing split: errors naming the problem.
         std::fs::write(
             dir.join("train-images-idx3-ubyte"),
