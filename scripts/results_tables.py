@@ -477,6 +477,8 @@ def main(argv):
     if argv == ["--self-test"]:
         return self_test()
     raw_dir = "docs/results/concepts"
+    if argv[:1] in (["--check"], ["--write"]) and len(argv) == 1:
+        argv = argv + ["RESULTS.md"]  # the file the tables live in, by default
     if len(argv) >= 2 and argv[0] in ("--check", "--write"):
         if len(argv) >= 3:
             raw_dir = argv[2]
