@@ -160,20 +160,25 @@ def variants_of(records):
 
 # ---- the endpoint ---------------------------------------------------------------------
 
+def interpolate(pts, x):
+    """y at x along the points (x, y) sorted by x, linearly; None outside their range (no
+    extrapolation) or where a value is missing."""
+    pts = [p for p in pts if not math.isnan(p[0]) and not math.isnan(p[1])]
+    if math.isnan(x) or len(pts) < 2:
+        return None
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return None
+
+
 def matched(arm_point, control_frontier, score, div):
     """The arm's tail score minus the control's at the arm's tail diversity, interpolated
     linearly along the control's frontier (diversity, score) over its guidance grid; None
     when the arm's diversity lies outside the control's range (no extrapolation)."""
-    d = metric(arm_point, div)
     pts = sorted((metric(r, div), metric(r, score)) for r in control_frontier.values())
-    pts = [p for p in pts if not math.isnan(p[0]) and not math.isnan(p[1])]
-    if math.isnan(d) or len(pts) < 2:
-        return None
-    for (d0, s0), (d1, s1) in zip(pts, pts[1:]):
-        if d0 <= d <= d1:
-            at = s0 if d1 == d0 else s0 + (s1 - s0) * (d - d0) / (d1 - d0)
-            return metric(arm_point, score) - at
-    return None
+    at = interpolate(pts, metric(arm_point, div))
+    return None if at is None else metric(arm_point, score) - at
 
 
 # ---- tables ---------------------------------------------------------------------------
@@ -363,12 +368,109 @@ def curve_table(records):
     return "\n".join(lines)
 
 
+def label_log_odds(lab):
+    """logit((hits + ½)/(n + 1)) of one label's samples."""
+    hits = lab["score"] * lab["samples"]
+    p = (hits + 0.5) / (lab["samples"] + 1.0)
+    return math.log(p / (1.0 - p))
+
+
+def family(name):
+    """A shapes label's family ("blue-circle" -> "circle"); None for labels without one."""
+    return name.rsplit("-", 1)[1] if "-" in name else None
+
+
+def within_slope(xs, ys, groups):
+    """The least-squares slope of ys on xs with one intercept per group (each group's
+    means removed first): a difference between groups does not count as a slope."""
+    by = defaultdict(list)
+    for x, y, g in zip(xs, ys, groups):
+        by[g].append((x, y))
+    sxy = sxx = 0.0
+    for pts in by.values():
+        mx = sum(x for x, _ in pts) / len(pts)
+        my = sum(y for _, y in pts) / len(pts)
+        sxy += sum((x - mx) * (y - my) for x, y in pts)
+        sxx += sum((x - mx) ** 2 for x, _ in pts)
+    return sxy / sxx if sxx > 0 else float("nan")
+
+
+def rarity_row(labels):
+    """(mean log-odds, log-odds gained per halving of the label's training count, mean
+    log-odds per family) of per-label values [(label, value)]."""
+    xs = [-math.log2(lab["frequency"]) for lab, _ in labels]
+    ys = [y for _, y in labels]
+    fams = [family(lab["name"]) for lab, _ in labels]
+    per = defaultdict(list)
+    for f, y in zip(fams, ys):
+        per[f].append(y)
+    return (sum(ys) / len(ys), within_slope(xs, ys, fams),
+            {f: sum(v) / len(v) for f, v in per.items()})
+
+
+def rarity_table(records):
+    """Exploratory, added after the flow lane's results: does an arm's gain grow as labels
+    get rarer (what balancing by concepts should do), or is it the same shift for every
+    label? Per seed at the main guidance, each label's log-odds (arm − control); their mean,
+    their slope per halving of the label's training count (one intercept per shape family,
+    so that a hard family is not read as a rare one), that slope beyond what guidance alone
+    gives at the same mean gain (the control's own guidance grid, relative to its main
+    guidance, interpolated at the arm's mean gain), and their mean per family. The rows
+    `dual-baseline at w` are guidance alone: the control at w against itself at the main
+    guidance."""
+    fin = final_points(records)
+
+    def rows_of(pick):
+        """Per seed with a control: rarity_row of (pick(seed) − control at main guidance)."""
+        out = {}
+        for (var, seed), c in sorted(fin.items()):
+            if var != CONTROL or MAIN_GUIDANCE not in c or pick(seed) is None:
+                continue
+            base = {lab["name"]: label_log_odds(lab) for lab in c[MAIN_GUIDANCE]["per_label"]}
+            out[seed] = rarity_row([(lab, label_log_odds(lab) - base[lab["name"]])
+                                    for lab in pick(seed)["per_label"] if lab["samples"] > 0])
+        return out
+
+    grid = sorted({g for (v, _), pts in fin.items() if v == CONTROL for g in pts})
+    guided = {g: rows_of(lambda s, g=g: fin[(CONTROL, s)].get(g)) for g in grid}
+    rows = []
+    for v in variants_of(records):
+        if v == CONTROL:
+            continue
+        ps = rows_of(lambda s, v=v: fin.get((v, s), {}).get(MAIN_GUIDANCE))
+        beyond = []
+        for s, r in ps.items():
+            at = interpolate(sorted((guided[g][s][0], guided[g][s][1]) for g in grid
+                                    if s in guided[g]), r[0])
+            if at is not None:
+                beyond.append(r[1] - at)
+        rows.append((v, list(ps.values()), beyond))
+    for g in grid:
+        if g != MAIN_GUIDANCE:
+            rows.append((f"{CONTROL} at w = {g:g}", list(guided[g].values()), None))
+    rows = [r for r in rows if r[1]]
+    if not rows:
+        return "(no runs)"
+    fams = sorted({f for _, ps, _ in rows for r in ps for f in r[2] if f is not None})
+    lines = ["| Δ vs dual-baseline at w = 1.5 | pairs | Δlog-odds, every label | "
+             "Δlog-odds per halving of the training count | … beyond guidance at equal "
+             "mean gain (pairs) |" + "".join(f" Δlog-odds, {f} |" for f in fams),
+             "|---|---|---|---|---|" + "---|" * len(fams)]
+    for name, ps, beyond in rows:
+        cells = [ci([r[0] for r in ps]), ci([r[1] for r in ps]),
+                 "" if beyond is None else ci_n(beyond)]
+        cells += [ci([r[2][f] for r in ps if f in r[2]]) for f in fams]
+        lines.append(f"| {name} | {len(ps)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 KINDS = {
     "summary": summary_table,
     "paired": paired_table,
     "secondary": secondary_table,
     "frontier": frontier_table,
     "curve": curve_table,
+    "rarity": rarity_table,
 }
 
 
@@ -469,6 +571,11 @@ def self_test():
     assert [r["variant"] for r in both] == ["dual-baseline", "time-mean-d"], both
     same["shapes-flow-mech"][0] = run("dual-baseline", 0.5 + 1e-9)
     assert len(replication_errors(same)) == 1
+    # Within-group slopes worked by hand: groups with their own intercepts and slope 2 give
+    # 2; slopes 1 (x̃ = ±½) and 3 (x̃ = ±1) pool to (½ + 6)/(½ + 2) = 2.6.
+    near(within_slope([0, 1, 0, 1, 2], [1, 3, 5, 7, 9], "aabbb"), 2.0, 1e-12, "slope")
+    near(within_slope([0, 1, 0, 2], [0, 1, 0, 6], "aabb"), 2.6, 1e-12, "pooled slope")
+    assert math.isnan(within_slope([1, 1], [0, 5], "ab"))
     print("results_tables.py: the statistics match their known answers")
     return 0
 

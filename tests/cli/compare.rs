@@ -515,7 +515,13 @@ fn compare_concept_balancing_arms_per_seed_data_and_raw_results() {
             "{text}{}",
             String::from_utf8_lossy(&tables.stderr)
         );
-        for want in ["<!-- table tiny paired -->", "| shuffled-d | 2 |", "w = 2"] {
+        for want in [
+            "<!-- table tiny paired -->",
+            "| shuffled-d | 2 |",
+            "w = 2",
+            "<!-- table tiny rarity -->",
+            "| dual-baseline at w = 2 | 2 |",
+        ] {
             assert!(text.contains(want), "the tables lack {want}:\n{text}");
         }
     }
