@@ -452,7 +452,7 @@ def rarity_table(records):
     if not rows:
         return "(no runs)"
     fams = sorted({f for _, ps, _ in rows for r in ps for f in r[2] if f is not None})
-    lines = ["| Δ vs dual-baseline at w = 1.5 | pairs | Δlog-odds, every label | "
+    lines = [f"| Δ vs {CONTROL} at w = {MAIN_GUIDANCE:g} | pairs | Δlog-odds, every label | "
              "Δlog-odds per halving of the training count | … beyond guidance at equal "
              "mean gain (pairs) |" + "".join(f" Δlog-odds, {f} |" for f in fams),
              "|---|---|---|---|---|" + "---|" * len(fams)]
