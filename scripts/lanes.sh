@@ -32,7 +32,12 @@ case "${1:-}" in
     exit 0 ;;
   --stop)
     pkill -f "lanes.sh --lane" || true
-    pkill -f "concept_balancing.sh" || true
+    # Only the lanes' phases (they run the lanes' binary), not a comparison started by hand.
+    for pid in $(pgrep -f "concept_balancing.sh" || true); do
+      if tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "IMBA_BIN=$dir/imba"; then
+        kill "$pid" 2>/dev/null || true
+      fi
+    done
     pkill -f "$dir/imba compare" || true
     echo "stopped; start again with the same phases to resume"
     exit 0 ;;
