@@ -188,7 +188,7 @@ def fmt(x, digits=3):
 
 
 def plain(x, digits=3):
-    return "n/a" if x is None or math.isnan(x) else f"{x:.{digits}f}"
+    return "n/a" if x is None or math.isnan(x) else f"{x:.{digits}f}".replace("-", "−")
 
 
 def ci(xs):
