@@ -130,14 +130,17 @@ def metric(rec, name):
     return float("nan")
 
 
+def label_log_odds(lab):
+    """logit((hits + ½)/(n + 1)) of one label's samples."""
+    hits = lab["score"] * lab["samples"]
+    p = (hits + 0.5) / (lab["samples"] + 1.0)
+    return math.log(p / (1.0 - p))
+
+
 def log_odds(rec, bucket):
     """Mean over the bucket's labels of logit((hits + ½)/(n + 1)): robust near 0 and 1."""
-    xs = []
-    for lab in rec["per_label"]:
-        if lab["bucket"] == bucket and lab["samples"] > 0:
-            hits = lab["score"] * lab["samples"]
-            p = (hits + 0.5) / (lab["samples"] + 1.0)
-            xs.append(math.log(p / (1.0 - p)))
+    xs = [label_log_odds(lab) for lab in rec["per_label"]
+          if lab["bucket"] == bucket and lab["samples"] > 0]
     return sum(xs) / len(xs) if xs else float("nan")
 
 
@@ -366,13 +369,6 @@ def curve_table(records):
         cells = [plain(mean_sd(by[(v, s)])[0]) if by.get((v, s)) else "n/a" for s in steps]
         lines.append(f"| {v} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def label_log_odds(lab):
-    """logit((hits + ½)/(n + 1)) of one label's samples."""
-    hits = lab["score"] * lab["samples"]
-    p = (hits + 0.5) / (lab["samples"] + 1.0)
-    return math.log(p / (1.0 - p))
 
 
 def family(name):
