@@ -14,12 +14,15 @@
 #              (its overall scale alone), class-mean-d (its concept part alone), shuffled-d
 #              (the placebo), inverse-frequency, beside the control (trained again: its
 #              scores must equal the flow lane's);
+#   flow-digits
+#              the flow lane's three objectives on digits: question (a) on the second
+#              data set (real handwriting);
 #   mechanism  ε-prediction, shapes and digits: the control, imba-tnorm, imba-tnorm-sample
 #              (the ε-tilt shrinks, the concept signal stays), class-mean-d (D's running mean
 #              per label and timestep bucket: concept balancing with the paper's own signal),
 #              inverse-frequency (explicit class weights), shuffled-d (a placebo with
 #              imba-tnorm's weight distribution);
-#   rest       the other arms: flow on digits, the one-pass baseline at equal forward rows,
+#   rest       the other arms: the one-pass baseline at equal forward rows,
 #              CBDM (scored at its published guidance 2.6 on the grid);
 #   ratio100   the flow lane's three objectives on shapes at imbalance 100 (the CIFAR-LT
 #              ratio: 200 images of the head label down to 2 of the tail) instead of 10;
@@ -43,7 +46,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
-PHASE="${1:?usage: scripts/concept_balancing.sh flow|flow-mechanism|mechanism|rest|ratio100|fashion|report|keep [OUT]}"
+PHASE="${1:?usage: scripts/concept_balancing.sh flow|flow-mechanism|flow-digits|mechanism|rest|ratio100|fashion|report|keep [OUT]}"
 OUT="${2:-runs/concepts}"
 BIN="${IMBA_BIN:-target/release/imba}"
 if [ ! -x "$BIN" ]; then
@@ -136,11 +139,12 @@ case "$PHASE" in
     run "$OUT/shapes-flow" "$CORE" "${shapes[@]}" --process flow "${scoring[@]}" ;;
   flow-mechanism)
     run "$OUT/shapes-flow-mech" "$FLOW_MECHANISM" "${shapes[@]}" --process flow "${scoring[@]}" ;;
+  flow-digits)
+    run "$OUT/digits-flow" "$CORE" "${digits[@]}" --process flow "${scoring[@]}" ;;
   mechanism)
     run "$OUT/shapes-eps" "$MECHANISM" "${shapes[@]}" --process ddpm "${scoring[@]}"
     run "$OUT/digits-eps" "$MECHANISM" "${digits[@]}" --process ddpm "${scoring[@]}" ;;
   rest)
-    run "$OUT/digits-flow" "$CORE" "${digits[@]}" --process flow "${scoring[@]}"
     run "$OUT/shapes-eps" "dual-baseline,$REST" "${shapes[@]}" --process ddpm "${scoring[@]}"
     run "$OUT/digits-eps" "dual-baseline,$REST" "${digits[@]}" --process ddpm "${scoring[@]}" ;;
   ratio100)
@@ -160,7 +164,7 @@ case "$PHASE" in
       "${scoring[@]}"
     report "$OUT/fashion-flow" "$CORE" "${fashion[@]}" --process flow "${scoring[@]}" ;;
   *)
-    echo "unknown phase $PHASE: flow, flow-mechanism, mechanism, rest, ratio100, fashion, report or keep" >&2
+    echo "unknown phase $PHASE: flow, flow-mechanism, flow-digits, mechanism, rest, ratio100, fashion, report or keep" >&2
     exit 2 ;;
 esac
 exit
