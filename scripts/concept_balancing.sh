@@ -36,8 +36,8 @@
 # seed, so the paired differences sharpen as seeds finish. Two invocations may run side by
 # side (one per core, LP_NUM_THREADS=1 each) on disjoint SEEDS. Rerunning resumes: finished
 # runs are reused, unfinished ones continue from their last checkpoint.
-# A finished run's record (its result.json and config.toml, ~20 KB) is kept in the repository
-# under KEPT (default docs/results/concepts/runs) as each seed finishes; a phase first copies
+# A finished run's record (its result.json and config.toml, ~40 KB) is kept in the repository
+# under KEPT (default docs/results/concepts/runs) as each run finishes; a phase first copies
 # the kept records of its seeds back into OUT, so a fresh clone, or a machine that lost OUT,
 # reuses every committed run instead of training it again. `report` restores every seed.
 # The whole script is one block, read before it runs: the lanes run for days, and an edit of
@@ -101,15 +101,19 @@ keep() {
   done
 }
 
-# run ROOT OBJECTIVES ARGS...: each seed of SEEDS, all objectives of the seed.
+# run ROOT OBJECTIVES ARGS...: each seed of SEEDS, all objectives of the seed, one comparison
+# per run (it reuses the seed's finished runs), so that each run's record is kept as soon as
+# it finishes, not when its seed does: a machine lost mid-seed loses only the run in progress.
 run() {
-  local root=$1 objectives=$2
+  local root=$1 objectives=$2 objective
   shift 2
   # shellcheck disable=SC2086 # SEEDS is a list
   restore "$root" $SEEDS
   for seed in $SEEDS; do
-    "$BIN" compare --out "$root" --objectives "$objectives" --seeds "$seed" "$@" >/dev/null
-    keep "$root"
+    for objective in ${objectives//,/ }; do
+      "$BIN" compare --out "$root" --objectives "$objective" --seeds "$seed" "$@" >/dev/null
+      keep "$root"
+    done
     echo "$(date -u +%FT%TZ) $root seed $seed done"
   done
 }
