@@ -241,25 +241,33 @@ def pairs(fin, v):
             yield g[MAIN_GUIDANCE], c
 
 
+def paired_differences(fin, p, v):
+    """Per seed, the arm against the control at the main guidance: Δhead, Δtail, Δlog-odds of
+    the tail, and the primary endpoint (Δtail at matched diversity, where the arm's diversity
+    lies within the control's frontier)."""
+    score, div = f"{p}/tail", "diversity/tail"
+    dh, dt, dl, dm = [], [], [], []
+    for a, c in pairs(fin, v):
+        b = c[MAIN_GUIDANCE]
+        dh.append(metric(a, f"{p}/head") - metric(b, f"{p}/head"))
+        dt.append(metric(a, score) - metric(b, score))
+        dl.append(log_odds(a, "tail") - log_odds(b, "tail"))
+        m = matched(a, c, score, div)
+        if m is not None:
+            dm.append(m)
+    return dh, dt, dl, dm
+
+
 def paired_table(records):
     p = prefix(records)
     fin = final_points(records)
-    score, div = f"{p}/tail", "diversity/tail"
     lines = [f"| Δ vs {CONTROL} | pairs | Δ{p}/head | Δ{p}/tail | Δlog-odds/tail | "
              f"**Δ{p}/tail at matched diversity** (pairs) | seeds for {DETECT:.2f} |",
              "|---|---|---|---|---|---|---|"]
     for v in variants_of(records):
         if v == CONTROL:
             continue
-        dh, dt, dl, dm = [], [], [], []
-        for a, c in pairs(fin, v):
-            b = c[MAIN_GUIDANCE]
-            dh.append(metric(a, f"{p}/head") - metric(b, f"{p}/head"))
-            dt.append(metric(a, score) - metric(b, score))
-            dl.append(log_odds(a, "tail") - log_odds(b, "tail"))
-            m = matched(a, c, score, div)
-            if m is not None:
-                dm.append(m)
+        dh, dt, dl, dm = paired_differences(fin, p, v)
         if not dt:
             continue
         sd = mean_sd(dm)[1] if len(dm) > 1 else None
@@ -460,6 +468,75 @@ def rarity_table(records):
     return "\n".join(lines)
 
 
+# ---- the readings ----------------------------------------------------------------------
+
+# The seeds the plan asks for (the power calculation in RESULTS.md): a reading on fewer pairs
+# is marked interim.
+PLANNED_SEEDS = 10
+# The registered rule's conditions for "helps": pairs at least, and the head's mean change.
+RULE_MIN_PAIRS = 5
+RULE_HEAD_FLOOR = -0.05
+
+
+def verdict(dm, dh):
+    """The decision rule of RESULTS.md on one arm's primary endpoint (dm, per pair) and its
+    change in the head (dh): helps when the paired 95% interval lies above 0 over at least
+    RULE_MIN_PAIRS pairs and the head loses at most 0.05 on average; hurts when it lies below
+    0; otherwise the data do not decide. Fewer pairs than the plan's are marked interim."""
+    if len(dm) < 2:
+        return f"too few pairs ({len(dm)} of {PLANNED_SEEDS})"
+    _, (lo, hi) = interval(dm)
+    if lo > 0 and len(dm) >= RULE_MIN_PAIRS:
+        head = sum(dh) / len(dh)
+        word = "helps" if head >= RULE_HEAD_FLOOR else "tail up, head down (not helps)"
+    elif lo > 0:
+        word = "too few pairs"
+    elif hi < 0:
+        word = "hurts"
+    else:
+        word = "does not decide"
+    return word if len(dm) >= PLANNED_SEEDS else f"{word} (interim, {len(dm)} of {PLANNED_SEEDS})"
+
+
+# The lanes in the order of the questions: published IMBA under flow on each data set, then
+# the mechanism arms, then the rest.
+LANE_ORDER = ["shapes-flow", "digits-flow", "shapes-flow-mech", "shapes-eps", "digits-eps",
+              "shapes-flow-r100", "fashion-flow"]
+
+
+def scope(lane):
+    """(data, prediction) of a lane from its name, `<data>-<flow|eps>[-…]`; a name of
+    another form is its own data, of no stated prediction."""
+    parts = lane.split("-")
+    if len(parts) < 2:
+        return lane, ""
+    extra = {"r100": ", ratio 100"}.get(parts[-1], "")
+    return parts[0] + extra, {"flow": "rectified flow", "eps": "ε"}.get(parts[1], parts[1])
+
+
+def readings_table(lanes):
+    """Every arm of every lane against its control, with the decision rule applied: the
+    answers the experiment gives so far, in one place."""
+    lines = ["| data | prediction | arm | pairs | Δhead at 1.5 | Δtail at matched diversity "
+             "(pairs) | by the rule |", "|---|---|---|---|---|---|---|"]
+    order = sorted(lanes, key=lambda lane: (LANE_ORDER.index(lane) if lane in LANE_ORDER
+                                            else len(LANE_ORDER), lane))
+    for lane in order:
+        records = lanes[lane]
+        p = prefix(records)
+        fin = final_points(records)
+        data, process = scope(lane)
+        for v in variants_of(records):
+            if v == CONTROL:
+                continue
+            dh, dt, _, dm = paired_differences(fin, p, v)
+            if not dt:
+                continue
+            lines.append(f"| {data} | {process} | {v} | {len(dt)} | {ci(dh)} | {ci_n(dm)} | "
+                         f"{verdict(dm, dh)} |")
+    return "\n".join(lines)
+
+
 KINDS = {
     "summary": summary_table,
     "paired": paired_table,
@@ -488,6 +565,8 @@ def joined(lanes, lane):
 def table(lanes, lane, kind):
     """LANE is a lane or A+B (two replicated lanes); KIND is one of KINDS, or versus:A:B (two
     arms against each other)."""
+    if lane == "all" and kind == "readings":
+        return readings_table(lanes)
     records = joined(lanes, lane)
     if records is None:
         return f"(no raw results for {lane})"
@@ -572,6 +651,18 @@ def self_test():
     near(within_slope([0, 1, 0, 1, 2], [1, 3, 5, 7, 9], "aabbb"), 2.0, 1e-12, "slope")
     near(within_slope([0, 1, 0, 2], [0, 1, 0, 6], "aabb"), 2.6, 1e-12, "pooled slope")
     assert math.isnan(within_slope([1, 1], [0, 5], "ab"))
+    # The rule on pairs worked by hand (interval of [1, 2, 3]/100 is 0.02 ± 0.0248).
+    up, zero = [0.02, 0.03, 0.04, 0.03, 0.03], [-0.01, 0.01, 0.0, 0.02, -0.02]
+    assert verdict(up, [0.0] * 5) == "helps (interim, 5 of 10)", verdict(up, [0.0] * 5)
+    assert verdict(up * 2, [-0.06] * 10) == "tail up, head down (not helps)"
+    assert verdict([-x for x in up] * 2, [0.0] * 10) == "hurts"
+    assert verdict(zero * 2, [0.0] * 10) == "does not decide"
+    assert verdict(up[:3], [0.0] * 3).startswith("too few pairs")
+    assert verdict([0.01, 0.02, 0.03], [0.0] * 3).startswith("does not decide")
+    assert scope("shapes-flow-mech") == ("shapes", "rectified flow")
+    assert scope("shapes-flow-r100") == ("shapes, ratio 100", "rectified flow")
+    assert scope("digits-eps") == ("digits", "ε")
+    assert scope("tiny") == ("tiny", "")
     print("results_tables.py: the statistics match their known answers")
     return 0
 
@@ -617,6 +708,7 @@ def main(argv):
     for lane in lanes:
         for kind in KINDS:
             print(f"<!-- table {lane} {kind} -->\n{table(lanes, lane, kind)}\n<!-- end table -->\n")
+    print(f"<!-- table all readings -->\n{readings_table(lanes)}\n<!-- end table -->")
     return 0
 
 

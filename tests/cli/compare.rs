@@ -524,6 +524,15 @@ fn compare_concept_balancing_arms_per_seed_data_and_raw_results() {
         ] {
             assert!(text.contains(want), "the tables lack {want}:\n{text}");
         }
+        // The readings apply the decision rule to every arm; two pairs are interim.
+        let readings = text
+            .split("<!-- table all readings -->")
+            .nth(1)
+            .unwrap_or("");
+        assert!(
+            readings.contains("| tiny |  | shuffled-d | 2 |") && readings.contains(" of 10)"),
+            "the readings lack the tiny comparison's arms:\n{text}"
+        );
     }
     for (flag, value, named) in [
         ("--seeds", "0,0", "seed 0 is listed twice"),
