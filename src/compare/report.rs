@@ -19,6 +19,68 @@ pub struct Decision {
     pub tail: Paired,
     pub head: Paired,
     pub helps_tail: bool,
+    /// The tail's difference at matched diversity ([`tail_at_matched_diversity`]), over the
+    /// seeds where it is defined; None where no run has a guidance sweep and diversity.
+    #[serde(default)]
+    pub tail_matched: Option<Paired>,
+    /// The rule applied to `tail_matched`: the gain that raising the guidance does not buy.
+    #[serde(default)]
+    pub helps_beyond_guidance: Option<bool>,
+}
+
+/// One run's tail frontier: (tail diversity, tail score) at every guidance scale it was
+/// scored at (the main one and the sweep's), sorted by diversity, unscored points left out.
+fn tail_frontier(r: &RunResult, fam: &str) -> Vec<(f64, f64)> {
+    let main = r.eval_options.as_ref().map(|o| o.guidance);
+    let tail = format!("{fam}/tail");
+    let sweep = r.sweep.iter().filter(|p| Some(p.guidance) != main);
+    let mut pts: Vec<(f64, f64)> = std::iter::once(&r.evaluation.metrics)
+        .chain(sweep.map(|p| &p.metrics))
+        .filter_map(|m| Some((metric_of(m, "diversity/tail")?, metric_of(m, &tail)?)))
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    pts
+}
+
+/// y at `x` along `pts` (sorted by x), linearly; None outside their range: no extrapolation.
+fn interpolate(pts: &[(f64, f64)], x: f64) -> Option<f64> {
+    pts.windows(2).find_map(|w| {
+        let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+        (x0 <= x && x <= x1).then(|| {
+            if x1 == x0 {
+                y0
+            } else {
+                y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+            }
+        })
+    })
+}
+
+/// The variant's tail score at its main guidance minus the control's tail score at the
+/// variant's tail diversity, interpolated along the control's guidance frontier: sharpening
+/// that raising the guidance also buys does not count. None where the variant's diversity
+/// lies outside the control's range, or a run lacks a sweep or the diversity metric.
+pub fn tail_at_matched_diversity(arm: &RunResult, control: &RunResult, fam: &str) -> Option<f64> {
+    let div = arm.evaluation.metric("diversity/tail")?;
+    let at = interpolate(&tail_frontier(control, fam), div)?;
+    Some(arm.evaluation.metric(&format!("{fam}/tail"))? - at)
+}
+
+/// [`tail_at_matched_diversity`] over the seeds both have; None where no seed has it.
+fn matched_paired(c: &Comparison, variant: &str, control: &str) -> Option<Paired> {
+    let fam = family(c);
+    let d: Vec<f64> = runs_of(c, variant)
+        .iter()
+        .filter_map(|r| {
+            let ctrl = c
+                .runs
+                .iter()
+                .find(|x| x.variant == control && x.seed == r.seed)?;
+            tail_at_matched_diversity(r, ctrl, &fam)
+        })
+        .collect();
+    (!d.is_empty()).then(|| paired_difference(&d, &vec![0.0; d.len()]))
 }
 
 /// The runs of one variant.
@@ -102,9 +164,13 @@ pub fn decisions(c: &Comparison, variants: &[String], control: &str) -> Vec<Deci
                 paired(c, v, control, move |r| r.evaluation.metric(&name))
             };
             let (tail, head) = (m("tail"), m("head"));
+            let rule = |t: &Paired| t.low() > 0.0 && head.mean >= -HEAD_TOLERANCE;
+            let tail_matched = matched_paired(c, v, control);
             Decision {
                 variant: v.clone(),
-                helps_tail: tail.low() > 0.0 && head.mean >= -HEAD_TOLERANCE,
+                helps_tail: rule(&tail),
+                helps_beyond_guidance: tail_matched.as_ref().map(rule),
+                tail_matched,
                 tail,
                 head,
             }
@@ -120,23 +186,43 @@ pub fn paired_table(c: &Comparison, variants: &[String], control: &str) -> Strin
         .map(|b| format!("{fam}/{b}"))
         .filter(|m| c.runs[0].evaluation.metric(m).is_some())
         .collect();
+    let ds = decisions(c, variants, control);
+    let matched = ds.iter().any(|d| d.tail_matched.is_some());
+    let extra = if matched {
+        " Δtail at matched diversity | beyond guidance? |"
+    } else {
+        ""
+    };
     let mut s = format!(
-        "| Δ vs {control} | pairs | {} | helps the tail? |\n|---|---|{}---|\n",
+        "| Δ vs {control} | pairs | {} | helps the tail? |{extra}\n|---|---|{}---|{}\n",
         names.join(" | "),
-        "---|".repeat(names.len())
+        "---|".repeat(names.len()),
+        if matched { "---|---|" } else { "" }
     );
-    for d in decisions(c, variants, control) {
+    let yes_no = |b: bool| if b { "**yes**" } else { "no" };
+    for d in ds {
         let cells: Vec<String> = names
             .iter()
             .map(|m| fmt_paired(&paired(c, &d.variant, control, |r| r.evaluation.metric(m))))
             .collect();
         s += &format!(
-            "| {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} |",
             d.variant,
             d.tail.n,
             cells.join(" | "),
-            if d.helps_tail { "**yes**" } else { "no" }
+            yes_no(d.helps_tail)
         );
+        if matched {
+            s += &match &d.tail_matched {
+                Some(t) if t.n < d.tail.n => {
+                    format!(" {} ({} of {}) |", fmt_paired(t), t.n, d.tail.n)
+                }
+                Some(t) => format!(" {} |", fmt_paired(t)),
+                None => " – |".into(),
+            };
+            s += &format!(" {} |", d.helps_beyond_guidance.map_or("–", yes_no));
+        }
+        s += "\n";
     }
     s
 }
@@ -290,7 +376,16 @@ pub fn markdown(c: &Comparison, variants: &[String]) -> String {
         s += &format!(
             "\nPaired differences from {control}, seed by seed: mean [95% Student-t interval]. \
              A variant helps the tail when the interval of Δtail lies above 0 and Δhead ≥ \
-             −{HEAD_TOLERANCE}.\n\n"
+             −{HEAD_TOLERANCE}.{}\n\n",
+            if c.runs.iter().any(|r| !r.sweep.is_empty()) {
+                " With a guidance sweep, Δtail at matched diversity is the variant's tail \
+                 minus the control's at the variant's tail diversity, interpolated along the \
+                 control's guidance scales (no extrapolation: seeds outside its range are \
+                 left out): the gain that raising the guidance does not also buy; \
+                 \"beyond guidance?\" applies the rule to it."
+            } else {
+                ""
+            }
         );
         s += &paired_table(c, variants, &control);
     }
@@ -380,6 +475,38 @@ mod tests {
             curve: Vec::new(),
             sweep: Vec::new(),
         }
+    }
+
+    fn sweep_point(guidance: f32, div: f64, tail: f64) -> super::super::extra::SweepPoint {
+        super::super::extra::SweepPoint {
+            guidance,
+            metrics: vec![
+                ("diversity/tail".into(), div),
+                ("success/tail".into(), tail),
+            ],
+            per_label: Vec::new(),
+        }
+    }
+
+    /// The matched-diversity endpoint on a frontier worked by hand: the control reads
+    /// (diversity, tail) = (0.9, 0.6) at w = 1, (0.7, 0.8) at 1.5, (0.5, 0.9) at 2, so at
+    /// diversity 0.6 it reads 0.85 and an arm at (0.6, 0.9) is +0.05 beyond it; at a grid
+    /// point the difference is the raw one; outside the frontier there is none.
+    #[test]
+    fn tail_at_matched_diversity_interpolates_the_control_frontier() {
+        let mut control = run(0, &[("diversity/tail", 0.7), ("success/tail", 0.8)]);
+        control.sweep = vec![sweep_point(1.0, 0.9, 0.6), sweep_point(2.0, 0.5, 0.9)];
+        let m = |control: &RunResult, d, t| {
+            let arm = run(0, &[("diversity/tail", d), ("success/tail", t)]);
+            tail_at_matched_diversity(&arm, control, "success")
+        };
+        assert!((m(&control, 0.6, 0.9).unwrap() - 0.05).abs() < 1e-12);
+        assert!((m(&control, 0.9, 0.7).unwrap() - 0.1).abs() < 1e-12);
+        assert_eq!(m(&control, 0.95, 0.9), None);
+        assert_eq!(m(&control, 0.45, 0.9), None);
+        // Without a sweep the control has one point: no frontier, no endpoint.
+        control.sweep.clear();
+        assert_eq!(m(&control, 0.7, 0.9), None);
     }
 
     /// A metric added after some runs were scored is reported over the runs that have it,

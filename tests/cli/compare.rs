@@ -587,3 +587,149 @@ fn results_tables_match_the_committed_raw_results() {
         );
     }
 }
+
+/// The folder `from` copied into `to`, recursively.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+/// Each row of the Markdown table whose header contains `column`: (first cell, that cell's
+/// first three numbers: mean, low, high), the minus signs of either writer read alike.
+fn column_numbers(table: &str, column: &str) -> Vec<(String, Vec<f64>)> {
+    let mut lines = table
+        .lines()
+        .skip_while(|l| !(l.starts_with('|') && l.contains(column)));
+    let Some(header) = lines.next() else {
+        return Vec::new();
+    };
+    let at = header.split('|').position(|c| c.contains(column)).unwrap();
+    lines
+        .skip(1)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').collect();
+            let numbers = cells[at]
+                .replace('−', "-")
+                .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
+                .filter_map(|x| x.parse::<f64>().ok())
+                .take(3)
+                .collect();
+            (cells[1].trim().to_string(), numbers)
+        })
+        .collect()
+}
+
+/// Two implementations of the primary endpoint agree on the committed records of a real
+/// comparison: the report's "Δtail at matched diversity" (Rust, from the runs' result.json)
+/// and the tables script's (Python, from the raw results that same report writes).
+#[test]
+fn the_report_and_the_tables_script_agree_on_the_matched_endpoint() {
+    let root = crate::common::repo_root();
+    let lane = "shapes-flow-mech";
+    let dir = tempdir("matched");
+    let out = dir.join(lane);
+    copy_tree(&root.join("docs/results/concepts/runs").join(lane), &out);
+    let mut seeds: Vec<u32> = std::fs::read_dir(out.join("dual-baseline"))
+        .unwrap()
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("seed")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    seeds.sort_unstable();
+    let seeds = seeds
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let out_s = out.display().to_string();
+    // The lane's options (scripts/concept_balancing.sh), so that the kept runs are its runs.
+    let args = [
+        "compare",
+        "--out",
+        &out_s,
+        "--seeds",
+        &seeds,
+        "--objectives",
+        "dual-baseline,time-mean-d,mean-d,class-mean-d,shuffled-d,inverse-frequency",
+        "--dataset",
+        "shapes",
+        "--image-size",
+        "8",
+        "--jitter",
+        "--permute-frequencies",
+        "--batch",
+        "32",
+        "--lr",
+        "3e-3",
+        "--warmup",
+        "100",
+        "--model",
+        "auto",
+        "--steps",
+        "2000",
+        "--checkpoint-every",
+        "500",
+        "--process",
+        "flow",
+        "--eval-per-label",
+        "32",
+        "--eval-steps",
+        "25",
+        "--eval-guidance",
+        "1.5",
+        "--guidance-sweep",
+        "1,1.25,1.75,2,2.6,3.5",
+        "--snapshots",
+        "--quiet",
+        "--data-per-seed",
+        "--report-only",
+    ];
+    let (ok, _, stderr) = imba_split(&args);
+    assert!(ok, "{stderr}");
+    let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
+    let rust = column_numbers(&md, "Δtail at matched diversity");
+
+    let raw = dir.join("raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    std::fs::copy(out.join("raw.jsonl"), raw.join(format!("{lane}.jsonl"))).unwrap();
+    let Ok(tables) = std::process::Command::new("python3")
+        .arg(root.join("scripts/results_tables.py"))
+        .arg(&raw)
+        .output()
+    else {
+        crate::common::skip("the_report_and_the_tables_script_agree", "no python3");
+        return;
+    };
+    let text = String::from_utf8_lossy(&tables.stdout);
+    let paired = text
+        .split(&format!("<!-- table {lane} paired -->"))
+        .nth(1)
+        .unwrap_or("");
+    let python = column_numbers(paired, "at matched diversity");
+    assert!(
+        rust.len() >= 5 && rust.len() == python.len(),
+        "{md}\n{paired}"
+    );
+    for ((arm, r), (arm_py, p)) in rust.iter().zip(&python) {
+        assert_eq!(arm, arm_py);
+        assert_eq!(r.len(), 3, "{arm}: {md}");
+        for (a, b) in r.iter().zip(p) {
+            // Both print three decimals of nearly the same double.
+            assert!((a - b).abs() <= 0.0011, "{arm}: report {r:?}, script {p:?}");
+        }
+    }
+}
