@@ -125,7 +125,9 @@ report() {
   restore "$root" '*'
   [ -d "$root" ] || return 0
   local seeds
-  seeds=$(ls "$root"/*/ 2>/dev/null | sed -n 's/^seed\([0-9]*\)$/\1/p' | sort -un | paste -sd,)
+  # The seeds with a finished run (a lane that has only started has none: nothing to report).
+  seeds=$(find "$root" -mindepth 3 -maxdepth 3 -path '*/seed*/result.json' |
+    sed -n 's|.*/seed\([0-9]*\)/result.json$|\1|p' | sort -un | paste -sd,)
   [ -n "$seeds" ] || return 0
   "$BIN" compare --out "$root" --objectives "$objectives" --seeds "$seeds" "$@" --report-only \
     > "$root/report.md"
