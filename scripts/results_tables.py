@@ -421,7 +421,10 @@ def rarity_table(records):
     gives at the same mean gain (the control's own guidance grid, relative to its main
     guidance, interpolated at the arm's mean gain), and their mean per family. The rows
     `dual-baseline at w` are guidance alone: the control at w against itself at the main
-    guidance."""
+    guidance. The rows `dual-baseline at step s` are training alone: the control's snapshot
+    at step s against its final model (does an arm look like a control that has trained
+    less?). They get no "beyond" column: near the end of training the mean gain barely moves
+    with the step, so matching a step to an arm's mean gain seed by seed is ill-conditioned."""
     fin = final_points(records)
 
     def rows_of(pick):
@@ -437,6 +440,13 @@ def rarity_table(records):
 
     grid = sorted({g for (v, _), pts in fin.items() if v == CONTROL for g in pts})
     guided = {g: rows_of(lambda s, g=g: fin[(CONTROL, s)].get(g)) for g in grid}
+    snaps = defaultdict(dict)
+    for r in records:
+        if (r["variant"] == CONTROL and r["step"] < r["steps"]
+                and abs(r["guidance"] - MAIN_GUIDANCE) < 1e-6):
+            snaps[r["step"]][r["seed"]] = r
+    staged = {st: rows_of(lambda s, st=st: snaps[st].get(s)) for st in sorted(snaps)}
+
     rows = []
     for v in variants_of(records):
         if v == CONTROL:
@@ -452,6 +462,8 @@ def rarity_table(records):
     for g in grid:
         if g != MAIN_GUIDANCE:
             rows.append((f"{CONTROL} at w = {g:g}", list(guided[g].values()), None))
+    for st, rs in staged.items():
+        rows.append((f"{CONTROL} at step {st}", list(rs.values()), None))
     rows = [r for r in rows if r[1]]
     if not rows:
         return "(no runs)"
