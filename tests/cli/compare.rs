@@ -733,3 +733,52 @@ fn the_report_and_the_tables_script_agree_on_the_matched_endpoint() {
         }
     }
 }
+
+/// The committed raw results follow from the committed run records: the experiment script's
+/// `report`, run on a fresh folder, restores every kept record and writes each lane's raw
+/// results, which hold every line of the committed ones (a lane may have gained records
+/// since its raw results were copied, never lost or changed one). Lanes committed without
+/// records (run before records were kept) are skipped.
+#[test]
+fn the_committed_raw_results_follow_from_the_kept_run_records() {
+    let root = crate::common::repo_root();
+    let dir = tempdir("kept");
+    let out = dir.join("concepts");
+    let status = std::process::Command::new("bash")
+        .arg(root.join("scripts/concept_balancing.sh"))
+        .arg("report")
+        .arg(&out)
+        .env("IMBA_BIN", env!("CARGO_BIN_EXE_imba"))
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let kept = root.join("docs/results/concepts/runs");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&kept).unwrap() {
+        let lane = entry.unwrap().file_name().to_string_lossy().to_string();
+        let committed = root.join(format!("docs/results/concepts/{lane}.jsonl"));
+        let Ok(committed) = std::fs::read_to_string(&committed) else {
+            continue; // records kept, raw results not copied yet
+        };
+        let made = std::fs::read_to_string(out.join(&lane).join("raw.jsonl")).unwrap();
+        let made: std::collections::HashSet<&str> = made.lines().collect();
+        for (i, line) in committed.lines().enumerate() {
+            assert!(
+                made.contains(line),
+                "{lane}.jsonl line {} is not what its kept records give:\n{line}",
+                i + 1
+            );
+        }
+        checked += 1;
+    }
+    assert!(
+        checked >= 2,
+        "only {checked} lanes had raw results and records"
+    );
+}
