@@ -663,7 +663,8 @@ def self_test():
     near(within_slope([0, 1, 0, 1, 2], [1, 3, 5, 7, 9], "aabbb"), 2.0, 1e-12, "slope")
     near(within_slope([0, 1, 0, 2], [0, 1, 0, 6], "aabb"), 2.6, 1e-12, "pooled slope")
     assert math.isnan(within_slope([1, 1], [0, 5], "ab"))
-    # The rule on pairs worked by hand (interval of [1, 2, 3]/100 is 0.02 ± 0.0248).
+    # The rule on pairs worked by hand: [0.02, 0.03, 0.04] is 0.03 ± 0.0248 (above 0, but
+    # three pairs are too few); five or ten pairs of it lie above 0.
     up, zero = [0.02, 0.03, 0.04, 0.03, 0.03], [-0.01, 0.01, 0.0, 0.02, -0.02]
     assert verdict(up, [0.0] * 5) == "helps (interim, 5 of 10)", verdict(up, [0.0] * 5)
     assert verdict(up * 2, [-0.06] * 10) == "tail up, head down (not helps)"

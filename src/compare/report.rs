@@ -4,7 +4,7 @@
 
 use super::{Comparison, RunResult};
 use crate::eval::metric_of;
-use crate::stats::{mean_std, paired_difference, Paired};
+use crate::stats::{differences, mean_std, paired_difference, Paired};
 use serde::{Deserialize, Serialize};
 
 /// The rule written down before the runs: a remedy helps the tail when the paired 95%
@@ -72,15 +72,16 @@ fn matched_paired(c: &Comparison, variant: &str, control: &str) -> Option<Paired
     let fam = family(c);
     let d: Vec<f64> = runs_of(c, variant)
         .iter()
-        .filter_map(|r| {
-            let ctrl = c
-                .runs
-                .iter()
-                .find(|x| x.variant == control && x.seed == r.seed)?;
-            tail_at_matched_diversity(r, ctrl, &fam)
-        })
+        .filter_map(|r| tail_at_matched_diversity(r, control_of(c, r, control)?, &fam))
         .collect();
-    (!d.is_empty()).then(|| paired_difference(&d, &vec![0.0; d.len()]))
+    (!d.is_empty()).then(|| differences(&d))
+}
+
+/// The control's run of the same seed as `r`.
+fn control_of<'a>(c: &'a Comparison, r: &RunResult, control: &str) -> Option<&'a RunResult> {
+    c.runs
+        .iter()
+        .find(|x| x.variant == control && x.seed == r.seed)
 }
 
 /// The runs of one variant.
@@ -140,11 +141,7 @@ fn paired(
 ) -> Paired {
     let (mut t, mut k) = (Vec::new(), Vec::new());
     for r in c.runs.iter().filter(|r| r.variant == variant) {
-        let ctrl = c
-            .runs
-            .iter()
-            .find(|x| x.variant == control && x.seed == r.seed);
-        if let Some(ctrl) = ctrl {
+        if let Some(ctrl) = control_of(c, r, control) {
             t.push(f(r).unwrap_or(f64::NAN));
             k.push(f(ctrl).unwrap_or(f64::NAN));
         }

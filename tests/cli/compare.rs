@@ -588,20 +588,6 @@ fn results_tables_match_the_committed_raw_results() {
     }
 }
 
-/// The folder `from` copied into `to`, recursively.
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
-}
-
 /// Each row of the Markdown table whose header contains `column`: (first cell, that cell's
 /// first three numbers: mean, low, high), the minus signs of either writer read alike.
 fn column_numbers(table: &str, column: &str) -> Vec<(String, Vec<f64>)> {
@@ -636,70 +622,7 @@ fn the_report_and_the_tables_script_agree_on_the_matched_endpoint() {
     let root = crate::common::repo_root();
     let lane = "shapes-flow-mech";
     let dir = tempdir("matched");
-    let out = dir.join(lane);
-    copy_tree(&root.join("docs/results/concepts/runs").join(lane), &out);
-    let mut seeds: Vec<u32> = std::fs::read_dir(out.join("dual-baseline"))
-        .unwrap()
-        .filter_map(|e| {
-            e.ok()?
-                .file_name()
-                .to_str()?
-                .strip_prefix("seed")?
-                .parse()
-                .ok()
-        })
-        .collect();
-    seeds.sort_unstable();
-    let seeds = seeds
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let out_s = out.display().to_string();
-    // The lane's options (scripts/concept_balancing.sh), so that the kept runs are its runs.
-    let args = [
-        "compare",
-        "--out",
-        &out_s,
-        "--seeds",
-        &seeds,
-        "--objectives",
-        "dual-baseline,time-mean-d,mean-d,class-mean-d,shuffled-d,inverse-frequency",
-        "--dataset",
-        "shapes",
-        "--image-size",
-        "8",
-        "--jitter",
-        "--permute-frequencies",
-        "--batch",
-        "32",
-        "--lr",
-        "3e-3",
-        "--warmup",
-        "100",
-        "--model",
-        "auto",
-        "--steps",
-        "2000",
-        "--checkpoint-every",
-        "500",
-        "--process",
-        "flow",
-        "--eval-per-label",
-        "32",
-        "--eval-steps",
-        "25",
-        "--eval-guidance",
-        "1.5",
-        "--guidance-sweep",
-        "1,1.25,1.75,2,2.6,3.5",
-        "--snapshots",
-        "--quiet",
-        "--data-per-seed",
-        "--report-only",
-    ];
-    let (ok, _, stderr) = imba_split(&args);
-    assert!(ok, "{stderr}");
+    let out = report_from_kept_records(&dir).join(lane);
     let md = std::fs::read_to_string(out.join("compare.md")).unwrap();
     let rust = column_numbers(&md, "Δtail at matched diversity");
 
@@ -742,22 +665,7 @@ fn the_report_and_the_tables_script_agree_on_the_matched_endpoint() {
 #[test]
 fn the_committed_raw_results_follow_from_the_kept_run_records() {
     let root = crate::common::repo_root();
-    let dir = tempdir("kept");
-    let out = dir.join("concepts");
-    let status = std::process::Command::new("bash")
-        .arg(root.join("scripts/concept_balancing.sh"))
-        .arg("report")
-        .arg(&out)
-        .env("IMBA_BIN", env!("CARGO_BIN_EXE_imba"))
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .current_dir(&root)
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    let out = report_from_kept_records(&tempdir("kept"));
     let kept = root.join("docs/results/concepts/runs");
     let mut checked = 0;
     for entry in std::fs::read_dir(&kept).unwrap() {
@@ -781,4 +689,25 @@ fn the_committed_raw_results_follow_from_the_kept_run_records() {
         checked >= 2,
         "only {checked} lanes had raw results and records"
     );
+}
+
+/// The experiment script's `report` into a fresh folder under `dir`: every kept run record
+/// restored, and each lane's compare.md and raw.jsonl written from them. Its folder.
+fn report_from_kept_records(dir: &std::path::Path) -> std::path::PathBuf {
+    let out = dir.join("concepts");
+    let done = std::process::Command::new("bash")
+        .arg(crate::common::repo_root().join("scripts/concept_balancing.sh"))
+        .arg("report")
+        .arg(&out)
+        .env("IMBA_BIN", env!("CARGO_BIN_EXE_imba"))
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .current_dir(crate::common::repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    out
 }
