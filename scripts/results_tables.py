@@ -379,6 +379,32 @@ def curve_table(records):
     return "\n".join(lines)
 
 
+def speed_table(records):
+    """Exploratory: the arm minus its same-seed control at guidance 1.5, at every scored
+    step, snapshots included: how fast an arm reaches the tail, where the final models sit at
+    the oracle's ceiling. Raw differences (one guidance, no frontier at a snapshot), so
+    sharpening counts here; the tail's diversity beside them shows how much, the head what
+    it cost."""
+    p = prefix(records)
+    steps = sorted({r["step"] for r in records})
+    lines = [f"| vs {CONTROL} at {MAIN_GUIDANCE} | pairs | "
+             + " | ".join(f"step {s}" for s in steps) + " |",
+             "|---|---|" + "---|" * len(steps)]
+    for v in variants_of(records):
+        if v == CONTROL:
+            continue
+        for name in (f"{p}/tail", "diversity/tail", f"{p}/head"):
+            at = {(r["variant"], r["seed"], r["step"]): metric(r, name) for r in records
+                  if abs(r["guidance"] - MAIN_GUIDANCE) < 1e-6}
+            cells, n = [], 0
+            for s in steps:
+                d = [x - at[(CONTROL, seed, s)] for (var, seed, st), x in sorted(at.items())
+                     if var == v and st == s and (CONTROL, seed, s) in at]
+                n = max(n, len(d))
+                cells.append(ci(d))
+            lines.append(f"| {v}: Δ{name} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
 def family(name):
     """A shapes label's family ("blue-circle" -> "circle"); None for labels without one."""
     return name.rsplit("-", 1)[1] if "-" in name else None
@@ -555,6 +581,7 @@ KINDS = {
     "secondary": secondary_table,
     "frontier": frontier_table,
     "curve": curve_table,
+    "speed": speed_table,
     "rarity": rarity_table,
 }
 
@@ -672,6 +699,15 @@ def self_test():
     assert verdict(zero * 2, [0.0] * 10) == "does not decide"
     assert verdict(up[:3], [0.0] * 3).startswith("too few pairs")
     assert verdict([0.01, 0.02, 0.03], [0.0] * 3).startswith("does not decide")
+    # The speed table pairs each arm's snapshot with its own seed's control at that step.
+    def snap(variant, seed, step, success):
+        return {"variant": variant, "seed": seed, "step": step, "steps": 20, "guidance": 1.5,
+                "metrics": [["success/tail", success], ["success/head", 0.5],
+                            ["diversity/tail", 1.0]]}
+    runs = [snap("dual-baseline", 0, 10, 0.2), snap("dual-baseline", 1, 10, 0.4),
+            snap("arm", 1, 10, 0.7), snap("arm", 0, 10, 0.3)]
+    assert "| arm: Δsuccess/tail | 2 | +0.200 [−1.071, +1.471] |" in speed_table(runs), \
+        speed_table(runs)
     assert scope("shapes-flow-mech") == ("shapes", "rectified flow")
     assert scope("shapes-flow-r100") == ("shapes, ratio 100", "rectified flow")
     assert scope("digits-eps") == ("digits", "ε")

@@ -520,6 +520,7 @@ fn compare_concept_balancing_arms_per_seed_data_and_raw_results() {
             "| shuffled-d | 2 |",
             "w = 2",
             "<!-- table tiny rarity -->",
+            "<!-- table tiny speed -->",
             "| dual-baseline at w = 2 | 2 |",
         ] {
             assert!(text.contains(want), "the tables lack {want}:\n{text}");
