@@ -324,14 +324,27 @@ fn sweep_table(c: &Comparison, variants: &[String], control: &str) -> String {
 
 /// The Markdown report of a comparison.
 pub fn markdown(c: &Comparison, variants: &[String]) -> String {
-    let by = |v: &str| runs_of(c, v);
-    let control = c.control.clone();
-    let metrics = metric_names(c);
-    let seeds: Vec<String> = by(&variants[0])
+    let mut s = header(c, variants);
+    s += &summary_table(c, variants);
+    if variants.len() > 1 {
+        s += &paired_intro(c);
+        s += &paired_table(c, variants, &c.control);
+    }
+    s += &curve_table(c, variants);
+    s += &sweep_table(c, variants, &c.control);
+    s += &per_label_table(c, variants);
+    s += &d_monitor_line(c, variants);
+    s += &footer(c);
+    s
+}
+
+/// The comparison's title, configuration, machine and how each column is scored.
+fn header(c: &Comparison, variants: &[String]) -> String {
+    let seeds: Vec<String> = runs_of(c, &variants[0])
         .iter()
         .map(|r| r.seed.to_string())
         .collect();
-    let mut s = format!(
+    format!(
         "### {} — {} seeds ({}), mean ± std over seeds\n\n{}\n\nAdapter: {}. Training + evaluation time, summed over runs: {:.0} s. \
          Score: {}. Buckets: labels ranked by training images, terciles (head, mid, tail); \
          slope: least-squares slope of the per-label score on ln(training images).\n\n",
@@ -342,14 +355,20 @@ pub fn markdown(c: &Comparison, variants: &[String]) -> String {
         c.adapter,
         c.seconds,
         c.runs[0].evaluation.score
-    );
-    s += "| objective | rows/step | train s | ";
+    )
+}
+
+/// Every metric of every objective, mean ± sd over seeds; a metric that only some runs
+/// carry says how many.
+fn summary_table(c: &Comparison, variants: &[String]) -> String {
+    let metrics = metric_names(c);
+    let mut s = "| objective | rows/step | train s | ".to_string();
     s += &metrics.join(" | ");
     s += " |\n|---|---|---|";
     s += &"---|".repeat(metrics.len());
     s += "\n";
     for v in variants {
-        let runs = by(v);
+        let runs = runs_of(c, v);
         s += &format!(
             "| {v} | {} | {:.0} | ",
             runs[0].rows_per_step,
@@ -369,41 +388,51 @@ pub fn markdown(c: &Comparison, variants: &[String]) -> String {
         s += &cells.join(" | ");
         s += " |\n";
     }
-    if variants.len() > 1 {
-        s += &format!(
-            "\nPaired differences from {control}, seed by seed: mean [95% Student-t interval]. \
-             A variant helps the tail when the interval of Δtail lies above 0 and Δhead ≥ \
-             −{HEAD_TOLERANCE}.{}\n\n",
-            if c.runs.iter().any(|r| !r.sweep.is_empty()) {
-                " With a guidance sweep, Δtail at matched diversity is the variant's tail \
-                 minus the control's at the variant's tail diversity, interpolated along the \
-                 control's guidance scales (no extrapolation: seeds outside its range are \
-                 left out): the gain that raising the guidance does not also buy; \
-                 \"beyond guidance?\" applies the rule to it."
-            } else {
-                ""
-            }
-        );
-        s += &paired_table(c, variants, &control);
-    }
-    s += &curve_table(c, variants);
-    s += &sweep_table(c, variants, &control);
-    s += &per_label_table(c, variants);
+    s
+}
+
+/// What the paired table shows and the rule it applies.
+fn paired_intro(c: &Comparison) -> String {
+    format!(
+        "\nPaired differences from {}, seed by seed: mean [95% Student-t interval]. \
+         A variant helps the tail when the interval of Δtail lies above 0 and Δhead ≥ \
+         −{HEAD_TOLERANCE}.{}\n\n",
+        c.control,
+        if c.runs.iter().any(|r| !r.sweep.is_empty()) {
+            " With a guidance sweep, Δtail at matched diversity is the variant's tail \
+             minus the control's at the variant's tail diversity, interpolated along the \
+             control's guidance scales (no extrapolation: seeds outside its range are \
+             left out): the gain that raising the guidance does not also buy; \
+             \"beyond guidance?\" applies the rule to it."
+        } else {
+            ""
+        }
+    )
+}
+
+/// Spearman ρ between training frequency and mean D per label, for the objectives that
+/// monitor D; empty when none does.
+fn d_monitor_line(c: &Comparison, variants: &[String]) -> String {
     let d: Vec<String> = variants
         .iter()
         .filter_map(|v| {
-            let runs = by(v);
-            let m = stat(&runs, |r| r.d_monitor.as_ref().map(|d| d.spearman));
+            let m = stat(&runs_of(c, v), |r| r.d_monitor.as_ref().map(|d| d.spearman));
             (!m.0.is_nan()).then(|| format!("{v}: {}", fmt(m)))
         })
         .collect();
-    if !d.is_empty() {
-        s += &format!(
-            "\nD monitor, Spearman ρ(training frequency, mean D per label) over the second half \
-             of training: {}.\n",
-            d.join("; ")
-        );
+    if d.is_empty() {
+        return String::new();
     }
+    format!(
+        "\nD monitor, Spearman ρ(training frequency, mean D per label) over the second half \
+         of training: {}.\n",
+        d.join("; ")
+    )
+}
+
+/// The evaluation's notes and the runs not finished yet.
+fn footer(c: &Comparison) -> String {
+    let mut s = String::new();
     for n in &c.runs[0].evaluation.notes {
         s += &format!("\nNote: {n}\n");
     }
