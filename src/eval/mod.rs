@@ -190,12 +190,13 @@ pub fn evaluate_snapshot(gpu: &Gpu, run: &Path, step: u32, o: &EvalOptions) -> R
 
 /// A run's checkpoint and its training data, once the data are known to be those it was
 /// trained on.
-fn load_run(run: &Path) -> Result<(crate::train::state::Saved, Dataset)> {
+pub(crate) fn load_run(run: &Path) -> Result<(crate::train::state::Saved, Dataset)> {
     let saved = crate::train::RunDir::new(run).load()?;
     let (data, _) = setup::load_data(&saved.config)?;
     if data.fingerprint() != saved.fingerprint {
         return Err(Error::Data(format!(
-            "the data of {} no longer match its checkpoint (fingerprint {:016x} vs {:016x})",
+            "the data of {} no longer match its checkpoint (fingerprint {:016x} vs {:016x}): \
+             the training data changed since it was trained; restore them, or train again",
             run.display(),
             data.fingerprint(),
             saved.fingerprint

@@ -178,6 +178,53 @@ fn outputs_never_mix_with_another_commands_folder() {
     );
 }
 
+/// A run whose training images changed after it was trained is refused by every command
+/// that reads them again (scoring, SeedSelect, InvDiff), with the way out named; nothing is
+/// written for the refused command.
+#[test]
+fn a_run_whose_data_changed_is_refused() {
+    use std::io::Read;
+    let dir = tempdir("changed");
+    let c = config(&dir);
+    let mut csv = String::new();
+    flate2::read::GzDecoder::new(imba::data::DIGITS_CSV)
+        .read_to_string(&mut csv)
+        .unwrap();
+    let data = dir.join("digits.csv");
+    std::fs::write(&data, &csv).unwrap();
+    let (run, d) = (dir.join("r"), data.display().to_string());
+    let r = run.display().to_string();
+    let (ok, out) = train(&c, "2", &run, &["--dataset", "digits", "--data-path", &d]);
+    assert!(ok, "{out}");
+    let eval = ["eval", "--run", r.as_str(), "--eval-per-label", "1"];
+    let (ok, out) = imba_env(&eval, &[]);
+    assert!(ok, "the unchanged data: {out}");
+    // The corner pixel (blank in every digit) is lit in every digit.
+    let lit: String = csv
+        .lines()
+        .map(|row| format!("7{}\n", &row[row.find(',').unwrap()..]))
+        .collect();
+    assert_ne!(lit, csv);
+    std::fs::write(&data, lit).unwrap();
+    let (ss, inv) = (dir.join("ss"), dir.join("inv"));
+    let (s, i) = (ss.display().to_string(), inv.display().to_string());
+    for args in [
+        eval.to_vec(),
+        vec!["seedselect", "--run", &r, "--label", "3", "--out", &s],
+        vec!["invdiff", "--base", &r, "--out", &i],
+    ] {
+        let (ok, out) = imba_env(&args, &[]);
+        assert!(
+            !ok && out.contains("no longer match its checkpoint") && out.contains("train again"),
+            "{args:?}: {out}"
+        );
+    }
+    assert!(
+        !ss.exists() && !inv.exists(),
+        "a refused command wrote files"
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn sigterm_stops_after_a_step_with_a_checkpoint_and_resumes_to_the_same_bytes() {

@@ -314,22 +314,14 @@ pub fn run(
     eval: &crate::eval::EvalOptions,
     out: &std::path::Path,
 ) -> Result<Report> {
-    use crate::train::setup;
     o.validate()?;
     if o.steps == 0 {
         return Err(Error::Config(
             "`steps` must be at least 1 (0 would compare the model with itself)".into(),
         ));
     }
-    let saved = crate::train::RunDir::new(base_run).load()?;
+    let (saved, data) = crate::eval::load_run(base_run)?;
     let base_step = crate::eval::Trained::of(&saved, base_run, "InvDiff");
-    let (data, _) = setup::load_data(&saved.config)?;
-    if data.fingerprint() != saved.fingerprint {
-        return Err(Error::Data(format!(
-            "the data of {} no longer match its checkpoint",
-            base_run.display()
-        )));
-    }
     if o.groups as usize > data.len() {
         return Err(Error::Config(format!(
             "InvDiff asks for {} groups of the {} training images of {}: at most one group per \

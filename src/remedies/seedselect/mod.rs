@@ -193,43 +193,25 @@ pub fn run(
         ema,
         weights,
     } = *req;
-    use crate::train::setup;
     o.validate()?;
     if refs == 0 {
         return Err(Error::Config("--refs must be at least 1".into()));
     }
-    crate::train::output_folder::check(out, crate::train::OutputKind::SeedSelect)?;
-    let _lock = crate::train::FolderLock::acquire(out)?;
-    let saved = crate::train::RunDir::new(run).load()?;
+    check_weights(weights)?;
+    let (saved, data) = crate::eval::load_run(run)?;
     let trained = crate::eval::Trained::of(&saved, run, "SeedSelect");
-    let (data, _) = setup::load_data(&saved.config)?;
-    if data.fingerprint() != saved.fingerprint {
-        return Err(Error::Data(format!(
-            "the data of {} no longer match its checkpoint",
-            run.display()
-        )));
-    }
     let m = &saved.model;
     let row = crate::diffusion::generate::parse_label_row(label, &saved.label_names, m)?;
     let (matching, ref_images) = references(&data, &row, refs, run, label)?;
+    // The output folder is made only once every input has been accepted.
+    crate::train::output_folder::check(out, crate::train::OutputKind::SeedSelect)?;
+    let _lock = crate::train::FolderLock::acquire(out)?;
     let used = ref_images.len() / data.image_len();
     let t0 = std::time::Instant::now();
     let (encoder, rows, classes) = train_encoder(&data, ENCODER_EPOCHS, saved.config.seed);
     let acc = encoder.accuracy(&data.images, &classes);
     let encoder_seconds = t0.elapsed().as_secs_f64();
     let (sem_weight, app_weight) = weights;
-    for (name, w) in [("sem_weight", sem_weight), ("app_weight", app_weight)] {
-        if !(w >= 0.0 && w.is_finite()) {
-            return Err(Error::Config(format!(
-                "`{name}` must be a finite number ≥ 0, got {w}"
-            )));
-        }
-    }
-    if sem_weight + app_weight == 0.0 {
-        return Err(Error::Config(
-            "`sem_weight` and `app_weight` are both 0: give one of them a positive weight".into(),
-        ));
-    }
     let target = Target {
         sem_weight,
         app_weight,
@@ -298,6 +280,23 @@ pub fn run(
     };
     crate::files::write_json(&out.join("report.json"), &report)?;
     Ok(report)
+}
+
+/// The two loss weights: finite, ≥ 0, not both 0 (checked before any work is done).
+fn check_weights((sem_weight, app_weight): (f64, f64)) -> Result<()> {
+    for (name, w) in [("sem_weight", sem_weight), ("app_weight", app_weight)] {
+        if !(w >= 0.0 && w.is_finite()) {
+            return Err(Error::Config(format!(
+                "`{name}` must be a finite number ≥ 0, got {w}"
+            )));
+        }
+    }
+    if sem_weight + app_weight == 0.0 {
+        return Err(Error::Config(
+            "`sem_weight` and `app_weight` are both 0: give one of them a positive weight".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Mean over the images of `x` of the Euclidean distance to the nearest image of `refs`
