@@ -197,7 +197,7 @@ pub fn run(
     if refs == 0 {
         return Err(Error::Config("--refs must be at least 1".into()));
     }
-    check_weights(weights)?;
+    check_weights(weights.0, weights.1)?;
     let (saved, data) = crate::eval::load_run(run)?;
     let trained = crate::eval::Trained::of(&saved, run, "SeedSelect");
     let m = &saved.model;
@@ -283,7 +283,7 @@ pub fn run(
 }
 
 /// The two loss weights: finite, ≥ 0, not both 0 (checked before any work is done).
-fn check_weights((sem_weight, app_weight): (f64, f64)) -> Result<()> {
+fn check_weights(sem_weight: f64, app_weight: f64) -> Result<()> {
     for (name, w) in [("sem_weight", sem_weight), ("app_weight", app_weight)] {
         if !(w >= 0.0 && w.is_finite()) {
             return Err(Error::Config(format!(
