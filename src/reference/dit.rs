@@ -110,97 +110,26 @@ pub fn forward(
         cfg.tokens() as usize,
         cfg.token_dim() as usize,
     );
-    let (m, slots) = (cfg.mlp_dim() as usize, cfg.label_slots as usize);
+    let slots = cfg.label_slots as usize;
     let batch = tfreq.len() / 256;
     let rows = labels.len() / slots;
-    let repeats = rows / batch;
-    // Patch embedding (once for all repeats) + position, repeated.
-    let tok = linear(
-        patches,
-        p.get("x_embedder.proj.weight"),
-        p.get("x_embedder.proj.bias"),
-        k,
-        d,
-    );
-    let pos = embed::pos_embed_2d(
-        d,
-        (cfg.height / cfg.patch) as usize,
-        (cfg.width / cfg.patch) as usize,
-    );
-    let mut x: Vec<f64> = Vec::with_capacity(rows * n * d);
-    for _ in 0..repeats {
-        x.extend(tok.iter().enumerate().map(|(i, v)| v + pos[i % (n * d)]));
-    }
-    // Timestep MLP (once), condition per row, SiLU(c) shared by every adaLN linear.
-    let th1 = linear(
-        tfreq,
-        p.get("t_embedder.mlp.0.weight"),
-        p.get("t_embedder.mlp.0.bias"),
-        256,
-        d,
-    );
-    let ts = silu_all(&th1);
-    let temb = linear(
-        &ts,
-        p.get("t_embedder.mlp.2.weight"),
-        p.get("t_embedder.mlp.2.bias"),
-        d,
-        d,
-    );
-    let c = embed::condition(
-        &temb,
-        p.get("y_embedder.embedding_table.weight"),
-        labels,
-        slots,
-        d,
-    );
+    let mut x = embed_tokens(cfg, p, patches, rows / batch);
+    let (th1, ts, c) = condition(p, tfreq, labels, slots, d);
     let sc = silu_all(&c);
-    let shape = AttentionShape {
-        samples: rows,
-        tokens: n,
-        heads: cfg.heads as usize,
-        head_dim: cfg.head_dim() as usize,
+    let dims = BlockDims {
+        d,
+        n,
+        m: cfg.mlp_dim() as usize,
+        shape: AttentionShape {
+            samples: rows,
+            tokens: n,
+            heads: cfg.heads as usize,
+            head_dim: cfg.head_dim() as usize,
+        },
     };
-    let mut blocks = Vec::new();
-    for i in 0..cfg.depth {
-        let w = |s: &str| p.get(&format!("blocks.{i}.{s}"));
-        let modv = linear(
-            &sc,
-            w("adaLN_modulation.1.weight"),
-            w("adaLN_modulation.1.bias"),
-            d,
-            6 * d,
-        );
-        let chunk = |j| cols(&modv, 6 * d, j, d);
-        let (xhat1, rstd1) = ln::layer_norm(&x, d);
-        let h1 = ln::modulate(&xhat1, &chunk(0), &chunk(1), n, d);
-        let qkv = linear(&h1, w("attn.qkv.weight"), w("attn.qkv.bias"), d, 3 * d);
-        let o = at::attention(&qkv, shape);
-        let a = linear(&o, w("attn.proj.weight"), w("attn.proj.bias"), d, d);
-        ln::gated_residual(&mut x, &a, &chunk(2), n, d);
-        let (xhat2, rstd2) = ln::layer_norm(&x, d);
-        let h2 = ln::modulate(&xhat2, &chunk(3), &chunk(4), n, d);
-        let f1 = linear(&h2, w("mlp.fc1.weight"), w("mlp.fc1.bias"), d, m);
-        let g: Vec<f64> = f1.iter().map(|&v| gelu(v)).collect();
-        let f2 = linear(&g, w("mlp.fc2.weight"), w("mlp.fc2.bias"), m, d);
-        ln::gated_residual(&mut x, &f2, &chunk(5), n, d);
-        blocks.push(BlockCache {
-            out: x.clone(),
-            modv,
-            xhat1,
-            rstd1,
-            h1,
-            qkv,
-            o,
-            a,
-            xhat2,
-            rstd2,
-            h2,
-            f1,
-            g,
-            f2,
-        });
-    }
+    let blocks = (0..cfg.depth)
+        .map(|i| block(p, i, &mut x, &sc, &dims))
+        .collect();
     let modf = linear(
         &sc,
         p.get("final_layer.adaLN_modulation.1.weight"),
@@ -238,6 +167,114 @@ pub fn forward(
         hf,
         labels: labels.to_vec(),
         batch,
+    }
+}
+
+/// Patch embedding (once for all repeats) plus the 2-D position embedding, repeated
+/// `repeats` times: the residual stream entering the first block, (R·N, D).
+fn embed_tokens(cfg: &DitConfig, p: &Params, patches: &[f64], repeats: usize) -> Vec<f64> {
+    let (d, n) = (cfg.dim as usize, cfg.tokens() as usize);
+    let tok = linear(
+        patches,
+        p.get("x_embedder.proj.weight"),
+        p.get("x_embedder.proj.bias"),
+        cfg.token_dim() as usize,
+        d,
+    );
+    let pos = embed::pos_embed_2d(
+        d,
+        (cfg.height / cfg.patch) as usize,
+        (cfg.width / cfg.patch) as usize,
+    );
+    let mut x: Vec<f64> = Vec::with_capacity(repeats * tok.len());
+    for _ in 0..repeats {
+        x.extend(tok.iter().enumerate().map(|(i, v)| v + pos[i % (n * d)]));
+    }
+    x
+}
+
+/// The timestep MLP (once per sample) and the condition per row: (the MLP's hidden layer,
+/// its SiLU, c = t-embedding + the rows' label embeddings).
+fn condition(
+    p: &Params,
+    tfreq: &[f64],
+    labels: &[u32],
+    slots: usize,
+    d: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let th1 = linear(
+        tfreq,
+        p.get("t_embedder.mlp.0.weight"),
+        p.get("t_embedder.mlp.0.bias"),
+        256,
+        d,
+    );
+    let ts = silu_all(&th1);
+    let temb = linear(
+        &ts,
+        p.get("t_embedder.mlp.2.weight"),
+        p.get("t_embedder.mlp.2.bias"),
+        d,
+        d,
+    );
+    let c = embed::condition(
+        &temb,
+        p.get("y_embedder.embedding_table.weight"),
+        labels,
+        slots,
+        d,
+    );
+    (th1, ts, c)
+}
+
+/// The sizes one block needs: width, tokens, MLP width and the attention's shape.
+struct BlockDims {
+    d: usize,
+    n: usize,
+    m: usize,
+    shape: AttentionShape,
+}
+
+/// Block `i` on the residual stream `x` (updated in place), conditioned by SiLU(c) = `sc`;
+/// returns what its backward needs.
+fn block(p: &Params, i: u32, x: &mut [f64], sc: &[f64], dims: &BlockDims) -> BlockCache {
+    let BlockDims { d, n, m, shape } = *dims;
+    let w = |s: &str| p.get(&format!("blocks.{i}.{s}"));
+    let modv = linear(
+        sc,
+        w("adaLN_modulation.1.weight"),
+        w("adaLN_modulation.1.bias"),
+        d,
+        6 * d,
+    );
+    let chunk = |j| cols(&modv, 6 * d, j, d);
+    let (xhat1, rstd1) = ln::layer_norm(x, d);
+    let h1 = ln::modulate(&xhat1, &chunk(0), &chunk(1), n, d);
+    let qkv = linear(&h1, w("attn.qkv.weight"), w("attn.qkv.bias"), d, 3 * d);
+    let o = at::attention(&qkv, shape);
+    let a = linear(&o, w("attn.proj.weight"), w("attn.proj.bias"), d, d);
+    ln::gated_residual(x, &a, &chunk(2), n, d);
+    let (xhat2, rstd2) = ln::layer_norm(x, d);
+    let h2 = ln::modulate(&xhat2, &chunk(3), &chunk(4), n, d);
+    let f1 = linear(&h2, w("mlp.fc1.weight"), w("mlp.fc1.bias"), d, m);
+    let g: Vec<f64> = f1.iter().map(|&v| gelu(v)).collect();
+    let f2 = linear(&g, w("mlp.fc2.weight"), w("mlp.fc2.bias"), m, d);
+    ln::gated_residual(x, &f2, &chunk(5), n, d);
+    BlockCache {
+        out: x.to_vec(),
+        modv,
+        xhat1,
+        rstd1,
+        h1,
+        qkv,
+        o,
+        a,
+        xhat2,
+        rstd2,
+        h2,
+        f1,
+        g,
+        f2,
     }
 }
 
