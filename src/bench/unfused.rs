@@ -116,6 +116,90 @@ type Op<'a> = (
     (&'a wgpu::Buffer, u64),
 );
 
+/// An elementwise op's parameters over `n` values.
+fn elementwise(n: u32, a: f32) -> Params {
+    Params {
+        n,
+        a,
+        ..Default::default()
+    }
+}
+
+/// A row op's parameters over `rows` rows of `cols` values.
+fn rowwise(rows: u32, cols: u32, a: f32) -> Params {
+    Params {
+        n: rows,
+        cols,
+        a,
+        ..Default::default()
+    }
+}
+
+/// The ops that compute D from the unconditional error (ws.diff_u) into `weights`, by form.
+fn weight_ops<'a>(
+    ws: &'a UnfusedWorkspace,
+    imba: &ImbaParams,
+    weights: &'a wgpu::Buffer,
+) -> Vec<Op<'a>> {
+    let s = ws.shape;
+    let (nk, bn) = (s.elements() * 4, s.rows() * 4);
+    let (n, rows, k) = (s.elements() as u32, s.rows() as u32, s.token_dim);
+    let ew = |a| elementwise(n, a);
+    let rw = |a| rowwise(rows, k, a);
+    let mut ops: Vec<Op> = Vec::new();
+    match imba.form {
+        DForm::MeanAbsPow => {
+            ops.push((
+                "abs_pow",
+                ew(imba.gamma),
+                sized(&ws.diff_u, nk),
+                None,
+                (&ws.elem, nk),
+            ));
+            ops.push((
+                "row_sum",
+                rw(1.0 / k as f32),
+                sized(&ws.elem, nk),
+                None,
+                (weights, bn),
+            ));
+        }
+        DForm::PowOfRms | DForm::PowOfMse => {
+            let e = if imba.form == DForm::PowOfRms {
+                0.5 * imba.gamma
+            } else {
+                imba.gamma
+            };
+            ops.push((
+                "square",
+                ew(0.0),
+                sized(&ws.diff_u, nk),
+                None,
+                (&ws.elem, nk),
+            ));
+            ops.push((
+                "row_sum",
+                rw(1.0 / k as f32),
+                sized(&ws.elem, nk),
+                None,
+                (&ws.row_a, bn),
+            ));
+            ops.push((
+                "abs_pow",
+                Params {
+                    n: rows,
+                    a: e,
+                    ..Default::default()
+                },
+                sized(&ws.row_a, bn),
+                None,
+                (weights, bn),
+            ));
+        }
+    }
+    ops
+}
+
 /// The unfused chain's operands: what [`crate::kernels::ImbaLossArgs`] names, as whole
 /// buffers.
 #[derive(Clone, Copy)]
@@ -306,17 +390,8 @@ impl UnfusedImba {
         let rows = s.rows() as u32;
         let k = s.token_dim;
         let inv = (1.0 / s.elements() as f64) as f32;
-        let ew = |a: f32| Params {
-            n,
-            a,
-            ..Default::default()
-        };
-        let rw = |a: f32| Params {
-            n: rows,
-            cols: k,
-            a,
-            ..Default::default()
-        };
+        let ew = |a| elementwise(n, a);
+        let rw = |a| rowwise(rows, k, a);
         let mut ops: Vec<Op> = Vec::new();
         if philox {
             let quads = geo.total.div_ceil(4);
@@ -345,56 +420,7 @@ impl UnfusedImba {
             sized(eps, nk),
             (&ws.diff_c, nk),
         ));
-        match imba.form {
-            DForm::MeanAbsPow => {
-                ops.push((
-                    "abs_pow",
-                    ew(imba.gamma),
-                    sized(&ws.diff_u, nk),
-                    None,
-                    (&ws.elem, nk),
-                ));
-                ops.push((
-                    "row_sum",
-                    rw(1.0 / k as f32),
-                    sized(&ws.elem, nk),
-                    None,
-                    (weights, bn),
-                ));
-            }
-            DForm::PowOfRms | DForm::PowOfMse => {
-                let e = if imba.form == DForm::PowOfRms {
-                    0.5 * imba.gamma
-                } else {
-                    imba.gamma
-                };
-                ops.push((
-                    "square",
-                    ew(0.0),
-                    sized(&ws.diff_u, nk),
-                    None,
-                    (&ws.elem, nk),
-                ));
-                ops.push((
-                    "row_sum",
-                    rw(1.0 / k as f32),
-                    sized(&ws.elem, nk),
-                    None,
-                    (&ws.row_a, bn),
-                ));
-                ops.push((
-                    "abs_pow",
-                    Params {
-                        n: rows,
-                        a: e,
-                        ..Default::default()
-                    },
-                    sized(&ws.row_a, bn),
-                    None,
-                    (weights, bn),
-                ));
-            }
-        }
+        ops.extend(weight_ops(ws, imba, weights));
         ops.push((
             "square",
             ew(0.0),
