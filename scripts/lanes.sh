@@ -4,7 +4,7 @@
 # the background, each lane running the given phases of scripts/concept_balancing.sh in turn
 # over its half of the seeds (even and odd).
 #
-#   scripts/lanes.sh flow-mechanism flow-digits mechanism rest fashion   start (returns at once)
+#   scripts/lanes.sh flow-mechanism flow-digits mechanism rest fashion ratio100   start (returns at once)
 #   scripts/lanes.sh --status                              what runs, what finished
 #   scripts/lanes.sh --stop                                stop both lanes (runs resume later)
 #
