@@ -149,6 +149,24 @@ pub fn class_object(class: usize) -> detector::Object {
     }
 }
 
+/// Prompts that succeeded out of those drawn.
+#[derive(Clone, Copy, Default)]
+struct Tally {
+    hits: usize,
+    total: usize,
+}
+
+impl Tally {
+    /// hits / total; NaN when nothing was drawn.
+    fn rate(self) -> f64 {
+        if self.total > 0 {
+            self.hits as f64 / self.total as f64
+        } else {
+            f64::NAN
+        }
+    }
+}
+
 /// shapes, concepts mode: per concept, the share of prompts naming it whose slot shows it;
 /// per prompt, success when all four concepts show; prompts apart whose slot pairs were all
 /// seen in training and those with an inert pair.
@@ -161,7 +179,7 @@ pub fn shapes_concepts(
     let k = data.num_labels() as usize;
     let kk = CONCEPTS_PER_SLOT;
     let (mut hits, mut totals) = (vec![0; k], vec![0; k]);
-    let (mut seen, mut inert) = ((0usize, 0usize), (0usize, 0usize));
+    let (mut seen, mut inert) = (Tally::default(), Tally::default());
     for (j, img) in x.chunks(data.image_len()).enumerate() {
         let p = &labels[4 * j..4 * j + 4];
         let read = det.read(img);
@@ -183,18 +201,18 @@ pub fn shapes_concepts(
             all &= shape_ok && colour_ok;
         }
         let t = if any_inert { &mut inert } else { &mut seen };
-        t.0 += all as usize;
-        t.1 += 1;
+        t.hits += all as usize;
+        t.total += 1;
     }
     let per_label = scores(data, &hits, &totals);
     let mut metrics = bucket_metrics("concept", &per_label);
-    let rate = |(h, n): (usize, usize)| if n > 0 { h as f64 / n as f64 } else { f64::NAN };
-    metrics.push((
-        "prompt/all".into(),
-        rate((seen.0 + inert.0, seen.1 + inert.1)),
-    ));
-    metrics.push(("prompt/seen".into(), rate(seen)));
-    metrics.push(("prompt/inert".into(), rate(inert)));
+    let all = Tally {
+        hits: seen.hits + inert.hits,
+        total: seen.total + inert.total,
+    };
+    metrics.push(("prompt/all".into(), all.rate()));
+    metrics.push(("prompt/seen".into(), seen.rate()));
+    metrics.push(("prompt/inert".into(), inert.rate()));
     Evaluation {
         trained: None,
         dataset: "shapes-concepts".into(),
@@ -204,7 +222,7 @@ pub fn shapes_concepts(
         per_label,
         notes: vec![format!(
             "{} prompts with both slot pairs seen in training, {} with an inert pair",
-            seen.1, inert.1
+            seen.total, inert.total
         )],
     }
 }
