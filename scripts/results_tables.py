@@ -390,12 +390,15 @@ def speed_table(records):
     lines = [f"| vs {CONTROL} at {MAIN_GUIDANCE} | pairs | "
              + " | ".join(f"step {s}" for s in steps) + " |",
              "|---|---|" + "---|" * len(steps)]
+    names = (f"{p}/tail", "diversity/tail", f"{p}/head")
+    # (variant, seed, step) -> value at the main guidance, per metric, read once.
+    at_by = {name: {(r["variant"], r["seed"], r["step"]): metric(r, name) for r in records
+                    if abs(r["guidance"] - MAIN_GUIDANCE) < 1e-6} for name in names}
     for v in variants_of(records):
         if v == CONTROL:
             continue
-        for name in (f"{p}/tail", "diversity/tail", f"{p}/head"):
-            at = {(r["variant"], r["seed"], r["step"]): metric(r, name) for r in records
-                  if abs(r["guidance"] - MAIN_GUIDANCE) < 1e-6}
+        for name in names:
+            at = at_by[name]
             cells, n = [], 0
             for s in steps:
                 d = [x - at[(CONTROL, seed, s)] for (var, seed, st), x in sorted(at.items())
