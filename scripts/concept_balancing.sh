@@ -20,10 +20,10 @@
 #   mechanism  ε-prediction, shapes and digits: the control, imba-tnorm, imba-tnorm-sample
 #              (the ε-tilt shrinks, the concept signal stays), class-mean-d (D's running mean
 #              per label and timestep bucket: concept balancing with the paper's own signal),
-#              inverse-frequency (explicit class weights), shuffled-d (a placebo with
-#              imba-tnorm's weight distribution);
-#   rest       the other arms: the one-pass baseline at equal forward rows,
-#              CBDM (scored at its published guidance 2.6 on the grid);
+#              inverse-frequency (explicit class weights): questions (b) and (c);
+#   rest       the other arms: shuffled-d (a placebo with imba-tnorm's weight
+#              distribution), the one-pass baseline at equal forward rows, CBDM (scored at
+#              its published guidance 2.6 on the grid);
 #   ratio100   the flow lane's three objectives on shapes at imbalance 100 (the CIFAR-LT
 #              ratio: 200 images of the head label down to 2 of the tail) instead of 10;
 #   fashion    a real long-tailed image set: Fashion-MNIST (28×28, ratio 100, Debian's
@@ -136,8 +136,8 @@ report() {
 
 CORE=dual-baseline,imba,imba-tnorm
 FLOW_MECHANISM=dual-baseline,time-mean-d,mean-d,class-mean-d,shuffled-d,inverse-frequency
-MECHANISM=dual-baseline,imba-tnorm,imba-tnorm-sample,class-mean-d,inverse-frequency,shuffled-d
-REST=baseline-matched,cbdm
+MECHANISM=dual-baseline,imba-tnorm,imba-tnorm-sample,class-mean-d,inverse-frequency
+REST=shuffled-d,baseline-matched,cbdm
 
 mkdir -p "$OUT"
 case "$PHASE" in
