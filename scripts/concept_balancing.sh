@@ -29,6 +29,12 @@
 #   fashion    a real long-tailed image set: Fashion-MNIST (28×28, ratio 100, Debian's
 #              dataset-fashion-mnist), the flow lane's three objectives under flow: does
 #              the shapes result hold on real images?
+#   plateau    ε-prediction, shapes: the control extended to 8,000 steps, a snapshot every
+#              500: where its tail stops rising (the plateau rule: under 0.01 over the last
+#              quarter). It resumes the mechanism lane's finished 2,000-step controls where
+#              they are on this machine (a resumed run is bit for bit the run trained to the
+#              longer budget at once: the learning rate is constant after warm-up), else it
+#              trains from the start;
 #   report     the tables of every finished run (trains nothing).
 #   keep       copy every finished run's record (result.json, config.toml) into KEPT.
 # Every seed draws its own data (`--data-per-seed`: which label is rare changes with the
@@ -46,7 +52,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
-PHASE="${1:?usage: scripts/concept_balancing.sh flow|flow-mechanism|flow-digits|mechanism|rest|ratio100|fashion|report|keep [OUT]}"
+PHASE="${1:?usage: scripts/concept_balancing.sh flow|flow-mechanism|flow-digits|mechanism|rest|ratio100|fashion|plateau|report|keep [OUT]}"
 OUT="${2:-runs/concepts}"
 BIN="${IMBA_BIN:-target/release/imba}"
 if [ ! -x "$BIN" ]; then
@@ -63,7 +69,11 @@ scoring=(--eval-per-label 32 --eval-steps 25 --eval-guidance 1.5
 # Every training option that matters is pinned (not left to the trainer's defaults).
 common=(--batch 32 --lr 3e-3 --warmup 100 --model auto --steps "$STEPS"
         --checkpoint-every $((STEPS / 4)))
-shapes=(--dataset shapes --image-size 8 --jitter --permute-frequencies "${common[@]}")
+# The plateau phase's budget: four times the lanes', a snapshot at each of their quarters.
+long=(--batch 32 --lr 3e-3 --warmup 100 --model auto --steps $((4 * STEPS))
+      --checkpoint-every $((STEPS / 4)))
+shapes_data=(--dataset shapes --image-size 8 --jitter --permute-frequencies)
+shapes=("${shapes_data[@]}" "${common[@]}")
 digits=(--dataset digits --permute-frequencies "${common[@]}")
 fashion=(--dataset idx --permute-frequencies "${common[@]}")
 
@@ -118,6 +128,22 @@ run() {
   done
 }
 
+# fork FROM TO OBJECTIVE: each seed's finished run of OBJECTIVE in FROM copied into TO where
+# TO has none, so that TO's longer budget resumes it instead of training its first steps again.
+fork() {
+  local from=$1 to=$2 objective=$3 seed src dest
+  for seed in $SEEDS; do
+    src="$from/$objective/seed$seed"
+    dest="$to/$objective/seed$seed"
+    [ -f "$src/result.json" ] && [ -f "$src/checkpoint.safetensors" ] || continue
+    [ -e "$dest" ] && continue
+    mkdir -p "$to/$objective"
+    rm -rf "$dest.tmp"
+    cp -r "$src" "$dest.tmp" && mv "$dest.tmp" "$dest"
+    echo "forked $dest from $src"
+  done
+}
+
 # report ROOT OBJECTIVES ARGS...: the table of every finished run of every seed.
 report() {
   local root=$1 objectives=$2
@@ -158,6 +184,10 @@ case "$PHASE" in
       "${scoring[@]}" ;;
   fashion)
     run "$OUT/fashion-flow" "$CORE" "${fashion[@]}" --process flow "${scoring[@]}" ;;
+  plateau)
+    fork "$OUT/shapes-eps" "$OUT/shapes-eps-long" dual-baseline
+    run "$OUT/shapes-eps-long" dual-baseline "${shapes_data[@]}" "${long[@]}" --process ddpm \
+      "${scoring[@]}" ;;
   keep)
     for root in "$OUT"/*/; do keep "${root%/}"; done ;;
   report)
@@ -166,11 +196,13 @@ case "$PHASE" in
     report "$OUT/digits-flow" "$CORE" "${digits[@]}" --process flow "${scoring[@]}"
     report "$OUT/shapes-eps" "$MECHANISM,$REST" "${shapes[@]}" --process ddpm "${scoring[@]}"
     report "$OUT/digits-eps" "$MECHANISM,$REST" "${digits[@]}" --process ddpm "${scoring[@]}"
+    report "$OUT/shapes-eps-long" dual-baseline "${shapes_data[@]}" "${long[@]}" --process ddpm \
+      "${scoring[@]}"
     report "$OUT/shapes-flow-r100" "$CORE" "${shapes[@]}" --imbalance 100 --process flow \
       "${scoring[@]}"
     report "$OUT/fashion-flow" "$CORE" "${fashion[@]}" --process flow "${scoring[@]}" ;;
   *)
-    echo "unknown phase $PHASE: flow, flow-mechanism, flow-digits, mechanism, rest, ratio100, fashion, report or keep" >&2
+    echo "unknown phase $PHASE: flow, flow-mechanism, flow-digits, mechanism, rest, ratio100, fashion, plateau, report or keep" >&2
     exit 2 ;;
 esac
 exit
