@@ -408,6 +408,28 @@ def speed_table(records):
             lines.append(f"| {v}: Δ{name} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
+def plateau_table(records):
+    """The control's learning curve at guidance 1.5, a row per scored step: its tail, head
+    and all, and the tail's gain over the last quarter of a budget ending at that step,
+    tail(s) − tail(¾s) per seed where both were scored. The plateau rule asks for a gain
+    under 0.01."""
+    p = prefix(records)
+    at = {(r["seed"], r["step"]): r for r in records
+          if r["variant"] == CONTROL and abs(r["guidance"] - MAIN_GUIDANCE) < 1e-6}
+    lines = [f"| {CONTROL} at step | seeds | {p}/tail | {p}/head | {p}/all | "
+             f"Δ{p}/tail over the last quarter (seeds) |", "|---|---|---|---|---|---|"]
+    for step in sorted({st for (_, st) in at}):
+        seeds = sorted(seed for (seed, st) in at if st == step)
+        means = [plain(mean_sd([metric(at[(seed, step)], f"{p}/{b}") for seed in seeds])[0])
+                 for b in ("tail", "head", "all")]
+        quarter = 3 * step // 4 if (3 * step) % 4 == 0 else None
+        gains = [metric(at[(seed, step)], f"{p}/tail") - metric(at[(seed, quarter)], f"{p}/tail")
+                 for seed in seeds if (seed, quarter) in at]
+        lines.append(f"| {step} | {len(seeds)} | " + " | ".join(means)
+                     + f" | {ci_n(gains) if gains else 'n/a'} |")
+    return "\n".join(lines)
+
+
 def family(name):
     """A shapes label's family ("blue-circle" -> "circle"); None for labels without one."""
     return name.rsplit("-", 1)[1] if "-" in name else None
@@ -585,6 +607,7 @@ KINDS = {
     "frontier": frontier_table,
     "curve": curve_table,
     "speed": speed_table,
+    "plateau": plateau_table,
     "rarity": rarity_table,
 }
 
@@ -711,6 +734,12 @@ def self_test():
             snap("arm", 1, 10, 0.7), snap("arm", 0, 10, 0.3)]
     assert "| arm: Δsuccess/tail | 2 | +0.200 [−1.071, +1.471] |" in speed_table(runs), \
         speed_table(runs)
+    # The plateau table: at step 20 the last quarter starts at 15 (scored), at 10 at 7.5 (not).
+    curve = [snap("dual-baseline", seed, st, x) for seed, st, x in
+             [(0, 10, 0.1), (0, 15, 0.5), (0, 20, 0.6), (1, 15, 0.4), (1, 20, 0.7)]]
+    got = plateau_table(curve)
+    assert "| 20 | 2 | 0.650 | 0.500 | n/a | +0.200 [−1.071, +1.471] (2) |" in got, got
+    assert "| 10 | 1 | 0.100 | 0.500 | n/a | n/a |" in got, got
     assert scope("shapes-flow-mech") == ("shapes", "rectified flow")
     assert scope("shapes-flow-r100") == ("shapes, ratio 100", "rectified flow")
     assert scope("digits-eps") == ("digits", "ε")
