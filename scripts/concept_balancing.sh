@@ -139,7 +139,8 @@ fork() {
     [ -e "$dest" ] && continue
     mkdir -p "$to/$objective"
     rm -rf "$dest.tmp"
-    cp -r "$src" "$dest.tmp" && mv "$dest.tmp" "$dest"
+    # Without its result: that is the shorter run's, and `report` takes a result as finished.
+    cp -r "$src" "$dest.tmp" && rm "$dest.tmp/result.json" && mv "$dest.tmp" "$dest"
     echo "forked $dest from $src"
   done
 }
