@@ -27,7 +27,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 TARGET = {"long files": 2, "long functions": 2, "tuple parameters": 5,
           "indexed pipelines": 0, "repeated pairs": 8}
 # Repeated pairs: half of the 16 this measure found when the figures were first taken.
-RATCHET = {"long files": 0, "long functions": 0, "tuple parameters": 1,
+RATCHET = {"long files": 0, "long functions": 0, "tuple parameters": 0,
            "indexed pipelines": 0, "repeated pairs": 7}
 RUN, IDIOM = 6, 8
 

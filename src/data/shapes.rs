@@ -137,7 +137,7 @@ pub fn template(shape: usize, b: u32) -> Vec<bool> {
 
 /// Draws image `i`'s jitter for the object of slot `slot` (strip width `w`, image height
 /// `h`) from Philox (seed, stream 12).
-fn draw_jitter(seed: u32, i: u32, slot: u32, (w, h): (u32, u32), sizes: &[u32]) -> Jitter {
+fn draw_jitter(seed: u32, i: u32, slot: u32, w: u32, h: u32, sizes: &[u32]) -> Jitter {
     let u = |k: u32| uniform(seed, 12, 8 * slot + k, i);
     let pick_int = |u: f64, n: u32| ((u * n as f64) as u32).min(n - 1);
     let box_size = sizes[pick_int(u(0), sizes.len() as u32) as usize];
@@ -293,7 +293,7 @@ pub fn shapes(spec: &ShapesSpec) -> Result<Dataset> {
                     .find(|&(s, c)| !is_inert(slot as usize, s, c))
                     .expect("a non-inert pair has positive probability");
                 let jt = if spec.jitter {
-                    draw_jitter(spec.seed, i, slot, (half, spec.size), &sizes)
+                    draw_jitter(spec.seed, i, slot, half, spec.size, &sizes)
                 } else {
                     Jitter::none(half, spec.size)
                 };
@@ -321,7 +321,7 @@ pub fn shapes(spec: &ShapesSpec) -> Result<Dataset> {
             let img = render_shapes(spec.size, &[object]);
             for _ in 0..n {
                 if spec.jitter {
-                    let jt = draw_jitter(spec.seed, i, 0, (spec.size, spec.size), &sizes);
+                    let jt = draw_jitter(spec.seed, i, 0, spec.size, spec.size, &sizes);
                     images.extend(render_jittered(spec.size, &[(object, jt)]));
                 } else {
                     images.extend_from_slice(&img);
