@@ -29,9 +29,10 @@
 #   fashion    a real long-tailed image set: Fashion-MNIST (28×28, ratio 100, Debian's
 #              dataset-fashion-mnist), the flow lane's three objectives under flow: does
 #              the shapes result hold on real images?
-#   plateau    ε-prediction, shapes: the control extended to 8,000 steps, a snapshot every
-#              500: where its tail stops rising (the plateau rule: under 0.01 over the last
-#              quarter). It resumes the mechanism lane's finished 2,000-step controls where
+#   plateau    ε-prediction, shapes then digits: the control extended to 8,000 steps, a
+#              snapshot every 500: where its tail stops rising (the plateau rule: under 0.01
+#              over the last quarter); not in the lanes (run it for a few seeds, SEEDS="0 1").
+#              It resumes the mechanism lane's finished 2,000-step controls where
 #              they are on this machine (a resumed run is bit for bit the run trained to the
 #              longer budget at once: the learning rate is constant after warm-up), else it
 #              trains from the start;
@@ -74,7 +75,8 @@ long=(--batch 32 --lr 3e-3 --warmup 100 --model auto --steps $((4 * STEPS))
       --checkpoint-every $((STEPS / 4)))
 shapes_data=(--dataset shapes --image-size 8 --jitter --permute-frequencies)
 shapes=("${shapes_data[@]}" "${common[@]}")
-digits=(--dataset digits --permute-frequencies "${common[@]}")
+digits_data=(--dataset digits --permute-frequencies)
+digits=("${digits_data[@]}" "${common[@]}")
 fashion=(--dataset idx --permute-frequencies "${common[@]}")
 
 # restore ROOT SEEDS...: the kept records of those seeds copied into ROOT where it has none.
@@ -188,6 +190,9 @@ case "$PHASE" in
   plateau)
     fork "$OUT/shapes-eps" "$OUT/shapes-eps-long" dual-baseline
     run "$OUT/shapes-eps-long" dual-baseline "${shapes_data[@]}" "${long[@]}" --process ddpm \
+      "${scoring[@]}"
+    fork "$OUT/digits-eps" "$OUT/digits-eps-long" dual-baseline
+    run "$OUT/digits-eps-long" dual-baseline "${digits_data[@]}" "${long[@]}" --process ddpm \
       "${scoring[@]}" ;;
   keep)
     for root in "$OUT"/*/; do keep "${root%/}"; done ;;
@@ -198,6 +203,8 @@ case "$PHASE" in
     report "$OUT/shapes-eps" "$MECHANISM,$REST" "${shapes[@]}" --process ddpm "${scoring[@]}"
     report "$OUT/digits-eps" "$MECHANISM,$REST" "${digits[@]}" --process ddpm "${scoring[@]}"
     report "$OUT/shapes-eps-long" dual-baseline "${shapes_data[@]}" "${long[@]}" --process ddpm \
+      "${scoring[@]}"
+    report "$OUT/digits-eps-long" dual-baseline "${digits_data[@]}" "${long[@]}" --process ddpm \
       "${scoring[@]}"
     report "$OUT/shapes-flow-r100" "$CORE" "${shapes[@]}" --imbalance 100 --process flow \
       "${scoring[@]}"
