@@ -12,10 +12,20 @@ the null label) on a fixed batch, timesteps and noise, computes the IMBA loss, a
                                               outputs (2B, C, H, W), [L, L_c, L_u, mean D],
                                               and every parameter's gradient ("grad.<name>")
 
+With --learn-sigma it writes instead the goldens of importing a learn_sigma = true state
+dict (the reference's default: the output layer predicts the variance's C channels after
+ε's), from a model of the same config but for that output:
+
+  tests/goldens/dit_tiny_sigma_weights.safetensors  its state dict (F32), as a PyTorch user
+                                                    saves it
+  tests/goldens/dit_tiny_sigma_io.safetensors       x_t, t, labels and the dual forward's
+                                                    output (2B, 2C, H, W): ε, then the variance
+
 Run once (outside CI) with torch and safetensors installed:
-  target/torch-venv/bin/python scripts/make_dit_goldens.py
+  target/torch-venv/bin/python scripts/make_dit_goldens.py [--learn-sigma]
 """
 
+import dataclasses
 import os
 import sys
 
@@ -51,15 +61,48 @@ def f32(t):
     return t.to(torch.float32).to(torch.float64)
 
 
-def main():
-    g = torch.Generator().manual_seed(20261123)
-    model = DiT(CFG)
+def random_model(cfg, g):
+    """The DiT of `cfg` with every weight drawn uniformly at its fan-in's scale."""
+    model = DiT(cfg)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name == "pos_embed":
                 continue
             fan = p.shape[-1] if p.dim() > 1 else p.shape[0]
             p.copy_(f32((torch.rand(p.shape, generator=g) * 2 - 1) * (3.0 / fan) ** 0.5))
+    return model
+
+
+def state_dict_f32(model):
+    return {n: p.detach().to(torch.float32).contiguous() for n, p in model.state_dict().items()}
+
+
+def golden_dir():
+    here = os.path.dirname(os.path.abspath(__file__))
+    dest = os.path.join(here, "..", "tests", "goldens")
+    os.makedirs(dest, exist_ok=True)
+    return dest
+
+
+def learn_sigma():
+    g = torch.Generator().manual_seed(20261207)
+    model = random_model(dataclasses.replace(CFG, learn_sigma=True), g)
+    x_t = f32(torch.randn(B, C, H, W, generator=g))
+    t = torch.tensor([7.0, 998.0, 301.0])
+    y = torch.tensor([1, 2, 0])
+    out = model.forward_dual(x_t, t, y)
+    dest = golden_dir()
+    save_file(state_dict_f32(model), os.path.join(dest, "dit_tiny_sigma_weights.safetensors"),
+              metadata={"format": "pt"})
+    io = {"x_t": x_t.to(torch.float32), "t": t.to(torch.float32), "labels": y.to(torch.int64),
+          "out": out.detach().to(torch.float32).contiguous()}
+    save_file(io, os.path.join(dest, "dit_tiny_sigma_io.safetensors"), metadata={"format": "pt"})
+    print(f"learn_sigma output {tuple(out.shape)} written to {os.path.normpath(dest)}")
+
+
+def main():
+    g = torch.Generator().manual_seed(20261123)
+    model = random_model(CFG, g)
     x_t = f32(torch.randn(B, C, H, W, generator=g))
     noise = f32(torch.randn(B, C, H, W, generator=g))
     t = torch.tensor([3.0, 999.0, 500.0])
@@ -69,11 +112,8 @@ def main():
     loss, lc, lu, mean_d = imba_loss(out[:B], out[B:], noise, CFG, GAMMA, LAMBDA)
     loss.backward()
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    dest = os.path.join(here, "..", "tests", "goldens")
-    os.makedirs(dest, exist_ok=True)
-    weights = {n: p.detach().to(torch.float32).contiguous() for n, p in model.state_dict().items()}
-    save_file(weights, os.path.join(dest, "dit_tiny_weights.safetensors"), metadata={"format": "pt"})
+    dest = golden_dir()
+    save_file(state_dict_f32(model), os.path.join(dest, "dit_tiny_weights.safetensors"), metadata={"format": "pt"})
     io = {
         "x_t": x_t.to(torch.float32),
         "noise": noise.to(torch.float32),
@@ -91,4 +131,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    learn_sigma() if sys.argv[1:] == ["--learn-sigma"] else main()

@@ -1,7 +1,9 @@
 """The DiT in PyTorch, for the goldens (scripts/make_dit_goldens.py) and the side-by-side
 benchmark (scripts/torch_side_by_side.py). Written from the DiT paper's definitions and the
 reference repository's module layout, so the state-dict names and shapes are the
-reference's, and configured like imba's DitConfig (learn_sigma = false, one label slot).
+reference's, and configured like imba's DitConfig (one label slot; learn_sigma = false unless
+asked, as imba's models are: learn_sigma = true is the reference's default, whose output has
+the variance's C channels after ε's, and imba imports such a state dict by its ε half).
 Everything runs in torch's default dtype (float64 for the goldens, float32 to benchmark)."""
 
 import math
@@ -24,6 +26,11 @@ class Config:
     mlp_ratio: int = 4
     num_labels: int = 1000
     label_slots: int = 1
+    learn_sigma: bool = False
+
+    @property
+    def out_channels(self):
+        return 2 * self.channels if self.learn_sigma else self.channels
 
     @property
     def tokens(self):
@@ -127,7 +134,7 @@ class FinalLayer(nn.Module):
         super().__init__()
         d = cfg.dim
         self.norm_final = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
-        self.linear = nn.Linear(d, cfg.patch * cfg.patch * cfg.channels)
+        self.linear = nn.Linear(d, cfg.patch * cfg.patch * cfg.out_channels)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
 
     def forward(self, x, c):
@@ -151,11 +158,11 @@ class DiT(nn.Module):
         self.final_layer = FinalLayer(cfg)
 
     def unpatchify(self, x):
-        """(B, N, p·p·C) in (i, j, c) order → (B, C, H, W)."""
+        """(B, N, p·p·C') in (i, j, c) order → (B, C', H, W), C' the output channels."""
         c = self.cfg
-        b, p = x.shape[0], c.patch
-        x = x.reshape(b, c.height // p, c.width // p, p, p, c.channels)
-        return torch.einsum("nhwpqc->nchpwq", x).reshape(b, c.channels, c.height, c.width)
+        b, p, oc = x.shape[0], c.patch, c.out_channels
+        x = x.reshape(b, c.height // p, c.width // p, p, p, oc)
+        return torch.einsum("nhwpqc->nchpwq", x).reshape(b, oc, c.height, c.width)
 
     def forward_dual(self, x, t, y):
         """The IMBA dual forward: patch and timestep embeddings once, then 2B rows

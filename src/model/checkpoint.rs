@@ -5,7 +5,9 @@
 //! state dict saved from PyTorch with `safetensors.torch.save_file` loads here, and a file
 //! written here loads there with `load_state_dict`.
 //!
-//! Import accepts F32, F64, F16 and BF16 tensors (converted to f32); it refuses a missing or
+//! Import accepts F32, F64, F16 and BF16 tensors (converted to f32), and a learn_sigma = true
+//! state dict (the reference's default), whose output layer predicts the variance beside ε:
+//! its ε half is taken, the rest dropped (see [`epsilon_rows`]). It refuses a missing or
 //! misshapen tensor, an unknown one, or a position embedding that is not DiT's, naming it.
 //! Export writes F32 to a temporary file and renames it over the target, so an interrupted
 //! write never leaves a truncated checkpoint behind; the file is sealed (a CRC32 of every
@@ -147,7 +149,18 @@ pub fn params_from(
     let mut flat = vec![0.0f32; layout.total];
     for (t, v) in layout.tensors.iter().zip(&views) {
         let out = &mut flat[t.offset..t.offset + t.len()];
-        to_f32(v, out).map_err(|p| Error::checkpoint(path, format!("tensor `{}`: {p}", t.name)))?;
+        let convert = |out: &mut [f32]| {
+            to_f32(v, out).map_err(|p| Error::checkpoint(path, format!("tensor `{}`: {p}", t.name)))
+        };
+        if v.shape() == t.shape.as_slice() {
+            convert(out)?;
+        } else {
+            // A learn_sigma = true output layer (the only other shape `checked_view` lets by).
+            let mut both = vec![0.0f32; 2 * t.len()];
+            convert(&mut both)?;
+            let row = t.len() / t.shape[0];
+            out.copy_from_slice(&epsilon_rows(&both, row, config.channels as usize));
+        }
         if let Some(i) = out.iter().position(|x| !x.is_finite()) {
             return Err(Error::checkpoint(
                 path,
@@ -177,19 +190,12 @@ fn checked_view<'a>(
             ),
         )
     })?;
-    if v.shape() != t.shape.as_slice() {
-        let hint = if t.name == "final_layer.linear.weight"
-            && v.shape().first() == Some(&(2 * t.shape[0]))
-        {
-            " (a learn_sigma = true checkpoint: its output has twice the channels)"
-        } else {
-            ""
-        };
+    if v.shape() != t.shape.as_slice() && !learn_sigma_shape(t, v.shape()) {
         return Err(Error::checkpoint(
             path,
             format!(
-                "tensor `{}` has shape {:?} but this config needs {:?}{hint}; check the \
-                 model size, patch, channels and label count",
+                "tensor `{}` has shape {:?} but this config needs {:?}; check the model \
+                 size, patch, channels and label count",
                 t.name,
                 v.shape(),
                 t.shape
@@ -197,6 +203,27 @@ fn checked_view<'a>(
         ));
     }
     Ok(v)
+}
+
+/// Whether `shape` is tensor `t` of a learn_sigma = true model: the output layer's weight or
+/// bias with twice the rows (ε and the variance for every channel of every patch pixel).
+fn learn_sigma_shape(t: &super::params::Tensor, shape: &[usize]) -> bool {
+    t.name.starts_with("final_layer.linear.")
+        && shape.len() == t.shape.len()
+        && shape[0] == 2 * t.shape[0]
+        && shape[1..] == t.shape[1..]
+}
+
+/// The ε half of a learn_sigma = true output layer's rows. The reference unpatchifies the
+/// output as (patch row, patch column, channel) with 2C channels, ε in the first C and the
+/// variance interpolation in the last C, so of every run of 2C rows (one patch pixel) the
+/// first C are kept; `row` values make one row (D for the weight, 1 for the bias).
+fn epsilon_rows(values: &[f32], row: usize, channels: usize) -> Vec<f32> {
+    values
+        .chunks_exact(2 * channels * row)
+        .flat_map(|pixel| &pixel[..channels * row])
+        .copied()
+        .collect()
 }
 
 /// Refuses a stored `pos_embed` that is not DiT's fixed embedding for `config`.

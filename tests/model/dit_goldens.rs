@@ -260,6 +260,61 @@ fn checkpoint_round_trip_is_exact_and_bad_files_are_refused() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A learn_sigma = true state dict (the reference's default, its output layer predicting the
+/// variance's C channels after ε's) imports by its ε half: the f64 reference's forward of
+/// the imported weights is the first C channels of PyTorch's output, not the last.
+#[test]
+fn learn_sigma_state_dicts_import_by_their_epsilon_half() {
+    let cfg = DitConfig::tiny();
+    let params = checkpoint::load(&golden("dit_tiny_sigma_weights.safetensors"), &cfg).unwrap();
+    let bytes = std::fs::read(golden("dit_tiny_sigma_io.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let t = read(&st, "t");
+    let batch = t.len();
+    let x_t: Vec<f32> = read(&st, "x_t").iter().map(|&v| v as f32).collect();
+    let mut labels: Vec<u32> = read(&st, "labels").iter().map(|&v| v as u32).collect();
+    labels.extend(std::iter::repeat_n(cfg.null_label(), batch));
+    // PyTorch's output per sample: ε's C channels, then the variance's C.
+    let image = cfg.image_len();
+    let out: Vec<f32> = read(&st, "out").iter().map(|&v| v as f32).collect();
+    assert_eq!(
+        out.len(),
+        2 * batch * 2 * image,
+        "the golden holds 2C channels"
+    );
+    let half = |k: usize| -> Vec<f64> {
+        let part: Vec<f32> = out
+            .chunks_exact(2 * image)
+            .flat_map(|sample| &sample[k * image..(k + 1) * image])
+            .copied()
+            .collect();
+        f64s(&tokens::output_tokens(
+            &part,
+            &cfg.geometry(2 * batch as u32),
+        ))
+    };
+    let layout = ParamLayout::new(&cfg);
+    let flat = f64s(&params);
+    let p = rdit::Params {
+        layout: &layout,
+        flat: &flat,
+    };
+    let patches = tokens::patchify(&x_t, &cfg.geometry(batch as u32));
+    let f = rdit::forward(
+        &cfg,
+        &p,
+        &f64s(&patches),
+        &embed::timestep_features(&t),
+        &labels,
+    );
+    let (eps, variance) = (rel(&f.out, &half(0)), rel(&f.out, &half(1)));
+    assert!(eps < 1e-6, "imported ε half vs PyTorch: {eps:.3e}");
+    assert!(
+        variance > 0.1,
+        "the variance half matched instead: {variance:.3e}"
+    );
+}
+
 /// A state dict saved in half precision (`model.to(torch.float16)` or `bfloat16`, then
 /// safetensors) loads: every weight is the stored value widened exactly, and the position
 /// embedding, rounded to the type, is accepted; one off by more than that is refused.
