@@ -11,6 +11,7 @@ pub mod optimizer;
 pub mod params;
 pub mod roofline;
 pub mod sincos;
+pub mod state_dict;
 pub mod tokens;
 
 pub use config::DitConfig;

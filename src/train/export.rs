@@ -41,11 +41,29 @@ pub struct ExportInfo<'a> {
 
 /// Writes `weights` of `model` with what `info` says, atomically and sealed.
 pub fn save(path: &Path, model: &DitConfig, info: ExportInfo, weights: &[f32]) -> Result<()> {
-    let mut meta = describe(model, info.label_names);
-    meta.insert(PROCESS.into(), info.process.name().into());
+    let mut meta = metadata(model, info.process, info.label_names);
     meta.insert(STEP.into(), info.step.to_string());
     meta.insert(STEPS.into(), info.of_steps.to_string());
     crate::model::checkpoint::save_with(path, model, weights, meta)
+}
+
+/// [`save`] for weights trained elsewhere (`imba import`): the process and the label names,
+/// no training step.
+pub fn save_imported(
+    path: &Path,
+    model: &DitConfig,
+    process: Process,
+    label_names: &[String],
+    weights: &[f32],
+) -> Result<()> {
+    let meta = metadata(model, process, label_names);
+    crate::model::checkpoint::save_with(path, model, weights, meta)
+}
+
+fn metadata(model: &DitConfig, process: Process, names: &[String]) -> BTreeMap<String, String> {
+    let mut meta = describe(model, names);
+    meta.insert(PROCESS.into(), process.name().into());
+    meta
 }
 
 /// Reads an exported model from a file.

@@ -7,6 +7,7 @@ mod common;
 mod basics;
 mod compare;
 mod failures;
+mod import;
 mod numeric_options;
 mod parallel;
 mod train;

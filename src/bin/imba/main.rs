@@ -4,6 +4,7 @@
 mod bench;
 mod compare;
 mod eval;
+mod import;
 mod info;
 mod invdiff;
 mod options;
@@ -77,6 +78,11 @@ enum Command {
     /// group loss, and evaluate r·ε_δ + (1 − r)·ε against the frozen model alone on the same
     /// seeds. Writes report.json, groups.safetensors, delta.safetensors, log.jsonl.
     Invdiff(invdiff::InvDiffArgs),
+    /// Turn a reference DiT's state dict saved in PyTorch (safetensors, facebookresearch/DiT
+    /// names; learn_sigma = true or false) into a model file that `imba sample --model`
+    /// takes: its shape is read off the tensors, the heads, process and label names are
+    /// given here. Needs no GPU.
+    Import(import::ImportArgs),
     /// Print the adapter, backend, driver, and the features and limits the kernels use; with
     /// --model, also the memory a DiT and batch need for training.
     Info(info::InfoArgs),
@@ -113,6 +119,9 @@ fn run(cli: Cli, job: &ranks::Job) -> imba::Result<()> {
             return info::list_adapters(&options);
         }
     }
+    if let Command::Import(a) = cli.command {
+        return import::run(a);
+    }
     let comm = job.comm();
     let gpu = match comm.size() {
         1 => Gpu::open(&options)?,
@@ -144,6 +153,7 @@ fn dispatch(
         Command::Eval(a) => eval::run(gpu, a),
         Command::Compare(a) => compare::run(gpu, a),
         Command::Bench(c) => bench::run(gpu, c),
+        Command::Import(_) => unreachable!("imported before a device is opened"),
     }
 }
 
