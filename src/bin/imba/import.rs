@@ -84,8 +84,10 @@ fn label_names(given: &[String], labels: u32) -> imba::Result<Vec<String>> {
     }
     if given.len() != labels as usize {
         return Err(Error::Config(format!(
-            "{} label names for a model of {labels} labels; give one per label, in order",
-            given.len()
+            "{} label names for a model of {labels} labels (its label table has {} rows, the \
+             last the null label of classifier-free guidance); give one per label, in order",
+            given.len(),
+            labels + 1
         )));
     }
     for (i, n) in given.iter().enumerate() {
