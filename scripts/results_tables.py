@@ -641,10 +641,12 @@ def table(lanes, lane, kind):
     return KINDS[kind](records)
 
 
-# Lanes that train the same runs (same data, options and seeds) under other arms: a run
-# present in both must have the same scores in both, to the last digit (training and
-# sampling are deterministic), or the pairing across lanes would be unfounded.
-REPLICATED = [("shapes-flow", "shapes-flow-mech")]
+# Lanes that train the same runs (same data, options and seeds) under other arms, or to a
+# longer budget: a point present in both (a run's step and guidance) must have the same
+# scores in both, to the last digit (training and sampling are deterministic), or the
+# pairing across lanes would be unfounded. The plateau lane's snapshot at 2,000 steps is
+# the mechanism lane's final model.
+REPLICATED = [("shapes-flow", "shapes-flow-mech"), ("shapes-eps", "shapes-eps-long")]
 
 
 def replication_errors(lanes):
