@@ -146,6 +146,21 @@ pub fn params_from(
     let views = (layout.tensors.iter())
         .map(|t| checked_view(st, path, config, prefix, t))
         .collect::<Result<Vec<_>>>()?;
+    // The output layer's weight and bias are both learn_sigma = true or both not.
+    let doubled: Vec<&str> = (layout.tensors.iter().zip(&views))
+        .filter(|(t, v)| v.shape() != t.shape.as_slice())
+        .map(|(t, _)| t.name.as_str())
+        .collect();
+    if doubled.len() == 1 {
+        return Err(Error::checkpoint(
+            path,
+            format!(
+                "tensor `{}` has the rows of a learn_sigma = true output layer and its \
+                 partner does not; the file mixes two models",
+                doubled[0]
+            ),
+        ));
+    }
     let mut flat = vec![0.0f32; layout.total];
     for (t, v) in layout.tensors.iter().zip(&views) {
         let out = &mut flat[t.offset..t.offset + t.len()];

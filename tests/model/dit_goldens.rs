@@ -313,6 +313,21 @@ fn learn_sigma_state_dicts_import_by_their_epsilon_half() {
         variance > 0.1,
         "the variance half matched instead: {variance:.3e}"
     );
+    // A learn_sigma weight beside a plain bias (two models mixed) is refused.
+    let sigma = std::fs::read(golden("dit_tiny_sigma_weights.safetensors")).unwrap();
+    let plain = std::fs::read(golden("dit_tiny_weights.safetensors")).unwrap();
+    let (sigma, plain) = (
+        SafeTensors::deserialize(&sigma).unwrap(),
+        SafeTensors::deserialize(&plain).unwrap(),
+    );
+    let bias = "final_layer.linear.bias";
+    let mut views = sigma.tensors();
+    views.retain(|(n, _)| n != bias);
+    views.push((bias.to_string(), plain.tensor(bias).unwrap()));
+    let path = std::env::temp_dir().join(format!("imba-mixed-{}.safetensors", std::process::id()));
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+    assert_error_mentions(checkpoint::load(&path, &cfg), "mixes two models");
+    std::fs::remove_file(&path).unwrap();
 }
 
 /// A state dict saved in half precision (`model.to(torch.float16)` or `bfloat16`, then
