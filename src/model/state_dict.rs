@@ -12,8 +12,11 @@ use std::path::Path;
 /// A state dict read in: its model, its flat parameters, and whether its output layer was
 /// learn_sigma = true (then its variance rows were dropped, see [`checkpoint`]).
 pub struct StateDict {
+    /// The model the tensors describe (with the heads given).
     pub model: DitConfig,
+    /// Its flat parameters in imba's layout (the ε half of a learn_sigma = true output).
     pub params: Vec<f32>,
+    /// Whether the output layer predicted the variance too (its rows were dropped).
     pub learn_sigma: bool,
 }
 
