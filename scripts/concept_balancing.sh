@@ -70,7 +70,7 @@ scoring=(--eval-per-label 32 --eval-steps 25 --eval-guidance 1.5
 # Every training option that matters is pinned (not left to the trainer's defaults).
 common=(--batch 32 --lr 3e-3 --warmup 100 --model auto --steps "$STEPS"
         --checkpoint-every $((STEPS / 4)))
-# The plateau phase's budget: four times the lanes', a snapshot at each of their quarters.
+# The plateau phase's budget: four times the lanes', with a snapshot every quarter of theirs.
 long=(--batch 32 --lr 3e-3 --warmup 100 --model auto --steps $((4 * STEPS))
       --checkpoint-every $((STEPS / 4)))
 shapes_data=(--dataset shapes --image-size 8 --jitter --permute-frequencies)
