@@ -67,12 +67,15 @@ KEPT="${KEPT:-docs/results/concepts/runs}"
 # Euler) 25 steps; snapshots at every quarter give the learning curve.
 scoring=(--eval-per-label 32 --eval-steps 25 --eval-guidance 1.5
          --guidance-sweep 1,1.25,1.75,2,2.6,3.5 --snapshots --quiet --data-per-seed)
-# Every training option that matters is pinned (not left to the trainer's defaults).
-common=(--batch 32 --lr 3e-3 --warmup 100 --model auto --steps "$STEPS"
-        --checkpoint-every $((STEPS / 4)))
-# The plateau phase's budget: four times the lanes', with a snapshot every quarter of theirs.
-long=(--batch 32 --lr 3e-3 --warmup 100 --model auto --steps $((4 * STEPS))
-      --checkpoint-every $((STEPS / 4)))
+# Every training option that matters is pinned (not left to the trainer's defaults), for a
+# budget of $1 steps with a snapshot every quarter of the lanes' budget.
+training() {
+  printf '%s\n' --batch 32 --lr 3e-3 --warmup 100 --model auto --steps "$1" \
+    --checkpoint-every $((STEPS / 4))
+}
+mapfile -t common < <(training "$STEPS")
+# The plateau phase's budget: four times the lanes'.
+mapfile -t long < <(training $((4 * STEPS)))
 shapes_data=(--dataset shapes --image-size 8 --jitter --permute-frequencies)
 shapes=("${shapes_data[@]}" "${common[@]}")
 digits_data=(--dataset digits --permute-frequencies)

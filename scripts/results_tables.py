@@ -408,6 +408,7 @@ def speed_table(records):
             lines.append(f"| {v}: Δ{name} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
+
 def plateau_table(records):
     """The control's learning curve at guidance 1.5, a row per scored step: its tail, head
     and all, and the tail's gain over the last quarter of a budget ending at that step,

@@ -114,7 +114,13 @@ pub fn load(path: &Path, config: &DitConfig) -> Result<Vec<f32>> {
 /// [`load`] of a file already in memory; `path` names it in errors.
 pub fn from_bytes(path: &Path, data: &[u8], config: &DitConfig) -> Result<Vec<f32>> {
     let (st, _) = open(path, data)?;
-    let flat = params_from(&st, path, config, "")?;
+    from_open(&st, path, config)
+}
+
+/// [`from_bytes`] of a file already [`open`]ed (its seal checked), for readers that look at
+/// its metadata or tensors first: parsed and verified once.
+pub fn from_open(st: &SafeTensors, path: &Path, config: &DitConfig) -> Result<Vec<f32>> {
+    let flat = params_from(st, path, config, "")?;
     let layout = ParamLayout::new(config);
     let known: Vec<&str> = layout.tensors.iter().map(|t| t.name.as_str()).collect();
     let extra: Vec<&str> = st
@@ -128,7 +134,7 @@ pub fn from_bytes(path: &Path, data: &[u8], config: &DitConfig) -> Result<Vec<f3
             format!("unknown tensors {extra:?}; is this a checkpoint of another model?"),
         ));
     }
-    check_pos_embed(&st, path, config)?;
+    check_pos_embed(st, path, config)?;
     Ok(flat)
 }
 

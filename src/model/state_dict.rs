@@ -33,7 +33,8 @@ pub fn read(path: &Path, data: &[u8], heads: u32) -> Result<StateDict> {
         ));
     }
     let model = model_of(&st, path, heads)?;
-    let params = checkpoint::from_bytes(path, data, &model)?;
+    let params = checkpoint::from_open(&st, path, &model)?;
+    // The import has checked the output layer's shape: one row per output, or two.
     let out_rows = shape(&st, path, "final_layer.linear.weight")?[0];
     let learn_sigma = out_rows == 2 * (model.patch * model.patch * model.channels) as usize;
     Ok(StateDict {
@@ -64,8 +65,10 @@ pub fn model_of(st: &SafeTensors, path: &Path, heads: u32) -> Result<DitConfig> 
             format!("pos_embed has shape {pos:?}, not (1, N, D) for a square grid of N patches"),
         ));
     }
-    let table = shape(st, path, "y_embedder.embedding_table.weight")?;
-    if table[0] < 2 {
+    // Rows of a tensor, 0 for a scalar (a hostile file's): refused below, never indexed.
+    let rows = |name| shape(st, path, name).map(|s| s.first().copied().unwrap_or(0));
+    let table = rows("y_embedder.embedding_table.weight")?;
+    if table < 2 {
         return Err(bad(
             path,
             "the label table has fewer than 2 rows: a model needs a label and the null label \
@@ -76,8 +79,8 @@ pub fn model_of(st: &SafeTensors, path: &Path, heads: u32) -> Result<DitConfig> 
     let depth = (0..)
         .take_while(|i| st.tensor(&format!("blocks.{i}.attn.qkv.weight")).is_ok())
         .count();
-    let hidden = shape(st, path, "blocks.0.mlp.fc1.weight")?[0];
-    if dim == 0 || !hidden.is_multiple_of(dim) {
+    let hidden = rows("blocks.0.mlp.fc1.weight")?;
+    if dim == 0 || hidden == 0 || !hidden.is_multiple_of(dim) {
         return Err(bad(
             path,
             format!("fc1 has {hidden} rows, not a multiple of D = {dim}"),
@@ -92,7 +95,7 @@ pub fn model_of(st: &SafeTensors, path: &Path, heads: u32) -> Result<DitConfig> 
         depth: number(path, "the depth", depth)?,
         heads,
         mlp_ratio: number(path, "the MLP ratio", hidden / dim)?,
-        num_labels: number(path, "the labels", table[0] - 1)?,
+        num_labels: number(path, "the labels", table - 1)?,
         label_slots: 1,
     };
     model

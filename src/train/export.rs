@@ -81,7 +81,7 @@ pub fn load(path: &Path) -> Result<Exported> {
 /// Reads an exported model from memory; `path` names it in errors. A model exported before
 /// its metadata named the process (or a state dict saved by PyTorch) is refused by name.
 pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Exported> {
-    let (_, md) = crate::model::checkpoint::open(path, bytes)?;
+    let (st, md) = crate::model::checkpoint::open(path, bytes)?;
     if md.contains_key("imba.kind") {
         return Err(Error::checkpoint(
             path,
@@ -106,7 +106,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Exported> {
     })?;
     let model = model_of(path, &md)?;
     let label_names = label_names_of(path, &md, &model)?;
-    let weights = crate::model::checkpoint::from_bytes(path, bytes, &model)?;
+    let weights = crate::model::checkpoint::from_open(&st, path, &model)?;
     let number = |key: &str| -> Result<Option<u32>> {
         md.get(key)
             .map(|v| v.parse())

@@ -112,6 +112,20 @@ fn bad_imports_are_refused_and_write_nothing() {
         assert!(!ok && said.contains(why), "{args:?}: {said}");
         assert!(!out.exists(), "{args:?} wrote {o}");
     }
+    // A label table stored as a scalar (a hostile file) is refused, not indexed.
+    let bytes = std::fs::read(&plain).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let table = "y_embedder.embedding_table.weight";
+    let one = 1.0f32.to_le_bytes();
+    let scalar = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![], &one);
+    let mut views = st.tensors();
+    views.retain(|(n, _)| n != table);
+    views.push((table.to_string(), scalar.unwrap()));
+    let odd = dir.join("scalar-table.safetensors");
+    std::fs::write(&odd, safetensors::serialize(views, None).unwrap()).unwrap();
+    let (ok, said) = imba(&["import", odd.to_str().unwrap(), "--heads", "2", "--out", o]);
+    assert!(!ok && said.contains("fewer than 2 rows"), "{said}");
+    assert!(!out.exists());
     // An existing file is never overwritten; an imba model is not imported again.
     let (ok, said) = imba(&["import", p, "--heads", "2", "--out", o]);
     assert!(ok, "{said}");
